@@ -1,0 +1,14 @@
+//! `ringcache-client`: the pieces every ringcache program shares.
+//!
+//! - [`protocol`]: memcached text and meta protocol requests and responses, parsed and encoded in
+//!   both directions, plus a `tokio-util` codec for each side of a connection.
+//! - [`ring`]: the virtual-node hash ring that places keys on nodes (xxh3 and ketama).
+//!
+//! The node, the proxy and the benchmark all use this crate so that there is one parser and one
+//! placement in the whole project.
+
+pub mod error;
+pub mod protocol;
+pub mod ring;
+
+pub use error::Error;

@@ -1,0 +1,1 @@
+//! memcached protocol (being built).

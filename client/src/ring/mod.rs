@@ -1,0 +1,1 @@
+//! The virtual-node hash ring (being built).

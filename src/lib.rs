@@ -1,0 +1,9 @@
+//! `ringcache`: the node server, the proxy, configuration, metrics and the command line.
+//!
+//! The wire protocol and the hash ring live in the `ringcache-client` crate so that every program
+//! shares one parser and one placement; this crate holds what runs as a server.
+
+pub mod error;
+pub mod node;
+
+pub use error::Error;

@@ -1,0 +1,3 @@
+//! The `ringcache` binary: subcommands `node`, `proxy`, `local` and `ring`.
+
+fn main() {}

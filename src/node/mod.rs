@@ -1,0 +1,4 @@
+//! `ringcache node`: one memcached-compatible cache server.
+
+pub mod clock;
+pub mod store;
