@@ -1,1 +1,52 @@
-//! memcached protocol (being built).
+//! memcached's text and meta protocols, as memcached 1.6 speaks them.
+//!
+//! One parser and one encoder for both directions, shared by the node (which parses requests and
+//! encodes responses), the proxy (which does both on each side) and the client and bench (which
+//! encode requests and parse responses):
+//!
+//! - [`request`]: the [`Request`] type and its encoder.
+//! - [`parse`]: the request parser, byte-for-byte faithful to memcached's tokenizer and error replies.
+//! - [`meta`]: meta-command flags (`mg`/`ms`/`md`/`ma`), parsed and validated.
+//! - [`response`]: the [`Response`] type, its encoder and its parser.
+//! - [`codec`]: `tokio-util` codecs for the server side and the client side of a connection.
+//! - [`fault`]: recoverable request faults and the exact error line memcached answers with.
+
+pub mod codec;
+pub mod fault;
+pub mod meta;
+pub mod number;
+pub mod parse;
+pub mod request;
+pub mod response;
+
+pub use codec::{ClientCodec, ServerCodec};
+pub use fault::Fault;
+pub use meta::{MetaCmd, MetaFlags, MetaRequest};
+pub use request::{ArithCmd, GetCmd, Request, StoreCmd};
+pub use response::{MetaResponse, MetaStatus, Response, Value};
+
+/// Longest key memcached accepts (`KEY_MAX_LENGTH`).
+pub const MAX_KEY_LEN: usize = 250;
+
+/// A request line without `\n` in this many bytes closes the connection, unless it is a `get`/`gets`
+/// (memcached's rule: only multi-gets may have long lines).
+pub const MAX_LINE_LEN: usize = 2048;
+
+/// Upper bound on a `get`/`gets` line. memcached grows its buffer without limit for long multi-gets;
+/// we cap it so one connection cannot take unbounded memory (4 000 keys of 250 bytes fit).
+pub const MAX_GET_LINE_LEN: usize = 1024 * 1024;
+
+/// Longest opaque token (`O...`, including the `O`) memcached accepts.
+pub const MAX_OPAQUE_LEN: usize = 32;
+
+/// Relative exptimes up to this many seconds (30 days) are offsets; larger ones are Unix times.
+pub const REALTIME_MAXDELTA: i64 = 60 * 60 * 24 * 30;
+
+/// Is `key` acceptable as a memcached key: 1..=250 bytes and no space or control byte.
+///
+/// memcached itself only splits on spaces; ringcache also refuses control bytes (`\0`..`\x1f`,
+/// `\x7f`), which no client library sends on purpose and which break line-oriented tooling.
+#[inline]
+pub fn valid_key(key: &[u8]) -> bool {
+    !key.is_empty() && key.len() <= MAX_KEY_LEN && key.iter().all(|&b| b > b' ' && b != 0x7f)
+}

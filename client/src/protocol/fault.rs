@@ -1,0 +1,60 @@
+//! Recoverable request faults: what memcached answers when a request is bad but the connection
+//! stays usable.
+//!
+//! Following tokio-util's codec contract, a bad request is an *item* (`Err(Fault)` inside the
+//! decoded stream), not a stream error: the connection answers the exact memcached line and goes
+//! on. Only a fault that desynchronises the stream (an over-long line) is a stream error.
+
+use bytes::Bytes;
+
+/// A request the parser refused, with the exact line memcached would answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// The reply line, without `\r\n`, byte-exact as memcached 1.6 sends it.
+    pub message: &'static str,
+    /// The request asked for `noreply`: memcached then sends nothing, even for an error.
+    pub noreply: bool,
+    /// A key whose current item must be dropped: memcached unlinks the old item when a `set`
+    /// (or `ms`) fails because the new value is too large, so no stale value survives it.
+    pub unlink: Option<Bytes>,
+}
+
+impl Fault {
+    /// `ERROR`: unknown command or wrong number of tokens.
+    pub const ERROR: &'static str = "ERROR";
+    /// The generic malformed-request error.
+    pub const BAD_FORMAT: &'static str = "CLIENT_ERROR bad command line format";
+    /// A data block not followed by `\r\n`.
+    pub const BAD_CHUNK: &'static str = "CLIENT_ERROR bad data chunk";
+    /// A value larger than the item size limit (its data block is swallowed).
+    pub const TOO_LARGE: &'static str = "SERVER_ERROR object too large for cache";
+
+    /// A fault that is always answered.
+    pub const fn new(message: &'static str) -> Fault {
+        Fault {
+            message,
+            noreply: false,
+            unlink: None,
+        }
+    }
+
+    /// A fault answered only when the request did not say `noreply`.
+    pub const fn with_noreply(message: &'static str, noreply: bool) -> Fault {
+        Fault {
+            message,
+            noreply,
+            unlink: None,
+        }
+    }
+
+    /// A short, low-cardinality label for metrics (`protocol errors by kind`).
+    pub fn kind(&self) -> &'static str {
+        match self.message {
+            Fault::ERROR => "unknown_command",
+            Fault::BAD_CHUNK => "bad_data_chunk",
+            Fault::TOO_LARGE => "too_large",
+            m if m.starts_with("CLIENT_ERROR") => "bad_format",
+            _ => "other",
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Meta commands (`mg`, `ms`, `md`, `ma`): their flags, parsed and validated as memcached does.
+//!
+//! A meta request keeps two views of its flags: [`MetaFlags`], the typed values the server acts
+//! on, and `raw`, the flag tokens exactly as sent. Return flags are echoed in the order the client
+//! gave them, so the server walks `raw` when it builds the reply; a router forwards `raw` as is.
+
+use std::ops::Range;
+
+use base64::Engine as _;
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::fault::Fault;
+use super::number::{parse_i32, parse_u32, parse_u64, put_i64, put_u64};
+use super::MAX_OPAQUE_LEN;
+
+/// The four meta verbs that take flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetaCmd {
+    Get,
+    Set,
+    Delete,
+    Arith,
+}
+
+impl MetaCmd {
+    /// The verb as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetaCmd::Get => "mg",
+            MetaCmd::Set => "ms",
+            MetaCmd::Delete => "md",
+            MetaCmd::Arith => "ma",
+        }
+    }
+}
+
+/// The typed meaning of a meta request's flags. Numeric flags are `Some` when present.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetaFlags {
+    /// `b`: the key on the wire is base64; [`MetaRequest::key`] holds the decoded bytes.
+    pub base64: bool,
+    /// `q`: hide the nominal reply (`EN` for mg, `HD` for ms/md/ma).
+    pub quiet: bool,
+    /// `v`: return the value (mg, ma).
+    pub value: bool,
+    /// `u`: don't bump the item in the LRU.
+    pub no_bump: bool,
+    /// `I`: invalidate — mark stale instead of deleting (md), or store as stale if the CAS is older (ms).
+    pub invalidate: bool,
+    /// `x`: remove the value but keep the item (md).
+    pub remove_value: bool,
+    /// `c`, `f`, `h`, `k`, `l`, `s`, `t`: return CAS, client flags, hit-before, key, last access,
+    /// size, TTL.
+    pub ret_cas: bool,
+    pub ret_flags: bool,
+    pub ret_hit: bool,
+    pub ret_key: bool,
+    pub ret_last_access: bool,
+    pub ret_size: bool,
+    pub ret_ttl: bool,
+    /// `O<token>`: opaque, echoed back (stored without the leading `O`).
+    pub opaque: Option<Bytes>,
+    /// `N<ttl>`: vivify on miss with this TTL.
+    pub vivify: Option<i64>,
+    /// `R<ttl>`: win the recache token if the remaining TTL is below this.
+    pub recache: Option<i64>,
+    /// `T<ttl>`: update the TTL.
+    pub ttl: Option<i64>,
+    /// `C<cas>`: compare CAS.
+    pub compare_cas: Option<u64>,
+    /// `E<cas>`: use this as the item's new CAS.
+    pub new_cas: Option<u64>,
+    /// `F<flags>`: client flags (ms).
+    pub client_flags: Option<u32>,
+    /// `M<mode>`: ms mode (E A P R S) or ma mode (I + D -).
+    pub mode: Option<u8>,
+    /// `D<delta>`: ma delta (default 1).
+    pub delta: Option<u64>,
+    /// `J<initial>`: ma initial value on vivify.
+    pub initial: Option<u64>,
+}
+
+/// One `mg`/`ms`/`md`/`ma` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaRequest {
+    pub cmd: MetaCmd,
+    /// The key as stored (base64-decoded when the `b` flag was given).
+    pub key: Bytes,
+    pub flags: MetaFlags,
+    /// The flag tokens as sent, space separated, in order (without key and `ms` data length).
+    pub raw: Bytes,
+    /// The data block of `ms`.
+    pub value: Option<Bytes>,
+}
+
+impl MetaRequest {
+    /// Builds a request from typed flags, rendering the wire flags in a canonical order.
+    pub fn new(cmd: MetaCmd, key: Bytes, flags: MetaFlags, value: Option<Bytes>) -> MetaRequest {
+        let raw = flags.render();
+        MetaRequest {
+            cmd,
+            key,
+            flags,
+            raw,
+            value,
+        }
+    }
+
+    /// The flag tokens as sent, in order, each as `(flag byte, token after the flag)`.
+    pub fn tokens(&self) -> impl Iterator<Item = (u8, &[u8])> {
+        self.raw
+            .split(|&b| b == b' ')
+            .filter(|t| !t.is_empty())
+            .map(|t| (t[0], &t[1..]))
+    }
+
+    /// The key as it goes on the wire: base64 again when the client sent it so.
+    pub fn wire_key(&self, buf: &mut BytesMut) {
+        put_key(buf, &self.key, self.flags.base64);
+    }
+
+    /// Appends the request's wire form to `buf`.
+    pub fn encode(&self, buf: &mut BytesMut) {
+        buf.put_slice(self.cmd.as_str().as_bytes());
+        buf.put_u8(b' ');
+        self.wire_key(buf);
+        if self.cmd == MetaCmd::Set {
+            buf.put_u8(b' ');
+            put_u64(buf, self.value.as_ref().map_or(0, |v| v.len()) as u64);
+        }
+        if !self.raw.is_empty() {
+            buf.put_u8(b' ');
+            buf.put_slice(&self.raw);
+        }
+        buf.put_slice(b"\r\n");
+        if self.cmd == MetaCmd::Set {
+            if let Some(v) = &self.value {
+                buf.put_slice(v);
+            }
+            buf.put_slice(b"\r\n");
+        }
+    }
+}
+
+/// Appends `key` to `buf`, base64-encoded when `binary`.
+pub fn put_key(buf: &mut BytesMut, key: &[u8], binary: bool) {
+    if binary {
+        let enc = base64::engine::general_purpose::STANDARD.encode(key);
+        buf.put_slice(enc.as_bytes());
+    } else {
+        buf.put_slice(key);
+    }
+}
+
+/// Decodes a base64 key as memcached's `b` flag does; `None` when it is not valid base64.
+pub fn decode_key(key: &[u8]) -> Option<Bytes> {
+    let out = base64::engine::general_purpose::STANDARD.decode(key).ok()?;
+    (!out.is_empty()).then(|| Bytes::from(out))
+}
+
+impl MetaFlags {
+    /// Renders the flags as wire tokens in a fixed order (used for requests we build ourselves).
+    pub fn render(&self) -> Bytes {
+        let mut b = BytesMut::new();
+        let tok = |b: &mut BytesMut, c: u8| {
+            if !b.is_empty() {
+                b.put_u8(b' ');
+            }
+            b.put_u8(c);
+        };
+        for (on, c) in [
+            (self.base64, b'b'),
+            (self.ret_cas, b'c'),
+            (self.ret_flags, b'f'),
+            (self.ret_hit, b'h'),
+            (self.ret_key, b'k'),
+            (self.ret_last_access, b'l'),
+            (self.ret_size, b's'),
+            (self.ret_ttl, b't'),
+            (self.value, b'v'),
+            (self.no_bump, b'u'),
+            (self.quiet, b'q'),
+            (self.invalidate, b'I'),
+            (self.remove_value, b'x'),
+        ] {
+            if on {
+                tok(&mut b, c);
+            }
+        }
+        for (v, c) in [(self.vivify, b'N'), (self.recache, b'R'), (self.ttl, b'T')] {
+            if let Some(v) = v {
+                tok(&mut b, c);
+                put_i64(&mut b, v);
+            }
+        }
+        for (v, c) in [
+            (self.compare_cas, b'C'),
+            (self.new_cas, b'E'),
+            (self.client_flags.map(u64::from), b'F'),
+            (self.delta, b'D'),
+            (self.initial, b'J'),
+        ] {
+            if let Some(v) = v {
+                tok(&mut b, c);
+                put_u64(&mut b, v);
+            }
+        }
+        if let Some(m) = self.mode {
+            tok(&mut b, b'M');
+            b.put_u8(m);
+        }
+        if let Some(o) = &self.opaque {
+            tok(&mut b, b'O');
+            b.put_slice(o);
+        }
+        b.freeze()
+    }
+}
+
+/// Which error message a flag problem turns into: `md` and `ma` answer one generic line for any
+/// flag problem, `mg` and `ms` say what was wrong.
+fn flag_fault(cmd: MetaCmd, specific: &'static str) -> Fault {
+    match cmd {
+        MetaCmd::Delete | MetaCmd::Arith => Fault::new("CLIENT_ERROR invalid or duplicate flag"),
+        _ => Fault::new(specific),
+    }
+}
+
+/// Parses the flag tokens of a meta request (memcached's `_meta_flag_preparse`), decoding the key
+/// when `b` is present. `key` is the key token as sent. Returns the typed flags and the real key.
+///
+/// `frame` holds the request line and `tokens` are the byte ranges of the flag tokens within it.
+pub fn parse_flags(
+    cmd: MetaCmd,
+    key: &Bytes,
+    frame: &Bytes,
+    tokens: &[Range<usize>],
+) -> Result<(MetaFlags, Bytes), Fault> {
+    let mut f = MetaFlags::default();
+    let mut seen = [false; 128];
+    // memcached keeps scanning after a bad numeric token and reports the last such problem.
+    let mut late: Option<&'static str> = None;
+    let mut opaque_too_long = false;
+    let mut real_key = key.clone();
+    for r in tokens {
+        let t = &frame[r.clone()];
+        let c = t[0];
+        if c >= 127 || seen[c as usize] {
+            return Err(flag_fault(cmd, "CLIENT_ERROR duplicate flag"));
+        }
+        seen[c as usize] = true;
+        let arg = &t[1..];
+        let bad_token = "CLIENT_ERROR bad token in command line format";
+        match c {
+            b'b' => match decode_key(key) {
+                Some(k) => {
+                    real_key = k;
+                    f.base64 = true;
+                }
+                None => late = Some("CLIENT_ERROR error decoding key"),
+            },
+            b'N' => match parse_i32(arg) {
+                Some(v) => f.vivify = Some(v),
+                None => late = Some(bad_token),
+            },
+            b'T' => match parse_i32(arg) {
+                Some(v) => f.ttl = Some(v),
+                None => late = Some(bad_token),
+            },
+            b'R' => match parse_i32(arg) {
+                Some(v) => f.recache = Some(v),
+                None => late = Some(bad_token),
+            },
+            b'C' => match parse_u64(arg) {
+                Some(v) => f.compare_cas = Some(v),
+                None => late = Some(bad_token),
+            },
+            b'E' => match parse_u64(arg) {
+                Some(v) => f.new_cas = Some(v),
+                None => late = Some(bad_token),
+            },
+            b'F' => match parse_u32(arg) {
+                Some(v) => f.client_flags = Some(v),
+                None => late = Some(bad_token),
+            },
+            b'M' => {
+                if t.len() != 2 {
+                    late = Some("CLIENT_ERROR incorrect length for M token");
+                } else {
+                    f.mode = Some(arg[0]);
+                }
+            }
+            b'J' => match parse_u64(arg) {
+                Some(v) => f.initial = Some(v),
+                None => late = Some("CLIENT_ERROR invalid numeric initial value"),
+            },
+            b'D' => match parse_u64(arg) {
+                Some(v) => f.delta = Some(v),
+                None => late = Some("CLIENT_ERROR invalid numeric delta value"),
+            },
+            b'O' => {
+                // Checked after the other flags, as memcached does when it echoes the opaque.
+                opaque_too_long = t.len() > MAX_OPAQUE_LEN;
+                f.opaque = Some(frame.slice(r.start + 1..r.end));
+            }
+            b'P' | b'L' => {}
+            b'k' => f.ret_key = true,
+            b's' => f.ret_size = true,
+            b't' => f.ret_ttl = true,
+            b'c' => f.ret_cas = true,
+            b'f' => f.ret_flags = true,
+            b'l' => f.ret_last_access = true,
+            b'h' => f.ret_hit = true,
+            b'v' => f.value = true,
+            b'u' => f.no_bump = true,
+            b'q' => f.quiet = true,
+            b'I' => f.invalidate = true,
+            b'x' => f.remove_value = true,
+            _ => return Err(flag_fault(cmd, "CLIENT_ERROR invalid flag")),
+        }
+    }
+    if let Some(msg) = late {
+        return Err(flag_fault(cmd, msg));
+    }
+    if opaque_too_long {
+        return Err(Fault::new("CLIENT_ERROR opaque token too long"));
+    }
+    Ok((f, real_key))
+}

@@ -1,0 +1,320 @@
+//! The [`Request`] type: every command the node understands, and its wire encoding.
+//!
+//! Keys and values are `Bytes` slices of the frame they were parsed from, so parsing copies
+//! nothing; whoever keeps them beyond the request (the store) copies them into their own
+//! allocation so a small key never pins a large read buffer.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::meta::MetaRequest;
+use super::number::{put_i64, put_u64};
+
+/// The storage verbs of the classic protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoreCmd {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+    Cas,
+}
+
+impl StoreCmd {
+    /// The verb as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreCmd::Set => "set",
+            StoreCmd::Add => "add",
+            StoreCmd::Replace => "replace",
+            StoreCmd::Append => "append",
+            StoreCmd::Prepend => "prepend",
+            StoreCmd::Cas => "cas",
+        }
+    }
+}
+
+/// The retrieval verbs: with or without CAS, with or without a TTL update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GetCmd {
+    Get,
+    Gets,
+    Gat,
+    Gats,
+}
+
+impl GetCmd {
+    /// The verb as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GetCmd::Get => "get",
+            GetCmd::Gets => "gets",
+            GetCmd::Gat => "gat",
+            GetCmd::Gats => "gats",
+        }
+    }
+
+    /// Whether `VALUE` lines carry the CAS unique.
+    pub fn returns_cas(self) -> bool {
+        matches!(self, GetCmd::Gets | GetCmd::Gats)
+    }
+}
+
+/// `incr` or `decr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ArithCmd {
+    Incr,
+    Decr,
+}
+
+impl ArithCmd {
+    /// The verb as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArithCmd::Incr => "incr",
+            ArithCmd::Decr => "decr",
+        }
+    }
+}
+
+/// One parsed request. Exptimes are kept exactly as the client sent them (memcached's rules for
+/// relative, absolute and negative values are applied by whoever stores the item).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// `get`/`gets <key>*` and `gat`/`gats <exptime> <key>*`.
+    Get {
+        cmd: GetCmd,
+        /// Only for `gat`/`gats`.
+        exptime: Option<i64>,
+        keys: Vec<Bytes>,
+    },
+    /// `set`/`add`/`replace`/`append`/`prepend`/`cas` with their data block.
+    Store {
+        cmd: StoreCmd,
+        key: Bytes,
+        flags: u32,
+        exptime: i64,
+        /// The compare value of `cas`; 0 for the other verbs.
+        cas: u64,
+        value: Bytes,
+        noreply: bool,
+    },
+    /// `delete <key> [0] [noreply]`.
+    Delete { key: Bytes, noreply: bool },
+    /// `incr`/`decr <key> <delta> [noreply]`.
+    Arith {
+        cmd: ArithCmd,
+        key: Bytes,
+        delta: u64,
+        noreply: bool,
+    },
+    /// `touch <key> <exptime> [noreply]`.
+    Touch {
+        key: Bytes,
+        exptime: i64,
+        noreply: bool,
+    },
+    /// `flush_all [delay] [noreply]`.
+    FlushAll { delay: i64, noreply: bool },
+    /// `version`.
+    Version,
+    /// `verbosity <level> [noreply]`.
+    Verbosity { level: u32, noreply: bool },
+    /// `stats [group]`: `None` for general stats, else the sub-command (`settings`, `items`, ...).
+    Stats { group: Option<Bytes> },
+    /// `quit`.
+    Quit,
+    /// `shutdown [graceful]`; the argument is kept as sent (the server says which are valid,
+    /// after checking whether shutdown is enabled at all, as memcached does).
+    Shutdown { arg: Option<Bytes> },
+    /// `cache_memlimit <megabytes> [noreply]`.
+    CacheMemlimit { megabytes: u32, noreply: bool },
+    /// `lru_crawler metadump <all|classes>`.
+    Metadump { arg: Bytes },
+    /// Any other `lru_crawler` sub-command (`crawl`, `tocrawl`, `sleep`, `enable`, `disable`).
+    LruCrawler { args: Vec<Bytes> },
+    /// `mn`: the meta no-op, answered `MN`; used to mark the end of a quiet pipeline.
+    MetaNoop,
+    /// `me <key> [b]`: meta debug.
+    MetaDebug { key: Bytes, base64: bool },
+    /// `mg`/`ms`/`md`/`ma`.
+    Meta(MetaRequest),
+}
+
+impl Request {
+    /// A short, static name of the verb, for metrics labels and logs.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Request::Get { cmd, .. } => cmd.as_str(),
+            Request::Store { cmd, .. } => cmd.as_str(),
+            Request::Delete { .. } => "delete",
+            Request::Arith { cmd, .. } => cmd.as_str(),
+            Request::Touch { .. } => "touch",
+            Request::FlushAll { .. } => "flush_all",
+            Request::Version => "version",
+            Request::Verbosity { .. } => "verbosity",
+            Request::Stats { .. } => "stats",
+            Request::Quit => "quit",
+            Request::Shutdown { .. } => "shutdown",
+            Request::CacheMemlimit { .. } => "cache_memlimit",
+            Request::Metadump { .. } | Request::LruCrawler { .. } => "lru_crawler",
+            Request::MetaNoop => "mn",
+            Request::MetaDebug { .. } => "me",
+            Request::Meta(m) => m.cmd.as_str(),
+        }
+    }
+
+    /// Whether the client asked not to be answered (classic `noreply`; meta `q` is different:
+    /// it hides only nominal answers, see [`MetaRequest`]).
+    pub fn noreply(&self) -> bool {
+        match self {
+            Request::Store { noreply, .. }
+            | Request::Delete { noreply, .. }
+            | Request::Arith { noreply, .. }
+            | Request::Touch { noreply, .. }
+            | Request::FlushAll { noreply, .. }
+            | Request::Verbosity { noreply, .. }
+            | Request::CacheMemlimit { noreply, .. } => *noreply,
+            _ => false,
+        }
+    }
+
+    /// Appends the request's wire form (line, and data block where there is one) to `buf`.
+    pub fn encode(&self, buf: &mut BytesMut) {
+        fn noreply(buf: &mut BytesMut, on: bool) {
+            if on {
+                buf.put_slice(b" noreply");
+            }
+        }
+        match self {
+            Request::Get { cmd, exptime, keys } => {
+                buf.put_slice(cmd.as_str().as_bytes());
+                if let Some(e) = exptime {
+                    buf.put_u8(b' ');
+                    put_i64(buf, *e);
+                }
+                for k in keys {
+                    buf.put_u8(b' ');
+                    buf.put_slice(k);
+                }
+            }
+            Request::Store {
+                cmd,
+                key,
+                flags,
+                exptime,
+                cas,
+                value,
+                noreply: nr,
+            } => {
+                buf.reserve(key.len() + value.len() + 64);
+                buf.put_slice(cmd.as_str().as_bytes());
+                buf.put_u8(b' ');
+                buf.put_slice(key);
+                buf.put_u8(b' ');
+                put_u64(buf, u64::from(*flags));
+                buf.put_u8(b' ');
+                put_i64(buf, *exptime);
+                buf.put_u8(b' ');
+                put_u64(buf, value.len() as u64);
+                if *cmd == StoreCmd::Cas {
+                    buf.put_u8(b' ');
+                    put_u64(buf, *cas);
+                }
+                noreply(buf, *nr);
+                buf.put_slice(b"\r\n");
+                buf.put_slice(value);
+            }
+            Request::Delete { key, noreply: nr } => {
+                buf.put_slice(b"delete ");
+                buf.put_slice(key);
+                noreply(buf, *nr);
+            }
+            Request::Arith {
+                cmd,
+                key,
+                delta,
+                noreply: nr,
+            } => {
+                buf.put_slice(cmd.as_str().as_bytes());
+                buf.put_u8(b' ');
+                buf.put_slice(key);
+                buf.put_u8(b' ');
+                put_u64(buf, *delta);
+                noreply(buf, *nr);
+            }
+            Request::Touch {
+                key,
+                exptime,
+                noreply: nr,
+            } => {
+                buf.put_slice(b"touch ");
+                buf.put_slice(key);
+                buf.put_u8(b' ');
+                put_i64(buf, *exptime);
+                noreply(buf, *nr);
+            }
+            Request::FlushAll { delay, noreply: nr } => {
+                buf.put_slice(b"flush_all");
+                if *delay != 0 {
+                    buf.put_u8(b' ');
+                    put_i64(buf, *delay);
+                }
+                noreply(buf, *nr);
+            }
+            Request::Version => buf.put_slice(b"version"),
+            Request::Verbosity { level, noreply: nr } => {
+                buf.put_slice(b"verbosity ");
+                put_u64(buf, u64::from(*level));
+                noreply(buf, *nr);
+            }
+            Request::Stats { group } => {
+                buf.put_slice(b"stats");
+                if let Some(g) = group {
+                    buf.put_u8(b' ');
+                    buf.put_slice(g);
+                }
+            }
+            Request::Quit => buf.put_slice(b"quit"),
+            Request::Shutdown { arg } => {
+                buf.put_slice(b"shutdown");
+                if let Some(a) = arg {
+                    buf.put_u8(b' ');
+                    buf.put_slice(a);
+                }
+            }
+            Request::CacheMemlimit {
+                megabytes,
+                noreply: nr,
+            } => {
+                buf.put_slice(b"cache_memlimit ");
+                put_u64(buf, u64::from(*megabytes));
+                noreply(buf, *nr);
+            }
+            Request::Metadump { arg } => {
+                buf.put_slice(b"lru_crawler metadump ");
+                buf.put_slice(arg);
+            }
+            Request::LruCrawler { args } => {
+                buf.put_slice(b"lru_crawler");
+                for a in args {
+                    buf.put_u8(b' ');
+                    buf.put_slice(a);
+                }
+            }
+            Request::MetaNoop => buf.put_slice(b"mn"),
+            Request::MetaDebug { key, base64 } => {
+                buf.put_slice(b"me ");
+                buf.put_slice(key);
+                if *base64 {
+                    buf.put_slice(b" b");
+                }
+            }
+            Request::Meta(m) => {
+                m.encode(buf);
+                return;
+            }
+        }
+        buf.put_slice(b"\r\n");
+    }
+}

@@ -1,0 +1,451 @@
+//! The [`Response`] type: every reply a memcached server sends, its encoder and its parser.
+//!
+//! Replies are self-describing on the wire (a `VALUE` list ends with `END`, a meta reply starts
+//! with its two-letter status), so the parser needs no knowledge of the request that caused them;
+//! a pipelined connection still matches them to requests by order.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::number::{parse_u32, parse_u64, put_u64};
+use crate::error::Error;
+
+/// Longest reply line accepted from a server before the connection is judged out of sync.
+const MAX_RESPONSE_LINE: usize = 64 * 1024;
+
+/// One item of a `get`-family reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Value {
+    pub key: Bytes,
+    pub flags: u32,
+    /// Present for `gets`/`gats`.
+    pub cas: Option<u64>,
+    pub data: Bytes,
+}
+
+/// The status code of a meta reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetaStatus {
+    /// `VA <size>`: a value follows.
+    Va,
+    /// `HD`: success, no value.
+    Hd,
+    /// `EN`: miss.
+    En,
+    /// `NF`: not found.
+    Nf,
+    /// `NS`: not stored.
+    Ns,
+    /// `EX`: CAS mismatch.
+    Ex,
+    /// `MN`: the no-op's answer.
+    Mn,
+    /// `ME`: the debug command's answer.
+    Me,
+}
+
+impl MetaStatus {
+    /// The two-letter code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetaStatus::Va => "VA",
+            MetaStatus::Hd => "HD",
+            MetaStatus::En => "EN",
+            MetaStatus::Nf => "NF",
+            MetaStatus::Ns => "NS",
+            MetaStatus::Ex => "EX",
+            MetaStatus::Mn => "MN",
+            MetaStatus::Me => "ME",
+        }
+    }
+
+    fn from_code(code: &[u8]) -> Option<MetaStatus> {
+        Some(match code {
+            b"VA" => MetaStatus::Va,
+            b"HD" => MetaStatus::Hd,
+            b"EN" => MetaStatus::En,
+            b"NF" => MetaStatus::Nf,
+            b"NS" => MetaStatus::Ns,
+            b"EX" => MetaStatus::Ex,
+            b"MN" => MetaStatus::Mn,
+            b"ME" => MetaStatus::Me,
+            _ => return None,
+        })
+    }
+}
+
+/// A meta reply: status, the return flags as sent (space separated), and the value for `VA`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaResponse {
+    pub status: MetaStatus,
+    /// Return flags (`c123 f0 Oabc k...`), or for `ME` the key and its `name=value` fields.
+    pub flags: Bytes,
+    pub value: Option<Bytes>,
+}
+
+impl MetaResponse {
+    /// The return flags, each as `(flag byte, token after the flag)`.
+    pub fn tokens(&self) -> impl Iterator<Item = (u8, &[u8])> {
+        self.flags
+            .split(|&b| b == b' ')
+            .filter(|t| !t.is_empty())
+            .map(|t| (t[0], &t[1..]))
+    }
+
+    /// The token of return flag `flag`, if present (e.g. `b'c'` for the CAS).
+    pub fn flag(&self, flag: u8) -> Option<&[u8]> {
+        self.tokens().find(|(f, _)| *f == flag).map(|(_, t)| t)
+    }
+}
+
+/// One reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    Stored,
+    NotStored,
+    Exists,
+    NotFound,
+    Deleted,
+    Touched,
+    Ok,
+    /// The items of a `get`-family reply; empty when the reply was a bare `END`.
+    Values(Vec<Value>),
+    /// The new value after `incr`/`decr`.
+    Number(u64),
+    /// `VERSION <text>`.
+    Version(Bytes),
+    /// `STAT <name> <value>` lines.
+    Stats(Vec<(Bytes, Bytes)>),
+    /// `lru_crawler metadump` lines (without their `\n`).
+    Dump(Vec<Bytes>),
+    Meta(MetaResponse),
+    /// A bare `ERROR`.
+    Error,
+    /// `CLIENT_ERROR <message>`.
+    ClientError(Bytes),
+    /// `SERVER_ERROR <message>`.
+    ServerError(Bytes),
+    /// Any other one-line reply (`RESET`, `MEMLIMIT_TOO_SMALL ...`, `ERROR: shutdown not enabled`).
+    Other(Bytes),
+}
+
+/// Appends one `VALUE` line and its data block.
+#[inline]
+pub fn encode_value(buf: &mut BytesMut, key: &[u8], flags: u32, cas: Option<u64>, data: &[u8]) {
+    buf.reserve(key.len() + data.len() + 48);
+    buf.put_slice(b"VALUE ");
+    buf.put_slice(key);
+    buf.put_u8(b' ');
+    put_u64(buf, u64::from(flags));
+    buf.put_u8(b' ');
+    put_u64(buf, data.len() as u64);
+    if let Some(c) = cas {
+        buf.put_u8(b' ');
+        put_u64(buf, c);
+    }
+    buf.put_slice(b"\r\n");
+    buf.put_slice(data);
+    buf.put_slice(b"\r\n");
+}
+
+/// Appends one `STAT <name> <value>` line.
+#[inline]
+pub fn encode_stat(buf: &mut BytesMut, name: &[u8], value: &[u8]) {
+    buf.put_slice(b"STAT ");
+    buf.put_slice(name);
+    buf.put_u8(b' ');
+    buf.put_slice(value);
+    buf.put_slice(b"\r\n");
+}
+
+impl Response {
+    /// Appends the reply's wire form to `buf`.
+    pub fn encode(&self, buf: &mut BytesMut) {
+        let line: &[u8] = match self {
+            Response::Stored => b"STORED",
+            Response::NotStored => b"NOT_STORED",
+            Response::Exists => b"EXISTS",
+            Response::NotFound => b"NOT_FOUND",
+            Response::Deleted => b"DELETED",
+            Response::Touched => b"TOUCHED",
+            Response::Ok => b"OK",
+            Response::Error => b"ERROR",
+            Response::Values(vals) => {
+                for v in vals {
+                    encode_value(buf, &v.key, v.flags, v.cas, &v.data);
+                }
+                b"END"
+            }
+            Response::Number(n) => {
+                put_u64(buf, *n);
+                b""
+            }
+            Response::Version(v) => {
+                buf.put_slice(b"VERSION ");
+                buf.put_slice(v);
+                b""
+            }
+            Response::Stats(stats) => {
+                for (k, v) in stats {
+                    encode_stat(buf, k, v);
+                }
+                b"END"
+            }
+            Response::Dump(lines) => {
+                for l in lines {
+                    buf.put_slice(l);
+                    buf.put_u8(b'\n');
+                }
+                b"END"
+            }
+            Response::Meta(m) => {
+                buf.put_slice(m.status.as_str().as_bytes());
+                if m.status == MetaStatus::Va {
+                    buf.put_u8(b' ');
+                    put_u64(buf, m.value.as_ref().map_or(0, |v| v.len()) as u64);
+                }
+                if !m.flags.is_empty() {
+                    buf.put_u8(b' ');
+                    buf.put_slice(&m.flags);
+                }
+                buf.put_slice(b"\r\n");
+                if let Some(v) = &m.value {
+                    buf.put_slice(v);
+                    buf.put_slice(b"\r\n");
+                }
+                return;
+            }
+            Response::ClientError(m) => {
+                buf.put_slice(b"CLIENT_ERROR ");
+                buf.put_slice(m);
+                b""
+            }
+            Response::ServerError(m) => {
+                buf.put_slice(b"SERVER_ERROR ");
+                buf.put_slice(m);
+                b""
+            }
+            Response::Other(l) => {
+                buf.put_slice(l);
+                b""
+            }
+        };
+        buf.put_slice(line);
+        buf.put_slice(b"\r\n");
+    }
+
+    /// Whether this is an error reply (`ERROR`, `CLIENT_ERROR`, `SERVER_ERROR`).
+    pub fn is_error(&self) -> bool {
+        matches!(
+            self,
+            Response::Error | Response::ClientError(_) | Response::ServerError(_)
+        )
+    }
+
+    /// Parses one reply from the front of `buf`, consuming it. `Ok(None)`: more bytes needed.
+    /// `Err`: the bytes are not a memcached reply; the connection is out of sync.
+    pub fn parse(buf: &mut BytesMut) -> Result<Option<Response>, Error> {
+        let Some(nl) = find_line(buf, 0)? else {
+            return Ok(None);
+        };
+        let line = trim_cr(&buf[..nl]);
+        let simple = match line {
+            b"STORED" => Some(Response::Stored),
+            b"NOT_STORED" => Some(Response::NotStored),
+            b"EXISTS" => Some(Response::Exists),
+            b"NOT_FOUND" => Some(Response::NotFound),
+            b"DELETED" => Some(Response::Deleted),
+            b"TOUCHED" => Some(Response::Touched),
+            b"OK" => Some(Response::Ok),
+            b"END" => Some(Response::Values(Vec::new())),
+            b"ERROR" => Some(Response::Error),
+            _ => None,
+        };
+        if let Some(r) = simple {
+            let _ = buf.split_to(nl + 1);
+            return Ok(Some(r));
+        }
+        if line.starts_with(b"VALUE ") {
+            return parse_values(buf);
+        }
+        if line.starts_with(b"STAT ") || line.starts_with(b"key=") {
+            return parse_listing(buf);
+        }
+        if line.len() >= 2 {
+            if let Some(status) = MetaStatus::from_code(&line[..2]) {
+                if line.len() == 2 || line[2] == b' ' {
+                    return parse_meta(buf, nl, status);
+                }
+            }
+        }
+        let frame = buf.split_to(nl + 1).freeze();
+        let len = trim_cr(&frame[..nl]).len();
+        let line = frame.slice(..len);
+        Ok(Some(if let Some(rest) = line.strip_prefix(b"VERSION ") {
+            Response::Version(line.slice(line.len() - rest.len()..))
+        } else if let Some(rest) = line.strip_prefix(b"CLIENT_ERROR ") {
+            Response::ClientError(line.slice(line.len() - rest.len()..))
+        } else if let Some(rest) = line.strip_prefix(b"SERVER_ERROR ") {
+            Response::ServerError(line.slice(line.len() - rest.len()..))
+        } else if let Some(n) = (!line.is_empty() && line.iter().all(u8::is_ascii_digit))
+            .then(|| parse_u64(&line))
+            .flatten()
+        {
+            Response::Number(n)
+        } else {
+            Response::Other(line)
+        }))
+    }
+}
+
+/// Index of the `\n` ending the line that starts at `from`, if it has arrived.
+fn find_line(buf: &[u8], from: usize) -> Result<Option<usize>, Error> {
+    match memchr::memchr(b'\n', &buf[from..]) {
+        Some(i) => Ok(Some(from + i)),
+        None if buf.len() - from > MAX_RESPONSE_LINE => {
+            Err(Error::Protocol("reply line too long".into()))
+        }
+        None => Ok(None),
+    }
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn bad(what: &str) -> Error {
+    Error::Protocol(format!("malformed reply: {what}"))
+}
+
+/// `VALUE <key> <flags> <bytes> [<cas>]` + data, repeated, then `END`.
+fn parse_values(buf: &mut BytesMut) -> Result<Option<Response>, Error> {
+    // First pass: check that the whole reply has arrived and where each piece is.
+    let mut pos = 0;
+    let mut spans = Vec::new();
+    loop {
+        let Some(nl) = find_line(buf, pos)? else {
+            return Ok(None);
+        };
+        let line = trim_cr(&buf[pos..nl]);
+        if line == b"END" {
+            pos = nl + 1;
+            break;
+        }
+        let mut parts = line.split(|&b| b == b' ');
+        if parts.next() != Some(b"VALUE") {
+            return Err(bad("expected VALUE or END"));
+        }
+        let key = parts.next().ok_or_else(|| bad("VALUE without key"))?;
+        let key_start = key.as_ptr() as usize - buf.as_ptr() as usize;
+        let flags = parts
+            .next()
+            .and_then(parse_u32)
+            .ok_or_else(|| bad("flags"))?;
+        let len = parts
+            .next()
+            .and_then(parse_u64)
+            .ok_or_else(|| bad("length"))? as usize;
+        let cas = match parts.next() {
+            Some(c) => Some(parse_u64(c).ok_or_else(|| bad("cas"))?),
+            None => None,
+        };
+        let data_start = nl + 1;
+        let data_end = data_start + len;
+        if buf.len() < data_end + 2 {
+            buf.reserve(data_end + 2 - buf.len());
+            return Ok(None);
+        }
+        if &buf[data_end..data_end + 2] != b"\r\n" {
+            return Err(bad("data block not terminated"));
+        }
+        spans.push((
+            key_start..key_start + key.len(),
+            flags,
+            cas,
+            data_start..data_end,
+        ));
+        pos = data_end + 2;
+    }
+    let frame = buf.split_to(pos).freeze();
+    Ok(Some(Response::Values(
+        spans
+            .into_iter()
+            .map(|(k, flags, cas, d)| Value {
+                key: frame.slice(k),
+                flags,
+                cas,
+                data: frame.slice(d),
+            })
+            .collect(),
+    )))
+}
+
+/// `STAT` lines or metadump lines, then `END`.
+fn parse_listing(buf: &mut BytesMut) -> Result<Option<Response>, Error> {
+    let mut pos = 0;
+    let mut lines = Vec::new();
+    loop {
+        let Some(nl) = find_line(buf, pos)? else {
+            return Ok(None);
+        };
+        let line = trim_cr(&buf[pos..nl]);
+        if line == b"END" {
+            let end = nl + 1;
+            let frame = buf.split_to(end).freeze();
+            let stats = frame.starts_with(b"STAT ");
+            return Ok(Some(if stats {
+                Response::Stats(
+                    lines
+                        .into_iter()
+                        .map(|(s, e): (usize, usize)| {
+                            let body = &frame[s + 5..e];
+                            let sp = memchr::memchr(b' ', body).unwrap_or(body.len());
+                            let name = frame.slice(s + 5..s + 5 + sp);
+                            let value = frame.slice((s + 5 + sp + 1).min(e)..e);
+                            (name, value)
+                        })
+                        .collect(),
+                )
+            } else {
+                Response::Dump(lines.into_iter().map(|(s, e)| frame.slice(s..e)).collect())
+            }));
+        }
+        lines.push((pos, pos + line.len()));
+        pos = nl + 1;
+    }
+}
+
+/// A meta reply line, plus its data block for `VA`.
+fn parse_meta(
+    buf: &mut BytesMut,
+    nl: usize,
+    status: MetaStatus,
+) -> Result<Option<Response>, Error> {
+    let line_len = trim_cr(&buf[..nl]).len();
+    let rest = if line_len > 3 { 3..line_len } else { 0..0 };
+    if status != MetaStatus::Va {
+        let frame = buf.split_to(nl + 1).freeze();
+        return Ok(Some(Response::Meta(MetaResponse {
+            status,
+            flags: frame.slice(rest),
+            value: None,
+        })));
+    }
+    let body = &buf[rest.clone()];
+    let sp = memchr::memchr(b' ', body).unwrap_or(body.len());
+    let len = parse_u64(&body[..sp]).ok_or_else(|| bad("VA length"))? as usize;
+    let flags = (rest.start + sp + 1).min(rest.end)..rest.end;
+    let end = nl + 1 + len + 2;
+    if buf.len() < end {
+        buf.reserve(end - buf.len());
+        return Ok(None);
+    }
+    if &buf[end - 2..end] != b"\r\n" {
+        return Err(bad("VA data block not terminated"));
+    }
+    let frame = buf.split_to(end).freeze();
+    Ok(Some(Response::Meta(MetaResponse {
+        status,
+        flags: frame.slice(flags),
+        value: Some(frame.slice(nl + 1..nl + 1 + len)),
+    })))
+}
