@@ -14,4 +14,19 @@ pub enum Error {
     /// Reading from or writing to a socket failed.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
+    /// The connection to a node closed (or could not be made) before the reply arrived.
+    #[error("connection to {0} closed")]
+    ConnectionClosed(String),
+    /// The node did not answer within the request timeout.
+    #[error("request to {0} timed out")]
+    Timeout(String),
+    /// The node's request queue is full; the caller should back off.
+    #[error("request queue for {0} is full")]
+    Busy(String),
+    /// The node answered with an error line (`ERROR`, `CLIENT_ERROR ...`, `SERVER_ERROR ...`).
+    #[error("server error: {0}")]
+    Server(String),
+    /// A key that memcached would refuse (empty, over 250 bytes, or with spaces/control bytes).
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
 }

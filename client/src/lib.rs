@@ -7,7 +7,9 @@
 //! The node, the proxy and the benchmark all use this crate so that there is one parser and one
 //! placement in the whole project.
 
+pub mod connection;
 pub mod error;
+pub mod health;
 pub mod protocol;
 pub mod ring;
 
