@@ -52,6 +52,9 @@ pub fn item_size(key_len: usize, value_len: usize, flags: u32) -> usize {
 }
 
 /// One step of parsing.
+// `Item` is the common case and is moved straight out; boxing it would cost an allocation per
+// request to shrink the rare `Swallow`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
     /// A complete request, or a request refused with memcached's answer.

@@ -1,0 +1,374 @@
+//! The bench's counts against the server's own: run a known op mix against a real server and
+//! check that `stats` (cmd_get, cmd_set, get_hits) agrees with what the bench reports.
+//!
+//! A get of N keys is N `cmd_get` in memcached; the prefill pass and the warm-up are sent too, so
+//! they are added in. The server comes from a [`Spawner`]: today Debian's memcached (skipped with
+//! a message when it is not installed); a spawner for `ringcache node` can be dropped in later
+//! and the same checks run against it. Every child process is killed when its guard drops.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use clap::Parser;
+use ringcache_bench::{run_blocking, Args, BenchReport};
+use ringcache_client::protocol::Response;
+
+/// A server started for one test.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a memcached-compatible server on a free loopback port.
+trait Spawner {
+    fn name(&self) -> &'static str;
+    /// `None` when this kind of server is not available here (the test is then skipped).
+    fn spawn(&self) -> Option<Server>;
+}
+
+/// Debian's `/usr/bin/memcached`, or `memcached` on PATH.
+struct Memcached;
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let fixed = Path::new("/usr/bin").join(name);
+    if fixed.is_file() {
+        return Some(fixed);
+    }
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Waits (bounded) until `addr` accepts connections.
+fn wait_listening(addr: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect(addr).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+impl Spawner for Memcached {
+    fn name(&self) -> &'static str {
+        "memcached"
+    }
+
+    fn spawn(&self) -> Option<Server> {
+        let bin = find_on_path("memcached")?;
+        let port = free_port();
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "0",
+            "-t",
+            "2",
+            "-m",
+            "64",
+        ]);
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            // memcached refuses to run as root without -u.
+            cmd.args(["-u", "nobody"]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("memcached starts");
+        let server = Server {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+        };
+        assert!(
+            wait_listening(&server.addr),
+            "memcached did not listen on {}",
+            server.addr
+        );
+        Some(server)
+    }
+}
+
+/// The spawners every check runs against. (Add `ringcache node` here when it exists.)
+fn spawners() -> Vec<Box<dyn Spawner>> {
+    vec![Box::new(Memcached)]
+}
+
+/// The server's `stats`, parsed with the shared protocol parser.
+fn stats(addr: &str) -> HashMap<String, u64> {
+    let mut s = TcpStream::connect(addr).expect("connect for stats");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(b"stats\r\n").expect("send stats");
+    let mut buf = BytesMut::new();
+    let mut chunk = [0u8; 8192];
+    for _ in 0..1000 {
+        if let Some(resp) = Response::parse(&mut buf).expect("stats reply parses") {
+            let Response::Stats(lines) = resp else {
+                panic!("expected STAT lines, got {resp:?}");
+            };
+            return lines
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    let v = std::str::from_utf8(&v).ok()?.parse().ok()?;
+                    Some((String::from_utf8_lossy(&k).into_owned(), v))
+                })
+                .collect();
+        }
+        let n = s.read(&mut chunk).expect("read stats");
+        assert!(n > 0, "server closed during stats");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    panic!("stats reply never ended");
+}
+
+fn args(addr: &str, extra: &[&str]) -> Args {
+    let mut argv = vec![
+        "ringcache-bench",
+        "--target",
+        addr,
+        "--quiet",
+        "--threads",
+        "2",
+    ];
+    argv.extend_from_slice(extra);
+    Args::try_parse_from(argv).expect("bench args")
+}
+
+/// Checks that the server counted exactly what the bench says it sent and got.
+fn assert_counts_agree(server: &str, addr: &str, report: &BenchReport) {
+    let st = stats(addr);
+    let run = &report.runs[0];
+    let prefill_sets: u64 = report.prefill.iter().map(|p| p.counts.sets).sum();
+    let sets = prefill_sets + run.warmup.sets + run.counts.sets;
+    let get_keys = run.warmup.get_keys + run.counts.get_keys;
+    let hits = run.warmup.hits + run.counts.hits;
+    assert_eq!(run.errors, 0, "{server}: errors: {:?}", run.first_error);
+    assert_eq!(st["cmd_set"], sets, "{server}: cmd_set vs bench sets");
+    assert_eq!(
+        st["cmd_get"], get_keys,
+        "{server}: cmd_get vs bench get keys"
+    );
+    assert_eq!(st["get_hits"], hits, "{server}: get_hits vs bench hits");
+    assert_eq!(
+        st["get_hits"] + st["get_misses"],
+        st["cmd_get"],
+        "{server}: its own books balance"
+    );
+}
+
+#[test]
+fn text_multiget_with_prefill_and_warmup_matches_server_stats() {
+    for spawner in spawners() {
+        let Some(server) = spawner.spawn() else {
+            println!("skip: {} not installed", spawner.name());
+            continue;
+        };
+        let a = args(
+            &server.addr,
+            &[
+                "--connections",
+                "4",
+                "--pipeline",
+                "8",
+                "--duration",
+                "1",
+                "--warmup",
+                "0.3",
+                "--ratio",
+                "1:4",
+                "--multiget",
+                "3",
+                "--keys",
+                "2000",
+                "--value-size",
+                "10-200",
+                "--prefill",
+                "--pids",
+                &server.pid().to_string(),
+            ],
+        );
+        let report = run_blocking(&a).expect("bench run");
+        let run = &report.runs[0];
+        assert_eq!(
+            report.prefill[0].counts.sets, 2000,
+            "prefill writes every key once"
+        );
+        assert!(run.counts.ops > 100, "some load was applied: {run:?}");
+        assert_eq!(run.counts.get_keys, run.counts.gets * 3, "3 keys per get");
+        // Everything was prefilled and 64 MiB holds it all: every key is a hit.
+        assert_eq!(run.hit_ratio, Some(1.0));
+        assert!(run.warmup.ops > 0, "warm-up ran and was kept apart");
+        assert!(run.latency_us.samples == run.counts.ops);
+        let cpu = run.cpu.as_ref().expect("cpu figures with --pids");
+        assert_eq!(cpu.pids, vec![server.pid()]);
+        assert_counts_agree(spawner.name(), &server.addr, &report);
+        let json = report.to_json().expect("json");
+        assert!(json.contains("\"get_keys\""));
+    }
+}
+
+#[test]
+fn meta_protocol_with_misses_matches_server_stats() {
+    for spawner in spawners() {
+        let Some(server) = spawner.spawn() else {
+            println!("skip: {} not installed", spawner.name());
+            continue;
+        };
+        // No prefill and a big key space: most gets miss, and the counts must still agree.
+        let a = args(
+            &server.addr,
+            &[
+                "--connections",
+                "3",
+                "--pipeline",
+                "4",
+                "--duration",
+                "0.7",
+                "--ratio",
+                "1:1",
+                "--multiget",
+                "2",
+                "--keys",
+                "1000000",
+                "--protocol",
+                "meta",
+                "--dist",
+                "zipf:1.1",
+            ],
+        );
+        let report = run_blocking(&a).expect("bench run");
+        let run = &report.runs[0];
+        assert!(run.counts.gets > 0 && run.counts.sets > 0);
+        let hr = run.hit_ratio.expect("gets were answered");
+        assert!(
+            hr > 0.0 && hr < 1.0,
+            "some hits (hot zipf keys) and some misses: {hr}"
+        );
+        assert_counts_agree(spawner.name(), &server.addr, &report);
+    }
+}
+
+#[test]
+fn requests_limit_and_open_loop_send_exact_counts() {
+    for spawner in spawners() {
+        let Some(server) = spawner.spawn() else {
+            println!("skip: {} not installed", spawner.name());
+            continue;
+        };
+        let a = args(
+            &server.addr,
+            &[
+                "--connections",
+                "5",
+                "--pipeline",
+                "4",
+                "--requests",
+                "3000",
+                "--ratio",
+                "1:2",
+            ],
+        );
+        let report = run_blocking(&a).expect("bench run");
+        assert_eq!(report.runs[0].counts.ops, 3000);
+        assert_counts_agree(spawner.name(), &server.addr, &report);
+
+        // Open loop: 4 connections at 2000 ops/s for 1 s intend exactly 2000 sends, each
+        // connection's k-th op due at its phase + k × 2 ms; all of them are sent even if late.
+        let server = spawner.spawn().expect("second server");
+        let a = args(
+            &server.addr,
+            &[
+                "--connections",
+                "4",
+                "--rate",
+                "2000",
+                "--duration",
+                "1",
+                "--ratio",
+                "0:1",
+            ],
+        );
+        let report = run_blocking(&a).expect("bench run");
+        let ops = report.runs[0].counts.ops;
+        assert!((1996..=2004).contains(&ops), "open loop sent {ops}");
+        assert_counts_agree(spawner.name(), &server.addr, &report);
+    }
+}
+
+#[test]
+fn compare_mode_alternates_and_reports_medians() {
+    for spawner in spawners() {
+        let (Some(a_srv), Some(b_srv)) = (spawner.spawn(), spawner.spawn()) else {
+            println!("skip: {} not installed", spawner.name());
+            continue;
+        };
+        let a = Args::try_parse_from([
+            "ringcache-bench",
+            "--quiet",
+            "--threads",
+            "2",
+            "--target",
+            &a_srv.addr,
+            "--target",
+            &b_srv.addr,
+            "--rounds",
+            "3",
+            "--connections",
+            "2",
+            "--duration",
+            "0.2",
+            "--pids",
+            &a_srv.pid().to_string(),
+            "--pids",
+            &b_srv.pid().to_string(),
+        ])
+        .expect("args");
+        let report = run_blocking(&a).expect("bench run");
+        let order: Vec<(usize, usize)> = report
+            .runs
+            .iter()
+            .map(|r| (r.round, r.target_index))
+            .collect();
+        assert_eq!(order, vec![(1, 0), (1, 1), (2, 0), (2, 1), (3, 0), (3, 1)]);
+        assert_eq!(report.targets.len(), 2);
+        assert_eq!(report.targets[0].ratio_ops_per_sec, Some(1.0));
+        assert!(report.targets[1].ratio_ops_per_sec.is_some_and(|r| r > 0.0));
+        assert_eq!(report.targets[1].rounds, 3);
+        assert!(report.render().contains("medians per target"));
+    }
+}
