@@ -3,7 +3,11 @@
 //! The wire protocol and the hash ring live in the `ringcache-client` crate so that every program
 //! shares one parser and one placement; this crate holds what runs as a server.
 
+pub mod cli;
+pub mod config;
 pub mod error;
+pub mod listener;
+pub mod metrics;
 pub mod node;
 
 pub use error::Error;

@@ -1,4 +1,120 @@
 //! `ringcache node`: one memcached-compatible cache server.
+//!
+//! Layering follows mini-redis: [`server`] accepts, [`connection`] frames bytes into requests with
+//! the shared codec, [`exec`] carries out each request against the [`store`] and formats the
+//! reply; [`stats`] counts what happened.
 
 pub mod clock;
+pub mod connection;
+pub mod exec;
+pub mod server;
+pub mod stats;
 pub mod store;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::NodeConfig;
+use crate::error::Error;
+use clock::Clock;
+use stats::ServerStats;
+use store::{Store, StoreConfig};
+
+pub use server::NodeHandle;
+
+/// The version string in `VERSION` replies and `stats`: memcached's protocol level first, so
+/// clients that compare versions to enable features (meta commands, `E` flag) see 1.6.38.
+pub const VERSION: &str = concat!("1.6.38-ringcache-", env!("CARGO_PKG_VERSION"));
+
+/// State shared by every connection of one node.
+pub struct Node {
+    pub config: NodeConfig,
+    pub store: Store,
+    pub stats: ServerStats,
+    pub clock: Arc<dyn Clock>,
+    /// Unix time the node started, for `uptime`.
+    pub started: u64,
+    pub verbosity: AtomicU32,
+    /// Cancelled to stop the node (signal, `shutdown` command, handle).
+    pub shutdown: CancellationToken,
+}
+
+impl Node {
+    /// Builds a node's state from its config and a clock (tests pass a manual one).
+    pub fn new(config: NodeConfig, clock: Arc<dyn Clock>) -> Node {
+        let store = Store::new(
+            StoreConfig {
+                memory_limit: config.memory_limit_mb * 1024 * 1024,
+                max_item_size: config.max_item_size,
+            },
+            clock.clone(),
+        );
+        Node {
+            started: clock.now(),
+            store,
+            stats: ServerStats::new("node", config.metrics_listen.is_some()),
+            clock,
+            config,
+            verbosity: AtomicU32::new(0),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// Seconds since start.
+    pub fn uptime(&self) -> u64 {
+        self.clock.now().saturating_sub(self.started)
+    }
+
+    /// Current verbosity level (accepted and reported; logging is controlled by `RUST_LOG`).
+    pub fn verbosity(&self) -> u32 {
+        self.verbosity.load(Ordering::Relaxed)
+    }
+}
+
+/// Starts a node in-process on the current runtime: binds, serves, publishes metrics.
+/// Used by `ringcache node`, `ringcache local` and tests.
+pub async fn start(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<NodeHandle, Error> {
+    config.validate()?;
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| Error::Config(format!("listen {}: {e}", config.listen)))?;
+    let metrics_listener = match &config.metrics_listen {
+        Some(addr) => Some(crate::metrics::bind(addr).await?),
+        None => None,
+    };
+    // The recorder must exist before the node registers its metric handles.
+    let recorder = metrics_listener.as_ref().map(|_| crate::metrics::install());
+    let node = Arc::new(Node::new(config, clock));
+    let mut metrics_addr = None;
+    if let (Some(l), Some(handle)) = (metrics_listener, recorder) {
+        metrics_addr = crate::metrics::local_addr(&l);
+        if let Some(addr) = metrics_addr {
+            println!("ringcache node metrics on http://{addr}/metrics");
+        }
+        tokio::spawn(crate::metrics::serve(l, handle, node.shutdown.clone()));
+        spawn_publisher(node.clone());
+    }
+    let mut handle = server::spawn(listener, node)?;
+    handle.metrics_addr = metrics_addr;
+    Ok(handle)
+}
+
+/// Copies counters into the metrics registry once a second until shutdown.
+fn spawn_publisher(node: Arc<Node>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    node.stats.publish();
+                    node.store.publish_metrics();
+                }
+                _ = node.shutdown.cancelled() => break,
+            }
+        }
+    });
+}

@@ -119,6 +119,11 @@ impl Tokens {
 /// be closed: a line with no `\n` in [`MAX_LINE_LEN`] bytes that is not a multi-get, a multi-get
 /// line over [`MAX_GET_LINE_LEN`], or an HTTP request.
 pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Step>, Error> {
+    // memcached's binary protocol starts with the magic byte 0x80. ringcache speaks the text and
+    // meta protocols only; hanging up at once beats waiting for a newline that never comes.
+    if buf.first() == Some(&0x80) {
+        return Err(Error::Protocol("binary protocol is not supported".into()));
+    }
     let Some(nl) = memchr::memchr(b'\n', buf) else {
         if buf.len() > MAX_LINE_LEN {
             let lead = buf.iter().take_while(|&&b| b == b' ').count();

@@ -1,0 +1,112 @@
+//! Configuration files: serde structs for `ringcache node` (the proxy's live in `proxy`), loaded
+//! from TOML with unknown keys refused, then overridden by command-line flags.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+
+/// Everything `ringcache node` can be told; each field has memcached's default.
+/// `config/node.toml` documents every key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Address to serve the memcached protocol on (memcached: `-l`/`-p`).
+    pub listen: String,
+    /// Address for Prometheus `/metrics`; none by default.
+    pub metrics_listen: Option<String>,
+    /// Memory budget for items, in MiB (memcached: `-m`).
+    pub memory_limit_mb: u64,
+    /// Largest item in bytes, header and key included (memcached: `-I`).
+    pub max_item_size: usize,
+    /// Simultaneous client connections (memcached: `-c`).
+    pub max_connections: usize,
+    /// Worker threads (memcached: `-t`).
+    pub threads: usize,
+    /// Whether the `shutdown` command is obeyed (memcached: `-A`).
+    pub enable_shutdown: bool,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            listen: "127.0.0.1:11211".into(),
+            metrics_listen: None,
+            memory_limit_mb: 64,
+            max_item_size: 1024 * 1024,
+            max_connections: 1024,
+            threads: 4,
+            enable_shutdown: false,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads a node config file.
+    pub fn load(path: &Path) -> Result<NodeConfig, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        NodeConfig::from_toml(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses a node config from TOML text.
+    pub fn from_toml(text: &str) -> Result<NodeConfig, Error> {
+        let cfg: NodeConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Refuses settings no server could run with.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.memory_limit_mb == 0 {
+            return Err(Error::Config("memory_limit_mb must be at least 1".into()));
+        }
+        if self.max_item_size < 1024 {
+            return Err(Error::Config(
+                "max_item_size must be at least 1024 bytes".into(),
+            ));
+        }
+        if self.max_item_size as u64 > self.memory_limit_mb * 1024 * 1024 / 2 {
+            return Err(Error::Config(
+                "max_item_size cannot be larger than half of memory_limit_mb".into(),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(Error::Config("max_connections must be at least 1".into()));
+        }
+        if self.threads == 0 {
+            return Err(Error::Config("threads must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_memcacheds() {
+        let c = NodeConfig::from_toml("").unwrap();
+        assert_eq!(c, NodeConfig::default());
+        assert_eq!(c.listen, "127.0.0.1:11211");
+        assert_eq!(c.memory_limit_mb, 64);
+        assert_eq!(c.max_item_size, 1 << 20);
+        assert_eq!(c.max_connections, 1024);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(NodeConfig::from_toml("listn = \"x\"").is_err());
+        assert!(NodeConfig::from_toml("threads = 0").is_err());
+        assert!(NodeConfig::from_toml("memory_limit_mb = 1\nmax_item_size = 1048576").is_err());
+    }
+
+    #[test]
+    fn shipped_example_parses() {
+        let text = include_str!("../config/node.toml");
+        let c = NodeConfig::from_toml(text).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:11211");
+    }
+}

@@ -1,0 +1,118 @@
+//! The accept loop shared by the node and the proxy: connection limit, one task per connection,
+//! graceful shutdown.
+//!
+//! Shutdown stops accepting at once; each connection finishes the requests it has already read,
+//! writes their replies and closes; the loop waits for that (bounded) before returning.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long shutdown waits for open connections to finish their in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connection counters under memcached's `stats` names.
+#[derive(Debug, Default)]
+pub struct ConnCounters {
+    pub curr_connections: AtomicU64,
+    pub total_connections: AtomicU64,
+    pub rejected_connections: AtomicU64,
+}
+
+/// Accepts connections until `shutdown` is cancelled, running `handle` for each; past
+/// `max_connections` open ones, a newcomer gets memcached's `ERROR Too many open connections`
+/// and is closed.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    max_connections: usize,
+    counters: Arc<ConnCounters>,
+    shutdown: CancellationToken,
+    handle: H,
+) where
+    H: Fn(TcpStream) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let tracker = TaskTracker::new();
+    loop {
+        let (mut stream, _peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let open = counters.curr_connections.fetch_add(1, Ordering::Relaxed) + 1;
+        if open > max_connections as u64 {
+            counters.curr_connections.fetch_sub(1, Ordering::Relaxed);
+            counters
+                .rejected_connections
+                .fetch_add(1, Ordering::Relaxed);
+            tracker.spawn(async move {
+                let _ = stream
+                    .write_all(b"ERROR Too many open connections\r\n")
+                    .await;
+                let _ = stream.shutdown().await;
+            });
+            continue;
+        }
+        counters.total_connections.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.set_nodelay(true);
+        let fut = handle(stream);
+        let counters = counters.clone();
+        tracker.spawn(async move {
+            fut.await;
+            counters.curr_connections.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+    drop(listener);
+    tracker.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown: connections still open after {DRAIN_TIMEOUT:?}; closing them");
+    }
+}
+
+/// A token cancelled by the first SIGINT or SIGTERM.
+pub fn signal_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received: shutting down");
+        t.cancel();
+    });
+    token
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,173 @@
+//! Prometheus metrics: every metric name in one place, the recorder, and the `/metrics` endpoint.
+//!
+//! Names follow DESIGN §7: prefix `ringcache_`, base units, `_total` on counters, low-cardinality
+//! labels (`cmd`, `result`, `kind`, `cause`, `node`), never a key. Hot-path counters live in the
+//! servers' own atomics (the same ones `stats` reports) and are published here once a second,
+//! so serving a request costs no metrics-registry lookups.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+
+/// Commands processed, by verb (`cmd`).
+pub const COMMANDS_TOTAL: &str = "ringcache_commands_total";
+/// Retrieval results by `result` = hit | miss | expired | flushed.
+pub const GETS_TOTAL: &str = "ringcache_get_results_total";
+/// Items currently stored.
+pub const ITEMS: &str = "ringcache_items";
+/// Bytes currently used by items (memcached's `bytes`).
+pub const ITEM_BYTES: &str = "ringcache_item_bytes";
+/// The memory budget.
+pub const MEMORY_LIMIT_BYTES: &str = "ringcache_memory_limit_bytes";
+/// Items removed before their time, by `cause` = capacity | expired | flushed.
+pub const EVICTIONS_TOTAL: &str = "ringcache_evictions_total";
+/// Open client connections.
+pub const CONNECTIONS: &str = "ringcache_connections";
+/// Client connections accepted since start.
+pub const CONNECTIONS_TOTAL: &str = "ringcache_connections_accepted_total";
+/// Client connections refused because of the connection limit.
+pub const CONNECTIONS_REJECTED_TOTAL: &str = "ringcache_connections_rejected_total";
+/// Requests refused as malformed, by `kind`.
+pub const PROTOCOL_ERRORS_TOTAL: &str = "ringcache_protocol_errors_total";
+/// Bytes read from and written to clients.
+pub const READ_BYTES_TOTAL: &str = "ringcache_read_bytes_total";
+pub const WRITTEN_BYTES_TOTAL: &str = "ringcache_written_bytes_total";
+/// Time to serve one batch of pipelined requests (read to reply written), by `cmd` of the batch's
+/// first request.
+pub const REQUEST_DURATION_SECONDS: &str = "ringcache_request_duration_seconds";
+
+/// Proxy: multi-get keys answered as misses because no replica could be read.
+pub const MULTIGET_PARTIAL_TOTAL: &str = "ringcache_proxy_multiget_failed_keys_total";
+/// Proxy: config reloads applied.
+pub const CONFIG_RELOADS_TOTAL: &str = "ringcache_proxy_config_reloads_total";
+
+/// Histogram buckets for request durations: 10 µs to 1 s.
+const DURATION_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once; later calls return the same handle, so
+/// several servers in one process — `ringcache local`, tests — share it).
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("duration_seconds".into()),
+                    DURATION_BUCKETS,
+                )
+                .expect("static bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (an embedding program's); then ours
+            // still renders whatever is recorded through our handle's registry.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(COMMANDS_TOTAL, "Commands processed, by verb");
+    describe_counter!(
+        GETS_TOTAL,
+        "Retrieval results by result (hit, miss, expired, flushed)"
+    );
+    describe_gauge!(ITEMS, "Items currently stored");
+    describe_gauge!(ITEM_BYTES, Unit::Bytes, "Bytes used by stored items");
+    describe_gauge!(MEMORY_LIMIT_BYTES, Unit::Bytes, "Memory budget for items");
+    describe_counter!(EVICTIONS_TOTAL, "Items removed early, by cause");
+    describe_gauge!(CONNECTIONS, "Open client connections");
+    describe_counter!(CONNECTIONS_TOTAL, "Client connections accepted");
+    describe_counter!(
+        CONNECTIONS_REJECTED_TOTAL,
+        "Connections refused at the limit"
+    );
+    describe_counter!(PROTOCOL_ERRORS_TOTAL, "Malformed requests, by kind");
+    describe_counter!(READ_BYTES_TOTAL, Unit::Bytes, "Bytes read from clients");
+    describe_counter!(WRITTEN_BYTES_TOTAL, Unit::Bytes, "Bytes written to clients");
+    describe_histogram!(
+        REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time to serve a batch of pipelined requests"
+    );
+}
+
+/// Binds the `/metrics` endpoint; returns the bound address (useful with port 0).
+pub async fn bind(addr: &str) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Config(format!("metrics_listen {addr}: {e}")))
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: CancellationToken) {
+    let upkeep = {
+        let handle = handle.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => handle.run_upkeep(),
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        })
+    };
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!("metrics accept: {e}");
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                let handle = handle.clone();
+                async move {
+                    let resp = if req.uri().path() == "/metrics" {
+                        Response::builder()
+                            .header("content-type", "text/plain; version=0.0.4")
+                            .body(Full::new(Bytes::from(handle.render())))
+                    } else {
+                        Response::builder()
+                            .status(StatusCode::NOT_FOUND)
+                            .body(Full::new(Bytes::from_static(b"try /metrics\n")))
+                    };
+                    resp
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+    upkeep.abort();
+}
+
+/// Where a bound listener ended up, for the start-up line.
+pub fn local_addr(l: &TcpListener) -> Option<SocketAddr> {
+    l.local_addr().ok()
+}

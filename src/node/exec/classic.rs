@@ -1,0 +1,154 @@
+//! The classic verbs: get/gets/gat/gats, set/add/replace/append/prepend/cas, delete,
+//! incr/decr, touch.
+
+use bytes::{Bytes, BytesMut};
+use ringcache_client::protocol::number::put_u64;
+use ringcache_client::protocol::response::encode_value;
+use ringcache_client::protocol::{ArithCmd, GetCmd, StoreCmd};
+
+use super::{line, reply};
+use crate::bump;
+use crate::node::store::{ArithOutcome, Lookup, StoreMode, StoreOutcome};
+use crate::node::Node;
+
+/// `get`/`gets` (and `gat`/`gats` with an exptime): one `VALUE` per hit, then `END`.
+pub fn get(node: &Node, cmd: GetCmd, exptime: Option<i64>, keys: &[Bytes], out: &mut BytesMut) {
+    let with_cas = cmd.returns_cas();
+    for key in keys {
+        let found = match exptime {
+            None => node.store.get(key),
+            Some(e) => node.store.get_and_touch(key, e),
+        };
+        let stats = &node.stats;
+        match (&found, exptime.is_some()) {
+            (Lookup::Hit(_), false) => bump!(stats, get_hits),
+            (Lookup::Hit(_), true) => bump!(stats, touch_hits),
+            (_, true) => bump!(stats, touch_misses),
+            (Lookup::Expired, false) => {
+                bump!(stats, get_expired);
+                bump!(stats, get_misses)
+            }
+            (Lookup::Flushed, false) => {
+                bump!(stats, get_flushed);
+                bump!(stats, get_misses)
+            }
+            (Lookup::Miss, false) => bump!(stats, get_misses),
+        };
+        if exptime.is_some() {
+            bump!(stats, cmd_touch);
+        } else {
+            bump!(stats, cmd_get);
+        }
+        if let Lookup::Hit(item) = found {
+            let cas = with_cas.then(|| item.cas());
+            encode_value(out, key, item.flags(), cas, item.value());
+        }
+    }
+    line(out, b"END");
+}
+
+/// The storage verbs.
+#[allow(clippy::too_many_arguments)]
+pub fn store(
+    node: &Node,
+    cmd: StoreCmd,
+    key: &[u8],
+    flags: u32,
+    exptime: i64,
+    cas: u64,
+    value: Bytes,
+    noreply: bool,
+    out: &mut BytesMut,
+) {
+    let mode = match cmd {
+        StoreCmd::Set => StoreMode::Set,
+        StoreCmd::Add => StoreMode::Add,
+        StoreCmd::Replace => StoreMode::Replace,
+        StoreCmd::Append => StoreMode::Append,
+        StoreCmd::Prepend => StoreMode::Prepend,
+        StoreCmd::Cas => StoreMode::Cas(cas),
+    };
+    bump!(node.stats, cmd_set);
+    let outcome = node.store.store(mode, key, flags, exptime, &value);
+    if cmd == StoreCmd::Cas {
+        match outcome {
+            StoreOutcome::Stored => bump!(node.stats, cas_hits),
+            StoreOutcome::Exists => bump!(node.stats, cas_badval),
+            StoreOutcome::NotFound => bump!(node.stats, cas_misses),
+            _ => 0,
+        };
+    }
+    let text: &[u8] = match outcome {
+        StoreOutcome::Stored => b"STORED",
+        StoreOutcome::NotStored => b"NOT_STORED",
+        StoreOutcome::Exists => b"EXISTS",
+        StoreOutcome::NotFound => b"NOT_FOUND",
+        StoreOutcome::TooLarge => {
+            bump!(node.stats, store_too_large);
+            b"SERVER_ERROR object too large for cache"
+        }
+    };
+    reply(out, noreply, text);
+}
+
+/// `delete`.
+pub fn delete(node: &Node, key: &[u8], noreply: bool, out: &mut BytesMut) {
+    if node.store.delete(key) {
+        bump!(node.stats, delete_hits);
+        reply(out, noreply, b"DELETED");
+    } else {
+        bump!(node.stats, delete_misses);
+        reply(out, noreply, b"NOT_FOUND");
+    }
+}
+
+/// `incr` / `decr`: the new value, `NOT_FOUND`, or the non-numeric error.
+pub fn arith(
+    node: &Node,
+    cmd: ArithCmd,
+    key: &[u8],
+    delta: u64,
+    noreply: bool,
+    out: &mut BytesMut,
+) {
+    let incr = cmd == ArithCmd::Incr;
+    match node.store.incr_decr(key, incr, delta) {
+        ArithOutcome::Value(v) => {
+            if incr {
+                bump!(node.stats, incr_hits);
+            } else {
+                bump!(node.stats, decr_hits);
+            }
+            if !noreply {
+                put_u64(out, v);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        // Classic incr/decr never compares a CAS.
+        ArithOutcome::NotFound | ArithOutcome::Exists => {
+            if incr {
+                bump!(node.stats, incr_misses);
+            } else {
+                bump!(node.stats, decr_misses);
+            }
+            reply(out, noreply, b"NOT_FOUND");
+        }
+        ArithOutcome::NonNumeric => reply(
+            out,
+            noreply,
+            b"CLIENT_ERROR cannot increment or decrement non-numeric value",
+        ),
+    }
+}
+
+/// `touch`.
+pub fn touch(node: &Node, key: &[u8], exptime: i64, noreply: bool, out: &mut BytesMut) {
+    bump!(node.stats, cmd_touch);
+    if node.store.touch(key, exptime) {
+        bump!(node.stats, touch_hits);
+        reply(out, noreply, b"TOUCHED");
+    } else {
+        bump!(node.stats, touch_misses);
+        reply(out, noreply, b"NOT_FOUND");
+    }
+}

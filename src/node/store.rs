@@ -1,1 +1,0 @@
-//! Store (being built).

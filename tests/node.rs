@@ -1,0 +1,405 @@
+//! The node in-process on 127.0.0.1:0 with a manual clock: expiry and flush without sleeping,
+//! pipelining and split input, limits, concurrency, metrics, and the Rust `memcache` crate as a
+//! third-party client.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringcache::config::NodeConfig;
+use ringcache::node::clock::{Clock, ManualClock};
+use ringcache::node::{self, NodeHandle};
+
+/// A Unix time well past the 30-day boundary, so relative and absolute exptimes differ.
+const T0: u64 = 1_700_000_000;
+
+async fn start(cfg: NodeConfig) -> (NodeHandle, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let cfg = NodeConfig {
+        listen: "127.0.0.1:0".into(),
+        ..cfg
+    };
+    let h = node::start(cfg, clock.clone() as Arc<dyn Clock>)
+        .await
+        .expect("node starts");
+    (h, clock)
+}
+
+async fn start_default() -> (NodeHandle, Arc<ManualClock>) {
+    start(NodeConfig::default()).await
+}
+
+/// A raw protocol connection with a read deadline.
+struct Raw(TcpStream);
+
+impl Raw {
+    fn connect(addr: SocketAddr) -> Raw {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.set_nodelay(true).unwrap();
+        Raw(s)
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.0.write_all(bytes).expect("write");
+    }
+
+    /// Reads exactly `want.len()` bytes and compares.
+    fn expect(&mut self, want: &[u8]) {
+        let mut got = vec![0u8; want.len()];
+        let mut n = 0;
+        while n < want.len() {
+            match self.0.read(&mut got[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) => panic!(
+                    "read failed after {:?}: {e}; wanted {:?}",
+                    String::from_utf8_lossy(&got[..n]),
+                    String::from_utf8_lossy(want)
+                ),
+            }
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&got[..n]),
+            String::from_utf8_lossy(want),
+            "reply mismatch"
+        );
+    }
+
+    /// Sends `req` and expects exactly `want`.
+    fn roundtrip(&mut self, req: &[u8], want: &[u8]) {
+        self.send(req);
+        self.expect(want);
+    }
+
+    /// Reads until EOF (bounded by the read timeout); returns what arrived.
+    fn read_to_close(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.0.read(&mut buf) {
+                Ok(0) => return out,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
+                Err(e) => panic!(
+                    "connection not closed: {e}; got {:?}",
+                    String::from_utf8_lossy(&out)
+                ),
+            }
+        }
+    }
+}
+
+/// Runs blocking socket code off the test runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("blocking task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_follows_memcached_rules_without_sleeping() {
+    let (h, clock) = start_default().await;
+    let addr = h.addr;
+    let c1 = clock.clone();
+    blocking(move || {
+        let mut c = Raw::connect(addr);
+        c.roundtrip(b"set rel 0 10 1\r\na\r\n", b"STORED\r\n");
+        c.roundtrip(b"set abs 0 1700000020 1\r\nb\r\n", b"STORED\r\n");
+        c.roundtrip(b"set never 0 0 1\r\nc\r\n", b"STORED\r\n");
+        c.roundtrip(b"set neg 0 -1 1\r\nd\r\n", b"STORED\r\n");
+        c.roundtrip(b"set past 0 1600000000 1\r\ne\r\n", b"STORED\r\n");
+        c.roundtrip(b"get neg past\r\n", b"END\r\n");
+        c.roundtrip(
+            b"get rel abs never\r\n",
+            b"VALUE rel 0 1\r\na\r\nVALUE abs 0 1\r\nb\r\nVALUE never 0 1\r\nc\r\nEND\r\n",
+        );
+        c1.advance(10);
+        // Expiry is at the deadline second, as in memcached (exptime <= now is gone).
+        c.roundtrip(b"get rel abs\r\n", b"VALUE abs 0 1\r\nb\r\nEND\r\n");
+        c1.advance(11);
+        c.roundtrip(b"get rel abs never\r\n", b"VALUE never 0 1\r\nc\r\nEND\r\n");
+        // touch and gat move the deadline.
+        c.roundtrip(b"set t 0 5 1\r\nx\r\n", b"STORED\r\n");
+        c.roundtrip(b"touch t 100\r\n", b"TOUCHED\r\n");
+        c1.advance(50);
+        c.roundtrip(b"gat 10 t\r\n", b"VALUE t 0 1\r\nx\r\nEND\r\n");
+        c1.advance(11);
+        c.roundtrip(b"get t\r\n", b"END\r\n");
+        c.roundtrip(b"touch t 100\r\n", b"NOT_FOUND\r\n");
+    })
+    .await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_all_with_and_without_delay() {
+    let (h, clock) = start_default().await;
+    let addr = h.addr;
+    blocking(move || {
+        let mut c = Raw::connect(addr);
+        c.roundtrip(b"set a 0 0 1\r\n1\r\n", b"STORED\r\n");
+        c.roundtrip(b"flush_all\r\n", b"OK\r\n");
+        c.roundtrip(b"get a\r\n", b"END\r\n");
+        c.roundtrip(b"set a 0 0 1\r\n1\r\n", b"STORED\r\n");
+        c.roundtrip(b"get a\r\n", b"VALUE a 0 1\r\n1\r\nEND\r\n");
+        // Delayed: items that exist at the deadline go; until then they stay.
+        c.roundtrip(b"flush_all 10\r\n", b"OK\r\n");
+        c.roundtrip(b"get a\r\n", b"VALUE a 0 1\r\n1\r\nEND\r\n");
+        clock.advance(11);
+        c.roundtrip(b"get a\r\n", b"END\r\n");
+        c.roundtrip(b"set b 0 0 1\r\n2\r\n", b"STORED\r\n");
+        c.roundtrip(b"get b\r\n", b"VALUE b 0 1\r\n2\r\nEND\r\n");
+        c.send(b"flush_all noreply\r\n");
+        c.roundtrip(b"get b\r\n", b"END\r\n");
+    })
+    .await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order_and_split_input_works() {
+    let (h, _clock) = start_default().await;
+    let addr = h.addr;
+    blocking(move || {
+        let mut stream = Vec::new();
+        let mut want = Vec::new();
+        for i in 0..500 {
+            stream.extend_from_slice(
+                format!("set k{i} {i} 0 {}\r\nv{i}\r\n", format!("v{i}").len()).as_bytes(),
+            );
+            want.extend_from_slice(b"STORED\r\n");
+            stream.extend_from_slice(format!("get k{i}\r\n").as_bytes());
+            want.extend_from_slice(
+                format!(
+                    "VALUE k{i} {i} {}\r\nv{i}\r\nEND\r\n",
+                    format!("v{i}").len()
+                )
+                .as_bytes(),
+            );
+            stream.extend_from_slice(format!("incr k{i} 1\r\n").as_bytes());
+            want.extend_from_slice(
+                b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
+            );
+        }
+        let mut c = Raw::connect(addr);
+        c.roundtrip(&stream, &want);
+        // The same requests, one byte per write.
+        let mut c = Raw::connect(addr);
+        let small = b"set split 0 0 5\r\nhello\r\nget split\r\nmn\r\n";
+        for b in small.iter() {
+            c.send(&[*b]);
+        }
+        c.expect(b"STORED\r\nVALUE split 0 5\r\nhello\r\nEND\r\nMN\r\n");
+    })
+    .await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_item_size_line_length_and_connections() {
+    let cfg = NodeConfig {
+        max_connections: 2,
+        max_item_size: 2048,
+        ..NodeConfig::default()
+    };
+    let (h, _clock) = start(cfg).await;
+    let addr = h.addr;
+    blocking(move || {
+        let mut c = Raw::connect(addr);
+        // Too large: refused, data swallowed, connection kept, and the old value removed.
+        c.roundtrip(b"set big 0 0 1\r\nx\r\n", b"STORED\r\n");
+        let mut req = b"set big 0 0 4000\r\n".to_vec();
+        req.extend(std::iter::repeat_n(b'z', 4000));
+        req.extend_from_slice(b"\r\n");
+        c.roundtrip(&req, b"SERVER_ERROR object too large for cache\r\n");
+        c.roundtrip(b"get big\r\n", b"END\r\n");
+        // Just under the limit: 57 header + 3 key + 2 CRLF + value.
+        let fits = 2048 - 57 - 3 - 2;
+        let mut req = format!("set big 0 0 {fits}\r\n").into_bytes();
+        req.extend(std::iter::repeat_n(b'y', fits));
+        req.extend_from_slice(b"\r\n");
+        c.roundtrip(&req, b"STORED\r\n");
+        // Bad data chunk: memcached takes length + 2 bytes as the block, so the "\r\n" left
+        // over is an empty command line (`ERROR`).
+        c.roundtrip(
+            b"set bad 0 0 2\r\nabcd\r\n",
+            b"CLIENT_ERROR bad data chunk\r\nERROR\r\n",
+        );
+        // A third connection is over the limit of two.
+        let _second = Raw::connect(addr);
+        std::thread::sleep(Duration::from_millis(100));
+        let mut third = Raw::connect(addr);
+        assert_eq!(
+            third.read_to_close(),
+            b"ERROR Too many open connections\r\n"
+        );
+        // A 2049-byte line without a newline closes the connection.
+        c.send(&vec![b'a'; 2049]);
+        assert_eq!(c.read_to_close(), b"");
+    })
+    .await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_increments_and_cas_lose_nothing() {
+    let (h, _clock) = start_default().await;
+    let addr = h.addr;
+    blocking(move || {
+        let mut c = Raw::connect(addr);
+        c.roundtrip(b"set n 0 0 1\r\n0\r\n", b"STORED\r\n");
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let mut c = Raw::connect(addr);
+                    let mut batch = Vec::new();
+                    for _ in 0..500 {
+                        batch.extend_from_slice(b"incr n 1 noreply\r\n");
+                    }
+                    batch.extend_from_slice(b"mn\r\n");
+                    c.roundtrip(&batch, b"MN\r\n");
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        c.roundtrip(b"get n\r\n", b"VALUE n 0 4\r\n4000\r\nEND\r\n");
+    })
+    .await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_limit_evicts_and_counts() {
+    let cfg = NodeConfig {
+        memory_limit_mb: 4,
+        ..NodeConfig::default()
+    };
+    let (h, _clock) = start(cfg).await;
+    let addr = h.addr;
+    let stats = blocking(move || {
+        let mut c = Raw::connect(addr);
+        let value = [b'v'; 1000];
+        for round in 0..10 {
+            let mut batch = Vec::new();
+            for i in 0..1000 {
+                batch.extend_from_slice(
+                    format!("set key:{round}:{i} 0 0 1000 noreply\r\n").as_bytes(),
+                );
+                batch.extend_from_slice(&value);
+                batch.extend_from_slice(b"\r\n");
+            }
+            batch.extend_from_slice(b"mn\r\n");
+            c.roundtrip(&batch, b"MN\r\n");
+        }
+        c.send(b"stats\r\n");
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        while !out.ends_with(b"END\r\n") {
+            let n = c.0.read(&mut buf).expect("stats");
+            assert!(n > 0);
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8(out).unwrap()
+    })
+    .await;
+    let get = |name: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
+            .unwrap_or_else(|| panic!("stat {name} missing"))
+            .parse()
+            .unwrap()
+    };
+    // Give moka's maintenance a moment to settle its counts.
+    let limit = 4 * 1024 * 1024;
+    assert_eq!(get("limit_maxbytes"), limit);
+    assert!(get("bytes") <= limit, "bytes {} over limit", get("bytes"));
+    assert!(get("evictions") > 0, "10 MB into 4 MB must evict");
+    assert!(get("curr_items") < 10_000);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcache_crate_as_a_third_party_client() {
+    let (h, _clock) = start_default().await;
+    let url = format!(
+        "memcache://{}?timeout=5&tcp_nodelay=true&protocol=ascii",
+        h.addr
+    );
+    blocking(move || {
+        let client = memcache::Client::connect(url.as_str()).expect("memcache connects");
+        client.set("greeting", "hello", 0).unwrap();
+        let v: Option<String> = client.get("greeting").unwrap();
+        assert_eq!(v.as_deref(), Some("hello"));
+        assert!(
+            client.add("greeting", "again", 0).is_err() || {
+                let v: Option<String> = client.get("greeting").unwrap();
+                v.as_deref() == Some("hello")
+            }
+        );
+        client.set("counter", 10u64, 0).unwrap();
+        assert_eq!(client.increment("counter", 5).unwrap(), 15);
+        assert_eq!(client.decrement("counter", 20).unwrap(), 0);
+        client.append("greeting", " world").unwrap();
+        client.prepend("greeting", "oh, ").unwrap();
+        let v: Option<String> = client.get("greeting").unwrap();
+        assert_eq!(v.as_deref(), Some("oh, hello world"));
+        let got: std::collections::HashMap<String, String> =
+            client.gets(&["greeting", "missing"]).unwrap();
+        assert_eq!(
+            got.get("greeting").map(String::as_str),
+            Some("oh, hello world")
+        );
+        assert!(!got.contains_key("missing"));
+        assert!(client.delete("greeting").unwrap());
+        assert!(!client.delete("greeting").unwrap());
+        client.flush().unwrap();
+        let v: Option<u64> = client.get("counter").unwrap();
+        assert_eq!(v, None);
+    })
+    .await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_endpoint_reports_commands() {
+    let cfg = NodeConfig {
+        metrics_listen: Some("127.0.0.1:0".into()),
+        ..NodeConfig::default()
+    };
+    let (h, _clock) = start(cfg).await;
+    let addr = h.addr;
+    let maddr = h.metrics_addr.expect("metrics bound");
+    let body = blocking(move || {
+        let mut c = Raw::connect(addr);
+        c.roundtrip(
+            b"set m 0 0 1\r\n1\r\nget m\r\nget nope\r\nbogus\r\n",
+            b"STORED\r\nVALUE m 0 1\r\n1\r\nEND\r\nEND\r\nERROR\r\n",
+        );
+        // Counters are published once a second.
+        std::thread::sleep(Duration::from_millis(1500));
+        let mut s = TcpStream::connect(maddr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    })
+    .await;
+    assert!(body.starts_with("HTTP/1."), "{body}");
+    for needle in [
+        r#"ringcache_commands_total{role="node",cmd="get"} 2"#,
+        r#"ringcache_commands_total{role="node",cmd="set"} 1"#,
+        r#"ringcache_get_results_total{role="node",result="hit"} 1"#,
+        r#"ringcache_get_results_total{role="node",result="miss"} 1"#,
+        r#"ringcache_protocol_errors_total{role="node",kind="unknown_command"} 1"#,
+        "ringcache_items",
+        "ringcache_request_duration_seconds_bucket",
+    ] {
+        assert!(body.contains(needle), "metrics lack {needle}:\n{body}");
+    }
+    h.shutdown().await;
+}
