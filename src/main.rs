@@ -5,17 +5,32 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use ringcache::cli::{Cli, Command, NodeArgs};
+use ringcache::cli::{Cli, Command, LocalArgs, NodeArgs, ProxyArgs, RingCommand};
 use ringcache::config::NodeConfig;
+use ringcache::local::{self, LocalOptions};
 use ringcache::node::{self, clock::SystemClock};
+use ringcache::proxy::{self, ProxyConfig};
 use ringcache::Error;
+use ringcache_client::ring::{HashKind, NodeSpec};
+
+/// mimalloc: less per-allocation overhead and fragmentation than glibc's malloc for the many
+/// small, long-lived allocations a cache holds.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
         Command::Node(args) => run_node(args),
-        _ => Err(Error::Config("not available in this build".into())),
+        Command::Proxy(args) => run_proxy(args),
+        Command::Local(args) => run_local(args),
+        Command::Ring(RingCommand::Locate { config, keys }) => {
+            ringcache::ring_cli::locate(&config, &keys).map(|out| print!("{out}"))
+        }
+        Command::Ring(RingCommand::Diff { old, new }) => {
+            ringcache::ring_cli::diff(&old, &new).map(|out| print!("{out}"))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -83,6 +98,101 @@ fn run_node(args: NodeArgs) -> Result<(), Error> {
         }
         handle.shutdown().await;
         tracing::info!("node stopped");
+        Ok(())
+    })
+}
+
+/// Config file first, then flags on top.
+fn proxy_config(args: &ProxyArgs) -> Result<ProxyConfig, Error> {
+    let mut cfg = match &args.config {
+        Some(path) => ProxyConfig::load(path)?,
+        None => ProxyConfig::default(),
+    };
+    if let Some(v) = &args.listen {
+        cfg.listen = v.clone();
+    }
+    if !args.nodes.is_empty() {
+        cfg.nodes = args
+            .nodes
+            .iter()
+            .map(|a| NodeSpec {
+                addr: a.clone(),
+                name: None,
+                weight: 1,
+            })
+            .collect();
+    }
+    if let Some(v) = args.replicas {
+        cfg.ring.replicas = v;
+    }
+    if let Some(v) = args.vnodes {
+        cfg.ring.vnodes = v;
+    }
+    if let Some(v) = &args.hash {
+        cfg.ring.hash = match v.as_str() {
+            "xxh3" => HashKind::Xxh3,
+            "ketama" => HashKind::Ketama,
+            other => {
+                return Err(Error::Config(format!(
+                    "--hash {other}: expected xxh3 or ketama"
+                )))
+            }
+        };
+    }
+    if let Some(v) = &args.metrics_listen {
+        cfg.metrics_listen = Some(v.clone());
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run_proxy(args: ProxyArgs) -> Result<(), Error> {
+    let cfg = proxy_config(&args)?;
+    let watch = args.config.clone();
+    runtime()?.block_on(async move {
+        let handle = proxy::start(cfg, watch).await?;
+        println!("ringcache proxy listening on {}", handle.addr);
+        let signals = ringcache::listener::signal_token();
+        signals.cancelled().await;
+        handle.shutdown().await;
+        tracing::info!("proxy stopped");
+        Ok(())
+    })
+}
+
+fn run_local(args: LocalArgs) -> Result<(), Error> {
+    let opts = LocalOptions {
+        nodes: args.nodes,
+        replicas: args.replicas,
+        listen: args.listen,
+        metrics_listen: args.metrics_listen,
+        memory_limit_mb: args.memory_limit,
+    };
+    runtime()?.block_on(async move {
+        let cluster = local::start(&opts).await?;
+        for (i, n) in cluster.nodes.iter().enumerate() {
+            println!("node{} listening on {}", i + 1, n.addr);
+        }
+        println!(
+            "ringcache proxy listening on {} ({} nodes, {} replicas)",
+            cluster.proxy.addr, opts.nodes, opts.replicas
+        );
+        println!(
+            "try: printf 'set hello 0 0 5\\r\\nworld\\r\\nget hello\\r\\n' | nc -q1 {} {}",
+            cluster.proxy.addr.ip(),
+            cluster.proxy.addr.port()
+        );
+        println!("Ctrl-C stops the cluster.");
+        let signals = ringcache::listener::signal_token();
+        signals.cancelled().await;
+        cluster.shutdown().await;
+        tracing::info!("local cluster stopped");
         Ok(())
     })
 }

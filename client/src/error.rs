@@ -26,6 +26,9 @@ pub enum Error {
     /// The node answered with an error line (`ERROR`, `CLIENT_ERROR ...`, `SERVER_ERROR ...`).
     #[error("server error: {0}")]
     Server(String),
+    /// A configuration (membership, ring settings) that cannot be used.
+    #[error("config error: {0}")]
+    Config(String),
     /// A key that memcached would refuse (empty, over 250 bytes, or with spaces/control bytes).
     #[error("invalid key: {0}")]
     InvalidKey(String),

@@ -7,10 +7,14 @@
 //! The node, the proxy and the benchmark all use this crate so that there is one parser and one
 //! placement in the whole project.
 
+pub mod client;
+pub mod cluster_config;
 pub mod connection;
 pub mod error;
 pub mod health;
 pub mod protocol;
 pub mod ring;
+pub mod topology;
 
+pub use client::{Ack, CasResult, Client, ClientBuilder, ClientOptions, GetMany, Item};
 pub use error::Error;

@@ -62,12 +62,12 @@ impl Store {
     pub fn metadump(&self, mut emit: impl FnMut(&[u8]) -> bool) {
         let now = self.now();
         let mut line = String::with_capacity(512);
-        for (key, item) in self.cache.iter() {
+        for (_, item) in self.cache.iter() {
             if self.check(&item, now).is_err() {
                 continue;
             }
             line.clear();
-            metadump_line(&key, &item, &mut line);
+            metadump_line(item.key(), &item, &mut line);
             if !emit(line.as_bytes()) {
                 return;
             }

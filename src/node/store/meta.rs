@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::item::Item;
 use super::{ArithOutcome, Store, StoreMode, StoreOutcome};
 
@@ -113,10 +111,7 @@ impl Store {
                 let exp = self.abs_exptime(ttl, now).unwrap_or(now);
                 let seq = self.next_seq();
                 created = true;
-                self.insert(
-                    key,
-                    Item::new(Bytes::new(), 0, exp, self.next_cas(), seq, now),
-                )
+                self.insert(key, Item::new(key, b"", 0, exp, self.next_cas(), seq, now))
             }
         };
         let fetched_before = item.fetched();
@@ -179,14 +174,7 @@ impl Store {
                 }
                 let exp = self.abs_exptime(opts.ttl, now).unwrap_or(now);
                 let cas = opts.new_cas.unwrap_or_else(|| self.next_cas());
-                let item = Item::new(
-                    Bytes::copy_from_slice(value),
-                    opts.flags,
-                    exp,
-                    cas,
-                    self.next_seq(),
-                    now,
-                );
+                let item = Item::new(key, value, opts.flags, exp, cas, self.next_seq(), now);
                 if stale {
                     item.set_stale();
                 }
@@ -241,11 +229,7 @@ impl Store {
                 Some(t) => self.abs_exptime(t, now).unwrap_or(now),
                 None => old.exptime(),
             };
-            let value = if opts.remove_value {
-                Bytes::new()
-            } else {
-                old.value_bytes()
-            };
+            let value: &[u8] = if opts.remove_value { b"" } else { old.value() };
             let cas = opts.new_cas.unwrap_or_else(|| self.next_cas());
             let item = old.derive(value, exp, cas, old.seq, now);
             if opts.invalidate {
@@ -254,7 +238,7 @@ impl Store {
             self.insert_replacing(key, item);
             return MetaDeleteOutcome::Deleted;
         }
-        self.cache.invalidate(key);
+        self.remove(key);
         MetaDeleteOutcome::Deleted
     }
 
@@ -273,8 +257,11 @@ impl Store {
             // Autovivify: the counter starts at the initial value (the delta is not applied).
             let exp = self.abs_exptime(ttl, now).unwrap_or(now);
             let cas = opts.new_cas.unwrap_or_else(|| self.next_cas());
-            let value = Bytes::from(opts.initial.to_string());
-            let item = self.insert(key, Item::new(value, 0, exp, cas, self.next_seq(), now));
+            let value = opts.initial.to_string();
+            let item = self.insert(
+                key,
+                Item::new(key, value.as_bytes(), 0, exp, cas, self.next_seq(), now),
+            );
             return Ok(MetaArithHit {
                 value: opts.initial,
                 cas,

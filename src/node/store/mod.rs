@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use moka::notification::RemovalCause;
 use moka::sync::Cache;
 use moka::Expiry;
@@ -36,11 +35,14 @@ pub use meta::{
     MetaSetOpts,
 };
 
-/// Bytes charged per item on top of key and value: the item header (~96 B in an `Arc`), the
-/// key's and value's allocation headers, and moka's per-entry bookkeeping (hash-table slot,
-/// access-order and write-order deque nodes, expiry timer node, frequency sketch share). Measured
-/// as RSS growth per item at 1 M items; it keeps RSS within about 10 % of the budget.
-pub const ITEM_OVERHEAD: u64 = 220;
+/// Bytes charged per item on top of key and value, so that the process RSS tracks the budget.
+/// Measured (release build, mimalloc, 1.5 M sets of 100-byte values into a full cache): RSS grows
+/// about 505 B per item with no eviction and ~545 B under eviction churn, of which key + value
+/// are 114 B; the rest is the item header and data allocation (~200 B) and moka's per-entry
+/// bookkeeping (hash-table bucket, access-order node, entry info: ~280 B). With 430 B the RSS of
+/// a full 256 MiB node is within ~10 % of the budget; small budgets add the process's fixed
+/// ~20 MiB on top.
+pub const ITEM_OVERHEAD: u64 = 430;
 
 /// Write locks (a power of two).
 const STRIPES: usize = 4096;
@@ -122,7 +124,10 @@ struct Counters {
 
 /// The cache.
 pub struct Store {
-    cache: Cache<Bytes, Arc<Item>>,
+    /// Keyed by the 64-bit xxh3 hash of the key; the item holds the key itself, and a lookup
+    /// whose item has another key (a hash collision, ~1e-8 at a million keys) is a miss. This
+    /// saves a key allocation and its moka bookkeeping per item.
+    cache: Cache<u64, Arc<Item>>,
     clock: Arc<dyn Clock>,
     locks: Box<[Mutex<()>]>,
     counters: Arc<Counters>,
@@ -150,14 +155,14 @@ impl ItemExpiry {
     }
 }
 
-impl Expiry<Bytes, Arc<Item>> for ItemExpiry {
-    fn expire_after_create(&self, _: &Bytes, v: &Arc<Item>, _: Instant) -> Option<Duration> {
+impl Expiry<u64, Arc<Item>> for ItemExpiry {
+    fn expire_after_create(&self, _: &u64, v: &Arc<Item>, _: Instant) -> Option<Duration> {
         self.remaining(v)
     }
 
     fn expire_after_update(
         &self,
-        _: &Bytes,
+        _: &u64,
         v: &Arc<Item>,
         _: Instant,
         _: Option<Duration>,
@@ -176,8 +181,8 @@ impl Store {
         let l = limit.clone();
         let cache = Cache::builder()
             .max_capacity(capacity)
-            .weigher(move |k: &Bytes, v: &Arc<Item>| -> u32 {
-                let size = k.len() as u64 + v.value().len() as u64 + ITEM_OVERHEAD;
+            .weigher(move |_: &u64, v: &Arc<Item>| -> u32 {
+                let size = (v.key().len() + v.value().len()) as u64 + ITEM_OVERHEAD;
                 // Scaled so a lowered `cache_memlimit` takes effect within moka's fixed capacity.
                 let scaled = size * capacity / l.load(Ordering::Relaxed).max(1);
                 scaled.min(u64::from(u32::MAX)) as u32
@@ -233,7 +238,7 @@ impl Store {
 
     /// The write lock for `key`.
     fn lock(&self, key: &[u8]) -> MutexGuard<'_, ()> {
-        let h = xxhash_rust::xxh3::xxh3_64(key) as usize & (STRIPES - 1);
+        let h = hash(key) as usize & (STRIPES - 1);
         // A panic while holding a stripe cannot leave an item half-written (items are replaced
         // whole), so a poisoned lock is still safe to use.
         self.locks[h].lock().unwrap_or_else(|p| p.into_inner())
@@ -261,7 +266,7 @@ impl Store {
             return Err(Lookup::Flushed);
         }
         let at = self.flush_at.load(Ordering::Relaxed);
-        if at != 0 && now >= at && item.stored_at < at {
+        if at != 0 && now >= at && u64::from(item.stored_at) < at {
             return Err(Lookup::Flushed);
         }
         Ok(())
@@ -269,7 +274,7 @@ impl Store {
 
     /// The live item under `key`, if any (no access recorded).
     fn live(&self, key: &[u8], now: u64) -> Lookup {
-        match self.cache.get(key) {
+        match self.cache.get(&hash(key)).filter(|i| i.key() == key) {
             Some(item) => match self.check(&item, now) {
                 Ok(()) => Lookup::Hit(item),
                 Err(why) => why,
@@ -287,7 +292,7 @@ impl Store {
 
     fn insert(&self, key: &[u8], item: Item) -> Arc<Item> {
         let item = Arc::new(item);
-        self.cache.insert(Bytes::copy_from_slice(key), item.clone());
+        self.cache.insert(hash(key), item.clone());
         self.counters.total_items.fetch_add(1, Ordering::Relaxed);
         item
     }
@@ -316,12 +321,12 @@ impl Store {
         };
         let Some(exp) = self.abs_exptime(exptime, now) else {
             // Touched into the past: gone, as memcached's expired item would be.
-            self.cache.invalidate(key);
+            self.remove(key);
             return Lookup::Hit(item);
         };
         let new = Arc::new(item.with_exptime(exp));
         new.touch_access(now);
-        self.cache.insert(Bytes::copy_from_slice(key), new.clone());
+        self.cache.insert(hash(key), new.clone());
         Lookup::Hit(new)
     }
 
@@ -361,40 +366,25 @@ impl Store {
         let _g = self.lock(key);
         let old = self.live_item(key, now);
         let cas = || new_cas.unwrap_or_else(|| self.next_cas());
+        let mut joined = Vec::new();
         let (value, flags, exp) = match mode {
-            StoreMode::Set => (
-                Bytes::copy_from_slice(value),
-                flags,
-                self.abs_exptime(exptime, now),
-            ),
+            StoreMode::Set => (value, flags, self.abs_exptime(exptime, now)),
             StoreMode::Add => {
                 if old.is_some() {
                     return (StoreOutcome::NotStored, 0);
                 }
-                (
-                    Bytes::copy_from_slice(value),
-                    flags,
-                    self.abs_exptime(exptime, now),
-                )
+                (value, flags, self.abs_exptime(exptime, now))
             }
             StoreMode::Replace => {
                 if old.is_none() {
                     return (StoreOutcome::NotStored, 0);
                 }
-                (
-                    Bytes::copy_from_slice(value),
-                    flags,
-                    self.abs_exptime(exptime, now),
-                )
+                (value, flags, self.abs_exptime(exptime, now))
             }
             StoreMode::Cas(want) => match &old {
                 None => return (StoreOutcome::NotFound, 0),
                 Some(o) if o.cas() != want => return (StoreOutcome::Exists, 0),
-                Some(_) => (
-                    Bytes::copy_from_slice(value),
-                    flags,
-                    self.abs_exptime(exptime, now),
-                ),
+                Some(_) => (value, flags, self.abs_exptime(exptime, now)),
             },
             StoreMode::Append | StoreMode::Prepend => {
                 let Some(o) = &old else {
@@ -403,7 +393,7 @@ impl Store {
                 if self.too_large(key, o.value().len() + value.len(), o.flags()) {
                     return (StoreOutcome::TooLarge, 0);
                 }
-                let mut joined = Vec::with_capacity(o.value().len() + value.len());
+                joined.reserve_exact(o.value().len() + value.len());
                 if mode == StoreMode::Append {
                     joined.extend_from_slice(o.value());
                     joined.extend_from_slice(value);
@@ -412,19 +402,19 @@ impl Store {
                     joined.extend_from_slice(o.value());
                 }
                 let exp = Some(o.exptime());
-                (Bytes::from(joined), o.flags(), exp)
+                (&joined[..], o.flags(), exp)
             }
         };
         match exp {
             Some(exp) => {
                 let c = cas();
                 let seq = self.next_seq();
-                self.insert(key, Item::new(value, flags, exp, c, seq, now));
+                self.insert(key, Item::new(key, value, flags, exp, c, seq, now));
                 (StoreOutcome::Stored, c)
             }
             None => {
                 // Stored already expired: memcached answers STORED and the key reads as a miss.
-                self.cache.invalidate(key);
+                self.remove(key);
                 (StoreOutcome::Stored, 0)
             }
         }
@@ -435,7 +425,7 @@ impl Store {
         let now = self.now();
         let _g = self.lock(key);
         let had = self.live_item(key, now).is_some();
-        self.cache.invalidate(key);
+        self.remove(key);
         had
     }
 
@@ -474,7 +464,7 @@ impl Store {
         }
         let cas = new_cas.unwrap_or_else(|| self.next_cas());
         let seq = self.next_seq();
-        let item = old.derive(Bytes::from(digits), old.exptime(), cas, seq, now);
+        let item = old.derive(&digits, old.exptime(), cas, seq, now);
         item.touch_access(now);
         let item = self.insert_replacing(key, item);
         Ok((new, item))
@@ -482,8 +472,16 @@ impl Store {
 
     fn insert_replacing(&self, key: &[u8], item: Item) -> Arc<Item> {
         let item = Arc::new(item);
-        self.cache.insert(Bytes::copy_from_slice(key), item.clone());
+        self.cache.insert(hash(key), item.clone());
         item
+    }
+
+    /// Drops `key`'s item (only if it really is `key`'s, not a hash neighbour's).
+    fn remove(&self, key: &[u8]) {
+        let h = hash(key);
+        if self.cache.get(&h).is_some_and(|i| i.key() == key) {
+            self.cache.invalidate(&h);
+        }
     }
 
     /// `flush_all [delay]`: with no (or a non-positive) delay, everything stored so far is
@@ -539,6 +537,12 @@ impl Store {
         metrics::counter!(m::EVICTIONS_TOTAL, "cause" => "capacity").absolute(s.evictions);
         metrics::counter!(m::EVICTIONS_TOTAL, "cause" => "expired").absolute(s.reclaimed);
     }
+}
+
+/// The cache key of `key`.
+#[inline]
+fn hash(key: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key)
 }
 
 /// memcached's `safe_strtoull` on a stored value: optional leading spaces, digits, optional

@@ -1,0 +1,1187 @@
+//! The embeddable cluster client: memcached commands routed over the ring with replication,
+//! failover and health tracking (DESIGN §5). The proxy is built on it, so an embedded client and
+//! a proxy given the same node list place every key identically.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ringcache_client::Error> {
+//! use ringcache_client::Client;
+//! let client = Client::builder()
+//!     .nodes(["127.0.0.1:11311", "127.0.0.1:11312", "127.0.0.1:11313"])
+//!     .replicas(2)
+//!     .build()
+//!     .await?;
+//! client.set(b"greeting", b"hello".to_vec(), 0, 0).await?;
+//! let item = client.get(b"greeting").await?.expect("just set");
+//! assert_eq!(&item.value[..], b"hello");
+//! # Ok(()) }
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use futures_util::future::join_all;
+
+use crate::connection::ConnectOptions;
+use crate::error::Error;
+use crate::health::{probe_backoff, NodeState};
+use crate::protocol::{
+    valid_key, ArithCmd, GetCmd, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response,
+    StoreCmd,
+};
+use crate::ring::{HashKind, NodeSpec};
+use crate::topology::{CasSupport, NodeEntry, Topology};
+
+/// One cached item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub value: Bytes,
+    pub flags: u32,
+    /// The CAS unique (0 when the server did not say).
+    pub cas: u64,
+}
+
+/// The outcome of `cas`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasResult {
+    Stored,
+    /// Someone else modified the item since its CAS was read.
+    Exists,
+    NotFound,
+}
+
+/// How many replicas must acknowledge a write before it counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ack {
+    /// The first live replica (the primary, unless it is down).
+    Primary,
+    /// A majority of the live replicas.
+    Quorum,
+    /// Every live replica (the default: a read from any replica then sees the write).
+    #[default]
+    All,
+}
+
+/// The result of [`Client::get_many`]: one slot per requested key, in request order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GetMany {
+    pub items: Vec<Option<Item>>,
+    /// Keys that could not be read from any replica (counted as misses in `items`).
+    pub errors: usize,
+}
+
+/// Settings of a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub replicas: usize,
+    pub vnodes: u32,
+    pub hash: HashKind,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub connections_per_node: usize,
+    pub queue_depth: usize,
+    /// Consecutive failures that mark a node down.
+    pub failure_limit: u32,
+    pub ack: Ack,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            replicas: 1,
+            vnodes: 160,
+            hash: HashKind::Xxh3,
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            connections_per_node: 2,
+            queue_depth: 1024,
+            failure_limit: 3,
+            ack: Ack::All,
+        }
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Debug, Clone, Default)]
+pub struct ClientBuilder {
+    nodes: Vec<NodeSpec>,
+    opts: ClientOptions,
+}
+
+impl ClientBuilder {
+    /// The nodes, as `host:port` addresses (names default to the address, weights to 1).
+    pub fn nodes<I, S>(mut self, addrs: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.nodes = addrs
+            .into_iter()
+            .map(|a| NodeSpec {
+                addr: a.into(),
+                name: None,
+                weight: 1,
+            })
+            .collect();
+        self
+    }
+
+    /// The nodes, with names and weights.
+    pub fn node_specs(mut self, specs: Vec<NodeSpec>) -> Self {
+        self.nodes = specs;
+        self
+    }
+
+    /// Copies of each key (1 = no replication).
+    pub fn replicas(mut self, n: usize) -> Self {
+        self.opts.replicas = n.max(1);
+        self
+    }
+
+    /// Ring points per unit of node weight.
+    pub fn vnodes(mut self, n: u32) -> Self {
+        self.opts.vnodes = n.max(1);
+        self
+    }
+
+    /// Placement: xxh3 (default) or ketama (libmemcached/twemproxy compatible).
+    pub fn hash(mut self, h: HashKind) -> Self {
+        self.opts.hash = h;
+        self
+    }
+
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.opts.connect_timeout = t;
+        self
+    }
+
+    pub fn request_timeout(mut self, t: Duration) -> Self {
+        self.opts.request_timeout = t;
+        self
+    }
+
+    /// Pipelined connections per node.
+    pub fn connections_per_node(mut self, n: usize) -> Self {
+        self.opts.connections_per_node = n.max(1);
+        self
+    }
+
+    /// Consecutive failures that mark a node down.
+    pub fn failure_limit(mut self, n: u32) -> Self {
+        self.opts.failure_limit = n.max(1);
+        self
+    }
+
+    /// Write acknowledgement policy.
+    pub fn ack(mut self, ack: Ack) -> Self {
+        self.opts.ack = ack;
+        self
+    }
+
+    /// All options at once.
+    pub fn options(mut self, opts: ClientOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+
+    /// Connects to the nodes (waiting up to the connect timeout for them) and learns what each
+    /// supports. Nodes that are not up yet are marked down and probed in the background.
+    pub async fn build(self) -> Result<Client, Error> {
+        let inner = Arc::new(Inner {
+            opts: self.opts,
+            topology: ArcSwap::from_pointee(Topology::empty()),
+            cas_seq: AtomicU64::new(0),
+        });
+        let client = Client { inner };
+        client.set_nodes(self.nodes).await?;
+        Ok(client)
+    }
+}
+
+struct Inner {
+    opts: ClientOptions,
+    topology: ArcSwap<Topology>,
+    /// Last router-chosen CAS value (see [`Client::next_cas`]).
+    cas_seq: AtomicU64,
+}
+
+/// A cluster client: `Clone + Send + Sync`, cheap to clone, no lock on the request path.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = self.inner.topology.load();
+        f.debug_struct("Client")
+            .field(
+                "nodes",
+                &t.nodes.iter().map(|n| &n.name).collect::<Vec<_>>(),
+            )
+            .field("replicas", &t.replicas)
+            .finish()
+    }
+}
+
+fn check_key(key: &[u8]) -> Result<(), Error> {
+    if valid_key(key) {
+        Ok(())
+    } else {
+        Err(Error::InvalidKey(String::from_utf8_lossy(key).into_owned()))
+    }
+}
+
+fn unexpected(resp: &Response) -> Error {
+    match resp {
+        Response::Error => Error::Server("ERROR".into()),
+        Response::ClientError(m) => {
+            Error::Server(format!("CLIENT_ERROR {}", String::from_utf8_lossy(m)))
+        }
+        Response::ServerError(m) => {
+            Error::Server(format!("SERVER_ERROR {}", String::from_utf8_lossy(m)))
+        }
+        other => Error::Protocol(format!("unexpected reply {other:?}")),
+    }
+}
+
+impl Client {
+    /// Starts building a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The current topology (ring + nodes).
+    pub fn topology(&self) -> Arc<Topology> {
+        self.inner.topology.load_full()
+    }
+
+    /// Replaces the membership. Unchanged nodes keep their connections and health; requests in
+    /// flight finish on the topology they started with.
+    // Seam for rebalancing: the transition (old ring kept for read-through and migration) hooks
+    // in here once data movement exists.
+    pub async fn set_nodes(&self, specs: Vec<NodeSpec>) -> Result<(), Error> {
+        let t = self.topology();
+        let (hash, vnodes, replicas) = if t.nodes.is_empty() {
+            let o = &self.inner.opts;
+            (o.hash, o.vnodes, o.replicas)
+        } else {
+            (t.hash, t.vnodes, t.replicas)
+        };
+        self.set_ring(specs, hash, vnodes, replicas).await
+    }
+
+    /// Replaces membership and ring settings together (a proxy config reload).
+    pub async fn set_ring(
+        &self,
+        specs: Vec<NodeSpec>,
+        hash: HashKind,
+        vnodes: u32,
+        replicas: usize,
+    ) -> Result<(), Error> {
+        let o = &self.inner.opts;
+        let old = self.inner.topology.load_full();
+        let conn_opts = ConnectOptions {
+            connect_timeout: o.connect_timeout,
+            queue_depth: o.queue_depth,
+            ..ConnectOptions::default()
+        };
+        let topo = Topology::build(&specs, hash, vnodes, replicas, Some(&old), |s| {
+            NodeEntry::new(
+                s.clone(),
+                o.connections_per_node,
+                conn_opts,
+                o.failure_limit,
+            )
+        })?;
+        // Learn versions of new nodes (and mark unreachable ones down so they are probed).
+        let fresh: Vec<Arc<NodeEntry>> = topo
+            .nodes
+            .iter()
+            .filter(|n| !old.nodes.iter().any(|o| Arc::ptr_eq(o, n)))
+            .cloned()
+            .collect();
+        self.inner.topology.store(Arc::new(topo));
+        join_all(fresh.into_iter().map(|n| {
+            let client = self.clone();
+            async move {
+                let ready = n
+                    .conn()
+                    .wait_connected(client.inner.opts.connect_timeout)
+                    .await;
+                let version = match ready {
+                    Ok(()) => client.send(&n, Request::Version).await.ok(),
+                    Err(_) => None,
+                };
+                match version {
+                    Some(Response::Version(v)) => {
+                        if n.learn_version(&String::from_utf8_lossy(&v)) == CasSupport::No {
+                            tracing::warn!(
+                                node = %n.name,
+                                version = %String::from_utf8_lossy(&v),
+                                "node lacks meta `ms E<cas>` (memcached < 1.6.27): replicas of \
+                                 unconditional sets get their own CAS values"
+                            );
+                        }
+                    }
+                    _ => {
+                        tracing::warn!(node = %n.name, "node not reachable; marked down");
+                        if n.health.mark_down() {
+                            client.spawn_probe(n.clone());
+                        }
+                    }
+                }
+            }
+        }))
+        .await;
+        Ok(())
+    }
+
+    /// A CAS value unique to this router and increasing: nanoseconds since the epoch, bumped past
+    /// the last one handed out. Node-generated CAS values count up from 1, so they never meet
+    /// these (~1.7e18).
+    pub fn next_cas(&self) -> u64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        let mut last = self.inner.cas_seq.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last + 1);
+            match self.inner.cas_seq.compare_exchange_weak(
+                last,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return next,
+                Err(x) => last = x,
+            }
+        }
+    }
+
+    /// Sends one request to one node, with the request timeout, keeping its health current.
+    async fn send(&self, node: &Arc<NodeEntry>, req: Request) -> Result<Response, Error> {
+        let started = Instant::now();
+        node.metrics.requests.increment(1);
+        let r = node
+            .conn()
+            .request(req, self.inner.opts.request_timeout)
+            .await;
+        node.metrics.latency.record(started.elapsed().as_secs_f64());
+        match &r {
+            Ok(_) => node.health.success(),
+            Err(e) => {
+                node.metrics.errors.increment(1);
+                let fatal = matches!(e, Error::Protocol(_));
+                let went_down = if fatal {
+                    node.health.mark_down()
+                } else {
+                    node.health.failure()
+                };
+                if went_down {
+                    tracing::warn!(node = %node.name, "node marked down: {e}");
+                    node.metrics.up.set(0.0);
+                    self.spawn_probe(node.clone());
+                }
+            }
+        }
+        r
+    }
+
+    /// Probes a down node with `version` under backoff; when it answers, flushes it (so nothing
+    /// it held before can be read stale) and lets it serve again, fenced.
+    fn spawn_probe(&self, node: Arc<NodeEntry>) {
+        let client = self.clone();
+        tokio::spawn(async move {
+            let timeout = client.inner.opts.request_timeout;
+            let mut attempt = 0;
+            loop {
+                tokio::time::sleep(probe_backoff(attempt)).await;
+                attempt = attempt.saturating_add(1);
+                // Stop probing a node that has left the membership.
+                if !client
+                    .topology()
+                    .nodes
+                    .iter()
+                    .any(|n| Arc::ptr_eq(n, &node))
+                {
+                    return;
+                }
+                let conn = node.conn();
+                if conn.wait_connected(timeout).await.is_err() {
+                    continue;
+                }
+                let Ok(Response::Version(v)) = conn.request(Request::Version, timeout).await else {
+                    continue;
+                };
+                node.learn_version(&String::from_utf8_lossy(&v));
+                let flush = Request::FlushAll {
+                    delay: 0,
+                    noreply: false,
+                };
+                // Every connection must be up before the node is trusted again.
+                let mut ok = true;
+                for c in node.conns() {
+                    if c.wait_connected(timeout).await.is_err() {
+                        ok = false;
+                    }
+                }
+                if ok && matches!(conn.request(flush, timeout).await, Ok(Response::Ok)) {
+                    node.health.returned_fenced();
+                    node.metrics.up.set(1.0);
+                    tracing::info!(node = %node.name, "node back: flushed and fenced");
+                    return;
+                }
+            }
+        });
+    }
+
+    /// The live owners of `key`, primary first.
+    fn live_owners(topo: &Topology, key: &[u8]) -> Vec<Arc<NodeEntry>> {
+        topo.owners(key)
+            .as_slice()
+            .iter()
+            .map(|&i| topo.nodes[i].clone())
+            .filter(|n| n.health.is_usable())
+            .collect()
+    }
+
+    // ----- reads -------------------------------------------------------------------------
+
+    /// Reads `key` from its primary, failing over to the next replica on error or when the
+    /// node is down; a fenced node's miss falls through to the next replica, and a hit found
+    /// there is copied back to it.
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Item>, Error> {
+        check_key(key)?;
+        let key = Bytes::copy_from_slice(key);
+        let resp = self
+            .read(&key, |k| Request::Get {
+                cmd: GetCmd::Gets,
+                exptime: None,
+                keys: vec![k.clone()],
+            })
+            .await?;
+        Ok(first_item(resp))
+    }
+
+    /// `gat`: read and update the TTL (on every replica that has the item).
+    pub async fn gat(&self, key: &[u8], exptime: i64) -> Result<Option<Item>, Error> {
+        check_key(key)?;
+        let key = Bytes::copy_from_slice(key);
+        let resp = self
+            .read(&key, |k| Request::Get {
+                cmd: GetCmd::Gats,
+                exptime: Some(exptime),
+                keys: vec![k.clone()],
+            })
+            .await?;
+        let item = first_item(resp);
+        if item.is_some() {
+            self.copy_ttl(&key, exptime).await;
+        }
+        Ok(item)
+    }
+
+    /// Generic read with failover: `make` builds the request for the key.
+    async fn read(&self, key: &Bytes, make: impl Fn(&Bytes) -> Request) -> Result<Response, Error> {
+        let topo = self.topology();
+        let owners = Self::live_owners(&topo, key);
+        let mut last_err = None;
+        let mut fenced_misses: Vec<Arc<NodeEntry>> = Vec::new();
+        for node in owners {
+            match self.send(&node, make(key)).await {
+                Ok(resp @ Response::Values(_)) | Ok(resp @ Response::Meta(_)) => {
+                    let miss = is_miss(&resp);
+                    if miss && node.health.state() == NodeState::Fenced {
+                        fenced_misses.push(node);
+                        continue;
+                    }
+                    if !miss && !fenced_misses.is_empty() {
+                        self.backfill(key, &fenced_misses).await;
+                    }
+                    return Ok(resp);
+                }
+                Ok(other) => return Err(unexpected(&other)),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        if !fenced_misses.is_empty() || last_err.is_none() {
+            // Every reachable copy missed.
+            return Ok(Response::Values(Vec::new()));
+        }
+        Err(last_err.unwrap_or_else(|| Error::ConnectionClosed("no live replica".into())))
+    }
+
+    /// Reads many keys: one request per node, all nodes concurrently, results in request
+    /// order. Keys of a failed node are retried once on their next replica; what still fails
+    /// counts as a miss and in `errors`.
+    pub async fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<GetMany, Error> {
+        for k in keys {
+            check_key(k.as_ref())?;
+        }
+        let keys: Vec<Bytes> = keys
+            .iter()
+            .map(|k| Bytes::copy_from_slice(k.as_ref()))
+            .collect();
+        let values = self.get_values(GetCmd::Gets, None, &keys).await;
+        let errors = values.iter().filter(|v| matches!(v, Slot::Failed)).count();
+        Ok(GetMany {
+            items: values
+                .into_iter()
+                .map(|v| match v {
+                    Slot::Hit(v) => Some(Item {
+                        value: v.data,
+                        flags: v.flags,
+                        cas: v.cas.unwrap_or(0),
+                    }),
+                    _ => None,
+                })
+                .collect(),
+            errors,
+        })
+    }
+
+    /// The multi-get engine shared with the proxy: per key a hit, a miss or a failure.
+    pub async fn get_values(&self, cmd: GetCmd, exptime: Option<i64>, keys: &[Bytes]) -> Vec<Slot> {
+        let topo = self.topology();
+        let mut slots = vec![Slot::Pending(0); keys.len()];
+        // Attempt `round` goes to the round-th live owner of each key still pending.
+        for round in 0..topo.replicas.max(1) {
+            let mut per_node: Vec<(Arc<NodeEntry>, Vec<usize>)> = Vec::new();
+            for (i, key) in keys.iter().enumerate() {
+                let Slot::Pending(r) = slots[i] else { continue };
+                if r != round {
+                    continue;
+                }
+                let owners = Self::live_owners(&topo, key);
+                match owners.get(round) {
+                    Some(node) => match per_node.iter_mut().find(|(n, _)| Arc::ptr_eq(n, node)) {
+                        Some((_, idx)) => idx.push(i),
+                        None => per_node.push((node.clone(), vec![i])),
+                    },
+                    None => slots[i] = if round == 0 { Slot::Miss } else { Slot::Failed },
+                }
+            }
+            if per_node.is_empty() {
+                break;
+            }
+            let results = join_all(per_node.into_iter().map(|(node, idx)| {
+                let req = Request::Get {
+                    cmd,
+                    exptime,
+                    keys: idx.iter().map(|&i| keys[i].clone()).collect(),
+                };
+                async move {
+                    let r = self.send(&node, req).await;
+                    (node, idx, r)
+                }
+            }))
+            .await;
+            for (node, idx, r) in results {
+                match r {
+                    Ok(Response::Values(vals)) => {
+                        let fenced = node.health.state() == NodeState::Fenced;
+                        for &i in &idx {
+                            match vals.iter().find(|v| v.key == keys[i]) {
+                                Some(v) => slots[i] = Slot::Hit(v.clone()),
+                                None if fenced => slots[i] = Slot::Pending(round + 1),
+                                None => slots[i] = Slot::Miss,
+                            }
+                        }
+                    }
+                    _ => {
+                        for &i in &idx {
+                            slots[i] = Slot::Pending(round + 1);
+                        }
+                    }
+                }
+            }
+        }
+        for s in &mut slots {
+            if let Slot::Pending(_) = s {
+                *s = Slot::Failed;
+            }
+        }
+        slots
+    }
+
+    // ----- writes ------------------------------------------------------------------------
+
+    /// Stores `value` unconditionally on every replica, with one router-chosen CAS so every
+    /// replica holds the same CAS (and `gets`/`cas` keep working after a failover).
+    pub async fn set(
+        &self,
+        key: &[u8],
+        value: impl Into<Bytes>,
+        flags: u32,
+        exptime: i64,
+    ) -> Result<(), Error> {
+        check_key(key)?;
+        match self
+            .set_all(Bytes::copy_from_slice(key), value.into(), flags, exptime)
+            .await?
+        {
+            Response::Stored => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Unconditional write to every live replica, acknowledged per the [`Ack`] policy; the
+    /// reply is the primary's in classic form.
+    pub async fn set_all(
+        &self,
+        key: Bytes,
+        value: Bytes,
+        flags: u32,
+        exptime: i64,
+    ) -> Result<Response, Error> {
+        let topo = self.topology();
+        let owners = Self::live_owners(&topo, &key);
+        if owners.is_empty() {
+            return Err(Error::ConnectionClosed("no live replica".into()));
+        }
+        let cas = self.next_cas();
+        let results = join_all(owners.iter().map(|node| {
+            let req = replica_store(node, &key, &value, flags, exptime, cas);
+            self.send(node, req)
+        }))
+        .await;
+        self.acknowledge(results, |r| {
+            matches!(r, Response::Stored) || is_meta(r, MetaStatus::Hd)
+        })
+        .map(|_| Response::Stored)
+    }
+
+    /// Applies the ack policy: enough successes → the first success, else the first failure.
+    fn acknowledge(
+        &self,
+        results: Vec<Result<Response, Error>>,
+        ok: impl Fn(&Response) -> bool,
+    ) -> Result<Response, Error> {
+        let total = results.len();
+        let need = match self.inner.opts.ack {
+            Ack::Primary => 1,
+            Ack::Quorum => total / 2 + 1,
+            Ack::All => total,
+        };
+        let good = results
+            .iter()
+            .filter(|r| matches!(r, Ok(x) if ok(x)))
+            .count();
+        let mut first_bad = None;
+        let mut first_good = None;
+        for r in results {
+            match r {
+                Ok(x) if ok(&x) => {
+                    first_good.get_or_insert(x);
+                }
+                Ok(x) => {
+                    first_bad.get_or_insert(Ok(x));
+                }
+                Err(e) => {
+                    first_bad.get_or_insert(Err(e));
+                }
+            }
+        }
+        if good >= need {
+            if let Some(g) = first_good {
+                return Ok(g);
+            }
+        }
+        first_bad.unwrap_or_else(|| Err(Error::ConnectionClosed("no replica answered".into())))
+    }
+
+    /// `add`: stored only if absent.
+    pub async fn add(
+        &self,
+        key: &[u8],
+        value: impl Into<Bytes>,
+        flags: u32,
+        exptime: i64,
+    ) -> Result<bool, Error> {
+        self.store_cond(StoreCmd::Add, key, value.into(), flags, exptime, 0)
+            .await
+            .map(|r| r == CasResult::Stored)
+    }
+
+    /// `replace`: stored only if present.
+    pub async fn replace(
+        &self,
+        key: &[u8],
+        value: impl Into<Bytes>,
+        flags: u32,
+        exptime: i64,
+    ) -> Result<bool, Error> {
+        self.store_cond(StoreCmd::Replace, key, value.into(), flags, exptime, 0)
+            .await
+            .map(|r| r == CasResult::Stored)
+    }
+
+    /// `append` to an existing value (flags and TTL kept).
+    pub async fn append(&self, key: &[u8], value: impl Into<Bytes>) -> Result<bool, Error> {
+        self.store_cond(StoreCmd::Append, key, value.into(), 0, 0, 0)
+            .await
+            .map(|r| r == CasResult::Stored)
+    }
+
+    /// `prepend` to an existing value (flags and TTL kept).
+    pub async fn prepend(&self, key: &[u8], value: impl Into<Bytes>) -> Result<bool, Error> {
+        self.store_cond(StoreCmd::Prepend, key, value.into(), 0, 0, 0)
+            .await
+            .map(|r| r == CasResult::Stored)
+    }
+
+    /// `cas`: stored only if the item's CAS is still `cas`.
+    pub async fn cas(
+        &self,
+        key: &[u8],
+        value: impl Into<Bytes>,
+        flags: u32,
+        exptime: i64,
+        cas: u64,
+    ) -> Result<CasResult, Error> {
+        self.store_cond(StoreCmd::Cas, key, value.into(), flags, exptime, cas)
+            .await
+    }
+
+    async fn store_cond(
+        &self,
+        cmd: StoreCmd,
+        key: &[u8],
+        value: Bytes,
+        flags: u32,
+        exptime: i64,
+        cas: u64,
+    ) -> Result<CasResult, Error> {
+        check_key(key)?;
+        let req = Request::Store {
+            cmd,
+            key: Bytes::copy_from_slice(key),
+            flags,
+            exptime,
+            cas,
+            value,
+            noreply: false,
+        };
+        match self.conditional(req).await? {
+            Response::Stored => Ok(CasResult::Stored),
+            Response::NotStored => Ok(CasResult::NotFound),
+            Response::Exists => Ok(CasResult::Exists),
+            Response::NotFound => Ok(CasResult::NotFound),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Runs a conditional write on the primary (the first live owner) and, when it changed the
+    /// item, copies the resulting item to the other replicas. Returns the primary's reply.
+    pub async fn conditional(&self, req: Request) -> Result<Response, Error> {
+        let key = request_key(&req).ok_or_else(|| Error::Protocol("request without key".into()))?;
+        let topo = self.topology();
+        let owners = Self::live_owners(&topo, &key);
+        let Some(primary) = owners.first() else {
+            return Err(Error::ConnectionClosed("no live replica".into()));
+        };
+        let resp = self.send(primary, req).await?;
+        if changed(&resp) && owners.len() > 1 {
+            self.copy_from(primary, &owners[1..], &key).await;
+        }
+        Ok(resp)
+    }
+
+    /// Copies `key` as it is on `from` to `to` (same value, flags, remaining TTL and CAS);
+    /// deletes it there if `from` no longer has it.
+    async fn copy_from(&self, from: &Arc<NodeEntry>, to: &[Arc<NodeEntry>], key: &Bytes) {
+        let flags = MetaFlags {
+            value: true,
+            ret_flags: true,
+            ret_ttl: true,
+            ret_cas: true,
+            ..MetaFlags::default()
+        };
+        let probe = Request::Meta(MetaRequest::new(MetaCmd::Get, key.clone(), flags, None));
+        let item = match self.send(from, probe).await {
+            Ok(Response::Meta(m)) if m.status == MetaStatus::Va => Some(m),
+            Ok(_) => None,
+            Err(_) => return,
+        };
+        join_all(to.iter().map(|node| {
+            let req = match &item {
+                Some(m) => {
+                    let num = |f| {
+                        m.flag(f)
+                            .and_then(|t| std::str::from_utf8(t).ok())
+                            .and_then(|t| t.parse::<i64>().ok())
+                    };
+                    let ttl = num(b't').filter(|t| *t > 0).unwrap_or(0);
+                    replica_store(
+                        node,
+                        key,
+                        m.value.as_ref().unwrap_or(&Bytes::new()),
+                        num(b'f').unwrap_or(0) as u32,
+                        ttl,
+                        num(b'c').unwrap_or(0) as u64,
+                    )
+                }
+                None => Request::Delete {
+                    key: key.clone(),
+                    noreply: false,
+                },
+            };
+            self.send(node, req)
+        }))
+        .await;
+    }
+
+    /// Copies hits back to fenced nodes that missed them (add semantics: never overwrite).
+    async fn backfill(&self, key: &Bytes, fenced: &[Arc<NodeEntry>]) {
+        let topo = self.topology();
+        let owners = Self::live_owners(&topo, key);
+        if let Some(src) = owners
+            .iter()
+            .find(|n| !fenced.iter().any(|f| Arc::ptr_eq(f, n)))
+        {
+            self.copy_from(src, fenced, key).await;
+        }
+    }
+
+    /// Sets the TTL on the replicas after a `gat`/`touch` on the primary.
+    async fn copy_ttl(&self, key: &Bytes, exptime: i64) {
+        let topo = self.topology();
+        let owners = Self::live_owners(&topo, key);
+        join_all(owners.iter().skip(1).map(|n| {
+            self.send(
+                n,
+                Request::Touch {
+                    key: key.clone(),
+                    exptime,
+                    noreply: false,
+                },
+            )
+        }))
+        .await;
+    }
+
+    /// `delete` on every live replica; true if any replica had the key.
+    pub async fn delete(&self, key: &[u8]) -> Result<bool, Error> {
+        check_key(key)?;
+        match self.delete_all(Bytes::copy_from_slice(key)).await? {
+            Response::Deleted => Ok(true),
+            Response::NotFound => Ok(false),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Deletes on every live replica; `DELETED` if any had it, else `NOT_FOUND`.
+    pub async fn delete_all(&self, key: Bytes) -> Result<Response, Error> {
+        let topo = self.topology();
+        let owners = Self::live_owners(&topo, &key);
+        if owners.is_empty() {
+            return Err(Error::ConnectionClosed("no live replica".into()));
+        }
+        let results = join_all(owners.iter().map(|n| {
+            self.send(
+                n,
+                Request::Delete {
+                    key: key.clone(),
+                    noreply: false,
+                },
+            )
+        }))
+        .await;
+        let mut err = None;
+        let mut found = false;
+        let mut answered = false;
+        for r in results {
+            match r {
+                Ok(Response::Deleted) => {
+                    found = true;
+                    answered = true;
+                }
+                Ok(Response::NotFound) => answered = true,
+                Ok(other) => err = Some(unexpected(&other)),
+                Err(e) => err = Some(e),
+            }
+        }
+        match (answered, err) {
+            (false, Some(e)) => Err(e),
+            _ => Ok(if found {
+                Response::Deleted
+            } else {
+                Response::NotFound
+            }),
+        }
+    }
+
+    /// `incr`: the new value, or `None` if the key is missing.
+    pub async fn incr(&self, key: &[u8], delta: u64) -> Result<Option<u64>, Error> {
+        self.arith(ArithCmd::Incr, key, delta).await
+    }
+
+    /// `decr` (stops at 0): the new value, or `None` if the key is missing.
+    pub async fn decr(&self, key: &[u8], delta: u64) -> Result<Option<u64>, Error> {
+        self.arith(ArithCmd::Decr, key, delta).await
+    }
+
+    async fn arith(&self, cmd: ArithCmd, key: &[u8], delta: u64) -> Result<Option<u64>, Error> {
+        check_key(key)?;
+        let req = Request::Arith {
+            cmd,
+            key: Bytes::copy_from_slice(key),
+            delta,
+            noreply: false,
+        };
+        match self.conditional(req).await? {
+            Response::Number(n) => Ok(Some(n)),
+            Response::NotFound => Ok(None),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// `touch`: set a new TTL; false if the key is missing.
+    pub async fn touch(&self, key: &[u8], exptime: i64) -> Result<bool, Error> {
+        check_key(key)?;
+        let req = Request::Touch {
+            key: Bytes::copy_from_slice(key),
+            exptime,
+            noreply: false,
+        };
+        match self.conditional(req).await? {
+            Response::Touched => Ok(true),
+            Response::NotFound => Ok(false),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// `flush_all` on every live node.
+    pub async fn flush_all(&self) -> Result<(), Error> {
+        self.flush_all_delay(0).await
+    }
+
+    /// `flush_all <delay>` on every live node.
+    pub async fn flush_all_delay(&self, delay: i64) -> Result<(), Error> {
+        let topo = self.topology();
+        let results = join_all(topo.nodes.iter().filter(|n| n.health.is_usable()).map(|n| {
+            self.send(
+                n,
+                Request::FlushAll {
+                    delay,
+                    noreply: false,
+                },
+            )
+        }))
+        .await;
+        for r in results {
+            match r? {
+                Response::Ok => {}
+                other => return Err(unexpected(&other)),
+            }
+        }
+        Ok(())
+    }
+
+    /// `me <key>` answered by the key's first live owner (falling over like a read).
+    pub async fn debug(&self, key: Bytes, base64: bool) -> Result<Response, Error> {
+        self.read(&key, |k| Request::MetaDebug {
+            key: k.clone(),
+            base64,
+        })
+        .await
+    }
+
+    /// `version` of every node, by node name.
+    pub async fn version(&self) -> Vec<(String, Result<String, Error>)> {
+        let topo = self.topology();
+        join_all(topo.nodes.iter().map(|n| async move {
+            let r = match self.send(n, Request::Version).await {
+                Ok(Response::Version(v)) => Ok(String::from_utf8_lossy(&v).into_owned()),
+                Ok(other) => Err(unexpected(&other)),
+                Err(e) => Err(e),
+            };
+            (n.name.clone(), r)
+        }))
+        .await
+    }
+
+    /// `stats` of every node, by node name.
+    pub async fn stats(&self) -> Vec<(String, Result<Vec<(String, String)>, Error>)> {
+        let topo = self.topology();
+        join_all(topo.nodes.iter().map(|n| async move {
+            let r = match self.send(n, Request::Stats { group: None }).await {
+                Ok(Response::Stats(s)) => Ok(s
+                    .into_iter()
+                    .map(|(k, v)| {
+                        (
+                            String::from_utf8_lossy(&k).into_owned(),
+                            String::from_utf8_lossy(&v).into_owned(),
+                        )
+                    })
+                    .collect()),
+                Ok(Response::Values(v)) if v.is_empty() => Ok(Vec::new()),
+                Ok(other) => Err(unexpected(&other)),
+                Err(e) => Err(e),
+            };
+            (n.name.clone(), r)
+        }))
+        .await
+    }
+
+    /// Routes a raw meta request the way its verb needs: `mg` as a read, `ms` without compare
+    /// as a replicated write (with a router-chosen `E` CAS), other `ms`/`ma` as conditional
+    /// writes, `md` on every replica. Quiet mode must be stripped by the caller: every request
+    /// here gets a reply.
+    pub async fn meta(&self, mut req: MetaRequest) -> Result<Response, Error> {
+        match req.cmd {
+            MetaCmd::Get => {
+                let r = req.clone();
+                self.read(&req.key, move |_| Request::Meta(r.clone())).await
+            }
+            MetaCmd::Set
+                if req.flags.compare_cas.is_none()
+                    && matches!(req.flags.mode, None | Some(b'S')) =>
+            {
+                let topo = self.topology();
+                let owners = Self::live_owners(&topo, &req.key);
+                if owners.is_empty() {
+                    return Err(Error::ConnectionClosed("no live replica".into()));
+                }
+                if req.flags.new_cas.is_none() {
+                    req.flags.new_cas = Some(self.next_cas());
+                    req = MetaRequest::new(req.cmd, req.key, req.flags, req.value);
+                }
+                let results = join_all(owners.iter().map(|n| {
+                    let r = if n.cas_support() == CasSupport::No {
+                        let mut f = req.flags.clone();
+                        f.new_cas = None;
+                        MetaRequest::new(req.cmd, req.key.clone(), f, req.value.clone())
+                    } else {
+                        req.clone()
+                    };
+                    self.send(n, Request::Meta(r))
+                }))
+                .await;
+                self.acknowledge(results, |r| is_meta(r, MetaStatus::Hd))
+            }
+            MetaCmd::Delete => {
+                let topo = self.topology();
+                let owners = Self::live_owners(&topo, &req.key);
+                if owners.is_empty() {
+                    return Err(Error::ConnectionClosed("no live replica".into()));
+                }
+                let results = join_all(
+                    owners
+                        .iter()
+                        .map(|n| self.send(n, Request::Meta(req.clone()))),
+                )
+                .await;
+                // The primary's answer, unless it failed.
+                let mut first_err = None;
+                for r in results {
+                    match r {
+                        Ok(resp) => return Ok(resp),
+                        Err(e) => {
+                            first_err.get_or_insert(e);
+                        }
+                    }
+                }
+                Err(first_err
+                    .unwrap_or_else(|| Error::ConnectionClosed("no replica answered".into())))
+            }
+            MetaCmd::Set | MetaCmd::Arith => self.conditional(Request::Meta(req)).await,
+        }
+    }
+}
+
+/// One key's fate in a multi-get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Slot {
+    /// Still to be asked of its n-th live owner.
+    Pending(usize),
+    Hit(crate::protocol::Value),
+    Miss,
+    /// No replica could be read.
+    Failed,
+}
+
+fn first_item(resp: Response) -> Option<Item> {
+    match resp {
+        Response::Values(mut v) if !v.is_empty() => {
+            let v = v.swap_remove(0);
+            Some(Item {
+                value: v.data,
+                flags: v.flags,
+                cas: v.cas.unwrap_or(0),
+            })
+        }
+        _ => None,
+    }
+}
+
+fn is_miss(resp: &Response) -> bool {
+    match resp {
+        Response::Values(v) => v.is_empty(),
+        Response::Meta(m) => m.status == MetaStatus::En,
+        _ => false,
+    }
+}
+
+fn is_meta(resp: &Response, status: MetaStatus) -> bool {
+    matches!(resp, Response::Meta(m) if m.status == status)
+}
+
+/// Whether a conditional write's reply means the item changed (so replicas need a copy).
+fn changed(resp: &Response) -> bool {
+    match resp {
+        Response::Stored | Response::Touched | Response::Number(_) => true,
+        Response::Meta(m) => matches!(m.status, MetaStatus::Hd | MetaStatus::Va),
+        _ => false,
+    }
+}
+
+fn request_key(req: &Request) -> Option<Bytes> {
+    match req {
+        Request::Store { key, .. }
+        | Request::Delete { key, .. }
+        | Request::Arith { key, .. }
+        | Request::Touch { key, .. } => Some(key.clone()),
+        Request::Meta(m) => Some(m.key.clone()),
+        Request::Get { keys, .. } => keys.first().cloned(),
+        _ => None,
+    }
+}
+
+/// The write that puts one replica's copy in place: `ms` with the explicit CAS where the node
+/// takes it, else a classic `set` (the node then picks its own CAS).
+fn replica_store(
+    node: &NodeEntry,
+    key: &Bytes,
+    value: &Bytes,
+    flags: u32,
+    exptime: i64,
+    cas: u64,
+) -> Request {
+    if node.cas_support() == CasSupport::No || cas == 0 {
+        return Request::Store {
+            cmd: StoreCmd::Set,
+            key: key.clone(),
+            flags,
+            exptime,
+            cas: 0,
+            value: value.clone(),
+            noreply: false,
+        };
+    }
+    let f = MetaFlags {
+        client_flags: Some(flags),
+        ttl: Some(exptime),
+        new_cas: Some(cas),
+        ..MetaFlags::default()
+    };
+    Request::Meta(MetaRequest::new(
+        MetaCmd::Set,
+        key.clone(),
+        f,
+        Some(value.clone()),
+    ))
+}

@@ -1,0 +1,123 @@
+//! The proxy's configuration file: the shared cluster shape (`[ring]`, `[[nodes]]`, read by
+//! `ringcache ring` and the embedded client too) plus the proxy's own server settings.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ringcache_client::cluster_config::RingSettings;
+use ringcache_client::ring::NodeSpec;
+use ringcache_client::{Ack, ClientOptions};
+use serde::Deserialize;
+
+use crate::error::Error;
+
+/// Everything `ringcache proxy` can be told. `config/proxy.toml` documents every key.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Address clients connect to.
+    pub listen: String,
+    /// Prometheus `/metrics` address; none by default.
+    pub metrics_listen: Option<String>,
+    /// Simultaneous client connections.
+    pub max_connections: usize,
+    /// Largest item accepted from clients (bigger ones are refused before reaching a node).
+    pub max_item_size: usize,
+    /// Limit on connecting to a node, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Limit on one request to a node, in milliseconds; past it the next replica is tried.
+    pub request_timeout_ms: u64,
+    /// Consecutive failures that mark a node down.
+    pub failure_limit: u32,
+    /// Pipelined connections kept to each node.
+    pub connections_per_node: usize,
+    /// Replicas that must acknowledge a write: "primary", "quorum" or "all".
+    pub ack: String,
+    /// Requests one client connection may have in flight before the proxy stops reading it.
+    pub max_inflight_per_connection: usize,
+    pub ring: RingSettings,
+    pub nodes: Vec<NodeSpec>,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: "127.0.0.1:11211".into(),
+            metrics_listen: None,
+            max_connections: 1024,
+            max_item_size: 1024 * 1024,
+            connect_timeout_ms: 1000,
+            request_timeout_ms: 1000,
+            failure_limit: 3,
+            connections_per_node: 2,
+            ack: "all".into(),
+            max_inflight_per_connection: 1024,
+            ring: RingSettings::default(),
+            nodes: Vec::new(),
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// Reads and validates a proxy config file.
+    pub fn load(path: &Path) -> Result<ProxyConfig, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        ProxyConfig::from_toml(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses and validates a proxy config from TOML text.
+    pub fn from_toml(text: &str) -> Result<ProxyConfig, Error> {
+        let cfg: ProxyConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Refuses settings the proxy could not run with.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.ack_policy()?;
+        if self.nodes.is_empty() {
+            return Err(Error::Config(
+                "at least one [[nodes]] entry is needed".into(),
+            ));
+        }
+        // Building the ring checks duplicates, weights and addresses.
+        ringcache_client::ring::Ring::new(&self.nodes, self.ring.hash, self.ring.vnodes)?;
+        if self.max_connections == 0 || self.connections_per_node == 0 {
+            return Err(Error::Config(
+                "max_connections and connections_per_node must be at least 1".into(),
+            ));
+        }
+        if self.request_timeout_ms == 0 || self.connect_timeout_ms == 0 {
+            return Err(Error::Config("timeouts must be at least 1 ms".into()));
+        }
+        Ok(())
+    }
+
+    /// The ack policy named by `ack`.
+    pub fn ack_policy(&self) -> Result<Ack, Error> {
+        match self.ack.as_str() {
+            "primary" => Ok(Ack::Primary),
+            "quorum" => Ok(Ack::Quorum),
+            "all" => Ok(Ack::All),
+            other => Err(Error::Config(format!(
+                "ack = {other:?}: expected \"primary\", \"quorum\" or \"all\""
+            ))),
+        }
+    }
+
+    /// The embedded client's options for this config.
+    pub fn client_options(&self) -> Result<ClientOptions, Error> {
+        Ok(ClientOptions {
+            replicas: self.ring.replicas,
+            vnodes: self.ring.vnodes,
+            hash: self.ring.hash,
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            connections_per_node: self.connections_per_node,
+            failure_limit: self.failure_limit,
+            ack: self.ack_policy()?,
+            ..ClientOptions::default()
+        })
+    }
+}

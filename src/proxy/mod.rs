@@ -1,0 +1,149 @@
+//! `ringcache proxy`: one address that existing memcached clients talk to, routing every request
+//! over the ring with the embedded client's placement, replication, failover and health.
+//!
+//! [`connection`] frames client bytes with the shared codec and keeps replies in order while
+//! backend work overlaps; [`route`] decides what each request becomes on the cluster; [`reload`]
+//! swaps membership from the config file; [`stats`] answers `stats`.
+
+pub mod config;
+pub mod connection;
+pub mod reload;
+pub mod route;
+pub mod stats;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use ringcache_client::Client;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::listener;
+use crate::node::stats::ServerStats;
+pub use config::ProxyConfig;
+
+/// A relaxed event counter.
+#[derive(Debug, Default)]
+pub struct Tally(AtomicU64);
+
+impl Tally {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// State shared by every client connection of the proxy.
+pub struct Proxy {
+    client: Client,
+    config: ArcSwap<ProxyConfig>,
+    pub stats: ServerStats,
+    pub started: Instant,
+    pub shutdown: CancellationToken,
+    /// Multi-get keys answered as misses because no replica could be read.
+    pub multiget_failures: Tally,
+    /// Successful config reloads.
+    pub reloads: Tally,
+}
+
+impl Proxy {
+    /// The embedded cluster client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Arc<ProxyConfig> {
+        self.config.load_full()
+    }
+}
+
+/// A running proxy.
+pub struct ProxyHandle {
+    pub addr: SocketAddr,
+    pub proxy: Arc<Proxy>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ProxyHandle {
+    /// Stops accepting, finishes in-flight requests, and waits for the proxy to stop.
+    pub async fn shutdown(self) {
+        self.proxy.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Starts a proxy on the current runtime. With `config_path`, the file is watched (and SIGHUP
+/// honoured) for membership changes.
+pub async fn start(cfg: ProxyConfig, config_path: Option<PathBuf>) -> Result<ProxyHandle, Error> {
+    cfg.validate()?;
+    let listener = TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| Error::Config(format!("listen {}: {e}", cfg.listen)))?;
+    let metrics_listener = match &cfg.metrics_listen {
+        Some(addr) => Some(crate::metrics::bind(addr).await?),
+        None => None,
+    };
+    let client = Client::builder()
+        .options(cfg.client_options()?)
+        .node_specs(cfg.nodes.clone())
+        .build()
+        .await?;
+    let export = cfg.metrics_listen.is_some();
+    let proxy = Arc::new(Proxy {
+        client,
+        config: ArcSwap::from_pointee(cfg),
+        stats: ServerStats::new("proxy", export),
+        started: Instant::now(),
+        shutdown: CancellationToken::new(),
+        multiget_failures: Tally::default(),
+        reloads: Tally::default(),
+    });
+    if let Some(l) = metrics_listener {
+        if let Some(addr) = crate::metrics::local_addr(&l) {
+            println!("ringcache proxy metrics on http://{addr}/metrics");
+        }
+        let handle = crate::metrics::install();
+        tokio::spawn(crate::metrics::serve(l, handle, proxy.shutdown.clone()));
+        spawn_publisher(proxy.clone());
+    }
+    if let Some(path) = config_path {
+        reload::spawn_watcher(proxy.clone(), path);
+    }
+    let addr = listener.local_addr()?;
+    let p = proxy.clone();
+    let task = tokio::spawn(async move {
+        let counters = p.stats.conns.clone();
+        let shutdown = p.shutdown.clone();
+        let max = p.config().max_connections;
+        listener::serve(listener, max, counters, shutdown, move |stream| {
+            connection::run(stream, p.clone())
+        })
+        .await
+    });
+    Ok(ProxyHandle { addr, proxy, task })
+}
+
+fn spawn_publisher(proxy: Arc<Proxy>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    proxy.stats.publish();
+                    metrics::counter!(crate::metrics::MULTIGET_PARTIAL_TOTAL)
+                        .absolute(proxy.multiget_failures.get());
+                    metrics::counter!(crate::metrics::CONFIG_RELOADS_TOTAL).absolute(proxy.reloads.get());
+                }
+                _ = proxy.shutdown.cancelled() => break,
+            }
+        }
+    });
+}

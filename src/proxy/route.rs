@@ -1,0 +1,198 @@
+//! What the proxy does with each request: route it over the cluster with the embedded client and
+//! turn the outcome into the reply memcached would give.
+//!
+//! Client `noreply` and meta `q` are honoured here, never forwarded: every backend request asks
+//! for its reply (so FIFO matching on backend connections cannot slip) and the proxy drops the
+//! reply the client did not want.
+
+use bytes::Bytes;
+use ringcache_client::client::Slot;
+use ringcache_client::protocol::{
+    MetaCmd, MetaRequest, MetaStatus, Request, Response, StoreCmd, Value,
+};
+use ringcache_client::Error as ClientError;
+
+use super::Proxy;
+use crate::bump;
+use crate::node::VERSION;
+
+/// The reply to send for an error from the cluster.
+fn server_error(e: &ClientError) -> Response {
+    Response::ServerError(Bytes::from(match e {
+        ClientError::Timeout(_) => "backend timeout".to_string(),
+        ClientError::ConnectionClosed(_) | ClientError::Io(_) => "backend unavailable".to_string(),
+        ClientError::Server(m) => return Response::Other(Bytes::from(m.clone())),
+        other => other.to_string(),
+    }))
+}
+
+/// Executes `req` and returns the reply, or `None` when the client asked for none.
+pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
+    let client = proxy.client();
+    let noreply = req.noreply();
+    let reply = match req {
+        Request::Get { cmd, exptime, keys } => {
+            let slots = client.get_values(cmd, exptime, &keys).await;
+            let stats = &proxy.stats;
+            let mut values: Vec<Value> = Vec::with_capacity(slots.len());
+            for slot in slots {
+                if exptime.is_some() {
+                    bump!(stats, cmd_touch);
+                } else {
+                    bump!(stats, cmd_get);
+                }
+                match slot {
+                    Slot::Hit(mut v) => {
+                        if exptime.is_some() {
+                            bump!(stats, touch_hits);
+                        } else {
+                            bump!(stats, get_hits);
+                        }
+                        if !cmd.returns_cas() {
+                            v.cas = None;
+                        }
+                        values.push(v);
+                    }
+                    Slot::Failed => {
+                        proxy.multiget_failures.inc();
+                        bump!(stats, get_misses);
+                    }
+                    _ => {
+                        bump!(stats, get_misses);
+                    }
+                }
+            }
+            Response::Values(values)
+        }
+        Request::Store {
+            cmd: StoreCmd::Set,
+            key,
+            flags,
+            exptime,
+            value,
+            ..
+        } => {
+            bump!(proxy.stats, cmd_set);
+            client
+                .set_all(key, value, flags, exptime)
+                .await
+                .unwrap_or_else(|e| server_error(&e))
+        }
+        Request::Store {
+            cmd,
+            key,
+            flags,
+            exptime,
+            cas,
+            value,
+            ..
+        } => {
+            bump!(proxy.stats, cmd_set);
+            let req = Request::Store {
+                cmd,
+                key,
+                flags,
+                exptime,
+                cas,
+                value,
+                noreply: false,
+            };
+            client
+                .conditional(req)
+                .await
+                .unwrap_or_else(|e| server_error(&e))
+        }
+        Request::Delete { key, .. } => client
+            .delete_all(key)
+            .await
+            .unwrap_or_else(|e| server_error(&e)),
+        Request::Arith {
+            cmd, key, delta, ..
+        } => client
+            .conditional(Request::Arith {
+                cmd,
+                key,
+                delta,
+                noreply: false,
+            })
+            .await
+            .unwrap_or_else(|e| server_error(&e)),
+        Request::Touch { key, exptime, .. } => {
+            bump!(proxy.stats, cmd_touch);
+            client
+                .conditional(Request::Touch {
+                    key,
+                    exptime,
+                    noreply: false,
+                })
+                .await
+                .unwrap_or_else(|e| server_error(&e))
+        }
+        Request::FlushAll { delay, .. } => {
+            bump!(proxy.stats, cmd_flush);
+            match client.flush_all_delay(delay).await {
+                Ok(()) => Response::Ok,
+                Err(e) => server_error(&e),
+            }
+        }
+        Request::Version => Response::Version(Bytes::from_static(VERSION.as_bytes())),
+        Request::Verbosity { .. } => Response::Ok,
+        Request::Stats { group } => super::stats::reply(proxy, group.as_deref()).await,
+        Request::CacheMemlimit { .. } => Response::Ok,
+        Request::Shutdown { .. } => {
+            Response::Other(Bytes::from_static(b"ERROR: shutdown not enabled"))
+        }
+        Request::Metadump { .. } | Request::LruCrawler { .. } => {
+            // Key dumps are per node; ask the nodes directly.
+            Response::Error
+        }
+        Request::MetaNoop => Response::Meta(ringcache_client::protocol::MetaResponse {
+            status: MetaStatus::Mn,
+            flags: Bytes::new(),
+            value: None,
+        }),
+        Request::MetaDebug { key, base64 } => match client.debug(key, base64).await {
+            Ok(r) => r,
+            Err(e) => server_error(&e),
+        },
+        Request::Meta(m) => return meta(proxy, m).await,
+        Request::Quit => return None,
+    };
+    (!noreply).then_some(reply)
+}
+
+/// Meta commands: quiet mode is applied here, after the cluster answered.
+async fn meta(proxy: &Proxy, mut m: MetaRequest) -> Option<Response> {
+    bump!(proxy.stats, cmd_meta);
+    let quiet = m.flags.quiet;
+    if quiet {
+        m.flags.quiet = false;
+        m.raw = strip_flag(&m.raw, b'q');
+    }
+    let cmd = m.cmd;
+    let r = match proxy.client().meta(m).await {
+        Ok(r) => r,
+        Err(e) => return Some(server_error(&e)),
+    };
+    if quiet {
+        if let Response::Meta(mr) = &r {
+            let nominal = match cmd {
+                MetaCmd::Get => mr.status == MetaStatus::En,
+                _ => mr.status == MetaStatus::Hd,
+            };
+            if nominal {
+                return None;
+            }
+        }
+    }
+    Some(r)
+}
+
+/// `raw` without the token that is exactly `flag`.
+fn strip_flag(raw: &Bytes, flag: u8) -> Bytes {
+    let kept: Vec<&[u8]> = raw
+        .split(|&b| b == b' ')
+        .filter(|t| !t.is_empty() && *t != [flag])
+        .collect();
+    Bytes::from(kept.join(&b' '))
+}
