@@ -390,6 +390,19 @@ impl Client {
         r
     }
 
+    /// Sends a write that keeps replicas identical. A replica that fails it may now hold an
+    /// older value than its peers, so it is marked down at once (not after K failures): it
+    /// serves nothing until a probe finds it and flushes it, and no stale value is ever read.
+    async fn send_write(&self, node: &Arc<NodeEntry>, req: Request) -> Result<Response, Error> {
+        let r = self.send(node, req).await;
+        if r.is_err() && node.health.mark_down() {
+            tracing::warn!(node = %node.name, "replica missed a write; marked down until flushed");
+            node.metrics.up.set(0.0);
+            self.spawn_probe(node.clone());
+        }
+        r
+    }
+
     /// Probes a down node with `version` under backoff; when it answers, flushes it (so nothing
     /// it held before can be read stale) and lets it serve again, fenced.
     fn spawn_probe(&self, node: Arc<NodeEntry>) {
@@ -547,6 +560,9 @@ impl Client {
     pub async fn get_values(&self, cmd: GetCmd, exptime: Option<i64>, keys: &[Bytes]) -> Vec<Slot> {
         let topo = self.topology();
         let mut slots = vec![Slot::Pending(0); keys.len()];
+        // A fenced node's miss sends the key on to the next replica; if none is left, the
+        // answer is that miss, not a failure.
+        let mut missed = vec![false; keys.len()];
         // Attempt `round` goes to the round-th live owner of each key still pending.
         for round in 0..topo.replicas.max(1) {
             let mut per_node: Vec<(Arc<NodeEntry>, Vec<usize>)> = Vec::new();
@@ -561,7 +577,10 @@ impl Client {
                         Some((_, idx)) => idx.push(i),
                         None => per_node.push((node.clone(), vec![i])),
                     },
-                    None => slots[i] = if round == 0 { Slot::Miss } else { Slot::Failed },
+                    // No (more) live owner: a failure, unless the ring is empty or a fenced
+                    // owner already answered with a miss.
+                    None if topo.nodes.is_empty() || missed[i] => slots[i] = Slot::Miss,
+                    None => slots[i] = Slot::Failed,
                 }
             }
             if per_node.is_empty() {
@@ -586,7 +605,10 @@ impl Client {
                         for &i in &idx {
                             match vals.iter().find(|v| v.key == keys[i]) {
                                 Some(v) => slots[i] = Slot::Hit(v.clone()),
-                                None if fenced => slots[i] = Slot::Pending(round + 1),
+                                None if fenced => {
+                                    missed[i] = true;
+                                    slots[i] = Slot::Pending(round + 1);
+                                }
                                 None => slots[i] = Slot::Miss,
                             }
                         }
@@ -599,9 +621,9 @@ impl Client {
                 }
             }
         }
-        for s in &mut slots {
+        for (s, &m) in slots.iter_mut().zip(&missed) {
             if let Slot::Pending(_) = s {
-                *s = Slot::Failed;
+                *s = if m { Slot::Miss } else { Slot::Failed };
             }
         }
         slots
@@ -645,7 +667,7 @@ impl Client {
         let cas = self.next_cas();
         let results = join_all(owners.iter().map(|node| {
             let req = replica_store(node, &key, &value, flags, exptime, cas);
-            self.send(node, req)
+            self.send_write(node, req)
         }))
         .await;
         self.acknowledge(results, |r| {
@@ -829,7 +851,7 @@ impl Client {
                     noreply: false,
                 },
             };
-            self.send(node, req)
+            self.send_write(node, req)
         }))
         .await;
     }
@@ -851,7 +873,7 @@ impl Client {
         let topo = self.topology();
         let owners = Self::live_owners(&topo, key);
         join_all(owners.iter().skip(1).map(|n| {
-            self.send(
+            self.send_write(
                 n,
                 Request::Touch {
                     key: key.clone(),
@@ -881,7 +903,7 @@ impl Client {
             return Err(Error::ConnectionClosed("no live replica".into()));
         }
         let results = join_all(owners.iter().map(|n| {
-            self.send(
+            self.send_write(
                 n,
                 Request::Delete {
                     key: key.clone(),
@@ -963,7 +985,7 @@ impl Client {
     pub async fn flush_all_delay(&self, delay: i64) -> Result<(), Error> {
         let topo = self.topology();
         let results = join_all(topo.nodes.iter().filter(|n| n.health.is_usable()).map(|n| {
-            self.send(
+            self.send_write(
                 n,
                 Request::FlushAll {
                     delay,
@@ -1058,7 +1080,7 @@ impl Client {
                     } else {
                         req.clone()
                     };
-                    self.send(n, Request::Meta(r))
+                    self.send_write(n, Request::Meta(r))
                 }))
                 .await;
                 self.acknowledge(results, |r| is_meta(r, MetaStatus::Hd))
@@ -1072,7 +1094,7 @@ impl Client {
                 let results = join_all(
                     owners
                         .iter()
-                        .map(|n| self.send(n, Request::Meta(req.clone()))),
+                        .map(|n| self.send_write(n, Request::Meta(req.clone()))),
                 )
                 .await;
                 // The primary's answer, unless it failed.

@@ -20,6 +20,7 @@ use tokio_util::codec::Decoder;
 use ringcache_client::protocol::parse::Limits;
 use ringcache_client::protocol::{Fault, Request, Response, ServerCodec};
 
+use super::order::KeyOrder;
 use super::{route, Proxy};
 use crate::node::stats::Verb;
 
@@ -35,6 +36,7 @@ pub async fn run(stream: TcpStream, proxy: Arc<Proxy>) {
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
     let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
+    let mut order = KeyOrder::default();
     let shutdown = proxy.shutdown.clone();
     // Stop taking requests (quit, protocol desync, shutdown, EOF) but finish those in flight.
     let mut closing = false;
@@ -47,9 +49,17 @@ pub async fn run(stream: TcpStream, proxy: Arc<Proxy>) {
                     match item {
                         Ok(Request::Quit) => closing = true,
                         Ok(req) => {
+                            if inflight.is_empty() {
+                                order.clear();
+                            }
+                            let mut ticket = order.admit(&req);
                             let p = proxy.clone();
-                            inflight
-                                .push_back(Box::pin(async move { route::execute(&p, req).await }));
+                            inflight.push_back(Box::pin(async move {
+                                ticket.ready().await;
+                                let reply = route::execute(&p, req).await;
+                                ticket.finish();
+                                reply
+                            }));
                         }
                         Err(fault) => {
                             proxy.stats.protocol_error(fault.kind());

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod order;
 pub mod reload;
 pub mod route;
 pub mod stats;

@@ -1,0 +1,105 @@
+//! Keeps one client connection's requests in memcached's order where it matters.
+//!
+//! memcached runs a connection's requests one after another, so `set k` then `get k` always sees
+//! the set. The proxy overlaps requests to hide backend round trips, so it must not let a request
+//! overtake an earlier one that touches the same key: each request waits for the earlier
+//! in-flight requests on any of its keys. Requests without keys that change or read the whole
+//! cache (`flush_all`, `stats`) are barriers: they wait for everything before them, and
+//! everything after waits for them. Replies are put back in order separately.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use futures_util::future::{join_all, FutureExt, Shared};
+use ringcache_client::protocol::Request;
+use tokio::sync::oneshot;
+
+/// Resolves when a request has finished executing.
+pub type Done = Shared<oneshot::Receiver<()>>;
+
+/// A request's place in line: what to wait for, and the signal to give when done.
+pub struct Ticket {
+    waits: Vec<Done>,
+    done: oneshot::Sender<()>,
+}
+
+impl Ticket {
+    /// Waits until every earlier conflicting request has finished.
+    pub async fn ready(&mut self) {
+        if !self.waits.is_empty() {
+            join_all(self.waits.drain(..)).await;
+        }
+    }
+
+    /// Marks this request finished (also happens if the ticket is dropped).
+    pub fn finish(self) {
+        let _ = self.done.send(());
+    }
+}
+
+/// Per-connection ordering state.
+#[derive(Default)]
+pub struct KeyOrder {
+    last: HashMap<Bytes, Done>,
+    barrier: Option<Done>,
+    /// Every in-flight request, for the next barrier.
+    all: Vec<Done>,
+}
+
+impl KeyOrder {
+    /// Forgets finished requests (call when nothing is in flight).
+    pub fn clear(&mut self) {
+        self.last.clear();
+        self.barrier = None;
+        self.all.clear();
+    }
+
+    /// Takes a place in line for `req`.
+    pub fn admit(&mut self, req: &Request) -> Ticket {
+        let (tx, rx) = oneshot::channel();
+        let done = rx.shared();
+        let mut waits: Vec<Done> = self.barrier.iter().cloned().collect();
+        match keys(req) {
+            Some(keys) => {
+                for k in keys {
+                    if let Some(prev) = self.last.insert(k.clone(), done.clone()) {
+                        if prev.peek().is_none() {
+                            waits.push(prev);
+                        }
+                    }
+                }
+            }
+            None if is_barrier(req) => {
+                waits.extend(self.all.drain(..).filter(|d| d.peek().is_none()));
+                self.last.clear();
+                self.barrier = Some(done.clone());
+            }
+            None => {}
+        }
+        self.all.retain(|d| d.peek().is_none());
+        self.all.push(done);
+        Ticket { waits, done: tx }
+    }
+}
+
+/// The keys a request touches, if it is keyed.
+fn keys(req: &Request) -> Option<Vec<&Bytes>> {
+    match req {
+        Request::Get { keys, .. } => Some(keys.iter().collect()),
+        Request::Store { key, .. }
+        | Request::Delete { key, .. }
+        | Request::Arith { key, .. }
+        | Request::Touch { key, .. }
+        | Request::MetaDebug { key, .. } => Some(vec![key]),
+        Request::Meta(m) => Some(vec![&m.key]),
+        _ => None,
+    }
+}
+
+/// Requests that see or change every key.
+fn is_barrier(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::FlushAll { .. } | Request::Stats { .. } | Request::Metadump { .. }
+    )
+}

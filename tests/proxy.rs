@@ -1,0 +1,260 @@
+//! The proxy in-process in front of real nodes on loopback: replies byte for byte like a node,
+//! ordered pipelines with quiet meta commands, and hot reload of membership from its config file.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringcache::config::NodeConfig;
+use ringcache::node::{self, clock::SystemClock, NodeHandle};
+use ringcache::proxy::{self, ProxyConfig, ProxyHandle};
+use ringcache_client::cluster_config::RingSettings;
+use ringcache_client::ring::NodeSpec;
+
+async fn nodes(n: usize) -> Vec<NodeHandle> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        let cfg = NodeConfig {
+            listen: "127.0.0.1:0".into(),
+            threads: 1,
+            ..NodeConfig::default()
+        };
+        v.push(node::start(cfg, Arc::new(SystemClock)).await.unwrap());
+    }
+    v
+}
+
+fn specs(nodes: &[NodeHandle]) -> Vec<NodeSpec> {
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| NodeSpec {
+            addr: n.addr.to_string(),
+            name: Some(format!("n{i}")),
+            weight: 1,
+        })
+        .collect()
+}
+
+async fn proxy_for(nodes: &[NodeHandle], replicas: usize) -> ProxyHandle {
+    let cfg = ProxyConfig {
+        listen: "127.0.0.1:0".into(),
+        ring: RingSettings {
+            replicas,
+            ..RingSettings::default()
+        },
+        nodes: specs(nodes),
+        ..ProxyConfig::default()
+    };
+    proxy::start(cfg, None).await.unwrap()
+}
+
+/// Sends `req` on a fresh connection and reads until the reply ends with `until` (or 5 s).
+fn exchange(addr: SocketAddr, req: &[u8], until: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s.write_all(req).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !out.ends_with(until) && Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    out
+}
+
+/// Replaces every run of digits after `cas`-bearing positions with `#`, so CAS values, which
+/// differ between a node and a cluster, compare equal.
+fn mask_cas(reply: &[u8]) -> String {
+    let text = String::from_utf8_lossy(reply).into_owned();
+    text.lines()
+        .map(|l| {
+            let mut parts: Vec<String> = l.split(' ').map(str::to_string).collect();
+            if parts.first().map(String::as_str) == Some("VALUE") && parts.len() == 5 {
+                parts[4] = "#".into();
+            }
+            for p in parts.iter_mut() {
+                if p.starts_with('c') && p.len() > 1 && p[1..].bytes().all(|b| b.is_ascii_digit()) {
+                    *p = "c#".into();
+                }
+            }
+            parts.join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One script of requests (pipelined, one write) whose replies must be identical from a node
+/// and from the proxy (CAS values masked).
+const SCRIPT: &[u8] = b"set a 5 0 3\r\none\r\n\
+get a\r\n\
+gets a\r\n\
+add a 0 0 1\r\nx\r\n\
+add b 0 0 1\r\nx\r\n\
+replace c 0 0 1\r\nx\r\n\
+append a 0 0 2\r\n++\r\n\
+prepend a 0 0 2\r\n--\r\n\
+get a b c\r\n\
+cas a 0 0 1 1\r\nz\r\n\
+cas nokey 0 0 1 1\r\nz\r\n\
+set n 0 0 2\r\n10\r\n\
+incr n 5\r\n\
+decr n 100\r\n\
+incr a 1\r\n\
+incr nokey 1\r\n\
+touch a 100\r\n\
+touch nokey 100\r\n\
+gat 100 a nokey b\r\n\
+delete b\r\n\
+delete b\r\n\
+set q 0 0 1 noreply\r\nq\r\n\
+get q\r\n\
+bogus\r\n\
+set k 0 0 abc\r\n\
+get\r\n\
+set big 0 0 2000000\r\n\
+mg a v f t\r\n\
+mg nokey v\r\n\
+mg nokey v q\r\n\
+ms m 2 T0 F3\r\nhi\r\n\
+ms m 2 q\r\nho\r\n\
+mg m v f k Oop1\r\n\
+md m q\r\n\
+md m\r\n\
+ma n\r\n\
+ma n MD D4 v\r\n\
+mn\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_answers_like_a_node() {
+    let direct = nodes(1).await;
+    let backends = nodes(3).await;
+    let proxy = proxy_for(&backends, 2).await;
+    let (node_addr, proxy_addr) = (direct[0].addr, proxy.addr);
+    let mut script = SCRIPT.to_vec();
+    // The too-large value's data block, swallowed by both.
+    let pos = script
+        .windows(20)
+        .position(|w| w == b"set big 0 0 2000000\r")
+        .unwrap()
+        + 21;
+    let mut body = vec![b'x'; 2_000_000];
+    body.extend_from_slice(b"\r\n");
+    script.splice(pos..pos, body);
+    let (a, b) = tokio::task::spawn_blocking(move || {
+        (
+            exchange(node_addr, &script, b"MN\r\n"),
+            exchange(proxy_addr, &script, b"MN\r\n"),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        a.ends_with(b"MN\r\n"),
+        "node reply incomplete: {}",
+        String::from_utf8_lossy(&a)
+    );
+    assert_eq!(mask_cas(&a), mask_cas(&b));
+    // And the node's reply is what memcached says (spot checks of the shape).
+    let text = String::from_utf8_lossy(&a);
+    for want in [
+        "VALUE a 5 3\r\none\r\nEND\r\n",
+        "NOT_STORED\r\nSTORED\r\nNOT_STORED\r\nSTORED\r\nSTORED\r\n",
+        "15\r\n0\r\n",
+        "CLIENT_ERROR cannot increment or decrement non-numeric value\r\nNOT_FOUND\r\n",
+        "TOUCHED\r\nNOT_FOUND\r\n",
+        "DELETED\r\nNOT_FOUND\r\n",
+        "ERROR\r\nCLIENT_ERROR bad command line format\r\nERROR\r\nSERVER_ERROR object too large for cache\r\n",
+        "EN\r\nHD\r\n",
+        "VA 2 f0 km Oop1\r\nho\r\n",
+        "NF\r\nHD\r\nVA 1\r\n0\r\nMN\r\n",
+    ] {
+        assert!(text.contains(&want), "node reply lacks {want:?}:\n{text}");
+    }
+    proxy.shutdown().await;
+    for n in backends.into_iter().chain(direct) {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_and_removes_nodes_without_dropping_clients() {
+    let backends = nodes(3).await;
+    let dir = std::env::temp_dir().join(format!("ringcache-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("proxy.toml");
+    let write_cfg = |nodes: &[NodeSpec], extra: &str| {
+        let mut t = String::from("listen = \"127.0.0.1:0\"\n[ring]\nreplicas = 1\n");
+        for n in nodes {
+            t.push_str(&format!(
+                "[[nodes]]\naddr = \"{}\"\nname = \"{}\"\n",
+                n.addr,
+                n.name.as_deref().unwrap()
+            ));
+        }
+        t.push_str(extra);
+        std::fs::write(&path, t).unwrap();
+    };
+    let all = specs(&backends);
+    write_cfg(&all[..2], "");
+    let cfg = ProxyConfig::load(&path).unwrap();
+    let proxy = proxy::start(cfg, Some(path.clone())).await.unwrap();
+    let addr = proxy.addr;
+    let p = proxy.proxy.clone();
+    let wait_nodes = |n: usize| {
+        let p = p.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while p.client().topology().nodes.len() != n && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            p.client().topology().nodes.len()
+        }
+    };
+    let mut conn = tokio::task::spawn_blocking(move || {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    })
+    .await
+    .unwrap();
+    let roundtrip = |conn: &mut TcpStream, req: &[u8]| -> String {
+        conn.write_all(req).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = conn.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(roundtrip(&mut conn, b"set k1 0 0 1\r\na\r\n"), "STORED\r\n");
+    // Add the third node (and change mtime-visible size).
+    write_cfg(&all, "");
+    assert_eq!(wait_nodes(3).await, 3, "reload did not add the node");
+    assert_eq!(roundtrip(&mut conn, b"set k2 0 0 1\r\nb\r\n"), "STORED\r\n");
+    // A broken file is refused; the running membership stays.
+    std::fs::write(&path, "this is = not [valid toml").unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(p.client().topology().nodes.len(), 3);
+    assert_eq!(
+        roundtrip(&mut conn, b"get k2\r\n"),
+        "VALUE k2 0 1\r\nb\r\nEND\r\n"
+    );
+    // Remove a node: still serving on the same connection.
+    write_cfg(&all[1..], "");
+    assert_eq!(wait_nodes(2).await, 2, "reload did not remove the node");
+    assert_eq!(roundtrip(&mut conn, b"set k3 0 0 1\r\nc\r\n"), "STORED\r\n");
+    assert_eq!(
+        roundtrip(&mut conn, b"get k3\r\n"),
+        "VALUE k3 0 1\r\nc\r\nEND\r\n"
+    );
+    assert!(p.reloads.get() >= 2);
+    proxy.shutdown().await;
+    for n in backends {
+        n.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
