@@ -175,7 +175,7 @@ async fn proxy_answers_like_a_node() {
         "VA 2 f0 km Oop1\r\nho\r\n",
         "NF\r\nHD\r\nVA 1\r\n0\r\nMN\r\n",
     ] {
-        assert!(text.contains(&want), "node reply lacks {want:?}:\n{text}");
+        assert!(text.contains(want), "node reply lacks {want:?}:\n{text}");
     }
     proxy.shutdown().await;
     for n in backends.into_iter().chain(direct) {
