@@ -63,7 +63,7 @@ fn memcache_round(addr: &str, secs: u64) -> f64 {
                 let Ok(client) = memcache::Client::connect(url.as_str()) else {
                     return;
                 };
-                let value = vec![b'v'; 100];
+                let value = [b'v'; 100];
                 let mut i = t * 7919;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
