@@ -287,54 +287,32 @@ fn wait_listening(addr: SocketAddr) {
     }
 }
 
-fn memcached_path() -> Option<String> {
-    ["/usr/bin/memcached", "/usr/local/bin/memcached"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .map(str::to_string)
-}
-
-#[test]
-fn table_against_memcached() {
-    let Some(bin) = memcached_path() else {
-        println!("skip: memcached is not installed");
-        return;
-    };
-    let port = free_port();
+/// Starts `bin args... 127.0.0.1:PORT` (the address is the last argument) and waits for it.
+fn spawn(bin: &str, args: &[&str]) -> (Proc, SocketAddr) {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = addr.to_string();
     let child = Command::new(bin)
-        .args([
-            "-l",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "0",
-            "-u",
-            "root",
-        ])
+        .args(args)
+        .arg(&listen)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("memcached starts");
-    let _guard = Proc(child);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        .expect("server starts");
+    let guard = Proc(child);
     wait_listening(addr);
+    (guard, addr)
+}
+
+/// Starts Debian's memcached on a free loopback port.
+fn spawn_memcached(bin: &str) -> (Proc, SocketAddr) {
+    let (_guard, addr) = spawn_memcached(&bin);
     let failures = run_cases("memcached", addr, BOTH);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
 fn table_against_ringcache_node() {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ringcache"))
-        .args(["node", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ringcache node starts");
-    let _guard = Proc(child);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_listening(addr);
+    let (_guard, addr) = spawn(env!("CARGO_BIN_EXE_ringcache"), &["node", "--listen"]);
     let mut failures = run_cases("ringcache", addr, BOTH);
     failures.extend(run_cases("ringcache", addr, RINGCACHE_ONLY));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -354,40 +332,13 @@ fn too_large_case(addr: SocketAddr) -> Vec<u8> {
 #[test]
 fn too_large_values_on_both() {
     let want: &[u8] = b"STORED\r\nSERVER_ERROR object too large for cache\r\nEND\r\nMN\r\n";
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ringcache"))
-        .args(["node", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ringcache node starts");
-    let _guard = Proc(child);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_listening(addr);
+    let (_guard, addr) = spawn(env!("CARGO_BIN_EXE_ringcache"), &["node", "--listen"]);
     assert_eq!(
         String::from_utf8_lossy(&too_large_case(addr)),
         String::from_utf8_lossy(want)
     );
     if let Some(bin) = memcached_path() {
-        let port = free_port();
-        let child = Command::new(bin)
-            .args([
-                "-l",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "0",
-                "-u",
-                "root",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("memcached starts");
-        let _m = Proc(child);
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_listening(addr);
+        let (_m, addr) = spawn_memcached(&bin);
         assert_eq!(
             String::from_utf8_lossy(&too_large_case(addr)),
             String::from_utf8_lossy(want)
@@ -397,16 +348,7 @@ fn too_large_values_on_both() {
 
 #[test]
 fn split_at_every_byte_gives_the_same_replies() {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ringcache"))
-        .args(["node", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ringcache node starts");
-    let _guard = Proc(child);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_listening(addr);
+    let (_guard, addr) = spawn(env!("CARGO_BIN_EXE_ringcache"), &["node", "--listen"]);
     let stream: &[u8] =
         b"set a 0 0 5\r\nhello\r\nmg a v Ox\r\nbogus\r\nms b 2 q\r\nhi\r\nget a b\r\nmn\r\n";
     let want: &[u8] = b"STORED\r\nVA 5 Ox\r\nhello\r\nERROR\r\nVALUE a 0 5\r\nhello\r\nVALUE b 0 2\r\nhi\r\nEND\r\nMN\r\n";
@@ -428,16 +370,7 @@ fn split_at_every_byte_gives_the_same_replies() {
 
 #[test]
 fn long_lines_close_unless_get() {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ringcache"))
-        .args(["node", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ringcache node starts");
-    let _guard = Proc(child);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_listening(addr);
+    let (_guard, addr) = spawn(env!("CARGO_BIN_EXE_ringcache"), &["node", "--listen"]);
     // A long multi-get line is fine.
     let mut s = TcpStream::connect(addr).unwrap();
     let mut line = b"get".to_vec();
