@@ -305,6 +305,33 @@ fn spawn(bin: &str, args: &[&str]) -> (Proc, SocketAddr) {
 
 /// Starts Debian's memcached on a free loopback port.
 fn spawn_memcached(bin: &str) -> (Proc, SocketAddr) {
+    let port = free_port();
+    let child = Command::new(bin)
+        .args(["-l", "127.0.0.1", "-U", "0", "-u", "root", "-p"])
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("memcached starts");
+    let guard = Proc(child);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_listening(addr);
+    (guard, addr)
+}
+
+fn memcached_path() -> Option<String> {
+    ["/usr/bin/memcached", "/usr/local/bin/memcached"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .map(str::to_string)
+}
+
+#[test]
+fn table_against_memcached() {
+    let Some(bin) = memcached_path() else {
+        println!("skip: memcached is not installed");
+        return;
+    };
     let (_guard, addr) = spawn_memcached(&bin);
     let failures = run_cases("memcached", addr, BOTH);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
