@@ -1,52 +1,219 @@
 //! `ringcache ring locate` and `ringcache ring diff`: placement questions answered from config
-//! files, without touching a node.
+//! files (the proxy's file shape, DESIGN §3; only `[ring]` and `[[nodes]]` are read), without
+//! touching a node.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use ringcache_client::cluster_config::ClusterConfig;
-use ringcache_client::ring;
+use ringcache_client::ring::{self, RingDiff};
 
 use crate::error::Error;
 
-/// `KEY<TAB>owner1,owner2…` per key, owners by ring name, primary first.
+/// `KEY<TAB>owner1,owner2…` per key, one line each: owners by ring name (the configured name,
+/// else the address), primary first, `[ring] replicas` of them (fewer if there are fewer nodes).
 pub fn locate(config: &Path, keys: &[String]) -> Result<String, Error> {
     let cfg = ClusterConfig::load(config)?;
     let ring = cfg.ring()?;
+    let replicas = cfg.replicas();
+    let mut owners = vec![0usize; replicas];
     let mut out = String::new();
     for key in keys {
-        let owners: Vec<&str> = ring
-            .replicas(key.as_bytes(), cfg.ring.replicas)
-            .into_iter()
-            .map(|i| ring.nodes()[i].ring_name())
+        let mut len = 0;
+        ring.replicas_into(key.as_bytes(), replicas, &mut owners, &mut len);
+        let names: Vec<&str> = owners[..len]
+            .iter()
+            .map(|&i| ring.nodes()[i].ring_name())
             .collect();
-        let _ = writeln!(out, "{key}\t{}", owners.join(","));
+        let _ = writeln!(out, "{key}\t{}", names.join(","));
     }
     Ok(out)
 }
 
-/// The share of the keyspace that changes owners between two configs, per node and in total.
+/// How the keyspace moves from the placement of `old` to that of `new`: per node its share
+/// before and after and what it gains and loses, then the totals. Exact (arc arithmetic), not
+/// sampled; nodes are matched by address.
 pub fn diff(old: &Path, new: &Path) -> Result<String, Error> {
     let (a, b) = (ClusterConfig::load(old)?, ClusterConfig::load(new)?);
-    let replicas = b.ring.replicas;
-    let d = ring::diff(&a.ring()?, &b.ring()?, replicas);
+    let d = ring::diff(&a.ring()?, a.replicas(), &b.ring()?, b.replicas());
+    Ok(render_diff(&a, &b, &d))
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2}%", x * 100.0)
+}
+
+fn settings(c: &ClusterConfig) -> String {
+    format!(
+        "hash {}, vnodes {}, replicas {}, {} node{}",
+        c.ring.hash,
+        c.ring.vnodes,
+        c.replicas(),
+        c.nodes.len(),
+        if c.nodes.len() == 1 { "" } else { "s" }
+    )
+}
+
+fn render_diff(a: &ClusterConfig, b: &ClusterConfig, d: &RingDiff) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:<24} {:>9} {:>9}", "node", "gains", "loses");
-    for (name, gain, loss) in &d.per_node {
+    let _ = writeln!(out, "old: {}", settings(a));
+    let _ = writeln!(out, "new: {}", settings(b));
+    if !d.same_hash {
         let _ = writeln!(
             out,
-            "{name:<24} {:>8.2}% {:>8.2}%",
-            gain * 100.0,
-            loss * 100.0
+            "the hash changes: old and new key positions are unrelated, so the shares below are \
+             expectations over keys and no arcs can be listed"
+        );
+    }
+    let name_w = d
+        .nodes
+        .iter()
+        .map(|n| n.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let addr_w = d
+        .nodes
+        .iter()
+        .map(|n| n.addr.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let _ = writeln!(
+        out,
+        "{:<name_w$}  {:<addr_w$}  {:>8}  {:>8}  {:>8}  {:>8}",
+        "node", "addr", "before", "after", "gains", "loses"
+    );
+    for n in &d.nodes {
+        let _ = writeln!(
+            out,
+            "{:<name_w$}  {:<addr_w$}  {:>8}  {:>8}  {:>8}  {:>8}",
+            n.name,
+            n.addr,
+            pct(n.before),
+            pct(n.after),
+            pct(n.gained),
+            pct(n.lost)
         );
     }
     let _ = writeln!(
         out,
-        "total: {:.2}% of keys change owners ({} replicas), {:.2}% change primary, {} arcs",
-        d.moved * 100.0,
-        replicas,
-        d.primary_moved * 100.0,
-        d.arcs.len()
+        "total: {} of keys change owner set, {} change primary; copies to make: {} of the \
+         keyspace; {} moved arc{}",
+        pct(d.moved),
+        pct(d.primary_moved),
+        pct(d.copies_moved),
+        d.arcs.len(),
+        if d.arcs.len() == 1 { "" } else { "s" }
     );
-    Ok(out)
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// A config file removed when the test ends.
+    struct TempConfig(PathBuf);
+
+    impl TempConfig {
+        fn new(tag: &str, text: &str) -> TempConfig {
+            let p = std::env::temp_dir().join(format!(
+                "ringcache-ring-cli-{}-{tag}.toml",
+                std::process::id()
+            ));
+            std::fs::write(&p, text).expect("write temp config");
+            TempConfig(p)
+        }
+    }
+
+    impl Drop for TempConfig {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn cluster(nodes: &[(&str, &str)], replicas: usize) -> String {
+        let mut t = format!(
+            "listen = \"127.0.0.1:11211\"\nmetrics_listen = \"127.0.0.1:9151\"\n\
+             request_timeout_ms = 1000\n[ring]\nhash = \"xxh3\"\nvnodes = 160\nreplicas = {replicas}\n"
+        );
+        for (addr, name) in nodes {
+            t.push_str(&format!(
+                "[[nodes]]\naddr = \"{addr}\"\nname = \"{name}\"\n"
+            ));
+        }
+        t
+    }
+
+    #[test]
+    fn locate_prints_owner_names_per_key() {
+        let cfg = TempConfig::new(
+            "locate",
+            &cluster(
+                &[
+                    ("127.0.0.1:11311", "a"),
+                    ("127.0.0.1:11312", "b"),
+                    ("127.0.0.1:11313", "c"),
+                ],
+                2,
+            ),
+        );
+        let keys = vec!["foo".to_string(), "bar".to_string()];
+        let out = locate(&cfg.0, &keys).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let ring = ClusterConfig::load(&cfg.0).unwrap().ring().unwrap();
+        for (line, key) in lines.iter().zip(&keys) {
+            let (k, owners) = line.split_once('\t').unwrap();
+            assert_eq!(k, key);
+            let want: Vec<&str> = ring
+                .replicas(key.as_bytes(), 2)
+                .iter()
+                .map(|&i| ring.nodes()[i].ring_name())
+                .collect();
+            assert_eq!(owners, want.join(","));
+        }
+    }
+
+    #[test]
+    fn diff_reports_the_newcomer_share() {
+        let three = [
+            ("127.0.0.1:11311", "a"),
+            ("127.0.0.1:11312", "b"),
+            ("127.0.0.1:11313", "c"),
+        ];
+        let old = TempConfig::new("old", &cluster(&three, 1));
+        let mut four = three.to_vec();
+        four.push(("127.0.0.1:11314", "d"));
+        let new = TempConfig::new("new", &cluster(&four, 1));
+        let out = diff(&old.0, &new.0).unwrap();
+        assert!(
+            out.contains("old: hash xxh3, vnodes 160, replicas 1, 3 nodes"),
+            "{out}"
+        );
+        let d_line = out
+            .lines()
+            .find(|l| l.starts_with("d "))
+            .expect("a row for d");
+        let cols: Vec<&str> = d_line.split_whitespace().collect();
+        assert_eq!(cols[2], "0.00%", "d held nothing before: {d_line}");
+        assert_eq!(cols[3], cols[4], "d's new share is all gained: {d_line}");
+        let total = out.lines().last().unwrap();
+        assert!(
+            total.starts_with(&format!("total: {} of keys", cols[4])),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn bad_files_are_config_errors() {
+        let bad = TempConfig::new("bad", "[ring]\nhash = \"crc32\"\n");
+        assert!(matches!(
+            locate(&bad.0, &[]),
+            Err(Error::Client(ringcache_client::Error::Config(_)))
+        ));
+        assert!(diff(Path::new("/nonexistent.toml"), &bad.0).is_err());
+    }
 }

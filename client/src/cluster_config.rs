@@ -1,24 +1,44 @@
-//! The shared cluster file shape (DESIGN §3): `[ring]` and `[[nodes]]`, read by the proxy,
-//! `ringcache ring locate/diff` and the embedded client's loader. Other top-level keys (the
-//! proxy's own settings) are ignored here; inside `[ring]` and `[[nodes]]` unknown keys are
-//! refused.
+//! The cluster part of a config file (DESIGN §3): `[ring]` and `[[nodes]]`, as read by the
+//! proxy, by `ringcache ring locate/diff` and by the embedded client's loader.
+//!
+//! ```toml
+//! [ring]
+//! hash = "xxh3"      # or "ketama"; default "xxh3"
+//! vnodes = 160       # points per node per unit of weight (xxh3 only); default 160
+//! replicas = 2       # copies of each key; default 2, clamped to the number of nodes
+//! [[nodes]]
+//! addr = "127.0.0.1:11311"
+//! name = "a"         # optional; defaults to addr
+//! weight = 1         # optional; default 1
+//! ```
+//!
+//! [`RingSettings`] and [`NodeSpec`] refuse unknown keys, so a typo inside `[ring]` or
+//! `[[nodes]]` is an error rather than a silently different placement. [`ClusterConfig`]
+//! ignores every other top-level key (`listen`, `metrics_listen`, the proxy's timeouts…) so it
+//! can read a proxy's file; a program with its own top-level keys embeds the two parts in its
+//! own `deny_unknown_fields` struct instead (as the proxy's `ProxyConfig` does) and calls
+//! [`RingSettings::build`] to validate them together.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::ring::{HashKind, NodeSpec, Ring};
+pub use crate::ring::{HashKind, NodeSpec};
+use crate::ring::{Ring, DEFAULT_VNODES};
 
-/// `[ring]`.
+/// Default copies of each key (DESIGN §3): one node can fail without losing reads.
+pub const DEFAULT_REPLICAS: usize = 2;
+
+/// `[ring]`: how keys are placed.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RingSettings {
     /// Placement: "xxh3" (default) or "ketama".
     pub hash: HashKind,
-    /// Points per node per unit of weight (default 160).
+    /// Points per node per unit of weight (default 160; ketama ignores it).
     pub vnodes: u32,
-    /// Copies of each key (default 2; clamped to the number of nodes).
+    /// Copies of each key (default 2; a larger number than there are nodes means "every node").
     pub replicas: usize,
 }
 
@@ -26,9 +46,33 @@ impl Default for RingSettings {
     fn default() -> Self {
         RingSettings {
             hash: HashKind::Xxh3,
-            vnodes: 160,
-            replicas: 2,
+            vnodes: DEFAULT_VNODES,
+            replicas: DEFAULT_REPLICAS,
         }
+    }
+}
+
+impl RingSettings {
+    /// Refuses settings no ring can be built with.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.vnodes == 0 {
+            return Err(Error::Config("[ring] vnodes must be at least 1".into()));
+        }
+        if self.replicas == 0 {
+            return Err(Error::Config("[ring] replicas must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// Validates these settings with `nodes` and builds their ring.
+    pub fn build(&self, nodes: &[NodeSpec]) -> Result<Ring, Error> {
+        self.validate()?;
+        Ring::new(nodes, self.hash, self.vnodes)
+    }
+
+    /// The replica count lookups will actually give with `node_count` nodes.
+    pub fn effective_replicas(&self, node_count: usize) -> usize {
+        self.replicas.min(node_count)
     }
 }
 
@@ -42,19 +86,19 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// Parses the `[ring]` and `[[nodes]]` of a TOML document.
+    /// Parses and validates the `[ring]` and `[[nodes]]` of a TOML document (other top-level
+    /// keys are ignored). At least one node is required: a file without `[[nodes]]` is far more
+    /// likely a misspelt table than a wish for an empty cluster.
     pub fn from_toml(text: &str) -> Result<ClusterConfig, Error> {
         let c: ClusterConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
-        if c.ring.vnodes == 0 || c.ring.replicas == 0 {
-            return Err(Error::Config(
-                "vnodes and replicas must be at least 1".into(),
-            ));
+        if c.nodes.is_empty() {
+            return Err(Error::Config("no [[nodes]] entries".into()));
         }
-        Ring::new(&c.nodes, c.ring.hash, c.ring.vnodes)?;
+        c.ring.build(&c.nodes)?;
         Ok(c)
     }
 
-    /// Reads a config file.
+    /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<ClusterConfig, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
@@ -64,6 +108,78 @@ impl ClusterConfig {
 
     /// The ring this config describes.
     pub fn ring(&self) -> Result<Ring, Error> {
-        Ring::new(&self.nodes, self.ring.hash, self.ring.vnodes)
+        self.ring.build(&self.nodes)
+    }
+
+    /// Copies of each key lookups give: `[ring] replicas` clamped to the number of nodes.
+    pub fn replicas(&self) -> usize {
+        self.ring.effective_replicas(self.nodes.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_proxy_keys() {
+        let c = ClusterConfig::from_toml(
+            "listen = \"127.0.0.1:11211\"\nmetrics_listen = \"127.0.0.1:9151\"\n\
+             request_timeout_ms = 5\n[[nodes]]\naddr = \"127.0.0.1:11311\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.ring, RingSettings::default());
+        assert_eq!(c.ring.replicas, 2);
+        assert_eq!(c.replicas(), 1, "clamped to one node");
+        assert_eq!(c.nodes, vec![NodeSpec::new("127.0.0.1:11311")]);
+    }
+
+    #[test]
+    fn full_shape() {
+        let c = ClusterConfig::from_toml(
+            "[ring]\nhash = \"ketama\"\nvnodes = 100\nreplicas = 3\n\
+             [[nodes]]\naddr = \"10.0.0.1:11211\"\nname = \"a\"\nweight = 2\n\
+             [[nodes]]\naddr = \"[::1]:11212\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.ring.hash, HashKind::Ketama);
+        assert_eq!((c.ring.vnodes, c.ring.replicas), (100, 3));
+        assert_eq!(
+            c.nodes[0],
+            NodeSpec::new("10.0.0.1:11211").named("a").weighted(2)
+        );
+        assert_eq!(c.replicas(), 2);
+        assert_eq!(c.ring().unwrap().nodes().len(), 2);
+    }
+
+    #[test]
+    fn refusals() {
+        let node = "[[nodes]]\naddr = \"127.0.0.1:1\"\n";
+        for bad in [
+            format!("[ring]\nhahs = \"xxh3\"\n{node}"),
+            format!("[ring]\nhash = \"md5\"\n{node}"),
+            format!("[ring]\nvnodes = 0\n{node}"),
+            format!("[ring]\nreplicas = 0\n{node}"),
+            "[[nodes]]\naddr = \"127.0.0.1:1\"\nwieght = 2\n".to_string(),
+            "[[nodes]]\naddr = \"127.0.0.1\"\n".to_string(),
+            "[[nodes]]\naddr = \"127.0.0.1:1\"\nweight = 0\n".to_string(),
+            format!("{node}{node}"),
+            "[[node]]\naddr = \"127.0.0.1:1\"\n".to_string(),
+            String::new(),
+        ] {
+            assert!(
+                matches!(ClusterConfig::from_toml(&bad), Err(Error::Config(_))),
+                "accepted {bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let err = ClusterConfig::load(Path::new("/nonexistent/ringcache.toml")).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/ringcache.toml"),
+            "{err}"
+        );
     }
 }

@@ -1,190 +1,260 @@
 //! The virtual-node hash ring: which nodes own a key (DESIGN §5, docs/placement.md).
 //!
-//! Two placements:
-//! - **xxh3** (default): each node contributes `vnodes × weight` points, point *i* of a node at
-//!   `xxh3_64("<name>-<i>")`; a key hashes to `xxh3_64(key)`.
-//! - **ketama**: libmemcached's and twemproxy's (`distribution: ketama`, `hash: md5`) continuum,
-//!   reproduced point for point ([`ketama`]), so a cluster can move from them without going cold.
+//! Two placements, both fixed forever because moving a placement means a cold cache:
+//! - **xxh3** (default, [`xxh3`]): each node contributes `vnodes × weight` points, point *i* of
+//!   a node at `xxh3_64("<name>-<i>")`; a key sits at `xxh3_64(key)`.
+//! - **ketama** ([`ketama`]): libmemcached's and twemproxy's (`distribution: ketama`,
+//!   `hash: md5`) continuum, reproduced point for point, so a cluster can move from them
+//!   without going cold.
 //!
-//! A key's primary is the node of the first point at or after its hash, wrapping around; its
-//! replica set is the first `replicas` *distinct* nodes met walking clockwise from there.
-//! Lookup is one hash and a binary search, with no allocation.
+//! A key's primary is the node of the first point at or after its position, wrapping to the
+//! first point; its replica set is the first `replicas` *distinct* nodes met walking clockwise
+//! from there. When two points share a position, the one of the node listed first in the
+//! configuration comes first (for ketama this matches twemproxy built on glibc, whose `qsort`
+//! keeps insertion order). Locating a key is one hash and a binary search, with no allocation.
 
 mod diff;
-mod ketama;
+pub mod ketama;
+mod node;
+pub mod xxh3;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::Deserialize;
-use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::Error;
-pub use diff::{diff, MovedArc, RingDiff};
+pub use diff::{diff, shares, MovedArc, NodeMove, RingDiff};
+pub use node::{split_host_port, NodeSpec};
 
-/// Which placement a ring uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+/// Which placement a ring uses (`[ring] hash` in the config file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HashKind {
+    /// ringcache's own placement: xxh3 over `vnodes × weight` points per node.
     #[default]
     Xxh3,
+    /// libmemcached / twemproxy ketama (md5, 160 points per server scaled by weight).
     Ketama,
 }
 
-/// One member of the cluster, as configured.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeSpec {
-    /// `host:port` to connect to.
-    pub addr: String,
-    /// The identity hashed onto the ring; defaults to `addr`. Keeping the name while changing
-    /// the address moves no keys.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Relative share of the keyspace (points = vnodes × weight).
-    #[serde(default = "one")]
-    pub weight: u32,
-}
-
-fn one() -> u32 {
-    1
-}
-
-impl NodeSpec {
-    /// A node known by its address only.
-    pub fn new(addr: impl Into<String>) -> NodeSpec {
-        NodeSpec {
-            addr: addr.into(),
-            name: None,
-            weight: 1,
+impl HashKind {
+    /// The config-file spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HashKind::Xxh3 => "xxh3",
+            HashKind::Ketama => "ketama",
         }
     }
+}
 
-    /// The name on the ring (configured name, else the address).
-    pub fn ring_name(&self) -> &str {
-        self.name.as_deref().unwrap_or(&self.addr)
+impl fmt::Display for HashKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
-/// An immutable ring.
-#[derive(Debug, Clone)]
+impl FromStr for HashKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<HashKind, Error> {
+        match s {
+            "xxh3" => Ok(HashKind::Xxh3),
+            "ketama" => Ok(HashKind::Ketama),
+            other => Err(Error::Config(format!(
+                "hash {other:?}: expected \"xxh3\" or \"ketama\""
+            ))),
+        }
+    }
+}
+
+/// Default ring points per node per unit of weight (xxh3 only; ketama always uses 160).
+pub const DEFAULT_VNODES: u32 = 160;
+
+/// Most points a ring may have (about 48 MiB of ring): far above any real cluster, low enough
+/// that a typo in `vnodes` or `weight` is an error rather than an out-of-memory kill.
+pub const MAX_POINTS: u64 = 1 << 22;
+
+/// An immutable ring. Cloning is cheap (the points are shared).
+#[derive(Clone)]
 pub struct Ring {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     kind: HashKind,
+    vnodes: u32,
     nodes: Vec<NodeSpec>,
-    /// `(position, node index)`, sorted by position then node index (ties break by config order).
-    points: Vec<(u64, u32)>,
+    /// Point positions, ascending; ties ordered by node index. Kept apart from `owners` so the
+    /// binary search touches only 8 bytes per probe.
+    positions: Vec<u64>,
+    /// `owners[i]` is the node index of the point at `positions[i]`.
+    owners: Vec<u32>,
+}
+
+impl fmt::Debug for Ring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ring")
+            .field("kind", &self.inner.kind)
+            .field("vnodes", &self.inner.vnodes)
+            .field("nodes", &self.inner.nodes)
+            .field("points", &self.inner.positions.len())
+            .finish()
+    }
 }
 
 impl Ring {
-    /// Builds the ring for `nodes`. Refuses duplicate names or addresses, a zero weight, and an
-    /// address that is not `host:port`.
+    /// Builds the ring for `nodes` (in configuration order; node indexes refer to it).
+    ///
+    /// Refuses `vnodes == 0`, a zero weight, an address that is not `host:port`, a name with
+    /// spaces or commas, two members with the same address or name, and rings over
+    /// [`MAX_POINTS`]. `vnodes` is ignored by ketama, whose point count is fixed.
     pub fn new(nodes: &[NodeSpec], kind: HashKind, vnodes: u32) -> Result<Ring, Error> {
-        for (i, n) in nodes.iter().enumerate() {
-            if n.weight == 0 {
-                return Err(Error::Config(format!(
-                    "node {}: weight must be at least 1",
-                    n.addr
-                )));
-            }
-            match n.addr.rsplit_once(':') {
-                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
-                _ => {
+        if vnodes == 0 {
+            return Err(Error::Config("vnodes must be at least 1".into()));
+        }
+        node::validate(nodes, kind)?;
+        let points = match kind {
+            HashKind::Xxh3 => {
+                let count = xxh3::point_count(nodes, vnodes);
+                if count > MAX_POINTS {
                     return Err(Error::Config(format!(
-                        "node {:?}: addr must be host:port",
-                        n.addr
-                    )))
-                }
-            }
-            for m in &nodes[..i] {
-                if m.addr == n.addr || m.ring_name() == n.ring_name() {
-                    return Err(Error::Config(format!(
-                        "node {:?} appears twice (same name or address)",
-                        n.ring_name()
+                        "the ring would have {count} points (vnodes × weights), over {MAX_POINTS}"
                     )));
                 }
+                xxh3::points(nodes, vnodes)
             }
-        }
-        let mut points = match kind {
-            HashKind::Xxh3 => xxh3_points(nodes, vnodes.max(1)),
-            HashKind::Ketama => ketama::points(nodes),
+            HashKind::Ketama => ketama::points(nodes)?,
         };
+        Ok(Ring::assemble(kind, vnodes, nodes, points))
+    }
+
+    /// Orders `points` and freezes the ring.
+    fn assemble(
+        kind: HashKind,
+        vnodes: u32,
+        nodes: &[NodeSpec],
+        mut points: Vec<(u64, u32)>,
+    ) -> Ring {
+        // A total order on (position, node index): equal positions fall to the lower index,
+        // whatever order the points were generated in.
         points.sort_unstable();
-        Ok(Ring {
-            kind,
-            nodes: nodes.to_vec(),
-            points,
-        })
+        let (positions, owners) = points.into_iter().unzip();
+        Ring {
+            inner: Arc::new(Inner {
+                kind,
+                vnodes,
+                nodes: nodes.to_vec(),
+                positions,
+                owners,
+            }),
+        }
     }
 
     /// The members, in configuration order (node indexes refer to this).
     pub fn nodes(&self) -> &[NodeSpec] {
-        &self.nodes
+        &self.inner.nodes
     }
 
     /// The placement in use.
     pub fn kind(&self) -> HashKind {
-        self.kind
+        self.inner.kind
     }
 
-    /// The ring points, `(position, node index)`, sorted.
-    pub fn points(&self) -> &[(u64, u32)] {
-        &self.points
+    /// The `vnodes` the ring was built with (meaningful for xxh3 only).
+    pub fn vnodes(&self) -> u32 {
+        self.inner.vnodes
+    }
+
+    /// Whether the ring has no points (no nodes): every lookup answers `None` / nothing.
+    pub fn is_empty(&self) -> bool {
+        self.inner.positions.is_empty()
+    }
+
+    /// The number of points on the ring.
+    pub fn point_count(&self) -> usize {
+        self.inner.positions.len()
+    }
+
+    /// The points in ring order, as `(position, node index)`.
+    pub fn points(&self) -> impl ExactSizeIterator<Item = (u64, usize)> + '_ {
+        self.inner
+            .positions
+            .iter()
+            .zip(&self.inner.owners)
+            .map(|(&p, &o)| (p, o as usize))
     }
 
     /// Size of the hash space: 2^64 for xxh3, 2^32 for ketama.
     pub fn space(&self) -> u128 {
-        match self.kind {
+        match self.inner.kind {
             HashKind::Xxh3 => 1u128 << 64,
             HashKind::Ketama => 1u128 << 32,
         }
     }
 
-    /// The position of `key` on the ring.
+    /// The position of `key` on the ring (below 2^32 for ketama).
     #[inline]
     pub fn key_hash(&self, key: &[u8]) -> u64 {
-        match self.kind {
-            HashKind::Xxh3 => xxh3_64(key),
+        match self.inner.kind {
+            HashKind::Xxh3 => xxh3::key_hash(key),
             HashKind::Ketama => u64::from(ketama::key_hash(key)),
         }
     }
 
-    /// Index into `points` of the first point at or after `hash`, wrapping.
+    /// Index of the first point at or after `hash`, wrapping to 0 (twemproxy's
+    /// `ketama_dispatch`: first `value >= hash`). Callers ensure the ring is not empty.
     #[inline]
     fn point_at(&self, hash: u64) -> usize {
-        let i = self.points.partition_point(|&(p, _)| p < hash);
-        if i == self.points.len() {
+        let i = self.inner.positions.partition_point(|&p| p < hash);
+        if i == self.inner.positions.len() {
             0
         } else {
             i
         }
     }
 
-    /// The primary owner of `key`; `None` for an empty ring.
+    /// The primary owner of `key` (an index into [`Ring::nodes`]); `None` for an empty ring.
     #[inline]
     pub fn primary(&self, key: &[u8]) -> Option<usize> {
-        if self.points.is_empty() {
-            return None;
-        }
-        Some(self.points[self.point_at(self.key_hash(key))].1 as usize)
+        self.primary_of_hash(self.key_hash(key))
     }
 
-    /// Writes the owners of `key`, primary first, into `out` (at most `out.len()` and at most
-    /// `n` distinct nodes) and sets `len`.
+    /// The primary owner of the ring position `hash`; `None` for an empty ring.
+    #[inline]
+    pub fn primary_of_hash(&self, hash: u64) -> Option<usize> {
+        if self.is_empty() {
+            return None;
+        }
+        Some(self.inner.owners[self.point_at(hash)] as usize)
+    }
+
+    /// Writes the owners of `key`, primary first, into `out` and their number into `len`:
+    /// the first `min(n, node count, out.len())` distinct nodes clockwise from the key.
+    /// No allocation, so it can sit on the request path.
     #[inline]
     pub fn replicas_into(&self, key: &[u8], n: usize, out: &mut [usize], len: &mut usize) {
         self.owners_of_hash(self.key_hash(key), n, out, len);
     }
 
-    /// Like [`Ring::replicas_into`] for a position on the ring.
+    /// Like [`Ring::replicas_into`] for a ring position.
     pub fn owners_of_hash(&self, hash: u64, n: usize, out: &mut [usize], len: &mut usize) {
         *len = 0;
-        if self.points.is_empty() {
+        let points = self.inner.owners.len();
+        if points == 0 {
             return;
         }
-        let want = n.min(self.nodes.len()).min(out.len());
+        let want = n.min(self.inner.nodes.len()).min(out.len());
         let start = self.point_at(hash);
-        for k in 0..self.points.len() {
+        // At most one lap: a node without points (ketama can give a very light node none) is
+        // simply never met.
+        for k in 0..points {
             if *len == want {
                 break;
             }
-            let node = self.points[(start + k) % self.points.len()].1 as usize;
+            let i = start + k;
+            let node = self.inner.owners[if i >= points { i - points } else { i }] as usize;
             if !out[..*len].contains(&node) {
                 out[*len] = node;
                 *len += 1;
@@ -192,25 +262,14 @@ impl Ring {
         }
     }
 
-    /// The owners of `key` as a vector (convenience; allocates).
+    /// The owners of `key`, primary first, as a vector (convenience; allocates).
     pub fn replicas(&self, key: &[u8], n: usize) -> Vec<usize> {
-        let mut buf = vec![0; n.min(self.nodes.len())];
+        let mut buf = vec![0; n.min(self.inner.nodes.len())];
         let mut len = 0;
         self.replicas_into(key, n, &mut buf, &mut len);
         buf.truncate(len);
         buf
     }
-}
-
-fn xxh3_points(nodes: &[NodeSpec], vnodes: u32) -> Vec<(u64, u32)> {
-    let mut points = Vec::new();
-    for (i, n) in nodes.iter().enumerate() {
-        let name = n.ring_name();
-        for p in 0..u64::from(vnodes) * u64::from(n.weight) {
-            points.push((xxh3_64(format!("{name}-{p}").as_bytes()), i as u32));
-        }
-    }
-    points
 }
 
 #[cfg(test)]

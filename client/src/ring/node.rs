@@ -1,0 +1,145 @@
+//! One configured cluster member ([`NodeSpec`]) and the checks a membership list must pass
+//! before a ring is built from it.
+//!
+//! The checks exist because placement is derived from names: two members with the same name (or,
+//! in ketama mode, the same hashed string) would get identical points and silently share or
+//! shadow each other's keys, so such a list is refused instead of being placed.
+
+use serde::Deserialize;
+
+use super::HashKind;
+use crate::error::Error;
+
+/// The port libmemcached and twemproxy leave out of a ketama point string.
+pub(crate) const KETAMA_DEFAULT_PORT: u16 = 11211;
+
+/// One member of the cluster, as configured (`[[nodes]]` in the config file).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// `host:port` to connect to (IPv6 hosts in brackets: `[::1]:11211`).
+    pub addr: String,
+    /// The identity hashed onto the ring; defaults to `addr`. Keeping the name while changing
+    /// the address keeps the node's ring positions (the new address starts cold, though).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Relative share of the keyspace: an xxh3 node gets `vnodes × weight` points, a ketama
+    /// node its share of `160 × node count` points.
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl NodeSpec {
+    /// A node known by its address only (name = address, weight 1).
+    pub fn new(addr: impl Into<String>) -> NodeSpec {
+        NodeSpec {
+            addr: addr.into(),
+            name: None,
+            weight: 1,
+        }
+    }
+
+    /// The same node with a name.
+    pub fn named(mut self, name: impl Into<String>) -> NodeSpec {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The same node with a weight.
+    pub fn weighted(mut self, weight: u32) -> NodeSpec {
+        self.weight = weight;
+        self
+    }
+
+    /// The node's identity on the ring and in every report: its configured name, else its
+    /// address.
+    pub fn ring_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.addr)
+    }
+
+    /// The string ketama hashes for this node: the configured name if there is one, else
+    /// `host` when the port is 11211, else `host:port` (twemproxy's `conf_add_server`, kept
+    /// for libmemcached compatibility).
+    pub fn ketama_name(&self) -> &str {
+        if let Some(name) = &self.name {
+            return name;
+        }
+        match split_host_port(&self.addr) {
+            Some((host, KETAMA_DEFAULT_PORT)) => host,
+            _ => &self.addr,
+        }
+    }
+}
+
+/// Splits `host:port` at the last colon. The host is kept as written (a DNS name, an IPv4
+/// address or a bracketed IPv6 address) because ketama hashes it textually.
+pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let bracketed = host.len() > 2 && host.starts_with('[') && host.ends_with(']');
+    let plain = !host.is_empty() && !host.contains(['[', ']', ':']);
+    let clean = !host
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == ',');
+    (port != 0 && clean && (plain || bracketed)).then_some((host, port))
+}
+
+/// A name must be printable as one token (CLI output separates owners with `,` and tabs, and
+/// twemproxy's server lines separate the name with a space).
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ',')
+}
+
+/// Refuses a membership no ring should be built from: a malformed address or name, a zero
+/// weight, or two members sharing an address, a ring name or (ketama) a hashed name.
+pub(crate) fn validate(nodes: &[NodeSpec], kind: HashKind) -> Result<(), Error> {
+    for (i, n) in nodes.iter().enumerate() {
+        if split_host_port(&n.addr).is_none() {
+            return Err(Error::Config(format!(
+                "node {:?}: addr must be host:port with a port in 1..=65535 (IPv6 as [addr]:port)",
+                n.addr
+            )));
+        }
+        if let Some(name) = &n.name {
+            if !valid_name(name) {
+                return Err(Error::Config(format!(
+                    "node {}: name {name:?} must be non-empty, without spaces, control \
+                     characters or commas",
+                    n.addr
+                )));
+            }
+        }
+        if n.weight == 0 {
+            return Err(Error::Config(format!(
+                "node {}: weight must be at least 1",
+                n.ring_name()
+            )));
+        }
+        for m in &nodes[..i] {
+            let clash = if m.addr == n.addr {
+                Some("address")
+            } else if m.ring_name() == n.ring_name() {
+                Some("name")
+            } else if kind == HashKind::Ketama && m.ketama_name() == n.ketama_name() {
+                Some("ketama point name")
+            } else {
+                None
+            };
+            if let Some(what) = clash {
+                return Err(Error::Config(format!(
+                    "nodes {:?} and {:?} have the same {what}",
+                    m.ring_name(),
+                    n.ring_name()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
