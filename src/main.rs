@@ -129,15 +129,7 @@ fn proxy_config(args: &ProxyArgs) -> Result<ProxyConfig, Error> {
         cfg.ring.vnodes = v;
     }
     if let Some(v) = &args.hash {
-        cfg.ring.hash = match v.as_str() {
-            "xxh3" => HashKind::Xxh3,
-            "ketama" => HashKind::Ketama,
-            other => {
-                return Err(Error::Config(format!(
-                    "--hash {other}: expected xxh3 or ketama"
-                )))
-            }
-        };
+        cfg.ring.hash = v.parse::<HashKind>()?;
     }
     if let Some(v) = &args.metrics_listen {
         cfg.metrics_listen = Some(v.clone());

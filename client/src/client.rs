@@ -307,10 +307,19 @@ impl Client {
         join_all(fresh.into_iter().map(|n| {
             let client = self.clone();
             async move {
-                let ready = n
-                    .conn()
-                    .wait_connected(client.inner.opts.connect_timeout)
-                    .await;
+                // Every connection must be up: `send` picks one round robin, and one still
+                // connecting fails at once, which would mark a healthy node down (and have the
+                // probe flush it).
+                let deadline = Instant::now() + client.inner.opts.connect_timeout;
+                let mut ready = Ok(());
+                for c in n.conns() {
+                    ready = c
+                        .wait_connected(deadline.saturating_duration_since(Instant::now()))
+                        .await;
+                    if ready.is_err() {
+                        break;
+                    }
+                }
                 let version = match ready {
                     Ok(()) => client.send(&n, Request::Version).await.ok(),
                     Err(_) => None,
@@ -666,7 +675,7 @@ impl Client {
         }
         let cas = self.next_cas();
         let results = join_all(owners.iter().map(|node| {
-            let req = replica_store(node, &key, &value, flags, exptime, cas);
+            let req = replica_store(node, &key, &value, flags, exptime, cas, false);
             self.send_write(node, req)
         }))
         .await;
@@ -807,14 +816,21 @@ impl Client {
         };
         let resp = self.send(primary, req).await?;
         if changed(&resp) && owners.len() > 1 {
-            self.copy_from(primary, &owners[1..], &key).await;
+            self.copy_from(primary, &owners[1..], &key, false).await;
         }
         Ok(resp)
     }
 
     /// Copies `key` as it is on `from` to `to` (same value, flags, remaining TTL and CAS);
-    /// deletes it there if `from` no longer has it.
-    async fn copy_from(&self, from: &Arc<NodeEntry>, to: &[Arc<NodeEntry>], key: &Bytes) {
+    /// deletes it there if `from` no longer has it. With `only_if_absent` (read repair) the copy
+    /// is an add and a missing source copies nothing: a write that reached `to` meanwhile wins.
+    async fn copy_from(
+        &self,
+        from: &Arc<NodeEntry>,
+        to: &[Arc<NodeEntry>],
+        key: &Bytes,
+        only_if_absent: bool,
+    ) {
         let flags = MetaFlags {
             value: true,
             ret_flags: true,
@@ -825,6 +841,7 @@ impl Client {
         let probe = Request::Meta(MetaRequest::new(MetaCmd::Get, key.clone(), flags, None));
         let item = match self.send(from, probe).await {
             Ok(Response::Meta(m)) if m.status == MetaStatus::Va => Some(m),
+            Ok(_) if only_if_absent => return,
             Ok(_) => None,
             Err(_) => return,
         };
@@ -844,6 +861,7 @@ impl Client {
                         num(b'f').unwrap_or(0) as u32,
                         ttl,
                         num(b'c').unwrap_or(0) as u64,
+                        only_if_absent,
                     )
                 }
                 None => Request::Delete {
@@ -864,7 +882,7 @@ impl Client {
             .iter()
             .find(|n| !fenced.iter().any(|f| Arc::ptr_eq(f, n)))
         {
-            self.copy_from(src, fenced, key).await;
+            self.copy_from(src, fenced, key, true).await;
         }
     }
 
@@ -1174,7 +1192,8 @@ fn request_key(req: &Request) -> Option<Bytes> {
 }
 
 /// The write that puts one replica's copy in place: `ms` with the explicit CAS where the node
-/// takes it, else a classic `set` (the node then picks its own CAS).
+/// takes it, else a classic `set` (the node then picks its own CAS). With `add`, only stored
+/// if the replica does not hold the key (`ms ... ME` / `add`).
 fn replica_store(
     node: &NodeEntry,
     key: &Bytes,
@@ -1182,10 +1201,11 @@ fn replica_store(
     flags: u32,
     exptime: i64,
     cas: u64,
+    add: bool,
 ) -> Request {
     if node.cas_support() == CasSupport::No || cas == 0 {
         return Request::Store {
-            cmd: StoreCmd::Set,
+            cmd: if add { StoreCmd::Add } else { StoreCmd::Set },
             key: key.clone(),
             flags,
             exptime,
@@ -1198,6 +1218,7 @@ fn replica_store(
         client_flags: Some(flags),
         ttl: Some(exptime),
         new_cas: Some(cas),
+        mode: add.then_some(b'E'),
         ..MetaFlags::default()
     };
     Request::Meta(MetaRequest::new(

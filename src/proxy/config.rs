@@ -81,8 +81,8 @@ impl ProxyConfig {
                 "at least one [[nodes]] entry is needed".into(),
             ));
         }
-        // Building the ring checks duplicates, weights and addresses.
-        ringcache_client::ring::Ring::new(&self.nodes, self.ring.hash, self.ring.vnodes)?;
+        // Building the ring checks replicas, vnodes, duplicates, weights and addresses.
+        self.ring.build(&self.nodes)?;
         if self.max_connections == 0 || self.connections_per_node == 0 {
             return Err(Error::Config(
                 "max_connections and connections_per_node must be at least 1".into(),

@@ -1,0 +1,1406 @@
+//! Fault injection against real `ringcache` processes on loopback: the embedded client and the
+//! proxy in front of three nodes while one node is killed (-9), restarted on its port, or frozen
+//! (SIGSTOP). Also: every client verb against real nodes with replica contents checked node by
+//! node, and placement equality between the embedded client and the proxy.
+//!
+//! The tests run one at a time (they are timing-sensitive and each starts several processes);
+//! every wait is bounded and every process is killed (and resumed first) on drop.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ringcache_client::health::NodeState;
+use ringcache_client::{CasResult, Client, Item};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ringcache");
+/// Request timeout used by the fault tests (client and proxy).
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(200);
+/// Limit on any single raw exchange with a node or proxy.
+const IO_LIMIT: Duration = Duration::from_secs(5);
+
+// ----- harness ---------------------------------------------------------------------------
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Runs one test body on its own runtime, one test at a time.
+fn run<F: std::future::Future<Output = ()>>(body: F) {
+    let _serial: MutexGuard<'_, ()> = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(body);
+    rt.shutdown_timeout(Duration::from_secs(2));
+}
+
+/// One `ringcache` child process; SIGCONT + SIGKILL + reap on drop.
+struct Proc {
+    child: Child,
+    addr: SocketAddr,
+    stopped: bool,
+}
+
+impl Proc {
+    /// Spawns `ringcache ARGS` and waits (up to 10 s) for the `BANNER ADDR` line on stdout.
+    fn spawn(args: &[&str], banner: &str) -> Result<Proc, String> {
+        let stderr = if std::env::var_os("CLUSTER_FAULTS_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("spawn {BIN}: {e}"))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        let prefix = banner.to_string();
+        // Reads the banner, then keeps draining stdout so the child never blocks on it.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix(prefix.as_str()) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(rest.trim().to_string());
+                    }
+                }
+            }
+        });
+        let line = rx.recv_timeout(Duration::from_secs(10));
+        let parsed = line
+            .map_err(|e| format!("no `{banner}` line from `ringcache {args:?}`: {e}"))
+            .and_then(|a| {
+                a.parse::<SocketAddr>()
+                    .map_err(|e| format!("bad address {a:?}: {e}"))
+            });
+        match parsed {
+            Ok(addr) => Ok(Proc {
+                child,
+                addr,
+                stopped: false,
+            }),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(e)
+            }
+        }
+    }
+
+    /// A node on `listen`, retried for up to 5 s (a restart may race the old socket).
+    fn node_at(listen: &str) -> Proc {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match Proc::spawn(
+                &["node", "--listen", listen, "--threads", "2"],
+                "ringcache node listening on ",
+            ) {
+                Ok(p) => return p,
+                Err(e) if Instant::now() > deadline => panic!("node on {listen}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    fn node() -> Proc {
+        Proc::node_at("127.0.0.1:0")
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: plain kill(2) on our own child's pid, which we have not reaped yet.
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.pid());
+    }
+
+    fn stop(&mut self) {
+        self.signal(libc::SIGSTOP);
+        self.stopped = true;
+    }
+
+    fn cont(&mut self) {
+        if self.stopped {
+            self.signal(libc::SIGCONT);
+            self.stopped = false;
+        }
+    }
+
+    /// kill -9 and reap.
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.stopped {
+            // SAFETY: as in `signal`.
+            unsafe { libc::kill(self.pid(), libc::SIGCONT) };
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn three_nodes() -> Vec<Proc> {
+    (0..3).map(|_| Proc::node()).collect()
+}
+
+fn addrs(nodes: &[Proc]) -> Vec<String> {
+    nodes.iter().map(|n| n.addr.to_string()).collect()
+}
+
+async fn fault_client(addrs: &[String]) -> Client {
+    Client::builder()
+        .nodes(addrs.to_vec())
+        .replicas(2)
+        .request_timeout(REQUEST_TIMEOUT)
+        .connect_timeout(Duration::from_millis(500))
+        .failure_limit(2)
+        .build()
+        .await
+        .expect("client")
+}
+
+/// The health state the client holds for the node at `addr`.
+fn state_of(client: &Client, addr: &str) -> NodeState {
+    let t = client.topology();
+    let n = t
+        .nodes
+        .iter()
+        .find(|n| n.spec.addr == addr)
+        .expect("node in topology");
+    n.health.state()
+}
+
+/// Indexes (into `addrs`) of the owners of `key`, primary first.
+fn owners(client: &Client, key: &str) -> Vec<usize> {
+    let t = client.topology();
+    t.owners(key.as_bytes())
+        .as_slice()
+        .iter()
+        .map(|&i| {
+            let addr = &t.nodes[i].spec.addr;
+            t.nodes.iter().position(|n| &n.spec.addr == addr).unwrap()
+        })
+        .collect()
+}
+
+/// Small deterministic PRNG (xorshift64*), so the tests need no extra dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
+    }
+}
+
+// ----- raw text-protocol connection ------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RawValue {
+    data: Vec<u8>,
+    flags: u32,
+    cas: Option<u64>,
+}
+
+/// A plain memcached text-protocol connection, each exchange bounded by [`IO_LIMIT`].
+struct Raw {
+    rd: AsyncBufReader<OwnedReadHalf>,
+    wr: OwnedWriteHalf,
+}
+
+type IoResult<T> = Result<T, String>;
+
+impl Raw {
+    async fn connect(addr: SocketAddr) -> Raw {
+        let s = tokio::time::timeout(IO_LIMIT, TcpStream::connect(addr))
+            .await
+            .expect("connect timeout")
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        s.set_nodelay(true).unwrap();
+        let (rd, wr) = s.into_split();
+        Raw {
+            rd: AsyncBufReader::new(rd),
+            wr,
+        }
+    }
+
+    async fn line(&mut self) -> IoResult<String> {
+        let mut l = String::new();
+        let n = self.rd.read_line(&mut l).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed".into());
+        }
+        Ok(l.trim_end_matches(['\r', '\n']).to_string())
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> IoResult<()> {
+        self.wr.write_all(bytes).await.map_err(|e| e.to_string())
+    }
+
+    /// One request whose reply is one line.
+    async fn simple(&mut self, req: &[u8]) -> IoResult<String> {
+        tokio::time::timeout(IO_LIMIT, async {
+            self.send(req).await?;
+            self.line().await
+        })
+        .await
+        .map_err(|_| "timeout".to_string())?
+    }
+
+    async fn set(&mut self, key: &str, value: &[u8]) -> IoResult<String> {
+        let mut req = format!("set {key} 0 0 {}\r\n", value.len()).into_bytes();
+        req.extend_from_slice(value);
+        req.extend_from_slice(b"\r\n");
+        self.simple(&req).await
+    }
+
+    /// `get`/`gets` of `keys`: the hits by key.
+    async fn fetch(&mut self, cmd: &str, keys: &[String]) -> IoResult<HashMap<String, RawValue>> {
+        tokio::time::timeout(IO_LIMIT, async {
+            self.send(format!("{cmd} {}\r\n", keys.join(" ")).as_bytes())
+                .await?;
+            self.read_values().await
+        })
+        .await
+        .map_err(|_| "timeout".to_string())?
+    }
+
+    async fn read_values(&mut self) -> IoResult<HashMap<String, RawValue>> {
+        let mut out = HashMap::new();
+        loop {
+            let l = self.line().await?;
+            if l == "END" {
+                return Ok(out);
+            }
+            let parts: Vec<&str> = l.split(' ').collect();
+            if parts.len() < 4 || parts[0] != "VALUE" {
+                return Err(format!("unexpected line {l:?}"));
+            }
+            let len: usize = parts[3].parse().map_err(|_| format!("bad line {l:?}"))?;
+            let mut data = vec![0u8; len + 2];
+            self.rd
+                .read_exact(&mut data)
+                .await
+                .map_err(|e| e.to_string())?;
+            data.truncate(len);
+            out.insert(
+                parts[1].to_string(),
+                RawValue {
+                    data,
+                    flags: parts[2].parse().map_err(|_| format!("bad line {l:?}"))?,
+                    cas: parts.get(4).and_then(|c| c.parse().ok()),
+                },
+            );
+        }
+    }
+
+    async fn get(&mut self, key: &str) -> IoResult<Option<RawValue>> {
+        Ok(self.fetch("get", &[key.to_string()]).await?.remove(key))
+    }
+
+    /// `stats`: name → value.
+    async fn stats(&mut self) -> IoResult<HashMap<String, String>> {
+        tokio::time::timeout(IO_LIMIT, async {
+            self.send(b"stats\r\n").await?;
+            let mut out = HashMap::new();
+            loop {
+                let l = self.line().await?;
+                if l == "END" {
+                    return Ok(out);
+                }
+                let mut p = l.splitn(3, ' ');
+                match (p.next(), p.next(), p.next()) {
+                    (Some("STAT"), Some(k), Some(v)) => {
+                        out.insert(k.to_string(), v.to_string());
+                    }
+                    _ => return Err(format!("unexpected stats line {l:?}")),
+                }
+            }
+        })
+        .await
+        .map_err(|_| "timeout".to_string())?
+    }
+}
+
+/// What each node holds for `key` (raw `gets` straight to the node).
+async fn held(nodes: &[SocketAddr], key: &str) -> Vec<Option<RawValue>> {
+    let mut out = Vec::new();
+    for &a in nodes {
+        let mut c = Raw::connect(a).await;
+        out.push(
+            c.fetch("gets", &[key.to_string()])
+                .await
+                .unwrap()
+                .remove(key),
+        );
+    }
+    out
+}
+
+/// Asserts that both owners of `key` hold `value` with one and the same CAS, that no other node
+/// holds the key, and returns that CAS. With `None`, asserts no node holds it.
+async fn assert_replicas(
+    client: &Client,
+    nodes: &[SocketAddr],
+    key: &str,
+    value: Option<&[u8]>,
+) -> u64 {
+    let own = owners(client, key);
+    assert_eq!(own.len(), 2, "two owners for {key}");
+    let held = held(nodes, key).await;
+    let mut cas = None;
+    for (i, h) in held.iter().enumerate() {
+        match (own.contains(&i), value, h) {
+            (true, Some(v), Some(h)) => {
+                assert_eq!(
+                    h.data,
+                    v,
+                    "{key} on owner {i}: {:?}",
+                    String::from_utf8_lossy(&h.data)
+                );
+                let c = h.cas.expect("gets returns a cas");
+                assert_ne!(c, 0);
+                match cas {
+                    None => cas = Some(c),
+                    Some(prev) => assert_eq!(prev, c, "{key}: owners hold different CAS values"),
+                }
+            }
+            (true, Some(_), None) => panic!("{key}: owner {i} does not hold it"),
+            (_, None, Some(h)) => panic!("{key}: node {i} holds {h:?}, expected nothing"),
+            (false, Some(_), Some(h)) => panic!("{key}: non-owner {i} holds {h:?}"),
+            (_, _, None) => {}
+        }
+    }
+    cas.unwrap_or(0)
+}
+
+fn item_value(item: &Option<Item>) -> Option<&[u8]> {
+    item.as_ref().map(|i| &i.value[..])
+}
+
+// ----- 1. every verb ---------------------------------------------------------------------
+
+#[test]
+fn client_every_verb_on_real_nodes() {
+    run(async {
+        let nodes = three_nodes();
+        let node_addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+        let addrs = addrs(&nodes);
+        let client = Client::builder()
+            .nodes(addrs.clone())
+            .replicas(2)
+            .build()
+            .await
+            .unwrap();
+
+        // version / stats: one answer per node, in node order, from that very process.
+        let versions = client.version().await;
+        assert_eq!(versions.len(), 3);
+        for ((name, v), addr) in versions.iter().zip(&addrs) {
+            assert_eq!(name, addr);
+            let v = v.as_ref().expect("version");
+            assert!(v.starts_with("1.6.38-ringcache-"), "version {v:?}");
+        }
+        let stats = client.stats().await;
+        assert_eq!(stats.len(), 3);
+        for (((name, s), addr), proc_) in stats.iter().zip(&addrs).zip(&nodes) {
+            assert_eq!(name, addr);
+            let s = s.as_ref().expect("stats");
+            let get = |k: &str| s.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+            assert_eq!(get("pid"), Some(proc_.child.id().to_string().as_str()));
+            assert!(get("version").unwrap().starts_with("1.6.38-ringcache-"));
+        }
+
+        client.flush_all().await.unwrap();
+        assert_eq!(client.get(b"k1").await.unwrap(), None);
+
+        // set: both owners hold the value with the same CAS, the third node nothing.
+        client.set(b"k1", b"v1".to_vec(), 7, 0).await.unwrap();
+        let it = client.get(b"k1").await.unwrap().expect("k1");
+        assert_eq!((&it.value[..], it.flags), (&b"v1"[..], 7));
+        let cas = assert_replicas(&client, &node_addrs, "k1", Some(b"v1")).await;
+        assert_eq!(it.cas, cas, "client sees the replicas' CAS");
+        // A second set gets a new (larger) CAS, still the same on both owners.
+        client.set(b"k1", b"v1".to_vec(), 7, 0).await.unwrap();
+        let cas2 = assert_replicas(&client, &node_addrs, "k1", Some(b"v1")).await;
+        assert!(cas2 > cas, "{cas2} > {cas}");
+
+        // add / replace.
+        assert!(!client.add(b"k1", b"x".to_vec(), 0, 0).await.unwrap());
+        assert!(client.add(b"k2", b"v2".to_vec(), 3, 0).await.unwrap());
+        let it = client.get(b"k2").await.unwrap().expect("k2");
+        assert_eq!((&it.value[..], it.flags), (&b"v2"[..], 3));
+        let c = assert_replicas(&client, &node_addrs, "k2", Some(b"v2")).await;
+        assert_eq!(it.cas, c);
+        assert!(!client.replace(b"k3", b"x".to_vec(), 0, 0).await.unwrap());
+        assert_replicas(&client, &node_addrs, "k3", None).await;
+        assert!(client.replace(b"k1", b"v1b".to_vec(), 9, 0).await.unwrap());
+        let it = client.get(b"k1").await.unwrap().expect("k1");
+        assert_eq!((&it.value[..], it.flags), (&b"v1b"[..], 9));
+        assert_replicas(&client, &node_addrs, "k1", Some(b"v1b")).await;
+
+        // append / prepend (flags kept).
+        assert!(client.append(b"k1", b"-a".to_vec()).await.unwrap());
+        assert!(client.prepend(b"k1", b"p-".to_vec()).await.unwrap());
+        assert!(!client.append(b"k3", b"x".to_vec()).await.unwrap());
+        assert!(!client.prepend(b"k3", b"x".to_vec()).await.unwrap());
+        let it = client.get(b"k1").await.unwrap().expect("k1");
+        assert_eq!((&it.value[..], it.flags), (&b"p-v1b-a"[..], 9));
+        let c = assert_replicas(&client, &node_addrs, "k1", Some(b"p-v1b-a")).await;
+        assert_eq!(it.cas, c);
+
+        // cas: stored with the current CAS, Exists with a stale one, NotFound when missing.
+        let cas_now = it.cas;
+        assert_eq!(
+            client
+                .cas(b"k1", b"c1".to_vec(), 1, 0, cas_now)
+                .await
+                .unwrap(),
+            CasResult::Stored
+        );
+        let c = assert_replicas(&client, &node_addrs, "k1", Some(b"c1")).await;
+        assert_ne!(c, cas_now);
+        assert_eq!(
+            client
+                .cas(b"k1", b"c2".to_vec(), 1, 0, cas_now)
+                .await
+                .unwrap(),
+            CasResult::Exists
+        );
+        assert_eq!(
+            client.cas(b"k3", b"c".to_vec(), 0, 0, 1).await.unwrap(),
+            CasResult::NotFound
+        );
+        // The CAS read back after the cas works for the next cas (same on every replica).
+        let it = client.get(b"k1").await.unwrap().expect("k1");
+        assert_eq!((&it.value[..], it.flags, it.cas), (&b"c1"[..], 1, c));
+        assert_eq!(
+            client.cas(b"k1", b"c3".to_vec(), 1, 0, c).await.unwrap(),
+            CasResult::Stored
+        );
+        assert_replicas(&client, &node_addrs, "k1", Some(b"c3")).await;
+
+        // delete.
+        assert!(client.delete(b"k2").await.unwrap());
+        assert!(!client.delete(b"k2").await.unwrap());
+        assert_eq!(client.get(b"k2").await.unwrap(), None);
+        assert_replicas(&client, &node_addrs, "k2", None).await;
+
+        // incr / decr.
+        client.set(b"n", b"10".to_vec(), 0, 0).await.unwrap();
+        assert_eq!(client.incr(b"n", 5).await.unwrap(), Some(15));
+        assert_replicas(&client, &node_addrs, "n", Some(b"15")).await;
+        assert_eq!(client.decr(b"n", 20).await.unwrap(), Some(0));
+        assert_eq!(client.incr(b"n", 7).await.unwrap(), Some(7));
+        let n_val = client.get(b"n").await.unwrap().expect("n").value;
+        let text = String::from_utf8_lossy(&n_val).trim().to_string();
+        assert_eq!(text, "7");
+        assert_replicas(&client, &node_addrs, "n", Some(&n_val)).await;
+        assert_eq!(client.incr(b"missing", 1).await.unwrap(), None);
+        assert_eq!(client.decr(b"missing", 1).await.unwrap(), None);
+        assert_replicas(&client, &node_addrs, "missing", None).await;
+
+        // touch / gat: the new TTL reaches both owners.
+        assert!(client.touch(b"k1", 1000).await.unwrap());
+        assert!(!client.touch(b"k3", 1000).await.unwrap());
+        let it = client.gat(b"k1", 500).await.unwrap();
+        assert_eq!(item_value(&it), Some(&b"c3"[..]));
+        assert_eq!(client.gat(b"k3", 500).await.unwrap(), None);
+        for &i in &owners(&client, "k1") {
+            let mut c = Raw::connect(node_addrs[i]).await;
+            let l = c.simple(b"mg k1 t\r\n").await.unwrap();
+            let ttl: i64 = l
+                .strip_prefix("HD t")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(|| panic!("mg k1 t on owner {i}: {l:?}"));
+            assert!((490..=500).contains(&ttl), "ttl {ttl} on owner {i}");
+        }
+        assert_replicas(&client, &node_addrs, "k1", Some(b"c3")).await;
+
+        // get_many: request order, misses as None, no errors.
+        let many = client
+            .get_many(&[&b"k1"[..], b"k2", b"n", b"k1"])
+            .await
+            .unwrap();
+        assert_eq!(many.errors, 0);
+        let vals: Vec<Option<&[u8]>> = many.items.iter().map(item_value).collect();
+        assert_eq!(
+            vals,
+            vec![Some(&b"c3"[..]), None, Some(&n_val[..]), Some(&b"c3"[..])]
+        );
+        assert_eq!(many.items[0].as_ref().unwrap().flags, 1);
+
+        // flush_all empties every node.
+        client.flush_all().await.unwrap();
+        assert_eq!(client.get(b"k1").await.unwrap(), None);
+        let many = client.get_many(&[&b"k1"[..], b"n"]).await.unwrap();
+        assert_eq!((many.items, many.errors), (vec![None, None], 0));
+        assert_replicas(&client, &node_addrs, "k1", None).await;
+        assert_replicas(&client, &node_addrs, "n", None).await;
+
+        // Nothing above should have cost a node its health.
+        for a in &addrs {
+            assert_eq!(state_of(&client, a), NodeState::Up, "{a}");
+        }
+    });
+}
+
+// ----- 2. kill -9 under load, embedded client -----------------------------------------------
+
+/// The values a key may legitimately read as: exactly one after a successful write, the old or
+/// the new one after a write that failed (it may have reached some replicas).
+#[derive(Debug, Clone, Default)]
+struct Expect(Vec<Option<Vec<u8>>>);
+
+impl Expect {
+    fn exact(v: Option<Vec<u8>>) -> Expect {
+        Expect(vec![v])
+    }
+    fn wrote(&mut self, v: Vec<u8>, ok: bool) {
+        if ok {
+            self.0 = vec![Some(v)];
+        } else {
+            self.0.push(Some(v));
+        }
+    }
+    fn allows(&self, got: Option<&[u8]>) -> bool {
+        self.0.iter().any(|e| e.as_deref() == got)
+    }
+}
+
+#[derive(Debug, Default)]
+struct LoadReport {
+    reads: u64,
+    read_errors: Vec<String>,
+    wrong_reads: Vec<String>,
+    writes: u64,
+    write_errors: Vec<String>,
+    max_read: Duration,
+    expect: HashMap<String, Expect>,
+}
+
+impl LoadReport {
+    fn merge(&mut self, o: LoadReport) {
+        self.reads += o.reads;
+        self.read_errors.extend(o.read_errors);
+        self.wrong_reads.extend(o.wrong_reads);
+        self.writes += o.writes;
+        self.write_errors.extend(o.write_errors);
+        self.max_read = self.max_read.max(o.max_read);
+        self.expect.extend(o.expect);
+    }
+}
+
+const PRE_KEYS: usize = 400;
+const TASKS: usize = 4;
+const LOAD_FOR: Duration = Duration::from_secs(3);
+const KILL_AFTER: Duration = Duration::from_millis(500);
+
+fn pre_key(i: usize) -> String {
+    format!("pre:{i}")
+}
+
+/// One writer/reader task of the kill scenario: it alone writes its pre keys (`i % TASKS ==
+/// t`), so it knows what each must read as.
+async fn client_load(client: Client, t: usize, until: Instant) -> LoadReport {
+    let mut r = LoadReport::default();
+    let mine: Vec<usize> = (0..PRE_KEYS).filter(|i| i % TASKS == t).collect();
+    for &i in &mine {
+        r.expect.insert(
+            pre_key(i),
+            Expect::exact(Some(format!("v0:{i}").into_bytes())),
+        );
+    }
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1));
+    let mut n = 0u64;
+    while Instant::now() < until {
+        n += 1;
+        // A new key.
+        let key = format!("new:{t}:{n}");
+        let val = format!("n{t}:{n}").into_bytes();
+        let ok = client.set(key.as_bytes(), val.clone(), 0, 0).await;
+        r.writes += 1;
+        if let Err(e) = &ok {
+            r.write_errors.push(format!("set {key}: {e}"));
+        }
+        r.expect
+            .entry(key)
+            .or_insert_with(|| Expect::exact(None))
+            .wrote(val, ok.is_ok());
+        // Every third round, overwrite one of the keys written before the kill.
+        if n % 3 == 0 {
+            let i = mine[rng.below(mine.len())];
+            let key = pre_key(i);
+            let val = format!("v{n}:{i}").into_bytes();
+            let ok = client.set(key.as_bytes(), val.clone(), 0, 0).await;
+            r.writes += 1;
+            if let Err(e) = &ok {
+                r.write_errors.push(format!("set {key}: {e}"));
+            }
+            r.expect.get_mut(&key).unwrap().wrote(val, ok.is_ok());
+        }
+        // Read a key written before the kill.
+        let i = mine[rng.below(mine.len())];
+        let key = pre_key(i);
+        let started = Instant::now();
+        let got = client.get(key.as_bytes()).await;
+        r.max_read = r.max_read.max(started.elapsed());
+        r.reads += 1;
+        match got {
+            Ok(item) => {
+                let got = item_value(&item);
+                let exp = &r.expect[&key];
+                if !exp.allows(got) {
+                    r.wrong_reads.push(format!(
+                        "{key}: got {:?}, expected one of {:?}",
+                        got.map(String::from_utf8_lossy),
+                        exp.0
+                    ));
+                }
+            }
+            Err(e) => r.read_errors.push(format!("get {key}: {e}")),
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    r
+}
+
+/// Polls `cond` every 5 ms for up to `limit`; the time it took, or `None`.
+async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if cond() {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+/// The restarted node's `cmd_flush` (the probe flushes a node before trusting it again).
+async fn cmd_flush(addr: SocketAddr) -> u64 {
+    let mut c = Raw::connect(addr).await;
+    c.stats().await.unwrap()["cmd_flush"].parse().unwrap()
+}
+
+#[test]
+fn kill9_one_node_client_keeps_serving_and_never_reads_stale() {
+    run(async {
+        let mut nodes = three_nodes();
+        let addrs = addrs(&nodes);
+        let client = fault_client(&addrs).await;
+        let victim = 0;
+        let victim_addr = addrs[victim].clone();
+
+        for i in 0..PRE_KEYS {
+            client
+                .set(pre_key(i).as_bytes(), format!("v0:{i}").into_bytes(), 0, 0)
+                .await
+                .unwrap();
+        }
+        let victim_owned = (0..PRE_KEYS)
+            .filter(|&i| owners(&client, &pre_key(i)).contains(&victim))
+            .count();
+        let victim_primary = (0..PRE_KEYS)
+            .filter(|&i| owners(&client, &pre_key(i))[0] == victim)
+            .count();
+        assert!(victim_primary > 50, "victim is primary of {victim_primary}");
+
+        let started = Instant::now();
+        let until = started + LOAD_FOR;
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| tokio::spawn(client_load(client.clone(), t, until)))
+            .collect();
+        tokio::time::sleep(KILL_AFTER).await;
+        nodes[victim].kill9();
+        let killed = Instant::now();
+        let detect = wait_for(Duration::from_secs(2), || {
+            state_of(&client, &victim_addr) == NodeState::Down
+        })
+        .await
+        .expect("the killed node is marked down");
+        let mut report = LoadReport::default();
+        for t in tasks {
+            report.merge(
+                tokio::time::timeout(Duration::from_secs(30), t)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        let outage = killed.elapsed();
+        assert_eq!(state_of(&client, &victim_addr), NodeState::Down);
+
+        eprintln!(
+            "kill9/client: owned {victim_owned} (primary of {victim_primary}) of {PRE_KEYS} \
+             pre keys; {} reads, {} writes; marked down {detect:?} after the kill; max read \
+             latency {:?}; {} write errors: {:?}",
+            report.reads,
+            report.writes,
+            report.max_read,
+            report.write_errors.len(),
+            report.write_errors
+        );
+        assert!(report.reads > 200, "load ran: {} reads", report.reads);
+        assert!(
+            report.read_errors.is_empty(),
+            "read errors: {:?}",
+            report.read_errors
+        );
+        assert!(
+            report.wrong_reads.is_empty(),
+            "wrong reads: {:?}",
+            report.wrong_reads
+        );
+        // Only writes in flight as the node died (before it was marked down) may fail.
+        assert!(
+            report.write_errors.len() <= 2 * TASKS,
+            "write errors: {:?}",
+            report.write_errors
+        );
+        assert!(
+            report.max_read < REQUEST_TIMEOUT * 2,
+            "a read took {:?}",
+            report.max_read
+        );
+
+        // Restart on the same port; the client probes it back (flushed, fenced).
+        nodes[victim] = Proc::node_at(&victim_addr);
+        let back = wait_for(Duration::from_secs(10), || {
+            state_of(&client, &victim_addr) != NodeState::Down
+        })
+        .await
+        .expect("the restarted node is probed back within 10 s");
+        assert_eq!(state_of(&client, &victim_addr), NodeState::Fenced);
+        assert_eq!(
+            cmd_flush(nodes[victim].addr).await,
+            1,
+            "flushed once on return"
+        );
+        eprintln!("kill9/client: outage {outage:?}; probed back {back:?} after the restart");
+
+        // Every key written before and during the outage: never stale, never lost.
+        let keys: Vec<String> = {
+            let mut k: Vec<String> = report.expect.keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let overwritten = keys
+            .iter()
+            .filter(|k| {
+                let orig = k
+                    .strip_prefix("pre:")
+                    .map(|i| format!("v0:{i}").into_bytes());
+                orig.is_some_and(|o| report.expect[*k].0 != vec![Some(o)])
+            })
+            .count();
+        let mut bad = Vec::new();
+        for chunk in keys.chunks(100) {
+            let many = client.get_many(chunk).await.unwrap();
+            assert_eq!(many.errors, 0);
+            for (k, item) in chunk.iter().zip(&many.items) {
+                if !report.expect[k].allows(item_value(item)) {
+                    bad.push(format!("get_many {k}: {:?}", item_value(item)));
+                }
+            }
+        }
+        for k in &keys {
+            let item = client.get(k.as_bytes()).await.unwrap();
+            if !report.expect[k].allows(item_value(&item)) {
+                bad.push(format!(
+                    "get {k}: {:?} expected {:?}",
+                    item_value(&item).map(String::from_utf8_lossy),
+                    report.expect[k].0
+                ));
+            }
+        }
+        eprintln!(
+            "kill9/client: verified {} keys ({overwritten} pre keys touched during the run)",
+            keys.len()
+        );
+        assert!(
+            bad.is_empty(),
+            "{} stale/lost reads: {:?}",
+            bad.len(),
+            &bad[..bad.len().min(20)]
+        );
+        assert!(keys.len() > PRE_KEYS + 200);
+    });
+}
+
+// ----- 3. SIGSTOP ------------------------------------------------------------------------
+
+#[test]
+fn sigstop_one_node_reads_answered_within_request_timeout() {
+    run(async {
+        let mut nodes = three_nodes();
+        let addrs = addrs(&nodes);
+        let client = fault_client(&addrs).await;
+        let victim = 1;
+        let victim_addr = addrs[victim].clone();
+        const KEYS: usize = 300;
+        let key = |i: usize| format!("s:{i}");
+        for i in 0..KEYS {
+            client
+                .set(key(i).as_bytes(), format!("v0:{i}").into_bytes(), 0, 0)
+                .await
+                .unwrap();
+        }
+        let (owned, other): (Vec<usize>, Vec<usize>) =
+            (0..KEYS).partition(|&i| owners(&client, &key(i)).contains(&victim));
+        let primary: Vec<usize> = owned
+            .iter()
+            .copied()
+            .filter(|&i| owners(&client, &key(i))[0] == victim)
+            .collect();
+        assert!(primary.len() > 30 && other.len() > 30);
+
+        nodes[victim].stop();
+        let stopped = Instant::now();
+
+        // 4 readers for 2 s: keys whose primary is the frozen node, and keys it does not own.
+        let until = stopped + Duration::from_secs(2);
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let client = client.clone();
+                let (primary, other) = (primary.clone(), other.clone());
+                tokio::spawn(async move {
+                    let mut rng = Rng(0x1234_5678 + t as u64);
+                    // (owned?, latency, correct?)
+                    let mut out: Vec<(bool, Duration, Result<bool, String>)> = Vec::new();
+                    while Instant::now() < until {
+                        for own in [true, false] {
+                            let pool = if own { &primary } else { &other };
+                            let i = pool[rng.below(pool.len())];
+                            let k = format!("s:{i}");
+                            let t0 = Instant::now();
+                            let r = client.get(k.as_bytes()).await;
+                            let ok = r
+                                .map(|it| item_value(&it) == Some(format!("v0:{i}").as_bytes()))
+                                .map_err(|e| format!("{k}: {e}"));
+                            out.push((own, t0.elapsed(), ok));
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    out
+                })
+            })
+            .collect();
+        let detect = wait_for(Duration::from_secs(2), || {
+            state_of(&client, &victim_addr) == NodeState::Down
+        })
+        .await
+        .expect("frozen node marked down");
+        let mut results = Vec::new();
+        for t in tasks {
+            results.extend(
+                tokio::time::timeout(Duration::from_secs(30), t)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        let bad: Vec<_> = results
+            .iter()
+            .filter(|r| !matches!(r.2, Ok(true)))
+            .collect();
+        let max_owned = results.iter().filter(|r| r.0).map(|r| r.1).max().unwrap();
+        let max_other = results.iter().filter(|r| !r.0).map(|r| r.1).max().unwrap();
+        let slow = results
+            .iter()
+            .filter(|r| r.1 >= REQUEST_TIMEOUT / 2)
+            .count();
+        eprintln!(
+            "sigstop: {} reads; marked down {detect:?} after SIGSTOP; max latency owned \
+             {max_owned:?}, not owned {max_other:?}; {slow} reads slower than {:?}",
+            results.len(),
+            REQUEST_TIMEOUT / 2
+        );
+        assert!(bad.is_empty(), "failed/wrong reads: {bad:?}");
+        assert!(results.len() > 200);
+        // A read of a frozen primary's key waits one request timeout, then the replica answers.
+        assert!(
+            max_owned < REQUEST_TIMEOUT + Duration::from_millis(150),
+            "owned-key read took {max_owned:?}"
+        );
+        assert!(
+            max_other < REQUEST_TIMEOUT + Duration::from_millis(150),
+            "other read took {max_other:?}"
+        );
+        // Only reads before the node was marked down pay the timeout.
+        assert!(slow <= 4 * TASKS, "{slow} slow reads");
+
+        // While it is frozen (and marked down), overwrite some of its keys on the replica only.
+        let rewritten: Vec<usize> = owned.iter().copied().take(40).collect();
+        for &i in &rewritten {
+            client
+                .set(key(i).as_bytes(), format!("v1:{i}").into_bytes(), 0, 0)
+                .await
+                .unwrap();
+        }
+        nodes[victim].cont();
+        let back = wait_for(Duration::from_secs(10), || {
+            state_of(&client, &victim_addr) != NodeState::Down
+        })
+        .await
+        .expect("resumed node probed back");
+        eprintln!("sigstop: probed back {back:?} after SIGCONT");
+        // It still holds the old values in memory unless the probe flushed it: never stale.
+        for i in 0..KEYS {
+            let want = if rewritten.contains(&i) {
+                format!("v1:{i}")
+            } else {
+                format!("v0:{i}")
+            };
+            let it = client.get(key(i).as_bytes()).await.unwrap();
+            assert_eq!(
+                item_value(&it),
+                Some(want.as_bytes()),
+                "{} after SIGCONT",
+                key(i)
+            );
+        }
+        let many = client
+            .get_many(&(0..KEYS).map(key).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        assert_eq!(many.errors, 0);
+        for (i, it) in many.items.iter().enumerate() {
+            let v = if rewritten.contains(&i) { "v1" } else { "v0" };
+            assert_eq!(item_value(it), Some(format!("{v}:{i}").as_bytes()));
+        }
+    });
+}
+
+// ----- 3b. read-repair racing a write ----------------------------------------------------
+
+/// Busy-waits `d` (sub-millisecond pauses that a timer cannot give).
+fn spin(d: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+#[test]
+fn backfill_to_fenced_node_never_overwrites_a_newer_write() {
+    run(async {
+        let mut nodes = three_nodes();
+        let addrs = addrs(&nodes);
+        let node_addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+        let client = fault_client(&addrs).await;
+        let victim = 0;
+        let victim_addr = addrs[victim].clone();
+        const KEYS: usize = 1500;
+        let key = |i: usize| format!("b:{i}");
+        for i in 0..KEYS {
+            client
+                .set(key(i).as_bytes(), b"old".to_vec(), 0, 0)
+                .await
+                .unwrap();
+        }
+        let racy: Vec<usize> = (0..KEYS)
+            .filter(|&i| owners(&client, &key(i))[0] == victim)
+            .collect();
+        assert!(racy.len() > 300, "victim is primary of {}", racy.len());
+
+        // Kill, let the client notice, restart: the node comes back flushed and fenced.
+        nodes[victim].kill9();
+        let _ = client.get(key(racy[0]).as_bytes()).await;
+        let _ = client.get(key(racy[1]).as_bytes()).await;
+        wait_for(Duration::from_secs(2), || {
+            state_of(&client, &victim_addr) == NodeState::Down
+        })
+        .await
+        .expect("marked down");
+        nodes[victim] = Proc::node_at(&victim_addr);
+        wait_for(Duration::from_secs(10), || {
+            state_of(&client, &victim_addr) == NodeState::Fenced
+        })
+        .await
+        .expect("probed back, fenced");
+
+        // Per key: a read (fenced miss -> replica hit -> copy back to the fenced primary) and,
+        // a few hundred microseconds later, a write of a new value.
+        for (n, &i) in racy.iter().enumerate() {
+            let k = key(i);
+            let reader = {
+                let client = client.clone();
+                let k = k.clone();
+                tokio::spawn(async move { client.get(k.as_bytes()).await })
+            };
+            spin(Duration::from_micros(25 * (n % 16) as u64));
+            client
+                .set(k.as_bytes(), b"new".to_vec(), 0, 0)
+                .await
+                .unwrap();
+            let got = reader.await.unwrap().unwrap();
+            let got = item_value(&got).map(<[u8]>::to_vec);
+            assert!(
+                got.as_deref() == Some(b"old") || got.as_deref() == Some(b"new"),
+                "{k}: {got:?}"
+            );
+        }
+        // The write came last for every key: every read now and every copy must say "new".
+        let mut stale = Vec::new();
+        for &i in &racy {
+            let k = key(i);
+            let it = client.get(k.as_bytes()).await.unwrap();
+            let held = held(&node_addrs, &k).await;
+            let own = owners(&client, &k);
+            let copies: Vec<Option<Vec<u8>>> = own
+                .iter()
+                .map(|&o| held[o].as_ref().map(|v| v.data.clone()))
+                .collect();
+            if item_value(&it) != Some(b"new".as_slice())
+                || copies.iter().any(|c| c.as_deref() != Some(b"new"))
+            {
+                stale.push(format!(
+                    "{k}: read {:?}, owners {own:?} hold {:?}",
+                    item_value(&it).map(String::from_utf8_lossy),
+                    copies
+                        .iter()
+                        .map(|c| c.as_deref().map(String::from_utf8_lossy))
+                        .collect::<Vec<_>>()
+                ));
+            }
+        }
+        eprintln!(
+            "backfill race: {} keys raced, {} stale afterwards",
+            racy.len(),
+            stale.len()
+        );
+        assert!(
+            stale.is_empty(),
+            "{} stale: {:?}",
+            stale.len(),
+            &stale[..stale.len().min(10)]
+        );
+    });
+}
+
+// ----- 4. kill -9 through the proxy ---------------------------------------------------------
+
+static CONFIG_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A proxy process in front of `addrs` with the fault tests' timeouts (via a config file: the
+/// command line has no timeout flags).
+/// A file removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn proxy_process(addrs: &[String], replicas: usize) -> (Proc, TempFile) {
+    let mut cfg = format!(
+        "listen = \"127.0.0.1:0\"\nrequest_timeout_ms = {}\nconnect_timeout_ms = 500\n\
+         failure_limit = 2\n[ring]\nreplicas = {replicas}\n",
+        REQUEST_TIMEOUT.as_millis()
+    );
+    for a in addrs {
+        cfg.push_str(&format!("[[nodes]]\naddr = \"{a}\"\n"));
+    }
+    let path = std::env::temp_dir().join(format!(
+        "ringcache-cluster-faults-{}-{}.toml",
+        std::process::id(),
+        CONFIG_SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&path, cfg).unwrap();
+    let path = TempFile(path);
+    let p = Proc::spawn(
+        &["proxy", "--config", path.0.to_str().unwrap()],
+        "ringcache proxy listening on ",
+    )
+    .unwrap();
+    (p, path)
+}
+
+/// Records one raw `set` through the proxy.
+fn wrote_raw(reply: IoResult<String>, key: String, val: Vec<u8>, r: &mut LoadReport) {
+    r.writes += 1;
+    let ok = matches!(reply.as_deref(), Ok("STORED"));
+    if !ok {
+        r.write_errors.push(format!("set {key}: {reply:?}"));
+    }
+    r.expect
+        .entry(key)
+        .or_insert_with(|| Expect::exact(None))
+        .wrote(val, ok);
+}
+
+async fn proxy_load(proxy: SocketAddr, t: usize, until: Instant) -> LoadReport {
+    let mut c = Raw::connect(proxy).await;
+    let mut r = LoadReport::default();
+    let mine: Vec<usize> = (0..PRE_KEYS).filter(|i| i % TASKS == t).collect();
+    for &i in &mine {
+        r.expect.insert(
+            pre_key(i),
+            Expect::exact(Some(format!("v0:{i}").into_bytes())),
+        );
+    }
+    let mut rng = Rng(0xDEAD_BEEF ^ (t as u64 + 1));
+    let mut n = 0u64;
+    while Instant::now() < until {
+        n += 1;
+        let key = format!("new:{t}:{n}");
+        let val = format!("n{t}:{n}").into_bytes();
+        let reply = c.set(&key, &val).await;
+        wrote_raw(reply, key, val, &mut r);
+        if n % 3 == 0 {
+            let i = mine[rng.below(mine.len())];
+            let key = pre_key(i);
+            let val = format!("v{n}:{i}").into_bytes();
+            let reply = c.set(&key, &val).await;
+            wrote_raw(reply, key, val, &mut r);
+        }
+        let i = mine[rng.below(mine.len())];
+        let key = pre_key(i);
+        let started = Instant::now();
+        let got = c.get(&key).await;
+        r.max_read = r.max_read.max(started.elapsed());
+        r.reads += 1;
+        match got {
+            Ok(v) => {
+                let got = v.as_ref().map(|v| &v.data[..]);
+                let exp = &r.expect[&key];
+                if !exp.allows(got) {
+                    r.wrong_reads.push(format!(
+                        "{key}: got {:?}, expected one of {:?}",
+                        got.map(String::from_utf8_lossy),
+                        exp.0
+                    ));
+                }
+            }
+            Err(e) => {
+                r.read_errors.push(format!("get {key}: {e}"));
+                // The connection may be out of step now; start a fresh one.
+                c = Raw::connect(proxy).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    r
+}
+
+#[test]
+fn kill9_one_node_through_proxy_process() {
+    run(async {
+        let mut nodes = three_nodes();
+        let addrs = addrs(&nodes);
+        let (proxy, _cfg_file) = proxy_process(&addrs, 2);
+        let victim = 2;
+        let victim_addr = addrs[victim].clone();
+
+        let mut c = Raw::connect(proxy.addr).await;
+        for i in 0..PRE_KEYS {
+            let r = c.set(&pre_key(i), format!("v0:{i}").as_bytes()).await;
+            assert_eq!(r.as_deref(), Ok("STORED"));
+        }
+        let started = Instant::now();
+        let until = started + LOAD_FOR;
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| tokio::spawn(proxy_load(proxy.addr, t, until)))
+            .collect();
+        tokio::time::sleep(KILL_AFTER).await;
+        nodes[victim].kill9();
+        let killed = Instant::now();
+        let mut report = LoadReport::default();
+        for t in tasks {
+            report.merge(
+                tokio::time::timeout(Duration::from_secs(30), t)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        eprintln!(
+            "kill9/proxy: {} reads, {} writes; max read latency {:?}; {} write errors: {:?}",
+            report.reads,
+            report.writes,
+            report.max_read,
+            report.write_errors.len(),
+            report.write_errors
+        );
+        assert!(report.reads > 200, "load ran: {} reads", report.reads);
+        assert!(
+            report.read_errors.is_empty(),
+            "read errors: {:?}",
+            report.read_errors
+        );
+        assert!(
+            report.wrong_reads.is_empty(),
+            "wrong reads: {:?}",
+            report.wrong_reads
+        );
+        assert!(
+            report.write_errors.len() <= 2 * TASKS,
+            "write errors: {:?}",
+            report.write_errors
+        );
+
+        // Every key is still readable while the node is down ...
+        let keys: Vec<String> = {
+            let mut k: Vec<String> = report.expect.keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let check = |label: &'static str, got: HashMap<String, RawValue>, chunk: &[String]| {
+            let mut bad = Vec::new();
+            for k in chunk {
+                let v = got.get(k).map(|v| &v.data[..]);
+                if !report.expect[k].allows(v) {
+                    bad.push(format!("{label} {k}: {:?}", v.map(String::from_utf8_lossy)));
+                }
+            }
+            bad
+        };
+        let mut bad = Vec::new();
+        for chunk in keys.chunks(100) {
+            bad.extend(check("down", c.fetch("get", chunk).await.unwrap(), chunk));
+        }
+        assert!(bad.is_empty(), "{bad:?}");
+
+        // ... and after it is restarted on its port and probed back (the probe flushes it).
+        nodes[victim] = Proc::node_at(&victim_addr);
+        let restarted = nodes[victim].addr;
+        let restart_at = Instant::now();
+        let deadline = restart_at + Duration::from_secs(10);
+        while cmd_flush(restarted).await == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "proxy never probed the node back"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!(
+            "kill9/proxy: outage {:?}; flushed by the proxy's probe {:?} after the restart",
+            killed.elapsed(),
+            restart_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for chunk in keys.chunks(100) {
+            bad.extend(check(
+                "back/get",
+                c.fetch("get", chunk).await.unwrap(),
+                chunk,
+            ));
+        }
+        for k in &keys {
+            let got: HashMap<String, RawValue> = c
+                .get(k)
+                .await
+                .unwrap()
+                .map(|v| (k.clone(), v))
+                .into_iter()
+                .collect();
+            bad.extend(check("back/single", got, std::slice::from_ref(k)));
+        }
+        assert!(
+            bad.is_empty(),
+            "{} stale/lost: {:?}",
+            bad.len(),
+            &bad[..bad.len().min(20)]
+        );
+    });
+}
+
+// ----- 5. placement equality -------------------------------------------------------------
+
+#[test]
+fn embedded_client_and_proxy_place_keys_identically() {
+    run(async {
+        let nodes = three_nodes();
+        let addrs = addrs(&nodes);
+        let mut args = vec!["proxy", "--listen", "127.0.0.1:0", "--replicas", "1"];
+        for a in &addrs {
+            args.extend(["--node", a.as_str()]);
+        }
+        let proxy = Proc::spawn(&args, "ringcache proxy listening on ").unwrap();
+        let client = Client::builder()
+            .nodes(addrs.clone())
+            .replicas(1)
+            .build()
+            .await
+            .unwrap();
+        const N: usize = 10_000;
+        let keys: Vec<String> = (0..N).map(|i| format!("place:{i}")).collect();
+
+        // Pipelined sets through the proxy, 500 at a time.
+        let mut c = Raw::connect(proxy.addr).await;
+        for chunk in keys.chunks(500) {
+            let mut req = Vec::new();
+            for k in chunk {
+                req.extend_from_slice(format!("set {k} 0 0 {}\r\n{k}\r\n", k.len()).as_bytes());
+            }
+            c.send(&req).await.unwrap();
+            for k in chunk {
+                let l = tokio::time::timeout(IO_LIMIT, c.line())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(l, "STORED", "{k}");
+            }
+        }
+
+        // What each node holds, asked directly.
+        let mut holders: HashMap<String, Vec<usize>> = HashMap::new();
+        for (ni, n) in nodes.iter().enumerate() {
+            let mut nc = Raw::connect(n.addr).await;
+            for chunk in keys.chunks(200) {
+                for (k, v) in nc.fetch("get", chunk).await.unwrap() {
+                    assert_eq!(v.data, k.as_bytes());
+                    holders.entry(k).or_default().push(ni);
+                }
+            }
+        }
+        let mut per_node = [0usize; 3];
+        let mut bad = Vec::new();
+        for k in &keys {
+            let own = owners(&client, k);
+            assert_eq!(own.len(), 1);
+            let h = holders.get(k).cloned().unwrap_or_default();
+            if h != own {
+                bad.push(format!("{k}: client says {own:?}, held by {h:?}"));
+            } else {
+                per_node[own[0]] += 1;
+            }
+        }
+        eprintln!(
+            "placement: {N} keys, per node {per_node:?}, {} mismatches",
+            bad.len()
+        );
+        assert!(
+            bad.is_empty(),
+            "{} misplaced: {:?}",
+            bad.len(),
+            &bad[..bad.len().min(20)]
+        );
+        assert!(per_node.iter().all(|&n| n > N / 5), "{per_node:?}");
+    });
+}
