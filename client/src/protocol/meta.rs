@@ -10,7 +10,7 @@ use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::fault::Fault;
-use super::number::{parse_i32, parse_u32, parse_u64, put_i64, put_u64};
+use super::number::{put_i64, put_u64, safe_strtol, safe_strtoul, safe_strtoull};
 use super::MAX_OPAQUE_LEN;
 
 /// The four meta verbs that take flags.
@@ -152,9 +152,52 @@ pub fn put_key(buf: &mut BytesMut, key: &[u8], binary: bool) {
     }
 }
 
-/// Decodes a base64 key as memcached's `b` flag does; `None` when it is not valid base64.
+/// Decodes a base64 key as memcached's `b` flag does (its `base64_decode`); `None` where memcached
+/// says `error decoding key`.
+///
+/// memcached's decoder is lenient in its own way, and keys are matched on the decoded bytes, so we
+/// follow it rather than RFC 4648: bytes outside the alphabet are skipped, the alphabet bytes
+/// (counting `=`) must come in groups of four, decoding stops after the first group with padding,
+/// and a result of zero bytes is an error.
 pub fn decode_key(key: &[u8]) -> Option<Bytes> {
-    let out = base64::engine::general_purpose::STANDARD.decode(key).ok()?;
+    fn sextet(b: u8) -> Option<u8> {
+        match b {
+            b'A'..=b'Z' => Some(b - b'A'),
+            b'a'..=b'z' => Some(b - b'a' + 26),
+            b'0'..=b'9' => Some(b - b'0' + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            b'=' => Some(0),
+            _ => None,
+        }
+    }
+    let count = key.iter().filter(|&&b| sextet(b).is_some()).count();
+    if count == 0 || count % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(count / 4 * 3);
+    let (mut block, mut n, mut pad) = ([0u8; 4], 0, 0);
+    for &b in key {
+        let Some(v) = sextet(b) else { continue };
+        if b == b'=' {
+            pad += 1;
+        }
+        block[n] = v;
+        n += 1;
+        if n == 4 {
+            out.push((block[0] << 2) | (block[1] >> 4));
+            out.push((block[1] << 4) | (block[2] >> 2));
+            out.push((block[2] << 6) | block[3]);
+            n = 0;
+            if pad > 0 {
+                if pad > 2 {
+                    return None;
+                }
+                out.truncate(out.len() - pad);
+                break;
+            }
+        }
+    }
     (!out.is_empty()).then(|| Bytes::from(out))
 }
 
@@ -259,27 +302,27 @@ pub fn parse_flags(
                 }
                 None => late = Some("CLIENT_ERROR error decoding key"),
             },
-            b'N' => match parse_i32(arg) {
+            b'N' => match safe_strtol(arg) {
                 Some(v) => f.vivify = Some(v),
                 None => late = Some(bad_token),
             },
-            b'T' => match parse_i32(arg) {
+            b'T' => match safe_strtol(arg) {
                 Some(v) => f.ttl = Some(v),
                 None => late = Some(bad_token),
             },
-            b'R' => match parse_i32(arg) {
+            b'R' => match safe_strtol(arg) {
                 Some(v) => f.recache = Some(v),
                 None => late = Some(bad_token),
             },
-            b'C' => match parse_u64(arg) {
+            b'C' => match safe_strtoull(arg) {
                 Some(v) => f.compare_cas = Some(v),
                 None => late = Some(bad_token),
             },
-            b'E' => match parse_u64(arg) {
+            b'E' => match safe_strtoull(arg) {
                 Some(v) => f.new_cas = Some(v),
                 None => late = Some(bad_token),
             },
-            b'F' => match parse_u32(arg) {
+            b'F' => match safe_strtoul(arg) {
                 Some(v) => f.client_flags = Some(v),
                 None => late = Some(bad_token),
             },
@@ -290,11 +333,11 @@ pub fn parse_flags(
                     f.mode = Some(arg[0]);
                 }
             }
-            b'J' => match parse_u64(arg) {
+            b'J' => match safe_strtoull(arg) {
                 Some(v) => f.initial = Some(v),
                 None => late = Some("CLIENT_ERROR invalid numeric initial value"),
             },
-            b'D' => match parse_u64(arg) {
+            b'D' => match safe_strtoull(arg) {
                 Some(v) => f.delta = Some(v),
                 None => late = Some("CLIENT_ERROR invalid numeric delta value"),
             },
@@ -321,6 +364,18 @@ pub fn parse_flags(
     }
     if let Some(msg) = late {
         return Err(flag_fault(cmd, msg));
+    }
+    // memcached switches on the mode before it looks at the opaque's length, so a bad mode wins.
+    if let Some(m) = f.mode {
+        match cmd {
+            MetaCmd::Set if !b"EAPRS".contains(&m) => {
+                return Err(Fault::new("CLIENT_ERROR invalid mode for ms M token"))
+            }
+            MetaCmd::Arith if !b"I+D-".contains(&m) => {
+                return Err(Fault::new("CLIENT_ERROR invalid mode for ma M token"))
+            }
+            _ => {}
+        }
     }
     if opaque_too_long {
         return Err(Fault::new("CLIENT_ERROR opaque token too long"));

@@ -19,6 +19,9 @@ pub mod parse;
 pub mod request;
 pub mod response;
 
+#[cfg(test)]
+mod tests;
+
 pub use codec::{ClientCodec, ServerCodec};
 pub use fault::Fault;
 pub use meta::{MetaCmd, MetaFlags, MetaRequest};

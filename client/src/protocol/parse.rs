@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::fault::Fault;
 use super::meta::{self, MetaCmd, MetaRequest};
-use super::number::{parse_i32, parse_u32, parse_u64};
+use super::number::{safe_strtol, safe_strtoul, safe_strtoull};
 use super::request::{ArithCmd, GetCmd, Request, StoreCmd};
 use super::{valid_key, MAX_GET_LINE_LEN, MAX_KEY_LEN, MAX_LINE_LEN};
 use crate::error::Error;
@@ -215,7 +215,7 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Step>, Error>
             if !(n == 2 || n == 3) {
                 Err(Fault::new(Fault::ERROR))
             } else {
-                match parse_u32(toks.get(line, 1)) {
+                match safe_strtoul(toks.get(line, 1)) {
                     Some(level) => Ok(Request::Verbosity { level, noreply }),
                     None => Err(Fault::with_noreply(Fault::BAD_FORMAT, noreply)),
                 }
@@ -232,7 +232,7 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Step>, Error>
             if !(n == 2 || n == 3) {
                 Err(Fault::new(Fault::ERROR))
             } else {
-                match parse_u32(toks.get(line, 1)) {
+                match safe_strtoul(toks.get(line, 1)) {
                     Some(megabytes) => Ok(Request::CacheMemlimit { megabytes, noreply }),
                     None => Err(Fault::with_noreply(Fault::ERROR, noreply)),
                 }
@@ -291,7 +291,7 @@ fn parse_get(frame: &Bytes, end: usize, cmd: GetCmd, n: usize) -> Result<Request
         .skip(1);
     let exptime = if matches!(cmd, GetCmd::Gat | GetCmd::Gats) {
         let r = it.next().ok_or(Fault::new(Fault::ERROR))?;
-        match parse_i32(&line[r]) {
+        match safe_strtol(&line[r]) {
             Some(e) => Some(e),
             None => return Err(Fault::new("CLIENT_ERROR invalid exptime argument")),
         }
@@ -336,21 +336,22 @@ fn parse_store(
         return bad(buf);
     }
     let (Some(flags), Some(exptime), Some(vlen)) = (
-        parse_u32(toks.get(line, 2)),
-        parse_i32(toks.get(line, 3)),
-        parse_i32(toks.get(line, 4)),
+        safe_strtoul(toks.get(line, 2)),
+        safe_strtol(toks.get(line, 3)),
+        safe_strtol(toks.get(line, 4)),
     ) else {
         return bad(buf);
     };
     let cas = if cmd == StoreCmd::Cas {
-        match parse_u64(toks.get(line, 5)) {
+        match safe_strtoull(toks.get(line, 5)) {
             Some(c) => c,
             None => return bad(buf),
         }
     } else {
         0
     };
-    if vlen < 0 {
+    // memcached refuses lengths its `vlen + 2` could overflow.
+    if !(0..=i64::from(i32::MAX) - 2).contains(&vlen) {
         return bad(buf);
     }
     let vlen = vlen as usize;
@@ -421,7 +422,7 @@ fn parse_arith(frame: &Bytes, toks: &Tokens, cmd: ArithCmd) -> Result<Request, F
     if !key_ok(toks.get(line, 1)) {
         return Err(Fault::with_noreply(Fault::BAD_FORMAT, noreply));
     }
-    let Some(delta) = parse_u64(toks.get(line, 2)) else {
+    let Some(delta) = safe_strtoull(toks.get(line, 2)) else {
         return Err(Fault::with_noreply(
             "CLIENT_ERROR invalid numeric delta argument",
             noreply,
@@ -444,7 +445,7 @@ fn parse_touch(frame: &Bytes, toks: &Tokens) -> Result<Request, Fault> {
     if !key_ok(toks.get(line, 1)) {
         return Err(Fault::with_noreply(Fault::BAD_FORMAT, noreply));
     }
-    let Some(exptime) = parse_i32(toks.get(line, 2)) else {
+    let Some(exptime) = safe_strtol(toks.get(line, 2)) else {
         return Err(Fault::with_noreply(
             "CLIENT_ERROR invalid exptime argument",
             noreply,
@@ -465,7 +466,7 @@ fn parse_flush_all(line: &[u8], toks: &Tokens) -> Result<Request, Fault> {
     let noreply = toks.noreply(line);
     let mut delay = 0;
     if n != if noreply { 2 } else { 1 } {
-        match parse_i32(toks.get(line, 1)) {
+        match safe_strtol(toks.get(line, 1)) {
             Some(d) => delay = d,
             None => {
                 return Err(Fault::with_noreply(
@@ -532,13 +533,6 @@ fn parse_meta(frame: &Bytes, toks: &Tokens, cmd: MetaCmd) -> Result<Request, Fau
     if !flags.base64 && !key_ok(&key) {
         return Err(Fault::new(Fault::BAD_FORMAT));
     }
-    if cmd == MetaCmd::Arith {
-        if let Some(m) = flags.mode {
-            if !b"I+D-".contains(&m) {
-                return Err(Fault::new("CLIENT_ERROR invalid mode for ma M token"));
-            }
-        }
-    }
     Ok(Request::Meta(MetaRequest {
         cmd,
         key,
@@ -569,8 +563,8 @@ fn parse_meta_set(
     if toks.n + 1 > META_MAX_TOKENS {
         return refuse(buf, "CLIENT_ERROR options flags too long");
     }
-    let vlen = match parse_i32(toks.get(line, 2)) {
-        Some(v) if v >= 0 => v as usize,
+    let vlen = match safe_strtol(toks.get(line, 2)) {
+        Some(v) if (0..=i64::from(i32::MAX) - 2).contains(&v) => v as usize,
         _ => return refuse(buf, Fault::BAD_FORMAT),
     };
     // From here on a refusal still has to swallow the data block.
@@ -589,11 +583,6 @@ fn parse_meta_set(
     };
     if !flags.base64 && !key_ok(&key) {
         return swallow(buf, Fault::new(Fault::BAD_FORMAT));
-    }
-    if let Some(m) = flags.mode {
-        if !b"EAPRS".contains(&m) {
-            return swallow(buf, Fault::new("CLIENT_ERROR invalid mode for ms M token"));
-        }
     }
     if item_size(key.len(), vlen, flags.client_flags.unwrap_or(0)) > limits.max_item_size {
         let mut fault = Fault::new(Fault::TOO_LARGE);

@@ -6,7 +6,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::meta::MetaRequest;
+use super::meta::{put_key, MetaRequest};
 use super::number::{put_i64, put_u64};
 
 /// The storage verbs of the classic protocol.
@@ -135,7 +135,7 @@ pub enum Request {
     LruCrawler { args: Vec<Bytes> },
     /// `mn`: the meta no-op, answered `MN`; used to mark the end of a quiet pipeline.
     MetaNoop,
-    /// `me <key> [b]`: meta debug.
+    /// `me <key> [b]`: meta debug. With `b` the key is held decoded, as for the other meta verbs.
     MetaDebug { key: Bytes, base64: bool },
     /// `mg`/`ms`/`md`/`ma`.
     Meta(MetaRequest),
@@ -304,8 +304,9 @@ impl Request {
             }
             Request::MetaNoop => buf.put_slice(b"mn"),
             Request::MetaDebug { key, base64 } => {
+                // The key is held decoded (as the parser leaves it), so `b` re-encodes it.
                 buf.put_slice(b"me ");
-                buf.put_slice(key);
+                put_key(buf, key, *base64);
                 if *base64 {
                     buf.put_slice(b" b");
                 }

@@ -12,6 +12,10 @@ use crate::error::Error;
 /// Longest reply line accepted from a server before the connection is judged out of sync.
 const MAX_RESPONSE_LINE: usize = 64 * 1024;
 
+/// Largest value a reply may announce: memcached's item size limit cannot exceed 1 GiB
+/// (`ITEM_SIZE_MAX_UPPER_LIMIT`). A larger length is a broken stream, not a reason to allocate.
+const MAX_RESPONSE_VALUE: u64 = 1024 * 1024 * 1024;
+
 /// One item of a `get`-family reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Value {
@@ -343,6 +347,7 @@ fn parse_values(buf: &mut BytesMut) -> Result<Option<Response>, Error> {
         let len = parts
             .next()
             .and_then(parse_u64)
+            .filter(|&n| n <= MAX_RESPONSE_VALUE)
             .ok_or_else(|| bad("length"))? as usize;
         let cas = match parts.next() {
             Some(c) => Some(parse_u64(c).ok_or_else(|| bad("cas"))?),
@@ -383,15 +388,18 @@ fn parse_values(buf: &mut BytesMut) -> Result<Option<Response>, Error> {
 fn parse_listing(buf: &mut BytesMut) -> Result<Option<Response>, Error> {
     let mut pos = 0;
     let mut lines = Vec::new();
+    let stats = buf.starts_with(b"STAT ");
     loop {
         let Some(nl) = find_line(buf, pos)? else {
             return Ok(None);
         };
         let line = trim_cr(&buf[pos..nl]);
+        if stats && line != b"END" && !line.starts_with(b"STAT ") {
+            return Err(bad("expected STAT or END"));
+        }
         if line == b"END" {
             let end = nl + 1;
             let frame = buf.split_to(end).freeze();
-            let stats = frame.starts_with(b"STAT ");
             return Ok(Some(if stats {
                 Response::Stats(
                     lines
@@ -409,7 +417,8 @@ fn parse_listing(buf: &mut BytesMut) -> Result<Option<Response>, Error> {
                 Response::Dump(lines.into_iter().map(|(s, e)| frame.slice(s..e)).collect())
             }));
         }
-        lines.push((pos, pos + line.len()));
+        // STAT lines end in "\r\n"; metadump lines in "\n", and are kept byte for byte.
+        lines.push((pos, if stats { pos + line.len() } else { nl }));
         pos = nl + 1;
     }
 }
@@ -432,7 +441,9 @@ fn parse_meta(
     }
     let body = &buf[rest.clone()];
     let sp = memchr::memchr(b' ', body).unwrap_or(body.len());
-    let len = parse_u64(&body[..sp]).ok_or_else(|| bad("VA length"))? as usize;
+    let len = parse_u64(&body[..sp])
+        .filter(|&n| n <= MAX_RESPONSE_VALUE)
+        .ok_or_else(|| bad("VA length"))? as usize;
     let flags = (rest.start + sp + 1).min(rest.end)..rest.end;
     let end = nl + 1 + len + 2;
     if buf.len() < end {
