@@ -1,75 +1,109 @@
-//! Meta-command semantics (memcached's `mg`/`ms`/`md`/`ma`), including stale-while-revalidate:
-//! an invalidated item stays readable but marked stale (`X`), and exactly one reader at a time
-//! is handed the recache token (`W`); others see `Z` until the item is rewritten.
+//! Meta-command semantics (`mg`, `ms`, `md`, `ma`) as memcached 1.6 implements them, including
+//! stale-while-revalidate: an invalidated item stays readable but marked stale (`X`), and one
+//! reader at a time is handed the recache token (`W`); the others see `Z` until the item is
+//! rewritten.
+//!
+//! memcached applies the TTL-related flags of `mg` and `ma` in the order the client wrote them
+//! (`mg k t T30` reports the old TTL, `mg k T30 t` the new one; `R` compares against whatever TTL
+//! an earlier `T` set). The executor passes that order in [`MetaExtra::order`]; without it the
+//! canonical order `N T R t` applies.
 
 use std::sync::Arc;
 
-use super::item::Item;
-use super::{ArithOutcome, Store, StoreMode, StoreOutcome};
+use super::item::{Item, Meta, MAX_KEY_LEN};
+use super::{expiry, hash, ArithOutcome, Lookup, Store, StoreMode, StoreOutcome, Write};
 
 /// What `mg` asks for beyond a plain read.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MetaGetOpts {
     /// `N<ttl>`: on a miss, create an empty item with this TTL and win the token.
     pub vivify: Option<i64>,
-    /// `R<ttl>`: win the token if the remaining TTL is below this.
+    /// `R<ttl>`: win the token if the item's remaining TTL is below this.
     pub recache: Option<i64>,
-    /// `T<ttl>`: set a new TTL.
+    /// `T<ttl>`: set a new TTL (the CAS is kept).
     pub ttl: Option<i64>,
-    /// `u`: don't record the access.
+    /// `u`: don't record this access (no fetched mark, no last-access update).
     pub no_bump: bool,
 }
 
-/// A hit of `mg`, with what the return flags need as it was *before* this access.
+/// Inputs a few meta flags need beyond the option structs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetaExtra<'a> {
+    /// The request's flag letters in the order the client wrote them (any letters; only
+    /// `T`, `N`, `R` and `t` matter). Empty: the canonical order `N T R t`.
+    pub order: &'a [u8],
+    /// `E<cas>` on `mg`: the CAS of an item `N` creates.
+    pub new_cas: Option<u64>,
+    /// `F<flags>` on `md … x`: the client flags of the emptied item left behind.
+    pub client_flags: u32,
+    /// `b` on `ms`: the key was sent base64-encoded; the stored item remembers it
+    /// ([`Item::binary_key`]).
+    pub binary_key: bool,
+}
+
+/// A hit (or vivified miss) of `mg`, with what the return flags need. `h` and `l` describe the
+/// item as it was before this access.
 #[derive(Debug, Clone)]
 pub struct MetaGetHit {
     pub item: Arc<Item>,
-    /// Seconds left; `None` = never expires.
+    /// Seconds left as the `t` flag reports them, at its place among the TTL flags (`None` =
+    /// never expires; never negative).
     pub ttl: Option<i64>,
-    /// Seconds since the previous access.
+    /// Seconds since the previous access (`l`).
     pub last_access_ago: u64,
-    /// Whether it had been fetched before this request.
+    /// Whether it had been fetched before this request (`h`).
     pub fetched_before: bool,
     /// This reader got the recache token (`W`).
     pub won: bool,
     /// The item is stale (`X`).
     pub stale: bool,
-    /// Another reader already holds the token (`Z`).
+    /// The token had already been handed out (`Z`).
     pub token_sent_before: bool,
+    /// The item was created by `N` on this request (memcached still counts it as a hit).
+    pub created: bool,
 }
 
 /// What `ms` asks for.
 #[derive(Debug, Clone, Copy)]
 pub struct MetaSetOpts {
+    /// `M<mode>`: `S` set, `E` add, `A` append, `P` prepend, `R` replace.
     pub mode: StoreMode,
+    /// `F<flags>` (ignored by append/prepend, which keep the item's flags).
     pub flags: u32,
+    /// `T<ttl>` (0 = never; ignored by append/prepend, which keep the item's TTL).
     pub ttl: i64,
-    /// `C<cas>`: compare first.
+    /// `C<cas>`: compare first. Turns set and replace into cas; append/prepend check it too
+    /// (0 = no check); add ignores it.
     pub compare_cas: Option<u64>,
     /// `E<cas>`: the new item's CAS.
     pub new_cas: Option<u64>,
-    /// `I`: with a compare CAS older than the item's, store anyway but mark it stale.
+    /// `I`: with a compare CAS older than the item's, store anyway but as stale, keeping the
+    /// item's TTL and token state.
     pub invalidate: bool,
-    /// `N<ttl>`: in append/prepend mode, create the item on a miss.
+    /// `N<ttl>`: in append/prepend mode, a miss stores the data as a new item with this TTL.
     pub vivify_on_append: Option<i64>,
 }
 
 /// What `md` asks for.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MetaDeleteOpts {
+    /// `C<cas>`: delete only if the CAS matches (compared literally, so `C0` matches nothing).
     pub compare_cas: Option<u64>,
+    /// `E<cas>`: the CAS the invalidated item (or the emptied one) gets.
     pub new_cas: Option<u64>,
-    /// `I`: mark stale instead of removing.
+    /// `I`: mark stale (and free the token) instead of removing; the CAS changes.
     pub invalidate: bool,
-    /// `T<ttl>` (with `I`): new TTL for the stale item.
+    /// `T<ttl>`: with `I`, the stale item's new TTL; with `x`, the emptied item's TTL.
     pub ttl: Option<i64>,
-    /// `x`: drop the value, keep the item.
+    /// `x`: replace the value by an empty one (flags from `F`, TTL from `T`, the CAS kept
+    /// unless `E`), keeping the key.
     pub remove_value: bool,
 }
 
 /// The outcome of `md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetaDeleteOutcome {
+    /// Removed, invalidated or emptied (`HD`). memcached counts `delete_hits` except for `I`.
     Deleted,
     NotFound,
     Exists,
@@ -78,13 +112,19 @@ pub enum MetaDeleteOutcome {
 /// What `ma` asks for.
 #[derive(Debug, Clone, Copy)]
 pub struct MetaArithOpts {
+    /// `MI`/`M+` (the default) or `MD`/`M-`.
     pub incr: bool,
+    /// `D<delta>` (default 1).
     pub delta: u64,
     /// `N<ttl>`: on a miss, create the counter at `initial` with this TTL.
     pub vivify: Option<i64>,
+    /// `J<initial>` (default 0); a created counter starts here, the delta is not applied.
     pub initial: u64,
+    /// `C<cas>` (0 = no check).
     pub compare_cas: Option<u64>,
+    /// `E<cas>`: the CAS of the updated or created item.
     pub new_cas: Option<u64>,
+    /// `T<ttl>`: set a new TTL after the update.
     pub ttl: Option<i64>,
 }
 
@@ -93,195 +133,325 @@ pub struct MetaArithOpts {
 pub struct MetaArithHit {
     pub value: u64,
     pub cas: u64,
+    /// As the `t` flag reports it, at its place among the TTL flags.
     pub ttl: Option<i64>,
+    /// The counter was created by `N` on this request.
+    pub created: bool,
+}
+
+/// The TTL-related flags in the order they apply: the first occurrence of each of `T N R t` in
+/// `order`, then any of them `order` lacks, in the canonical order `N T R t`.
+fn ttl_steps(order: &[u8]) -> ([u8; 4], usize) {
+    let mut steps = [0u8; 4];
+    let mut n = 0;
+    for &c in order.iter().chain(b"NTRt") {
+        if b"NTRt".contains(&c) && !steps[..n].contains(&c) {
+            steps[n] = c;
+            n += 1;
+            if n == steps.len() {
+                break;
+            }
+        }
+    }
+    (steps, n)
+}
+
+/// A TTL as the meta `t` flag reports it: never negative (memcached prints a wrapped number for
+/// an item a `T` in this very request set into the past; 0 says the same honestly).
+fn reported(ttl: Option<i64>) -> Option<i64> {
+    ttl.map(|t| t.max(0))
 }
 
 impl Store {
-    /// `mg`.
+    /// `mg` in the canonical flag order.
     pub fn meta_get(&self, key: &[u8], opts: &MetaGetOpts) -> Option<MetaGetHit> {
+        self.meta_get_with(key, opts, &MetaExtra::default())
+    }
+
+    /// `mg`: `None` is a miss (`EN`). A miss with `N` creates an empty item (flags 0) and
+    /// returns it as won.
+    pub fn meta_get_with(
+        &self,
+        key: &[u8],
+        opts: &MetaGetOpts,
+        extra: &MetaExtra<'_>,
+    ) -> Option<MetaGetHit> {
+        if key.len() > MAX_KEY_LEN {
+            return None;
+        }
         let now = self.now();
-        let needs_lock = opts.vivify.is_some() || opts.ttl.is_some() || opts.recache.is_some();
-        // Plain reads stay lock-free; anything that may win a token or rewrite takes the lock.
-        let _g = needs_lock.then(|| self.lock(key));
-        let mut created = false;
-        let mut item = match self.live_item(key, now) {
-            Some(i) => i,
-            None => {
-                let ttl = opts.vivify?;
-                let exp = self.abs_exptime(ttl, now).unwrap_or(now);
-                let seq = self.next_seq();
-                created = true;
-                self.insert(key, Item::new(key, b"", 0, exp, self.next_cas(), seq, now))
+        let h = hash(key);
+        // Plain reads take no lock; anything that may create or rewrite does (memcached's
+        // "locked" meta flags).
+        let locked = opts.vivify.is_some() || opts.ttl.is_some() || opts.recache.is_some();
+        let _g = locked.then(|| self.inner.lock(h));
+        let (item, created) = match self.find(h, key, now, locked) {
+            Lookup::Hit(item) => (item, false),
+            _ => {
+                opts.vivify?;
+                let seq = self.inner.next_seq();
+                let meta = Meta {
+                    flags: 0,
+                    exptime: 0,
+                    cas: extra.new_cas.unwrap_or(seq),
+                    seq,
+                    time: now,
+                    state: 0,
+                };
+                (Item::new(key, &[], meta), true)
             }
         };
         let fetched_before = item.fetched();
         let last_access_ago = now.saturating_sub(item.last_access());
-        if let Some(ttl) = opts.ttl {
-            let exp = self.abs_exptime(ttl, now).unwrap_or(now);
-            item = self.insert_replacing(key, item.with_exptime(exp));
-        }
-        let token_sent_before = item.token_sent();
-        let stale = item.stale();
-        let mut won = created;
-        if let Some(r) = opts.recache {
-            let recache_at = self.abs_exptime(r, now).unwrap_or(now);
-            if !token_sent_before && !created && item.exptime() != 0 && item.exptime() < recache_at
-            {
-                won = true;
+        let mut wants_token = false;
+        let mut ttl_changed = false;
+        let mut ttl_seen = None;
+        let (steps, n) = ttl_steps(extra.order);
+        for &step in &steps[..n] {
+            match step {
+                b'T' => {
+                    if let Some(t) = opts.ttl {
+                        item.set_exptime(expiry(t, now));
+                        ttl_changed = true;
+                    }
+                }
+                b'N' => {
+                    if let (true, Some(t)) = (created, opts.vivify) {
+                        item.set_exptime(expiry(t, now));
+                        wants_token = true;
+                    }
+                }
+                b'R' => {
+                    if let Some(r) = opts.recache {
+                        let e = item.exptime();
+                        if !created && e != 0 && e < expiry(r, now) {
+                            wants_token = true;
+                        }
+                    }
+                }
+                _ => ttl_seen = Some(item.ttl(now)),
             }
         }
-        if stale && !token_sent_before {
-            won = true;
+        if created {
+            self.insert_new(h, item.clone());
+        } else if ttl_changed {
+            // The same item again, so moka's own expiry follows the new TTL.
+            self.inner.insert(h, item.clone(), false);
         }
-        if won {
-            item.set_token_sent();
-        }
+        let stale = item.stale();
+        // A stale item hands out the token to the first reader after the invalidation.
+        wants_token |= stale;
+        let token_sent_before = if wants_token {
+            item.take_token()
+        } else {
+            item.token_sent()
+        };
         if !opts.no_bump {
-            item.touch_access(now);
+            item.bump(now);
         }
         Some(MetaGetHit {
-            ttl: item.ttl(now),
+            ttl: reported(ttl_seen.unwrap_or_else(|| item.ttl(now))),
             item,
             last_access_ago,
             fetched_before,
-            won,
+            won: wants_token && !token_sent_before,
             stale,
             token_sent_before,
+            created,
         })
     }
 
-    /// `ms`: returns the outcome and the stored item's CAS.
+    /// `ms` with the default extras.
     pub fn meta_set(&self, key: &[u8], value: &[u8], opts: &MetaSetOpts) -> (StoreOutcome, u64) {
+        self.meta_set_with(key, value, opts, &MetaExtra::default())
+    }
+
+    /// `ms`: the outcome and the stored item's CAS (0 when nothing was stored).
+    ///
+    /// A value over the item limit is `TooLarge` and, in every mode, also removes the key's
+    /// current item (memcached's ms does, so a failed write never leaves old data readable).
+    pub fn meta_set_with(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        opts: &MetaSetOpts,
+        extra: &MetaExtra<'_>,
+    ) -> (StoreOutcome, u64) {
+        let h = hash(key);
+        if self.too_large(key, value.len(), opts.flags) {
+            self.remove_locked_lookup(h, key);
+            return (StoreOutcome::TooLarge, 0);
+        }
         let mode = match (opts.mode, opts.compare_cas) {
-            // A compare CAS turns set and replace into cas.
+            // A compare CAS turns set and replace into cas; add ignores it.
             (StoreMode::Set | StoreMode::Replace, Some(c)) => StoreMode::Cas(c),
             (m, _) => m,
         };
+        let append = matches!(mode, StoreMode::Append | StoreMode::Prepend);
         let now = self.now();
-        match mode {
-            StoreMode::Cas(want) if opts.invalidate => {
-                if self.too_large(key, value.len(), opts.flags) {
-                    return (StoreOutcome::TooLarge, 0);
-                }
-                let _g = self.lock(key);
-                let Some(old) = self.live_item(key, now) else {
-                    return (StoreOutcome::NotFound, 0);
-                };
-                // An older CAS than the item's: store, but as stale (memcached's set_stale).
-                let stale = want < old.cas();
-                if old.cas() != want && !stale {
-                    return (StoreOutcome::Exists, 0);
-                }
-                let exp = self.abs_exptime(opts.ttl, now).unwrap_or(now);
-                let cas = opts.new_cas.unwrap_or_else(|| self.next_cas());
-                let item = Item::new(key, value, opts.flags, exp, cas, self.next_seq(), now);
-                if stale {
-                    item.set_stale();
-                }
-                self.insert(key, item);
-                (StoreOutcome::Stored, cas)
-            }
-            StoreMode::Append | StoreMode::Prepend => {
-                if let Some(want) = opts.compare_cas {
-                    let _g = self.lock(key);
-                    match self.live_item(key, now) {
-                        Some(o) if o.cas() != want => return (StoreOutcome::Exists, 0),
-                        None => return (StoreOutcome::NotFound, 0),
-                        _ => {}
-                    }
-                }
-                if let Some(ttl) = opts.vivify_on_append {
-                    // Autovivify: a miss stores the data as a new item.
-                    let (out, cas) =
-                        self.store_with_cas(mode, key, opts.flags, 0, value, opts.new_cas);
-                    if out == StoreOutcome::NotStored {
-                        return self.store_with_cas(
-                            StoreMode::Add,
-                            key,
-                            opts.flags,
-                            ttl,
-                            value,
-                            opts.new_cas,
-                        );
-                    }
-                    return (out, cas);
-                }
-                self.store_with_cas(mode, key, opts.flags, 0, value, opts.new_cas)
-            }
-            m => self.store_with_cas(m, key, opts.flags, opts.ttl, value, opts.new_cas),
-        }
+        let w = Write {
+            mode,
+            compare: opts.compare_cas.filter(|_| append),
+            flags: opts.flags,
+            exptime: expiry(opts.ttl, now),
+            value,
+            new_cas: opts.new_cas,
+            stale_ok: opts.invalidate,
+            vivify: opts
+                .vivify_on_append
+                .filter(|_| append)
+                .map(|t| expiry(t, now)),
+            binary_key: extra.binary_key,
+        };
+        let _g = self.inner.lock(h);
+        self.write_locked(h, key, &w, now)
+    }
+
+    /// `md` with the default extras.
+    pub fn meta_delete(&self, key: &[u8], opts: &MetaDeleteOpts) -> MetaDeleteOutcome {
+        self.meta_delete_with(key, opts, &MetaExtra::default())
     }
 
     /// `md`.
-    pub fn meta_delete(&self, key: &[u8], opts: &MetaDeleteOpts) -> MetaDeleteOutcome {
+    pub fn meta_delete_with(
+        &self,
+        key: &[u8],
+        opts: &MetaDeleteOpts,
+        extra: &MetaExtra<'_>,
+    ) -> MetaDeleteOutcome {
+        if key.len() > MAX_KEY_LEN {
+            return MetaDeleteOutcome::NotFound;
+        }
         let now = self.now();
-        let _g = self.lock(key);
-        let Some(old) = self.live_item(key, now) else {
+        let h = hash(key);
+        let _g = self.inner.lock(h);
+        let Some(mut item) = self.find(h, key, now, true).hit() else {
             return MetaDeleteOutcome::NotFound;
         };
-        if let Some(want) = opts.compare_cas {
-            if old.cas() != want {
-                return MetaDeleteOutcome::Exists;
-            }
+        if opts.compare_cas.is_some_and(|want| want != item.cas()) {
+            return MetaDeleteOutcome::Exists;
         }
-        if opts.invalidate || opts.remove_value {
-            let exp = match opts.ttl.filter(|_| opts.invalidate) {
-                Some(t) => self.abs_exptime(t, now).unwrap_or(now),
-                None => old.exptime(),
-            };
-            let value: &[u8] = if opts.remove_value { b"" } else { old.value() };
-            let cas = opts.new_cas.unwrap_or_else(|| self.next_cas());
-            let item = old.derive(value, exp, cas, old.seq, now);
-            if opts.invalidate {
-                item.set_stale();
-            }
-            self.insert_replacing(key, item);
+        if !opts.invalidate && !opts.remove_value {
+            self.inner.unlink_if_same(h, &item);
             return MetaDeleteOutcome::Deleted;
         }
-        self.remove(key);
+        if opts.remove_value {
+            // A new, empty item: flags from F, TTL from T (none: never expires), CAS kept.
+            let seq = self.inner.next_seq();
+            let meta = Meta {
+                flags: extra.client_flags,
+                exptime: opts.ttl.map_or(0, |t| expiry(t, now)),
+                cas: opts.new_cas.unwrap_or(item.cas()),
+                seq,
+                time: now,
+                state: 0,
+            };
+            item = Item::new(key, &[], meta);
+        }
+        let mut ttl_changed = false;
+        if opts.invalidate {
+            // Changed in place, as memcached does: same value, new CAS, stale, token free.
+            if let Some(t) = opts.ttl {
+                item.set_exptime(expiry(t, now));
+                ttl_changed = true;
+            }
+            item.invalidate();
+            item.set_cas(opts.new_cas.unwrap_or_else(|| self.inner.next_seq()));
+        }
+        if opts.remove_value {
+            self.insert_new(h, item);
+        } else if ttl_changed {
+            self.inner.insert(h, item, false);
+        }
         MetaDeleteOutcome::Deleted
     }
 
-    /// `ma`.
+    /// `ma` in the canonical flag order.
     pub fn meta_arith(
         &self,
         key: &[u8],
         opts: &MetaArithOpts,
     ) -> Result<MetaArithHit, ArithOutcome> {
+        self.meta_arith_with(key, opts, &MetaExtra::default())
+    }
+
+    /// `ma`: the new value, CAS and TTL, or why not.
+    pub fn meta_arith_with(
+        &self,
+        key: &[u8],
+        opts: &MetaArithOpts,
+        extra: &MetaExtra<'_>,
+    ) -> Result<MetaArithHit, ArithOutcome> {
+        if key.len() > MAX_KEY_LEN {
+            return Err(ArithOutcome::NotFound);
+        }
         let now = self.now();
-        let _g = self.lock(key);
-        let Some(old) = self.live_item(key, now) else {
-            let Some(ttl) = opts.vivify else {
-                return Err(ArithOutcome::NotFound);
-            };
-            // Autovivify: the counter starts at the initial value (the delta is not applied).
-            let exp = self.abs_exptime(ttl, now).unwrap_or(now);
-            let cas = opts.new_cas.unwrap_or_else(|| self.next_cas());
-            let value = opts.initial.to_string();
-            let item = self.insert(
-                key,
-                Item::new(key, value.as_bytes(), 0, exp, cas, self.next_seq(), now),
-            );
-            return Ok(MetaArithHit {
-                value: opts.initial,
-                cas,
-                ttl: item.ttl(now),
-            });
+        let h = hash(key);
+        let _g = self.inner.lock(h);
+        let arith = self.arith_locked(
+            h,
+            key,
+            opts.incr,
+            opts.delta,
+            opts.compare_cas,
+            opts.new_cas,
+            now,
+        );
+        let (value, item, created) = match (arith, opts.vivify) {
+            (Ok((value, item)), _) => (value, item, false),
+            (Err(ArithOutcome::NotFound), Some(_)) => {
+                let item = self.new_counter(key, opts.initial, opts.new_cas, now);
+                (opts.initial, item, true)
+            }
+            (Err(e), _) => return Err(e),
         };
-        if let Some(want) = opts.compare_cas {
-            if old.cas() != want {
-                return Err(ArithOutcome::Exists);
+        let mut ttl_changed = false;
+        let mut ttl_seen = None;
+        let (steps, n) = ttl_steps(extra.order);
+        for &step in &steps[..n] {
+            match step {
+                b'T' => {
+                    if let Some(t) = opts.ttl {
+                        item.set_exptime(expiry(t, now));
+                        ttl_changed = true;
+                    }
+                }
+                b'N' => {
+                    if let (true, Some(t)) = (created, opts.vivify) {
+                        item.set_exptime(expiry(t, now));
+                    }
+                }
+                b't' => ttl_seen = Some(item.ttl(now)),
+                _ => {}
             }
         }
-        let (value, mut item) = self.arith_locked(key, opts.incr, opts.delta, opts.new_cas, now)?;
-        if let Some(t) = opts.ttl {
-            let exp = self.abs_exptime(t, now).unwrap_or(now);
-            item = self.insert_replacing(key, item.with_exptime(exp));
+        if created {
+            self.insert_new(h, item.clone());
+        } else if ttl_changed {
+            self.inner.insert(h, item.clone(), false);
         }
         Ok(MetaArithHit {
             value,
             cas: item.cas(),
-            ttl: item.ttl(now),
+            ttl: reported(ttl_seen.unwrap_or_else(|| item.ttl(now))),
+            created,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_steps_follow_the_request_then_the_canonical_order() {
+        let s = |o: &[u8]| {
+            let (a, n) = ttl_steps(o);
+            a[..n].to_vec()
+        };
+        assert_eq!(s(b""), b"NTRt");
+        assert_eq!(s(b"vtT"), b"tTNR");
+        assert_eq!(s(b"sRTcNvt"), b"RTNt");
+        assert_eq!(s(b"TTtt"), b"TtNR");
     }
 }

@@ -1,48 +1,101 @@
-//! The node's storage engine: `moka` with a byte budget, plus memcached's item semantics.
+//! The node's storage engine: `moka` with a byte budget, plus memcached 1.6's item semantics.
 //!
-//! - Memory: the weigher charges key + value + [`ITEM_OVERHEAD`], and moka evicts (TinyLFU) to
-//!   stay under the budget; evictions are counted by cause.
-//! - Time: expiry is decided on read against an injectable [`Clock`] (memcached checks on read
-//!   too); moka also gets each item's remaining TTL so expired memory is reclaimed eventually.
-//! - Atomicity: reads are lock-free; every write takes one of [`STRIPES`] key-hashed locks
-//!   around read-modify-write, so racing `cas`/`incr`/`append`/`set` on one key serialize the
-//!   way memcached's item locks make them.
-//! - Memory hygiene: keys and values are copied into their own allocations, so an item never
-//!   pins the network buffer it arrived in.
+//! - **Memory.** Each item is one allocation (see [`item`]); moka charges it that allocation
+//!   plus [`ITEM_OVERHEAD`] (see [`item_charge`]) and evicts least-recently-used items to stay
+//!   within the budget, like memcached's LRU: a fresh write is always admitted (moka's TinyLFU
+//!   admission would silently drop new keys under pressure, which no memcached client expects).
+//! - **Time.** Expiry is decided on every access against an injectable [`Clock`], as memcached
+//!   checks `exptime` on access; moka also gets each item's remaining life so that memory of
+//!   expired items is reclaimed even if nobody asks for them again.
+//! - **Atomicity.** Reads take no lock. Every write takes one of [`STRIPES`] key-hashed mutexes
+//!   around its read-modify-write, as memcached's item locks do, so racing `cas`, `incr`,
+//!   `append` and `set` on one key serialize.
+//! - **Hygiene.** Keys and values are copied into the item, so an item never pins the network
+//!   buffer it arrived in; reads hand the value out as `Bytes` sharing the item, without a copy.
 //!
-//! Split by job: [`item`] is one item, [`meta`] the meta-command semantics, [`dump`] metadump
-//! and `me`.
+//! Split by job: [`item`] one item; [`counters`] sharded statistics; [`arith`] incr/decr and
+//! memcached's number parsing; [`meta`] the meta commands; [`dump`] metadump, `me` and slab
+//! classes; [`sweep`] the background crawler that reclaims flushed items and re-weighs items
+//! after `cache_memlimit`.
 
+mod arith;
+mod counters;
 mod dump;
 mod item;
 mod meta;
+mod sweep;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use moka::notification::RemovalCause;
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 use moka::Expiry;
 use ringcache_client::protocol::parse::item_size;
 use ringcache_client::protocol::REALTIME_MAXDELTA;
 
 use super::clock::Clock;
-pub use dump::DebugInfo;
-pub use item::Item;
+use counters::{Counters, C};
+use item::Meta;
+use sweep::Sweep;
+
+pub use arith::parse_counter;
+pub use dump::{metadump_line, slab_class, url_encode, DebugInfo, Metadump};
+pub use item::{Item, MAX_KEY_LEN};
 pub use meta::{
-    MetaArithHit, MetaArithOpts, MetaDeleteOpts, MetaDeleteOutcome, MetaGetHit, MetaGetOpts,
-    MetaSetOpts,
+    MetaArithHit, MetaArithOpts, MetaDeleteOpts, MetaDeleteOutcome, MetaExtra, MetaGetHit,
+    MetaGetOpts, MetaSetOpts,
 };
 
-/// Bytes charged per item on top of key and value, so that the process RSS tracks the budget.
-/// Measured (release build, mimalloc, 1.5 M sets of 100-byte values into a full cache): RSS grows
-/// about 505 B per item with no eviction and ~545 B under eviction churn, of which key + value
-/// are 114 B; the rest is the item header and data allocation (~200 B) and moka's per-entry
-/// bookkeeping (hash-table bucket, access-order node, entry info: ~280 B). With 430 B the RSS of
-/// a full 256 MiB node is within ~10 % of the budget; small budgets add the process's fixed
-/// ~20 MiB on top.
-pub const ITEM_OVERHEAD: u64 = 430;
+/// Bytes charged per item on top of its own allocation: what moka spends on one entry.
+///
+/// An item is charged [`item_charge`]: its allocation (48 bytes of header and reference counts,
+/// the key, the value) rounded up to the allocator's size class, plus this constant. Measured
+/// with the node's allocator (release build, mimalloc; RSS growth divided by resident items, in
+/// a full cache under eviction churn, 12-byte keys):
+///
+/// | value  | item block  | RSS per resident item | charge | RSS / limit at 256 MiB |
+/// |--------|-------------|-----------------------|--------|------------------------|
+/// | 10 B   | 70 → 80     | 359                   | 400    | 0.92                   |
+/// | 100 B  | 160         | 477 (525 with a TTL)  | 480    | 1.02 (1.12 with a TTL) |
+/// | 600 B  | 660 → 768   | 1052                  | 1088   | 0.97 (at 1 GiB)        |
+/// | 1000 B | 1060 → 1280 | 1589                  | 1600   | 1.02                   |
+///
+/// so moka costs about 300 B per entry (hash-table bucket, value entry, entry info, a key
+/// `Arc`, the LRU deque node, plus ~50 B of timer-wheel node for items with a TTL). With 320 the
+/// RSS of a full node stays within ~10 % of its limit across these sizes (TTL-only workloads of
+/// small items sit at the upper end; the process's fixed ~7 MiB comes on top, which matters only
+/// for small limits). The size-class rounding matters: allocators round a 1060-byte block up to
+/// 1280, and a flat per-item constant would let a 1 KB-value cache overshoot by ~20 %.
+/// memcached itself needs ~195 B for a 100-byte item; the difference is moka's bookkeeping.
+pub const ITEM_OVERHEAD: u64 = 320;
+
+/// Bytes of an item's allocation besides key and value: the 32-byte header and the `Arc`'s two
+/// reference counts.
+const ITEM_BLOCK_HEADER: usize = 48;
+
+/// The allocator size class of an `n`-byte block, as mimalloc (and jemalloc) round it: 8-byte
+/// steps up to 64 bytes, then four classes per power of two.
+fn size_class(n: usize) -> usize {
+    if n <= 64 {
+        return n.div_ceil(8).max(1) * 8;
+    }
+    let step = 1usize << ((usize::BITS - 1 - (n - 1).leading_zeros()) - 2);
+    n.div_ceil(step).saturating_mul(step)
+}
+
+/// What an item with this key and value is charged against the memory limit (and counted in
+/// `bytes`): its allocation rounded to the allocator's size class, plus [`ITEM_OVERHEAD`].
+pub fn item_charge(key_len: usize, value_len: usize) -> u64 {
+    size_class(
+        ITEM_BLOCK_HEADER
+            .saturating_add(key_len)
+            .saturating_add(value_len),
+    ) as u64
+        + ITEM_OVERHEAD
+}
 
 /// Write locks (a power of two).
 const STRIPES: usize = 4096;
@@ -52,7 +105,7 @@ const STRIPES: usize = 4096;
 pub struct StoreConfig {
     /// Memory budget in bytes.
     pub memory_limit: u64,
-    /// Largest item, in memcached's accounting (header + key + value).
+    /// Largest item, in memcached's accounting (header + key + value, see [`Item::size`]).
     pub max_item_size: usize,
 }
 
@@ -60,14 +113,29 @@ pub struct StoreConfig {
 #[derive(Debug, Clone)]
 pub enum Lookup {
     Hit(Arc<Item>),
+    /// No item under the key.
     Miss,
-    /// There, but past its exptime.
+    /// There, but past its exptime (counted as `get_expired`, then removed).
     Expired,
-    /// There, but invalidated by `flush_all`.
+    /// There, but invalidated by `flush_all` (counted as `get_flushed`, then removed).
     Flushed,
 }
 
-/// How a classic storage verb stores.
+impl Lookup {
+    /// The item, if it was a hit.
+    pub fn hit(self) -> Option<Arc<Item>> {
+        match self {
+            Lookup::Hit(item) => Some(item),
+            _ => None,
+        }
+    }
+
+    pub fn is_hit(&self) -> bool {
+        matches!(self, Lookup::Hit(_))
+    }
+}
+
+/// How a storage verb stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreMode {
     Set,
@@ -75,7 +143,7 @@ pub enum StoreMode {
     Replace,
     Append,
     Prepend,
-    /// `cas` with the compare value.
+    /// `cas` with the compare value (0 never matches, as in memcached).
     Cas(u64),
 }
 
@@ -86,7 +154,8 @@ pub enum StoreOutcome {
     NotStored,
     Exists,
     NotFound,
-    /// The resulting item would be over the item size limit.
+    /// The value is over the item size limit (`SERVER_ERROR object too large for cache`).
+    /// An append/prepend whose *result* would be too large is `NotStored`, as in memcached.
     TooLarge,
 }
 
@@ -95,63 +164,193 @@ pub enum StoreOutcome {
 pub enum ArithOutcome {
     Value(u64),
     NotFound,
+    /// `CLIENT_ERROR cannot increment or decrement non-numeric value`.
     NonNumeric,
     /// `ma` with a compare CAS that did not match.
     Exists,
 }
 
-/// Item-level statistics under memcached's names.
+/// Item-level statistics under memcached's `stats` names.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreStats {
     pub curr_items: u64,
     pub total_items: u64,
+    /// Bytes charged against `limit_maxbytes` by resident items (key + value + overhead).
     pub bytes: u64,
     pub limit_maxbytes: u64,
     pub evictions: u64,
+    pub evicted_unfetched: u64,
+    /// Evicted items that had an expiry time set.
+    pub evicted_nonzero: u64,
+    /// Seconds since the last access of the most recently evicted item.
+    pub evicted_time: u64,
     pub reclaimed: u64,
     pub expired_unfetched: u64,
-    pub evicted_unfetched: u64,
+    /// Dead items removed by the background sweep (`lru_crawler`'s `crawler_reclaimed`).
+    pub crawler_reclaimed: u64,
+    /// Lookups (of any command) that found the item expired.
+    pub get_expired: u64,
+    /// Lookups (of any command) that found the item flushed.
+    pub get_flushed: u64,
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    total_items: AtomicU64,
-    evictions: AtomicU64,
-    evicted_unfetched: AtomicU64,
-    reclaimed: AtomicU64,
-    expired_unfetched: AtomicU64,
+/// memcached's exptime rules, to an absolute Unix time: 0 never expires; negative is already
+/// expired; up to 30 days is relative to `now`; larger is an absolute Unix time (which may be
+/// in the past, and then the item is stored already expired).
+pub fn expiry(exptime: i64, now: u64) -> u64 {
+    match exptime {
+        0 => 0,
+        e if e < 0 => item::EXPIRED,
+        e if e <= REALTIME_MAXDELTA => now.saturating_add(e as u64),
+        e => e as u64,
+    }
 }
 
-/// The cache.
-pub struct Store {
-    /// Keyed by the 64-bit xxh3 hash of the key; the item holds the key itself, and a lookup
-    /// whose item has another key (a hash collision, ~1e-8 at a million keys) is a miss. This
-    /// saves a key allocation and its moka bookkeeping per item.
-    cache: Cache<u64, Arc<Item>>,
-    clock: Arc<dyn Clock>,
-    locks: Box<[Mutex<()>]>,
-    counters: Arc<Counters>,
-    cas: AtomicU64,
+/// The charge of an item against the budget.
+#[inline]
+fn charge(item: &Item) -> u64 {
+    item_charge(item.key().len(), item.value().len())
+}
+
+/// The cache key of `key`.
+#[inline]
+fn hash(key: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key)
+}
+
+/// What a found item is at a given time: live, or dead and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Live,
+    Expired,
+    Flushed,
+}
+
+/// `flush_all` state, checked on every access.
+struct Flush {
+    /// Items whose sequence number is at or below this were flushed by an immediate flush.
     seq: AtomicU64,
-    /// Items with `seq` at or below this were flushed (immediate `flush_all`).
-    flushed_seq: AtomicU64,
-    /// Pending delayed flush: at this Unix time, items stored before it become invalid.
-    flush_at: AtomicU64,
-    /// The memory limit `cache_memlimit` set; weights are scaled against the capacity moka was
-    /// built with (moka cannot change capacity), see [`Store::set_memory_limit`].
-    limit: Arc<AtomicU64>,
-    capacity: u64,
-    max_item_size: usize,
+    /// memcached's `oldest_live` of the latest flush: once the clock reaches it, items last
+    /// touched at or before it are flushed. 0 = none.
+    live: AtomicU64,
+    /// The largest `live` of earlier flushes that had taken effect before a later flush
+    /// replaced them. (memcached overwrites it, which can bring flushed items back to life
+    /// while a new delayed flush is pending; keeping it cannot.)
+    fired: AtomicU64,
+    /// The `live` the sweep was last started for, so a delayed flush starts it once.
+    swept: AtomicU64,
+    /// Serializes `flush_all` calls.
+    lock: Mutex<()>,
 }
 
-/// Gives moka each item's remaining life so it reclaims expired memory by itself.
-struct ItemExpiry(Arc<dyn Clock>);
+impl Flush {
+    #[inline]
+    fn flushed(&self, item: &Item, now: u64) -> bool {
+        if item.seq() <= self.seq.load(Ordering::Acquire) {
+            return true;
+        }
+        let t = item.last_access();
+        let fired = self.fired.load(Ordering::Relaxed);
+        if fired != 0 && t <= fired {
+            return true;
+        }
+        let live = self.live.load(Ordering::Relaxed);
+        live != 0 && now >= live && t <= live
+    }
+}
+
+/// The memory limit and how it maps onto moka's fixed capacity.
+struct Weights {
+    /// moka's `max_capacity`: the limit the store was built with.
+    capacity: u64,
+    /// The current limit (`cache_memlimit`).
+    limit: AtomicU64,
+    /// Bumped on every limit change; each item records the generation it was weighed under.
+    epoch: AtomicU8,
+}
+
+impl Weights {
+    /// The item's weight: its charge scaled by capacity / limit, rounded up, so the sum of
+    /// weights stays within moka's capacity exactly when the charges stay within the limit.
+    fn weigh(&self, item: &Item) -> u32 {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let limit = self.limit.load(Ordering::Relaxed).max(1);
+        item.set_epoch(epoch);
+        let w = (u128::from(charge(item)) * u128::from(self.capacity)).div_ceil(u128::from(limit));
+        w.clamp(1, u128::from(u32::MAX)) as u32
+    }
+}
+
+/// What moka's callbacks share with the store.
+struct Common {
+    clock: Arc<dyn Clock>,
+    counters: Counters,
+    flush: Flush,
+    weights: Weights,
+}
+
+impl Common {
+    #[inline]
+    fn status(&self, item: &Item, now: u64) -> Status {
+        // memcached checks flushed before expired.
+        if self.flush.flushed(item, now) {
+            Status::Flushed
+        } else if item.expired(now) {
+            Status::Expired
+        } else {
+            Status::Live
+        }
+    }
+
+    /// moka's eviction listener: keeps the gauges and counts evictions by cause.
+    fn on_removal(&self, h: u64, item: &Item, cause: RemovalCause) {
+        let c = &self.counters;
+        c.sub(h, C::CurrItems, 1);
+        c.sub(h, C::Bytes, charge(item));
+        match cause {
+            RemovalCause::Size => {
+                let now = self.clock.now();
+                if self.status(item, now) != Status::Live {
+                    // memcached's LRU tail reclaims a dead item rather than evicting it.
+                    c.incr(h, C::Reclaimed);
+                    if !item.fetched() {
+                        c.incr(h, C::ExpiredUnfetched);
+                    }
+                    return;
+                }
+                c.incr(h, C::Evictions);
+                if !item.fetched() {
+                    c.incr(h, C::EvictedUnfetched);
+                }
+                if item.exptime() != 0 {
+                    c.incr(h, C::EvictedNonzero);
+                }
+                c.set_evicted_time(now.saturating_sub(item.last_access()));
+            }
+            RemovalCause::Expired => {
+                c.incr(h, C::Reclaimed);
+                if !item.fetched() {
+                    c.incr(h, C::ExpiredUnfetched);
+                }
+            }
+            RemovalCause::Explicit | RemovalCause::Replaced => {}
+        }
+    }
+}
+
+/// Gives moka each item's remaining life so that it reclaims expired memory by itself.
+struct ItemExpiry(Arc<Common>);
 
 impl ItemExpiry {
     fn remaining(&self, item: &Item) -> Option<Duration> {
-        // One extra second: the read check decides expiry; moka only frees memory after it.
-        (item.exptime() != 0)
-            .then(|| Duration::from_secs(item.exptime().saturating_sub(self.0.now()) + 1))
+        // One second more than the item has: the access-time check decides expiry, moka only
+        // frees the memory afterwards.
+        match item.exptime() {
+            0 => None,
+            e => Some(Duration::from_secs(
+                e.saturating_sub(self.0.clock.now()).saturating_add(1),
+            )),
+        }
     }
 }
 
@@ -171,50 +370,117 @@ impl Expiry<u64, Arc<Item>> for ItemExpiry {
     }
 }
 
+/// Everything the store and its background sweep share.
+struct Shared {
+    /// Keyed by the 64-bit xxh3 hash of the key; the item holds the key itself, and an item
+    /// under the same hash with another key (a collision: ~3e-8 at a million keys) reads as a
+    /// miss and is replaced by a write, as an eviction would. This saves a key copy and its
+    /// bookkeeping in moka per item.
+    cache: Cache<u64, Arc<Item>>,
+    common: Arc<Common>,
+    locks: Box<[Mutex<()>]>,
+    /// CAS uniques and store sequence numbers come from this one counter (one shared atomic
+    /// per write). An explicit CAS (`E`) still takes a sequence number from it.
+    counter: AtomicU64,
+    sweep: Sweep,
+}
+
+impl Shared {
+    /// The write lock for hash `h`.
+    #[inline]
+    fn lock(&self, h: u64) -> MutexGuard<'_, ()> {
+        // Items are replaced whole, so a panic while holding a stripe cannot leave one
+        // half-written: a poisoned lock is still fine to use.
+        self.locks[h as usize & (STRIPES - 1)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The write lock for `h` if it is free.
+    #[inline]
+    fn try_lock(&self, h: u64) -> Option<MutexGuard<'_, ()>> {
+        match self.locks[h as usize & (STRIPES - 1)].try_lock() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// The next CAS unique / sequence number.
+    #[inline]
+    fn next_seq(&self) -> u64 {
+        self.counter.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Puts `item` under `h` (the caller holds `h`'s lock). `new` counts it in `total_items`:
+    /// memcached counts every item it links, but not in-place changes.
+    fn insert(&self, h: u64, item: Arc<Item>, new: bool) {
+        let c = &self.common.counters;
+        c.incr(h, C::CurrItems);
+        c.add(h, C::Bytes, charge(&item));
+        if new {
+            c.incr(h, C::TotalItems);
+        }
+        self.cache.insert(h, item);
+    }
+
+    /// Removes `item` if it is still the one under `h` (the caller holds `h`'s lock).
+    fn unlink_if_same(&self, h: u64, item: &Arc<Item>) -> bool {
+        match self.cache.get(&h) {
+            Some(cur) if Arc::ptr_eq(&cur, item) => {
+                self.cache.invalidate(&h);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The cache.
+pub struct Store {
+    inner: Arc<Shared>,
+    max_item_size: usize,
+}
+
 impl Store {
     /// An empty store.
     pub fn new(cfg: StoreConfig, clock: Arc<dyn Clock>) -> Store {
-        let counters = Arc::new(Counters::default());
-        let limit = Arc::new(AtomicU64::new(cfg.memory_limit));
-        let capacity = cfg.memory_limit;
-        let c = counters.clone();
-        let l = limit.clone();
+        let capacity = cfg.memory_limit.max(1);
+        let common = Arc::new(Common {
+            clock,
+            counters: Counters::new(),
+            flush: Flush {
+                seq: AtomicU64::new(0),
+                live: AtomicU64::new(0),
+                fired: AtomicU64::new(0),
+                swept: AtomicU64::new(0),
+                lock: Mutex::new(()),
+            },
+            weights: Weights {
+                capacity,
+                limit: AtomicU64::new(capacity),
+                epoch: AtomicU8::new(0),
+            },
+        });
+        let weigher = common.clone();
+        let listener = common.clone();
         let cache = Cache::builder()
             .max_capacity(capacity)
-            .weigher(move |_: &u64, v: &Arc<Item>| -> u32 {
-                let size = (v.key().len() + v.value().len()) as u64 + ITEM_OVERHEAD;
-                // Scaled so a lowered `cache_memlimit` takes effect within moka's fixed capacity.
-                let scaled = size * capacity / l.load(Ordering::Relaxed).max(1);
-                scaled.min(u64::from(u32::MAX)) as u32
-            })
-            .expire_after(ItemExpiry(clock.clone()))
-            .eviction_listener(move |_k, v: Arc<Item>, cause| match cause {
-                RemovalCause::Size => {
-                    c.evictions.fetch_add(1, Ordering::Relaxed);
-                    if !v.fetched() {
-                        c.evicted_unfetched.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                RemovalCause::Expired => {
-                    c.reclaimed.fetch_add(1, Ordering::Relaxed);
-                    if !v.fetched() {
-                        c.expired_unfetched.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                _ => {}
+            .eviction_policy(EvictionPolicy::lru())
+            .weigher(move |_: &u64, v: &Arc<Item>| weigher.weights.weigh(v))
+            .expire_after(ItemExpiry(common.clone()))
+            .eviction_listener(move |k: Arc<u64>, v: Arc<Item>, cause| {
+                listener.on_removal(*k, &v, cause)
             })
             .build();
         Store {
-            cache,
-            clock,
-            locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-            counters,
-            cas: AtomicU64::new(0),
-            seq: AtomicU64::new(0),
-            flushed_seq: AtomicU64::new(0),
-            flush_at: AtomicU64::new(0),
-            limit,
-            capacity,
+            inner: Arc::new(Shared {
+                cache,
+                common,
+                locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+                counter: AtomicU64::new(0),
+                sweep: Sweep::default(),
+            }),
             max_item_size: cfg.max_item_size,
         }
     }
@@ -222,120 +488,89 @@ impl Store {
     /// The current Unix time by the store's clock.
     #[inline]
     pub fn now(&self) -> u64 {
-        self.clock.now()
+        self.inner.common.clock.now()
     }
 
-    /// A fresh CAS unique.
-    #[inline]
-    fn next_cas(&self) -> u64 {
-        self.cas.fetch_add(1, Ordering::Relaxed) + 1
+    /// The largest item accepted, in memcached's accounting.
+    pub fn max_item_size(&self) -> usize {
+        self.max_item_size
     }
 
-    #[inline]
-    fn next_seq(&self) -> u64 {
-        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    /// Whether an item with this key, value length and flags is over the item size limit.
+    pub fn too_large(&self, key: &[u8], value_len: usize, flags: u32) -> bool {
+        key.len() > MAX_KEY_LEN || item_size(key.len(), value_len, flags) > self.max_item_size
     }
 
-    /// The write lock for `key`.
-    fn lock(&self, key: &[u8]) -> MutexGuard<'_, ()> {
-        let h = hash(key) as usize & (STRIPES - 1);
-        // A panic while holding a stripe cannot leave an item half-written (items are replaced
-        // whole), so a poisoned lock is still safe to use.
-        self.locks[h].lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// memcached's exptime rules: 0 never; negative already expired; up to 30 days relative;
-    /// larger an absolute Unix time. Returns the absolute time (0 = never), or `None` when the
-    /// item would already be expired.
-    pub fn abs_exptime(&self, exptime: i64, now: u64) -> Option<u64> {
-        match exptime {
-            0 => Some(0),
-            e if e < 0 => None,
-            e if e <= REALTIME_MAXDELTA => Some(now + e as u64),
-            e if (e as u64) <= now => None,
-            e => Some(e as u64),
+    /// The item under `key` as memcached's `do_item_get` sees it: a dead (expired or flushed)
+    /// item is counted and removed, and reads as `Expired`/`Flushed`. `locked`: the caller
+    /// holds the key's write lock.
+    fn find(&self, h: u64, key: &[u8], now: u64, locked: bool) -> Lookup {
+        let Some(item) = self.inner.cache.get(&h) else {
+            return Lookup::Miss;
+        };
+        if item.key() != key {
+            return Lookup::Miss;
         }
-    }
-
-    /// Whether `item` is visible at `now` (not expired, not flushed).
-    fn check(&self, item: &Item, now: u64) -> Result<(), Lookup> {
-        if item.expired(now) {
-            return Err(Lookup::Expired);
-        }
-        if item.seq <= self.flushed_seq.load(Ordering::Relaxed) {
-            return Err(Lookup::Flushed);
-        }
-        let at = self.flush_at.load(Ordering::Relaxed);
-        if at != 0 && now >= at && u64::from(item.stored_at) < at {
-            return Err(Lookup::Flushed);
-        }
-        Ok(())
-    }
-
-    /// The live item under `key`, if any (no access recorded).
-    fn live(&self, key: &[u8], now: u64) -> Lookup {
-        match self.cache.get(&hash(key)).filter(|i| i.key() == key) {
-            Some(item) => match self.check(&item, now) {
-                Ok(()) => Lookup::Hit(item),
-                Err(why) => why,
-            },
-            None => Lookup::Miss,
-        }
-    }
-
-    fn live_item(&self, key: &[u8], now: u64) -> Option<Arc<Item>> {
-        match self.live(key, now) {
-            Lookup::Hit(i) => Some(i),
-            _ => None,
-        }
-    }
-
-    fn insert(&self, key: &[u8], item: Item) -> Arc<Item> {
-        let item = Arc::new(item);
-        self.cache.insert(hash(key), item.clone());
-        self.counters.total_items.fetch_add(1, Ordering::Relaxed);
-        item
-    }
-
-    fn too_large(&self, key: &[u8], value_len: usize, flags: u32) -> bool {
-        item_size(key.len(), value_len, flags) > self.max_item_size
-    }
-
-    /// `get`: the live item, recording the access.
-    pub fn get(&self, key: &[u8]) -> Lookup {
-        let now = self.now();
-        let found = self.live(key, now);
-        if let Lookup::Hit(item) = &found {
-            item.touch_access(now);
+        let common = &self.inner.common;
+        let status = common.status(&item, now);
+        let found = match status {
+            Status::Live => return Lookup::Hit(item),
+            Status::Expired => {
+                common.counters.incr(h, C::GetExpired);
+                Lookup::Expired
+            }
+            Status::Flushed => {
+                common.counters.incr(h, C::GetFlushed);
+                self.sweep_after_delayed_flush();
+                Lookup::Flushed
+            }
+        };
+        if locked {
+            self.inner.unlink_if_same(h, &item);
+        } else if let Some(_g) = self.inner.try_lock(h) {
+            // A reader never waits for a writer: if the stripe is busy, moka reclaims it later.
+            self.inner.unlink_if_same(h, &item);
         }
         found
     }
 
-    /// `gat`: the live item with a new TTL (CAS unchanged, as memcached).
+    /// `get`: the live item, recording the fetch.
+    pub fn get(&self, key: &[u8]) -> Lookup {
+        let now = self.now();
+        let found = self.find(hash(key), key, now, false);
+        if let Lookup::Hit(item) = &found {
+            item.bump(now);
+        }
+        found
+    }
+
+    /// The live item without recording a fetch (meta `u`, backfills, tools).
+    pub fn peek(&self, key: &[u8]) -> Lookup {
+        self.find(hash(key), key, self.now(), false)
+    }
+
+    /// `gat`/`gats`: the live item, recording the fetch and setting a new exptime (the CAS is
+    /// unchanged, as in memcached). A past exptime makes the item expire right after this read.
     pub fn get_and_touch(&self, key: &[u8], exptime: i64) -> Lookup {
         let now = self.now();
-        let _g = self.lock(key);
-        let found = self.live(key, now);
-        let Lookup::Hit(item) = found else {
-            return found;
-        };
-        let Some(exp) = self.abs_exptime(exptime, now) else {
-            // Touched into the past: gone, as memcached's expired item would be.
-            self.remove(key);
-            return Lookup::Hit(item);
-        };
-        let new = Arc::new(item.with_exptime(exp));
-        new.touch_access(now);
-        self.cache.insert(hash(key), new.clone());
-        Lookup::Hit(new)
+        let h = hash(key);
+        let _g = self.inner.lock(h);
+        let found = self.find(h, key, now, true);
+        if let Lookup::Hit(item) = &found {
+            item.bump(now);
+            item.set_exptime(expiry(exptime, now));
+            // Re-insert the same item so moka's own expiry follows the new time.
+            self.inner.insert(h, item.clone(), false);
+        }
+        found
     }
 
     /// `touch`: true if the key was there.
     pub fn touch(&self, key: &[u8], exptime: i64) -> bool {
-        matches!(self.get_and_touch(key, exptime), Lookup::Hit(_))
+        self.get_and_touch(key, exptime).is_hit()
     }
 
-    /// The classic storage verbs.
+    /// The classic storage verbs (`set`, `add`, `replace`, `append`, `prepend`, `cas`).
     pub fn store(
         &self,
         mode: StoreMode,
@@ -344,13 +579,15 @@ impl Store {
         exptime: i64,
         value: &[u8],
     ) -> StoreOutcome {
-        self.store_with_cas(mode, key, flags, exptime, value, None)
-            .0
+        self.store_cas(mode, key, flags, exptime, value, None).0
     }
 
-    /// Storage with an optional explicit new CAS (meta `E`); returns the outcome and the CAS
-    /// of the stored item (0 when nothing was stored).
-    pub(super) fn store_with_cas(
+    /// A storage verb with an optional explicit CAS for the new item (what meta `E` does);
+    /// returns the outcome and the stored item's CAS (0 when nothing was stored).
+    ///
+    /// A value over the item limit is `TooLarge`, and for `Set` the key's previous value is
+    /// removed too, as memcached does so that a failed set never leaves stale data readable.
+    pub fn store_cas(
         &self,
         mode: StoreMode,
         key: &[u8],
@@ -359,171 +596,232 @@ impl Store {
         value: &[u8],
         new_cas: Option<u64>,
     ) -> (StoreOutcome, u64) {
+        let h = hash(key);
         if self.too_large(key, value.len(), flags) {
+            if mode == StoreMode::Set {
+                self.remove_locked_lookup(h, key);
+            }
             return (StoreOutcome::TooLarge, 0);
         }
         let now = self.now();
-        let _g = self.lock(key);
-        let old = self.live_item(key, now);
-        let cas = || new_cas.unwrap_or_else(|| self.next_cas());
-        let mut joined = Vec::new();
-        let (value, flags, exp) = match mode {
-            StoreMode::Set => (value, flags, self.abs_exptime(exptime, now)),
-            StoreMode::Add => {
-                if old.is_some() {
-                    return (StoreOutcome::NotStored, 0);
-                }
-                (value, flags, self.abs_exptime(exptime, now))
-            }
-            StoreMode::Replace => {
-                if old.is_none() {
-                    return (StoreOutcome::NotStored, 0);
-                }
-                (value, flags, self.abs_exptime(exptime, now))
-            }
-            StoreMode::Cas(want) => match &old {
-                None => return (StoreOutcome::NotFound, 0),
-                Some(o) if o.cas() != want => return (StoreOutcome::Exists, 0),
-                Some(_) => (value, flags, self.abs_exptime(exptime, now)),
-            },
-            StoreMode::Append | StoreMode::Prepend => {
-                let Some(o) = &old else {
-                    return (StoreOutcome::NotStored, 0);
-                };
-                if self.too_large(key, o.value().len() + value.len(), o.flags()) {
-                    return (StoreOutcome::TooLarge, 0);
-                }
-                joined.reserve_exact(o.value().len() + value.len());
-                if mode == StoreMode::Append {
-                    joined.extend_from_slice(o.value());
-                    joined.extend_from_slice(value);
-                } else {
-                    joined.extend_from_slice(value);
-                    joined.extend_from_slice(o.value());
-                }
-                let exp = Some(o.exptime());
-                (&joined[..], o.flags(), exp)
-            }
+        let _g = self.inner.lock(h);
+        let w = Write {
+            mode,
+            compare: None,
+            flags,
+            exptime: expiry(exptime, now),
+            value,
+            new_cas,
+            stale_ok: false,
+            vivify: None,
+            binary_key: false,
         };
-        match exp {
-            Some(exp) => {
-                let c = cas();
-                let seq = self.next_seq();
-                self.insert(key, Item::new(key, value, flags, exp, c, seq, now));
-                (StoreOutcome::Stored, c)
+        self.write_locked(h, key, &w, now)
+    }
+
+    /// Removes whatever live item `key` has (taking its lock).
+    fn remove_locked_lookup(&self, h: u64, key: &[u8]) {
+        let now = self.now();
+        let _g = self.inner.lock(h);
+        if let Lookup::Hit(item) = self.find(h, key, now, true) {
+            self.inner.unlink_if_same(h, &item);
+        }
+    }
+
+    /// memcached's `do_store_item`, with the key's lock held.
+    fn write_locked(&self, h: u64, key: &[u8], w: &Write<'_>, now: u64) -> (StoreOutcome, u64) {
+        let old = self.find(h, key, now, true).hit();
+        let Some(old) = old else {
+            return match w.mode {
+                StoreMode::Cas(_) => (StoreOutcome::NotFound, 0),
+                StoreMode::Replace => (StoreOutcome::NotStored, 0),
+                StoreMode::Append | StoreMode::Prepend => match w.vivify {
+                    // Autovivify (`ms … MA N<ttl>`): the data becomes a new item.
+                    Some(exptime) => self.put(h, key, &[w.value], w.flags, exptime, 0, w, now),
+                    None => (StoreOutcome::NotStored, 0),
+                },
+                StoreMode::Set | StoreMode::Add => {
+                    self.put(h, key, &[w.value], w.flags, w.exptime, 0, w, now)
+                }
+            };
+        };
+        match w.mode {
+            StoreMode::Add => {
+                // add only adds a missing item, but counts as a touch of the existing one.
+                old.refresh_time(now);
+                (StoreOutcome::NotStored, 0)
             }
-            None => {
-                // Stored already expired: memcached answers STORED and the key reads as a miss.
-                self.remove(key);
-                (StoreOutcome::Stored, 0)
+            StoreMode::Set | StoreMode::Replace => {
+                self.put(h, key, &[w.value], w.flags, w.exptime, 0, w, now)
+            }
+            StoreMode::Cas(want) => {
+                if want != 0 && want == old.cas() {
+                    self.put(h, key, &[w.value], w.flags, w.exptime, 0, w, now)
+                } else if w.stale_ok && want != 0 && want < old.cas() {
+                    // `ms … I` with an older CAS: store, but keep the TTL and mark it stale,
+                    // keeping the token state of the item it replaces.
+                    let state = Item::stale_state(&old);
+                    self.put(h, key, &[w.value], w.flags, old.exptime(), state, w, now)
+                } else {
+                    (StoreOutcome::Exists, 0)
+                }
+            }
+            StoreMode::Append | StoreMode::Prepend => {
+                if let Some(want) = w.compare {
+                    if want != 0 && want != old.cas() {
+                        return (StoreOutcome::Exists, 0);
+                    }
+                }
+                let joined = old.value().len().saturating_add(w.value.len());
+                if self.too_large(key, joined, old.flags()) {
+                    // memcached fails the allocation of the joined item: NOT_STORED.
+                    return (StoreOutcome::NotStored, 0);
+                }
+                let parts: [&[u8]; 2] = if w.mode == StoreMode::Append {
+                    [old.value(), w.value]
+                } else {
+                    [w.value, old.value()]
+                };
+                self.put(h, key, &parts, old.flags(), old.exptime(), 0, w, now)
             }
         }
+    }
+
+    /// Stores a new item made of `parts`, with `w`'s explicit CAS if any.
+    #[allow(clippy::too_many_arguments)]
+    fn put(
+        &self,
+        h: u64,
+        key: &[u8],
+        parts: &[&[u8]],
+        flags: u32,
+        exptime: u64,
+        state: u8,
+        w: &Write<'_>,
+        now: u64,
+    ) -> (StoreOutcome, u64) {
+        let seq = self.inner.next_seq();
+        let cas = w.new_cas.unwrap_or(seq);
+        let meta = Meta {
+            flags,
+            exptime,
+            cas,
+            seq,
+            time: now,
+            state: state | if w.binary_key { item::KEY_BINARY } else { 0 },
+        };
+        // An item stored already expired is still linked, as memcached does: it counts in
+        // total_items, replaces the old value, and a later read finds it expired.
+        self.inner.insert(h, Item::new(key, parts, meta), true);
+        (StoreOutcome::Stored, cas)
     }
 
     /// `delete`: true if a live item was removed.
     pub fn delete(&self, key: &[u8]) -> bool {
         let now = self.now();
-        let _g = self.lock(key);
-        let had = self.live_item(key, now).is_some();
-        self.remove(key);
-        had
-    }
-
-    /// `incr`/`decr`: 64-bit unsigned, incr wraps, decr stops at 0; flags and TTL kept.
-    pub fn incr_decr(&self, key: &[u8], incr: bool, delta: u64) -> ArithOutcome {
-        let now = self.now();
-        let _g = self.lock(key);
-        match self.arith_locked(key, incr, delta, None, now) {
-            Ok((v, _)) => ArithOutcome::Value(v),
-            Err(e) => e,
-        }
-    }
-
-    /// incr/decr with the stripe lock held; returns the new value and the new item.
-    fn arith_locked(
-        &self,
-        key: &[u8],
-        incr: bool,
-        delta: u64,
-        new_cas: Option<u64>,
-        now: u64,
-    ) -> Result<(u64, Arc<Item>), ArithOutcome> {
-        let Some(old) = self.live_item(key, now) else {
-            return Err(ArithOutcome::NotFound);
-        };
-        let cur = parse_counter(old.value()).ok_or(ArithOutcome::NonNumeric)?;
-        let new = if incr {
-            cur.wrapping_add(delta)
-        } else {
-            cur.saturating_sub(delta)
-        };
-        let mut digits = new.to_string().into_bytes();
-        // memcached rewrites a shorter number in place, padding with spaces to the old length.
-        if digits.len() < old.value().len() {
-            digits.resize(old.value().len(), b' ');
-        }
-        let cas = new_cas.unwrap_or_else(|| self.next_cas());
-        let seq = self.next_seq();
-        let item = old.derive(&digits, old.exptime(), cas, seq, now);
-        item.touch_access(now);
-        let item = self.insert_replacing(key, item);
-        Ok((new, item))
-    }
-
-    fn insert_replacing(&self, key: &[u8], item: Item) -> Arc<Item> {
-        let item = Arc::new(item);
-        self.cache.insert(hash(key), item.clone());
-        item
-    }
-
-    /// Drops `key`'s item (only if it really is `key`'s, not a hash neighbour's).
-    fn remove(&self, key: &[u8]) {
         let h = hash(key);
-        if self.cache.get(&h).is_some_and(|i| i.key() == key) {
-            self.cache.invalidate(&h);
+        let _g = self.inner.lock(h);
+        match self.find(h, key, now, true) {
+            Lookup::Hit(item) => {
+                self.inner.unlink_if_same(h, &item);
+                true
+            }
+            _ => false,
         }
     }
 
-    /// `flush_all [delay]`: with no (or a non-positive) delay, everything stored so far is
-    /// invalid at once; with a delay, items stored before the deadline become invalid when it
-    /// arrives. A later flush replaces a pending delayed one, as in memcached.
+    /// `flush_all [delay]`, with memcached's semantics to the second:
+    ///
+    /// - no delay (or `0`, or negative): every item stored before the call is invalid at once;
+    ///   items stored afterwards, even within the same second, are kept.
+    /// - a delay (relative up to 30 days, else a Unix time): memcached's `oldest_live` is the
+    ///   deadline minus one second; from that second on, every item last touched at or before it
+    ///   is invalid. So `flush_all 10` empties the cache after 9 seconds, items stored during
+    ///   that ninth second go too, and items stored from the tenth second on survive.
+    ///   `flush_all 1` therefore also drops items stored in the rest of the current second.
+    /// - a later `flush_all` replaces a pending delayed one (a delayed flush is cancelled by an
+    ///   immediate flush or replaced by another delay); a flush that has already taken effect
+    ///   stays in effect.
+    ///
+    /// Memory of flushed items is reclaimed by a background sweep.
     pub fn flush_all(&self, delay: i64) {
         let now = self.now();
-        if delay > 0 {
-            let at = self.abs_exptime(delay, now).unwrap_or(now);
-            self.flush_at.store(at, Ordering::Relaxed);
-        } else {
-            self.flush_at.store(0, Ordering::Relaxed);
-            self.flushed_seq
-                .store(self.seq.load(Ordering::Relaxed), Ordering::Relaxed);
-            // Reclaim the memory too; entries inserted after this call are kept by moka.
-            self.cache.invalidate_all();
+        let deadline = if delay <= 0 { now } else { expiry(delay, now) };
+        let live = deadline.saturating_sub(1);
+        let f = &self.inner.common.flush;
+        let _g = f.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let prev = f.live.load(Ordering::Relaxed);
+        if prev != 0 && prev <= now {
+            f.fired.fetch_max(prev, Ordering::Relaxed);
+        }
+        f.live.store(live, Ordering::Relaxed);
+        if live <= now {
+            f.seq.store(
+                self.inner.counter.load(Ordering::Acquire),
+                Ordering::Release,
+            );
+            f.swept.store(live, Ordering::Relaxed);
+            sweep::start(&self.inner);
         }
     }
 
-    /// `cache_memlimit`: moka's capacity is fixed at start, so the weigher scales every item's
-    /// weight by start-limit / new-limit. Items stored after the change are charged at the new
-    /// rate at once; older items as they are rewritten or evicted, so the new limit is reached
-    /// gradually rather than by a purge.
-    pub fn set_memory_limit(&self, bytes: u64) {
-        self.limit.store(bytes.max(1), Ordering::Relaxed);
+    /// Starts the sweep once a delayed flush has taken effect (called when a lookup first
+    /// finds an item it flushed).
+    fn sweep_after_delayed_flush(&self) {
+        let f = &self.inner.common.flush;
+        let live = f.live.load(Ordering::Relaxed);
+        if live != 0 && f.swept.swap(live, Ordering::Relaxed) != live {
+            sweep::start(&self.inner);
+        }
     }
 
-    /// Item-level stats. Runs moka's pending maintenance first so counts are current.
+    /// `lru_crawler crawl`: starts a background sweep that removes expired and flushed items
+    /// (counted as `crawler_reclaimed`), as memcached's LRU crawler does.
+    pub fn crawl(&self) {
+        sweep::start(&self.inner);
+    }
+
+    /// `cache_memlimit`: a new memory limit in bytes.
+    ///
+    /// moka's capacity is fixed when it is built, so the limit is applied through the weights:
+    /// every item weighs its charge × (start limit / current limit), rounded up, so "weights
+    /// within moka's capacity" means "charges within the current limit". Items stored from now
+    /// on are weighed at the new rate at once; a background sweep re-weighs the items already
+    /// there (re-inserting each one, which also moves it to the recent end of the LRU), after
+    /// which moka evicts down to a lowered limit or has room up to a raised one. Like
+    /// memcached, memory is thus released asynchronously after a decrease. Raising the limit
+    /// far above the start limit rounds small items up to a whole weight unit, so very large
+    /// raises hold somewhat fewer items than the limit would allow.
+    pub fn set_memory_limit(&self, bytes: u64) {
+        let w = &self.inner.common.weights;
+        w.limit.store(bytes.max(1), Ordering::Relaxed);
+        w.epoch.fetch_add(1, Ordering::Release);
+        sweep::start(&self.inner);
+    }
+
+    /// The current memory limit in bytes.
+    pub fn memory_limit(&self) -> u64 {
+        self.inner.common.weights.limit.load(Ordering::Relaxed)
+    }
+
+    /// Item-level stats. Runs moka's pending maintenance first so evictions are current.
     pub fn stats(&self) -> StoreStats {
-        self.cache.run_pending_tasks();
-        let c = &self.counters;
-        let limit = self.limit.load(Ordering::Relaxed);
+        self.inner.cache.run_pending_tasks();
+        let c = &self.inner.common.counters;
         StoreStats {
-            curr_items: self.cache.entry_count(),
-            total_items: c.total_items.load(Ordering::Relaxed),
-            // Weighted size is in units of the start capacity; report it in real bytes.
-            bytes: self.cache.weighted_size() * limit / self.capacity.max(1),
-            limit_maxbytes: limit,
-            evictions: c.evictions.load(Ordering::Relaxed),
-            reclaimed: c.reclaimed.load(Ordering::Relaxed),
-            expired_unfetched: c.expired_unfetched.load(Ordering::Relaxed),
-            evicted_unfetched: c.evicted_unfetched.load(Ordering::Relaxed),
+            curr_items: c.get(C::CurrItems),
+            total_items: c.get(C::TotalItems),
+            bytes: c.get(C::Bytes),
+            limit_maxbytes: self.memory_limit(),
+            evictions: c.get(C::Evictions),
+            evicted_unfetched: c.get(C::EvictedUnfetched),
+            evicted_nonzero: c.get(C::EvictedNonzero),
+            evicted_time: c.evicted_time(),
+            reclaimed: c.get(C::Reclaimed),
+            expired_unfetched: c.get(C::ExpiredUnfetched),
+            crawler_reclaimed: c.get(C::CrawlerReclaimed),
+            get_expired: c.get(C::GetExpired),
+            get_flushed: c.get(C::GetFlushed),
         }
     }
 
@@ -537,24 +835,39 @@ impl Store {
         metrics::counter!(m::EVICTIONS_TOTAL, "cause" => "capacity").absolute(s.evictions);
         metrics::counter!(m::EVICTIONS_TOTAL, "cause" => "expired").absolute(s.reclaimed);
     }
-}
 
-/// The cache key of `key`.
-#[inline]
-fn hash(key: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(key)
-}
-
-/// memcached's `safe_strtoull` on a stored value: optional leading spaces, digits, optional
-/// trailing spaces (left by an in-place decrement); anything else is not a number.
-fn parse_counter(v: &[u8]) -> Option<u64> {
-    let s = std::str::from_utf8(v).ok()?;
-    let t = s.trim_start_matches(' ').trim_end_matches(' ');
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    /// Waits until no background sweep is running (tests).
+    #[cfg(test)]
+    fn settle(&self) {
+        while self.inner.sweep.running() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for _ in 0..4 {
+            self.inner.cache.run_pending_tasks();
+        }
     }
-    t.parse().ok()
 }
 
+/// One write, as `write_locked` needs it.
+struct Write<'a> {
+    mode: StoreMode,
+    /// Compare CAS for append/prepend (`ms … MA C<cas>`); 0 = none, as in memcached.
+    compare: Option<u64>,
+    flags: u32,
+    /// Absolute expiry of a new item.
+    exptime: u64,
+    value: &'a [u8],
+    /// Explicit CAS for the new item (`E`).
+    new_cas: Option<u64>,
+    /// `ms … I`: a CAS older than the item's stores a stale item instead of failing.
+    stale_ok: bool,
+    /// Append/prepend autovivify: the absolute expiry of the item created on a miss.
+    vivify: Option<u64>,
+    /// The request named the key in base64 (`b`): the new item remembers it.
+    binary_key: bool,
+}
+
+#[cfg(test)]
+mod meta_tests;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,241 @@
+//! `incr`/`decr` (and the arithmetic core of `ma`): memcached's `do_add_delta`.
+//!
+//! The stored value is read the way memcached's `safe_strtoull` reads it, quirks included
+//! (leading white space, a sign, anything after a space is ignored), so every value that
+//! memcached counts with, ringcache counts with too, and every value it refuses is refused.
+
+use std::sync::Arc;
+
+use super::item::{Item, Meta, KEY_BINARY, MAX_KEY_LEN};
+use super::{hash, ArithOutcome, Store};
+
+/// C's `isspace` in the "C" locale.
+#[inline]
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// memcached's `safe_strtoull` applied to a stored value (which memcached keeps followed by
+/// `\r\n`, so the end of the value counts as white space):
+///
+/// - leading white space is skipped, then an optional `+` or `-`, then at least one digit;
+/// - the digits must be followed by the end, white space or NUL (`"12 abc"` is 12, `"12a"` is
+///   refused);
+/// - more than 64 bits is refused (`ERANGE`);
+/// - a `-` makes strtoull negate; the result is refused if it then reads as a negative signed
+///   number (`"-1"` is refused, `"-0"` is 0, and `"-18446744073709551615"` is 1, as in C).
+pub fn parse_counter(v: &[u8]) -> Option<u64> {
+    let mut i = v.iter().take_while(|&&b| is_space(b)).count();
+    let negative = match v.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let digits = v[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &d in &v[i..i + digits] {
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    match v.get(i + digits) {
+        None => {}
+        Some(&b) if is_space(b) || b == 0 => {}
+        Some(_) => return None,
+    }
+    let n = if negative { n.wrapping_neg() } else { n };
+    if negative && (n as i64) < 0 {
+        return None;
+    }
+    Some(n)
+}
+
+/// `n` in decimal, in a stack buffer.
+fn digits(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+impl Store {
+    /// `incr`/`decr`: unsigned 64-bit; incr wraps at 2^64, decr stops at 0. Flags and TTL are
+    /// kept. A result no longer than the old value is written over it and padded with spaces
+    /// (memcached's in-place update: `decr` of `100` by 1 leaves `99 `); a longer one replaces
+    /// the item. The CAS changes either way.
+    pub fn incr_decr(&self, key: &[u8], incr: bool, delta: u64) -> ArithOutcome {
+        if key.len() > MAX_KEY_LEN {
+            return ArithOutcome::NotFound;
+        }
+        let now = self.now();
+        let h = hash(key);
+        let _g = self.inner.lock(h);
+        match self.arith_locked(h, key, incr, delta, None, None, now) {
+            Ok((value, _)) => ArithOutcome::Value(value),
+            Err(e) => e,
+        }
+    }
+
+    /// `do_add_delta` with the key's lock held: the new value and the new item.
+    ///
+    /// Checks in memcached's order: missing; empty value (non-numeric); compare CAS (`ma C`,
+    /// where 0 means none); then the number itself.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn arith_locked(
+        &self,
+        h: u64,
+        key: &[u8],
+        incr: bool,
+        delta: u64,
+        compare: Option<u64>,
+        new_cas: Option<u64>,
+        now: u64,
+    ) -> Result<(u64, Arc<Item>), ArithOutcome> {
+        let old = self
+            .find(h, key, now, true)
+            .hit()
+            .ok_or(ArithOutcome::NotFound)?;
+        if old.value().is_empty() {
+            return Err(ArithOutcome::NonNumeric);
+        }
+        if let Some(want) = compare {
+            if want != 0 && want != old.cas() {
+                return Err(ArithOutcome::Exists);
+            }
+        }
+        let cur = parse_counter(old.value()).ok_or(ArithOutcome::NonNumeric)?;
+        let value = if incr {
+            cur.wrapping_add(delta)
+        } else {
+            cur.saturating_sub(delta)
+        };
+        let mut buf = [0u8; 20];
+        let text = digits(value, &mut buf);
+        let seq = self.inner.next_seq();
+        let cas = new_cas.unwrap_or(seq);
+        let in_place = text.len() <= old.value().len();
+        let item = if in_place {
+            // The same item rewritten: it keeps its sequence number (a flush that follows
+            // still covers it), fetched/stale state and access time (moved only if a minute old).
+            let pad = vec![b' '; old.value().len() - text.len()];
+            let meta = Meta {
+                flags: old.flags(),
+                exptime: old.exptime(),
+                cas,
+                seq: old.seq(),
+                time: old.last_access(),
+                state: old.state(),
+            };
+            let item = Item::new(key, &[text, &pad], meta);
+            item.refresh_time(now);
+            item
+        } else {
+            let meta = Meta {
+                flags: old.flags(),
+                exptime: old.exptime(),
+                cas,
+                seq,
+                time: now,
+                // A new item: fresh state, but the key is still the key it was.
+                state: old.state() & KEY_BINARY,
+            };
+            Item::new(key, &[text], meta)
+        };
+        self.inner.insert(h, item.clone(), !in_place);
+        Ok((value, item))
+    }
+
+    /// Creates a counter item holding `initial` (`ma … N<ttl> J<initial>` on a miss), not yet
+    /// inserted: the caller applies TTL flags first.
+    pub(super) fn new_counter(
+        &self,
+        key: &[u8],
+        initial: u64,
+        new_cas: Option<u64>,
+        now: u64,
+    ) -> Arc<Item> {
+        let mut buf = [0u8; 20];
+        let text = digits(initial, &mut buf);
+        let seq = self.inner.next_seq();
+        let meta = Meta {
+            flags: 0,
+            exptime: 0,
+            cas: new_cas.unwrap_or(seq),
+            seq,
+            time: now,
+            state: 0,
+        };
+        Item::new(key, &[text], meta)
+    }
+
+    /// Counts and inserts an item made by [`Store::new_counter`] or a vivifying `mg`.
+    pub(super) fn insert_new(&self, h: u64, item: Arc<Item>) {
+        self.inner.insert(h, item, true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every case checked against memcached 1.6.18 (`set` the value, then `incr` by 1).
+    #[test]
+    fn parses_like_memcached() {
+        let ok: &[(&[u8], u64)] = &[
+            (b"12", 12),
+            (b" 12", 12),
+            (b"12 ", 12),
+            (b"12 abc", 12),
+            (b"+12", 12),
+            (b"-0", 0),
+            (b"000000000000000000001", 1),
+            (b"1\t2", 1),
+            (b"\t\n12", 12),
+            (b"1\x002", 1),
+            (b"18446744073709551615", u64::MAX),
+            (b"-18446744073709551615", 1),
+        ];
+        for (v, n) in ok {
+            assert_eq!(
+                parse_counter(v),
+                Some(*n),
+                "{:?}",
+                String::from_utf8_lossy(v)
+            );
+        }
+        let bad: &[&[u8]] = &[
+            b"",
+            b" ",
+            b"-1",
+            b"12a",
+            b"0x5",
+            b"18446744073709551616",
+            b"+-5",
+            b"- 5",
+            b"abc",
+        ];
+        for v in bad {
+            assert_eq!(parse_counter(v), None, "{:?}", String::from_utf8_lossy(v));
+        }
+    }
+
+    #[test]
+    fn digits_of_extremes() {
+        let mut b = [0u8; 20];
+        assert_eq!(digits(0, &mut b), b"0");
+        assert_eq!(digits(u64::MAX, &mut b), b"18446744073709551615");
+    }
+}

@@ -1,0 +1,90 @@
+//! The background sweep: ringcache's LRU crawler.
+//!
+//! Two jobs need a walk over every item, and both may be slow on a big cache, so neither runs on
+//! the request path: reclaiming the memory of items a `flush_all` made invisible (memcached leaves
+//! them to its LRU crawler too), and re-weighing items after `cache_memlimit` so that moka evicts
+//! down to (or fills up to) the new limit. One thread is started on demand and exits when there is
+//! nothing left to do; requests made while it runs are folded into another pass.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::counters::C;
+use super::{Shared, Status};
+
+/// Whether a sweep is running or wanted.
+#[derive(Debug, Default)]
+pub(super) struct Sweep {
+    running: AtomicBool,
+    requested: AtomicBool,
+}
+
+impl Sweep {
+    #[cfg(test)]
+    pub(super) fn running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+}
+
+/// Asks for a sweep, starting the sweep thread unless one is running (it will do another pass).
+pub(super) fn start(shared: &Arc<Shared>) {
+    let s = &shared.sweep;
+    s.requested.store(true, Ordering::Release);
+    if s.running.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let me = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("ringcache-sweep".into())
+        .spawn(move || run(&me));
+    if spawned.is_err() {
+        // No thread to be had: memory is still reclaimed as items are read or evicted.
+        s.running.store(false, Ordering::Release);
+    }
+}
+
+fn run(shared: &Shared) {
+    let s = &shared.sweep;
+    loop {
+        while s.requested.swap(false, Ordering::AcqRel) {
+            pass(shared);
+        }
+        s.running.store(false, Ordering::Release);
+        // A request made between the last pass and clearing `running` found the flag still
+        // set and left: pick it up unless another thread already has.
+        if !s.requested.load(Ordering::Acquire) || s.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+    }
+}
+
+/// One walk over moka's weakly consistent iterator (items added meanwhile may or may not be
+/// seen; nothing is collected, so memory does not grow with the cache).
+pub(super) fn pass(shared: &Shared) {
+    let common = &shared.common;
+    let now = common.clock.now();
+    let epoch = common.weights.epoch.load(Ordering::Acquire);
+    for (k, item) in shared.cache.iter() {
+        let h = *k;
+        match common.status(&item, now) {
+            Status::Live => {
+                if item.epoch() != epoch {
+                    let _g = shared.lock(h);
+                    if matches!(shared.cache.get(&h), Some(cur) if Arc::ptr_eq(&cur, &item)) {
+                        // Same item again: moka calls the weigher and adjusts its total.
+                        shared.insert(h, item, false);
+                    }
+                }
+            }
+            dead => {
+                let _g = shared.lock(h);
+                if shared.unlink_if_same(h, &item) {
+                    common.counters.incr(h, C::CrawlerReclaimed);
+                    if dead == Status::Expired && !item.fetched() {
+                        common.counters.incr(h, C::ExpiredUnfetched);
+                    }
+                }
+            }
+        }
+    }
+}
