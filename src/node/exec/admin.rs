@@ -59,18 +59,21 @@ pub fn execute(node: &Node, req: Request, out: &mut BytesMut) -> Flow {
             }
             line(out, b"BADCLASS invalid class id");
         }
-        Request::LruCrawler { args } => lru_crawler(&args, out),
+        Request::LruCrawler { args } => lru_crawler(node, &args, out),
         _ => line(out, b"ERROR"),
     }
     Flow::Continue
 }
 
-/// The `lru_crawler` sub-commands other than metadump: accepted where they make sense for a
-/// store that expires lazily and reclaims continuously.
-fn lru_crawler(args: &[Bytes], out: &mut BytesMut) {
+/// The `lru_crawler` sub-commands other than metadump: `crawl` starts the store's sweep of dead
+/// items; the tuning knobs are accepted (the sweep paces itself).
+fn lru_crawler(node: &Node, args: &[Bytes], out: &mut BytesMut) {
     let first = args.first().map(|a| &a[..]);
     match (first, args.len()) {
-        (Some(b"crawl"), 2) => line(out, b"OK"),
+        (Some(b"crawl"), 2) => {
+            node.store.crawl();
+            line(out, b"OK")
+        }
         (Some(b"tocrawl" | b"sleep"), 2) => {
             if args[1].iter().all(u8::is_ascii_digit) && !args[1].is_empty() {
                 line(out, b"OK")

@@ -12,8 +12,8 @@ use ringcache_client::protocol::{MetaCmd, MetaRequest};
 use super::line;
 use crate::bump;
 use crate::node::store::{
-    ArithOutcome, MetaArithOpts, MetaDeleteOpts, MetaDeleteOutcome, MetaGetOpts, MetaSetOpts,
-    StoreMode, StoreOutcome,
+    ArithOutcome, MetaArithOpts, MetaDeleteOpts, MetaDeleteOutcome, MetaExtra, MetaGetOpts,
+    MetaSetOpts, StoreMode, StoreOutcome,
 };
 use crate::node::Node;
 
@@ -37,17 +37,40 @@ fn opaque_and_key(req: &MetaRequest, out: &mut BytesMut) {
                 out.put_slice(b" O");
                 out.put_slice(tok);
             }
-            b'k' => key_flag(req, out),
+            b'k' => key_flag(&req.key, req.flags.base64, out),
             _ => {}
         }
     }
 }
 
-fn key_flag(req: &MetaRequest, out: &mut BytesMut) {
+/// ` k<key>`; base64 with ` b` after it when the key is binary. For an item, "binary" is how it
+/// was stored (memcached remembers it on the item), not how this request spelled the key.
+fn key_flag(key: &[u8], binary: bool, out: &mut BytesMut) {
     out.put_slice(b" k");
-    put_key(out, &req.key, req.flags.base64);
-    if req.flags.base64 {
+    put_key(out, key, binary);
+    if binary {
         out.put_slice(b" b");
+    }
+}
+
+/// The request's flag letters in order (memcached applies `T`, `N`, `R`, `t` in that order).
+fn flag_order(req: &MetaRequest) -> ([u8; 24], usize) {
+    let mut order = [0u8; 24];
+    let mut n = 0;
+    for (flag, _) in req.tokens().take(order.len()) {
+        order[n] = flag;
+        n += 1;
+    }
+    (order, n)
+}
+
+/// The store's view of the request's extra meta inputs.
+fn extra<'a>(req: &MetaRequest, order: &'a [u8]) -> MetaExtra<'a> {
+    MetaExtra {
+        order,
+        new_cas: req.flags.new_cas,
+        client_flags: req.flags.client_flags.unwrap_or(0),
+        binary_key: req.flags.base64,
     }
 }
 
@@ -64,6 +87,7 @@ fn ttl_flag(out: &mut BytesMut, ttl: Option<i64>) {
 }
 
 fn get(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
+    let (order, n) = flag_order(req);
     let f = &req.flags;
     let opts = MetaGetOpts {
         vivify: f.vivify,
@@ -71,7 +95,10 @@ fn get(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
         ttl: f.ttl,
         no_bump: f.no_bump,
     };
-    let Some(hit) = node.store.meta_get(&req.key, &opts) else {
+    let Some(hit) = node
+        .store
+        .meta_get_with(&req.key, &opts, &extra(req, &order[..n]))
+    else {
         if f.ttl.is_some() {
             bump!(node.stats, touch_misses);
             bump!(node.stats, cmd_touch);
@@ -112,7 +139,7 @@ fn get(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
                 out.put_slice(b" O");
                 out.put_slice(tok);
             }
-            b'k' => key_flag(req, out),
+            b'k' => key_flag(&req.key, hit.item.binary_key(), out),
             _ => {}
         }
     }
@@ -133,6 +160,7 @@ fn get(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
 }
 
 fn set(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
+    let (order, n) = flag_order(req);
     let f = &req.flags;
     bump!(node.stats, cmd_set);
     let mode = match f.mode.unwrap_or(b'S') {
@@ -153,7 +181,9 @@ fn set(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
     };
     let empty = Bytes::new();
     let value = req.value.as_ref().unwrap_or(&empty);
-    let (outcome, cas) = node.store.meta_set(&req.key, value, &opts);
+    let (outcome, cas) = node
+        .store
+        .meta_set_with(&req.key, value, &opts, &extra(req, &order[..n]));
     let code: &[u8] = match outcome {
         StoreOutcome::Stored => {
             if f.quiet {
@@ -177,7 +207,7 @@ fn set(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
                 out.put_slice(b" O");
                 out.put_slice(tok);
             }
-            b'k' => key_flag(req, out),
+            b'k' => key_flag(&req.key, req.flags.base64, out),
             b'c' => num_flag(out, b'c', cas),
             _ => {}
         }
@@ -186,6 +216,7 @@ fn set(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
 }
 
 fn delete(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
+    let (order, n) = flag_order(req);
     let f = &req.flags;
     let opts = MetaDeleteOpts {
         compare_cas: f.compare_cas,
@@ -194,9 +225,15 @@ fn delete(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
         ttl: f.ttl,
         remove_value: f.remove_value,
     };
-    let code: &[u8] = match node.store.meta_delete(&req.key, &opts) {
+    let code: &[u8] = match node
+        .store
+        .meta_delete_with(&req.key, &opts, &extra(req, &order[..n]))
+    {
         MetaDeleteOutcome::Deleted => {
-            bump!(node.stats, delete_hits);
+            // Marking stale (`I`) is not a delete in memcached's counters.
+            if !f.invalidate {
+                bump!(node.stats, delete_hits);
+            }
             if f.quiet {
                 return;
             }
@@ -217,6 +254,7 @@ fn delete(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
 }
 
 fn arith(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
+    let (order, n) = flag_order(req);
     let f = &req.flags;
     let incr = !matches!(f.mode, Some(b'D' | b'-'));
     let opts = MetaArithOpts {
@@ -228,7 +266,10 @@ fn arith(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
         new_cas: f.new_cas,
         ttl: f.ttl,
     };
-    let hit = match node.store.meta_arith(&req.key, &opts) {
+    let hit = match node
+        .store
+        .meta_arith_with(&req.key, &opts, &extra(req, &order[..n]))
+    {
         Ok(hit) => hit,
         Err(ArithOutcome::NonNumeric) => {
             line(
@@ -277,7 +318,7 @@ fn arith(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
                 out.put_slice(b" O");
                 out.put_slice(tok);
             }
-            b'k' => key_flag(req, out),
+            b'k' => key_flag(&req.key, req.flags.base64, out),
             _ => {}
         }
     }
@@ -289,11 +330,12 @@ fn arith(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
 }
 
 /// `me <key>`: `ME <key> exp=.. la=.. cas=.. fetch=.. cls=.. size=..` or `EN`.
-pub fn debug(node: &Node, key: &[u8], base64: bool, out: &mut BytesMut) {
+pub fn debug(node: &Node, key: &[u8], out: &mut BytesMut) {
     match node.store.meta_debug(key) {
         Some(d) => {
             out.put_slice(b"ME ");
-            put_key(out, key, base64);
+            // memcached prints the key as the item was stored (base64 if it was binary).
+            put_key(out, key, d.binary_key);
             out.put_slice(b" exp=");
             put_i64(out, d.exp);
             out.put_slice(b" la=");
@@ -305,7 +347,9 @@ pub fn debug(node: &Node, key: &[u8], base64: bool, out: &mut BytesMut) {
             } else {
                 b" fetch=no"
             });
-            out.put_slice(b" cls=1 size=");
+            out.put_slice(b" cls=");
+            put_u64(out, u64::from(d.cls));
+            out.put_slice(b" size=");
             put_u64(out, d.size);
             out.put_slice(b"\r\n");
         }

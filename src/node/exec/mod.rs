@@ -64,7 +64,8 @@ pub fn execute(node: &Node, item: Result<Request, Fault>, out: &mut BytesMut) ->
         } => classic::touch(node, &key, exptime, noreply, out),
         Request::Meta(m) => meta::execute(node, &m, out),
         Request::MetaNoop => out.put_slice(b"MN\r\n"),
-        Request::MetaDebug { key, base64 } => meta::debug(node, &key, base64, out),
+        // How the key was spelled does not matter: `me` prints it as the item was stored.
+        Request::MetaDebug { key, .. } => meta::debug(node, &key, out),
         Request::Quit => return Flow::Close,
         other => return admin::execute(node, other, out),
     }
