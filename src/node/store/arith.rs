@@ -9,12 +9,6 @@ use std::sync::Arc;
 use super::item::{Item, Meta, KEY_BINARY, MAX_KEY_LEN};
 use super::{hash, ArithOutcome, Store};
 
-/// C's `isspace` in the "C" locale.
-#[inline]
-fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
-}
-
 /// memcached's `safe_strtoull` applied to a stored value (which memcached keeps followed by
 /// `\r\n`, so the end of the value counts as white space):
 ///
@@ -25,36 +19,9 @@ fn is_space(b: u8) -> bool {
 /// - a `-` makes strtoull negate; the result is refused if it then reads as a negative signed
 ///   number (`"-1"` is refused, `"-0"` is 0, and `"-18446744073709551615"` is 1, as in C).
 pub fn parse_counter(v: &[u8]) -> Option<u64> {
-    let mut i = v.iter().take_while(|&&b| is_space(b)).count();
-    let negative = match v.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
-    let digits = v[i..].iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for &d in &v[i..i + digits] {
-        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-    }
-    match v.get(i + digits) {
-        None => {}
-        Some(&b) if is_space(b) || b == 0 => {}
-        Some(_) => return None,
-    }
-    let n = if negative { n.wrapping_neg() } else { n };
-    if negative && (n as i64) < 0 {
-        return None;
-    }
-    Some(n)
+    // The C string ends at a NUL; the protocol module already has memcached's strtoull rules.
+    let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
+    ringcache_client::protocol::number::safe_strtoull(&v[..end])
 }
 
 /// `n` in decimal, in a stack buffer.
