@@ -85,34 +85,28 @@ pub async fn serve<H, F>(
     }
 }
 
-/// A token cancelled by the first SIGINT or SIGTERM.
+/// A token cancelled by the first SIGINT or SIGTERM. The handlers are installed before this
+/// returns, so a caller that announces readiness afterwards can never be killed by a signal's
+/// default action in between. Must be called inside a Tokio runtime.
 pub fn signal_token() -> CancellationToken {
+    use tokio::signal::unix::{signal, SignalKind};
     let token = CancellationToken::new();
     let t = token.clone();
+    let streams = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
     tokio::spawn(async move {
-        wait_for_signal().await;
+        let (Ok(mut term), Ok(mut int)) = streams else {
+            tracing::warn!("cannot install signal handlers; stop with the shutdown command");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
         tracing::info!("signal received: shutting down");
         t.cancel();
     });
     token
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
 }

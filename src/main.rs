@@ -88,9 +88,10 @@ fn run_node(args: NodeArgs) -> Result<(), Error> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        // Handlers first: the "listening" line tells callers they may signal us.
+        let signals = ringcache::listener::signal_token();
         let handle = node::start(cfg, Arc::new(SystemClock)).await?;
         println!("ringcache node listening on {}", handle.addr);
-        let signals = ringcache::listener::signal_token();
         let stop = handle.node.shutdown.clone();
         tokio::select! {
             _ = signals.cancelled() => {}
@@ -148,9 +149,9 @@ fn run_proxy(args: ProxyArgs) -> Result<(), Error> {
     let cfg = proxy_config(&args)?;
     let watch = args.config.clone();
     runtime()?.block_on(async move {
+        let signals = ringcache::listener::signal_token();
         let handle = proxy::start(cfg, watch).await?;
         println!("ringcache proxy listening on {}", handle.addr);
-        let signals = ringcache::listener::signal_token();
         signals.cancelled().await;
         handle.shutdown().await;
         tracing::info!("proxy stopped");
@@ -167,6 +168,7 @@ fn run_local(args: LocalArgs) -> Result<(), Error> {
         memory_limit_mb: args.memory_limit,
     };
     runtime()?.block_on(async move {
+        let signals = ringcache::listener::signal_token();
         let cluster = local::start(&opts).await?;
         for (i, n) in cluster.nodes.iter().enumerate() {
             println!("node{} listening on {}", i + 1, n.addr);
@@ -181,7 +183,6 @@ fn run_local(args: LocalArgs) -> Result<(), Error> {
             cluster.proxy.addr.port()
         );
         println!("Ctrl-C stops the cluster.");
-        let signals = ringcache::listener::signal_token();
         signals.cancelled().await;
         cluster.shutdown().await;
         tracing::info!("local cluster stopped");
