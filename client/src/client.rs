@@ -470,6 +470,15 @@ impl Client {
             .collect()
     }
 
+    /// The live owners of `key` for a write; an error when none is left.
+    fn required_owners(&self, key: &[u8]) -> Result<Vec<Arc<NodeEntry>>, Error> {
+        let owners = Self::live_owners(&self.topology(), key);
+        if owners.is_empty() {
+            return Err(Error::ConnectionClosed("no live replica".into()));
+        }
+        Ok(owners)
+    }
+
     // ----- reads -------------------------------------------------------------------------
 
     /// Reads `key` from its primary, failing over to the next replica on error or when the
@@ -668,11 +677,7 @@ impl Client {
         flags: u32,
         exptime: i64,
     ) -> Result<Response, Error> {
-        let topo = self.topology();
-        let owners = Self::live_owners(&topo, &key);
-        if owners.is_empty() {
-            return Err(Error::ConnectionClosed("no live replica".into()));
-        }
+        let owners = self.required_owners(&key)?;
         let cas = self.next_cas();
         let results = join_all(owners.iter().map(|node| {
             let req = replica_store(node, &key, &value, flags, exptime, cas, false);
@@ -809,11 +814,8 @@ impl Client {
     /// item, copies the resulting item to the other replicas. Returns the primary's reply.
     pub async fn conditional(&self, req: Request) -> Result<Response, Error> {
         let key = request_key(&req).ok_or_else(|| Error::Protocol("request without key".into()))?;
-        let topo = self.topology();
-        let owners = Self::live_owners(&topo, &key);
-        let Some(primary) = owners.first() else {
-            return Err(Error::ConnectionClosed("no live replica".into()));
-        };
+        let owners = self.required_owners(&key)?;
+        let primary = &owners[0];
         let resp = self.send(primary, req).await?;
         if changed(&resp) && owners.len() > 1 {
             self.copy_from(primary, &owners[1..], &key, false).await;
@@ -915,11 +917,7 @@ impl Client {
 
     /// Deletes on every live replica; `DELETED` if any had it, else `NOT_FOUND`.
     pub async fn delete_all(&self, key: Bytes) -> Result<Response, Error> {
-        let topo = self.topology();
-        let owners = Self::live_owners(&topo, &key);
-        if owners.is_empty() {
-            return Err(Error::ConnectionClosed("no live replica".into()));
-        }
+        let owners = self.required_owners(&key)?;
         let results = join_all(owners.iter().map(|n| {
             self.send_write(
                 n,
@@ -1081,11 +1079,7 @@ impl Client {
                 if req.flags.compare_cas.is_none()
                     && matches!(req.flags.mode, None | Some(b'S')) =>
             {
-                let topo = self.topology();
-                let owners = Self::live_owners(&topo, &req.key);
-                if owners.is_empty() {
-                    return Err(Error::ConnectionClosed("no live replica".into()));
-                }
+                let owners = self.required_owners(&req.key)?;
                 if req.flags.new_cas.is_none() {
                     req.flags.new_cas = Some(self.next_cas());
                     req = MetaRequest::new(req.cmd, req.key, req.flags, req.value);
@@ -1104,11 +1098,7 @@ impl Client {
                 self.acknowledge(results, |r| is_meta(r, MetaStatus::Hd))
             }
             MetaCmd::Delete => {
-                let topo = self.topology();
-                let owners = Self::live_owners(&topo, &req.key);
-                if owners.is_empty() {
-                    return Err(Error::ConnectionClosed("no live replica".into()));
-                }
+                let owners = self.required_owners(&req.key)?;
                 let results = join_all(
                     owners
                         .iter()

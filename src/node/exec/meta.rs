@@ -33,14 +33,17 @@ pub fn execute(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
 fn opaque_and_key(req: &MetaRequest, out: &mut BytesMut) {
     for (flag, tok) in req.tokens() {
         match flag {
-            b'O' => {
-                out.put_slice(b" O");
-                out.put_slice(tok);
-            }
+            b'O' => opaque_flag(out, tok),
             b'k' => key_flag(&req.key, req.flags.base64, out),
             _ => {}
         }
     }
+}
+
+/// ` O<opaque>`, echoed as sent.
+fn opaque_flag(out: &mut BytesMut, tok: &[u8]) {
+    out.put_slice(b" O");
+    out.put_slice(tok);
 }
 
 /// ` k<key>`; base64 with ` b` after it when the key is binary. For an item, "binary" is how it
@@ -135,10 +138,7 @@ fn get(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
             b'f' => num_flag(out, b'f', u64::from(hit.item.flags())),
             b'l' => num_flag(out, b'l', hit.last_access_ago),
             b'h' => out.put_slice(if hit.fetched_before { b" h1" } else { b" h0" }),
-            b'O' => {
-                out.put_slice(b" O");
-                out.put_slice(tok);
-            }
+            b'O' => opaque_flag(out, tok),
             b'k' => key_flag(&req.key, hit.item.binary_key(), out),
             _ => {}
         }
@@ -203,10 +203,7 @@ fn set(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
     out.put_slice(code);
     for (flag, tok) in req.tokens() {
         match flag {
-            b'O' => {
-                out.put_slice(b" O");
-                out.put_slice(tok);
-            }
+            b'O' => opaque_flag(out, tok),
             b'k' => key_flag(&req.key, req.flags.base64, out),
             b'c' => num_flag(out, b'c', cas),
             _ => {}
@@ -314,10 +311,7 @@ fn arith(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
         match flag {
             b'c' => num_flag(out, b'c', hit.cas),
             b't' => ttl_flag(out, hit.ttl),
-            b'O' => {
-                out.put_slice(b" O");
-                out.put_slice(tok);
-            }
+            b'O' => opaque_flag(out, tok),
             b'k' => key_flag(&req.key, req.flags.base64, out),
             _ => {}
         }
