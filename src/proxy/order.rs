@@ -38,12 +38,27 @@ impl Ticket {
 }
 
 /// Per-connection ordering state.
-#[derive(Default)]
 pub struct KeyOrder {
     last: HashMap<Bytes, Done>,
     barrier: Option<Done>,
-    /// Every in-flight request, for the next barrier.
+    /// Every in-flight request (and some finished ones), for the next barrier.
     all: Vec<Done>,
+    /// Length of `all` at which finished entries are next dropped.
+    prune_at: usize,
+}
+
+/// Smallest pruning threshold for [`KeyOrder::all`].
+const PRUNE_MIN: usize = 64;
+
+impl Default for KeyOrder {
+    fn default() -> Self {
+        KeyOrder {
+            last: HashMap::new(),
+            barrier: None,
+            all: Vec::new(),
+            prune_at: PRUNE_MIN,
+        }
+    }
 }
 
 impl KeyOrder {
@@ -52,6 +67,7 @@ impl KeyOrder {
         self.last.clear();
         self.barrier = None;
         self.all.clear();
+        self.prune_at = PRUNE_MIN;
     }
 
     /// Takes a place in line for `req`.
@@ -76,22 +92,27 @@ impl KeyOrder {
             }
             None => {}
         }
-        self.all.retain(|d| d.peek().is_none());
+        // Drop finished entries now and then (amortized), not on every request: a deep pipeline
+        // would otherwise rescan the whole list each time.
+        if self.all.len() >= self.prune_at {
+            self.all.retain(|d| d.peek().is_none());
+            self.prune_at = (self.all.len() * 2).max(PRUNE_MIN);
+        }
         self.all.push(done);
         Ticket { waits, done: tx }
     }
 }
 
 /// The keys a request touches, if it is keyed.
-fn keys(req: &Request) -> Option<Vec<&Bytes>> {
+fn keys(req: &Request) -> Option<&[Bytes]> {
     match req {
-        Request::Get { keys, .. } => Some(keys.iter().collect()),
+        Request::Get { keys, .. } => Some(keys),
         Request::Store { key, .. }
         | Request::Delete { key, .. }
         | Request::Arith { key, .. }
         | Request::Touch { key, .. }
-        | Request::MetaDebug { key, .. } => Some(vec![key]),
-        Request::Meta(m) => Some(vec![&m.key]),
+        | Request::MetaDebug { key, .. } => Some(std::slice::from_ref(key)),
+        Request::Meta(m) => Some(std::slice::from_ref(&m.key)),
         _ => None,
     }
 }
