@@ -1404,3 +1404,64 @@ fn embedded_client_and_proxy_place_keys_identically() {
         assert!(per_node.iter().all(|&n| n > N / 5), "{per_node:?}");
     });
 }
+
+/// A loopback server that answers `version` like memcached (so the client takes it for a live
+/// node) and everything else with a line no memcached would send.
+async fn garbage_server() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    let reply: &[u8] = if buf[..n].starts_with(b"version") {
+                        b"VERSION 1.6.38\r\n"
+                    } else {
+                        b"BOGUS\r\n"
+                    };
+                    if n == 0 || s.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Regression (CI, stop 6): a multi-get whose primary fails *during* the request must go on to
+/// the key's next replica. The failure marks the primary down at once, so a router that picks
+/// "the n-th live owner" afresh each round skips the surviving replica and reports a miss.
+#[test]
+fn multiget_fails_over_to_next_replica_when_primary_dies_mid_request() {
+    run(async {
+        let real = Proc::node();
+        let bad = garbage_server().await;
+        let addrs = vec![bad.to_string(), real.addr.to_string()];
+        let client = Client::builder()
+            .nodes(addrs.clone())
+            .replicas(2)
+            .request_timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_millis(500))
+            .failure_limit(1)
+            .build()
+            .await
+            .expect("client");
+        let keys: Vec<String> = (0..200).map(|i| format!("mg:{i}")).collect();
+        let mut raw = Raw::connect(real.addr).await;
+        for k in &keys {
+            assert_eq!(raw.set(k, k.as_bytes()).await.as_deref(), Ok("STORED"));
+        }
+        let on_bad = keys.iter().filter(|k| owners(&client, k)[0] == 0).count();
+        assert!(on_bad > 50, "garbage node is primary of {on_bad} keys");
+        assert_eq!(state_of(&client, &addrs[0]), NodeState::Up);
+
+        let got = client.get_many(&keys).await.expect("get_many");
+        assert_eq!(state_of(&client, &addrs[0]), NodeState::Down);
+        assert_eq!(got.errors, 0, "no key should fail: the replica holds all");
+        for (k, item) in keys.iter().zip(&got.items) {
+            assert_eq!(item_value(item), Some(k.as_bytes()), "key {k}");
+        }
+    });
+}

@@ -374,10 +374,25 @@ impl Client {
     async fn send(&self, node: &Arc<NodeEntry>, req: Request) -> Result<Response, Error> {
         let started = Instant::now();
         node.metrics.requests.increment(1);
-        let r = node
+        // Only these verbs have free-form replies (`RESET`, `OK`, lru_crawler's lines, the
+        // shutdown refusal); any other request answered with a line memcached never sends
+        // means the backend is not speaking memcached, and it is failed like a broken socket.
+        let free_form = matches!(
+            req,
+            Request::Stats { .. } | Request::Shutdown { .. } | Request::LruCrawler { .. }
+        );
+        let r = match node
             .conn()
             .request(req, self.inner.opts.request_timeout)
-            .await;
+            .await
+        {
+            Ok(Response::Other(line)) if !free_form => Err(Error::Protocol(format!(
+                "{}: unexpected reply {:?}",
+                node.name,
+                String::from_utf8_lossy(&line)
+            ))),
+            r => r,
+        };
         node.metrics.latency.record(started.elapsed().as_secs_f64());
         match &r {
             Ok(_) => node.health.success(),
@@ -575,27 +590,41 @@ impl Client {
     }
 
     /// The multi-get engine shared with the proxy: per key a hit, a miss or a failure.
+    ///
+    /// Each round asks every pending key of its next usable owner, one request per node, all
+    /// nodes concurrently. A key remembers its position in its replica set, so a failed node's
+    /// keys go on to the owner *after* it even though the failure has just taken that node
+    /// out of the live set (counting "the n-th live owner" afresh each round would skip the
+    /// surviving replica and report a miss).
     pub async fn get_values(&self, cmd: GetCmd, exptime: Option<i64>, keys: &[Bytes]) -> Vec<Slot> {
         let topo = self.topology();
         let mut slots = vec![Slot::Pending(0); keys.len()];
         // A fenced node's miss sends the key on to the next replica; if none is left, the
         // answer is that miss, not a failure.
         let mut missed = vec![false; keys.len()];
-        // Attempt `round` goes to the round-th live owner of each key still pending.
-        for round in 0..topo.replicas.max(1) {
-            let mut per_node: Vec<(Arc<NodeEntry>, Vec<usize>)> = Vec::new();
+        for _round in 0..topo.replicas.max(1) {
+            let mut per_node: Vec<(usize, Vec<usize>)> = Vec::new();
             for (i, key) in keys.iter().enumerate() {
-                let Slot::Pending(r) = slots[i] else { continue };
-                if r != round {
+                let Slot::Pending(from) = slots[i] else {
                     continue;
-                }
-                let owners = Self::live_owners(&topo, key);
-                match owners.get(round) {
-                    Some(node) => match per_node.iter_mut().find(|(n, _)| Arc::ptr_eq(n, node)) {
-                        Some((_, idx)) => idx.push(i),
-                        None => per_node.push((node.clone(), vec![i])),
-                    },
-                    // No (more) live owner: a failure, unless the ring is empty or a fenced
+                };
+                let owners = topo.owners(key);
+                let next = owners
+                    .as_slice()
+                    .iter()
+                    .enumerate()
+                    .skip(from)
+                    .find(|(_, &n)| topo.nodes[n].health.is_usable());
+                match next {
+                    Some((pos, &n)) => {
+                        // Where to go on if this owner fails or misses while fenced.
+                        slots[i] = Slot::Pending(pos + 1);
+                        match per_node.iter_mut().find(|(m, _)| *m == n) {
+                            Some((_, idx)) => idx.push(i),
+                            None => per_node.push((n, vec![i])),
+                        }
+                    }
+                    // No (more) usable owner: a failure, unless the ring is empty or a fenced
                     // owner already answered with a miss.
                     None if topo.nodes.is_empty() || missed[i] => slots[i] = Slot::Miss,
                     None => slots[i] = Slot::Failed,
@@ -604,37 +633,30 @@ impl Client {
             if per_node.is_empty() {
                 break;
             }
-            let results = join_all(per_node.into_iter().map(|(node, idx)| {
+            let results = join_all(per_node.into_iter().map(|(n, idx)| {
+                let node = &topo.nodes[n];
                 let req = Request::Get {
                     cmd,
                     exptime,
                     keys: idx.iter().map(|&i| keys[i].clone()).collect(),
                 };
                 async move {
-                    let r = self.send(&node, req).await;
+                    let r = self.send(node, req).await;
                     (node, idx, r)
                 }
             }))
             .await;
             for (node, idx, r) in results {
-                match r {
-                    Ok(Response::Values(vals)) => {
-                        let fenced = node.health.state() == NodeState::Fenced;
-                        for &i in &idx {
-                            match vals.iter().find(|v| v.key == keys[i]) {
-                                Some(v) => slots[i] = Slot::Hit(v.clone()),
-                                None if fenced => {
-                                    missed[i] = true;
-                                    slots[i] = Slot::Pending(round + 1);
-                                }
-                                None => slots[i] = Slot::Miss,
-                            }
-                        }
-                    }
-                    _ => {
-                        for &i in &idx {
-                            slots[i] = Slot::Pending(round + 1);
-                        }
+                // On an error every key stays pending at the owner after this one.
+                let Ok(Response::Values(vals)) = r else {
+                    continue;
+                };
+                let fenced = node.health.state() == NodeState::Fenced;
+                for &i in &idx {
+                    match vals.iter().find(|v| v.key == keys[i]) {
+                        Some(v) => slots[i] = Slot::Hit(v.clone()),
+                        None if fenced => missed[i] = true,
+                        None => slots[i] = Slot::Miss,
                     }
                 }
             }
@@ -1126,7 +1148,8 @@ impl Client {
 /// One key's fate in a multi-get.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Slot {
-    /// Still to be asked of its n-th live owner.
+    /// Still to be asked, of its first usable owner at or after this position in its
+    /// replica set.
     Pending(usize),
     Hit(crate::protocol::Value),
     Miss,
