@@ -84,7 +84,13 @@ fn ser_opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> std::result::Resul
 /// (A B A B …) for --rounds rounds and prints per-round figures, the median per target and the
 /// ratio of each median to the first target's.
 #[derive(Debug, Clone, Parser, Serialize)]
-#[command(name = "ringcache-bench", version, about, long_about = None)]
+#[command(
+    name = "ringcache-bench",
+    version,
+    about,
+    long_about = None,
+    after_help = "The side-by-side scenario (memcached, nutcracker, ringcache; writes bench/RESULTS.md):\n  ringcache-bench scenario [--quick]   (see ringcache-bench scenario --help)"
+)]
 pub struct Args {
     /// Server to load, HOST:PORT. Repeat to compare several targets.
     #[arg(long = "target", value_name = "HOST:PORT", required = true)]

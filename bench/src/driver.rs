@@ -33,6 +33,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::cpu::{self, CpuUsage};
+use crate::embedded;
 use crate::error::{BenchError, Result};
 use crate::report::{self, Counts};
 use crate::workload::{Op, OpGen, Protocol, Workload};
@@ -188,7 +189,8 @@ async fn connect_all(
 }
 
 /// Runs the load described by `workload` and `opts` against `target`; reads the CPU time of
-/// `pids` around the measured window.
+/// `pids` around the measured window. A target spelled `embedded:ADDR,ADDR,…` is driven
+/// in-process through `ringcache_client::Client` instead (see [`crate::embedded`]).
 pub async fn run_load(
     target: &str,
     workload: &Arc<Workload>,
@@ -196,6 +198,9 @@ pub async fn run_load(
     pids: &[u32],
 ) -> Result<LoadResult> {
     opts.validate()?;
+    if let Some(t) = embedded::parse(target) {
+        return embedded::run_load(&t?, workload, opts, pids).await;
+    }
     if !pids.is_empty() {
         // Fail before loading the target if a pid is wrong.
         cpu::sample(pids)?;
@@ -285,6 +290,9 @@ pub async fn prefill(
     opts: &DriverOptions,
 ) -> Result<PrefillResult> {
     opts.validate()?;
+    if let Some(t) = embedded::parse(target) {
+        return embedded::prefill(&t?, workload, opts).await;
+    }
     let keys = workload.spec().keys;
     let conns = (opts.connections as u64).min(keys).max(1) as usize;
     let addr = resolve(target).await?;
@@ -398,7 +406,7 @@ impl Shared {
 }
 
 /// Where a connection's ops come from.
-enum Source {
+pub(crate) enum Source {
     /// The workload's random mix.
     Random(OpGen),
     /// Sets of keys `next, next+step, …` below `end` (prefill); sizes drawn from `sizes`.
@@ -411,7 +419,7 @@ enum Source {
 }
 
 impl Source {
-    fn next(&mut self) -> Option<Op> {
+    pub(crate) fn next(&mut self) -> Option<Op> {
         match self {
             Source::Random(g) => Some(g.next_op()),
             Source::Sequence {

@@ -4,9 +4,12 @@
 //! - [`args`]: the command line ([`Args`]), which is also the description of a run.
 //! - [`workload`]: keys, values and the op mix, deterministic from the seed.
 //! - [`driver`]: connections, pipelining, open/closed loop, counting and timing.
+//! - [`embedded`]: the `embedded:ADDR,…` target, driving `ringcache_client::Client` in-process.
 //! - [`report`]: histogram merge, percentiles, medians, ratios, the table and the JSON.
 //! - [`cpu`]: server CPU time from `/proc/PID/stat`.
 //! - [`compare`]: a whole invocation: prefill, alternating rounds, medians.
+//! - [`scenario`]: `ringcache-bench scenario`, which starts memcached, nutcracker and ringcache,
+//!   runs the standard matrix and writes `bench/RESULTS.md` with SVG plots.
 //!
 //! Requests are encoded and replies parsed by `ringcache-client`'s protocol module, the same
 //! code the node and the proxy use.
@@ -15,8 +18,10 @@ pub mod args;
 pub mod compare;
 pub mod cpu;
 pub mod driver;
+pub mod embedded;
 pub mod error;
 pub mod report;
+pub mod scenario;
 pub mod workload;
 
 pub use args::Args;

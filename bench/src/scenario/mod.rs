@@ -1,0 +1,731 @@
+//! `ringcache-bench scenario`: starts the peers and ringcache on loopback, runs the standard
+//! matrix in compare mode, measures memory per item and a rebalance, and writes
+//! `bench/RESULTS.md` with SVG plots in `bench/results/`.
+//!
+//! - [`procs`]: the server processes (killed on drop, and with the bench), configs, `/proc`.
+//! - [`matrix`]: the loads, per-target medians and the issue's target ratios.
+//! - [`memory`]: memory per item (RSS growth per item held).
+//! - [`rebalance`]: hit ratio per second while a 4th server joins.
+//! - [`plot`] and [`markdown`]: the SVGs and RESULTS.md.
+//!
+//! Every measurement goes through the same code as a command-line run ([`crate::compare::run`]
+//! with an [`Args`] built from flags), so the scenario's figures are the tool's figures.
+
+pub mod markdown;
+pub mod matrix;
+pub mod memory;
+pub mod plot;
+pub mod procs;
+pub mod rebalance;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use serde::Serialize;
+
+use crate::args::Args;
+use crate::compare;
+use crate::error::{BenchError, Result};
+use crate::report::BenchReport;
+use markdown::{Meta, Results};
+use matrix::{Kind, Load, Row};
+use procs::{Proc, TempDir};
+
+/// Seconds as a decimal number.
+fn secs(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if !v.is_finite() || v <= 0.0 || v > 3600.0 {
+        return Err(format!("{s:?}: seconds must be in (0, 3600]"));
+    }
+    Ok(v)
+}
+
+/// The parts a scenario can skip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Part {
+    Matrix,
+    Memory,
+    Rebalance,
+}
+
+/// Start memcached, nutcracker and ringcache on loopback, run the standard comparison and write
+/// RESULTS.md with SVG plots.
+///
+/// Default run: 2.5 s measured + 0.5 s warm-up per target, 3 alternating rounds, 10 loads,
+/// memory at 1 M items, 15 s rebalance per system — about 10 minutes on 2 cores.
+#[derive(Debug, Clone, Parser, Serialize)]
+#[command(name = "ringcache-bench scenario", version)]
+pub struct ScenarioArgs {
+    /// Smoke run of about a minute: 0.5 s measurements, 1 round, 100 000 items for memory,
+    /// 6 s rebalance. The figures are noisy; RESULTS.md says so.
+    #[arg(long)]
+    pub quick: bool,
+    /// Measured seconds per target and round [default: 2.5; quick 0.5].
+    #[arg(long, value_parser = secs)]
+    pub duration: Option<f64>,
+    /// Warm-up seconds before each measurement [default: 0.5; quick 0.2].
+    #[arg(long, value_parser = secs)]
+    pub warmup: Option<f64>,
+    /// Alternating rounds per load [default: 3; quick 1].
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Key space of the matrix [default: 100000; quick 20000].
+    #[arg(long)]
+    pub keys: Option<u64>,
+    /// Items for memory per item [default: 1000000; quick 100000].
+    #[arg(long)]
+    pub memory_items: Option<u64>,
+    /// Seconds of reading in the rebalance scenario [default: 15; quick 6].
+    #[arg(long, value_parser = secs)]
+    pub rebalance_secs: Option<f64>,
+    /// Only the loads whose name contains one of these (e.g. "c100 p1 100B"); all by default.
+    #[arg(long = "load", value_name = "NAME")]
+    pub loads: Vec<String>,
+    /// Parts to leave out (repeatable).
+    #[arg(long, value_enum)]
+    pub skip: Vec<Part>,
+    /// Directory for RESULTS.md; plots go to DIR/results/ [default: the bench crate's directory].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The ringcache binary [default: target/release/ringcache, built when missing].
+    #[arg(long, value_name = "PATH")]
+    pub ringcache: Option<PathBuf>,
+    /// Rebuild target/release/ringcache first even if it exists.
+    #[arg(long)]
+    pub rebuild: bool,
+    /// memcached binary (Debian: apt-get install memcached).
+    #[arg(long, default_value = "/usr/bin/memcached")]
+    pub memcached: String,
+    /// nutcracker binary (Debian: apt-get install nutcracker).
+    #[arg(long, default_value = "/usr/sbin/nutcracker")]
+    pub nutcracker: String,
+    /// Install memcached and nutcracker with apt-get when they are missing.
+    #[arg(long)]
+    pub install: bool,
+    /// Tokio worker threads of the bench [default: one per CPU].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// The knobs after `--quick` and the defaults are applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub duration: f64,
+    pub warmup: f64,
+    pub rounds: usize,
+    pub keys: u64,
+    pub memory_items: u64,
+    pub rebalance_secs: f64,
+    pub loads: Vec<Load>,
+}
+
+impl ScenarioArgs {
+    pub fn plan(&self) -> Plan {
+        let q = self.quick;
+        let loads = matrix::standard()
+            .into_iter()
+            .filter(|l| self.loads.is_empty() || self.loads.iter().any(|n| l.name.contains(n)))
+            .collect();
+        Plan {
+            duration: self.duration.unwrap_or(if q { 0.5 } else { 2.5 }),
+            warmup: self.warmup.unwrap_or(if q { 0.2 } else { 0.5 }),
+            rounds: self.rounds.unwrap_or(if q { 1 } else { 3 }).max(1),
+            keys: self.keys.unwrap_or(if q { 20_000 } else { 100_000 }),
+            memory_items: self
+                .memory_items
+                .unwrap_or(if q { 100_000 } else { 1_000_000 }),
+            rebalance_secs: self.rebalance_secs.unwrap_or(if q { 6.0 } else { 15.0 }),
+            loads,
+        }
+    }
+
+    fn skips(&self, p: Part) -> bool {
+        self.skip.contains(&p)
+    }
+}
+
+/// The workspace root (the bench crate's parent directory).
+pub fn workspace_root() -> PathBuf {
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
+    bench.parent().unwrap_or(bench).to_path_buf()
+}
+
+fn io_err(msg: String) -> BenchError {
+    BenchError::Io(std::io::Error::other(msg))
+}
+
+/// memcached and nutcracker, installed with apt-get when asked to and missing.
+fn peers(a: &ScenarioArgs) -> Result<(PathBuf, PathBuf)> {
+    let find = || {
+        (
+            procs::find_binary(&a.memcached, "memcached"),
+            procs::find_binary(&a.nutcracker, "nutcracker"),
+        )
+    };
+    let mut found = find();
+    if (found.0.is_none() || found.1.is_none()) && a.install {
+        eprintln!("scenario: installing memcached and nutcracker with apt-get");
+        for args in [
+            vec!["update", "-qq"],
+            vec!["install", "-y", "-qq", "memcached", "nutcracker"],
+        ] {
+            let st = Command::new("apt-get")
+                .args(&args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()?;
+            if !st.success() {
+                return Err(io_err(format!("apt-get {} failed: {st}", args.join(" "))));
+            }
+        }
+        found = find();
+    }
+    match found {
+        (Some(m), Some(n)) => Ok((m, n)),
+        (m, n) => Err(io_err(format!(
+            "missing {}{}: install Debian's packages with `apt-get install memcached nutcracker` \
+             (memcached 1.6 → /usr/bin/memcached, twemproxy 0.5 → /usr/sbin/nutcracker), or run \
+             the scenario with --install, or point --memcached/--nutcracker at them",
+            if m.is_none() { "memcached " } else { "" },
+            if n.is_none() { "nutcracker" } else { "" }
+        ))),
+    }
+}
+
+/// The ringcache binary: `--ringcache`, or target/release/ringcache (built when missing or
+/// with `--rebuild`).
+fn ringcache_bin(a: &ScenarioArgs) -> Result<PathBuf> {
+    if let Some(p) = &a.ringcache {
+        return if p.is_file() {
+            Ok(p.clone())
+        } else {
+            Err(io_err(format!("--ringcache {}: no such file", p.display())))
+        };
+    }
+    let root = workspace_root();
+    let bin = root.join("target/release/ringcache");
+    if a.rebuild || !bin.is_file() {
+        eprintln!("scenario: cargo build --release -p ringcache --bin ringcache");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let st = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "ringcache",
+                "--bin",
+                "ringcache",
+            ])
+            .current_dir(&root)
+            .status()?;
+        if !st.success() || !bin.is_file() {
+            return Err(io_err(format!("building {} failed: {st}", bin.display())));
+        }
+    }
+    Ok(bin)
+}
+
+/// First line a binary prints for `flag` (stdout or stderr).
+fn version_of(bin: &Path, flag: &str) -> String {
+    Command::new(bin)
+        .arg(flag)
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            text.lines().next().map(|l| l.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn machine_meta(a: &ScenarioArgs, plan: &Plan, bins: [&Path; 3]) -> Meta {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU".into(), |(_, v)| v.trim().to_string());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_total = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or("?".into(), |kb| format!("{:.0} GiB", kb / 1_048_576.0));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or("?".into(), |s| s.trim().to_string());
+    let root = workspace_root();
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(&root)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let mut commit = git(&["rev-parse", "--short", "HEAD"]);
+    let dirty = git(&["status", "--porcelain", "--", "src", "client"]);
+    if !dirty.is_empty() {
+        commit.push_str(" plus uncommitted changes in src/ or client/");
+    }
+    let argv: Vec<String> = std::env::args().skip_while(|x| x != "scenario").collect();
+    let command = format!(
+        "cargo run --release -p ringcache-bench -- {}",
+        if argv.is_empty() {
+            "scenario".to_string()
+        } else {
+            argv.join(" ")
+        }
+    );
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Meta {
+        date: markdown::utc_date(secs),
+        nproc: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        cpu_model,
+        mem_total,
+        kernel,
+        command,
+        commit,
+        versions: vec![
+            ("memcached".into(), version_of(bins[0], "-V")),
+            ("nutcracker".into(), version_of(bins[1], "-V")),
+            ("ringcache".into(), version_of(bins[2], "--version")),
+        ],
+        settings: format!(
+            "{} s measured after {} s warm-up per target, {} alternating round(s), {} keys, \
+             bench threads {}",
+            plan.duration,
+            plan.warmup,
+            plan.rounds,
+            plan.keys,
+            a.threads.map_or("= CPUs".to_string(), |t| t.to_string())
+        ),
+        quick: a.quick,
+    }
+}
+
+/// The servers of the matrix.
+struct Cluster {
+    memcached: Proc,
+    node: Proc,
+    _mc3: Vec<Proc>,
+    nutcracker: Proc,
+    nodes3: Vec<Proc>,
+    proxy: Proc,
+}
+
+impl Cluster {
+    fn start(mc: &Path, nc: &Path, rc: &Path, dir: &Path) -> Result<Cluster> {
+        let memcached = procs::memcached(mc, "memcached", 2048, dir)?;
+        let node = procs::ringcache_node(rc, "node", 2048, dir)?;
+        let mc3 = (1..=3)
+            .map(|i| procs::memcached(mc, &format!("nc-memcached{i}"), 1024, dir))
+            .collect::<Result<Vec<_>>>()?;
+        let servers: Vec<String> = mc3.iter().map(|p| p.addr.clone()).collect();
+        let nutcracker = procs::nutcracker(nc, "nutcracker", &procs::free_addr()?, &servers, dir)?;
+        let nodes3 = (1..=3)
+            .map(|i| procs::ringcache_node(rc, &format!("proxy-node{i}"), 1024, dir))
+            .collect::<Result<Vec<_>>>()?;
+        let addrs: Vec<String> = nodes3.iter().map(|p| p.addr.clone()).collect();
+        let (proxy, _conf) = procs::ringcache_proxy(rc, "proxy", &addrs, 1, dir)?;
+        Ok(Cluster {
+            memcached,
+            node,
+            _mc3: mc3,
+            nutcracker,
+            nodes3,
+            proxy,
+        })
+    }
+
+    /// `(target, pids)` per kind, in [`Kind::ALL`] order.
+    fn targets(&self) -> Vec<(String, String)> {
+        let node_pids: Vec<String> = self.nodes3.iter().map(|p| p.pid().to_string()).collect();
+        let node_addrs: Vec<String> = self.nodes3.iter().map(|p| p.addr.clone()).collect();
+        Kind::ALL
+            .iter()
+            .map(|k| match k {
+                Kind::Memcached => (
+                    self.memcached.addr.clone(),
+                    self.memcached.pid().to_string(),
+                ),
+                Kind::Node => (self.node.addr.clone(), self.node.pid().to_string()),
+                Kind::Nutcracker => (
+                    self.nutcracker.addr.clone(),
+                    self.nutcracker.pid().to_string(),
+                ),
+                Kind::Proxy => (self.proxy.addr.clone(), self.proxy.pid().to_string()),
+                Kind::Embedded => (
+                    format!("{}{}", crate::embedded::PREFIX, node_addrs.join(",")),
+                    node_pids.join(","),
+                ),
+            })
+            .collect()
+    }
+}
+
+/// The bench's [`Args`] for one load of the matrix.
+pub fn load_args(
+    load: &Load,
+    plan: &Plan,
+    targets: &[(String, String)],
+    prefill: bool,
+    threads: Option<usize>,
+) -> Result<Args> {
+    let mut argv: Vec<String> = vec!["ringcache-bench".into(), "--quiet".into()];
+    for (t, pids) in targets {
+        argv.extend(["--target".into(), t.clone(), "--pids".into(), pids.clone()]);
+    }
+    let n = |v: &dyn ToString| v.to_string();
+    argv.extend([
+        "--connections".into(),
+        n(&load.connections),
+        "--pipeline".into(),
+        n(&load.pipeline),
+        "--value-size".into(),
+        n(&load.value_size),
+        "--multiget".into(),
+        n(&load.multiget),
+        "--ratio".into(),
+        "1:10".into(),
+        "--keys".into(),
+        n(&plan.keys),
+        "--duration".into(),
+        n(&plan.duration),
+        "--warmup".into(),
+        n(&plan.warmup),
+        "--rounds".into(),
+        n(&plan.rounds),
+        "--timeout".into(),
+        "5".into(),
+    ]);
+    if prefill {
+        argv.push("--prefill".into());
+    }
+    if let Some(t) = threads {
+        argv.extend(["--threads".into(), n(&t)]);
+    }
+    let args = Args::try_parse_from(argv).map_err(|e| BenchError::InvalidArg(e.to_string()))?;
+    args.validate()?;
+    Ok(args)
+}
+
+/// Raw material kept in `results/scenario.json`.
+#[derive(Debug, Serialize)]
+struct Raw<'a> {
+    args: &'a ScenarioArgs,
+    plan: &'a Plan,
+    results: &'a Results,
+    reports: &'a [(String, BenchReport)],
+}
+
+async fn run_matrix(
+    a: &ScenarioArgs,
+    plan: &Plan,
+    bins: (&Path, &Path, &Path),
+    dir: &Path,
+    reports: &mut Vec<(String, BenchReport)>,
+) -> Result<Vec<Row>> {
+    let cluster = Cluster::start(bins.0, bins.1, bins.2, dir)?;
+    let targets = cluster.targets();
+    let mut rows = Vec::new();
+    let mut filled_size = None;
+    for (i, load) in plan.loads.iter().enumerate() {
+        let prefill = filled_size != Some(load.value_size);
+        filled_size = Some(load.value_size);
+        eprintln!(
+            "scenario: load {}/{} \"{}\": {} targets × {} round(s){}",
+            i + 1,
+            plan.loads.len(),
+            load.name,
+            targets.len(),
+            plan.rounds,
+            if prefill { ", prefill first" } else { "" }
+        );
+        let args = load_args(load, plan, &targets, prefill, a.threads)?;
+        let report = compare::run(&args).await?;
+        for r in &report.runs {
+            if let Some(e) = &r.first_error {
+                eprintln!("  {} round {}: {e}", r.target, r.round);
+            }
+        }
+        let figures = matrix::figures(&report, &Kind::ALL);
+        for f in &figures {
+            eprintln!(
+                "  {:<10} {:>10.0} ops/s  {:>10} ops/cpu-s  p50 {:>6.0}us  p99 {:>6.0}us  errors {}",
+                f.kind.label(),
+                f.ops_per_sec,
+                f.ops_per_cpu_sec.map_or("-".into(), |v| format!("{v:.0}")),
+                f.p50_us,
+                f.p99_us,
+                f.errors
+            );
+        }
+        rows.push(Row {
+            load: load.clone(),
+            figures,
+        });
+        reports.push((load.name.clone(), report));
+    }
+    drop(cluster);
+    Ok(rows)
+}
+
+async fn run_memory(
+    plan: &Plan,
+    mc: &Path,
+    rc: &Path,
+    dir: &Path,
+) -> Result<Vec<memory::MemFigures>> {
+    let mut out = Vec::new();
+    {
+        let p = procs::memcached(mc, "memcached-mem", 1024, dir)?;
+        eprintln!("scenario: memory, memcached, {} items", plan.memory_items);
+        out.push(memory::measure(&p, plan.memory_items, 100).await?);
+    }
+    {
+        let p = procs::ringcache_node(rc, "node-mem", 1024, dir)?;
+        eprintln!(
+            "scenario: memory, ringcache node, {} items",
+            plan.memory_items
+        );
+        out.push(memory::measure(&p, plan.memory_items, 100).await?);
+    }
+    for m in &out {
+        eprintln!(
+            "  {:<14} {} items, RSS/item {:.1} B, stats bytes/item {:.1} B",
+            m.server,
+            m.items,
+            m.rss_per_item().unwrap_or(f64::NAN),
+            m.stats_bytes_per_item().unwrap_or(f64::NAN)
+        );
+    }
+    Ok(out)
+}
+
+async fn run_rebalance(
+    plan: &Plan,
+    mc: &Path,
+    nc: &Path,
+    rc: &Path,
+    dir: &Path,
+) -> Result<Vec<rebalance::Series>> {
+    let total = Duration::from_secs_f64(plan.rebalance_secs);
+    let change_at = total.mul_f64(1.0 / 3.0);
+    let w = rebalance::workload(20_000)?;
+    let mut out = Vec::new();
+    {
+        eprintln!("scenario: rebalance, ringcache proxy + 3 → 4 nodes");
+        let nodes = (1..=4)
+            .map(|i| procs::ringcache_node(rc, &format!("rb-node{i}"), 256, dir))
+            .collect::<Result<Vec<_>>>()?;
+        let addrs: Vec<String> = nodes.iter().map(|p| p.addr.clone()).collect();
+        let (proxy, conf) = procs::ringcache_proxy(rc, "rb-proxy", &addrs[..3], 1, dir)?;
+        let text = procs::proxy_toml(&proxy.addr, &addrs, 1);
+        let s = rebalance::run(
+            "ringcache proxy",
+            "4th node appended to the proxy's config file (hot reload)",
+            &proxy.addr,
+            &w,
+            total,
+            change_at,
+            || procs::write_atomically(&conf, &text),
+        )
+        .await?;
+        out.push(s);
+    }
+    {
+        eprintln!("scenario: rebalance, nutcracker + 3 → 4 memcached");
+        let mcs = (1..=4)
+            .map(|i| procs::memcached(mc, &format!("rb-memcached{i}"), 256, dir))
+            .collect::<Result<Vec<_>>>()?;
+        let addrs: Vec<String> = mcs.iter().map(|p| p.addr.clone()).collect();
+        let listen = procs::free_addr()?;
+        let mut nut = Some(procs::nutcracker(
+            nc,
+            "rb-nutcracker3",
+            &listen,
+            &addrs[..3],
+            dir,
+        )?);
+        let s = rebalance::run(
+            "nutcracker",
+            "restarted with a 4-server config (twemproxy cannot reload)",
+            &listen,
+            &w,
+            total,
+            change_at,
+            || {
+                if let Some(mut old) = nut.take() {
+                    old.stop();
+                }
+                nut = Some(procs::nutcracker(
+                    nc,
+                    "rb-nutcracker4",
+                    &listen,
+                    &addrs,
+                    dir,
+                )?);
+                Ok(())
+            },
+        )
+        .await?;
+        out.push(s);
+        drop(nut);
+    }
+    for s in &out {
+        eprintln!(
+            "  {:<16} before {:.1}%, lowest after {:.1}%, last 3 s {:.1}%",
+            s.system,
+            s.before().unwrap_or(f64::NAN) * 100.0,
+            s.lowest_after().unwrap_or(f64::NAN) * 100.0,
+            s.last(3).unwrap_or(f64::NAN) * 100.0
+        );
+    }
+    Ok(out)
+}
+
+async fn run_all(a: &ScenarioArgs) -> Result<Results> {
+    let plan = a.plan();
+    let (mc, nc) = peers(a)?;
+    let rc = ringcache_bin(a)?;
+    let dir = TempDir::new()?;
+    let meta = machine_meta(a, &plan, [&mc, &nc, &rc]);
+    let out_dir = a
+        .out
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("bench"));
+    let plots = out_dir.join("results");
+    std::fs::create_dir_all(&plots)?;
+
+    let mut results = Results {
+        meta,
+        memory_items: plan.memory_items,
+        ..Results::default()
+    };
+    let mut reports = Vec::new();
+    if a.skips(Part::Matrix) || plan.loads.is_empty() {
+        results
+            .skipped
+            .push("the throughput matrix (--skip matrix, or no load matched --load)".into());
+    } else {
+        results.rows = run_matrix(a, &plan, (&mc, &nc, &rc), dir.path(), &mut reports).await?;
+    }
+    if a.skips(Part::Memory) {
+        results
+            .skipped
+            .push("memory per item (--skip memory)".into());
+    } else {
+        results.memory = run_memory(&plan, &mc, &rc, dir.path()).await?;
+    }
+    if a.skips(Part::Rebalance) {
+        results.skipped.push("rebalance (--skip rebalance)".into());
+    } else {
+        results.rebalance = run_rebalance(&plan, &mc, &nc, &rc, dir.path()).await?;
+    }
+    let mem = match (
+        results.memory.iter().find(|m| m.server == "node-mem"),
+        results.memory.iter().find(|m| m.server == "memcached-mem"),
+    ) {
+        (Some(n), Some(m)) => n.rss_per_item().zip(m.rss_per_item()),
+        _ => None,
+    };
+    results.checks = matrix::checks(&results.rows, mem);
+
+    if !results.rows.is_empty() {
+        plot::throughput(&plots.join("throughput.svg"), &results.rows)?;
+        plot::efficiency(&plots.join("cpu.svg"), &results.rows)?;
+        plot::latency(&plots.join("latency.svg"), &results.rows)?;
+    }
+    if !results.rebalance.is_empty() {
+        plot::rebalance(&plots.join("rebalance.svg"), &results.rebalance)?;
+    }
+    let md = out_dir.join("RESULTS.md");
+    std::fs::write(&md, markdown::render(&results))?;
+    let raw = Raw {
+        args: a,
+        plan: &plan,
+        results: &results,
+        reports: &reports,
+    };
+    std::fs::write(
+        plots.join("scenario.json"),
+        serde_json::to_string_pretty(&raw)? + "\n",
+    )?;
+    eprintln!("scenario: wrote {}", md.display());
+    Ok(results)
+}
+
+/// Runs the whole scenario on a fresh runtime; Ctrl-C stops it and every started process is
+/// killed on the way out.
+pub fn run_blocking(a: &ScenarioArgs) -> Result<Results> {
+    let threads = a.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(2))
+        .enable_all()
+        .build()?;
+    // Processes are spawned from this (the main) thread, inside block_on, so their
+    // parent-death signal is tied to a thread that lives as long as the bench.
+    rt.block_on(async {
+        tokio::select! {
+            r = run_all(a) => r,
+            _ = tokio::signal::ctrl_c() => Err(io_err("interrupted".into())),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_and_default_plans() {
+        let a = ScenarioArgs::try_parse_from(["scenario"]).expect("parse");
+        let p = a.plan();
+        assert_eq!((p.duration, p.rounds, p.memory_items), (2.5, 3, 1_000_000));
+        assert_eq!(p.loads.len(), 10);
+        // Budget: every target once per round per load, plus warm-up; ≤ 8 minutes of load.
+        let load_secs = p.loads.len() as f64 * 5.0 * p.rounds as f64 * (p.duration + p.warmup);
+        assert!(load_secs <= 480.0, "{load_secs}");
+        let q = ScenarioArgs::try_parse_from(["scenario", "--quick", "--load", "c1 p16"])
+            .expect("parse");
+        let p = q.plan();
+        assert_eq!((p.duration, p.rounds, p.keys), (0.5, 1, 20_000));
+        let names: Vec<&str> = p.loads.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec!["c1 p16 100B", "c1 p16 4KiB", "mget10 c1 p16 100B"]
+        );
+    }
+
+    #[test]
+    fn load_args_build_a_valid_compare_run() {
+        let a = ScenarioArgs::try_parse_from(["scenario", "--quick"]).expect("parse");
+        let plan = a.plan();
+        let targets = vec![
+            ("127.0.0.1:1".to_string(), "10".to_string()),
+            (
+                "embedded:127.0.0.1:2,127.0.0.1:3".to_string(),
+                "11,12".to_string(),
+            ),
+        ];
+        let args = load_args(&plan.loads[8], &plan, &targets, true, Some(2)).expect("args");
+        assert_eq!(args.targets.len(), 2);
+        assert_eq!(args.pids_for(1), vec![11, 12]);
+        assert_eq!(args.multiget, 10);
+        assert_eq!(args.connections, 100);
+        assert!(args.prefill && args.quiet);
+        assert_eq!(args.rounds, 1);
+    }
+}

@@ -1,0 +1,244 @@
+//! The `embedded:` target against real `ringcache node` processes: run the in-process client for
+//! about a second and check the bench's counts against the nodes' own `stats` (summed over the
+//! three nodes, replicas 1, so every op lands on exactly one node).
+//!
+//! The `ringcache` binary is not built for this package's tests by itself: the test uses
+//! `$RINGCACHE_BIN`, else the `ringcache` next to this test's target directory (debug, then
+//! release; `cargo test --workspace` and `cargo build --release` put it there), and is skipped
+//! with a message when there is none. Every node is killed when its guard drops.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use clap::Parser;
+use ringcache_bench::{run_blocking, Args, BenchReport};
+use ringcache_client::protocol::Response;
+
+struct Node {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ringcache_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("RINGCACHE_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    // .../target/debug/deps/embedded-HASH → .../target
+    let exe = std::env::current_exe().ok()?;
+    let target = exe.parent()?.parent()?.parent()?;
+    ["debug", "release"]
+        .iter()
+        .map(|p| target.join(p).join("ringcache"))
+        .find(|p| p.is_file())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn start_node(bin: &PathBuf) -> Node {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(bin)
+        .args(["node", "--listen", &addr, "--memory-limit", "64"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("ringcache node starts");
+    let node = Node { child, addr };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(&node.addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "node did not listen on {}",
+            node.addr
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    node
+}
+
+fn stats(addr: &str) -> HashMap<String, u64> {
+    let mut s = TcpStream::connect(addr).expect("connect for stats");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(b"stats\r\n").expect("send stats");
+    let mut buf = BytesMut::new();
+    let mut chunk = [0u8; 8192];
+    for _ in 0..1000 {
+        if let Some(resp) = Response::parse(&mut buf).expect("stats reply parses") {
+            let Response::Stats(lines) = resp else {
+                panic!("expected STAT lines, got {resp:?}");
+            };
+            return lines
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    let v = std::str::from_utf8(&v).ok()?.parse().ok()?;
+                    Some((String::from_utf8_lossy(&k).into_owned(), v))
+                })
+                .collect();
+        }
+        let n = s.read(&mut chunk).expect("read stats");
+        assert!(n > 0, "node closed during stats");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    panic!("stats reply never ended");
+}
+
+fn summed(nodes: &[Node], name: &str) -> u64 {
+    nodes.iter().map(|n| stats(&n.addr)[name]).sum()
+}
+
+fn run(nodes: &[Node], extra: &[&str]) -> BenchReport {
+    let target = format!(
+        "embedded:{}",
+        nodes
+            .iter()
+            .map(|n| n.addr.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let pids = nodes
+        .iter()
+        .map(|n| n.child.id().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut argv = vec![
+        "ringcache-bench",
+        "--target",
+        &target,
+        "--pids",
+        &pids,
+        "--quiet",
+        "--threads",
+        "2",
+    ];
+    argv.extend_from_slice(extra);
+    run_blocking(&Args::try_parse_from(argv).expect("bench args")).expect("bench run")
+}
+
+fn assert_counts_agree(nodes: &[Node], report: &BenchReport) {
+    let run = &report.runs[0];
+    assert_eq!(run.errors, 0, "errors: {:?}", run.first_error);
+    let prefill_sets: u64 = report.prefill.iter().map(|p| p.counts.sets).sum();
+    assert_eq!(
+        summed(nodes, "cmd_set"),
+        prefill_sets + run.warmup.sets + run.counts.sets,
+        "cmd_set over the nodes vs the bench's sets"
+    );
+    assert_eq!(
+        summed(nodes, "cmd_get"),
+        run.warmup.get_keys + run.counts.get_keys,
+        "cmd_get over the nodes vs the bench's get keys"
+    );
+    assert_eq!(
+        summed(nodes, "get_hits"),
+        run.warmup.hits + run.counts.hits,
+        "get_hits over the nodes vs the bench's hits"
+    );
+}
+
+#[test]
+fn embedded_target_counts_match_node_stats() {
+    let Some(bin) = ringcache_bin() else {
+        println!("skip: no ringcache binary (set RINGCACHE_BIN or build the workspace first)");
+        return;
+    };
+    let nodes: Vec<Node> = (0..3).map(|_| start_node(&bin)).collect();
+    let report = run(
+        &nodes,
+        &[
+            "--connections",
+            "4",
+            "--pipeline",
+            "8",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--ratio",
+            "1:4",
+            "--keys",
+            "2000",
+            "--value-size",
+            "10-200",
+            "--prefill",
+        ],
+    );
+    let run = &report.runs[0];
+    assert_eq!(report.prefill[0].counts.sets, 2000, "every key once");
+    assert!(run.counts.ops > 100, "some load was applied: {run:?}");
+    assert!(run.warmup.ops > 0, "warm-up ran and was kept apart");
+    assert_eq!(run.hit_ratio, Some(1.0), "everything was prefilled");
+    assert_eq!(run.latency_us.samples, run.counts.ops);
+    let cpu = run.cpu.as_ref().expect("cpu figures with --pids");
+    assert_eq!(cpu.pids.len(), 3);
+    assert_counts_agree(&nodes, &report);
+}
+
+#[test]
+fn embedded_multiget_and_requests_limit() {
+    let Some(bin) = ringcache_bin() else {
+        println!("skip: no ringcache binary (set RINGCACHE_BIN or build the workspace first)");
+        return;
+    };
+    let nodes: Vec<Node> = (0..3).map(|_| start_node(&bin)).collect();
+    // No prefill and a large key space: most keys miss, and the books must still agree.
+    let report = run(
+        &nodes,
+        &[
+            "--connections",
+            "3",
+            "--pipeline",
+            "4",
+            "--requests",
+            "1500",
+            "--duration",
+            "5",
+            "--ratio",
+            "1:1",
+            "--multiget",
+            "10",
+            "--keys",
+            "1000000",
+            "--dist",
+            "zipf:1.1",
+        ],
+    );
+    let run = &report.runs[0];
+    assert_eq!(run.counts.ops, 1500, "exactly --requests ops");
+    assert_eq!(run.counts.get_keys, run.counts.gets * 10);
+    let hr = run.hit_ratio.expect("gets were answered");
+    assert!(hr > 0.0 && hr < 1.0, "hot keys hit, cold ones miss: {hr}");
+    assert_counts_agree(&nodes, &report);
+    // Open loop is refused for embedded targets, with a clear message.
+    let target = format!("embedded:{}", nodes[0].addr);
+    let a = Args::try_parse_from([
+        "ringcache-bench",
+        "--target",
+        &target,
+        "--rate",
+        "100",
+        "--duration",
+        "0.2",
+        "--quiet",
+    ])
+    .expect("args");
+    let e = run_blocking(&a).expect_err("open loop refused");
+    assert!(e.to_string().contains("--rate"), "{e}");
+}
