@@ -261,19 +261,21 @@ pub fn render(r: &Results) -> String {
         );
         let _ = writeln!(
             s,
-            "| system | how the 4th server was added | hit ratio before | lowest after | last 3 s |"
+            "| system | how the 4th server was added | hit ratio before | lowest after | last 3 s | 4th server: gets / items |"
         );
-        let _ = writeln!(s, "| --- | --- | ---: | ---: | ---: |");
+        let _ = writeln!(s, "| --- | --- | ---: | ---: | ---: | ---: |");
         let pct = |v: Option<f64>| v.map_or("–".into(), |v| format!("{:.1}%", v * 100.0));
         for sr in &r.rebalance {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} / {} |",
                 sr.system,
                 sr.how,
                 pct(sr.before()),
                 pct(sr.lowest_after()),
-                pct(sr.last(3))
+                pct(sr.last(3)),
+                sr.new_server_gets.map_or("–".into(), |v| num(v as f64)),
+                sr.new_server_items.map_or("–".into(), |v| num(v as f64)),
             );
         }
         let _ = writeln!(s, "\n![rebalance](results/rebalance.svg)\n");

@@ -217,6 +217,15 @@ impl Metric {
         v.filter(|x| x.is_finite() && *x > 0.0)
     }
 
+    fn label_for(self, k: Kind) -> &'static str {
+        match (self, k) {
+            (Metric::OpsPerCpu, Kind::Proxy) => "ops per proxy CPU-s",
+            (Metric::OpsPerCpu, Kind::Embedded) => "ops per node CPU-s",
+            (Metric::OpsPerCpu, _) => "ops per server CPU-s",
+            (m, _) => m.label(),
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Metric::OpsPerSec => "ops/s",
@@ -228,8 +237,9 @@ impl Metric {
 }
 
 /// The targets, evaluated on `rows` (loads missing from `rows` are left out) and on the
-/// memory per item of the node and of memcached (`(node, memcached)` bytes per item).
-pub fn checks(rows: &[Row], memory: Option<(f64, f64)>) -> Vec<Check> {
+/// memory per item of the node and of memcached (`(node, memcached, items)`: bytes per item of
+/// each, and the items they held).
+pub fn checks(rows: &[Row], memory: Option<(f64, f64, u64)>) -> Vec<Check> {
     use Kind::*;
     use Metric::*;
     let spec: &[(Kind, Kind, Metric, &[&str], Goal)] = &[
@@ -294,17 +304,17 @@ pub fn checks(rows: &[Row], memory: Option<(f64, f64)>) -> Vec<Check> {
                 _ => None,
             };
             out.push(Check {
-                what: format!("{} / {}, {}", a.label(), b.label(), metric.label()),
+                what: format!("{} / {}, {}", a.label(), b.label(), metric.label_for(a)),
                 load: load.to_string(),
                 ratio,
                 goal,
             });
         }
     }
-    if let Some((node, mc)) = memory {
+    if let Some((node, mc, items)) = memory {
         out.push(Check {
-            what: "node / memcached, memory per 100-byte item".into(),
-            load: "1 M items".into(),
+            what: "node / memcached, memory per 100-byte item (RSS)".into(),
+            load: format!("{items} items"),
             ratio: (mc > 0.0 && node.is_finite()).then(|| node / mc),
             goal: Goal::AtMost(1.0),
         });
@@ -353,7 +363,7 @@ mod tests {
                 fig(Kind::Embedded, 120.0, Some(10.0), 30.0, 100.0),
             ],
         };
-        let c = checks(&[row], Some((90.0, 100.0)));
+        let c = checks(&[row], Some((90.0, 100.0, 1_000_000)));
         let find = |what: &str| {
             c.iter()
                 .find(|c| c.what.starts_with(what))
@@ -369,7 +379,7 @@ mod tests {
         assert!((ops.ratio.expect("ratio") - 1.2).abs() < 1e-9);
         assert_eq!(ops.met(), Some(false));
         // A missing CPU figure gives no ratio and no verdict, not a zero.
-        let pc = find("proxy / nutcracker, ops per server");
+        let pc = find("proxy / nutcracker, ops per proxy CPU-s");
         assert_eq!((pc.ratio, pc.met()), (None, None));
         assert_eq!(find("embedded / proxy").met(), Some(true));
         let mem = find("node / memcached, memory");
@@ -378,7 +388,7 @@ mod tests {
         // Only the loads present are checked.
         assert!(c
             .iter()
-            .all(|c| c.load == "c100 p1 100B" || c.load == "1 M items"));
+            .all(|c| c.load == "c100 p1 100B" || c.load == "1000000 items"));
         assert_eq!(Goal::AtMost(1.0).text(), "≤ 1");
     }
 

@@ -298,7 +298,10 @@ fn machine_meta(a: &ScenarioArgs, plan: &Plan, bins: [&Path; 3]) -> Meta {
         versions: vec![
             ("memcached".into(), version_of(bins[0], "-V")),
             ("nutcracker".into(), version_of(bins[1], "-V")),
-            ("ringcache".into(), version_of(bins[2], "--version")),
+            (
+                format!("ringcache binary ({})", bins[2].display()),
+                version_of(bins[2], "--version"),
+            ),
         ],
         settings: format!(
             "{} s measured after {} s warm-up per target, {} alternating round(s), {} keys, \
@@ -512,6 +515,18 @@ async fn run_memory(
     Ok(out)
 }
 
+/// Adds what the added server saw (`stats`) to a rebalance series.
+fn with_new_server(mut s: rebalance::Series, new: &Proc) -> rebalance::Series {
+    match procs::stats(&new.addr) {
+        Ok(st) => {
+            s.new_server_gets = st.get("cmd_get").copied();
+            s.new_server_items = st.get("curr_items").copied();
+        }
+        Err(e) => eprintln!("rebalance {}: stats of the added server: {e}", s.system),
+    }
+    s
+}
+
 async fn run_rebalance(
     plan: &Plan,
     mc: &Path,
@@ -541,7 +556,7 @@ async fn run_rebalance(
             || procs::write_atomically(&conf, &text),
         )
         .await?;
-        out.push(s);
+        out.push(with_new_server(s, &nodes[3]));
     }
     {
         eprintln!("scenario: rebalance, nutcracker + 3 → 4 memcached");
@@ -579,7 +594,7 @@ async fn run_rebalance(
             },
         )
         .await?;
-        out.push(s);
+        out.push(with_new_server(s, &mcs[3]));
         drop(nut);
     }
     for s in &out {
@@ -636,7 +651,10 @@ async fn run_all(a: &ScenarioArgs) -> Result<Results> {
         results.memory.iter().find(|m| m.server == "node-mem"),
         results.memory.iter().find(|m| m.server == "memcached-mem"),
     ) {
-        (Some(n), Some(m)) => n.rss_per_item().zip(m.rss_per_item()),
+        (Some(n), Some(m)) => n
+            .rss_per_item()
+            .zip(m.rss_per_item())
+            .map(|(a, b)| (a, b, n.items.min(m.items))),
         _ => None,
     };
     results.checks = matrix::checks(&results.rows, mem);

@@ -51,6 +51,9 @@ pub struct Series {
     pub points: Vec<Point>,
     /// How the change was made.
     pub how: String,
+    /// `cmd_get` and `curr_items` of the added server at the end: whether the system used it.
+    pub new_server_gets: Option<u64>,
+    pub new_server_items: Option<u64>,
 }
 
 impl Series {
@@ -252,6 +255,8 @@ where
         change_at_s: changed_at.as_secs_f64(),
         points,
         how: how.to_string(),
+        new_server_gets: None,
+        new_server_items: None,
     })
 }
 
@@ -276,6 +281,8 @@ mod tests {
             change_at_s: 2.0,
             points: pts,
             how: String::new(),
+            new_server_gets: None,
+            new_server_items: None,
         };
         assert_eq!(s.before(), Some(1.0));
         assert_eq!(s.lowest_after(), Some(0.5));
