@@ -27,12 +27,16 @@ use futures_util::future::join_all;
 use crate::connection::ConnectOptions;
 use crate::error::Error;
 use crate::health::{probe_backoff, NodeState};
+use crate::migrate::{Progress, RebalanceOptions};
 use crate::protocol::{
     valid_key, ArithCmd, GetCmd, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response,
     StoreCmd,
 };
 use crate::ring::{HashKind, NodeSpec};
-use crate::topology::{CasSupport, NodeEntry, Topology};
+use crate::topology::{CasSupport, NodeEntry, PastRing, Topology};
+
+/// Past rings kept through overlapping transitions at most (see [`Client::set_ring`]).
+const MAX_PAST_RINGS: usize = 8;
 
 /// One cached item.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +89,8 @@ pub struct ClientOptions {
     /// Consecutive failures that mark a node down.
     pub failure_limit: u32,
     pub ack: Ack,
+    /// What a membership change does with the data (DESIGN §6).
+    pub rebalance: RebalanceOptions,
 }
 
 impl Default for ClientOptions {
@@ -99,6 +105,7 @@ impl Default for ClientOptions {
             queue_depth: 1024,
             failure_limit: 3,
             ack: Ack::All,
+            rebalance: RebalanceOptions::default(),
         }
     }
 }
@@ -175,6 +182,12 @@ impl ClientBuilder {
     }
 
     /// Write acknowledgement policy.
+    pub fn rebalance(mut self, r: RebalanceOptions) -> Self {
+        self.opts.rebalance = r;
+        self
+    }
+
+    /// How many replicas must acknowledge a write (default: all).
     pub fn ack(mut self, ack: Ack) -> Self {
         self.opts.ack = ack;
         self
@@ -193,6 +206,7 @@ impl ClientBuilder {
             opts: self.opts,
             topology: ArcSwap::from_pointee(Topology::empty()),
             cas_seq: AtomicU64::new(0),
+            progress: Progress::new(),
         });
         let client = Client { inner };
         client.set_nodes(self.nodes).await?;
@@ -200,17 +214,19 @@ impl ClientBuilder {
     }
 }
 
-struct Inner {
-    opts: ClientOptions,
-    topology: ArcSwap<Topology>,
+pub(crate) struct Inner {
+    pub(crate) opts: ClientOptions,
+    pub(crate) topology: ArcSwap<Topology>,
     /// Last router-chosen CAS value (see [`Client::next_cas`]).
     cas_seq: AtomicU64,
+    /// The migrator's counters.
+    pub(crate) progress: Progress,
 }
 
 /// A cluster client: `Clone + Send + Sync`, cheap to clone, no lock on the request path.
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Client {
@@ -259,9 +275,8 @@ impl Client {
     }
 
     /// Replaces the membership. Unchanged nodes keep their connections and health; requests in
-    /// flight finish on the topology they started with.
-    // Seam for rebalancing: the transition (old ring kept for read-through and migration) hooks
-    // in here once data movement exists.
+    /// flight finish on the topology they started with. With rebalancing on (the default) the
+    /// old ring is kept through a transition while the migrator moves the data (DESIGN §6).
     pub async fn set_nodes(&self, specs: Vec<NodeSpec>) -> Result<(), Error> {
         let t = self.topology();
         let (hash, vnodes, replicas) = if t.nodes.is_empty() {
@@ -288,7 +303,9 @@ impl Client {
             queue_depth: o.queue_depth,
             ..ConnectOptions::default()
         };
-        let topo = Topology::build(&specs, hash, vnodes, replicas, Some(&old), |s| {
+        // A node that left in an earlier, unfinished transition and comes back keeps its entry.
+        let known = old.all_nodes();
+        let mut topo = Topology::build(&specs, hash, vnodes, replicas, &known, |s| {
             NodeEntry::new(
                 s.clone(),
                 o.connections_per_node,
@@ -300,10 +317,31 @@ impl Client {
         let fresh: Vec<Arc<NodeEntry>> = topo
             .nodes
             .iter()
-            .filter(|n| !old.nodes.iter().any(|o| Arc::ptr_eq(o, n)))
+            .filter(|n| !known.iter().any(|o| Arc::ptr_eq(o, n)))
             .cloned()
             .collect();
-        self.inner.topology.store(Arc::new(topo));
+        if !old.nodes.is_empty() && topo.same_ring(&old) {
+            return Ok(());
+        }
+        let transition = o.rebalance.enabled && !old.nodes.is_empty();
+        if transition {
+            // The newest past ring first; a change during a transition keeps the older rings
+            // (their keys may not have moved yet) up to a bound.
+            topo.past.push(Arc::new(PastRing::of(&old)));
+            topo.past
+                .extend(old.past.iter().take(MAX_PAST_RINGS - 1).cloned());
+            if old.past.len() >= MAX_PAST_RINGS {
+                tracing::warn!(
+                    "rebalance: more than {MAX_PAST_RINGS} membership changes in one transition; \
+                     keys still on the oldest ring will be cold"
+                );
+            }
+        }
+        let topo = Arc::new(topo);
+        self.inner.topology.store(topo.clone());
+        if transition {
+            self.spawn_migrator(topo);
+        }
         join_all(fresh.into_iter().map(|n| {
             let client = self.clone();
             async move {
@@ -371,7 +409,11 @@ impl Client {
     }
 
     /// Sends one request to one node, with the request timeout, keeping its health current.
-    async fn send(&self, node: &Arc<NodeEntry>, req: Request) -> Result<Response, Error> {
+    pub(crate) async fn send(
+        &self,
+        node: &Arc<NodeEntry>,
+        req: Request,
+    ) -> Result<Response, Error> {
         let started = Instant::now();
         node.metrics.requests.increment(1);
         // Only these verbs have free-form replies (`RESET`, `OK`, lru_crawler's lines, the
@@ -417,7 +459,11 @@ impl Client {
     /// Sends a write that keeps replicas identical. A replica that fails it may now hold an
     /// older value than its peers, so it is marked down at once (not after K failures): it
     /// serves nothing until a probe finds it and flushes it, and no stale value is ever read.
-    async fn send_write(&self, node: &Arc<NodeEntry>, req: Request) -> Result<Response, Error> {
+    pub(crate) async fn send_write(
+        &self,
+        node: &Arc<NodeEntry>,
+        req: Request,
+    ) -> Result<Response, Error> {
         let r = self.send(node, req).await;
         if r.is_err() && node.health.mark_down() {
             tracing::warn!(node = %node.name, "replica missed a write; marked down until flushed");
@@ -554,7 +600,12 @@ impl Client {
             }
         }
         if !fenced_misses.is_empty() || last_err.is_none() {
-            // Every reachable copy missed.
+            // Every reachable copy missed: during a transition the key may not have moved yet.
+            if !topo.past.is_empty() {
+                if let Some(resp) = self.read_through(&topo, key, &make).await {
+                    return Ok(resp);
+                }
+            }
             return Ok(Response::Values(Vec::new()));
         }
         Err(last_err.unwrap_or_else(|| Error::ConnectionClosed("no live replica".into())))
@@ -665,6 +716,10 @@ impl Client {
             if let Slot::Pending(_) = s {
                 *s = if m { Slot::Miss } else { Slot::Failed };
             }
+        }
+        if !topo.past.is_empty() {
+            self.read_through_many(&topo, cmd, exptime, keys, &mut slots)
+                .await;
         }
         slots
     }
@@ -836,6 +891,12 @@ impl Client {
     /// item, copies the resulting item to the other replicas. Returns the primary's reply.
     pub async fn conditional(&self, req: Request) -> Result<Response, Error> {
         let key = request_key(&req).ok_or_else(|| Error::Protocol("request without key".into()))?;
+        let topo = self.topology();
+        if !topo.past.is_empty() {
+            // Mid-transition the item may still sit on its old owner: bring it over first so
+            // the write applies to it.
+            self.pull(&topo, &key).await;
+        }
         let owners = self.required_owners(&key)?;
         let primary = &owners[0];
         let resp = self.send(primary, req).await?;
@@ -855,38 +916,15 @@ impl Client {
         key: &Bytes,
         only_if_absent: bool,
     ) {
-        let flags = MetaFlags {
-            value: true,
-            ret_flags: true,
-            ret_ttl: true,
-            ret_cas: true,
-            ..MetaFlags::default()
-        };
-        let probe = Request::Meta(MetaRequest::new(MetaCmd::Get, key.clone(), flags, None));
-        let item = match self.send(from, probe).await {
-            Ok(Response::Meta(m)) if m.status == MetaStatus::Va => Some(m),
-            Ok(_) if only_if_absent => return,
-            Ok(_) => None,
+        let item = match self.snapshot(from, key).await {
+            Ok(None) if only_if_absent => return,
+            Ok(item) => item,
             Err(_) => return,
         };
         join_all(to.iter().map(|node| {
             let req = match &item {
                 Some(m) => {
-                    let num = |f| {
-                        m.flag(f)
-                            .and_then(|t| std::str::from_utf8(t).ok())
-                            .and_then(|t| t.parse::<i64>().ok())
-                    };
-                    let ttl = num(b't').filter(|t| *t > 0).unwrap_or(0);
-                    replica_store(
-                        node,
-                        key,
-                        m.value.as_ref().unwrap_or(&Bytes::new()),
-                        num(b'f').unwrap_or(0) as u32,
-                        ttl,
-                        num(b'c').unwrap_or(0) as u64,
-                        only_if_absent,
-                    )
+                    replica_store(node, key, &m.value, m.flags, m.ttl, m.cas, only_if_absent)
                 }
                 None => Request::Delete {
                     key: key.clone(),
@@ -937,19 +975,14 @@ impl Client {
         }
     }
 
-    /// Deletes on every live replica; `DELETED` if any had it, else `NOT_FOUND`.
+    /// Deletes on every live replica (and, mid-transition, on the key's past owners);
+    /// `DELETED` if any had it, else `NOT_FOUND`.
     pub async fn delete_all(&self, key: Bytes) -> Result<Response, Error> {
-        let owners = self.required_owners(&key)?;
-        let results = join_all(owners.iter().map(|n| {
-            self.send_write(
-                n,
-                Request::Delete {
-                    key: key.clone(),
-                    noreply: false,
-                },
-            )
-        }))
-        .await;
+        let req = Request::Delete {
+            key: key.clone(),
+            noreply: false,
+        };
+        let results = self.delete_everywhere(&key, req).await?;
         let mut err = None;
         let mut found = false;
         let mut answered = false;
@@ -1022,7 +1055,9 @@ impl Client {
     /// `flush_all <delay>` on every live node.
     pub async fn flush_all_delay(&self, delay: i64) -> Result<(), Error> {
         let topo = self.topology();
-        let results = join_all(topo.nodes.iter().filter(|n| n.health.is_usable()).map(|n| {
+        // Nodes draining out of the membership too: what they hold must not come back.
+        let nodes = topo.all_nodes();
+        let results = join_all(nodes.iter().filter(|n| n.health.is_usable()).map(|n| {
             self.send_write(
                 n,
                 Request::FlushAll {
@@ -1120,25 +1155,27 @@ impl Client {
                 self.acknowledge(results, |r| is_meta(r, MetaStatus::Hd))
             }
             MetaCmd::Delete => {
-                let owners = self.required_owners(&req.key)?;
-                let results = join_all(
-                    owners
-                        .iter()
-                        .map(|n| self.send_write(n, Request::Meta(req.clone()))),
-                )
-                .await;
-                // The primary's answer, unless it failed.
+                let key = req.key.clone();
+                let results = self.delete_everywhere(&key, Request::Meta(req)).await?;
+                // The primary's answer unless it failed, or a past owner's `HD` if the item
+                // had not moved yet (it existed, and is now deleted).
+                let mut first_ok = None;
                 let mut first_err = None;
                 for r in results {
                     match r {
-                        Ok(resp) => return Ok(resp),
+                        Ok(resp) if is_meta(&resp, MetaStatus::Hd) => return Ok(resp),
+                        Ok(resp) => {
+                            first_ok.get_or_insert(resp);
+                        }
                         Err(e) => {
                             first_err.get_or_insert(e);
                         }
                     }
                 }
-                Err(first_err
-                    .unwrap_or_else(|| Error::ConnectionClosed("no replica answered".into())))
+                first_ok.ok_or_else(|| {
+                    first_err
+                        .unwrap_or_else(|| Error::ConnectionClosed("no replica answered".into()))
+                })
             }
             MetaCmd::Set | MetaCmd::Arith => self.conditional(Request::Meta(req)).await,
         }
@@ -1171,7 +1208,7 @@ fn first_item(resp: Response) -> Option<Item> {
     }
 }
 
-fn is_miss(resp: &Response) -> bool {
+pub(crate) fn is_miss(resp: &Response) -> bool {
     match resp {
         Response::Values(v) => v.is_empty(),
         Response::Meta(m) => m.status == MetaStatus::En,
@@ -1207,7 +1244,7 @@ fn request_key(req: &Request) -> Option<Bytes> {
 /// The write that puts one replica's copy in place: `ms` with the explicit CAS where the node
 /// takes it, else a classic `set` (the node then picks its own CAS). With `add`, only stored
 /// if the replica does not hold the key (`ms ... ME` / `add`).
-fn replica_store(
+pub(crate) fn replica_store(
     node: &NodeEntry,
     key: &Bytes,
     value: &Bytes,

@@ -24,6 +24,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::migrate::RebalanceOptions;
 pub use crate::ring::{HashKind, NodeSpec};
 use crate::ring::{Ring, DEFAULT_VNODES};
 
@@ -73,6 +74,53 @@ impl RingSettings {
     /// The replica count lookups will actually give with `node_count` nodes.
     pub fn effective_replicas(&self, node_count: usize) -> usize {
         self.replicas.min(node_count)
+    }
+}
+
+/// `[rebalance]`: what a membership change does with the data (DESIGN §6).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RebalanceSettings {
+    /// Keep the old ring through a transition and move the data (default true).
+    pub enabled: bool,
+    /// Run the migrator in this process (default true).
+    pub migrate: bool,
+    /// Keys moved per second; 0 = unlimited (default 20000).
+    pub rate: u32,
+    /// Keys in flight at once (default 32).
+    pub concurrency: usize,
+    /// Seconds a process that does not migrate keeps reading through the old ring (default 600).
+    pub hold_secs: u64,
+}
+
+impl Default for RebalanceSettings {
+    fn default() -> Self {
+        let o = RebalanceOptions::default();
+        RebalanceSettings {
+            enabled: o.enabled,
+            migrate: o.migrate,
+            rate: o.rate,
+            concurrency: o.concurrency,
+            hold_secs: o.hold.as_secs(),
+        }
+    }
+}
+
+impl RebalanceSettings {
+    /// The client options these settings stand for.
+    pub fn options(&self) -> Result<RebalanceOptions, Error> {
+        if self.concurrency == 0 {
+            return Err(Error::Config(
+                "[rebalance] concurrency must be at least 1".into(),
+            ));
+        }
+        Ok(RebalanceOptions {
+            enabled: self.enabled,
+            migrate: self.migrate,
+            rate: self.rate,
+            concurrency: self.concurrency,
+            hold: std::time::Duration::from_secs(self.hold_secs),
+        })
     }
 }
 

@@ -12,9 +12,12 @@ pub mod cluster_config;
 pub mod connection;
 pub mod error;
 pub mod health;
+pub mod migrate;
 pub mod protocol;
 pub mod ring;
 pub mod topology;
+mod transition;
 
 pub use client::{Ack, CasResult, Client, ClientBuilder, ClientOptions, GetMany, Item};
 pub use error::Error;
+pub use migrate::{Phase, RebalanceOptions, RebalanceStatus};

@@ -128,6 +128,38 @@ pub struct Topology {
     pub replicas: usize,
     pub hash: HashKind,
     pub vnodes: u32,
+    /// Rings the cluster is moving away from, newest first; empty outside a membership
+    /// transition (DESIGN §6). Reads that miss on the new owners fall back to these, deletes
+    /// go to them too, and the migrator empties them.
+    pub past: Vec<Arc<PastRing>>,
+}
+
+/// A ring a transition moves away from, with the node entries (connections, health) it needs
+/// so that a node that has left the membership can still be read and drained.
+pub struct PastRing {
+    pub ring: Ring,
+    /// Same order as `ring.nodes()`.
+    pub nodes: Vec<Arc<NodeEntry>>,
+    pub replicas: usize,
+}
+
+impl PastRing {
+    /// The view `topo` stood for, as a past ring.
+    pub fn of(topo: &Topology) -> PastRing {
+        PastRing {
+            ring: topo.ring.clone(),
+            nodes: topo.nodes.clone(),
+            replicas: topo.replicas,
+        }
+    }
+
+    /// The owners of `key` in this ring, primary first.
+    pub fn owners(&self, key: &[u8]) -> impl Iterator<Item = &Arc<NodeEntry>> + '_ {
+        let mut out = Owners::default();
+        self.ring
+            .replicas_into(key, self.replicas, &mut out.buf, &mut out.len);
+        (0..out.len).map(move |i| &self.nodes[out.buf[i]])
+    }
 }
 
 impl Topology {
@@ -139,25 +171,28 @@ impl Topology {
             replicas: 1,
             hash: HashKind::Xxh3,
             vnodes: 1,
+            past: Vec::new(),
         }
     }
 
     /// Builds a topology for `specs`, reusing the entries (connections, health) of nodes that
-    /// are also in `previous` so a membership change does not reconnect unchanged nodes.
+    /// are in `known` so a membership change does not reconnect unchanged nodes.
     pub fn build(
         specs: &[NodeSpec],
         hash: HashKind,
         vnodes: u32,
         replicas: usize,
-        previous: Option<&Topology>,
+        known: &[Arc<NodeEntry>],
         make: impl Fn(&NodeSpec) -> NodeEntry,
     ) -> Result<Topology, Error> {
         let ring = Ring::new(specs, hash, vnodes)?;
         let nodes = specs
             .iter()
             .map(|s| {
-                previous
-                    .and_then(|p| p.nodes.iter().find(|n| n.spec == *s).cloned())
+                known
+                    .iter()
+                    .find(|n| n.spec == *s)
+                    .cloned()
                     .unwrap_or_else(|| Arc::new(make(s)))
             })
             .collect();
@@ -167,7 +202,64 @@ impl Topology {
             replicas: replicas.max(1),
             hash,
             vnodes,
+            past: Vec::new(),
         })
+    }
+
+    /// Whether `other` places keys exactly as this view does (same members, weights, names
+    /// and ring settings).
+    pub fn same_ring(&self, other: &Topology) -> bool {
+        self.ring.nodes() == other.ring.nodes()
+            && self.hash == other.hash
+            && self.vnodes == other.vnodes
+            && self.replicas == other.replicas
+    }
+
+    /// The same view with the transition ended (no past rings).
+    pub fn settled(&self) -> Topology {
+        Topology {
+            ring: self.ring.clone(),
+            nodes: self.nodes.clone(),
+            replicas: self.replicas,
+            hash: self.hash,
+            vnodes: self.vnodes,
+            past: Vec::new(),
+        }
+    }
+
+    /// The owners of `key` as node entries, primary first.
+    pub fn owner_nodes(&self, key: &[u8]) -> impl Iterator<Item = &Arc<NodeEntry>> + '_ {
+        let owners = self.owners(key);
+        (0..owners.len).map(move |i| &self.nodes[owners.buf[i]])
+    }
+
+    /// Whether `key`'s owners differ in any past ring (it may still sit on a node that is not
+    /// one of its owners now, or be missing from one that is).
+    pub fn moved(&self, key: &[u8]) -> bool {
+        self.past.iter().any(|p| {
+            let mut old = p.owners(key);
+            let mut new = self.owner_nodes(key);
+            loop {
+                match (old.next(), new.next()) {
+                    (None, None) => return false,
+                    (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {}
+                    _ => return true,
+                }
+            }
+        })
+    }
+
+    /// Every node of the current and past rings, each once (for flush_all and draining).
+    pub fn all_nodes(&self) -> Vec<Arc<NodeEntry>> {
+        let mut out = self.nodes.clone();
+        for p in &self.past {
+            for n in &p.nodes {
+                if !out.iter().any(|o| Arc::ptr_eq(o, n)) {
+                    out.push(n.clone());
+                }
+            }
+        }
+        out
     }
 
     /// The replica set of `key`, primary first, as node indexes (no allocation for ≤ 4).

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ringcache_client::cluster_config::RingSettings;
+use ringcache_client::cluster_config::{RebalanceSettings, RingSettings};
 use ringcache_client::ring::NodeSpec;
 use ringcache_client::{Ack, ClientOptions};
 use serde::Deserialize;
@@ -36,6 +36,8 @@ pub struct ProxyConfig {
     /// Requests one client connection may have in flight before the proxy stops reading it.
     pub max_inflight_per_connection: usize,
     pub ring: RingSettings,
+    /// What membership changes do with the data; applies on restart.
+    pub rebalance: RebalanceSettings,
     pub nodes: Vec<NodeSpec>,
 }
 
@@ -53,6 +55,7 @@ impl Default for ProxyConfig {
             ack: "all".into(),
             max_inflight_per_connection: 1024,
             ring: RingSettings::default(),
+            rebalance: RebalanceSettings::default(),
             nodes: Vec::new(),
         }
     }
@@ -83,6 +86,7 @@ impl ProxyConfig {
         }
         // Building the ring checks replicas, vnodes, duplicates, weights and addresses.
         self.ring.build(&self.nodes)?;
+        self.rebalance.options()?;
         if self.max_connections == 0 || self.connections_per_node == 0 {
             return Err(Error::Config(
                 "max_connections and connections_per_node must be at least 1".into(),
@@ -117,6 +121,7 @@ impl ProxyConfig {
             connections_per_node: self.connections_per_node,
             failure_limit: self.failure_limit,
             ack: self.ack_policy()?,
+            rebalance: self.rebalance.options()?,
             ..ClientOptions::default()
         })
     }

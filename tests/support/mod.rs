@@ -44,6 +44,13 @@ impl Server {
     pub fn conn(&self) -> Conn {
         Conn::open(self.addr, self.name)
     }
+
+    /// kill -9 and reap: a crash, not a shutdown.
+    pub fn kill9(&mut self) {
+        self.graceful = false;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Server {

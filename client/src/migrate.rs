@@ -1,0 +1,509 @@
+//! The background migrator of a membership transition (DESIGN §6): it moves every key whose
+//! owners changed to its new owners, removes it from nodes that no longer own it, and then
+//! ends the transition.
+//!
+//! For each node of the past rings in turn it lists the keys the node holds with
+//! `lru_crawler metadump all` (which stock memcached 1.6 has too), keeps those whose owner set
+//! differs between a past ring and the current one, and copies each from that node to the
+//! current owners that lack it (add semantics, same value, flags, remaining TTL and CAS,
+//! checked against a racing delete — see `transition.rs`). Every node of every past ring is
+//! listed, so a key whose old owner dies mid-transition is still moved from its surviving
+//! replica. Then the transition ends (the old ring is dropped) and a cleanup pass removes the
+//! moved keys from members that no longer own them. Nodes that have left the membership are
+//! only read (drained), never emptied.
+//!
+//! Keys move at a bounded rate (`rate` keys a second, `concurrency` at a time) so client
+//! requests on the same connections keep their latency. A newer membership change supersedes
+//! the transition: this migrator stops and the new one, whose past rings include this one's,
+//! starts over from the current state.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use metrics::{counter, gauge, Counter, Gauge};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::client::Client;
+use crate::protocol::{MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response};
+use crate::topology::{NodeEntry, Topology};
+use crate::transition::Moved;
+use crate::Error;
+
+/// How membership transitions move data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebalanceOptions {
+    /// Keep the old ring through a transition (read-through, deletes to old owners, migrator).
+    /// Off: a membership change simply reroutes keys, as twemproxy does.
+    pub enabled: bool,
+    /// Run the migrator in this process. In a fleet of embedded clients one process migrates
+    /// and the others only read through until `hold` has passed.
+    pub migrate: bool,
+    /// Keys moved per second (0 = unlimited).
+    pub rate: u32,
+    /// Keys in flight at once.
+    pub concurrency: usize,
+    /// How long a process that does not migrate keeps the old ring for reads.
+    pub hold: Duration,
+}
+
+impl Default for RebalanceOptions {
+    fn default() -> Self {
+        RebalanceOptions {
+            enabled: true,
+            migrate: true,
+            rate: 20_000,
+            concurrency: 32,
+            hold: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Where the current transition is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// No transition.
+    Idle = 0,
+    /// Listing the keys of a node.
+    Scanning = 1,
+    /// Copying keys to their new owners.
+    Copying = 2,
+    /// Transition over; removing moved keys from members that no longer own them.
+    Cleaning = 3,
+}
+
+/// A snapshot of the migrator's counters (totals since the client started).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebalanceStatus {
+    pub phase: Phase,
+    /// Transitions started (including superseded ones) and completed.
+    pub started: u64,
+    pub completed: u64,
+    /// Keys listed, and of those the ones whose owners changed.
+    pub scanned: u64,
+    pub candidates: u64,
+    /// Keys copied to at least one new owner; keys every new owner already had or the source
+    /// no longer held; keys removed from nodes that no longer own them.
+    pub copied: u64,
+    pub skipped: u64,
+    pub removed: u64,
+    /// Value bytes copied.
+    pub bytes: u64,
+    /// Keys found on a past owner by a client read (read-through).
+    pub read_through: u64,
+    pub errors: u64,
+    /// Duration of the last completed transition, in milliseconds.
+    pub last_duration_ms: u64,
+}
+
+/// The migrator's counters, shared by every clone of a [`Client`] and exported as metrics.
+pub(crate) struct Progress {
+    phase: AtomicU8,
+    started: Counted,
+    completed: Counted,
+    scanned: Counted,
+    candidates: Counted,
+    copied: Counted,
+    skipped: Counted,
+    removed: Counted,
+    bytes: Counted,
+    read_through: Counted,
+    errors: Counted,
+    last_duration_ms: AtomicU64,
+    phase_gauge: Gauge,
+    duration_gauge: Gauge,
+}
+
+/// A counter kept both locally (for [`Client::rebalance_status`]) and as a metric.
+struct Counted(AtomicU64, Counter);
+
+impl Counted {
+    fn new(name: &'static str) -> Counted {
+        Counted(AtomicU64::new(0), counter!(name))
+    }
+
+    fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+        self.1.increment(n);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Progress {
+    pub(crate) fn new() -> Progress {
+        Progress {
+            phase: AtomicU8::new(Phase::Idle as u8),
+            started: Counted::new("ringcache_rebalance_transitions_started_total"),
+            completed: Counted::new("ringcache_rebalance_transitions_completed_total"),
+            scanned: Counted::new("ringcache_rebalance_keys_scanned_total"),
+            candidates: Counted::new("ringcache_rebalance_keys_moving_total"),
+            copied: Counted::new("ringcache_rebalance_keys_copied_total"),
+            skipped: Counted::new("ringcache_rebalance_keys_skipped_total"),
+            removed: Counted::new("ringcache_rebalance_keys_removed_total"),
+            bytes: Counted::new("ringcache_rebalance_bytes_copied_total"),
+            read_through: Counted::new("ringcache_rebalance_read_through_hits_total"),
+            errors: Counted::new("ringcache_rebalance_errors_total"),
+            last_duration_ms: AtomicU64::new(0),
+            phase_gauge: gauge!("ringcache_rebalance_phase"),
+            duration_gauge: gauge!("ringcache_rebalance_last_duration_seconds"),
+        }
+    }
+
+    fn set_phase(&self, p: Phase) {
+        self.phase.store(p as u8, Ordering::Relaxed);
+        self.phase_gauge.set(p as u8 as f64);
+    }
+
+    pub(crate) fn read_through_hit(&self) {
+        self.read_through.add(1);
+    }
+
+    fn status(&self) -> RebalanceStatus {
+        RebalanceStatus {
+            phase: match self.phase.load(Ordering::Relaxed) {
+                1 => Phase::Scanning,
+                2 => Phase::Copying,
+                3 => Phase::Cleaning,
+                _ => Phase::Idle,
+            },
+            started: self.started.get(),
+            completed: self.completed.get(),
+            scanned: self.scanned.get(),
+            candidates: self.candidates.get(),
+            copied: self.copied.get(),
+            skipped: self.skipped.get(),
+            removed: self.removed.get(),
+            bytes: self.bytes.get(),
+            read_through: self.read_through.get(),
+            errors: self.errors.get(),
+            last_duration_ms: self.last_duration_ms.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How long one metadump may go without a line before the node counts as stalled.
+const DUMP_IDLE: Duration = Duration::from_secs(10);
+/// How often a `BUSY` crawler (another crawl running) is asked again, and how long apart.
+const BUSY_RETRIES: u32 = 50;
+const BUSY_PAUSE: Duration = Duration::from_millis(200);
+/// Listings of one node tried before its keys are given up.
+const LIST_ATTEMPTS: u32 = 4;
+/// Pacing tick of the rate limit.
+const TICK: Duration = Duration::from_millis(50);
+
+impl Client {
+    /// The migrator's progress and totals.
+    pub fn rebalance_status(&self) -> RebalanceStatus {
+        self.inner.progress.status()
+    }
+
+    /// Whether a membership transition is under way (the old ring is still consulted).
+    pub fn in_transition(&self) -> bool {
+        !self.topology().past.is_empty()
+    }
+
+    /// Waits (polling, up to `limit`) until no transition is under way; true if none is.
+    pub async fn wait_settled(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.in_transition() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// Starts the background work of the transition `topo` began.
+    pub(crate) fn spawn_migrator(&self, topo: Arc<Topology>) {
+        let client = self.clone();
+        self.inner.progress.started.add(1);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let opts = client.inner.opts.rebalance.clone();
+            if !opts.migrate {
+                tokio::time::sleep(opts.hold).await;
+            } else if !client.migrate(&topo, &opts).await {
+                tracing::info!("rebalance: superseded by a newer membership change");
+                return;
+            }
+            if client.settle(&topo) {
+                let p = &client.inner.progress;
+                p.completed.add(1);
+                let took = started.elapsed();
+                p.last_duration_ms
+                    .store(took.as_millis() as u64, Ordering::Relaxed);
+                p.duration_gauge.set(took.as_secs_f64());
+                let s = p.status();
+                tracing::info!(
+                    seconds = took.as_secs_f64(),
+                    copied = s.copied,
+                    "rebalance: transition complete; old ring dropped"
+                );
+                if opts.migrate {
+                    p.set_phase(Phase::Cleaning);
+                    let members = past_members(&topo);
+                    client.clean_up(&topo, members).await;
+                    tracing::info!(
+                        removed = p.removed.get(),
+                        "rebalance: moved keys removed from their old owners"
+                    );
+                }
+                if client.is_current_ring(&topo) {
+                    p.set_phase(Phase::Idle);
+                }
+            }
+        });
+    }
+
+    /// Whether the client still places keys as `topo` does (no newer change came).
+    fn is_current_ring(&self, topo: &Topology) -> bool {
+        let now = self.topology();
+        now.past.is_empty() && now.same_ring(topo) && now.nodes.len() == topo.nodes.len()
+    }
+
+    /// Whether `topo` is still the client's current topology (no newer change came).
+    fn is_current(&self, topo: &Arc<Topology>) -> bool {
+        Arc::ptr_eq(&self.topology(), topo)
+    }
+
+    /// Ends the transition: the same topology without past rings, if `topo` is still current.
+    fn settle(&self, topo: &Arc<Topology>) -> bool {
+        let settled = Arc::new(topo.settled());
+        let prev = self.inner.topology.compare_and_swap(topo, settled);
+        Arc::ptr_eq(&prev, topo)
+    }
+
+    /// Moves every moved key; false if a newer membership change superseded the transition.
+    async fn migrate(&self, topo: &Arc<Topology>, opts: &RebalanceOptions) -> bool {
+        let p = &self.inner.progress;
+        let mut sources: Vec<Arc<NodeEntry>> = Vec::new();
+        for past in &topo.past {
+            for n in &past.nodes {
+                if !sources.iter().any(|s| Arc::ptr_eq(s, n)) {
+                    sources.push(n.clone());
+                }
+            }
+        }
+        tracing::info!(
+            nodes = sources.len(),
+            "rebalance: transition started; moving keys whose owners changed"
+        );
+        // A node whose listing fails (a stall, a dropped connection) is tried again after the
+        // others, a few times, before its keys are given up for cold.
+        let mut queue: std::collections::VecDeque<(Arc<NodeEntry>, u32)> =
+            sources.into_iter().map(|s| (s, 0)).collect();
+        while let Some((src, attempt)) = queue.pop_front() {
+            if !self.is_current(topo) {
+                return false;
+            }
+            if !src.health.is_usable() {
+                tracing::warn!(node = %src.name, "rebalance: node down, its keys come from their other replicas");
+                continue;
+            }
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+            }
+            p.set_phase(Phase::Scanning);
+            let scan_started = Instant::now();
+            let keys = match dump_keys(&src.spec.addr, self.inner.opts.connect_timeout, |k| {
+                p.scanned.add(1);
+                topo.moved(k)
+            })
+            .await
+            {
+                Ok(k) => k,
+                Err(e) => {
+                    p.errors.add(1);
+                    tracing::warn!(node = %src.name, attempt, "rebalance: listing keys failed: {e}");
+                    if attempt + 1 < LIST_ATTEMPTS {
+                        queue.push_back((src, attempt + 1));
+                    }
+                    continue;
+                }
+            };
+            p.candidates.add(keys.len() as u64);
+            tracing::info!(
+                node = %src.name,
+                moving = keys.len(),
+                seconds = scan_started.elapsed().as_secs_f64(),
+                "rebalance: node listed; copying"
+            );
+            p.set_phase(Phase::Copying);
+            let per_tick = match opts.rate {
+                0 => usize::MAX,
+                r => ((r as u64 * TICK.as_millis() as u64 / 1000).max(1)) as usize,
+            };
+            let mut tick = tokio::time::interval(TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            for chunk in keys.chunks(per_tick.min(keys.len().max(1))) {
+                if opts.rate != 0 {
+                    tick.tick().await;
+                }
+                if !self.is_current(topo) {
+                    return false;
+                }
+                for batch in chunk.chunks(opts.concurrency.max(1)) {
+                    join_all(
+                        batch
+                            .iter()
+                            .map(|(key, _)| self.migrate_key(topo, &src, key)),
+                    )
+                    .await;
+                }
+            }
+        }
+        true
+    }
+
+    /// Copies one key from `src` to those of its current owners that lack it.
+    async fn migrate_key(&self, topo: &Topology, src: &Arc<NodeEntry>, key: &Bytes) {
+        let p = &self.inner.progress;
+        let targets: Vec<Arc<NodeEntry>> = topo
+            .owner_nodes(key)
+            .filter(|n| n.health.is_usable() && !Arc::ptr_eq(n, src))
+            .cloned()
+            .collect();
+        if targets.is_empty() {
+            p.skipped.add(1);
+            return;
+        }
+        match self.move_key(src, &targets, key).await {
+            Ok(Moved::Copied { bytes, .. }) => {
+                p.copied.add(1);
+                p.bytes.add(bytes as u64);
+            }
+            Ok(Moved::Present | Moved::Absent) => p.skipped.add(1),
+            Err(e) => {
+                p.errors.add(1);
+                tracing::debug!(node = %src.name, "rebalance: moving a key failed: {e}");
+            }
+        }
+    }
+
+    /// After the transition: removes from each member that held data under a past ring the
+    /// keys it no longer owns, so a later change that makes it an owner again cannot serve
+    /// them stale. Runs only once no request reads through the past rings any more (copies
+    /// re-check their source, and a source emptied under a running copy would look like a
+    /// client's delete). Each delete compares the CAS the listing showed, so a write that
+    /// reached the node since (a newer membership change) stays.
+    async fn clean_up(&self, topo: &Arc<Topology>, members: Vec<Arc<NodeEntry>>) {
+        let p = &self.inner.progress;
+        tokio::time::sleep(self.inner.opts.request_timeout * 2).await;
+        let current = self.topology();
+        for node in members {
+            if !Arc::ptr_eq(&current, &self.topology()) || !node.health.is_usable() {
+                return;
+            }
+            p.set_phase(Phase::Cleaning);
+            let stale = match dump_keys(&node.spec.addr, self.inner.opts.connect_timeout, |k| {
+                !topo.owner_nodes(k).any(|n| Arc::ptr_eq(n, &node))
+            })
+            .await
+            {
+                Ok(k) => k,
+                Err(e) => {
+                    p.errors.add(1);
+                    tracing::warn!(node = %node.name, "rebalance: listing keys failed: {e}");
+                    continue;
+                }
+            };
+            for batch in stale.chunks(self.inner.opts.rebalance.concurrency.max(1)) {
+                if !Arc::ptr_eq(&current, &self.topology()) {
+                    return;
+                }
+                let results = join_all(batch.iter().map(|(key, cas)| {
+                    let flags = MetaFlags {
+                        compare_cas: Some(*cas),
+                        ..MetaFlags::default()
+                    };
+                    let md = MetaRequest::new(MetaCmd::Delete, key.clone(), flags, None);
+                    self.send(&node, Request::Meta(md))
+                }))
+                .await;
+                let removed = results
+                    .iter()
+                    .filter(|r| matches!(r, Ok(Response::Meta(m)) if m.status == MetaStatus::Hd))
+                    .count();
+                p.removed.add(removed as u64);
+            }
+        }
+    }
+}
+
+/// Lists the keys `addr` holds (`lru_crawler metadump all`) with their CAS, keeping those
+/// `keep` accepts. Streams the listing line by line, so only the kept keys are held in memory.
+pub(crate) async fn dump_keys(
+    addr: &str,
+    connect_timeout: Duration,
+    mut keep: impl FnMut(&[u8]) -> bool,
+) -> Result<Vec<(Bytes, u64)>, Error> {
+    let mut busy = 0;
+    'again: loop {
+        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| Error::Timeout(addr.to_string()))??;
+        let (rd, mut wr) = stream.into_split();
+        wr.write_all(b"lru_crawler metadump all\r\n").await?;
+        let mut rd = BufReader::with_capacity(64 * 1024, rd);
+        let mut line = Vec::with_capacity(256);
+        let mut out = Vec::new();
+        loop {
+            line.clear();
+            let n = tokio::time::timeout(DUMP_IDLE, rd.read_until(b'\n', &mut line))
+                .await
+                .map_err(|_| Error::Timeout(addr.to_string()))??;
+            if n == 0 {
+                return Err(Error::ConnectionClosed(addr.to_string()));
+            }
+            let l = line.strip_suffix(b"\n").unwrap_or(&line);
+            let l = l.strip_suffix(b"\r").unwrap_or(l);
+            if l == b"END" {
+                return Ok(out);
+            }
+            if let Some(rest) = l.strip_prefix(b"key=") {
+                let mut fields = rest.split(|&b| b == b' ');
+                let enc = fields.next().unwrap_or_default();
+                let key: Vec<u8> = percent_encoding::percent_decode(enc).collect();
+                if keep(&key) {
+                    let cas = fields
+                        .find_map(|f| f.strip_prefix(b"cas="))
+                        .and_then(|c| std::str::from_utf8(c).ok())
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(0);
+                    out.push((Bytes::from(key), cas));
+                }
+                continue;
+            }
+            if l.starts_with(b"BUSY") && busy < BUSY_RETRIES {
+                // Another crawl (ours for another purpose, or an operator's) is running.
+                busy += 1;
+                tokio::time::sleep(BUSY_PAUSE).await;
+                continue 'again;
+            }
+            return Err(Error::Protocol(format!(
+                "{addr}: lru_crawler metadump: {}",
+                String::from_utf8_lossy(l)
+            )));
+        }
+    }
+}
+
+/// The current members that held data under one of `topo`'s past rings.
+fn past_members(topo: &Topology) -> Vec<Arc<NodeEntry>> {
+    topo.nodes
+        .iter()
+        .filter(|n| {
+            topo.past
+                .iter()
+                .any(|p| p.nodes.iter().any(|o| Arc::ptr_eq(o, n)))
+        })
+        .cloned()
+        .collect()
+}
