@@ -195,6 +195,7 @@ impl Cluster {
         }
         let cfg = ProxyConfig {
             listen: "127.0.0.1:0".into(),
+            metrics_listen: Some("127.0.0.1:0".into()),
             // Generous: CI machines have 2 cores and these tests run 4-5 processes.
             request_timeout_ms: 1000,
             connect_timeout_ms: 500,
@@ -256,7 +257,7 @@ impl Drop for Cluster {
 /// The config file a test writes: what an operator would.
 fn render(cfg: &ProxyConfig) -> String {
     let mut t = format!(
-        "listen = \"127.0.0.1:0\"\nrequest_timeout_ms = {}\nconnect_timeout_ms = {}\n\
+        "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\nrequest_timeout_ms = {}\nconnect_timeout_ms = {}\n\
          failure_limit = {}\n[ring]\nreplicas = {}\n[rebalance]\nenabled = {}\nrate = {}\n",
         cfg.request_timeout_ms,
         cfg.connect_timeout_ms,
@@ -485,6 +486,20 @@ async fn scenario(
                     .expect("curr_items")
             })
             .sum();
+        // Progress is on /metrics: what was listed, copied and removed, and the phase.
+        let page = scrape(&cluster).await;
+        for name in [
+            "ringcache_rebalance_keys_scanned_total",
+            "ringcache_rebalance_keys_copied_total",
+            "ringcache_rebalance_keys_removed_total",
+            "ringcache_rebalance_bytes_copied_total",
+            "ringcache_rebalance_transitions_completed_total",
+        ] {
+            let v = sample(&page, name).unwrap_or_else(|| panic!("{name} missing:\n{page}"));
+            assert!(v > 0.0, "{name} = {v}");
+        }
+        assert_eq!(sample(&page, "ringcache_rebalance_phase"), Some(0.0));
+        assert!(sample(&page, "ringcache_rebalance_last_duration_seconds").is_some());
         let present = expect.iter().filter(|v| v.is_some()).count() as u64;
         let want = present * replicas.min(cluster.cfg.nodes.len()) as u64;
         assert!(
@@ -499,6 +514,29 @@ async fn scenario(
         churn_ops,
         settle_ms,
     })
+}
+
+/// The proxy's `/metrics` page.
+async fn scrape(cluster: &Cluster) -> String {
+    let addr = cluster.proxy.metrics_addr.expect("metrics bound");
+    let mut s = TcpStream::connect(addr).await.expect("connect metrics");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .expect("request");
+    let mut body = String::new();
+    tokio::time::timeout(IO_LIMIT, s.read_to_string(&mut body))
+        .await
+        .expect("metrics in time")
+        .expect("metrics");
+    body
+}
+
+/// The value of the first sample of `name` on a metrics page.
+fn sample(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 fn report(name: &str, replicas: usize, on: &Outcome, off: Option<&Outcome>) {

@@ -69,6 +69,8 @@ impl Proxy {
 /// A running proxy.
 pub struct ProxyHandle {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, if it is.
+    pub metrics_addr: Option<SocketAddr>,
     pub proxy: Arc<Proxy>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -92,6 +94,9 @@ pub async fn start(cfg: ProxyConfig, config_path: Option<PathBuf>) -> Result<Pro
         Some(addr) => Some(crate::metrics::bind(addr).await?),
         None => None,
     };
+    // The recorder goes in before the client is built: metric handles taken earlier (per-node
+    // counters, the rebalancer's) would be no-ops for good.
+    let recorder = metrics_listener.as_ref().map(|_| crate::metrics::install());
     let client = Client::builder()
         .options(cfg.client_options()?)
         .node_specs(cfg.nodes.clone())
@@ -107,11 +112,12 @@ pub async fn start(cfg: ProxyConfig, config_path: Option<PathBuf>) -> Result<Pro
         multiget_failures: Tally::default(),
         reloads: Tally::default(),
     });
-    if let Some(l) = metrics_listener {
-        if let Some(addr) = crate::metrics::local_addr(&l) {
+    let mut metrics_addr = None;
+    if let (Some(l), Some(handle)) = (metrics_listener, recorder) {
+        metrics_addr = crate::metrics::local_addr(&l);
+        if let Some(addr) = metrics_addr {
             println!("ringcache proxy metrics on http://{addr}/metrics");
         }
-        let handle = crate::metrics::install();
         tokio::spawn(crate::metrics::serve(l, handle, proxy.shutdown.clone()));
         spawn_publisher(proxy.clone());
     }
@@ -129,7 +135,12 @@ pub async fn start(cfg: ProxyConfig, config_path: Option<PathBuf>) -> Result<Pro
         })
         .await
     });
-    Ok(ProxyHandle { addr, proxy, task })
+    Ok(ProxyHandle {
+        addr,
+        metrics_addr,
+        proxy,
+        task,
+    })
 }
 
 fn spawn_publisher(proxy: Arc<Proxy>) {
