@@ -4,9 +4,7 @@
 //! (leading white space, a sign, anything after a space is ignored), so every value that
 //! memcached counts with, ringcache counts with too, and every value it refuses is refused.
 
-use std::sync::Arc;
-
-use super::item::{Item, Meta, KEY_BINARY, MAX_KEY_LEN};
+use super::item::{ItemRef, Meta, KEY_BINARY, MAX_KEY_LEN};
 use super::{hash, ArithOutcome, Store};
 
 /// memcached's `safe_strtoull` applied to a stored value (which memcached keeps followed by
@@ -70,7 +68,7 @@ impl Store {
         compare: Option<u64>,
         new_cas: Option<u64>,
         now: u64,
-    ) -> Result<(u64, Arc<Item>), ArithOutcome> {
+    ) -> Result<(u64, ItemRef), ArithOutcome> {
         let old = self
             .find(h, key, now, true)
             .hit()
@@ -106,7 +104,7 @@ impl Store {
                 time: old.last_access(),
                 state: old.state(),
             };
-            let item = Item::new(key, &[text, &pad], meta);
+            let item = ItemRef::new(key, &[text, &pad], meta);
             item.refresh_time(now);
             item
         } else {
@@ -119,7 +117,7 @@ impl Store {
                 // A new item: fresh state, but the key is still the key it was.
                 state: old.state() & KEY_BINARY,
             };
-            Item::new(key, &[text], meta)
+            ItemRef::new(key, &[text], meta)
         };
         self.inner.insert(h, item.clone(), !in_place);
         Ok((value, item))
@@ -133,7 +131,7 @@ impl Store {
         initial: u64,
         new_cas: Option<u64>,
         now: u64,
-    ) -> Arc<Item> {
+    ) -> ItemRef {
         let mut buf = [0u8; 20];
         let text = digits(initial, &mut buf);
         let seq = self.inner.next_seq();
@@ -145,11 +143,11 @@ impl Store {
             time: now,
             state: 0,
         };
-        Item::new(key, &[text], meta)
+        ItemRef::new(key, &[text], meta)
     }
 
     /// Counts and inserts an item made by [`Store::new_counter`] or a vivifying `mg`.
-    pub(super) fn insert_new(&self, h: u64, item: Arc<Item>) {
+    pub(super) fn insert_new(&self, h: u64, item: ItemRef) {
         self.inner.insert(h, item, true);
     }
 }

@@ -5,11 +5,9 @@
 //! `key=<uri-encoded key> exp=<unix time or -1> la=<unix time> cas=<n> fetch=<yes|no> cls=<n>
 //! size=<n>\n`. The rebalancer parses exactly this from ringcache and memcached nodes alike.
 
-use std::sync::Arc;
-
 use bytes::BufMut;
 
-use super::item::{Item, MAX_KEY_LEN};
+use super::item::{Item, ItemRef, MAX_KEY_LEN};
 use super::{hash, Store};
 
 /// memcached's default slab page / largest chunk (`slab_chunk_max`, 512 KiB).
@@ -118,15 +116,15 @@ pub struct DebugInfo {
 /// The live items of a store, walked without collecting them (moka's iterator is weakly
 /// consistent: items stored or removed during the walk may or may not appear).
 pub struct Metadump<'a> {
-    iter: moka::sync::Iter<'a, u64, Arc<Item>>,
+    iter: moka::sync::Iter<'a, u64, ItemRef>,
     store: &'a Store,
     now: u64,
 }
 
 impl Iterator for Metadump<'_> {
-    type Item = Arc<Item>;
+    type Item = ItemRef;
 
-    fn next(&mut self) -> Option<Arc<Item>> {
+    fn next(&mut self) -> Option<ItemRef> {
         let common = &self.store.inner.common;
         for (_, item) in self.iter.by_ref() {
             // crawler.c skips `exptime < current_time` (strictly) and flushed items.

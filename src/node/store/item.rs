@@ -1,20 +1,24 @@
-//! One stored item: a 32-byte header and the key and value bytes, all in a single allocation.
+//! One stored item: a 40-byte header (reference count included) and the key and value bytes,
+//! all in a single allocation, handled through a one-word pointer ([`ItemRef`]).
 //!
 //! memcached keeps an item as one slab chunk (header, key, value); ringcache does the same with
 //! one heap block per item, so a 100-byte value costs one allocation rather than an `Arc` plus a
-//! separate buffer. The value, key and client flags never change once an item exists: a new value
-//! is a new item that replaces the old one in the cache, so a reader holding an `Arc<Item>` never
-//! sees a half-written value. What memcached changes in place on a live item is kept in atomics:
+//! separate buffer. The handle is a thin pointer with the reference count in the header (not
+//! `Arc<Item>`, a two-word pointer to a block with two counts): moka keeps the value inline in
+//! its per-entry record, and a one-word value keeps that record in a smaller allocator class.
+//! The value, key and client flags never change once an item exists: a new value is a new item
+//! that replaces the old one in the cache, so a reader holding an [`ItemRef`] never sees a
+//! half-written value. What memcached changes in place on a live item is kept in atomics:
 //! the expiry (touch, gat, `T`), the CAS (meta invalidation), the last access time, and the
 //! fetched / stale / token-sent bits.
 //!
-//! Times are Unix seconds in 32 bits (good until 2106), which keeps the header at 32 bytes.
+//! Times are Unix seconds in 32 bits (good until 2106), which keeps the header at 40 bytes.
 
-use std::alloc::{alloc, handle_alloc_error, Layout};
+use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::fmt;
-use std::ptr;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::Arc;
+use std::ops::Deref;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{self, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use bytes::Bytes;
 use ringcache_client::protocol::parse::item_size;
@@ -37,13 +41,21 @@ const UPDATE_INTERVAL: u64 = 60;
 /// allows 250 bytes; the store refuses anything longer than this rather than truncating.
 pub const MAX_KEY_LEN: usize = u16::MAX as usize;
 
+/// The most key and value bytes one item can hold (the header keeps their length in 32 bits).
+/// memcached's own item limit is 1 GiB; the store refuses anything longer than this.
+pub const MAX_DATA_LEN: usize = u32::MAX as usize;
+
 /// Exptime stored for "already expired" (a negative exptime from the client): a second after
 /// the epoch, so it is never 0 ("never") and always in the past.
 pub(super) const EXPIRED: u64 = 1;
 
-/// The fixed part of an item. `repr(C)` so its size (32 bytes) is exactly where the data starts.
+/// The fixed part of an item. `repr(C)` so its size (40 bytes) is exactly where the data starts.
 #[repr(C)]
 struct Head {
+    /// Handles ([`ItemRef`]) to this item; it is freed when the last one drops.
+    refs: AtomicU32,
+    /// Key and value bytes after the header.
+    len: u32,
     cas: AtomicU64,
     /// Store sequence number: an immediate `flush_all` invalidates every item at or below the
     /// sequence it saw. Exact even within one second, and independent of the CAS, which a client
@@ -68,9 +80,33 @@ struct Raw<D: ?Sized> {
     data: D,
 }
 
-/// One cache item; always handled as `Arc<Item>`.
+/// One cache item; always handled through an [`ItemRef`].
 #[repr(transparent)]
 pub struct Item(Raw<[u8]>);
+
+/// A counted handle to an [`Item`], one word wide: `Arc<Item>` without the weak count and with
+/// the length kept in the item instead of the pointer.
+pub struct ItemRef {
+    ptr: NonNull<Head>,
+}
+
+// SAFETY: an item's fields are immutable or atomics, and its reference count is atomic, exactly
+// as for `Arc<T>` with `T: Send + Sync`.
+unsafe impl Send for ItemRef {}
+// SAFETY: as above.
+unsafe impl Sync for ItemRef {}
+
+/// The layout of an item with `n` bytes of key and value: the header, the bytes, padding to
+/// the header's alignment (what `Layout::for_value` computes for a `Raw<[u8]>`). `None` only
+/// beyond `isize::MAX`.
+fn layout(n: usize) -> Option<Layout> {
+    let size = std::mem::size_of::<Head>().checked_add(n)?;
+    Some(
+        Layout::from_size_align(size, std::mem::align_of::<Head>())
+            .ok()?
+            .pad_to_align(),
+    )
+}
 
 /// The fields of a new item other than its bytes.
 #[derive(Debug, Clone, Copy)]
@@ -93,64 +129,6 @@ fn secs(t: u64) -> u32 {
 }
 
 impl Item {
-    /// A new item holding `key` followed by the concatenation of `value` parts (append and
-    /// prepend join two parts without an intermediate buffer). The bytes are copied, so the
-    /// item never keeps the caller's (network) buffer alive.
-    ///
-    /// `key` must be at most [`MAX_KEY_LEN`] bytes; the store checks before calling.
-    pub(super) fn new(key: &[u8], value: &[&[u8]], meta: Meta) -> Arc<Item> {
-        let key_len = u16::try_from(key.len()).unwrap_or(u16::MAX);
-        let key = &key[..usize::from(key_len)];
-        let n = value
-            .iter()
-            .fold(key.len(), |n, part| n.saturating_add(part.len()));
-        let head = Head {
-            cas: AtomicU64::new(meta.cas),
-            seq: meta.seq,
-            exptime: AtomicU32::new(secs(meta.exptime)),
-            time: AtomicU32::new(secs(meta.time)),
-            flags: meta.flags,
-            key_len,
-            state: AtomicU8::new(meta.state & (FETCHED | STALE | TOKEN_SENT | KEY_BINARY)),
-            epoch: AtomicU8::new(0),
-        };
-        // Layout of `Raw<[u8]>` with `n` data bytes: the 32-byte header, the bytes, padding to
-        // the header's alignment. This is what `Layout::for_value` computes for the result, so
-        // `Box` can free it. Only a size beyond `isize::MAX` can fail, which no key and value
-        // already in memory reach; treat it as the allocation failure it would be.
-        let layout = match std::mem::size_of::<Head>()
-            .checked_add(n)
-            .and_then(|size| Layout::from_size_align(size, std::mem::align_of::<Head>()).ok())
-        {
-            Some(layout) => layout.pad_to_align(),
-            None => handle_alloc_error(Layout::new::<Head>()),
-        };
-        // SAFETY: `layout` has a non-zero size (the header alone is 32 bytes). The fat pointer
-        // built from the allocation and `n` describes a `Raw<[u8]>` (a `repr(C)` struct whose
-        // unsized tail is `[u8]`, so the slice length becomes its metadata) of exactly
-        // `layout`'s size and alignment; `Item` is `repr(transparent)` over it. Every byte of
-        // the header and data is written before the `Box` is formed (padding need not be), and
-        // `Box::from_raw` takes ownership of memory allocated with the global allocator and
-        // the layout `Layout::for_value` will report for it.
-        let boxed: Box<Item> = unsafe {
-            let mem = alloc(layout);
-            if mem.is_null() {
-                handle_alloc_error(layout);
-            }
-            let item = ptr::slice_from_raw_parts_mut(mem, n) as *mut Item;
-            ptr::addr_of_mut!((*item).0.head).write(head);
-            let mut dst = ptr::addr_of_mut!((*item).0.data) as *mut u8;
-            for part in std::iter::once(key).chain(value.iter().copied()) {
-                ptr::copy_nonoverlapping(part.as_ptr(), dst, part.len());
-                dst = dst.add(part.len());
-            }
-            Box::from_raw(item)
-        };
-        // `Arc::from(Box)` moves the item into the `Arc`'s own block (one copy, one transient
-        // allocation at store time) so that the stored item is a single allocation.
-        Arc::from(boxed)
-    }
-
     #[inline]
     fn head(&self) -> &Head {
         &self.0.head
@@ -166,15 +144,6 @@ impl Item {
     #[inline]
     pub fn value(&self) -> &[u8] {
         &self.0.data[usize::from(self.head().key_len)..]
-    }
-
-    /// The value as `Bytes` that share this item's memory (no copy): the item stays alive as
-    /// long as the `Bytes` (or any slice of it) does.
-    pub fn value_bytes(self: &Arc<Self>) -> Bytes {
-        if self.value().is_empty() {
-            return Bytes::new();
-        }
-        Bytes::from_owner(ValueOf(self.clone()))
     }
 
     /// Client flags.
@@ -342,8 +311,142 @@ impl fmt::Debug for Item {
     }
 }
 
-/// Owner of an item's value for [`Item::value_bytes`].
-struct ValueOf(Arc<Item>);
+impl ItemRef {
+    /// A new item holding `key` followed by the concatenation of `value` parts (append and
+    /// prepend join two parts without an intermediate buffer). The bytes are copied, so the
+    /// item never keeps the caller's (network) buffer alive.
+    ///
+    /// `key` must be at most [`MAX_KEY_LEN`] bytes and key and value together at most
+    /// [`MAX_DATA_LEN`]; the store checks before calling (and this panics otherwise).
+    pub(super) fn new(key: &[u8], value: &[&[u8]], meta: Meta) -> ItemRef {
+        let key_len = u16::try_from(key.len()).unwrap_or(u16::MAX);
+        let key = &key[..usize::from(key_len)];
+        let n = value
+            .iter()
+            .fold(key.len(), |n, part| n.saturating_add(part.len()));
+        let len = u32::try_from(n).expect("item data over MAX_DATA_LEN");
+        let head = Head {
+            refs: AtomicU32::new(1),
+            len,
+            cas: AtomicU64::new(meta.cas),
+            seq: meta.seq,
+            exptime: AtomicU32::new(secs(meta.exptime)),
+            time: AtomicU32::new(secs(meta.time)),
+            flags: meta.flags,
+            key_len,
+            state: AtomicU8::new(meta.state & (FETCHED | STALE | TOKEN_SENT | KEY_BINARY)),
+            epoch: AtomicU8::new(0),
+        };
+        // Only a size beyond `isize::MAX` can fail, which no key and value already in memory
+        // reach; treat it as the allocation failure it would be.
+        let Some(layout) = layout(n) else {
+            handle_alloc_error(Layout::new::<Head>())
+        };
+        // SAFETY: `layout` has a non-zero size (the header alone is 40 bytes). The fat pointer
+        // built from the allocation and `n` describes a `Raw<[u8]>` (a `repr(C)` struct whose
+        // unsized tail is `[u8]`, so the slice length becomes its metadata) of exactly
+        // `layout`'s size and alignment; `Item` is `repr(transparent)` over it. Every byte of
+        // the header and data is written before any reference to the item is formed (padding
+        // need not be). The handle owns the one reference counted in the header; the block is
+        // freed with the same layout, recomputed from `len`, in `ItemRef::drop`.
+        unsafe {
+            let mem = alloc(layout);
+            if mem.is_null() {
+                handle_alloc_error(layout);
+            }
+            let item = ptr::slice_from_raw_parts_mut(mem, n) as *mut Item;
+            ptr::addr_of_mut!((*item).0.head).write(head);
+            let mut dst = ptr::addr_of_mut!((*item).0.data) as *mut u8;
+            for part in std::iter::once(key).chain(value.iter().copied()) {
+                ptr::copy_nonoverlapping(part.as_ptr(), dst, part.len());
+                dst = dst.add(part.len());
+            }
+            ItemRef {
+                ptr: NonNull::new_unchecked(mem as *mut Head),
+            }
+        }
+    }
+
+    /// The value as `Bytes` that share this item's memory (no copy): the item stays alive as
+    /// long as the `Bytes` (or any slice of it) does.
+    pub fn value_bytes(&self) -> Bytes {
+        if self.value().is_empty() {
+            return Bytes::new();
+        }
+        Bytes::from_owner(ValueOf(self.clone()))
+    }
+
+    /// Whether two handles point to the same item (`Arc::ptr_eq`).
+    #[inline]
+    pub fn ptr_eq(a: &ItemRef, b: &ItemRef) -> bool {
+        a.ptr == b.ptr
+    }
+
+    /// Handles to this item (`Arc::strong_count`), for tests.
+    #[cfg(test)]
+    pub fn strong_count(this: &ItemRef) -> usize {
+        this.head().refs.load(Relaxed) as usize
+    }
+}
+
+impl Deref for ItemRef {
+    type Target = Item;
+
+    #[inline]
+    fn deref(&self) -> &Item {
+        // SAFETY: `ptr` points to a live item (this handle holds a reference) whose header
+        // records its data length; the fat pointer rebuilt from the two is the one `Item::new`
+        // created, covering the whole block.
+        unsafe {
+            let len = (*self.ptr.as_ptr()).len as usize;
+            &*(ptr::slice_from_raw_parts(self.ptr.as_ptr() as *const u8, len) as *const Item)
+        }
+    }
+}
+
+impl Clone for ItemRef {
+    #[inline]
+    fn clone(&self) -> ItemRef {
+        // Relaxed, as in `Arc::clone`: a new handle is made from an existing one, which
+        // already keeps the item alive.
+        let old = self.head().refs.fetch_add(1, Relaxed);
+        if old >= i32::MAX as u32 {
+            // As `Arc` does on overflow: unreachable without leaking billions of handles.
+            std::process::abort();
+        }
+        ItemRef { ptr: self.ptr }
+    }
+}
+
+impl Drop for ItemRef {
+    #[inline]
+    fn drop(&mut self) {
+        // The ordering of `Arc::drop`: release our uses of the item, and acquire everyone
+        // else's before freeing it.
+        if self.head().refs.fetch_sub(1, atomic::Ordering::Release) != 1 {
+            return;
+        }
+        atomic::fence(atomic::Ordering::Acquire);
+        // SAFETY: this was the last handle, so nobody else can reach the block. It was
+        // allocated in `Item::new` with `layout(len)` (which succeeded then, so it does now),
+        // and the header needs no drop (atomics and integers).
+        unsafe {
+            let len = (*self.ptr.as_ptr()).len as usize;
+            if let Some(layout) = layout(len) {
+                dealloc(self.ptr.as_ptr() as *mut u8, layout);
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ItemRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// Owner of an item's value for [`ItemRef::value_bytes`].
+struct ValueOf(ItemRef);
 
 impl AsRef<[u8]> for ValueOf {
     fn as_ref(&self) -> &[u8] {
@@ -368,34 +471,38 @@ mod tests {
 
     #[test]
     fn key_and_value_live_in_one_block() {
-        let item = Item::new(b"key", &[b"val", b"ue"], meta());
+        let item = ItemRef::new(b"key", &[b"val", b"ue"], meta());
         assert_eq!(item.key(), b"key");
         assert_eq!(item.value(), b"value");
         assert_eq!(item.flags(), 7);
         assert_eq!(item.cas(), 3);
         assert_eq!(item.exptime(), 100);
         assert_eq!(item.last_access(), 50);
-        assert_eq!(std::mem::size_of::<Head>(), 32);
-        assert_eq!(std::mem::size_of_val(&*item), 32 + 8);
-        let empty = Item::new(b"", &[], meta());
+        assert_eq!(std::mem::size_of::<Head>(), 40);
+        assert_eq!(std::mem::size_of_val(&*item), 40 + 8);
+        assert_eq!(std::mem::size_of::<ItemRef>(), 8);
+        let empty = ItemRef::new(b"", &[], meta());
         assert!(empty.key().is_empty() && empty.value().is_empty());
         assert!(empty.value_bytes().is_empty());
     }
 
     #[test]
     fn value_bytes_share_the_item() {
-        let item = Item::new(b"k", &[b"hello"], meta());
+        let item = ItemRef::new(b"k", &[b"hello"], meta());
         let bytes = item.value_bytes();
         assert_eq!(&bytes[..], b"hello");
         assert_eq!(bytes.as_ptr(), item.value().as_ptr(), "no copy");
-        assert_eq!(Arc::strong_count(&item), 2);
+        assert_eq!(ItemRef::strong_count(&item), 2);
+        let other = item.clone();
+        assert!(ItemRef::ptr_eq(&item, &other));
         drop(bytes);
-        assert_eq!(Arc::strong_count(&item), 1);
+        drop(other);
+        assert_eq!(ItemRef::strong_count(&item), 1);
     }
 
     #[test]
     fn first_fetch_marks_later_fetches_move_the_time() {
-        let item = Item::new(b"k", &[b"v"], meta());
+        let item = ItemRef::new(b"k", &[b"v"], meta());
         item.bump(60);
         assert!(item.fetched());
         assert_eq!(
@@ -413,7 +520,7 @@ mod tests {
 
     #[test]
     fn token_and_stale_bits() {
-        let item = Item::new(b"k", &[b"v"], meta());
+        let item = ItemRef::new(b"k", &[b"v"], meta());
         assert!(!item.take_token());
         assert!(item.take_token());
         item.invalidate();
@@ -426,7 +533,7 @@ mod tests {
     #[test]
     fn big_values_round_trip() {
         let v = vec![0xabu8; 1 << 20];
-        let item = Item::new(&[b'k'; 250], &[&v], meta());
+        let item = ItemRef::new(&[b'k'; 250], &[&v], meta());
         assert_eq!(item.key().len(), 250);
         assert_eq!(item.value(), &v[..]);
         assert_eq!(item.size(), 57 + 250 + (1 << 20) + 2 + 4);

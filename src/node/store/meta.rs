@@ -8,9 +8,7 @@
 //! an earlier `T` set). The executor passes that order in [`MetaExtra::order`]; without it the
 //! canonical order `N T R t` applies.
 
-use std::sync::Arc;
-
-use super::item::{Item, Meta, MAX_KEY_LEN};
+use super::item::{ItemRef, Meta, MAX_KEY_LEN};
 use super::{expiry, hash, ArithOutcome, Lookup, Store, StoreMode, StoreOutcome, Write};
 
 /// What `mg` asks for beyond a plain read.
@@ -45,7 +43,7 @@ pub struct MetaExtra<'a> {
 /// item as it was before this access.
 #[derive(Debug, Clone)]
 pub struct MetaGetHit {
-    pub item: Arc<Item>,
+    pub item: ItemRef,
     /// Seconds left as the `t` flag reports them, at its place among the TTL flags (`None` =
     /// never expires; never negative).
     pub ttl: Option<i64>,
@@ -198,7 +196,7 @@ impl Store {
                     time: now,
                     state: 0,
                 };
-                (Item::new(key, &[], meta), true)
+                (ItemRef::new(key, &[], meta), true)
             }
         };
         let fetched_before = item.fetched();
@@ -346,7 +344,7 @@ impl Store {
                 time: now,
                 state: 0,
             };
-            item = Item::new(key, &[], meta);
+            item = ItemRef::new(key, &[], meta);
         }
         let mut ttl_changed = false;
         if opts.invalidate {

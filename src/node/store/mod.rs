@@ -43,7 +43,7 @@ use sweep::Sweep;
 
 pub use arith::parse_counter;
 pub use dump::{metadump_line, slab_class, url_encode, DebugInfo, Metadump};
-pub use item::{Item, MAX_KEY_LEN};
+pub use item::{Item, ItemRef, MAX_DATA_LEN, MAX_KEY_LEN};
 pub use meta::{
     MetaArithHit, MetaArithOpts, MetaDeleteOpts, MetaDeleteOutcome, MetaExtra, MetaGetHit,
     MetaGetOpts, MetaSetOpts,
@@ -72,9 +72,9 @@ pub use meta::{
 /// memcached itself needs ~195 B for a 100-byte item; the difference is moka's bookkeeping.
 pub const ITEM_OVERHEAD: u64 = 320;
 
-/// Bytes of an item's allocation besides key and value: the 32-byte header and the `Arc`'s two
-/// reference counts.
-const ITEM_BLOCK_HEADER: usize = 48;
+/// Bytes of an item's allocation besides key and value: its 40-byte header (reference count
+/// included).
+const ITEM_BLOCK_HEADER: usize = 40;
 
 /// The allocator size class of an `n`-byte block, as mimalloc (and jemalloc) round it: 8-byte
 /// steps up to 64 bytes, then four classes per power of two.
@@ -112,7 +112,7 @@ pub struct StoreConfig {
 /// What a read found.
 #[derive(Debug, Clone)]
 pub enum Lookup {
-    Hit(Arc<Item>),
+    Hit(ItemRef),
     /// No item under the key.
     Miss,
     /// There, but past its exptime (counted as `get_expired`, then removed).
@@ -123,7 +123,7 @@ pub enum Lookup {
 
 impl Lookup {
     /// The item, if it was a hit.
-    pub fn hit(self) -> Option<Arc<Item>> {
+    pub fn hit(self) -> Option<ItemRef> {
         match self {
             Lookup::Hit(item) => Some(item),
             _ => None,
@@ -354,15 +354,15 @@ impl ItemExpiry {
     }
 }
 
-impl Expiry<u64, Arc<Item>> for ItemExpiry {
-    fn expire_after_create(&self, _: &u64, v: &Arc<Item>, _: Instant) -> Option<Duration> {
+impl Expiry<u64, ItemRef> for ItemExpiry {
+    fn expire_after_create(&self, _: &u64, v: &ItemRef, _: Instant) -> Option<Duration> {
         self.remaining(v)
     }
 
     fn expire_after_update(
         &self,
         _: &u64,
-        v: &Arc<Item>,
+        v: &ItemRef,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
@@ -376,7 +376,7 @@ struct Shared {
     /// under the same hash with another key (a collision: ~3e-8 at a million keys) reads as a
     /// miss and is replaced by a write, as an eviction would. This saves a key copy and its
     /// bookkeeping in moka per item.
-    cache: Cache<u64, Arc<Item>>,
+    cache: Cache<u64, ItemRef>,
     common: Arc<Common>,
     locks: Box<[Mutex<()>]>,
     /// CAS uniques and store sequence numbers come from this one counter (one shared atomic
@@ -414,7 +414,7 @@ impl Shared {
 
     /// Puts `item` under `h` (the caller holds `h`'s lock). `new` counts it in `total_items`:
     /// memcached counts every item it links, but not in-place changes.
-    fn insert(&self, h: u64, item: Arc<Item>, new: bool) {
+    fn insert(&self, h: u64, item: ItemRef, new: bool) {
         let c = &self.common.counters;
         c.incr(h, C::CurrItems);
         c.add(h, C::Bytes, charge(&item));
@@ -425,9 +425,9 @@ impl Shared {
     }
 
     /// Removes `item` if it is still the one under `h` (the caller holds `h`'s lock).
-    fn unlink_if_same(&self, h: u64, item: &Arc<Item>) -> bool {
+    fn unlink_if_same(&self, h: u64, item: &ItemRef) -> bool {
         match self.cache.get(&h) {
-            Some(cur) if Arc::ptr_eq(&cur, item) => {
+            Some(cur) if ItemRef::ptr_eq(&cur, item) => {
                 self.cache.invalidate(&h);
                 true
             }
@@ -467,9 +467,9 @@ impl Store {
         let cache = Cache::builder()
             .max_capacity(capacity)
             .eviction_policy(EvictionPolicy::lru())
-            .weigher(move |_: &u64, v: &Arc<Item>| weigher.weights.weigh(v))
+            .weigher(move |_: &u64, v: &ItemRef| weigher.weights.weigh(v))
             .expire_after(ItemExpiry(common.clone()))
-            .eviction_listener(move |k: Arc<u64>, v: Arc<Item>, cause| {
+            .eviction_listener(move |k: Arc<u64>, v: ItemRef, cause| {
                 listener.on_removal(*k, &v, cause)
             })
             .build();
@@ -498,7 +498,9 @@ impl Store {
 
     /// Whether an item with this key, value length and flags is over the item size limit.
     pub fn too_large(&self, key: &[u8], value_len: usize, flags: u32) -> bool {
-        key.len() > MAX_KEY_LEN || item_size(key.len(), value_len, flags) > self.max_item_size
+        key.len() > MAX_KEY_LEN
+            || key.len().saturating_add(value_len) > MAX_DATA_LEN
+            || item_size(key.len(), value_len, flags) > self.max_item_size
     }
 
     /// The item under `key` as memcached's `do_item_get` sees it: a dead (expired or flushed)
@@ -712,7 +714,7 @@ impl Store {
         };
         // An item stored already expired is still linked, as memcached does: it counts in
         // total_items, replaces the old value, and a later read finds it expired.
-        self.inner.insert(h, Item::new(key, parts, meta), true);
+        self.inner.insert(h, ItemRef::new(key, parts, meta), true);
         (StoreOutcome::Stored, cas)
     }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::counters::C;
-use super::{Shared, Status};
+use super::{ItemRef, Shared, Status};
 
 /// Whether a sweep is running or wanted.
 #[derive(Debug, Default)]
@@ -70,7 +70,7 @@ pub(super) fn pass(shared: &Shared) {
             Status::Live => {
                 if item.epoch() != epoch {
                     let _g = shared.lock(h);
-                    if matches!(shared.cache.get(&h), Some(cur) if Arc::ptr_eq(&cur, &item)) {
+                    if matches!(shared.cache.get(&h), Some(cur) if ItemRef::ptr_eq(&cur, &item)) {
                         // Same item again: moka calls the weigher and adjusts its total.
                         shared.insert(h, item, false);
                     }

@@ -30,7 +30,7 @@ pub(super) fn value(s: &Store, key: &[u8]) -> Option<Vec<u8>> {
     s.peek(key).hit().map(|i| i.value().to_vec())
 }
 
-pub(super) fn item(s: &Store, key: &[u8]) -> Arc<Item> {
+pub(super) fn item(s: &Store, key: &[u8]) -> ItemRef {
     match s.peek(key) {
         Lookup::Hit(i) => i,
         other => panic!("{} not there: {other:?}", String::from_utf8_lossy(key)),
