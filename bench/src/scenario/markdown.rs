@@ -214,6 +214,27 @@ pub fn render(r: &Results) -> String {
                 );
             }
         }
+        let faults: Vec<String> = r
+            .rows
+            .iter()
+            .flat_map(|row| {
+                row.figures.iter().flat_map(move |f| {
+                    f.faults
+                        .iter()
+                        .map(move |e| format!("- {} on {}: {e}", f.kind.label(), row.load.name))
+                })
+            })
+            .collect();
+        if !faults.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nConnection faults (first per round; ops lost to them count as errors when they \
+                 fell in the measured window, not when they fell in the warm-up):\n"
+            );
+            for f in faults {
+                let _ = writeln!(s, "{f}");
+            }
+        }
         let _ = writeln!(s, "\n![throughput](results/throughput.svg)\n");
         let _ = writeln!(s, "![ops per CPU-second](results/cpu.svg)\n");
         let _ = writeln!(s, "![latency percentiles](results/latency.svg)\n");
@@ -354,6 +375,7 @@ mod tests {
             p999_us: 900.0,
             hit_ratio: Some(1.0),
             errors: 0,
+            faults: Vec::new(),
         };
         let rows = vec![Row {
             load,

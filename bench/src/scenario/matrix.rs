@@ -114,6 +114,8 @@ pub struct Figures {
     pub hit_ratio: Option<f64>,
     /// Errors summed over all rounds (error replies + unanswered ops).
     pub errors: u64,
+    /// The first connection fault of each round that had one (deduplicated), warm-up included.
+    pub faults: Vec<String>,
 }
 
 /// A load and what every target did on it.
@@ -152,6 +154,14 @@ pub fn figures(report: &BenchReport, kinds: &[Kind]) -> Vec<Figures> {
                 p999_us: med(&|r| Some(r.latency_us.p999 as f64)).unwrap_or(0.0),
                 hit_ratio: med(&|r| r.hit_ratio),
                 errors: mine.iter().map(|r| r.errors).sum(),
+                faults: mine.iter().fold(Vec::new(), |mut v, r| {
+                    if let Some(e) = &r.first_error {
+                        if !v.contains(e) {
+                            v.push(e.clone());
+                        }
+                    }
+                    v
+                }),
             }
         })
         .collect()
@@ -338,6 +348,7 @@ mod tests {
             p999_us: p99 * 2.0,
             hit_ratio: Some(1.0),
             errors: 0,
+            faults: Vec::new(),
         }
     }
 

@@ -96,6 +96,11 @@ pub struct ScenarioArgs {
     /// Rebuild target/release/ringcache first even if it exists.
     #[arg(long)]
     pub rebuild: bool,
+    /// Build ringcache from this git revision instead of the working tree: a clean `git
+    /// archive` export under target/, built with its own target directory. Use it when the
+    /// working tree holds unfinished edits.
+    #[arg(long, value_name = "REV", conflicts_with = "ringcache")]
+    pub ringcache_rev: Option<String>,
     /// memcached binary (Debian: apt-get install memcached).
     #[arg(long, default_value = "/usr/bin/memcached")]
     pub memcached: String,
@@ -197,6 +202,9 @@ fn peers(a: &ScenarioArgs) -> Result<(PathBuf, PathBuf)> {
 /// The ringcache binary: `--ringcache`, or target/release/ringcache (built when missing or
 /// with `--rebuild`).
 fn ringcache_bin(a: &ScenarioArgs) -> Result<PathBuf> {
+    if let Some(rev) = &a.ringcache_rev {
+        return build_rev(rev);
+    }
     if let Some(p) = &a.ringcache {
         return if p.is_file() {
             Ok(p.clone())
@@ -223,6 +231,71 @@ fn ringcache_bin(a: &ScenarioArgs) -> Result<PathBuf> {
         if !st.success() || !bin.is_file() {
             return Err(io_err(format!("building {} failed: {st}", bin.display())));
         }
+    }
+    Ok(bin)
+}
+
+/// The full commit id `rev` names.
+fn resolve_rev(rev: &str) -> Result<String> {
+    let o = Command::new("git")
+        .args(["rev-parse", "--verify", &format!("{rev}^{{commit}}")])
+        .current_dir(workspace_root())
+        .output()?;
+    let sha = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    if !o.status.success() || sha.is_empty() {
+        return Err(io_err(format!("--ringcache-rev {rev}: not a commit")));
+    }
+    Ok(sha)
+}
+
+/// Exports `rev` with `git archive` to target/rcbench-src-SHA and builds its release binary
+/// there (target directory target/rcbench-export, kept between runs so rebuilds are quick).
+fn build_rev(rev: &str) -> Result<PathBuf> {
+    let root = workspace_root();
+    let sha = resolve_rev(rev)?;
+    let src = root.join(format!("target/rcbench-src-{}", &sha[..12]));
+    if !src.join("Cargo.toml").is_file() {
+        std::fs::create_dir_all(&src)?;
+        let tar = src.join("export.tar");
+        let st = Command::new("git")
+            .args(["archive", "--format=tar", "-o"])
+            .arg(&tar)
+            .arg(&sha)
+            .current_dir(&root)
+            .status()?;
+        let st2 = Command::new("tar")
+            .arg("-xf")
+            .arg(&tar)
+            .current_dir(&src)
+            .status()?;
+        let _ = std::fs::remove_file(&tar);
+        if !st.success() || !st2.success() {
+            let _ = std::fs::remove_dir_all(&src);
+            return Err(io_err(format!("exporting {sha} failed")));
+        }
+    }
+    let target = root.join("target/rcbench-export");
+    eprintln!(
+        "scenario: building ringcache {} in {}",
+        &sha[..12],
+        src.display()
+    );
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let st = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "ringcache",
+            "--bin",
+            "ringcache",
+        ])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(&src)
+        .status()?;
+    let bin = target.join("release/ringcache");
+    if !st.success() || !bin.is_file() {
+        return Err(io_err(format!("building {sha} failed: {st}")));
     }
     Ok(bin)
 }
@@ -270,11 +343,20 @@ fn machine_meta(a: &ScenarioArgs, plan: &Plan, bins: [&Path; 3]) -> Meta {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_default()
     };
-    let mut commit = git(&["rev-parse", "--short", "HEAD"]);
-    let dirty = git(&["status", "--porcelain", "--", "src", "client"]);
-    if !dirty.is_empty() {
-        commit.push_str(" plus uncommitted changes in src/ or client/");
-    }
+    let commit = match (&a.ringcache_rev, &a.ringcache) {
+        (Some(rev), _) => format!(
+            "{} (`--ringcache-rev {rev}`: a clean export of that commit)",
+            git(&["rev-parse", "--short", &format!("{rev}^{{commit}}")])
+        ),
+        (None, Some(p)) => format!("unknown (binary given: {})", p.display()),
+        (None, None) => {
+            let mut c = git(&["rev-parse", "--short", "HEAD"]);
+            if !git(&["status", "--porcelain", "--", "src", "client"]).is_empty() {
+                c.push_str(" plus uncommitted changes in src/ or client/ (working tree)");
+            }
+            c
+        }
+    };
     let argv: Vec<String> = std::env::args().skip_while(|x| x != "scenario").collect();
     let command = format!(
         "cargo run --release -p ringcache-bench -- {}",
