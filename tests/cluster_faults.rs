@@ -15,7 +15,7 @@ use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ringcache_client::health::NodeState;
-use ringcache_client::{CasResult, Client, Item};
+use ringcache_client::{CasResult, Client, Item, RebalanceOptions};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -175,6 +175,11 @@ async fn fault_client(addrs: &[String]) -> Client {
         .request_timeout(REQUEST_TIMEOUT)
         .connect_timeout(Duration::from_millis(500))
         .failure_limit(2)
+        // These tests look at the fenced state itself; re-warming would lift it under them.
+        .rebalance(RebalanceOptions {
+            rewarm: false,
+            ..RebalanceOptions::default()
+        })
         .build()
         .await
         .expect("client")
@@ -1463,5 +1468,83 @@ fn multiget_fails_over_to_next_replica_when_primary_dies_mid_request() {
         for (k, item) in keys.iter().zip(&got.items) {
             assert_eq!(item_value(item), Some(k.as_bytes()), "key {k}");
         }
+    });
+}
+
+/// A node back from a crash is flushed and fenced, then re-warmed from the other owners of its
+/// keys and unfenced: afterwards it holds every key it owns, with the same value and CAS as
+/// its replica, and serves its own misses again.
+#[test]
+fn returning_node_is_rewarmed_then_unfenced() {
+    run(async {
+        let mut nodes = three_nodes();
+        let addrs = addrs(&nodes);
+        let node_addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+        let client = Client::builder()
+            .nodes(addrs.clone())
+            .replicas(2)
+            .request_timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_millis(500))
+            .failure_limit(2)
+            .build()
+            .await
+            .expect("client");
+        let victim = 1;
+        let victim_addr = addrs[victim].clone();
+        const KEYS: usize = 1200;
+        let key = |i: usize| format!("w:{i}");
+        for i in 0..KEYS {
+            client
+                .set(key(i).as_bytes(), format!("v{i}").into_bytes(), 0, 0)
+                .await
+                .unwrap();
+        }
+        let owned: Vec<usize> = (0..KEYS)
+            .filter(|&i| owners(&client, &key(i)).contains(&victim))
+            .collect();
+        assert!(owned.len() > 500, "victim owns {}", owned.len());
+
+        nodes[victim].kill9();
+        // Reads go to the primary first: these notice the crash.
+        for &i in owned
+            .iter()
+            .filter(|&&i| owners(&client, &key(i))[0] == victim)
+            .take(4)
+        {
+            let _ = client.get(key(i).as_bytes()).await;
+        }
+        wait_for(Duration::from_secs(2), || {
+            state_of(&client, &victim_addr) == NodeState::Down
+        })
+        .await
+        .expect("marked down");
+        nodes[victim] = Proc::node_at(&victim_addr);
+        let took = wait_for(Duration::from_secs(20), || {
+            state_of(&client, &victim_addr) == NodeState::Up
+        })
+        .await
+        .expect("re-warmed and unfenced");
+        let mut missing = Vec::new();
+        for &i in &owned {
+            let k = key(i);
+            let held = held(&node_addrs, &k).await;
+            let copies: Vec<&RawValue> = owners(&client, &k)
+                .iter()
+                .filter_map(|&o| held[o].as_ref())
+                .collect();
+            let want = format!("v{i}").into_bytes();
+            let same = copies.len() == 2
+                && copies.iter().all(|c| c.data == want)
+                && copies[0].cas == copies[1].cas;
+            if !same {
+                missing.push(k);
+            }
+        }
+        eprintln!(
+            "re-warm: {} keys owned by the returning node, back up after {took:?}; {} not restored",
+            owned.len(),
+            missing.len()
+        );
+        assert!(missing.is_empty(), "{missing:?}");
     });
 }

@@ -515,6 +515,7 @@ impl Client {
                     node.health.returned_fenced();
                     node.metrics.up.set(1.0);
                     tracing::info!(node = %node.name, "node back: flushed and fenced");
+                    client.spawn_rewarm(node.clone());
                     return;
                 }
             }

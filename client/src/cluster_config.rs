@@ -91,6 +91,8 @@ pub struct RebalanceSettings {
     pub concurrency: usize,
     /// Seconds a process that does not migrate keeps reading through the old ring (default 600).
     pub hold_secs: u64,
+    /// Re-warm a node back from being down, then lift its fence (default true).
+    pub rewarm: bool,
 }
 
 impl Default for RebalanceSettings {
@@ -102,6 +104,7 @@ impl Default for RebalanceSettings {
             rate: o.rate,
             concurrency: o.concurrency,
             hold_secs: o.hold.as_secs(),
+            rewarm: o.rewarm,
         }
     }
 }
@@ -120,6 +123,7 @@ impl RebalanceSettings {
             rate: self.rate,
             concurrency: self.concurrency,
             hold: std::time::Duration::from_secs(self.hold_secs),
+            rewarm: self.rewarm,
         })
     }
 }

@@ -28,6 +28,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::client::Client;
+use crate::health::NodeState;
 use crate::protocol::{MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response};
 use crate::topology::{NodeEntry, Topology};
 use crate::transition::Moved;
@@ -48,6 +49,9 @@ pub struct RebalanceOptions {
     pub concurrency: usize,
     /// How long a process that does not migrate keeps the old ring for reads.
     pub hold: Duration,
+    /// Re-warm a node that returns from being down (copy its keys from their other owners)
+    /// and then lift its fence. Off: it stays fenced (its misses fall through to a replica).
+    pub rewarm: bool,
 }
 
 impl Default for RebalanceOptions {
@@ -58,6 +62,7 @@ impl Default for RebalanceOptions {
             rate: 20_000,
             concurrency: 32,
             hold: Duration::from_secs(600),
+            rewarm: true,
         }
     }
 }
@@ -229,7 +234,7 @@ impl Client {
             let opts = client.inner.opts.rebalance.clone();
             if !opts.migrate {
                 tokio::time::sleep(opts.hold).await;
-            } else if !client.migrate(&topo, &opts).await {
+            } else if !client.migrate(&topo).await {
                 tracing::info!("rebalance: superseded by a newer membership change");
                 return;
             }
@@ -281,7 +286,7 @@ impl Client {
     }
 
     /// Moves every moved key; false if a newer membership change superseded the transition.
-    async fn migrate(&self, topo: &Arc<Topology>, opts: &RebalanceOptions) -> bool {
+    async fn migrate(&self, topo: &Arc<Topology>) -> bool {
         let p = &self.inner.progress;
         let mut sources: Vec<Arc<NodeEntry>> = Vec::new();
         for past in &topo.past {
@@ -336,40 +341,65 @@ impl Client {
                 "rebalance: node listed; copying"
             );
             p.set_phase(Phase::Copying);
-            let per_tick = match opts.rate {
-                0 => usize::MAX,
-                r => ((r as u64 * TICK.as_millis() as u64 / 1000).max(1)) as usize,
-            };
-            let mut tick = tokio::time::interval(TICK);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            for chunk in keys.chunks(per_tick.min(keys.len().max(1))) {
-                if opts.rate != 0 {
-                    tick.tick().await;
-                }
-                if !self.is_current(topo) {
-                    return false;
-                }
-                for batch in chunk.chunks(opts.concurrency.max(1)) {
-                    join_all(
-                        batch
-                            .iter()
-                            .map(|(key, _)| self.migrate_key(topo, &src, key)),
-                    )
-                    .await;
-                }
+            if !self.copy_paced(topo, &src, &keys, None).await {
+                return false;
             }
         }
         true
     }
 
-    /// Copies one key from `src` to those of its current owners that lack it.
-    async fn migrate_key(&self, topo: &Topology, src: &Arc<NodeEntry>, key: &Bytes) {
+    /// Copies `keys` from `src` at the configured rate, to `only` or else to each key's
+    /// current owners; false if `topo` stopped being current meanwhile.
+    async fn copy_paced(
+        &self,
+        topo: &Arc<Topology>,
+        src: &Arc<NodeEntry>,
+        keys: &[(Bytes, u64)],
+        only: Option<&Arc<NodeEntry>>,
+    ) -> bool {
+        let opts = &self.inner.opts.rebalance;
+        let per_tick = match opts.rate {
+            0 => usize::MAX,
+            r => ((r as u64 * TICK.as_millis() as u64 / 1000).max(1)) as usize,
+        };
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for chunk in keys.chunks(per_tick.min(keys.len().max(1))) {
+            if opts.rate != 0 {
+                tick.tick().await;
+            }
+            if !self.is_current(topo) {
+                return false;
+            }
+            for batch in chunk.chunks(opts.concurrency.max(1)) {
+                join_all(
+                    batch
+                        .iter()
+                        .map(|(key, _)| self.migrate_key(topo, src, key, only)),
+                )
+                .await;
+            }
+        }
+        true
+    }
+
+    /// Copies one key from `src` to `only`, or else to those of its current owners that lack it.
+    async fn migrate_key(
+        &self,
+        topo: &Topology,
+        src: &Arc<NodeEntry>,
+        key: &Bytes,
+        only: Option<&Arc<NodeEntry>>,
+    ) {
         let p = &self.inner.progress;
-        let targets: Vec<Arc<NodeEntry>> = topo
-            .owner_nodes(key)
-            .filter(|n| n.health.is_usable() && !Arc::ptr_eq(n, src))
-            .cloned()
-            .collect();
+        let targets: Vec<Arc<NodeEntry>> = match only {
+            Some(n) => vec![n.clone()],
+            None => topo
+                .owner_nodes(key)
+                .filter(|n| n.health.is_usable() && !Arc::ptr_eq(n, src))
+                .cloned()
+                .collect(),
+        };
         if targets.is_empty() {
             p.skipped.add(1);
             return;
@@ -385,6 +415,80 @@ impl Client {
                 tracing::debug!(node = %src.name, "rebalance: moving a key failed: {e}");
             }
         }
+    }
+
+    /// Re-warms a node that came back from being down (flushed by the probe, fenced): copies
+    /// to it every key it owns from the other owners, at the migrator's rate, then lifts the
+    /// fence so its misses are misses again. Copies are adds checked against racing deletes,
+    /// as in a transition; a node without another owner of its keys (replicas = 1) has
+    /// nothing to copy and is unfenced at once.
+    pub(crate) fn spawn_rewarm(&self, node: Arc<NodeEntry>) {
+        if !self.inner.opts.rebalance.rewarm {
+            return;
+        }
+        let client = self.clone();
+        tokio::spawn(async move {
+            for attempt in 0..LIST_ATTEMPTS {
+                let topo = client.topology();
+                if !topo.nodes.iter().any(|n| Arc::ptr_eq(n, &node))
+                    || node.health.state() != NodeState::Fenced
+                {
+                    return;
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+                }
+                let started = Instant::now();
+                if client.rewarm(&topo, &node).await {
+                    node.health.unfence();
+                    tracing::info!(
+                        node = %node.name,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "re-warmed; fence lifted"
+                    );
+                    return;
+                }
+            }
+            tracing::warn!(node = %node.name, "re-warm did not complete; the node stays fenced");
+        });
+    }
+
+    /// One re-warm pass over the other owners of `node`'s keys; false if it must be retried.
+    async fn rewarm(&self, topo: &Arc<Topology>, node: &Arc<NodeEntry>) -> bool {
+        let p = &self.inner.progress;
+        let sources: Vec<Arc<NodeEntry>> = topo
+            .nodes
+            .iter()
+            .filter(|n| !Arc::ptr_eq(n, node) && n.health.state() == NodeState::Up)
+            .cloned()
+            .collect();
+        for src in sources {
+            if node.health.state() != NodeState::Fenced {
+                return false;
+            }
+            let keys = match dump_keys(&src.spec.addr, self.inner.opts.connect_timeout, |k| {
+                let mut own = topo.owner_nodes(k);
+                let (mut has_node, mut has_src) = (false, false);
+                for n in own.by_ref() {
+                    has_node |= Arc::ptr_eq(n, node);
+                    has_src |= Arc::ptr_eq(n, &src);
+                }
+                has_node && has_src
+            })
+            .await
+            {
+                Ok(k) => k,
+                Err(e) => {
+                    p.errors.add(1);
+                    tracing::warn!(node = %src.name, "re-warm: listing keys failed: {e}");
+                    return false;
+                }
+            };
+            if !self.copy_paced(topo, &src, &keys, Some(node)).await {
+                return false;
+            }
+        }
+        true
     }
 
     /// After the transition: removes from each member that held data under a past ring the
