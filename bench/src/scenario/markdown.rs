@@ -115,7 +115,7 @@ pub fn render(r: &Results) -> String {
          targets alternate (A B A B …) and medians are compared",
         m.nproc, m.cpu_model, m.mem_total, m.kernel
     );
-    let _ = writeln!(s, "- **ringcache**: commit `{}`", m.commit);
+    let _ = writeln!(s, "- **ringcache**: commit {}", m.commit);
     for (name, v) in &m.versions {
         let _ = writeln!(s, "- **{name}**: {v}");
     }
@@ -275,7 +275,8 @@ pub fn render(r: &Results) -> String {
         let _ = writeln!(s, "## Rebalance: adding a 4th server to a loaded cluster\n");
         let _ = writeln!(
             s,
-            "20 000 keys (100-byte values) are written through the proxy, then every key is read \
+            "20 000 keys (100-byte values) are written through the proxy (ringcache proxy, or \
+             nutcracker), then every key is read \
              back round and round (100-key `get`s on one connection) while the cluster grows \
              from 3 to 4 servers. Each point is the share of keys read in that second that came \
              back with the value written. The dashed line marks the change.\n"

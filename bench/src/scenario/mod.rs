@@ -345,12 +345,12 @@ fn machine_meta(a: &ScenarioArgs, plan: &Plan, bins: [&Path; 3]) -> Meta {
     };
     let commit = match (&a.ringcache_rev, &a.ringcache) {
         (Some(rev), _) => format!(
-            "{} (`--ringcache-rev {rev}`: a clean export of that commit)",
+            "`{}` (built by `--ringcache-rev {rev}` from a clean export of that commit)",
             git(&["rev-parse", "--short", &format!("{rev}^{{commit}}")])
         ),
         (None, Some(p)) => format!("unknown (binary given: {})", p.display()),
         (None, None) => {
-            let mut c = git(&["rev-parse", "--short", "HEAD"]);
+            let mut c = format!("`{}`", git(&["rev-parse", "--short", "HEAD"]));
             if !git(&["status", "--porcelain", "--", "src", "client"]).is_empty() {
                 c.push_str(" plus uncommitted changes in src/ or client/ (working tree)");
             }

@@ -194,7 +194,14 @@ pub async fn read_loop(addr: String, w: Arc<Workload>, total: Duration) -> Vec<P
             }
         }
     }
+    // A last second cut short by the end holds only a few reads: leave it out.
+    points.truncate(whole_seconds(total));
     points
+}
+
+/// The whole one-second buckets in `total`.
+pub fn whole_seconds(total: Duration) -> usize {
+    total.as_secs() as usize
 }
 
 /// Sends one request and reads its `VALUE … END` reply.
@@ -287,5 +294,7 @@ mod tests {
         assert_eq!(s.before(), Some(1.0));
         assert_eq!(s.lowest_after(), Some(0.5));
         assert_eq!(s.last(2), Some(0.75));
+        assert_eq!(whole_seconds(Duration::from_millis(15_000)), 15);
+        assert_eq!(whole_seconds(Duration::from_millis(6_900)), 6);
     }
 }
