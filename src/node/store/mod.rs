@@ -51,26 +51,38 @@ pub use meta::{
 
 /// Bytes charged per item on top of its own allocation: what moka spends on one entry.
 ///
-/// An item is charged [`item_charge`]: its allocation (48 bytes of header and reference counts,
-/// the key, the value) rounded up to the allocator's size class, plus this constant. Measured
-/// with the node's allocator (release build, mimalloc; RSS growth divided by resident items, in
-/// a full cache under eviction churn, 12-byte keys):
+/// An item is charged [`item_charge`]: its allocation (the 40-byte header, the key, the value)
+/// rounded up to the allocator's size class, plus this constant. moka's part, per entry, in
+/// allocations (moka 0.12.16, counted with a counting allocator): the key's `Arc<u64>` 24 B,
+/// the hash-table bucket 16, the value entry 32 (our one-word [`ItemRef`] inline), the entry
+/// info 64, the deque-node holder 48, the LRU deque node 24 = 208 B; plus the hash table's
+/// pointer array (doubled at 70 % load: 11–23 B) and allocator slack, and for items with a TTL
+/// a timer-wheel node (~48 B). Measured as RSS growth of the release binary (mimalloc 2.x)
+/// divided by resident items, with `src/node/store/mem_per_item.py`:
 ///
-/// | value  | item block  | RSS per resident item | charge | RSS / limit at 256 MiB |
-/// |--------|-------------|-----------------------|--------|------------------------|
-/// | 10 B   | 70 → 80     | 359                   | 400    | 0.92                   |
-/// | 100 B  | 160         | 477 (525 with a TTL)  | 480    | 1.02 (1.12 with a TTL) |
-/// | 600 B  | 660 → 768   | 1052                  | 1088   | 0.97 (at 1 GiB)        |
-/// | 1000 B | 1060 → 1280 | 1589                  | 1600   | 1.02                   |
+/// ```text
+/// python3 src/node/store/mem_per_item.py node --limit-mib 256 --value V --items N [--ttl 86400]
+/// python3 src/node/store/mem_per_item.py node --items 1000000            # 4 GiB, no eviction
+/// python3 src/node/store/mem_per_item.py memcached --items 1000000       # the same for memcached
+/// ```
 ///
-/// so moka costs about 300 B per entry (hash-table bucket, value entry, entry info, a key
-/// `Arc`, the LRU deque node, plus ~50 B of timer-wheel node for items with a TTL). With 320 the
-/// RSS of a full node stays within ~10 % of its limit across these sizes (TTL-only workloads of
-/// small items sit at the upper end; the process's fixed ~7 MiB comes on top, which matters only
-/// for small limits). The size-class rounding matters: allocators round a 1060-byte block up to
-/// 1280, and a flat per-item constant would let a 1 KB-value cache overshoot by ~20 %.
-/// memcached itself needs ~195 B for a 100-byte item; the difference is moka's bookkeeping.
-pub const ITEM_OVERHEAD: u64 = 320;
+/// (N = 3 × 256 MiB / (V + 300): a full cache under eviction churn; 11-byte keys.)
+///
+/// | value  | item block  | RSS / resident item (TTL) | charge | RSS / charge (TTL) |
+/// |--------|-------------|---------------------------|--------|--------------------|
+/// | 10 B   | 61 → 64     | 323 (372)                 | 344    | 0.94 (1.08)        |
+/// | 100 B  | 151 → 160   | 408 (456)                 | 440    | 0.93 (1.04)        |
+/// | 600 B  | 651 → 768   | 1027 (1077)               | 1048   | 0.98 (1.03)        |
+/// | 1000 B | 1051 → 1280 | 1549 (1596)               | 1560   | 0.99 (1.02)        |
+///
+/// and 403 B per item for 1 M 100-byte items without eviction (memcached 1.6.18: 202 B, the
+/// same test). With 280 the RSS growth of a full node stays within 10 % of its limit across
+/// these sizes, with and without TTLs (the process's fixed ~18 MiB comes on top, which matters
+/// only for small limits). The size-class rounding matters: allocators round a 1051-byte block
+/// up to 1280, and a flat per-item constant would let a 1 KB-value cache overshoot by ~20 %.
+/// The whole gap to memcached is moka's bookkeeping (~240 B per entry, above): our own item
+/// is a 160-byte block here, memcached's is a 192-byte slab chunk plus ~8 B of hash table.
+pub const ITEM_OVERHEAD: u64 = 280;
 
 /// Bytes of an item's allocation besides key and value: its 40-byte header (reference count
 /// included).

@@ -287,6 +287,17 @@ fn item_size_limit_like_memcached() {
     assert!(s.get(&long_key).hit().is_none());
 }
 
+/// An item keeps its data length in 32 bits: beyond that the store refuses the value even when
+/// the configured item limit (up to half the memory limit) would allow it.
+#[test]
+fn data_beyond_32_bit_lengths_is_too_large() {
+    let (s, _c) = store_with(64 << 20, usize::MAX);
+    assert!(!s.too_large(b"k", 1 << 20, 0));
+    assert!(!s.too_large(b"k", MAX_DATA_LEN - 1, 0));
+    assert!(s.too_large(b"k", MAX_DATA_LEN, 0));
+    assert!(s.too_large(b"", MAX_DATA_LEN + 1, 0));
+}
+
 /// memcached 1.6.18: `set n 3 0 3 100`, `decr n 1` → 99, value `99 `; `incr n 1000` → 1099
 /// (value grows); `decr n 5000` → 0, value `0   `.
 #[test]
