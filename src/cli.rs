@@ -81,6 +81,9 @@ pub struct ProxyArgs {
     /// Address for Prometheus /metrics [default: none].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+    /// Worker threads; 1 runs the whole proxy on one thread, as twemproxy does [default: 1].
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// `ringcache local` flags.

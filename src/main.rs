@@ -74,6 +74,9 @@ fn node_config(args: &NodeArgs) -> Result<NodeConfig, Error> {
     if let Some(v) = args.threads {
         cfg.threads = v;
     }
+    if let Some(v) = args.threads {
+        cfg.threads = v;
+    }
     if args.enable_shutdown {
         cfg.enable_shutdown = true;
     }
@@ -145,10 +148,25 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .build()?)
 }
 
+/// The proxy's runtime: with one thread, a current-thread runtime, so a request's hops between
+/// the client connection, the backend writer and the backend reader are plain task switches
+/// instead of cross-thread wake-ups.
+fn proxy_runtime(threads: usize) -> Result<tokio::runtime::Runtime, Error> {
+    Ok(match threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+    })
+}
+
 fn run_proxy(args: ProxyArgs) -> Result<(), Error> {
     let cfg = proxy_config(&args)?;
     let watch = args.config.clone();
-    runtime()?.block_on(async move {
+    proxy_runtime(cfg.threads)?.block_on(async move {
         let signals = ringcache::listener::signal_token();
         let handle = proxy::start(cfg, watch).await?;
         println!("ringcache proxy listening on {}", handle.addr);

@@ -572,7 +572,7 @@ impl Client {
             .await?;
         let item = first_item(resp);
         if item.is_some() {
-            self.copy_ttl(&key, exptime).await;
+            Box::pin(self.copy_ttl(&key, exptime)).await;
         }
         Ok(item)
     }
@@ -592,7 +592,7 @@ impl Client {
                         continue;
                     }
                     if !miss && !fenced_misses.is_empty() {
-                        self.backfill(key, &fenced_misses).await;
+                        Box::pin(self.backfill(key, &fenced_misses)).await;
                     }
                     return Ok(resp);
                 }
@@ -603,7 +603,7 @@ impl Client {
         if !fenced_misses.is_empty() || last_err.is_none() {
             // Every reachable copy missed: during a transition the key may not have moved yet.
             if !topo.past.is_empty() {
-                if let Some(resp) = self.read_through(&topo, key, &make).await {
+                if let Some(resp) = Box::pin(self.read_through(&topo, key, &make)).await {
                     return Ok(resp);
                 }
             }
@@ -685,7 +685,7 @@ impl Client {
             if per_node.is_empty() {
                 break;
             }
-            let results = join_all(per_node.into_iter().map(|(n, idx)| {
+            let ask = |(n, idx): (usize, Vec<usize>)| {
                 let node = &topo.nodes[n];
                 let req = Request::Get {
                     cmd,
@@ -696,8 +696,17 @@ impl Client {
                     let r = self.send(node, req).await;
                     (node, idx, r)
                 }
-            }))
-            .await;
+            };
+            // One node (every single-key get): no join_all and its per-future bookkeeping.
+            let results = if per_node.len() == 1 {
+                let one = per_node.pop().map(ask);
+                match one {
+                    Some(f) => vec![f.await],
+                    None => Vec::new(),
+                }
+            } else {
+                join_all(per_node.into_iter().map(ask)).await
+            };
             for (node, idx, r) in results {
                 // On an error every key stays pending at the owner after this one.
                 let Ok(Response::Values(vals)) = r else {
@@ -719,8 +728,7 @@ impl Client {
             }
         }
         if !topo.past.is_empty() {
-            self.read_through_many(&topo, cmd, exptime, keys, &mut slots)
-                .await;
+            Box::pin(self.read_through_many(&topo, cmd, exptime, keys, &mut slots)).await;
         }
         slots
     }
@@ -890,19 +898,23 @@ impl Client {
 
     /// Runs a conditional write on the primary (the first live owner) and, when it changed the
     /// item, copies the resulting item to the other replicas. Returns the primary's reply.
+    ///
+    /// The slow paths (transition pull, replica copy) are boxed where they are awaited: every
+    /// request future is as large as its largest await state, and the proxy moves each one
+    /// into the heap, so inline slow paths would cost every fast request a multi-KiB copy.
     pub async fn conditional(&self, req: Request) -> Result<Response, Error> {
         let key = request_key(&req).ok_or_else(|| Error::Protocol("request without key".into()))?;
         let topo = self.topology();
         if !topo.past.is_empty() {
             // Mid-transition the item may still sit on its old owner: bring it over first so
             // the write applies to it.
-            self.pull(&topo, &key).await;
+            Box::pin(self.pull(&topo, &key)).await;
         }
         let owners = self.required_owners(&key)?;
         let primary = &owners[0];
         let resp = self.send(primary, req).await?;
         if changed(&resp) && owners.len() > 1 {
-            self.copy_from(primary, &owners[1..], &key, false).await;
+            Box::pin(self.copy_from(primary, &owners[1..], &key, false)).await;
         }
         Ok(resp)
     }

@@ -35,6 +35,8 @@ pub struct ProxyConfig {
     pub ack: String,
     /// Requests one client connection may have in flight before the proxy stops reading it.
     pub max_inflight_per_connection: usize,
+    /// Worker threads of `ringcache proxy` (1: everything on one thread); restart to change.
+    pub threads: usize,
     pub ring: RingSettings,
     /// What membership changes do with the data; applies on restart.
     pub rebalance: RebalanceSettings,
@@ -54,6 +56,7 @@ impl Default for ProxyConfig {
             connections_per_node: 2,
             ack: "all".into(),
             max_inflight_per_connection: 1024,
+            threads: 1,
             ring: RingSettings::default(),
             rebalance: RebalanceSettings::default(),
             nodes: Vec::new(),
@@ -87,9 +90,9 @@ impl ProxyConfig {
         // Building the ring checks replicas, vnodes, duplicates, weights and addresses.
         self.ring.build(&self.nodes)?;
         self.rebalance.options()?;
-        if self.max_connections == 0 || self.connections_per_node == 0 {
+        if self.max_connections == 0 || self.connections_per_node == 0 || self.threads == 0 {
             return Err(Error::Config(
-                "max_connections and connections_per_node must be at least 1".into(),
+                "max_connections, connections_per_node and threads must be at least 1".into(),
             ));
         }
         if self.request_timeout_ms == 0 || self.connect_timeout_ms == 0 {

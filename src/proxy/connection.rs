@@ -48,6 +48,14 @@ pub async fn run(stream: TcpStream, proxy: Arc<Proxy>) {
                     proxy.stats.command(verb);
                     match item {
                         Ok(Request::Quit) => closing = true,
+                        Ok(req) if inflight.is_empty() && rbuf.is_empty() => {
+                            // The only request in hand (every request of a client that waits
+                            // for each reply): run it right here, without a boxed future, an
+                            // ordering ticket or the ordered queue.
+                            if let Some(r) = route::execute(&proxy, req).await {
+                                r.encode(&mut wbuf);
+                            }
+                        }
                         Ok(req) => {
                             if inflight.is_empty() {
                                 order.clear();
