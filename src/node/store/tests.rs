@@ -827,3 +827,15 @@ fn crawl_reclaims_expired_items() {
     );
     assert_eq!(st.curr_items, 1);
 }
+
+#[test]
+fn moka_key_hasher_mixes_the_whole_key() {
+    let b = KeyHashBuilder::new();
+    assert_eq!(b.hash_one(42u64), b.hash_one(42u64));
+    let mut seen = std::collections::HashSet::new();
+    // Keys that differ only in their high bits land on different low bits (moka's buckets).
+    for i in 0..1024u64 {
+        seen.insert(b.hash_one(i << 40) & 0xffff);
+    }
+    assert!(seen.len() > 1000, "{}", seen.len());
+}
