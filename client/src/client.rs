@@ -713,9 +713,12 @@ impl Client {
                     continue;
                 };
                 let fenced = node.health.state() == NodeState::Fenced;
+                // Hits come back in the order the keys were asked (memcached answers a
+                // multi-get in key order), so one cursor matches them without searching.
+                let mut vals = vals.into_iter().peekable();
                 for &i in &idx {
-                    match vals.iter().find(|v| v.key == keys[i]) {
-                        Some(v) => slots[i] = Slot::Hit(v.clone()),
+                    match vals.next_if(|v| v.key == keys[i]) {
+                        Some(v) => slots[i] = Slot::Hit(v),
                         None if fenced => missed[i] = true,
                         None => slots[i] = Slot::Miss,
                     }
