@@ -258,3 +258,27 @@ async fn reload_adds_and_removes_nodes_without_dropping_clients() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A multi-get that names a key twice, pipelined behind other requests, is answered (once per
+/// name, as memcached does) instead of waiting on itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_key_in_a_pipelined_multiget_is_answered() {
+    let nodes = nodes(3).await;
+    let proxy = proxy_for(&nodes, 2).await;
+    let addr = proxy.addr;
+    let reply = tokio::task::spawn_blocking(move || {
+        exchange(
+            addr,
+            b"set a 0 0 1\r\n1\r\nget a a\r\nget a b a\r\nget a\r\n",
+            b"END\r\nVALUE a 0 1\r\n1\r\nEND\r\n",
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&reply),
+        "STORED\r\nVALUE a 0 1\r\n1\r\nVALUE a 0 1\r\n1\r\nEND\r\n\
+         VALUE a 0 1\r\n1\r\nVALUE a 0 1\r\n1\r\nEND\r\nVALUE a 0 1\r\n1\r\nEND\r\n"
+    );
+    proxy.shutdown().await;
+}

@@ -336,7 +336,7 @@ async fn moved_ratio(cluster: &Cluster, expect: &[Option<Vec<u8>>]) -> f64 {
         .iter()
         .zip(&got.items)
         .filter(|(w, h)| match (w, h) {
-            (Some(w), Some(h)) => &h.value[..] == &w[..],
+            (Some(w), Some(h)) => h.value[..] == w[..],
             _ => false,
         })
         .count();

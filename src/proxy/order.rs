@@ -79,7 +79,9 @@ impl KeyOrder {
             Some(keys) => {
                 for k in keys {
                     if let Some(prev) = self.last.insert(k.clone(), done.clone()) {
-                        if prev.peek().is_none() {
+                        // A key named twice (`get a a`) finds this request's own signal:
+                        // waiting on it would never end.
+                        if !Shared::ptr_eq(&prev, &done) && prev.peek().is_none() {
                             waits.push(prev);
                         }
                     }
