@@ -199,6 +199,8 @@ const BUSY_RETRIES: u32 = 50;
 const BUSY_PAUSE: Duration = Duration::from_millis(200);
 /// Listings of one node tried before its keys are given up.
 const LIST_ATTEMPTS: u32 = 4;
+/// Pause before the keys whose copy failed are tried again.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Pacing tick of the rate limit.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -364,6 +366,7 @@ impl Client {
         };
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failed: Vec<Bytes> = Vec::new();
         for chunk in keys.chunks(per_tick.min(keys.len().max(1))) {
             if opts.rate != 0 {
                 tick.tick().await;
@@ -372,10 +375,32 @@ impl Client {
                 return false;
             }
             for batch in chunk.chunks(opts.concurrency.max(1)) {
-                join_all(
+                let done = join_all(
                     batch
                         .iter()
                         .map(|(key, _)| self.migrate_key(topo, src, key, only)),
+                )
+                .await;
+                failed.extend(
+                    batch
+                        .iter()
+                        .zip(done)
+                        .filter(|(_, ok)| !ok)
+                        .map(|(k, _)| k.0.clone()),
+                );
+            }
+        }
+        // Keys whose copy failed (a timeout on a busy node) get one more try, after a pause.
+        if !failed.is_empty() {
+            tokio::time::sleep(RETRY_PAUSE).await;
+            for batch in failed.chunks(opts.concurrency.max(1)) {
+                if !self.is_current(topo) {
+                    return false;
+                }
+                join_all(
+                    batch
+                        .iter()
+                        .map(|key| self.migrate_key(topo, src, key, only)),
                 )
                 .await;
             }
@@ -383,14 +408,15 @@ impl Client {
         true
     }
 
-    /// Copies one key from `src` to `only`, or else to those of its current owners that lack it.
+    /// Copies one key from `src` to `only`, or else to those of its current owners that lack
+    /// it; false if the copy failed and is worth another try.
     async fn migrate_key(
         &self,
         topo: &Topology,
         src: &Arc<NodeEntry>,
         key: &Bytes,
         only: Option<&Arc<NodeEntry>>,
-    ) {
+    ) -> bool {
         let p = &self.inner.progress;
         let targets: Vec<Arc<NodeEntry>> = match only {
             Some(n) => vec![n.clone()],
@@ -402,17 +428,22 @@ impl Client {
         };
         if targets.is_empty() {
             p.skipped.add(1);
-            return;
+            return true;
         }
         match self.move_key(src, &targets, key).await {
             Ok(Moved::Copied { bytes, .. }) => {
                 p.copied.add(1);
                 p.bytes.add(bytes as u64);
+                true
             }
-            Ok(Moved::Present | Moved::Absent) => p.skipped.add(1),
+            Ok(Moved::Present | Moved::Absent) => {
+                p.skipped.add(1);
+                true
+            }
             Err(e) => {
                 p.errors.add(1);
                 tracing::debug!(node = %src.name, "rebalance: moving a key failed: {e}");
+                false
             }
         }
     }
