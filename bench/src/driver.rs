@@ -264,22 +264,9 @@ pub async fn run_load(
         }
     };
     let results = results?;
-    let mut counts = Counts::default();
-    let mut warmup = Counts::default();
-    for r in &results {
-        counts.add(&r.counts);
-        warmup.add(&r.warmup);
-    }
-    let hist = report::merge(results.iter().map(|r| &r.hist))?;
-    let cpu = window.map(|(b, a)| CpuUsage::between(&b, &a, counts.ops));
-    Ok(LoadResult {
-        counts,
-        warmup,
-        hist,
-        elapsed: measure_end.saturating_duration_since(measure_start),
-        cpu,
-        first_error: results.into_iter().find_map(|r| r.first_error),
-    })
+    let ops = results.iter().map(|r| r.counts.ops).sum();
+    let cpu = window.map(|(b, a)| CpuUsage::between(&b, &a, ops));
+    LoadResult::gather(results, measure_start, measure_end, cpu)
 }
 
 /// Writes every key of the workload once (sets, closed loop), spread over `opts.connections`
@@ -480,13 +467,39 @@ fn judge(protocol: Protocol, is_get: bool, resp: &Response) -> Verdict {
     }
 }
 
-/// What a connection task hands back.
+/// What a load task (a connection, or an embedded-client task) hands back.
 #[derive(Debug)]
-struct ConnResult {
-    counts: Counts,
-    warmup: Counts,
-    hist: Histogram<u64>,
-    first_error: Option<String>,
+pub(crate) struct ConnResult {
+    pub(crate) counts: Counts,
+    pub(crate) warmup: Counts,
+    pub(crate) hist: Histogram<u64>,
+    pub(crate) first_error: Option<String>,
+}
+
+impl LoadResult {
+    /// Sums the tasks' results over the measured window.
+    pub(crate) fn gather(
+        results: Vec<ConnResult>,
+        measure_start: Instant,
+        measure_end: Instant,
+        cpu: Option<CpuUsage>,
+    ) -> Result<LoadResult> {
+        let mut counts = Counts::default();
+        let mut warmup = Counts::default();
+        for r in &results {
+            counts.add(&r.counts);
+            warmup.add(&r.warmup);
+        }
+        let hist = report::merge(results.iter().map(|r| &r.hist))?;
+        Ok(LoadResult {
+            counts,
+            warmup,
+            hist,
+            elapsed: measure_end.saturating_duration_since(measure_start),
+            cpu,
+            first_error: results.into_iter().find_map(|r| r.first_error),
+        })
+    }
 }
 
 /// Deltas not yet added to [`Live`].

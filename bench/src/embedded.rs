@@ -23,12 +23,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use hdrhistogram::Histogram;
 use ringcache_client::{Client, Error as ClientError};
 use tokio::time::Instant;
 
 use crate::cpu;
-use crate::driver::{DriverOptions, LoadResult, PrefillResult, Source, PREFILL_MAX};
+use crate::driver::{ConnResult, DriverOptions, LoadResult, PrefillResult, Source, PREFILL_MAX};
 use crate::error::{BenchError, Result};
 use crate::report::{self, Counts};
 use crate::workload::{Op, Workload};
@@ -243,20 +242,13 @@ impl Shared {
     }
 }
 
-struct TaskResult {
-    counts: Counts,
-    warmup: Counts,
-    hist: Histogram<u64>,
-    first_error: Option<String>,
-}
-
 /// One load task: keeps up to `pipeline` ops in flight until the deadline, then drains.
-async fn task(shared: Arc<Shared>, mut source: Source) -> TaskResult {
+async fn task(shared: Arc<Shared>, mut source: Source) -> ConnResult {
     let client = &shared.client;
     let w: &Workload = &shared.workload;
     let mut inflight = FuturesUnordered::new();
     let mut done = false;
-    let mut out = TaskResult {
+    let mut out = ConnResult {
         counts: Counts::default(),
         warmup: Counts::default(),
         hist: report::new_histogram(),
@@ -323,7 +315,7 @@ async fn task(shared: Arc<Shared>, mut source: Source) -> TaskResult {
     out
 }
 
-async fn join(handles: Vec<tokio::task::JoinHandle<TaskResult>>) -> Result<Vec<TaskResult>> {
+async fn join(handles: Vec<tokio::task::JoinHandle<ConnResult>>) -> Result<Vec<ConnResult>> {
     let mut out = Vec::with_capacity(handles.len());
     for h in handles {
         out.push(h.await.map_err(|e| {
@@ -435,24 +427,11 @@ pub async fn run_load(
         None => None,
     };
     let results = results?;
-    let mut counts = Counts::default();
-    let mut warmup = Counts::default();
-    for r in &results {
-        counts.add(&r.counts);
-        warmup.add(&r.warmup);
-    }
-    let hist = report::merge(results.iter().map(|r| &r.hist))?;
+    let ops = results.iter().map(|r| r.counts.ops).sum();
     let cpu = before
         .zip(cpu_after)
-        .map(|(b, a)| cpu::CpuUsage::between(&b, &a, counts.ops));
-    Ok(LoadResult {
-        counts,
-        warmup,
-        hist,
-        elapsed: measure_end.saturating_duration_since(measure_start),
-        cpu,
-        first_error: results.into_iter().find_map(|r| r.first_error),
-    })
+        .map(|(b, a)| cpu::CpuUsage::between(&b, &a, ops));
+    LoadResult::gather(results, measure_start, measure_end, cpu)
 }
 
 /// [`crate::driver::prefill`] for an embedded target: every key set once, by

@@ -6,17 +6,16 @@
 //! a message when it is not installed); a spawner for `ringcache node` can be dropped in later
 //! and the same checks run against it. Every child process is killed when its guard drops.
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
+mod common;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use clap::Parser;
+use common::stats;
 use ringcache_bench::{run_blocking, Args, BenchReport};
-use ringcache_client::protocol::Response;
 
 /// A server started for one test.
 struct Server {
@@ -126,34 +125,6 @@ impl Spawner for Memcached {
 /// The spawners every check runs against. (Add `ringcache node` here when it exists.)
 fn spawners() -> Vec<Box<dyn Spawner>> {
     vec![Box::new(Memcached)]
-}
-
-/// The server's `stats`, parsed with the shared protocol parser.
-fn stats(addr: &str) -> HashMap<String, u64> {
-    let mut s = TcpStream::connect(addr).expect("connect for stats");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    s.write_all(b"stats\r\n").expect("send stats");
-    let mut buf = BytesMut::new();
-    let mut chunk = [0u8; 8192];
-    for _ in 0..1000 {
-        if let Some(resp) = Response::parse(&mut buf).expect("stats reply parses") {
-            let Response::Stats(lines) = resp else {
-                panic!("expected STAT lines, got {resp:?}");
-            };
-            return lines
-                .into_iter()
-                .filter_map(|(k, v)| {
-                    let v = std::str::from_utf8(&v).ok()?.parse().ok()?;
-                    Some((String::from_utf8_lossy(&k).into_owned(), v))
-                })
-                .collect();
-        }
-        let n = s.read(&mut chunk).expect("read stats");
-        assert!(n > 0, "server closed during stats");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    panic!("stats reply never ended");
 }
 
 fn args(addr: &str, extra: &[&str]) -> Args {

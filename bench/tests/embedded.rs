@@ -7,17 +7,16 @@
 //! release; `cargo test --workspace` and `cargo build --release` put it there), and is skipped
 //! with a message when there is none. Every node is killed when its guard drops.
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
+mod common;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use clap::Parser;
+use common::stats;
 use ringcache_bench::{run_blocking, Args, BenchReport};
-use ringcache_client::protocol::Response;
 
 struct Node {
     child: Child,
@@ -71,33 +70,6 @@ fn start_node(bin: &PathBuf) -> Node {
         std::thread::sleep(Duration::from_millis(20));
     }
     node
-}
-
-fn stats(addr: &str) -> HashMap<String, u64> {
-    let mut s = TcpStream::connect(addr).expect("connect for stats");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    s.write_all(b"stats\r\n").expect("send stats");
-    let mut buf = BytesMut::new();
-    let mut chunk = [0u8; 8192];
-    for _ in 0..1000 {
-        if let Some(resp) = Response::parse(&mut buf).expect("stats reply parses") {
-            let Response::Stats(lines) = resp else {
-                panic!("expected STAT lines, got {resp:?}");
-            };
-            return lines
-                .into_iter()
-                .filter_map(|(k, v)| {
-                    let v = std::str::from_utf8(&v).ok()?.parse().ok()?;
-                    Some((String::from_utf8_lossy(&k).into_owned(), v))
-                })
-                .collect();
-        }
-        let n = s.read(&mut chunk).expect("read stats");
-        assert!(n > 0, "node closed during stats");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    panic!("stats reply never ended");
 }
 
 fn summed(nodes: &[Node], name: &str) -> u64 {
