@@ -59,12 +59,12 @@ pub use meta::{
 /// info 64, the deque-node holder 48, the LRU deque node 24 = 208 B; plus the hash table's
 /// pointer array (doubled at 70 % load: 11–23 B) and allocator slack, and for items with a TTL
 /// a timer-wheel node (~48 B). Measured as RSS growth of the release binary (mimalloc 2.x)
-/// divided by resident items, with `src/node/store/mem_per_item.py`:
+/// divided by resident items, with `bench/tools/mem_per_item.py`:
 ///
 /// ```text
-/// python3 src/node/store/mem_per_item.py node --limit-mib 256 --value V --items N [--ttl 86400]
-/// python3 src/node/store/mem_per_item.py node --items 1000000            # 4 GiB, no eviction
-/// python3 src/node/store/mem_per_item.py memcached --items 1000000       # the same for memcached
+/// python3 bench/tools/mem_per_item.py node --limit-mib 256 --value V --items N [--ttl 86400]
+/// python3 bench/tools/mem_per_item.py node --items 1000000            # 4 GiB, no eviction
+/// python3 bench/tools/mem_per_item.py memcached --items 1000000       # the same for memcached
 /// ```
 ///
 /// (N = 3 × 256 MiB / (V + 300): a full cache under eviction churn; 11-byte keys.)

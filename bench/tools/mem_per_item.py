@@ -6,8 +6,8 @@ items with pipelined `set`s (keys "key:0000123", fixed-size values), asks `stats
 lets the node run moka's pending maintenance), reads VmRSS again, prints one JSON line and
 kills only the process it started. Used for the figures in `ITEM_OVERHEAD`'s doc comment.
 
-    python3 src/node/store/mem_per_item.py node      [--bin target/release/ringcache]
-    python3 src/node/store/mem_per_item.py memcached [--bin /usr/bin/memcached]
+    python3 bench/tools/mem_per_item.py node      [--bin target/release/ringcache]
+    python3 bench/tools/mem_per_item.py memcached [--bin /usr/bin/memcached]
     options: --items 1000000 --value 100 --limit-mib 4096 --batch 500 --ttl 0
 
 With --items beyond what --limit-mib holds, the cache fills and evicts; `rss_over_limit` (RSS
