@@ -145,10 +145,14 @@ impl Connection {
             return Err(self.closed());
         }
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Pending { req, reply })
-            .await
-            .map_err(|_| self.closed())?;
+        // Room in the queue is the common case: take it without the async acquire.
+        match self.tx.try_send(Pending { req, reply }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(p)) => {
+                self.tx.send(p).await.map_err(|_| self.closed())?;
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(self.closed()),
+        }
         Ok(rx)
     }
 
