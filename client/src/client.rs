@@ -523,7 +523,7 @@ impl Client {
     }
 
     /// The live owners of `key`, primary first.
-    fn live_owners(topo: &Topology, key: &[u8]) -> Vec<Arc<NodeEntry>> {
+    pub(crate) fn live_owners(topo: &Topology, key: &[u8]) -> Vec<Arc<NodeEntry>> {
         topo.owners(key)
             .as_slice()
             .iter()
@@ -534,7 +534,12 @@ impl Client {
 
     /// The live owners of `key` for a write; an error when none is left.
     fn required_owners(&self, key: &[u8]) -> Result<Vec<Arc<NodeEntry>>, Error> {
-        let owners = Self::live_owners(&self.topology(), key);
+        Self::required_in(&self.topology(), key)
+    }
+
+    /// [`Client::required_owners`] in a topology the caller already holds.
+    fn required_in(topo: &Topology, key: &[u8]) -> Result<Vec<Arc<NodeEntry>>, Error> {
+        let owners = Self::live_owners(topo, key);
         if owners.is_empty() {
             return Err(Error::ConnectionClosed("no live replica".into()));
         }
@@ -913,7 +918,7 @@ impl Client {
             // the write applies to it.
             Box::pin(self.pull(&topo, &key)).await;
         }
-        let owners = self.required_owners(&key)?;
+        let owners = Self::required_in(&topo, &key)?;
         let primary = &owners[0];
         let resp = self.send(primary, req).await?;
         if changed(&resp) && owners.len() > 1 {

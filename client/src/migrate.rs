@@ -272,7 +272,7 @@ impl Client {
     /// Whether the client still places keys as `topo` does (no newer change came).
     fn is_current_ring(&self, topo: &Topology) -> bool {
         let now = self.topology();
-        now.past.is_empty() && now.same_ring(topo) && now.nodes.len() == topo.nodes.len()
+        now.past.is_empty() && now.same_ring(topo)
     }
 
     /// Whether `topo` is still the client's current topology (no newer change came).
@@ -420,11 +420,11 @@ impl Client {
         let p = &self.inner.progress;
         let targets: Vec<Arc<NodeEntry>> = match only {
             Some(n) => vec![n.clone()],
-            None => topo
-                .owner_nodes(key)
-                .filter(|n| n.health.is_usable() && !Arc::ptr_eq(n, src))
-                .cloned()
-                .collect(),
+            None => {
+                let mut owners = Self::live_owners(topo, key);
+                owners.retain(|n| !Arc::ptr_eq(n, src));
+                owners
+            }
         };
         if targets.is_empty() {
             p.skipped.add(1);
@@ -498,9 +498,8 @@ impl Client {
                 return false;
             }
             let keys = match dump_keys(&src.spec.addr, self.inner.opts.connect_timeout, |k| {
-                let mut own = topo.owner_nodes(k);
                 let (mut has_node, mut has_src) = (false, false);
-                for n in own.by_ref() {
+                for n in topo.owner_nodes(k) {
                     has_node |= Arc::ptr_eq(n, node);
                     has_src |= Arc::ptr_eq(n, &src);
                 }

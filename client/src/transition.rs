@@ -19,6 +19,7 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 
 use crate::client::{is_miss, Client, Slot};
+use crate::protocol::number::parse_u32;
 use crate::protocol::{GetCmd, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response};
 use crate::topology::{CasSupport, NodeEntry, Topology};
 use crate::Error;
@@ -60,20 +61,13 @@ impl Client {
         };
         let probe = Request::Meta(MetaRequest::new(MetaCmd::Get, key.clone(), flags, None));
         match self.send(from, probe).await? {
-            Response::Meta(m) if m.status == MetaStatus::Va => {
-                let num = |f| {
-                    m.flag(f)
-                        .and_then(|t| std::str::from_utf8(t).ok())
-                        .and_then(|t| t.parse::<i64>().ok())
-                };
-                Ok(Some(Snapshot {
-                    flags: num(b'f').unwrap_or(0) as u32,
-                    // `t-1` is "never expires".
-                    ttl: num(b't').filter(|t| *t > 0).unwrap_or(0),
-                    cas: num(b'c').unwrap_or(0) as u64,
-                    value: m.value.clone().unwrap_or_default(),
-                }))
-            }
+            Response::Meta(m) if m.status == MetaStatus::Va => Ok(Some(Snapshot {
+                flags: m.flag(b'f').and_then(parse_u32).unwrap_or(0),
+                // `t-1` ("never expires") is not a u64: 0, as a store's exptime.
+                ttl: m.flag_u64(b't').map_or(0, |t| t as i64),
+                cas: m.flag_u64(b'c').unwrap_or(0),
+                value: m.value.unwrap_or_default(),
+            })),
             Response::Meta(_) => Ok(None),
             other => Err(Error::Protocol(format!(
                 "{}: unexpected reply to mg: {other:?}",
@@ -90,10 +84,9 @@ impl Client {
         };
         let probe = Request::Meta(MetaRequest::new(MetaCmd::Get, key.clone(), flags, None));
         match self.send(node, probe).await? {
-            Response::Meta(m) if m.status == MetaStatus::Hd || m.status == MetaStatus::Va => Ok(m
-                .flag(b'c')
-                .and_then(|t| std::str::from_utf8(t).ok())
-                .and_then(|t| t.parse().ok())),
+            Response::Meta(m) if m.status == MetaStatus::Hd || m.status == MetaStatus::Va => {
+                Ok(m.flag_u64(b'c'))
+            }
             _ => Ok(None),
         }
     }
@@ -122,11 +115,7 @@ impl Client {
         for (node, r) in to.iter().zip(results) {
             match r {
                 Ok(Response::Meta(m)) if m.status == MetaStatus::Hd => {
-                    let cas = m
-                        .flag(b'c')
-                        .and_then(|t| std::str::from_utf8(t).ok())
-                        .and_then(|t| t.parse().ok());
-                    stored.push((node, cas));
+                    stored.push((node, m.flag_u64(b'c')));
                 }
                 Ok(_) => {}
                 Err(e) => err = Some(e),
@@ -157,14 +146,6 @@ impl Client {
         })
     }
 
-    /// The usable new owners of `key`, primary first, that are not fenced-empty sources.
-    fn usable_owners(topo: &Topology, key: &[u8]) -> Vec<Arc<NodeEntry>> {
-        topo.owner_nodes(key)
-            .filter(|n| n.health.is_usable())
-            .cloned()
-            .collect()
-    }
-
     /// The past owners of `key` that may hold it and are not among its current owners, newest
     /// ring first, each once.
     fn past_sources(topo: &Topology, key: &[u8]) -> Vec<Arc<NodeEntry>> {
@@ -186,7 +167,7 @@ impl Client {
         if topo.past.is_empty() || !topo.moved(key) {
             return false;
         }
-        let owners = Self::usable_owners(topo, key);
+        let owners = Self::live_owners(topo, key);
         if owners.is_empty() {
             return false;
         }
@@ -211,10 +192,12 @@ impl Client {
         key: &Bytes,
         make: &impl Fn(&Bytes) -> Request,
     ) -> Option<Response> {
-        // Asked again even when the past owners had nothing: the migrator may have moved the
-        // key (and removed it from its past owner) between our two reads.
-        self.pull(topo, key).await;
-        for node in Self::usable_owners(topo, key) {
+        // Nothing on the past owners: the miss stands. (A copy made meanwhile by the migrator
+        // shows up as `Present` here, since past owners are only emptied after the transition.)
+        if !self.pull(topo, key).await {
+            return None;
+        }
+        for node in Self::live_owners(topo, key) {
             match self.send(&node, make(key)).await {
                 Ok(resp @ (Response::Values(_) | Response::Meta(_))) if !is_miss(&resp) => {
                     return Some(resp)
@@ -269,7 +252,7 @@ impl Client {
         req: Request,
     ) -> Result<Vec<Result<Response, Error>>, Error> {
         let topo = self.topology();
-        let current = Self::usable_owners(&topo, key);
+        let current = Self::live_owners(&topo, key);
         let past = if topo.past.is_empty() {
             Vec::new()
         } else {

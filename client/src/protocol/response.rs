@@ -99,6 +99,12 @@ impl MetaResponse {
     pub fn flag(&self, flag: u8) -> Option<&[u8]> {
         self.tokens().find(|(f, _)| *f == flag).map(|(_, t)| t)
     }
+
+    /// The token of return flag `flag` as an unsigned number (`c`, `t`, `s`…); `None` if it is
+    /// absent or not one (a TTL of `-1`, "never expires", is `None`).
+    pub fn flag_u64(&self, flag: u8) -> Option<u64> {
+        self.flag(flag).and_then(super::number::parse_u64)
+    }
 }
 
 /// One reply.
