@@ -8,13 +8,13 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use common::stats;
+use common::{free_port, stats};
 use ringcache_bench::{run_blocking, Args, BenchReport};
 
 /// A server started for one test.
@@ -56,13 +56,6 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
             .map(|d| d.join(name))
             .find(|f| f.is_file())
     })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// Waits (bounded) until `addr` accepts connections.

@@ -9,13 +9,13 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use common::stats;
+use common::{free_port, stats};
 use ringcache_bench::{run_blocking, Args, BenchReport};
 
 struct Node {
@@ -41,13 +41,6 @@ fn ringcache_bin() -> Option<PathBuf> {
         .iter()
         .map(|p| target.join(p).join("ringcache"))
         .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 fn start_node(bin: &PathBuf) -> Node {

@@ -216,18 +216,7 @@ fn ringcache_bin(a: &ScenarioArgs) -> Result<PathBuf> {
     let bin = root.join("target/release/ringcache");
     if a.rebuild || !bin.is_file() {
         eprintln!("scenario: cargo build --release -p ringcache --bin ringcache");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let st = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "ringcache",
-                "--bin",
-                "ringcache",
-            ])
-            .current_dir(&root)
-            .status()?;
+        let st = cargo_build_ringcache(&root, None)?;
         if !st.success() || !bin.is_file() {
             return Err(io_err(format!("building {} failed: {st}", bin.display())));
         }
@@ -280,19 +269,7 @@ fn build_rev(rev: &str) -> Result<PathBuf> {
         &sha[..12],
         src.display()
     );
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let st = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "ringcache",
-            "--bin",
-            "ringcache",
-        ])
-        .env("CARGO_TARGET_DIR", &target)
-        .current_dir(&src)
-        .status()?;
+    let st = cargo_build_ringcache(&src, Some(&target))?;
     let bin = target.join("release/ringcache");
     if !st.success() || !bin.is_file() {
         return Err(io_err(format!("building {sha} failed: {st}")));
@@ -783,6 +760,28 @@ pub fn run_blocking(a: &ScenarioArgs) -> Result<Results> {
             _ = tokio::signal::ctrl_c() => Err(io_err("interrupted".into())),
         }
     })
+}
+
+/// `cargo build --release -p ringcache --bin ringcache` in `dir`, into `target_dir` if given.
+fn cargo_build_ringcache(
+    dir: &Path,
+    target_dir: Option<&Path>,
+) -> std::io::Result<std::process::ExitStatus> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--release",
+        "-p",
+        "ringcache",
+        "--bin",
+        "ringcache",
+    ])
+    .current_dir(dir);
+    if let Some(t) = target_dir {
+        cmd.env("CARGO_TARGET_DIR", t);
+    }
+    cmd.status()
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -34,4 +34,12 @@ pub fn stats(addr: &str) -> HashMap<String, u64> {
         buf.extend_from_slice(&chunk[..n]);
     }
     panic!("stats reply never ended");
+}
+
+/// A loopback port nobody listened on a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
 }
