@@ -4,7 +4,7 @@
 //! - [`args`]: the command line ([`Args`]), which is also the description of a run.
 //! - [`workload`]: keys, values and the op mix, deterministic from the seed.
 //! - [`driver`]: connections, pipelining, open/closed loop, counting and timing.
-//! - [`embedded`]: the `embedded:ADDR,…` target, driving `ringcache_client::Client` in-process.
+//! - [`driver::embedded`]: the `embedded:ADDR,…` target, driving `ringcache_client::Client` in-process.
 //! - [`report`]: histogram merge, percentiles, medians, ratios, the table and the JSON.
 //! - [`cpu`]: server CPU time from `/proc/PID/stat`.
 //! - [`compare`]: a whole invocation: prefill, alternating rounds, medians.
@@ -18,7 +18,6 @@ pub mod args;
 pub mod compare;
 pub mod cpu;
 pub mod driver;
-pub mod embedded;
 pub mod error;
 pub mod report;
 pub mod scenario;

@@ -427,7 +427,11 @@ impl Cluster {
                 ),
                 Kind::Proxy => (self.proxy.addr.clone(), self.proxy.pid().to_string()),
                 Kind::Embedded => (
-                    format!("{}{}", crate::embedded::PREFIX, node_addrs.join(",")),
+                    format!(
+                        "{}{}",
+                        crate::driver::embedded::PREFIX,
+                        node_addrs.join(",")
+                    ),
                     node_pids.join(","),
                 ),
             })

@@ -1,4 +1,4 @@
-//! Connections, pipelining and pacing: the part that puts load on a target and times it.
+//! The TCP driver: connections, pipelining and pacing against a server spoken to over TCP.
 //!
 //! Each connection is one tokio task that owns its socket, an op source and a FIFO of the ops it
 //! has in flight. It keeps up to `--pipeline` ops outstanding: replies are matched to ops in
@@ -32,14 +32,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::{join, ConnResult, DriverOptions, LoadResult, PrefillResult, Source, PREFILL_MAX};
 use crate::cpu::{self, CpuUsage};
-use crate::embedded;
 use crate::error::{BenchError, Result};
 use crate::report::{self, Counts};
-use crate::workload::{Op, OpGen, Protocol, Workload};
-
-/// The longest a prefill pass may take before it gives up on the keys not yet written.
-pub const PREFILL_MAX: Duration = Duration::from_secs(600);
+use crate::workload::{Op, Protocol, Workload};
 
 /// How often a connection publishes its latencies to the live (progress) histogram.
 const LIVE_FLUSH: Duration = Duration::from_millis(100);
@@ -54,97 +51,6 @@ const OPEN_LOOP_SLACK: Duration = Duration::from_millis(1);
 
 /// Bytes kept free in a read buffer before each read.
 const READ_RESERVE: usize = 16 * 1024;
-
-/// Knobs of the load itself (what to send is the [`Workload`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct DriverOptions {
-    pub connections: usize,
-    /// Ops in flight per connection.
-    pub pipeline: usize,
-    /// Length of the measured window (a cap when `requests` is set).
-    pub duration: Duration,
-    /// Stop after this many measured ops (across all connections).
-    pub requests: Option<u64>,
-    /// Load applied before measuring starts.
-    pub warmup: Duration,
-    /// Open loop at this many ops per second in total; closed loop when `None`.
-    pub rate: Option<f64>,
-    /// Connect timeout, and the longest a connection with ops in flight may go without progress.
-    pub timeout: Duration,
-    /// Print a progress line per second on stderr.
-    pub progress: bool,
-}
-
-impl Default for DriverOptions {
-    fn default() -> Self {
-        DriverOptions {
-            connections: 50,
-            pipeline: 1,
-            duration: Duration::from_secs(10),
-            requests: None,
-            warmup: Duration::ZERO,
-            rate: None,
-            timeout: Duration::from_secs(5),
-            progress: false,
-        }
-    }
-}
-
-impl DriverOptions {
-    /// Checks the knobs make sense together.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |m: &str| Err(BenchError::InvalidArg(m.into()));
-        if self.connections == 0 {
-            return bad("--connections must be at least 1");
-        }
-        if self.pipeline == 0 {
-            return bad("--pipeline must be at least 1");
-        }
-        if self.duration.is_zero() {
-            return bad("--duration must be positive");
-        }
-        if self.requests == Some(0) {
-            return bad("--requests must be at least 1");
-        }
-        if self.timeout.is_zero() {
-            return bad("--timeout must be positive");
-        }
-        if let Some(r) = self.rate {
-            if !r.is_finite() || r <= 0.0 {
-                return bad("--rate must be a positive number of ops per second");
-            }
-            // Interval per connection must be representable and not absurdly long.
-            if self.connections as f64 / r > 3600.0 {
-                return bad("--rate is too low for that many connections (over 1 h between ops)");
-            }
-        }
-        Ok(())
-    }
-}
-
-/// What one load run measured.
-#[derive(Debug)]
-pub struct LoadResult {
-    /// Counts in the measured window.
-    pub counts: Counts,
-    /// Counts during warm-up.
-    pub warmup: Counts,
-    /// Latencies of measured ops (µs).
-    pub hist: Histogram<u64>,
-    /// From the end of warm-up to the last reply.
-    pub elapsed: Duration,
-    pub cpu: Option<CpuUsage>,
-    /// The first connection fault seen, for the operator.
-    pub first_error: Option<String>,
-}
-
-/// What a prefill pass did.
-#[derive(Debug)]
-pub struct PrefillResult {
-    pub counts: Counts,
-    pub elapsed: Duration,
-    pub first_error: Option<String>,
-}
 
 /// Resolves `HOST:PORT` to the first address it names.
 pub async fn resolve(target: &str) -> Result<SocketAddr> {
@@ -188,19 +94,13 @@ async fn connect_all(
     Ok(out)
 }
 
-/// Runs the load described by `workload` and `opts` against `target`; reads the CPU time of
-/// `pids` around the measured window. A target spelled `embedded:ADDR,ADDR,…` is driven
-/// in-process through `ringcache_client::Client` instead (see [`crate::embedded`]).
+/// [`super::run_load`] for a TCP target.
 pub async fn run_load(
     target: &str,
     workload: &Arc<Workload>,
     opts: &DriverOptions,
     pids: &[u32],
 ) -> Result<LoadResult> {
-    opts.validate()?;
-    if let Some(t) = embedded::parse(target) {
-        return embedded::run_load(&t?, workload, opts, pids).await;
-    }
     if !pids.is_empty() {
         // Fail before loading the target if a pid is wrong.
         cpu::sample(pids)?;
@@ -269,17 +169,12 @@ pub async fn run_load(
     LoadResult::gather(results, measure_start, measure_end, cpu)
 }
 
-/// Writes every key of the workload once (sets, closed loop), spread over `opts.connections`
-/// connections with at least 32 in flight each.
+/// [`super::prefill`] for a TCP target.
 pub async fn prefill(
     target: &str,
     workload: &Arc<Workload>,
     opts: &DriverOptions,
 ) -> Result<PrefillResult> {
-    opts.validate()?;
-    if let Some(t) = embedded::parse(target) {
-        return embedded::prefill(&t?, workload, opts).await;
-    }
     let keys = workload.spec().keys;
     let conns = (opts.connections as u64).min(keys).max(1) as usize;
     let addr = resolve(target).await?;
@@ -320,25 +215,6 @@ pub async fn prefill(
         elapsed: start.elapsed(),
         first_error: results.into_iter().find_map(|r| r.first_error),
     })
-}
-
-async fn join(handles: Vec<tokio::task::JoinHandle<ConnResult>>) -> Result<Vec<ConnResult>> {
-    let mut out = Vec::with_capacity(handles.len());
-    let mut err = None;
-    for h in handles {
-        match h.await {
-            Ok(r) => out.push(r),
-            Err(e) => {
-                err = Some(BenchError::Io(std::io::Error::other(format!(
-                    "connection task failed: {e}"
-                ))))
-            }
-        }
-    }
-    match err {
-        Some(e) => Err(e),
-        None => Ok(out),
-    }
 }
 
 /// Totals every connection adds to as it goes, read by the progress line.
@@ -392,43 +268,6 @@ impl Shared {
     }
 }
 
-/// Where a connection's ops come from.
-pub(crate) enum Source {
-    /// The workload's random mix.
-    Random(OpGen),
-    /// Sets of keys `next, next+step, …` below `end` (prefill); sizes drawn from `sizes`.
-    Sequence {
-        next: u64,
-        step: u64,
-        end: u64,
-        sizes: OpGen,
-    },
-}
-
-impl Source {
-    pub(crate) fn next(&mut self) -> Option<Op> {
-        match self {
-            Source::Random(g) => Some(g.next_op()),
-            Source::Sequence {
-                next,
-                step,
-                end,
-                sizes,
-            } => {
-                if *next >= *end {
-                    return None;
-                }
-                let key = *next;
-                *next = next.saturating_add(*step);
-                Some(Op::Set {
-                    key,
-                    size: sizes.next_size(),
-                })
-            }
-        }
-    }
-}
-
 /// One op waiting for its reply (or replies: a meta multi-get is one `mg` per key).
 #[derive(Debug)]
 struct Pending {
@@ -464,41 +303,6 @@ fn judge(protocol: Protocol, is_get: bool, resp: &Response) -> Verdict {
         },
         (Protocol::Meta, false, Response::Meta(m)) if m.status == MetaStatus::Hd => Verdict::Ok,
         _ => Verdict::Error,
-    }
-}
-
-/// What a load task (a connection, or an embedded-client task) hands back.
-#[derive(Debug)]
-pub(crate) struct ConnResult {
-    pub(crate) counts: Counts,
-    pub(crate) warmup: Counts,
-    pub(crate) hist: Histogram<u64>,
-    pub(crate) first_error: Option<String>,
-}
-
-impl LoadResult {
-    /// Sums the tasks' results over the measured window.
-    pub(crate) fn gather(
-        results: Vec<ConnResult>,
-        measure_start: Instant,
-        measure_end: Instant,
-        cpu: Option<CpuUsage>,
-    ) -> Result<LoadResult> {
-        let mut counts = Counts::default();
-        let mut warmup = Counts::default();
-        for r in &results {
-            counts.add(&r.counts);
-            warmup.add(&r.warmup);
-        }
-        let hist = report::merge(results.iter().map(|r| &r.hist))?;
-        Ok(LoadResult {
-            counts,
-            warmup,
-            hist,
-            elapsed: measure_end.saturating_duration_since(measure_start),
-            cpu,
-            first_error: results.into_iter().find_map(|r| r.first_error),
-        })
     }
 }
 
@@ -938,61 +742,5 @@ mod tests {
             Verdict::Error
         );
         assert_eq!(judge(Protocol::Meta, true, &v(1)), Verdict::Error);
-    }
-
-    #[test]
-    fn validates_options() {
-        let ok = DriverOptions::default();
-        assert!(ok.validate().is_ok());
-        for bad in [
-            DriverOptions {
-                connections: 0,
-                ..ok.clone()
-            },
-            DriverOptions {
-                pipeline: 0,
-                ..ok.clone()
-            },
-            DriverOptions {
-                duration: Duration::ZERO,
-                ..ok.clone()
-            },
-            DriverOptions {
-                requests: Some(0),
-                ..ok.clone()
-            },
-            DriverOptions {
-                rate: Some(0.0),
-                ..ok.clone()
-            },
-            DriverOptions {
-                rate: Some(f64::NAN),
-                ..ok.clone()
-            },
-        ] {
-            assert!(bad.validate().is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn prefill_source_covers_each_key_once() {
-        let w = Arc::new(Workload::new(Default::default()).expect("workload"));
-        let mut seen = vec![0u8; 1000];
-        for i in 0..3u64 {
-            let mut s = Source::Sequence {
-                next: i,
-                step: 3,
-                end: 1000,
-                sizes: w.generator(i),
-            };
-            for _ in 0..2000 {
-                match s.next() {
-                    Some(Op::Set { key, .. }) => seen[key as usize] += 1,
-                    Some(op) => panic!("unexpected {op:?}"),
-                    None => break,
-                }
-            }
-        }
-        assert!(seen.iter().all(|&n| n == 1));
     }
 }

@@ -26,8 +26,8 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use ringcache_client::{Client, Error as ClientError};
 use tokio::time::Instant;
 
+use super::{join, ConnResult, DriverOptions, LoadResult, PrefillResult, Source, PREFILL_MAX};
 use crate::cpu;
-use crate::driver::{ConnResult, DriverOptions, LoadResult, PrefillResult, Source, PREFILL_MAX};
 use crate::error::{BenchError, Result};
 use crate::report::{self, Counts};
 use crate::workload::{Op, Workload};
@@ -313,16 +313,6 @@ async fn task(shared: Arc<Shared>, mut source: Source) -> ConnResult {
         }
     }
     out
-}
-
-async fn join(handles: Vec<tokio::task::JoinHandle<ConnResult>>) -> Result<Vec<ConnResult>> {
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        out.push(h.await.map_err(|e| {
-            BenchError::Io(std::io::Error::other(format!("load task failed: {e}")))
-        })?);
-    }
-    Ok(out)
 }
 
 /// One progress line a second on stderr (ops/s and errors of the last second).
