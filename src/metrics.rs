@@ -1,7 +1,7 @@
 //! Prometheus metrics: every metric name in one place, the recorder, and the `/metrics` endpoint.
 //!
-//! Names follow DESIGN §7: prefix `ringcache_`, base units, `_total` on counters, low-cardinality
-//! labels (`cmd`, `result`, `kind`, `cause`, `node`), never a key. Hot-path counters live in the
+//! Names follow docs/architecture.md §7: prefix `ringcache_`, base units, `_total` on counters,
+//! low-cardinality labels (`cmd`, `result`, `kind`, `cause`, `node`), never a key. Hot-path counters live in the
 //! servers' own atomics (the same ones `stats` reports) and are published here once a second,
 //! so serving a request costs no metrics-registry lookups.
 

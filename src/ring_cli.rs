@@ -1,5 +1,5 @@
 //! `ringcache ring locate` and `ringcache ring diff`: placement questions answered from config
-//! files (the proxy's file shape, DESIGN §3; only `[ring]` and `[[nodes]]` are read), without
+//! files (the proxy's file shape, docs/placement.md; only `[ring]` and `[[nodes]]` are read), without
 //! touching a node.
 
 use std::fmt::Write as _;

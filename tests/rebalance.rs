@@ -1,5 +1,5 @@
-//! Membership changes with data movement (issue 5, DESIGN §6), on real node processes behind a
-//! real proxy on loopback: 20 000 keys are loaded through the proxy, the proxy's config file is
+//! Membership changes with data movement (issue 5, docs/cluster.md), on real node processes
+//! behind a real proxy on loopback: 20 000 keys are loaded through the proxy, the proxy's config file is
 //! rewritten and reloaded (add a 4th node, remove one gracefully, replace one), and the share
 //! of keys that read back with the right value is measured right after the change and after
 //! the transition ends, with replicas 1 and 2, and against the same change with rebalancing

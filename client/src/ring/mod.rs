@@ -1,4 +1,4 @@
-//! The virtual-node hash ring: which nodes own a key (DESIGN §5, docs/placement.md).
+//! The virtual-node hash ring: which nodes own a key (docs/placement.md, docs/architecture.md §4).
 //!
 //! Two placements, both fixed forever because moving a placement means a cold cache:
 //! - **xxh3** (default, [`xxh3`]): each node contributes `vnodes × weight` points, point *i* of
