@@ -32,4 +32,7 @@ pub enum Error {
     /// A key that memcached would refuse (empty, over 250 bytes, or with spaces/control bytes).
     #[error("invalid key: {0}")]
     InvalidKey(String),
+    /// A lock request that cannot be granted safely as asked (see docs/locks.md).
+    #[error("lock: {0}")]
+    Lock(String),
 }

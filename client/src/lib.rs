@@ -3,6 +3,8 @@
 //! - [`protocol`]: memcached text and meta protocol requests and responses, parsed and encoded in
 //!   both directions, plus a `tokio-util` codec for each side of a connection.
 //! - [`ring`]: the virtual-node hash ring that places keys on nodes (xxh3 and ketama).
+//! - [`client`]: the cluster client (routing, replication, failover, rebalancing) and
+//!   [`lock`]: leases on it.
 //!
 //! The node, the proxy and the benchmark all use this crate so that there is one parser and one
 //! placement in the whole project.
@@ -12,6 +14,7 @@ pub mod cluster_config;
 pub mod connection;
 pub mod error;
 pub mod health;
+pub mod lock;
 pub mod migrate;
 pub mod protocol;
 pub mod ring;
@@ -20,4 +23,5 @@ mod transition;
 
 pub use client::{Ack, CasResult, Client, ClientBuilder, ClientOptions, GetMany, Item};
 pub use error::Error;
+pub use lock::{Lease, LockOptions};
 pub use migrate::{Phase, RebalanceOptions, RebalanceStatus};

@@ -159,8 +159,13 @@ pub fn spawn_memcached() -> Option<Server> {
 /// Starts `ringcache node --listen 127.0.0.1:0 <extra_args>` and reads the address it bound from
 /// its `ringcache node listening on <addr>` line.
 pub fn spawn_node(extra_args: &[&str]) -> Server {
+    spawn_node_at("127.0.0.1:0", extra_args)
+}
+
+/// [`spawn_node`] on a given address (a restart on the port a node had before).
+pub fn spawn_node_at(listen: &str, extra_args: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringcache"))
-        .args(["node", "--listen", "127.0.0.1:0"])
+        .args(["node", "--listen", listen])
         .args(extra_args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
