@@ -321,6 +321,55 @@ fn metadump_prints_binary_keys_as_memcached_does() {
     assert_eq!(keys(node.addr), want, "ringcache node");
 }
 
+/// The proxy re-renders meta flags from the parsed request; the node's reply must still echo
+/// the client's return flags in the client's order, as a node asked directly does.
+#[test]
+fn rerendered_meta_flags_keep_the_reply_order() {
+    run(async {
+        let c = Cluster::start(1000).await;
+        // A node outside the cluster, asked the same script directly.
+        let alone = real_node().await;
+        let (proxy, node) = (c.proxy.addr, alone.addr);
+        blocking(move || {
+            let mask = |r: String| -> String {
+                r.split_whitespace()
+                    .map(|t| match t.strip_prefix('c') {
+                        Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => "c#",
+                        _ => t,
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            for req in [
+                "ms ordk 2 Oab k c T0 F3\r\nhi\r\n",
+                "mg ordk s Oz9 v f k t c\r\n",
+                "md ordk k Oq qb\r\nmn\r\n",
+                "mg ordk k Oe\r\n",
+            ] {
+                let end: &[u8] = if req.ends_with("mn\r\n") {
+                    b"MN\r\n"
+                } else {
+                    b"\r\n"
+                };
+                let ask = |addr: SocketAddr| {
+                    let mut c = Raw::open(addr);
+                    c.send(req.as_bytes());
+                    let mut r = c.until(end);
+                    if r.starts_with(b"VA ") {
+                        c.send(b"mn\r\n");
+                        r.extend(c.until(b"MN\r\n"));
+                    }
+                    mask(String::from_utf8_lossy(&r).into_owned())
+                };
+                let via_proxy = ask(proxy);
+                let direct = ask(node);
+                assert_eq!(via_proxy, direct, "{req:?}");
+            }
+        })
+        .await;
+    });
+}
+
 // ----- defect 2: long TTLs -----------------------------------------------------------------
 
 /// `set longttl 0 <now + 60 days> 1`, `incr longttl 1`, `append`: both replicas keep the key,

@@ -1165,18 +1165,16 @@ impl Client {
                     && matches!(req.flags.mode, None | Some(b'S')) =>
             {
                 let owners = self.required_owners(&req.key)?;
+                // Set on the typed flags only: the encoder appends `E` after the client's own
+                // flags, whose order the node's reply must keep.
                 if req.flags.new_cas.is_none() {
                     req.flags.new_cas = Some(self.next_cas());
-                    req = MetaRequest::new(req.cmd, req.key, req.flags, req.value);
                 }
                 let results = join_all(owners.iter().map(|n| {
-                    let r = if n.cas_support() == CasSupport::No {
-                        let mut f = req.flags.clone();
-                        f.new_cas = None;
-                        MetaRequest::new(req.cmd, req.key.clone(), f, req.value.clone())
-                    } else {
-                        req.clone()
-                    };
+                    let mut r = req.clone();
+                    if n.cas_support() == CasSupport::No {
+                        r.flags.new_cas = None;
+                    }
                     self.send_write(n, Request::Meta(r))
                 }))
                 .await;
