@@ -23,6 +23,7 @@ use ringcache::config::NodeConfig;
 use ringcache::node::{self, clock::SystemClock, NodeHandle};
 use ringcache::proxy::{self, ProxyConfig, ProxyHandle};
 use ringcache_client::cluster_config::RingSettings;
+use ringcache_client::protocol::{MetaCmd, MetaFlags, MetaRequest};
 use ringcache_client::ring::NodeSpec;
 use ringcache_client::{Client, ClientOptions};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -364,6 +365,91 @@ fn rerendered_meta_flags_keep_the_reply_order() {
                 let via_proxy = ask(proxy);
                 let direct = ask(node);
                 assert_eq!(via_proxy, direct, "{req:?}");
+            }
+        })
+        .await;
+    });
+}
+
+/// The migrator lists keys with `lru_crawler metadump` (URI-encoded) and copies and cleans up
+/// the moved ones: a binary key decoding to `x\r\nflush_all...` must travel base64 with `b`, or
+/// the copy's `mg` and the cleanup's `md` flush the nodes.
+#[test]
+fn migrator_moves_binary_keys_without_writing_them_raw() {
+    run(async {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(real_node().await);
+        }
+        let spec = |n: &NodeHandle| NodeSpec {
+            addr: n.addr.to_string(),
+            name: None,
+            weight: 1,
+        };
+        let client = Client::builder()
+            .node_specs(nodes[..2].iter().map(spec).collect())
+            .request_timeout(Duration::from_millis(1000))
+            .build()
+            .await
+            .expect("client");
+        let binary: Vec<bytes::Bytes> = (0..30)
+            .map(|i| bytes::Bytes::from(format!("x\r\nflush_all{i}")))
+            .collect();
+        for k in &binary {
+            let f = MetaFlags {
+                base64: true,
+                ..MetaFlags::default()
+            };
+            let ms = MetaRequest::new(MetaCmd::Set, k.clone(), f, Some("bin".into()));
+            client.meta(ms).await.expect("ms");
+        }
+        let plain: Vec<String> = (0..30).map(|i| format!("plain{i}")).collect();
+        for k in &plain {
+            client.set(k.as_bytes(), "p", 0, 0).await.unwrap();
+        }
+        client
+            .set_nodes(nodes.iter().map(spec).collect())
+            .await
+            .unwrap();
+        assert!(
+            client.wait_settled(Duration::from_secs(30)).await,
+            "settled"
+        );
+        // The cleanup pass runs after the transition (after twice the request timeout).
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+        let topo = client.topology();
+        let owner_of = |k: &[u8]| {
+            let o = topo.owners(k);
+            let a = &topo.nodes[o.as_slice()[0]].spec.addr;
+            addrs.iter().position(|x| &x.to_string() == a).unwrap()
+        };
+        let status = client.rebalance_status();
+        let (binary, plain, want_owner): (Vec<_>, Vec<_>, Vec<_>) = (
+            binary.clone(),
+            plain.clone(),
+            binary.iter().map(|k| owner_of(k)).collect(),
+        );
+        let plain_owner: Vec<usize> = plain.iter().map(|k| owner_of(k.as_bytes())).collect();
+        blocking(move || {
+            assert_eq!(flushes(&addrs), ["0", "0", "0"], "cmd_flush per node");
+            for (k, &owner) in binary.iter().zip(&want_owner) {
+                let mut b64 = bytes::BytesMut::new();
+                ringcache_client::protocol::meta::put_key(&mut b64, k, true);
+                let b64 = String::from_utf8_lossy(&b64).into_owned();
+                let held: Vec<usize> = (0..addrs.len())
+                    .filter(|&i| {
+                        let mut c = Raw::open(addrs[i]);
+                        c.line(format!("mg {b64} b\r\n").as_bytes()) == "HD"
+                    })
+                    .collect();
+                assert_eq!(held, [owner], "{k:?} ({status:?})");
+            }
+            for (k, &owner) in plain.iter().zip(&plain_owner) {
+                let held: Vec<usize> = (0..addrs.len())
+                    .filter(|&i| Raw::open(addrs[i]).line(format!("mg {k}\r\n").as_bytes()) == "HD")
+                    .collect();
+                assert_eq!(held, [owner], "{k}");
             }
         })
         .await;
