@@ -91,6 +91,9 @@ pub struct ClientOptions {
     pub ack: Ack,
     /// What a membership change does with the data (DESIGN §6).
     pub rebalance: RebalanceOptions,
+    /// The nodes' item size limit (memcached's `-I`): a reply announcing a larger value is a
+    /// broken stream and resets its connection.
+    pub max_item_size: usize,
 }
 
 impl Default for ClientOptions {
@@ -106,6 +109,7 @@ impl Default for ClientOptions {
             failure_limit: 3,
             ack: Ack::All,
             rebalance: RebalanceOptions::default(),
+            max_item_size: 1024 * 1024,
         }
     }
 }
@@ -184,6 +188,12 @@ impl ClientBuilder {
     /// Write acknowledgement policy.
     pub fn rebalance(mut self, r: RebalanceOptions) -> Self {
         self.opts.rebalance = r;
+        self
+    }
+
+    /// The nodes' item size limit (default 1 MiB, memcached's): bounds what a reply may hold.
+    pub fn max_item_size(mut self, bytes: usize) -> Self {
+        self.opts.max_item_size = bytes;
         self
     }
 
@@ -301,6 +311,7 @@ impl Client {
         let conn_opts = ConnectOptions {
             connect_timeout: o.connect_timeout,
             queue_depth: o.queue_depth,
+            max_item_size: o.max_item_size,
             ..ConnectOptions::default()
         };
         // A node that left in an earlier, unfinished transition and comes back keeps its entry.
@@ -414,6 +425,9 @@ impl Client {
         node: &Arc<NodeEntry>,
         req: Request,
     ) -> Result<Response, Error> {
+        // A request that cannot be written safely is refused before a byte goes out; that
+        // says nothing about the node's health.
+        req.check_wire()?;
         let started = Instant::now();
         node.metrics.requests.increment(1);
         // Only these verbs have free-form replies (`RESET`, `OK`, lru_crawler's lines, the
@@ -947,10 +961,7 @@ impl Client {
                 Some(m) => {
                     replica_store(node, key, &m.value, m.flags, m.ttl, m.cas, only_if_absent)
                 }
-                None => Request::Delete {
-                    key: key.clone(),
-                    noreply: false,
-                },
+                None => delete_request(key),
             };
             self.send_write(node, req)
         }))
@@ -973,16 +984,12 @@ impl Client {
     async fn copy_ttl(&self, key: &Bytes, exptime: i64) {
         let topo = self.topology();
         let owners = Self::live_owners(&topo, key);
-        join_all(owners.iter().skip(1).map(|n| {
-            self.send_write(
-                n,
-                Request::Touch {
-                    key: key.clone(),
-                    exptime,
-                    noreply: false,
-                },
-            )
-        }))
+        join_all(
+            owners
+                .iter()
+                .skip(1)
+                .map(|n| self.send_write(n, touch_request(key, exptime))),
+        )
         .await;
     }
 
@@ -1158,18 +1165,16 @@ impl Client {
                     && matches!(req.flags.mode, None | Some(b'S')) =>
             {
                 let owners = self.required_owners(&req.key)?;
+                // Set on the typed flags only: the encoder appends `E` after the client's own
+                // flags, whose order the node's reply must keep.
                 if req.flags.new_cas.is_none() {
                     req.flags.new_cas = Some(self.next_cas());
-                    req = MetaRequest::new(req.cmd, req.key, req.flags, req.value);
                 }
                 let results = join_all(owners.iter().map(|n| {
-                    let r = if n.cas_support() == CasSupport::No {
-                        let mut f = req.flags.clone();
-                        f.new_cas = None;
-                        MetaRequest::new(req.cmd, req.key.clone(), f, req.value.clone())
-                    } else {
-                        req.clone()
-                    };
+                    let mut r = req.clone();
+                    if n.cas_support() == CasSupport::No {
+                        r.flags.new_cas = None;
+                    }
                     self.send_write(n, Request::Meta(r))
                 }))
                 .await;
@@ -1262,9 +1267,44 @@ fn request_key(req: &Request) -> Option<Bytes> {
     }
 }
 
+/// `delete <key>`, or `md <base64> b` for a key that is not a valid text key (a binary key a
+/// client sent base64): a decoded key is never written raw, where it could end the line.
+pub(crate) fn delete_request(key: &Bytes) -> Request {
+    if valid_key(key) {
+        return Request::Delete {
+            key: key.clone(),
+            noreply: false,
+        };
+    }
+    Request::Meta(MetaRequest::new(
+        MetaCmd::Delete,
+        key.clone(),
+        MetaFlags::default(),
+        None,
+    ))
+}
+
+/// `touch <key> <exptime>`, or `mg <base64> b T<exptime>` (meta's touch) for a binary key.
+fn touch_request(key: &Bytes, exptime: i64) -> Request {
+    if valid_key(key) {
+        return Request::Touch {
+            key: key.clone(),
+            exptime,
+            noreply: false,
+        };
+    }
+    let f = MetaFlags {
+        ttl: Some(exptime),
+        ..MetaFlags::default()
+    };
+    Request::Meta(MetaRequest::new(MetaCmd::Get, key.clone(), f, None))
+}
+
 /// The write that puts one replica's copy in place: `ms` with the explicit CAS where the node
 /// takes it, else a classic `set` (the node then picks its own CAS). With `add`, only stored
-/// if the replica does not hold the key (`ms ... ME` / `add`).
+/// if the replica does not hold the key (`ms ... ME` / `add`). A binary key always goes as
+/// `ms` with `b`. `exptime` is what the copy is written with (see
+/// [`crate::protocol::expiry::copy_exptime`] for one taken from a remaining TTL).
 pub(crate) fn replica_store(
     node: &NodeEntry,
     key: &Bytes,
@@ -1274,7 +1314,8 @@ pub(crate) fn replica_store(
     cas: u64,
     add: bool,
 ) -> Request {
-    if node.cas_support() == CasSupport::No || cas == 0 {
+    let explicit_cas = node.cas_support() != CasSupport::No && cas != 0;
+    if !explicit_cas && valid_key(key) {
         return Request::Store {
             cmd: if add { StoreCmd::Add } else { StoreCmd::Set },
             key: key.clone(),
@@ -1288,7 +1329,7 @@ pub(crate) fn replica_store(
     let f = MetaFlags {
         client_flags: Some(flags),
         ttl: Some(exptime),
-        new_cas: Some(cas),
+        new_cas: explicit_cas.then_some(cas),
         mode: add.then_some(b'E'),
         ..MetaFlags::default()
     };

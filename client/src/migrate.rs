@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::future::join_all;
 use metrics::{counter, gauge, Counter, Gauge};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::client::Client;
@@ -192,6 +192,9 @@ impl Progress {
     }
 }
 
+/// Longest metadump line accepted: memcached's is `key=` with up to 250 bytes URI-encoded
+/// (750 characters) and six short fields; a longer one is a broken or hostile stream.
+const MAX_DUMP_LINE: usize = 4096;
 /// How long one metadump may go without a line before the node counts as stalled.
 const DUMP_IDLE: Duration = Duration::from_secs(10);
 /// How often a `BUSY` crawler (another crawl running) is asked again, and how long apart.
@@ -590,11 +593,15 @@ pub(crate) async fn dump_keys(
         let mut out = Vec::new();
         loop {
             line.clear();
-            let n = tokio::time::timeout(DUMP_IDLE, rd.read_until(b'\n', &mut line))
+            let mut bounded = (&mut rd).take(MAX_DUMP_LINE as u64);
+            let n = tokio::time::timeout(DUMP_IDLE, bounded.read_until(b'\n', &mut line))
                 .await
                 .map_err(|_| Error::Timeout(addr.to_string()))??;
             if n == 0 {
                 return Err(Error::ConnectionClosed(addr.to_string()));
+            }
+            if !line.ends_with(b"\n") {
+                return Err(Error::Protocol(format!("{addr}: metadump line too long")));
             }
             let l = line.strip_suffix(b"\n").unwrap_or(&line);
             let l = l.strip_suffix(b"\r").unwrap_or(l);
@@ -603,8 +610,7 @@ pub(crate) async fn dump_keys(
             }
             if let Some(rest) = l.strip_prefix(b"key=") {
                 let mut fields = rest.split(|&b| b == b' ');
-                let enc = fields.next().unwrap_or_default();
-                let key: Vec<u8> = percent_encoding::percent_decode(enc).collect();
+                let key = dumped_key(fields.next().unwrap_or_default());
                 if keep(&key) {
                     let cas = fields
                         .find_map(|f| f.strip_prefix(b"cas="))
@@ -629,6 +635,14 @@ pub(crate) async fn dump_keys(
     }
 }
 
+/// The key of a metadump line's `key=` field. memcached (crawler.c) URI-encodes the raw key
+/// bytes (letters, digits and `-._~` as they are, every other byte `%XX`), binary keys
+/// included, so percent-decoding gives the key exactly. What comes back may be binary (even
+/// `\r\n`): it is only ever sent to a node base64 with `b` ([`MetaRequest::new`]).
+fn dumped_key(field: &[u8]) -> Vec<u8> {
+    percent_encoding::percent_decode(field).collect()
+}
+
 /// The current members that held data under one of `topo`'s past rings.
 fn past_members(topo: &Topology) -> Vec<Arc<NodeEntry>> {
     topo.nodes
@@ -640,4 +654,33 @@ fn past_members(topo: &Topology) -> Vec<Arc<NodeEntry>> {
         })
         .cloned()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{valid_key, MetaCmd, MetaFlags, MetaRequest, Request};
+    use bytes::BytesMut;
+
+    /// The line memcached 1.6 prints for the key `x\n\rflush_all` (stored as `ms
+    /// eAoNZmx1c2hfYWxs 1 b`), decoded back to the key's bytes, and the request the migrator
+    /// builds from it: one line, the key base64 with `b`.
+    #[test]
+    fn binary_key_from_metadump_travels_base64() {
+        let key = dumped_key(b"x%0A%0Dflush_all");
+        assert_eq!(key, b"x\n\rflush_all");
+        assert!(!valid_key(&key));
+        let md = MetaRequest::new(
+            MetaCmd::Delete,
+            Bytes::from(key),
+            MetaFlags::default(),
+            None,
+        );
+        let req = Request::Meta(md);
+        req.check_wire().expect("safe");
+        let mut buf = BytesMut::new();
+        req.encode(&mut buf);
+        assert_eq!(&buf[..], b"md eAoNZmx1c2hfYWxs b\r\n");
+        assert_eq!(dumped_key(b"a-b.c_d~e%20%25"), b"a-b.c_d~e %");
+    }
 }

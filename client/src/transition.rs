@@ -19,6 +19,7 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 
 use crate::client::{is_miss, Client, Slot};
+use crate::protocol::expiry::{copy_exptime, remaining_ttl};
 use crate::protocol::number::parse_u32;
 use crate::protocol::{GetCmd, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response};
 use crate::topology::{CasSupport, NodeEntry, Topology};
@@ -29,7 +30,9 @@ use crate::Error;
 pub struct Snapshot {
     pub value: Bytes,
     pub flags: u32,
-    /// Remaining TTL in seconds; 0 = never expires.
+    /// The exptime a copy is written with to expire when this item does: 0 = never, a
+    /// relative TTL up to 30 days, an absolute Unix time beyond, -1 if expiring this second
+    /// ([`copy_exptime`]).
     pub ttl: i64,
     pub cas: u64,
 }
@@ -63,8 +66,8 @@ impl Client {
         match self.send(from, probe).await? {
             Response::Meta(m) if m.status == MetaStatus::Va => Ok(Some(Snapshot {
                 flags: m.flag(b'f').and_then(parse_u32).unwrap_or(0),
-                // `t-1` ("never expires") is not a u64: 0, as a store's exptime.
-                ttl: m.flag_u64(b't').map_or(0, |t| t as i64),
+                // The remaining TTL as an exptime that keeps the original expiry.
+                ttl: copy_exptime(remaining_ttl(m.flag(b't'))),
                 cas: m.flag_u64(b'c').unwrap_or(0),
                 value: m.value.unwrap_or_default(),
             })),

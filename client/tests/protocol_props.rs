@@ -435,13 +435,31 @@ fn decode_garbage<D: Decoder>(codec: &mut D, input: &[u8]) -> Vec<D::Item> {
     panic!("decoder produced more items than there are input bytes");
 }
 
-/// Every request a server decodes encodes to bytes it decodes to the same request.
+/// Every request a server decodes encodes to bytes it decodes to the same request. Meta flags
+/// are rendered from their typed values (a token's ignored tail is not kept), so `raw` is
+/// compared only through the encoding: encoding the decoded request again gives the same bytes.
 fn assert_requests_reencode(items: &[Result<Request, Fault>], limits: Limits) {
+    fn typed(r: &Request) -> Request {
+        match r {
+            Request::Meta(m) => {
+                let mut m = m.clone();
+                m.raw = bytes::Bytes::new();
+                Request::Meta(m)
+            }
+            other => other.clone(),
+        }
+    }
     for r in items.iter().flatten() {
         let mut wire = BytesMut::new();
         r.encode(&mut wire);
         let back = decode_cut(&mut ServerCodec::new(limits), &wire, &[]);
-        assert_eq!(back, vec![Ok(r.clone())], "re-encoded as {wire:?}");
+        let typed_back: Vec<_> = back.iter().map(|b| b.as_ref().map(typed)).collect();
+        assert_eq!(typed_back, vec![Ok(typed(r))], "re-encoded as {wire:?}");
+        let mut again = BytesMut::new();
+        if let Some(Ok(b)) = back.first() {
+            b.encode(&mut again);
+        }
+        assert_eq!(again, wire, "encoding is not stable");
     }
 }
 

@@ -125,6 +125,7 @@ impl ProxyConfig {
             failure_limit: self.failure_limit,
             ack: self.ack_policy()?,
             rebalance: self.rebalance.options()?,
+            max_item_size: self.max_item_size,
             ..ClientOptions::default()
         })
     }

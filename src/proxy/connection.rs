@@ -18,7 +18,9 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
 use ringcache_client::protocol::parse::Limits;
-use ringcache_client::protocol::{Fault, Request, Response, ServerCodec};
+use ringcache_client::protocol::{
+    Fault, MetaCmd, MetaFlags, MetaRequest, Request, Response, ServerCodec,
+};
 
 use super::order::KeyOrder;
 use super::{route, Proxy};
@@ -74,8 +76,16 @@ pub async fn run(stream: TcpStream, proxy: Arc<Proxy>) {
                             let p = proxy.clone();
                             inflight.push_back(Box::pin(async move {
                                 // A failed set must not leave the previous value readable.
+                                // The key is held decoded: meta `md` sends a binary one
+                                // base64 with `b`, never raw where it could end the line.
                                 if let Some(key) = fault.unlink.clone() {
-                                    let _ = p.client().delete_all(key).await;
+                                    let md = MetaRequest::new(
+                                        MetaCmd::Delete,
+                                        key,
+                                        MetaFlags::default(),
+                                        None,
+                                    );
+                                    let _ = p.client().meta(md).await;
                                 }
                                 refusal(fault)
                             }));

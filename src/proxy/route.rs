@@ -165,10 +165,9 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
 async fn meta(proxy: &Proxy, mut m: MetaRequest) -> Option<Response> {
     bump!(proxy.stats, cmd_meta);
     let quiet = m.flags.quiet;
-    if quiet {
-        m.flags.quiet = false;
-        m.raw = strip_flag(&m.raw, b'q');
-    }
+    // The request a node gets is rendered from the typed flags, so clearing `quiet` removes
+    // it however the client spelled it (`q`, or run together with another letter as `qb`).
+    m.flags.quiet = false;
     let cmd = m.cmd;
     let r = match proxy.client().meta(m).await {
         Ok(r) => r,
@@ -186,13 +185,4 @@ async fn meta(proxy: &Proxy, mut m: MetaRequest) -> Option<Response> {
         }
     }
     Some(r)
-}
-
-/// `raw` without the token that is exactly `flag`.
-fn strip_flag(raw: &Bytes, flag: u8) -> Bytes {
-    let kept: Vec<&[u8]> = raw
-        .split(|&b| b == b' ')
-        .filter(|t| !t.is_empty() && *t != [flag])
-        .collect();
-    Bytes::from(kept.join(&b' '))
 }

@@ -2,7 +2,11 @@
 //!
 //! A meta request keeps two views of its flags: [`MetaFlags`], the typed values the server acts
 //! on, and `raw`, the flag tokens exactly as sent. Return flags are echoed in the order the client
-//! gave them, so the server walks `raw` when it builds the reply; a router forwards `raw` as is.
+//! gave them, so the server walks `raw` when it builds the reply.
+//!
+//! What goes on the wire is rendered from the typed flags, never copied from `raw`: `raw` only
+//! lends its order. A router that clears a flag (`q`) has really removed it, however the client
+//! spelled it (`qb` is read as `q` by memcached), and a token's ignored tail never reaches a node.
 
 use std::ops::Range;
 
@@ -11,7 +15,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::fault::Fault;
 use super::number::{put_i64, put_u64, safe_strtol, safe_strtoul, safe_strtoull};
-use super::MAX_OPAQUE_LEN;
+use super::{valid_key, MAX_OPAQUE_LEN};
 
 /// The four meta verbs that take flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,8 +98,18 @@ pub struct MetaRequest {
 }
 
 impl MetaRequest {
-    /// Builds a request from typed flags, rendering the wire flags in a canonical order.
-    pub fn new(cmd: MetaCmd, key: Bytes, flags: MetaFlags, value: Option<Bytes>) -> MetaRequest {
+    /// Builds a request from typed flags, rendering the wire flags in a canonical order. A key
+    /// that is not a valid text key (binary, or read back decoded from a node) gets the `b`
+    /// flag, so it travels base64 and can never end the request line.
+    pub fn new(
+        cmd: MetaCmd,
+        key: Bytes,
+        mut flags: MetaFlags,
+        value: Option<Bytes>,
+    ) -> MetaRequest {
+        if !valid_key(&key) {
+            flags.base64 = true;
+        }
         let raw = flags.render();
         MetaRequest {
             cmd,
@@ -128,16 +142,92 @@ impl MetaRequest {
             buf.put_u8(b' ');
             put_u64(buf, self.value.as_ref().map_or(0, |v| v.len()) as u64);
         }
-        if !self.raw.is_empty() {
-            buf.put_u8(b' ');
-            buf.put_slice(&self.raw);
-        }
+        self.put_flags(buf);
         buf.put_slice(b"\r\n");
         if self.cmd == MetaCmd::Set {
             if let Some(v) = &self.value {
                 buf.put_slice(v);
             }
             buf.put_slice(b"\r\n");
+        }
+    }
+}
+
+impl MetaRequest {
+    /// Appends the flags the typed view holds, each as ` <flag>[<value>]`: first in the order of
+    /// `raw` (so replies echo return flags in the client's order), then any set flag `raw` lacks
+    /// (one a router added, such as `E<cas>`) in the canonical order of [`MetaFlags::render`].
+    fn put_flags(&self, buf: &mut BytesMut) {
+        let mut done = [false; 128];
+        for (c, _) in self.tokens() {
+            if c < 128 && !done[usize::from(c)] {
+                done[usize::from(c)] = true;
+                self.flags.put_flag(c, buf);
+            }
+        }
+        for &c in CANONICAL {
+            if !done[usize::from(c)] {
+                self.flags.put_flag(c, buf);
+            }
+        }
+    }
+}
+
+/// Every flag [`MetaFlags`] can hold, in the order [`MetaFlags::render`] writes them.
+const CANONICAL: &[u8] = b"bcfhklstvuqIxNRTCEFDJMO";
+
+impl MetaFlags {
+    /// Appends ` <flag>[<value>]` for flag `c` if it is set; nothing for an unset or unknown
+    /// flag (`P`, `L`: proxy hints memcached ignores).
+    fn put_flag(&self, c: u8, buf: &mut BytesMut) {
+        let switch = match c {
+            b'b' => Some(self.base64),
+            b'c' => Some(self.ret_cas),
+            b'f' => Some(self.ret_flags),
+            b'h' => Some(self.ret_hit),
+            b'k' => Some(self.ret_key),
+            b'l' => Some(self.ret_last_access),
+            b's' => Some(self.ret_size),
+            b't' => Some(self.ret_ttl),
+            b'v' => Some(self.value),
+            b'u' => Some(self.no_bump),
+            b'q' => Some(self.quiet),
+            b'I' => Some(self.invalidate),
+            b'x' => Some(self.remove_value),
+            _ => None,
+        };
+        let signed = match c {
+            b'N' => self.vivify,
+            b'R' => self.recache,
+            b'T' => self.ttl,
+            _ => None,
+        };
+        let unsigned = match c {
+            b'C' => self.compare_cas,
+            b'E' => self.new_cas,
+            b'F' => self.client_flags.map(u64::from),
+            b'D' => self.delta,
+            b'J' => self.initial,
+            _ => None,
+        };
+        let flag = |buf: &mut BytesMut| {
+            buf.put_u8(b' ');
+            buf.put_u8(c);
+        };
+        if switch == Some(true) {
+            flag(buf);
+        } else if let Some(v) = signed {
+            flag(buf);
+            put_i64(buf, v);
+        } else if let Some(v) = unsigned {
+            flag(buf);
+            put_u64(buf, v);
+        } else if let (b'M', Some(m)) = (c, self.mode) {
+            flag(buf);
+            buf.put_u8(m);
+        } else if let (b'O', Some(o)) = (c, &self.opaque) {
+            flag(buf);
+            buf.put_slice(o);
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`fault`]: recoverable request faults and the exact error line memcached answers with.
 
 pub mod codec;
+pub mod expiry;
 pub mod fault;
 pub mod meta;
 pub mod number;
@@ -25,8 +26,8 @@ mod tests;
 pub use codec::{ClientCodec, ServerCodec};
 pub use fault::Fault;
 pub use meta::{MetaCmd, MetaFlags, MetaRequest};
-pub use request::{ArithCmd, GetCmd, Request, StoreCmd};
-pub use response::{MetaResponse, MetaStatus, Response, Value};
+pub use request::{ArithCmd, Expect, GetCmd, Request, StoreCmd};
+pub use response::{MetaResponse, MetaStatus, ReplyLimits, Response, Value};
 
 /// Longest key memcached accepts (`KEY_MAX_LENGTH`).
 pub const MAX_KEY_LEN: usize = 250;
@@ -52,4 +53,20 @@ pub const REALTIME_MAXDELTA: i64 = 60 * 60 * 24 * 30;
 #[inline]
 pub fn valid_key(key: &[u8]) -> bool {
     !key.is_empty() && key.len() <= MAX_KEY_LEN && key.iter().all(|&b| b > b' ' && b != 0x7f)
+}
+
+/// Longest key a `b` (base64) meta request can carry: memcached checks the key token as sent
+/// against [`MAX_KEY_LEN`] before decoding it; 186 bytes encode to 248 characters, 187 to 252.
+pub const MAX_BINARY_KEY_LEN: usize = MAX_KEY_LEN / 4 * 3;
+
+/// Whether `key` can be written on a request line as it is. A key that cannot (a binary key a
+/// client sent base64, or one read back from a node's metadump) must travel base64 with the meta
+/// `b` flag, or it could end the line early and smuggle a second command to the node.
+#[inline]
+pub fn wire_key_ok(key: &[u8], base64: bool) -> bool {
+    if base64 {
+        !key.is_empty() && key.len() <= MAX_BINARY_KEY_LEN
+    } else {
+        valid_key(key)
+    }
 }

@@ -8,6 +8,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::meta::{put_key, MetaRequest};
 use super::number::{put_i64, put_u64};
+use super::response::{MetaStatus, ReplyLimits, Response};
+use super::{valid_key, wire_key_ok};
+use crate::error::Error;
 
 /// The storage verbs of the classic protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -317,5 +320,176 @@ impl Request {
             }
         }
         buf.put_slice(b"\r\n");
+    }
+}
+
+/// Whether `arg` (a sub-command word or words, as `stats detail on`) stays on one line: no
+/// line break, no NUL, not empty.
+fn arg_ok(arg: &[u8]) -> bool {
+    !arg.is_empty() && !arg.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0))
+}
+
+/// A request refused before any of its bytes is written.
+fn unsafe_key(key: &[u8]) -> Error {
+    Error::InvalidKey(String::from_utf8_lossy(key).into_owned())
+}
+
+impl Request {
+    /// The last line of defence before a socket: `Ok` only if every key and argument of the
+    /// request is written so that it cannot end the line early or split into more tokens (a
+    /// key must be a valid text key, or travel base64 with the meta `b` flag). Whoever writes
+    /// to a backend calls this first and refuses the request — without writing a byte, and
+    /// without blaming the node — when it fails.
+    pub fn check_wire(&self) -> Result<(), Error> {
+        let key = |k: &[u8]| {
+            if valid_key(k) {
+                Ok(())
+            } else {
+                Err(unsafe_key(k))
+            }
+        };
+        let arg = |a: &[u8]| {
+            if arg_ok(a) {
+                Ok(())
+            } else {
+                Err(Error::InvalidKey(format!(
+                    "argument {:?}",
+                    String::from_utf8_lossy(a)
+                )))
+            }
+        };
+        match self {
+            Request::Get { keys, .. } => {
+                if keys.is_empty() {
+                    return Err(Error::InvalidKey(String::new()));
+                }
+                keys.iter().try_for_each(|k| key(k))
+            }
+            Request::Store { key: k, .. }
+            | Request::Delete { key: k, .. }
+            | Request::Arith { key: k, .. }
+            | Request::Touch { key: k, .. } => key(k),
+            Request::Stats { group: Some(a) }
+            | Request::Shutdown { arg: Some(a) }
+            | Request::Metadump { arg: a } => arg(a),
+            Request::LruCrawler { args } => args.iter().try_for_each(|a| {
+                if a.contains(&b' ') {
+                    Err(Error::InvalidKey(String::from_utf8_lossy(a).into_owned()))
+                } else {
+                    arg(a)
+                }
+            }),
+            Request::MetaDebug { key: k, base64 } => {
+                if wire_key_ok(k, *base64) {
+                    Ok(())
+                } else {
+                    Err(unsafe_key(k))
+                }
+            }
+            Request::Meta(m) => {
+                if !wire_key_ok(&m.key, m.flags.base64) {
+                    return Err(unsafe_key(&m.key));
+                }
+                match &m.flags.opaque {
+                    Some(o) if o.iter().any(|&b| b <= b' ' || b == 0x7f) => Err(Error::InvalidKey(
+                        format!("opaque {:?}", String::from_utf8_lossy(o)),
+                    )),
+                    _ => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// What a reply to this request may look like; see [`Expect`].
+    pub fn expect(&self) -> Expect {
+        match self {
+            Request::Get { keys, .. } => Expect::Values(keys.len()),
+            Request::Store { .. } => Expect::Store,
+            Request::Delete { .. } => Expect::Delete,
+            Request::Arith { .. } => Expect::Arith,
+            Request::Touch { .. } => Expect::Touch,
+            Request::FlushAll { .. } | Request::Verbosity { .. } => Expect::Ok,
+            Request::Version => Expect::Version,
+            Request::Stats { .. } => Expect::Stats,
+            Request::MetaNoop => Expect::Noop,
+            Request::MetaDebug { .. } => Expect::Debug,
+            Request::Meta(_) => Expect::Meta,
+            Request::Quit
+            | Request::Shutdown { .. }
+            | Request::CacheMemlimit { .. }
+            | Request::Metadump { .. }
+            | Request::LruCrawler { .. } => Expect::FreeForm,
+        }
+    }
+}
+
+/// The replies a request can get, so that a pipelined connection notices at once when the reply
+/// it matched to a request cannot be that request's (a reply lost or added upstream, a stream
+/// out of step): the connection is then reset rather than have every later reply handed to the
+/// wrong caller. Error lines (`ERROR`, `CLIENT_ERROR`, `SERVER_ERROR`) fit every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// `VALUE`s (at most this many) and `END`.
+    Values(usize),
+    Store,
+    Delete,
+    Arith,
+    Touch,
+    /// `OK`.
+    Ok,
+    Version,
+    /// `STAT` lines, a bare `END`, or a one-line answer (`RESET`, `OK`).
+    Stats,
+    /// `MN`.
+    Noop,
+    /// `ME` or `EN`.
+    Debug,
+    /// A meta reply other than `MN`/`ME`.
+    Meta,
+    /// Anything but a meta reply (admin verbs with memcached's assorted one-line answers).
+    FreeForm,
+}
+
+impl Expect {
+    /// Whether `r` can be the reply to a request of this kind.
+    pub fn accepts(&self, r: &Response) -> bool {
+        if r.is_error() {
+            return true;
+        }
+        match (self, r) {
+            (Expect::Values(n), Response::Values(v)) => v.len() <= *n,
+            (
+                Expect::Store,
+                Response::Stored | Response::NotStored | Response::Exists | Response::NotFound,
+            ) => true,
+            (Expect::Delete, Response::Deleted | Response::NotFound) => true,
+            (Expect::Arith, Response::Number(_) | Response::NotFound) => true,
+            (Expect::Touch, Response::Touched | Response::NotFound) => true,
+            (Expect::Ok, Response::Ok) => true,
+            (Expect::Version, Response::Version(_)) => true,
+            (
+                Expect::Stats,
+                Response::Stats(_) | Response::Values(_) | Response::Ok | Response::Other(_),
+            ) => true,
+            (Expect::Noop, Response::Meta(m)) => m.status == MetaStatus::Mn,
+            (Expect::Debug, Response::Meta(m)) => {
+                matches!(m.status, MetaStatus::Me | MetaStatus::En)
+            }
+            (Expect::Meta, Response::Meta(m)) => {
+                !matches!(m.status, MetaStatus::Mn | MetaStatus::Me)
+            }
+            (Expect::FreeForm, r) => !matches!(r, Response::Meta(_)),
+            _ => false,
+        }
+    }
+
+    /// The bounds of this reply from servers whose items are at most `max_item_size` bytes.
+    pub fn limits(&self, max_item_size: usize) -> ReplyLimits {
+        let items = match self {
+            Expect::Values(n) => *n,
+            _ => 0,
+        };
+        ReplyLimits::for_items(max_item_size, items)
     }
 }

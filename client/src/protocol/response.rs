@@ -16,6 +16,57 @@ const MAX_RESPONSE_LINE: usize = 64 * 1024;
 /// (`ITEM_SIZE_MAX_UPPER_LIMIT`). A larger length is a broken stream, not a reason to allocate.
 const MAX_RESPONSE_VALUE: u64 = 1024 * 1024 * 1024;
 
+/// Bounds on one reply, checked while it is read: past any of them the stream is broken (or
+/// hostile), and the caller resets the connection instead of buffering more.
+///
+/// [`Response::parse`] uses the loose defaults (a line of 64 KiB, a value of 1 GiB, no bound on
+/// the number of items or listing lines); a router's backend connection sets them from what it
+/// asked ([`ReplyLimits::for_items`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyLimits {
+    /// Longest line (a `VALUE`, meta or `STAT` line; not a data block).
+    pub max_line: usize,
+    /// Largest data block one `VALUE`/`VA` may announce.
+    pub max_value: usize,
+    /// Most `VALUE` items one reply may hold (a `get` of n keys gets at most n).
+    pub max_items: usize,
+    /// Most bytes of `STAT`/metadump lines one listing may take.
+    pub max_listing: usize,
+}
+
+impl Default for ReplyLimits {
+    fn default() -> Self {
+        ReplyLimits {
+            max_line: MAX_RESPONSE_LINE,
+            max_value: MAX_RESPONSE_VALUE as usize,
+            max_items: usize::MAX,
+            max_listing: usize::MAX,
+        }
+    }
+}
+
+impl ReplyLimits {
+    /// Longest line a memcached reply has: a `VALUE`/meta line with a 250-byte key and every
+    /// return flag, an `ME` line, a `STAT` line, an error message. Far below a few KiB.
+    pub const LINE: usize = 4 * 1024;
+    /// Largest `STAT` listing a backend connection accepts (`stats items`/`slabs` of a node with
+    /// every slab class in use are some tens of KiB).
+    pub const LISTING: usize = 4 * 1024 * 1024;
+    /// Room above the item size limit for what a value's size does not count exactly.
+    pub const VALUE_SLACK: usize = 64 * 1024;
+
+    /// The bounds of a reply to a request that names `items` keys, from servers whose items are
+    /// at most `max_item_size` bytes.
+    pub fn for_items(max_item_size: usize, items: usize) -> ReplyLimits {
+        ReplyLimits {
+            max_line: Self::LINE,
+            max_value: max_item_size.saturating_add(Self::VALUE_SLACK),
+            max_items: items,
+            max_listing: Self::LISTING,
+        }
+    }
+}
+
 /// One item of a `get`-family reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Value {
@@ -254,7 +305,16 @@ impl Response {
     /// Parses one reply from the front of `buf`, consuming it. `Ok(None)`: more bytes needed.
     /// `Err`: the bytes are not a memcached reply; the connection is out of sync.
     pub fn parse(buf: &mut BytesMut) -> Result<Option<Response>, Error> {
-        let Some(nl) = find_line(buf, 0)? else {
+        Response::parse_limited(buf, &ReplyLimits::default())
+    }
+
+    /// [`Response::parse`] within `limits`: a reply (or the part of it already received) that
+    /// passes one of them is an error at once, before more of it is buffered.
+    pub fn parse_limited(
+        buf: &mut BytesMut,
+        limits: &ReplyLimits,
+    ) -> Result<Option<Response>, Error> {
+        let Some(nl) = find_line(buf, 0, limits.max_line)? else {
             return Ok(None);
         };
         let line = trim_cr(&buf[..nl]);
@@ -275,15 +335,15 @@ impl Response {
             return Ok(Some(r));
         }
         if line.starts_with(b"VALUE ") {
-            return parse_values(buf);
+            return parse_values(buf, limits);
         }
         if line.starts_with(b"STAT ") || line.starts_with(b"key=") {
-            return parse_listing(buf);
+            return parse_listing(buf, limits);
         }
         if line.len() >= 2 {
             if let Some(status) = MetaStatus::from_code(&line[..2]) {
                 if line.len() == 2 || line[2] == b' ' {
-                    return parse_meta(buf, nl, status);
+                    return parse_meta(buf, nl, status, limits);
                 }
             }
         }
@@ -307,13 +367,13 @@ impl Response {
     }
 }
 
-/// Index of the `\n` ending the line that starts at `from`, if it has arrived.
-fn find_line(buf: &[u8], from: usize) -> Result<Option<usize>, Error> {
-    match memchr::memchr(b'\n', &buf[from..]) {
+/// Index of the `\n` ending the line that starts at `from`, if it has arrived; an error once
+/// more than `max` bytes have come without one (or the line that came is longer).
+fn find_line(buf: &[u8], from: usize, max: usize) -> Result<Option<usize>, Error> {
+    let window = &buf[from..buf.len().min(from.saturating_add(max).saturating_add(1))];
+    match memchr::memchr(b'\n', window) {
         Some(i) => Ok(Some(from + i)),
-        None if buf.len() - from > MAX_RESPONSE_LINE => {
-            Err(Error::Protocol("reply line too long".into()))
-        }
+        None if buf.len() - from > max => Err(Error::Protocol("reply line too long".into())),
         None => Ok(None),
     }
 }
@@ -327,18 +387,21 @@ fn bad(what: &str) -> Error {
 }
 
 /// `VALUE <key> <flags> <bytes> [<cas>]` + data, repeated, then `END`.
-fn parse_values(buf: &mut BytesMut) -> Result<Option<Response>, Error> {
+fn parse_values(buf: &mut BytesMut, limits: &ReplyLimits) -> Result<Option<Response>, Error> {
     // First pass: check that the whole reply has arrived and where each piece is.
     let mut pos = 0;
     let mut spans = Vec::new();
     loop {
-        let Some(nl) = find_line(buf, pos)? else {
+        let Some(nl) = find_line(buf, pos, limits.max_line)? else {
             return Ok(None);
         };
         let line = trim_cr(&buf[pos..nl]);
         if line == b"END" {
             pos = nl + 1;
             break;
+        }
+        if spans.len() >= limits.max_items {
+            return Err(bad("more items than keys asked"));
         }
         let mut parts = line.split(|&b| b == b' ');
         if parts.next() != Some(b"VALUE") {
@@ -353,7 +416,7 @@ fn parse_values(buf: &mut BytesMut) -> Result<Option<Response>, Error> {
         let len = parts
             .next()
             .and_then(parse_u64)
-            .filter(|&n| n <= MAX_RESPONSE_VALUE)
+            .filter(|&n| n <= limits.max_value as u64)
             .ok_or_else(|| bad("length"))? as usize;
         let cas = match parts.next() {
             Some(c) => Some(parse_u64(c).ok_or_else(|| bad("cas"))?),
@@ -391,12 +454,15 @@ fn parse_values(buf: &mut BytesMut) -> Result<Option<Response>, Error> {
 }
 
 /// `STAT` lines or metadump lines, then `END`.
-fn parse_listing(buf: &mut BytesMut) -> Result<Option<Response>, Error> {
+fn parse_listing(buf: &mut BytesMut, limits: &ReplyLimits) -> Result<Option<Response>, Error> {
     let mut pos = 0;
     let mut lines = Vec::new();
     let stats = buf.starts_with(b"STAT ");
     loop {
-        let Some(nl) = find_line(buf, pos)? else {
+        if pos > limits.max_listing {
+            return Err(bad("listing too long"));
+        }
+        let Some(nl) = find_line(buf, pos, limits.max_line)? else {
             return Ok(None);
         };
         let line = trim_cr(&buf[pos..nl]);
@@ -434,6 +500,7 @@ fn parse_meta(
     buf: &mut BytesMut,
     nl: usize,
     status: MetaStatus,
+    limits: &ReplyLimits,
 ) -> Result<Option<Response>, Error> {
     let line_len = trim_cr(&buf[..nl]).len();
     let rest = if line_len > 3 { 3..line_len } else { 0..0 };
@@ -448,7 +515,7 @@ fn parse_meta(
     let body = &buf[rest.clone()];
     let sp = memchr::memchr(b' ', body).unwrap_or(body.len());
     let len = parse_u64(&body[..sp])
-        .filter(|&n| n <= MAX_RESPONSE_VALUE)
+        .filter(|&n| n <= limits.max_value as u64)
         .ok_or_else(|| bad("VA length"))? as usize;
     let flags = (rest.start + sp + 1).min(rest.end)..rest.end;
     let end = nl + 1 + len + 2;

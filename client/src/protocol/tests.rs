@@ -1655,3 +1655,170 @@ fn malformed_replies_are_errors() {
     let mut long = BytesMut::from(&[b'x'; 64 * 1024 + 1][..]);
     assert!(Response::parse(&mut long).is_err());
 }
+
+// ----- what goes to a backend ------------------------------------------------------------
+
+/// Parses one request line (and data block) as a node or the proxy would.
+fn one_request(bytes: &[u8]) -> Request {
+    let mut buf = BytesMut::from(bytes);
+    match parse(&mut buf, &Limits::default()) {
+        Ok(Some(Step::Item(Ok(r)))) => r,
+        other => panic!("{:?}: {other:?}", String::from_utf8_lossy(bytes)),
+    }
+}
+
+fn wire(req: &Request) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    req.encode(&mut buf);
+    buf.to_vec()
+}
+
+/// `md k qb`: memcached reads the token as `q`; once the router clears quiet, nothing of it is
+/// left on the wire.
+#[test]
+fn cleared_quiet_is_gone_however_it_was_spelled() {
+    let Request::Meta(mut m) = one_request(b"md k qb\r\n") else {
+        panic!("meta")
+    };
+    assert!(m.flags.quiet && !m.flags.base64);
+    m.flags.quiet = false;
+    assert_eq!(wire(&Request::Meta(m)), b"md k\r\n");
+}
+
+/// Return flags keep the client's order (replies echo them in it), the opaque and `k` survive,
+/// ignored token tails are dropped, and a flag the router adds comes last.
+#[test]
+fn meta_flags_are_rendered_from_the_parsed_request_in_client_order() {
+    let Request::Meta(mut m) = one_request(b"mg k Oab1 tx q k s vzz\r\n") else {
+        panic!("meta")
+    };
+    m.flags.quiet = false;
+    assert_eq!(wire(&Request::Meta(m.clone())), b"mg k Oab1 t k s v\r\n");
+    m.flags.new_cas = Some(7);
+    assert_eq!(wire(&Request::Meta(m)), b"mg k Oab1 t k s v E7\r\n");
+    let Request::Meta(m) = one_request(b"ms YWJj 2 b T4294967297 F5 MS\r\nhi\r\n") else {
+        panic!("meta")
+    };
+    // The key goes back base64 with `b`; numbers as memcached read them (T truncated to 32 bits).
+    assert_eq!(wire(&Request::Meta(m)), b"ms YWJj 2 b T1 F5 MS\r\nhi\r\n");
+}
+
+/// A decoded key that is not a valid text key is never written raw: meta requests built for it
+/// carry `b`, and a classic request with it is refused before encoding.
+#[test]
+fn unsafe_keys_are_refused_before_the_wire() {
+    let evil = Bytes::from_static(b"x\n\rflush_all");
+    let classic = Request::Delete {
+        key: evil.clone(),
+        noreply: false,
+    };
+    assert!(matches!(classic.check_wire(), Err(Error::InvalidKey(_))));
+    let get = Request::Get {
+        cmd: GetCmd::Get,
+        exptime: None,
+        keys: vec![b(b"ok"), b(b"a b")],
+    };
+    assert!(get.check_wire().is_err());
+    let md = MetaRequest::new(MetaCmd::Delete, evil.clone(), MetaFlags::default(), None);
+    assert!(md.flags.base64);
+    let md = Request::Meta(md);
+    md.check_wire().unwrap();
+    assert_eq!(wire(&md), b"md eAoNZmx1c2hfYWxs b\r\n");
+    // A raw meta request with a binary key (no `b`) is refused too.
+    let raw = Request::Meta(MetaRequest {
+        cmd: MetaCmd::Get,
+        key: evil,
+        flags: MetaFlags::default(),
+        raw: Bytes::new(),
+        value: None,
+    });
+    assert!(raw.check_wire().is_err());
+    // Too long to fit base64 in memcached's 250-byte key token.
+    let long = MetaRequest::new(
+        MetaCmd::Get,
+        Bytes::from(vec![0u8; MAX_BINARY_KEY_LEN + 1]),
+        MetaFlags::default(),
+        None,
+    );
+    assert!(Request::Meta(long).check_wire().is_err());
+    let fits = MetaRequest::new(
+        MetaCmd::Get,
+        Bytes::from(vec![0u8; MAX_BINARY_KEY_LEN]),
+        MetaFlags::default(),
+        None,
+    );
+    let fits = wire(&Request::Meta(fits));
+    assert!(fits.len() - b"mg  b\r\n".len() <= MAX_KEY_LEN);
+    let stats = Request::Stats {
+        group: Some(b(b"items\r\nflush_all")),
+    };
+    assert!(stats.check_wire().is_err());
+}
+
+/// A reply that cannot answer the request it was matched to is caught (FIFO slip).
+#[test]
+fn expect_catches_replies_for_another_request() {
+    let get = one_request(b"get a b\r\n").expect();
+    let hd = Response::Meta(MetaResponse {
+        status: MetaStatus::Hd,
+        flags: Bytes::new(),
+        value: None,
+    });
+    assert!(!get.accepts(&hd));
+    assert!(!get.accepts(&Response::Ok));
+    assert!(get.accepts(&Response::Values(Vec::new())));
+    assert!(get.accepts(&Response::ServerError(b(b"oops"))));
+    let three = Response::Values(
+        (0..3)
+            .map(|_| Value {
+                key: b(b"a"),
+                flags: 0,
+                cas: None,
+                data: b(b"x"),
+            })
+            .collect(),
+    );
+    assert!(!get.accepts(&three));
+    let md = one_request(b"md k\r\n").expect();
+    assert!(md.accepts(&hd));
+    assert!(!md.accepts(&Response::Deleted));
+    let mn = Response::Meta(MetaResponse {
+        status: MetaStatus::Mn,
+        flags: Bytes::new(),
+        value: None,
+    });
+    assert!(!md.accepts(&mn));
+    assert!(Request::MetaNoop.expect().accepts(&mn));
+    assert!(!Request::Version.expect().accepts(&Response::Stored));
+}
+
+/// Reply bounds are checked on what has arrived, before the rest is buffered.
+#[test]
+fn reply_limits_stop_oversized_replies_early() {
+    let lim = ReplyLimits::for_items(1024 * 1024, 1);
+    let mut huge = BytesMut::from(&b"VALUE k 0 1073741824\r\nvvvv"[..]);
+    assert!(Response::parse_limited(&mut huge, &lim).is_err());
+    let mut va = BytesMut::from(&b"VA 1073741824 t1\r\nvv"[..]);
+    assert!(Response::parse_limited(&mut va, &lim).is_err());
+    let mut ok = BytesMut::from(&b"VALUE k 0 3\r\nabc\r\nEND\r\n"[..]);
+    assert!(matches!(
+        Response::parse_limited(&mut ok, &lim),
+        Ok(Some(Response::Values(v))) if v.len() == 1
+    ));
+    let mut two = BytesMut::from(&b"VALUE k 0 1\r\na\r\nVALUE k 0 1\r\na\r\n"[..]);
+    assert!(Response::parse_limited(&mut two, &lim).is_err());
+    let mut line = BytesMut::from(&vec![b'x'; ReplyLimits::LINE + 1][..]);
+    assert!(Response::parse_limited(&mut line, &lim).is_err());
+    let mut stats = BytesMut::new();
+    while stats.len() <= ReplyLimits::LISTING {
+        stats.extend_from_slice(b"STAT a b\r\n");
+    }
+    assert!(Response::parse_limited(&mut stats, &lim).is_err());
+    // The loose default still takes a long listing.
+    let mut stats2 = stats.clone();
+    stats2.extend_from_slice(b"END\r\n");
+    assert!(matches!(
+        Response::parse(&mut stats2),
+        Ok(Some(Response::Stats(_)))
+    ));
+}
