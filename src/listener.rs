@@ -14,6 +14,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// How long writing the refusal to a connection past the limit may take.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How long shutdown waits for open connections to finish their in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -58,11 +61,16 @@ pub async fn serve<H, F>(
             counters
                 .rejected_connections
                 .fetch_add(1, Ordering::Relaxed);
+            // memcached's answer (drive_machine, conn_listening, with maxconns_fast): write the
+            // line and close. The write lands in an empty socket buffer; the deadline is for form.
             tracker.spawn(async move {
-                let _ = stream
-                    .write_all(b"ERROR Too many open connections\r\n")
-                    .await;
-                let _ = stream.shutdown().await;
+                let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
+                    let _ = stream
+                        .write_all(b"ERROR Too many open connections\r\n")
+                        .await;
+                    let _ = stream.shutdown().await;
+                })
+                .await;
             });
             continue;
         }

@@ -471,3 +471,121 @@ fn client_that_never_reads_stalls_only_itself_on_the_proxy() {
     }
     assert!(total < 100_000_000, "read {total} bytes: not cut off");
 }
+
+/// The metrics endpoint with small limits, on its own runtime; the test talks to it with
+/// blocking sockets.
+fn metrics_endpoint(
+    limits: ringcache::metrics::HttpLimits,
+) -> (SocketAddr, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = rt.block_on(async {
+        let listener = ringcache::metrics::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handle = ringcache::metrics::install();
+        let token = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(ringcache::metrics::serve_with(
+            listener, handle, token, limits,
+        ));
+        addr
+    });
+    (addr, rt)
+}
+
+/// `GET /metrics` on a fresh connection answers `200 OK`.
+fn scrape(addr: SocketAddr) -> Result<(), String> {
+    let mut s = raw(addr);
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    if got.starts_with(b"HTTP/1.1 200 OK\r\n") {
+        Ok(())
+    } else {
+        Err(format!("scrape got {}", support::show(&got)))
+    }
+}
+
+/// Reads until the peer closes (`Ok(bytes read)`), or `Err` if it is still open at `deadline`.
+fn read_until_closed(s: &mut TcpStream, deadline: Instant) -> Result<usize, String> {
+    let mut total = 0;
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("still open after {total} bytes"));
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => total += n,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(total),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// A slowloris client of `/metrics` (headers one byte at a time, never finished) is dropped after
+/// the header deadline, and scrapes keep being answered meanwhile.
+#[test]
+fn metrics_drops_a_slowloris_and_keeps_answering() {
+    let (addr, _rt) = metrics_endpoint(ringcache::metrics::HttpLimits {
+        header_timeout: Duration::from_secs(1),
+        max_lifetime: Duration::from_secs(30),
+        max_connections: 8,
+    });
+    scrape(addr).unwrap();
+    let mut slow = raw(addr);
+    let start = Instant::now();
+    let mut closed = false;
+    for &b in b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: "
+        .iter()
+        .cycle()
+        .take(200)
+    {
+        if slow.write_all(&[b]).is_err() {
+            closed = true;
+            break;
+        }
+        scrape(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        if start.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    if !closed {
+        read_until_closed(&mut slow, Instant::now() + REPLY_TIMEOUT).unwrap();
+    }
+    scrape(addr).unwrap();
+}
+
+/// Past the connection cap a newcomer is closed at once; idle connections holding the slots are
+/// dropped at the header deadline, after which scrapes are answered again.
+#[test]
+fn metrics_connection_cap_holds() {
+    let (addr, _rt) = metrics_endpoint(ringcache::metrics::HttpLimits {
+        header_timeout: Duration::from_secs(2),
+        max_lifetime: Duration::from_secs(30),
+        max_connections: 4,
+    });
+    let mut idle: Vec<TcpStream> = (0..4).map(|_| raw(addr)).collect();
+    // The cap is reached once the server accepted all four; a newcomer is closed unanswered.
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    loop {
+        let mut extra = raw(addr);
+        let _ = extra.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let n = read_until_closed(&mut extra, Instant::now() + REPLY_TIMEOUT).unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cap never held");
+    }
+    for s in &mut idle {
+        read_until_closed(s, Instant::now() + REPLY_TIMEOUT).unwrap();
+    }
+    scrape(addr).unwrap();
+}
