@@ -88,6 +88,9 @@ pub struct ProxyArgs {
     /// Worker threads; 1 runs the whole proxy on one thread, as twemproxy does [default: 1].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Simultaneous client connections [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
     /// Close a client connection idle this many seconds; 0 never (memcached -o idle_timeout)
     /// [default: 0].
     #[arg(long, value_name = "SECS")]

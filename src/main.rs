@@ -147,6 +147,9 @@ fn proxy_config(args: &ProxyArgs) -> Result<ProxyConfig, Error> {
     if let Some(v) = args.idle_timeout {
         cfg.idle_timeout = v;
     }
+    if let Some(v) = args.max_connections {
+        cfg.max_connections = v;
+    }
     if let Some(v) = args.max_pending_bytes_per_connection {
         cfg.max_pending_bytes_per_connection = v;
     }

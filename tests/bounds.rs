@@ -345,6 +345,19 @@ fn max_connections_refuses_with_memcacheds_line() {
     }
 }
 
+/// The proxy shares the node's accept loop: the same line and close at its limit.
+#[test]
+fn proxy_max_connections_refuses_with_memcacheds_line() {
+    let node = spawn_node(&[]);
+    let proxy = spawn_proxy(&[node.addr], &["--max-connections", "3"]);
+    await_connections(&proxy, 0);
+    let open = fill_connections(&proxy, 3);
+    assert_eq!(open.len(), 3);
+    let mut refused = proxy.conn();
+    refused.expect(b"ERROR Too many open connections\r\n");
+    refused.expect_closed();
+}
+
 /// An attacker that fills a node's connection slots with idle sockets does not cut the proxy off
 /// it: the proxy's connections to the node were opened first and are kept, so requests through
 /// the proxy keep reaching the node.
