@@ -60,7 +60,10 @@ pub async fn run(mut stream: TcpStream, node: &Arc<Node>) {
                     let mut flow = exec::execute(node, item, &mut wbuf);
                     // A multi-get too big to answer at once: write each piece, then go on.
                     while let Flow::More(cursor) = flow {
-                        if write_out(&mut stream, &mut wbuf, node, idle).await.is_err() {
+                        // A reply that could run for hours does not hold up shutdown.
+                        if write_out(&mut stream, &mut wbuf, node, idle).await.is_err()
+                            || shutdown.is_cancelled()
+                        {
                             return;
                         }
                         // Lookups without hits write nothing: yield so the worker thread's

@@ -220,6 +220,9 @@ pub async fn run(stream: TcpStream, proxy: Arc<Proxy>) {
     loop {
         // Held back only by the proxy-wide cap: look again shortly.
         let mut held_back = false;
+        // Work is waiting (a split multi-get's next piece, requests already in `rbuf`) that the
+        // budget did not admit; it is taken up as soon as the budget allows.
+        let mut starved = false;
         while inflight.len() < max_inflight {
             // The rest of a split multi-get comes before any later request.
             if let Some(sp) = split.as_mut() {
@@ -228,6 +231,7 @@ pub async fn run(stream: TcpStream, proxy: Arc<Proxy>) {
                 let cost = n * max_item;
                 if let Err(global) = budget.admits(cost, &wbuf) {
                     held_back = global;
+                    starved = true;
                     break;
                 }
                 let keys = sp.keys[sp.next..sp.next + n].to_vec();
@@ -308,6 +312,7 @@ pub async fn run(stream: TcpStream, proxy: Arc<Proxy>) {
             }
             // A request too big for what is left of the budget waits in `rbuf`.
             if !budget.has_room(&wbuf) {
+                starved = true;
                 break;
             }
         }
@@ -332,6 +337,11 @@ pub async fn run(stream: TcpStream, proxy: Arc<Proxy>) {
         if closing && inflight.is_empty() && split.is_none() {
             let _ = wr.shutdown().await;
             return;
+        }
+        // Everything finished and was written while work waited for room: there is room now
+        // (a connection holding nothing is always admitted), and no event would wake us for it.
+        if starved && inflight.is_empty() {
+            continue;
         }
         if rbuf.is_empty() && rbuf.capacity() > 1024 * 1024 {
             rbuf = BytesMut::with_capacity(16 * 1024);
