@@ -634,3 +634,46 @@ fn split_multigets_through_the_proxy_are_answered_whole() {
         c.expect(&[&want[..], &want, &want, b"MN\r\n"].concat());
     }
 }
+
+/// A pipeline deeper than `max_inflight_per_connection`: requests left in the read buffer when
+/// the in-flight limit is reached are taken up when replies drain, even if the client sends
+/// nothing more.
+#[test]
+fn pipeline_deeper_than_the_inflight_limit_is_answered() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_node, proxy) = rt.block_on(async {
+        let node = ringcache::node::start(
+            ringcache::config::NodeConfig {
+                listen: "127.0.0.1:0".into(),
+                threads: 1,
+                ..Default::default()
+            },
+            std::sync::Arc::new(ringcache::node::clock::SystemClock),
+        )
+        .await
+        .unwrap();
+        let cfg = ringcache::proxy::ProxyConfig {
+            listen: "127.0.0.1:0".into(),
+            max_inflight_per_connection: 1,
+            nodes: vec![ringcache_client::ring::NodeSpec {
+                addr: node.addr.to_string(),
+                name: None,
+                weight: 1,
+            }],
+            ..Default::default()
+        };
+        let proxy = ringcache::proxy::start(cfg, None).await.unwrap();
+        (node, proxy)
+    });
+    let mut c = Conn::open(proxy.addr, "proxy");
+    c.send(b"set k 0 0 1\r\nv\r\n");
+    c.expect(b"STORED\r\n");
+    for _ in 0..50 {
+        c.send(&[&b"get k\r\n".repeat(20)[..], b"mn\r\n"].concat());
+        c.expect(&[&b"VALUE k 0 1\r\nv\r\nEND\r\n".repeat(20)[..], b"MN\r\n"].concat());
+    }
+}

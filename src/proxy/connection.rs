@@ -220,9 +220,10 @@ pub async fn run(stream: TcpStream, proxy: Arc<Proxy>) {
     loop {
         // Held back only by the proxy-wide cap: look again shortly.
         let mut held_back = false;
-        // Work is waiting (a split multi-get's next piece, requests already in `rbuf`) that the
-        // budget did not admit; it is taken up as soon as the budget allows.
-        let mut starved = false;
+        // Whether every request that has arrived was started. If not (the byte budget or the
+        // in-flight limit stopped us, or a split multi-get has pieces left), the rest is taken
+        // up as soon as replies drain: no read would wake us for bytes already in `rbuf`.
+        let mut drained = false;
         while inflight.len() < max_inflight {
             // The rest of a split multi-get comes before any later request.
             if let Some(sp) = split.as_mut() {
@@ -231,7 +232,6 @@ pub async fn run(stream: TcpStream, proxy: Arc<Proxy>) {
                 let cost = n * max_item;
                 if let Err(global) = budget.admits(cost, &wbuf) {
                     held_back = global;
-                    starved = true;
                     break;
                 }
                 let keys = sp.keys[sp.next..sp.next + n].to_vec();
@@ -250,6 +250,7 @@ pub async fn run(stream: TcpStream, proxy: Arc<Proxy>) {
                 continue;
             }
             if closing {
+                drained = true;
                 break;
             }
             match codec.decode(&mut rbuf) {
@@ -303,7 +304,10 @@ pub async fn run(stream: TcpStream, proxy: Arc<Proxy>) {
                         }
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    drained = true;
+                    break;
+                }
                 Err(e) => {
                     tracing::debug!("closing client connection: {e}");
                     proxy.stats.protocol_error("desync");
@@ -312,7 +316,6 @@ pub async fn run(stream: TcpStream, proxy: Arc<Proxy>) {
             }
             // A request too big for what is left of the budget waits in `rbuf`.
             if !budget.has_room(&wbuf) {
-                starved = true;
                 break;
             }
         }
@@ -338,9 +341,9 @@ pub async fn run(stream: TcpStream, proxy: Arc<Proxy>) {
             let _ = wr.shutdown().await;
             return;
         }
-        // Everything finished and was written while work waited for room: there is room now
-        // (a connection holding nothing is always admitted), and no event would wake us for it.
-        if starved && inflight.is_empty() {
+        // Everything finished and was written while work waited: there is room now (a
+        // connection holding nothing is always admitted), and no event would wake us for it.
+        if !drained && inflight.is_empty() {
             continue;
         }
         if rbuf.is_empty() && rbuf.capacity() > 1024 * 1024 {
