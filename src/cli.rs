@@ -55,6 +55,10 @@ pub struct NodeArgs {
     /// Obey the `shutdown` command (memcached -A).
     #[arg(long)]
     pub enable_shutdown: bool,
+    /// Close a client connection idle this many seconds; 0 never (memcached -o idle_timeout)
+    /// [default: 0].
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<u64>,
 }
 
 /// `ringcache proxy` flags; each overrides the same key of `--config`.
@@ -84,6 +88,21 @@ pub struct ProxyArgs {
     /// Worker threads; 1 runs the whole proxy on one thread, as twemproxy does [default: 1].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Simultaneous client connections [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Close a client connection idle this many seconds; 0 never (memcached -o idle_timeout)
+    /// [default: 0].
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<u64>,
+    /// Reply bytes one client connection may have waiting to be written before the proxy stops
+    /// reading it [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    pub max_pending_bytes_per_connection: Option<usize>,
+    /// Reply bytes all client connections together may have waiting before every connection
+    /// stops reading [default: 1073741824].
+    #[arg(long, value_name = "BYTES")]
+    pub max_pending_bytes: Option<usize>,
 }
 
 /// `ringcache local` flags.

@@ -26,6 +26,9 @@ pub struct NodeConfig {
     pub threads: usize,
     /// Whether the `shutdown` command is obeyed (memcached: `-A`).
     pub enable_shutdown: bool,
+    /// Seconds a client connection may make no progress before it is closed; 0 (the default,
+    /// as in memcached) never closes one (memcached: `-o idle_timeout`).
+    pub idle_timeout: u64,
 }
 
 impl Default for NodeConfig {
@@ -38,6 +41,7 @@ impl Default for NodeConfig {
             max_connections: 1024,
             threads: 4,
             enable_shutdown: false,
+            idle_timeout: 0,
         }
     }
 }
@@ -55,6 +59,11 @@ impl NodeConfig {
         let cfg: NodeConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The idle limit for client connections, if there is one.
+    pub fn idle_timeout(&self) -> Option<std::time::Duration> {
+        (self.idle_timeout > 0).then(|| std::time::Duration::from_secs(self.idle_timeout))
     }
 
     /// Refuses settings no server could run with.
@@ -101,6 +110,13 @@ mod tests {
         assert!(NodeConfig::from_toml("listn = \"x\"").is_err());
         assert!(NodeConfig::from_toml("threads = 0").is_err());
         assert!(NodeConfig::from_toml("memory_limit_mb = 1\nmax_item_size = 1048576").is_err());
+    }
+
+    #[test]
+    fn idle_timeout_is_off_unless_set() {
+        assert_eq!(NodeConfig::default().idle_timeout(), None);
+        let c = NodeConfig::from_toml("idle_timeout = 30").unwrap();
+        assert_eq!(c.idle_timeout(), Some(std::time::Duration::from_secs(30)));
     }
 
     #[test]

@@ -9,10 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// How long writing the refusal to a connection past the limit may take.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long shutdown waits for open connections to finish their in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,11 +61,16 @@ pub async fn serve<H, F>(
             counters
                 .rejected_connections
                 .fetch_add(1, Ordering::Relaxed);
+            // memcached's answer (drive_machine, conn_listening, with maxconns_fast): write the
+            // line and close. The write lands in an empty socket buffer; the deadline is for form.
             tracker.spawn(async move {
-                let _ = stream
-                    .write_all(b"ERROR Too many open connections\r\n")
-                    .await;
-                let _ = stream.shutdown().await;
+                let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
+                    let _ = stream
+                        .write_all(b"ERROR Too many open connections\r\n")
+                        .await;
+                    let _ = stream.shutdown().await;
+                })
+                .await;
             });
             continue;
         }
@@ -83,6 +91,29 @@ pub async fn serve<H, F>(
     {
         tracing::warn!("shutdown: connections still open after {DRAIN_TIMEOUT:?}; closing them");
     }
+}
+
+/// `write_all` for a client connection with `idle_timeout` set: gives up (`TimedOut`) when one
+/// write makes no progress within `limit`, so a client that stopped reading its replies is let
+/// go instead of holding its connection (and the reply it was sent) forever. A slow reader that
+/// keeps taking bytes is never cut off.
+pub async fn write_all_within<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    mut buf: &[u8],
+    limit: Duration,
+) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        match tokio::time::timeout(limit, stream.write(buf)).await {
+            Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => buf = &buf[n..],
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                tracing::debug!("closing connection: client took no reply bytes for {limit:?}");
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A token cancelled by the first SIGINT or SIGTERM. The handlers are installed before this

@@ -80,6 +80,9 @@ fn node_config(args: &NodeArgs) -> Result<NodeConfig, Error> {
     if args.enable_shutdown {
         cfg.enable_shutdown = true;
     }
+    if let Some(v) = args.idle_timeout {
+        cfg.idle_timeout = v;
+    }
     cfg.validate()?;
     Ok(cfg)
 }
@@ -137,6 +140,21 @@ fn proxy_config(args: &ProxyArgs) -> Result<ProxyConfig, Error> {
     }
     if let Some(v) = &args.metrics_listen {
         cfg.metrics_listen = Some(v.clone());
+    }
+    if let Some(v) = args.threads {
+        cfg.threads = v;
+    }
+    if let Some(v) = args.idle_timeout {
+        cfg.idle_timeout = v;
+    }
+    if let Some(v) = args.max_connections {
+        cfg.max_connections = v;
+    }
+    if let Some(v) = args.max_pending_bytes_per_connection {
+        cfg.max_pending_bytes_per_connection = v;
+    }
+    if let Some(v) = args.max_pending_bytes {
+        cfg.max_pending_bytes = v;
     }
     cfg.validate()?;
     Ok(cfg)

@@ -4,18 +4,24 @@
 //! low-cardinality labels (`cmd`, `result`, `kind`, `cause`, `node`), never a key. Hot-path counters live in the
 //! servers' own atomics (the same ones `stats` reports) and are published here once a second,
 //! so serving a request costs no metrics-registry lookups.
+//!
+//! The endpoint is bounded like the cache ports: headers must arrive within a deadline (a
+//! slowloris client is dropped), a connection lives at most a fixed time, at most a fixed number
+//! are open (past it a newcomer is closed at once), and accept errors such as running out of file
+//! descriptors back off instead of spinning.
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
@@ -116,8 +122,44 @@ pub async fn bind(addr: &str) -> Result<TcpListener, Error> {
         .map_err(|e| Error::Config(format!("metrics_listen {addr}: {e}")))
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` is cancelled.
+/// Bounds on the `/metrics` endpoint's clients.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// A request's headers must have arrived this long after the connection (or the previous
+    /// response) began; otherwise the connection is closed.
+    pub header_timeout: Duration,
+    /// A connection is closed this long after it was accepted, whatever it is doing.
+    pub max_lifetime: Duration,
+    /// Connections open at once; past it a newcomer is closed without a response.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    /// A scrape takes milliseconds: 5 s for headers, 60 s in all, 64 scrapers at once.
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: Duration::from_secs(5),
+            max_lifetime: Duration::from_secs(60),
+            max_connections: 64,
+        }
+    }
+}
+
+/// How long the accept loop pauses after an accept error (out of file descriptors and the like).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves `GET /metrics` on `listener` until `shutdown` is cancelled, with the default limits.
 pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: CancellationToken) {
+    serve_with(listener, handle, shutdown, HttpLimits::default()).await
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` is cancelled, within `limits`.
+pub async fn serve_with(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    shutdown: CancellationToken,
+    limits: HttpLimits,
+) {
     let upkeep = {
         let handle = handle.clone();
         let shutdown = shutdown.clone();
@@ -131,19 +173,29 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: Ca
             }
         })
     };
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
         let stream = tokio::select! {
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
                 Err(e) => {
                     tracing::warn!("metrics accept: {e}");
-                    continue;
+                    tokio::select! {
+                        _ = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                        _ = shutdown.cancelled() => break,
+                    }
                 }
             },
             _ = shutdown.cancelled() => break,
         };
+        // At the cap: close the newcomer at once (dropping it) rather than queue it.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!("metrics: connection limit reached; closing a new connection");
+            continue;
+        };
         let handle = handle.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let handle = handle.clone();
                 async move {
@@ -159,9 +211,12 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: Ca
                     resp
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(64 * 1024)
+                .serve_connection(TokioIo::new(stream), svc);
+            let _ = tokio::time::timeout(limits.max_lifetime, conn).await;
         });
     }
     upkeep.abort();

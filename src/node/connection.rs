@@ -3,12 +3,18 @@
 //! Replies to all the requests found in one read are gathered in one buffer and written with
 //! one `write` when no complete request is left, so a pipelining client costs one syscall per
 //! batch instead of one per request. A request split across reads waits in the read buffer for
-//! the rest of its bytes. A batch's reply is flushed early once it passes `FLUSH_AT`, so a huge
-//! multi-get does not build an unbounded buffer.
+//! the rest of its bytes. A batch's reply is flushed early once it passes `FLUSH_AT`, and a
+//! multi-get is answered in pieces of [`exec::REPLY_CHUNK`] bytes, each written before the next
+//! is gathered: the write buffer never holds much more than that plus one item, however many
+//! times a request names a large value.
+//!
+//! Writes wait for the socket (back-pressure): a client that never reads stalls only its own
+//! connection. With `idle_timeout` set, a connection that makes no progress that long — no
+//! request bytes arrive while it waits for one, or the socket takes no reply bytes — is closed.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,11 +27,15 @@ use ringcache_client::protocol::ServerCodec;
 use super::exec::{self, Flow};
 use super::stats::Verb;
 use super::Node;
+use crate::listener;
 
 /// Reply bytes gathered before writing even though more requests are waiting.
 const FLUSH_AT: usize = 256 * 1024;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
+/// Buffers grown past this (a long multi-get line, a large reply) are replaced by small ones
+/// once drained.
+const KEEP_CAPACITY: usize = 2 * FLUSH_AT;
 
 /// Serves one connection until the client leaves, sends `quit`, breaks the protocol, or the node
 /// shuts down (then in-flight requests are answered first).
@@ -36,6 +46,7 @@ pub async fn run(mut stream: TcpStream, node: &Arc<Node>) {
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     let shutdown = node.shutdown.clone();
+    let idle = node.config.idle_timeout();
     loop {
         // Execute everything that has fully arrived.
         let started = Instant::now();
@@ -46,14 +57,28 @@ pub async fn run(mut stream: TcpStream, node: &Arc<Node>) {
                     if first_verb.is_none() {
                         first_verb = Some(Verb::of(&item));
                     }
-                    match exec::execute(node, item, &mut wbuf) {
-                        Flow::Continue => {}
+                    let mut flow = exec::execute(node, item, &mut wbuf);
+                    // A multi-get too big to answer at once: write each piece, then go on.
+                    while let Flow::More(cursor) = flow {
+                        // A reply that could run for hours does not hold up shutdown.
+                        if write_out(&mut stream, &mut wbuf, node, idle).await.is_err()
+                            || shutdown.is_cancelled()
+                        {
+                            return;
+                        }
+                        // Lookups without hits write nothing: yield so the worker thread's
+                        // other connections run between pieces anyway.
+                        tokio::task::yield_now().await;
+                        flow = exec::resume(node, cursor, &mut wbuf);
+                    }
+                    match flow {
+                        Flow::Continue | Flow::More(_) => {}
                         Flow::Close => {
-                            let _ = write_out(&mut stream, &mut wbuf, node).await;
+                            let _ = write_out(&mut stream, &mut wbuf, node, idle).await;
                             return;
                         }
                         Flow::Metadump => {
-                            if write_out(&mut stream, &mut wbuf, node).await.is_err()
+                            if write_out(&mut stream, &mut wbuf, node, idle).await.is_err()
                                 || exec::stream_metadump(node, &mut stream).await.is_err()
                             {
                                 return;
@@ -61,7 +86,7 @@ pub async fn run(mut stream: TcpStream, node: &Arc<Node>) {
                         }
                     }
                     if wbuf.len() >= FLUSH_AT
-                        && write_out(&mut stream, &mut wbuf, node).await.is_err()
+                        && write_out(&mut stream, &mut wbuf, node, idle).await.is_err()
                     {
                         return;
                     }
@@ -72,42 +97,69 @@ pub async fn run(mut stream: TcpStream, node: &Arc<Node>) {
                     // was already executed, then hang up as memcached does.
                     tracing::debug!("closing connection: {e}");
                     node.stats.protocol_error("desync");
-                    let _ = write_out(&mut stream, &mut wbuf, node).await;
+                    let _ = write_out(&mut stream, &mut wbuf, node, idle).await;
                     return;
                 }
             }
         }
         if !wbuf.is_empty() {
-            if write_out(&mut stream, &mut wbuf, node).await.is_err() {
+            if write_out(&mut stream, &mut wbuf, node, idle).await.is_err() {
                 return;
             }
             if let Some(verb) = first_verb {
                 node.stats.record_batch(verb, started.elapsed());
             }
         }
+        // After a huge request or reply, give the memory back instead of keeping it for the
+        // connection's lifetime.
+        if wbuf.capacity() > KEEP_CAPACITY {
+            wbuf = BytesMut::with_capacity(READ_CHUNK);
+        }
+        if rbuf.is_empty() && rbuf.capacity() > KEEP_CAPACITY {
+            rbuf = BytesMut::with_capacity(READ_CHUNK);
+        }
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
             rbuf.reserve(READ_CHUNK);
         }
-        let n = tokio::select! {
-            r = stream.read_buf(&mut rbuf) => match r {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
+        let n = match idle {
+            None => tokio::select! {
+                r = stream.read_buf(&mut rbuf) => match r {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                },
+                _ = shutdown.cancelled() => return,
             },
-            _ = shutdown.cancelled() => return,
+            Some(limit) => tokio::select! {
+                r = stream.read_buf(&mut rbuf) => match r {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                },
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(limit) => {
+                    tracing::debug!("closing connection idle for {limit:?}");
+                    return;
+                }
+            },
         };
         node.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
+/// Writes and clears `wbuf`. With an idle limit, fails once the socket has taken no byte for
+/// that long (a client that stopped reading), so a stalled connection is let go.
 async fn write_out(
     stream: &mut TcpStream,
     wbuf: &mut BytesMut,
     node: &Node,
+    idle: Option<Duration>,
 ) -> std::io::Result<()> {
     if wbuf.is_empty() {
         return Ok(());
     }
-    let r = stream.write_all(wbuf).await;
+    let r = match idle {
+        None => stream.write_all(wbuf).await,
+        Some(limit) => listener::write_all_within(stream, wbuf, limit).await,
+    };
     node.stats
         .bytes_written
         .fetch_add(wbuf.len() as u64, Ordering::Relaxed);

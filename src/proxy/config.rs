@@ -37,6 +37,15 @@ pub struct ProxyConfig {
     pub max_inflight_per_connection: usize,
     /// Worker threads of `ringcache proxy` (1: everything on one thread); restart to change.
     pub threads: usize,
+    /// Seconds a client connection may make no progress before it is closed; 0 (the default,
+    /// as in memcached) never closes one.
+    pub idle_timeout: u64,
+    /// Reply bytes one client connection may have waiting to be written; past it the proxy
+    /// stops reading that connection (and starting its requests) until the client reads.
+    pub max_pending_bytes_per_connection: usize,
+    /// Reply bytes all client connections together may have waiting; past it every connection
+    /// stops reading until replies drain.
+    pub max_pending_bytes: usize,
     pub ring: RingSettings,
     /// What membership changes do with the data; applies on restart.
     pub rebalance: RebalanceSettings,
@@ -57,6 +66,9 @@ impl Default for ProxyConfig {
             ack: "all".into(),
             max_inflight_per_connection: 1024,
             threads: 1,
+            idle_timeout: 0,
+            max_pending_bytes_per_connection: 64 * 1024 * 1024,
+            max_pending_bytes: 1024 * 1024 * 1024,
             ring: RingSettings::default(),
             rebalance: RebalanceSettings::default(),
             nodes: Vec::new(),
@@ -95,6 +107,15 @@ impl ProxyConfig {
                 "max_connections, connections_per_node and threads must be at least 1".into(),
             ));
         }
+        if self.max_pending_bytes_per_connection < self.max_item_size
+            || self.max_pending_bytes < self.max_pending_bytes_per_connection
+        {
+            return Err(Error::Config(
+                "max_pending_bytes_per_connection must be at least max_item_size, and \
+                 max_pending_bytes at least max_pending_bytes_per_connection"
+                    .into(),
+            ));
+        }
         if self.request_timeout_ms == 0 || self.connect_timeout_ms == 0 {
             return Err(Error::Config("timeouts must be at least 1 ms".into()));
         }
@@ -113,6 +134,11 @@ impl ProxyConfig {
         }
     }
 
+    /// The idle limit for client connections, if there is one.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout))
+    }
+
     /// The embedded client's options for this config.
     pub fn client_options(&self) -> Result<ClientOptions, Error> {
         Ok(ClientOptions {
@@ -128,5 +154,27 @@ impl ProxyConfig {
             max_item_size: self.max_item_size,
             ..ClientOptions::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_example_parses() {
+        let c = ProxyConfig::from_toml(include_str!("../../config/proxy.toml")).unwrap();
+        assert_eq!(c.idle_timeout(), None);
+        assert_eq!(c.max_pending_bytes_per_connection, 64 << 20);
+        assert_eq!(c.max_pending_bytes, 1 << 30);
+    }
+
+    #[test]
+    fn pending_byte_caps_must_hold_an_item() {
+        let nodes = "[[nodes]]\naddr = \"127.0.0.1:1\"\n";
+        let small = format!("max_pending_bytes_per_connection = 1000\n{nodes}");
+        assert!(ProxyConfig::from_toml(&small).is_err());
+        let inverted = format!("max_pending_bytes = 2000000\n{nodes}");
+        assert!(ProxyConfig::from_toml(&inverted).is_err());
     }
 }

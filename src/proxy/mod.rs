@@ -52,6 +52,9 @@ pub struct Proxy {
     pub multiget_failures: Tally,
     /// Successful config reloads.
     pub reloads: Tally,
+    /// Bytes of requests in flight and replies not yet written, over all client connections
+    /// (capped by `max_pending_bytes`).
+    pub pending_bytes: connection::PendingBytes,
 }
 
 impl Proxy {
@@ -111,6 +114,7 @@ pub async fn start(cfg: ProxyConfig, config_path: Option<PathBuf>) -> Result<Pro
         shutdown: CancellationToken::new(),
         multiget_failures: Tally::default(),
         reloads: Tally::default(),
+        pending_bytes: connection::PendingBytes::default(),
     });
     let mut metrics_addr = None;
     if let (Some(l), Some(handle)) = (metrics_listener, recorder) {

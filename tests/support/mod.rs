@@ -45,6 +45,11 @@ impl Server {
         Conn::open(self.addr, self.name)
     }
 
+    /// The process id, for reading its `/proc/<pid>/status`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// kill -9 and reap: a crash, not a shutdown.
     pub fn kill9(&mut self) {
         self.graceful = false;
@@ -159,19 +164,38 @@ pub fn spawn_memcached() -> Option<Server> {
 /// Starts `ringcache node --listen 127.0.0.1:0 <extra_args>` and reads the address it bound from
 /// its `ringcache node listening on <addr>` line.
 pub fn spawn_node(extra_args: &[&str]) -> Server {
-    spawn_node_at("127.0.0.1:0", extra_args)
+    spawn_ringcache("node", "127.0.0.1:0", extra_args)
 }
 
 /// [`spawn_node`] on a given address (a restart on the port a node had before).
 pub fn spawn_node_at(listen: &str, extra_args: &[&str]) -> Server {
+    spawn_ringcache("node", listen, extra_args)
+}
+
+/// Starts `ringcache proxy --listen 127.0.0.1:0 --node <addr>... <extra_args>` in front of
+/// `nodes` and reads the address it bound from its `ringcache proxy listening on` line.
+pub fn spawn_proxy(nodes: &[SocketAddr], extra_args: &[&str]) -> Server {
+    let mut args: Vec<String> = Vec::new();
+    for n in nodes {
+        args.push("--node".into());
+        args.push(n.to_string());
+    }
+    args.extend(extra_args.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    spawn_ringcache("proxy", "127.0.0.1:0", &args)
+}
+
+/// `ringcache <role> --listen <listen> <extra_args>`, its address read from its
+/// `ringcache <role> listening on <addr>` line.
+fn spawn_ringcache(role: &str, listen: &str, extra_args: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringcache"))
-        .args(["node", "--listen", listen])
+        .args([role, "--listen", listen])
         .args(extra_args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start ringcache node");
+        .unwrap_or_else(|e| panic!("start ringcache {role}: {e}"));
     let stderr = Arc::new(Mutex::new(Vec::new()));
     {
         let sink = Arc::clone(&stderr);
@@ -200,12 +224,13 @@ pub fn spawn_node_at(listen: &str, extra_args: &[&str]) -> Server {
             }
         }
     });
+    let prefix = format!("ringcache {role} listening on ");
     let deadline = Instant::now() + START_TIMEOUT;
     let fail = |child: &mut Child, why: String| -> ! {
         let _ = child.kill();
         let _ = child.wait();
         panic!(
-            "ringcache node did not start: {why}\nstderr:\n{}",
+            "ringcache {role} did not start: {why}\nstderr:\n{}",
             String::from_utf8_lossy(&stderr.lock().unwrap())
         );
     };
@@ -213,7 +238,7 @@ pub fn spawn_node_at(listen: &str, extra_args: &[&str]) -> Server {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) => {
-                if let Some(addr) = line.strip_prefix("ringcache node listening on ") {
+                if let Some(addr) = line.strip_prefix(prefix.as_str()) {
                     let addr: SocketAddr = match addr.trim().parse() {
                         Ok(a) => a,
                         Err(e) => fail(&mut child, format!("bad address in {line:?}: {e}")),

@@ -226,6 +226,7 @@ fn settings_stats(node: &Node, out: &mut BytesMut) {
         "shutdown_command",
         if c.enable_shutdown { "yes" } else { "no" },
     );
+    stat(out, "idle_timeout", c.idle_timeout);
     stat(out, "flush_enabled", "yes");
     stat(out, "meta_response_old", "no");
 }

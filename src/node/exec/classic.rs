@@ -6,15 +6,30 @@ use ringcache_client::protocol::number::put_u64;
 use ringcache_client::protocol::response::encode_value;
 use ringcache_client::protocol::{ArithCmd, GetCmd, StoreCmd};
 
-use super::{line, reply};
+use super::{line, reply, REPLY_CHUNK};
 use crate::bump;
 use crate::node::store::{ArithOutcome, Lookup, StoreMode, StoreOutcome};
 use crate::node::Node;
 
+/// Keys one call of [`get`] looks up at most, so a long multi-get of misses also lets other
+/// connections on the same worker thread run between pieces.
+const KEYS_PER_STEP: usize = 4096;
+
 /// `get`/`gets` (and `gat`/`gats` with an exptime): one `VALUE` per hit, then `END`.
-pub fn get(node: &Node, cmd: GetCmd, exptime: Option<i64>, keys: &[Bytes], out: &mut BytesMut) {
+///
+/// Starts at `keys[start]`. Once `out` holds [`REPLY_CHUNK`] bytes, or [`KEYS_PER_STEP`] keys
+/// were looked up, with keys still to answer, stops and returns the index to go on from, so the connection can write what is gathered
+/// first; `None` once `END` is written.
+pub fn get(
+    node: &Node,
+    cmd: GetCmd,
+    exptime: Option<i64>,
+    keys: &[Bytes],
+    start: usize,
+    out: &mut BytesMut,
+) -> Option<usize> {
     let with_cas = cmd.returns_cas();
-    for key in keys {
+    for (i, key) in keys.iter().enumerate().skip(start) {
         let found = match exptime {
             None => node.store.get(key),
             Some(e) => node.store.get_and_touch(key, e),
@@ -43,8 +58,12 @@ pub fn get(node: &Node, cmd: GetCmd, exptime: Option<i64>, keys: &[Bytes], out: 
             let cas = with_cas.then(|| item.cas());
             encode_value(out, key, item.flags(), cas, item.value());
         }
+        if i + 1 < keys.len() && (out.len() >= REPLY_CHUNK || i + 1 - start >= KEYS_PER_STEP) {
+            return Some(i + 1);
+        }
     }
     line(out, b"END");
+    None
 }
 
 /// The storage verbs.

@@ -8,8 +8,8 @@ mod admin;
 mod classic;
 mod meta;
 
-use bytes::{BufMut, BytesMut};
-use ringcache_client::protocol::{Fault, Request};
+use bytes::{BufMut, Bytes, BytesMut};
+use ringcache_client::protocol::{Fault, GetCmd, Request};
 
 use super::stats::Verb;
 use super::Node;
@@ -17,8 +17,13 @@ use crate::bump;
 
 pub use admin::stream_metadump;
 
+/// Reply bytes a multi-get gathers before it hands control back to the connection to write
+/// them: a `get` naming a large value thousands of times (one 1 MiB line holds 500 000 keys)
+/// is answered in pieces of this size, so a reply is never built whole in memory.
+pub const REPLY_CHUNK: usize = 256 * 1024;
+
 /// What the connection does after a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Flow {
     /// Go on with the next request.
     Continue,
@@ -26,6 +31,30 @@ pub enum Flow {
     Close,
     /// Write what is pending, then stream `lru_crawler metadump` output.
     Metadump,
+    /// A multi-get stopped after [`REPLY_CHUNK`] bytes: write what is pending, then
+    /// [`resume`] it.
+    More(GetCursor),
+}
+
+/// Where a multi-get answered in pieces goes on from. The keys are slices of the request's
+/// line, so holding them costs no copy.
+#[derive(Debug)]
+pub struct GetCursor {
+    cmd: GetCmd,
+    exptime: Option<i64>,
+    keys: Vec<Bytes>,
+    next: usize,
+}
+
+/// Answers the next piece of a multi-get; `Flow::More` again until its `END` is written.
+pub fn resume(node: &Node, mut cur: GetCursor, out: &mut BytesMut) -> Flow {
+    match classic::get(node, cur.cmd, cur.exptime, &cur.keys, cur.next, out) {
+        Some(next) => {
+            cur.next = next;
+            Flow::More(cur)
+        }
+        None => Flow::Continue,
+    }
 }
 
 /// Executes one decoded item (a request, or a refused request) and appends the reply to `out`.
@@ -40,7 +69,16 @@ pub fn execute(node: &Node, item: Result<Request, Fault>, out: &mut BytesMut) ->
         }
     };
     match req {
-        Request::Get { cmd, exptime, keys } => classic::get(node, cmd, exptime, &keys, out),
+        Request::Get { cmd, exptime, keys } => {
+            if let Some(next) = classic::get(node, cmd, exptime, &keys, 0, out) {
+                return Flow::More(GetCursor {
+                    cmd,
+                    exptime,
+                    keys,
+                    next,
+                });
+            }
+        }
         Request::Store {
             cmd,
             key,
