@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use ringcache_client::protocol::number::safe_strtoul;
 use ringcache_client::protocol::response::encode_stat;
 use ringcache_client::protocol::Request;
 use tokio::io::AsyncWriteExt;
@@ -129,6 +130,10 @@ fn stats(node: &Node, group: Option<&[u8]>, out: &mut BytesMut) {
             line(out, b"RESET");
             return;
         }
+        Some(g) if g.split(|&b| b == b' ').next() == Some(b"cachedump") => {
+            cachedump(node, g, out);
+            return;
+        }
         Some(g) if g.starts_with(b"detail") => {
             line(out, b"CLIENT_ERROR usage: stats detail on|off|dump");
             return;
@@ -139,6 +144,24 @@ fn stats(node: &Node, group: Option<&[u8]>, out: &mut BytesMut) {
         }
     }
     line(out, b"END");
+}
+
+/// `stats cachedump <class> <limit>`, with memcached's replies to bad arguments.
+fn cachedump(node: &Node, group: &[u8], out: &mut BytesMut) {
+    let args: Vec<&[u8]> = group
+        .split(|&b| b == b' ')
+        .filter(|t| !t.is_empty())
+        .collect();
+    if args.len() < 3 {
+        return line(out, b"CLIENT_ERROR bad command line");
+    }
+    let (Some(class), Some(limit)) = (safe_strtoul(args[1]), safe_strtoul(args[2])) else {
+        return line(out, b"CLIENT_ERROR bad command line format");
+    };
+    if class >= 64 {
+        return line(out, b"CLIENT_ERROR Illegal slab id");
+    }
+    node.store.cachedump(class, limit, out);
 }
 
 /// CPU time of this process as memcached prints it (`seconds.microseconds`).
