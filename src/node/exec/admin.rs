@@ -98,14 +98,18 @@ fn stats(node: &Node, group: Option<&[u8]>, out: &mut BytesMut) {
         Some(b"settings") => settings_stats(node, out),
         Some(b"items") => {
             let s = node.store.stats();
+            // memcached's names, in its order; one class holds every item.
             if s.curr_items > 0 {
                 stat(out, "items:1:number", s.curr_items);
                 stat(out, "items:1:age", 0);
+                stat(out, "items:1:mem_requested", s.bytes);
                 stat(out, "items:1:evicted", s.evictions);
-                stat(out, "items:1:evicted_nonzero", 0);
+                stat(out, "items:1:evicted_nonzero", s.evicted_nonzero);
+                stat(out, "items:1:evicted_time", s.evicted_time);
+                stat(out, "items:1:reclaimed", s.reclaimed);
                 stat(out, "items:1:expired_unfetched", s.expired_unfetched);
                 stat(out, "items:1:evicted_unfetched", s.evicted_unfetched);
-                stat(out, "items:1:reclaimed", s.reclaimed);
+                stat(out, "items:1:crawler_reclaimed", s.crawler_reclaimed);
             }
         }
         Some(b"slabs") => {
