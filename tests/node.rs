@@ -441,3 +441,61 @@ fn sigterm_drains_and_exits_zero() {
     assert_eq!(c.read_to_close(), b"");
     assert!(TcpStream::connect(addr).is_err());
 }
+
+/// `stats items` moves as memcached's per-class counters do: evictions of items with a TTL
+/// count in `evicted_nonzero` (it used to read 0 whatever happened), and the class's
+/// counters agree with the general ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_items_counts_evictions_per_class() {
+    let cfg = NodeConfig {
+        memory_limit_mb: 4,
+        ..NodeConfig::default()
+    };
+    let (h, _clock) = start(cfg).await;
+    let addr = h.addr;
+    let (general, items) = blocking(move || {
+        let mut c = Raw::connect(addr);
+        let value = [b'v'; 1000];
+        let mut batch = Vec::new();
+        for i in 0..8000 {
+            batch.extend_from_slice(format!("set key:{i} 0 1000 1000 noreply\r\n").as_bytes());
+            batch.extend_from_slice(&value);
+            batch.extend_from_slice(b"\r\n");
+        }
+        batch.extend_from_slice(b"mn\r\n");
+        c.roundtrip(&batch, b"MN\r\n");
+        let mut read_stats = |cmd: &[u8]| {
+            c.send(cmd);
+            let mut out = Vec::new();
+            let mut buf = [0u8; 8192];
+            while !out.ends_with(b"END\r\n") {
+                let n = c.0.read(&mut buf).expect("stats");
+                assert!(n > 0);
+                out.extend_from_slice(&buf[..n]);
+            }
+            String::from_utf8(out).unwrap()
+        };
+        (read_stats(b"stats\r\n"), read_stats(b"stats items\r\n"))
+    })
+    .await;
+    let get = |stats: &str, name: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
+            .unwrap_or_else(|| panic!("stat {name} missing in {stats}"))
+            .parse()
+            .unwrap()
+    };
+    let evictions = get(&general, "evictions");
+    assert!(evictions > 0, "8 MB into 4 MB must evict");
+    assert_eq!(get(&items, "items:1:evicted"), evictions);
+    assert_eq!(
+        get(&items, "items:1:evicted_nonzero"),
+        evictions,
+        "every evicted item had a TTL"
+    );
+    assert_eq!(get(&items, "items:1:evicted_unfetched"), evictions);
+    assert_eq!(get(&items, "items:1:number"), get(&general, "curr_items"));
+    assert_eq!(get(&items, "items:1:mem_requested"), get(&general, "bytes"));
+    h.shutdown().await;
+}

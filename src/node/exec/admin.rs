@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use ringcache_client::protocol::number::safe_strtoul;
 use ringcache_client::protocol::response::encode_stat;
 use ringcache_client::protocol::Request;
 use tokio::io::AsyncWriteExt;
@@ -97,14 +98,18 @@ fn stats(node: &Node, group: Option<&[u8]>, out: &mut BytesMut) {
         Some(b"settings") => settings_stats(node, out),
         Some(b"items") => {
             let s = node.store.stats();
+            // memcached's names, in its order; one class holds every item.
             if s.curr_items > 0 {
                 stat(out, "items:1:number", s.curr_items);
                 stat(out, "items:1:age", 0);
+                stat(out, "items:1:mem_requested", s.bytes);
                 stat(out, "items:1:evicted", s.evictions);
-                stat(out, "items:1:evicted_nonzero", 0);
+                stat(out, "items:1:evicted_nonzero", s.evicted_nonzero);
+                stat(out, "items:1:evicted_time", s.evicted_time);
+                stat(out, "items:1:reclaimed", s.reclaimed);
                 stat(out, "items:1:expired_unfetched", s.expired_unfetched);
                 stat(out, "items:1:evicted_unfetched", s.evicted_unfetched);
-                stat(out, "items:1:reclaimed", s.reclaimed);
+                stat(out, "items:1:crawler_reclaimed", s.crawler_reclaimed);
             }
         }
         Some(b"slabs") => {
@@ -129,6 +134,10 @@ fn stats(node: &Node, group: Option<&[u8]>, out: &mut BytesMut) {
             line(out, b"RESET");
             return;
         }
+        Some(g) if g.split(|&b| b == b' ').next() == Some(b"cachedump") => {
+            cachedump(node, g, out);
+            return;
+        }
         Some(g) if g.starts_with(b"detail") => {
             line(out, b"CLIENT_ERROR usage: stats detail on|off|dump");
             return;
@@ -139,6 +148,24 @@ fn stats(node: &Node, group: Option<&[u8]>, out: &mut BytesMut) {
         }
     }
     line(out, b"END");
+}
+
+/// `stats cachedump <class> <limit>`, with memcached's replies to bad arguments.
+fn cachedump(node: &Node, group: &[u8], out: &mut BytesMut) {
+    let args: Vec<&[u8]> = group
+        .split(|&b| b == b' ')
+        .filter(|t| !t.is_empty())
+        .collect();
+    if args.len() < 3 {
+        return line(out, b"CLIENT_ERROR bad command line");
+    }
+    let (Some(class), Some(limit)) = (safe_strtoul(args[1]), safe_strtoul(args[2])) else {
+        return line(out, b"CLIENT_ERROR bad command line format");
+    };
+    if class >= 64 {
+        return line(out, b"CLIENT_ERROR Illegal slab id");
+    }
+    node.store.cachedump(class, limit, out);
 }
 
 /// CPU time of this process as memcached prints it (`seconds.microseconds`).

@@ -47,11 +47,12 @@ impl Store {
         }
         let now = self.now();
         let h = hash(key);
-        let _g = self.inner.lock(h);
-        match self.arith_locked(h, key, incr, delta, None, None, now) {
-            Ok((value, _)) => ArithOutcome::Value(value),
-            Err(e) => e,
-        }
+        self.locked(h, || {
+            match self.arith_locked(h, key, incr, delta, None, None, now) {
+                Ok((value, _)) => ArithOutcome::Value(value),
+                Err(e) => e,
+            }
+        })
     }
 
     /// `do_add_delta` with the key's lock held: the new value and the new item.
@@ -93,18 +94,21 @@ impl Store {
         let cas = new_cas.unwrap_or(seq);
         let in_place = text.len() <= old.value().len();
         let item = if in_place {
-            // The same item rewritten: it keeps its sequence number (a flush that follows
-            // still covers it), fetched/stale state and access time (moved only if a minute old).
+            // memcached rewrites the item in place; here the rewrite is a copy (readers of the
+            // old one keep a whole value) that keeps its fetched/stale state and access time
+            // (moved only if a minute old), and is not counted as a new item.
             let pad = vec![b' '; old.value().len() - text.len()];
             let meta = Meta {
                 flags: old.flags(),
                 exptime: old.exptime(),
                 cas,
-                seq: old.seq(),
                 time: old.last_access(),
-                state: old.state(),
+                state: old.carried_state(),
             };
-            let item = ItemRef::new(key, &[text, &pad], meta);
+            let item = self
+                .inner
+                .store_item(h, key, &[text, &pad], &meta, Some(&old), false, now)
+                .ok_or(ArithOutcome::NotFound)?;
             item.refresh_time(now);
             item
         } else {
@@ -112,26 +116,28 @@ impl Store {
                 flags: old.flags(),
                 exptime: old.exptime(),
                 cas,
-                seq,
                 time: now,
                 // A new item: fresh state, but the key is still the key it was.
-                state: old.state() & KEY_BINARY,
+                state: old.carried_state() & KEY_BINARY,
             };
-            ItemRef::new(key, &[text], meta)
+            self.inner
+                .store_item(h, key, &[text], &meta, Some(&old), true, now)
+                .ok_or(ArithOutcome::NotFound)?
         };
-        self.inner.insert(h, item.clone(), !in_place);
         Ok((value, item))
     }
 
-    /// Creates a counter item holding `initial` (`ma … N<ttl> J<initial>` on a miss), not yet
-    /// inserted: the caller applies TTL flags first.
+    /// Stores a counter item holding `initial` (`ma … N<ttl> J<initial>` on a miss; the
+    /// caller holds the key's lock, and applies TTL flags to it afterwards). `None` only if
+    /// no segment could be had.
     pub(super) fn new_counter(
         &self,
+        h: u64,
         key: &[u8],
         initial: u64,
         new_cas: Option<u64>,
         now: u64,
-    ) -> ItemRef {
+    ) -> Option<ItemRef> {
         let mut buf = [0u8; 20];
         let text = digits(initial, &mut buf);
         let seq = self.inner.next_seq();
@@ -139,16 +145,11 @@ impl Store {
             flags: 0,
             exptime: 0,
             cas: new_cas.unwrap_or(seq),
-            seq,
             time: now,
             state: 0,
         };
-        ItemRef::new(key, &[text], meta)
-    }
-
-    /// Counts and inserts an item made by [`Store::new_counter`] or a vivifying `mg`.
-    pub(super) fn insert_new(&self, h: u64, item: ItemRef) {
-        self.inner.insert(h, item, true);
+        self.inner
+            .store_item(h, key, &[text], &meta, None, true, now)
     }
 }
 

@@ -192,17 +192,17 @@ impl Store {
                     flags: 0,
                     exptime: 0,
                     cas: extra.new_cas.unwrap_or(seq),
-                    seq,
                     time: now,
                     state: 0,
                 };
-                (ItemRef::new(key, &[], meta), true)
+                // Stored at once; the TTL flags below change it in place, under the lock.
+                let item = self.inner.store_item(h, key, &[], &meta, None, true, now)?;
+                (item, true)
             }
         };
         let fetched_before = item.fetched();
         let last_access_ago = now.saturating_sub(item.last_access());
         let mut wants_token = false;
-        let mut ttl_changed = false;
         let mut ttl_seen = None;
         let (steps, n) = ttl_steps(extra.order);
         for &step in &steps[..n] {
@@ -210,7 +210,6 @@ impl Store {
                 b'T' => {
                     if let Some(t) = opts.ttl {
                         item.set_exptime(expiry(t, now));
-                        ttl_changed = true;
                     }
                 }
                 b'N' => {
@@ -230,12 +229,6 @@ impl Store {
                 _ => ttl_seen = Some(item.ttl(now)),
             }
         }
-        if created {
-            self.insert_new(h, item.clone());
-        } else if ttl_changed {
-            // The same item again, so moka's own expiry follows the new TTL.
-            self.inner.insert(h, item.clone(), false);
-        }
         let stale = item.stale();
         // A stale item hands out the token to the first reader after the invalidation.
         wants_token |= stale;
@@ -247,7 +240,7 @@ impl Store {
         if !opts.no_bump {
             item.bump(now);
         }
-        Some(MetaGetHit {
+        let hit = MetaGetHit {
             ttl: reported(ttl_seen.unwrap_or_else(|| item.ttl(now))),
             item,
             last_access_ago,
@@ -256,7 +249,12 @@ impl Store {
             stale,
             token_sent_before,
             created,
-        })
+        };
+        drop(_g);
+        if created {
+            self.inner.maintain();
+        }
+        Some(hit)
     }
 
     /// `ms` with the default extras.
@@ -301,8 +299,7 @@ impl Store {
                 .map(|t| expiry(t, now)),
             binary_key: extra.binary_key,
         };
-        let _g = self.inner.lock(h);
-        self.write_locked(h, key, &w, now)
+        self.locked(h, || self.write_locked(h, key, &w, now))
     }
 
     /// `md` with the default extras.
@@ -320,9 +317,19 @@ impl Store {
         if key.len() > MAX_KEY_LEN {
             return MetaDeleteOutcome::NotFound;
         }
-        let now = self.now();
         let h = hash(key);
-        let _g = self.inner.lock(h);
+        self.locked(h, || self.meta_delete_locked(h, key, opts, extra))
+    }
+
+    /// `md` with the key's lock held.
+    fn meta_delete_locked(
+        &self,
+        h: u64,
+        key: &[u8],
+        opts: &MetaDeleteOpts,
+        extra: &MetaExtra<'_>,
+    ) -> MetaDeleteOutcome {
+        let now = self.now();
         let Some(mut item) = self.find(h, key, now, true).hit() else {
             return MetaDeleteOutcome::NotFound;
         };
@@ -335,31 +342,33 @@ impl Store {
         }
         if opts.remove_value {
             // A new, empty item: flags from F, TTL from T (none: never expires), CAS kept.
-            let seq = self.inner.next_seq();
             let meta = Meta {
                 flags: extra.client_flags,
                 exptime: opts.ttl.map_or(0, |t| expiry(t, now)),
                 cas: opts.new_cas.unwrap_or(item.cas()),
-                seq,
                 time: now,
                 state: 0,
             };
-            item = ItemRef::new(key, &[], meta);
+            // The sequence number a new item takes, as before (CAS uniques stay in step).
+            self.inner.next_seq();
+            match self
+                .inner
+                .store_item(h, key, &[], &meta, Some(&item), true, now)
+            {
+                Some(emptied) => item = emptied,
+                None => {
+                    self.inner.unlink_if_same(h, &item);
+                    return MetaDeleteOutcome::Deleted;
+                }
+            }
         }
-        let mut ttl_changed = false;
         if opts.invalidate {
             // Changed in place, as memcached does: same value, new CAS, stale, token free.
             if let Some(t) = opts.ttl {
                 item.set_exptime(expiry(t, now));
-                ttl_changed = true;
             }
             item.invalidate();
             item.set_cas(opts.new_cas.unwrap_or_else(|| self.inner.next_seq()));
-        }
-        if opts.remove_value {
-            self.insert_new(h, item);
-        } else if ttl_changed {
-            self.inner.insert(h, item, false);
         }
         MetaDeleteOutcome::Deleted
     }
@@ -383,9 +392,19 @@ impl Store {
         if key.len() > MAX_KEY_LEN {
             return Err(ArithOutcome::NotFound);
         }
-        let now = self.now();
         let h = hash(key);
-        let _g = self.inner.lock(h);
+        self.locked(h, || self.meta_arith_locked(h, key, opts, extra))
+    }
+
+    /// `ma` with the key's lock held.
+    fn meta_arith_locked(
+        &self,
+        h: u64,
+        key: &[u8],
+        opts: &MetaArithOpts,
+        extra: &MetaExtra<'_>,
+    ) -> Result<MetaArithHit, ArithOutcome> {
+        let now = self.now();
         let arith = self.arith_locked(
             h,
             key,
@@ -398,12 +417,13 @@ impl Store {
         let (value, item, created) = match (arith, opts.vivify) {
             (Ok((value, item)), _) => (value, item, false),
             (Err(ArithOutcome::NotFound), Some(_)) => {
-                let item = self.new_counter(key, opts.initial, opts.new_cas, now);
+                let item = self
+                    .new_counter(h, key, opts.initial, opts.new_cas, now)
+                    .ok_or(ArithOutcome::NotFound)?;
                 (opts.initial, item, true)
             }
             (Err(e), _) => return Err(e),
         };
-        let mut ttl_changed = false;
         let mut ttl_seen = None;
         let (steps, n) = ttl_steps(extra.order);
         for &step in &steps[..n] {
@@ -411,7 +431,6 @@ impl Store {
                 b'T' => {
                     if let Some(t) = opts.ttl {
                         item.set_exptime(expiry(t, now));
-                        ttl_changed = true;
                     }
                 }
                 b'N' => {
@@ -422,11 +441,6 @@ impl Store {
                 b't' => ttl_seen = Some(item.ttl(now)),
                 _ => {}
             }
-        }
-        if created {
-            self.insert_new(h, item.clone());
-        } else if ttl_changed {
-            self.inner.insert(h, item.clone(), false);
         }
         Ok(MetaArithHit {
             value,

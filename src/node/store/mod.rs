@@ -1,32 +1,46 @@
-//! The node's storage engine: `moka` with a byte budget, plus memcached 1.6's item semantics.
+//! The node's storage engine: items appended to large segments, a compact hash index of our
+//! own, and `moka` deciding which segment to evict; plus memcached 1.6's item semantics.
 //!
-//! - **Memory.** Each item is one allocation (see [`item`]); moka charges it that allocation
-//!   plus [`ITEM_OVERHEAD`] (see [`item_charge`]) and evicts least-recently-used items to stay
-//!   within the budget, like memcached's LRU: a fresh write is always admitted (moka's TinyLFU
-//!   admission would silently drop new keys under pressure, which no memcached client expects).
+//! - **Memory.** Items are appended to segments ([`segment`]; 1 MiB, smaller for small
+//!   limits) with a 24-byte header ([`item`]), and found through an index of 8-byte slots
+//!   ([`index`]): no allocation and no cache bookkeeping per item, which is where a
+//!   memory-efficient cache saves (Segcache, NSDI '21). moka holds the *segments*, each
+//!   weighed by its bytes plus its items' share of the index, and evicts the oldest one when
+//!   over the budget; its eviction listener queues the segment, and the writer that caused
+//!   it reclaims it: items read since they were appended are carried into a fresh segment
+//!   (Segcache's merge, so hot keys survive), the rest leave the index. An overwritten or
+//!   deleted item's bytes stay dead in their segment until it is evicted, or compacted once
+//!   it is three-quarters dead (its live items copied forward, the segment freed). A fresh
+//!   write is always admitted, as memcached's LRU does.
 //! - **Time.** Expiry is decided on every access against an injectable [`Clock`], as memcached
-//!   checks `exptime` on access; moka also gets each item's remaining life so that memory of
-//!   expired items is reclaimed even if nobody asks for them again.
-//! - **Atomicity.** Reads take no lock. Every write takes one of [`STRIPES`] key-hashed mutexes
-//!   around its read-modify-write, as memcached's item locks do, so racing `cas`, `incr`,
-//!   `append` and `set` on one key serialize.
-//! - **Hygiene.** Keys and values are copied into the item, so an item never pins the network
-//!   buffer it arrived in; reads hand the value out as `Bytes` sharing the item, without a copy.
+//!   checks `exptime` on access. Segments are grouped by TTL bucket, and moka is told each
+//!   segment's latest expiry, so a segment whose items have all expired is reclaimed whole
+//!   even if nobody asks for them again.
+//! - **Atomicity.** Reads take only the index shard's read lock. Every write takes one of
+//!   [`STRIPES`] key-hashed mutexes around its read-modify-write, as memcached's item locks
+//!   do, so racing `cas`, `incr`, `append` and `set` on one key serialize; the new item is
+//!   written completely before the index points to it, and the bytes of an item never change
+//!   afterwards (what memcached changes in place are header atomics).
+//! - **Hygiene.** Keys and values are copied into the segment, so an item never pins the
+//!   network buffer it arrived in; reads hand the value out as `Bytes` sharing the segment,
+//!   without a copy (the segment lives while such a `Bytes` does).
 //!
-//! Split by job: [`item`] one item; [`counters`] sharded statistics; [`arith`] incr/decr and
-//! memcached's number parsing; [`meta`] the meta commands; [`dump`] metadump, `me` and slab
-//! classes; [`sweep`] the background crawler that reclaims flushed items and re-weighs items
+//! Split by job: [`item`] one item; [`segment`] segments and their ids; [`index`] the hash
+//! index; [`counters`] sharded statistics; [`arith`] incr/decr and memcached's number
+//! parsing; [`meta`] the meta commands; [`dump`] metadump, `me` and slab classes; [`sweep`]
+//! the background crawler that reclaims flushed and expired items and re-weighs segments
 //! after `cache_memlimit`.
 
 mod arith;
 mod counters;
 mod dump;
+mod index;
 mod item;
 mod meta;
+mod segment;
 mod sweep;
 
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -39,79 +53,69 @@ use ringcache_client::protocol::REALTIME_MAXDELTA;
 
 use super::clock::Clock;
 use counters::{Counters, C};
-use item::Meta;
+use index::{Index, Loc};
+use item::{footprint, Meta};
+use segment::{Segment, MAX_SEGMENT_SIZE};
 use sweep::Sweep;
 
 pub use arith::parse_counter;
-pub use dump::{metadump_line, slab_class, url_encode, DebugInfo, Metadump};
+pub use dump::{cachedump_line, metadump_line, slab_class, url_encode, DebugInfo, Metadump};
 pub use item::{Item, ItemRef, MAX_DATA_LEN, MAX_KEY_LEN};
 pub use meta::{
     MetaArithHit, MetaArithOpts, MetaDeleteOpts, MetaDeleteOutcome, MetaExtra, MetaGetHit,
     MetaGetOpts, MetaSetOpts,
 };
 
-/// Bytes charged per item on top of its own allocation: what moka spends on one entry.
+/// Bytes charged per item on top of its bytes in a segment: its share of the hash index.
 ///
-/// An item is charged [`item_charge`]: its allocation (the 40-byte header, the key, the value)
-/// rounded up to the allocator's size class, plus this constant. moka's part, per entry, in
-/// allocations (moka 0.12.16, counted with a counting allocator): the key's `Arc<u64>` 24 B,
-/// the hash-table bucket 16, the value entry 32 (our one-word [`ItemRef`] inline), the entry
-/// info 64, the deque-node holder 48, the LRU deque node 24 = 208 B; plus the hash table's
-/// pointer array (doubled at 70 % load: 11–23 B) and allocator slack, and for items with a TTL
-/// a timer-wheel node (~48 B). Measured as RSS growth of the release binary (mimalloc 2.x)
-/// divided by resident items, with `bench/tools/mem_per_item.py`:
-///
-/// ```text
-/// python3 bench/tools/mem_per_item.py node --limit-mib 256 --value V --items N [--ttl 86400]
-/// python3 bench/tools/mem_per_item.py node --items 1000000            # 4 GiB, no eviction
-/// python3 bench/tools/mem_per_item.py memcached --items 1000000       # the same for memcached
-/// ```
-///
-/// (N = 3 × 256 MiB / (V + 300): a full cache under eviction churn; 11-byte keys.)
-///
-/// | value  | item block  | RSS / resident item (TTL) | charge | RSS / charge (TTL) |
-/// |--------|-------------|---------------------------|--------|--------------------|
-/// | 10 B   | 61 → 64     | 323 (372)                 | 344    | 0.94 (1.08)        |
-/// | 100 B  | 151 → 160   | 408 (456)                 | 440    | 0.93 (1.04)        |
-/// | 600 B  | 651 → 768   | 1027 (1077)               | 1048   | 0.98 (1.03)        |
-/// | 1000 B | 1051 → 1280 | 1549 (1596)               | 1560   | 0.99 (1.02)        |
-///
-/// and 403 B per item for 1 M 100-byte items without eviction (memcached 1.6.18: 202 B, the
-/// same test). With 280 the RSS growth of a full node stays within 10 % of its limit across
-/// these sizes, with and without TTLs (the process's fixed ~18 MiB comes on top, which matters
-/// only for small limits). The size-class rounding matters: allocators round a 1051-byte block
-/// up to 1280, and a flat per-item constant would let a 1 KB-value cache overshoot by ~20 %.
-/// The whole gap to memcached is moka's bookkeeping (~240 B per entry, above): our own item
-/// is a 160-byte block here, memcached's is a 192-byte slab chunk plus ~8 B of hash table.
-pub const ITEM_OVERHEAD: u64 = 280;
+/// A slot is 8 bytes; the index's shards double at 13/16 full, so they run between 41 % and
+/// 81 % full, 10–20 bytes of table per item (about 17 at a million items); 20 keeps the
+/// charge on the safe side. Measured as RSS growth of the release binary divided by resident
+/// items with `bench/tools/mem_per_item.py` (see `bench/ANALYSIS.md`).
+pub const ITEM_OVERHEAD: u64 = 20;
 
-/// Bytes of an item's allocation besides key and value: its 40-byte header (reference count
-/// included).
-const ITEM_BLOCK_HEADER: usize = 40;
-
-/// The allocator size class of an `n`-byte block, as mimalloc (and jemalloc) round it: 8-byte
-/// steps up to 64 bytes, then four classes per power of two.
-fn size_class(n: usize) -> usize {
-    if n <= 64 {
-        return n.div_ceil(8).max(1) * 8;
-    }
-    let step = 1usize << ((usize::BITS - 1 - (n - 1).leading_zeros()) - 2);
-    n.div_ceil(step).saturating_mul(step)
+/// What an item with this key and value (and no client flags) is charged against the memory
+/// limit (and counted in `bytes`): its bytes in a segment plus [`ITEM_OVERHEAD`].
+pub fn item_charge(key_len: usize, value_len: usize) -> u64 {
+    footprint(key_len, value_len, 0) as u64 + ITEM_OVERHEAD
 }
 
-/// What an item with this key and value is charged against the memory limit (and counted in
-/// `bytes`): its allocation rounded to the allocator's size class, plus [`ITEM_OVERHEAD`].
-pub fn item_charge(key_len: usize, value_len: usize) -> u64 {
-    size_class(
-        ITEM_BLOCK_HEADER
-            .saturating_add(key_len)
-            .saturating_add(value_len),
-    ) as u64
-        + ITEM_OVERHEAD
+/// The charge of an item against the budget.
+#[inline]
+fn charge(item: &Item) -> u64 {
+    item.footprint() as u64 + ITEM_OVERHEAD
 }
 
 /// Write locks (a power of two).
 const STRIPES: usize = 4096;
+
+/// TTL buckets: items are appended to the open segment of their bucket, so that a segment's
+/// items expire at about the same time.
+const BUCKETS: usize = 8;
+
+/// The TTL bucket of an item expiring at `exptime`: never, already, within a minute, ten
+/// minutes, an hour, a day, thirty days, later.
+fn bucket(exptime: u64, now: u64) -> usize {
+    if exptime == 0 {
+        return 0;
+    }
+    match exptime.saturating_sub(now) {
+        0 => 1,
+        1..=60 => 2,
+        61..=600 => 3,
+        601..=3600 => 4,
+        3601..=86_400 => 5,
+        86_401..=2_592_000 => 6,
+        _ => 7,
+    }
+}
+
+/// The size of the store's segments for a memory limit: 1 MiB, or less for small limits so
+/// that a cache always has about 64 of them (eviction frees a sixty-fourth of the cache).
+fn segment_size(limit: u64) -> usize {
+    let target = (limit / 64).clamp(4096, MAX_SEGMENT_SIZE as u64);
+    1usize << (63 - target.leading_zeros())
+}
 
 /// Sizing the store.
 #[derive(Debug, Clone, Copy)]
@@ -219,74 +223,10 @@ pub fn expiry(exptime: i64, now: u64) -> u64 {
     }
 }
 
-/// The charge of an item against the budget.
-#[inline]
-fn charge(item: &Item) -> u64 {
-    item_charge(item.key().len(), item.value().len())
-}
-
 /// The cache key of `key`.
 #[inline]
 fn hash(key: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key)
-}
-
-/// moka's hasher for its keys, which are already xxh3 hashes of the memcached keys: xxh3 of
-/// those 8 bytes with a per-process random seed, instead of SipHash (which cost ~4 % of the
-/// node's instructions per request). The random seed keeps what SipHash's random key gave: a
-/// client cannot aim keys at one region of moka's table without knowing it. (A one-multiply
-/// fold was tried first; for some seeds it mixed high bits poorly into moka's bucket bits.)
-#[derive(Clone)]
-struct KeyHashBuilder {
-    seed: u64,
-}
-
-impl KeyHashBuilder {
-    fn new() -> KeyHashBuilder {
-        let random = std::collections::hash_map::RandomState::new();
-        KeyHashBuilder {
-            seed: random.hash_one(0x5eed_u64),
-        }
-    }
-}
-
-impl BuildHasher for KeyHashBuilder {
-    type Hasher = KeyHasher;
-
-    #[inline]
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher {
-            seed: self.seed,
-            h: 0,
-        }
-    }
-}
-
-/// See [`KeyHashBuilder`].
-struct KeyHasher {
-    seed: u64,
-    h: u64,
-}
-
-impl Hasher for KeyHasher {
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.h = self.h.rotate_left(29) ^ n;
-    }
-
-    /// Not used for `u64` keys; folds any other input eight bytes at a time.
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(b));
-        }
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        xxhash_rust::xxh3::xxh3_64_with_seed(&self.h.to_le_bytes(), self.seed)
-    }
 }
 
 /// What a found item is at a given time: live, or dead and why.
@@ -299,8 +239,9 @@ enum Status {
 
 /// `flush_all` state, checked on every access.
 struct Flush {
-    /// Items whose sequence number is at or below this were flushed by an immediate flush.
-    seq: AtomicU64,
+    /// Immediate flushes so far: items in segments created before the latest one are flushed
+    /// (a write after a flush always goes to a segment of the new generation).
+    gen: AtomicU64,
     /// memcached's `oldest_live` of the latest flush: once the clock reaches it, items last
     /// touched at or before it are flushed. 0 = none.
     live: AtomicU64,
@@ -317,7 +258,7 @@ struct Flush {
 impl Flush {
     #[inline]
     fn flushed(&self, item: &Item, now: u64) -> bool {
-        if item.seq() <= self.seq.load(Ordering::Acquire) {
+        if item.segment().gen < self.gen.load(Ordering::Acquire) {
             return true;
         }
         let t = item.last_access();
@@ -336,20 +277,35 @@ struct Weights {
     capacity: u64,
     /// The current limit (`cache_memlimit`).
     limit: AtomicU64,
-    /// Bumped on every limit change; each item records the generation it was weighed under.
+    /// Bumped on every limit change; each segment records the generation it was weighed under.
     epoch: AtomicU8,
 }
 
 impl Weights {
-    /// The item's weight: its charge scaled by capacity / limit, rounded up, so the sum of
-    /// weights stays within moka's capacity exactly when the charges stay within the limit.
-    fn weigh(&self, item: &Item) -> u32 {
+    /// A segment's weight: its bytes plus its items' index share, scaled by capacity / limit
+    /// and rounded up, so the sum of weights stays within moka's capacity exactly when the
+    /// bytes stay within the limit.
+    fn weigh(&self, seg: &Segment) -> u32 {
         let epoch = self.epoch.load(Ordering::Acquire);
         let limit = self.limit.load(Ordering::Relaxed).max(1);
-        item.set_epoch(epoch);
-        let w = (u128::from(charge(item)) * u128::from(self.capacity)).div_ceil(u128::from(limit));
+        seg.epoch.store(epoch, Ordering::Relaxed);
+        let bytes = seg.cap() as u64 + u64::from(seg.items.load(Ordering::Relaxed)) * ITEM_OVERHEAD;
+        let w = (u128::from(bytes) * u128::from(self.capacity)).div_ceil(u128::from(limit));
         w.clamp(1, u128::from(u32::MAX)) as u32
     }
+}
+
+/// Why a segment is reclaimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// moka evicted it to stay within the budget: items read since they were appended are
+    /// carried forward (up to half a segment), the others are evicted.
+    Evict,
+    /// moka expired it (every item it was told about has expired): live ones (touched
+    /// since) are carried forward.
+    Expire,
+    /// Mostly dead: its live items are copied forward and the segment freed.
+    Compact,
 }
 
 /// What moka's callbacks share with the store.
@@ -358,6 +314,11 @@ struct Common {
     counters: Counters,
     flush: Flush,
     weights: Weights,
+    /// Segments to reclaim, queued by moka's listener (which must not do the work itself:
+    /// it runs inside moka's maintenance) and by compaction.
+    pending: Mutex<Vec<(Arc<Segment>, Cause)>>,
+    /// Something was queued or inserted into moka: maintenance is due.
+    due: AtomicBool,
 }
 
 impl Common {
@@ -373,67 +334,42 @@ impl Common {
         }
     }
 
-    /// moka's eviction listener: keeps the gauges and counts evictions by cause.
-    fn on_removal(&self, h: u64, item: &Item, cause: RemovalCause) {
-        let c = &self.counters;
-        c.sub(h, C::CurrItems, 1);
-        c.sub(h, C::Bytes, charge(item));
-        match cause {
-            RemovalCause::Size => {
-                let now = self.clock.now();
-                if self.status(item, now) != Status::Live {
-                    // memcached's LRU tail reclaims a dead item rather than evicting it.
-                    c.incr(h, C::Reclaimed);
-                    if !item.fetched() {
-                        c.incr(h, C::ExpiredUnfetched);
-                    }
-                    return;
-                }
-                c.incr(h, C::Evictions);
-                if !item.fetched() {
-                    c.incr(h, C::EvictedUnfetched);
-                }
-                if item.exptime() != 0 {
-                    c.incr(h, C::EvictedNonzero);
-                }
-                c.set_evicted_time(now.saturating_sub(item.last_access()));
-            }
-            RemovalCause::Expired => {
-                c.incr(h, C::Reclaimed);
-                if !item.fetched() {
-                    c.incr(h, C::ExpiredUnfetched);
-                }
-            }
-            RemovalCause::Explicit | RemovalCause::Replaced => {}
-        }
+    fn queue(&self, seg: Arc<Segment>, cause: Cause) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((seg, cause));
+        self.due.store(true, Ordering::Release);
     }
 }
 
-/// Gives moka each item's remaining life so that it reclaims expired memory by itself.
-struct ItemExpiry(Arc<Common>);
+/// Gives moka each segment's latest expiry so that it reclaims expired segments by itself.
+struct SegmentExpiry(Arc<Common>);
 
-impl ItemExpiry {
-    fn remaining(&self, item: &Item) -> Option<Duration> {
-        // One second more than the item has: the access-time check decides expiry, moka only
-        // frees the memory afterwards.
-        match item.exptime() {
+impl SegmentExpiry {
+    fn remaining(&self, seg: &Segment) -> Option<Duration> {
+        // One second more than the items have: the access-time check decides expiry, moka
+        // only frees the memory afterwards.
+        match seg.told.load(Ordering::Relaxed) {
             0 => None,
             e => Some(Duration::from_secs(
-                e.saturating_sub(self.0.clock.now()).saturating_add(1),
+                u64::from(e)
+                    .saturating_sub(self.0.clock.now())
+                    .saturating_add(1),
             )),
         }
     }
 }
 
-impl Expiry<u64, ItemRef> for ItemExpiry {
-    fn expire_after_create(&self, _: &u64, v: &ItemRef, _: Instant) -> Option<Duration> {
+impl Expiry<u32, Arc<Segment>> for SegmentExpiry {
+    fn expire_after_create(&self, _: &u32, v: &Arc<Segment>, _: Instant) -> Option<Duration> {
         self.remaining(v)
     }
 
     fn expire_after_update(
         &self,
-        _: &u64,
-        v: &ItemRef,
+        _: &u32,
+        v: &Arc<Segment>,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
@@ -443,16 +379,20 @@ impl Expiry<u64, ItemRef> for ItemExpiry {
 
 /// Everything the store and its background sweep share.
 struct Shared {
-    /// Keyed by the 64-bit xxh3 hash of the key; the item holds the key itself, and an item
-    /// under the same hash with another key (a collision: ~3e-8 at a million keys) reads as a
-    /// miss and is replaced by a write, as an eviction would. This saves a key copy and its
-    /// bookkeeping in moka per item.
-    cache: Cache<u64, ItemRef, KeyHashBuilder>,
+    /// The eviction policy: segments by id, weighed by their bytes.
+    cache: Cache<u32, Arc<Segment>>,
     common: Arc<Common>,
+    index: Index,
+    segments: segment::Table,
+    /// The open segment of each TTL bucket.
+    open: Box<[Mutex<Option<Arc<Segment>>>]>,
+    /// Bytes of an ordinary segment.
+    segment_size: usize,
     locks: Box<[Mutex<()>]>,
-    /// CAS uniques and store sequence numbers come from this one counter (one shared atomic
-    /// per write). An explicit CAS (`E`) still takes a sequence number from it.
+    /// CAS uniques come from this one counter (one shared atomic per write).
     counter: AtomicU64,
+    /// The clock second maintenance last ran in (moka's expiry needs a regular nudge).
+    maintained: AtomicU64,
     sweep: Sweep,
 }
 
@@ -460,8 +400,8 @@ impl Shared {
     /// The write lock for hash `h`.
     #[inline]
     fn lock(&self, h: u64) -> MutexGuard<'_, ()> {
-        // Items are replaced whole, so a panic while holding a stripe cannot leave one
-        // half-written: a poisoned lock is still fine to use.
+        // Items are appended whole before the index points at them, so a panic while holding
+        // a stripe cannot leave one half-written: a poisoned lock is still fine to use.
         self.locks[h as usize & (STRIPES - 1)]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -477,33 +417,336 @@ impl Shared {
         }
     }
 
-    /// The next CAS unique / sequence number.
+    /// The next CAS unique.
     #[inline]
     fn next_seq(&self) -> u64 {
         self.counter.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Puts `item` under `h` (the caller holds `h`'s lock). `new` counts it in `total_items`:
-    /// memcached counts every item it links, but not in-place changes.
-    fn insert(&self, h: u64, item: ItemRef, new: bool) {
+    #[inline]
+    fn loc(item: &Item) -> Loc {
+        Loc {
+            seg: item.segment().id,
+            off: item.offset(),
+        }
+    }
+
+    /// The item under `key` (hash `h`), dead or alive.
+    #[inline]
+    fn lookup(&self, h: u64, key: &[u8]) -> Option<ItemRef> {
+        self.index.find(h, |loc| {
+            let seg = self.segments.get(loc.seg)?;
+            // SAFETY: an index entry names the start of a complete item in the segment it
+            // was made for; it cannot be removed (nor the segment unregistered, which comes
+            // after its entries are gone) while the index's read lock is held.
+            let item = unsafe { ItemRef::at(seg, loc.off) };
+            (item.key() == key).then_some(item)
+        })
+    }
+
+    /// Stores a new item (the caller holds `h`'s lock) in place of `old` (the key's current
+    /// item, if any). `new` counts it in `total_items`: memcached counts every item it links,
+    /// but not in-place changes. `None` only if no segment could be had.
+    #[allow(clippy::too_many_arguments)]
+    fn store_item(
+        &self,
+        h: u64,
+        key: &[u8],
+        parts: &[&[u8]],
+        meta: &Meta,
+        old: Option<&ItemRef>,
+        new: bool,
+        now: u64,
+    ) -> Option<ItemRef> {
+        let item = self.place(h, key, parts, meta, now, old.map(Shared::loc), None)?;
         let c = &self.common.counters;
         c.incr(h, C::CurrItems);
         c.add(h, C::Bytes, charge(&item));
         if new {
             c.incr(h, C::TotalItems);
         }
-        self.cache.insert(h, item);
+        if let Some(old) = old {
+            self.released(h, old);
+        }
+        Some(item)
     }
 
-    /// Removes `item` if it is still the one under `h` (the caller holds `h`'s lock).
-    fn unlink_if_same(&self, h: u64, item: &ItemRef) -> bool {
-        match self.cache.get(&h) {
-            Some(cur) if ItemRef::ptr_eq(&cur, item) => {
-                self.cache.invalidate(&h);
-                true
-            }
-            _ => false,
+    /// Appends an item to the open segment of its TTL bucket (or a segment of its own when
+    /// it is large) and points the index at it, replacing the entry for `old`. `gen`: only
+    /// into a segment of this flush generation (a copy must not outlive a flush).
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &self,
+        h: u64,
+        key: &[u8],
+        parts: &[&[u8]],
+        meta: &Meta,
+        now: u64,
+        old: Option<Loc>,
+        gen: Option<u64>,
+    ) -> Option<ItemRef> {
+        let value_len = parts.iter().map(|p| p.len()).sum();
+        let need = footprint(key.len(), value_len, meta.flags);
+        let current = self.common.flush.gen.load(Ordering::Acquire);
+        if gen.is_some_and(|g| g != current) {
+            return None;
         }
+        let b = bucket(meta.exptime, now);
+        if need > self.segment_size / 4 {
+            let seg = self.segments.create(need, current, b as u8)?;
+            seg.open.store(false, Ordering::Relaxed);
+            let item = {
+                let mut w = seg.lock();
+                self.write_at(&seg, &mut w, h, key, parts, meta, old, need)
+            };
+            self.admit(&seg);
+            return Some(item);
+        }
+        let mut slot = self.open[b].lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(seg) = slot.as_ref() {
+                if seg.gen == current {
+                    let mut w = seg.lock();
+                    if !w.retired && w.used + need <= seg.cap() {
+                        return Some(self.write_at(seg, &mut w, h, key, parts, meta, old, need));
+                    }
+                }
+            }
+            if let Some(full) = slot.take() {
+                self.seal(&full);
+            }
+            let seg = self.segments.create(self.segment_size, current, b as u8)?;
+            self.admit(&seg);
+            *slot = Some(seg);
+        }
+    }
+
+    /// Writes the item at the segment's end and publishes it (the caller holds the segment's
+    /// writer lock, which retirement takes too: nothing is indexed into a retired segment).
+    #[allow(clippy::too_many_arguments)]
+    fn write_at(
+        &self,
+        seg: &Arc<Segment>,
+        w: &mut segment::WriteState,
+        h: u64,
+        key: &[u8],
+        parts: &[&[u8]],
+        meta: &Meta,
+        old: Option<Loc>,
+        need: usize,
+    ) -> ItemRef {
+        let off = w.used;
+        // SAFETY: `off..off + need` is inside the buffer (checked by the caller, or the
+        // segment was made for this item), 8-aligned (every footprint is), and not reachable
+        // by anyone: it is past `published` and no index entry names it yet.
+        unsafe { item::write(seg.base().add(off), key, parts, meta) };
+        w.used += need;
+        seg.publish(w.used);
+        seg.items.fetch_add(1, Ordering::Relaxed);
+        seg.live.fetch_add(need as u64, Ordering::Relaxed);
+        if meta.exptime != 0 && seg.bucket != 0 {
+            let e = item::secs(meta.exptime);
+            if e > seg.told.load(Ordering::Relaxed) {
+                seg.told.store(e, Ordering::Relaxed);
+                if seg.open.load(Ordering::Relaxed) {
+                    // Tell moka the later expiry (a segment of its own is admitted after).
+                    self.cache.insert(seg.id, seg.clone());
+                }
+            }
+        }
+        let loc = Loc {
+            seg: seg.id,
+            off: off as u32,
+        };
+        self.index.put(h, old, loc);
+        // SAFETY: just written and published at `off`.
+        unsafe { ItemRef::at(seg.clone(), loc.off) }
+    }
+
+    /// Gives a new segment to moka.
+    fn admit(&self, seg: &Arc<Segment>) {
+        self.cache.insert(seg.id, seg.clone());
+        self.common.due.store(true, Ordering::Release);
+    }
+
+    /// A bucket's open segment is full: moka re-weighs it with its final item count, and it
+    /// may be compacted from now on.
+    fn seal(&self, seg: &Arc<Segment>) {
+        {
+            let w = seg.lock();
+            seg.open.store(false, Ordering::Relaxed);
+            if !w.retired {
+                self.cache.insert(seg.id, seg.clone());
+            }
+        }
+        self.maybe_compact(seg);
+    }
+
+    /// Queues a sealed segment for compaction once three quarters of it are dead.
+    fn maybe_compact(&self, seg: &Arc<Segment>) {
+        if !seg.open.load(Ordering::Relaxed)
+            && seg.live.load(Ordering::Relaxed) * 4 < seg.cap() as u64
+            && !seg.queued.swap(true, Ordering::Relaxed)
+        {
+            self.common.queue(seg.clone(), Cause::Compact);
+        }
+    }
+
+    /// Accounts for `item` leaving the index.
+    fn released(&self, h: u64, item: &Item) {
+        let c = &self.common.counters;
+        c.sub(h, C::CurrItems, 1);
+        c.sub(h, C::Bytes, charge(item));
+        let seg = item.segment();
+        seg.live
+            .fetch_sub(item.footprint() as u64, Ordering::Relaxed);
+        self.maybe_compact(seg);
+    }
+
+    /// Removes `item` if it is still the key's current item (the caller holds `h`'s lock).
+    fn unlink_if_same(&self, h: u64, item: &ItemRef) -> bool {
+        if self.index.remove(h, Shared::loc(item)) {
+            self.released(h, item);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Runs moka's pending work and reclaims queued segments, if any is due (or a second has
+    /// passed, for moka's expiry). Called after writes, with no lock held.
+    #[inline]
+    fn maintain(&self) {
+        let now = self.common.clock.now();
+        let last = self.maintained.load(Ordering::Relaxed);
+        let tick = last != now
+            && self
+                .maintained
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if tick || self.common.due.load(Ordering::Acquire) {
+            self.maintain_now();
+        }
+    }
+
+    /// Maintenance now: moka's evictions and expirations, then the reclaims they queued
+    /// (which may fill new segments and so evict again; bounded in rounds).
+    fn maintain_now(&self) {
+        for _ in 0..64 {
+            self.common.due.store(false, Ordering::Release);
+            self.cache.run_pending_tasks();
+            loop {
+                let next = self
+                    .common
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .pop();
+                match next {
+                    Some((seg, cause)) => self.reclaim(&seg, cause),
+                    None => break,
+                }
+            }
+            if !self.common.due.load(Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+
+    /// Empties a segment that moka evicted or expired, or that is mostly dead: each item the
+    /// index still points to is carried into a fresh segment or leaves the index; then the
+    /// segment is unregistered (its memory goes when the last reader lets go of it).
+    fn reclaim(&self, seg: &Arc<Segment>, cause: Cause) {
+        if seg.reclaiming.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        {
+            let mut slot = self.open[usize::from(seg.bucket)]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, seg)) {
+                *slot = None;
+            }
+        }
+        {
+            let mut w = seg.lock();
+            w.retired = true;
+            seg.open.store(false, Ordering::Relaxed);
+        }
+        let common = &self.common;
+        let c = &common.counters;
+        let now = common.clock.now();
+        let end = seg.published();
+        let budget = seg.cap() / 2;
+        let mut carried = 0;
+        let mut off = 0;
+        while off < end {
+            // SAFETY: items are contiguous from 0 to `published`, each `footprint` long.
+            let item = unsafe { ItemRef::at(seg.clone(), off as u32) };
+            let size = item.footprint();
+            off += size;
+            let h = hash(item.key());
+            let loc = Shared::loc(&item);
+            let _g = self.lock(h);
+            if !self.index.contains(h, loc) {
+                continue;
+            }
+            let status = common.status(&item, now);
+            let carry = status == Status::Live
+                && match cause {
+                    Cause::Compact | Cause::Expire => true,
+                    Cause::Evict => item.accessed() && carried + size <= budget,
+                };
+            if carry
+                && self
+                    .place(
+                        h,
+                        item.key(),
+                        &[item.value()],
+                        &item.meta(),
+                        now,
+                        Some(loc),
+                        Some(seg.gen),
+                    )
+                    .is_some()
+            {
+                carried += size;
+                continue;
+            }
+            self.index.remove(h, loc);
+            c.sub(h, C::CurrItems, 1);
+            c.sub(h, C::Bytes, charge(&item));
+            match (status, cause) {
+                (Status::Live, _) => {
+                    // memcached's LRU tail eviction of a live item.
+                    c.incr(h, C::Evictions);
+                    if !item.fetched() {
+                        c.incr(h, C::EvictedUnfetched);
+                    }
+                    if item.exptime() != 0 {
+                        c.incr(h, C::EvictedNonzero);
+                    }
+                    c.set_evicted_time(now.saturating_sub(item.last_access()));
+                }
+                (dead, Cause::Compact) => {
+                    // Compaction is our crawler: it counts what memcached's crawler counts.
+                    c.incr(h, C::CrawlerReclaimed);
+                    if dead == Status::Expired && !item.fetched() {
+                        c.incr(h, C::ExpiredUnfetched);
+                    }
+                }
+                (_, Cause::Evict | Cause::Expire) => {
+                    // memcached's LRU tail reclaims a dead item rather than evicting it.
+                    c.incr(h, C::Reclaimed);
+                    if !item.fetched() {
+                        c.incr(h, C::ExpiredUnfetched);
+                    }
+                }
+            }
+        }
+        // A re-weighing may have put it back into moka meanwhile; its id is still its own.
+        self.cache.invalidate(&seg.id);
+        self.segments.remove(seg);
     }
 }
 
@@ -521,7 +764,7 @@ impl Store {
             clock,
             counters: Counters::new(),
             flush: Flush {
-                seq: AtomicU64::new(0),
+                gen: AtomicU64::new(0),
                 live: AtomicU64::new(0),
                 fired: AtomicU64::new(0),
                 swept: AtomicU64::new(0),
@@ -532,24 +775,34 @@ impl Store {
                 limit: AtomicU64::new(capacity),
                 epoch: AtomicU8::new(0),
             },
+            pending: Mutex::new(Vec::new()),
+            due: AtomicBool::new(false),
         });
         let weigher = common.clone();
         let listener = common.clone();
         let cache = Cache::builder()
             .max_capacity(capacity)
             .eviction_policy(EvictionPolicy::lru())
-            .weigher(move |_: &u64, v: &ItemRef| weigher.weights.weigh(v))
-            .expire_after(ItemExpiry(common.clone()))
-            .eviction_listener(move |k: Arc<u64>, v: ItemRef, cause| {
-                listener.on_removal(*k, &v, cause)
+            .weigher(move |_: &u32, seg: &Arc<Segment>| weigher.weights.weigh(seg))
+            .expire_after(SegmentExpiry(common.clone()))
+            .eviction_listener(move |_: Arc<u32>, seg: Arc<Segment>, cause| match cause {
+                RemovalCause::Size => listener.queue(seg, Cause::Evict),
+                RemovalCause::Expired => listener.queue(seg, Cause::Expire),
+                // Re-insertions (re-weighing, a later expiry) and our own invalidations.
+                RemovalCause::Explicit | RemovalCause::Replaced => {}
             })
-            .build_with_hasher(KeyHashBuilder::new());
+            .build();
         Store {
             inner: Arc::new(Shared {
                 cache,
                 common,
+                index: Index::new(),
+                segments: segment::Table::new(),
+                open: (0..BUCKETS).map(|_| Mutex::new(None)).collect(),
+                segment_size: segment_size(capacity),
                 locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
                 counter: AtomicU64::new(0),
+                maintained: AtomicU64::new(0),
                 sweep: Sweep::default(),
             }),
             max_item_size: cfg.max_item_size,
@@ -574,16 +827,24 @@ impl Store {
             || item_size(key.len(), value_len, flags) > self.max_item_size
     }
 
+    /// Runs `f` with `h`'s write lock held, then the maintenance the write made due.
+    #[inline]
+    fn locked<R>(&self, h: u64, f: impl FnOnce() -> R) -> R {
+        let r = {
+            let _g = self.inner.lock(h);
+            f()
+        };
+        self.inner.maintain();
+        r
+    }
+
     /// The item under `key` as memcached's `do_item_get` sees it: a dead (expired or flushed)
     /// item is counted and removed, and reads as `Expired`/`Flushed`. `locked`: the caller
     /// holds the key's write lock.
     fn find(&self, h: u64, key: &[u8], now: u64, locked: bool) -> Lookup {
-        let Some(item) = self.inner.cache.get(&h) else {
+        let Some(item) = self.inner.lookup(h, key) else {
             return Lookup::Miss;
         };
-        if item.key() != key {
-            return Lookup::Miss;
-        }
         let common = &self.inner.common;
         let status = common.status(&item, now);
         let found = match status {
@@ -601,7 +862,8 @@ impl Store {
         if locked {
             self.inner.unlink_if_same(h, &item);
         } else if let Some(_g) = self.inner.try_lock(h) {
-            // A reader never waits for a writer: if the stripe is busy, moka reclaims it later.
+            // A reader never waits for a writer: if the stripe is busy, the item is
+            // reclaimed later (by a sweep, compaction or its segment's eviction).
             self.inner.unlink_if_same(h, &item);
         }
         found
@@ -627,15 +889,14 @@ impl Store {
     pub fn get_and_touch(&self, key: &[u8], exptime: i64) -> Lookup {
         let now = self.now();
         let h = hash(key);
-        let _g = self.inner.lock(h);
-        let found = self.find(h, key, now, true);
-        if let Lookup::Hit(item) = &found {
-            item.bump(now);
-            item.set_exptime(expiry(exptime, now));
-            // Re-insert the same item so moka's own expiry follows the new time.
-            self.inner.insert(h, item.clone(), false);
-        }
-        found
+        self.locked(h, || {
+            let found = self.find(h, key, now, true);
+            if let Lookup::Hit(item) = &found {
+                item.bump(now);
+                item.set_exptime(expiry(exptime, now));
+            }
+            found
+        })
     }
 
     /// `touch`: true if the key was there.
@@ -677,7 +938,6 @@ impl Store {
             return (StoreOutcome::TooLarge, 0);
         }
         let now = self.now();
-        let _g = self.inner.lock(h);
         let w = Write {
             mode,
             compare: None,
@@ -689,16 +949,17 @@ impl Store {
             vivify: None,
             binary_key: false,
         };
-        self.write_locked(h, key, &w, now)
+        self.locked(h, || self.write_locked(h, key, &w, now))
     }
 
     /// Removes whatever live item `key` has (taking its lock).
     fn remove_locked_lookup(&self, h: u64, key: &[u8]) {
         let now = self.now();
-        let _g = self.inner.lock(h);
-        if let Lookup::Hit(item) = self.find(h, key, now, true) {
-            self.inner.unlink_if_same(h, &item);
-        }
+        self.locked(h, || {
+            if let Lookup::Hit(item) = self.find(h, key, now, true) {
+                self.inner.unlink_if_same(h, &item);
+            }
+        })
     }
 
     /// memcached's `do_store_item`, with the key's lock held.
@@ -710,57 +971,61 @@ impl Store {
                 StoreMode::Replace => (StoreOutcome::NotStored, 0),
                 StoreMode::Append | StoreMode::Prepend => match w.vivify {
                     // Autovivify (`ms … MA N<ttl>`): the data becomes a new item.
-                    Some(exptime) => self.put(h, key, &[w.value], w.flags, exptime, 0, w, now),
+                    Some(exptime) => {
+                        self.put(h, key, &[w.value], w.flags, exptime, 0, w, None, now)
+                    }
                     None => (StoreOutcome::NotStored, 0),
                 },
                 StoreMode::Set | StoreMode::Add => {
-                    self.put(h, key, &[w.value], w.flags, w.exptime, 0, w, now)
+                    self.put(h, key, &[w.value], w.flags, w.exptime, 0, w, None, now)
                 }
             };
         };
+        let o = &old;
+        let old = Some(o);
         match w.mode {
             StoreMode::Add => {
                 // add only adds a missing item, but counts as a touch of the existing one.
-                old.refresh_time(now);
+                o.refresh_time(now);
                 (StoreOutcome::NotStored, 0)
             }
             StoreMode::Set | StoreMode::Replace => {
-                self.put(h, key, &[w.value], w.flags, w.exptime, 0, w, now)
+                self.put(h, key, &[w.value], w.flags, w.exptime, 0, w, old, now)
             }
             StoreMode::Cas(want) => {
-                if want != 0 && want == old.cas() {
-                    self.put(h, key, &[w.value], w.flags, w.exptime, 0, w, now)
-                } else if w.stale_ok && want != 0 && want < old.cas() {
+                if want != 0 && want == o.cas() {
+                    self.put(h, key, &[w.value], w.flags, w.exptime, 0, w, old, now)
+                } else if w.stale_ok && want != 0 && want < o.cas() {
                     // `ms … I` with an older CAS: store, but keep the TTL and mark it stale,
                     // keeping the token state of the item it replaces.
-                    let state = Item::stale_state(&old);
-                    self.put(h, key, &[w.value], w.flags, old.exptime(), state, w, now)
+                    let state = Item::stale_state(o);
+                    self.put(h, key, &[w.value], w.flags, o.exptime(), state, w, old, now)
                 } else {
                     (StoreOutcome::Exists, 0)
                 }
             }
             StoreMode::Append | StoreMode::Prepend => {
                 if let Some(want) = w.compare {
-                    if want != 0 && want != old.cas() {
+                    if want != 0 && want != o.cas() {
                         return (StoreOutcome::Exists, 0);
                     }
                 }
-                let joined = old.value().len().saturating_add(w.value.len());
-                if self.too_large(key, joined, old.flags()) {
+                let joined = o.value().len().saturating_add(w.value.len());
+                if self.too_large(key, joined, o.flags()) {
                     // memcached fails the allocation of the joined item: NOT_STORED.
                     return (StoreOutcome::NotStored, 0);
                 }
                 let parts: [&[u8]; 2] = if w.mode == StoreMode::Append {
-                    [old.value(), w.value]
+                    [o.value(), w.value]
                 } else {
-                    [w.value, old.value()]
+                    [w.value, o.value()]
                 };
-                self.put(h, key, &parts, old.flags(), old.exptime(), 0, w, now)
+                self.put(h, key, &parts, o.flags(), o.exptime(), 0, w, old, now)
             }
         }
     }
 
-    /// Stores a new item made of `parts`, with `w`'s explicit CAS if any.
+    /// Stores a new item made of `parts` in place of `old`, with `w`'s explicit CAS if any.
     #[allow(clippy::too_many_arguments)]
     fn put(
         &self,
@@ -771,6 +1036,7 @@ impl Store {
         exptime: u64,
         state: u8,
         w: &Write<'_>,
+        old: Option<&ItemRef>,
         now: u64,
     ) -> (StoreOutcome, u64) {
         let seq = self.inner.next_seq();
@@ -779,28 +1045,28 @@ impl Store {
             flags,
             exptime,
             cas,
-            seq,
             time: now,
             state: state | if w.binary_key { item::KEY_BINARY } else { 0 },
         };
         // An item stored already expired is still linked, as memcached does: it counts in
         // total_items, replaces the old value, and a later read finds it expired.
-        self.inner.insert(h, ItemRef::new(key, parts, meta), true);
-        (StoreOutcome::Stored, cas)
+        match self.inner.store_item(h, key, parts, &meta, old, true, now) {
+            Some(_) => (StoreOutcome::Stored, cas),
+            None => (StoreOutcome::NotStored, 0),
+        }
     }
 
     /// `delete`: true if a live item was removed.
     pub fn delete(&self, key: &[u8]) -> bool {
         let now = self.now();
         let h = hash(key);
-        let _g = self.inner.lock(h);
-        match self.find(h, key, now, true) {
+        self.locked(h, || match self.find(h, key, now, true) {
             Lookup::Hit(item) => {
                 self.inner.unlink_if_same(h, &item);
                 true
             }
             _ => false,
-        }
+        })
     }
 
     /// `flush_all [delay]`, with memcached's semantics to the second:
@@ -829,10 +1095,7 @@ impl Store {
         }
         f.live.store(live, Ordering::Relaxed);
         if live <= now {
-            f.seq.store(
-                self.inner.counter.load(Ordering::Acquire),
-                Ordering::Release,
-            );
+            f.gen.fetch_add(1, Ordering::AcqRel);
             f.swept.store(live, Ordering::Relaxed);
             sweep::start(&self.inner);
         }
@@ -857,14 +1120,12 @@ impl Store {
     /// `cache_memlimit`: a new memory limit in bytes.
     ///
     /// moka's capacity is fixed when it is built, so the limit is applied through the weights:
-    /// every item weighs its charge × (start limit / current limit), rounded up, so "weights
-    /// within moka's capacity" means "charges within the current limit". Items stored from now
-    /// on are weighed at the new rate at once; a background sweep re-weighs the items already
-    /// there (re-inserting each one, which also moves it to the recent end of the LRU), after
-    /// which moka evicts down to a lowered limit or has room up to a raised one. Like
-    /// memcached, memory is thus released asynchronously after a decrease. Raising the limit
-    /// far above the start limit rounds small items up to a whole weight unit, so very large
-    /// raises hold somewhat fewer items than the limit would allow.
+    /// every segment weighs its bytes × (start limit / current limit), rounded up, so "weights
+    /// within moka's capacity" means "bytes within the current limit". Segments made from now
+    /// on are weighed at the new rate at once; a background sweep re-weighs the segments
+    /// already there, after which moka evicts down to a lowered limit or has room up to a
+    /// raised one. Like memcached, memory is thus released asynchronously after a decrease.
+    /// The segment size stays the one the start limit chose.
     pub fn set_memory_limit(&self, bytes: u64) {
         let w = &self.inner.common.weights;
         w.limit.store(bytes.max(1), Ordering::Relaxed);
@@ -877,9 +1138,9 @@ impl Store {
         self.inner.common.weights.limit.load(Ordering::Relaxed)
     }
 
-    /// Item-level stats. Runs moka's pending maintenance first so evictions are current.
+    /// Item-level stats. Runs pending maintenance first so evictions are current.
     pub fn stats(&self) -> StoreStats {
-        self.inner.cache.run_pending_tasks();
+        self.inner.maintain_now();
         let c = &self.inner.common.counters;
         StoreStats {
             curr_items: c.get(C::CurrItems),
@@ -916,7 +1177,7 @@ impl Store {
             std::thread::sleep(Duration::from_millis(1));
         }
         for _ in 0..4 {
-            self.inner.cache.run_pending_tasks();
+            self.inner.maintain_now();
         }
     }
 }
@@ -942,5 +1203,7 @@ struct Write<'a> {
 
 #[cfg(test)]
 mod meta_tests;
+#[cfg(test)]
+mod segment_tests;
 #[cfg(test)]
 mod tests;

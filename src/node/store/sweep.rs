@@ -1,16 +1,17 @@
 //! The background sweep: ringcache's LRU crawler.
 //!
-//! Two jobs need a walk over every item, and both may be slow on a big cache, so neither runs on
-//! the request path: reclaiming the memory of items a `flush_all` made invisible (memcached leaves
-//! them to its LRU crawler too), and re-weighing items after `cache_memlimit` so that moka evicts
-//! down to (or fills up to) the new limit. One thread is started on demand and exits when there is
+//! Two jobs need a walk over every segment, and both may be slow on a big cache, so neither runs
+//! on the request path: removing items a `flush_all` made invisible or that expired (memcached
+//! leaves them to its LRU crawler too; segments left mostly dead are then compacted), and
+//! re-weighing segments after `cache_memlimit` so that moka evicts down to (or fills up to) the
+//! new limit. One thread is started on demand and exits when there is
 //! nothing left to do; requests made while it runs are folded into another pass.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::counters::C;
-use super::{ItemRef, Shared, Status};
+use super::{hash, ItemRef, Shared, Status};
 
 /// Whether a sweep is running or wanted.
 #[derive(Debug, Default)]
@@ -58,33 +59,42 @@ fn run(shared: &Shared) {
     }
 }
 
-/// One walk over moka's weakly consistent iterator (items added meanwhile may or may not be
-/// seen; nothing is collected, so memory does not grow with the cache).
+/// One walk over every segment (segments made meanwhile may or may not be seen; only a list of
+/// segment handles is collected, a few per MiB of cache): dead items leave the index, and
+/// segments weighed under an older memory limit are re-weighed. Then the maintenance that
+/// made due (compaction of emptied segments, moka's evictions after a lowered limit).
 pub(super) fn pass(shared: &Shared) {
     let common = &shared.common;
     let now = common.clock.now();
     let epoch = common.weights.epoch.load(Ordering::Acquire);
-    for (k, item) in shared.cache.iter() {
-        let h = *k;
-        match common.status(&item, now) {
-            Status::Live => {
-                if item.epoch() != epoch {
-                    let _g = shared.lock(h);
-                    if matches!(shared.cache.get(&h), Some(cur) if ItemRef::ptr_eq(&cur, &item)) {
-                        // Same item again: moka calls the weigher and adjusts its total.
-                        shared.insert(h, item, false);
-                    }
-                }
+    for seg in shared.segments.all() {
+        let end = seg.published();
+        let mut off = 0;
+        while off < end {
+            // SAFETY: items are contiguous from 0 to `published`, each `footprint` long.
+            let item = unsafe { ItemRef::at(seg.clone(), off as u32) };
+            off += item.footprint();
+            let dead = common.status(&item, now);
+            if dead == Status::Live {
+                continue;
             }
-            dead => {
-                let _g = shared.lock(h);
-                if shared.unlink_if_same(h, &item) {
-                    common.counters.incr(h, C::CrawlerReclaimed);
-                    if dead == Status::Expired && !item.fetched() {
-                        common.counters.incr(h, C::ExpiredUnfetched);
-                    }
+            let h = hash(item.key());
+            let _g = shared.lock(h);
+            if shared.unlink_if_same(h, &item) {
+                common.counters.incr(h, C::CrawlerReclaimed);
+                if dead == Status::Expired && !item.fetched() {
+                    common.counters.incr(h, C::ExpiredUnfetched);
                 }
             }
         }
+        if seg.epoch.load(Ordering::Relaxed) != epoch {
+            let w = seg.lock();
+            if !w.retired {
+                // The same segment again: moka calls the weigher and adjusts its total.
+                shared.cache.insert(seg.id, seg.clone());
+                common.due.store(true, Ordering::Release);
+            }
+        }
     }
+    shared.maintain_now();
 }

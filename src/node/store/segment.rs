@@ -1,0 +1,289 @@
+//! Segments: large fixed-size buffers that items are appended to, and the table that names
+//! them by a small id.
+//!
+//! A segment is written once, front to back, under its own lock; the bytes of an item never
+//! change after it is appended (only its header's atomics do), so readers need no lock to read
+//! a value: they hold the segment through an `Arc`, and a segment's memory lives until the last
+//! reader lets go of it, whatever the cache did with it meanwhile. Segments are what moka holds
+//! and evicts (see the store's module doc); items leave one by one only through the index.
+//!
+//! Ids are small (20 bits) so that an index slot can name a segment and an offset in 8 bytes.
+//! An id is reused only after every index entry that pointed into its old segment is gone, so
+//! an index entry always names the segment it was made for.
+
+use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+
+/// Segment ids are below this (they fit the index slot's 20 bits).
+pub(super) const MAX_SEGMENTS: u32 = 1 << 20;
+
+/// The largest ordinary segment (offsets are 17 bits of 8-byte units).
+pub(super) const MAX_SEGMENT_SIZE: usize = 1 << 20;
+
+/// Table chunks are allocated on first use: a small cache touches one.
+const CHUNK: usize = 1024;
+
+/// Writer-side state of a segment.
+#[derive(Debug, Default)]
+pub(super) struct WriteState {
+    /// Bytes handed out so far.
+    pub used: usize,
+    /// No more appends: the segment is being reclaimed.
+    pub retired: bool,
+}
+
+/// One segment.
+pub(super) struct Segment {
+    pub id: u32,
+    /// Creation order (ids are reused, this is not).
+    pub serial: u64,
+    ptr: NonNull<u8>,
+    cap: usize,
+    /// The flush generation it was created in: an immediate `flush_all` invalidates every
+    /// item of every segment from an older generation.
+    pub gen: u64,
+    /// The TTL bucket it was opened for.
+    pub bucket: u8,
+    /// Appends and retirement.
+    write: Mutex<WriteState>,
+    /// Every item below this offset is completely written (walkers read up to here).
+    published: AtomicUsize,
+    /// Items appended (for the index share of its weight).
+    pub items: AtomicU32,
+    /// Bytes of items the index still points to.
+    pub live: AtomicU64,
+    /// The expiry moka was last told (Unix seconds); 0 = none (the segment never expires).
+    pub told: AtomicU32,
+    /// Still the open segment of its bucket.
+    pub open: AtomicBool,
+    /// Queued for compaction (once).
+    pub queued: AtomicBool,
+    /// Claimed by a reclaim (eviction, expiry or compaction): done once.
+    pub reclaiming: AtomicBool,
+    /// The memory-limit generation its weight was computed under.
+    pub epoch: AtomicU8,
+}
+
+// SAFETY: the buffer is only written below `used` by the holder of `write`, at offsets no
+// reader can reach until the item is published (through the index lock or `published`);
+// published bytes are immutable except header fields, which are only accessed as atomics.
+unsafe impl Send for Segment {}
+// SAFETY: as above.
+unsafe impl Sync for Segment {}
+
+impl Segment {
+    /// A zeroed segment of `cap` bytes (a multiple of 8). Zeroed memory comes from the OS
+    /// untouched, so an empty segment costs address space, not resident memory.
+    pub(super) fn new(id: u32, serial: u64, cap: usize, gen: u64, bucket: u8) -> Segment {
+        let cap = cap.max(8).next_multiple_of(8);
+        let layout = Layout::from_size_align(cap, 8).unwrap_or_else(|_| {
+            // Only a size beyond `isize::MAX`, which no item limit allows.
+            handle_alloc_error(Layout::new::<u64>())
+        });
+        // SAFETY: `layout` has a non-zero size.
+        let raw = unsafe { alloc_zeroed(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            handle_alloc_error(layout)
+        };
+        Segment {
+            id,
+            serial,
+            ptr,
+            cap,
+            gen,
+            bucket,
+            write: Mutex::new(WriteState::default()),
+            published: AtomicUsize::new(0),
+            items: AtomicU32::new(0),
+            live: AtomicU64::new(0),
+            told: AtomicU32::new(0),
+            open: AtomicBool::new(true),
+            queued: AtomicBool::new(false),
+            reclaiming: AtomicBool::new(false),
+            epoch: AtomicU8::new(0),
+        }
+    }
+
+    #[inline]
+    pub(super) fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// The start of the buffer.
+    #[inline]
+    pub(super) fn base(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The writer lock (appends, sealing, retirement).
+    pub(super) fn lock(&self) -> MutexGuard<'_, WriteState> {
+        // Appends write bytes before they publish them: a panic between leaves unpublished
+        // bytes nobody reads, so a poisoned lock is still sound to use.
+        self.write.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks bytes up to `end` as completely written (the caller holds the writer lock).
+    #[inline]
+    pub(super) fn publish(&self, end: usize) {
+        self.published.store(end, Ordering::Release);
+    }
+
+    /// Bytes of complete items.
+    #[inline]
+    pub(super) fn published(&self) -> usize {
+        self.published.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this size and alignment (which succeeded then).
+        unsafe {
+            dealloc(
+                self.ptr.as_ptr(),
+                Layout::from_size_align_unchecked(self.cap, 8),
+            )
+        };
+    }
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("id", &self.id)
+            .field("cap", &self.cap)
+            .field("gen", &self.gen)
+            .field("bucket", &self.bucket)
+            .field("published", &self.published())
+            .field("live", &self.live.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+type Slot = RwLock<Option<Arc<Segment>>>;
+
+/// Segment id → segment. Lower ids are reused first, so only as many chunks as the most
+/// segments ever alive at once are allocated.
+pub(super) struct Table {
+    chunks: Box<[OnceLock<Box<[Slot]>>]>,
+    free: Mutex<Vec<u32>>,
+    next: AtomicU32,
+    serial: AtomicU64,
+    /// Registered segments.
+    count: AtomicU32,
+}
+
+impl Table {
+    pub(super) fn new() -> Table {
+        Table {
+            chunks: (0..MAX_SEGMENTS as usize / CHUNK)
+                .map(|_| OnceLock::new())
+                .collect(),
+            free: Mutex::new(Vec::new()),
+            next: AtomicU32::new(0),
+            serial: AtomicU64::new(0),
+            count: AtomicU32::new(0),
+        }
+    }
+
+    fn slot(&self, id: u32) -> &Slot {
+        let chunk = self.chunks[id as usize / CHUNK]
+            .get_or_init(|| (0..CHUNK).map(|_| RwLock::new(None)).collect());
+        &chunk[id as usize % CHUNK]
+    }
+
+    /// A fresh segment under a free id, registered. `None` when every id is taken (a
+    /// million live segments: the caller evicts first).
+    pub(super) fn create(&self, cap: usize, gen: u64, bucket: u8) -> Option<Arc<Segment>> {
+        let id = {
+            let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            match free.pop() {
+                Some(id) => id,
+                None => {
+                    let id = self.next.fetch_add(1, Ordering::Relaxed);
+                    if id >= MAX_SEGMENTS {
+                        self.next.store(MAX_SEGMENTS, Ordering::Relaxed);
+                        return None;
+                    }
+                    id
+                }
+            }
+        };
+        let serial = self.serial.fetch_add(1, Ordering::Relaxed);
+        let seg = Arc::new(Segment::new(id, serial, cap, gen, bucket));
+        *self.slot(id).write().unwrap_or_else(|p| p.into_inner()) = Some(seg.clone());
+        self.count.fetch_add(1, Ordering::Relaxed);
+        Some(seg)
+    }
+
+    /// The segment under `id`.
+    #[inline]
+    pub(super) fn get(&self, id: u32) -> Option<Arc<Segment>> {
+        let chunk = self.chunks.get(id as usize / CHUNK)?.get()?;
+        chunk[id as usize % CHUNK]
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Unregisters `seg` and frees its id. The caller has removed every index entry into it.
+    pub(super) fn remove(&self, seg: &Segment) {
+        let mut slot = self.slot(seg.id).write().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_some_and(|s| std::ptr::eq(&**s, seg)) {
+            *slot = None;
+            drop(slot);
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            self.free
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(seg.id);
+        }
+    }
+
+    /// Every registered segment (a few handles per MiB of cache).
+    pub(super) fn all(&self) -> Vec<Arc<Segment>> {
+        let end = self.next.load(Ordering::Relaxed).min(MAX_SEGMENTS);
+        (0..end).filter_map(|id| self.get(id)).collect()
+    }
+
+    /// Registered segments.
+    #[cfg(test)]
+    pub(super) fn count(&self) -> u32 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_reused_after_removal() {
+        let t = Table::new();
+        let a = t.create(64, 0, 0).unwrap();
+        let b = t.create(64, 0, 0).unwrap();
+        assert_eq!((a.id, b.id), (0, 1));
+        assert!(Arc::ptr_eq(&t.get(1).unwrap(), &b));
+        t.remove(&a);
+        assert!(t.get(0).is_none());
+        assert_eq!(t.count(), 1);
+        let c = t.create(64, 0, 0).unwrap();
+        assert_eq!(c.id, 0, "the freed id first");
+        // Removing a stale handle does not unregister the new segment under its id.
+        t.remove(&a);
+        assert!(Arc::ptr_eq(&t.get(0).unwrap(), &c));
+        assert_eq!(t.all().len(), 2);
+    }
+
+    #[test]
+    fn segments_are_zeroed_and_aligned() {
+        let s = Segment::new(3, 0, 100, 0, 0);
+        assert_eq!(s.cap(), 104);
+        assert_eq!(s.base() as usize % 8, 0);
+        // SAFETY: within the buffer, nobody else has it.
+        let bytes = unsafe { std::slice::from_raw_parts(s.base(), s.cap()) };
+        assert!(bytes.iter().all(|&b| b == 0));
+    }
+}
