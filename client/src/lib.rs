@@ -11,6 +11,7 @@ pub mod client;
 pub mod cluster_config;
 pub mod connection;
 pub mod error;
+mod handoff;
 pub mod health;
 pub mod migrate;
 pub mod protocol;
