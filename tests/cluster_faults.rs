@@ -2067,7 +2067,12 @@ fn two_proxies_concurrent_incr_leave_replicas_equal() {
         let nodes = three_nodes();
         let addrs = addrs(&nodes);
         let node_addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-        let procs: Vec<(Proc, TempFile)> = (0..2).map(|_| proxy_process(&addrs, 2)).collect();
+        // A generous timeout: on a loaded machine a 200 ms one marks healthy nodes down, and
+        // two proxies that disagree on which owner is up may each run an incr of one key on
+        // a different owner (a documented limit, not what this test is about).
+        let procs: Vec<(Proc, TempFile)> = (0..2)
+            .map(|_| proxy_process_with(&addrs, 2, "request_timeout_ms = 5000\n"))
+            .collect();
         let placement = fault_client(&addrs).await;
         const KEYS: usize = 4;
         const ROUNDS: usize = 150;

@@ -825,7 +825,7 @@ impl Client {
         let topo = self.topology();
         // A repairing node may still hold values it missed the overwrite of: not read.
         let mut owners = Self::live_owners(&topo, key);
-        owners.retain(|n| n.health.is_readable());
+        owners.retain(|n| n.health.may_serve(key));
         let mut last_err = None;
         let mut fenced_misses: Vec<Arc<NodeEntry>> = Vec::new();
         for node in owners {
@@ -911,7 +911,7 @@ impl Client {
                     .iter()
                     .enumerate()
                     .skip(from)
-                    .find(|(_, &n)| topo.nodes[n].health.is_readable());
+                    .find(|(_, &n)| topo.nodes[n].health.may_serve(key));
                 match next {
                     Some((pos, &n)) => {
                         // Where to go on if this owner fails or misses while fenced.
@@ -1163,10 +1163,7 @@ impl Client {
             Box::pin(self.pull(&topo, &key)).await;
         }
         let mut owners = self.required_in(&topo, &key)?;
-        let Some(at) = owners
-            .iter()
-            .position(|n| n.health.state() == NodeState::Up)
-        else {
+        let Some(at) = owners.iter().position(|n| n.health.in_sync(&key)) else {
             return Err(Error::Server(
                 "SERVER_ERROR no replica of this key is in sync; retry later".into(),
             ));
@@ -1213,9 +1210,10 @@ impl Client {
     async fn backfill(&self, key: &Bytes, fenced: &[Arc<NodeEntry>]) {
         let topo = self.topology();
         let owners = Self::live_owners(&topo, key);
-        if let Some(src) = owners.iter().find(|n| {
-            n.health.state() == NodeState::Up && !fenced.iter().any(|f| Arc::ptr_eq(f, n))
-        }) {
+        if let Some(src) = owners
+            .iter()
+            .find(|n| n.health.in_sync(key) && !fenced.iter().any(|f| Arc::ptr_eq(f, n)))
+        {
             self.copy_from(src, fenced, key, true).await;
         }
     }

@@ -2,12 +2,12 @@
 //! a conditional write in step, instead of flushing nodes that merely paused.
 //!
 //! A node that misses a write (down, or a failed copy) gets a *hint*: the key only
-//! (`health.rs`). Replaying a hint copies the key's current state from a live owner that is
-//! up: the returning node's own copy is first removed (compare-and-delete on the CAS it had,
-//! so a newer write that reached it meanwhile stays), then the item is copied with the
-//! migrator's checked add (`transition.rs`: same value, flags, TTL and CAS; re-checked against
-//! a racing delete). A key no up owner holds is simply gone from the node too. Only then does
-//! the node serve reads again.
+//! (`health.rs`), and serves no read of that key until it is replayed. Replaying a hint
+//! copies the key's current state from an owner in sync for it: that owner's item replaces
+//! the node's copy only if the copy is unchanged (`ms ... C<its cas>`, an add when it has
+//! none), so the key is never missing meanwhile and a newer write that reached the node
+//! wins; a key that owner lacks is deleted on the node likewise; then the source is checked
+//! again, as below.
 //!
 //! A conditional write's result is copied to the other replicas from a snapshot of the node
 //! that ran it; two routers' copies of one key can reach a replica in either order, so after
@@ -98,9 +98,8 @@ impl Client {
             }
         }
         // The source failed, or kept changing under other writers: the replicas get a hint
-        // and a replay copies the state the key settles on, from its first up owner. They
-        // keep serving meanwhile: taking a whole node out of reads for one key would leave
-        // every key it shares with a failed primary unreadable.
+        // (they stop answering reads of this key) and a replay copies the state the key
+        // settles on from an owner in sync. They stay `Up` for every other key.
         for node in to {
             if node.health.is_usable() {
                 self.hinted(node, node.health.hint_lagging(key));
@@ -153,12 +152,13 @@ impl Client {
                         Ok(()) => {
                             replayed += 1;
                             node.metrics.hints_replayed.increment(1);
+                            node.health.replayed(k, true);
                         }
                         // Not repaired: it stays a hint (the node is failing, or its source).
                         Err(e) => {
                             tracing::debug!(node = %node.name, "replay of a missed key failed: {e}");
                             failed += 1;
-                            client.hinted(&node, node.health.hint_lagging(k));
+                            node.health.replayed(k, false);
                         }
                     }
                 }
@@ -194,7 +194,7 @@ impl Client {
         let owner = topo.owner_nodes(key).any(|n| Arc::ptr_eq(n, node));
         let source = topo
             .owner_nodes(key)
-            .find(|n| !Arc::ptr_eq(n, node) && n.health.state() == NodeState::Up)
+            .find(|n| !Arc::ptr_eq(n, node) && n.health.in_sync(key))
             .cloned();
         for _ in 0..REPLICATE_ROUNDS {
             let mine = self.cas_on(node, key).await?;
@@ -207,7 +207,7 @@ impl Client {
                     let states: Vec<NodeState> =
                         topo.owner_nodes(key).map(|n| n.health.state()).collect();
                     return Err(Error::ConnectionClosed(format!(
-                        "no up owner to replay {} from (owners {states:?})",
+                        "no owner in sync to replay {} from (owners {states:?})",
                         String::from_utf8_lossy(key)
                     )));
                 }

@@ -8,17 +8,18 @@
 //! report `pid`, `uptime` and `time`, so `time - uptime` is the process's start time.
 //!
 //! - Same process as before (it only paused or was unreachable): the node goes to
-//!   [`NodeState::Repairing`] — writes reach it again, reads and conditional writes skip it —
-//!   and the hinted keys are replayed from a live replica; then it is `Up`. Nothing is flushed,
+//!   [`NodeState::Repairing`] — it serves again, except that reads and conditional writes of
+//!   the keys it has hints for go to other owners ([`Health::may_serve`], [`Health::in_sync`])
+//!   — and the hinted keys are replayed from an owner in sync; then it is `Up`. Nothing is flushed,
 //!   so two routers that both saw the pause cannot wipe each other's repairs.
 //! - A restarted process, one never seen before, or a hint log that overflowed: the node is
 //!   flushed (nothing it holds can be trusted) and [`NodeState::Fenced`] until re-warmed.
 //!
-//! A replica that misses a copy while `Up` (a failed copy after a conditional write) gets a
-//! hint too and is marked `Repairing` at once, so the miss is never silent.
+//! A replica that misses a copy while serving (a failed copy after a conditional write) gets
+//! a hint too, so the miss is never silent: that key is not read from it until replayed.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -31,8 +32,8 @@ pub enum NodeState {
     Up,
     /// Back after a restart, flushed, warming: misses fall through to the next replica.
     Fenced,
-    /// Missed writes that are being replayed: it takes writes, but reads and conditional
-    /// writes go to another owner until the replay is done.
+    /// Missed writes that are being replayed: it takes writes and serves, except the keys it
+    /// missed, whose reads and conditional writes go to another owner until replayed.
     Repairing,
     /// Failing: skipped by reads and writes until a probe succeeds.
     Down,
@@ -61,6 +62,8 @@ impl Default for HintLimits {
 #[derive(Debug, Default)]
 struct HintLog {
     keys: HashSet<Bytes>,
+    /// Keys taken for replay and not done yet (still not to be read from the node).
+    inflight: HashSet<Bytes>,
     bytes: usize,
     overflowed: bool,
 }
@@ -129,6 +132,8 @@ pub struct Health {
     /// Times the node was marked down (for metrics).
     downs: AtomicU64,
     hints: Mutex<HintLog>,
+    /// Keys in the log plus keys being replayed: 0 lets reads skip the lock.
+    pending: AtomicUsize,
     max_keys: AtomicU64,
     max_bytes: AtomicU64,
     /// Identity last seen (pid, start time); 0/0 when never seen.
@@ -154,6 +159,7 @@ impl Health {
             replaying: AtomicBool::new(false),
             downs: AtomicU64::new(0),
             hints: Mutex::new(HintLog::default()),
+            pending: AtomicUsize::new(0),
             max_keys: AtomicU64::new(limits.max_keys as u64),
             max_bytes: AtomicU64::new(limits.max_bytes as u64),
             pid: AtomicU64::new(0),
@@ -189,9 +195,25 @@ impl Health {
         !self.down.load(Ordering::SeqCst)
     }
 
-    /// Whether reads may be sent to the node (a repairing node may hold stale values).
-    pub fn is_readable(&self) -> bool {
-        !self.down.load(Ordering::SeqCst) && !self.repairing.load(Ordering::SeqCst)
+    /// Whether a read of `key` may be answered by the node: it is not down and did not miss
+    /// a write of `key` that is still to be replayed (its copy may be old). A fenced node
+    /// serves (its misses are not trusted, see `client.rs`).
+    pub fn may_serve(&self, key: &[u8]) -> bool {
+        if self.down.load(Ordering::SeqCst) {
+            return false;
+        }
+        if self.pending.load(Ordering::SeqCst) == 0 {
+            return true;
+        }
+        let log = self.hints.lock().unwrap_or_else(|e| e.into_inner());
+        !log.overflowed && !log.keys.contains(key) && !log.inflight.contains(key)
+    }
+
+    /// Whether the node holds `key`'s current state, so a conditional write of it may run
+    /// there and a copy may be taken from it: [`Health::may_serve`] and not fenced (a fenced
+    /// node's miss means nothing).
+    pub fn in_sync(&self, key: &[u8]) -> bool {
+        !self.fenced.load(Ordering::SeqCst) && self.may_serve(key)
     }
 
     /// A request succeeded.
@@ -251,12 +273,15 @@ impl Health {
                 log.keys = HashSet::new();
                 log.bytes = 0;
                 log.overflowed = true;
+                self.pending.store(log.inflight.len(), Ordering::SeqCst);
                 drop(log);
                 self.mark_down();
                 return Hinted::Overflowed;
             }
             log.bytes += key.len();
             log.keys.insert(key.clone());
+            self.pending
+                .store(log.keys.len() + log.inflight.len(), Ordering::SeqCst);
         }
         // Decided under the lock, so a replay that empties the log and lifts `repairing`
         // cannot miss this key.
@@ -280,6 +305,7 @@ impl Health {
             overflowed: true,
             ..HintLog::default()
         };
+        self.pending.store(0, Ordering::SeqCst);
     }
 
     /// Keys waiting for replay.
@@ -292,21 +318,38 @@ impl Health {
         self.hints.lock().map_or(true, |l| l.overflowed)
     }
 
-    /// Takes up to `n` hints for replay.
+    /// Takes up to `n` hints for replay; they stay unreadable on the node until
+    /// [`Health::replayed`].
     pub(crate) fn take_hints(&self, n: usize) -> Vec<Bytes> {
         let mut log = self.hints.lock().unwrap_or_else(|e| e.into_inner());
         let out: Vec<Bytes> = log.keys.iter().take(n).cloned().collect();
         for k in &out {
             log.keys.remove(k);
             log.bytes -= k.len();
+            log.inflight.insert(k.clone());
         }
         out
+    }
+
+    /// A replay of `key` is over: done, or (`ok` false) back into the log for another try.
+    pub(crate) fn replayed(&self, key: &Bytes, ok: bool) {
+        let mut log = self.hints.lock().unwrap_or_else(|e| e.into_inner());
+        log.inflight.remove(key);
+        if !ok && !log.overflowed && log.keys.insert(key.clone()) {
+            log.bytes += key.len();
+        }
+        self.pending
+            .store(log.keys.len() + log.inflight.len(), Ordering::SeqCst);
     }
 
     /// Ends a replay: `Up` if no hint came in meanwhile (true), else stays `Repairing`.
     pub(crate) fn finish_repair(&self) -> bool {
         let log = self.hints.lock().unwrap_or_else(|e| e.into_inner());
-        if log.keys.is_empty() && !log.overflowed && !self.down.load(Ordering::SeqCst) {
+        if log.keys.is_empty()
+            && log.inflight.is_empty()
+            && !log.overflowed
+            && !self.down.load(Ordering::SeqCst)
+        {
             self.repairing.store(false, Ordering::SeqCst);
             return true;
         }
@@ -344,6 +387,7 @@ impl Health {
         {
             let mut log = self.hints.lock().unwrap_or_else(|e| e.into_inner());
             *log = HintLog::default();
+            self.pending.store(0, Ordering::SeqCst);
         }
         self.fenced.store(true, Ordering::SeqCst);
         self.repairing.store(false, Ordering::SeqCst);
@@ -417,12 +461,26 @@ mod tests {
         assert_eq!(h.hint_count(), 1);
         h.returned_repairing();
         assert_eq!(h.state(), NodeState::Repairing);
-        assert!(h.is_usable() && !h.is_readable());
-        assert_eq!(h.take_hints(10), vec![Bytes::from_static(b"a")]);
+        assert!(h.is_usable());
+        assert!(
+            !h.may_serve(b"a") && !h.in_sync(b"a"),
+            "a missed key is not read"
+        );
+        assert!(h.may_serve(b"z") && h.in_sync(b"z"), "other keys are");
+        let a = h.take_hints(10);
+        assert_eq!(a, vec![Bytes::from_static(b"a")]);
+        assert!(!h.may_serve(b"a"), "not while it is being replayed either");
         // A hint arriving mid-replay keeps it repairing.
         assert_eq!(h.hint(&Bytes::from_static(b"b")), Hinted::Recorded);
+        h.replayed(&a[0], true);
+        assert!(h.may_serve(b"a"));
         assert!(!h.finish_repair());
-        assert_eq!(h.take_hints(10).len(), 1);
+        let b = h.take_hints(10);
+        assert!(!h.finish_repair(), "b is still in flight");
+        h.replayed(&b[0], false);
+        assert!(!h.may_serve(b"b"), "a failed replay keeps the hint");
+        let b = h.take_hints(10);
+        h.replayed(&b[0], true);
         assert!(h.finish_repair());
         assert_eq!(h.state(), NodeState::Up);
         // A missed copy on a serving node starts a repair.

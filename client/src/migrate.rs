@@ -584,7 +584,7 @@ impl Client {
         let mut lacking = Vec::new();
         for o in owners {
             match self.cas_on(&o, key).await {
-                Ok(Some(_)) if o.health.state() == NodeState::Up => confirmed = true,
+                Ok(Some(_)) if o.health.in_sync(key) => confirmed = true,
                 Ok(Some(_)) => {}
                 Ok(None) => lacking.push(o),
                 Err(_) => {}
