@@ -708,7 +708,7 @@ async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Dur
     None
 }
 
-/// The restarted node's `cmd_flush` (the probe flushes a node before trusting it again).
+/// A node's `cmd_flush` (a probe flushes a node it finds restarted, never one that paused).
 async fn cmd_flush(addr: SocketAddr) -> u64 {
     let mut c = Raw::connect(addr).await;
     c.stats().await.unwrap()["cmd_flush"].parse().unwrap()
@@ -1314,7 +1314,7 @@ fn kill9_one_node_through_proxy_process() {
         }
         assert!(bad.is_empty(), "{bad:?}");
 
-        // ... and after it is restarted on its port and probed back (the probe flushes it).
+        // ... and after it is restarted on its port and probed back (a restart: the probe flushes it).
         nodes[victim] = Proc::node_at(&victim_addr);
         let restarted = nodes[victim].addr;
         let restart_at = Instant::now();
