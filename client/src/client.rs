@@ -16,7 +16,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,7 +26,7 @@ use futures_util::future::join_all;
 
 use crate::connection::ConnectOptions;
 use crate::error::Error;
-use crate::health::{probe_backoff, NodeState};
+use crate::health::{probe_backoff, HintLimits, Hinted, Identity, NodeState};
 use crate::migrate::{Progress, RebalanceOptions};
 use crate::protocol::{
     valid_key, ArithCmd, GetCmd, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response,
@@ -94,6 +94,8 @@ pub struct ClientOptions {
     /// The nodes' item size limit (memcached's `-I`): a reply announcing a larger value is a
     /// broken stream and resets its connection.
     pub max_item_size: usize,
+    /// Bounds of each node's hint log (the keys it missed while down; see `health.rs`).
+    pub hints: HintLimits,
 }
 
 impl Default for ClientOptions {
@@ -110,6 +112,7 @@ impl Default for ClientOptions {
             ack: Ack::All,
             rebalance: RebalanceOptions::default(),
             max_item_size: 1024 * 1024,
+            hints: HintLimits::default(),
         }
     }
 }
@@ -203,6 +206,12 @@ impl ClientBuilder {
         self
     }
 
+    /// Bounds of each node's hint log; past them a returning node is flushed and re-warmed.
+    pub fn hint_limits(mut self, limits: HintLimits) -> Self {
+        self.opts.hints = limits;
+        self
+    }
+
     /// All options at once.
     pub fn options(mut self, opts: ClientOptions) -> Self {
         self.opts = opts;
@@ -213,6 +222,7 @@ impl ClientBuilder {
     /// supports. Nodes that are not up yet are marked down and probed in the background.
     pub async fn build(self) -> Result<Client, Error> {
         let inner = Arc::new(Inner {
+            live: Live::new(&self.opts),
             opts: self.opts,
             topology: ArcSwap::from_pointee(Topology::empty()),
             cas_seq: AtomicU64::new(0),
@@ -225,12 +235,88 @@ impl ClientBuilder {
 }
 
 pub(crate) struct Inner {
+    /// The options as built; the ones in `live` may have changed since (see
+    /// [`Client::reconfigure`]).
     pub(crate) opts: ClientOptions,
+    pub(crate) live: Live,
     pub(crate) topology: ArcSwap<Topology>,
     /// Last router-chosen CAS value (see [`Client::next_cas`]).
     cas_seq: AtomicU64,
     /// The migrator's counters.
     pub(crate) progress: Progress,
+}
+
+/// The options a running client applies at once when they change (a proxy config reload):
+/// read on every use, so no request needs a lock.
+pub(crate) struct Live {
+    request_timeout_us: AtomicU64,
+    connect_timeout_us: AtomicU64,
+    failure_limit: AtomicU32,
+    ack: AtomicU8,
+    hint_keys: AtomicU64,
+    hint_bytes: AtomicU64,
+}
+
+impl Live {
+    fn new(o: &ClientOptions) -> Live {
+        let live = Live {
+            request_timeout_us: AtomicU64::new(0),
+            connect_timeout_us: AtomicU64::new(0),
+            failure_limit: AtomicU32::new(0),
+            ack: AtomicU8::new(0),
+            hint_keys: AtomicU64::new(0),
+            hint_bytes: AtomicU64::new(0),
+        };
+        live.store(o);
+        live
+    }
+
+    fn store(&self, o: &ClientOptions) {
+        let us = |d: Duration| d.as_micros().min(u64::MAX as u128) as u64;
+        self.request_timeout_us
+            .store(us(o.request_timeout), Ordering::Relaxed);
+        self.connect_timeout_us
+            .store(us(o.connect_timeout), Ordering::Relaxed);
+        self.failure_limit
+            .store(o.failure_limit.max(1), Ordering::Relaxed);
+        let ack = match o.ack {
+            Ack::Primary => 0,
+            Ack::Quorum => 1,
+            Ack::All => 2,
+        };
+        self.ack.store(ack, Ordering::Relaxed);
+        self.hint_keys
+            .store(o.hints.max_keys as u64, Ordering::Relaxed);
+        self.hint_bytes
+            .store(o.hints.max_bytes as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn request_timeout(&self) -> Duration {
+        Duration::from_micros(self.request_timeout_us.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        Duration::from_micros(self.connect_timeout_us.load(Ordering::Relaxed))
+    }
+
+    fn failure_limit(&self) -> u32 {
+        self.failure_limit.load(Ordering::Relaxed)
+    }
+
+    fn ack(&self) -> Ack {
+        match self.ack.load(Ordering::Relaxed) {
+            0 => Ack::Primary,
+            1 => Ack::Quorum,
+            _ => Ack::All,
+        }
+    }
+
+    fn hints(&self) -> HintLimits {
+        HintLimits {
+            max_keys: self.hint_keys.load(Ordering::Relaxed) as usize,
+            max_bytes: self.hint_bytes.load(Ordering::Relaxed) as usize,
+        }
+    }
 }
 
 /// A cluster client: `Clone + Send + Sync`, cheap to clone, no lock on the request path.
@@ -307,9 +393,10 @@ impl Client {
         replicas: usize,
     ) -> Result<(), Error> {
         let o = &self.inner.opts;
+        let live = &self.inner.live;
         let old = self.inner.topology.load_full();
         let conn_opts = ConnectOptions {
-            connect_timeout: o.connect_timeout,
+            connect_timeout: live.connect_timeout(),
             queue_depth: o.queue_depth,
             max_item_size: o.max_item_size,
             ..ConnectOptions::default()
@@ -321,7 +408,8 @@ impl Client {
                 s.clone(),
                 o.connections_per_node,
                 conn_opts,
-                o.failure_limit,
+                live.failure_limit(),
+                live.hints(),
             )
         })?;
         // Learn versions of new nodes (and mark unreachable ones down so they are probed).
@@ -331,6 +419,13 @@ impl Client {
             .filter(|n| !known.iter().any(|o| Arc::ptr_eq(o, n)))
             .cloned()
             .collect();
+        // A node re-added while it was down (its entry kept by an unfinished transition) may
+        // have lost its probe when it left: make sure one runs.
+        for n in &topo.nodes {
+            if n.health.state() == NodeState::Down {
+                self.spawn_probe(n.clone());
+            }
+        }
         if !old.nodes.is_empty() && topo.same_ring(&old) {
             return Ok(());
         }
@@ -357,9 +452,8 @@ impl Client {
             let client = self.clone();
             async move {
                 // Every connection must be up: `send` picks one round robin, and one still
-                // connecting fails at once, which would mark a healthy node down (and have the
-                // probe flush it).
-                let deadline = Instant::now() + client.inner.opts.connect_timeout;
+                // connecting fails at once, which would mark a healthy node down.
+                let deadline = Instant::now() + client.inner.live.connect_timeout();
                 let mut ready = Ok(());
                 for c in n.conns() {
                     ready = c
@@ -383,18 +477,50 @@ impl Client {
                                  unconditional sets get their own CAS values"
                             );
                         }
+                        // First contact: remember which process this is, so a later return
+                        // can tell a pause (replay the missed keys) from a restart (flush).
+                        if let Some(id) = client.identity_of(&n).await {
+                            n.health.set_identity(id);
+                        }
                     }
                     _ => {
                         tracing::warn!(node = %n.name, "node not reachable; marked down");
-                        if n.health.mark_down() {
-                            client.spawn_probe(n.clone());
-                        }
+                        n.health.mark_down();
+                        n.metrics.up.set(0.0);
+                        client.spawn_probe(n.clone());
                     }
                 }
             }
         }))
         .await;
         Ok(())
+    }
+
+    /// Applies the options that can change while the client runs: request and connect
+    /// timeouts, `failure_limit`, `ack` and the hint log bounds (for every node at once).
+    /// The connect timeout reaches connections opened from now on (nodes added later, probes,
+    /// key listings); the established connections' reconnect loop keeps the old one. The
+    /// other options (`connections_per_node`, `queue_depth`, `rebalance`) need a new client;
+    /// the ring's (`replicas`, `vnodes`, `hash`) change through [`Client::set_ring`].
+    pub fn reconfigure(&self, opts: &ClientOptions) {
+        self.inner.live.store(opts);
+        let topo = self.topology();
+        for n in topo.all_nodes() {
+            n.health.configure(opts.failure_limit, opts.hints);
+        }
+    }
+
+    /// The options in force now (`reconfigure` included).
+    pub fn options(&self) -> ClientOptions {
+        let live = &self.inner.live;
+        ClientOptions {
+            request_timeout: live.request_timeout(),
+            connect_timeout: live.connect_timeout(),
+            failure_limit: live.failure_limit(),
+            ack: live.ack(),
+            hints: live.hints(),
+            ..self.inner.opts.clone()
+        }
     }
 
     /// A CAS value unique to this router and increasing: nanoseconds since the epoch, bumped past
@@ -439,7 +565,7 @@ impl Client {
         );
         let r = match node
             .conn()
-            .request(req, self.inner.opts.request_timeout)
+            .request(req, self.inner.live.request_timeout())
             .await
         {
             Ok(Response::Other(line)) if !free_form => Err(Error::Protocol(format!(
@@ -471,69 +597,167 @@ impl Client {
     }
 
     /// Sends a write that keeps replicas identical. A replica that fails it may now hold an
-    /// older value than its peers, so it is marked down at once (not after K failures): it
-    /// serves nothing until a probe finds it and flushes it, and no stale value is ever read.
+    /// older value than its peers: it is marked down at once (not after K failures) and the
+    /// key is hinted, so the probe replays it before the node serves reads again.
     pub(crate) async fn send_write(
         &self,
         node: &Arc<NodeEntry>,
         req: Request,
     ) -> Result<Response, Error> {
+        let key = request_key(&req);
+        let flush = matches!(req, Request::FlushAll { .. });
         let r = self.send(node, req).await;
-        if r.is_err() && node.health.mark_down() {
-            tracing::warn!(node = %node.name, "replica missed a write; marked down until flushed");
-            node.metrics.up.set(0.0);
+        if r.is_err() {
+            if node.health.mark_down() {
+                tracing::warn!(node = %node.name, "replica missed a write; marked down until repaired");
+                node.metrics.up.set(0.0);
+            }
+            match key {
+                Some(k) => self.missed(node, &k),
+                // A missed flush cannot be replayed key by key: the node gets a full flush.
+                None if flush => node.health.force_flush(),
+                None => {}
+            }
             self.spawn_probe(node.clone());
         }
         r
     }
 
-    /// Probes a down node with `version` under backoff; when it answers, flushes it (so nothing
-    /// it held before can be read stale) and lets it serve again, fenced.
-    fn spawn_probe(&self, node: Arc<NodeEntry>) {
+    /// Records that `node` missed a write of `key` (hinted handoff) and starts what that
+    /// calls for: nothing while the node is down (its probe replays the hints), a replay if
+    /// it was serving, a probe that flushes it if the hint log overflowed.
+    pub(crate) fn missed(&self, node: &Arc<NodeEntry>, key: &Bytes) {
+        self.hinted(node, node.health.hint(key));
+    }
+
+    /// Acts on the outcome of a hint (see [`Client::missed`]).
+    pub(crate) fn hinted(&self, node: &Arc<NodeEntry>, outcome: Hinted) {
+        node.metrics.hints.set(node.health.hint_count() as f64);
+        match outcome {
+            Hinted::Recorded => {}
+            Hinted::StartRepair => self.spawn_replay(node.clone()),
+            Hinted::Overflowed => {
+                node.metrics.hints_overflowed.increment(1);
+                node.metrics.up.set(0.0);
+                tracing::warn!(
+                    node = %node.name,
+                    "hint log full: the node will be flushed and re-warmed when it answers"
+                );
+                self.spawn_probe(node.clone());
+            }
+        }
+    }
+
+    /// The node's identity (pid and start time) from its `stats`, if it reports them.
+    async fn identity_of(&self, node: &Arc<NodeEntry>) -> Option<Identity> {
+        match self.send(node, Request::Stats { group: None }).await {
+            Ok(Response::Stats(s)) => Identity::from_stats(s.iter().map(|(k, v)| (&k[..], &v[..]))),
+            _ => None,
+        }
+    }
+
+    /// Probes a down node with `version` under backoff (one probe per node at a time). When
+    /// it answers, `stats` tells whether it is the process seen before: if so (a pause, a cut
+    /// link) it takes writes again at once and the keys it missed are replayed before it
+    /// serves reads; if it restarted, was never seen, or missed more than its hint log holds,
+    /// it is flushed, fenced and re-warmed. The probe runs while the node is in the current
+    /// ring or a past one (a node draining out, or re-added mid-transition).
+    pub(crate) fn spawn_probe(&self, node: Arc<NodeEntry>) {
+        if node.health.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let client = self.clone();
         tokio::spawn(async move {
-            let timeout = client.inner.opts.request_timeout;
+            let member = |c: &Client| {
+                c.topology()
+                    .all_nodes()
+                    .iter()
+                    .any(|n| Arc::ptr_eq(n, &node))
+            };
             let mut attempt = 0;
             loop {
                 tokio::time::sleep(probe_backoff(attempt)).await;
                 attempt = attempt.saturating_add(1);
-                // Stop probing a node that has left the membership.
-                if !client
-                    .topology()
-                    .nodes
-                    .iter()
-                    .any(|n| Arc::ptr_eq(n, &node))
-                {
-                    return;
+                if !member(&client) {
+                    break;
                 }
-                let conn = node.conn();
-                if conn.wait_connected(timeout).await.is_err() {
-                    continue;
-                }
-                let Ok(Response::Version(v)) = conn.request(Request::Version, timeout).await else {
-                    continue;
-                };
-                node.learn_version(&String::from_utf8_lossy(&v));
-                let flush = Request::FlushAll {
-                    delay: 0,
-                    noreply: false,
-                };
-                // Every connection must be up before the node is trusted again.
-                let mut ok = true;
-                for c in node.conns() {
-                    if c.wait_connected(timeout).await.is_err() {
-                        ok = false;
-                    }
-                }
-                if ok && matches!(conn.request(flush, timeout).await, Ok(Response::Ok)) {
-                    node.health.returned_fenced();
-                    node.metrics.up.set(1.0);
-                    tracing::info!(node = %node.name, "node back: flushed and fenced");
-                    client.spawn_rewarm(node.clone());
-                    return;
+                if client.probe_once(&node).await {
+                    break;
                 }
             }
+            node.health.probing.store(false, Ordering::Release);
+            // Marked down again while this probe was finishing: its `spawn_probe` found this
+            // one still running, so start the next here.
+            if node.health.state() == NodeState::Down && member(&client) {
+                client.spawn_probe(node);
+            }
         });
+    }
+
+    /// One probe attempt; true when the node is back (repairing or fenced).
+    async fn probe_once(&self, node: &Arc<NodeEntry>) -> bool {
+        let timeout = self.inner.live.request_timeout();
+        let conn = node.conn();
+        if conn.wait_connected(timeout).await.is_err() {
+            return false;
+        }
+        let Ok(Response::Version(v)) = conn.request(Request::Version, timeout).await else {
+            return false;
+        };
+        node.learn_version(&String::from_utf8_lossy(&v));
+        // Every connection must be up before the node is trusted again, and must have
+        // answered: requests queued on it while the node was stalled (writes that timed out
+        // and were hinted) have then been executed, so none lands after its key's replay.
+        for c in node.conns() {
+            if c.wait_connected(timeout).await.is_err()
+                || !matches!(
+                    c.request(Request::Version, timeout).await,
+                    Ok(Response::Version(_))
+                )
+            {
+                return false;
+            }
+        }
+        let id = match conn.request(Request::Stats { group: None }, timeout).await {
+            Ok(Response::Stats(s)) => Identity::from_stats(s.iter().map(|(k, v)| (&k[..], &v[..]))),
+            Ok(_) => None,
+            Err(_) => return false,
+        };
+        let known = node.health.identity();
+        let same = matches!((known, id), (Some(a), Some(b)) if a.same_process(&b));
+        if same && !node.health.hints_overflowed() {
+            node.health.returned_repairing();
+            node.metrics.up.set(1.0);
+            tracing::info!(
+                node = %node.name,
+                missed = node.health.hint_count(),
+                "node back (same process): replaying the keys it missed"
+            );
+            self.spawn_replay(node.clone());
+            return true;
+        }
+        let why = match (known, id) {
+            _ if same => "its hint log overflowed",
+            (None, _) => "never seen before",
+            (_, None) => "its stats lack pid/uptime/time",
+            _ => "it restarted",
+        };
+        let flush = Request::FlushAll {
+            delay: 0,
+            noreply: false,
+        };
+        if !matches!(conn.request(flush, timeout).await, Ok(Response::Ok)) {
+            return false;
+        }
+        if let Some(id) = id {
+            node.health.set_identity(id);
+        }
+        node.health.returned_fenced();
+        node.metrics.hints.set(0.0);
+        node.metrics.up.set(1.0);
+        tracing::warn!(node = %node.name, "node back: flushed and fenced ({why})");
+        self.spawn_rewarm(node.clone());
+        true
     }
 
     /// The live owners of `key`, primary first.
@@ -546,20 +770,34 @@ impl Client {
             .collect()
     }
 
+    /// The live owners of `key` a write goes to, primary first; the owners that are down get
+    /// a hint (they miss this write).
+    pub(crate) fn write_owners(&self, topo: &Topology, key: &[u8]) -> Vec<Arc<NodeEntry>> {
+        let mut out = Vec::with_capacity(topo.replicas);
+        for &i in topo.owners(key).as_slice() {
+            let n = &topo.nodes[i];
+            if n.health.is_usable() {
+                out.push(n.clone());
+            } else {
+                self.missed(n, &Bytes::copy_from_slice(key));
+            }
+        }
+        out
+    }
+
     /// The live owners of `key` for a write; an error when none is left.
     fn required_owners(&self, key: &[u8]) -> Result<Vec<Arc<NodeEntry>>, Error> {
-        Self::required_in(&self.topology(), key)
+        self.required_in(&self.topology(), key)
     }
 
     /// [`Client::required_owners`] in a topology the caller already holds.
-    fn required_in(topo: &Topology, key: &[u8]) -> Result<Vec<Arc<NodeEntry>>, Error> {
-        let owners = Self::live_owners(topo, key);
+    fn required_in(&self, topo: &Topology, key: &[u8]) -> Result<Vec<Arc<NodeEntry>>, Error> {
+        let owners = self.write_owners(topo, key);
         if owners.is_empty() {
             return Err(Error::ConnectionClosed("no live replica".into()));
         }
         Ok(owners)
     }
-
     // ----- reads -------------------------------------------------------------------------
 
     /// Reads `key` from its primary, failing over to the next replica on error or when the
@@ -599,7 +837,9 @@ impl Client {
     /// Generic read with failover: `make` builds the request for the key.
     async fn read(&self, key: &Bytes, make: impl Fn(&Bytes) -> Request) -> Result<Response, Error> {
         let topo = self.topology();
-        let owners = Self::live_owners(&topo, key);
+        // A repairing node may still hold values it missed the overwrite of: not read.
+        let mut owners = Self::live_owners(&topo, key);
+        owners.retain(|n| n.health.may_serve(key));
         let mut last_err = None;
         let mut fenced_misses: Vec<Arc<NodeEntry>> = Vec::new();
         for node in owners {
@@ -685,7 +925,7 @@ impl Client {
                     .iter()
                     .enumerate()
                     .skip(from)
-                    .find(|(_, &n)| topo.nodes[n].health.is_usable());
+                    .find(|(_, &n)| topo.nodes[n].health.may_serve(key));
                 match next {
                     Some((pos, &n)) => {
                         // Where to go on if this owner fails or misses while fenced.
@@ -805,7 +1045,7 @@ impl Client {
         ok: impl Fn(&Response) -> bool,
     ) -> Result<Response, Error> {
         let total = results.len();
-        let need = match self.inner.opts.ack {
+        let need = match self.inner.live.ack() {
             Ack::Primary => 1,
             Ack::Quorum => total / 2 + 1,
             Ack::All => total,
@@ -918,8 +1158,12 @@ impl Client {
         }
     }
 
-    /// Runs a conditional write on the primary (the first live owner) and, when it changed the
-    /// item, copies the resulting item to the other replicas. Returns the primary's reply.
+    /// Runs a conditional write on the first owner that holds the key's current state — the
+    /// primary unless it is fenced (flushed, warming) or repairing (missed writes), then the
+    /// next owner that is up — and, when it changed the item, copies the result to the other
+    /// live owners. With no such owner it is refused (`SERVER_ERROR`) rather than run on a
+    /// node whose miss or old value would decide it wrongly. Returns the executing owner's
+    /// reply.
     ///
     /// The slow paths (transition pull, replica copy) are boxed where they are awaited: every
     /// request future is as large as its largest await state, and the proxy moves each one
@@ -932,11 +1176,16 @@ impl Client {
             // the write applies to it.
             Box::pin(self.pull(&topo, &key)).await;
         }
-        let owners = Self::required_in(&topo, &key)?;
-        let primary = &owners[0];
-        let resp = self.send(primary, req).await?;
-        if changed(&resp) && owners.len() > 1 {
-            Box::pin(self.copy_from(primary, &owners[1..], &key, false)).await;
+        let mut owners = self.required_in(&topo, &key)?;
+        let Some(at) = owners.iter().position(|n| n.health.in_sync(&key)) else {
+            return Err(Error::Server(
+                "SERVER_ERROR no replica of this key is in sync; retry later".into(),
+            ));
+        };
+        let exec = owners.remove(at);
+        let resp = self.send(&exec, req).await?;
+        if changed(&resp) && !owners.is_empty() {
+            Box::pin(self.replicate(&exec, &owners, &key)).await;
         }
         Ok(resp)
     }
@@ -974,7 +1223,7 @@ impl Client {
         let owners = Self::live_owners(&topo, key);
         if let Some(src) = owners
             .iter()
-            .find(|n| !fenced.iter().any(|f| Arc::ptr_eq(f, n)))
+            .find(|n| n.health.in_sync(key) && !fenced.iter().any(|f| Arc::ptr_eq(f, n)))
         {
             self.copy_from(src, fenced, key, true).await;
         }
@@ -1085,6 +1334,10 @@ impl Client {
         let topo = self.topology();
         // Nodes draining out of the membership too: what they hold must not come back.
         let nodes = topo.all_nodes();
+        // A node that is down misses the flush: it is flushed when it answers again.
+        for n in nodes.iter().filter(|n| !n.health.is_usable()) {
+            n.health.force_flush();
+        }
         let results = join_all(nodes.iter().filter(|n| n.health.is_usable()).map(|n| {
             self.send_write(
                 n,

@@ -1,62 +1,219 @@
-//! Per-node health: consecutive failures mark a node down, probes bring it back fenced.
+//! Per-node health: consecutive failures mark a node down; a node back from a pause is repaired
+//! from the writes it missed (hinted handoff), a node back from a restart is flushed and fenced.
 //!
-//! DESIGN §5: K consecutive failures (errors or timeouts) mark a node down; the ring is not
-//! changed, its keys are served by their next replica. A background probe sends `version` under
-//! exponential backoff; when the node answers again it is flushed before it is used (so nothing
-//! it held from before can be read stale) and stays *fenced* — its misses fall through to the
-//! next replica, whose hits are copied back — until it is re-warmed.
+//! K consecutive failures (errors or timeouts) mark a node down; the ring is not changed, its
+//! keys are served by their next replica. While it is down, every write it misses leaves a
+//! *hint*: the key only, in a log bounded in keys and bytes. A background probe sends `version`
+//! under exponential backoff and, once the node answers, `stats`: memcached (and ringcache)
+//! report `pid`, `uptime` and `time`, so `time - uptime` is the process's start time.
+//!
+//! - Same process as before (it only paused or was unreachable): the node goes to
+//!   [`NodeState::Repairing`] — it serves again, except that reads and conditional writes of
+//!   the keys it has hints for go to other owners ([`Health::may_serve`], [`Health::in_sync`])
+//!   — and the hinted keys are replayed from an owner in sync; then it is `Up`. Nothing is flushed,
+//!   so two routers that both saw the pause cannot wipe each other's repairs.
+//! - A restarted process, one never seen before, or a hint log that overflowed: the node is
+//!   flushed (nothing it holds can be trusted) and [`NodeState::Fenced`] until re-warmed.
+//!
+//! A replica that misses a copy while serving (a failed copy after a conditional write) gets
+//! a hint too, so the miss is never silent: that key is not read from it until replayed.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 /// The states a node can be in, as the router sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeState {
     /// Serving normally.
     Up,
-    /// Back after being down, flushed, warming: misses fall through to the next replica.
+    /// Back after a restart, flushed, warming: misses fall through to the next replica.
     Fenced,
+    /// Missed writes that are being replayed: it takes writes and serves, except the keys it
+    /// missed, whose reads and conditional writes go to another owner until replayed.
+    Repairing,
     /// Failing: skipped by reads and writes until a probe succeeds.
     Down,
 }
 
-/// Health counters of one node; all methods are lock-free.
+/// Bounds of one node's hint log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HintLimits {
+    /// Distinct keys remembered.
+    pub max_keys: usize,
+    /// Bytes of keys remembered.
+    pub max_bytes: usize,
+}
+
+impl Default for HintLimits {
+    fn default() -> Self {
+        HintLimits {
+            max_keys: 100_000,
+            max_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// The keys a node missed. Past its bounds it forgets them all and remembers only that it
+/// overflowed: the node then needs a full flush and re-warm.
+#[derive(Debug, Default)]
+struct HintLog {
+    keys: HashSet<Bytes>,
+    /// Keys taken for replay and not done yet (still not to be read from the node).
+    inflight: HashSet<Bytes>,
+    bytes: usize,
+    overflowed: bool,
+}
+
+/// What adding a hint asks of the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hinted {
+    /// Recorded (or already there); the node's probe or replay will see it.
+    Recorded,
+    /// Recorded on a node that was serving: it is now `Repairing` and needs a replay started.
+    StartRepair,
+    /// The log overflowed: the node must be flushed and re-warmed (it has been marked down).
+    Overflowed,
+}
+
+/// Who a process is: its pid and start time (Unix seconds), from `stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub pid: u64,
+    pub started: u64,
+}
+
+impl Identity {
+    /// Reads `pid`, `uptime` and `time` from a `stats` listing.
+    pub fn from_stats<'a>(
+        stats: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Option<Identity> {
+        let (mut pid, mut uptime, mut time) = (None, None, None);
+        for (k, v) in stats {
+            let n = std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok());
+            match k {
+                b"pid" => pid = n,
+                b"uptime" => uptime = n,
+                b"time" => time = n,
+                _ => {}
+            }
+        }
+        Some(Identity {
+            pid: pid?,
+            started: time?.checked_sub(uptime?)?,
+        })
+    }
+
+    /// Whether `other` is the same process. `time` and `uptime` are read at slightly different
+    /// moments on some servers, so the start time may differ by a second.
+    pub fn same_process(&self, other: &Identity) -> bool {
+        self.pid == other.pid && self.started.abs_diff(other.started) <= 1
+    }
+}
+
+/// Health of one node. The request path only touches atomics; the hint log's lock is taken
+/// when a write misses the node.
 #[derive(Debug)]
 pub struct Health {
-    failure_limit: u32,
+    failure_limit: AtomicU32,
     consecutive_failures: AtomicU32,
     down: AtomicBool,
     fenced: AtomicBool,
+    repairing: AtomicBool,
+    /// A probe task is running for the node.
+    pub(crate) probing: AtomicBool,
+    /// A replay task is running for the node.
+    pub(crate) replaying: AtomicBool,
     /// Times the node was marked down (for metrics).
     downs: AtomicU64,
+    hints: Mutex<HintLog>,
+    /// Keys in the log plus keys being replayed: 0 lets reads skip the lock.
+    pending: AtomicUsize,
+    max_keys: AtomicU64,
+    max_bytes: AtomicU64,
+    /// Identity last seen (pid, start time); 0/0 when never seen.
+    pid: AtomicU64,
+    started: AtomicU64,
 }
 
 impl Health {
     /// A healthy node that goes down after `failure_limit` consecutive failures.
     pub fn new(failure_limit: u32) -> Health {
+        Health::with_limits(failure_limit, HintLimits::default())
+    }
+
+    /// [`Health::new`] with the hint log's bounds.
+    pub fn with_limits(failure_limit: u32, limits: HintLimits) -> Health {
         Health {
-            failure_limit: failure_limit.max(1),
+            failure_limit: AtomicU32::new(failure_limit.max(1)),
             consecutive_failures: AtomicU32::new(0),
             down: AtomicBool::new(false),
             fenced: AtomicBool::new(false),
+            repairing: AtomicBool::new(false),
+            probing: AtomicBool::new(false),
+            replaying: AtomicBool::new(false),
             downs: AtomicU64::new(0),
+            hints: Mutex::new(HintLog::default()),
+            pending: AtomicUsize::new(0),
+            max_keys: AtomicU64::new(limits.max_keys as u64),
+            max_bytes: AtomicU64::new(limits.max_bytes as u64),
+            pid: AtomicU64::new(0),
+            started: AtomicU64::new(0),
         }
+    }
+
+    /// Applies new settings (a config reload).
+    pub fn configure(&self, failure_limit: u32, limits: HintLimits) {
+        self.failure_limit
+            .store(failure_limit.max(1), Ordering::Relaxed);
+        self.max_keys
+            .store(limits.max_keys as u64, Ordering::Relaxed);
+        self.max_bytes
+            .store(limits.max_bytes as u64, Ordering::Relaxed);
     }
 
     /// The node's current state.
     pub fn state(&self) -> NodeState {
-        if self.down.load(Ordering::Relaxed) {
+        if self.down.load(Ordering::SeqCst) {
             NodeState::Down
-        } else if self.fenced.load(Ordering::Relaxed) {
+        } else if self.fenced.load(Ordering::SeqCst) {
             NodeState::Fenced
+        } else if self.repairing.load(Ordering::SeqCst) {
+            NodeState::Repairing
         } else {
             NodeState::Up
         }
     }
 
-    /// Whether requests may be sent to the node.
+    /// Whether writes may be sent to the node.
     pub fn is_usable(&self) -> bool {
-        !self.down.load(Ordering::Relaxed)
+        !self.down.load(Ordering::SeqCst)
+    }
+
+    /// Whether a read of `key` may be answered by the node: it is not down and did not miss
+    /// a write of `key` that is still to be replayed (its copy may be old). A fenced node
+    /// serves (its misses are not trusted, see `client.rs`).
+    pub fn may_serve(&self, key: &[u8]) -> bool {
+        if self.down.load(Ordering::SeqCst) {
+            return false;
+        }
+        if self.pending.load(Ordering::SeqCst) == 0 {
+            return true;
+        }
+        let log = self.hints.lock().unwrap_or_else(|e| e.into_inner());
+        !log.overflowed && !log.keys.contains(key) && !log.inflight.contains(key)
+    }
+
+    /// Whether the node holds `key`'s current state, so a conditional write of it may run
+    /// there and a copy may be taken from it: [`Health::may_serve`] and not fenced (a fenced
+    /// node's miss means nothing).
+    pub fn in_sync(&self, key: &[u8]) -> bool {
+        !self.fenced.load(Ordering::SeqCst) && self.may_serve(key)
     }
 
     /// A request succeeded.
@@ -70,7 +227,9 @@ impl Health {
     /// A request failed; returns true if this failure marked the node down.
     pub fn failure(&self) -> bool {
         let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= self.failure_limit && !self.down.swap(true, Ordering::Relaxed) {
+        if n >= self.failure_limit.load(Ordering::Relaxed)
+            && !self.down.swap(true, Ordering::SeqCst)
+        {
             self.downs.fetch_add(1, Ordering::Relaxed);
             return true;
         }
@@ -79,25 +238,166 @@ impl Health {
 
     /// Marks the node down at once (connection refused, garbage from the server).
     pub fn mark_down(&self) -> bool {
-        self.consecutive_failures
-            .store(self.failure_limit, Ordering::Relaxed);
-        if !self.down.swap(true, Ordering::Relaxed) {
+        self.consecutive_failures.store(
+            self.failure_limit.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        if !self.down.swap(true, Ordering::SeqCst) {
             self.downs.fetch_add(1, Ordering::Relaxed);
             return true;
         }
         false
     }
 
-    /// A probe found the node answering and it has been flushed: usable again, but fenced.
-    pub fn returned_fenced(&self) {
-        self.fenced.store(true, Ordering::Relaxed);
+    /// Records that the node missed a write of `key`; a node that was serving stops serving
+    /// reads until the key is replayed.
+    pub fn hint(&self, key: &Bytes) -> Hinted {
+        self.hint_key(key, true)
+    }
+
+    /// Records `key` for replay without taking the node out of reads: its copy may lag
+    /// behind (two routers' copies crossed) but a newer one is on its way or being replayed.
+    pub fn hint_lagging(&self, key: &Bytes) -> Hinted {
+        self.hint_key(key, false)
+    }
+
+    fn hint_key(&self, key: &Bytes, fence: bool) -> Hinted {
+        let mut log = self.hints.lock().unwrap_or_else(|e| e.into_inner());
+        if log.overflowed {
+            return Hinted::Recorded;
+        }
+        if !log.keys.contains(key) {
+            let full = log.keys.len() as u64 >= self.max_keys.load(Ordering::Relaxed)
+                || (log.bytes + key.len()) as u64 > self.max_bytes.load(Ordering::Relaxed);
+            if full {
+                log.keys = HashSet::new();
+                log.bytes = 0;
+                log.overflowed = true;
+                self.pending.store(log.inflight.len(), Ordering::SeqCst);
+                drop(log);
+                self.mark_down();
+                return Hinted::Overflowed;
+            }
+            log.bytes += key.len();
+            log.keys.insert(key.clone());
+            self.pending
+                .store(log.keys.len() + log.inflight.len(), Ordering::SeqCst);
+        }
+        // Decided under the lock, so a replay that empties the log and lifts `repairing`
+        // cannot miss this key.
+        if self.down.load(Ordering::SeqCst) {
+            return Hinted::Recorded;
+        }
+        if !fence {
+            return Hinted::StartRepair;
+        }
+        if !self.repairing.swap(true, Ordering::SeqCst) {
+            return Hinted::StartRepair;
+        }
+        Hinted::Recorded
+    }
+
+    /// The node missed something no key can stand for (a `flush_all`): it needs a full flush
+    /// and re-warm when it answers, as after an overflow.
+    pub fn force_flush(&self) {
+        let mut log = self.hints.lock().unwrap_or_else(|e| e.into_inner());
+        *log = HintLog {
+            overflowed: true,
+            ..HintLog::default()
+        };
+        self.pending.store(0, Ordering::SeqCst);
+    }
+
+    /// Keys waiting for replay.
+    pub fn hint_count(&self) -> usize {
+        self.hints.lock().map_or(0, |l| l.keys.len())
+    }
+
+    /// Whether the hint log overflowed since the node was last flushed.
+    pub fn hints_overflowed(&self) -> bool {
+        self.hints.lock().map_or(true, |l| l.overflowed)
+    }
+
+    /// Takes up to `n` hints for replay; they stay unreadable on the node until
+    /// [`Health::replayed`].
+    pub(crate) fn take_hints(&self, n: usize) -> Vec<Bytes> {
+        let mut log = self.hints.lock().unwrap_or_else(|e| e.into_inner());
+        let out: Vec<Bytes> = log.keys.iter().take(n).cloned().collect();
+        for k in &out {
+            log.keys.remove(k);
+            log.bytes -= k.len();
+            log.inflight.insert(k.clone());
+        }
+        out
+    }
+
+    /// A replay of `key` is over: done, or (`ok` false) back into the log for another try.
+    pub(crate) fn replayed(&self, key: &Bytes, ok: bool) {
+        let mut log = self.hints.lock().unwrap_or_else(|e| e.into_inner());
+        log.inflight.remove(key);
+        if !ok && !log.overflowed && log.keys.insert(key.clone()) {
+            log.bytes += key.len();
+        }
+        self.pending
+            .store(log.keys.len() + log.inflight.len(), Ordering::SeqCst);
+    }
+
+    /// Ends a replay: `Up` if no hint came in meanwhile (true), else stays `Repairing`.
+    pub(crate) fn finish_repair(&self) -> bool {
+        let log = self.hints.lock().unwrap_or_else(|e| e.into_inner());
+        if log.keys.is_empty()
+            && log.inflight.is_empty()
+            && !log.overflowed
+            && !self.down.load(Ordering::SeqCst)
+        {
+            self.repairing.store(false, Ordering::SeqCst);
+            return true;
+        }
+        false
+    }
+
+    /// The identity the node had when last seen, if it was.
+    pub fn identity(&self) -> Option<Identity> {
+        match self.started.load(Ordering::Relaxed) {
+            0 => None,
+            started => Some(Identity {
+                pid: self.pid.load(Ordering::Relaxed),
+                started,
+            }),
+        }
+    }
+
+    /// Remembers the node's identity.
+    pub fn set_identity(&self, id: Identity) {
+        self.pid.store(id.pid, Ordering::Relaxed);
+        self.started.store(id.started.max(1), Ordering::Relaxed);
+    }
+
+    /// A probe found the same process answering: usable for writes again, repairing until
+    /// its hints are replayed.
+    pub fn returned_repairing(&self) {
+        self.repairing.store(true, Ordering::SeqCst);
         self.consecutive_failures.store(0, Ordering::Relaxed);
-        self.down.store(false, Ordering::Relaxed);
+        self.down.store(false, Ordering::SeqCst);
+    }
+
+    /// A probe found the node answering and it has been flushed: usable again, but fenced.
+    /// Its hints are moot (it holds nothing from before).
+    pub fn returned_fenced(&self) {
+        {
+            let mut log = self.hints.lock().unwrap_or_else(|e| e.into_inner());
+            *log = HintLog::default();
+            self.pending.store(0, Ordering::SeqCst);
+        }
+        self.fenced.store(true, Ordering::SeqCst);
+        self.repairing.store(false, Ordering::SeqCst);
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.down.store(false, Ordering::SeqCst);
     }
 
     /// The node has been re-warmed: lift the fence.
     pub fn unfence(&self) {
-        self.fenced.store(false, Ordering::Relaxed);
+        self.fenced.store(false, Ordering::SeqCst);
     }
 
     /// How many times the node has been marked down.
@@ -134,6 +434,13 @@ mod tests {
     }
 
     #[test]
+    fn failure_limit_applies_live() {
+        let h = Health::new(3);
+        h.configure(1, HintLimits::default());
+        assert!(h.failure(), "one failure is enough after the change");
+    }
+
+    #[test]
     fn returns_fenced_then_unfenced() {
         let h = Health::new(1);
         assert!(h.mark_down());
@@ -143,6 +450,102 @@ mod tests {
         assert!(h.is_usable());
         h.unfence();
         assert_eq!(h.state(), NodeState::Up);
+    }
+
+    #[test]
+    fn hints_while_down_then_repair() {
+        let h = Health::new(1);
+        h.mark_down();
+        assert_eq!(h.hint(&Bytes::from_static(b"a")), Hinted::Recorded);
+        assert_eq!(h.hint(&Bytes::from_static(b"a")), Hinted::Recorded);
+        assert_eq!(h.hint_count(), 1);
+        h.returned_repairing();
+        assert_eq!(h.state(), NodeState::Repairing);
+        assert!(h.is_usable());
+        assert!(
+            !h.may_serve(b"a") && !h.in_sync(b"a"),
+            "a missed key is not read"
+        );
+        assert!(h.may_serve(b"z") && h.in_sync(b"z"), "other keys are");
+        let a = h.take_hints(10);
+        assert_eq!(a, vec![Bytes::from_static(b"a")]);
+        assert!(!h.may_serve(b"a"), "not while it is being replayed either");
+        // A hint arriving mid-replay keeps it repairing.
+        assert_eq!(h.hint(&Bytes::from_static(b"b")), Hinted::Recorded);
+        h.replayed(&a[0], true);
+        assert!(h.may_serve(b"a"));
+        assert!(!h.finish_repair());
+        let b = h.take_hints(10);
+        assert!(!h.finish_repair(), "b is still in flight");
+        h.replayed(&b[0], false);
+        assert!(!h.may_serve(b"b"), "a failed replay keeps the hint");
+        let b = h.take_hints(10);
+        h.replayed(&b[0], true);
+        assert!(h.finish_repair());
+        assert_eq!(h.state(), NodeState::Up);
+        // A missed copy on a serving node starts a repair.
+        assert_eq!(h.hint(&Bytes::from_static(b"c")), Hinted::StartRepair);
+        assert_eq!(h.state(), NodeState::Repairing);
+    }
+
+    #[test]
+    fn hint_log_is_bounded_in_keys_and_bytes() {
+        let h = Health::with_limits(
+            1,
+            HintLimits {
+                max_keys: 2,
+                max_bytes: 1000,
+            },
+        );
+        h.mark_down();
+        h.hint(&Bytes::from_static(b"a"));
+        h.hint(&Bytes::from_static(b"b"));
+        assert_eq!(h.hint(&Bytes::from_static(b"c")), Hinted::Overflowed);
+        assert!(h.hints_overflowed());
+        assert_eq!(h.hint_count(), 0, "memory given back");
+        let h = Health::with_limits(
+            1,
+            HintLimits {
+                max_keys: 100,
+                max_bytes: 5,
+            },
+        );
+        h.mark_down();
+        h.hint(&Bytes::from_static(b"abc"));
+        assert_eq!(h.hint(&Bytes::from_static(b"def")), Hinted::Overflowed);
+        h.returned_fenced();
+        assert!(!h.hints_overflowed(), "a flush starts a new log");
+    }
+
+    #[test]
+    fn identity_from_stats() {
+        let s: Vec<(&[u8], &[u8])> = vec![
+            (b"pid", b"42"),
+            (b"uptime", b"100"),
+            (b"time", b"1700000100"),
+        ];
+        let id = Identity::from_stats(s).unwrap();
+        assert_eq!(
+            id,
+            Identity {
+                pid: 42,
+                started: 1_700_000_000
+            }
+        );
+        assert!(id.same_process(&Identity {
+            pid: 42,
+            started: 1_700_000_001
+        }));
+        assert!(!id.same_process(&Identity {
+            pid: 43,
+            started: 1_700_000_000
+        }));
+        assert!(!id.same_process(&Identity {
+            pid: 42,
+            started: 1_700_000_100
+        }));
+        let partial: Vec<(&[u8], &[u8])> = vec![(b"pid", b"42")];
+        assert_eq!(Identity::from_stats(partial), None);
     }
 
     #[test]

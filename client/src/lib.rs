@@ -13,6 +13,7 @@ pub mod client;
 pub mod cluster_config;
 pub mod connection;
 pub mod error;
+mod handoff;
 pub mod health;
 pub mod lock;
 pub mod migrate;

@@ -322,7 +322,7 @@ impl Client {
             }
             p.set_phase(Phase::Scanning);
             let scan_started = Instant::now();
-            let keys = match dump_keys(&src.spec.addr, self.inner.opts.connect_timeout, |k| {
+            let keys = match dump_keys(&src.spec.addr, self.inner.live.connect_timeout(), |k| {
                 p.scanned.add(1);
                 topo.moved(k)
             })
@@ -500,7 +500,7 @@ impl Client {
             if node.health.state() != NodeState::Fenced {
                 return false;
             }
-            let keys = match dump_keys(&src.spec.addr, self.inner.opts.connect_timeout, |k| {
+            let keys = match dump_keys(&src.spec.addr, self.inner.live.connect_timeout(), |k| {
                 let (mut has_node, mut has_src) = (false, false);
                 for n in topo.owner_nodes(k) {
                     has_node |= Arc::ptr_eq(n, node);
@@ -532,14 +532,14 @@ impl Client {
     /// reached the node since (a newer membership change) stays.
     async fn clean_up(&self, topo: &Arc<Topology>, members: Vec<Arc<NodeEntry>>) {
         let p = &self.inner.progress;
-        tokio::time::sleep(self.inner.opts.request_timeout * 2).await;
+        tokio::time::sleep(self.inner.live.request_timeout() * 2).await;
         let current = self.topology();
         for node in members {
             if !Arc::ptr_eq(&current, &self.topology()) || !node.health.is_usable() {
                 return;
             }
             p.set_phase(Phase::Cleaning);
-            let stale = match dump_keys(&node.spec.addr, self.inner.opts.connect_timeout, |k| {
+            let stale = match dump_keys(&node.spec.addr, self.inner.live.connect_timeout(), |k| {
                 !topo.owner_nodes(k).any(|n| Arc::ptr_eq(n, &node))
             })
             .await
@@ -555,22 +555,62 @@ impl Client {
                 if !Arc::ptr_eq(&current, &self.topology()) {
                     return;
                 }
-                let results = join_all(batch.iter().map(|(key, cas)| {
-                    let flags = MetaFlags {
-                        compare_cas: Some(*cas),
-                        ..MetaFlags::default()
-                    };
-                    let md = MetaRequest::new(MetaCmd::Delete, key.clone(), flags, None);
-                    self.send(&node, Request::Meta(md))
-                }))
+                let results = join_all(
+                    batch
+                        .iter()
+                        .map(|(key, cas)| self.remove_moved(&current, &node, key, *cas)),
+                )
                 .await;
-                let removed = results
-                    .iter()
-                    .filter(|r| matches!(r, Ok(Response::Meta(m)) if m.status == MetaStatus::Hd))
-                    .count();
+                let removed = results.iter().filter(|&&r| r).count();
                 p.removed.add(removed as u64);
+                let kept = results.len() - removed;
+                if kept > 0 {
+                    p.skipped.add(kept as u64);
+                }
             }
         }
+    }
+
+    /// Removes `node`'s old copy of `key` once a current owner is confirmed to hold the key
+    /// (copying it there first if none does): an old copy is the last one left when the
+    /// migrator could not copy it (its new owner was down, a listing or a copy failed), and a
+    /// cache may lose a key to a miss, never to its own cleanup. True if removed.
+    async fn remove_moved(
+        &self,
+        topo: &Topology,
+        node: &Arc<NodeEntry>,
+        key: &Bytes,
+        cas: u64,
+    ) -> bool {
+        let owners: Vec<Arc<NodeEntry>> = Self::live_owners(topo, key);
+        let mut confirmed = false;
+        let mut lacking = Vec::new();
+        for o in owners {
+            match self.cas_on(&o, key).await {
+                Ok(Some(_)) if o.health.in_sync(key) => confirmed = true,
+                Ok(Some(_)) => {}
+                Ok(None) => lacking.push(o),
+                Err(_) => {}
+            }
+        }
+        if !confirmed && !lacking.is_empty() {
+            confirmed = matches!(
+                self.move_key(node, &lacking, key).await,
+                Ok(Moved::Copied { .. } | Moved::Present)
+            );
+        }
+        if !confirmed {
+            return false;
+        }
+        let flags = MetaFlags {
+            compare_cas: Some(cas),
+            ..MetaFlags::default()
+        };
+        let md = MetaRequest::new(MetaCmd::Delete, key.clone(), flags, None);
+        matches!(
+            self.send(node, Request::Meta(md)).await,
+            Ok(Response::Meta(m)) if m.status == MetaStatus::Hd
+        )
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
 use crate::connection::{ConnectOptions, Connection};
-use crate::health::Health;
+use crate::health::{Health, HintLimits};
 use crate::ring::{HashKind, NodeSpec, Ring};
 use crate::Error;
 
@@ -38,6 +38,12 @@ pub struct NodeMetrics {
     pub errors: Counter,
     pub latency: Histogram,
     pub up: Gauge,
+    /// Keys the node missed and that wait for replay (hinted handoff).
+    pub hints: Gauge,
+    /// Times its hint log overflowed (each costs a flush and re-warm).
+    pub hints_overflowed: Counter,
+    /// Hinted keys replayed to it.
+    pub hints_replayed: Counter,
 }
 
 impl NodeEntry {
@@ -47,6 +53,7 @@ impl NodeEntry {
         per_node: usize,
         opts: ConnectOptions,
         failure_limit: u32,
+        hints: HintLimits,
     ) -> NodeEntry {
         let name = spec.name.clone().unwrap_or_else(|| spec.addr.clone());
         let conns = (0..per_node.max(1))
@@ -57,6 +64,9 @@ impl NodeEntry {
             errors: counter!("ringcache_client_errors_total", "node" => name.clone()),
             latency: histogram!("ringcache_client_request_duration_seconds", "node" => name.clone()),
             up: gauge!("ringcache_client_node_up", "node" => name.clone()),
+            hints: gauge!("ringcache_client_hints", "node" => name.clone()),
+            hints_overflowed: counter!("ringcache_client_hints_overflowed_total", "node" => name.clone()),
+            hints_replayed: counter!("ringcache_client_hints_replayed_total", "node" => name.clone()),
         };
         metrics.up.set(1.0);
         NodeEntry {
@@ -64,7 +74,7 @@ impl NodeEntry {
             name,
             conns,
             next: AtomicUsize::new(0),
-            health: Health::new(failure_limit),
+            health: Health::with_limits(failure_limit, hints),
             explicit_cas: AtomicU8::new(CasSupport::Unknown as u8),
             metrics,
         }

@@ -255,7 +255,8 @@ impl Client {
         req: Request,
     ) -> Result<Vec<Result<Response, Error>>, Error> {
         let topo = self.topology();
-        let current = Self::live_owners(&topo, key);
+        // Owners that are down miss the delete: they get a hint, replayed when they return.
+        let current = self.write_owners(&topo, key);
         let past = if topo.past.is_empty() {
             Vec::new()
         } else {

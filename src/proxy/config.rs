@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ringcache_client::cluster_config::{RebalanceSettings, RingSettings};
+use ringcache_client::health::HintLimits;
 use ringcache_client::ring::NodeSpec;
 use ringcache_client::{Ack, ClientOptions};
 use serde::Deserialize;
@@ -46,6 +47,11 @@ pub struct ProxyConfig {
     /// Reply bytes all client connections together may have waiting; past it every connection
     /// stops reading until replies drain.
     pub max_pending_bytes: usize,
+    /// Keys a node that is down may miss before it needs a full flush and re-warm on return
+    /// (hinted handoff; per node).
+    pub hint_max_keys: usize,
+    /// Bytes of keys remembered per down node, likewise.
+    pub hint_max_bytes: usize,
     pub ring: RingSettings,
     /// What membership changes do with the data; applies on restart.
     pub rebalance: RebalanceSettings,
@@ -69,6 +75,8 @@ impl Default for ProxyConfig {
             idle_timeout: 0,
             max_pending_bytes_per_connection: 64 * 1024 * 1024,
             max_pending_bytes: 1024 * 1024 * 1024,
+            hint_max_keys: HintLimits::default().max_keys,
+            hint_max_bytes: HintLimits::default().max_bytes,
             ring: RingSettings::default(),
             rebalance: RebalanceSettings::default(),
             nodes: Vec::new(),
@@ -119,7 +127,52 @@ impl ProxyConfig {
         if self.request_timeout_ms == 0 || self.connect_timeout_ms == 0 {
             return Err(Error::Config("timeouts must be at least 1 ms".into()));
         }
+        if self.failure_limit == 0 {
+            return Err(Error::Config("failure_limit must be at least 1".into()));
+        }
+        if self.hint_max_keys == 0 || self.hint_max_bytes == 0 {
+            return Err(Error::Config(
+                "hint_max_keys and hint_max_bytes must be at least 1".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The settings of `new` that differ from `self` and take effect only on a restart, by
+    /// their names in the file. A reload keeps the running values of these.
+    pub fn restart_only_changes(&self, new: &ProxyConfig) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut check = |name, differs: bool| {
+            if differs {
+                out.push(name);
+            }
+        };
+        check("listen", self.listen != new.listen);
+        check("metrics_listen", self.metrics_listen != new.metrics_listen);
+        check(
+            "max_connections",
+            self.max_connections != new.max_connections,
+        );
+        check("threads", self.threads != new.threads);
+        check(
+            "connections_per_node",
+            self.connections_per_node != new.connections_per_node,
+        );
+        check("[rebalance]", self.rebalance != new.rebalance);
+        out
+    }
+
+    /// `new` with the restart-only settings of `self`: what is in force after a reload.
+    pub fn reloaded(&self, new: &ProxyConfig) -> ProxyConfig {
+        ProxyConfig {
+            listen: self.listen.clone(),
+            metrics_listen: self.metrics_listen.clone(),
+            max_connections: self.max_connections,
+            threads: self.threads,
+            connections_per_node: self.connections_per_node,
+            rebalance: self.rebalance.clone(),
+            ..new.clone()
+        }
     }
 
     /// The ack policy named by `ack`.
@@ -152,6 +205,10 @@ impl ProxyConfig {
             ack: self.ack_policy()?,
             rebalance: self.rebalance.options()?,
             max_item_size: self.max_item_size,
+            hints: HintLimits {
+                max_keys: self.hint_max_keys,
+                max_bytes: self.hint_max_bytes,
+            },
             ..ClientOptions::default()
         })
     }
@@ -161,12 +218,16 @@ impl ProxyConfig {
 mod tests {
     use super::*;
 
+    /// The documented example is a config the proxy takes, with every key at its default.
     #[test]
-    fn shipped_example_parses() {
-        let c = ProxyConfig::from_toml(include_str!("../../config/proxy.toml")).unwrap();
-        assert_eq!(c.idle_timeout(), None);
-        assert_eq!(c.max_pending_bytes_per_connection, 64 << 20);
-        assert_eq!(c.max_pending_bytes, 1 << 30);
+    fn shipped_example_parses_and_validates() {
+        let cfg = ProxyConfig::from_toml(include_str!("../../config/proxy.toml")).unwrap();
+        assert_eq!(cfg.nodes.len(), 3);
+        assert_eq!(cfg.hint_max_keys, HintLimits::default().max_keys);
+        assert_eq!(cfg.failure_limit, ProxyConfig::default().failure_limit);
+        assert_eq!(cfg.idle_timeout(), None);
+        assert_eq!(cfg.max_pending_bytes_per_connection, 64 << 20);
+        assert_eq!(cfg.max_pending_bytes, 1 << 30);
     }
 
     #[test]
@@ -176,5 +237,23 @@ mod tests {
         assert!(ProxyConfig::from_toml(&small).is_err());
         let inverted = format!("max_pending_bytes = 2000000\n{nodes}");
         assert!(ProxyConfig::from_toml(&inverted).is_err());
+    }
+
+    #[test]
+    fn reload_keeps_restart_only_settings() {
+        let old = ProxyConfig::from_toml("[[nodes]]\naddr = \"127.0.0.1:1\"\n").unwrap();
+        let new = ProxyConfig::from_toml(
+            "listen = \"127.0.0.1:2\"\nthreads = 4\nrequest_timeout_ms = 5\nack = \"quorum\"\n\
+             [[nodes]]\naddr = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        assert_eq!(old.restart_only_changes(&new), vec!["listen", "threads"]);
+        let next = old.reloaded(&new);
+        assert_eq!((next.listen.as_str(), next.threads), ("127.0.0.1:11211", 1));
+        assert_eq!((next.request_timeout_ms, next.ack.as_str()), (5, "quorum"));
+        assert!(
+            ProxyConfig::from_toml("failure_limit = 0\n[[nodes]]\naddr = \"127.0.0.1:1\"\n")
+                .is_err()
+        );
     }
 }

@@ -1,10 +1,21 @@
-//! Hot reload: a changed config file (checked once a second) or SIGHUP swaps membership and ring
-//! settings without closing a client connection. A file that does not parse or validate is
-//! refused with a log line and the config in force stays.
+//! Hot reload: a changed config file or SIGHUP applies the new settings without closing a
+//! client connection. The file is read whole, parsed and validated before any of it is used; a
+//! file that does not parse or validate changes nothing (a log line says why).
 //!
-//! The file is polled (modification time and length) rather than watched with inotify: editors
-//! and config-management tools replace files by rename, and bind-mounted Kubernetes ConfigMaps
-//! change through symlink swaps, both of which polling sees without special cases.
+//! The file is polled once a second (modification time and length) rather than watched with
+//! inotify: editors and config-management tools replace files by rename, and bind-mounted
+//! Kubernetes ConfigMaps change through symlink swaps, both of which polling sees without
+//! special cases. A change is applied only once the file has stayed the same for a whole
+//! poll: a file still being written (in place, piece by piece — each piece may well be a
+//! valid, smaller cluster) is never applied half-way. Writing to a temporary file and renaming
+//! it over the config is still the way to change it at once.
+//!
+//! What applies live: `[ring]` and `[[nodes]]` (a membership transition), `request_timeout_ms`,
+//! `connect_timeout_ms` (for connections opened from then on), `failure_limit`, `ack`,
+//! `hint_max_keys`/`hint_max_bytes`, and `max_item_size`/`max_inflight_per_connection` (for
+//! client connections accepted from then on). `listen`, `metrics_listen`, `max_connections`,
+//! `threads`, `connections_per_node` and `[rebalance]` need a restart: a reload that changes
+//! them logs so and keeps the running values.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +28,8 @@ use crate::error::Error;
 pub fn spawn_watcher(proxy: Arc<Proxy>, path: PathBuf) {
     tokio::spawn(async move {
         let mut seen = stamp(&path);
+        // A change seen at the last poll, applied once a poll finds the file unchanged.
+        let mut pending = false;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut hup = hangup();
         loop {
@@ -26,19 +39,32 @@ pub fn spawn_watcher(proxy: Arc<Proxy>, path: PathBuf) {
                 _ = proxy.shutdown.cancelled() => return,
             };
             let now = stamp(&path);
-            if !forced && now == seen {
+            if now != seen || forced {
+                seen = now;
+                pending = true;
+                if !forced || !settled(&path, now).await {
+                    continue;
+                }
+            }
+            if !pending {
                 continue;
             }
-            seen = now;
+            pending = false;
             match reload(&proxy, &path).await {
                 Ok(true) => tracing::info!(path = %path.display(), "config reloaded"),
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::error!(path = %path.display(), "config refused, keeping the old one: {e}")
+                    tracing::error!(path = %path.display(), "config refused, nothing changed: {e}")
                 }
             }
         }
     });
+}
+
+/// After a SIGHUP: whether the file stays as it is for a moment (not being written).
+async fn settled(path: &Path, now: Option<(SystemTime, u64)>) -> bool {
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    stamp(path) == now
 }
 
 fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
@@ -46,19 +72,25 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
     Some((m.modified().ok()?, m.len()))
 }
 
-/// Reads `path` and applies what can change at run time (membership and ring settings).
-/// Returns whether anything changed.
+/// Reads `path` whole, validates it, and applies what can change at run time (see the module
+/// comment). Returns whether anything changed. Nothing is applied unless all of it is valid.
 pub async fn reload(proxy: &Proxy, path: &Path) -> Result<bool, Error> {
     let new = ProxyConfig::load(path)?;
+    let opts = new.client_options()?;
     let old = proxy.config();
-    if *old == new {
+    let next = old.reloaded(&new);
+    let restart = old.restart_only_changes(&new);
+    if !restart.is_empty() {
+        tracing::warn!(
+            settings = %restart.join(", "),
+            "these settings change only on a restart; the running values stay"
+        );
+    }
+    if *old == next {
         return Ok(false);
     }
-    if new.listen != old.listen || new.metrics_listen != old.metrics_listen {
-        tracing::warn!("listen addresses change only on restart; other settings applied");
-    }
-    proxy
-        .client()
+    let client = proxy.client();
+    client
         .set_ring(
             new.nodes.clone(),
             new.ring.hash,
@@ -66,7 +98,8 @@ pub async fn reload(proxy: &Proxy, path: &Path) -> Result<bool, Error> {
             new.ring.replicas,
         )
         .await?;
-    proxy.config.store(Arc::new(new));
+    client.reconfigure(&opts);
+    proxy.config.store(Arc::new(next));
     proxy.reloads.inc();
     Ok(true)
 }

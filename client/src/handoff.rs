@@ -1,0 +1,289 @@
+//! Hinted handoff: repairing a node from exactly the writes it missed, and keeping replicas of
+//! a conditional write in step, instead of flushing nodes that merely paused.
+//!
+//! A node that misses a write (down, or a failed copy) gets a *hint*: the key only
+//! (`health.rs`), and serves no read of that key until it is replayed. Replaying a hint
+//! copies the key's current state from an owner in sync for it: that owner's item replaces
+//! the node's copy only if the copy is unchanged (`ms ... C<its cas>`, an add when it has
+//! none), so the key is never missing meanwhile and a newer write that reached the node
+//! wins; a key that owner lacks is deleted on the node likewise; then the source is checked
+//! again, as below.
+//!
+//! A conditional write's result is copied to the other replicas from a snapshot of the node
+//! that ran it; two routers' copies of one key can reach a replica in either order, so after
+//! writing, the copier checks that the source still holds the very item it copied, and copies
+//! again if not. Whatever changed the source later copies after that check, so the last copy
+//! to land is the newest. A copy that fails, or a source that keeps changing, leaves a hint on
+//! the replica: it is repaired, never silently left behind.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+
+use crate::client::{replica_store, Client};
+use crate::health::NodeState;
+use crate::protocol::{MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response, StoreCmd};
+use crate::topology::NodeEntry;
+use crate::Error;
+
+/// Rounds of copy-and-check before a conditional write's replicas are left to a replay.
+const REPLICATE_ROUNDS: usize = 4;
+/// Hinted keys replayed at once.
+const REPLAY_BATCH: usize = 32;
+/// Pause after a batch none of whose keys could be replayed.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// How long a replay waits for an up owner to copy a key from before it drops the node's
+/// copy instead (every other owner down or repairing too).
+const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
+
+impl Client {
+    /// The CAS of `key` on `node` (`mg <key> c`), `None` if absent.
+    pub(crate) async fn cas_on(
+        &self,
+        node: &Arc<NodeEntry>,
+        key: &Bytes,
+    ) -> Result<Option<u64>, Error> {
+        let flags = MetaFlags {
+            ret_cas: true,
+            ..MetaFlags::default()
+        };
+        let probe = Request::Meta(MetaRequest::new(MetaCmd::Get, key.clone(), flags, None));
+        match self.send(node, probe).await? {
+            Response::Meta(m) if matches!(m.status, MetaStatus::Hd | MetaStatus::Va) => {
+                Ok(Some(m.flag_u64(b'c').unwrap_or(0)))
+            }
+            Response::Meta(m) if matches!(m.status, MetaStatus::En | MetaStatus::Nf) => Ok(None),
+            other => Err(Error::Protocol(format!(
+                "{}: unexpected reply to mg: {other:?}",
+                node.name
+            ))),
+        }
+    }
+
+    /// Copies `key` as `from` holds it after a conditional write to `to`, and checks that
+    /// `from` still holds that very item; copies again if it changed meanwhile (another
+    /// router's copy of an older state may have landed after the newer one). Replicas that
+    /// miss a copy, or whose copy cannot be confirmed, get a hint.
+    pub(crate) async fn replicate(
+        &self,
+        from: &Arc<NodeEntry>,
+        to: &[Arc<NodeEntry>],
+        key: &Bytes,
+    ) {
+        for _ in 0..REPLICATE_ROUNDS {
+            let item = match self.snapshot(from, key).await {
+                Ok(item) => item,
+                Err(_) => break,
+            };
+            join_all(to.iter().map(|node| {
+                let req = match &item {
+                    Some(m) => replica_store(node, key, &m.value, m.flags, m.ttl, m.cas, false),
+                    None => Request::Delete {
+                        key: key.clone(),
+                        noreply: false,
+                    },
+                };
+                // A failed copy marks the replica down and hints the key.
+                self.send_write(node, req)
+            }))
+            .await;
+            match (self.cas_on(from, key).await, &item) {
+                (Ok(Some(now)), Some(m)) if now == m.cas => return,
+                (Ok(None), None) => return,
+                (Ok(_), _) => continue,
+                (Err(_), _) => break,
+            }
+        }
+        // The source failed, or kept changing under other writers: the replicas get a hint
+        // (they stop answering reads of this key) and a replay copies the state the key
+        // settles on from an owner in sync. They stay `Up` for every other key.
+        for node in to {
+            if node.health.is_usable() {
+                self.hinted(node, node.health.hint_lagging(key));
+            }
+        }
+    }
+
+    /// Replays `node`'s hints until none is left, then lets it serve reads (one replay per
+    /// node at a time). Stops when the node goes down again (its probe starts the next one);
+    /// a hint log that overflowed meanwhile sends it to a flush instead.
+    pub(crate) fn spawn_replay(&self, node: Arc<NodeEntry>) {
+        if node.health.replaying.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let client = self.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut replayed = 0u64;
+            loop {
+                if node.health.state() == NodeState::Down {
+                    break;
+                }
+                if node.health.hints_overflowed() {
+                    node.health.mark_down();
+                    node.metrics.up.set(0.0);
+                    client.spawn_probe(node.clone());
+                    break;
+                }
+                let batch = node.health.take_hints(REPLAY_BATCH);
+                node.metrics.hints.set(node.health.hint_count() as f64);
+                if batch.is_empty() {
+                    if node.health.finish_repair() {
+                        tracing::info!(
+                            node = %node.name,
+                            replayed,
+                            seconds = started.elapsed().as_secs_f64(),
+                            "missed keys replayed; node serving"
+                        );
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                let give_up = started.elapsed() > GIVE_UP_AFTER;
+                let done =
+                    join_all(batch.iter().map(|k| client.replay_key(&node, k, give_up))).await;
+                let mut failed = 0;
+                for (k, r) in batch.iter().zip(done) {
+                    match r {
+                        Ok(()) => {
+                            replayed += 1;
+                            node.metrics.hints_replayed.increment(1);
+                            node.health.replayed(k, true);
+                        }
+                        // Not repaired: it stays a hint (the node is failing, or its source).
+                        Err(e) => {
+                            tracing::debug!(node = %node.name, "replay of a missed key failed: {e}");
+                            failed += 1;
+                            node.health.replayed(k, false);
+                        }
+                    }
+                }
+                if failed == batch.len() {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                if node.health.state() == NodeState::Down {
+                    break;
+                }
+            }
+            node.health.replaying.store(false, Ordering::Release);
+            // A repair asked for while this one was finishing found it still running.
+            if node.health.is_usable() && node.health.hint_count() > 0 {
+                client.spawn_replay(node);
+            }
+        });
+    }
+
+    /// Brings `node`'s copy of `key` to the key's current state (see the module comment):
+    /// the first up owner's item replaces the node's copy only if that copy is unchanged
+    /// (compare on its CAS; an add if it has none), so the key is never missing meanwhile and
+    /// a newer write that reached the node wins; a key that owner lacks is deleted there
+    /// likewise. Afterwards the source is checked again, as for a conditional write's copy.
+    /// With no up owner to copy from the hint is kept (`Err`) until `give_up`: then the
+    /// node's copy is dropped, as it may be stale — a miss, never an old value.
+    async fn replay_key(
+        &self,
+        node: &Arc<NodeEntry>,
+        key: &Bytes,
+        give_up: bool,
+    ) -> Result<(), Error> {
+        let topo = self.topology();
+        let owner = topo.owner_nodes(key).any(|n| Arc::ptr_eq(n, node));
+        let source = topo
+            .owner_nodes(key)
+            .find(|n| !Arc::ptr_eq(n, node) && n.health.in_sync(key))
+            .cloned();
+        for _ in 0..REPLICATE_ROUNDS {
+            let mine = self.cas_on(node, key).await?;
+            let item = match (&source, owner) {
+                (Some(src), true) => self.snapshot(src, key).await?,
+                // Not an owner any more: its copy only goes.
+                (_, false) => None,
+                (None, true) if give_up => None,
+                (None, true) => {
+                    let states: Vec<NodeState> =
+                        topo.owner_nodes(key).map(|n| n.health.state()).collect();
+                    return Err(Error::ConnectionClosed(format!(
+                        "no owner in sync to replay {} from (owners {states:?})",
+                        String::from_utf8_lossy(key)
+                    )));
+                }
+            };
+            let req = match (&item, mine) {
+                (Some(m), Some(c)) if m.cas == c && c != 0 => return Ok(()),
+                (None, None) => return Ok(()),
+                (Some(m), mine) => {
+                    let req =
+                        replica_store(node, key, &m.value, m.flags, m.ttl, m.cas, mine.is_none());
+                    with_compare(req, mine)
+                }
+                (None, Some(c)) => Request::Meta(MetaRequest::new(
+                    MetaCmd::Delete,
+                    key.clone(),
+                    MetaFlags {
+                        compare_cas: Some(c),
+                        ..MetaFlags::default()
+                    },
+                    None,
+                )),
+            };
+            match self.send(node, req).await? {
+                Response::Stored | Response::Deleted | Response::NotFound => {}
+                Response::Meta(m) if matches!(m.status, MetaStatus::Hd | MetaStatus::Nf) => {}
+                // The node's copy changed meanwhile: look again.
+                Response::Exists | Response::NotStored => continue,
+                Response::Meta(m) if matches!(m.status, MetaStatus::Ex | MetaStatus::Ns) => {
+                    continue
+                }
+                other => {
+                    return Err(Error::Protocol(format!(
+                        "{}: unexpected reply to a replay: {other:?}",
+                        node.name
+                    )))
+                }
+            }
+            let Some(src) = &source else { return Ok(()) };
+            let now = self.cas_on(src, key).await?;
+            if now == item.as_ref().map(|m| m.cas) {
+                return Ok(());
+            }
+        }
+        Err(Error::Busy(format!(
+            "{}: {} keeps changing",
+            node.name,
+            String::from_utf8_lossy(key)
+        )))
+    }
+}
+
+/// `req` (a replica's store from [`replica_store`]) made to replace only the copy whose CAS
+/// is `mine`: `ms ... C<mine>`, or a classic `cas`. With `mine` absent it is already an add.
+fn with_compare(req: Request, mine: Option<u64>) -> Request {
+    let Some(c) = mine else { return req };
+    match req {
+        Request::Meta(r) => {
+            let mut f = r.flags.clone();
+            f.compare_cas = Some(c);
+            Request::Meta(MetaRequest::new(r.cmd, r.key, f, r.value))
+        }
+        Request::Store {
+            key,
+            flags,
+            exptime,
+            value,
+            ..
+        } => Request::Store {
+            cmd: StoreCmd::Cas,
+            key,
+            flags,
+            exptime,
+            cas: c,
+            value,
+            noreply: false,
+        },
+        other => other,
+    }
+}
