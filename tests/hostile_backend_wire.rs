@@ -863,6 +863,13 @@ fn connection_in_doubt_is_reset_not_reused() {
         let a = key_on(&client, fake.addr, "a");
         let b = key_on(&client, fake.addr, "b");
         assert!(client.get(a.as_bytes()).await.is_err(), "first get dropped");
+        // The reset connection reopens in the background; requests made before it is up fail
+        // fast (so a router can fail over). Wait for it, bounded, before judging the replies.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while client.get(b.as_bytes()).await.is_err() {
+            assert!(Instant::now() < deadline, "the connection never came back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         for _ in 0..5 {
             for k in [&b, &a] {
                 let got = client.get(k.as_bytes()).await.expect("get after the reset");
