@@ -306,3 +306,88 @@ fn one_copy_is_refused() {
         }
     });
 }
+
+/// A proxy in this process with `ack = quorum` in front of `addrs` (replicas 3, the test's lock
+/// TTL bound): memcached clients' `add` is then a majority lock.
+async fn quorum_proxy(addrs: &[SocketAddr]) -> ringcache::proxy::ProxyHandle {
+    let mut toml = format!(
+        "listen = \"127.0.0.1:0\"\nack = \"quorum\"\nlock_max_ttl = {}\nrequest_timeout_ms = 500\n\
+         [ring]\nreplicas = 3\n",
+        OPTS.max_ttl.as_secs()
+    );
+    for a in addrs {
+        toml.push_str(&format!("[[nodes]]\naddr = \"{a}\"\n"));
+    }
+    let cfg = ringcache::proxy::ProxyConfig::from_toml(&toml).expect("config");
+    ringcache::proxy::start(cfg, None).await.expect("proxy")
+}
+
+/// A memcached client (the `memcache` crate, as users run it) on `addr`.
+fn memcache_client(addr: SocketAddr) -> memcache::Client {
+    memcache::Client::connect(format!("memcache://{addr}?timeout=5&protocol=ascii").as_str())
+        .expect("connect")
+}
+
+/// What each node holds under `key` (read from each node directly).
+fn held_by_each(addrs: &[SocketAddr], key: &str) -> Vec<Option<String>> {
+    addrs
+        .iter()
+        .map(|a| memcache_client(*a).get(key).expect("get"))
+        .collect()
+}
+
+/// The `memcache` crate's text-protocol `add` does not report `NOT_STORED`, so every outcome
+/// here is read back from the nodes themselves.
+#[test]
+fn quorum_add_through_the_proxy_is_a_majority_lock() {
+    let mut nodes = three_nodes();
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    wait_trusted();
+    let rt = runtime();
+    let first = rt.block_on(quorum_proxy(&addrs));
+    let owner1 = memcache_client(first.addr);
+    let owner2 = memcache_client(first.addr);
+    let one = Some("owner-1".to_string());
+    owner1.add("job", "owner-1", 3).expect("add");
+    assert_eq!(held_by_each(&addrs, "job"), vec![one.clone(); 3]);
+    owner2.add("job", "owner-2", 3).expect("add");
+    assert_eq!(
+        held_by_each(&addrs, "job"),
+        vec![one.clone(); 3],
+        "a held lock was taken again"
+    );
+    // The key's primary and first replica lose their copies (crash, restart) while the lock is
+    // live: a plain add on the primary would now succeed.
+    let order: Vec<usize> = rt.block_on(async {
+        let c = client(&addrs, 3).await;
+        let t = c.topology();
+        t.owners(b"job").as_slice().to_vec()
+    });
+    restart(&mut nodes[order[0]]);
+    restart(&mut nodes[order[1]]);
+    // A proxy that never saw the crash must not let a second owner in through the empty nodes,
+    // and leaves nothing of the refused add behind.
+    let second = rt.block_on(quorum_proxy(&addrs));
+    let owner3 = memcache_client(second.addr);
+    owner3.add("job", "owner-3", 3).expect("add");
+    let mut expect = vec![None; 3];
+    expect[order[2]] = one.clone();
+    assert_eq!(
+        held_by_each(&addrs, "job"),
+        expect,
+        "a second owner took a live lock through restarted nodes"
+    );
+    // Released (a delete reaches every replica), the lock is free to the next owner once the
+    // restarted nodes have been up longer than any lock lasts.
+    owner1.delete("job").expect("delete");
+    wait_trusted();
+    owner3.add("job", "owner-3", 3).expect("add");
+    assert_eq!(
+        held_by_each(&addrs, "job"),
+        vec![Some("owner-3".to_string()); 3]
+    );
+    rt.block_on(async {
+        first.shutdown().await;
+        second.shutdown().await;
+    });
+}

@@ -510,6 +510,11 @@ impl Client {
         }
     }
 
+    /// The write acknowledgement policy in force now.
+    pub fn ack_policy(&self) -> Ack {
+        self.inner.live.ack()
+    }
+
     /// The options in force now (`reconfigure` included).
     pub fn options(&self) -> ClientOptions {
         let live = &self.inner.live;

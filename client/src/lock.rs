@@ -27,7 +27,7 @@ use crate::health::NodeState;
 use crate::protocol::{
     number::parse_u64, valid_key, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response,
 };
-use crate::topology::NodeEntry;
+use crate::topology::{CasSupport, NodeEntry};
 
 /// The suffix of the fencing counter's key: `<name>:fence`.
 const FENCE_SUFFIX: &[u8] = b":fence";
@@ -294,6 +294,59 @@ impl Client {
             valid_until,
             held,
         }))
+    }
+
+    /// `add` with a lock's majority rule, for memcached clients behind the proxy (its `add`
+    /// under `ack = quorum`): stored on every usable owner (`ms … ME`, one router-chosen CAS
+    /// where the node takes `E`), `STORED` only when a majority of the replica set took it and
+    /// counts as [trusted](LockOptions::max_ttl); otherwise what was stored is removed again
+    /// (compare on its CAS) and the answer is `NOT_STORED` — or, when fewer than a majority
+    /// answered at all, a `SERVER_ERROR`, since nobody may hold the key.
+    pub async fn add_majority(
+        &self,
+        opts: &LockOptions,
+        key: Bytes,
+        value: Bytes,
+        flags: u32,
+        exptime: i64,
+    ) -> Result<Response, Error> {
+        let topo = self.topology();
+        let need = majority(topo.replicas);
+        let owners = Client::live_owners(&topo, &key);
+        let cas = self.next_cas();
+        let results = join_all(owners.iter().map(|node| {
+            let f = MetaFlags {
+                mode: Some(b'E'),
+                ttl: Some(exptime),
+                client_flags: (flags != 0).then_some(flags),
+                ret_cas: true,
+                new_cas: (node.cas_support() != CasSupport::No).then_some(cas),
+                ..MetaFlags::default()
+            };
+            let req = MetaRequest::new(MetaCmd::Set, key.clone(), f, Some(value.clone()));
+            async move { (node.clone(), self.send(node, Request::Meta(req)).await) }
+        }))
+        .await;
+        let answered = results
+            .iter()
+            .filter(|(_, r)| {
+                matches!(r, Ok(Response::Meta(m)) if matches!(m.status, MetaStatus::Hd | MetaStatus::Ns))
+            })
+            .count();
+        let held: Vec<(Arc<NodeEntry>, u64)> = results
+            .iter()
+            .filter_map(|(n, r)| stored_cas(r).map(|c| (n.clone(), c)))
+            .collect();
+        if self.trusted(&held, opts).await >= need {
+            return Ok(Response::Stored);
+        }
+        self.remove(&key, &held).await;
+        if answered < need {
+            return Err(Error::Server(
+                "SERVER_ERROR too few replicas answered for a majority".into(),
+            ));
+        }
+        Ok(Response::NotStored)
     }
 
     /// How many of `held` count toward a majority: up and unfenced as this router sees them, and

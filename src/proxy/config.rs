@@ -7,7 +7,7 @@ use std::time::Duration;
 use ringcache_client::cluster_config::{RebalanceSettings, RingSettings};
 use ringcache_client::health::HintLimits;
 use ringcache_client::ring::NodeSpec;
-use ringcache_client::{Ack, ClientOptions};
+use ringcache_client::{Ack, ClientOptions, LockOptions};
 use serde::Deserialize;
 
 use crate::error::Error;
@@ -52,6 +52,10 @@ pub struct ProxyConfig {
     pub hint_max_keys: usize,
     /// Bytes of keys remembered per down node, likewise.
     pub hint_max_bytes: usize,
+    /// With `ack = "quorum"`, `add` is a lock (docs/locks.md): a node counts toward its majority
+    /// only after it has been up this many seconds, the longest lock TTL clients may use. Every
+    /// router of one cluster must use the same value.
+    pub lock_max_ttl: u64,
     pub ring: RingSettings,
     /// What membership changes do with the data; applies on restart.
     pub rebalance: RebalanceSettings,
@@ -77,6 +81,7 @@ impl Default for ProxyConfig {
             max_pending_bytes: 1024 * 1024 * 1024,
             hint_max_keys: HintLimits::default().max_keys,
             hint_max_bytes: HintLimits::default().max_bytes,
+            lock_max_ttl: LockOptions::default().max_ttl.as_secs(),
             ring: RingSettings::default(),
             rebalance: RebalanceSettings::default(),
             nodes: Vec::new(),
@@ -129,6 +134,11 @@ impl ProxyConfig {
         }
         if self.failure_limit == 0 {
             return Err(Error::Config("failure_limit must be at least 1".into()));
+        }
+        if self.lock_max_ttl < 2 {
+            return Err(Error::Config(
+                "lock_max_ttl must be at least 2 seconds".into(),
+            ));
         }
         if self.hint_max_keys == 0 || self.hint_max_bytes == 0 {
             return Err(Error::Config(
@@ -184,6 +194,14 @@ impl ProxyConfig {
             other => Err(Error::Config(format!(
                 "ack = {other:?}: expected \"primary\", \"quorum\" or \"all\""
             ))),
+        }
+    }
+
+    /// The lock settings quorum `add`s are judged by.
+    pub fn lock_options(&self) -> LockOptions {
+        LockOptions {
+            max_ttl: Duration::from_secs(self.lock_max_ttl),
+            ..LockOptions::default()
         }
     }
 

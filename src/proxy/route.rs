@@ -10,7 +10,7 @@ use ringcache_client::client::Slot;
 use ringcache_client::protocol::{
     MetaCmd, MetaRequest, MetaStatus, Request, Response, StoreCmd, Value,
 };
-use ringcache_client::Error as ClientError;
+use ringcache_client::{Ack, Error as ClientError};
 
 use super::Proxy;
 use crate::bump;
@@ -75,6 +75,23 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
             bump!(proxy.stats, cmd_set);
             client
                 .set_all(key, value, flags, exptime)
+                .await
+                .unwrap_or_else(|e| server_error(&e))
+        }
+        // Under `ack = quorum` an `add` is a lock: a majority of the key's replicas must take
+        // it (docs/locks.md, "Through the proxy").
+        Request::Store {
+            cmd: StoreCmd::Add,
+            key,
+            flags,
+            exptime,
+            value,
+            ..
+        } if client.ack_policy() == Ack::Quorum => {
+            bump!(proxy.stats, cmd_set);
+            let opts = proxy.config().lock_options();
+            client
+                .add_majority(&opts, key, value, flags, exptime)
                 .await
                 .unwrap_or_else(|e| server_error(&e))
         }
