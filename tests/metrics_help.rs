@@ -1,0 +1,115 @@
+//! Every metric family on `/metrics` has a `# HELP` line. `promtool check metrics` (run by
+//! .ci/run on a node's and a proxy's pages) reports a family without one as a lint problem and
+//! exits non-zero, and Grafana shows the help text next to each metric.
+//!
+//! A node and a proxy run in this process and share its one registry, so one page holds the
+//! node's, the proxy's and the routing layer's (client and rebalance) families.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringcache::config::NodeConfig;
+use ringcache::node::{self, clock::SystemClock};
+use ringcache::proxy::{self, ProxyConfig};
+use ringcache_client::ring::NodeSpec;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Limit on any one exchange.
+const IO_LIMIT: Duration = Duration::from_secs(10);
+
+/// The `/metrics` page at `addr`.
+async fn page(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("connect metrics");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .expect("request");
+    let mut body = String::new();
+    tokio::time::timeout(IO_LIMIT, s.read_to_string(&mut body))
+        .await
+        .expect("metrics in time")
+        .expect("metrics");
+    body
+}
+
+/// The metric names a page's `# <kind> NAME ...` lines declare.
+fn declared<'a>(body: &'a str, kind: &str) -> HashSet<&'a str> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix(kind))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_family_has_help() {
+    let node = node::start(
+        NodeConfig {
+            listen: "127.0.0.1:0".into(),
+            metrics_listen: Some("127.0.0.1:0".into()),
+            ..NodeConfig::default()
+        },
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("node starts");
+    let proxy = proxy::start(
+        ProxyConfig {
+            listen: "127.0.0.1:0".into(),
+            metrics_listen: Some("127.0.0.1:0".into()),
+            nodes: vec![NodeSpec {
+                addr: node.addr.to_string(),
+                name: Some("n0".into()),
+                weight: 1,
+            }],
+            ..ProxyConfig::default()
+        },
+        None,
+    )
+    .await
+    .expect("proxy starts");
+
+    // One request through the proxy, so per-command and per-node series exist.
+    let mut c = TcpStream::connect(proxy.addr).await.expect("connect proxy");
+    c.write_all(b"set k 0 0 1\r\nv\r\nget k\r\n")
+        .await
+        .expect("send");
+    let want = b"STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n";
+    let mut got = vec![0u8; want.len()];
+    tokio::time::timeout(IO_LIMIT, c.read_exact(&mut got))
+        .await
+        .expect("reply in time")
+        .expect("reply");
+    assert_eq!(got, want);
+
+    // Counters are published once a second: look until the proxy's have been (bounded).
+    let maddr = proxy.metrics_addr.expect("metrics bound");
+    let deadline = Instant::now() + IO_LIMIT;
+    let body = loop {
+        let body = page(maddr).await;
+        if body.contains(r#"ringcache_commands_total{role="proxy""#) || Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    let types = declared(&body, "# TYPE ");
+    let helps = declared(&body, "# HELP ");
+    for family in [
+        "ringcache_items",
+        "ringcache_commands_total",
+        "ringcache_client_node_up",
+        "ringcache_client_request_duration_seconds",
+        "ringcache_rebalance_phase",
+        "ringcache_proxy_config_reloads_total",
+    ] {
+        assert!(types.contains(family), "no {family} on the page:\n{body}");
+    }
+    let mut missing: Vec<&str> = types.difference(&helps).copied().collect();
+    missing.sort_unstable();
+    assert!(missing.is_empty(), "families without # HELP: {missing:?}");
+
+    proxy.shutdown().await;
+    node.shutdown().await;
+}
