@@ -1,5 +1,5 @@
 //! The embeddable cluster client: memcached commands routed over the ring with replication,
-//! failover and health tracking (DESIGN §5). The proxy is built on it, so an embedded client and
+//! failover and health tracking (docs/cluster.md). The proxy is built on it, so an embedded client and
 //! a proxy given the same node list place every key identically.
 //!
 //! ```no_run
@@ -89,7 +89,7 @@ pub struct ClientOptions {
     /// Consecutive failures that mark a node down.
     pub failure_limit: u32,
     pub ack: Ack,
-    /// What a membership change does with the data (DESIGN §6).
+    /// What a membership change does with the data (docs/cluster.md).
     pub rebalance: RebalanceOptions,
     /// The nodes' item size limit (memcached's `-I`): a reply announcing a larger value is a
     /// broken stream and resets its connection.
@@ -372,7 +372,7 @@ impl Client {
 
     /// Replaces the membership. Unchanged nodes keep their connections and health; requests in
     /// flight finish on the topology they started with. With rebalancing on (the default) the
-    /// old ring is kept through a transition while the migrator moves the data (DESIGN §6).
+    /// old ring is kept through a transition while the migrator moves the data (docs/cluster.md).
     pub async fn set_nodes(&self, specs: Vec<NodeSpec>) -> Result<(), Error> {
         let t = self.topology();
         let (hash, vnodes, replicas) = if t.nodes.is_empty() {

@@ -1,4 +1,4 @@
-//! The cluster part of a config file (DESIGN §3): `[ring]` and `[[nodes]]`, as read by the
+//! The cluster part of a config file (docs/placement.md): `[ring]` and `[[nodes]]`, as read by the
 //! proxy, by `ringcache ring locate/diff` and by the embedded client's loader.
 //!
 //! ```toml
@@ -28,7 +28,7 @@ use crate::migrate::RebalanceOptions;
 pub use crate::ring::{HashKind, NodeSpec};
 use crate::ring::{Ring, DEFAULT_VNODES};
 
-/// Default copies of each key (DESIGN §3): one node can fail without losing reads.
+/// Default copies of each key (docs/cluster.md): one node can fail without losing reads.
 pub const DEFAULT_REPLICAS: usize = 2;
 
 /// `[ring]`: how keys are placed.
@@ -77,7 +77,7 @@ impl RingSettings {
     }
 }
 
-/// `[rebalance]`: what a membership change does with the data (DESIGN §6).
+/// `[rebalance]`: what a membership change does with the data (docs/cluster.md).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RebalanceSettings {

@@ -1,4 +1,4 @@
-//! The background migrator of a membership transition (DESIGN §6): it moves every key whose
+//! The background migrator of a membership transition (docs/cluster.md): it moves every key whose
 //! owners changed to its new owners, removes it from nodes that no longer own it, and then
 //! ends the transition.
 //!

@@ -139,7 +139,7 @@ pub struct Topology {
     pub hash: HashKind,
     pub vnodes: u32,
     /// Rings the cluster is moving away from, newest first; empty outside a membership
-    /// transition (DESIGN §6). Reads that miss on the new owners fall back to these, deletes
+    /// transition (docs/cluster.md). Reads that miss on the new owners fall back to these, deletes
     /// go to them too, and the migrator empties them.
     pub past: Vec<Arc<PastRing>>,
 }

@@ -1,4 +1,4 @@
-//! Requests during a membership transition (DESIGN §6): how a key that has changed owners is
+//! Requests during a membership transition (docs/cluster.md): how a key that has changed owners is
 //! found, moved and deleted while the old ring is still kept beside the new one.
 //!
 //! - A read that misses on the new owners asks the key's past owners; a hit there is copied to
