@@ -118,79 +118,21 @@ fn describe() {
         "Multi-get keys answered as misses because no replica could be read"
     );
     describe_counter!(CONFIG_RELOADS_TOTAL, "Proxy config reloads applied");
-    // The routing layer's metrics are named where they are recorded (client/src/topology.rs,
-    // client/src/migrate.rs); they are described here, where the recorder is installed.
-    describe_counter!(
-        "ringcache_client_requests_total",
-        "Requests sent to each node"
-    );
-    describe_counter!(
-        "ringcache_client_errors_total",
-        "Requests to each node that failed or timed out"
-    );
-    describe_histogram!(
-        "ringcache_client_request_duration_seconds",
-        Unit::Seconds,
-        "Time of one request to each node"
-    );
-    describe_gauge!(
-        "ringcache_client_node_up",
-        "1 while the router uses the node, 0 while it has marked it down"
-    );
-    describe_gauge!(
-        "ringcache_rebalance_phase",
-        "Migrator phase: 0 idle, 1 listing, 2 copying, 3 cleaning"
-    );
-    describe_gauge!(
-        "ringcache_rebalance_last_duration_seconds",
-        Unit::Seconds,
-        "Duration of the last completed transition"
-    );
-    for (name, help) in [
-        (
-            "ringcache_rebalance_transitions_started_total",
-            "Membership transitions started",
-        ),
-        (
-            "ringcache_rebalance_transitions_completed_total",
-            "Membership transitions completed (superseded ones never complete)",
-        ),
-        (
-            "ringcache_rebalance_keys_scanned_total",
-            "Keys listed on past owners during transitions",
-        ),
-        (
-            "ringcache_rebalance_keys_moving_total",
-            "Listed keys whose owners changed",
-        ),
-        (
-            "ringcache_rebalance_keys_copied_total",
-            "Keys copied to new owners or to a re-warmed node",
-        ),
-        (
-            "ringcache_rebalance_keys_skipped_total",
-            "Keys not copied: already present, or changed or deleted meanwhile",
-        ),
-        (
-            "ringcache_rebalance_keys_removed_total",
-            "Keys removed from former owners after a transition",
-        ),
-        (
-            "ringcache_rebalance_read_through_hits_total",
-            "Reads answered from a past owner during a transition",
-        ),
-        (
-            "ringcache_rebalance_errors_total",
-            "Listings and copies of the migrator that failed",
-        ),
-    ] {
-        describe_counter!(name, help);
+    // The routing layer's metrics are recorded in the client crate, which lists them with
+    // their help text; they are described here, where the recorder is installed.
+    use ringcache_client::metric_names::{Kind, Unit as U, ALL};
+    for m in ALL {
+        let unit = match m.unit {
+            U::Count => Unit::Count,
+            U::Seconds => Unit::Seconds,
+            U::Bytes => Unit::Bytes,
+        };
+        match m.kind {
+            Kind::Counter => describe_counter!(m.name, unit, m.help),
+            Kind::Gauge => describe_gauge!(m.name, unit, m.help),
+            Kind::Histogram => describe_histogram!(m.name, unit, m.help),
+        }
     }
-    describe_counter!(
-        "ringcache_rebalance_bytes_copied_total",
-        Unit::Bytes,
-        "Bytes of values copied by the migrator"
-    );
 }
 
 /// Binds the `/metrics` endpoint; returns the bound address (useful with port 0).

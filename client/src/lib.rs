@@ -16,6 +16,7 @@ pub mod error;
 mod handoff;
 pub mod health;
 pub mod lock;
+pub mod metric_names;
 pub mod migrate;
 pub mod protocol;
 pub mod ring;

@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 
 use crate::client::Client;
 use crate::health::NodeState;
+use crate::metric_names as names;
 use crate::protocol::{MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response};
 use crate::topology::{NodeEntry, Topology};
 use crate::transition::Moved;
@@ -144,19 +145,19 @@ impl Progress {
     pub(crate) fn new() -> Progress {
         Progress {
             phase: AtomicU8::new(Phase::Idle as u8),
-            started: Counted::new("ringcache_rebalance_transitions_started_total"),
-            completed: Counted::new("ringcache_rebalance_transitions_completed_total"),
-            scanned: Counted::new("ringcache_rebalance_keys_scanned_total"),
-            candidates: Counted::new("ringcache_rebalance_keys_moving_total"),
-            copied: Counted::new("ringcache_rebalance_keys_copied_total"),
-            skipped: Counted::new("ringcache_rebalance_keys_skipped_total"),
-            removed: Counted::new("ringcache_rebalance_keys_removed_total"),
-            bytes: Counted::new("ringcache_rebalance_bytes_copied_total"),
-            read_through: Counted::new("ringcache_rebalance_read_through_hits_total"),
-            errors: Counted::new("ringcache_rebalance_errors_total"),
+            started: Counted::new(names::REBALANCE_TRANSITIONS_STARTED_TOTAL),
+            completed: Counted::new(names::REBALANCE_TRANSITIONS_COMPLETED_TOTAL),
+            scanned: Counted::new(names::REBALANCE_KEYS_SCANNED_TOTAL),
+            candidates: Counted::new(names::REBALANCE_KEYS_MOVING_TOTAL),
+            copied: Counted::new(names::REBALANCE_KEYS_COPIED_TOTAL),
+            skipped: Counted::new(names::REBALANCE_KEYS_SKIPPED_TOTAL),
+            removed: Counted::new(names::REBALANCE_KEYS_REMOVED_TOTAL),
+            bytes: Counted::new(names::REBALANCE_BYTES_COPIED_TOTAL),
+            read_through: Counted::new(names::REBALANCE_READ_THROUGH_HITS_TOTAL),
+            errors: Counted::new(names::REBALANCE_ERRORS_TOTAL),
             last_duration_ms: AtomicU64::new(0),
-            phase_gauge: gauge!("ringcache_rebalance_phase"),
-            duration_gauge: gauge!("ringcache_rebalance_last_duration_seconds"),
+            phase_gauge: gauge!(names::REBALANCE_PHASE),
+            duration_gauge: gauge!(names::REBALANCE_LAST_DURATION_SECONDS),
         }
     }
 

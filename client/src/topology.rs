@@ -9,6 +9,7 @@ use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
 use crate::connection::{ConnectOptions, Connection};
 use crate::health::{Health, HintLimits};
+use crate::metric_names as names;
 use crate::ring::{HashKind, NodeSpec, Ring};
 use crate::Error;
 
@@ -60,13 +61,13 @@ impl NodeEntry {
             .map(|_| Connection::new(&spec.addr, opts))
             .collect();
         let metrics = NodeMetrics {
-            requests: counter!("ringcache_client_requests_total", "node" => name.clone()),
-            errors: counter!("ringcache_client_errors_total", "node" => name.clone()),
-            latency: histogram!("ringcache_client_request_duration_seconds", "node" => name.clone()),
-            up: gauge!("ringcache_client_node_up", "node" => name.clone()),
-            hints: gauge!("ringcache_client_hints", "node" => name.clone()),
-            hints_overflowed: counter!("ringcache_client_hints_overflowed_total", "node" => name.clone()),
-            hints_replayed: counter!("ringcache_client_hints_replayed_total", "node" => name.clone()),
+            requests: counter!(names::CLIENT_REQUESTS_TOTAL, "node" => name.clone()),
+            errors: counter!(names::CLIENT_ERRORS_TOTAL, "node" => name.clone()),
+            latency: histogram!(names::CLIENT_REQUEST_DURATION_SECONDS, "node" => name.clone()),
+            up: gauge!(names::CLIENT_NODE_UP, "node" => name.clone()),
+            hints: gauge!(names::CLIENT_HINTS, "node" => name.clone()),
+            hints_overflowed: counter!(names::CLIENT_HINTS_OVERFLOWED_TOTAL, "node" => name.clone()),
+            hints_replayed: counter!(names::CLIENT_HINTS_REPLAYED_TOTAL, "node" => name.clone()),
         };
         metrics.up.set(1.0);
         NodeEntry {
