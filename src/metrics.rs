@@ -1,4 +1,5 @@
-//! Prometheus metrics: every metric name in one place, the recorder, and the `/metrics` endpoint.
+//! Prometheus metrics: the servers' metric names (the routing layer's are listed in
+//! `ringcache_client::metric_names`), the recorder, and the `/metrics` endpoint.
 //!
 //! Names follow docs/architecture.md §7: prefix `ringcache_`, base units, `_total` on counters,
 //! low-cardinality labels (`cmd`, `result`, `kind`, `cause`, `node`), never a key. Hot-path counters live in the
