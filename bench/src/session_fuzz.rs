@@ -530,13 +530,13 @@ fn check_cluster(
     }
 }
 
-/// A case for the report: whole up to 8 KiB, huge multi-gets shortened.
+/// A case for the report: whole up to 2 KB, longer ones (huge multi-gets) cut.
 fn show_long(bytes: &[u8]) -> String {
     let mut out = String::new();
-    for chunk in bytes.chunks(400).take(20) {
+    for chunk in bytes.chunks(400).take(5) {
         out.push_str(&show(chunk));
     }
-    if bytes.len() > 8000 {
+    if bytes.len() > 2000 {
         out.push_str(&format!("... ({} bytes)", bytes.len()));
     }
     out
@@ -716,6 +716,24 @@ pub fn run(a: &SessionFuzzArgs) -> Result<Summary> {
         .collect::<Vec<_>>()
         .join("; ");
         eprintln!("session-fuzz: round {} failed: {what}", s.rounds);
+        // A control first: the same wait and checks with a harmless `mn`. If that fails too,
+        // the cluster is failing on its own (nodes marked down and flushed again and again, a
+        // backend connection out of step) and no case can be blamed: report it and stop.
+        if let Ok(Some(why)) = fails_alone(&t, &canaries, b"mn\r\n") {
+            eprintln!("session-fuzz: the cluster fails with no input at all: {why}");
+            s.findings.push(Finding {
+                what: format!(
+                    "{what}; afterwards the cluster fails on its own, with no input ({why})"
+                ),
+                case: sent
+                    .iter()
+                    .map(|x| x.case.clone())
+                    .collect::<Vec<_>>()
+                    .join(&b"<|next case|>"[..]),
+                reproduced: false,
+            });
+            break;
+        }
         // Find the culprit: each case alone, the own-connection culprits first.
         let mut order: Vec<&Sent> = own.clone();
         order.extend(sent.iter().filter(|x| x.problem.is_none()));
@@ -751,7 +769,18 @@ pub fn run(a: &SessionFuzzArgs) -> Result<Summary> {
             show_long(&f.case)
         );
         s.findings.push(f);
-        flush_base = reset(&t, &canaries)?;
+        flush_base = match reset(&t, &canaries) {
+            Ok(b) => b,
+            Err(e) => {
+                // Nothing after this would be meaningful: report it and stop.
+                s.findings.push(Finding {
+                    what: format!("after that round {e}"),
+                    case: Vec::new(),
+                    reproduced: false,
+                });
+                break;
+            }
+        };
         for w in witnesses.iter_mut() {
             *w = Wire::connect(&t.proxy)?;
         }
