@@ -282,3 +282,34 @@ async fn repeated_key_in_a_pipelined_multiget_is_answered() {
     );
     proxy.shutdown().await;
 }
+
+/// With every replica of a key gone, a one-key `get` is an error (a miss would claim the key is
+/// absent); in a multi-get the unreadable keys are misses so the readable ones still arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_with_no_readable_replica_is_an_error_for_one_key_a_miss_in_a_multiget() {
+    let nodes = nodes(2).await;
+    let proxy = proxy_for(&nodes, 2).await;
+    let addr = proxy.addr;
+    let stored =
+        tokio::task::spawn_blocking(move || exchange(addr, b"set k 0 0 1\r\nv\r\n", b"\r\n"))
+            .await
+            .unwrap();
+    assert_eq!(stored, b"STORED\r\n");
+    for n in nodes {
+        n.shutdown().await;
+    }
+    let (one, many) = tokio::task::spawn_blocking(move || {
+        (
+            exchange(addr, b"get k\r\n", b"\r\n"),
+            exchange(addr, b"get k j\r\n", b"END\r\n"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&one),
+        "SERVER_ERROR backend unavailable\r\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&many), "END\r\n");
+    proxy.shutdown().await;
+}

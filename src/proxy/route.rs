@@ -33,6 +33,14 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
     let reply = match req {
         Request::Get { cmd, exptime, keys } => {
             let slots = client.get_values(cmd, exptime, &keys).await;
+            // A get of one key that no replica could answer is an error, as the embedded
+            // client's `get` is (a miss would say the key is absent, which nobody knows); in a
+            // multi-get the unreadable keys are misses, counted, so the rest still arrive.
+            if let [Slot::Failed] = slots.as_slice() {
+                proxy.multiget_failures.inc();
+                return (!noreply)
+                    .then(|| Response::ServerError(Bytes::from_static(b"backend unavailable")));
+            }
             let stats = &proxy.stats;
             let mut values: Vec<Value> = Vec::with_capacity(slots.len());
             for slot in slots {
