@@ -35,9 +35,6 @@ const REPLICATE_ROUNDS: usize = 4;
 const REPLAY_BATCH: usize = 32;
 /// Pause after a batch none of whose keys could be replayed.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
-/// How long a replay waits for an up owner to copy a key from before it drops the node's
-/// copy instead (every other owner down or repairing too).
-const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
 
 impl Client {
     /// The CAS of `key` on `node` (`mg <key> c`), `None` if absent.
@@ -143,9 +140,7 @@ impl Client {
                     tokio::task::yield_now().await;
                     continue;
                 }
-                let give_up = started.elapsed() > GIVE_UP_AFTER;
-                let done =
-                    join_all(batch.iter().map(|k| client.replay_key(&node, k, give_up))).await;
+                let done = join_all(batch.iter().map(|k| client.replay_key(&node, k))).await;
                 let mut failed = 0;
                 for (k, r) in batch.iter().zip(done) {
                     match r {
@@ -182,35 +177,48 @@ impl Client {
     /// (compare on its CAS; an add if it has none), so the key is never missing meanwhile and
     /// a newer write that reached the node wins; a key that owner lacks is deleted there
     /// likewise. Afterwards the source is checked again, as for a conditional write's copy.
-    /// With no up owner to copy from the hint is kept (`Err`) until `give_up`: then the
-    /// node's copy is dropped, as it may be stale — a miss, never an old value.
-    async fn replay_key(
-        &self,
-        node: &Arc<NodeEntry>,
-        key: &Bytes,
-        give_up: bool,
-    ) -> Result<(), Error> {
+    /// With no owner in sync to copy from, the hint is kept (`Err`) and the node's copy left
+    /// alone, so it serves no read of the key until a source returns — unless every owner is
+    /// reachable and hinted for the key (each missed a write another took): then the copy
+    /// with the highest CAS is taken as the newest (the router's CAS of an unconditional write
+    /// is its clock in nanoseconds), and the others are brought to it.
+    async fn replay_key(&self, node: &Arc<NodeEntry>, key: &Bytes) -> Result<(), Error> {
         let topo = self.topology();
         let owner = topo.owner_nodes(key).any(|n| Arc::ptr_eq(n, node));
-        let source = topo
+        let mut source = topo
             .owner_nodes(key)
             .find(|n| !Arc::ptr_eq(n, node) && n.health.in_sync(key))
             .cloned();
+        if owner && source.is_none() {
+            let peers: Vec<Arc<NodeEntry>> = topo
+                .owner_nodes(key)
+                .filter(|n| !Arc::ptr_eq(n, node))
+                .cloned()
+                .collect();
+            if peers.iter().any(|n| !n.health.is_usable()) {
+                return Err(no_source(key));
+            }
+            let mine = self.cas_on(node, key).await?;
+            let mut newest: Option<(Arc<NodeEntry>, Option<u64>)> = None;
+            for p in peers {
+                let theirs = self.cas_on(&p, key).await?;
+                if theirs > mine && newest.as_ref().is_none_or(|(_, c)| theirs > *c) {
+                    newest = Some((p, theirs));
+                }
+            }
+            match newest {
+                Some((p, _)) => source = Some(p),
+                // This node's copy is the newest: it is in sync, and the others copy from it.
+                None => return Ok(()),
+            }
+        }
         for _ in 0..REPLICATE_ROUNDS {
             let mine = self.cas_on(node, key).await?;
             let item = match (&source, owner) {
                 (Some(src), true) => self.snapshot(src, key).await?,
                 // Not an owner any more: its copy only goes.
                 (_, false) => None,
-                (None, true) if give_up => None,
-                (None, true) => {
-                    let states: Vec<NodeState> =
-                        topo.owner_nodes(key).map(|n| n.health.state()).collect();
-                    return Err(Error::ConnectionClosed(format!(
-                        "no owner in sync to replay {} from (owners {states:?})",
-                        String::from_utf8_lossy(key)
-                    )));
-                }
+                (None, true) => return Err(no_source(key)),
             };
             let req = match (&item, mine) {
                 (Some(m), Some(c)) if m.cas == c && c != 0 => return Ok(()),
@@ -257,6 +265,14 @@ impl Client {
             String::from_utf8_lossy(key)
         )))
     }
+}
+
+/// The replay of `key` waits for an owner in sync to copy from.
+fn no_source(key: &[u8]) -> Error {
+    Error::ConnectionClosed(format!(
+        "no owner in sync to replay {} from",
+        String::from_utf8_lossy(key)
+    ))
 }
 
 /// `req` (a replica's store from [`replica_store`]) made to replace only the copy whose CAS
