@@ -79,21 +79,6 @@ impl Client {
         }
     }
 
-    /// The CAS of `key` on `node` (`mg c`), `None` if absent.
-    async fn cas_of(&self, node: &Arc<NodeEntry>, key: &Bytes) -> Result<Option<u64>, Error> {
-        let flags = MetaFlags {
-            ret_cas: true,
-            ..MetaFlags::default()
-        };
-        let probe = Request::Meta(MetaRequest::new(MetaCmd::Get, key.clone(), flags, None));
-        match self.send(node, probe).await? {
-            Response::Meta(m) if m.status == MetaStatus::Hd || m.status == MetaStatus::Va => {
-                Ok(m.flag_u64(b'c'))
-            }
-            _ => Ok(None),
-        }
-    }
-
     /// Copies `key` from `from` to each of `to` that lacks it (add semantics, same value,
     /// flags, remaining TTL and — where the node takes `E` — CAS), then checks that `from`
     /// still holds the very item copied; if not, a delete or write raced the copy and the
@@ -130,7 +115,7 @@ impl Client {
                 None => Ok(Moved::Present),
             };
         }
-        if self.cas_of(from, key).await? != Some(item.cas) {
+        if self.cas_on(from, key).await? != Some(item.cas) {
             join_all(stored.iter().map(|(node, cas)| {
                 // Only our copy: a write that replaced it since has another CAS and stays.
                 let flags = MetaFlags {
