@@ -67,6 +67,17 @@ fn keys(req: &Request) -> Vec<(&[u8], bool)> {
     }
 }
 
+/// The same request as far as a server can tell: meta flags compare as parsed, since the
+/// encoder writes them from the parsed flags (a token `qb` is read as `q` and sent as `q`).
+fn same(a: &Request, b: &Request) -> bool {
+    match (a, b) {
+        (Request::Meta(x), Request::Meta(y)) => {
+            x.cmd == y.cmd && x.key == y.key && x.flags == y.flags && x.value == y.value
+        }
+        _ => a == b,
+    }
+}
+
 fn round_trip(req: &Request) {
     for (key, base64) in keys(req) {
         assert!(
@@ -80,7 +91,7 @@ fn round_trip(req: &Request) {
     let mut codec = ServerCodec::new(LIMITS);
     let again = codec.decode(&mut wire);
     match again {
-        Ok(Some(Ok(ref back))) if back == req && wire.is_empty() => {}
+        Ok(Some(Ok(ref back))) if same(back, req) && wire.is_empty() => {}
         other => panic!(
             "re-encoding does not parse back to the same request\n  request: {req:?}\n  \
              wire: {:?}\n  parsed: {other:?}\n  left: {:?}",
