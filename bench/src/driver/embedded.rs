@@ -446,25 +446,11 @@ pub async fn prefill(
     );
     let handles: Vec<_> = (0..tasks)
         .map(|i| {
-            let source = Source::Sequence {
-                next: i as u64,
-                step: tasks as u64,
-                end: keys,
-                sizes: workload.generator((1 << 32) + i as u64),
-            };
+            let source = Source::prefill(workload, i, tasks);
             tokio::spawn(task(Arc::clone(&sh), source))
         })
         .collect();
-    let results = join(handles).await?;
-    let mut counts = Counts::default();
-    for r in &results {
-        counts.add(&r.counts);
-    }
-    Ok(PrefillResult {
-        counts,
-        elapsed: start.elapsed(),
-        first_error: results.into_iter().find_map(|r| r.first_error),
-    })
+    PrefillResult::gather(join(handles).await?, start)
 }
 
 #[cfg(test)]

@@ -181,6 +181,16 @@ pub(crate) enum Source {
 }
 
 impl Source {
+    /// Task `i` of `tasks` in a prefill: every `tasks`-th key from `i`, each set once.
+    pub(crate) fn prefill(workload: &Arc<Workload>, i: usize, tasks: usize) -> Source {
+        Source::Sequence {
+            next: i as u64,
+            step: tasks as u64,
+            end: workload.spec().keys,
+            sizes: workload.generator((1 << 32) + i as u64),
+        }
+    }
+
     pub(crate) fn next(&mut self) -> Option<Op> {
         match self {
             Source::Random(g) => Some(g.next_op()),
@@ -211,6 +221,21 @@ pub(crate) struct ConnResult {
     pub(crate) warmup: Counts,
     pub(crate) hist: Histogram<u64>,
     pub(crate) first_error: Option<String>,
+}
+
+impl PrefillResult {
+    /// Sums the prefill tasks' results; `start` is when the pass began.
+    pub(crate) fn gather(results: Vec<ConnResult>, start: Instant) -> Result<PrefillResult> {
+        let mut counts = Counts::default();
+        for r in &results {
+            counts.add(&r.counts);
+        }
+        Ok(PrefillResult {
+            counts,
+            elapsed: start.elapsed(),
+            first_error: results.into_iter().find_map(|r| r.first_error),
+        })
+    }
 }
 
 impl LoadResult {

@@ -195,26 +195,12 @@ pub async fn prefill(
     });
     let mut handles = Vec::with_capacity(conns);
     for (i, s) in streams.into_iter().enumerate() {
-        let source = Source::Sequence {
-            next: i as u64,
-            step: conns as u64,
-            end: keys,
-            sizes: workload.generator((1 << 32) + i as u64),
-        };
+        let source = Source::prefill(workload, i, conns);
         handles.push(tokio::spawn(
             Conn::new(Arc::clone(&shared), source, start).run(s),
         ));
     }
-    let results = join(handles).await?;
-    let mut counts = Counts::default();
-    for r in &results {
-        counts.add(&r.counts);
-    }
-    Ok(PrefillResult {
-        counts,
-        elapsed: start.elapsed(),
-        first_error: results.into_iter().find_map(|r| r.first_error),
-    })
+    PrefillResult::gather(join(handles).await?, start)
 }
 
 /// Totals every connection adds to as it goes, read by the progress line.
