@@ -390,10 +390,14 @@ impl Request {
                 if !wire_key_ok(&m.key, m.flags.base64) {
                     return Err(unsafe_key(&m.key));
                 }
+                // The opaque is echoed back in the reply, so only what could end the line
+                // at the node (or the reply at us) is refused; other bytes go as memcached
+                // echoes them.
                 match &m.flags.opaque {
-                    Some(o) if o.iter().any(|&b| b <= b' ' || b == 0x7f) => Err(Error::InvalidKey(
-                        format!("opaque {:?}", String::from_utf8_lossy(o)),
-                    )),
+                    Some(o) if !arg_ok(o) => Err(Error::InvalidKey(format!(
+                        "opaque {:?}",
+                        String::from_utf8_lossy(o)
+                    ))),
                     _ => Ok(()),
                 }
             }
