@@ -238,6 +238,7 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Step>, Error>
                 }
             }
         }
+        b"slabs" => parse_slabs(line, &toks),
         b"lru_crawler" => {
             if n == 3 && toks.get(line, 1) == b"metadump" {
                 Ok(Request::Metadump {
@@ -259,6 +260,29 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Step>, Error>
         }
     };
     Ok(Some(Step::Item(item)))
+}
+
+/// `slabs automove <level>`, with memcached 1.6.18's replies: `slabs` alone or with another
+/// sub-command is `ERROR`; a level that is not a number is `CLIENT_ERROR bad command line
+/// format`, a number other than 0, 1 or 2 is `ERROR` (tokens after the level are ignored).
+/// `slabs automove ratio` (no slab rebalancer to tune) and `slabs reassign` are not supported
+/// and answer `ERROR`, as memcached does when their arguments are bad.
+fn parse_slabs(line: &[u8], toks: &Tokens) -> Result<Request, Fault> {
+    if toks.n < 3 || toks.get(line, 1) != b"automove" {
+        return Err(Fault::new(Fault::ERROR));
+    }
+    let noreply = toks.noreply(line);
+    if toks.get(line, 2) == b"ratio" {
+        return Err(Fault::with_noreply(Fault::ERROR, noreply));
+    }
+    match safe_strtoul(toks.get(line, 2)) {
+        Some(level @ 0..=2) => Ok(Request::SlabsAutomove {
+            level: level as u8,
+            noreply,
+        }),
+        Some(_) => Err(Fault::with_noreply(Fault::ERROR, noreply)),
+        None => Err(Fault::with_noreply(Fault::BAD_FORMAT, noreply)),
+    }
 }
 
 /// Small helper so the early-return paths read like memcached's "consume the line" step.
