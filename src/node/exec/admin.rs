@@ -26,16 +26,16 @@ pub fn execute(node: &Node, req: Request, out: &mut BytesMut) -> Flow {
             unless_noreply(out, noreply, reply::ok);
         }
         Request::CacheMemlimit { megabytes, noreply } => {
-            let text = if megabytes < 8 {
-                Fault::MEMLIMIT_TOO_SMALL
+            let write: fn(&mut BytesMut) = if megabytes < 8 {
+                |out| reply::message(out, Fault::MEMLIMIT_TOO_SMALL)
             } else if megabytes > 1_000_000_000 {
-                Fault::MEMLIMIT_ADJUST_FAILED
+                |out| reply::message(out, Fault::MEMLIMIT_ADJUST_FAILED)
             } else {
                 node.store
                     .set_memory_limit(u64::from(megabytes) * 1024 * 1024);
-                "OK"
+                reply::ok
             };
-            unless_noreply(out, noreply, |out| reply::message(out, text));
+            unless_noreply(out, noreply, write);
         }
         Request::SlabsAutomove { level, noreply } => {
             node.slab_automove.store(level, Ordering::Relaxed);
