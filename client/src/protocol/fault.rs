@@ -54,11 +54,7 @@ impl Fault {
 
     /// A fault that is always answered.
     pub const fn new(message: &'static str) -> Fault {
-        Fault {
-            message,
-            noreply: false,
-            unlink: None,
-        }
+        Fault::with_noreply(message, false)
     }
 
     /// A fault answered only when the request did not say `noreply`.

@@ -131,29 +131,18 @@ pub trait StatValue {
     fn put(&self, buf: &mut impl BufMut);
 }
 
-macro_rules! unsigned_stat {
-    ($($t:ty),*) => {$(
+macro_rules! number_stat {
+    ($put:ident as $wide:ty: $($t:ty),*) => {$(
         impl StatValue for $t {
             #[inline]
             fn put(&self, buf: &mut impl BufMut) {
-                put_u64(buf, *self as u64);
+                $put(buf, *self as $wide);
             }
         }
     )*};
 }
-unsigned_stat!(u8, u16, u32, u64, usize);
-
-macro_rules! signed_stat {
-    ($($t:ty),*) => {$(
-        impl StatValue for $t {
-            #[inline]
-            fn put(&self, buf: &mut impl BufMut) {
-                put_i64(buf, *self as i64);
-            }
-        }
-    )*};
-}
-signed_stat!(i32, i64);
+number_stat!(put_u64 as u64: u8, u16, u32, u64, usize);
+number_stat!(put_i64 as i64: i32, i64);
 
 impl StatValue for str {
     #[inline]
