@@ -11,8 +11,10 @@
 //! - [`metadump`]: the `lru_crawler metadump` line, written by the node, read by the rebalancer.
 //! - [`reply`]: the writer of every reply form, used by the node and by [`Response::encode`].
 //! - [`codec`]: `tokio-util` codecs for the server side and the client side of a connection.
+//! - [`admin`]: the sub-commands of `stats` and `lru_crawler`, read for a server that answers them.
 //! - [`fault`]: recoverable request faults and the exact error line memcached answers with.
 
+pub mod admin;
 pub mod codec;
 pub mod expiry;
 pub mod fault;

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use ringcache_client::protocol::number::safe_strtoul;
+use ringcache_client::protocol::admin::{Detail, LruCrawlerCmd, StatsGroup};
 use ringcache_client::protocol::reply::{self, stat, Seconds};
 use ringcache_client::protocol::{Fault, Request};
 
@@ -69,30 +69,22 @@ pub fn execute(node: &Node, req: Request, out: &mut BytesMut) -> Flow {
 /// The `lru_crawler` sub-commands other than metadump: `crawl` starts the store's sweep of dead
 /// items; the tuning knobs are accepted (the sweep paces itself).
 fn lru_crawler(node: &Node, args: &[Bytes], out: &mut BytesMut) {
-    let first = args.first().map(|a| &a[..]);
-    match (first, args.len()) {
-        (Some(b"crawl"), 2) => {
+    match LruCrawlerCmd::parse(args) {
+        Ok(LruCrawlerCmd::Crawl) => {
             node.store.crawl();
             reply::ok(out)
         }
-        (Some(b"tocrawl" | b"sleep"), 2) => {
-            if args[1].iter().all(u8::is_ascii_digit) && !args[1].is_empty() {
-                reply::ok(out)
-            } else {
-                reply::message(out, Fault::BAD_FORMAT)
-            }
-        }
-        (Some(b"enable" | b"disable"), 1) => reply::ok(out),
-        _ => reply::error(out),
+        Ok(LruCrawlerCmd::Tune | LruCrawlerCmd::Enable | LruCrawlerCmd::Disable) => reply::ok(out),
+        Err(message) => reply::message(out, message),
     }
 }
 
 /// `stats [group]`.
 fn stats(node: &Node, group: Option<&[u8]>, out: &mut BytesMut) {
-    match group {
-        None => general_stats(node, out),
-        Some(b"settings") => settings_stats(node, out),
-        Some(b"items") => {
+    match StatsGroup::parse(group) {
+        StatsGroup::General => general_stats(node, out),
+        StatsGroup::Settings => settings_stats(node, out),
+        StatsGroup::Items => {
             let s = node.store.stats();
             // memcached's names, in its order; one class holds every item.
             if s.curr_items > 0 {
@@ -108,7 +100,7 @@ fn stats(node: &Node, group: Option<&[u8]>, out: &mut BytesMut) {
                 stat(out, "items:1:crawler_reclaimed", s.crawler_reclaimed);
             }
         }
-        Some(b"slabs") => {
+        StatsGroup::Slabs => {
             let s = node.store.stats();
             if s.curr_items > 0 {
                 stat(out, "1:chunk_size", node.config.max_item_size);
@@ -118,68 +110,27 @@ fn stats(node: &Node, group: Option<&[u8]>, out: &mut BytesMut) {
             stat(out, "active_slabs", u64::from(s.curr_items > 0));
             stat(out, "total_malloced", s.bytes);
         }
-        Some(b"conns") => {
+        StatsGroup::Conns => {
             stat(
                 out,
                 "curr_connections",
                 node.stats.conns.curr_connections.load(Ordering::Relaxed),
             );
         }
-        Some(b"sizes") => {}
-        Some(b"reset") => {
+        StatsGroup::Sizes => {}
+        StatsGroup::Reset => {
             node.prefixes.clear();
-            reply::reset(out);
-            return;
+            return reply::reset(out);
         }
-        Some(g) if g.split(|&b| b == b' ').next() == Some(b"cachedump") => {
-            cachedump(node, g, out);
-            return;
+        StatsGroup::Cachedump { class, limit } => return node.store.cachedump(class, limit, out),
+        StatsGroup::Detail(switch @ (Detail::On | Detail::Off)) => {
+            node.prefixes.enable(switch == Detail::On);
+            return reply::ok(out);
         }
-        Some(g) if g.split(|&b| b == b' ').next() == Some(b"detail") => {
-            detail(node, g, out);
-            return;
-        }
-        Some(_) => {
-            reply::error(out);
-            return;
-        }
+        StatsGroup::Detail(Detail::Dump) => return node.prefixes.dump(out),
+        StatsGroup::Refused(message) => return reply::message(out, message),
     }
     reply::end(out);
-}
-
-/// `stats detail on|off|dump` (memcached reads only the word after `detail`).
-fn detail(node: &Node, group: &[u8], out: &mut BytesMut) {
-    let arg = group.split(|&b| b == b' ').filter(|t| !t.is_empty()).nth(1);
-    match arg {
-        Some(b"on") => {
-            node.prefixes.enable(true);
-            reply::ok(out)
-        }
-        Some(b"off") => {
-            node.prefixes.enable(false);
-            reply::ok(out)
-        }
-        Some(b"dump") => node.prefixes.dump(out),
-        _ => reply::message(out, Fault::DETAIL_USAGE),
-    }
-}
-
-/// `stats cachedump <class> <limit>`, with memcached's replies to bad arguments.
-fn cachedump(node: &Node, group: &[u8], out: &mut BytesMut) {
-    let args: Vec<&[u8]> = group
-        .split(|&b| b == b' ')
-        .filter(|t| !t.is_empty())
-        .collect();
-    if args.len() < 3 {
-        return reply::message(out, Fault::BAD_COMMAND_LINE);
-    }
-    let (Some(class), Some(limit)) = (safe_strtoul(args[1]), safe_strtoul(args[2])) else {
-        return reply::message(out, Fault::BAD_FORMAT);
-    };
-    if class >= 64 {
-        return reply::message(out, Fault::ILLEGAL_SLAB);
-    }
-    node.store.cachedump(class, limit, out);
 }
 
 /// CPU time of this process (user, system), as memcached prints it (`seconds.microseconds`).
