@@ -13,8 +13,14 @@ cd "$(dirname "$0")/.."
 # A byte-string literal that starts with a reply word memcached sends.
 pattern='b"(STORED|NOT_STORED|EXISTS|NOT_FOUND|DELETED|TOUCHED|END|OK|ERROR|RESET|VALUE |STAT |ITEM |PREFIX |VERSION |CLIENT_ERROR|SERVER_ERROR|BADCLASS|MEMLIMIT_|BUSY|(VA|HD|EN|NF|NS|EX|MN|ME)( |\\r|"))'
 
+# The tracked sources; every .rs file outside target/ where this is not a git checkout.
+sources() {
+  git ls-files '*.rs' 2>/dev/null ||
+    find . -name '*.rs' -not -path './target/*' -not -path '*/target/*' | sed 's#^\./##'
+}
+
 hits=$(
-  git ls-files '*.rs' |
+  sources |
     grep -v -E '^(client/src/protocol/|tests/|bench/|fuzz/|client/tests/)|tests\.rs$' |
     while read -r f; do
       # Only the code before a file's test module.
