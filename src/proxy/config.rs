@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ringcache_client::cluster_config::{RebalanceSettings, RingSettings};
+use ringcache_client::discovery::DiscoverySettings;
 use ringcache_client::health::HintLimits;
 use ringcache_client::ring::NodeSpec;
 use ringcache_client::{Ack, ClientOptions, LockOptions};
@@ -60,6 +61,9 @@ pub struct ProxyConfig {
     /// What membership changes do with the data; applies on restart.
     pub rebalance: RebalanceSettings,
     pub nodes: Vec<NodeSpec>,
+    /// The node list from DNS instead of `[[nodes]]` (docs/cluster.md, "Discovery"); applies
+    /// on restart. While it is set, `nodes` holds the list discovery applied last.
+    pub discovery: Option<DiscoverySettings>,
 }
 
 impl Default for ProxyConfig {
@@ -85,6 +89,7 @@ impl Default for ProxyConfig {
             ring: RingSettings::default(),
             rebalance: RebalanceSettings::default(),
             nodes: Vec::new(),
+            discovery: None,
         }
     }
 }
@@ -107,10 +112,23 @@ impl ProxyConfig {
     /// Refuses settings the proxy could not run with.
     pub fn validate(&self) -> Result<(), Error> {
         self.ack_policy()?;
-        if self.nodes.is_empty() {
-            return Err(Error::Config(
-                "at least one [[nodes]] entry is needed".into(),
-            ));
+        match &self.discovery {
+            Some(_) if !self.nodes.is_empty() => {
+                return Err(Error::Config(
+                    "[[nodes]] and [discovery] exclude each other: the node list comes from \
+                     one or the other"
+                        .into(),
+                ));
+            }
+            Some(d) => {
+                d.validate()?;
+            }
+            None if self.nodes.is_empty() => {
+                return Err(Error::Config(
+                    "at least one [[nodes]] entry (or [discovery]) is needed".into(),
+                ));
+            }
+            None => {}
         }
         // Building the ring checks replicas, vnodes, duplicates, weights and addresses.
         self.ring.build(&self.nodes)?;
@@ -169,12 +187,21 @@ impl ProxyConfig {
             self.connections_per_node != new.connections_per_node,
         );
         check("[rebalance]", self.rebalance != new.rebalance);
+        check("[discovery]", self.discovery != new.discovery);
         out
     }
 
-    /// `new` with the restart-only settings of `self`: what is in force after a reload.
+    /// `new` with the restart-only settings of `self`: what is in force after a reload. Under
+    /// discovery the node list stays the one discovery applied (a file's `[[nodes]]` is
+    /// ignored then).
     pub fn reloaded(&self, new: &ProxyConfig) -> ProxyConfig {
+        let nodes = match self.discovery {
+            Some(_) => self.nodes.clone(),
+            None => new.nodes.clone(),
+        };
         ProxyConfig {
+            nodes,
+            discovery: self.discovery.clone(),
             listen: self.listen.clone(),
             metrics_listen: self.metrics_listen.clone(),
             max_connections: self.max_connections,
