@@ -566,7 +566,9 @@ mod tests {
     #[test]
     fn sources_parse() {
         assert_eq!(
-            "dns+ringcache-nodes.ns.svc:11211".parse::<Source>().unwrap(),
+            "dns+ringcache-nodes.ns.svc:11211"
+                .parse::<Source>()
+                .unwrap(),
             Source::Addresses {
                 host: "ringcache-nodes.ns.svc".into(),
                 port: 11211
