@@ -12,7 +12,8 @@
 //!   new IP) moves nothing: no transition, the same ring, the new process re-warmed from the
 //!   replicas, every key still served.
 //! - DNS failures (NXDOMAIN, empty answers, a server that does not answer) keep the last good
-//!   list and are counted by reason.
+//!   list and are counted by reason; a proxy whose records do not exist yet starts empty and
+//!   takes the nodes when they appear.
 
 mod support;
 
@@ -553,6 +554,38 @@ fn dns_failures_keep_the_last_good_list() {
         let mut conn = Raw::connect(proxy.addr).await;
         conn.load().await;
         assert_eq!(conn.hit_ratio().await, 1.0);
+        proxy.shutdown().await;
+    });
+}
+
+/// A proxy whose first resolution fails starts with no members, says so to clients, and takes
+/// the nodes as soon as DNS has them.
+#[test]
+fn a_proxy_started_before_its_records_exist_waits_for_them() {
+    run(async {
+        let n0 = node_on(LOCAL, 0);
+        let mut dns = Dns::start().await;
+        let proxy = start_proxy(&dns, 1).await;
+        let client = proxy.proxy.client().clone();
+        assert!(members(&client).is_empty());
+        let mut conn = Raw::connect(proxy.addr).await;
+        conn.wr
+            .write_all(b"set k 0 0 1\r\nv\r\nget k\r\n")
+            .await
+            .expect("write");
+        // As with every owner of a key down: writes fail, reads miss.
+        assert_eq!(conn.line().await, "SERVER_ERROR backend unavailable");
+        assert_eq!(conn.line().await, "END");
+
+        dns.set_a(0, LOCAL).await;
+        dns.set_srv(&[(0, n0.addr.port())]).await;
+        wait_members(&client, vec![member(0, n0.addr)]).await;
+        conn.wr
+            .write_all(b"set k 0 0 1\r\nv\r\nget k\r\n")
+            .await
+            .expect("write");
+        assert_eq!(conn.line().await, "STORED");
+        assert_eq!(conn.line().await, "VALUE k 0 1");
         proxy.shutdown().await;
     });
 }
