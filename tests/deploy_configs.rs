@@ -76,5 +76,9 @@ fn configmap_proxy_configs_validate() {
             }
         }
     }
-    assert!(seen >= 2, "found {seen} proxy configs under {}", root.display());
+    assert!(
+        seen >= 2,
+        "found {seen} proxy configs under {}",
+        root.display()
+    );
 }

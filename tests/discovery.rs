@@ -244,10 +244,14 @@ fn node_on(ip: Ipv4Addr, port: u16) -> Server {
 }
 
 async fn start_proxy(dns: &Dns, replicas: usize) -> ProxyHandle {
+    start_proxy_with(dns, replicas, 1000).await
+}
+
+async fn start_proxy_with(dns: &Dns, replicas: usize, request_timeout_ms: u64) -> ProxyHandle {
     let cfg = ProxyConfig {
         listen: "127.0.0.1:0".into(),
         metrics_listen: Some("127.0.0.1:0".into()),
-        request_timeout_ms: 1000,
+        request_timeout_ms,
         connect_timeout_ms: 500,
         failure_limit: 2,
         ring: RingSettings {
@@ -414,8 +418,55 @@ fn srv_records_added_and_removed_move_keys_with_a_transition() {
         let specs = client.topology().ring.nodes().to_vec();
         let placed = placed_ratio(specs, 1).await;
         println!("remove n0: hit ratio {during:.4} during, {after:.4} after, placed {placed:.4}");
+        println!("{:?}", client.rebalance_status());
         assert!(during >= 0.99 && after >= 0.99, "{during} {after}");
         assert!(placed >= 0.99, "n0's keys moved off it: {placed}");
+        proxy.shutdown().await;
+    });
+}
+
+/// Two changes seconds apart (a StatefulSet scales pod by pod; here a node is added, then
+/// another removed) lose no key: the first transition's cleanup, which waits two request
+/// timeouts before deleting leftover copies, must not run against the ring the second change
+/// replaced. (It did: it judged keys by the old ring and confirmed them on the new one, where
+/// the node holding the only copy counted as "another owner has it", and deleted it.)
+#[test]
+fn a_change_right_after_a_transition_loses_no_key() {
+    run(async {
+        let nodes: Vec<Server> = (0..4).map(|_| node_on(LOCAL, 0)).collect();
+        let mut dns = Dns::start().await;
+        for i in 0..4 {
+            dns.set_a(i, LOCAL).await;
+        }
+        let port = |i: usize| nodes[i].addr.port();
+        dns.set_srv(&[(0, port(0)), (1, port(1)), (2, port(2))])
+            .await;
+        // The cleanup waits 2 × 3 s: the second change lands inside that window.
+        let proxy = start_proxy_with(&dns, 1, 3000).await;
+        let client = proxy.proxy.client().clone();
+        Raw::connect(proxy.addr).await.load().await;
+
+        dns.set_srv(&[(0, port(0)), (1, port(1)), (2, port(2)), (3, port(3))])
+            .await;
+        wait_members(&client, (0..4).map(|i| member(i, nodes[i].addr)).collect()).await;
+        settle(&client).await;
+        dns.set_srv(&[(1, port(1)), (2, port(2)), (3, port(3))])
+            .await;
+        wait_members(&client, (1..4).map(|i| member(i, nodes[i].addr)).collect()).await;
+        settle(&client).await;
+        // Both cleanups over (the first one's window has passed, the second's has run).
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        while client.rebalance_status().phase != ringcache_client::Phase::Idle {
+            assert!(Instant::now() < deadline, "cleanup ended in time");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let placed = placed_ratio(client.topology().ring.nodes().to_vec(), 1).await;
+        println!(
+            "add then remove: placed {placed:.4}, {:?}",
+            client.rebalance_status()
+        );
+        assert!(placed >= 0.99, "keys lost: {placed}");
         proxy.shutdown().await;
     });
 }
@@ -587,5 +638,54 @@ fn a_proxy_started_before_its_records_exist_waits_for_them() {
         assert_eq!(conn.line().await, "STORED");
         assert_eq!(conn.line().await, "VALUE k 0 1");
         proxy.shutdown().await;
+    });
+}
+
+/// The embedded client follows DNS the same way (`Discovery::start` on a `Client`), and stops
+/// following it when the handle is dropped.
+#[test]
+fn an_embedded_client_follows_dns_until_the_handle_is_dropped() {
+    run(async {
+        let n0 = node_on(LOCAL, 0);
+        let n1 = node_on(LOCAL, 0);
+        let mut dns = Dns::start().await;
+        dns.set_a(0, LOCAL).await;
+        dns.set_a(1, LOCAL).await;
+        dns.set_srv(&[(0, n0.addr.port())]).await;
+        let client = Client::builder().replicas(2).build().await.expect("client");
+        let settings = DiscoverySettings {
+            interval_secs: 1,
+            nameserver: Some(dns.addr.to_string()),
+            timeout_ms: 500,
+            remove_after_secs: 0,
+            ..DiscoverySettings::new([format!("dnssrv+{SRV_NAME}")])
+        };
+        let handle = ringcache_client::discovery::Discovery::start(&client, &settings, None)
+            .await
+            .expect("discovery");
+        assert_eq!(
+            members(&client),
+            vec![member(0, n0.addr)],
+            "resolved at start"
+        );
+        client.set(b"k", &b"v"[..], 0, 0).await.expect("set");
+
+        dns.set_srv(&[(0, n0.addr.port()), (1, n1.addr.port())])
+            .await;
+        wait_members(&client, vec![member(0, n0.addr), member(1, n1.addr)]).await;
+        settle(&client).await;
+        assert_eq!(
+            &client.get(b"k").await.expect("get").expect("hit").value[..],
+            b"v"
+        );
+
+        drop(handle);
+        dns.set_srv(&[(1, n1.addr.port())]).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            members(&client),
+            vec![member(0, n0.addr), member(1, n1.addr)],
+            "no change applied after the handle was dropped"
+        );
     });
 }
