@@ -598,7 +598,17 @@ fn dns_failures_keep_the_last_good_list() {
         let before = failures("timeout");
         dns.task.abort();
         let _ = (&mut dns.task).await;
-        let _silent = std::net::UdpSocket::bind(dns.addr).expect("rebind the DNS port");
+        // The server's socket closes once its tasks (aborted with it) are dropped: retry.
+        let deadline = Instant::now() + IO_LIMIT;
+        let _silent = loop {
+            match std::net::UdpSocket::bind(dns.addr) {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "rebind the DNS port: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
         wait_counted("timeout", before).await;
         assert_eq!(members(&client), good);
         // Still serving on the last good list.
