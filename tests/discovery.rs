@@ -699,3 +699,52 @@ fn an_embedded_client_follows_dns_until_the_handle_is_dropped() {
         );
     });
 }
+
+/// A config reload under discovery changes what it may (here the request timeout) and keeps
+/// the discovered members: the file has no `[[nodes]]`, and that must not empty the ring.
+#[test]
+fn a_reload_keeps_the_discovered_members() {
+    run(async {
+        let n0 = node_on(LOCAL, 0);
+        let mut dns = Dns::start().await;
+        dns.set_a(0, LOCAL).await;
+        dns.set_srv(&[(0, n0.addr.port())]).await;
+        let proxy = start_proxy(&dns, 1).await;
+        let client = proxy.proxy.client().clone();
+        let good = vec![member(0, n0.addr)];
+        assert_eq!(members(&client), good);
+        let path = std::env::temp_dir().join(format!(
+            "ringcache-discovery-reload-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(
+            &path,
+            format!(
+                "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
+                 request_timeout_ms = 1500\nconnect_timeout_ms = 500\nfailure_limit = 2\n\
+                 [ring]\nreplicas = 1\n[discovery]\nsources = [\"dnssrv+{SRV_NAME}\"]\n\
+                 interval_secs = 1\nnameserver = \"{}\"\ntimeout_ms = 500\nremove_after_secs = 0\n",
+                dns.addr
+            ),
+        )
+        .expect("write config");
+        let changed = proxy::reload::reload(&proxy.proxy, &path)
+            .await
+            .expect("reload");
+        let _ = std::fs::remove_file(&path);
+        assert!(changed, "the timeout changed");
+        assert_eq!(proxy.proxy.config().request_timeout_ms, 1500);
+        assert_eq!(members(&client), good, "the ring kept its members");
+        assert_eq!(
+            proxy.proxy.config().nodes,
+            client.topology().ring.nodes().to_vec()
+        );
+        let mut conn = Raw::connect(proxy.addr).await;
+        conn.wr
+            .write_all(b"set k 0 0 1\r\nv\r\n")
+            .await
+            .expect("write");
+        assert_eq!(conn.line().await, "STORED");
+        proxy.shutdown().await;
+    });
+}

@@ -301,4 +301,28 @@ mod tests {
                 .is_err()
         );
     }
+
+    /// `[discovery]` stands in for `[[nodes]]` (never both), changes on a restart only, and a
+    /// reload under it keeps the list discovery applied rather than the file's (empty) one.
+    #[test]
+    fn discovery_replaces_nodes() {
+        let disc = "[discovery]\nsources = [\"dnssrv+_memcache._tcp.n.ns.svc\"]\n";
+        let cfg = ProxyConfig::from_toml(disc).unwrap();
+        assert!(cfg.nodes.is_empty());
+        assert!(
+            ProxyConfig::from_toml(&format!("{disc}[[nodes]]\naddr = \"127.0.0.1:1\"\n")).is_err()
+        );
+        assert!(ProxyConfig::from_toml("[discovery]\nsources = [\"n.ns.svc:1\"]\n").is_err());
+        let mut running = cfg.clone();
+        running.nodes = vec![NodeSpec::new("10.0.0.1:11211").named("a:11211")];
+        let new = ProxyConfig::from_toml(&format!(
+            "request_timeout_ms = 5\n{disc}interval_secs = 3\n"
+        ))
+        .unwrap();
+        assert_eq!(running.restart_only_changes(&new), vec!["[discovery]"]);
+        let next = running.reloaded(&new);
+        assert_eq!(next.nodes, running.nodes);
+        assert_eq!(next.discovery, running.discovery);
+        assert_eq!(next.request_timeout_ms, 5);
+    }
 }
