@@ -248,6 +248,22 @@ async fn start_proxy(dns: &Dns, replicas: usize) -> ProxyHandle {
 }
 
 async fn start_proxy_with(dns: &Dns, replicas: usize, request_timeout_ms: u64) -> ProxyHandle {
+    start_proxy_rated(
+        dns,
+        replicas,
+        request_timeout_ms,
+        RebalanceSettings::default().rate,
+    )
+    .await
+}
+
+/// A proxy whose migrator moves `rate` keys a second.
+async fn start_proxy_rated(
+    dns: &Dns,
+    replicas: usize,
+    request_timeout_ms: u64,
+    rate: u32,
+) -> ProxyHandle {
     let cfg = ProxyConfig {
         listen: "127.0.0.1:0".into(),
         metrics_listen: Some("127.0.0.1:0".into()),
@@ -258,7 +274,10 @@ async fn start_proxy_with(dns: &Dns, replicas: usize, request_timeout_ms: u64) -
             replicas,
             ..RingSettings::default()
         },
-        rebalance: RebalanceSettings::default(),
+        rebalance: RebalanceSettings {
+            rate,
+            ..RebalanceSettings::default()
+        },
         discovery: Some(DiscoverySettings {
             interval_secs: 1,
             nameserver: Some(dns.addr.to_string()),
@@ -547,6 +566,87 @@ fn a_new_address_under_the_same_name_moves_nothing() {
             started_before,
             "still no transition"
         );
+        proxy.shutdown().await;
+    });
+}
+
+/// A node's IP changes while a transition (a node added) is under way: the transition still
+/// completes (the address change replaces the topology the migrator was working on, so it gets
+/// a new migrator), and every key is served and placed afterwards.
+#[test]
+fn an_address_change_during_a_transition_lets_it_finish() {
+    run(async {
+        let ip2 = Ipv4Addr::new(127, 0, 0, 2);
+        let ip3 = Ipv4Addr::new(127, 0, 0, 3);
+        let n0 = node_on(LOCAL, 0);
+        let mut n1 = node_on(ip2, 0);
+        let n2 = node_on(LOCAL, 0);
+        let n3 = node_on(LOCAL, 0);
+        let port1 = n1.addr.port();
+        let mut dns = Dns::start().await;
+        dns.set_a(0, LOCAL).await;
+        dns.set_a(1, ip2).await;
+        dns.set_a(2, LOCAL).await;
+        dns.set_a(3, LOCAL).await;
+        dns.set_srv(&[(0, n0.addr.port()), (1, port1), (2, n2.addr.port())])
+            .await;
+        // Slow migration: the transition lasts seconds.
+        let proxy = start_proxy_rated(&dns, 2, 1000, 1000).await;
+        let client = proxy.proxy.client().clone();
+        let mut conn = Raw::connect(proxy.addr).await;
+        conn.load().await;
+
+        dns.set_srv(&[
+            (0, n0.addr.port()),
+            (1, port1),
+            (2, n2.addr.port()),
+            (3, n3.addr.port()),
+        ])
+        .await;
+        wait_members(
+            &client,
+            vec![
+                member(0, n0.addr),
+                member(1, n1.addr),
+                member(2, n2.addr),
+                member(3, n3.addr),
+            ],
+        )
+        .await;
+        assert!(
+            client.in_transition(),
+            "the migration is slow enough to overlap"
+        );
+        n1.kill9();
+        let n1b = node_on(ip3, port1);
+        dns.set_a(1, ip3).await;
+        wait_members(
+            &client,
+            vec![
+                member(0, n0.addr),
+                member(1, n1b.addr),
+                member(2, n2.addr),
+                member(3, n3.addr),
+            ],
+        )
+        .await;
+        settle(&client).await;
+        let topo = client.topology();
+        let entry = topo
+            .nodes
+            .iter()
+            .find(|n| n.spec.addr == n1b.addr.to_string())
+            .expect("n1 at its new address")
+            .clone();
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        while entry.health.state() != NodeState::Up {
+            assert!(Instant::now() < deadline, "n1 re-warmed in time");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let ratio = conn.hit_ratio().await;
+        let placed = placed_ratio(topo.ring.nodes().to_vec(), 2).await;
+        println!("readdress mid-transition: hit ratio {ratio:.4}, placed {placed:.4}");
+        assert!(ratio >= 0.99 && placed >= 0.99, "{ratio} {placed}");
         proxy.shutdown().await;
     });
 }

@@ -464,9 +464,54 @@ impl Client {
     }
 
     /// Moves every member of the current ring whose name has another address in `specs`
-    /// (same weight) to that address, keeping the ring.
+    /// (same weight) to that address, keeping the ring. Swapped in only over the topology it
+    /// was built from (a migrator settling meanwhile is not undone); a transition under way
+    /// gets a new migrator, since the one running gives up when its topology is replaced.
     fn readdress(&self, specs: &[NodeSpec]) -> Result<(), Error> {
-        let old = self.topology();
+        for _ in 0..8 {
+            let old = self.topology();
+            let Some((topo, replaced)) = self.readdressed(&old, specs)? else {
+                return Ok(());
+            };
+            // Down until the probe has seen the new process: it flushes it (never seen
+            // before), fences it and re-warms it from the replicas, as for a node that
+            // restarted.
+            for (_, now) in &replaced {
+                now.health.mark_down();
+                now.metrics.up.set(0.0);
+            }
+            let topo = Arc::new(topo);
+            let prev = self.inner.topology.compare_and_swap(&old, topo.clone());
+            if !Arc::ptr_eq(&prev, &old) {
+                continue;
+            }
+            for (was, now) in replaced {
+                tracing::info!(
+                    node = %now.name,
+                    from = %was.spec.addr,
+                    to = %now.spec.addr,
+                    "discovery: node moved to a new address; its ring points stay"
+                );
+                self.spawn_probe(now);
+            }
+            if !topo.past.is_empty() {
+                self.spawn_migrator(topo);
+            }
+            return Ok(());
+        }
+        Err(Error::Config(
+            "discovery: the membership kept changing under an address change".into(),
+        ))
+    }
+
+    /// `old` with the members `specs` gives a new address moved there (new entries), and the
+    /// pairs (old entry, new entry); `None` if no address changed.
+    #[allow(clippy::type_complexity)]
+    fn readdressed(
+        &self,
+        old: &Topology,
+        specs: &[NodeSpec],
+    ) -> Result<Option<(Topology, Vec<(Arc<NodeEntry>, Arc<NodeEntry>)>)>, Error> {
         let moved = |s: &NodeSpec| {
             specs
                 .iter()
@@ -476,7 +521,7 @@ impl Client {
                 .cloned()
         };
         if !old.ring.nodes().iter().any(|s| moved(s).is_some()) {
-            return Ok(());
+            return Ok(None);
         }
         let mut replaced: Vec<(Arc<NodeEntry>, Arc<NodeEntry>)> = Vec::new();
         let mut swap = |ring: &Ring, nodes: &[Arc<NodeEntry>]| -> Result<_, Error> {
@@ -514,30 +559,15 @@ impl Client {
                 replicas: p.replicas,
             }));
         }
-        // Down until the probe has seen the new process: it flushes it (never seen before),
-        // fences it and re-warms it from the replicas, as for a node that restarted.
-        for (was, now) in &replaced {
-            now.health.mark_down();
-            now.metrics.up.set(0.0);
-            tracing::info!(
-                node = %now.name,
-                from = %was.spec.addr,
-                to = %now.spec.addr,
-                "discovery: node moved to a new address; its ring points stay"
-            );
-        }
-        self.inner.topology.store(Arc::new(Topology {
+        let topo = Topology {
             ring,
             nodes,
             replicas: old.replicas,
             hash: old.hash,
             vnodes: old.vnodes,
             past,
-        }));
-        for (_, now) in replaced {
-            self.spawn_probe(now);
-        }
-        Ok(())
+        };
+        Ok(Some((topo, replaced)))
     }
 
     /// A new node entry with this client's connection settings (as `set_ring` makes them).
