@@ -11,6 +11,11 @@
 //! - A node whose name keeps its SRV record but whose A record changes (a pod recreated with a
 //!   new IP) moves nothing: no transition, the same ring, the new process re-warmed from the
 //!   replicas, every key still served.
+//! - `dns+HOST:PORT` makes each A record a node named by its address; a record added is a
+//!   member added, with a transition.
+//! - An address change while a transition runs lets it finish; two changes seconds apart lose
+//!   no key; a config reload keeps the discovered members; an embedded client follows DNS the
+//!   same way.
 //! - DNS failures (NXDOMAIN, empty answers, a server that does not answer) keep the last good
 //!   list and are counted by reason; a proxy whose records do not exist yet starts empty and
 //!   takes the nodes when they appear.
@@ -264,6 +269,17 @@ async fn start_proxy_rated(
     request_timeout_ms: u64,
     rate: u32,
 ) -> ProxyHandle {
+    let source = format!("dnssrv+{SRV_NAME}");
+    start_proxy_source(dns, replicas, request_timeout_ms, rate, source).await
+}
+
+async fn start_proxy_source(
+    dns: &Dns,
+    replicas: usize,
+    request_timeout_ms: u64,
+    rate: u32,
+    source: String,
+) -> ProxyHandle {
     let cfg = ProxyConfig {
         listen: "127.0.0.1:0".into(),
         metrics_listen: Some("127.0.0.1:0".into()),
@@ -283,7 +299,7 @@ async fn start_proxy_rated(
             nameserver: Some(dns.addr.to_string()),
             timeout_ms: 500,
             remove_after_secs: 0,
-            ..DiscoverySettings::new([format!("dnssrv+{SRV_NAME}")])
+            ..DiscoverySettings::new([source])
         }),
         ..ProxyConfig::default()
     };
@@ -486,6 +502,57 @@ fn a_change_right_after_a_transition_loses_no_key() {
             client.rebalance_status()
         );
         assert!(placed >= 0.99, "keys lost: {placed}");
+        proxy.shutdown().await;
+    });
+}
+
+/// `dns+HOST:PORT`: every A record is a node at that port, named by its address; an address
+/// added is a member added, with a transition that keeps every key readable.
+#[test]
+fn a_records_name_nodes_by_address() {
+    run(async {
+        let ips = [
+            Ipv4Addr::new(127, 0, 0, 2),
+            Ipv4Addr::new(127, 0, 0, 3),
+            Ipv4Addr::new(127, 0, 0, 4),
+        ];
+        let first = node_on(ips[0], 0);
+        let port = first.addr.port();
+        let nodes = [first, node_on(ips[1], port), node_on(ips[2], port)];
+        let mut dns = Dns::start().await;
+        let a = |n: usize| {
+            ips[..n]
+                .iter()
+                .map(|&ip| RData::A(A(ip)))
+                .collect::<Vec<_>>()
+        };
+        dns.set("all.nodes.test.", RecordType::A, a(2)).await;
+        let source = format!("dns+all.nodes.test:{port}");
+        let proxy = start_proxy_source(&dns, 1, 1000, 20_000, source).await;
+        let client = proxy.proxy.client().clone();
+        let by_addr = |n: usize| -> Vec<String> {
+            nodes[..n]
+                .iter()
+                .map(|s| format!("{}={}", s.addr, s.addr))
+                .collect()
+        };
+        assert_eq!(members(&client), by_addr(2));
+        assert!(client
+            .topology()
+            .ring
+            .nodes()
+            .iter()
+            .all(|n| n.name.is_none()));
+        let mut conn = Raw::connect(proxy.addr).await;
+        conn.load().await;
+
+        dns.set("all.nodes.test.", RecordType::A, a(3)).await;
+        wait_members(&client, by_addr(3)).await;
+        let during = conn.hit_ratio().await;
+        settle(&client).await;
+        let placed = placed_ratio(client.topology().ring.nodes().to_vec(), 1).await;
+        println!("A record added: hit ratio {during:.4} during, placed {placed:.4}");
+        assert!(during >= 0.99 && placed >= 0.99, "{during} {placed}");
         proxy.shutdown().await;
     });
 }
