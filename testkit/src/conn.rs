@@ -1,0 +1,257 @@
+//! A raw client connection for byte-exact checks: every read has a deadline, every mismatch
+//! shows both sides, and expected replies may hold placeholders ([`crate::Pattern`]). Also the
+//! common "send bytes, read until a terminator" exchange.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::pattern::{Outcome, Pattern};
+use crate::{show, substitute};
+
+/// How long a reply may take before a check fails.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads once from `stream` into `chunk`, waiting at most until `deadline` (`TimedOut` after
+/// it). `Ok(0)` means closed.
+pub(crate) fn read_before(
+    stream: &mut TcpStream,
+    deadline: Instant,
+    chunk: &mut [u8],
+) -> std::io::Result<usize> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(ErrorKind::TimedOut.into());
+    }
+    stream.set_read_timeout(Some(left))?;
+    stream.read(chunk)
+}
+
+/// Whether a read error is the deadline passing.
+pub(crate) fn timed_out(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// A raw client connection with bounded waits.
+pub struct Conn {
+    stream: TcpStream,
+    /// Which server, for messages.
+    pub label: &'static str,
+    /// Bytes read past the end of the last expected reply.
+    pending: Vec<u8>,
+    /// Values captured by `{n:name}` placeholders.
+    pub vars: HashMap<String, Vec<u8>>,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr, label: &'static str) -> Conn {
+        let stream = TcpStream::connect_timeout(&addr, REPLY_TIMEOUT)
+            .unwrap_or_else(|e| panic!("[{label}] connect to {addr}: {e}"));
+        stream.set_nodelay(true).expect("nodelay");
+        stream
+            .set_write_timeout(Some(REPLY_TIMEOUT))
+            .expect("write timeout");
+        Conn {
+            stream,
+            label,
+            pending: Vec::new(),
+            vars: HashMap::new(),
+        }
+    }
+
+    /// Writes all of `bytes` (after `{name}` substitution). A server that closed the connection
+    /// may make this fail; that is reported as `Err` so `expect_closed` can follow.
+    pub fn try_send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let bytes = substitute(bytes, &self.vars);
+        self.stream
+            .write_all(&bytes)
+            .and_then(|()| self.stream.flush())
+            .map_err(|e| format!("[{}] send {}: {e}", self.label, show(&bytes)))
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        if let Err(e) = self.try_send(bytes) {
+            panic!("{e}");
+        }
+    }
+
+    /// Reads once, waiting at most until `deadline`. `Ok(0)` means closed.
+    fn read_some(&mut self, deadline: Instant, max: usize) -> std::io::Result<usize> {
+        let mut buf = vec![0u8; max.clamp(1, 64 * 1024)];
+        let n = read_before(&mut self.stream, deadline, &mut buf)?;
+        self.pending.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    /// Reads until `want` (a [`Pattern`]) is matched; `Err` shows both sides on a mismatch, a
+    /// close or a timeout. Bytes beyond the match stay for the next check.
+    pub fn check(&mut self, want: &[u8]) -> Result<(), String> {
+        let pattern = Pattern::new(want);
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        let fixed = pattern.literal_len();
+        loop {
+            let mut caps = Vec::new();
+            match pattern.matches(&self.pending, &mut caps) {
+                Outcome::Done(n) => {
+                    self.pending.drain(..n);
+                    self.vars.extend(caps);
+                    return Ok(());
+                }
+                Outcome::Fail => return Err(self.mismatch(want, "wrong bytes")),
+                Outcome::More => {}
+            }
+            // A fixed-length reply is read exactly; anything else a chunk at a time.
+            let max = fixed.map_or(64 * 1024, |n| n.saturating_sub(self.pending.len()));
+            match self.read_some(deadline, max) {
+                Ok(0) => return Err(self.mismatch(want, "connection closed")),
+                Ok(_) => {}
+                Err(e) if timed_out(&e) => return Err(self.mismatch(want, "timed out")),
+                Err(e) => return Err(self.mismatch(want, &format!("read failed: {e}"))),
+            }
+        }
+    }
+
+    /// [`Conn::check`], panicking on a mismatch.
+    pub fn expect(&mut self, want: &[u8]) {
+        if let Err(e) = self.check(want) {
+            panic!("{e}");
+        }
+    }
+
+    /// Checks that the server closes the connection without sending anything (more).
+    pub fn check_closed(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        loop {
+            if !self.pending.is_empty() {
+                return Err(self.mismatch(b"<closed>", "data instead of a close"));
+            }
+            match self.read_some(deadline, 64 * 1024) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if timed_out(&e) => return Err(self.mismatch(b"<closed>", "still open")),
+                // A close with our bytes unread arrives as a reset.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    return Ok(())
+                }
+                Err(e) => return Err(self.mismatch(b"<closed>", &format!("read failed: {e}"))),
+            }
+        }
+    }
+
+    pub fn expect_closed(&mut self) {
+        if let Err(e) = self.check_closed() {
+            panic!("{e}");
+        }
+    }
+
+    /// Everything that arrives until the server has been quiet for `quiet` (at most
+    /// [`REPLY_TIMEOUT`] in all), with `<closed>` appended if it closed. For recording replies.
+    pub fn read_quiet(&mut self, quiet: Duration) -> Vec<u8> {
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        loop {
+            let step = (Instant::now() + quiet).min(deadline);
+            match self.read_some(step, 64 * 1024) {
+                Ok(0) => {
+                    self.pending.extend_from_slice(b"<closed>");
+                    break;
+                }
+                Ok(_) if Instant::now() < deadline => {}
+                Ok(_) => break,
+                Err(e) if timed_out(&e) => break,
+                Err(_) => {
+                    self.pending.extend_from_slice(b"<reset>");
+                    break;
+                }
+            }
+        }
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Matches `want` against bytes already read (by [`Conn::read_quiet`]), only to capture its
+    /// `{n:name}` values; the bytes are dropped either way.
+    pub fn replay(&mut self, got: &[u8], want: &[u8]) {
+        let mut caps = Vec::new();
+        if let Outcome::Done(_) = Pattern::new(want).matches(got, &mut caps) {
+            self.vars.extend(caps);
+        }
+    }
+
+    /// Reads until `end` arrives (within [`REPLY_TIMEOUT`]) and returns everything up to and
+    /// including it; later bytes stay for the next read. `Err` on a close or the deadline.
+    pub fn read_until(&mut self, end: &[u8]) -> Result<Vec<u8>, String> {
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        loop {
+            if let Some(at) = find(&self.pending, end) {
+                return Ok(self.pending.drain(..at + end.len()).collect());
+            }
+            match self.read_some(deadline, 64 * 1024) {
+                Ok(0) => return Err(self.mismatch(end, "connection closed")),
+                Ok(_) => {}
+                Err(e) if timed_out(&e) => return Err(self.mismatch(end, "timed out")),
+                Err(e) => return Err(self.mismatch(end, &format!("read failed: {e}"))),
+            }
+        }
+    }
+
+    /// [`Conn::read_until`], panicking on a close or the deadline.
+    pub fn until(&mut self, end: &[u8]) -> Vec<u8> {
+        self.read_until(end).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Sends `req` (verbatim: no `{name}` substitution) and returns the one-line reply without
+    /// its `\r\n`.
+    pub fn line(&mut self, req: &[u8]) -> String {
+        self.send_raw(req);
+        let r = self.until(b"\r\n");
+        String::from_utf8_lossy(&r[..r.len() - 2]).into_owned()
+    }
+
+    /// Writes `bytes` as they are (no `{name}` substitution: for values that may hold braces).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        if let Err(e) = self
+            .stream
+            .write_all(bytes)
+            .and_then(|()| self.stream.flush())
+        {
+            panic!("[{}] send {}: {e}", self.label, show(bytes));
+        }
+    }
+
+    /// The value of `name` in this server's `stats` (panics when it has none).
+    pub fn stat(&mut self, name: &str) -> String {
+        self.send_raw(b"stats\r\n");
+        let r = self.until(b"END\r\n");
+        let text = String::from_utf8_lossy(&r).into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("STAT {name} ")).map(str::to_string))
+            .unwrap_or_else(|| panic!("[{}] no stat {name}", self.label))
+    }
+
+    /// The socket itself, for tests that need more control (a half-close, a raw read).
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    fn mismatch(&self, want: &[u8], why: &str) -> String {
+        format!(
+            "[{}] {why}\n    want: {}\n    got:  {}",
+            self.label,
+            show(want),
+            show(&self.pending)
+        )
+    }
+}
+
+/// Where `needle` first starts in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
