@@ -43,10 +43,20 @@ pub fn ringcache_node(bin: &Path, listen: &str, args: &[&str], how: &Spawn) -> R
     }
 }
 
+/// How memcached is started by default: output discarded, killed outright on drop (its
+/// readiness, accepting on the port it was given, is filled in by [`memcached`]).
+pub fn memcached_spawn(name: &str) -> Spawn {
+    Spawn::new(
+        name,
+        Ready::Accepting(SocketAddr::from(([127, 0, 0, 1], 0))),
+    )
+    .output(Output::Null)
+}
+
 /// memcached on a free loopback port: TCP only, `args` added (`-m`, `-t`, ...), and `-u root`
 /// when run as root (memcached refuses root otherwise). The port is free when picked but may be
 /// taken before memcached binds it, so a failed start is retried on another port, 5 times.
-pub fn memcached(bin: &Path, args: &[&str], name: &str, output: Output) -> Result<Proc, Error> {
+pub fn memcached(bin: &Path, args: &[&str], how: &Spawn) -> Result<Proc, Error> {
     let mut last = None;
     for _ in 0..5 {
         let port = free_port();
@@ -58,10 +68,11 @@ pub fn memcached(bin: &Path, args: &[&str], name: &str, output: Output) -> Resul
             cmd.args(["-u", "root"]);
         }
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        match Spawn::new(name, Ready::Accepting(addr))
-            .output(output.clone())
-            .start(cmd)
-        {
+        let how = Spawn {
+            ready: Ready::Accepting(addr),
+            ..how.clone()
+        };
+        match how.start(cmd) {
             Ok(p) => return Ok(p),
             Err(e) => last = Some(e),
         }

@@ -60,8 +60,8 @@ impl Server {
 /// accepts. `None` when memcached is not installed; callers print a skip line.
 pub fn spawn_memcached() -> Option<Server> {
     let bin = memcached_bin()?;
-    let proc = testkit::servers::memcached(&bin, &[], "memcached", testkit::Output::Null)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let how = testkit::servers::memcached_spawn("memcached");
+    let proc = testkit::servers::memcached(&bin, &[], &how).unwrap_or_else(|e| panic!("{e}"));
     Some(Server {
         addr: proc.addr,
         proc,
