@@ -233,6 +233,50 @@ impl Conn {
             .unwrap_or_else(|| panic!("[{}] no stat {name}", self.label))
     }
 
+    /// `get keys...` in one request: key → value (panics on a malformed reply).
+    pub fn get_many(&mut self, keys: &[String]) -> HashMap<String, Vec<u8>> {
+        self.send_raw(format!("get {}\r\n", keys.join(" ")).as_bytes());
+        let mut out = HashMap::new();
+        loop {
+            let head = self.until(b"\r\n");
+            if head == b"END\r\n" {
+                return out;
+            }
+            let line = String::from_utf8_lossy(&head[..head.len() - 2]).into_owned();
+            let parts: Vec<&str> = line.split(' ').collect();
+            let len: Option<usize> = match parts[..] {
+                ["VALUE", _, _, len, ..] => len.parse().ok(),
+                _ => None,
+            };
+            let Some(len) = len else {
+                panic!("[{}] unexpected line {}", self.label, show(&head));
+            };
+            let mut data = self.read_exact(len + 2);
+            assert_eq!(
+                &data[len..],
+                b"\r\n",
+                "[{}] value of {}",
+                self.label,
+                parts[1]
+            );
+            data.truncate(len);
+            out.insert(parts[1].to_string(), data);
+        }
+    }
+
+    /// Exactly `n` bytes (within [`REPLY_TIMEOUT`]; panics on a close or the deadline).
+    pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        while self.pending.len() < n {
+            match self.read_some(deadline, n - self.pending.len()) {
+                Ok(0) => panic!("{}", self.mismatch(b"<more bytes>", "connection closed")),
+                Ok(_) => {}
+                Err(e) => panic!("{}", self.mismatch(b"<more bytes>", &e.to_string())),
+            }
+        }
+        self.pending.drain(..n).collect()
+    }
+
     /// The socket itself, for tests that need more control (a half-close, a raw read).
     pub fn stream(&mut self) -> &mut TcpStream {
         &mut self.stream
