@@ -16,7 +16,7 @@ use ringcache_client::health::NodeState;
 use ringcache_client::{CasResult, Client, Item, RebalanceOptions};
 use testkit::aio::{IoResult, Raw, RawValue, IO_LIMIT};
 use testkit::servers::{ringcache, ringcache_node, ringcache_spawn};
-use testkit::{run, Output, Proc, Spawn};
+use testkit::{run, Output, Proc, Rng, Spawn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringcache");
@@ -102,18 +102,6 @@ fn owners(client: &Client, key: &str) -> Vec<usize> {
             t.nodes.iter().position(|n| &n.spec.addr == addr).unwrap()
         })
         .collect()
-}
-
-/// Small deterministic PRNG (xorshift64*), so the tests need no extra dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
-    }
 }
 
 /// What each node holds for `key` (raw `gets` straight to the node).

@@ -9,7 +9,7 @@
 mod common;
 
 use clap::Parser;
-use common::{stats, Server};
+use common::{bench_args, stats, Server};
 use ringcache_bench::{run_blocking, Args, BenchReport};
 use testkit::servers::{memcached, memcached_spawn};
 use testkit::Output;
@@ -44,16 +44,7 @@ fn spawners() -> Vec<Box<dyn Spawner>> {
 }
 
 fn args(addr: &str, extra: &[&str]) -> Args {
-    let mut argv = vec![
-        "ringcache-bench",
-        "--target",
-        addr,
-        "--quiet",
-        "--threads",
-        "2",
-    ];
-    argv.extend_from_slice(extra);
-    Args::try_parse_from(argv).expect("bench args")
+    bench_args(addr, &["--threads", "2"], extra)
 }
 
 /// Checks that the server counted exactly what the bench says it sent and got.

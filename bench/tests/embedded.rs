@@ -12,7 +12,7 @@ mod common;
 use std::path::Path;
 
 use clap::Parser;
-use common::{stats, Server as Node};
+use common::{bench_args, stats, Server as Node};
 use ringcache_bench::{run_blocking, Args, BenchReport};
 use testkit::bins::ringcache_bin;
 use testkit::servers::{ringcache_node, ringcache_spawn};
@@ -43,18 +43,8 @@ fn run(nodes: &[Node], extra: &[&str]) -> BenchReport {
         .map(|n| n.pid().to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let mut argv = vec![
-        "ringcache-bench",
-        "--target",
-        &target,
-        "--pids",
-        &pids,
-        "--quiet",
-        "--threads",
-        "2",
-    ];
-    argv.extend_from_slice(extra);
-    run_blocking(&Args::try_parse_from(argv).expect("bench args")).expect("bench run")
+    let a = bench_args(&target, &["--pids", &pids, "--threads", "2"], extra);
+    run_blocking(&a).expect("bench run")
 }
 
 fn assert_counts_agree(nodes: &[Node], report: &BenchReport) {

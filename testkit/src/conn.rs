@@ -277,6 +277,53 @@ impl Conn {
         self.pending.drain(..n).collect()
     }
 
+    /// Reads exactly `want.len()` bytes (fewer if the server closes or the deadline passes) and
+    /// asserts they are `want`, byte for byte: no placeholders, for replies that may hold braces.
+    pub fn expect_exact(&mut self, want: &[u8]) {
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        let mut why = None;
+        while self.pending.len() < want.len() {
+            match self.read_some(deadline, want.len() - self.pending.len()) {
+                Ok(0) => why = Some("connection closed".to_string()),
+                Ok(_) => continue,
+                Err(e) => why = Some(format!("read failed: {e}")),
+            }
+            break;
+        }
+        let n = want.len().min(self.pending.len());
+        if self.pending[..n] != *want {
+            panic!(
+                "{}",
+                self.mismatch(want, why.as_deref().unwrap_or("wrong bytes"))
+            );
+        }
+        self.pending.drain(..n);
+    }
+
+    /// Sends `req` verbatim and expects exactly `want` back ([`Conn::expect_exact`]).
+    pub fn roundtrip(&mut self, req: &[u8], want: &[u8]) {
+        self.send_raw(req);
+        self.expect_exact(want);
+    }
+
+    /// Everything until the server closes (a reset counts as a close); panics if it is still
+    /// open after [`REPLY_TIMEOUT`].
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        loop {
+            match self.read_some(deadline, 64 * 1024) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+                Err(e) => panic!(
+                    "{}",
+                    self.mismatch(b"<closed>", &format!("not closed: {e}"))
+                ),
+            }
+        }
+        std::mem::take(&mut self.pending)
+    }
+
     /// The socket itself, for tests that need more control (a half-close, a raw read).
     pub fn stream(&mut self) -> &mut TcpStream {
         &mut self.stream
@@ -290,6 +337,22 @@ impl Conn {
             show(&self.pending)
         )
     }
+}
+
+/// Sends `req` on a fresh connection to `addr` and reads until the bytes received end with
+/// `end`, the server closes, or [`REPLY_TIMEOUT`] passes; returns whatever arrived (the caller
+/// asserts on it, so a short reply shows in its message).
+pub fn exchange(addr: SocketAddr, req: &[u8], end: &[u8]) -> Vec<u8> {
+    let mut c = Conn::open(addr, "exchange");
+    c.send_raw(req);
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    while !c.pending.ends_with(end) {
+        match c.read_some(deadline, 64 * 1024) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    c.pending
 }
 
 /// Where `needle` first starts in `hay`.

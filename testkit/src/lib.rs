@@ -11,7 +11,7 @@
 //! - [`wire`]: a blocking connection whose replies are parsed with the client's own parser,
 //!   and `stats` of a server;
 //! - [`aio`]: the same raw text protocol over tokio, each exchange bounded;
-//! - [`runtime`]: one test body at a time on its own runtime.
+//! - [`runtime`]: one test body at a time on its own runtime; [`rng`]: repeatable test inputs.
 //!
 //! Nothing here signals a process it did not start, and every wait is bounded.
 
@@ -22,16 +22,18 @@ pub mod error;
 pub mod pattern;
 pub mod port;
 pub mod process;
+pub mod rng;
 pub mod runtime;
 pub mod servers;
 pub mod show;
 pub mod wire;
 
-pub use conn::{Conn, REPLY_TIMEOUT};
+pub use conn::{exchange, Conn, REPLY_TIMEOUT};
 pub use error::Error;
 pub use pattern::{substitute, Pattern};
 pub use port::{free_addr, free_port};
 pub use process::{Output, Proc, Ready, Spawn, START_TIMEOUT};
+pub use rng::Rng;
 pub use runtime::{blocking, run};
 pub use show::show;
 pub use wire::{stats, stats_text, Wire};

@@ -30,3 +30,12 @@ impl Server {
 pub fn stats(addr: &str) -> HashMap<String, u64> {
     testkit::stats(addr).unwrap_or_else(|e| panic!("stats: {e}"))
 }
+
+/// `ringcache-bench --target TARGET --quiet <base> <extra>`, parsed.
+pub fn bench_args(target: &str, base: &[&str], extra: &[&str]) -> ringcache_bench::Args {
+    use clap::Parser;
+    let mut argv = vec!["ringcache-bench", "--target", target, "--quiet"];
+    argv.extend_from_slice(base);
+    argv.extend_from_slice(extra);
+    ringcache_bench::Args::try_parse_from(argv).expect("bench args")
+}
