@@ -39,15 +39,7 @@ struct Cluster {
 impl Cluster {
     /// Three nodes, replicas 2, a proxy with `request_timeout_ms`.
     async fn start(request_timeout_ms: u64) -> Cluster {
-        let mut nodes = Vec::new();
-        for _ in 0..3 {
-            let cfg = NodeConfig {
-                listen: "127.0.0.1:0".into(),
-                threads: 1,
-                ..NodeConfig::default()
-            };
-            nodes.push(node::start(cfg, Arc::new(SystemClock)).await.unwrap());
-        }
+        let nodes = support::local_nodes(3).await;
         let cfg = ProxyConfig {
             listen: "127.0.0.1:0".into(),
             request_timeout_ms,
@@ -55,15 +47,7 @@ impl Cluster {
                 replicas: 2,
                 ..RingSettings::default()
             },
-            nodes: nodes
-                .iter()
-                .enumerate()
-                .map(|(i, n)| NodeSpec {
-                    addr: n.addr.to_string(),
-                    name: Some(format!("n{i}")),
-                    weight: 1,
-                })
-                .collect(),
+            nodes: support::specs(&nodes.iter().map(|n| n.addr).collect::<Vec<_>>()),
             ..ProxyConfig::default()
         };
         let proxy = proxy::start(cfg, None).await.unwrap();

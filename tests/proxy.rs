@@ -1,41 +1,24 @@
 //! The proxy in-process in front of real nodes on loopback: replies byte for byte like a node,
 //! ordered pipelines with quiet meta commands, and hot reload of membership from its config file.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringcache::config::NodeConfig;
-use ringcache::node::{self, clock::SystemClock, NodeHandle};
+use ringcache::node::NodeHandle;
 use ringcache::proxy::{self, ProxyConfig, ProxyHandle};
 use ringcache_client::cluster_config::RingSettings;
 use ringcache_client::ring::NodeSpec;
 use testkit::exchange;
 
 async fn nodes(n: usize) -> Vec<NodeHandle> {
-    let mut v = Vec::new();
-    for _ in 0..n {
-        let cfg = NodeConfig {
-            listen: "127.0.0.1:0".into(),
-            threads: 1,
-            ..NodeConfig::default()
-        };
-        v.push(node::start(cfg, Arc::new(SystemClock)).await.unwrap());
-    }
-    v
+    support::local_nodes(n).await
 }
 
 fn specs(nodes: &[NodeHandle]) -> Vec<NodeSpec> {
-    nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| NodeSpec {
-            addr: n.addr.to_string(),
-            name: Some(format!("n{i}")),
-            weight: 1,
-        })
-        .collect()
+    support::specs(&nodes.iter().map(|n| n.addr).collect::<Vec<_>>())
 }
 
 async fn proxy_for(nodes: &[NodeHandle], replicas: usize) -> ProxyHandle {

@@ -112,3 +112,36 @@ fn ringcache(proc: Proc) -> Server {
         name: "ringcache",
     }
 }
+
+/// `n` nodes in this process on `127.0.0.1:0`, one worker thread each (for tests that need a
+/// node's handle, or many nodes cheaply).
+pub async fn local_nodes(n: usize) -> Vec<ringcache::node::NodeHandle> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        let cfg = ringcache::config::NodeConfig {
+            listen: "127.0.0.1:0".into(),
+            threads: 1,
+            ..ringcache::config::NodeConfig::default()
+        };
+        let clock = std::sync::Arc::new(ringcache::node::clock::SystemClock);
+        v.push(
+            ringcache::node::start(cfg, clock)
+                .await
+                .expect("node starts"),
+        );
+    }
+    v
+}
+
+/// The ring's view of `addrs`: named `n0`, `n1`, … in order, weight 1.
+pub fn specs(addrs: &[SocketAddr]) -> Vec<ringcache_client::ring::NodeSpec> {
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| ringcache_client::ring::NodeSpec {
+            addr: a.to_string(),
+            name: Some(format!("n{i}")),
+            weight: 1,
+        })
+        .collect()
+}
