@@ -276,6 +276,7 @@ fn migrator_moves_binary_keys_without_writing_them_raw() {
         };
         let client = Client::builder()
             .node_specs(nodes[..2].iter().map(spec).collect())
+            .replicas(1)
             .request_timeout(Duration::from_millis(1000))
             .build()
             .await
