@@ -177,3 +177,99 @@ pub enum RingCommand {
         new: PathBuf,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NodeConfig;
+    use crate::proxy::ProxyConfig;
+    use crate::settings::{layered, overrides};
+
+    /// A file to layer flags over, removed on drop.
+    struct File(PathBuf);
+
+    impl File {
+        fn new(name: &str, text: &str) -> File {
+            let p =
+                std::env::temp_dir().join(format!("ringcache-cli-{}-{name}", std::process::id()));
+            std::fs::write(&p, text).unwrap();
+            File(p)
+        }
+    }
+
+    impl Drop for File {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn unset_flags_override_nothing() {
+        assert!(overrides(&NodeArgs::default()).unwrap().is_empty());
+        let p = overrides(&ProxyArgs::default()).unwrap();
+        assert_eq!(p.keys().collect::<Vec<_>>(), ["ring"], "{p:?}");
+        assert!(p["ring"].as_table().unwrap().is_empty());
+    }
+
+    #[test]
+    fn node_flags_override_the_file() {
+        let f = File::new(
+            "node.toml",
+            "threads = 2\nmemory_limit_mb = 128\nidle_timeout = 5\n",
+        );
+        let args = NodeArgs {
+            config: Some(f.0.clone()),
+            memory_limit: Some(256),
+            enable_shutdown: true,
+            ..NodeArgs::default()
+        };
+        let cfg: NodeConfig = layered(args.config.as_deref(), &args).unwrap();
+        assert_eq!(
+            cfg,
+            NodeConfig {
+                threads: 2,
+                memory_limit_mb: 256,
+                idle_timeout: 5,
+                enable_shutdown: true,
+                ..NodeConfig::default()
+            }
+        );
+    }
+
+    #[test]
+    fn proxy_flags_override_ring_keys_and_replace_nodes() {
+        let f = File::new(
+            "proxy.toml",
+            "ack = \"quorum\"\n[ring]\nhash = \"ketama\"\nreplicas = 3\n\
+             [[nodes]]\naddr = \"127.0.0.1:1\"\nname = \"a\"\n",
+        );
+        let args = ProxyArgs {
+            config: Some(f.0.clone()),
+            nodes: vec!["127.0.0.1:7".into(), "127.0.0.1:8".into()],
+            ring: RingArgs {
+                replicas: Some(1),
+                ..RingArgs::default()
+            },
+            ..ProxyArgs::default()
+        };
+        let cfg: ProxyConfig = layered(args.config.as_deref(), &args).unwrap();
+        assert_eq!(cfg.ack, ringcache_client::Ack::Quorum);
+        assert_eq!(cfg.ring.hash, ringcache_client::ring::HashKind::Ketama);
+        assert_eq!(cfg.ring.replicas, 1);
+        let addrs: Vec<(&str, Option<&str>)> = cfg
+            .nodes
+            .iter()
+            .map(|n| (n.addr.as_str(), n.name.as_deref()))
+            .collect();
+        assert_eq!(addrs, [("127.0.0.1:7", None), ("127.0.0.1:8", None)]);
+        // Without a file the flags are the whole config; a bad flag value is refused.
+        let bad = ProxyArgs {
+            ring: RingArgs {
+                hash: Some("md5".into()),
+                ..RingArgs::default()
+            },
+            ..ProxyArgs::default()
+        };
+        assert!(layered::<ProxyConfig>(None, &bad).is_err());
+    }
+}
