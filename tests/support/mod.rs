@@ -85,22 +85,23 @@ pub fn spawn_node_at(listen: &str, extra_args: &[&str]) -> Server {
 /// Starts `ringcache proxy --listen 127.0.0.1:0 --node <addr>... <extra_args>` in front of
 /// `nodes`.
 pub fn spawn_proxy(nodes: &[SocketAddr], extra_args: &[&str]) -> Server {
-    let mut args: Vec<String> = vec!["--listen".into(), "127.0.0.1:0".into()];
+    let mut args: Vec<String> = Vec::new();
     for n in nodes {
         args.push("--node".into());
         args.push(n.to_string());
     }
     args.extend(extra_args.iter().map(|a| a.to_string()));
-    spawn_ringcache(
-        "proxy",
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    spawn_ringcache("proxy", "127.0.0.1:0", &args)
 }
 
-/// `ringcache <role> <args>` (a `--listen`, or a `--config` that sets one, must be among them).
-pub fn spawn_ringcache(role: &str, args: &[&str]) -> Server {
+/// `ringcache <role> --listen <listen> <extra_args>`, its address read from its
+/// `ringcache <role> listening on <addr>` line.
+pub fn spawn_ringcache(role: &str, listen: &str, extra_args: &[&str]) -> Server {
     let how = testkit::servers::ringcache_spawn(role);
-    let proc = testkit::servers::ringcache(Path::new(BIN), role, args, &how)
+    let mut args = vec!["--listen", listen];
+    args.extend_from_slice(extra_args);
+    let proc = testkit::servers::ringcache(Path::new(BIN), role, &args, &how)
         .unwrap_or_else(|e| panic!("{e}"));
     ringcache(proc)
 }
