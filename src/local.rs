@@ -11,6 +11,7 @@ use crate::config::NodeConfig;
 use crate::error::Error;
 use crate::node::{self, clock::SystemClock, NodeHandle};
 use crate::proxy::{self, ProxyConfig, ProxyHandle};
+use crate::settings::Settings;
 
 /// What `ringcache local` starts. `config/local.toml` documents every key.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -37,6 +38,12 @@ impl Default for LocalConfig {
             metrics_listen: None,
             memory_limit_mb: NodeConfig::default().memory_limit_mb,
         }
+    }
+}
+
+impl Settings for LocalConfig {
+    fn validate(&self) -> Result<(), Error> {
+        LocalConfig::validate(self)
     }
 }
 

@@ -52,9 +52,7 @@ fn init_tracing() {
 
 /// Config file first, then flags on top.
 fn node_config(args: &NodeArgs) -> Result<NodeConfig, Error> {
-    let cfg: NodeConfig = layered(args.config.as_deref(), args)?;
-    cfg.validate()?;
-    Ok(cfg)
+    layered(args.config.as_deref(), args)
 }
 
 fn run_node(args: NodeArgs) -> Result<(), Error> {
@@ -81,9 +79,7 @@ fn run_node(args: NodeArgs) -> Result<(), Error> {
 
 /// Config file first, then flags on top.
 fn proxy_config(args: &ProxyArgs) -> Result<ProxyConfig, Error> {
-    let cfg: ProxyConfig = layered(args.config.as_deref(), args)?;
-    cfg.validate()?;
-    Ok(cfg)
+    layered(args.config.as_deref(), args)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {

@@ -15,11 +15,28 @@ use toml::Table;
 
 use crate::error::Error;
 
-/// The settings in `file` (none: all defaults) with `flags` on top.
-pub fn layered<T: DeserializeOwned>(
-    file: Option<&Path>,
-    flags: &impl Serialize,
-) -> Result<T, Error> {
+/// A program's settings type: read from TOML, then checked as a whole.
+pub trait Settings: DeserializeOwned {
+    /// Refuses settings the program could not run with.
+    fn validate(&self) -> Result<(), Error>;
+}
+
+/// Settings from TOML text, validated.
+pub fn parse<T: Settings>(text: &str) -> Result<T, Error> {
+    let cfg: T = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Settings from a file, validated; errors name the file.
+pub fn load<T: Settings>(path: &Path) -> Result<T, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+}
+
+/// The settings in `file` (none: all defaults) with `flags` on top, validated.
+pub fn layered<T: Settings>(file: Option<&Path>, flags: &impl Serialize) -> Result<T, Error> {
     let mut table = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -31,7 +48,9 @@ pub fn layered<T: DeserializeOwned>(
     };
     merge(&mut table, overrides(flags)?);
     let what = file.map_or_else(|| "flags".to_string(), |p| p.display().to_string());
-    T::deserialize(table).map_err(|e| Error::Config(format!("{what}: {e}")))
+    let cfg = T::deserialize(table).map_err(|e| Error::Config(format!("{what}: {e}")))?;
+    cfg.validate()?;
+    Ok(cfg)
 }
 
 /// The keys a flags struct sets (its serde form; unset flags are skipped there).

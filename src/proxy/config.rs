@@ -11,6 +11,7 @@ use ringcache_client::{Ack, ClientOptions, LockOptions};
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::settings::{self, Settings};
 
 /// Everything `ringcache proxy` can be told. `config/proxy.toml` documents every key.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -100,19 +101,21 @@ impl Default for ProxyConfig {
     }
 }
 
+impl Settings for ProxyConfig {
+    fn validate(&self) -> Result<(), Error> {
+        ProxyConfig::validate(self)
+    }
+}
+
 impl ProxyConfig {
-    /// Reads and validates a proxy config file.
+    /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<ProxyConfig, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        ProxyConfig::from_toml(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        settings::load(path)
     }
 
-    /// Parses and validates a proxy config from TOML text.
+    /// Parses and validates a config from TOML text.
     pub fn from_toml(text: &str) -> Result<ProxyConfig, Error> {
-        let cfg: ProxyConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
-        cfg.validate()?;
-        Ok(cfg)
+        settings::parse(text)
     }
 
     /// Refuses settings the proxy could not run with.
