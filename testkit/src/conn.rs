@@ -186,10 +186,16 @@ impl Conn {
     /// including it; later bytes stay for the next read. `Err` on a close or the deadline.
     pub fn read_until(&mut self, end: &[u8]) -> Result<Vec<u8>, String> {
         let deadline = Instant::now() + REPLY_TIMEOUT;
+        // Where the search resumes: bytes before it were searched and hold no `end`.
+        let mut from = 0;
         loop {
-            if let Some(at) = find(&self.pending, end) {
-                return Ok(self.pending.drain(..at + end.len()).collect());
+            if let Some(at) = find(&self.pending[from..], end) {
+                return Ok(self.pending.drain(..from + at + end.len()).collect());
             }
+            from = self
+                .pending
+                .len()
+                .saturating_sub(end.len().saturating_sub(1));
             match self.read_some(deadline, 64 * 1024) {
                 Ok(0) => return Err(self.mismatch(end, "connection closed")),
                 Ok(_) => {}
@@ -361,4 +367,46 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
         return Some(0);
     }
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A server that writes `chunks` one by one, pausing between them, then closes.
+    fn trickle(chunks: &'static [&'static [u8]]) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            for c in chunks {
+                s.write_all(c).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn until_finds_a_terminator_split_across_reads_and_keeps_the_rest() {
+        let mut c = Conn::open(trickle(&[b"ab", b"c\r", b"\nEN", b"D\r\nrest"]), "t");
+        assert_eq!(c.until(b"\r\n"), b"abc\r\n");
+        assert_eq!(c.until(b"END\r\n"), b"END\r\n");
+        assert_eq!(c.read_exact(4), b"rest");
+        assert_eq!(c.read_to_close(), b"");
+    }
+
+    #[test]
+    fn read_until_reports_a_close_before_the_terminator() {
+        let mut c = Conn::open(trickle(&[b"VALUE k 0 1\r\n"]), "t");
+        let e = c.read_until(b"END\r\n").unwrap_err();
+        assert!(e.contains("connection closed"), "{e}");
+    }
+
+    #[test]
+    fn exchange_reads_until_the_reply_ends_with_the_terminator() {
+        let got = exchange(trickle(&[b"STORED\r\n", b"END\r\n"]), b"x", b"END\r\n");
+        assert_eq!(got, b"STORED\r\nEND\r\n");
+    }
 }
