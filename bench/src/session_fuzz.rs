@@ -33,7 +33,7 @@ use ringcache_client::protocol::parse::Limits;
 use ringcache_client::protocol::{Request, Response, ServerCodec, MAX_LINE_LEN};
 use tokio_util::codec::Decoder;
 
-use crate::error::Result;
+use crate::error::{BenchError, Result};
 use crate::harness::{self, fail, show, Canaries, Cluster, Wire};
 
 /// Mutated commands through a real proxy and real nodes; canaries, `mn` and node flushes
@@ -494,7 +494,7 @@ impl Target {
             c.node_addrs().join(",")
         );
         Ok(Target {
-            proxy: c.proxy.addr.clone(),
+            proxy: c.proxy_addr(),
             nodes: c.node_addrs(),
             _cluster: Some(c),
         })
@@ -589,10 +589,12 @@ pub struct Summary {
 fn reset(t: &Target, canaries: &Canaries) -> Result<HashMap<String, u64>> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let attempt = Wire::connect(&t.proxy).and_then(|mut w| {
-            canaries.store(&mut w)?;
-            canaries.check(&mut w, &t.nodes).map_err(fail)
-        });
+        let attempt = Wire::connect(&t.proxy)
+            .map_err(BenchError::from)
+            .and_then(|mut w| {
+                canaries.store(&mut w)?;
+                canaries.check(&mut w, &t.nodes).map_err(fail)
+            });
         match attempt {
             Ok(()) => return Ok(t.flushes()),
             Err(e) if Instant::now() > deadline => {
@@ -659,7 +661,7 @@ pub fn run(a: &SessionFuzzArgs) -> Result<Summary> {
     let canaries = Canaries::new(&format!("{:x}", seed & 0xffff), a.canaries.max(1));
     let mut flush_base = reset(&t, &canaries)?;
     let mut witnesses = (0..a.witnesses)
-        .map(|_| Wire::connect(&t.proxy))
+        .map(|_| Wire::connect(&t.proxy).map_err(BenchError::from))
         .collect::<Result<Vec<_>>>()?;
     let mut workers: Vec<Option<Wire>> = (0..a.connections.max(1)).map(|_| None).collect();
     let mut checker = None;
