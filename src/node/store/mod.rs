@@ -606,8 +606,12 @@ impl Shared {
     }
 
     /// Removes `item` if it is still the key's current item (the caller holds `h`'s lock).
+    ///
+    /// Ids are reused, so the item's `Loc` may now name a new item of the same key in the
+    /// segment that took its id (a reader or sweep can hold an item across its segment's
+    /// reclaim): only an item of the segment registered under its id is unlinked.
     fn unlink_if_same(&self, h: u64, item: &ItemRef) -> bool {
-        if self.index.remove(h, Shared::loc(item)) {
+        if self.segments.holds(item.segment()) && self.index.remove(h, Shared::loc(item)) {
             self.released(h, item);
             true
         } else {

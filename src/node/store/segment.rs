@@ -228,6 +228,17 @@ impl Table {
             .clone()
     }
 
+    /// Whether `seg` is the segment registered under its id (not one whose id was freed and
+    /// taken again). An item is only ever indexed into its registered segment, so an index
+    /// entry naming `seg`'s id belongs to `seg` exactly when this holds.
+    pub(super) fn holds(&self, seg: &Segment) -> bool {
+        self.slot(seg.id)
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|s| std::ptr::eq(&**s, seg))
+    }
+
     /// Unregisters `seg` and frees its id. The caller has removed every index entry into it.
     pub(super) fn remove(&self, seg: &Segment) {
         let mut slot = self.slot(seg.id).write().unwrap_or_else(|p| p.into_inner());
