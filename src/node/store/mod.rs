@@ -119,6 +119,15 @@ fn segment_size(limit: u64) -> usize {
     1usize << (63 - target.leading_zeros())
 }
 
+/// How many freed segment buffers the store keeps for reuse (`segment::Pool`): a
+/// sixty-fourth of the cache's segments, at least 2 — about 1.5 % of the limit, 2 MiB at 64 MiB.
+/// That is memory held beyond the limit, so it stays small; a burst of frees larger than it
+/// goes back to the allocator.
+fn pooled_segments(limit: u64) -> usize {
+    let segments = limit / segment_size(limit) as u64;
+    (segments / 64).max(2) as usize
+}
+
 /// Sizing the store.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreConfig {
@@ -803,7 +812,7 @@ impl Store {
                 cache,
                 common,
                 index: Index::new(),
-                segments: segment::Table::new(),
+                segments: segment::Table::new(segment_size(capacity), pooled_segments(capacity)),
                 open: (0..BUCKETS).map(|_| Mutex::new(None)).collect(),
                 segment_size: segment_size(capacity),
                 locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
