@@ -499,7 +499,7 @@ struct Io<'a> {
     unflushed: bool,
     /// Slots of the requests in `wbuf` or already written, oldest first.
     waiting: VecDeque<Slot>,
-    /// The one reply timer: the oldest waiting slot's deadline (`timer_at`).
+    /// The one reply timer, set to `timer_at`: at most the oldest waiting slot's deadline.
     timer: Pin<Box<Sleep>>,
     timer_at: Option<Instant>,
     answered: bool,
@@ -577,25 +577,37 @@ impl Io<'_> {
                 Poll::Ready(Err(e)) => return Poll::Ready((Ended::Lost, Error::Io(e))),
                 Poll::Pending => {}
             }
-            if progress {
-                continue;
-            }
             // The oldest request's caller has given up: its reply may still come, or never
             // (a request the server took as quiet); either way the stream can no longer be
             // matched to requests with certainty.
+            //
+            // The timer is moved only when the oldest deadline is earlier than the one it is set
+            // to; when it fires early (its request was answered), it is set again to the oldest
+            // deadline then. Deadlines mostly grow in queue order, so this is about one timer
+            // operation per timeout period, not one per request.
             if let Some(front) = self.waiting.front() {
-                if self.timer_at != Some(front.deadline) {
-                    self.timer.as_mut().reset(front.deadline);
-                    self.timer_at = Some(front.deadline);
+                let deadline = front.deadline;
+                if self.timer_at.is_none_or(|at| deadline < at) {
+                    self.timer.as_mut().reset(deadline);
+                    self.timer_at = Some(deadline);
                 }
-                if self.timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready((
-                        Ended::Reset {
-                            answered: self.answered,
-                        },
-                        self.shared.timeout(),
-                    ));
+                while self.timer.as_mut().poll(cx).is_ready() {
+                    if deadline <= Instant::now() {
+                        return Poll::Ready((
+                            Ended::Reset {
+                                answered: self.answered,
+                            },
+                            self.shared.timeout(),
+                        ));
+                    }
+                    self.timer.as_mut().reset(deadline);
+                    self.timer_at = Some(deadline);
                 }
+            }
+            // Checked on every turn, not only when idle: a server streaming an endless reply
+            // keeps this loop busy, and its request's deadline must still end it.
+            if progress {
+                continue;
             }
             return Poll::Pending;
         }
