@@ -7,7 +7,7 @@
 //! whatever the callers put in the buffer (all of it in one syscall), reads the replies and
 //! completes the slots in FIFO order, waking each caller. A request costs the caller one lock,
 //! an encode and one wake-up of the socket's task (only when the buffer was empty); there is no
-//! per-request channel, oneshot, task or timer (docs/architecture.md, "The data path").
+//! per-request channel, oneshot, task or timer (docs/architecture.md §3, "The data path").
 //!
 //! The handle never needs replacing: when the socket fails, every waiting request gets an error,
 //! and the connection's task reconnects with exponential backoff. While it is down, new requests
