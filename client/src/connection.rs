@@ -717,3 +717,82 @@ impl Io<'_> {
         self.shared.room.notify_waiters();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    /// A server that reads every request and never answers.
+    async fn silent_server() -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut b = vec![0; 4096];
+                    while s.read(&mut b).await.is_ok_and(|n| n > 0) {}
+                });
+            }
+        });
+        addr
+    }
+
+    /// The socket's one timer watches the oldest request; a request with a shorter deadline
+    /// queued behind it must still fail at its own deadline, not at the older one's.
+    #[tokio::test]
+    async fn a_shorter_deadline_behind_a_longer_one_is_kept() {
+        let addr = silent_server().await;
+        let conn = Connection::connect(&addr, ConnectOptions::default())
+            .await
+            .unwrap();
+        let first = conn.clone();
+        let long = tokio::spawn(async move {
+            first
+                .request(Request::Version, Duration::from_secs(60))
+                .await
+        });
+        // The long request is queued first.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        let r = conn
+            .request(Request::Version, Duration::from_millis(100))
+            .await;
+        assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "waited {:?}, the older request's deadline",
+            started.elapsed()
+        );
+        // Its caller gave up; the socket is not in doubt until the oldest request's deadline.
+        assert!(!long.is_finished());
+        long.abort();
+    }
+
+    /// The oldest request past its deadline puts the socket in doubt: every request waiting on
+    /// it fails (the late one with a timeout), and a fresh socket is opened.
+    #[tokio::test]
+    async fn an_overdue_request_fails_every_waiting_one_and_reopens() {
+        let addr = silent_server().await;
+        let conn = Connection::connect(&addr, ConnectOptions::default())
+            .await
+            .unwrap();
+        let c = conn.clone();
+        let first = tokio::spawn(async move {
+            c.request(Request::Version, Duration::from_millis(100))
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let second = conn
+            .request(Request::Version, Duration::from_secs(60))
+            .await;
+        assert!(
+            matches!(second, Err(Error::ConnectionClosed(_))),
+            "{second:?}"
+        );
+        let first = first.await.unwrap();
+        assert!(matches!(first, Err(Error::Timeout(_))), "{first:?}");
+        conn.wait_connected(Duration::from_secs(10)).await.unwrap();
+    }
+}
