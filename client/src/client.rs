@@ -570,7 +570,7 @@ impl Client {
         );
         let r = match node
             .conn()
-            .request(req, self.inner.live.request_timeout())
+            .request_checked(req, self.inner.live.request_timeout())
             .await
         {
             Ok(Response::Other(line)) if !free_form => Err(Error::Protocol(format!(

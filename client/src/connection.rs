@@ -271,6 +271,17 @@ impl Connection {
     /// server's.
     pub async fn request(&self, req: Request, timeout: Duration) -> Result<Response, Error> {
         req.check_wire()?;
+        self.request_checked(req, timeout).await
+    }
+
+    /// [`Connection::request`] for a request its caller has already passed through
+    /// [`Request::check_wire`] (the engine does, before its health bookkeeping): the key scan
+    /// is not paid twice per request.
+    pub(crate) async fn request_checked(
+        &self,
+        req: Request,
+        timeout: Duration,
+    ) -> Result<Response, Error> {
         let deadline = Instant::now() + timeout;
         let shared = self.shared();
         let (cell, own_timer) = match self.try_queue(&req, deadline)? {
