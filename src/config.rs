@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::settings::{self, Settings};
 
 /// Everything `ringcache node` can be told; each field has memcached's default.
 /// `config/node.toml` documents every key.
@@ -46,19 +47,21 @@ impl Default for NodeConfig {
     }
 }
 
+impl Settings for NodeConfig {
+    fn validate(&self) -> Result<(), Error> {
+        NodeConfig::validate(self)
+    }
+}
+
 impl NodeConfig {
-    /// Reads a node config file.
+    /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<NodeConfig, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        NodeConfig::from_toml(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        settings::load(path)
     }
 
-    /// Parses a node config from TOML text.
+    /// Parses and validates a config from TOML text.
     pub fn from_toml(text: &str) -> Result<NodeConfig, Error> {
-        let cfg: NodeConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
-        cfg.validate()?;
-        Ok(cfg)
+        settings::parse(text)
     }
 
     /// The idle limit for client connections, if there is one.

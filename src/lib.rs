@@ -12,5 +12,6 @@ pub mod metrics;
 pub mod node;
 pub mod proxy;
 pub mod ring_cli;
+pub mod settings;
 
 pub use error::Error;

@@ -3,22 +3,58 @@
 
 use std::sync::Arc;
 
-use ringcache_client::cluster_config::RingSettings;
+use ringcache_client::cluster_config::{RingSettings, DEFAULT_REPLICAS};
 use ringcache_client::ring::NodeSpec;
+use serde::Deserialize;
 
 use crate::config::NodeConfig;
 use crate::error::Error;
 use crate::node::{self, clock::SystemClock, NodeHandle};
 use crate::proxy::{self, ProxyConfig, ProxyHandle};
+use crate::settings::Settings;
 
-/// What `ringcache local` starts.
-#[derive(Debug, Clone)]
-pub struct LocalOptions {
+/// What `ringcache local` starts. `config/local.toml` documents every key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalConfig {
+    /// Cache nodes, each on a loopback port the OS picks.
     pub nodes: usize,
+    /// Copies of each key.
     pub replicas: usize,
+    /// Where the proxy serves memcached clients.
     pub listen: String,
+    /// The proxy's Prometheus `/metrics`; none by default.
     pub metrics_listen: Option<String>,
+    /// Memory budget of each node, MiB.
     pub memory_limit_mb: u64,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        LocalConfig {
+            nodes: 3,
+            replicas: DEFAULT_REPLICAS,
+            listen: ProxyConfig::default().listen,
+            metrics_listen: None,
+            memory_limit_mb: NodeConfig::default().memory_limit_mb,
+        }
+    }
+}
+
+impl Settings for LocalConfig {
+    fn validate(&self) -> Result<(), Error> {
+        LocalConfig::validate(self)
+    }
+}
+
+impl LocalConfig {
+    /// Refuses a cluster that cannot be started.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.nodes == 0 {
+            return Err(Error::Config("nodes must be at least 1".into()));
+        }
+        Ok(())
+    }
 }
 
 /// A running local cluster.
@@ -38,10 +74,8 @@ impl LocalCluster {
 }
 
 /// Starts the nodes and the proxy on the current runtime.
-pub async fn start(opts: &LocalOptions) -> Result<LocalCluster, Error> {
-    if opts.nodes == 0 {
-        return Err(Error::Config("--nodes must be at least 1".into()));
-    }
+pub async fn start(opts: &LocalConfig) -> Result<LocalCluster, Error> {
+    opts.validate()?;
     let mut nodes = Vec::with_capacity(opts.nodes);
     for _ in 0..opts.nodes {
         let cfg = NodeConfig {

@@ -78,10 +78,17 @@ pub async fn run(mut stream: TcpStream, node: &Arc<Node>) {
                             return;
                         }
                         Flow::Metadump => {
-                            if write_out(&mut stream, &mut wbuf, node, idle).await.is_err()
-                                || exec::stream_metadump(node, &mut stream).await.is_err()
-                            {
+                            if write_out(&mut stream, &mut wbuf, node, idle).await.is_err() {
                                 return;
+                            }
+                            let mut dump = exec::MetadumpChunks::start(node);
+                            while let Some(mut chunk) = dump.next().await {
+                                if write_out(&mut stream, &mut chunk, node, idle)
+                                    .await
+                                    .is_err()
+                                {
+                                    return;
+                                }
                             }
                         }
                     }

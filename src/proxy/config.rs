@@ -5,12 +5,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use ringcache_client::cluster_config::{RebalanceSettings, RingSettings};
+use ringcache_client::discovery::DiscoverySettings;
 use ringcache_client::health::HintLimits;
 use ringcache_client::ring::NodeSpec;
 use ringcache_client::{Ack, ClientOptions, LockOptions};
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::settings::{self, Settings};
 
 /// Everything `ringcache proxy` can be told. `config/proxy.toml` documents every key.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -33,7 +35,8 @@ pub struct ProxyConfig {
     /// Pipelined connections kept to each node.
     pub connections_per_node: usize,
     /// Replicas that must acknowledge a write: "primary", "quorum" or "all".
-    pub ack: String,
+    #[serde(with = "AckName")]
+    pub ack: Ack,
     /// Requests one client connection may have in flight before the proxy stops reading it.
     pub max_inflight_per_connection: usize,
     /// Worker threads of `ringcache proxy` (1: everything on one thread); restart to change.
@@ -60,6 +63,19 @@ pub struct ProxyConfig {
     /// What membership changes do with the data; applies on restart.
     pub rebalance: RebalanceSettings,
     pub nodes: Vec<NodeSpec>,
+    /// The node list from DNS instead of `[[nodes]]` (docs/cluster.md, "Discovery"); applies
+    /// on restart. While it is set, `nodes` holds the list discovery applied last.
+    pub discovery: Option<DiscoverySettings>,
+}
+
+/// `ack`'s names in the file: serde reads them straight into the client's [`Ack`] (a name
+/// that is not one of these is refused with the list of those that are).
+#[derive(Deserialize)]
+#[serde(remote = "Ack", rename_all = "lowercase")]
+enum AckName {
+    Primary,
+    Quorum,
+    All,
 }
 
 impl Default for ProxyConfig {
@@ -73,7 +89,7 @@ impl Default for ProxyConfig {
             request_timeout_ms: 1000,
             failure_limit: 3,
             connections_per_node: 2,
-            ack: "all".into(),
+            ack: Ack::All,
             max_inflight_per_connection: 1024,
             threads: 1,
             idle_timeout: 0,
@@ -85,32 +101,47 @@ impl Default for ProxyConfig {
             ring: RingSettings::default(),
             rebalance: RebalanceSettings::default(),
             nodes: Vec::new(),
+            discovery: None,
         }
     }
 }
 
+impl Settings for ProxyConfig {
+    fn validate(&self) -> Result<(), Error> {
+        ProxyConfig::validate(self)
+    }
+}
+
 impl ProxyConfig {
-    /// Reads and validates a proxy config file.
+    /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<ProxyConfig, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        ProxyConfig::from_toml(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        settings::load(path)
     }
 
-    /// Parses and validates a proxy config from TOML text.
+    /// Parses and validates a config from TOML text.
     pub fn from_toml(text: &str) -> Result<ProxyConfig, Error> {
-        let cfg: ProxyConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
-        cfg.validate()?;
-        Ok(cfg)
+        settings::parse(text)
     }
 
     /// Refuses settings the proxy could not run with.
     pub fn validate(&self) -> Result<(), Error> {
-        self.ack_policy()?;
-        if self.nodes.is_empty() {
-            return Err(Error::Config(
-                "at least one [[nodes]] entry is needed".into(),
-            ));
+        match &self.discovery {
+            Some(_) if !self.nodes.is_empty() => {
+                return Err(Error::Config(
+                    "[[nodes]] and [discovery] exclude each other: the node list comes from \
+                     one or the other"
+                        .into(),
+                ));
+            }
+            Some(d) => {
+                d.validate()?;
+            }
+            None if self.nodes.is_empty() => {
+                return Err(Error::Config(
+                    "at least one [[nodes]] entry (or [discovery]) is needed".into(),
+                ));
+            }
+            None => {}
         }
         // Building the ring checks replicas, vnodes, duplicates, weights and addresses.
         self.ring.build(&self.nodes)?;
@@ -169,12 +200,21 @@ impl ProxyConfig {
             self.connections_per_node != new.connections_per_node,
         );
         check("[rebalance]", self.rebalance != new.rebalance);
+        check("[discovery]", self.discovery != new.discovery);
         out
     }
 
-    /// `new` with the restart-only settings of `self`: what is in force after a reload.
+    /// `new` with the restart-only settings of `self`: what is in force after a reload. Under
+    /// discovery the node list stays the one discovery applied (a file's `[[nodes]]` is
+    /// ignored then).
     pub fn reloaded(&self, new: &ProxyConfig) -> ProxyConfig {
+        let nodes = match self.discovery {
+            Some(_) => self.nodes.clone(),
+            None => new.nodes.clone(),
+        };
         ProxyConfig {
+            nodes,
+            discovery: self.discovery.clone(),
             listen: self.listen.clone(),
             metrics_listen: self.metrics_listen.clone(),
             max_connections: self.max_connections,
@@ -182,18 +222,6 @@ impl ProxyConfig {
             connections_per_node: self.connections_per_node,
             rebalance: self.rebalance.clone(),
             ..new.clone()
-        }
-    }
-
-    /// The ack policy named by `ack`.
-    pub fn ack_policy(&self) -> Result<Ack, Error> {
-        match self.ack.as_str() {
-            "primary" => Ok(Ack::Primary),
-            "quorum" => Ok(Ack::Quorum),
-            "all" => Ok(Ack::All),
-            other => Err(Error::Config(format!(
-                "ack = {other:?}: expected \"primary\", \"quorum\" or \"all\""
-            ))),
         }
     }
 
@@ -220,7 +248,7 @@ impl ProxyConfig {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             connections_per_node: self.connections_per_node,
             failure_limit: self.failure_limit,
-            ack: self.ack_policy()?,
+            ack: self.ack,
             rebalance: self.rebalance.options()?,
             max_item_size: self.max_item_size,
             hints: HintLimits {
@@ -249,6 +277,21 @@ mod tests {
     }
 
     #[test]
+    fn ack_is_read_by_name_and_a_wrong_name_is_refused() {
+        let nodes = "[[nodes]]\naddr = \"127.0.0.1:1\"\n";
+        for (name, want) in [
+            ("primary", Ack::Primary),
+            ("quorum", Ack::Quorum),
+            ("all", Ack::All),
+        ] {
+            let cfg = ProxyConfig::from_toml(&format!("ack = \"{name}\"\n{nodes}")).unwrap();
+            assert_eq!(cfg.ack, want);
+        }
+        let e = ProxyConfig::from_toml(&format!("ack = \"most\"\n{nodes}")).unwrap_err();
+        assert!(e.to_string().contains("primary"), "{e}");
+    }
+
+    #[test]
     fn pending_byte_caps_must_hold_an_item() {
         let nodes = "[[nodes]]\naddr = \"127.0.0.1:1\"\n";
         let small = format!("max_pending_bytes_per_connection = 1000\n{nodes}");
@@ -268,10 +311,34 @@ mod tests {
         assert_eq!(old.restart_only_changes(&new), vec!["listen", "threads"]);
         let next = old.reloaded(&new);
         assert_eq!((next.listen.as_str(), next.threads), ("127.0.0.1:11211", 1));
-        assert_eq!((next.request_timeout_ms, next.ack.as_str()), (5, "quorum"));
+        assert_eq!((next.request_timeout_ms, next.ack), (5, Ack::Quorum));
         assert!(
             ProxyConfig::from_toml("failure_limit = 0\n[[nodes]]\naddr = \"127.0.0.1:1\"\n")
                 .is_err()
         );
+    }
+
+    /// `[discovery]` stands in for `[[nodes]]` (never both), changes on a restart only, and a
+    /// reload under it keeps the list discovery applied rather than the file's (empty) one.
+    #[test]
+    fn discovery_replaces_nodes() {
+        let disc = "[discovery]\nsources = [\"dnssrv+_memcache._tcp.n.ns.svc\"]\n";
+        let cfg = ProxyConfig::from_toml(disc).unwrap();
+        assert!(cfg.nodes.is_empty());
+        assert!(
+            ProxyConfig::from_toml(&format!("{disc}[[nodes]]\naddr = \"127.0.0.1:1\"\n")).is_err()
+        );
+        assert!(ProxyConfig::from_toml("[discovery]\nsources = [\"n.ns.svc:1\"]\n").is_err());
+        let mut running = cfg.clone();
+        running.nodes = vec![NodeSpec::new("10.0.0.1:11211").named("a:11211")];
+        let new = ProxyConfig::from_toml(&format!(
+            "request_timeout_ms = 5\n{disc}interval_secs = 3\n"
+        ))
+        .unwrap();
+        assert_eq!(running.restart_only_changes(&new), vec!["[discovery]"]);
+        let next = running.reloaded(&new);
+        assert_eq!(next.nodes, running.nodes);
+        assert_eq!(next.discovery, running.discovery);
+        assert_eq!(next.request_timeout_ms, 5);
     }
 }
