@@ -571,7 +571,7 @@ impl Client {
         );
         let r = match node
             .conn()
-            .request(req, self.inner.live.request_timeout())
+            .request_checked(req, self.inner.live.request_timeout())
             .await
         {
             Ok(Response::Other(line)) if !free_form => Err(Error::Protocol(format!(
@@ -920,6 +920,11 @@ impl Client {
     /// surviving replica and report a miss).
     pub async fn get_values(&self, cmd: GetCmd, exptime: Option<i64>, keys: &[Bytes]) -> Vec<Slot> {
         let topo = self.topology();
+        if let [key] = keys {
+            if topo.past.is_empty() {
+                return vec![self.get_one(&topo, cmd, exptime, key).await];
+            }
+        }
         let mut slots = vec![Slot::Pending(0); keys.len()];
         // A fenced node's miss sends the key on to the next replica; if none is left, the
         // answer is that miss, not a failure.
@@ -1004,6 +1009,44 @@ impl Client {
             Box::pin(self.read_through_many(&topo, cmd, exptime, keys, &mut slots)).await;
         }
         slots
+    }
+
+    /// [`Client::get_values`] for one key outside a transition, the proxy's commonest request:
+    /// the same walk over the key's owners (the next usable owner after a failure, or after a
+    /// fenced owner's miss), without the per-node grouping a multi-get needs.
+    async fn get_one(
+        &self,
+        topo: &Topology,
+        cmd: GetCmd,
+        exptime: Option<i64>,
+        key: &Bytes,
+    ) -> Slot {
+        let mut missed = false;
+        for &n in topo.owners(key).as_slice() {
+            let node = &topo.nodes[n];
+            if !node.health.may_serve(key) {
+                continue;
+            }
+            let req = Request::Get {
+                cmd,
+                exptime,
+                keys: vec![key.clone()],
+            };
+            // On an error the key goes on to the next owner.
+            let Ok(Response::Values(vals)) = self.send(node, req).await else {
+                continue;
+            };
+            match vals.into_iter().next().filter(|v| v.key == *key) {
+                Some(v) => return Slot::Hit(v),
+                None if node.health.state() == NodeState::Fenced => missed = true,
+                None => return Slot::Miss,
+            }
+        }
+        if topo.nodes.is_empty() || missed {
+            Slot::Miss
+        } else {
+            Slot::Failed
+        }
     }
 
     // ----- writes ------------------------------------------------------------------------

@@ -1,9 +1,13 @@
 //! One pipelined, multiplexed, self-healing connection to a memcached-protocol server.
 //!
-//! Many tasks share one socket, as redis-rs's `MultiplexedConnection` does: each request goes
-//! into a bounded queue with a oneshot for its reply; the connection's task encodes every queued
-//! request into one buffer and writes it with a single syscall, and a reader task matches replies
-//! to requests in FIFO order. A full queue pushes back on callers instead of growing.
+//! Many tasks share one socket, as redis-rs's `MultiplexedConnection` does, but no request
+//! crosses a channel: the caller encodes its request straight into the connection's output
+//! buffer and takes a completion slot in the same step, under one short lock, so the order of
+//! the bytes is the order of the slots. One task per socket does both directions: it writes
+//! whatever the callers put in the buffer (all of it in one syscall), reads the replies and
+//! completes the slots in FIFO order, waking each caller. A request costs the caller one lock,
+//! an encode and one wake-up of the socket's task (only when the buffer was empty); there is no
+//! per-request channel, oneshot, task or timer (docs/architecture.md §3, "The data path").
 //!
 //! The handle never needs replacing: when the socket fails, every waiting request gets an error,
 //! and the connection's task reconnects with exponential backoff. While it is down, new requests
@@ -18,26 +22,33 @@
 //! and has the supervisor open a fresh one.
 //!
 //! Every wait has a deadline: connecting (the connect timeout), room in the queue and the reply
-//! (the request's own deadline). Nothing is written for a request whose key could end the line
-//! ([`Request::check_wire`]).
+//! (the request's own deadline). Reply deadlines are kept by the socket's task with one timer,
+//! set to the oldest waiting request's deadline: requests mostly share one timeout, so a request
+//! still waiting at its deadline means the oldest one is overdue too, and the connection is in
+//! doubt and reset, failing it. Only a request with a shorter deadline than one queued before
+//! it (rare: a probe behind ordinary requests) keeps a timer of its own. Nothing is written for
+//! a request whose key could end the line ([`Request::check_wire`]).
+//!
+//! The socket is any `AsyncRead + AsyncWrite` stream from [`open`], driven by one task with no
+//! split into halves, so a transport that cannot be split (TLS) plugs in there alone.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use futures_util::task::AtomicWaker;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, Notify};
-use tokio::time::Instant;
+use tokio::sync::Notify;
+use tokio::time::{Instant, Sleep};
 
 use crate::error::Error;
 use crate::protocol::{Expect, ReplyLimits, Request, Response};
-
-/// At most this many queued requests are encoded into one write.
-const MAX_BATCH: usize = 128;
 
 /// How a connection connects, queues and reconnects.
 #[derive(Debug, Clone, Copy)]
@@ -66,21 +77,76 @@ impl Default for ConnectOptions {
     }
 }
 
-type Reply = oneshot::Sender<Result<Response, Error>>;
+/// Opens the byte stream to a server: the one place a transport is chosen.
+async fn open(addr: &str) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect(addr).await?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
 
-struct Pending {
-    req: Request,
-    reply: Reply,
-    /// When the caller stops waiting: not written after it, and a reply still missing at it
-    /// puts the connection in doubt.
+/// Where one request's reply is handed to its caller.
+enum Cell {
+    /// Unused, on the free list.
+    Free,
+    /// Waiting for the reply; the waker of the caller's task once it has polled.
+    Waiting(Option<Waker>),
+    /// Answered (or failed): the caller takes it.
+    Done(Result<Response, Error>),
+    /// The caller stopped waiting: the reply is dropped when it comes.
+    Abandoned,
+}
+
+/// What the socket's task needs to know of a request whose bytes are on their way.
+struct Slot {
+    cell: usize,
+    expect: Expect,
     deadline: Instant,
 }
 
-/// What the reader needs to know of a request whose bytes are on their way.
-struct Slot {
-    reply: Reply,
-    expect: Expect,
-    deadline: Instant,
+/// What callers and the socket's task share, under [`Shared::state`].
+struct State {
+    /// A socket is serving: requests are taken. While down, requests fail at once.
+    open: bool,
+    /// Request bytes the socket's task has not taken yet.
+    out: BytesMut,
+    /// The slots of the requests in `out`, in the order of their bytes.
+    queued: VecDeque<Slot>,
+    cells: Vec<Cell>,
+    free: Vec<usize>,
+    /// The latest deadline of a request waiting on this socket (`None` when none waits): a
+    /// request with an earlier one needs a timer of its own (see the module doc).
+    latest: Option<Instant>,
+}
+
+impl State {
+    fn cell(&mut self) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.cells[i] = Cell::Waiting(None);
+                i
+            }
+            None => {
+                self.cells.push(Cell::Waiting(None));
+                self.cells.len() - 1
+            }
+        }
+    }
+
+    fn release(&mut self, i: usize) {
+        self.cells[i] = Cell::Free;
+        self.free.push(i);
+    }
+
+    /// Hands `r` to the caller of `cell`, returning the waker to wake once the lock is gone.
+    fn complete(&mut self, cell: usize, r: Result<Response, Error>) -> Option<Waker> {
+        match std::mem::replace(&mut self.cells[cell], Cell::Done(r)) {
+            Cell::Waiting(w) => w,
+            _ => {
+                self.release(cell);
+                None
+            }
+        }
+    }
 }
 
 struct Shared {
@@ -88,19 +154,51 @@ struct Shared {
     connected: AtomicBool,
     /// Woken on every successful (re)connection.
     up: Notify,
+    state: Mutex<State>,
+    /// The socket's task, woken when `out` gets bytes or every handle is gone.
+    task: AtomicWaker,
+    /// Callers waiting for room in a full queue.
+    room: Notify,
+    /// Every handle was dropped: the task ends.
+    gone: AtomicBool,
+    queue_depth: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; carry on with it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn closed(&self) -> Error {
+        Error::ConnectionClosed(self.addr.to_string())
+    }
+
+    fn timeout(&self) -> Error {
+        Error::Timeout(self.addr.to_string())
+    }
+}
+
+/// Ends the socket's task when the last handle goes.
+struct Alive(Arc<Shared>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.gone.store(true, Ordering::Release);
+        self.0.task.wake();
+    }
 }
 
 /// A cheap-to-clone handle on one pipelined connection.
 #[derive(Clone)]
 pub struct Connection {
-    tx: mpsc::Sender<Pending>,
-    shared: Arc<Shared>,
+    alive: Arc<Alive>,
 }
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("addr", &self.shared.addr)
+            .field("addr", &self.shared().addr)
             .field("connected", &self.is_connected())
             .finish()
     }
@@ -109,14 +207,31 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// Starts a connection to `addr` in the background; it connects (and reconnects) by itself.
     pub fn new(addr: &str, opts: ConnectOptions) -> Connection {
-        let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
         let shared = Arc::new(Shared {
             addr: Arc::from(addr),
             connected: AtomicBool::new(false),
             up: Notify::new(),
+            state: Mutex::new(State {
+                open: false,
+                out: BytesMut::new(),
+                queued: VecDeque::new(),
+                cells: Vec::new(),
+                free: Vec::new(),
+                latest: None,
+            }),
+            task: AtomicWaker::new(),
+            room: Notify::new(),
+            gone: AtomicBool::new(false),
+            queue_depth: opts.queue_depth.max(1),
         });
-        tokio::spawn(supervise(rx, shared.clone(), opts));
-        Connection { tx, shared }
+        tokio::spawn(supervise(shared.clone(), opts));
+        Connection {
+            alive: Arc::new(Alive(shared)),
+        }
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.alive.0
     }
 
     /// Starts a connection and waits until it is up, or fails after the connect timeout.
@@ -130,7 +245,7 @@ impl Connection {
     pub async fn wait_connected(&self, timeout: Duration) -> Result<(), Error> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let woken = self.shared.up.notified();
+            let woken = self.shared().up.notified();
             if self.is_connected() {
                 return Ok(());
             }
@@ -142,12 +257,12 @@ impl Connection {
 
     /// The server's address.
     pub fn addr(&self) -> &str {
-        &self.shared.addr
+        &self.shared().addr
     }
 
     /// Whether the socket is currently up.
     pub fn is_connected(&self) -> bool {
-        self.shared.connected.load(Ordering::Relaxed)
+        self.shared().connected.load(Ordering::Relaxed)
     }
 
     /// Sends `req` and waits for its reply; queueing and reply together take at most `timeout`.
@@ -156,65 +271,151 @@ impl Connection {
     /// server's.
     pub async fn request(&self, req: Request, timeout: Duration) -> Result<Response, Error> {
         req.check_wire()?;
-        let deadline = Instant::now() + timeout;
-        let rx = self.enqueue(req, deadline).await?;
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(self.closed()),
-            Err(_) => Err(Error::Timeout(self.addr().to_string())),
-        }
+        self.request_checked(req, timeout).await
     }
 
-    /// Queues `req` (waiting for room until `deadline` if the queue is full) and returns its
-    /// reply's receiver.
-    async fn enqueue(
+    /// [`Connection::request`] for a request its caller has already passed through
+    /// [`Request::check_wire`] (the engine does, before its health bookkeeping): the key scan
+    /// is not paid twice per request.
+    pub(crate) async fn request_checked(
         &self,
         req: Request,
-        deadline: Instant,
-    ) -> Result<oneshot::Receiver<Result<Response, Error>>, Error> {
-        if !self.is_connected() {
-            return Err(self.closed());
-        }
-        let (reply, rx) = oneshot::channel();
-        let p = Pending {
-            req,
-            reply,
-            deadline,
+        timeout: Duration,
+    ) -> Result<Response, Error> {
+        let deadline = Instant::now() + timeout;
+        let shared = self.shared();
+        let (cell, own_timer) = match self.try_queue(&req, deadline)? {
+            Some(queued) => queued,
+            None => self.queue_when_room(&req, deadline).await?,
         };
-        // Room in the queue is the common case: take it without the async acquire.
-        match self.tx.try_send(p) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(p)) => {
-                match tokio::time::timeout_at(deadline, self.tx.send(p)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return Err(self.closed()),
-                    Err(_) => return Err(Error::Timeout(self.addr().to_string())),
-                }
+        let reply = ReplyFuture {
+            shared,
+            cell: Some(cell),
+        };
+        if own_timer {
+            match tokio::time::timeout_at(deadline, reply).await {
+                Ok(r) => r,
+                Err(_) => Err(shared.timeout()),
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(self.closed()),
+        } else {
+            reply.await
         }
-        Ok(rx)
     }
 
-    fn closed(&self) -> Error {
-        Error::ConnectionClosed(self.addr().to_string())
+    /// Encodes `req` into the output buffer and takes its slot; `None` when the queue is full.
+    /// Returns the slot's cell and whether the request needs a timer of its own.
+    fn try_queue(&self, req: &Request, deadline: Instant) -> Result<Option<(usize, bool)>, Error> {
+        let shared = self.shared();
+        let mut st = shared.lock();
+        if !st.open {
+            return Err(shared.closed());
+        }
+        if st.queued.len() >= shared.queue_depth {
+            return Ok(None);
+        }
+        let first = st.out.is_empty();
+        req.encode(&mut st.out);
+        let cell = st.cell();
+        let own_timer = match st.latest {
+            Some(l) if deadline < l => true,
+            _ => {
+                st.latest = Some(deadline);
+                false
+            }
+        };
+        st.queued.push_back(Slot {
+            cell,
+            expect: req.expect(),
+            deadline,
+        });
+        drop(st);
+        if first {
+            shared.task.wake();
+        }
+        Ok(Some((cell, own_timer)))
+    }
+
+    /// [`Connection::try_queue`], waiting for room in a full queue until `deadline`.
+    async fn queue_when_room(
+        &self,
+        req: &Request,
+        deadline: Instant,
+    ) -> Result<(usize, bool), Error> {
+        let shared = self.shared();
+        loop {
+            let room = shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if let Some(queued) = self.try_queue(req, deadline)? {
+                return Ok(queued);
+            }
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return Err(shared.timeout());
+            }
+        }
+    }
+}
+
+/// A caller's wait for its reply; dropping it abandons the slot (its reply is then discarded).
+struct ReplyFuture<'a> {
+    shared: &'a Shared,
+    cell: Option<usize>,
+}
+
+impl Future for ReplyFuture<'_> {
+    type Output = Result<Response, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(cell) = self.cell else {
+            return Poll::Ready(Err(self.shared.closed()));
+        };
+        let mut st = self.shared.lock();
+        if let Cell::Waiting(w) = &mut st.cells[cell] {
+            if !matches!(w, Some(w) if w.will_wake(cx.waker())) {
+                *w = Some(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        let r = match std::mem::replace(&mut st.cells[cell], Cell::Free) {
+            Cell::Done(r) => r,
+            // Not reachable: only this future frees its cell while it waits.
+            _ => Err(self.shared.closed()),
+        };
+        st.free.push(cell);
+        drop(st);
+        self.cell = None;
+        Poll::Ready(r)
+    }
+}
+
+impl Drop for ReplyFuture<'_> {
+    fn drop(&mut self) {
+        let Some(cell) = self.cell else { return };
+        let mut st = self.shared.lock();
+        match st.cells[cell] {
+            Cell::Waiting(_) => st.cells[cell] = Cell::Abandoned,
+            Cell::Done(_) => st.release(cell),
+            Cell::Free | Cell::Abandoned => {}
+        }
     }
 }
 
 /// The connection's life: connect, serve until the socket fails, back off, again; ends when
 /// every handle is dropped.
-async fn supervise(mut rx: mpsc::Receiver<Pending>, shared: Arc<Shared>, opts: ConnectOptions) {
+async fn supervise(shared: Arc<Shared>, opts: ConnectOptions) {
     let mut backoff = opts.backoff_min;
     loop {
-        let attempt =
-            tokio::time::timeout(opts.connect_timeout, TcpStream::connect(&*shared.addr)).await;
+        if shared.gone.load(Ordering::Acquire) {
+            return;
+        }
+        let attempt = tokio::time::timeout(opts.connect_timeout, open(&shared.addr)).await;
         match attempt {
             Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
                 backoff = opts.backoff_min;
+                shared.lock().open = true;
                 shared.connected.store(true, Ordering::Relaxed);
                 shared.up.notify_waiters();
-                let ended = serve(stream, &mut rx, &shared, &opts).await;
+                let ended = serve(stream, &shared, &opts).await;
                 shared.connected.store(false, Ordering::Relaxed);
                 match ended {
                     Ended::Gone => return,
@@ -232,19 +433,20 @@ async fn supervise(mut rx: mpsc::Receiver<Pending>, shared: Arc<Shared>, opts: C
             Ok(Err(e)) => tracing::debug!(addr = %shared.addr, "connect failed: {e}"),
             Err(_) => tracing::debug!(addr = %shared.addr, "connect timed out"),
         }
-        // Down: refuse what arrives until the next attempt, so callers fail over at once.
+        // Down: requests are refused at once (`open` is false) until the next attempt, so
+        // callers fail over without delay.
         let pause = tokio::time::sleep(backoff);
         tokio::pin!(pause);
-        loop {
-            tokio::select! {
-                _ = &mut pause => break,
-                p = rx.recv() => match p {
-                    Some(p) => {
-                        let _ = p.reply.send(Err(Error::ConnectionClosed(shared.addr.to_string())));
-                    }
-                    None => return,
-                },
+        let gone = std::future::poll_fn(|cx| {
+            shared.task.register(cx.waker());
+            if shared.gone.load(Ordering::Acquire) {
+                return Poll::Ready(true);
             }
+            pause.as_mut().poll(cx).map(|()| false)
+        })
+        .await;
+        if gone {
+            return;
         }
         backoff = (backoff * 2).min(opts.backoff_max);
     }
@@ -261,176 +463,347 @@ enum Ended {
     Reset { answered: bool },
 }
 
-/// Serves one socket until it fails or its reply stream is in doubt.
-async fn serve(
-    stream: TcpStream,
-    rx: &mut mpsc::Receiver<Pending>,
-    shared: &Arc<Shared>,
-    opts: &ConnectOptions,
-) -> Ended {
-    let (rd, mut wr) = stream.into_split();
-    // Reply slots go to the reader before the request bytes go out, so the reader always knows
-    // whom the next reply belongs to.
-    let (slot_tx, slot_rx) = mpsc::unbounded_channel::<Slot>();
-    let mut reader = tokio::spawn(read_loop(
-        rd,
-        slot_rx,
-        shared.addr.clone(),
-        opts.max_item_size,
-    ));
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let ended = loop {
-        tokio::select! {
-            p = rx.recv() => {
-                let Some(first) = p else { break Ended::Gone };
-                let mut next = Some(first);
-                let mut n = 0;
-                let now = Instant::now();
-                while let Some(p) = next.take() {
-                    if p.deadline <= now {
-                        // Its caller has given up: not a byte of it goes out.
-                        let _ = p.reply.send(Err(Error::Timeout(shared.addr.to_string())));
-                    } else {
-                        p.req.encode(&mut buf);
-                        let _ = slot_tx.send(Slot {
-                            expect: p.req.expect(),
-                            reply: p.reply,
-                            deadline: p.deadline,
-                        });
-                    }
-                    n += 1;
-                    if n < MAX_BATCH {
-                        next = rx.try_recv().ok();
-                    }
-                }
-                if buf.is_empty() {
-                    continue;
-                }
-                // A server that stops reading blocks this write; the reader's deadline on the
-                // oldest waiting request ends it.
-                tokio::select! {
-                    r = write_all(&mut wr, &mut buf) => if let Err(e) = r {
-                        tracing::debug!(addr = %shared.addr, "write failed: {e}");
-                        break Ended::Lost;
-                    },
-                    r = &mut reader => break ended_by(r),
-                }
-            }
-            r = &mut reader => break ended_by(r),
-        }
+/// Serves one socket until it fails or its reply stream is in doubt, then fails every request
+/// still waiting on it.
+async fn serve<S>(mut stream: S, shared: &Arc<Shared>, opts: &ConnectOptions) -> Ended
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut io = Io {
+        shared,
+        max_item_size: opts.max_item_size,
+        rbuf: BytesMut::with_capacity(16 * 1024),
+        wbuf: BytesMut::with_capacity(16 * 1024),
+        written: 0,
+        unflushed: false,
+        waiting: VecDeque::new(),
+        timer: Box::pin(tokio::time::sleep_until(Instant::now())),
+        timer_at: None,
+        answered: false,
+        done: Vec::new(),
+        wakers: Vec::new(),
     };
-    drop(slot_tx);
-    // Let the reader fail (or finish) whatever is still waiting.
-    let _ = tokio::time::timeout(Duration::from_millis(100), wr.shutdown()).await;
-    drop(wr);
-    if !reader.is_finished() {
-        // The server may keep the socket open; waiting replies are failed by aborting.
-        let _ = tokio::time::timeout(Duration::from_millis(100), &mut reader).await;
-        reader.abort();
-    }
+    let (ended, failure) = std::future::poll_fn(|cx| io.poll(cx, &mut stream)).await;
+    tracing::debug!(addr = %shared.addr, "socket ended: {failure}");
+    io.fail_all();
+    // A polite end for the server; it may keep the socket open, so not for long.
+    let _ = tokio::time::timeout(Duration::from_millis(100), stream.shutdown()).await;
     ended
 }
 
-/// Why the reader stopped, as the supervisor sees it.
-fn ended_by(r: Result<(Error, bool), tokio::task::JoinError>) -> Ended {
-    match r {
-        Ok((Error::Timeout(_) | Error::Protocol(_) | Error::LineTooLong, answered)) => {
-            Ended::Reset { answered }
-        }
-        _ => Ended::Lost,
+/// Dropped with its task (a runtime shutting down): nobody is left waiting on a socket that
+/// nothing serves.
+impl Drop for Io<'_> {
+    fn drop(&mut self) {
+        self.fail_all();
     }
 }
 
-async fn write_all(wr: &mut OwnedWriteHalf, buf: &mut BytesMut) -> std::io::Result<()> {
-    let r = wr.write_all(buf).await;
-    buf.clear();
-    r
+/// The socket's task state: its two buffers and the slots of requests written or being written.
+struct Io<'a> {
+    shared: &'a Shared,
+    max_item_size: usize,
+    rbuf: BytesMut,
+    /// Bytes being written; `written` of them are out. Refilled from `State::out` when empty.
+    wbuf: BytesMut,
+    written: usize,
+    unflushed: bool,
+    /// Slots of the requests in `wbuf` or already written, oldest first.
+    waiting: VecDeque<Slot>,
+    /// The one reply timer, set to `timer_at`: at most the oldest waiting slot's deadline.
+    timer: Pin<Box<Sleep>>,
+    timer_at: Option<Instant>,
+    answered: bool,
+    /// Replies parsed from one read, handed over under one lock.
+    done: Vec<(usize, Result<Response, Error>)>,
+    wakers: Vec<Waker>,
 }
 
-/// Matches replies to reply slots in order; fails all waiting slots when the socket ends or its
-/// stream is in doubt. Returns why it stopped, and whether any reply was matched before.
-async fn read_loop(
-    mut rd: OwnedReadHalf,
-    mut slots: mpsc::UnboundedReceiver<Slot>,
-    addr: Arc<str>,
-    max_item_size: usize,
-) -> (Error, bool) {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut waiting = Waiting(VecDeque::new(), addr.clone());
-    let mut slots_open = true;
-    let mut answered = false;
-    // Bounds for bytes that arrive with nobody waiting: they are an error either way.
-    let orphan = ReplyLimits::for_items(max_item_size, 0);
-    let failure: Error = 'outer: loop {
+impl Io<'_> {
+    /// Drives the socket; returns how it ended and the error that ended it.
+    fn poll<S>(&mut self, cx: &mut Context<'_>, stream: &mut S) -> Poll<(Ended, Error)>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.shared.task.register(cx.waker());
         loop {
-            while let Ok(s) = slots.try_recv() {
-                waiting.0.push_back(s);
+            if self.shared.gone.load(Ordering::Acquire) {
+                return Poll::Ready((Ended::Gone, self.shared.closed()));
             }
-            let limits = waiting
-                .0
-                .front()
-                .map_or(orphan, |s| s.expect.limits(max_item_size));
-            match Response::parse_limited(&mut buf, &limits) {
-                Ok(Some(resp)) => match waiting.0.pop_front() {
-                    Some(slot) if slot.expect.accepts(&resp) => {
-                        answered = true;
-                        let _ = slot.reply.send(Ok(resp));
-                    }
-                    Some(slot) => {
-                        let e = format!("{addr}: reply {resp:?} cannot answer its request");
-                        let _ = slot.reply.send(Err(Error::Protocol(e.clone())));
-                        break 'outer Error::Protocol(e);
-                    }
-                    None => {
-                        break 'outer Error::Protocol(format!("{addr}: reply without a request"))
-                    }
-                },
-                Ok(None) => break,
-                Err(e) => break 'outer e,
+            let mut progress = false;
+            // Take what callers queued once the last batch is out.
+            if self.written == self.wbuf.len() {
+                self.take_queued();
             }
-        }
-        if !slots_open && waiting.0.is_empty() {
-            break Error::ConnectionClosed(addr.to_string());
-        }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 * 1024);
-        }
-        let deadline = waiting.0.front().map(|s| s.deadline);
-        tokio::select! {
-            r = rd.read_buf(&mut buf) => match r {
-                Ok(0) => break Error::ConnectionClosed(addr.to_string()),
-                Ok(_) => {}
-                Err(e) => break Error::Io(e),
-            },
-            s = slots.recv(), if slots_open => match s {
-                Some(s) => waiting.0.push_back(s),
-                None => slots_open = false,
-            },
+            // A server that stops reading blocks this write; the deadline of the oldest waiting
+            // request ends it.
+            while self.written < self.wbuf.len() {
+                match Pin::new(&mut *stream).poll_write(cx, &self.wbuf[self.written..]) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready((Ended::Lost, self.shared.closed()));
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.written += n;
+                        self.unflushed = true;
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        tracing::debug!(addr = %self.shared.addr, "write failed: {e}");
+                        return Poll::Ready((Ended::Lost, Error::Io(e)));
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            if self.unflushed && self.written == self.wbuf.len() {
+                match Pin::new(&mut *stream).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => self.unflushed = false,
+                    Poll::Ready(Err(e)) => return Poll::Ready((Ended::Lost, Error::Io(e))),
+                    Poll::Pending => {}
+                }
+            }
+            // Replies.
+            if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+                if self.rbuf.is_empty() && self.rbuf.capacity() > 1024 * 1024 {
+                    self.rbuf = BytesMut::with_capacity(16 * 1024);
+                } else {
+                    self.rbuf.reserve(16 * 1024);
+                }
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, &mut self.rbuf) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready((Ended::Lost, self.shared.closed()));
+                }
+                Poll::Ready(Ok(_)) => {
+                    progress = true;
+                    if let Err(e) = self.match_replies() {
+                        let ended = match e {
+                            Error::Protocol(_) | Error::LineTooLong => Ended::Reset {
+                                answered: self.answered,
+                            },
+                            _ => Ended::Lost,
+                        };
+                        return Poll::Ready((ended, e));
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready((Ended::Lost, Error::Io(e))),
+                Poll::Pending => {}
+            }
             // The oldest request's caller has given up: its reply may still come, or never
             // (a request the server took as quiet); either way the stream can no longer be
             // matched to requests with certainty.
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                break Error::Timeout(addr.to_string());
+            //
+            // The timer is moved only when the oldest deadline is earlier than the one it is set
+            // to; when it fires early (its request was answered), it is set again to the oldest
+            // deadline then. Deadlines mostly grow in queue order, so this is about one timer
+            // operation per timeout period, not one per request.
+            if let Some(front) = self.waiting.front() {
+                let deadline = front.deadline;
+                if self.timer_at.is_none_or(|at| deadline < at) {
+                    self.timer.as_mut().reset(deadline);
+                    self.timer_at = Some(deadline);
+                }
+                while self.timer.as_mut().poll(cx).is_ready() {
+                    if deadline <= Instant::now() {
+                        return Poll::Ready((
+                            Ended::Reset {
+                                answered: self.answered,
+                            },
+                            self.shared.timeout(),
+                        ));
+                    }
+                    self.timer.as_mut().reset(deadline);
+                    self.timer_at = Some(deadline);
+                }
+            }
+            // Checked on every turn, not only when idle: a server streaming an endless reply
+            // keeps this loop busy, and its request's deadline must still end it.
+            if progress {
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+
+    /// Moves the queued bytes into `wbuf` and their slots into `waiting`.
+    fn take_queued(&mut self) {
+        self.wbuf.clear();
+        self.written = 0;
+        if self.wbuf.capacity() > 1024 * 1024 {
+            self.wbuf = BytesMut::with_capacity(16 * 1024);
+        }
+        let mut st = self.shared.lock();
+        if st.out.is_empty() {
+            return;
+        }
+        std::mem::swap(&mut self.wbuf, &mut st.out);
+        let was_full = st.queued.len() >= self.shared.queue_depth;
+        self.waiting.extend(st.queued.drain(..));
+        drop(st);
+        if was_full {
+            self.shared.room.notify_waiters();
+        }
+    }
+
+    /// Parses every whole reply in `rbuf` and completes the slots they answer, in order.
+    fn match_replies(&mut self) -> Result<(), Error> {
+        // Bounds for bytes that arrive with nobody waiting: they are an error either way.
+        let orphan = ReplyLimits::for_items(self.max_item_size, 0);
+        let mut failure = None;
+        loop {
+            let limits = self
+                .waiting
+                .front()
+                .map_or(orphan, |s| s.expect.limits(self.max_item_size));
+            match Response::parse_limited(&mut self.rbuf, &limits) {
+                Ok(Some(resp)) => match self.waiting.pop_front() {
+                    Some(slot) if slot.expect.accepts(&resp) => {
+                        self.answered = true;
+                        self.done.push((slot.cell, Ok(resp)));
+                    }
+                    Some(slot) => {
+                        let e = format!(
+                            "{}: reply {resp:?} cannot answer its request",
+                            self.shared.addr
+                        );
+                        self.done.push((slot.cell, Err(Error::Protocol(e.clone()))));
+                        failure = Some(Error::Protocol(e));
+                        break;
+                    }
+                    None => {
+                        failure = Some(Error::Protocol(format!(
+                            "{}: reply without a request",
+                            self.shared.addr
+                        )));
+                        break;
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
             }
         }
-    };
-    tracing::debug!(%addr, "reader stopped: {failure}");
-    slots.close();
-    while let Ok(s) = slots.try_recv() {
-        waiting.0.push_back(s);
+        if !self.done.is_empty() {
+            let mut st = self.shared.lock();
+            for (cell, r) in self.done.drain(..) {
+                if let Some(w) = st.complete(cell, r) {
+                    self.wakers.push(w);
+                }
+            }
+            if self.waiting.is_empty() && st.queued.is_empty() {
+                st.latest = None;
+            }
+            drop(st);
+            for w in self.wakers.drain(..) {
+                w.wake();
+            }
+        }
+        failure.map_or(Ok(()), Err)
     }
-    (failure, answered)
+
+    /// Closes the socket to callers and fails every request still waiting: those past their
+    /// deadline with a timeout, the others as closed (their stream was cut, not answered).
+    fn fail_all(&mut self) {
+        let now = Instant::now();
+        let mut st = self.shared.lock();
+        st.open = false;
+        st.out.clear();
+        st.latest = None;
+        let queued: Vec<Slot> = st.queued.drain(..).collect();
+        for slot in self.waiting.drain(..).chain(queued) {
+            let e = if slot.deadline <= now {
+                self.shared.timeout()
+            } else {
+                self.shared.closed()
+            };
+            if let Some(w) = st.complete(slot.cell, Err(e)) {
+                self.wakers.push(w);
+            }
+        }
+        drop(st);
+        for w in self.wakers.drain(..) {
+            w.wake();
+        }
+        self.shared.room.notify_waiters();
+    }
 }
 
-/// Reply slots still waiting; dropping it (also when the reader task is aborted) fails them all.
-struct Waiting(VecDeque<Slot>, Arc<str>);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
 
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        for s in self.0.drain(..) {
-            let _ = s
-                .reply
-                .send(Err(Error::ConnectionClosed(self.1.to_string())));
-        }
+    /// A server that reads every request and never answers.
+    async fn silent_server() -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut b = vec![0; 4096];
+                    while s.read(&mut b).await.is_ok_and(|n| n > 0) {}
+                });
+            }
+        });
+        addr
+    }
+
+    /// The socket's one timer watches the oldest request; a request with a shorter deadline
+    /// queued behind it must still fail at its own deadline, not at the older one's.
+    #[tokio::test]
+    async fn a_shorter_deadline_behind_a_longer_one_is_kept() {
+        let addr = silent_server().await;
+        let conn = Connection::connect(&addr, ConnectOptions::default())
+            .await
+            .unwrap();
+        let first = conn.clone();
+        let long = tokio::spawn(async move {
+            first
+                .request(Request::Version, Duration::from_secs(60))
+                .await
+        });
+        // The long request is queued first.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        let r = conn
+            .request(Request::Version, Duration::from_millis(100))
+            .await;
+        assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "waited {:?}, the older request's deadline",
+            started.elapsed()
+        );
+        // Its caller gave up; the socket is not in doubt until the oldest request's deadline.
+        assert!(!long.is_finished());
+        long.abort();
+    }
+
+    /// The oldest request past its deadline puts the socket in doubt: every request waiting on
+    /// it fails (the late one with a timeout), and a fresh socket is opened.
+    #[tokio::test]
+    async fn an_overdue_request_fails_every_waiting_one_and_reopens() {
+        let addr = silent_server().await;
+        let conn = Connection::connect(&addr, ConnectOptions::default())
+            .await
+            .unwrap();
+        let c = conn.clone();
+        let first = tokio::spawn(async move {
+            c.request(Request::Version, Duration::from_millis(100))
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let second = conn
+            .request(Request::Version, Duration::from_secs(60))
+            .await;
+        assert!(
+            matches!(second, Err(Error::ConnectionClosed(_))),
+            "{second:?}"
+        );
+        let first = first.await.unwrap();
+        assert!(matches!(first, Err(Error::Timeout(_))), "{first:?}");
+        conn.wait_connected(Duration::from_secs(10)).await.unwrap();
     }
 }
