@@ -805,7 +805,7 @@ impl Client {
     fn required_in(&self, topo: &Topology, key: &[u8]) -> Result<Vec<Arc<NodeEntry>>, Error> {
         let owners = self.write_owners(topo, key);
         if owners.is_empty() {
-            return Err(Error::ConnectionClosed("no live replica".into()));
+            return Err(Error::NoReplica);
         }
         Ok(owners)
     }
@@ -879,7 +879,7 @@ impl Client {
             }
             return Ok(Response::Values(Vec::new()));
         }
-        Err(last_err.unwrap_or_else(|| Error::ConnectionClosed("no live replica".into())))
+        Err(last_err.unwrap_or_else(|| Error::NoReplica))
     }
 
     /// Reads many keys: one request per node, all nodes concurrently, results in request
@@ -1128,7 +1128,7 @@ impl Client {
                 return Ok(g);
             }
         }
-        first_bad.unwrap_or_else(|| Err(Error::ConnectionClosed("no replica answered".into())))
+        first_bad.unwrap_or_else(|| Err(Error::NoReplica))
     }
 
     /// `add`: stored only if absent.
@@ -1505,10 +1505,7 @@ impl Client {
                         }
                     }
                 }
-                first_ok.ok_or_else(|| {
-                    first_err
-                        .unwrap_or_else(|| Error::ConnectionClosed("no replica answered".into()))
-                })
+                first_ok.ok_or_else(|| first_err.unwrap_or_else(|| Error::NoReplica))
             }
             MetaCmd::Set | MetaCmd::Arith => self.conditional(Request::Meta(req)).await,
         }

@@ -17,6 +17,11 @@ pub enum Error {
     /// The connection to a node closed (or could not be made) before the reply arrived.
     #[error("connection to {0} closed")]
     ConnectionClosed(String),
+    /// No owner of the key could take the request: every replica is down (or fenced for a
+    /// conditional write), or none answered. Nothing reached a node that would answer it, so a
+    /// caller may retry later or fall back; the proxy answers `SERVER_ERROR backend unavailable`.
+    #[error("no live replica for the key")]
+    NoReplica,
     /// The node did not answer within the request timeout.
     #[error("request to {0} timed out")]
     Timeout(String),

@@ -248,7 +248,7 @@ impl Client {
             Self::past_sources(&topo, key)
         };
         if current.is_empty() && past.is_empty() {
-            return Err(Error::ConnectionClosed("no live replica".into()));
+            return Err(Error::NoReplica);
         }
         let past_results = join_all(past.iter().map(|n| self.send_write(n, req.clone()))).await;
         let mut results = join_all(current.iter().map(|n| self.send_write(n, req.clone()))).await;

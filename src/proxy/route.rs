@@ -20,7 +20,9 @@ use crate::node::VERSION;
 fn server_error(e: &ClientError) -> Response {
     Response::ServerError(Bytes::from(match e {
         ClientError::Timeout(_) => "backend timeout".to_string(),
-        ClientError::ConnectionClosed(_) | ClientError::Io(_) => "backend unavailable".to_string(),
+        ClientError::ConnectionClosed(_) | ClientError::Io(_) | ClientError::NoReplica => {
+            "backend unavailable".to_string()
+        }
         ClientError::Server(m) => return Response::Other(Bytes::from(m.clone())),
         other => other.to_string(),
     }))
