@@ -411,6 +411,27 @@ mod tests {
         assert_eq!(t.all().len(), 2);
     }
 
+    /// The pool hands a dropped segment's buffer to the next segment of its size, keeps at
+    /// most its `max`, and leaves buffers of other sizes to the allocator.
+    #[test]
+    fn dropped_segment_buffers_are_reused_up_to_the_pools_size() {
+        let t = Table::new(64, 2);
+        let segs: Vec<_> = (0..3).map(|_| t.create(64, 0, 0).unwrap()).collect();
+        let bases: Vec<usize> = segs.iter().map(|s| s.base() as usize).collect();
+        for s in &segs {
+            t.remove(s);
+        }
+        drop(segs);
+        assert_eq!(t.pool.len(), 2, "three freed, the pool keeps two");
+        let again = t.create(64, 0, 0).unwrap();
+        assert!(bases.contains(&(again.base() as usize)), "a pooled buffer");
+        assert_eq!(t.pool.len(), 1);
+        let large = t.create(128, 0, 0).unwrap();
+        t.remove(&large);
+        drop(large);
+        assert_eq!(t.pool.len(), 1, "a buffer of another size is not pooled");
+    }
+
     #[test]
     fn segments_are_zeroed_and_aligned() {
         let s = Segment::new(3, 0, 100, 0, 0);
