@@ -6,11 +6,11 @@
 pub mod cli;
 pub mod config;
 pub mod error;
-pub mod listener;
 pub mod local;
 pub mod metrics;
 pub mod node;
 pub mod proxy;
 pub mod ring_cli;
+pub mod server;
 
 pub use error::Error;

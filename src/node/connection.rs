@@ -27,7 +27,7 @@ use ringcache_client::protocol::ServerCodec;
 use super::exec::{self, Flow};
 use super::stats::Verb;
 use super::Node;
-use crate::listener;
+use crate::server::listener;
 
 /// Reply bytes gathered before writing even though more requests are waiting.
 const FLUSH_AT: usize = 256 * 1024;

@@ -8,7 +8,6 @@ pub mod clock;
 pub mod connection;
 pub mod exec;
 pub mod server;
-pub mod stats;
 pub mod store;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -26,9 +25,8 @@ use store::{Store, StoreConfig};
 
 pub use server::NodeHandle;
 
-/// The version string in `VERSION` replies and `stats`: memcached's protocol level first, so
-/// clients that compare versions to enable features (meta commands, `E` flag) see 1.6.38.
-pub const VERSION: &str = concat!("1.6.38-ringcache-", env!("CARGO_PKG_VERSION"));
+/// The node's view of the shared server pieces, under the paths its modules use.
+pub use crate::server::{stats, VERSION};
 
 /// State shared by every connection of one node.
 pub struct Node {

@@ -37,8 +37,8 @@ use ringcache_client::protocol::{
 
 use super::order::KeyOrder;
 use super::{route, Proxy};
-use crate::listener;
-use crate::node::stats::Verb;
+use crate::server::listener;
+use crate::server::stats::Verb;
 
 type Pending = Pin<Box<dyn Future<Output = Finished> + Send>>;
 

@@ -24,8 +24,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::listener;
-use crate::node::stats::ServerStats;
+use crate::server::listener;
+use crate::server::stats::ServerStats;
 pub use config::ProxyConfig;
 
 /// A relaxed event counter.

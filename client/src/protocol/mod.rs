@@ -10,6 +10,7 @@
 //! - [`response`]: the [`Response`] type, its encoder and its parser.
 //! - [`codec`]: `tokio-util` codecs for the server side and the client side of a connection.
 //! - [`fault`]: recoverable request faults and the exact error line memcached answers with.
+//! - [`verb`]: the one table of command names.
 
 pub mod codec;
 pub mod expiry;
@@ -19,6 +20,7 @@ pub mod number;
 pub mod parse;
 pub mod request;
 pub mod response;
+pub mod verb;
 
 #[cfg(test)]
 mod tests;
@@ -28,6 +30,7 @@ pub use fault::Fault;
 pub use meta::{MetaCmd, MetaFlags, MetaRequest};
 pub use request::{ArithCmd, Expect, GetCmd, Request, StoreCmd};
 pub use response::{MetaResponse, MetaStatus, ReplyLimits, Response, Value};
+pub use verb::Verb;
 
 /// Longest key memcached accepts (`KEY_MAX_LENGTH`).
 pub const MAX_KEY_LEN: usize = 250;
