@@ -59,6 +59,33 @@ pub struct NodeArgs {
     /// [default: 0].
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// TLS and authentication flags of a listener, named after memcached's settings; each
+/// overrides the same key of `--config` (docs/operations.md).
+#[derive(Debug, Args, Default, Clone)]
+pub struct SecurityArgs {
+    /// PEM certificate chain; the listener then serves TLS only (memcached ssl_chain_cert).
+    #[arg(long, value_name = "PEM")]
+    pub ssl_chain_cert: Option<PathBuf>,
+    /// PEM private key [default: read from --ssl-chain-cert] (memcached ssl_key).
+    #[arg(long, value_name = "PEM")]
+    pub ssl_key: Option<PathBuf>,
+    /// PEM CA(s) client certificates must chain to (memcached ssl_ca_cert).
+    #[arg(long, value_name = "PEM")]
+    pub ssl_ca_cert: Option<PathBuf>,
+    /// Client certificates: 0 none, 1 request, 2 require, 3 once (= 1) [default: 0]
+    /// (memcached ssl_verify_mode).
+    #[arg(long, value_name = "0-3")]
+    pub ssl_verify_mode: Option<u8>,
+    /// File of user:password lines; every connection must authenticate first (memcached -Y).
+    #[arg(long, short = 'Y', value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// A user of --auth-file allowed the admin-only commands (repeat for each).
+    #[arg(long = "admin-user", value_name = "USER")]
+    pub admin_users: Vec<String>,
 }
 
 /// `ringcache proxy` flags; each overrides the same key of `--config`.
@@ -103,6 +130,8 @@ pub struct ProxyArgs {
     /// stops reading [default: 1073741824].
     #[arg(long, value_name = "BYTES")]
     pub max_pending_bytes: Option<usize>,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 /// `ringcache local` flags.
@@ -123,6 +152,9 @@ pub struct LocalArgs {
     /// Memory budget of each node, MiB.
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub memory_limit: u64,
+    /// TLS and authentication of the proxy's listener (the nodes listen on loopback only).
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 /// `ringcache ring ...`.

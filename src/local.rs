@@ -6,10 +6,12 @@ use std::sync::Arc;
 use ringcache_client::cluster_config::RingSettings;
 use ringcache_client::ring::NodeSpec;
 
+use crate::cli::SecurityArgs;
 use crate::config::NodeConfig;
 use crate::error::Error;
 use crate::node::{self, clock::SystemClock, NodeHandle};
 use crate::proxy::{self, ProxyConfig, ProxyHandle};
+use crate::server::gate::{Access, CommandsConfig};
 
 /// What `ringcache local` starts.
 #[derive(Debug, Clone)]
@@ -19,6 +21,8 @@ pub struct LocalOptions {
     pub listen: String,
     pub metrics_listen: Option<String>,
     pub memory_limit_mb: u64,
+    /// TLS and auth of the proxy's listener.
+    pub security: SecurityArgs,
 }
 
 /// A running local cluster.
@@ -69,6 +73,17 @@ pub async fn start(opts: &LocalOptions) -> Result<LocalCluster, Error> {
             ..RingSettings::default()
         },
         nodes: specs,
+        ssl_chain_cert: opts.security.ssl_chain_cert.clone(),
+        ssl_key: opts.security.ssl_key.clone(),
+        ssl_ca_cert: opts.security.ssl_ca_cert.clone(),
+        ssl_verify_mode: opts.security.ssl_verify_mode.unwrap_or(0),
+        auth_file: opts.security.auth_file.clone(),
+        admin_users: opts.security.admin_users.clone(),
+        // A cluster for trying things out: flush_all works as on one memcached.
+        commands: CommandsConfig {
+            flush_all: Some(Access::Allow),
+            ..CommandsConfig::default()
+        },
         ..ProxyConfig::default()
     };
     let proxy = proxy::start(cfg, None).await?;

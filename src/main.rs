@@ -50,6 +50,31 @@ fn init_tracing() {
         .init();
 }
 
+/// The security flags on top of a config's keys (the node's and the proxy's are named alike).
+macro_rules! apply_security {
+    ($cfg:expr, $args:expr) => {{
+        let a = &$args;
+        if let Some(v) = &a.ssl_chain_cert {
+            $cfg.ssl_chain_cert = Some(v.clone());
+        }
+        if let Some(v) = &a.ssl_key {
+            $cfg.ssl_key = Some(v.clone());
+        }
+        if let Some(v) = &a.ssl_ca_cert {
+            $cfg.ssl_ca_cert = Some(v.clone());
+        }
+        if let Some(v) = a.ssl_verify_mode {
+            $cfg.ssl_verify_mode = v;
+        }
+        if let Some(v) = &a.auth_file {
+            $cfg.auth_file = Some(v.clone());
+        }
+        if !a.admin_users.is_empty() {
+            $cfg.admin_users = a.admin_users.clone();
+        }
+    }};
+}
+
 /// Config file first, then flags on top.
 fn node_config(args: &NodeArgs) -> Result<NodeConfig, Error> {
     let mut cfg = match &args.config {
@@ -83,6 +108,7 @@ fn node_config(args: &NodeArgs) -> Result<NodeConfig, Error> {
     if let Some(v) = args.idle_timeout {
         cfg.idle_timeout = v;
     }
+    apply_security!(cfg, args.security);
     cfg.validate()?;
     Ok(cfg)
 }
@@ -156,6 +182,7 @@ fn proxy_config(args: &ProxyArgs) -> Result<ProxyConfig, Error> {
     if let Some(v) = args.max_pending_bytes {
         cfg.max_pending_bytes = v;
     }
+    apply_security!(cfg, args.security);
     cfg.validate()?;
     Ok(cfg)
 }
@@ -202,6 +229,7 @@ fn run_local(args: LocalArgs) -> Result<(), Error> {
         listen: args.listen,
         metrics_listen: args.metrics_listen,
         memory_limit_mb: args.memory_limit,
+        security: args.security,
     };
     runtime()?.block_on(async move {
         let signals = ringcache::server::listener::signal_token();

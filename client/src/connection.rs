@@ -28,22 +28,24 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
 use crate::error::Error;
 use crate::protocol::{Expect, ReplyLimits, Request, Response};
+use crate::transport::{Connector, Stream};
 
 /// At most this many queued requests are encoded into one write.
 const MAX_BATCH: usize = 128;
 
 /// How a connection connects, queues and reconnects.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    /// Limit on establishing the TCP connection.
+    /// Limit on establishing the connection (TCP, TLS handshake, authentication).
     pub connect_timeout: Duration,
+    /// Plain TCP or TLS, and credentials (`transport.rs`).
+    pub transport: Connector,
     /// Requests queued (not yet written) before callers wait for room.
     pub queue_depth: usize,
     /// First and largest pause between reconnection attempts.
@@ -58,6 +60,7 @@ impl Default for ConnectOptions {
     fn default() -> Self {
         ConnectOptions {
             connect_timeout: Duration::from_secs(1),
+            transport: Connector::plain(),
             queue_depth: 1024,
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
@@ -121,8 +124,9 @@ impl Connection {
 
     /// Starts a connection and waits until it is up, or fails after the connect timeout.
     pub async fn connect(addr: &str, opts: ConnectOptions) -> Result<Connection, Error> {
+        let timeout = opts.connect_timeout;
         let conn = Connection::new(addr, opts);
-        conn.wait_connected(opts.connect_timeout).await?;
+        conn.wait_connected(timeout).await?;
         Ok(conn)
     }
 
@@ -207,10 +211,9 @@ async fn supervise(mut rx: mpsc::Receiver<Pending>, shared: Arc<Shared>, opts: C
     let mut backoff = opts.backoff_min;
     loop {
         let attempt =
-            tokio::time::timeout(opts.connect_timeout, TcpStream::connect(&*shared.addr)).await;
+            tokio::time::timeout(opts.connect_timeout, opts.transport.connect(&shared.addr)).await;
         match attempt {
             Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
                 backoff = opts.backoff_min;
                 shared.connected.store(true, Ordering::Relaxed);
                 shared.up.notify_waiters();
@@ -263,12 +266,12 @@ enum Ended {
 
 /// Serves one socket until it fails or its reply stream is in doubt.
 async fn serve(
-    stream: TcpStream,
+    stream: Stream,
     rx: &mut mpsc::Receiver<Pending>,
     shared: &Arc<Shared>,
     opts: &ConnectOptions,
 ) -> Ended {
-    let (rd, mut wr) = stream.into_split();
+    let (rd, mut wr) = tokio::io::split(stream);
     // Reply slots go to the reader before the request bytes go out, so the reader always knows
     // whom the next reply belongs to.
     let (slot_tx, slot_rx) = mpsc::unbounded_channel::<Slot>();
@@ -341,7 +344,7 @@ fn ended_by(r: Result<(Error, bool), tokio::task::JoinError>) -> Ended {
     }
 }
 
-async fn write_all(wr: &mut OwnedWriteHalf, buf: &mut BytesMut) -> std::io::Result<()> {
+async fn write_all(wr: &mut WriteHalf<Stream>, buf: &mut BytesMut) -> std::io::Result<()> {
     let r = wr.write_all(buf).await;
     buf.clear();
     r
@@ -350,7 +353,7 @@ async fn write_all(wr: &mut OwnedWriteHalf, buf: &mut BytesMut) -> std::io::Resu
 /// Matches replies to reply slots in order; fails all waiting slots when the socket ends or its
 /// stream is in doubt. Returns why it stopped, and whether any reply was matched before.
 async fn read_loop(
-    mut rd: OwnedReadHalf,
+    mut rd: ReadHalf<Stream>,
     mut slots: mpsc::UnboundedReceiver<Slot>,
     addr: Arc<str>,
     max_item_size: usize,

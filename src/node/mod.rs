@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::NodeConfig;
 use crate::error::Error;
+use crate::server::gate::Gate;
+use crate::server::Security;
 use clock::Clock;
 use stats::ServerStats;
 use store::{Store, StoreConfig};
@@ -39,6 +41,8 @@ pub struct Node {
     pub verbosity: AtomicU32,
     /// Cancelled to stop the node (signal, `shutdown` command, handle).
     pub shutdown: CancellationToken,
+    /// TLS, authentication and the admin gate of the listener (`server::security`).
+    pub security: Security,
 }
 
 impl Node {
@@ -59,6 +63,7 @@ impl Node {
             config,
             verbosity: AtomicU32::new(0),
             shutdown: CancellationToken::new(),
+            security: Security::open(Gate::NODE),
         }
     }
 
@@ -77,6 +82,7 @@ impl Node {
 /// Used by `ringcache node`, `ringcache local` and tests.
 pub async fn start(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<NodeHandle, Error> {
     config.validate()?;
+    let security = Security::new(&config.security(), Gate::NODE)?;
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|e| Error::Config(format!("listen {}: {e}", config.listen)))?;
@@ -86,7 +92,11 @@ pub async fn start(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<NodeHand
     };
     // The recorder must exist before the node registers its metric handles.
     let recorder = metrics_listener.as_ref().map(|_| crate::metrics::install());
-    let node = Arc::new(Node::new(config, clock));
+    let mut node = Node::new(config, clock);
+    node.security = security;
+    let node = Arc::new(node);
+    let n = node.clone();
+    crate::server::listener::on_hangup(node.shutdown.clone(), move || n.security.reload());
     let mut metrics_addr = None;
     if let (Some(l), Some(handle)) = (metrics_listener, recorder) {
         metrics_addr = crate::metrics::local_addr(&l);

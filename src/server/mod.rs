@@ -4,8 +4,15 @@
 //! the gate on administrative commands ([`gate`]). See docs/architecture.md for the layering:
 //! `node` and `proxy` both build on this module and never on each other.
 
+pub mod auth;
+pub mod gate;
 pub mod listener;
+pub mod security;
 pub mod stats;
+pub mod stream;
+pub mod tls;
 pub mod version;
+
+pub use security::{Security, SecuritySettings, Session};
 
 pub use version::VERSION;

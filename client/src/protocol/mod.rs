@@ -11,6 +11,7 @@
 //! - [`codec`]: `tokio-util` codecs for the server side and the client side of a connection.
 //! - [`fault`]: recoverable request faults and the exact error line memcached answers with.
 //! - [`verb`]: the one table of command names.
+//! - [`refusal`]: the replies to unauthenticated connections and disabled commands.
 
 pub mod codec;
 pub mod expiry;
@@ -18,6 +19,7 @@ pub mod fault;
 pub mod meta;
 pub mod number;
 pub mod parse;
+pub mod refusal;
 pub mod request;
 pub mod response;
 pub mod verb;

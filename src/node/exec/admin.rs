@@ -6,8 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use ringcache_client::protocol::number::safe_strtoul;
 use ringcache_client::protocol::response::encode_stat;
 use ringcache_client::protocol::Request;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{line, reply, Flow};
 use crate::bump;
@@ -263,7 +262,7 @@ fn settings_stats(node: &Node, out: &mut BytesMut) {
 /// through a small bounded channel, so a slow reader slows the walk instead of growing a buffer.
 pub async fn stream_metadump(
     node: &std::sync::Arc<Node>,
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncWrite + Unpin),
 ) -> std::io::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<BytesMut>(4);
     let walker = node.clone();
