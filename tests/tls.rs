@@ -447,3 +447,50 @@ fn pymemcache(addr: &SocketAddr, d: &Dir, mutual: bool) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// SIGHUP re-reads the files at once and does not stop the node (its default action would).
+#[test]
+fn sighup_rereads_certificates_and_keeps_the_node_running() {
+    let d = pki("hup");
+    let node = tls_node(&d, 0);
+    let next = ca("renewed by SIGHUP");
+    let (c, k) = leaf(&next, false, false);
+    d.put("next-ca.pem", &next.cert.pem());
+    d.put("server.key", &k);
+    d.put("server.pem", &c);
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(node.pid() as i32, libc::SIGHUP) }, 0);
+    let new_ca = client_config(&d.path("next-ca.pem"), None);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(e) = served(node.addr, new_ca.clone()) {
+        assert!(
+            Instant::now() < deadline,
+            "not serving the new certificate after SIGHUP: {e}\n{}",
+            node.stderr_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        node.stderr_tail().contains("SIGHUP"),
+        "{}",
+        node.stderr_tail()
+    );
+}
+
+/// A plain node and a plain proxy survive SIGHUP too.
+#[test]
+fn sighup_does_not_stop_plain_servers() {
+    let node = spawn_node(&[]);
+    let proxy = spawn_proxy(&[node.addr], &[]);
+    for s in [&node, &proxy] {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(s.pid() as i32, libc::SIGHUP) }, 0);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = proxy.conn();
+    c.send(b"set k 0 0 1\r\nv\r\nget k\r\n");
+    c.expect(b"STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n");
+    let mut n = node.conn();
+    n.send(b"mn\r\n");
+    n.expect(b"MN\r\n");
+}
