@@ -24,7 +24,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use futures_util::FutureExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
@@ -39,6 +39,7 @@ use super::{route, Proxy};
 use crate::server::listener;
 use crate::server::stats::Verb;
 use crate::server::stream::ServerStream;
+use crate::server::Session;
 
 type Pending = Pin<Box<dyn Future<Output = Finished> + Send>>;
 
@@ -199,7 +200,27 @@ pub async fn run(tcp: TcpStream, proxy: Arc<Proxy>) {
     else {
         return;
     };
-    let (mut rd, mut wr) = tokio::io::split(stream);
+    // A plain socket splits into owned halves without a lock; a TLS stream (one state for both
+    // directions) needs tokio's split.
+    match stream {
+        ServerStream::Plain(tcp) => {
+            let (rd, wr) = tcp.into_split();
+            serve(rd, wr, rbuf, session, proxy).await
+        }
+        tls => {
+            let (rd, wr) = tokio::io::split(tls);
+            serve(rd, wr, rbuf, session, proxy).await
+        }
+    }
+}
+
+/// The connection's loop, on either kind of stream.
+async fn serve<R, W>(mut rd: R, mut wr: W, mut rbuf: BytesMut, session: Session, proxy: Arc<Proxy>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let shutdown = proxy.shutdown.clone();
     let cfg = proxy.config();
     let mut codec = ServerCodec::new(Limits {
         max_item_size: cfg.max_item_size,
@@ -456,8 +477,8 @@ fn finish(done: Finished, budget: &mut Budget<'_>, wbuf: &mut BytesMut) {
 }
 
 /// Writes `buf`; with an idle limit, gives up once the client took no byte for that long.
-async fn write_out(
-    wr: &mut WriteHalf<ServerStream>,
+async fn write_out<W: AsyncWrite + Unpin>(
+    wr: &mut W,
     buf: &[u8],
     idle: Option<Duration>,
 ) -> std::io::Result<()> {
