@@ -20,6 +20,7 @@ use tokio_rustls::rustls::{self, pki_types::ServerName};
 use tokio_rustls::TlsConnector;
 
 use crate::error::Error;
+use crate::protocol::refusal;
 use crate::tls_files::{self, Reloading};
 
 /// A connection to a node, plain or TLS.
@@ -282,7 +283,7 @@ async fn authenticate(stream: &mut Stream, req: &[u8]) -> io::Result<()> {
         }
         line.push(byte[0]);
     }
-    if line == b"STORED\r\n" {
+    if line.strip_suffix(b"\r\n") == Some(refusal::AUTH_OK.as_bytes()) {
         return Ok(());
     }
     Err(io::Error::new(
