@@ -218,7 +218,7 @@ fn node_gate_refuses_admin_commands_to_non_admins() {
     let config = f.put(
         "node.toml",
         "[commands]\nflush_all = \"admin\"\nlru_crawler = \"admin\"\ncache_memlimit = \"admin\"\n\
-         verbosity = \"deny\"\n",
+         verbosity = \"deny\"\nslabs = \"admin\"\n",
     );
     let node = spawn_node(&["--config", &config, "-Y", &users, "--admin-user", "ops"]);
     let mut alice = login(&node, "alice");
@@ -242,6 +242,14 @@ fn node_gate_refuses_admin_commands_to_non_admins() {
             b"verbosity 1\r\n",
             b"CLIENT_ERROR verbosity not allowed\r\n",
         ),
+        (
+            b"slabs automove 1\r\n",
+            b"CLIENT_ERROR slabs not allowed\r\n",
+        ),
+        (
+            b"stats cachedump 1 1\r\n",
+            b"CLIENT_ERROR stats cachedump not allowed\r\n",
+        ),
         (b"shutdown\r\n", b"ERROR: shutdown not enabled\r\n"),
         // Nothing was flushed.
         (b"get k\r\n", b"VALUE k 0 1\r\nv\r\nEND\r\n"),
@@ -254,6 +262,8 @@ fn node_gate_refuses_admin_commands_to_non_admins() {
     ops.send(b"lru_crawler metadump all\r\n");
     ops.expect(b"key=k exp=-1 la={n} cas={n} fetch=yes cls=1 size={n}\nEND\r\n");
     ops.send(b"cache_memlimit 100\r\n");
+    ops.expect(b"OK\r\n");
+    ops.send(b"slabs automove 1\r\n");
     ops.expect(b"OK\r\n");
     // "deny" is for admins too.
     ops.send(b"verbosity 1\r\n");
@@ -280,6 +290,10 @@ fn refusals_are_memcacheds_disabled_command_replies() {
         (
             b"lru_crawler metadump all\r\n",
             b"ERROR metadump not allowed\r\n",
+        ),
+        (
+            b"stats cachedump 1 1\r\n",
+            b"CLIENT_ERROR stats cachedump not allowed\r\n",
         ),
         (b"shutdown\r\n", b"ERROR: shutdown not enabled\r\n"),
         (b"watch\r\n", b"CLIENT_ERROR watch commands not allowed\r\n"),

@@ -499,3 +499,55 @@ async fn stats_items_counts_evictions_per_class() {
     assert_eq!(get(&items, "items:1:mem_requested"), get(&general, "bytes"));
     h.shutdown().await;
 }
+
+/// `lru_crawler metadump` over many chunks: the connection writes every chunk the store walk
+/// hands it, in order, then `END`, then answers the next pipelined request. Each line reads
+/// back with the protocol's one metadump parser to an item that was stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadump_streams_every_item_in_chunks_then_goes_on() {
+    use ringcache_client::protocol::metadump::{DumpLine, MetadumpLine};
+    let (h, _clock) = start_default().await;
+    let addr = h.addr;
+    blocking(move || {
+        const N: usize = 3000;
+        let mut c = Raw::connect(addr);
+        let key = |i: usize| format!("{i:06}:{}", "k".repeat(180));
+        let mut sets = Vec::new();
+        for i in 0..N {
+            sets.extend_from_slice(format!("set {} 0 0 1\r\nv\r\n", key(i)).as_bytes());
+        }
+        c.send(&sets);
+        c.expect(&b"STORED\r\n".repeat(N));
+        c.send(b"lru_crawler metadump all\r\nmn\r\n");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64 * 1024];
+        while !got.ends_with(b"END\r\nMN\r\n") {
+            match c.0.read(&mut buf) {
+                Ok(0) => panic!("closed after {} bytes", got.len()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("read after {} bytes: {e}", got.len()),
+            }
+        }
+        assert!(
+            got.len() > 4 * 64 * 1024,
+            "several chunks: {} bytes",
+            got.len()
+        );
+        let body = &got[..got.len() - b"END\r\nMN\r\n".len()];
+        let mut keys: Vec<Vec<u8>> = body
+            .split_inclusive(|&b| b == b'\n')
+            .map(|line| match MetadumpLine::parse(line) {
+                DumpLine::Item(item) => {
+                    assert_eq!((item.fields.exp, item.fields.size > 180), (-1, true));
+                    item.key
+                }
+                other => panic!("not an item line: {other:?}"),
+            })
+            .collect();
+        keys.sort();
+        let want: Vec<Vec<u8>> = (0..N).map(|i| key(i).into_bytes()).collect();
+        assert_eq!(keys, want);
+    })
+    .await;
+    h.shutdown().await;
+}

@@ -117,6 +117,7 @@ fn rep(byte: u8, n: usize) -> Vec<u8> {
 }
 
 const BAD_FORMAT: &[u8] = b"CLIENT_ERROR bad command line format\r\n";
+const DETAIL_USAGE: &[u8] = b"CLIENT_ERROR usage: stats detail on|off|dump\r\n";
 const TOO_LARGE: &[u8] = b"SERVER_ERROR object too large for cache\r\n";
 const NON_NUMERIC: &[u8] = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n";
 const CONTROL_BYTES: &str =
@@ -464,6 +465,51 @@ fn cases() -> Vec<Case> {
             .row(b"stats cachedump 1\r\n", b"CLIENT_ERROR bad command line\r\n")
             .row(b"stats cachedump x 1\r\n", BAD_FORMAT)
             .row(b"stats cachedump 1 -1\r\n", BAD_FORMAT),
+        // Counts per key prefix (before the first `:`): only the classic get, store and delete
+        // verbs count, only while detail is on; `off` keeps the counts, `stats reset` clears
+        // them. One prefix per dump: memcached lists several in its hash table's order.
+        case("stats detail")
+            .row(b"stats detail\r\n", DETAIL_USAGE)
+            .row(b"stats detail foo\r\n", DETAIL_USAGE)
+            .row(b"stats detail ON\r\n", DETAIL_USAGE)
+            .row(b"stats detailx\r\n", b"ERROR\r\n")
+            .row(b"stats reset\r\n", b"RESET\r\n")
+            .row(b"stats detail dump\r\n", b"END\r\n")
+            .row(b"stats detail  on\r\n", b"OK\r\n")
+            .row(b"set a:1 0 0 1\r\nx\r\n", b"STORED\r\n")
+            .row(b"add a:1 0 0 1\r\ny\r\n", b"NOT_STORED\r\n")
+            .row(b"set nocolon 0 0 1\r\nx\r\n", b"STORED\r\n")
+            .row(b"get a:1 a:b:c nocolon\r\n", b"VALUE a:1 0 1\r\nx\r\nVALUE nocolon 0 1\r\nx\r\nEND\r\n")
+            .row(b"gat 0 a:2\r\n", b"END\r\n")
+            .row(b"delete a:1\r\n", b"DELETED\r\n")
+            .row(b"delete a:1\r\n", b"NOT_FOUND\r\n")
+            .row(b"mg a:3 v\r\n", b"EN\r\n")
+            .row(b"incr a:4 1\r\n", b"NOT_FOUND\r\n")
+            .row(b"stats detail dump\r\n", b"PREFIX a get 3 hit 1 set 2 del 2\r\nEND\r\n")
+            .row(b"stats detail off\r\n", b"OK\r\n")
+            .row(b"get a:1\r\n", b"END\r\n")
+            .row(b"stats detail dump x\r\n", b"PREFIX a get 3 hit 1 set 2 del 2\r\nEND\r\n")
+            .row(b"stats reset\r\n", b"RESET\r\n")
+            .row(b"stats detail dump\r\n", b"END\r\n"),
+        case("slabs automove")
+            .row(b"slabs automove 0\r\n", b"OK\r\n")
+            .row(b"slabs automove 2\r\n", b"OK\r\n")
+            .row(b"stats settings\r\n", b"{**}STAT slab_automove 2\r\n{**}END\r\n")
+            .row(b"slabs automove 1 2\r\n", b"OK\r\n")
+            .row(b"slabs automove 01\r\n", b"OK\r\n")
+            .row(b"slabs automove 4294967298\r\n", b"OK\r\n")
+            .row(b"slabs automove 3\r\n", b"ERROR\r\n")
+            .row(b"slabs automove\r\n", b"ERROR\r\n")
+            .row(b"slabs\r\n", b"ERROR\r\n")
+            .row(b"slabs foo\r\n", b"ERROR\r\n")
+            .row(b"slabs automove ratio\r\n", b"ERROR\r\n")
+            .row(b"slabs automove x\r\n", BAD_FORMAT)
+            .row(b"slabs automove -1\r\n", BAD_FORMAT)
+            .row(b"slabs automove 1x\r\n", BAD_FORMAT)
+            .row(b"slabs automove 3 noreply\r\n", b"")
+            .row(b"slabs automove x noreply\r\n", b"")
+            .row(b"slabs automove 1 noreply\r\n", b"")
+            .row(b"stats settings\r\n", b"{**}STAT slab_automove 1\r\n{**}END\r\n"),
         case("cache_memlimit")
             .row(b"cache_memlimit 100\r\n", b"OK\r\n")
             .row(

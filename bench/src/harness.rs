@@ -270,8 +270,9 @@ impl Canaries {
     }
 
     /// Reads every canary with one multi-get through `w`; `Err` names the first one missing or
-    /// wrong.
-    pub fn check(&self, w: &mut Wire) -> std::result::Result<(), String> {
+    /// wrong. A multi-get answers a key it cannot read as a miss, so a missing canary is looked
+    /// up on each of `nodes` directly: the report then tells a lost key from an unreadable one.
+    pub fn check(&self, w: &mut Wire, nodes: &[String]) -> std::result::Result<(), String> {
         let mut req = String::from("get");
         for (k, _) in &self.items {
             req.push(' ');
@@ -286,7 +287,7 @@ impl Canaries {
             match values.iter().find(|x| x.key == k.as_bytes()) {
                 Some(x) if x.data == v.as_bytes() => {}
                 Some(x) => return Err(format!("canary {k} reads {:?}", show(&x.data))),
-                None => return Err(format!("canary {k} is missing")),
+                None => return Err(format!("canary {k} is missing{}", where_is(k, nodes))),
             }
         }
         if values.len() != self.items.len() {
@@ -297,6 +298,35 @@ impl Canaries {
             ));
         }
         Ok(())
+    }
+}
+
+/// Where a canary the proxy did not return still is: `" (on no node: lost)"` or
+/// `" (unreadable through the proxy; held by …)"`, as read from each node directly.
+fn where_is(key: &str, nodes: &[String]) -> String {
+    if nodes.is_empty() {
+        return String::new();
+    }
+    let mut held = Vec::new();
+    for n in nodes {
+        let got = Wire::connect(n)
+            .map_err(|e| e.to_string())
+            .and_then(|mut w| {
+                w.request(format!("get {key}\r\n").as_bytes(), Duration::from_secs(5))
+            });
+        match got {
+            Ok(Response::Values(v)) if !v.is_empty() => held.push(n.clone()),
+            Ok(_) => {}
+            Err(e) => held.push(format!("{n}: unreachable ({e})")),
+        }
+    }
+    if held.is_empty() {
+        " (on no node: lost)".into()
+    } else {
+        format!(
+            " (unreadable through the proxy; held by {})",
+            held.join(", ")
+        )
     }
 }
 

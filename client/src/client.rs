@@ -616,6 +616,11 @@ impl Client {
         let key = request_key(&req);
         let flush = matches!(req, Request::FlushAll { .. });
         let r = self.send(node, req).await;
+        // A request refused before any byte was written (`Request::check_wire`) reached no
+        // replica, so none missed it: every owner refuses it alike and none is marked down.
+        if matches!(r, Err(Error::InvalidKey(_))) {
+            return r;
+        }
         if r.is_err() {
             if node.health.mark_down() {
                 tracing::warn!(node = %node.name, "replica missed a write; marked down until repaired");

@@ -30,6 +30,7 @@ use tokio::net::TcpStream;
 use crate::client::Client;
 use crate::health::NodeState;
 use crate::metric_names as names;
+use crate::protocol::metadump::{self, DumpLine, MetadumpLine};
 use crate::protocol::{MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response};
 use crate::topology::{NodeEntry, Topology};
 use crate::transition::Moved;
@@ -644,25 +645,17 @@ pub(crate) async fn dump_keys(
             if !line.ends_with(b"\n") {
                 return Err(Error::Protocol(format!("{addr}: metadump line too long")));
             }
-            let l = line.strip_suffix(b"\n").unwrap_or(&line);
-            let l = l.strip_suffix(b"\r").unwrap_or(l);
-            if l == b"END" {
-                return Ok(out);
-            }
-            if let Some(rest) = l.strip_prefix(b"key=") {
-                let mut fields = rest.split(|&b| b == b' ');
-                let key = dumped_key(fields.next().unwrap_or_default());
-                if keep(&key) {
-                    let cas = fields
-                        .find_map(|f| f.strip_prefix(b"cas="))
-                        .and_then(|c| std::str::from_utf8(c).ok())
-                        .and_then(|c| c.parse().ok())
-                        .unwrap_or(0);
-                    out.push((Bytes::from(key), cas));
+            let l = match MetadumpLine::parse(&line) {
+                DumpLine::End => return Ok(out),
+                DumpLine::Item(item) => {
+                    if keep(&item.key) {
+                        out.push((Bytes::from(item.key), item.fields.cas));
+                    }
+                    continue;
                 }
-                continue;
-            }
-            if l.starts_with(b"BUSY") && busy < BUSY_RETRIES {
+                DumpLine::Other(l) => l,
+            };
+            if metadump::is_busy(l) && busy < BUSY_RETRIES {
                 // Another crawl (ours for another purpose, or an operator's) is running.
                 busy += 1;
                 tokio::time::sleep(BUSY_PAUSE).await;
@@ -680,8 +673,13 @@ pub(crate) async fn dump_keys(
 /// bytes (letters, digits and `-._~` as they are, every other byte `%XX`), binary keys
 /// included, so percent-decoding gives the key exactly. What comes back may be binary (even
 /// `\r\n`): it is only ever sent to a node base64 with `b` ([`MetaRequest::new`]).
+/// The listing is read with [`MetadumpLine::parse`]; this reads one field, for the tests.
+#[cfg(test)]
 fn dumped_key(field: &[u8]) -> Vec<u8> {
-    percent_encoding::percent_decode(field).collect()
+    match MetadumpLine::parse(&[&b"key="[..], field].concat()) {
+        DumpLine::Item(item) => item.key,
+        _ => Vec::new(),
+    }
 }
 
 /// The current members that held data under one of `topo`'s past rings.

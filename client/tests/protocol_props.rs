@@ -205,6 +205,8 @@ fn request() -> impl Strategy<Value = Request> {
         proptest::option::of(tokens(2)).prop_map(|arg| Request::Shutdown { arg }),
         (any::<u32>(), any::<bool>())
             .prop_map(|(megabytes, noreply)| { Request::CacheMemlimit { megabytes, noreply } }),
+        (0u8..=2, any::<bool>())
+            .prop_map(|(level, noreply)| Request::SlabsAutomove { level, noreply }),
         graphic(1..=8).prop_map(|a| Request::Metadump { arg: a.into() }),
         proptest::collection::vec(graphic(1..=8).prop_map(Bytes::from), 0..4)
             .prop_filter("that is a metadump", |a| {

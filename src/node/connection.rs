@@ -72,8 +72,7 @@ pub async fn run(tcp: TcpStream, node: &Arc<Node>) {
                     {
                         node.stats.command(Verb::of(&item));
                         if !no.noreply {
-                            wbuf.extend_from_slice(no.line.as_bytes());
-                            wbuf.extend_from_slice(b"\r\n");
+                            ringcache_client::protocol::reply::message(&mut wbuf, no.line);
                         }
                         continue;
                     }
@@ -98,10 +97,17 @@ pub async fn run(tcp: TcpStream, node: &Arc<Node>) {
                             return;
                         }
                         Flow::Metadump => {
-                            if write_out(&mut stream, &mut wbuf, node, idle).await.is_err()
-                                || exec::stream_metadump(node, &mut stream).await.is_err()
-                            {
+                            if write_out(&mut stream, &mut wbuf, node, idle).await.is_err() {
                                 return;
+                            }
+                            let mut dump = exec::MetadumpChunks::start(node);
+                            while let Some(mut chunk) = dump.next().await {
+                                if write_out(&mut stream, &mut chunk, node, idle)
+                                    .await
+                                    .is_err()
+                                {
+                                    return;
+                                }
                             }
                         }
                     }

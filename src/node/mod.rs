@@ -7,10 +7,11 @@
 pub mod clock;
 pub mod connection;
 pub mod exec;
+pub mod prefix;
 pub mod server;
 pub mod store;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +40,11 @@ pub struct Node {
     /// Unix time the node started, for `uptime`.
     pub started: u64,
     pub verbosity: AtomicU32,
+    /// `slabs automove` (0, 1 or 2): recorded and shown in `stats settings`; the segment store
+    /// has no slab classes to rebalance (docs/protocol.md, "slabs automove").
+    pub slab_automove: AtomicU8,
+    /// `stats detail` counters.
+    pub prefixes: prefix::PrefixStats,
     /// Cancelled to stop the node (signal, `shutdown` command, handle).
     pub shutdown: CancellationToken,
     /// TLS, authentication and the admin gate of the listener (`server::security`).
@@ -62,6 +68,9 @@ impl Node {
             clock,
             config,
             verbosity: AtomicU32::new(0),
+            // memcached 1.6's default.
+            slab_automove: AtomicU8::new(1),
+            prefixes: prefix::PrefixStats::default(),
             shutdown: CancellationToken::new(),
             security: Security::open(Gate::NODE),
         }

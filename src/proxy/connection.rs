@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
 use ringcache_client::protocol::parse::Limits;
+use ringcache_client::protocol::reply;
 use ringcache_client::protocol::response::encode_value;
 use ringcache_client::protocol::{
     Fault, GetCmd, MetaCmd, MetaFlags, MetaRequest, Request, Response, ServerCodec, Value,
@@ -73,7 +74,7 @@ impl Reply {
                     encode_value(out, &v.key, v.flags, v.cas, &v.data);
                 }
                 if last {
-                    out.extend_from_slice(b"END\r\n");
+                    reply::end(out);
                 }
             }
         }

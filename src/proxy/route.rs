@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use ringcache_client::client::Slot;
 use ringcache_client::protocol::{
-    MetaCmd, MetaRequest, MetaStatus, Request, Response, StoreCmd, Value,
+    Fault, MetaCmd, MetaRequest, MetaStatus, Request, Response, StoreCmd, Value,
 };
 use ringcache_client::{Ack, Error as ClientError};
 
@@ -163,9 +163,9 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
         Request::Version => Response::Version(Bytes::from_static(VERSION.as_bytes())),
         Request::Verbosity { .. } => Response::Ok,
         Request::Stats { group } => super::stats::reply(proxy, group.as_deref()).await,
-        Request::CacheMemlimit { .. } => Response::Ok,
+        Request::CacheMemlimit { .. } | Request::SlabsAutomove { .. } => Response::Ok,
         Request::Shutdown { .. } => {
-            Response::Other(Bytes::from_static(b"ERROR: shutdown not enabled"))
+            Response::Other(Bytes::from_static(Fault::SHUTDOWN_DISABLED.as_bytes()))
         }
         Request::Metadump { .. } | Request::LruCrawler { .. } => {
             // Key dumps are per node; ask the nodes directly.

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use ringcache_client::protocol::Response;
+use ringcache_client::protocol::{reply, Response};
 
 use super::Proxy;
 use crate::server::VERSION;
@@ -48,7 +48,7 @@ fn local(proxy: &Proxy, group: Option<&[u8]>) -> Response {
     match group {
         None => {}
         Some(b"settings") => return settings(proxy),
-        Some(b"reset") => return Response::Other(Bytes::from_static(b"RESET")),
+        Some(b"reset") => return Response::Other(Bytes::from_static(reply::RESET.as_bytes())),
         Some(b"items" | b"slabs" | b"sizes" | b"conns") => return Response::Values(Vec::new()),
         Some(_) => return Response::Error,
     }

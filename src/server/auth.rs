@@ -223,8 +223,7 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
 
 async fn write_line<S: AsyncWrite + Unpin>(stream: &mut S, line: &str) -> std::io::Result<()> {
     let mut out = Vec::with_capacity(line.len() + 2);
-    out.extend_from_slice(line.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    ringcache_client::protocol::reply::message(&mut out, line);
     stream.write_all(&out).await?;
     stream.flush().await
 }

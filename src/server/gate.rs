@@ -113,8 +113,17 @@ impl Gate {
             Request::LruCrawler { .. } => {
                 (self.lru_crawler, refusal::LRU_CRAWLER_NOT_ALLOWED, false)
             }
-            // `slabs` and `watch` are not implemented (memcached's `ERROR` for an unknown
-            // command): their settings exist so a config can say what it means for them.
+            Request::SlabsAutomove { noreply, .. } => {
+                (self.slabs, refusal::SLABS_NOT_ALLOWED, *noreply)
+            }
+            // `stats cachedump` lists keys as metadump does: memcached's `-X` disables both.
+            Request::Stats { group: Some(g) }
+                if g.split(|&b| b == b' ').next() == Some(&b"cachedump"[..]) =>
+            {
+                (self.lru_crawler, refusal::CACHEDUMP_NOT_ALLOWED, false)
+            }
+            // `watch` is not implemented (memcached's `ERROR` for an unknown command): its
+            // setting exists so a config can say what it means for it.
             _ => return None,
         };
         (!may(access)).then_some(Refusal { line, noreply })

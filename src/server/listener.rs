@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringcache_client::protocol::{reply, Fault};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -64,10 +65,10 @@ pub async fn serve<H, F>(
             // memcached's answer (drive_machine, conn_listening, with maxconns_fast): write the
             // line and close. The write lands in an empty socket buffer; the deadline is for form.
             tracker.spawn(async move {
+                let mut line = Vec::new();
+                reply::message(&mut line, Fault::TOO_MANY_CONNECTIONS);
                 let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
-                    let _ = stream
-                        .write_all(b"ERROR Too many open connections\r\n")
-                        .await;
+                    let _ = stream.write_all(&line).await;
                     let _ = stream.shutdown().await;
                 })
                 .await;

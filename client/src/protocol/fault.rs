@@ -28,14 +28,33 @@ impl Fault {
     pub const BAD_CHUNK: &'static str = "CLIENT_ERROR bad data chunk";
     /// A value larger than the item size limit (its data block is swallowed).
     pub const TOO_LARGE: &'static str = "SERVER_ERROR object too large for cache";
+    /// `incr`/`decr`/`ma` on a value that is not a decimal number.
+    pub const NON_NUMERIC: &'static str =
+        "CLIENT_ERROR cannot increment or decrement non-numeric value";
+    /// `shutdown` on a server started without it enabled.
+    pub const SHUTDOWN_DISABLED: &'static str = "ERROR: shutdown not enabled";
+    /// `shutdown <mode>` with a mode other than `graceful`.
+    pub const BAD_SHUTDOWN_MODE: &'static str = "CLIENT_ERROR invalid shutdown mode";
+    /// `lru_crawler metadump <class>` naming no class the server has.
+    pub const BAD_CLASS: &'static str = "BADCLASS invalid class id";
+    /// `stats cachedump` with too few arguments.
+    pub const BAD_COMMAND_LINE: &'static str = "CLIENT_ERROR bad command line";
+    /// `stats cachedump` of a class id past memcached's 63.
+    pub const ILLEGAL_SLAB: &'static str = "CLIENT_ERROR Illegal slab id";
+    /// `stats detail` with a sub-command other than `on`, `off` or `dump`.
+    pub const DETAIL_USAGE: &'static str = "CLIENT_ERROR usage: stats detail on|off|dump";
+    /// `cache_memlimit` below memcached's 8 MiB floor.
+    pub const MEMLIMIT_TOO_SMALL: &'static str =
+        "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m";
+    /// `cache_memlimit` with a value that looks like bytes, not megabytes.
+    pub const MEMLIMIT_ADJUST_FAILED: &'static str =
+        "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes";
+    /// A connection over the server's limit, answered once before it is closed.
+    pub const TOO_MANY_CONNECTIONS: &'static str = "ERROR Too many open connections";
 
     /// A fault that is always answered.
     pub const fn new(message: &'static str) -> Fault {
-        Fault {
-            message,
-            noreply: false,
-            unlink: None,
-        }
+        Fault::with_noreply(message, false)
     }
 
     /// A fault answered only when the request did not say `noreply`.

@@ -233,12 +233,18 @@ impl MetaFlags {
 }
 
 /// Appends `key` to `buf`, base64-encoded when `binary`.
-pub fn put_key(buf: &mut BytesMut, key: &[u8], binary: bool) {
-    if binary {
-        let enc = base64::engine::general_purpose::STANDARD.encode(key);
-        buf.put_slice(enc.as_bytes());
-    } else {
-        buf.put_slice(key);
+pub fn put_key(buf: &mut impl BufMut, key: &[u8], binary: bool) {
+    if !binary {
+        return buf.put_slice(key);
+    }
+    // Keys are at most 250 bytes: their base64 fits on the stack, so no allocation.
+    let mut tmp = [0u8; 4 * (super::MAX_KEY_LEN + 2) / 3 + 4];
+    match base64::engine::general_purpose::STANDARD.encode_slice(key, &mut tmp) {
+        Ok(n) => buf.put_slice(&tmp[..n]),
+        Err(_) => {
+            let enc = base64::engine::general_purpose::STANDARD.encode(key);
+            buf.put_slice(enc.as_bytes());
+        }
     }
 }
 

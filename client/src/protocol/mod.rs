@@ -8,18 +8,24 @@
 //! - [`parse`]: the request parser, byte-for-byte faithful to memcached's tokenizer and error replies.
 //! - [`meta`]: meta-command flags (`mg`/`ms`/`md`/`ma`), parsed and validated.
 //! - [`response`]: the [`Response`] type, its encoder and its parser.
+//! - [`metadump`]: the `lru_crawler metadump` line, written by the node, read by the rebalancer.
+//! - [`reply`]: the writer of every reply form, used by the node and by [`Response::encode`].
 //! - [`codec`]: `tokio-util` codecs for the server side and the client side of a connection.
+//! - [`admin`]: the sub-commands of `stats` and `lru_crawler`, read for a server that answers them.
 //! - [`fault`]: recoverable request faults and the exact error line memcached answers with.
 //! - [`verb`]: the one table of command names.
 //! - [`refusal`]: the replies to unauthenticated connections and disabled commands.
 
+pub mod admin;
 pub mod codec;
 pub mod expiry;
 pub mod fault;
 pub mod meta;
+pub mod metadump;
 pub mod number;
 pub mod parse;
 pub mod refusal;
+pub mod reply;
 pub mod request;
 pub mod response;
 pub mod verb;

@@ -128,7 +128,7 @@ pub fn safe_strtol(tok: &[u8]) -> Option<i64> {
 
 /// Appends the decimal form of `n` to `buf` without going through `fmt`.
 #[inline]
-pub fn put_u64(buf: &mut bytes::BytesMut, n: u64) {
+pub fn put_u64(buf: &mut impl bytes::BufMut, n: u64) {
     let mut tmp = [0u8; 20];
     let mut i = tmp.len();
     let mut n = n;
@@ -140,14 +140,14 @@ pub fn put_u64(buf: &mut bytes::BytesMut, n: u64) {
             break;
         }
     }
-    buf.extend_from_slice(&tmp[i..]);
+    buf.put_slice(&tmp[i..]);
 }
 
 /// Appends the decimal form of a signed `n` to `buf`.
 #[inline]
-pub fn put_i64(buf: &mut bytes::BytesMut, n: i64) {
+pub fn put_i64(buf: &mut impl bytes::BufMut, n: i64) {
     if n < 0 {
-        buf.extend_from_slice(b"-");
+        buf.put_u8(b'-');
     }
     put_u64(buf, n.unsigned_abs());
 }

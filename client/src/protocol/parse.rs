@@ -210,34 +210,17 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Step>, Error>
         b"flush_all" => parse_flush_all(line, &toks),
         b"version" => Ok(Request::Version),
         b"quit" => Ok(Request::Quit),
-        b"verbosity" => {
-            let noreply = toks.noreply(line);
-            if !(n == 2 || n == 3) {
-                Err(Fault::new(Fault::ERROR))
-            } else {
-                match safe_strtoul(toks.get(line, 1)) {
-                    Some(level) => Ok(Request::Verbosity { level, noreply }),
-                    None => Err(Fault::with_noreply(Fault::BAD_FORMAT, noreply)),
-                }
-            }
-        }
+        b"verbosity" => one_number(line, &toks, Fault::BAD_FORMAT)
+            .map(|(level, noreply)| Request::Verbosity { level, noreply }),
         b"stats" => Ok(Request::Stats {
             group: (n >= 2).then(|| frame.slice(toks.r[1].0..end)),
         }),
         b"shutdown" => Ok(Request::Shutdown {
             arg: (n >= 2).then(|| frame.slice(toks.r[1].0..end)),
         }),
-        b"cache_memlimit" => {
-            let noreply = toks.noreply(line);
-            if !(n == 2 || n == 3) {
-                Err(Fault::new(Fault::ERROR))
-            } else {
-                match safe_strtoul(toks.get(line, 1)) {
-                    Some(megabytes) => Ok(Request::CacheMemlimit { megabytes, noreply }),
-                    None => Err(Fault::with_noreply(Fault::ERROR, noreply)),
-                }
-            }
-        }
+        b"cache_memlimit" => one_number(line, &toks, Fault::ERROR)
+            .map(|(megabytes, noreply)| Request::CacheMemlimit { megabytes, noreply }),
+        b"slabs" => parse_slabs(line, &toks),
         b"lru_crawler" => {
             if n == 3 && toks.get(line, 1) == b"metadump" {
                 Ok(Request::Metadump {
@@ -259,6 +242,29 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Step>, Error>
         }
     };
     Ok(Some(Step::Item(item)))
+}
+
+/// `slabs automove <level>`, with memcached 1.6.18's replies: `slabs` alone or with another
+/// sub-command is `ERROR`; a level that is not a number is `CLIENT_ERROR bad command line
+/// format`, a number other than 0, 1 or 2 is `ERROR` (tokens after the level are ignored).
+/// `slabs automove ratio` (no slab rebalancer to tune) and `slabs reassign` are not supported
+/// and answer `ERROR`, as memcached does when their arguments are bad.
+fn parse_slabs(line: &[u8], toks: &Tokens) -> Result<Request, Fault> {
+    if toks.n < 3 || toks.get(line, 1) != b"automove" {
+        return Err(Fault::new(Fault::ERROR));
+    }
+    let noreply = toks.noreply(line);
+    if toks.get(line, 2) == b"ratio" {
+        return Err(Fault::with_noreply(Fault::ERROR, noreply));
+    }
+    match safe_strtoul(toks.get(line, 2)) {
+        Some(level @ 0..=2) => Ok(Request::SlabsAutomove {
+            level: level as u8,
+            noreply,
+        }),
+        Some(_) => Err(Fault::with_noreply(Fault::ERROR, noreply)),
+        None => Err(Fault::with_noreply(Fault::BAD_FORMAT, noreply)),
+    }
 }
 
 /// Small helper so the early-return paths read like memcached's "consume the line" step.
@@ -413,7 +419,26 @@ fn parse_delete(frame: &Bytes, toks: &Tokens) -> Result<Request, Fault> {
     })
 }
 
-fn parse_arith(frame: &Bytes, toks: &Tokens, cmd: ArithCmd) -> Result<Request, Fault> {
+/// `<verb> <number> [noreply]` (`verbosity`, `cache_memlimit`): the number and `noreply`;
+/// `bad_number` is memcached's line for a number it cannot read.
+fn one_number(line: &[u8], toks: &Tokens, bad_number: &'static str) -> Result<(u32, bool), Fault> {
+    if !(toks.n == 2 || toks.n == 3) {
+        return Err(Fault::new(Fault::ERROR));
+    }
+    let noreply = toks.noreply(line);
+    safe_strtoul(toks.get(line, 1))
+        .map(|n| (n, noreply))
+        .ok_or(Fault::with_noreply(bad_number, noreply))
+}
+
+/// `<verb> <key> <number> [noreply]` (`incr`, `decr`, `touch`): the key, the number read with
+/// `number`, and `noreply`; `bad_number` is memcached's line for a number it cannot read.
+fn key_and_number<T>(
+    frame: &Bytes,
+    toks: &Tokens,
+    number: fn(&[u8]) -> Option<T>,
+    bad_number: &'static str,
+) -> Result<(Bytes, T, bool), Fault> {
     let line = &frame[..];
     if !(toks.n == 3 || toks.n == 4) {
         return Err(Fault::new(Fault::ERROR));
@@ -422,37 +447,36 @@ fn parse_arith(frame: &Bytes, toks: &Tokens, cmd: ArithCmd) -> Result<Request, F
     if !key_ok(toks.get(line, 1)) {
         return Err(Fault::with_noreply(Fault::BAD_FORMAT, noreply));
     }
-    let Some(delta) = safe_strtoull(toks.get(line, 2)) else {
-        return Err(Fault::with_noreply(
-            "CLIENT_ERROR invalid numeric delta argument",
-            noreply,
-        ));
+    let Some(n) = number(toks.get(line, 2)) else {
+        return Err(Fault::with_noreply(bad_number, noreply));
     };
+    Ok((frame.slice(toks.range(1)), n, noreply))
+}
+
+fn parse_arith(frame: &Bytes, toks: &Tokens, cmd: ArithCmd) -> Result<Request, Fault> {
+    let (key, delta, noreply) = key_and_number(
+        frame,
+        toks,
+        safe_strtoull,
+        "CLIENT_ERROR invalid numeric delta argument",
+    )?;
     Ok(Request::Arith {
         cmd,
-        key: frame.slice(toks.range(1)),
+        key,
         delta,
         noreply,
     })
 }
 
 fn parse_touch(frame: &Bytes, toks: &Tokens) -> Result<Request, Fault> {
-    let line = &frame[..];
-    if !(toks.n == 3 || toks.n == 4) {
-        return Err(Fault::new(Fault::ERROR));
-    }
-    let noreply = toks.noreply(line);
-    if !key_ok(toks.get(line, 1)) {
-        return Err(Fault::with_noreply(Fault::BAD_FORMAT, noreply));
-    }
-    let Some(exptime) = safe_strtol(toks.get(line, 2)) else {
-        return Err(Fault::with_noreply(
-            "CLIENT_ERROR invalid exptime argument",
-            noreply,
-        ));
-    };
+    let (key, exptime, noreply) = key_and_number(
+        frame,
+        toks,
+        safe_strtol,
+        "CLIENT_ERROR invalid exptime argument",
+    )?;
     Ok(Request::Touch {
-        key: frame.slice(toks.range(1)),
+        key,
         exptime,
         noreply,
     })

@@ -20,6 +20,10 @@ pub const FLUSH_ALL_NOT_ALLOWED: &str = "CLIENT_ERROR flush_all not allowed";
 pub const METADUMP_NOT_ALLOWED: &str = "ERROR metadump not allowed";
 /// `shutdown` disabled (memcached without `-A`).
 pub const SHUTDOWN_NOT_ENABLED: &str = "ERROR: shutdown not enabled";
+/// `stats cachedump` disabled (memcached `-X`).
+pub const CACHEDUMP_NOT_ALLOWED: &str = "CLIENT_ERROR stats cachedump not allowed";
+/// `slabs` disabled (ours, in `-F`'s form).
+pub const SLABS_NOT_ALLOWED: &str = "CLIENT_ERROR slabs not allowed";
 /// `watch` disabled (memcached `-W`).
 pub const WATCH_NOT_ALLOWED: &str = "CLIENT_ERROR watch commands not allowed";
 /// Other `lru_crawler` subcommands disabled (memcached has no switch: ours, in `-F`'s form).

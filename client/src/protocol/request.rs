@@ -132,6 +132,9 @@ pub enum Request {
     Shutdown { arg: Option<Bytes> },
     /// `cache_memlimit <megabytes> [noreply]`.
     CacheMemlimit { megabytes: u32, noreply: bool },
+    /// `slabs automove <0|1|2> [noreply]`: memcached's slab rebalancer mode. Other levels and
+    /// `slabs automove ratio` are refused by the parser.
+    SlabsAutomove { level: u8, noreply: bool },
     /// `lru_crawler metadump <all|classes>`.
     Metadump { arg: Bytes },
     /// Any other `lru_crawler` sub-command (`crawl`, `tocrawl`, `sleep`, `enable`, `disable`).
@@ -160,7 +163,8 @@ impl Request {
             | Request::Touch { noreply, .. }
             | Request::FlushAll { noreply, .. }
             | Request::Verbosity { noreply, .. }
-            | Request::CacheMemlimit { noreply, .. } => *noreply,
+            | Request::CacheMemlimit { noreply, .. }
+            | Request::SlabsAutomove { noreply, .. } => *noreply,
             _ => false,
         }
     }
@@ -277,6 +281,11 @@ impl Request {
                 put_u64(buf, u64::from(*megabytes));
                 noreply(buf, *nr);
             }
+            Request::SlabsAutomove { level, noreply: nr } => {
+                buf.put_slice(b"slabs automove ");
+                put_u64(buf, u64::from(*level));
+                noreply(buf, *nr);
+            }
             Request::Metadump { arg } => {
                 buf.put_slice(b"lru_crawler metadump ");
                 buf.put_slice(arg);
@@ -373,10 +382,14 @@ impl Request {
                 if !wire_key_ok(&m.key, m.flags.base64) {
                     return Err(unsafe_key(&m.key));
                 }
+                // The opaque is echoed back in the reply, so only what could end the line
+                // at the node (or the reply at us) is refused; other bytes go as memcached
+                // echoes them.
                 match &m.flags.opaque {
-                    Some(o) if o.iter().any(|&b| b <= b' ' || b == 0x7f) => Err(Error::InvalidKey(
-                        format!("opaque {:?}", String::from_utf8_lossy(o)),
-                    )),
+                    Some(o) if !arg_ok(o) => Err(Error::InvalidKey(format!(
+                        "opaque {:?}",
+                        String::from_utf8_lossy(o)
+                    ))),
                     _ => Ok(()),
                 }
             }
@@ -392,7 +405,9 @@ impl Request {
             Request::Delete { .. } => Expect::Delete,
             Request::Arith { .. } => Expect::Arith,
             Request::Touch { .. } => Expect::Touch,
-            Request::FlushAll { .. } | Request::Verbosity { .. } => Expect::Ok,
+            Request::FlushAll { .. }
+            | Request::Verbosity { .. }
+            | Request::SlabsAutomove { .. } => Expect::Ok,
             Request::Version => Expect::Version,
             Request::Stats { .. } => Expect::Stats,
             Request::MetaNoop => Expect::Noop,

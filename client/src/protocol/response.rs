@@ -6,7 +6,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::number::{parse_u32, parse_u64, put_u64};
+use super::number::{parse_u32, parse_u64};
+use super::reply;
 use crate::error::Error;
 
 /// Longest reply line accepted from a server before the connection is judged out of sync.
@@ -189,109 +190,62 @@ pub enum Response {
     Other(Bytes),
 }
 
-/// Appends one `VALUE` line and its data block.
-#[inline]
-pub fn encode_value(buf: &mut BytesMut, key: &[u8], flags: u32, cas: Option<u64>, data: &[u8]) {
-    buf.reserve(key.len() + data.len() + 48);
-    buf.put_slice(b"VALUE ");
-    buf.put_slice(key);
-    buf.put_u8(b' ');
-    put_u64(buf, u64::from(flags));
-    buf.put_u8(b' ');
-    put_u64(buf, data.len() as u64);
-    if let Some(c) = cas {
-        buf.put_u8(b' ');
-        put_u64(buf, c);
-    }
-    buf.put_slice(b"\r\n");
-    buf.put_slice(data);
-    buf.put_slice(b"\r\n");
-}
-
-/// Appends one `STAT <name> <value>` line.
-#[inline]
-pub fn encode_stat(buf: &mut BytesMut, name: &[u8], value: &[u8]) {
-    buf.put_slice(b"STAT ");
-    buf.put_slice(name);
-    buf.put_u8(b' ');
-    buf.put_slice(value);
-    buf.put_slice(b"\r\n");
-}
+/// Appends one `VALUE` line and its data block (the writer lives in [`super::reply`]).
+pub use super::reply::value as encode_value;
 
 impl Response {
-    /// Appends the reply's wire form to `buf`.
+    /// Appends the reply's wire form to `buf`, with the [`reply`] writers.
     pub fn encode(&self, buf: &mut BytesMut) {
-        let line: &[u8] = match self {
-            Response::Stored => b"STORED",
-            Response::NotStored => b"NOT_STORED",
-            Response::Exists => b"EXISTS",
-            Response::NotFound => b"NOT_FOUND",
-            Response::Deleted => b"DELETED",
-            Response::Touched => b"TOUCHED",
-            Response::Ok => b"OK",
-            Response::Error => b"ERROR",
+        match self {
+            Response::Stored => reply::stored(buf),
+            Response::NotStored => reply::not_stored(buf),
+            Response::Exists => reply::exists(buf),
+            Response::NotFound => reply::not_found(buf),
+            Response::Deleted => reply::deleted(buf),
+            Response::Touched => reply::touched(buf),
+            Response::Ok => reply::ok(buf),
+            Response::Error => reply::error(buf),
             Response::Values(vals) => {
                 for v in vals {
-                    encode_value(buf, &v.key, v.flags, v.cas, &v.data);
+                    buf.reserve(v.key.len() + v.data.len() + 48);
+                    reply::value(buf, &v.key, v.flags, v.cas, &v.data);
                 }
-                b"END"
+                reply::end(buf)
             }
-            Response::Number(n) => {
-                put_u64(buf, *n);
-                b""
-            }
-            Response::Version(v) => {
-                buf.put_slice(b"VERSION ");
-                buf.put_slice(v);
-                b""
-            }
+            Response::Number(n) => reply::number(buf, *n),
+            Response::Version(v) => reply::version(buf, v),
             Response::Stats(stats) => {
                 for (k, v) in stats {
-                    encode_stat(buf, k, v);
+                    reply::stat_bytes(buf, k, &v[..]);
                 }
-                b"END"
+                reply::end(buf)
             }
             Response::Dump(lines) => {
                 for l in lines {
                     buf.put_slice(l);
                     buf.put_u8(b'\n');
                 }
-                b"END"
+                reply::end(buf)
             }
             Response::Meta(m) => {
-                buf.put_slice(m.status.as_str().as_bytes());
                 if m.status == MetaStatus::Va {
-                    buf.put_u8(b' ');
-                    put_u64(buf, m.value.as_ref().map_or(0, |v| v.len()) as u64);
+                    reply::meta_va(buf, m.value.as_ref().map_or(0, |v| v.len()) as u64);
+                } else {
+                    reply::meta_status(buf, m.status);
                 }
                 if !m.flags.is_empty() {
                     buf.put_u8(b' ');
                     buf.put_slice(&m.flags);
                 }
-                buf.put_slice(b"\r\n");
+                reply::crlf(buf);
                 if let Some(v) = &m.value {
-                    buf.put_slice(v);
-                    buf.put_slice(b"\r\n");
+                    reply::data_block(buf, v);
                 }
-                return;
             }
-            Response::ClientError(m) => {
-                buf.put_slice(b"CLIENT_ERROR ");
-                buf.put_slice(m);
-                b""
-            }
-            Response::ServerError(m) => {
-                buf.put_slice(b"SERVER_ERROR ");
-                buf.put_slice(m);
-                b""
-            }
-            Response::Other(l) => {
-                buf.put_slice(l);
-                b""
-            }
-        };
-        buf.put_slice(line);
-        buf.put_slice(b"\r\n");
+            Response::ClientError(m) => reply::client_error(buf, m),
+            Response::ServerError(m) => reply::server_error(buf, m),
+            Response::Other(l) => reply::data_block(buf, l),
+        }
     }
 
     /// Whether this is an error reply (`ERROR`, `CLIENT_ERROR`, `SERVER_ERROR`).

@@ -78,6 +78,25 @@ fn fault_rows() -> Vec<(Vec<u8>, &'static str, bool)> {
         (b"GETS k\r\n".to_vec(), Fault::ERROR, false),
         (b"sets k 0 0 1\r\n".to_vec(), Fault::ERROR, false),
         (b"set / HTTP/1.1\r\n".to_vec(), Fault::ERROR, false),
+        // `slabs automove` (memcached 1.6.18 on the wire).
+        (b"slabs\r\n".to_vec(), Fault::ERROR, false),
+        (b"slabs foo\r\n".to_vec(), Fault::ERROR, false),
+        (b"slabs automove\r\n".to_vec(), Fault::ERROR, false),
+        (b"slabs reassign 1 2\r\n".to_vec(), Fault::ERROR, false),
+        (b"slabs automove 3\r\n".to_vec(), Fault::ERROR, false),
+        (
+            b"slabs automove ratio 0.5\r\n".to_vec(),
+            Fault::ERROR,
+            false,
+        ),
+        (b"slabs automove 3 noreply\r\n".to_vec(), Fault::ERROR, true),
+        (b"slabs automove x\r\n".to_vec(), Fault::BAD_FORMAT, false),
+        (b"slabs automove -1\r\n".to_vec(), Fault::BAD_FORMAT, false),
+        (
+            b"slabs automove noreply\r\n".to_vec(),
+            Fault::BAD_FORMAT,
+            true,
+        ),
         (
             b"averyveryverylongcommandname k\r\n".to_vec(),
             Fault::ERROR,
@@ -817,6 +836,28 @@ fn accepted_rows() -> Vec<(Vec<u8>, Request)> {
                 noreply: true,
             },
         ),
+        (
+            b"slabs automove 2\r\n".to_vec(),
+            Request::SlabsAutomove {
+                level: 2,
+                noreply: false,
+            },
+        ),
+        // memcached reads only the level; its `safe_strtoul` keeps the low 32 bits.
+        (
+            b"slabs  automove 4294967296 x y\r\n".to_vec(),
+            Request::SlabsAutomove {
+                level: 0,
+                noreply: false,
+            },
+        ),
+        (
+            b"slabs automove 1 noreply\r\n".to_vec(),
+            Request::SlabsAutomove {
+                level: 1,
+                noreply: true,
+            },
+        ),
         (b"stats\r\n".to_vec(), Request::Stats { group: None }),
         (
             b"stats items\r\n".to_vec(),
@@ -1317,6 +1358,13 @@ fn request_encoding_is_byte_exact() {
             )),
             b"ma n v D5 M-\r\n",
         ),
+        (
+            Request::SlabsAutomove {
+                level: 0,
+                noreply: true,
+            },
+            b"slabs automove 0 noreply\r\n",
+        ),
     ];
     for (req, want) in rows {
         let mut buf = BytesMut::new();
@@ -1347,6 +1395,7 @@ fn request_verbs_and_noreply() {
         (b"mg k q\r\n", "mg", false),
         (b"mn\r\n", "mn", false),
         (b"me k\r\n", "me", false),
+        (b"slabs automove 1 noreply\r\n", "slabs", true),
     ];
     for (input, verb, noreply) in rows {
         let (r, _) = item(input);

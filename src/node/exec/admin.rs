@@ -1,54 +1,55 @@
-//! Server commands: stats, flush_all, version, verbosity, cache_memlimit, shutdown, lru_crawler.
+//! Server commands: stats, flush_all, version, verbosity, cache_memlimit, slabs automove,
+//! shutdown, lru_crawler.
 
 use std::sync::atomic::Ordering;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use ringcache_client::protocol::number::safe_strtoul;
-use ringcache_client::protocol::response::encode_stat;
-use ringcache_client::protocol::Request;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use ringcache_client::protocol::admin::{Detail, LruCrawlerCmd, StatsGroup};
+use ringcache_client::protocol::reply::{self, stat, Seconds};
+use ringcache_client::protocol::{Fault, Request};
 
-use super::{line, reply, Flow};
+use super::{unless_noreply, Flow};
 use crate::bump;
 use crate::node::{Node, VERSION};
 
 /// Executes the server commands not handled in `classic`/`meta`.
 pub fn execute(node: &Node, req: Request, out: &mut BytesMut) -> Flow {
     match req {
-        Request::Version => {
-            out.put_slice(b"VERSION ");
-            line(out, VERSION.as_bytes());
-        }
+        Request::Version => reply::version(out, VERSION.as_bytes()),
         Request::Verbosity { level, noreply } => {
             node.verbosity.store(level.min(2), Ordering::Relaxed);
-            reply(out, noreply, b"OK");
+            unless_noreply(out, noreply, reply::ok);
         }
         Request::FlushAll { delay, noreply } => {
             bump!(node.stats, cmd_flush);
             node.store.flush_all(delay);
-            reply(out, noreply, b"OK");
+            unless_noreply(out, noreply, reply::ok);
         }
         Request::CacheMemlimit { megabytes, noreply } => {
-            let text: &[u8] = if megabytes < 8 {
-                b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m"
+            let write: fn(&mut BytesMut) = if megabytes < 8 {
+                |out| reply::message(out, Fault::MEMLIMIT_TOO_SMALL)
             } else if megabytes > 1_000_000_000 {
-                b"MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes"
+                |out| reply::message(out, Fault::MEMLIMIT_ADJUST_FAILED)
             } else {
                 node.store
                     .set_memory_limit(u64::from(megabytes) * 1024 * 1024);
-                b"OK"
+                reply::ok
             };
-            reply(out, noreply, text);
+            unless_noreply(out, noreply, write);
+        }
+        Request::SlabsAutomove { level, noreply } => {
+            node.slab_automove.store(level, Ordering::Relaxed);
+            unless_noreply(out, noreply, reply::ok);
         }
         Request::Shutdown { arg } => {
             if !node.config.enable_shutdown {
-                line(out, b"ERROR: shutdown not enabled");
+                reply::message(out, Fault::SHUTDOWN_DISABLED);
             } else if arg.is_none() || arg.as_deref() == Some(b"graceful") {
                 tracing::info!("shutdown command received");
                 node.shutdown.cancel();
                 return Flow::Close;
             } else {
-                line(out, b"CLIENT_ERROR invalid shutdown mode");
+                reply::message(out, Fault::BAD_SHUTDOWN_MODE);
             }
         }
         Request::Stats { group } => stats(node, group.as_deref(), out),
@@ -57,10 +58,10 @@ pub fn execute(node: &Node, req: Request, out: &mut BytesMut) -> Flow {
             if &arg[..] == b"all" || &arg[..] == b"1" || &arg[..] == b"hash" {
                 return Flow::Metadump;
             }
-            line(out, b"BADCLASS invalid class id");
+            reply::message(out, Fault::BAD_CLASS);
         }
         Request::LruCrawler { args } => lru_crawler(node, &args, out),
-        _ => line(out, b"ERROR"),
+        _ => reply::error(out),
     }
     Flow::Continue
 }
@@ -68,34 +69,22 @@ pub fn execute(node: &Node, req: Request, out: &mut BytesMut) -> Flow {
 /// The `lru_crawler` sub-commands other than metadump: `crawl` starts the store's sweep of dead
 /// items; the tuning knobs are accepted (the sweep paces itself).
 fn lru_crawler(node: &Node, args: &[Bytes], out: &mut BytesMut) {
-    let first = args.first().map(|a| &a[..]);
-    match (first, args.len()) {
-        (Some(b"crawl"), 2) => {
+    match LruCrawlerCmd::parse(args) {
+        Ok(LruCrawlerCmd::Crawl) => {
             node.store.crawl();
-            line(out, b"OK")
+            reply::ok(out)
         }
-        (Some(b"tocrawl" | b"sleep"), 2) => {
-            if args[1].iter().all(u8::is_ascii_digit) && !args[1].is_empty() {
-                line(out, b"OK")
-            } else {
-                line(out, b"CLIENT_ERROR bad command line format")
-            }
-        }
-        (Some(b"enable" | b"disable"), 1) => line(out, b"OK"),
-        _ => line(out, b"ERROR"),
+        Ok(LruCrawlerCmd::Tune | LruCrawlerCmd::Enable | LruCrawlerCmd::Disable) => reply::ok(out),
+        Err(message) => reply::message(out, message),
     }
-}
-
-fn stat(out: &mut BytesMut, name: &str, value: impl std::fmt::Display) {
-    encode_stat(out, name.as_bytes(), value.to_string().as_bytes());
 }
 
 /// `stats [group]`.
 fn stats(node: &Node, group: Option<&[u8]>, out: &mut BytesMut) {
-    match group {
-        None => general_stats(node, out),
-        Some(b"settings") => settings_stats(node, out),
-        Some(b"items") => {
+    match StatsGroup::parse(group) {
+        StatsGroup::General => general_stats(node, out),
+        StatsGroup::Settings => settings_stats(node, out),
+        StatsGroup::Items => {
             let s = node.store.stats();
             // memcached's names, in its order; one class holds every item.
             if s.curr_items > 0 {
@@ -111,7 +100,7 @@ fn stats(node: &Node, group: Option<&[u8]>, out: &mut BytesMut) {
                 stat(out, "items:1:crawler_reclaimed", s.crawler_reclaimed);
             }
         }
-        Some(b"slabs") => {
+        StatsGroup::Slabs => {
             let s = node.store.stats();
             if s.curr_items > 0 {
                 stat(out, "1:chunk_size", node.config.max_item_size);
@@ -121,61 +110,38 @@ fn stats(node: &Node, group: Option<&[u8]>, out: &mut BytesMut) {
             stat(out, "active_slabs", u64::from(s.curr_items > 0));
             stat(out, "total_malloced", s.bytes);
         }
-        Some(b"conns") => {
+        StatsGroup::Conns => {
             stat(
                 out,
                 "curr_connections",
                 node.stats.conns.curr_connections.load(Ordering::Relaxed),
             );
         }
-        Some(b"sizes") => {}
-        Some(b"reset") => {
-            line(out, b"RESET");
-            return;
+        StatsGroup::Sizes => {}
+        StatsGroup::Reset => {
+            node.prefixes.clear();
+            return reply::reset(out);
         }
-        Some(g) if g.split(|&b| b == b' ').next() == Some(b"cachedump") => {
-            cachedump(node, g, out);
-            return;
+        StatsGroup::Cachedump { class, limit } => return node.store.cachedump(class, limit, out),
+        StatsGroup::Detail(switch @ (Detail::On | Detail::Off)) => {
+            node.prefixes.enable(switch == Detail::On);
+            return reply::ok(out);
         }
-        Some(g) if g.starts_with(b"detail") => {
-            line(out, b"CLIENT_ERROR usage: stats detail on|off|dump");
-            return;
-        }
-        Some(_) => {
-            line(out, b"ERROR");
-            return;
-        }
+        StatsGroup::Detail(Detail::Dump) => return node.prefixes.dump(out),
+        StatsGroup::Refused(message) => return reply::message(out, message),
     }
-    line(out, b"END");
+    reply::end(out);
 }
 
-/// `stats cachedump <class> <limit>`, with memcached's replies to bad arguments.
-fn cachedump(node: &Node, group: &[u8], out: &mut BytesMut) {
-    let args: Vec<&[u8]> = group
-        .split(|&b| b == b' ')
-        .filter(|t| !t.is_empty())
-        .collect();
-    if args.len() < 3 {
-        return line(out, b"CLIENT_ERROR bad command line");
-    }
-    let (Some(class), Some(limit)) = (safe_strtoul(args[1]), safe_strtoul(args[2])) else {
-        return line(out, b"CLIENT_ERROR bad command line format");
-    };
-    if class >= 64 {
-        return line(out, b"CLIENT_ERROR Illegal slab id");
-    }
-    node.store.cachedump(class, limit, out);
-}
-
-/// CPU time of this process as memcached prints it (`seconds.microseconds`).
-fn rusage() -> (String, String) {
+/// CPU time of this process (user, system), as memcached prints it (`seconds.microseconds`).
+fn rusage() -> (Seconds, Seconds) {
     // SAFETY: getrusage only writes into the struct we pass.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } == 0;
-    if !ok {
-        return ("0.000000".into(), "0.000000".into());
-    }
-    let f = |t: libc::timeval| format!("{}.{:06}", t.tv_sec, t.tv_usec);
+    let f = |t: libc::timeval| Seconds {
+        secs: if ok { t.tv_sec.max(0) as u64 } else { 0 },
+        micros: if ok { t.tv_usec.max(0) as u32 } else { 0 },
+    };
     (f(ru.ru_utime), f(ru.ru_stime))
 }
 
@@ -246,6 +212,11 @@ fn settings_stats(node: &Node, out: &mut BytesMut) {
     stat(out, "cas_enabled", "yes");
     stat(out, "num_threads", c.threads);
     stat(out, "item_size_max", c.max_item_size);
+    stat(
+        out,
+        "slab_automove",
+        node.slab_automove.load(Ordering::Relaxed),
+    );
     stat(out, "lru_crawler", "yes");
     stat(
         out,
@@ -257,39 +228,50 @@ fn settings_stats(node: &Node, out: &mut BytesMut) {
     stat(out, "meta_response_old", "no");
 }
 
-/// Streams `lru_crawler metadump` lines for every live item, then `END`, without holding more
-/// than a few chunks in memory: a blocking thread walks the store and hands over 64 KiB chunks
-/// through a small bounded channel, so a slow reader slows the walk instead of growing a buffer.
-pub async fn stream_metadump(
-    node: &std::sync::Arc<Node>,
-    stream: &mut (impl AsyncWrite + Unpin),
-) -> std::io::Result<()> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<BytesMut>(4);
-    let walker = node.clone();
-    let walk = tokio::task::spawn_blocking(move || {
-        let mut chunk = BytesMut::with_capacity(64 * 1024);
-        walker.store.metadump(|line: &[u8]| {
-            chunk.put_slice(line);
-            if chunk.len() >= 60 * 1024 {
-                let full = std::mem::replace(&mut chunk, BytesMut::with_capacity(64 * 1024));
-                // The reader went away: stop walking.
-                return tx.blocking_send(full).is_ok();
-            }
-            true
-        });
-        if !chunk.is_empty() {
+/// The reply to `lru_crawler metadump`, in chunks: a line for every live item, then `END`.
+///
+/// A blocking thread walks the store and hands over 64 KiB chunks through a small bounded
+/// channel, so however many items there are, only a few chunks are in memory; a connection
+/// that writes slowly slows the walk, and one that goes away (drops this) stops it. The
+/// connection writes the chunks; nothing here touches a socket.
+pub struct MetadumpChunks {
+    rx: tokio::sync::mpsc::Receiver<BytesMut>,
+    walk: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl MetadumpChunks {
+    /// Starts the walk.
+    pub fn start(node: &std::sync::Arc<Node>) -> MetadumpChunks {
+        let (tx, rx) = tokio::sync::mpsc::channel::<BytesMut>(4);
+        let walker = node.clone();
+        let walk = tokio::task::spawn_blocking(move || {
+            let mut chunk = BytesMut::with_capacity(64 * 1024);
+            walker.store.metadump(|line: &[u8]| {
+                chunk.put_slice(line);
+                if chunk.len() >= 60 * 1024 {
+                    let full = std::mem::replace(&mut chunk, BytesMut::with_capacity(64 * 1024));
+                    // The reader went away: stop walking.
+                    return tx.blocking_send(full).is_ok();
+                }
+                true
+            });
+            reply::end(&mut chunk);
             let _ = tx.blocking_send(chunk);
-        }
-    });
-    let mut result = Ok(());
-    while let Some(chunk) = rx.recv().await {
-        if let Err(e) = stream.write_all(&chunk).await {
-            result = Err(e);
-            break;
+        });
+        MetadumpChunks {
+            rx,
+            walk: Some(walk),
         }
     }
-    drop(rx);
-    let _ = walk.await;
-    result?;
-    stream.write_all(b"END\r\n").await
+
+    /// The next chunk; `None` once the one ending in `END` was handed out.
+    pub async fn next(&mut self) -> Option<BytesMut> {
+        let chunk = self.rx.recv().await;
+        if chunk.is_none() {
+            if let Some(walk) = self.walk.take() {
+                let _ = walk.await;
+            }
+        }
+        chunk
+    }
 }

@@ -2,12 +2,11 @@
 //! incr/decr, touch.
 
 use bytes::{Bytes, BytesMut};
-use ringcache_client::protocol::number::put_u64;
-use ringcache_client::protocol::response::encode_value;
-use ringcache_client::protocol::{ArithCmd, GetCmd, StoreCmd};
+use ringcache_client::protocol::{reply, ArithCmd, Fault, GetCmd, StoreCmd};
 
-use super::{line, reply, REPLY_CHUNK};
+use super::{unless_noreply, REPLY_CHUNK};
 use crate::bump;
+use crate::node::prefix::Op;
 use crate::node::store::{ArithOutcome, Lookup, StoreMode, StoreOutcome};
 use crate::node::Node;
 
@@ -54,15 +53,18 @@ pub fn get(
         } else {
             bump!(stats, cmd_get);
         }
+        let hit = matches!(found, Lookup::Hit(_));
+        node.prefixes.record(key, Op::Get(hit));
         if let Lookup::Hit(item) = found {
             let cas = with_cas.then(|| item.cas());
-            encode_value(out, key, item.flags(), cas, item.value());
+            out.reserve(key.len() + item.value().len() + 48);
+            reply::value(out, key, item.flags(), cas, item.value());
         }
         if i + 1 < keys.len() && (out.len() >= REPLY_CHUNK || i + 1 - start >= KEYS_PER_STEP) {
             return Some(i + 1);
         }
     }
-    line(out, b"END");
+    reply::end(out);
     None
 }
 
@@ -88,6 +90,7 @@ pub fn store(
         StoreCmd::Cas => StoreMode::Cas(cas),
     };
     bump!(node.stats, cmd_set);
+    node.prefixes.record(key, Op::Set);
     let outcome = node.store.store(mode, key, flags, exptime, &value);
     if cmd == StoreCmd::Cas {
         match outcome {
@@ -97,27 +100,28 @@ pub fn store(
             _ => 0,
         };
     }
-    let text: &[u8] = match outcome {
-        StoreOutcome::Stored => b"STORED",
-        StoreOutcome::NotStored => b"NOT_STORED",
-        StoreOutcome::Exists => b"EXISTS",
-        StoreOutcome::NotFound => b"NOT_FOUND",
+    let write: fn(&mut BytesMut) = match outcome {
+        StoreOutcome::Stored => reply::stored,
+        StoreOutcome::NotStored => reply::not_stored,
+        StoreOutcome::Exists => reply::exists,
+        StoreOutcome::NotFound => reply::not_found,
         StoreOutcome::TooLarge => {
             bump!(node.stats, store_too_large);
-            b"SERVER_ERROR object too large for cache"
+            |out| reply::message(out, Fault::TOO_LARGE)
         }
     };
-    reply(out, noreply, text);
+    unless_noreply(out, noreply, write);
 }
 
 /// `delete`.
 pub fn delete(node: &Node, key: &[u8], noreply: bool, out: &mut BytesMut) {
+    node.prefixes.record(key, Op::Delete);
     if node.store.delete(key) {
         bump!(node.stats, delete_hits);
-        reply(out, noreply, b"DELETED");
+        unless_noreply(out, noreply, reply::deleted);
     } else {
         bump!(node.stats, delete_misses);
-        reply(out, noreply, b"NOT_FOUND");
+        unless_noreply(out, noreply, reply::not_found);
     }
 }
 
@@ -138,10 +142,7 @@ pub fn arith(
             } else {
                 bump!(node.stats, decr_hits);
             }
-            if !noreply {
-                put_u64(out, v);
-                out.extend_from_slice(b"\r\n");
-            }
+            unless_noreply(out, noreply, |out| reply::number(out, v));
         }
         // Classic incr/decr never compares a CAS.
         ArithOutcome::NotFound | ArithOutcome::Exists => {
@@ -150,13 +151,11 @@ pub fn arith(
             } else {
                 bump!(node.stats, decr_misses);
             }
-            reply(out, noreply, b"NOT_FOUND");
+            unless_noreply(out, noreply, reply::not_found);
         }
-        ArithOutcome::NonNumeric => reply(
-            out,
-            noreply,
-            b"CLIENT_ERROR cannot increment or decrement non-numeric value",
-        ),
+        ArithOutcome::NonNumeric => {
+            unless_noreply(out, noreply, |out| reply::message(out, Fault::NON_NUMERIC))
+        }
     }
 }
 
@@ -165,9 +164,9 @@ pub fn touch(node: &Node, key: &[u8], exptime: i64, noreply: bool, out: &mut Byt
     bump!(node.stats, cmd_touch);
     if node.store.touch(key, exptime) {
         bump!(node.stats, touch_hits);
-        reply(out, noreply, b"TOUCHED");
+        unless_noreply(out, noreply, reply::touched);
     } else {
         bump!(node.stats, touch_misses);
-        reply(out, noreply, b"NOT_FOUND");
+        unless_noreply(out, noreply, reply::not_found);
     }
 }

@@ -4,18 +4,16 @@
 //! tokens when it writes the reply), followed by the stale-while-revalidate flags `Z`, `X`, `W`.
 //! `q` hides the nominal reply: `EN` for mg, `HD` for ms/md/ma.
 
-use bytes::{BufMut, Bytes, BytesMut};
-use ringcache_client::protocol::meta::put_key;
-use ringcache_client::protocol::number::{put_i64, put_u64};
-use ringcache_client::protocol::{MetaCmd, MetaRequest};
-
-use super::line;
 use crate::bump;
 use crate::node::store::{
     ArithOutcome, MetaArithOpts, MetaDeleteOpts, MetaDeleteOutcome, MetaExtra, MetaGetOpts,
     MetaSetOpts, StoreMode, StoreOutcome,
 };
 use crate::node::Node;
+use bytes::{Bytes, BytesMut};
+use ringcache_client::protocol::number::put_u64;
+use ringcache_client::protocol::reply;
+use ringcache_client::protocol::{Fault, MetaCmd, MetaRequest, MetaStatus};
 
 /// Executes one `mg`/`ms`/`md`/`ma`.
 pub fn execute(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
@@ -33,26 +31,10 @@ pub fn execute(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
 fn opaque_and_key(req: &MetaRequest, out: &mut BytesMut) {
     for (flag, tok) in req.tokens() {
         match flag {
-            b'O' => opaque_flag(out, tok),
-            b'k' => key_flag(&req.key, req.flags.base64, out),
+            b'O' => reply::meta_flag_token(out, b'O', tok),
+            b'k' => reply::meta_flag_key(out, &req.key, req.flags.base64),
             _ => {}
         }
-    }
-}
-
-/// ` O<opaque>`, echoed as sent.
-fn opaque_flag(out: &mut BytesMut, tok: &[u8]) {
-    out.put_slice(b" O");
-    out.put_slice(tok);
-}
-
-/// ` k<key>`; base64 with ` b` after it when the key is binary. For an item, "binary" is how it
-/// was stored (memcached remembers it on the item), not how this request spelled the key.
-fn key_flag(key: &[u8], binary: bool, out: &mut BytesMut) {
-    out.put_slice(b" k");
-    put_key(out, key, binary);
-    if binary {
-        out.put_slice(b" b");
     }
 }
 
@@ -77,18 +59,6 @@ fn extra<'a>(req: &MetaRequest, order: &'a [u8]) -> MetaExtra<'a> {
     }
 }
 
-/// Appends ` <c><n>`.
-fn num_flag(out: &mut BytesMut, c: u8, n: u64) {
-    out.put_u8(b' ');
-    out.put_u8(c);
-    put_u64(out, n);
-}
-
-fn ttl_flag(out: &mut BytesMut, ttl: Option<i64>) {
-    out.put_slice(b" t");
-    put_i64(out, ttl.unwrap_or(-1));
-}
-
 fn get(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
     let (order, n) = flag_order(req);
     let f = &req.flags;
@@ -110,9 +80,9 @@ fn get(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
             bump!(node.stats, cmd_get);
         }
         if !f.quiet {
-            out.put_slice(b"EN");
+            reply::meta_status(out, MetaStatus::En);
             opaque_and_key(req, out);
-            out.put_slice(b"\r\n");
+            reply::crlf(out);
         }
         return;
     };
@@ -125,37 +95,35 @@ fn get(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
     }
     let value = hit.item.value();
     if f.value {
-        out.put_slice(b"VA ");
-        put_u64(out, value.len() as u64);
+        reply::meta_va(out, value.len() as u64);
     } else {
-        out.put_slice(b"HD");
+        reply::meta_status(out, MetaStatus::Hd);
     }
     for (flag, tok) in req.tokens() {
         match flag {
-            b's' => num_flag(out, b's', value.len() as u64),
-            b't' => ttl_flag(out, hit.ttl),
-            b'c' => num_flag(out, b'c', hit.item.cas()),
-            b'f' => num_flag(out, b'f', u64::from(hit.item.flags())),
-            b'l' => num_flag(out, b'l', hit.last_access_ago),
-            b'h' => out.put_slice(if hit.fetched_before { b" h1" } else { b" h0" }),
-            b'O' => opaque_flag(out, tok),
-            b'k' => key_flag(&req.key, hit.item.binary_key(), out),
+            b's' => reply::meta_flag_num(out, b's', value.len() as u64),
+            b't' => reply::meta_flag_ttl(out, hit.ttl),
+            b'c' => reply::meta_flag_num(out, b'c', hit.item.cas()),
+            b'f' => reply::meta_flag_num(out, b'f', u64::from(hit.item.flags())),
+            b'l' => reply::meta_flag_num(out, b'l', hit.last_access_ago),
+            b'h' => reply::meta_flag_num(out, b'h', u64::from(hit.fetched_before)),
+            b'O' => reply::meta_flag_token(out, b'O', tok),
+            b'k' => reply::meta_flag_key(out, &req.key, hit.item.binary_key()),
             _ => {}
         }
     }
-    if hit.token_sent_before {
-        out.put_slice(b" Z");
+    for (on, flag) in [
+        (hit.token_sent_before, b'Z'),
+        (hit.stale, b'X'),
+        (hit.won, b'W'),
+    ] {
+        if on {
+            reply::meta_flag(out, flag);
+        }
     }
-    if hit.stale {
-        out.put_slice(b" X");
-    }
-    if hit.won {
-        out.put_slice(b" W");
-    }
-    out.put_slice(b"\r\n");
+    reply::crlf(out);
     if f.value {
-        out.put_slice(value);
-        out.put_slice(b"\r\n");
+        reply::data_block(out, value);
     }
 }
 
@@ -184,32 +152,32 @@ fn set(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
     let (outcome, cas) = node
         .store
         .meta_set_with(&req.key, value, &opts, &extra(req, &order[..n]));
-    let code: &[u8] = match outcome {
+    let status = match outcome {
         StoreOutcome::Stored => {
             if f.quiet {
                 return;
             }
-            b"HD"
+            MetaStatus::Hd
         }
-        StoreOutcome::NotStored => b"NS",
-        StoreOutcome::Exists => b"EX",
-        StoreOutcome::NotFound => b"NF",
+        StoreOutcome::NotStored => MetaStatus::Ns,
+        StoreOutcome::Exists => MetaStatus::Ex,
+        StoreOutcome::NotFound => MetaStatus::Nf,
         StoreOutcome::TooLarge => {
             bump!(node.stats, store_too_large);
-            line(out, b"SERVER_ERROR object too large for cache");
+            reply::message(out, Fault::TOO_LARGE);
             return;
         }
     };
-    out.put_slice(code);
+    reply::meta_status(out, status);
     for (flag, tok) in req.tokens() {
         match flag {
-            b'O' => opaque_flag(out, tok),
-            b'k' => key_flag(&req.key, req.flags.base64, out),
-            b'c' => num_flag(out, b'c', cas),
+            b'O' => reply::meta_flag_token(out, b'O', tok),
+            b'k' => reply::meta_flag_key(out, &req.key, req.flags.base64),
+            b'c' => reply::meta_flag_num(out, b'c', cas),
             _ => {}
         }
     }
-    out.put_slice(b"\r\n");
+    reply::crlf(out);
 }
 
 fn delete(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
@@ -222,7 +190,7 @@ fn delete(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
         ttl: f.ttl,
         remove_value: f.remove_value,
     };
-    let code: &[u8] = match node
+    let status = match node
         .store
         .meta_delete_with(&req.key, &opts, &extra(req, &order[..n]))
     {
@@ -234,20 +202,20 @@ fn delete(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
             if f.quiet {
                 return;
             }
-            b"HD"
+            MetaStatus::Hd
         }
         MetaDeleteOutcome::NotFound => {
             bump!(node.stats, delete_misses);
-            b"NF"
+            MetaStatus::Nf
         }
         MetaDeleteOutcome::Exists => {
             bump!(node.stats, delete_misses);
-            b"EX"
+            MetaStatus::Ex
         }
     };
-    out.put_slice(code);
+    reply::meta_status(out, status);
     opaque_and_key(req, out);
-    out.put_slice(b"\r\n");
+    reply::crlf(out);
 }
 
 fn arith(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
@@ -269,10 +237,7 @@ fn arith(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
     {
         Ok(hit) => hit,
         Err(ArithOutcome::NonNumeric) => {
-            line(
-                out,
-                b"CLIENT_ERROR cannot increment or decrement non-numeric value",
-            );
+            reply::message(out, Fault::NON_NUMERIC);
             return;
         }
         Err(other) => {
@@ -281,13 +246,16 @@ fn arith(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
                 (ArithOutcome::NotFound, false) => bump!(node.stats, decr_misses),
                 _ => 0,
             };
-            out.put_slice(if matches!(other, ArithOutcome::NotFound) {
-                b"NF"
-            } else {
-                b"EX"
-            });
+            reply::meta_status(
+                out,
+                if matches!(other, ArithOutcome::NotFound) {
+                    MetaStatus::Nf
+                } else {
+                    MetaStatus::Ex
+                },
+            );
             opaque_and_key(req, out);
-            out.put_slice(b"\r\n");
+            reply::crlf(out);
             return;
         }
     };
@@ -299,54 +267,41 @@ fn arith(node: &Node, req: &MetaRequest, out: &mut BytesMut) {
     if f.quiet {
         return;
     }
-    let mut digits = BytesMut::new();
-    put_u64(&mut digits, hit.value);
+    let mut digits = [0u8; 20];
+    let digits = {
+        let mut w = &mut digits[..];
+        put_u64(&mut w, hit.value);
+        let left = w.len();
+        &digits[..20 - left]
+    };
     if f.value {
-        out.put_slice(b"VA ");
-        put_u64(out, digits.len() as u64);
+        reply::meta_va(out, digits.len() as u64);
     } else {
-        out.put_slice(b"HD");
+        reply::meta_status(out, MetaStatus::Hd);
     }
     for (flag, tok) in req.tokens() {
         match flag {
-            b'c' => num_flag(out, b'c', hit.cas),
-            b't' => ttl_flag(out, hit.ttl),
-            b'O' => opaque_flag(out, tok),
-            b'k' => key_flag(&req.key, req.flags.base64, out),
+            b'c' => reply::meta_flag_num(out, b'c', hit.cas),
+            b't' => reply::meta_flag_ttl(out, hit.ttl),
+            b'O' => reply::meta_flag_token(out, b'O', tok),
+            b'k' => reply::meta_flag_key(out, &req.key, req.flags.base64),
             _ => {}
         }
     }
-    out.put_slice(b"\r\n");
+    reply::crlf(out);
     if f.value {
-        out.put_slice(&digits);
-        out.put_slice(b"\r\n");
+        reply::data_block(out, digits);
     }
 }
 
 /// `me <key>`: `ME <key> exp=.. la=.. cas=.. fetch=.. cls=.. size=..` or `EN`.
 pub fn debug(node: &Node, key: &[u8], out: &mut BytesMut) {
     match node.store.meta_debug(key) {
-        Some(d) => {
-            out.put_slice(b"ME ");
-            // memcached prints the key as the item was stored (base64 if it was binary).
-            put_key(out, key, d.binary_key);
-            out.put_slice(b" exp=");
-            put_i64(out, d.exp);
-            out.put_slice(b" la=");
-            put_u64(out, d.la);
-            out.put_slice(b" cas=");
-            put_u64(out, d.cas);
-            out.put_slice(if d.fetched {
-                b" fetch=yes"
-            } else {
-                b" fetch=no"
-            });
-            out.put_slice(b" cls=");
-            put_u64(out, u64::from(d.cls));
-            out.put_slice(b" size=");
-            put_u64(out, d.size);
-            out.put_slice(b"\r\n");
+        // memcached prints the key as the item was stored (base64 if it was binary).
+        Some(d) => reply::meta_debug(out, key, d.binary_key, &d.fields()),
+        None => {
+            reply::meta_status(out, MetaStatus::En);
+            reply::crlf(out);
         }
-        None => line(out, b"EN"),
     }
 }

@@ -8,14 +8,14 @@ mod admin;
 mod classic;
 mod meta;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use ringcache_client::protocol::{Fault, GetCmd, Request};
+use bytes::{Bytes, BytesMut};
+use ringcache_client::protocol::{reply, Fault, GetCmd, Request};
 
 use super::stats::Verb;
 use super::Node;
 use crate::bump;
 
-pub use admin::stream_metadump;
+pub use admin::MetadumpChunks;
 
 /// Reply bytes a multi-get gathers before it hands control back to the connection to write
 /// them: a `get` naming a large value thousands of times (one 1 MiB line holds 500 000 keys)
@@ -29,7 +29,7 @@ pub enum Flow {
     Continue,
     /// Write what is pending and close (`quit`, `shutdown`).
     Close,
-    /// Write what is pending, then stream `lru_crawler metadump` output.
+    /// Write what is pending, then the chunks of [`MetadumpChunks`].
     Metadump,
     /// A multi-get stopped after [`REPLY_CHUNK`] bytes: write what is pending, then
     /// [`resume`] it.
@@ -101,7 +101,7 @@ pub fn execute(node: &Node, item: Result<Request, Fault>, out: &mut BytesMut) ->
             noreply,
         } => classic::touch(node, &key, exptime, noreply, out),
         Request::Meta(m) => meta::execute(node, &m, out),
-        Request::MetaNoop => out.put_slice(b"MN\r\n"),
+        Request::MetaNoop => reply::meta_noop(out),
         // How the key was spelled does not matter: `me` prints it as the item was stored.
         Request::MetaDebug { key, .. } => meta::debug(node, &key, out),
         Request::Quit => return Flow::Close,
@@ -121,21 +121,14 @@ fn refuse(node: &Node, fault: Fault, out: &mut BytesMut) {
         node.store.delete(key);
     }
     if !fault.noreply {
-        line(out, fault.message.as_bytes());
+        reply::message(out, fault.message);
     }
 }
 
-/// Appends `text` and `\r\n`.
+/// Writes a reply with `write` unless the client asked for `noreply`.
 #[inline]
-fn line(out: &mut BytesMut, text: &[u8]) {
-    out.put_slice(text);
-    out.put_slice(b"\r\n");
-}
-
-/// Appends a reply line unless the client asked for `noreply`.
-#[inline]
-fn reply(out: &mut BytesMut, noreply: bool, text: &[u8]) {
+fn unless_noreply(out: &mut BytesMut, noreply: bool, write: impl FnOnce(&mut BytesMut)) {
     if !noreply {
-        line(out, text);
+        write(out);
     }
 }

@@ -1,11 +1,10 @@
-//! Looking at items without reading them: `lru_crawler metadump` lines, `me` (meta debug), and
-//! memcached's slab classes for their `cls=` field.
-//!
-//! The metadump format is memcached's crawler output, one line per live item (crawler.c):
-//! `key=<uri-encoded key> exp=<unix time or -1> la=<unix time> cas=<n> fetch=<yes|no> cls=<n>
-//! size=<n>\n`. The rebalancer parses exactly this from ringcache and memcached nodes alike.
+//! Looking at items without reading them: `lru_crawler metadump`, `stats cachedump` and `me`
+//! (meta debug). The lines themselves are written by `ringcache_client::protocol` (`metadump`,
+//! `reply`), the one home of the wire format; this file walks the store for them.
 
 use bytes::BufMut;
+use ringcache_client::protocol::metadump;
+use ringcache_client::protocol::reply::{self, ItemFields};
 
 use std::sync::Arc;
 
@@ -14,89 +13,21 @@ use super::item::{Item, ItemRef, MAX_KEY_LEN};
 use super::segment::Segment;
 use super::{hash, Store};
 
-/// memcached's default slab page / largest chunk (`slab_chunk_max`, 512 KiB).
-const SLAB_CHUNK_MAX: u32 = 512 * 1024;
-
-/// memcached's default slab class sizes (`-n 48 -f 1.25`): starting at 96 bytes, each class
-/// 1.25 times the previous rounded up to 8 bytes, until the next would pass `slab_chunk_max`
-/// / 1.25; then one class of `slab_chunk_max`. Index 0 is unused, as in memcached.
-const SLAB_SIZES: ([u32; 64], usize) = {
-    let mut sizes = [0u32; 64];
-    let mut size: u32 = 96;
-    let mut i = 1;
-    // `size >= slab_chunk_max / 1.25`, in integers.
-    while i < 63 && (size as u64) * 5 < (SLAB_CHUNK_MAX as u64) * 4 {
-        if size % 8 != 0 {
-            size += 8 - size % 8;
-        }
-        sizes[i] = size;
-        // `size *= 1.25` on an unsigned int truncates, which is exactly this.
-        size = size * 5 / 4;
-        i += 1;
-    }
-    sizes[i] = SLAB_CHUNK_MAX;
-    (sizes, i)
-};
-
-/// The slab class memcached (default settings) would store an item of `size` bytes in: the
-/// smallest class whose chunks fit it; items larger than the largest chunk are chunked and
-/// report the largest class.
-pub fn slab_class(size: usize) -> u32 {
-    let (sizes, largest) = &SLAB_SIZES;
-    let found = sizes[1..=*largest].partition_point(|&chunk| (chunk as usize) < size);
-    (found + 1).min(*largest) as u32
-}
-
-/// Appends `key` as memcached's `uriencode` does: ASCII letters, digits and `-._~` as they are,
-/// every other byte as `%XX` (upper-case hex).
-pub fn url_encode(key: &[u8], out: &mut impl BufMut) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in key {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.put_u8(b);
-        } else {
-            out.put_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-        }
-    }
-}
-
-fn put_u64(out: &mut impl BufMut, n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.put_slice(&buf[i..]);
-}
-
-/// Appends one metadump line (with its `\n`) for `item`.
+/// Appends one metadump line (with its `\n`) for `item`: `exp` is the Unix time it expires
+/// (-1: never), `la` the Unix time of its last access. memcached 1.6.18 prints no `flags`.
 pub fn metadump_line(item: &Item, out: &mut impl BufMut) {
-    out.put_slice(b"key=");
-    url_encode(item.key(), out);
-    out.put_slice(b" exp=");
-    match item.exptime() {
-        0 => out.put_slice(b"-1"),
-        e => put_u64(out, e),
-    }
-    out.put_slice(b" la=");
-    put_u64(out, item.last_access());
-    out.put_slice(b" cas=");
-    put_u64(out, item.cas());
-    out.put_slice(if item.fetched() {
-        b" fetch=yes cls="
-    } else {
-        b" fetch=no cls="
-    });
-    put_u64(out, u64::from(item.slab_class()));
-    out.put_slice(b" size=");
-    put_u64(out, item.size() as u64);
-    out.put_u8(b'\n');
+    let fields = ItemFields {
+        exp: match item.exptime() {
+            0 => -1,
+            e => e as i64,
+        },
+        la: item.last_access(),
+        cas: item.cas(),
+        fetch: item.fetched(),
+        cls: item.slab_class(),
+        size: item.size() as u64,
+    };
+    metadump::write_line(out, item.key(), &fields, None);
 }
 
 /// memcached's cap on one `stats cachedump` reply (`item_cachedump`'s 2 MiB buffer).
@@ -106,13 +37,7 @@ const CACHEDUMP_MAX: usize = 2 << 20;
 /// exptime as an absolute Unix time and 0 for items that never expire (as memcached prints
 /// `exptime + process_started`).
 pub fn cachedump_line(item: &Item, out: &mut impl BufMut) {
-    out.put_slice(b"ITEM ");
-    out.put_slice(item.key());
-    out.put_slice(b" [");
-    put_u64(out, item.value().len() as u64);
-    out.put_slice(b" b; ");
-    put_u64(out, item.exptime());
-    out.put_slice(b" s]\r\n");
+    reply::cachedump_item(out, item.key(), item.value().len() as u64, item.exptime());
 }
 
 /// What `me` reports for one item.
@@ -125,12 +50,26 @@ pub struct DebugInfo {
     pub la: u64,
     pub cas: u64,
     pub fetched: bool,
-    /// Slab class (see [`slab_class`]).
+    /// Slab class (see [`slab_class`](super::slab::slab_class)).
     pub cls: u32,
     /// memcached's item size (header + key + value).
     pub size: u64,
     /// The key was stored base64-encoded: `me` prints it encoded.
     pub binary_key: bool,
+}
+
+impl DebugInfo {
+    /// The fields of the `ME` line.
+    pub fn fields(&self) -> ItemFields {
+        ItemFields {
+            exp: self.exp,
+            la: self.la,
+            cas: self.cas,
+            fetch: self.fetched,
+            cls: self.cls,
+            size: self.size,
+        }
+    }
 }
 
 /// The live items of a store, walked segment by segment without collecting them (items stored
@@ -249,7 +188,7 @@ impl Store {
                 out.put_slice(&line);
             }
         }
-        out.put_slice(b"END\r\n");
+        reply::end(out);
     }
 
     /// `me <key>`: the item's metadata, without recording an access (`None` = `EN`).
@@ -273,8 +212,6 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     /// memcached 1.6.18: `set a 5 100 3`, `set bb 0 0 2`, `stats cachedump 1 10` →
     /// `ITEM bb [2 b; 0 s]`, `ITEM a [3 b; <now + 100> s]`, `END`; limit 0 lists all, other
     /// classes are empty.
@@ -301,32 +238,5 @@ mod tests {
         assert_eq!(dump(1, 0), all);
         assert_eq!(dump(1, 1).len(), 2);
         assert_eq!(dump(2, 10), vec!["END\r\n".to_string()]);
-    }
-
-    #[test]
-    fn keys_are_uri_encoded_like_memcached() {
-        let mut s = Vec::new();
-        url_encode(b"a b/c~d%\x01\xff-._Z9", &mut s);
-        assert_eq!(s, b"a%20b%2Fc~d%25%01%FF-._Z9");
-    }
-
-    /// The table memcached 1.6.18 prints with `-vv` at default settings.
-    #[test]
-    fn slab_classes_match_memcached_defaults() {
-        let (sizes, largest) = SLAB_SIZES;
-        assert_eq!(largest, 39);
-        assert_eq!(&sizes[1..6], &[96, 120, 152, 192, 240]);
-        assert_eq!(sizes[12], 1184);
-        assert_eq!(sizes[38], 394_840);
-        assert_eq!(sizes[39], 524_288);
-        assert_eq!(slab_class(61), 1);
-        assert_eq!(slab_class(96), 1);
-        assert_eq!(slab_class(97), 2);
-        assert_eq!(slab_class(400_060), 39);
-        assert_eq!(
-            slab_class(600_060),
-            39,
-            "chunked items report the largest class"
-        );
     }
 }

@@ -304,7 +304,7 @@ impl ItemRef {
 
     /// The memcached slab class an item of this size would live in (`cls=`).
     pub fn slab_class(&self) -> u32 {
-        super::dump::slab_class(self.size())
+        super::slab::slab_class(self.size())
     }
 
     /// Whether it is expired at `now` (memcached: `exptime <= current_time`).

@@ -154,6 +154,58 @@ fn ttl_steps(order: &[u8]) -> ([u8; 4], usize) {
     (steps, n)
 }
 
+/// The TTL flags of an `mg` or `ma` (`ma` has no `R`).
+struct TtlFlags {
+    /// `T<ttl>`: set a new TTL.
+    ttl: Option<i64>,
+    /// `N<ttl>`: the TTL of an item this request created.
+    vivify: Option<i64>,
+    /// `R<ttl>`: win the token if the remaining TTL is below this.
+    recache: Option<i64>,
+}
+
+impl TtlFlags {
+    /// Applies `T`, `N`, `R` and reads `t` in the order [`ttl_steps`] gives for `order`.
+    /// Returns whether the reader should win the recache token (`N` created the item, or `R`
+    /// found it about to expire), and the TTL `t` saw if it came.
+    fn apply(
+        &self,
+        item: &ItemRef,
+        order: &[u8],
+        created: bool,
+        now: u64,
+    ) -> (bool, Option<Option<i64>>) {
+        let mut wants_token = false;
+        let mut ttl_seen = None;
+        let (steps, n) = ttl_steps(order);
+        for &step in &steps[..n] {
+            match step {
+                b'T' => {
+                    if let Some(t) = self.ttl {
+                        item.set_exptime(expiry(t, now));
+                    }
+                }
+                b'N' => {
+                    if let (true, Some(t)) = (created, self.vivify) {
+                        item.set_exptime(expiry(t, now));
+                        wants_token = true;
+                    }
+                }
+                b'R' => {
+                    if let Some(r) = self.recache {
+                        let e = item.exptime();
+                        if !created && e != 0 && e < expiry(r, now) {
+                            wants_token = true;
+                        }
+                    }
+                }
+                _ => ttl_seen = Some(item.ttl(now)),
+            }
+        }
+        (wants_token, ttl_seen)
+    }
+}
+
 /// A TTL as the meta `t` flag reports it: never negative (memcached prints a wrapped number for
 /// an item a `T` in this very request set into the past; 0 says the same honestly).
 fn reported(ttl: Option<i64>) -> Option<i64> {
@@ -202,33 +254,12 @@ impl Store {
         };
         let fetched_before = item.fetched();
         let last_access_ago = now.saturating_sub(item.last_access());
-        let mut wants_token = false;
-        let mut ttl_seen = None;
-        let (steps, n) = ttl_steps(extra.order);
-        for &step in &steps[..n] {
-            match step {
-                b'T' => {
-                    if let Some(t) = opts.ttl {
-                        item.set_exptime(expiry(t, now));
-                    }
-                }
-                b'N' => {
-                    if let (true, Some(t)) = (created, opts.vivify) {
-                        item.set_exptime(expiry(t, now));
-                        wants_token = true;
-                    }
-                }
-                b'R' => {
-                    if let Some(r) = opts.recache {
-                        let e = item.exptime();
-                        if !created && e != 0 && e < expiry(r, now) {
-                            wants_token = true;
-                        }
-                    }
-                }
-                _ => ttl_seen = Some(item.ttl(now)),
-            }
-        }
+        let ttl_flags = TtlFlags {
+            ttl: opts.ttl,
+            vivify: opts.vivify,
+            recache: opts.recache,
+        };
+        let (mut wants_token, ttl_seen) = ttl_flags.apply(&item, extra.order, created, now);
         let stale = item.stale();
         // A stale item hands out the token to the first reader after the invalidation.
         wants_token |= stale;
@@ -424,24 +455,12 @@ impl Store {
             }
             (Err(e), _) => return Err(e),
         };
-        let mut ttl_seen = None;
-        let (steps, n) = ttl_steps(extra.order);
-        for &step in &steps[..n] {
-            match step {
-                b'T' => {
-                    if let Some(t) = opts.ttl {
-                        item.set_exptime(expiry(t, now));
-                    }
-                }
-                b'N' => {
-                    if let (true, Some(t)) = (created, opts.vivify) {
-                        item.set_exptime(expiry(t, now));
-                    }
-                }
-                b't' => ttl_seen = Some(item.ttl(now)),
-                _ => {}
-            }
-        }
+        let ttl_flags = TtlFlags {
+            ttl: opts.ttl,
+            vivify: opts.vivify,
+            recache: None,
+        };
+        let (_, ttl_seen) = ttl_flags.apply(&item, extra.order, created, now);
         Ok(MetaArithHit {
             value,
             cas: item.cas(),

@@ -38,6 +38,7 @@ mod index;
 mod item;
 mod meta;
 mod segment;
+mod slab;
 mod sweep;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -59,12 +60,13 @@ use segment::{Segment, MAX_SEGMENT_SIZE};
 use sweep::Sweep;
 
 pub use arith::parse_counter;
-pub use dump::{cachedump_line, metadump_line, slab_class, url_encode, DebugInfo, Metadump};
+pub use dump::{cachedump_line, metadump_line, DebugInfo, Metadump};
 pub use item::{Item, ItemRef, MAX_DATA_LEN, MAX_KEY_LEN};
 pub use meta::{
     MetaArithHit, MetaArithOpts, MetaDeleteOpts, MetaDeleteOutcome, MetaExtra, MetaGetHit,
     MetaGetOpts, MetaSetOpts,
 };
+pub use slab::slab_class;
 
 /// Bytes charged per item on top of its bytes in a segment: its share of the hash index.
 ///
