@@ -145,6 +145,8 @@ fn proxy_config(args: &ProxyArgs) -> Result<ProxyConfig, Error> {
         cfg.listen = v.clone();
     }
     if !args.nodes.is_empty() {
+        // `--node` replaces the file's node list, whichever form it has.
+        cfg.discovery = None;
         cfg.nodes = args
             .nodes
             .iter()

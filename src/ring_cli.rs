@@ -14,6 +14,7 @@ use crate::error::Error;
 /// else the address), primary first, `[ring] replicas` of them (fewer if there are fewer nodes).
 pub fn locate(config: &Path, keys: &[String]) -> Result<String, Error> {
     let cfg = ClusterConfig::load(config)?;
+    static_nodes(config, &cfg)?;
     let ring = cfg.ring()?;
     let replicas = cfg.replicas();
     let mut owners = vec![0usize; replicas];
@@ -35,8 +36,22 @@ pub fn locate(config: &Path, keys: &[String]) -> Result<String, Error> {
 /// sampled; nodes are matched by address.
 pub fn diff(old: &Path, new: &Path) -> Result<String, Error> {
     let (a, b) = (ClusterConfig::load(old)?, ClusterConfig::load(new)?);
+    static_nodes(old, &a)?;
+    static_nodes(new, &b)?;
     let d = ring::diff(&a.ring()?, a.replicas(), &b.ring()?, b.replicas());
     Ok(render_diff(&a, &b, &d))
+}
+
+/// Placement is computed from a file's `[[nodes]]`; a file whose nodes come from DNS has none.
+fn static_nodes(path: &Path, cfg: &ClusterConfig) -> Result<(), Error> {
+    if cfg.nodes.is_empty() {
+        return Err(Error::Config(format!(
+            "{}: the nodes come from [discovery] (DNS); `ringcache ring` needs a file with \
+             [[nodes]] (name = \"TARGET:PORT\" as discovery names them, docs/cluster.md)",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 fn pct(x: f64) -> String {

@@ -12,6 +12,9 @@
 //! weight = 1         # optional; default 1
 //! ```
 //!
+//! Instead of `[[nodes]]`, a `[discovery]` table may name DNS records the node list is read
+//! from ([`DiscoverySettings`], docs/cluster.md); start it with [`crate::discovery::Discovery`].
+//!
 //! [`RingSettings`] and [`NodeSpec`] refuse unknown keys, so a typo inside `[ring]` or
 //! `[[nodes]]` is an error rather than a silently different placement. [`ClusterConfig`]
 //! ignores every other top-level key (`listen`, `metrics_listen`, the proxy's timeouts…) so it
@@ -23,6 +26,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub use crate::discovery::DiscoverySettings;
 use crate::error::Error;
 use crate::migrate::RebalanceOptions;
 pub use crate::ring::{HashKind, NodeSpec};
@@ -135,16 +139,28 @@ pub struct ClusterConfig {
     pub ring: RingSettings,
     #[serde(default)]
     pub nodes: Vec<NodeSpec>,
+    /// The node list from DNS instead of `[[nodes]]`.
+    #[serde(default)]
+    pub discovery: Option<DiscoverySettings>,
 }
 
 impl ClusterConfig {
     /// Parses and validates the `[ring]` and `[[nodes]]` of a TOML document (other top-level
-    /// keys are ignored). At least one node is required: a file without `[[nodes]]` is far more
-    /// likely a misspelt table than a wish for an empty cluster.
+    /// keys are ignored). At least one node is required, or `[discovery]` (not both): a file
+    /// without either is far more likely a misspelt table than a wish for an empty cluster.
     pub fn from_toml(text: &str) -> Result<ClusterConfig, Error> {
         let c: ClusterConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
-        if c.nodes.is_empty() {
-            return Err(Error::Config("no [[nodes]] entries".into()));
+        match (&c.discovery, c.nodes.is_empty()) {
+            (None, true) => return Err(Error::Config("no [[nodes]] entries".into())),
+            (Some(_), false) => {
+                return Err(Error::Config(
+                    "[[nodes]] and [discovery] exclude each other".into(),
+                ))
+            }
+            (Some(d), true) => {
+                d.validate()?;
+            }
+            (None, false) => {}
         }
         c.ring.build(&c.nodes)?;
         Ok(c)
@@ -223,6 +239,23 @@ mod tests {
                 matches!(ClusterConfig::from_toml(&bad), Err(Error::Config(_))),
                 "accepted {bad:?}"
             );
+        }
+    }
+
+    #[test]
+    fn discovery_instead_of_nodes() {
+        let c = ClusterConfig::from_toml(
+            "[discovery]\nsources = [\"dnssrv+_memcache._tcp.nodes.ns.svc\"]\ninterval_secs = 5\n",
+        )
+        .unwrap();
+        assert!(c.nodes.is_empty());
+        assert_eq!(c.discovery.unwrap().interval_secs, 5);
+        for bad in [
+            "[discovery]\nsources = [\"dns+x:1\"]\n[[nodes]]\naddr = \"127.0.0.1:1\"\n",
+            "[discovery]\nsources = [\"x:1\"]\n",
+            "[discovery]\nsources = [\"dns+x:1\"]\nintervall_secs = 5\n",
+        ] {
+            assert!(ClusterConfig::from_toml(bad).is_err(), "accepted {bad:?}");
         }
     }
 

@@ -3,6 +3,7 @@
 //! - [`protocol`]: memcached text and meta protocol requests and responses, parsed and encoded in
 //!   both directions, plus a `tokio-util` codec for each side of a connection.
 //! - [`ring`]: the virtual-node hash ring that places keys on nodes (xxh3 and ketama).
+//! - [`discovery`]: the node list from DNS (A/AAAA or SRV records), re-resolved periodically.
 //! - [`client`]: the cluster client (routing, replication, failover, rebalancing) and
 //!   [`lock`]: leases on it.
 //!
@@ -12,6 +13,7 @@
 pub mod client;
 pub mod cluster_config;
 pub mod connection;
+pub mod discovery;
 pub mod error;
 mod handoff;
 pub mod health;

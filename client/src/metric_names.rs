@@ -49,6 +49,9 @@ pub const REBALANCE_KEYS_REMOVED_TOTAL: &str = "ringcache_rebalance_keys_removed
 pub const REBALANCE_BYTES_COPIED_TOTAL: &str = "ringcache_rebalance_bytes_copied_total";
 pub const REBALANCE_READ_THROUGH_HITS_TOTAL: &str = "ringcache_rebalance_read_through_hits_total";
 pub const REBALANCE_ERRORS_TOTAL: &str = "ringcache_rebalance_errors_total";
+pub const DISCOVERY_FAILURES_TOTAL: &str = "ringcache_discovery_failures_total";
+pub const DISCOVERY_NODES: &str = "ringcache_discovery_nodes";
+pub const DISCOVERY_CHANGES_TOTAL: &str = "ringcache_discovery_changes_total";
 
 const fn m(name: &'static str, kind: Kind, unit: Unit, help: &'static str) -> Metric {
     Metric {
@@ -174,5 +177,24 @@ pub const ALL: &[Metric] = &[
         Kind::Counter,
         Unit::Count,
         "Listings and copies of the migrator that failed",
+    ),
+    m(
+        DISCOVERY_FAILURES_TOTAL,
+        Kind::Counter,
+        Unit::Count,
+        "DNS discovery rounds not used, by reason (timeout, nxdomain, empty, error, refused); \
+         the last good node list stays",
+    ),
+    m(
+        DISCOVERY_NODES,
+        Kind::Gauge,
+        Unit::Count,
+        "Nodes in the last good DNS discovery answer",
+    ),
+    m(
+        DISCOVERY_CHANGES_TOTAL,
+        Kind::Counter,
+        Unit::Count,
+        "Membership changes applied from DNS discovery",
     ),
 ];

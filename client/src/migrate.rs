@@ -535,6 +535,11 @@ impl Client {
     async fn clean_up(&self, topo: &Arc<Topology>, members: Vec<Arc<NodeEntry>>) {
         let p = &self.inner.progress;
         tokio::time::sleep(self.inner.live.request_timeout() * 2).await;
+        // A change during the wait has its own transition and cleanup; judging keys by this
+        // (replaced) ring would delete copies the new one owns.
+        if !self.is_current_ring(topo) {
+            return;
+        }
         let current = self.topology();
         for node in members {
             if !Arc::ptr_eq(&current, &self.topology()) || !node.health.is_usable() {
@@ -584,7 +589,9 @@ impl Client {
         key: &Bytes,
         cas: u64,
     ) -> bool {
-        let owners: Vec<Arc<NodeEntry>> = Self::live_owners(topo, key);
+        let mut owners: Vec<Arc<NodeEntry>> = Self::live_owners(topo, key);
+        // Only another node's copy makes this one a leftover.
+        owners.retain(|o| !Arc::ptr_eq(o, node));
         let mut confirmed = false;
         let mut lacking = Vec::new();
         for o in owners {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ringcache_client::cluster_config::{RebalanceSettings, RingSettings};
+use ringcache_client::discovery::DiscoverySettings;
 use ringcache_client::health::HintLimits;
 use ringcache_client::ring::NodeSpec;
 use ringcache_client::transport::{Connector, TransportSettings};
@@ -80,6 +81,9 @@ pub struct ProxyConfig {
     /// What membership changes do with the data; applies on restart.
     pub rebalance: RebalanceSettings,
     pub nodes: Vec<NodeSpec>,
+    /// The node list from DNS instead of `[[nodes]]` (docs/cluster.md, "Discovery"); applies
+    /// on restart. While it is set, `nodes` holds the list discovery applied last.
+    pub discovery: Option<DiscoverySettings>,
 }
 
 impl Default for ProxyConfig {
@@ -113,6 +117,7 @@ impl Default for ProxyConfig {
             ring: RingSettings::default(),
             rebalance: RebalanceSettings::default(),
             nodes: Vec::new(),
+            discovery: None,
         }
     }
 }
@@ -135,10 +140,23 @@ impl ProxyConfig {
     /// Refuses settings the proxy could not run with.
     pub fn validate(&self) -> Result<(), Error> {
         self.ack_policy()?;
-        if self.nodes.is_empty() {
-            return Err(Error::Config(
-                "at least one [[nodes]] entry is needed".into(),
-            ));
+        match &self.discovery {
+            Some(_) if !self.nodes.is_empty() => {
+                return Err(Error::Config(
+                    "[[nodes]] and [discovery] exclude each other: the node list comes from \
+                     one or the other"
+                        .into(),
+                ));
+            }
+            Some(d) => {
+                d.validate()?;
+            }
+            None if self.nodes.is_empty() => {
+                return Err(Error::Config(
+                    "at least one [[nodes]] entry (or [discovery]) is needed".into(),
+                ));
+            }
+            None => {}
         }
         // Building the ring checks replicas, vnodes, duplicates, weights and addresses.
         self.ring.build(&self.nodes)?;
@@ -203,12 +221,21 @@ impl ProxyConfig {
             self.security() != new.security(),
         );
         check("[backend]", self.backend != new.backend);
+        check("[discovery]", self.discovery != new.discovery);
         out
     }
 
-    /// `new` with the restart-only settings of `self`: what is in force after a reload.
+    /// `new` with the restart-only settings of `self`: what is in force after a reload. Under
+    /// discovery the node list stays the one discovery applied (a file's `[[nodes]]` is
+    /// ignored then).
     pub fn reloaded(&self, new: &ProxyConfig) -> ProxyConfig {
+        let nodes = match self.discovery {
+            Some(_) => self.nodes.clone(),
+            None => new.nodes.clone(),
+        };
         ProxyConfig {
+            nodes,
+            discovery: self.discovery.clone(),
             listen: self.listen.clone(),
             metrics_listen: self.metrics_listen.clone(),
             max_connections: self.max_connections,
@@ -331,5 +358,29 @@ mod tests {
             ProxyConfig::from_toml("failure_limit = 0\n[[nodes]]\naddr = \"127.0.0.1:1\"\n")
                 .is_err()
         );
+    }
+
+    /// `[discovery]` stands in for `[[nodes]]` (never both), changes on a restart only, and a
+    /// reload under it keeps the list discovery applied rather than the file's (empty) one.
+    #[test]
+    fn discovery_replaces_nodes() {
+        let disc = "[discovery]\nsources = [\"dnssrv+_memcache._tcp.n.ns.svc\"]\n";
+        let cfg = ProxyConfig::from_toml(disc).unwrap();
+        assert!(cfg.nodes.is_empty());
+        assert!(
+            ProxyConfig::from_toml(&format!("{disc}[[nodes]]\naddr = \"127.0.0.1:1\"\n")).is_err()
+        );
+        assert!(ProxyConfig::from_toml("[discovery]\nsources = [\"n.ns.svc:1\"]\n").is_err());
+        let mut running = cfg.clone();
+        running.nodes = vec![NodeSpec::new("10.0.0.1:11211").named("a:11211")];
+        let new = ProxyConfig::from_toml(&format!(
+            "request_timeout_ms = 5\n{disc}interval_secs = 3\n"
+        ))
+        .unwrap();
+        assert_eq!(running.restart_only_changes(&new), vec!["[discovery]"]);
+        let next = running.reloaded(&new);
+        assert_eq!(next.nodes, running.nodes);
+        assert_eq!(next.discovery, running.discovery);
+        assert_eq!(next.request_timeout_ms, 5);
     }
 }

@@ -3,10 +3,11 @@
 //!
 //! [`connection`] frames client bytes with the shared codec and keeps replies in order while
 //! backend work overlaps; [`route`] decides what each request becomes on the cluster; [`reload`]
-//! swaps membership from the config file; [`stats`] answers `stats`.
+//! swaps membership from the config file and [`discovery`] from DNS; [`stats`] answers `stats`.
 
 pub mod config;
 pub mod connection;
+pub mod discovery;
 pub mod order;
 pub mod reload;
 pub mod route;
@@ -111,6 +112,7 @@ pub async fn start(cfg: ProxyConfig, config_path: Option<PathBuf>) -> Result<Pro
         .build()
         .await?;
     let export = cfg.metrics_listen.is_some();
+    let discovery = cfg.discovery.clone();
     let proxy = Arc::new(Proxy {
         client,
         config: ArcSwap::from_pointee(cfg),
@@ -124,6 +126,10 @@ pub async fn start(cfg: ProxyConfig, config_path: Option<PathBuf>) -> Result<Pro
     });
     let p = proxy.clone();
     listener::on_hangup(proxy.shutdown.clone(), move || p.security.reload());
+    // Before anything is spawned: a resolver that cannot start stops the start-up cleanly.
+    if let Some(settings) = &discovery {
+        discovery::start(&proxy, settings).await?;
+    }
     let mut metrics_addr = None;
     if let (Some(l), Some(handle)) = (metrics_listener, recorder) {
         metrics_addr = crate::metrics::local_addr(&l);

@@ -10,11 +10,12 @@
 //! valid, smaller cluster) is never applied half-way. Writing to a temporary file and renaming
 //! it over the config is still the way to change it at once.
 //!
-//! What applies live: `[ring]` and `[[nodes]]` (a membership transition), `request_timeout_ms`,
+//! What applies live: `[ring]` and `[[nodes]]` (a membership transition; under `[discovery]`
+//! the node list is discovery's and the file's `[[nodes]]` is not read), `request_timeout_ms`,
 //! `connect_timeout_ms` (for connections opened from then on), `failure_limit`, `ack`,
 //! `hint_max_keys`/`hint_max_bytes`, and `max_item_size`/`max_inflight_per_connection` (for
 //! client connections accepted from then on). `listen`, `metrics_listen`, `max_connections`,
-//! `threads`, `connections_per_node` and `[rebalance]` need a restart: a reload that changes
+//! `threads`, `connections_per_node`, `[rebalance]` and `[discovery]` need a restart: a reload that changes
 //! them logs so and keeps the running values.
 
 use std::path::{Path, PathBuf};
@@ -92,7 +93,8 @@ pub async fn reload(proxy: &Proxy, path: &Path) -> Result<bool, Error> {
     let client = proxy.client();
     client
         .set_ring(
-            new.nodes.clone(),
+            // Under discovery, the list discovery applied (`reloaded` keeps it).
+            next.nodes.clone(),
             new.ring.hash,
             new.ring.vnodes,
             new.ring.replicas,

@@ -1,0 +1,689 @@
+//! The node list from DNS (docs/cluster.md, "Discovery"): `[discovery] sources` names DNS
+//! records instead of listing `[[nodes]]`, and the list is resolved again every
+//! `interval_secs`, so scaling a Kubernetes StatefulSet out or in changes the membership
+//! without editing a file.
+//!
+//! - `dns+HOST:PORT`: every A/AAAA address of `HOST` is a node at `PORT`, **named by its
+//!   address**: a node that comes back with another IP is another node to the ring.
+//! - `dnssrv+NAME`: every SRV record of `NAME` is a node, **named `TARGET:PORT`** (the pod's
+//!   own DNS name for a StatefulSet behind a headless Service) and reached at the address
+//!   `TARGET` resolves to. A pod that restarts with a new IP keeps its name, so it keeps its
+//!   ring points: only the address its connections go to changes. This is the form to use on
+//!   Kubernetes.
+//!
+//! Why the rules below:
+//! - A resolved list is applied the way a config reload applies `[[nodes]]`
+//!   ([`Client::set_nodes`]: a transition moves the data), after a first step that moves the
+//!   nodes whose *address* alone changed onto their new address in place, with no transition
+//!   (the name, and so every key's owners, is unchanged). The process at the new address is
+//!   a stranger (a pod that restarted has lost its memory), so it is treated like a node that
+//!   restarted: flushed, fenced and re-warmed from its replicas before it serves reads.
+//! - A DNS failure (timeout, NXDOMAIN, an empty answer, a SRV target that does not resolve)
+//!   keeps the last good list: a DNS hiccup must never empty the ring. Each one is logged and
+//!   counted in `ringcache_discovery_failures_total{reason}`.
+//! - A node missing from an answer is kept for `remove_after_secs` more before it leaves the
+//!   ring: a pod being recreated (a rolling update, an eviction) drops out of DNS for a few
+//!   seconds, and a removal and re-addition would be two transitions where a short absence is
+//!   one node down that its replicas cover.
+//! - The list is sorted by name: DNS servers rotate their answers, and node order decides ties
+//!   between ring points, so an unsorted list would look like a new ring every time.
+//! - The resolver keeps no cache: each round asks the name server (which caches itself).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::ProtoErrorKind;
+use hickory_resolver::{ResolveError, TokioResolver};
+use metrics::{counter, gauge};
+use serde::Deserialize;
+use tokio::task::JoinHandle;
+
+use crate::client::{Client, Inner};
+use crate::connection::ConnectOptions;
+use crate::metric_names as names;
+use crate::ring::{NodeSpec, Ring};
+use crate::topology::{NodeEntry, PastRing, Topology};
+use crate::Error;
+
+/// Default seconds between two resolutions.
+pub const DEFAULT_INTERVAL_SECS: u64 = 10;
+/// Default limit on one DNS query.
+pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
+/// Default seconds a node missing from the answers stays a member.
+pub const DEFAULT_REMOVE_AFTER_SECS: u64 = 30;
+
+/// `[discovery]`: where the node list comes from when it is not listed in `[[nodes]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverySettings {
+    /// `dns+HOST:PORT` (A/AAAA) and `dnssrv+NAME` (SRV) names; the members are the union.
+    pub sources: Vec<String>,
+    /// Seconds between two resolutions (default 10).
+    #[serde(default = "default_interval")]
+    pub interval_secs: u64,
+    /// `IP:PORT` of the name server to ask (UDP, TCP on truncation); default: the system's
+    /// (`/etc/resolv.conf`, with its search domains and `ndots`).
+    #[serde(default)]
+    pub nameserver: Option<String>,
+    /// Limit on one DNS query, in milliseconds (default 2000).
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    /// Seconds a node missing from the answers stays a member before it is removed (default
+    /// 30; 0 removes it at once).
+    #[serde(default = "default_remove_after")]
+    pub remove_after_secs: u64,
+}
+
+fn default_interval() -> u64 {
+    DEFAULT_INTERVAL_SECS
+}
+fn default_timeout() -> u64 {
+    DEFAULT_TIMEOUT_MS
+}
+fn default_remove_after() -> u64 {
+    DEFAULT_REMOVE_AFTER_SECS
+}
+
+impl DiscoverySettings {
+    /// Settings for `sources` with every other key at its default.
+    pub fn new<S: Into<String>>(sources: impl IntoIterator<Item = S>) -> DiscoverySettings {
+        DiscoverySettings {
+            sources: sources.into_iter().map(Into::into).collect(),
+            interval_secs: DEFAULT_INTERVAL_SECS,
+            nameserver: None,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            remove_after_secs: DEFAULT_REMOVE_AFTER_SECS,
+        }
+    }
+
+    /// The parsed sources, or why the settings cannot be used.
+    pub fn validate(&self) -> Result<Vec<Source>, Error> {
+        if self.sources.is_empty() {
+            return Err(Error::Config("[discovery] sources is empty".into()));
+        }
+        if self.interval_secs == 0 || self.timeout_ms == 0 {
+            return Err(Error::Config(
+                "[discovery] interval_secs and timeout_ms must be at least 1".into(),
+            ));
+        }
+        if let Some(ns) = &self.nameserver {
+            ns.parse::<SocketAddr>().map_err(|_| {
+                Error::Config(format!("[discovery] nameserver {ns:?}: expected IP:PORT"))
+            })?;
+        }
+        self.sources.iter().map(|s| s.parse()).collect()
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_secs)
+    }
+}
+
+/// One DNS name the node list is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `dns+HOST:PORT`: the A/AAAA records of `host`, each a node at `port`.
+    Addresses { host: String, port: u16 },
+    /// `dnssrv+NAME`: the SRV records of `name`.
+    Srv { name: String },
+}
+
+impl FromStr for Source {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Source, Error> {
+        let bad = |why: &str| Error::Config(format!("[discovery] source {s:?}: {why}"));
+        if let Some(rest) = s.strip_prefix("dnssrv+") {
+            if !valid_dns_name(rest) {
+                return Err(bad("expected dnssrv+NAME"));
+            }
+            return Ok(Source::Srv { name: rest.into() });
+        }
+        if let Some(rest) = s.strip_prefix("dns+") {
+            let (host, port) = rest
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h, p.parse::<u16>().ok().filter(|&p| p > 0)?)))
+                .ok_or_else(|| bad("expected dns+HOST:PORT"))?;
+            if !valid_dns_name(host) {
+                return Err(bad("expected dns+HOST:PORT"));
+            }
+            return Ok(Source::Addresses {
+                host: host.into(),
+                port,
+            });
+        }
+        Err(bad("expected dns+HOST:PORT (A/AAAA) or dnssrv+NAME (SRV)"))
+    }
+}
+
+fn valid_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// Why a resolution was not used; the `reason` label of the failure counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    Timeout,
+    NxDomain,
+    /// The name exists but has no records of the type asked (or no usable ones).
+    Empty,
+    /// Any other resolver error (refused, malformed, unreachable server).
+    Error,
+    /// The resolved list could not be applied (e.g. two sources gave one name two addresses).
+    Refused,
+}
+
+impl Failure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Timeout => "timeout",
+            Failure::NxDomain => "nxdomain",
+            Failure::Empty => "empty",
+            Failure::Error => "error",
+            Failure::Refused => "refused",
+        }
+    }
+
+    fn of(e: &ResolveError) -> Failure {
+        if e.is_nx_domain() {
+            Failure::NxDomain
+        } else if e.is_no_records_found() {
+            Failure::Empty
+        } else if e
+            .proto()
+            .is_some_and(|p| matches!(p.kind(), ProtoErrorKind::Timeout))
+        {
+            Failure::Timeout
+        } else {
+            Failure::Error
+        }
+    }
+}
+
+/// Resolves [`Source`]s into node lists.
+pub struct NodeResolver {
+    resolver: TokioResolver,
+    sources: Vec<Source>,
+    timeout: Duration,
+}
+
+impl NodeResolver {
+    /// A resolver for `settings` (its sources checked).
+    pub fn new(settings: &DiscoverySettings) -> Result<NodeResolver, Error> {
+        let sources = settings.validate()?;
+        let provider = TokioConnectionProvider::default();
+        let mut builder = match &settings.nameserver {
+            Some(ns) => {
+                let ns: SocketAddr = ns
+                    .parse()
+                    .map_err(|_| Error::Config(format!("nameserver {ns:?}")))?;
+                let group = NameServerConfigGroup::from_ips_clear(&[ns.ip()], ns.port(), true);
+                TokioResolver::builder_with_config(
+                    ResolverConfig::from_parts(None, Vec::new(), group),
+                    provider,
+                )
+            }
+            None => TokioResolver::builder(provider).map_err(|e| {
+                Error::Config(format!("[discovery] system resolver configuration: {e}"))
+            })?,
+        };
+        let timeout = Duration::from_millis(settings.timeout_ms);
+        let opts: &mut ResolverOpts = builder.options_mut();
+        opts.timeout = timeout;
+        opts.attempts = 2;
+        opts.cache_size = 0;
+        Ok(NodeResolver {
+            resolver: builder.build(),
+            sources,
+            timeout,
+        })
+    }
+
+    /// Every node the sources name, sorted by name and each once; a failure of any source
+    /// (or an empty union) fails the whole round, so a partial answer never shrinks the ring.
+    pub async fn resolve(&self) -> Result<Vec<NodeSpec>, (Failure, String)> {
+        // Each query has its own timeout and retries; this bounds the whole round (SRV, then
+        // its targets) whatever the resolver does.
+        let limit = self.timeout * 6;
+        let round = async {
+            let mut out: Vec<NodeSpec> = Vec::new();
+            for source in &self.sources {
+                let found = match source {
+                    Source::Addresses { host, port } => self.addresses(host, *port).await?,
+                    Source::Srv { name } => self.srv(name).await?,
+                };
+                for n in found {
+                    if !out.contains(&n) {
+                        out.push(n);
+                    }
+                }
+            }
+            Ok(out)
+        };
+        let mut out = tokio::time::timeout(limit, round)
+            .await
+            .map_err(|_| (Failure::Timeout, format!("no answer within {limit:?}")))??;
+        if out.is_empty() {
+            return Err((Failure::Empty, "no node in any answer".into()));
+        }
+        out.sort_by(|a, b| a.ring_name().cmp(b.ring_name()));
+        Ok(out)
+    }
+
+    async fn addresses(&self, host: &str, port: u16) -> Result<Vec<NodeSpec>, (Failure, String)> {
+        let ips = self
+            .resolver
+            .lookup_ip(host)
+            .await
+            .map_err(|e| (Failure::of(&e), format!("{host}: {e}")))?;
+        Ok(ips
+            .iter()
+            .map(|ip| NodeSpec::new(SocketAddr::new(ip, port).to_string()))
+            .collect())
+    }
+
+    async fn srv(&self, name: &str) -> Result<Vec<NodeSpec>, (Failure, String)> {
+        let records = self
+            .resolver
+            .srv_lookup(name)
+            .await
+            .map_err(|e| (Failure::of(&e), format!("{name} SRV: {e}")))?;
+        let targets: Vec<(String, u16)> = records
+            .iter()
+            .filter(|r| r.port() != 0)
+            .map(|r| (r.target().to_utf8(), r.port()))
+            .collect();
+        let resolved = join_all(targets.iter().map(|(target, _)| async move {
+            match target.trim_end_matches('.').parse::<IpAddr>() {
+                Ok(ip) => Ok(ip),
+                Err(_) => match self.resolver.lookup_ip(target.as_str()).await {
+                    Ok(ips) => ips.iter().next().ok_or_else(|| {
+                        (Failure::Empty, format!("SRV target {target}: no address"))
+                    }),
+                    Err(e) => Err((Failure::of(&e), format!("SRV target {target}: {e}"))),
+                },
+            }
+        }))
+        .await;
+        let mut out = Vec::new();
+        for ((target, port), ip) in targets.iter().zip(resolved) {
+            let name = format!("{}:{port}", target.trim_end_matches('.'));
+            out.push(NodeSpec::new(SocketAddr::new(ip?, *port).to_string()).named(name));
+        }
+        Ok(out)
+    }
+}
+
+/// Which members leave: a member missing from the answers is kept until it has been missing
+/// for `remove_after` (see the module comment).
+#[derive(Debug)]
+pub struct Absences {
+    remove_after: Duration,
+    missing_since: HashMap<String, Instant>,
+}
+
+impl Absences {
+    pub fn new(remove_after: Duration) -> Absences {
+        Absences {
+            remove_after,
+            missing_since: HashMap::new(),
+        }
+    }
+
+    /// The membership to apply at `now`: `resolved`, plus the members of `current` missing
+    /// from it for less than `remove_after`, sorted by name.
+    pub fn merge(
+        &mut self,
+        current: &[NodeSpec],
+        resolved: Vec<NodeSpec>,
+        now: Instant,
+    ) -> Vec<NodeSpec> {
+        let mut out = resolved;
+        self.missing_since
+            .retain(|name, _| !out.iter().any(|n| n.ring_name() == name));
+        for c in current {
+            if out.iter().any(|n| n.ring_name() == c.ring_name()) {
+                continue;
+            }
+            let since = *self
+                .missing_since
+                .entry(c.ring_name().to_string())
+                .or_insert(now);
+            if now.duration_since(since) < self.remove_after {
+                out.push(c.clone());
+            }
+        }
+        let members: Vec<&str> = out.iter().map(|n| n.ring_name()).collect();
+        self.missing_since
+            .retain(|name, _| members.contains(&name.as_str()));
+        out.sort_by(|a, b| a.ring_name().cmp(b.ring_name()));
+        out
+    }
+}
+
+/// A running discovery loop; dropping it stops the loop.
+pub struct Discovery {
+    task: JoinHandle<()>,
+}
+
+impl Drop for Discovery {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Called with the membership after each change discovery applied (the proxy records it as
+/// the node list in force).
+pub type OnChange = Box<dyn Fn(&[NodeSpec]) + Send + Sync>;
+
+impl Discovery {
+    /// Resolves once (applying the list if there is one: a first failure is logged, counted
+    /// and retried every interval, the client keeping the nodes it has), then re-resolves
+    /// every `interval_secs` until the returned handle or the client is dropped.
+    pub async fn start(
+        client: &Client,
+        settings: &DiscoverySettings,
+        on_change: Option<OnChange>,
+    ) -> Result<Discovery, Error> {
+        let resolver = NodeResolver::new(settings)?;
+        let mut absences = Absences::new(Duration::from_secs(settings.remove_after_secs));
+        round(client, &resolver, &mut absences, on_change.as_ref()).await;
+        let weak: Weak<Inner> = Arc::downgrade(&client.inner);
+        let interval = settings.interval();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let client = Client { inner };
+                round(&client, &resolver, &mut absences, on_change.as_ref()).await;
+            }
+        });
+        Ok(Discovery { task })
+    }
+}
+
+/// One resolution, applied if it changes the membership. The comparison is with the client's
+/// current ring, not with the last answer, so a membership set by anyone else (a reload) is
+/// brought back to what DNS says at the next round.
+async fn round(
+    client: &Client,
+    resolver: &NodeResolver,
+    absences: &mut Absences,
+    on_change: Option<&OnChange>,
+) {
+    let failed = |reason: Failure, why: &str| {
+        counter!(names::DISCOVERY_FAILURES_TOTAL, "reason" => reason.as_str()).increment(1);
+        tracing::warn!(
+            reason = reason.as_str(),
+            "discovery: {why}; keeping the last good node list"
+        );
+    };
+    let resolved = match resolver.resolve().await {
+        Ok(list) => list,
+        Err((reason, why)) => return failed(reason, &why),
+    };
+    gauge!(names::DISCOVERY_NODES).set(resolved.len() as f64);
+    let current: Vec<NodeSpec> = client.topology().ring.nodes().to_vec();
+    let next = absences.merge(&current, resolved, Instant::now());
+    if next == current {
+        return;
+    }
+    match client.apply_discovered(next.clone()).await {
+        Ok(()) => {
+            counter!(names::DISCOVERY_CHANGES_TOTAL).increment(1);
+            tracing::info!(
+                nodes = %next.iter().map(|n| format!("{}={}", n.ring_name(), n.addr))
+                    .collect::<Vec<_>>().join(","),
+                "discovery: membership changed"
+            );
+            if let Some(f) = on_change {
+                f(&next);
+            }
+        }
+        Err(e) => failed(Failure::Refused, &e.to_string()),
+    }
+}
+
+impl Client {
+    /// Applies a discovered membership: members whose name is known but whose address changed
+    /// are moved to the new address in place (no key changes owner; the process there is
+    /// flushed, fenced and re-warmed like a node that restarted), then the list is applied as
+    /// [`Client::set_nodes`] does, with a transition for members added or removed.
+    pub async fn apply_discovered(&self, specs: Vec<NodeSpec>) -> Result<(), Error> {
+        self.readdress(&specs)?;
+        self.set_nodes(specs).await
+    }
+
+    /// Moves every member of the current ring whose name has another address in `specs`
+    /// (same weight) to that address, keeping the ring. Swapped in only over the topology it
+    /// was built from (a migrator settling meanwhile is not undone); a transition under way
+    /// gets a new migrator, since the one running gives up when its topology is replaced.
+    fn readdress(&self, specs: &[NodeSpec]) -> Result<(), Error> {
+        for _ in 0..8 {
+            let old = self.topology();
+            let Some((topo, replaced)) = self.readdressed(&old, specs)? else {
+                return Ok(());
+            };
+            // Down until the probe has seen the new process: it flushes it (never seen
+            // before), fences it and re-warms it from the replicas, as for a node that
+            // restarted.
+            for (_, now) in &replaced {
+                now.health.mark_down();
+                now.metrics.up.set(0.0);
+            }
+            let topo = Arc::new(topo);
+            let prev = self.inner.topology.compare_and_swap(&old, topo.clone());
+            if !Arc::ptr_eq(&prev, &old) {
+                continue;
+            }
+            for (was, now) in replaced {
+                tracing::info!(
+                    node = %now.name,
+                    from = %was.spec.addr,
+                    to = %now.spec.addr,
+                    "discovery: node moved to a new address; its ring points stay"
+                );
+                self.spawn_probe(now);
+            }
+            if !topo.past.is_empty() {
+                self.spawn_migrator(topo);
+            }
+            return Ok(());
+        }
+        Err(Error::Config(
+            "discovery: the membership kept changing under an address change".into(),
+        ))
+    }
+
+    /// `old` with the members `specs` gives a new address moved there (new entries), and the
+    /// pairs (old entry, new entry); `None` if no address changed.
+    #[allow(clippy::type_complexity)]
+    fn readdressed(
+        &self,
+        old: &Topology,
+        specs: &[NodeSpec],
+    ) -> Result<Option<(Topology, Vec<(Arc<NodeEntry>, Arc<NodeEntry>)>)>, Error> {
+        let moved = |s: &NodeSpec| {
+            specs
+                .iter()
+                .find(|n| {
+                    n.ring_name() == s.ring_name() && n.addr != s.addr && n.weight == s.weight
+                })
+                .cloned()
+        };
+        if !old.ring.nodes().iter().any(|s| moved(s).is_some()) {
+            return Ok(None);
+        }
+        let mut replaced: Vec<(Arc<NodeEntry>, Arc<NodeEntry>)> = Vec::new();
+        let mut swap = |ring: &Ring, nodes: &[Arc<NodeEntry>]| -> Result<_, Error> {
+            let mut specs_now = Vec::with_capacity(nodes.len());
+            let mut entries = Vec::with_capacity(nodes.len());
+            for (s, e) in ring.nodes().iter().zip(nodes) {
+                match moved(s) {
+                    Some(n) => {
+                        let fresh = match replaced.iter().find(|(o, _)| Arc::ptr_eq(o, e)) {
+                            Some((_, f)) => f.clone(),
+                            None => {
+                                let f = Arc::new(self.node_entry(&n));
+                                replaced.push((e.clone(), f.clone()));
+                                f
+                            }
+                        };
+                        specs_now.push(n);
+                        entries.push(fresh);
+                    }
+                    None => {
+                        specs_now.push(s.clone());
+                        entries.push(e.clone());
+                    }
+                }
+            }
+            Ok((Ring::new(&specs_now, ring.kind(), ring.vnodes())?, entries))
+        };
+        let (ring, nodes) = swap(&old.ring, &old.nodes)?;
+        let mut past = Vec::with_capacity(old.past.len());
+        for p in &old.past {
+            let (ring, nodes) = swap(&p.ring, &p.nodes)?;
+            past.push(Arc::new(PastRing {
+                ring,
+                nodes,
+                replicas: p.replicas,
+            }));
+        }
+        let topo = Topology {
+            ring,
+            nodes,
+            replicas: old.replicas,
+            hash: old.hash,
+            vnodes: old.vnodes,
+            past,
+        };
+        Ok(Some((topo, replaced)))
+    }
+
+    /// A new node entry with this client's connection settings (as `set_ring` makes them).
+    fn node_entry(&self, spec: &NodeSpec) -> NodeEntry {
+        let o = self.options();
+        let conn_opts = ConnectOptions {
+            connect_timeout: o.connect_timeout,
+            queue_depth: o.queue_depth,
+            max_item_size: o.max_item_size,
+            ..ConnectOptions::default()
+        };
+        NodeEntry::new(
+            spec.clone(),
+            o.connections_per_node,
+            conn_opts,
+            o.failure_limit,
+            o.hints,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_parse() {
+        assert_eq!(
+            "dns+ringcache-nodes.ns.svc:11211"
+                .parse::<Source>()
+                .unwrap(),
+            Source::Addresses {
+                host: "ringcache-nodes.ns.svc".into(),
+                port: 11211
+            }
+        );
+        assert_eq!(
+            "dnssrv+_memcache._tcp.ringcache-nodes.ns.svc"
+                .parse::<Source>()
+                .unwrap(),
+            Source::Srv {
+                name: "_memcache._tcp.ringcache-nodes.ns.svc".into()
+            }
+        );
+        for bad in [
+            "ringcache-nodes:11211",
+            "dns+ringcache-nodes",
+            "dns+ringcache-nodes:0",
+            "dns+ringcache-nodes:70000",
+            "dns+:11211",
+            "dnssrv+",
+            "dnssrv+a b",
+            "srv+x",
+        ] {
+            assert!(bad.parse::<Source>().is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn settings_defaults_and_refusals() {
+        let s: DiscoverySettings = toml::from_str("sources = [\"dnssrv+_m._tcp.x\"]").unwrap();
+        assert_eq!(s, DiscoverySettings::new(["dnssrv+_m._tcp.x"]));
+        assert_eq!(s.interval(), Duration::from_secs(10));
+        assert!(s.validate().is_ok());
+        for bad in [
+            "sources = []",
+            "sources = [\"x\"]",
+            "sources = [\"dns+x:1\"]\ninterval_secs = 0",
+            "sources = [\"dns+x:1\"]\nnameserver = \"localhost\"",
+            "sources = [\"dns+x:1\"]\nintervall_secs = 5",
+        ] {
+            let parsed: Result<DiscoverySettings, _> = toml::from_str(bad);
+            assert!(
+                parsed.map_or(true, |s| s.validate().is_err()),
+                "accepted {bad:?}"
+            );
+        }
+    }
+
+    fn named(name: &str, addr: &str) -> NodeSpec {
+        NodeSpec::new(addr).named(name)
+    }
+
+    #[test]
+    fn absent_members_stay_for_the_grace_then_leave() {
+        let t0 = Instant::now();
+        let mut a = Absences::new(Duration::from_secs(30));
+        let current = vec![named("a:1", "10.0.0.1:1"), named("b:1", "10.0.0.2:1")];
+        // b disappears: kept for 30 s, then dropped.
+        let only_a = vec![named("a:1", "10.0.0.1:1")];
+        assert_eq!(a.merge(&current, only_a.clone(), t0), current);
+        assert_eq!(
+            a.merge(&current, only_a.clone(), t0 + Duration::from_secs(29)),
+            current
+        );
+        assert_eq!(
+            a.merge(&current, only_a.clone(), t0 + Duration::from_secs(30)),
+            only_a
+        );
+        // b back in time (with a new address) restarts its clock; the new address wins.
+        let mut a = Absences::new(Duration::from_secs(30));
+        a.merge(&current, only_a.clone(), t0);
+        let back = vec![named("b:1", "10.0.0.9:1"), named("a:1", "10.0.0.1:1")];
+        let merged = a.merge(&current, back, t0 + Duration::from_secs(10));
+        assert_eq!(
+            merged,
+            vec![named("a:1", "10.0.0.1:1"), named("b:1", "10.0.0.9:1")],
+            "sorted by name"
+        );
+        assert_eq!(
+            a.merge(&merged, only_a.clone(), t0 + Duration::from_secs(35)),
+            merged,
+            "a new absence starts a new grace"
+        );
+        // No grace: gone at once.
+        let mut a = Absences::new(Duration::ZERO);
+        assert_eq!(a.merge(&current, only_a.clone(), t0), only_a);
+    }
+}

@@ -1,0 +1,917 @@
+//! DNS discovery (issue 12, docs/cluster.md "Discovery") against a real DNS server: a
+//! `hickory-server` on 127.0.0.1 with an in-memory zone `nodes.test.` whose records each test
+//! changes, in front of real `ringcache node` processes on loopback addresses (127.0.0.1,
+//! .2 and .3, which Linux routes without setup), behind a proxy whose `[discovery]` asks that
+//! server.
+//!
+//! - SRV records added and removed move keys with a transition: with one copy per key, the
+//!   share of keys that read back right stays ≥ 99 % through each change (as
+//!   tests/rebalance.rs measures for a config reload), and a client that knows only the new
+//!   membership finds them all afterwards (the data really moved).
+//! - A node whose name keeps its SRV record but whose A record changes (a pod recreated with a
+//!   new IP) moves nothing: no transition, the same ring, the new process re-warmed from the
+//!   replicas, every key still served.
+//! - `dns+HOST:PORT` makes each A record a node named by its address; a record added is a
+//!   member added, with a transition.
+//! - An address change while a transition runs lets it finish; two changes seconds apart lose
+//!   no key; a config reload keeps the discovered members; an embedded client follows DNS the
+//!   same way.
+//! - DNS failures (NXDOMAIN, empty answers, a server that does not answer) keep the last good
+//!   list and are counted by reason; a proxy whose records do not exist yet starts empty and
+//!   takes the nodes when they appear.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use hickory_server::authority::{Catalog, ZoneType};
+use hickory_server::proto::rr::rdata::{A, SOA, SRV};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType, RrKey};
+use hickory_server::store::in_memory::InMemoryAuthority;
+use hickory_server::ServerFuture;
+use ringcache::proxy::{self, ProxyConfig, ProxyHandle};
+use ringcache_client::cluster_config::{DiscoverySettings, RebalanceSettings, RingSettings};
+use ringcache_client::health::NodeState;
+use ringcache_client::ring::NodeSpec;
+use ringcache_client::Client;
+use support::{spawn_node_at, Server};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpStream, UdpSocket};
+
+const KEYS: usize = 10_000;
+const SRV_NAME: &str = "_memcache._tcp.nodes.test.";
+/// Limit on any one exchange with the proxy.
+const IO_LIMIT: Duration = Duration::from_secs(10);
+/// Limit on discovery noticing a change (interval 1 s) or a transition ending.
+const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// One test body at a time (each starts several processes), on its own runtime.
+fn run<F: std::future::Future<Output = ()>>(body: F) {
+    let _serial: MutexGuard<'_, ()> = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(body);
+}
+
+// ----- the DNS server --------------------------------------------------------------------
+
+/// A DNS server for the zone `nodes.test.` on a loopback UDP port.
+struct Dns {
+    addr: SocketAddr,
+    zone: Arc<InMemoryAuthority>,
+    serial: u32,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn name(s: &str) -> Name {
+    Name::from_str(s).expect("DNS name")
+}
+
+impl Dns {
+    async fn start() -> Dns {
+        let origin = name("nodes.test.");
+        let mut zone = InMemoryAuthority::empty(origin.clone(), ZoneType::Primary, false);
+        let soa = SOA::new(
+            name("ns.nodes.test."),
+            name("admin.nodes.test."),
+            1,
+            60,
+            60,
+            60,
+            0,
+        );
+        zone.upsert_mut(Record::from_rdata(origin.clone(), 60, RData::SOA(soa)), 1);
+        let zone = Arc::new(zone);
+        let mut catalog = Catalog::new();
+        catalog.upsert(LowerName::new(&origin), vec![zone.clone()]);
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind DNS");
+        let addr = socket.local_addr().expect("DNS addr");
+        let mut server = ServerFuture::new(catalog);
+        server.register_socket(socket);
+        let task = tokio::spawn(async move {
+            let _ = server.block_until_done().await;
+        });
+        Dns {
+            addr,
+            zone,
+            serial: 1,
+            task,
+        }
+    }
+
+    /// Replaces the records of `owner` of type `rtype` with `data` (none: removes them).
+    async fn set(&mut self, owner: &str, rtype: RecordType, data: Vec<RData>) {
+        self.serial += 1;
+        let owner = name(owner);
+        self.zone
+            .records_mut()
+            .await
+            .remove(&RrKey::new(LowerName::new(&owner), rtype));
+        for d in data {
+            // TTL 0: nothing may serve an old answer.
+            assert!(
+                self.zone
+                    .upsert(Record::from_rdata(owner.clone(), 0, d), self.serial)
+                    .await
+            );
+        }
+    }
+
+    /// `n<i>.nodes.test.` at `ip`.
+    async fn set_a(&mut self, i: usize, ip: Ipv4Addr) {
+        self.set(
+            &format!("n{i}.nodes.test."),
+            RecordType::A,
+            vec![RData::A(A(ip))],
+        )
+        .await;
+    }
+
+    /// The SRV records: one per `(i, port)`, target `n<i>.nodes.test.`.
+    async fn set_srv(&mut self, members: &[(usize, u16)]) {
+        let data = members
+            .iter()
+            .map(|&(i, port)| RData::SRV(SRV::new(0, 0, port, name(&format!("n{i}.nodes.test.")))))
+            .collect();
+        self.set(SRV_NAME, RecordType::SRV, data).await;
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+// ----- a pipelined text-protocol connection to the proxy -----------------------------------
+
+fn key(i: usize) -> String {
+    format!("dk:{i:05}")
+}
+
+fn value(i: usize) -> Vec<u8> {
+    format!("v:{i}:{}", "x".repeat(i % 40)).into_bytes()
+}
+
+struct Raw {
+    rd: BufReader<OwnedReadHalf>,
+    wr: OwnedWriteHalf,
+}
+
+impl Raw {
+    async fn connect(addr: SocketAddr) -> Raw {
+        let s = TcpStream::connect(addr).await.expect("connect");
+        let (rd, wr) = s.into_split();
+        Raw {
+            rd: BufReader::new(rd),
+            wr,
+        }
+    }
+
+    async fn line(&mut self) -> String {
+        let mut l = String::new();
+        let n = tokio::time::timeout(IO_LIMIT, self.rd.read_line(&mut l))
+            .await
+            .expect("reply in time")
+            .expect("read");
+        assert!(n > 0, "connection closed");
+        l.trim_end().to_string()
+    }
+
+    /// Pipelined `set`s of every key; every reply must be `STORED`.
+    async fn load(&mut self) {
+        for chunk in (0..KEYS).collect::<Vec<_>>().chunks(500) {
+            let mut req = Vec::new();
+            for &i in chunk {
+                let v = value(i);
+                req.extend_from_slice(format!("set {} 0 0 {}\r\n", key(i), v.len()).as_bytes());
+                req.extend_from_slice(&v);
+                req.extend_from_slice(b"\r\n");
+            }
+            self.wr.write_all(&req).await.expect("write");
+            for &i in chunk {
+                assert_eq!(self.line().await, "STORED", "set {}", key(i));
+            }
+        }
+    }
+
+    /// Share of the keys that read back with their value (multi-gets of 100).
+    async fn hit_ratio(&mut self) -> f64 {
+        let mut good = 0;
+        let keys: Vec<String> = (0..KEYS).map(key).collect();
+        let mut got: HashMap<String, Vec<u8>> = HashMap::new();
+        for chunk in keys.chunks(100) {
+            self.wr
+                .write_all(format!("get {}\r\n", chunk.join(" ")).as_bytes())
+                .await
+                .expect("write");
+            loop {
+                let l = self.line().await;
+                if l == "END" {
+                    break;
+                }
+                let parts: Vec<&str> = l.split(' ').collect();
+                assert!(parts.len() == 4 && parts[0] == "VALUE", "bad line {l:?}");
+                let len: usize = parts[3].parse().expect("length");
+                let mut data = vec![0u8; len + 2];
+                tokio::time::timeout(IO_LIMIT, self.rd.read_exact(&mut data))
+                    .await
+                    .expect("data in time")
+                    .expect("data");
+                data.truncate(len);
+                got.insert(parts[1].to_string(), data);
+            }
+        }
+        for i in 0..KEYS {
+            if got.get(&key(i)).is_some_and(|v| *v == value(i)) {
+                good += 1;
+            }
+        }
+        good as f64 / KEYS as f64
+    }
+}
+
+// ----- the cluster -------------------------------------------------------------------------
+
+/// A ringcache node on `ip` (port chosen by the kernel, or `port`).
+fn node_on(ip: Ipv4Addr, port: u16) -> Server {
+    spawn_node_at(&format!("{ip}:{port}"), &[])
+}
+
+async fn start_proxy(dns: &Dns, replicas: usize) -> ProxyHandle {
+    start_proxy_with(dns, replicas, 1000).await
+}
+
+async fn start_proxy_with(dns: &Dns, replicas: usize, request_timeout_ms: u64) -> ProxyHandle {
+    start_proxy_rated(
+        dns,
+        replicas,
+        request_timeout_ms,
+        RebalanceSettings::default().rate,
+    )
+    .await
+}
+
+/// A proxy whose migrator moves `rate` keys a second.
+async fn start_proxy_rated(
+    dns: &Dns,
+    replicas: usize,
+    request_timeout_ms: u64,
+    rate: u32,
+) -> ProxyHandle {
+    let source = format!("dnssrv+{SRV_NAME}");
+    start_proxy_source(dns, replicas, request_timeout_ms, rate, source).await
+}
+
+async fn start_proxy_source(
+    dns: &Dns,
+    replicas: usize,
+    request_timeout_ms: u64,
+    rate: u32,
+    source: String,
+) -> ProxyHandle {
+    let cfg = ProxyConfig {
+        listen: "127.0.0.1:0".into(),
+        metrics_listen: Some("127.0.0.1:0".into()),
+        request_timeout_ms,
+        connect_timeout_ms: 500,
+        failure_limit: 2,
+        ring: RingSettings {
+            replicas,
+            ..RingSettings::default()
+        },
+        rebalance: RebalanceSettings {
+            rate,
+            ..RebalanceSettings::default()
+        },
+        discovery: Some(DiscoverySettings {
+            interval_secs: 1,
+            nameserver: Some(dns.addr.to_string()),
+            timeout_ms: 500,
+            remove_after_secs: 0,
+            ..DiscoverySettings::new([source])
+        }),
+        ..ProxyConfig::default()
+    };
+    proxy::start(cfg, None).await.expect("proxy")
+}
+
+/// The ring's members as `name=addr`, in ring order.
+fn members(client: &Client) -> Vec<String> {
+    client
+        .topology()
+        .ring
+        .nodes()
+        .iter()
+        .map(|n| format!("{}={}", n.ring_name(), n.addr))
+        .collect()
+}
+
+fn member(i: usize, addr: SocketAddr) -> String {
+    format!("n{i}.nodes.test:{}={addr}", addr.port())
+}
+
+/// Waits until the proxy's ring is `want` (sorted by name, as discovery orders it).
+async fn wait_members(client: &Client, mut want: Vec<String>) {
+    want.sort();
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    while members(client) != want {
+        assert!(
+            Instant::now() < deadline,
+            "discovery did not reach {want:?}; ring is {:?}",
+            members(client)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn settle(client: &Client) {
+    assert!(
+        client.wait_settled(SETTLE_LIMIT).await,
+        "transition ended in time"
+    );
+}
+
+/// Share of the keys a client that knows only `nodes` (no old ring, no rebalancing) reads
+/// back right: the data is where the ring says.
+async fn placed_ratio(nodes: Vec<NodeSpec>, replicas: usize) -> f64 {
+    let fresh = Client::builder()
+        .node_specs(nodes)
+        .replicas(replicas)
+        .connect_timeout(Duration::from_secs(5))
+        .request_timeout(Duration::from_secs(5))
+        .rebalance(ringcache_client::RebalanceOptions {
+            enabled: false,
+            ..Default::default()
+        })
+        .build()
+        .await
+        .expect("fresh client");
+    let keys: Vec<String> = (0..KEYS).map(key).collect();
+    let got = fresh.get_many(&keys).await.expect("get_many");
+    assert_eq!(got.errors, 0, "the fresh client reached every node");
+    let good = got
+        .items
+        .iter()
+        .enumerate()
+        .filter(|(i, h)| h.as_ref().is_some_and(|h| h.value[..] == value(*i)[..]))
+        .count();
+    good as f64 / KEYS as f64
+}
+
+/// The value of the counter `name{reason="<reason>"}` on the metrics page (0 if absent).
+fn failures(reason: &str) -> f64 {
+    let page = ringcache::metrics::install().render();
+    let prefix = format!("ringcache_discovery_failures_total{{reason=\"{reason}\"}} ");
+    page.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0.0, |v| v.trim().parse().expect("counter value"))
+}
+
+const LOCAL: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+
+// ----- the tests -------------------------------------------------------------------------
+
+/// SRV records added, then removed: each change is a transition that keeps every key readable
+/// (one copy per key, so nothing else could serve a moved key) and moves the data.
+#[test]
+fn srv_records_added_and_removed_move_keys_with_a_transition() {
+    run(async {
+        let nodes: Vec<Server> = (0..4).map(|_| node_on(LOCAL, 0)).collect();
+        let mut dns = Dns::start().await;
+        for (i, n) in nodes.iter().enumerate() {
+            dns.set_a(i, LOCAL).await;
+            assert_eq!(n.addr.ip(), IpAddr::V4(LOCAL));
+        }
+        dns.set_srv(&[
+            (0, nodes[0].addr.port()),
+            (1, nodes[1].addr.port()),
+            (2, nodes[2].addr.port()),
+        ])
+        .await;
+        let proxy = start_proxy(&dns, 1).await;
+        let client = proxy.proxy.client().clone();
+        // Resolved before the proxy took its first client.
+        let three: Vec<String> = (0..3).map(|i| member(i, nodes[i].addr)).collect();
+        let mut sorted = three.clone();
+        sorted.sort();
+        assert_eq!(members(&client), sorted);
+        assert_eq!(
+            proxy.proxy.config().nodes.len(),
+            3,
+            "the list in force is recorded"
+        );
+        let mut conn = Raw::connect(proxy.addr).await;
+        conn.load().await;
+        assert_eq!(conn.hit_ratio().await, 1.0);
+
+        // Scale out: n3 appears.
+        dns.set_srv(&[
+            (0, nodes[0].addr.port()),
+            (1, nodes[1].addr.port()),
+            (2, nodes[2].addr.port()),
+            (3, nodes[3].addr.port()),
+        ])
+        .await;
+        let four: Vec<String> = (0..4).map(|i| member(i, nodes[i].addr)).collect();
+        wait_members(&client, four).await;
+        let during = conn.hit_ratio().await;
+        settle(&client).await;
+        let after = conn.hit_ratio().await;
+        let specs = client.topology().ring.nodes().to_vec();
+        let placed = placed_ratio(specs, 1).await;
+        println!("add n3: hit ratio {during:.4} during, {after:.4} after, placed {placed:.4}");
+        assert!(during >= 0.99 && after >= 0.99, "{during} {after}");
+        assert!(
+            placed >= 0.99,
+            "the keys moved to their new owners: {placed}"
+        );
+        assert!(client.rebalance_status().copied > 0, "keys were copied");
+
+        // Scale in: n0's record goes (its process still runs, as a pod being drained does).
+        dns.set_srv(&[
+            (1, nodes[1].addr.port()),
+            (2, nodes[2].addr.port()),
+            (3, nodes[3].addr.port()),
+        ])
+        .await;
+        let last_three: Vec<String> = (1..4).map(|i| member(i, nodes[i].addr)).collect();
+        wait_members(&client, last_three).await;
+        let during = conn.hit_ratio().await;
+        settle(&client).await;
+        let after = conn.hit_ratio().await;
+        let specs = client.topology().ring.nodes().to_vec();
+        let placed = placed_ratio(specs, 1).await;
+        println!("remove n0: hit ratio {during:.4} during, {after:.4} after, placed {placed:.4}");
+        println!("{:?}", client.rebalance_status());
+        assert!(during >= 0.99 && after >= 0.99, "{during} {after}");
+        assert!(placed >= 0.99, "n0's keys moved off it: {placed}");
+        proxy.shutdown().await;
+    });
+}
+
+/// Two changes seconds apart (a StatefulSet scales pod by pod; here a node is added, then
+/// another removed) lose no key: the first transition's cleanup, which waits two request
+/// timeouts before deleting leftover copies, must not run against the ring the second change
+/// replaced. (It did: it judged keys by the old ring and confirmed them on the new one, where
+/// the node holding the only copy counted as "another owner has it", and deleted it.)
+#[test]
+fn a_change_right_after_a_transition_loses_no_key() {
+    run(async {
+        let nodes: Vec<Server> = (0..4).map(|_| node_on(LOCAL, 0)).collect();
+        let mut dns = Dns::start().await;
+        for i in 0..4 {
+            dns.set_a(i, LOCAL).await;
+        }
+        let port = |i: usize| nodes[i].addr.port();
+        dns.set_srv(&[(0, port(0)), (1, port(1)), (2, port(2))])
+            .await;
+        // The cleanup waits 2 × 3 s: the second change lands inside that window.
+        let proxy = start_proxy_with(&dns, 1, 3000).await;
+        let client = proxy.proxy.client().clone();
+        Raw::connect(proxy.addr).await.load().await;
+
+        dns.set_srv(&[(0, port(0)), (1, port(1)), (2, port(2)), (3, port(3))])
+            .await;
+        wait_members(&client, (0..4).map(|i| member(i, nodes[i].addr)).collect()).await;
+        settle(&client).await;
+        dns.set_srv(&[(1, port(1)), (2, port(2)), (3, port(3))])
+            .await;
+        wait_members(&client, (1..4).map(|i| member(i, nodes[i].addr)).collect()).await;
+        settle(&client).await;
+        // Both cleanups over (the first one's window has passed, the second's has run).
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        while client.rebalance_status().phase != ringcache_client::Phase::Idle {
+            assert!(Instant::now() < deadline, "cleanup ended in time");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let placed = placed_ratio(client.topology().ring.nodes().to_vec(), 1).await;
+        println!(
+            "add then remove: placed {placed:.4}, {:?}",
+            client.rebalance_status()
+        );
+        assert!(placed >= 0.99, "keys lost: {placed}");
+        proxy.shutdown().await;
+    });
+}
+
+/// `dns+HOST:PORT`: every A record is a node at that port, named by its address; an address
+/// added is a member added, with a transition that keeps every key readable.
+#[test]
+fn a_records_name_nodes_by_address() {
+    run(async {
+        let ips = [
+            Ipv4Addr::new(127, 0, 0, 2),
+            Ipv4Addr::new(127, 0, 0, 3),
+            Ipv4Addr::new(127, 0, 0, 4),
+        ];
+        let first = node_on(ips[0], 0);
+        let port = first.addr.port();
+        let nodes = [first, node_on(ips[1], port), node_on(ips[2], port)];
+        let mut dns = Dns::start().await;
+        let a = |n: usize| {
+            ips[..n]
+                .iter()
+                .map(|&ip| RData::A(A(ip)))
+                .collect::<Vec<_>>()
+        };
+        dns.set("all.nodes.test.", RecordType::A, a(2)).await;
+        let source = format!("dns+all.nodes.test:{port}");
+        let proxy = start_proxy_source(&dns, 1, 1000, 20_000, source).await;
+        let client = proxy.proxy.client().clone();
+        let by_addr = |n: usize| -> Vec<String> {
+            nodes[..n]
+                .iter()
+                .map(|s| format!("{}={}", s.addr, s.addr))
+                .collect()
+        };
+        assert_eq!(members(&client), by_addr(2));
+        assert!(client
+            .topology()
+            .ring
+            .nodes()
+            .iter()
+            .all(|n| n.name.is_none()));
+        let mut conn = Raw::connect(proxy.addr).await;
+        conn.load().await;
+
+        dns.set("all.nodes.test.", RecordType::A, a(3)).await;
+        wait_members(&client, by_addr(3)).await;
+        let during = conn.hit_ratio().await;
+        settle(&client).await;
+        let placed = placed_ratio(client.topology().ring.nodes().to_vec(), 1).await;
+        println!("A record added: hit ratio {during:.4} during, placed {placed:.4}");
+        assert!(during >= 0.99 && placed >= 0.99, "{during} {placed}");
+        proxy.shutdown().await;
+    });
+}
+
+/// n1's pod is recreated with a new IP: same SRV record (same name), another A record. No
+/// key changes owner, no transition starts, the new process is re-warmed from the replicas,
+/// and every key is still served.
+#[test]
+fn a_new_address_under_the_same_name_moves_nothing() {
+    run(async {
+        let ip2 = Ipv4Addr::new(127, 0, 0, 2);
+        let ip3 = Ipv4Addr::new(127, 0, 0, 3);
+        let n0 = node_on(LOCAL, 0);
+        let mut n1 = node_on(ip2, 0);
+        let n2 = node_on(LOCAL, 0);
+        let port1 = n1.addr.port();
+        let mut dns = Dns::start().await;
+        dns.set_a(0, LOCAL).await;
+        dns.set_a(1, ip2).await;
+        dns.set_a(2, LOCAL).await;
+        dns.set_srv(&[(0, n0.addr.port()), (1, port1), (2, n2.addr.port())])
+            .await;
+        let proxy = start_proxy(&dns, 2).await;
+        let client = proxy.proxy.client().clone();
+        let mut conn = Raw::connect(proxy.addr).await;
+        conn.load().await;
+        let ring_before: Vec<(u64, usize)> = client.topology().ring.points().collect();
+        let started_before = client.rebalance_status().started;
+
+        // The pod dies and comes back elsewhere, empty, on the same port.
+        n1.kill9();
+        let n1b = node_on(ip3, port1);
+        dns.set_a(1, ip3).await;
+        wait_members(
+            &client,
+            vec![member(0, n0.addr), member(1, n1b.addr), member(2, n2.addr)],
+        )
+        .await;
+        let topo = client.topology();
+        assert!(topo.past.is_empty(), "no transition");
+        assert_eq!(
+            client.rebalance_status().started,
+            started_before,
+            "no transition"
+        );
+        let ring_after: Vec<(u64, usize)> = topo.ring.points().collect();
+        assert!(
+            ring_before == ring_after,
+            "every ring point stayed with its node"
+        );
+
+        // Re-warmed from the replicas, then serving again.
+        let entry = topo
+            .nodes
+            .iter()
+            .find(|n| n.spec.addr == n1b.addr.to_string())
+            .expect("n1 at its new address")
+            .clone();
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        while entry.health.state() != NodeState::Up {
+            assert!(
+                Instant::now() < deadline,
+                "n1 re-warmed in time: {:?}",
+                entry.health.state()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let ratio = conn.hit_ratio().await;
+        let placed = placed_ratio(topo.ring.nodes().to_vec(), 2).await;
+        println!("n1 readdressed: hit ratio {ratio:.4}, placed {placed:.4}");
+        assert!(ratio >= 0.99, "{ratio}");
+        assert!(
+            placed >= 0.99,
+            "the new process holds n1's keys again: {placed}"
+        );
+        assert_eq!(
+            client.rebalance_status().started,
+            started_before,
+            "still no transition"
+        );
+        proxy.shutdown().await;
+    });
+}
+
+/// A node's IP changes while a transition (a node added) is under way: the transition still
+/// completes (the address change replaces the topology the migrator was working on, so it gets
+/// a new migrator), and every key is served and placed afterwards.
+#[test]
+fn an_address_change_during_a_transition_lets_it_finish() {
+    run(async {
+        let ip2 = Ipv4Addr::new(127, 0, 0, 2);
+        let ip3 = Ipv4Addr::new(127, 0, 0, 3);
+        let n0 = node_on(LOCAL, 0);
+        let mut n1 = node_on(ip2, 0);
+        let n2 = node_on(LOCAL, 0);
+        let n3 = node_on(LOCAL, 0);
+        let port1 = n1.addr.port();
+        let mut dns = Dns::start().await;
+        dns.set_a(0, LOCAL).await;
+        dns.set_a(1, ip2).await;
+        dns.set_a(2, LOCAL).await;
+        dns.set_a(3, LOCAL).await;
+        dns.set_srv(&[(0, n0.addr.port()), (1, port1), (2, n2.addr.port())])
+            .await;
+        // Slow migration: the transition lasts seconds.
+        let proxy = start_proxy_rated(&dns, 2, 1000, 1000).await;
+        let client = proxy.proxy.client().clone();
+        let mut conn = Raw::connect(proxy.addr).await;
+        conn.load().await;
+
+        dns.set_srv(&[
+            (0, n0.addr.port()),
+            (1, port1),
+            (2, n2.addr.port()),
+            (3, n3.addr.port()),
+        ])
+        .await;
+        wait_members(
+            &client,
+            vec![
+                member(0, n0.addr),
+                member(1, n1.addr),
+                member(2, n2.addr),
+                member(3, n3.addr),
+            ],
+        )
+        .await;
+        assert!(
+            client.in_transition(),
+            "the migration is slow enough to overlap"
+        );
+        n1.kill9();
+        let n1b = node_on(ip3, port1);
+        dns.set_a(1, ip3).await;
+        wait_members(
+            &client,
+            vec![
+                member(0, n0.addr),
+                member(1, n1b.addr),
+                member(2, n2.addr),
+                member(3, n3.addr),
+            ],
+        )
+        .await;
+        settle(&client).await;
+        let topo = client.topology();
+        let entry = topo
+            .nodes
+            .iter()
+            .find(|n| n.spec.addr == n1b.addr.to_string())
+            .expect("n1 at its new address")
+            .clone();
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        while entry.health.state() != NodeState::Up {
+            assert!(Instant::now() < deadline, "n1 re-warmed in time");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let ratio = conn.hit_ratio().await;
+        let placed = placed_ratio(topo.ring.nodes().to_vec(), 2).await;
+        println!("readdress mid-transition: hit ratio {ratio:.4}, placed {placed:.4}");
+        assert!(ratio >= 0.99 && placed >= 0.99, "{ratio} {placed}");
+        proxy.shutdown().await;
+    });
+}
+
+/// NXDOMAIN, an empty answer and a server that stops answering each keep the last good list,
+/// and each is counted by reason.
+#[test]
+fn dns_failures_keep_the_last_good_list() {
+    run(async {
+        let n0 = node_on(LOCAL, 0);
+        let n1 = node_on(LOCAL, 0);
+        let mut dns = Dns::start().await;
+        dns.set_a(0, LOCAL).await;
+        dns.set_a(1, LOCAL).await;
+        dns.set_srv(&[(0, n0.addr.port()), (1, n1.addr.port())])
+            .await;
+        let proxy = start_proxy(&dns, 2).await;
+        let client = proxy.proxy.client().clone();
+        let good = vec![member(0, n0.addr), member(1, n1.addr)];
+        wait_members(&client, good.clone()).await;
+
+        let wait_counted = |reason: &'static str, before: f64| async move {
+            let deadline = Instant::now() + SETTLE_LIMIT;
+            while failures(reason) <= before {
+                assert!(Instant::now() < deadline, "no {reason} failure counted");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        // The SRV name vanishes: NXDOMAIN.
+        let before = failures("nxdomain");
+        dns.set(SRV_NAME, RecordType::SRV, Vec::new()).await;
+        wait_counted("nxdomain", before).await;
+        assert_eq!(members(&client), good);
+
+        // The name exists but has no SRV records: an empty answer (NOERROR, no data).
+        let before = failures("empty");
+        dns.set(
+            SRV_NAME,
+            RecordType::TXT,
+            vec![RData::TXT(hickory_server::proto::rr::rdata::TXT::new(
+                vec!["x".into()],
+            ))],
+        )
+        .await;
+        wait_counted("empty", before).await;
+        assert_eq!(members(&client), good);
+
+        // The server stops answering (its port still bound, so no ICMP refusal): timeouts.
+        let before = failures("timeout");
+        dns.task.abort();
+        let _ = (&mut dns.task).await;
+        // The server's socket closes once its tasks (aborted with it) are dropped: retry.
+        let deadline = Instant::now() + IO_LIMIT;
+        let _silent = loop {
+            match std::net::UdpSocket::bind(dns.addr) {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "rebind the DNS port: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        wait_counted("timeout", before).await;
+        assert_eq!(members(&client), good);
+        // Still serving on the last good list.
+        let mut conn = Raw::connect(proxy.addr).await;
+        conn.load().await;
+        assert_eq!(conn.hit_ratio().await, 1.0);
+        proxy.shutdown().await;
+    });
+}
+
+/// A proxy whose first resolution fails starts with no members, says so to clients, and takes
+/// the nodes as soon as DNS has them.
+#[test]
+fn a_proxy_started_before_its_records_exist_waits_for_them() {
+    run(async {
+        let n0 = node_on(LOCAL, 0);
+        let mut dns = Dns::start().await;
+        let proxy = start_proxy(&dns, 1).await;
+        let client = proxy.proxy.client().clone();
+        assert!(members(&client).is_empty());
+        let mut conn = Raw::connect(proxy.addr).await;
+        conn.wr
+            .write_all(b"set k 0 0 1\r\nv\r\nget k\r\n")
+            .await
+            .expect("write");
+        // As with every owner of a key down: writes fail, reads miss.
+        assert_eq!(conn.line().await, "SERVER_ERROR backend unavailable");
+        assert_eq!(conn.line().await, "END");
+
+        dns.set_a(0, LOCAL).await;
+        dns.set_srv(&[(0, n0.addr.port())]).await;
+        wait_members(&client, vec![member(0, n0.addr)]).await;
+        conn.wr
+            .write_all(b"set k 0 0 1\r\nv\r\nget k\r\n")
+            .await
+            .expect("write");
+        assert_eq!(conn.line().await, "STORED");
+        assert_eq!(conn.line().await, "VALUE k 0 1");
+        proxy.shutdown().await;
+    });
+}
+
+/// The embedded client follows DNS the same way (`Discovery::start` on a `Client`), and stops
+/// following it when the handle is dropped.
+#[test]
+fn an_embedded_client_follows_dns_until_the_handle_is_dropped() {
+    run(async {
+        let n0 = node_on(LOCAL, 0);
+        let n1 = node_on(LOCAL, 0);
+        let mut dns = Dns::start().await;
+        dns.set_a(0, LOCAL).await;
+        dns.set_a(1, LOCAL).await;
+        dns.set_srv(&[(0, n0.addr.port())]).await;
+        let client = Client::builder().replicas(2).build().await.expect("client");
+        let settings = DiscoverySettings {
+            interval_secs: 1,
+            nameserver: Some(dns.addr.to_string()),
+            timeout_ms: 500,
+            remove_after_secs: 0,
+            ..DiscoverySettings::new([format!("dnssrv+{SRV_NAME}")])
+        };
+        let handle = ringcache_client::discovery::Discovery::start(&client, &settings, None)
+            .await
+            .expect("discovery");
+        assert_eq!(
+            members(&client),
+            vec![member(0, n0.addr)],
+            "resolved at start"
+        );
+        client.set(b"k", &b"v"[..], 0, 0).await.expect("set");
+
+        dns.set_srv(&[(0, n0.addr.port()), (1, n1.addr.port())])
+            .await;
+        wait_members(&client, vec![member(0, n0.addr), member(1, n1.addr)]).await;
+        settle(&client).await;
+        assert_eq!(
+            &client.get(b"k").await.expect("get").expect("hit").value[..],
+            b"v"
+        );
+
+        drop(handle);
+        dns.set_srv(&[(1, n1.addr.port())]).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            members(&client),
+            vec![member(0, n0.addr), member(1, n1.addr)],
+            "no change applied after the handle was dropped"
+        );
+    });
+}
+
+/// A config reload under discovery changes what it may (here the request timeout) and keeps
+/// the discovered members: the file has no `[[nodes]]`, and that must not empty the ring.
+#[test]
+fn a_reload_keeps_the_discovered_members() {
+    run(async {
+        let n0 = node_on(LOCAL, 0);
+        let mut dns = Dns::start().await;
+        dns.set_a(0, LOCAL).await;
+        dns.set_srv(&[(0, n0.addr.port())]).await;
+        let proxy = start_proxy(&dns, 1).await;
+        let client = proxy.proxy.client().clone();
+        let good = vec![member(0, n0.addr)];
+        assert_eq!(members(&client), good);
+        let path = std::env::temp_dir().join(format!(
+            "ringcache-discovery-reload-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(
+            &path,
+            format!(
+                "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
+                 request_timeout_ms = 1500\nconnect_timeout_ms = 500\nfailure_limit = 2\n\
+                 [ring]\nreplicas = 1\n[discovery]\nsources = [\"dnssrv+{SRV_NAME}\"]\n\
+                 interval_secs = 1\nnameserver = \"{}\"\ntimeout_ms = 500\nremove_after_secs = 0\n",
+                dns.addr
+            ),
+        )
+        .expect("write config");
+        let changed = proxy::reload::reload(&proxy.proxy, &path)
+            .await
+            .expect("reload");
+        let _ = std::fs::remove_file(&path);
+        assert!(changed, "the timeout changed");
+        assert_eq!(proxy.proxy.config().request_timeout_ms, 1500);
+        assert_eq!(members(&client), good, "the ring kept its members");
+        assert_eq!(
+            proxy.proxy.config().nodes,
+            client.topology().ring.nodes().to_vec()
+        );
+        let mut conn = Raw::connect(proxy.addr).await;
+        conn.wr
+            .write_all(b"set k 0 0 1\r\nv\r\n")
+            .await
+            .expect("write");
+        assert_eq!(conn.line().await, "STORED");
+        proxy.shutdown().await;
+    });
+}
