@@ -3,7 +3,7 @@
 # metadump.rs, fault.rs; docs/architecture.md, "The crates and their layers"). This fails if a
 # reply literal (b"STORED", b"END\r\n", b"CLIENT_ERROR ...", b"VALUE ", b"STAT ", ...) appears in
 # any other Rust source, so a second hand-written copy of a reply cannot creep back in.
-# tests/, bench/ and fuzz/ assert expected bytes and are left out; so are test modules inside
+# tests/, testkit/ (their scaffolding), bench/ and fuzz/ assert expected bytes and are left out; so are test modules inside
 # source files (a `mod tests {` to the end of the file) and test-only files (`*tests.rs`).
 #
 # Usage: .ci/check_reply_literals.sh [--count]   (--count prints the number of hits and exits 0)
@@ -21,7 +21,7 @@ sources() {
 
 hits=$(
   sources |
-    grep -v -E '^(client/src/protocol/|tests/|bench/|fuzz/|client/tests/)|tests\.rs$' |
+    grep -v -E '^(client/src/protocol/|tests/|testkit/|bench/|fuzz/|client/tests/)|tests\.rs$' |
     while read -r f; do
       # Only the code before a file's test module.
       awk -v f="$f" '/^mod [a-z_]*tests \{/ { exit } { print f ":" FNR ": " $0 }' "$f"

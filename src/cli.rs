@@ -1,10 +1,16 @@
 //! The command line: `ringcache node | proxy | local | ring`, parsed with clap.
 //!
-//! Flags override the config file, which overrides the built-in (memcached) defaults.
+//! Flags override the config file, which overrides the built-in (memcached) defaults. Each
+//! program's flags serialize to the config keys they override (their serde names are the keys;
+//! unset flags, `None`, are left out by the TOML serializer), and `settings::layered` puts them
+//! over the file in one step.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use serde::{Serialize, Serializer};
+
+use crate::settings::is_false;
 
 /// A memcached-compatible distributed cache.
 #[derive(Debug, Parser)]
@@ -29,16 +35,18 @@ pub enum Command {
 }
 
 /// `ringcache node` flags; each overrides the same key of `--config`.
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args, Default, Serialize)]
 pub struct NodeArgs {
     /// TOML config file (see config/node.toml).
     #[arg(long)]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:11211].
     #[arg(long)]
     pub listen: Option<String>,
     /// Memory budget for items, in MiB [default: 64].
     #[arg(long, value_name = "MIB")]
+    #[serde(rename = "memory_limit_mb")]
     pub memory_limit: Option<u64>,
     /// Largest item in bytes [default: 1048576].
     #[arg(long, value_name = "BYTES")]
@@ -54,61 +62,66 @@ pub struct NodeArgs {
     pub threads: Option<usize>,
     /// Obey the `shutdown` command (memcached -A).
     #[arg(long)]
+    #[serde(skip_serializing_if = "is_false")]
     pub enable_shutdown: bool,
     /// Close a client connection idle this many seconds; 0 never (memcached -o idle_timeout)
     /// [default: 0].
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
     #[command(flatten)]
+    #[serde(flatten)]
     pub security: SecurityArgs,
 }
 
 /// TLS and authentication flags of a listener, named after memcached's settings; each
-/// overrides the same key of `--config` (docs/operations.md).
-#[derive(Debug, Args, Default, Clone)]
+/// overrides the same key of `--config` (docs/operations.md). Flattened into each program's
+/// flags, so they serialize as top-level keys of its settings.
+#[derive(Debug, Args, Default, Clone, Serialize)]
 pub struct SecurityArgs {
     /// PEM certificate chain; the listener then serves TLS only (memcached ssl_chain_cert).
     #[arg(long, value_name = "PEM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ssl_chain_cert: Option<PathBuf>,
     /// PEM private key [default: read from --ssl-chain-cert] (memcached ssl_key).
     #[arg(long, value_name = "PEM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ssl_key: Option<PathBuf>,
     /// PEM CA(s) client certificates must chain to (memcached ssl_ca_cert).
     #[arg(long, value_name = "PEM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ssl_ca_cert: Option<PathBuf>,
     /// Client certificates: 0 none, 1 request, 2 require, 3 once (= 1) [default: 0]
     /// (memcached ssl_verify_mode).
     #[arg(long, value_name = "0-3")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ssl_verify_mode: Option<u8>,
     /// File of user:password lines; every connection must authenticate first (memcached -Y).
     #[arg(long, short = 'Y', value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_file: Option<PathBuf>,
-    /// A user of --auth-file allowed the admin-only commands (repeat for each).
+    /// A user of --auth-file allowed the admin-only commands (repeat for each); replaces the
+    /// config's admin_users.
     #[arg(long = "admin-user", value_name = "USER")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub admin_users: Vec<String>,
 }
 
 /// `ringcache proxy` flags; each overrides the same key of `--config`.
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args, Default, Serialize)]
 pub struct ProxyArgs {
     /// TOML config file (see config/proxy.toml); watched for membership changes.
     #[arg(long)]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:11211].
     #[arg(long)]
     pub listen: Option<String>,
     /// A node address (repeat for each node); replaces the config's [[nodes]].
     #[arg(long = "node", value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "node_tables")]
     pub nodes: Vec<String>,
-    /// Copies of each key [default: 2].
-    #[arg(long)]
-    pub replicas: Option<usize>,
-    /// Ring points per node [default: 160].
-    #[arg(long)]
-    pub vnodes: Option<u32>,
-    /// Placement: xxh3 or ketama [default: xxh3].
-    #[arg(long, value_name = "xxh3|ketama")]
-    pub hash: Option<String>,
+    #[command(flatten)]
+    pub ring: RingArgs,
     /// Address for Prometheus /metrics [default: none].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
@@ -131,29 +144,59 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "BYTES")]
     pub max_pending_bytes: Option<usize>,
     #[command(flatten)]
+    #[serde(flatten)]
     pub security: SecurityArgs,
 }
 
-/// `ringcache local` flags.
-#[derive(Debug, Args)]
+/// `[ring]` flags of `ringcache proxy`: they override keys of the config's `[ring]` table.
+#[derive(Debug, Args, Default, Serialize)]
+pub struct RingArgs {
+    /// Copies of each key [default: 2].
+    #[arg(long)]
+    pub replicas: Option<usize>,
+    /// Ring points per node [default: 160].
+    #[arg(long)]
+    pub vnodes: Option<u32>,
+    /// Placement: xxh3 or ketama [default: xxh3].
+    #[arg(long, value_name = "xxh3|ketama")]
+    pub hash: Option<String>,
+}
+
+/// `--node ADDR` flags as the `[[nodes]]` tables they replace (name and weight default).
+fn node_tables<S: Serializer>(nodes: &[String], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Node<'a> {
+        addr: &'a str,
+    }
+    s.collect_seq(nodes.iter().map(|addr| Node { addr }))
+}
+
+/// `ringcache local` flags; each overrides the same key of `--config`.
+#[derive(Debug, Args, Default, Serialize)]
 pub struct LocalArgs {
-    /// How many nodes to start.
-    #[arg(long, default_value_t = 3)]
-    pub nodes: usize,
-    /// Copies of each key.
-    #[arg(long, default_value_t = 2)]
-    pub replicas: usize,
-    /// Where the proxy listens.
-    #[arg(long, default_value = "127.0.0.1:11211")]
-    pub listen: String,
-    /// Address for the proxy's Prometheus /metrics.
+    /// TOML config file (see config/local.toml).
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// How many nodes to start [default: 3].
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// Copies of each key [default: 2].
+    #[arg(long)]
+    pub replicas: Option<usize>,
+    /// Where the proxy listens [default: 127.0.0.1:11211].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Address for the proxy's Prometheus /metrics [default: none].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
-    /// Memory budget of each node, MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 64)]
-    pub memory_limit: u64,
+    /// Memory budget of each node, MiB [default: 64].
+    #[arg(long, value_name = "MIB")]
+    #[serde(rename = "memory_limit_mb")]
+    pub memory_limit: Option<u64>,
     /// TLS and authentication of the proxy's listener (the nodes listen on loopback only).
     #[command(flatten)]
+    #[serde(flatten)]
     pub security: SecurityArgs,
 }
 
@@ -176,4 +219,100 @@ pub enum RingCommand {
         /// The proposed config.
         new: PathBuf,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NodeConfig;
+    use crate::proxy::ProxyConfig;
+    use crate::settings::{layered, overrides};
+
+    /// A file to layer flags over, removed on drop.
+    struct File(PathBuf);
+
+    impl File {
+        fn new(name: &str, text: &str) -> File {
+            let p =
+                std::env::temp_dir().join(format!("ringcache-cli-{}-{name}", std::process::id()));
+            std::fs::write(&p, text).unwrap();
+            File(p)
+        }
+    }
+
+    impl Drop for File {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn unset_flags_override_nothing() {
+        assert!(overrides(&NodeArgs::default()).unwrap().is_empty());
+        let p = overrides(&ProxyArgs::default()).unwrap();
+        assert_eq!(p.keys().collect::<Vec<_>>(), ["ring"], "{p:?}");
+        assert!(p["ring"].as_table().unwrap().is_empty());
+    }
+
+    #[test]
+    fn node_flags_override_the_file() {
+        let f = File::new(
+            "node.toml",
+            "threads = 2\nmemory_limit_mb = 128\nidle_timeout = 5\n",
+        );
+        let args = NodeArgs {
+            config: Some(f.0.clone()),
+            memory_limit: Some(256),
+            enable_shutdown: true,
+            ..NodeArgs::default()
+        };
+        let cfg: NodeConfig = layered(args.config.as_deref(), &args).unwrap();
+        assert_eq!(
+            cfg,
+            NodeConfig {
+                threads: 2,
+                memory_limit_mb: 256,
+                idle_timeout: 5,
+                enable_shutdown: true,
+                ..NodeConfig::default()
+            }
+        );
+    }
+
+    #[test]
+    fn proxy_flags_override_ring_keys_and_replace_nodes() {
+        let f = File::new(
+            "proxy.toml",
+            "ack = \"quorum\"\n[ring]\nhash = \"ketama\"\nreplicas = 3\n\
+             [[nodes]]\naddr = \"127.0.0.1:1\"\nname = \"a\"\n",
+        );
+        let args = ProxyArgs {
+            config: Some(f.0.clone()),
+            nodes: vec!["127.0.0.1:7".into(), "127.0.0.1:8".into()],
+            ring: RingArgs {
+                replicas: Some(1),
+                ..RingArgs::default()
+            },
+            ..ProxyArgs::default()
+        };
+        let cfg: ProxyConfig = layered(args.config.as_deref(), &args).unwrap();
+        assert_eq!(cfg.ack, ringcache_client::Ack::Quorum);
+        assert_eq!(cfg.ring.hash, ringcache_client::ring::HashKind::Ketama);
+        assert_eq!(cfg.ring.replicas, 1);
+        let addrs: Vec<(&str, Option<&str>)> = cfg
+            .nodes
+            .iter()
+            .map(|n| (n.addr.as_str(), n.name.as_deref()))
+            .collect();
+        assert_eq!(addrs, [("127.0.0.1:7", None), ("127.0.0.1:8", None)]);
+        // Without a file the flags are the whole config; a bad flag value is refused.
+        let bad = ProxyArgs {
+            ring: RingArgs {
+                hash: Some("md5".into()),
+                ..RingArgs::default()
+            },
+            ..ProxyArgs::default()
+        };
+        assert!(layered::<ProxyConfig>(None, &bad).is_err());
+    }
 }

@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::server::gate::CommandsConfig;
 use crate::server::tls::TlsSettings;
 use crate::server::SecuritySettings;
+use crate::settings::{self, Settings};
 
 /// Everything `ringcache node` can be told; each field has memcached's default.
 /// `config/node.toml` documents every key.
@@ -72,19 +73,21 @@ impl Default for NodeConfig {
     }
 }
 
+impl Settings for NodeConfig {
+    fn validate(&self) -> Result<(), Error> {
+        NodeConfig::validate(self)
+    }
+}
+
 impl NodeConfig {
-    /// Reads a node config file.
+    /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<NodeConfig, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        NodeConfig::from_toml(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        settings::load(path)
     }
 
-    /// Parses a node config from TOML text.
+    /// Parses and validates a config from TOML text.
     pub fn from_toml(text: &str) -> Result<NodeConfig, Error> {
-        let cfg: NodeConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
-        cfg.validate()?;
-        Ok(cfg)
+        settings::parse(text)
     }
 
     /// The listener's TLS, auth and gate settings.

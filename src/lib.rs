@@ -12,5 +12,6 @@ pub mod node;
 pub mod proxy;
 pub mod ring_cli;
 pub mod server;
+pub mod settings;
 
 pub use error::Error;

@@ -7,11 +7,11 @@ use clap::Parser;
 
 use ringcache::cli::{Cli, Command, LocalArgs, NodeArgs, ProxyArgs, RingCommand};
 use ringcache::config::NodeConfig;
-use ringcache::local::{self, LocalOptions};
+use ringcache::local::{self, LocalConfig};
 use ringcache::node::{self, clock::SystemClock};
 use ringcache::proxy::{self, ProxyConfig};
+use ringcache::settings::layered;
 use ringcache::Error;
-use ringcache_client::ring::{HashKind, NodeSpec};
 
 /// mimalloc: less per-allocation overhead and fragmentation than glibc's malloc for the many
 /// small, long-lived allocations a cache holds.
@@ -50,67 +50,9 @@ fn init_tracing() {
         .init();
 }
 
-/// The security flags on top of a config's keys (the node's and the proxy's are named alike).
-macro_rules! apply_security {
-    ($cfg:expr, $args:expr) => {{
-        let a = &$args;
-        if let Some(v) = &a.ssl_chain_cert {
-            $cfg.ssl_chain_cert = Some(v.clone());
-        }
-        if let Some(v) = &a.ssl_key {
-            $cfg.ssl_key = Some(v.clone());
-        }
-        if let Some(v) = &a.ssl_ca_cert {
-            $cfg.ssl_ca_cert = Some(v.clone());
-        }
-        if let Some(v) = a.ssl_verify_mode {
-            $cfg.ssl_verify_mode = v;
-        }
-        if let Some(v) = &a.auth_file {
-            $cfg.auth_file = Some(v.clone());
-        }
-        if !a.admin_users.is_empty() {
-            $cfg.admin_users = a.admin_users.clone();
-        }
-    }};
-}
-
 /// Config file first, then flags on top.
 fn node_config(args: &NodeArgs) -> Result<NodeConfig, Error> {
-    let mut cfg = match &args.config {
-        Some(path) => NodeConfig::load(path)?,
-        None => NodeConfig::default(),
-    };
-    if let Some(v) = &args.listen {
-        cfg.listen = v.clone();
-    }
-    if let Some(v) = args.memory_limit {
-        cfg.memory_limit_mb = v;
-    }
-    if let Some(v) = args.max_item_size {
-        cfg.max_item_size = v;
-    }
-    if let Some(v) = args.max_connections {
-        cfg.max_connections = v;
-    }
-    if let Some(v) = &args.metrics_listen {
-        cfg.metrics_listen = Some(v.clone());
-    }
-    if let Some(v) = args.threads {
-        cfg.threads = v;
-    }
-    if let Some(v) = args.threads {
-        cfg.threads = v;
-    }
-    if args.enable_shutdown {
-        cfg.enable_shutdown = true;
-    }
-    if let Some(v) = args.idle_timeout {
-        cfg.idle_timeout = v;
-    }
-    apply_security!(cfg, args.security);
-    cfg.validate()?;
-    Ok(cfg)
+    layered(args.config.as_deref(), args)
 }
 
 fn run_node(args: NodeArgs) -> Result<(), Error> {
@@ -137,56 +79,7 @@ fn run_node(args: NodeArgs) -> Result<(), Error> {
 
 /// Config file first, then flags on top.
 fn proxy_config(args: &ProxyArgs) -> Result<ProxyConfig, Error> {
-    let mut cfg = match &args.config {
-        Some(path) => ProxyConfig::load(path)?,
-        None => ProxyConfig::default(),
-    };
-    if let Some(v) = &args.listen {
-        cfg.listen = v.clone();
-    }
-    if !args.nodes.is_empty() {
-        // `--node` replaces the file's node list, whichever form it has.
-        cfg.discovery = None;
-        cfg.nodes = args
-            .nodes
-            .iter()
-            .map(|a| NodeSpec {
-                addr: a.clone(),
-                name: None,
-                weight: 1,
-            })
-            .collect();
-    }
-    if let Some(v) = args.replicas {
-        cfg.ring.replicas = v;
-    }
-    if let Some(v) = args.vnodes {
-        cfg.ring.vnodes = v;
-    }
-    if let Some(v) = &args.hash {
-        cfg.ring.hash = v.parse::<HashKind>()?;
-    }
-    if let Some(v) = &args.metrics_listen {
-        cfg.metrics_listen = Some(v.clone());
-    }
-    if let Some(v) = args.threads {
-        cfg.threads = v;
-    }
-    if let Some(v) = args.idle_timeout {
-        cfg.idle_timeout = v;
-    }
-    if let Some(v) = args.max_connections {
-        cfg.max_connections = v;
-    }
-    if let Some(v) = args.max_pending_bytes_per_connection {
-        cfg.max_pending_bytes_per_connection = v;
-    }
-    if let Some(v) = args.max_pending_bytes {
-        cfg.max_pending_bytes = v;
-    }
-    apply_security!(cfg, args.security);
-    cfg.validate()?;
-    Ok(cfg)
+    layered(args.config.as_deref(), args)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
@@ -225,14 +118,7 @@ fn run_proxy(args: ProxyArgs) -> Result<(), Error> {
 }
 
 fn run_local(args: LocalArgs) -> Result<(), Error> {
-    let opts = LocalOptions {
-        nodes: args.nodes,
-        replicas: args.replicas,
-        listen: args.listen,
-        metrics_listen: args.metrics_listen,
-        memory_limit_mb: args.memory_limit,
-        security: args.security,
-    };
+    let opts: LocalConfig = layered(args.config.as_deref(), &args)?;
     runtime()?.block_on(async move {
         let signals = ringcache::server::listener::signal_token();
         let cluster = local::start(&opts).await?;

@@ -7,164 +7,56 @@
 //! every wait is bounded and every process is killed (and resumed first) on drop.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ringcache_client::health::NodeState;
 use ringcache_client::{CasResult, Client, Item, RebalanceOptions};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use testkit::aio::{IoResult, Raw, RawValue, IO_LIMIT};
+use testkit::servers::{ringcache, ringcache_node, ringcache_spawn};
+use testkit::{run, Output, Proc, Rng, Spawn};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringcache");
 /// Request timeout used by the fault tests (client and proxy).
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(200);
-/// Limit on any single raw exchange with a node or proxy.
-const IO_LIMIT: Duration = Duration::from_secs(5);
 
 // ----- harness ---------------------------------------------------------------------------
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Runs one test body on its own runtime, one test at a time.
-fn run<F: std::future::Future<Output = ()>>(body: F) {
-    let _serial: MutexGuard<'_, ()> = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(body);
-    rt.shutdown_timeout(Duration::from_secs(2));
+/// How the fault tests start `ringcache <role>`: stderr shown when `CLUSTER_FAULTS_LOG` is
+/// set, `RUST_LOG` from `CLUSTER_FAULTS_RUST_LOG` (default `warn`), killed outright on drop.
+fn how(role: &str) -> Spawn {
+    let output = if std::env::var_os("CLUSTER_FAULTS_LOG").is_some() {
+        Output::Inherit
+    } else {
+        Output::Null
+    };
+    let log = std::env::var("CLUSTER_FAULTS_RUST_LOG").unwrap_or_else(|_| "warn".into());
+    ringcache_spawn(role)
+        .output(output)
+        .graceful(false)
+        .env("RUST_LOG", &log)
 }
 
-/// One `ringcache` child process; SIGCONT + SIGKILL + reap on drop.
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-    stopped: bool,
+/// `ringcache <role> <args>` with [`how`]'s settings.
+fn spawn(role: &str, args: &[&str]) -> Proc {
+    ringcache(Path::new(BIN), role, args, &how(role)).unwrap_or_else(|e| panic!("{e}"))
 }
 
-impl Proc {
-    /// Spawns `ringcache ARGS` and waits (up to 10 s) for the `BANNER ADDR` line on stdout.
-    fn spawn(args: &[&str], banner: &str) -> Result<Proc, String> {
-        let stderr = if std::env::var_os("CLUSTER_FAULTS_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        };
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("CLUSTER_FAULTS_RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| format!("spawn {BIN}: {e}"))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        let prefix = banner.to_string();
-        // Reads the banner, then keeps draining stdout so the child never blocks on it.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix(prefix.as_str()) {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(rest.trim().to_string());
-                    }
-                }
-            }
-        });
-        let line = rx.recv_timeout(Duration::from_secs(10));
-        let parsed = line
-            .map_err(|e| format!("no `{banner}` line from `ringcache {args:?}`: {e}"))
-            .and_then(|a| {
-                a.parse::<SocketAddr>()
-                    .map_err(|e| format!("bad address {a:?}: {e}"))
-            });
-        match parsed {
-            Ok(addr) => Ok(Proc {
-                child,
-                addr,
-                stopped: false,
-            }),
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(e)
-            }
-        }
-    }
-
-    /// A node on `listen`, retried for up to 5 s (a restart may race the old socket).
-    fn node_at(listen: &str) -> Proc {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match Proc::spawn(
-                &["node", "--listen", listen, "--threads", "2"],
-                "ringcache node listening on ",
-            ) {
-                Ok(p) => return p,
-                Err(e) if Instant::now() > deadline => panic!("node on {listen}: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    }
-
-    fn node() -> Proc {
-        Proc::node_at("127.0.0.1:0")
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: plain kill(2) on our own child's pid, which we have not reaped yet.
-        let rc = unsafe { libc::kill(self.pid(), sig) };
-        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.pid());
-    }
-
-    fn stop(&mut self) {
-        self.signal(libc::SIGSTOP);
-        self.stopped = true;
-    }
-
-    fn cont(&mut self) {
-        if self.stopped {
-            self.signal(libc::SIGCONT);
-            self.stopped = false;
-        }
-    }
-
-    /// kill -9 and reap.
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A node on `listen` (retried for up to 5 s: a restart may race the old socket).
+fn node_at(listen: &str) -> Proc {
+    ringcache_node(Path::new(BIN), listen, &["--threads", "2"], &how("node"))
+        .unwrap_or_else(|e| panic!("node on {listen}: {e}"))
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.stopped {
-            // SAFETY: as in `signal`.
-            unsafe { libc::kill(self.pid(), libc::SIGCONT) };
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn node() -> Proc {
+    node_at("127.0.0.1:0")
 }
 
 fn three_nodes() -> Vec<Proc> {
-    (0..3).map(|_| Proc::node()).collect()
+    (0..3).map(|_| node()).collect()
 }
 
 fn addrs(nodes: &[Proc]) -> Vec<String> {
@@ -210,147 +102,6 @@ fn owners(client: &Client, key: &str) -> Vec<usize> {
             t.nodes.iter().position(|n| &n.spec.addr == addr).unwrap()
         })
         .collect()
-}
-
-/// Small deterministic PRNG (xorshift64*), so the tests need no extra dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
-    }
-}
-
-// ----- raw text-protocol connection ------------------------------------------------------
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct RawValue {
-    data: Vec<u8>,
-    flags: u32,
-    cas: Option<u64>,
-}
-
-/// A plain memcached text-protocol connection, each exchange bounded by [`IO_LIMIT`].
-struct Raw {
-    rd: AsyncBufReader<OwnedReadHalf>,
-    wr: OwnedWriteHalf,
-}
-
-type IoResult<T> = Result<T, String>;
-
-impl Raw {
-    async fn connect(addr: SocketAddr) -> Raw {
-        let s = tokio::time::timeout(IO_LIMIT, TcpStream::connect(addr))
-            .await
-            .expect("connect timeout")
-            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        s.set_nodelay(true).unwrap();
-        let (rd, wr) = s.into_split();
-        Raw {
-            rd: AsyncBufReader::new(rd),
-            wr,
-        }
-    }
-
-    async fn line(&mut self) -> IoResult<String> {
-        let mut l = String::new();
-        let n = self.rd.read_line(&mut l).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("connection closed".into());
-        }
-        Ok(l.trim_end_matches(['\r', '\n']).to_string())
-    }
-
-    async fn send(&mut self, bytes: &[u8]) -> IoResult<()> {
-        self.wr.write_all(bytes).await.map_err(|e| e.to_string())
-    }
-
-    /// One request whose reply is one line.
-    async fn simple(&mut self, req: &[u8]) -> IoResult<String> {
-        tokio::time::timeout(IO_LIMIT, async {
-            self.send(req).await?;
-            self.line().await
-        })
-        .await
-        .map_err(|_| "timeout".to_string())?
-    }
-
-    async fn set(&mut self, key: &str, value: &[u8]) -> IoResult<String> {
-        let mut req = format!("set {key} 0 0 {}\r\n", value.len()).into_bytes();
-        req.extend_from_slice(value);
-        req.extend_from_slice(b"\r\n");
-        self.simple(&req).await
-    }
-
-    /// `get`/`gets` of `keys`: the hits by key.
-    async fn fetch(&mut self, cmd: &str, keys: &[String]) -> IoResult<HashMap<String, RawValue>> {
-        tokio::time::timeout(IO_LIMIT, async {
-            self.send(format!("{cmd} {}\r\n", keys.join(" ")).as_bytes())
-                .await?;
-            self.read_values().await
-        })
-        .await
-        .map_err(|_| "timeout".to_string())?
-    }
-
-    async fn read_values(&mut self) -> IoResult<HashMap<String, RawValue>> {
-        let mut out = HashMap::new();
-        loop {
-            let l = self.line().await?;
-            if l == "END" {
-                return Ok(out);
-            }
-            let parts: Vec<&str> = l.split(' ').collect();
-            if parts.len() < 4 || parts[0] != "VALUE" {
-                return Err(format!("unexpected line {l:?}"));
-            }
-            let len: usize = parts[3].parse().map_err(|_| format!("bad line {l:?}"))?;
-            let mut data = vec![0u8; len + 2];
-            self.rd
-                .read_exact(&mut data)
-                .await
-                .map_err(|e| e.to_string())?;
-            data.truncate(len);
-            out.insert(
-                parts[1].to_string(),
-                RawValue {
-                    data,
-                    flags: parts[2].parse().map_err(|_| format!("bad line {l:?}"))?,
-                    cas: parts.get(4).and_then(|c| c.parse().ok()),
-                },
-            );
-        }
-    }
-
-    async fn get(&mut self, key: &str) -> IoResult<Option<RawValue>> {
-        Ok(self.fetch("get", &[key.to_string()]).await?.remove(key))
-    }
-
-    /// `stats`: name → value.
-    async fn stats(&mut self) -> IoResult<HashMap<String, String>> {
-        tokio::time::timeout(IO_LIMIT, async {
-            self.send(b"stats\r\n").await?;
-            let mut out = HashMap::new();
-            loop {
-                let l = self.line().await?;
-                if l == "END" {
-                    return Ok(out);
-                }
-                let mut p = l.splitn(3, ' ');
-                match (p.next(), p.next(), p.next()) {
-                    (Some("STAT"), Some(k), Some(v)) => {
-                        out.insert(k.to_string(), v.to_string());
-                    }
-                    _ => return Err(format!("unexpected stats line {l:?}")),
-                }
-            }
-        })
-        .await
-        .map_err(|_| "timeout".to_string())?
-    }
 }
 
 /// What each node holds for `key` (raw `gets` straight to the node).
@@ -438,7 +189,7 @@ fn client_every_verb_on_real_nodes() {
             assert_eq!(name, addr);
             let s = s.as_ref().expect("stats");
             let get = |k: &str| s.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-            assert_eq!(get("pid"), Some(proc_.child.id().to_string().as_str()));
+            assert_eq!(get("pid"), Some(proc_.pid().to_string().as_str()));
             assert!(get("version").unwrap().starts_with("1.6.38-ringcache-"));
         }
 
@@ -796,7 +547,7 @@ fn kill9_one_node_client_keeps_serving_and_never_reads_stale() {
         );
 
         // Restart on the same port; the client probes it back (flushed, fenced).
-        nodes[victim] = Proc::node_at(&victim_addr);
+        nodes[victim] = node_at(&victim_addr);
         let back = wait_for(Duration::from_secs(10), || {
             state_of(&client, &victim_addr) != NodeState::Down
         })
@@ -1044,7 +795,7 @@ fn backfill_to_fenced_node_never_overwrites_a_newer_write() {
         })
         .await
         .expect("marked down");
-        nodes[victim] = Proc::node_at(&victim_addr);
+        nodes[victim] = node_at(&victim_addr);
         wait_for(Duration::from_secs(10), || {
             state_of(&client, &victim_addr) == NodeState::Fenced
         })
@@ -1161,11 +912,7 @@ fn proxy_process_with(addrs: &[String], replicas: usize, top: &str) -> (Proc, Te
     ));
     std::fs::write(&path, cfg).unwrap();
     let path = TempFile(path);
-    let p = Proc::spawn(
-        &["proxy", "--config", path.0.to_str().unwrap()],
-        "ringcache proxy listening on ",
-    )
-    .unwrap();
+    let p = spawn("proxy", &["--config", path.0.to_str().unwrap()]);
     (p, path)
 }
 
@@ -1315,7 +1062,7 @@ fn kill9_one_node_through_proxy_process() {
         assert!(bad.is_empty(), "{bad:?}");
 
         // ... and after it is restarted on its port and probed back (a restart: the probe flushes it).
-        nodes[victim] = Proc::node_at(&victim_addr);
+        nodes[victim] = node_at(&victim_addr);
         let restarted = nodes[victim].addr;
         let restart_at = Instant::now();
         let deadline = restart_at + Duration::from_secs(10);
@@ -1365,11 +1112,11 @@ fn embedded_client_and_proxy_place_keys_identically() {
     run(async {
         let nodes = three_nodes();
         let addrs = addrs(&nodes);
-        let mut args = vec!["proxy", "--listen", "127.0.0.1:0", "--replicas", "1"];
+        let mut args = vec!["--listen", "127.0.0.1:0", "--replicas", "1"];
         for a in &addrs {
             args.extend(["--node", a.as_str()]);
         }
-        let proxy = Proc::spawn(&args, "ringcache proxy listening on ").unwrap();
+        let proxy = spawn("proxy", &args);
         let client = Client::builder()
             .nodes(addrs.clone())
             .replicas(1)
@@ -1464,7 +1211,7 @@ async fn garbage_server() -> SocketAddr {
 #[test]
 fn multiget_fails_over_to_next_replica_when_primary_dies_mid_request() {
     run(async {
-        let real = Proc::node();
+        let real = node();
         let bad = garbage_server().await;
         let addrs = vec![bad.to_string(), real.addr.to_string()];
         let client = Client::builder()
@@ -1541,7 +1288,7 @@ fn returning_node_is_rewarmed_then_unfenced() {
         })
         .await
         .expect("marked down");
-        nodes[victim] = Proc::node_at(&victim_addr);
+        nodes[victim] = node_at(&victim_addr);
         let took = wait_for(Duration::from_secs(20), || {
             state_of(&client, &victim_addr) == NodeState::Up
         })
@@ -1764,7 +1511,7 @@ async fn pause_then_restart_under_writes(proxies: usize) {
             let _ = c.set(&pre_key(i), format!("v9:{i}").as_bytes()).await;
         }
     }
-    nodes[victim] = Proc::node_at(&victim_addr);
+    nodes[victim] = node_at(&victim_addr);
     let restarted = nodes[victim].addr;
     let deadline = Instant::now() + Duration::from_secs(15);
     while cmd_flush(restarted).await < proxies as u64 {
@@ -1840,7 +1587,7 @@ fn conditional_writes_never_run_on_a_fenced_owner() {
         })
         .await
         .expect("marked down");
-        nodes[victim] = Proc::node_at(&addrs[victim]);
+        nodes[victim] = node_at(&addrs[victim]);
         wait_for(Duration::from_secs(10), || {
             state_of(&client, &addrs[victim]) == NodeState::Fenced
         })
@@ -1977,7 +1724,7 @@ fn node_readded_during_a_transition_is_probed_back() {
             .await
             .unwrap();
         assert!(client.in_transition());
-        nodes[2] = Proc::node_at(&addrs[2]);
+        nodes[2] = node_at(&addrs[2]);
         wait_for(Duration::from_secs(10), || {
             state_of(&client, &addrs[2]) != NodeState::Down
         })

@@ -13,10 +13,9 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ringcache::config::NodeConfig;
@@ -26,25 +25,9 @@ use ringcache_client::cluster_config::RingSettings;
 use ringcache_client::protocol::{MetaCmd, MetaFlags, MetaRequest};
 use ringcache_client::ring::NodeSpec;
 use ringcache_client::{Client, ClientOptions};
+use testkit::{blocking, run, Conn};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-
-/// Limit on any single exchange with a node or the proxy.
-const IO_LIMIT: Duration = Duration::from_secs(10);
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Runs one test body on its own runtime, one test at a time.
-fn run<F: std::future::Future<Output = ()>>(body: F) {
-    let _serial: MutexGuard<'_, ()> = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(body);
-    rt.shutdown_timeout(Duration::from_secs(2));
-}
 
 // ----- cluster ---------------------------------------------------------------------------
 
@@ -56,15 +39,7 @@ struct Cluster {
 impl Cluster {
     /// Three nodes, replicas 2, a proxy with `request_timeout_ms`.
     async fn start(request_timeout_ms: u64) -> Cluster {
-        let mut nodes = Vec::new();
-        for _ in 0..3 {
-            let cfg = NodeConfig {
-                listen: "127.0.0.1:0".into(),
-                threads: 1,
-                ..NodeConfig::default()
-            };
-            nodes.push(node::start(cfg, Arc::new(SystemClock)).await.unwrap());
-        }
+        let nodes = support::local_nodes(3).await;
         let cfg = ProxyConfig {
             listen: "127.0.0.1:0".into(),
             request_timeout_ms,
@@ -72,15 +47,7 @@ impl Cluster {
                 replicas: 2,
                 ..RingSettings::default()
             },
-            nodes: nodes
-                .iter()
-                .enumerate()
-                .map(|(i, n)| NodeSpec {
-                    addr: n.addr.to_string(),
-                    name: Some(format!("n{i}")),
-                    weight: 1,
-                })
-                .collect(),
+            nodes: support::specs(&nodes.iter().map(|n| n.addr).collect::<Vec<_>>()),
             ..ProxyConfig::default()
         };
         let proxy = proxy::start(cfg, None).await.unwrap();
@@ -92,91 +59,14 @@ impl Cluster {
     }
 }
 
-/// Runs blocking socket work off the runtime's worker threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.expect("blocking task")
-}
-
-/// A raw connection; every read bounded by [`IO_LIMIT`].
-struct Raw(TcpStream, Vec<u8>);
-
-impl Raw {
-    fn open(addr: SocketAddr) -> Raw {
-        let s = TcpStream::connect_timeout(&addr, IO_LIMIT).expect("connect");
-        s.set_nodelay(true).unwrap();
-        s.set_write_timeout(Some(IO_LIMIT)).unwrap();
-        Raw(s, Vec::new())
-    }
-
-    fn send(&mut self, b: &[u8]) {
-        self.0.write_all(b).expect("send");
-    }
-
-    /// Reads until the bytes received end with `end`; returns them all.
-    fn until(&mut self, end: &[u8]) -> Vec<u8> {
-        let deadline = Instant::now() + IO_LIMIT;
-        let mut buf = [0u8; 64 * 1024];
-        while !self.1.ends_with(end) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "timed out waiting for {:?}; got {:?}",
-                String::from_utf8_lossy(end),
-                String::from_utf8_lossy(&self.1)
-            );
-            self.0.set_read_timeout(Some(left)).unwrap();
-            match self.0.read(&mut buf) {
-                Ok(0) => panic!("closed; got {:?}", String::from_utf8_lossy(&self.1)),
-                Ok(n) => self.1.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-                Err(e) => panic!("read: {e}"),
-            }
-        }
-        std::mem::take(&mut self.1)
-    }
-
-    /// One request whose reply is one line (without its `\r\n`).
-    fn line(&mut self, req: &[u8]) -> String {
-        self.send(req);
-        let r = self.until(b"\r\n");
-        String::from_utf8_lossy(&r[..r.len() - 2]).into_owned()
-    }
-
-    /// `get keys...`: key → value.
-    fn get_many(&mut self, keys: &[String]) -> HashMap<String, Vec<u8>> {
-        self.send(format!("get {}\r\n", keys.join(" ")).as_bytes());
-        let r = self.until(b"END\r\n");
-        let mut out = HashMap::new();
-        let mut rest = &r[..];
-        while rest.starts_with(b"VALUE ") {
-            let nl = rest.iter().position(|&b| b == b'\n').unwrap();
-            let head = String::from_utf8_lossy(&rest[..nl - 1]).into_owned();
-            let parts: Vec<&str> = head.split(' ').collect();
-            let len: usize = parts[3].parse().unwrap();
-            out.insert(parts[1].to_string(), rest[nl + 1..nl + 1 + len].to_vec());
-            rest = &rest[nl + 1 + len + 2..];
-        }
-        assert_eq!(rest, b"END\r\n", "{:?}", String::from_utf8_lossy(&r));
-        out
-    }
-
-    fn stat(&mut self, name: &str) -> String {
-        self.send(b"stats\r\n");
-        let r = self.until(b"END\r\n");
-        let text = String::from_utf8_lossy(&r).into_owned();
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("STAT {name} ")).map(str::to_string))
-            .unwrap_or_else(|| panic!("no stat {name}"))
-    }
+/// A raw connection; every read bounded by `testkit::REPLY_TIMEOUT`.
+fn raw(addr: SocketAddr) -> Conn {
+    Conn::open(addr, "raw")
 }
 
 /// Each node's `cmd_flush`, read from the node directly.
 fn flushes(nodes: &[SocketAddr]) -> Vec<String> {
-    nodes
-        .iter()
-        .map(|&a| Raw::open(a).stat("cmd_flush"))
-        .collect()
+    nodes.iter().map(|&a| raw(a).stat("cmd_flush")).collect()
 }
 
 /// For each key, which nodes (by index) hold it with the expected value (read directly); a
@@ -185,7 +75,7 @@ fn holders(nodes: &[SocketAddr], want: &HashMap<String, Vec<u8>>) -> HashMap<Str
     let keys: Vec<String> = want.keys().cloned().collect();
     let mut out: HashMap<String, Vec<usize>> = keys.iter().map(|k| (k.clone(), vec![])).collect();
     for (i, &a) in nodes.iter().enumerate() {
-        for (k, v) in Raw::open(a).get_many(&keys) {
+        for (k, v) in raw(a).get_many(&keys) {
             assert_eq!(
                 Some(&v),
                 want.get(&k),
@@ -199,7 +89,7 @@ fn holders(nodes: &[SocketAddr], want: &HashMap<String, Vec<u8>>) -> HashMap<Str
 
 /// Stores `n` keys `{prefix}{i}` through the proxy; returns key → value.
 fn store_keys(proxy: SocketAddr, prefix: &str, n: usize) -> HashMap<String, Vec<u8>> {
-    let mut c = Raw::open(proxy);
+    let mut c = raw(proxy);
     let mut want = HashMap::new();
     for i in 0..n {
         let (k, v) = (format!("{prefix}{i}"), format!("value-{i}"));
@@ -237,7 +127,7 @@ fn refused_binary_key_never_reaches_a_node_raw() {
         let (proxy, nodes) = (c.proxy.addr, c.node_addrs());
         blocking(move || {
             let want = store_keys(proxy, "inj", 7);
-            let mut p = Raw::open(proxy);
+            let mut p = raw(proxy);
             // The key (`x\n\r...` in fact), then one that decodes to `x\r\nflush_all`.
             for key in ["eAoNZmx1c2hfYWxs", "eA0KZmx1c2hfYWxs"] {
                 let mut req = format!("ms {key} 2000000 b\r\n").into_bytes();
@@ -253,7 +143,7 @@ fn refused_binary_key_never_reaches_a_node_raw() {
             // Past the health probe's first pause: a node a slipped reply marked down is flushed.
             std::thread::sleep(Duration::from_millis(1500));
             assert_eq!(flushes(&nodes), ["0", "0", "0"], "cmd_flush per node");
-            assert_two_copies(&nodes, &Raw::open(proxy).get_many_checked(&want));
+            assert_two_copies(&nodes, &get_many_checked(&mut raw(proxy), &want));
             // The binary key itself, through a conditional write and its replica copy.
             assert_eq!(p.line(b"ms eAoNZmx1c2hfYWxs 1 b\r\n5\r\n"), "HD");
             assert_eq!(p.line(b"ma eAoNZmx1c2hfYWxs b\r\n"), "HD");
@@ -262,7 +152,7 @@ fn refused_binary_key_never_reaches_a_node_raw() {
             let binary: Vec<String> = nodes
                 .iter()
                 .map(|&a| {
-                    let mut n = Raw::open(a);
+                    let mut n = raw(a);
                     n.send(b"mg eAoNZmx1c2hfYWxs b v\r\nmn\r\n");
                     let r = n.until(b"MN\r\n");
                     let r = String::from_utf8_lossy(&r).into_owned();
@@ -283,14 +173,12 @@ fn refused_binary_key_never_reaches_a_node_raw() {
     });
 }
 
-impl Raw {
-    /// The proxy still answers every stored key (a sanity check before reading the nodes).
-    fn get_many_checked(&mut self, want: &HashMap<String, Vec<u8>>) -> HashMap<String, Vec<u8>> {
-        let keys: Vec<String> = want.keys().cloned().collect();
-        let got = self.get_many(&keys);
-        assert_eq!(&got, want, "through the proxy");
-        got
-    }
+/// The proxy still answers every stored key (a sanity check before reading the nodes).
+fn get_many_checked(c: &mut Conn, want: &HashMap<String, Vec<u8>>) -> HashMap<String, Vec<u8>> {
+    let keys: Vec<String> = want.keys().cloned().collect();
+    let got = c.get_many(&keys);
+    assert_eq!(&got, want, "through the proxy");
+    got
 }
 
 /// `lru_crawler metadump` prints binary keys as memcached 1.6 does (URI-encoded raw bytes), so
@@ -303,7 +191,7 @@ fn metadump_prints_binary_keys_as_memcached_does() {
     };
     let node = support::spawn_node(&[]);
     let keys = |addr: SocketAddr| -> Vec<String> {
-        let mut c = Raw::open(addr);
+        let mut c = raw(addr);
         c.send(b"ms eA0KZmx1c2hfYWxs 1 b\r\n5\r\nms YSBi/w== 1 b\r\n6\r\n");
         c.send(b"set plain~k-._ 0 0 1\r\n7\r\nmn\r\n");
         assert_eq!(c.until(b"MN\r\n"), b"HD\r\nHD\r\nSTORED\r\nMN\r\n");
@@ -353,7 +241,7 @@ fn rerendered_meta_flags_keep_the_reply_order() {
                     b"\r\n"
                 };
                 let ask = |addr: SocketAddr| {
-                    let mut c = Raw::open(addr);
+                    let mut c = raw(addr);
                     c.send(req.as_bytes());
                     let mut r = c.until(end);
                     if r.starts_with(b"VA ") {
@@ -388,6 +276,7 @@ fn migrator_moves_binary_keys_without_writing_them_raw() {
         };
         let client = Client::builder()
             .node_specs(nodes[..2].iter().map(spec).collect())
+            .replicas(1)
             .request_timeout(Duration::from_millis(1000))
             .build()
             .await
@@ -439,7 +328,7 @@ fn migrator_moves_binary_keys_without_writing_them_raw() {
                 let b64 = String::from_utf8_lossy(&b64).into_owned();
                 let held: Vec<usize> = (0..addrs.len())
                     .filter(|&i| {
-                        let mut c = Raw::open(addrs[i]);
+                        let mut c = raw(addrs[i]);
                         c.line(format!("mg {b64} b\r\n").as_bytes()) == "HD"
                     })
                     .collect();
@@ -447,7 +336,7 @@ fn migrator_moves_binary_keys_without_writing_them_raw() {
             }
             for (k, &owner) in plain.iter().zip(&plain_owner) {
                 let held: Vec<usize> = (0..addrs.len())
-                    .filter(|&i| Raw::open(addrs[i]).line(format!("mg {k}\r\n").as_bytes()) == "HD")
+                    .filter(|&i| raw(addrs[i]).line(format!("mg {k}\r\n").as_bytes()) == "HD")
                     .collect();
                 assert_eq!(held, [owner], "{k}");
             }
@@ -471,14 +360,14 @@ fn long_ttl_survives_replica_copies() {
                 .unwrap()
                 .as_secs();
             let sixty_days = 60 * 86_400;
-            let mut p = Raw::open(proxy);
+            let mut p = raw(proxy);
             let set = format!("set longttl 0 {} 1\r\n1\r\n", now + sixty_days);
             assert_eq!(p.line(set.as_bytes()), "STORED");
             assert_eq!(p.line(b"incr longttl 1\r\n"), "2");
             assert_eq!(p.line(b"append longttl 0 0 1\r\n3\r\n"), "STORED");
             let mut held = Vec::new();
             for (i, &a) in nodes.iter().enumerate() {
-                let r = Raw::open(a).line(b"mg longttl t\r\n");
+                let r = raw(a).line(b"mg longttl t\r\n");
                 if r == "EN" {
                     continue;
                 }
@@ -490,7 +379,7 @@ fn long_ttl_survives_replica_copies() {
                     t + 30 >= sixty_days && t <= sixty_days,
                     "node {i}: remaining TTL {t}, expected about {sixty_days}"
                 );
-                let v = Raw::open(a).get_many(&["longttl".into()]);
+                let v = raw(a).get_many(&["longttl".into()]);
                 assert_eq!(
                     v.get("longttl").map(|v| &v[..]),
                     Some(&b"23"[..]),
@@ -516,23 +405,19 @@ fn quiet_flag_run_together_does_not_break_the_cluster() {
         let (proxy, nodes) = (c.proxy.addr, c.node_addrs());
         blocking(move || {
             let want = store_keys(proxy, "qb", 30);
-            let mut p = Raw::open(proxy);
+            let mut p = raw(proxy);
             assert_eq!(p.line(b"set k 0 0 3\r\nabc\r\n"), "STORED");
             // Quiet delete of a present key: nothing, then the no-op's MN.
             p.send(b"md k qb\r\nmn\r\n");
             assert_eq!(p.until(b"\r\n"), b"MN\r\n");
             for (i, &a) in nodes.iter().enumerate() {
-                assert_eq!(
-                    Raw::open(a).line(b"mg k\r\n"),
-                    "EN",
-                    "node {i} still holds k"
-                );
+                assert_eq!(raw(a).line(b"mg k\r\n"), "EN", "node {i} still holds k");
             }
             assert_eq!(flushes(&nodes), ["0", "0", "0"], "cmd_flush per node");
             assert_two_copies(&nodes, &want);
             // Well past the request timeout, ordinary pairs still work on the same backends.
             std::thread::sleep(Duration::from_millis(700));
-            let mut p = Raw::open(proxy);
+            let mut p = raw(proxy);
             for i in 0..20 {
                 let v = format!("after-{i}");
                 let set = format!("set after{i} 0 0 {}\r\n{v}\r\n", v.len());
@@ -559,7 +444,7 @@ fn refused_write_does_not_mark_replicas_down() {
         blocking(move || {
             let want = store_keys(proxy, "rw", 30);
             let keys: Vec<String> = want.keys().cloned().collect();
-            let mut p = Raw::open(proxy);
+            let mut p = raw(proxy);
             assert_eq!(p.line(b"ms k 3 O4\x7f2\r\nabc\r\n"), "HD O4\x7f2");
             let refused = p.line(b"ms k 3 O4\r2\r\nabc\r\n");
             assert!(refused.starts_with("SERVER_ERROR "), "{refused:?}");

@@ -6,7 +6,6 @@
 //! node's, the proxy's and the routing layer's (client and rebalance) families.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,25 +13,12 @@ use ringcache::config::NodeConfig;
 use ringcache::node::{self, clock::SystemClock};
 use ringcache::proxy::{self, ProxyConfig};
 use ringcache_client::ring::NodeSpec;
+use testkit::aio::metrics_page;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Limit on any one exchange.
 const IO_LIMIT: Duration = Duration::from_secs(10);
-
-/// The `/metrics` page at `addr`.
-async fn page(addr: SocketAddr) -> String {
-    let mut s = TcpStream::connect(addr).await.expect("connect metrics");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .await
-        .expect("request");
-    let mut body = String::new();
-    tokio::time::timeout(IO_LIMIT, s.read_to_string(&mut body))
-        .await
-        .expect("metrics in time")
-        .expect("metrics");
-    body
-}
 
 /// The metric names a page's `# <kind> NAME ...` lines declare.
 fn declared<'a>(body: &'a str, kind: &str) -> HashSet<&'a str> {
@@ -87,7 +73,7 @@ async fn every_metric_family_has_help() {
     let maddr = proxy.metrics_addr.expect("metrics bound");
     let deadline = Instant::now() + IO_LIMIT;
     let body = loop {
-        let body = page(maddr).await;
+        let body = metrics_page(maddr).await;
         if body.contains(r#"ringcache_commands_total{role="proxy""#) || Instant::now() > deadline {
             break body;
         }

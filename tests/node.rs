@@ -10,6 +10,7 @@ use std::time::Duration;
 use ringcache::config::NodeConfig;
 use ringcache::node::clock::{Clock, ManualClock};
 use ringcache::node::{self, NodeHandle};
+use testkit::{blocking, Conn};
 
 /// A Unix time well past the 30-day boundary, so relative and absolute exptimes differ.
 const T0: u64 = 1_700_000_000;
@@ -30,70 +31,9 @@ async fn start_default() -> (NodeHandle, Arc<ManualClock>) {
     start(NodeConfig::default()).await
 }
 
-/// A raw protocol connection with a read deadline.
-struct Raw(TcpStream);
-
-impl Raw {
-    fn connect(addr: SocketAddr) -> Raw {
-        let s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.set_nodelay(true).unwrap();
-        Raw(s)
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.0.write_all(bytes).expect("write");
-    }
-
-    /// Reads exactly `want.len()` bytes and compares.
-    fn expect(&mut self, want: &[u8]) {
-        let mut got = vec![0u8; want.len()];
-        let mut n = 0;
-        while n < want.len() {
-            match self.0.read(&mut got[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) => panic!(
-                    "read failed after {:?}: {e}; wanted {:?}",
-                    String::from_utf8_lossy(&got[..n]),
-                    String::from_utf8_lossy(want)
-                ),
-            }
-        }
-        assert_eq!(
-            String::from_utf8_lossy(&got[..n]),
-            String::from_utf8_lossy(want),
-            "reply mismatch"
-        );
-    }
-
-    /// Sends `req` and expects exactly `want`.
-    fn roundtrip(&mut self, req: &[u8], want: &[u8]) {
-        self.send(req);
-        self.expect(want);
-    }
-
-    /// Reads until EOF (bounded by the read timeout); returns what arrived.
-    fn read_to_close(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            match self.0.read(&mut buf) {
-                Ok(0) => return out,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
-                Err(e) => panic!(
-                    "connection not closed: {e}; got {:?}",
-                    String::from_utf8_lossy(&out)
-                ),
-            }
-        }
-    }
-}
-
-/// Runs blocking socket code off the test runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.expect("blocking task")
+/// A raw connection to the node, every read bounded.
+fn raw(addr: SocketAddr) -> Conn {
+    Conn::open(addr, "node")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,7 +42,7 @@ async fn expiry_follows_memcached_rules_without_sleeping() {
     let addr = h.addr;
     let c1 = clock.clone();
     blocking(move || {
-        let mut c = Raw::connect(addr);
+        let mut c = raw(addr);
         c.roundtrip(b"set rel 0 10 1\r\na\r\n", b"STORED\r\n");
         c.roundtrip(b"set abs 0 1700000020 1\r\nb\r\n", b"STORED\r\n");
         c.roundtrip(b"set never 0 0 1\r\nc\r\n", b"STORED\r\n");
@@ -136,7 +76,7 @@ async fn flush_all_with_and_without_delay() {
     let (h, clock) = start_default().await;
     let addr = h.addr;
     blocking(move || {
-        let mut c = Raw::connect(addr);
+        let mut c = raw(addr);
         c.roundtrip(b"set a 0 0 1\r\n1\r\n", b"STORED\r\n");
         c.roundtrip(b"flush_all\r\n", b"OK\r\n");
         c.roundtrip(b"get a\r\n", b"END\r\n");
@@ -149,7 +89,7 @@ async fn flush_all_with_and_without_delay() {
         c.roundtrip(b"get a\r\n", b"END\r\n");
         c.roundtrip(b"set b 0 0 1\r\n2\r\n", b"STORED\r\n");
         c.roundtrip(b"get b\r\n", b"VALUE b 0 1\r\n2\r\nEND\r\n");
-        c.send(b"flush_all noreply\r\n");
+        c.send_raw(b"flush_all noreply\r\n");
         c.roundtrip(b"get b\r\n", b"END\r\n");
     })
     .await;
@@ -181,15 +121,15 @@ async fn pipelined_requests_are_answered_in_order_and_split_input_works() {
                 b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
             );
         }
-        let mut c = Raw::connect(addr);
+        let mut c = raw(addr);
         c.roundtrip(&stream, &want);
         // The same requests, one byte per write.
-        let mut c = Raw::connect(addr);
+        let mut c = raw(addr);
         let small = b"set split 0 0 5\r\nhello\r\nget split\r\nmn\r\n";
         for b in small.iter() {
-            c.send(&[*b]);
+            c.send_raw(&[*b]);
         }
-        c.expect(b"STORED\r\nVALUE split 0 5\r\nhello\r\nEND\r\nMN\r\n");
+        c.expect_exact(b"STORED\r\nVALUE split 0 5\r\nhello\r\nEND\r\nMN\r\n");
     })
     .await;
     h.shutdown().await;
@@ -205,7 +145,7 @@ async fn limits_item_size_line_length_and_connections() {
     let (h, _clock) = start(cfg).await;
     let addr = h.addr;
     blocking(move || {
-        let mut c = Raw::connect(addr);
+        let mut c = raw(addr);
         // Too large: refused, data swallowed, connection kept, and the old value removed.
         c.roundtrip(b"set big 0 0 1\r\nx\r\n", b"STORED\r\n");
         let mut req = b"set big 0 0 4000\r\n".to_vec();
@@ -226,15 +166,15 @@ async fn limits_item_size_line_length_and_connections() {
             b"CLIENT_ERROR bad data chunk\r\nERROR\r\n",
         );
         // A third connection is over the limit of two.
-        let _second = Raw::connect(addr);
+        let _second = raw(addr);
         std::thread::sleep(Duration::from_millis(100));
-        let mut third = Raw::connect(addr);
+        let mut third = raw(addr);
         assert_eq!(
             third.read_to_close(),
             b"ERROR Too many open connections\r\n"
         );
         // A 2049-byte line without a newline closes the connection.
-        c.send(&vec![b'a'; 2049]);
+        c.send_raw(&vec![b'a'; 2049]);
         assert_eq!(c.read_to_close(), b"");
     })
     .await;
@@ -246,12 +186,12 @@ async fn concurrent_increments_and_cas_lose_nothing() {
     let (h, _clock) = start_default().await;
     let addr = h.addr;
     blocking(move || {
-        let mut c = Raw::connect(addr);
+        let mut c = raw(addr);
         c.roundtrip(b"set n 0 0 1\r\n0\r\n", b"STORED\r\n");
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 std::thread::spawn(move || {
-                    let mut c = Raw::connect(addr);
+                    let mut c = raw(addr);
                     let mut batch = Vec::new();
                     for _ in 0..500 {
                         batch.extend_from_slice(b"incr n 1 noreply\r\n");
@@ -279,7 +219,7 @@ async fn memory_limit_evicts_and_counts() {
     let (h, _clock) = start(cfg).await;
     let addr = h.addr;
     let stats = blocking(move || {
-        let mut c = Raw::connect(addr);
+        let mut c = raw(addr);
         let value = [b'v'; 1000];
         for round in 0..10 {
             let mut batch = Vec::new();
@@ -293,15 +233,8 @@ async fn memory_limit_evicts_and_counts() {
             batch.extend_from_slice(b"mn\r\n");
             c.roundtrip(&batch, b"MN\r\n");
         }
-        c.send(b"stats\r\n");
-        let mut out = Vec::new();
-        let mut buf = [0u8; 8192];
-        while !out.ends_with(b"END\r\n") {
-            let n = c.0.read(&mut buf).expect("stats");
-            assert!(n > 0);
-            out.extend_from_slice(&buf[..n]);
-        }
-        String::from_utf8(out).unwrap()
+        c.send_raw(b"stats\r\n");
+        String::from_utf8(c.until(b"END\r\n")).unwrap()
     })
     .await;
     let get = |name: &str| -> u64 {
@@ -373,7 +306,7 @@ async fn metrics_endpoint_reports_commands() {
     let addr = h.addr;
     let maddr = h.metrics_addr.expect("metrics bound");
     let body = blocking(move || {
-        let mut c = Raw::connect(addr);
+        let mut c = raw(addr);
         c.roundtrip(
             b"set m 0 0 1\r\n1\r\nget m\r\nget nope\r\nbogus\r\n",
             b"STORED\r\nVALUE m 0 1\r\n1\r\nEND\r\nEND\r\nERROR\r\n",
@@ -424,7 +357,7 @@ fn sigterm_drains_and_exits_zero() {
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
-    let mut c = Raw::connect(addr);
+    let mut c = raw(addr);
     c.roundtrip(b"set k 0 0 1\r\nv\r\n", b"STORED\r\n");
     // SAFETY: sending a signal to our own child process.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
@@ -454,7 +387,7 @@ async fn stats_items_counts_evictions_per_class() {
     let (h, _clock) = start(cfg).await;
     let addr = h.addr;
     let (general, items) = blocking(move || {
-        let mut c = Raw::connect(addr);
+        let mut c = raw(addr);
         let value = [b'v'; 1000];
         let mut batch = Vec::new();
         for i in 0..8000 {
@@ -465,15 +398,8 @@ async fn stats_items_counts_evictions_per_class() {
         batch.extend_from_slice(b"mn\r\n");
         c.roundtrip(&batch, b"MN\r\n");
         let mut read_stats = |cmd: &[u8]| {
-            c.send(cmd);
-            let mut out = Vec::new();
-            let mut buf = [0u8; 8192];
-            while !out.ends_with(b"END\r\n") {
-                let n = c.0.read(&mut buf).expect("stats");
-                assert!(n > 0);
-                out.extend_from_slice(&buf[..n]);
-            }
-            String::from_utf8(out).unwrap()
+            c.send_raw(cmd);
+            String::from_utf8(c.until(b"END\r\n")).unwrap()
         };
         (read_stats(b"stats\r\n"), read_stats(b"stats items\r\n"))
     })
@@ -510,24 +436,16 @@ async fn metadump_streams_every_item_in_chunks_then_goes_on() {
     let addr = h.addr;
     blocking(move || {
         const N: usize = 3000;
-        let mut c = Raw::connect(addr);
+        let mut c = raw(addr);
         let key = |i: usize| format!("{i:06}:{}", "k".repeat(180));
         let mut sets = Vec::new();
         for i in 0..N {
             sets.extend_from_slice(format!("set {} 0 0 1\r\nv\r\n", key(i)).as_bytes());
         }
-        c.send(&sets);
-        c.expect(&b"STORED\r\n".repeat(N));
-        c.send(b"lru_crawler metadump all\r\nmn\r\n");
-        let mut got = Vec::new();
-        let mut buf = [0u8; 64 * 1024];
-        while !got.ends_with(b"END\r\nMN\r\n") {
-            match c.0.read(&mut buf) {
-                Ok(0) => panic!("closed after {} bytes", got.len()),
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) => panic!("read after {} bytes: {e}", got.len()),
-            }
-        }
+        c.send_raw(&sets);
+        c.expect_exact(&b"STORED\r\n".repeat(N));
+        c.send_raw(b"lru_crawler metadump all\r\nmn\r\n");
+        let got = c.until(b"END\r\nMN\r\n");
         assert!(
             got.len() > 4 * 64 * 1024,
             "several chunks: {} bytes",

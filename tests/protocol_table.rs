@@ -21,6 +21,7 @@ mod support;
 use std::time::Duration;
 
 use support::{show, spawn_memcached, spawn_node, Conn, Server};
+use testkit::Rng;
 
 #[derive(Debug, Clone)]
 enum Want {
@@ -1004,18 +1005,6 @@ fn send_cut(server: &Server, send: &[u8], cuts: &[usize], want: &[u8]) -> Result
         }
     }
     conn.check(want)
-}
-
-/// A small deterministic generator (xorshift64*), so failures repeat.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
-    }
 }
 
 fn assert_split_streams(server: &Server) {

@@ -1,40 +1,24 @@
 //! The proxy in-process in front of real nodes on loopback: replies byte for byte like a node,
 //! ordered pipelines with quiet meta commands, and hot reload of membership from its config file.
 
+mod support;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use ringcache::config::NodeConfig;
-use ringcache::node::{self, clock::SystemClock, NodeHandle};
+use ringcache::node::NodeHandle;
 use ringcache::proxy::{self, ProxyConfig, ProxyHandle};
 use ringcache_client::cluster_config::RingSettings;
 use ringcache_client::ring::NodeSpec;
+use testkit::exchange;
 
 async fn nodes(n: usize) -> Vec<NodeHandle> {
-    let mut v = Vec::new();
-    for _ in 0..n {
-        let cfg = NodeConfig {
-            listen: "127.0.0.1:0".into(),
-            threads: 1,
-            ..NodeConfig::default()
-        };
-        v.push(node::start(cfg, Arc::new(SystemClock)).await.unwrap());
-    }
-    v
+    support::local_nodes(n).await
 }
 
 fn specs(nodes: &[NodeHandle]) -> Vec<NodeSpec> {
-    nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| NodeSpec {
-            addr: n.addr.to_string(),
-            name: Some(format!("n{i}")),
-            weight: 1,
-        })
-        .collect()
+    support::specs(&nodes.iter().map(|n| n.addr).collect::<Vec<_>>())
 }
 
 async fn proxy_for(nodes: &[NodeHandle], replicas: usize) -> ProxyHandle {
@@ -48,25 +32,6 @@ async fn proxy_for(nodes: &[NodeHandle], replicas: usize) -> ProxyHandle {
         ..ProxyConfig::default()
     };
     proxy::start(cfg, None).await.unwrap()
-}
-
-/// Sends `req` on a fresh connection and reads until the reply ends with `until` (or 5 s).
-fn exchange(addr: SocketAddr, req: &[u8], until: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    s.write_all(req).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 65536];
-    while !out.ends_with(until) && Instant::now() < deadline {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-    }
-    out
 }
 
 /// Replaces every run of digits after `cas`-bearing positions with `#`, so CAS values, which

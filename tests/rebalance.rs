@@ -14,7 +14,6 @@ mod support;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ringcache::proxy::{self, reload, ProxyConfig, ProxyHandle};
@@ -22,28 +21,14 @@ use ringcache_client::cluster_config::{RebalanceSettings, RingSettings};
 use ringcache_client::ring::NodeSpec;
 use ringcache_client::{Client, Phase};
 use support::{spawn_memcached, spawn_node, Server};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use testkit::aio::{metrics_page, set_request, Raw};
+use testkit::run;
 
 const KEYS: usize = 20_000;
 /// Limit on any one exchange with the proxy.
 const IO_LIMIT: Duration = Duration::from_secs(10);
 /// Limit on a whole transition.
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// One test body at a time (each starts several processes), on its own runtime.
-fn run<F: std::future::Future<Output = ()>>(body: F) {
-    let _serial: MutexGuard<'_, ()> = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(body);
-}
 
 fn key(i: usize) -> String {
     format!("rb:{i:05}")
@@ -55,98 +40,30 @@ fn value(i: usize, version: u32) -> Vec<u8> {
 
 // ----- a pipelined text-protocol connection ------------------------------------------------
 
-struct Raw {
-    rd: BufReader<OwnedReadHalf>,
-    wr: OwnedWriteHalf,
+/// A text-protocol connection to `addr`, each exchange bounded by [`IO_LIMIT`].
+async fn raw(addr: SocketAddr) -> Raw {
+    Raw::connect(addr).await.with_limit(IO_LIMIT)
 }
 
-impl Raw {
-    async fn connect(addr: SocketAddr) -> Raw {
-        let s = TcpStream::connect(addr).await.expect("connect");
-        s.set_nodelay(true).expect("nodelay");
-        let (rd, wr) = s.into_split();
-        Raw {
-            rd: BufReader::new(rd),
-            wr,
+/// Pipelined `set`s, 500 a write; every reply must be `STORED`.
+async fn set_many(c: &mut Raw, items: &[(String, Vec<u8>)]) {
+    for chunk in items.chunks(500) {
+        let req: Vec<u8> = chunk.iter().flat_map(|(k, v)| set_request(k, v)).collect();
+        c.send(&req).await.expect("write");
+        for (k, _) in chunk {
+            assert_eq!(c.line().await.expect("reply in time"), "STORED", "set {k}");
         }
     }
+}
 
-    async fn line(&mut self) -> String {
-        let mut l = String::new();
-        let n = tokio::time::timeout(IO_LIMIT, self.rd.read_line(&mut l))
-            .await
-            .expect("reply in time")
-            .expect("read");
-        assert!(n > 0, "connection closed");
-        l.trim_end().to_string()
+/// Multi-gets of 100 keys: the hits by key.
+async fn get_many(c: &mut Raw, keys: &[String]) -> HashMap<String, Vec<u8>> {
+    let mut out = HashMap::new();
+    for chunk in keys.chunks(100) {
+        let hits = c.fetch("get", chunk).await.expect("values in time");
+        out.extend(hits.into_iter().map(|(k, v)| (k, v.data)));
     }
-
-    /// Pipelined `set`s; every reply must be `STORED`.
-    async fn set_many(&mut self, items: &[(String, Vec<u8>)]) {
-        for chunk in items.chunks(500) {
-            let mut req = Vec::new();
-            for (k, v) in chunk {
-                req.extend_from_slice(format!("set {k} 0 0 {}\r\n", v.len()).as_bytes());
-                req.extend_from_slice(v);
-                req.extend_from_slice(b"\r\n");
-            }
-            self.wr.write_all(&req).await.expect("write");
-            for (k, _) in chunk {
-                assert_eq!(self.line().await, "STORED", "set {k}");
-            }
-        }
-    }
-
-    async fn set(&mut self, k: &str, v: &[u8]) -> String {
-        self.set_many_replies(&[(k.to_string(), v.to_vec())]).await
-    }
-
-    async fn set_many_replies(&mut self, items: &[(String, Vec<u8>)]) -> String {
-        let mut req = Vec::new();
-        for (k, v) in items {
-            req.extend_from_slice(format!("set {k} 0 0 {}\r\n", v.len()).as_bytes());
-            req.extend_from_slice(v);
-            req.extend_from_slice(b"\r\n");
-        }
-        self.wr.write_all(&req).await.expect("write");
-        self.line().await
-    }
-
-    async fn delete(&mut self, k: &str) -> String {
-        self.wr
-            .write_all(format!("delete {k}\r\n").as_bytes())
-            .await
-            .expect("write");
-        self.line().await
-    }
-
-    /// Multi-gets of 100 keys: the hits by key.
-    async fn get_many(&mut self, keys: &[String]) -> HashMap<String, Vec<u8>> {
-        let mut out = HashMap::new();
-        for chunk in keys.chunks(100) {
-            self.wr
-                .write_all(format!("get {}\r\n", chunk.join(" ")).as_bytes())
-                .await
-                .expect("write");
-            loop {
-                let l = self.line().await;
-                if l == "END" {
-                    break;
-                }
-                let parts: Vec<&str> = l.split(' ').collect();
-                assert!(parts.len() == 4 && parts[0] == "VALUE", "bad line {l:?}");
-                let len: usize = parts[3].parse().expect("length");
-                let mut data = vec![0u8; len + 2];
-                tokio::time::timeout(IO_LIMIT, self.rd.read_exact(&mut data))
-                    .await
-                    .expect("data in time")
-                    .expect("data");
-                data.truncate(len);
-                out.insert(parts[1].to_string(), data);
-            }
-        }
-        out
-    }
+    out
 }
 
 // ----- the cluster --------------------------------------------------------------------------
@@ -279,7 +196,7 @@ fn render(cfg: &ProxyConfig) -> String {
 /// Loads the key set; returns what each key should hold.
 async fn load(proxy: SocketAddr) -> Vec<Option<Vec<u8>>> {
     let items: Vec<(String, Vec<u8>)> = (0..KEYS).map(|i| (key(i), value(i, 0))).collect();
-    Raw::connect(proxy).await.set_many(&items).await;
+    set_many(&mut raw(proxy).await, &items).await;
     items.into_iter().map(|(_, v)| Some(v)).collect()
 }
 
@@ -287,7 +204,7 @@ async fn load(proxy: SocketAddr) -> Vec<Option<Vec<u8>>> {
 /// and every key read back with a value it should not have (never acceptable).
 async fn hit_ratio(proxy: SocketAddr, expect: &[Option<Vec<u8>>]) -> (f64, Vec<String>) {
     let keys: Vec<String> = (0..expect.len()).map(key).collect();
-    let got = Raw::connect(proxy).await.get_many(&keys).await;
+    let got = get_many(&mut raw(proxy).await, &keys).await;
     let mut good = 0;
     let mut present = 0;
     let mut wrong = Vec::new();
@@ -354,7 +271,7 @@ async fn churn(
         .map(|t| {
             let client = client.clone();
             tokio::spawn(async move {
-                let mut c = Raw::connect(proxy).await;
+                let mut c = raw(proxy).await;
                 let mut last: Vec<(usize, Option<Option<Vec<u8>>>)> = Vec::new();
                 let started = Instant::now();
                 let mut round = 1u32;
@@ -370,12 +287,12 @@ async fn churn(
                         // machine) may have reached some replicas: that key's state is open,
                         // and it leaves the check.
                         if (i + round as usize) % 3 == 0 {
-                            let r = c.delete(&key(i)).await;
+                            let r = c.delete(&key(i)).await.expect("delete reply");
                             let ok = r == "DELETED" || r == "NOT_FOUND";
                             last.push((i, ok.then_some(None)));
                         } else {
                             let v = value(i, round);
-                            let ok = c.set(&key(i), &v).await == "STORED";
+                            let ok = c.set(&key(i), &v).await.expect("set reply") == "STORED";
                             last.push((i, ok.then_some(Some(v))));
                         }
                     }
@@ -449,9 +366,9 @@ async fn scenario(
     let settle_ms = t0.elapsed().as_millis();
     // Keys whose last write failed are in an unknown state: delete them, now that only the
     // new owners hold data, so they are known absent.
-    let mut c = Raw::connect(proxy).await;
+    let mut c = raw(proxy).await;
     for &i in &open {
-        let r = c.delete(&key(i)).await;
+        let r = c.delete(&key(i)).await.expect("delete reply");
         assert!(r == "DELETED" || r == "NOT_FOUND", "delete {}: {r}", key(i));
         expect[i] = None;
     }
@@ -524,17 +441,7 @@ async fn scenario(
 
 /// The proxy's `/metrics` page.
 async fn scrape(cluster: &Cluster) -> String {
-    let addr = cluster.proxy.metrics_addr.expect("metrics bound");
-    let mut s = TcpStream::connect(addr).await.expect("connect metrics");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .await
-        .expect("request");
-    let mut body = String::new();
-    tokio::time::timeout(IO_LIMIT, s.read_to_string(&mut body))
-        .await
-        .expect("metrics in time")
-        .expect("metrics");
-    body
+    metrics_page(cluster.proxy.metrics_addr.expect("metrics bound")).await
 }
 
 /// The value of the first sample of `name` on a metrics page.

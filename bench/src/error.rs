@@ -26,6 +26,9 @@ pub enum BenchError {
     /// Building the async runtime, or another local I/O operation, failed.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
+    /// A server process did not start, or a server answered what the harness cannot use.
+    #[error(transparent)]
+    Kit(#[from] testkit::Error),
     /// The JSON report could not be produced.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),

@@ -1,17 +1,14 @@
-//! What the defect-hunting harnesses (`session-fuzz`, `soak`, `netns-faults`) share: the
-//! `ringcache` binary, a real cluster of `ringcache node` processes behind a `ringcache proxy`,
-//! a blocking connection whose every read has a deadline, and canary keys.
+//! What the defect-hunting harnesses (`session-fuzz`, `soak`, `netns-faults`) share on top of
+//! `testkit`: the `ringcache` binary, a real cluster of `ringcache node` processes behind a
+//! `ringcache proxy`, and canary keys.
 //!
 //! The processes are the scenario's [`Proc`]s: killed on drop and with the bench.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::BytesMut;
 use ringcache_client::protocol::Response;
+pub use testkit::{show, Wire};
 
 use crate::error::{BenchError, Result};
 use crate::scenario::procs::{self, Proc, TempDir};
@@ -32,25 +29,9 @@ pub fn ringcache_bin(explicit: Option<&Path>) -> Result<PathBuf> {
             Err(fail(format!("--ringcache {}: no such file", p.display())))
         };
     }
-    let root = workspace_root();
-    for profile in ["release", "debug"] {
-        let p = root.join("target").join(profile).join("ringcache");
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    Err(fail(
-        "no ringcache binary: run `cargo build --release --bin ringcache` or pass --ringcache",
-    ))
-}
-
-/// A proxy config: `listen`, `extra` top-level settings, the ring, one `[[nodes]]` per address.
-pub fn proxy_toml(listen: &str, extra: &str, nodes: &[String], replicas: usize) -> String {
-    let mut t = format!("listen = \"{listen}\"\n{extra}\n[ring]\nreplicas = {replicas}\n");
-    for n in nodes {
-        t.push_str(&format!("\n[[nodes]]\naddr = \"{n}\"\n"));
-    }
-    t
+    testkit::bins::ringcache_in(&workspace_root().join("target"), &["release", "debug"]).ok_or_else(
+        || fail("no ringcache binary: run `cargo build --release --bin ringcache` or pass --ringcache"),
+    )
 }
 
 /// Real processes on loopback: `nodes` × `ringcache node`, one `ringcache proxy` in front.
@@ -76,13 +57,9 @@ impl Cluster {
         let nodes = (1..=nodes)
             .map(|i| procs::ringcache_node(bin, &format!("node{i}"), node_mem_mb, dir.path()))
             .collect::<Result<Vec<_>>>()?;
-        let addrs: Vec<String> = nodes.iter().map(|p| p.addr.clone()).collect();
-        let listen = procs::free_addr()?;
-        let conf = dir.path().join("proxy.toml");
-        procs::write_atomically(&conf, &proxy_toml(&listen, proxy_extra, &addrs, replicas))?;
-        let mut cmd = Command::new(bin);
-        cmd.arg("proxy").arg("--config").arg(&conf);
-        let proxy = procs::spawn("proxy", cmd, &listen, dir.path())?;
+        let addrs: Vec<String> = nodes.iter().map(|p| p.addr.to_string()).collect();
+        let (proxy, _conf) =
+            procs::ringcache_proxy(bin, "proxy", &addrs, replicas, proxy_extra, dir.path())?;
         Ok(Cluster {
             nodes,
             proxy,
@@ -92,7 +69,12 @@ impl Cluster {
     }
 
     pub fn node_addrs(&self) -> Vec<String> {
-        self.nodes.iter().map(|p| p.addr.clone()).collect()
+        self.nodes.iter().map(|p| p.addr.to_string()).collect()
+    }
+
+    /// The proxy's address, as the harnesses' connections take it.
+    pub fn proxy_addr(&self) -> String {
+        self.proxy.addr.to_string()
     }
 }
 
@@ -102,140 +84,6 @@ pub fn cmd_flush(addr: &str) -> Result<u64> {
         .get("cmd_flush")
         .copied()
         .ok_or_else(|| fail(format!("{addr}: no cmd_flush in stats")))
-}
-
-/// A blocking client connection whose reads all have deadlines; replies are parsed with the
-/// shared `Response` parser.
-pub struct Wire {
-    stream: TcpStream,
-    buf: BytesMut,
-    pub addr: String,
-}
-
-/// How long a connect may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-impl Wire {
-    pub fn connect(addr: &str) -> Result<Wire> {
-        let sa: SocketAddr = addr
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| fail(format!("{addr}: no address")))?;
-        let stream = TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT)?;
-        stream.set_nodelay(true)?;
-        stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-        Ok(Wire {
-            stream,
-            buf: BytesMut::with_capacity(16 * 1024),
-            addr: addr.to_string(),
-        })
-    }
-
-    pub fn send(&mut self, bytes: &[u8]) -> Result<()> {
-        self.stream.write_all(bytes)?;
-        Ok(())
-    }
-
-    /// Reads once into the buffer, waiting until `deadline` at most. `Ok(false)`: closed.
-    fn fill(&mut self, deadline: Instant) -> std::result::Result<bool, String> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err("timed out".into());
-        }
-        self.stream
-            .set_read_timeout(Some(left))
-            .map_err(|e| e.to_string())?;
-        let mut chunk = [0u8; 16 * 1024];
-        match self.stream.read(&mut chunk) {
-            Ok(0) => Ok(false),
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(true)
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                Err("timed out".into())
-            }
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    /// The next reply, by `deadline`.
-    pub fn reply(&mut self, deadline: Instant) -> std::result::Result<Response, String> {
-        loop {
-            match Response::parse(&mut self.buf) {
-                Ok(Some(r)) => return Ok(r),
-                Ok(None) => {}
-                Err(e) => return Err(format!("unparsable reply: {e}")),
-            }
-            if !self.fill(deadline)? {
-                return Err("connection closed".into());
-            }
-        }
-    }
-
-    /// Sends `bytes` and returns the first reply, within `timeout`.
-    pub fn request(
-        &mut self,
-        bytes: &[u8],
-        timeout: Duration,
-    ) -> std::result::Result<Response, String> {
-        self.send(bytes).map_err(|e| e.to_string())?;
-        self.reply(Instant::now() + timeout)
-    }
-
-    /// Everything that arrives until `quiet` passes without a byte, the peer closes, `limit`
-    /// passes or `max` bytes are held; whether the peer closed.
-    pub fn drain(&mut self, quiet: Duration, limit: Duration, max: usize) -> (Vec<u8>, bool) {
-        let end = Instant::now() + limit;
-        let mut closed = false;
-        while self.buf.len() < max {
-            let step = (Instant::now() + quiet).min(end);
-            match self.fill(step) {
-                Ok(true) => {}
-                Ok(false) => {
-                    closed = true;
-                    break;
-                }
-                Err(e) if e == "timed out" => break,
-                Err(_) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
-        (self.buf.split().to_vec(), closed)
-    }
-
-    /// Takes the reply bytes already read and not parsed.
-    pub fn take_buffered(&mut self) -> Vec<u8> {
-        self.buf.split().to_vec()
-    }
-
-    /// Reads until `want` MN replies were parsed (quiet-mode pipelines end with `mn`); returns
-    /// every reply before them. `Err` with what arrived when the deadline passes first.
-    pub fn until_mn(
-        &mut self,
-        want: usize,
-        deadline: Instant,
-    ) -> std::result::Result<Vec<Response>, String> {
-        let mut got = Vec::new();
-        let mut seen = 0;
-        while seen < want {
-            match self.reply(deadline) {
-                Ok(Response::Meta(m)) if m.status == ringcache_client::protocol::MetaStatus::Mn => {
-                    seen += 1;
-                }
-                Ok(r) => got.push(r),
-                Err(e) => {
-                    return Err(format!(
-                        "{e} after {seen} of {want} MN; replies before: {got:?}; unparsed: {}",
-                        show(&self.buf)
-                    ))
-                }
-            }
-        }
-        Ok(got)
-    }
 }
 
 /// Keys stored before a run and read back, value for value, during it.
@@ -328,25 +176,6 @@ fn where_is(key: &str, nodes: &[String]) -> String {
             held.join(", ")
         )
     }
-}
-
-/// Bytes for a report: printable ASCII as is, the rest escaped, long runs cut.
-pub fn show(bytes: &[u8]) -> String {
-    const MAX: usize = 400;
-    let mut s = String::new();
-    for &b in bytes.iter().take(MAX) {
-        match b {
-            b'\r' => s.push_str("\\r"),
-            b'\n' => s.push_str("\\n"),
-            b'\\' => s.push_str("\\\\"),
-            0x20..=0x7e => s.push(b as char),
-            _ => s.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    if bytes.len() > MAX {
-        s.push_str(&format!("... ({} bytes)", bytes.len()));
-    }
-    s
 }
 
 /// Seconds as a decimal number, for the harnesses' flags.

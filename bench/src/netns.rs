@@ -37,7 +37,7 @@ use ringcache_client::cluster_config::RingSettings;
 use ringcache_client::protocol::Response;
 use ringcache_client::ring::NodeSpec;
 
-use crate::error::Result;
+use crate::error::{BenchError, Result};
 use crate::harness::{self, fail, Wire};
 use crate::scenario::procs::TempDir;
 
@@ -357,7 +357,10 @@ fn inner(a: &NetnsArgs, bin: &Path) -> Result<Report> {
         )?);
     }
     let conf = dir.path().join("proxy.toml");
-    std::fs::write(&conf, harness::proxy_toml(&proxy_addr, "", &node_addrs, 2))?;
+    std::fs::write(
+        &conf,
+        crate::scenario::procs::proxy_toml(&proxy_addr, "", &node_addrs, 2),
+    )?;
     let _proxy = NsProc::start(
         "proxy",
         &proxy_ns,
@@ -568,7 +571,7 @@ fn inner(a: &NetnsArgs, bin: &Path) -> Result<Report> {
             .collect();
         let mut wires = node_addrs
             .iter()
-            .map(|a| Wire::connect(a))
+            .map(|a| Wire::connect(a).map_err(BenchError::from))
             .collect::<Result<Vec<_>>>()?;
         let mut lost = 0u64;
         for (k, acked) in acked.iter().enumerate() {

@@ -33,7 +33,7 @@ use ringcache_client::protocol::parse::Limits;
 use ringcache_client::protocol::{Request, Response, ServerCodec, MAX_LINE_LEN};
 use tokio_util::codec::Decoder;
 
-use crate::error::Result;
+use crate::error::{BenchError, Result};
 use crate::harness::{self, fail, show, Canaries, Cluster, Wire};
 
 /// Mutated commands through a real proxy and real nodes; canaries, `mn` and node flushes
@@ -451,9 +451,13 @@ fn run_case(w: &mut Wire, case: &[u8], prefix: &str) -> (Option<String>, bool) {
 }
 
 /// A `VALUE` for a key that is not the case's: neither of the fuzzer's key space nor a token
-/// the case itself sent (a mutation that splits `sf6` into `s f6` really asks for `s`).
+/// the case itself sent (a mutation that splits `sf6` into `s f6` really asks for `s`, and one
+/// that makes it `s\0f6` too: memcached reads a line as a C string, ending at the NUL).
 fn foreign(replies: &[Response], case: &[u8], prefix: &str) -> Option<String> {
-    let asked = |key: &[u8]| case.split(|b| b.is_ascii_whitespace()).any(|t| t == key);
+    let asked = |key: &[u8]| {
+        case.split(|&b| b.is_ascii_whitespace() || b == 0)
+            .any(|t| t == key)
+    };
     for r in replies {
         if let Response::Values(vals) = r {
             for v in vals {
@@ -494,7 +498,7 @@ impl Target {
             c.node_addrs().join(",")
         );
         Ok(Target {
-            proxy: c.proxy.addr.clone(),
+            proxy: c.proxy_addr(),
             nodes: c.node_addrs(),
             _cluster: Some(c),
         })
@@ -589,10 +593,12 @@ pub struct Summary {
 fn reset(t: &Target, canaries: &Canaries) -> Result<HashMap<String, u64>> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let attempt = Wire::connect(&t.proxy).and_then(|mut w| {
-            canaries.store(&mut w)?;
-            canaries.check(&mut w, &t.nodes).map_err(fail)
-        });
+        let attempt = Wire::connect(&t.proxy)
+            .map_err(BenchError::from)
+            .and_then(|mut w| {
+                canaries.store(&mut w)?;
+                canaries.check(&mut w, &t.nodes).map_err(fail)
+            });
         match attempt {
             Ok(()) => return Ok(t.flushes()),
             Err(e) if Instant::now() > deadline => {
@@ -659,7 +665,7 @@ pub fn run(a: &SessionFuzzArgs) -> Result<Summary> {
     let canaries = Canaries::new(&format!("{:x}", seed & 0xffff), a.canaries.max(1));
     let mut flush_base = reset(&t, &canaries)?;
     let mut witnesses = (0..a.witnesses)
-        .map(|_| Wire::connect(&t.proxy))
+        .map(|_| Wire::connect(&t.proxy).map_err(BenchError::from))
         .collect::<Result<Vec<_>>>()?;
     let mut workers: Vec<Option<Wire>> = (0..a.connections.max(1)).map(|_| None).collect();
     let mut checker = None;
@@ -858,6 +864,21 @@ mod tests {
         assert!(foreign(&value(b"sf6"), b"get sf6\r\n", "sf").is_none());
         assert!(foreign(&value(b"s"), b"get sf2 s f6\r\n", "sf").is_none());
         assert!(foreign(&value(b"other"), b"get sf2\r\n", "sf").is_some());
+    }
+
+    #[test]
+    fn a_key_cut_by_a_nul_was_asked() {
+        let reply = |k: &[u8]| {
+            vec![Response::Values(vec![ringcache_client::protocol::Value {
+                key: bytes::Bytes::copy_from_slice(k),
+                flags: 0,
+                data: bytes::Bytes::from_static(b"x"),
+                cas: None,
+            }])]
+        };
+        // The hour run's finding: `sf3` with its `f` flipped to NUL asks memcached for `s`.
+        assert_eq!(foreign(&reply(b"s"), b"get sf1 s\x003\r\n", "sf"), None);
+        assert!(foreign(&reply(b"zz"), b"get sf1 s\x003\r\n", "sf").is_some());
     }
 
     #[test]

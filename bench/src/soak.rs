@@ -161,7 +161,7 @@ pub struct Sampled {
 pub fn main(a: &SoakArgs) -> Result<bool> {
     let bin = harness::ringcache_bin(a.ringcache.as_deref())?;
     let c = Cluster::start(&bin, 3, 2, a.node_mem_mb, &a.proxy_config)?;
-    let proxy = c.proxy.addr.clone();
+    let proxy = c.proxy_addr();
     eprintln!(
         "soak: proxy {proxy} (pid {}), nodes {} with {} MiB each, {:.0} s",
         c.proxy.pid(),

@@ -8,33 +8,11 @@
 
 mod common;
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use clap::Parser;
-use common::{free_port, stats};
+use common::{bench_args, stats, Server};
 use ringcache_bench::{run_blocking, Args, BenchReport};
-
-/// A server started for one test.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use testkit::servers::{memcached, memcached_spawn};
+use testkit::Output;
 
 /// Starts a memcached-compatible server on a free loopback port.
 trait Spawner {
@@ -46,72 +24,17 @@ trait Spawner {
 /// Debian's `/usr/bin/memcached`, or `memcached` on PATH.
 struct Memcached;
 
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    let fixed = Path::new("/usr/bin").join(name);
-    if fixed.is_file() {
-        return Some(fixed);
-    }
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|f| f.is_file())
-    })
-}
-
-/// Waits (bounded) until `addr` accepts connections.
-fn wait_listening(addr: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if TcpStream::connect(addr).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
 impl Spawner for Memcached {
     fn name(&self) -> &'static str {
         "memcached"
     }
 
     fn spawn(&self) -> Option<Server> {
-        let bin = find_on_path("memcached")?;
-        let port = free_port();
-        let mut cmd = Command::new(bin);
-        cmd.args([
-            "-l",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "0",
-            "-t",
-            "2",
-            "-m",
-            "64",
-        ]);
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            // memcached refuses to run as root without -u.
-            cmd.args(["-u", "nobody"]);
-        }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("memcached starts");
-        let server = Server {
-            child,
-            addr: format!("127.0.0.1:{port}"),
-        };
-        assert!(
-            wait_listening(&server.addr),
-            "memcached did not listen on {}",
-            server.addr
-        );
-        Some(server)
+        let bin = testkit::bins::memcached_bin()?;
+        let how = memcached_spawn("memcached").output(Output::Inherit);
+        let proc =
+            memcached(&bin, &["-t", "2", "-m", "64"], &how).unwrap_or_else(|e| panic!("{e}"));
+        Some(Server::new(proc))
     }
 }
 
@@ -121,16 +44,7 @@ fn spawners() -> Vec<Box<dyn Spawner>> {
 }
 
 fn args(addr: &str, extra: &[&str]) -> Args {
-    let mut argv = vec![
-        "ringcache-bench",
-        "--target",
-        addr,
-        "--quiet",
-        "--threads",
-        "2",
-    ];
-    argv.extend_from_slice(extra);
-    Args::try_parse_from(argv).expect("bench args")
+    bench_args(addr, &["--threads", "2"], extra)
 }
 
 /// Checks that the server counted exactly what the bench says it sent and got.

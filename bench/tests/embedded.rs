@@ -9,60 +9,20 @@
 
 mod common;
 
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use clap::Parser;
-use common::{free_port, stats};
+use common::{bench_args, stats, Server as Node};
 use ringcache_bench::{run_blocking, Args, BenchReport};
+use testkit::bins::ringcache_bin;
+use testkit::servers::{ringcache_node, ringcache_spawn};
+use testkit::Output;
 
-struct Node {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn ringcache_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("RINGCACHE_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    // .../target/debug/deps/embedded-HASH → .../target
-    let exe = std::env::current_exe().ok()?;
-    let target = exe.parent()?.parent()?.parent()?;
-    ["debug", "release"]
-        .iter()
-        .map(|p| target.join(p).join("ringcache"))
-        .find(|p| p.is_file())
-}
-
-fn start_node(bin: &PathBuf) -> Node {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(bin)
-        .args(["node", "--listen", &addr, "--memory-limit", "64"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("ringcache node starts");
-    let node = Node { child, addr };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(&node.addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "node did not listen on {}",
-            node.addr
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    node
+fn start_node(bin: &Path) -> Node {
+    let how = ringcache_spawn("node").output(Output::Inherit);
+    let proc = ringcache_node(bin, "127.0.0.1:0", &["--memory-limit", "64"], &how)
+        .unwrap_or_else(|e| panic!("{e}"));
+    Node::new(proc)
 }
 
 fn summed(nodes: &[Node], name: &str) -> u64 {
@@ -80,21 +40,11 @@ fn run(nodes: &[Node], extra: &[&str]) -> BenchReport {
     );
     let pids = nodes
         .iter()
-        .map(|n| n.child.id().to_string())
+        .map(|n| n.pid().to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let mut argv = vec![
-        "ringcache-bench",
-        "--target",
-        &target,
-        "--pids",
-        &pids,
-        "--quiet",
-        "--threads",
-        "2",
-    ];
-    argv.extend_from_slice(extra);
-    run_blocking(&Args::try_parse_from(argv).expect("bench args")).expect("bench run")
+    let a = bench_args(&target, &["--pids", &pids, "--threads", "2"], extra);
+    run_blocking(&a).expect("bench run")
 }
 
 fn assert_counts_agree(nodes: &[Node], report: &BenchReport) {

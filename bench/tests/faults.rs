@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+mod common;
+
+use common::bench_args;
 use ringcache_bench::{run_blocking, Args};
 
 #[derive(Clone, Copy)]
@@ -93,21 +95,14 @@ fn fake(how: Behaviour) -> Fake {
 }
 
 fn args(addr: &str, extra: &[&str]) -> Args {
-    let mut argv = vec![
-        "ringcache-bench",
-        "--target",
-        addr,
-        "--quiet",
-        "--threads",
-        "1",
-        "--ratio",
-        "0:1",
-    ];
-    if !extra.contains(&"--connections") {
-        argv.extend_from_slice(&["--connections", "2"]);
-    }
-    argv.extend_from_slice(extra);
-    Args::try_parse_from(argv).expect("bench args")
+    let connections: &[&str] = if extra.contains(&"--connections") {
+        &[]
+    } else {
+        &["--connections", "2"]
+    };
+    let mut base = vec!["--threads", "1", "--ratio", "0:1"];
+    base.extend_from_slice(connections);
+    bench_args(addr, &base, extra)
 }
 
 #[test]

@@ -103,8 +103,9 @@ pub struct ClientOptions {
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
-            replicas: 1,
-            vnodes: 160,
+            // One default for every program (docs/cluster.md, "Replicas").
+            replicas: crate::cluster_config::DEFAULT_REPLICAS,
+            vnodes: crate::ring::DEFAULT_VNODES,
             hash: HashKind::Xxh3,
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::server::gate::CommandsConfig;
 use crate::server::tls::TlsSettings;
 use crate::server::SecuritySettings;
+use crate::settings::{self, Settings};
 
 /// Everything `ringcache proxy` can be told. `config/proxy.toml` documents every key.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -38,7 +39,8 @@ pub struct ProxyConfig {
     /// Pipelined connections kept to each node.
     pub connections_per_node: usize,
     /// Replicas that must acknowledge a write: "primary", "quorum" or "all".
-    pub ack: String,
+    #[serde(with = "AckName")]
+    pub ack: Ack,
     /// Requests one client connection may have in flight before the proxy stops reading it.
     pub max_inflight_per_connection: usize,
     /// Worker threads of `ringcache proxy` (1: everything on one thread); restart to change.
@@ -86,6 +88,16 @@ pub struct ProxyConfig {
     pub discovery: Option<DiscoverySettings>,
 }
 
+/// `ack`'s names in the file: serde reads them straight into the client's [`Ack`] (a name
+/// that is not one of these is refused with the list of those that are).
+#[derive(Deserialize)]
+#[serde(remote = "Ack", rename_all = "lowercase")]
+enum AckName {
+    Primary,
+    Quorum,
+    All,
+}
+
 impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
@@ -97,7 +109,7 @@ impl Default for ProxyConfig {
             request_timeout_ms: 1000,
             failure_limit: 3,
             connections_per_node: 2,
-            ack: "all".into(),
+            ack: Ack::All,
             max_inflight_per_connection: 1024,
             threads: 1,
             idle_timeout: 0,
@@ -122,24 +134,25 @@ impl Default for ProxyConfig {
     }
 }
 
+impl Settings for ProxyConfig {
+    fn validate(&self) -> Result<(), Error> {
+        ProxyConfig::validate(self)
+    }
+}
+
 impl ProxyConfig {
-    /// Reads and validates a proxy config file.
+    /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<ProxyConfig, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        ProxyConfig::from_toml(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        settings::load(path)
     }
 
-    /// Parses and validates a proxy config from TOML text.
+    /// Parses and validates a config from TOML text.
     pub fn from_toml(text: &str) -> Result<ProxyConfig, Error> {
-        let cfg: ProxyConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
-        cfg.validate()?;
-        Ok(cfg)
+        settings::parse(text)
     }
 
     /// Refuses settings the proxy could not run with.
     pub fn validate(&self) -> Result<(), Error> {
-        self.ack_policy()?;
         match &self.discovery {
             Some(_) if !self.nodes.is_empty() => {
                 return Err(Error::Config(
@@ -254,18 +267,6 @@ impl ProxyConfig {
         }
     }
 
-    /// The ack policy named by `ack`.
-    pub fn ack_policy(&self) -> Result<Ack, Error> {
-        match self.ack.as_str() {
-            "primary" => Ok(Ack::Primary),
-            "quorum" => Ok(Ack::Quorum),
-            "all" => Ok(Ack::All),
-            other => Err(Error::Config(format!(
-                "ack = {other:?}: expected \"primary\", \"quorum\" or \"all\""
-            ))),
-        }
-    }
-
     /// The lock settings quorum `add`s are judged by.
     pub fn lock_options(&self) -> LockOptions {
         LockOptions {
@@ -304,7 +305,7 @@ impl ProxyConfig {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             connections_per_node: self.connections_per_node,
             failure_limit: self.failure_limit,
-            ack: self.ack_policy()?,
+            ack: self.ack,
             rebalance: self.rebalance.options()?,
             max_item_size: self.max_item_size,
             hints: HintLimits {
@@ -334,6 +335,21 @@ mod tests {
     }
 
     #[test]
+    fn ack_is_read_by_name_and_a_wrong_name_is_refused() {
+        let nodes = "[[nodes]]\naddr = \"127.0.0.1:1\"\n";
+        for (name, want) in [
+            ("primary", Ack::Primary),
+            ("quorum", Ack::Quorum),
+            ("all", Ack::All),
+        ] {
+            let cfg = ProxyConfig::from_toml(&format!("ack = \"{name}\"\n{nodes}")).unwrap();
+            assert_eq!(cfg.ack, want);
+        }
+        let e = ProxyConfig::from_toml(&format!("ack = \"most\"\n{nodes}")).unwrap_err();
+        assert!(e.to_string().contains("primary"), "{e}");
+    }
+
+    #[test]
     fn pending_byte_caps_must_hold_an_item() {
         let nodes = "[[nodes]]\naddr = \"127.0.0.1:1\"\n";
         let small = format!("max_pending_bytes_per_connection = 1000\n{nodes}");
@@ -353,7 +369,7 @@ mod tests {
         assert_eq!(old.restart_only_changes(&new), vec!["listen", "threads"]);
         let next = old.reloaded(&new);
         assert_eq!((next.listen.as_str(), next.threads), ("127.0.0.1:11211", 1));
-        assert_eq!((next.request_timeout_ms, next.ack.as_str()), (5, "quorum"));
+        assert_eq!((next.request_timeout_ms, next.ack), (5, Ack::Quorum));
         assert!(
             ProxyConfig::from_toml("failure_limit = 0\n[[nodes]]\naddr = \"127.0.0.1:1\"\n")
                 .is_err()

@@ -65,13 +65,13 @@ pub async fn measure(server: &Proc, items: u64, value_size: usize) -> Result<Mem
         pipeline: 64,
         ..DriverOptions::default()
     };
-    let r = driver::prefill(&server.addr, &w, &opts).await?;
+    let r = driver::prefill(&server.addr.to_string(), &w, &opts).await?;
     if let Some(e) = &r.first_error {
         eprintln!("memory fill of {}: {e}", server.name);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = procs::vm_rss(server.pid())?;
-    let st = procs::stats(&server.addr)?;
+    let st = procs::stats(&server.addr.to_string())?;
     Ok(MemFigures {
         server: server.name.clone(),
         sets: r.counts.sets - r.counts.errors,

@@ -392,13 +392,19 @@ impl Cluster {
         let mc3 = (1..=3)
             .map(|i| procs::memcached(mc, &format!("nc-memcached{i}"), 1024, dir))
             .collect::<Result<Vec<_>>>()?;
-        let servers: Vec<String> = mc3.iter().map(|p| p.addr.clone()).collect();
-        let nutcracker = procs::nutcracker(nc, "nutcracker", &procs::free_addr()?, &servers, dir)?;
+        let servers: Vec<String> = mc3.iter().map(|p| p.addr.to_string()).collect();
+        let nutcracker = procs::nutcracker(
+            nc,
+            "nutcracker",
+            &testkit::free_addr().to_string(),
+            &servers,
+            dir,
+        )?;
         let nodes3 = (1..=3)
             .map(|i| procs::ringcache_node(rc, &format!("proxy-node{i}"), 1024, dir))
             .collect::<Result<Vec<_>>>()?;
-        let addrs: Vec<String> = nodes3.iter().map(|p| p.addr.clone()).collect();
-        let (proxy, _conf) = procs::ringcache_proxy(rc, "proxy", &addrs, 1, dir)?;
+        let addrs: Vec<String> = nodes3.iter().map(|p| p.addr.to_string()).collect();
+        let (proxy, _conf) = procs::ringcache_proxy(rc, "proxy", &addrs, 1, "", dir)?;
         Ok(Cluster {
             memcached,
             node,
@@ -412,20 +418,20 @@ impl Cluster {
     /// `(target, pids)` per kind, in [`Kind::ALL`] order.
     fn targets(&self) -> Vec<(String, String)> {
         let node_pids: Vec<String> = self.nodes3.iter().map(|p| p.pid().to_string()).collect();
-        let node_addrs: Vec<String> = self.nodes3.iter().map(|p| p.addr.clone()).collect();
+        let node_addrs: Vec<String> = self.nodes3.iter().map(|p| p.addr.to_string()).collect();
         Kind::ALL
             .iter()
             .map(|k| match k {
                 Kind::Memcached => (
-                    self.memcached.addr.clone(),
+                    self.memcached.addr.to_string(),
                     self.memcached.pid().to_string(),
                 ),
-                Kind::Node => (self.node.addr.clone(), self.node.pid().to_string()),
+                Kind::Node => (self.node.addr.to_string(), self.node.pid().to_string()),
                 Kind::Nutcracker => (
-                    self.nutcracker.addr.clone(),
+                    self.nutcracker.addr.to_string(),
                     self.nutcracker.pid().to_string(),
                 ),
-                Kind::Proxy => (self.proxy.addr.clone(), self.proxy.pid().to_string()),
+                Kind::Proxy => (self.proxy.addr.to_string(), self.proxy.pid().to_string()),
                 Kind::Embedded => (
                     format!(
                         "{}{}",
@@ -580,7 +586,7 @@ async fn run_memory(
 
 /// Adds what the added server saw (`stats`) to a rebalance series.
 fn with_new_server(mut s: rebalance::Series, new: &Proc) -> rebalance::Series {
-    match procs::stats(&new.addr) {
+    match procs::stats(&new.addr.to_string()) {
         Ok(st) => {
             s.new_server_gets = st.get("cmd_get").copied();
             s.new_server_items = st.get("curr_items").copied();
@@ -606,13 +612,13 @@ async fn run_rebalance(
         let nodes = (1..=4)
             .map(|i| procs::ringcache_node(rc, &format!("rb-node{i}"), 256, dir))
             .collect::<Result<Vec<_>>>()?;
-        let addrs: Vec<String> = nodes.iter().map(|p| p.addr.clone()).collect();
-        let (proxy, conf) = procs::ringcache_proxy(rc, "rb-proxy", &addrs[..3], 1, dir)?;
-        let text = procs::proxy_toml(&proxy.addr, &addrs, 1);
+        let addrs: Vec<String> = nodes.iter().map(|p| p.addr.to_string()).collect();
+        let (proxy, conf) = procs::ringcache_proxy(rc, "rb-proxy", &addrs[..3], 1, "", dir)?;
+        let text = procs::proxy_toml(&proxy.addr.to_string(), "", &addrs, 1);
         let s = rebalance::run(
             "ringcache proxy",
             "4th node appended to the proxy's config file (hot reload)",
-            &proxy.addr,
+            &proxy.addr.to_string(),
             &w,
             total,
             change_at,
@@ -626,8 +632,8 @@ async fn run_rebalance(
         let mcs = (1..=4)
             .map(|i| procs::memcached(mc, &format!("rb-memcached{i}"), 256, dir))
             .collect::<Result<Vec<_>>>()?;
-        let addrs: Vec<String> = mcs.iter().map(|p| p.addr.clone()).collect();
-        let listen = procs::free_addr()?;
+        let addrs: Vec<String> = mcs.iter().map(|p| p.addr.to_string()).collect();
+        let listen = testkit::free_addr().to_string();
         let mut nut = Some(procs::nutcracker(
             nc,
             "rb-nutcracker3",
@@ -644,7 +650,7 @@ async fn run_rebalance(
             change_at,
             || {
                 if let Some(mut old) = nut.take() {
-                    old.stop();
+                    old.kill9();
                 }
                 nut = Some(procs::nutcracker(
                     nc,

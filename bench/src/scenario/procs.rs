@@ -1,6 +1,6 @@
-//! The servers a scenario starts, each behind a guard that kills it when dropped (also on an
-//! error or a panic), plus the small helpers around them: free loopback ports, waiting for a
-//! port to listen, finding binaries, `/proc/PID/status` and `stats`.
+//! The servers a scenario starts, each a `testkit::Proc` that kills it when dropped (also on an
+//! error or a panic), with its output in the scenario's directory, plus the small helpers
+//! around them: config files, `/proc/PID/status` and `stats`.
 //!
 //! Children are also given `PR_SET_PDEATHSIG = SIGKILL`, so they die with the bench even when it
 //! is killed outright and no destructor runs. Only processes started here are ever signalled,
@@ -8,15 +8,14 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
-use ringcache_client::protocol::Response;
+pub use testkit::bins::find_binary;
+use testkit::servers::{memcached_spawn, ringcache_spawn};
+pub use testkit::Proc;
+use testkit::{free_addr, Output, Ready, Spawn};
 
 use crate::error::{BenchError, Result};
 
@@ -45,128 +44,22 @@ impl Drop for TempDir {
     }
 }
 
-/// A server process this scenario started; killed and reaped on drop.
-#[derive(Debug)]
-pub struct Proc {
-    pub name: String,
-    pub addr: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Kills the process now (idempotent; drop does the same).
-    pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// The last lines of its log, for error messages.
-    pub fn log_tail(&self) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(10)..].join("\n")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Spawns `cmd` with its output in `dir/NAME.log`, dying with the bench, and waits (bounded)
-/// until `addr` accepts connections.
-pub fn spawn(name: &str, mut cmd: Command, addr: &str, dir: &Path) -> Result<Proc> {
-    let log = dir.join(format!("{name}.log"));
-    let out = fs::File::create(&log)?;
-    let err = out.try_clone()?;
-    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-    // SAFETY: prctl is async-signal-safe and only changes this child's own death signal.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().map_err(|e| {
-        BenchError::Io(std::io::Error::new(
-            e.kind(),
-            format!("cannot start {name} ({:?}): {e}", cmd.get_program()),
-        ))
-    })?;
-    let mut p = Proc {
+/// How the bench starts `how`: output to `dir/NAME.log`, dying with the bench, killed outright.
+fn logged(how: Spawn, name: &str, dir: &Path) -> Spawn {
+    Spawn {
         name: name.to_string(),
-        addr: addr.to_string(),
-        child,
-        log,
-    };
-    if !wait_listening(addr, Duration::from_secs(15)) {
-        let exited = p.child.try_wait().ok().flatten();
-        let tail = p.log_tail();
-        p.stop();
-        return Err(BenchError::Io(std::io::Error::other(format!(
-            "{name} did not listen on {addr} (exit: {exited:?}); log:\n{tail}"
-        ))));
+        ..how
     }
-    Ok(p)
-}
-
-/// A port nobody listens on right now on 127.0.0.1 (the kernel's pick).
-pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// `127.0.0.1:<free port>`.
-pub fn free_addr() -> Result<String> {
-    Ok(format!("127.0.0.1:{}", free_port()?))
-}
-
-/// Waits until `addr` accepts a connection, at most `limit`.
-pub fn wait_listening(addr: &str, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if TcpStream::connect(addr).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
-/// `path` if it is a file, else `name` on `PATH`.
-pub fn find_binary(path: &str, name: &str) -> Option<PathBuf> {
-    let p = Path::new(path);
-    if p.is_file() {
-        return Some(p.to_path_buf());
-    }
-    std::env::var_os("PATH").and_then(|dirs| {
-        std::env::split_paths(&dirs)
-            .map(|d| d.join(name))
-            .find(|f| f.is_file())
-    })
-}
-
-/// Whether we run as root (memcached then needs `-u`).
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    .output(Output::Log(dir.join(format!("{name}.log"))))
+    .die_with_parent(true)
+    .graceful(false)
 }
 
 /// Starts memcached on a free port with `mem_mb` MiB of item memory and its default 4 threads.
 pub fn memcached(bin: &Path, name: &str, mem_mb: u64, dir: &Path) -> Result<Proc> {
-    let port = free_port()?;
-    let mut cmd = Command::new(bin);
-    cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"])
-        .args(["-t", "4", "-c", "4096", "-m", &mem_mb.to_string()]);
-    if is_root() {
-        cmd.args(["-u", "nobody"]);
-    }
-    spawn(name, cmd, &format!("127.0.0.1:{port}"), dir)
+    let args = ["-t", "4", "-c", "4096", "-m", &mem_mb.to_string()];
+    let how = logged(memcached_spawn(name), name, dir);
+    Ok(testkit::servers::memcached(bin, &args, &how)?)
 }
 
 /// nutcracker's YAML: one pool, memcached protocol, ketama over md5, `server_connections`
@@ -193,7 +86,7 @@ pub fn nutcracker(
 ) -> Result<Proc> {
     let conf = dir.join(format!("{name}.yml"));
     fs::write(&conf, nutcracker_yaml(listen, servers, 2))?;
-    let stats_port = free_port()?;
+    let stats_port = testkit::free_port();
     let mut cmd = Command::new(bin);
     cmd.arg("-c")
         .arg(&conf)
@@ -202,28 +95,28 @@ pub fn nutcracker(
         .arg("-p")
         .arg(dir.join(format!("{name}.pid")))
         .args(["-s", &stats_port.to_string(), "-a", "127.0.0.1", "-v", "4"]);
-    spawn(name, cmd, listen, dir)
+    let addr = listen
+        .parse()
+        .map_err(|e| BenchError::InvalidArg(format!("nutcracker listen {listen}: {e}")))?;
+    Ok(logged(Spawn::new(name, Ready::Accepting(addr)), name, dir).start(cmd)?)
 }
 
-/// Starts `ringcache node` on a free port.
+/// Starts `ringcache node` on a port of its choosing (it tells which).
 pub fn ringcache_node(bin: &Path, name: &str, mem_mb: u64, dir: &Path) -> Result<Proc> {
-    let addr = free_addr()?;
-    let mut cmd = Command::new(bin);
-    cmd.args([
+    let how = logged(ringcache_spawn("node"), name, dir);
+    let mem = mem_mb.to_string();
+    Ok(testkit::servers::ringcache(
+        bin,
         "node",
-        "--listen",
-        &addr,
-        "--memory-limit",
-        &mem_mb.to_string(),
-    ]);
-    spawn(name, cmd, &addr, dir)
+        &["--listen", "127.0.0.1:0", "--memory-limit", &mem],
+        &how,
+    )?)
 }
 
-/// The proxy's TOML config: `listen`, xxh3 ring with `replicas`, one `[[nodes]]` per address.
-pub fn proxy_toml(listen: &str, nodes: &[String], replicas: usize) -> String {
-    let mut t = format!(
-        "listen = \"{listen}\"\n\n[ring]\nhash = \"xxh3\"\nvnodes = 160\nreplicas = {replicas}\n"
-    );
+/// The proxy's TOML config: `listen`, `extra` top-level settings, the ring with `replicas`, one
+/// `[[nodes]]` per address.
+pub fn proxy_toml(listen: &str, extra: &str, nodes: &[String], replicas: usize) -> String {
+    let mut t = format!("listen = \"{listen}\"\n{extra}\n[ring]\nreplicas = {replicas}\n");
     for n in nodes {
         t.push_str(&format!("\n[[nodes]]\naddr = \"{n}\"\n"));
     }
@@ -238,21 +131,24 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// Starts `ringcache proxy --config FILE` (written to `dir/NAME.toml`) in front of `nodes`.
-/// Returns the proxy and the config file's path (rewrite it to change membership).
+/// Starts `ringcache proxy --config FILE` (written to `dir/NAME.toml`) in front of `nodes`, with
+/// `extra` top-level settings. Returns the proxy and the config file's path (rewrite it to change
+/// membership). The listen address is fixed in the file, so a rewrite can repeat it.
 pub fn ringcache_proxy(
     bin: &Path,
     name: &str,
     nodes: &[String],
     replicas: usize,
+    extra: &str,
     dir: &Path,
 ) -> Result<(Proc, PathBuf)> {
-    let addr = free_addr()?;
+    let listen = free_addr().to_string();
     let conf = dir.join(format!("{name}.toml"));
-    write_atomically(&conf, &proxy_toml(&addr, nodes, replicas))?;
+    write_atomically(&conf, &proxy_toml(&listen, extra, nodes, replicas))?;
+    let how = logged(ringcache_spawn("proxy"), name, dir);
     let mut cmd = Command::new(bin);
     cmd.arg("proxy").arg("--config").arg(&conf);
-    Ok((spawn(name, cmd, &addr, dir)?, conf))
+    Ok((how.start(cmd)?, conf))
 }
 
 /// `VmRSS` of `/proc/PID/status`, in bytes.
@@ -280,43 +176,7 @@ pub fn parse_vm_rss(status: &str) -> Option<u64> {
 
 /// A server's `stats` as name → value (non-numeric values are left out).
 pub fn stats(addr: &str) -> Result<HashMap<String, u64>> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(b"stats\r\n")?;
-    let mut buf = BytesMut::new();
-    let mut chunk = [0u8; 16384];
-    for _ in 0..10_000 {
-        match Response::parse(&mut buf) {
-            Ok(Some(Response::Stats(lines))) => {
-                return Ok(lines
-                    .into_iter()
-                    .filter_map(|(k, v)| {
-                        let v = std::str::from_utf8(&v).ok()?.parse().ok()?;
-                        Some((String::from_utf8_lossy(&k).into_owned(), v))
-                    })
-                    .collect());
-            }
-            Ok(Some(other)) => {
-                return Err(BenchError::Io(std::io::Error::other(format!(
-                    "stats from {addr}: unexpected reply {other:?}"
-                ))))
-            }
-            Ok(None) => {}
-            Err(e) => {
-                return Err(BenchError::Io(std::io::Error::other(format!(
-                    "stats from {addr}: {e}"
-                ))))
-            }
-        }
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Err(BenchError::Io(std::io::Error::other(format!(
-        "stats from {addr}: reply never ended"
-    ))))
+    Ok(testkit::stats(addr)?)
 }
 
 #[cfg(test)]
@@ -341,7 +201,7 @@ mod tests {
         );
         assert!(y.contains("distribution: ketama") && y.contains("hash: md5"));
         assert!(y.contains("    - 127.0.0.1:6:1\n    - 127.0.0.1:7:1\n"));
-        let t = proxy_toml("127.0.0.1:5", &["127.0.0.1:6".into()], 1);
+        let t = proxy_toml("127.0.0.1:5", "", &["127.0.0.1:6".into()], 1);
         assert!(t.contains("listen = \"127.0.0.1:5\"") && t.contains("replicas = 1"));
         assert!(t.contains("[[nodes]]\naddr = \"127.0.0.1:6\""));
     }

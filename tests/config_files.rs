@@ -1,0 +1,128 @@
+//! The shipped config files (`config/*.toml`) are the first thing a newcomer reads: each must be
+//! taken by its program's settings type as it is (so no key is unknown or misspelt — the types
+//! refuse unknown keys), and every key in it must be documented by a comment above it, in its
+//! paragraph (a key repeated in a later `[[nodes]]` table counts as documented by the first).
+
+use std::collections::BTreeSet;
+
+use ringcache::config::NodeConfig;
+use ringcache::local::LocalConfig;
+use ringcache::proxy::ProxyConfig;
+
+const FILES: [(&str, &str); 3] = [
+    ("config/node.toml", include_str!("../config/node.toml")),
+    ("config/proxy.toml", include_str!("../config/proxy.toml")),
+    ("config/local.toml", include_str!("../config/local.toml")),
+];
+
+/// Every key path (`ring.replicas`, `nodes.addr`) the TOML parser sees in `text`.
+fn parsed_keys(text: &str) -> BTreeSet<String> {
+    fn walk(prefix: &str, table: &toml::Table, out: &mut BTreeSet<String>) {
+        for (k, v) in table {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(t) => walk(&path, t, out),
+                toml::Value::Array(items) if items.iter().all(|i| i.is_table()) => {
+                    for t in items.iter().filter_map(toml::Value::as_table) {
+                        walk(&path, t, out);
+                    }
+                }
+                _ => {
+                    out.insert(path);
+                }
+            }
+        }
+    }
+    let table: toml::Table = text.parse().expect("shipped config parses as TOML");
+    let mut out = BTreeSet::new();
+    walk("", &table, &mut out);
+    out
+}
+
+/// The key paths written in `text` line by line, and those without a comment above them in
+/// their paragraph.
+fn written_keys(text: &str) -> (BTreeSet<String>, Vec<String>) {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let mut prefix = String::new();
+    let (mut seen, mut undocumented) = (BTreeSet::new(), Vec::new());
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(header) = line.strip_prefix('[') {
+            prefix = header.trim_matches(['[', ']']).trim().to_string();
+            continue;
+        }
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, _)) = line.split_once('=') else {
+            panic!("line {}: neither key, comment nor table: {line:?}", i + 1);
+        };
+        let path = if prefix.is_empty() {
+            key.trim().to_string()
+        } else {
+            format!("{prefix}.{}", key.trim())
+        };
+        let commented = lines[..i]
+            .iter()
+            .rev()
+            .take_while(|l| !l.is_empty())
+            .any(|l| l.starts_with('#'));
+        if !commented && !seen.contains(&path) {
+            undocumented.push(format!("line {}: {path}", i + 1));
+        }
+        seen.insert(path);
+    }
+    (seen, undocumented)
+}
+
+#[test]
+fn shipped_configs_are_taken_as_they_are() {
+    let [(_, node), (_, proxy), (_, local)] = FILES;
+    let n = NodeConfig::from_toml(node).expect("config/node.toml");
+    let p = ProxyConfig::from_toml(proxy).expect("config/proxy.toml");
+    assert_eq!(p.nodes.len(), 3);
+    let l: LocalConfig = ringcache::settings::parse(local).expect("config/local.toml");
+    // Each file shows the defaults, so reading it changes nothing but the addresses it sets.
+    assert_eq!(
+        l,
+        LocalConfig {
+            metrics_listen: l.metrics_listen.clone(),
+            ..LocalConfig::default()
+        }
+    );
+    assert_eq!(
+        n,
+        NodeConfig {
+            metrics_listen: n.metrics_listen.clone(),
+            ..NodeConfig::default()
+        }
+    );
+}
+
+#[test]
+fn every_shipped_key_is_documented() {
+    for (name, text) in FILES {
+        let (written, undocumented) = written_keys(text);
+        assert_eq!(
+            written,
+            parsed_keys(text),
+            "{name}: the line scan and the TOML parser disagree on the keys"
+        );
+        assert!(!written.is_empty(), "{name} sets no key");
+        assert!(
+            undocumented.is_empty(),
+            "{name}: keys without a comment above them: {undocumented:?}"
+        );
+    }
+}
+
+#[test]
+fn the_scan_catches_an_undocumented_key() {
+    let (_, undocumented) = written_keys("# the port\nlisten = 1\n\nthreads = 2\n");
+    assert_eq!(undocumented, ["line 4: threads"]);
+    let (_, repeated) = written_keys("# nodes\n[[nodes]]\naddr = 1\n\n[[nodes]]\naddr = 2\n");
+    assert!(repeated.is_empty(), "{repeated:?}");
+}
