@@ -249,6 +249,7 @@ mod tests {
     #[test]
     fn unset_flags_override_nothing() {
         assert!(overrides(&NodeArgs::default()).unwrap().is_empty());
+        assert!(overrides(&LocalArgs::default()).unwrap().is_empty());
         let p = overrides(&ProxyArgs::default()).unwrap();
         assert_eq!(p.keys().collect::<Vec<_>>(), ["ring"], "{p:?}");
         assert!(p["ring"].as_table().unwrap().is_empty());
@@ -277,6 +278,63 @@ mod tests {
                 ..NodeConfig::default()
             }
         );
+    }
+
+    #[test]
+    fn security_flags_override_the_file_on_every_program() {
+        let security = SecurityArgs {
+            ssl_chain_cert: Some("/flag/chain.pem".into()),
+            ssl_verify_mode: Some(2),
+            admin_users: vec!["root".into()],
+            ..SecurityArgs::default()
+        };
+        let f = File::new(
+            "security.toml",
+            "ssl_key = \"/file/key.pem\"\nssl_verify_mode = 1\nadmin_users = [\"a\", \"b\"]\n",
+        );
+        let node = NodeArgs {
+            config: Some(f.0.clone()),
+            security: security.clone(),
+            ..NodeArgs::default()
+        };
+        let n: NodeConfig = layered(node.config.as_deref(), &node).unwrap();
+        assert_eq!(n.ssl_chain_cert, Some(PathBuf::from("/flag/chain.pem")));
+        assert_eq!(n.ssl_key, Some(PathBuf::from("/file/key.pem")));
+        assert_eq!(n.ssl_verify_mode, 2);
+        assert_eq!(n.admin_users, ["root"]);
+        let proxy = ProxyArgs {
+            nodes: vec!["127.0.0.1:7".into()],
+            security: security.clone(),
+            ..ProxyArgs::default()
+        };
+        let p: ProxyConfig = layered(None, &proxy).unwrap();
+        assert_eq!(p.ssl_chain_cert, Some(PathBuf::from("/flag/chain.pem")));
+        assert_eq!(p.ssl_verify_mode, 2);
+        let local = LocalArgs {
+            security: SecurityArgs {
+                auth_file: Some("/flag/users".into()),
+                ..security
+            },
+            ..LocalArgs::default()
+        };
+        let l: crate::local::LocalConfig = layered(None, &local).unwrap();
+        assert_eq!(l.auth_file, Some(PathBuf::from("/flag/users")));
+        assert_eq!(l.admin_users, ["root"]);
+        // memcached's modes are 0-3; anything else is refused whichever program reads it.
+        let bad = SecurityArgs {
+            ssl_verify_mode: Some(4),
+            ..SecurityArgs::default()
+        };
+        let bad_node = NodeArgs {
+            security: bad.clone(),
+            ..NodeArgs::default()
+        };
+        assert!(layered::<NodeConfig>(None, &bad_node).is_err());
+        let bad_local = LocalArgs {
+            security: bad,
+            ..LocalArgs::default()
+        };
+        assert!(layered::<crate::local::LocalConfig>(None, &bad_local).is_err());
     }
 
     #[test]
