@@ -6,12 +6,11 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{free_port, memcached_bin, spawn_node, spawn_proxy, Conn, Server};
+use support::{spawn_memcached_with, spawn_node, spawn_proxy, Conn, Server};
 
 const UNAUTH: &[u8] = b"CLIENT_ERROR unauthenticated\r\n";
 
@@ -38,38 +37,6 @@ impl Drop for Files {
 }
 
 const USERS: &str = "alice:secret\nops:r00t\nproxy:backend-pw\n";
-
-/// memcached with `args` on a free port, killed on drop; `None` when not installed.
-struct Memcached(Child, SocketAddr);
-
-impl Drop for Memcached {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn memcached(args: &[&str]) -> Option<Memcached> {
-    let bin = memcached_bin()?;
-    let port = free_port();
-    let mut cmd = Command::new(bin);
-    cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        cmd.args(["-u", "root"]);
-    }
-    let child = cmd.spawn().ok()?;
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "memcached did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(Memcached(child, addr))
-}
 
 /// Bytes sent and the reply expected.
 type Row = (&'static [u8], &'static [u8]);
@@ -158,8 +125,8 @@ fn run_exchanges(addr: SocketAddr, label: &'static str) {
 fn exchanges_match_memcached_on_node_and_proxy() {
     let f = Files::new("exchanges");
     let users = f.put("users", USERS);
-    match memcached(&["-Y", &users]) {
-        Some(m) => run_exchanges(m.1, "memcached"),
+    match spawn_memcached_with(&["-Y", &users]) {
+        Some(m) => run_exchanges(m.addr, "memcached"),
         None => eprintln!("skip memcached: not installed"),
     }
     let node = spawn_node(&["-Y", &users]);
@@ -277,11 +244,11 @@ fn node_gate_refuses_admin_commands_to_non_admins() {
 /// The refusal lines are memcached's own for the commands it can disable.
 #[test]
 fn refusals_are_memcacheds_disabled_command_replies() {
-    let Some(m) = memcached(&["-F", "-X", "-W"]) else {
+    let Some(m) = spawn_memcached_with(&["-F", "-X", "-W"]) else {
         eprintln!("skip: memcached not installed");
         return;
     };
-    let mut c = Conn::open(m.1, "memcached");
+    let mut c = m.conn();
     for (send, want) in [
         (
             &b"flush_all\r\n"[..],

@@ -452,14 +452,13 @@ fn pymemcache(addr: &SocketAddr, d: &Dir, mutual: bool) {
 #[test]
 fn sighup_rereads_certificates_and_keeps_the_node_running() {
     let d = pki("hup");
-    let node = tls_node(&d, 0);
+    let mut node = tls_node(&d, 0);
     let next = ca("renewed by SIGHUP");
     let (c, k) = leaf(&next, false, false);
     d.put("next-ca.pem", &next.cert.pem());
     d.put("server.key", &k);
     d.put("server.pem", &c);
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(node.pid() as i32, libc::SIGHUP) }, 0);
+    node.process().signal(libc::SIGHUP).unwrap();
     let new_ca = client_config(&d.path("next-ca.pem"), None);
     let deadline = Instant::now() + Duration::from_secs(10);
     while let Err(e) = served(node.addr, new_ca.clone()) {
@@ -480,11 +479,10 @@ fn sighup_rereads_certificates_and_keeps_the_node_running() {
 /// A plain node and a plain proxy survive SIGHUP too.
 #[test]
 fn sighup_does_not_stop_plain_servers() {
-    let node = spawn_node(&[]);
-    let proxy = spawn_proxy(&[node.addr], &[]);
-    for s in [&node, &proxy] {
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(s.pid() as i32, libc::SIGHUP) }, 0);
+    let mut node = spawn_node(&[]);
+    let mut proxy = spawn_proxy(&[node.addr], &[]);
+    for s in [&mut node, &mut proxy] {
+        s.process().signal(libc::SIGHUP).unwrap();
     }
     std::thread::sleep(Duration::from_millis(300));
     let mut c = proxy.conn();
