@@ -31,8 +31,15 @@ def refused(host, port, ctx):
 
 
 def main() -> int:
-    addr, ca, cert, key = sys.argv[1:5]
-    mutual = "--mutual" in sys.argv[5:]
+    if "-h" in sys.argv[1:] or "--help" in sys.argv[1:]:
+        print(__doc__)
+        return 0
+    args = [a for a in sys.argv[1:] if a != "--mutual"]
+    if len(args) != 4:
+        print(__doc__, file=sys.stderr)
+        return 2
+    addr, ca, cert, key = args
+    mutual = "--mutual" in sys.argv[1:]
     host, port = addr.rsplit(":", 1)
     checks = 0
 
