@@ -119,6 +119,15 @@ fn segment_size(limit: u64) -> usize {
     1usize << (63 - target.leading_zeros())
 }
 
+/// How many freed segment buffers the store keeps for reuse (`segment::Pool`): a
+/// sixty-fourth of the cache's segments, at least 2 — about 1.5 % of the limit, 2 MiB at 64 MiB.
+/// That is memory held beyond the limit, so it stays small; a burst of frees larger than it
+/// goes back to the allocator.
+fn pooled_segments(limit: u64) -> usize {
+    let segments = limit / segment_size(limit) as u64;
+    (segments / 64).max(2) as usize
+}
+
 /// Sizing the store.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreConfig {
@@ -606,8 +615,12 @@ impl Shared {
     }
 
     /// Removes `item` if it is still the key's current item (the caller holds `h`'s lock).
+    ///
+    /// Ids are reused, so the item's `Loc` may now name a new item of the same key in the
+    /// segment that took its id (a reader or sweep can hold an item across its segment's
+    /// reclaim): only an item of the segment registered under its id is unlinked.
     fn unlink_if_same(&self, h: u64, item: &ItemRef) -> bool {
-        if self.index.remove(h, Shared::loc(item)) {
+        if self.segments.holds(item.segment()) && self.index.remove(h, Shared::loc(item)) {
             self.released(h, item);
             true
         } else {
@@ -799,7 +812,7 @@ impl Store {
                 cache,
                 common,
                 index: Index::new(),
-                segments: segment::Table::new(),
+                segments: segment::Table::new(segment_size(capacity), pooled_segments(capacity)),
                 open: (0..BUCKETS).map(|_| Mutex::new(None)).collect(),
                 segment_size: segment_size(capacity),
                 locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),

@@ -341,3 +341,33 @@ fn readers_never_see_a_torn_or_foreign_value_under_eviction_churn() {
         }
     }
 }
+
+/// Segment ids are reused (last freed, first taken), so an item of a reclaimed segment can
+/// share its `Loc` with a new item of the same key in the segment that took the id. A reader,
+/// sweep or delete still holding the old item must not unlink the new one: before the fix the
+/// stale unlink removed the new item and charged the old segment's `live` a second time (an
+/// arithmetic overflow in debug builds, found by a test run).
+#[test]
+fn a_stale_item_does_not_unlink_the_item_that_took_its_place() {
+    let (s, _clock) = store();
+    set(&s, b"k", 0, b"old");
+    let stale = item(&s, b"k");
+    let first = stale.segment().clone();
+    assert!(s.delete(b"k"));
+    s.inner.reclaim(&first, Cause::Compact);
+    set(&s, b"k", 0, b"new");
+    let fresh = item(&s, b"k");
+    assert_eq!(
+        Shared::loc(&fresh),
+        Shared::loc(&stale),
+        "the test needs the id and offset reused"
+    );
+    let h = hash(b"k");
+    let unlinked = {
+        let _g = s.inner.lock(h);
+        s.inner.unlink_if_same(h, &stale)
+    };
+    assert!(!unlinked, "a stale item unlinked the key's new item");
+    assert_eq!(value(&s, b"k").as_deref(), Some(&b"new"[..]));
+    assert_eq!(s.stats().curr_items, 1);
+}
