@@ -412,6 +412,24 @@ mod tests {
     }
 
     #[test]
+    fn freed_buffers_of_the_segment_size_are_pooled_up_to_the_limit() {
+        let t = Table::new(64, 2);
+        let small: Vec<_> = (0..3).map(|_| t.create(64, 0, 0).unwrap()).collect();
+        let big = t.create(128, 0, 0).unwrap();
+        for s in small.iter().chain([&big]) {
+            t.remove(s);
+        }
+        drop((small, big));
+        assert_eq!(
+            t.pool.len(),
+            2,
+            "at most `pooled`, and only the pool's size"
+        );
+        let _again = t.create(64, 0, 0).unwrap();
+        assert_eq!(t.pool.len(), 1, "a new segment takes a pooled buffer");
+    }
+
+    #[test]
     fn segments_are_zeroed_and_aligned() {
         let s = Segment::new(3, 0, 100, 0, 0);
         assert_eq!(s.cap(), 104);
