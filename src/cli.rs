@@ -68,6 +68,42 @@ pub struct NodeArgs {
     /// [default: 0].
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// TLS and authentication flags of a listener, named after memcached's settings; each
+/// overrides the same key of `--config` (docs/operations.md). Flattened into each program's
+/// flags, so they serialize as top-level keys of its settings.
+#[derive(Debug, Args, Default, Clone, Serialize)]
+pub struct SecurityArgs {
+    /// PEM certificate chain; the listener then serves TLS only (memcached ssl_chain_cert).
+    #[arg(long, value_name = "PEM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_chain_cert: Option<PathBuf>,
+    /// PEM private key [default: read from --ssl-chain-cert] (memcached ssl_key).
+    #[arg(long, value_name = "PEM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_key: Option<PathBuf>,
+    /// PEM CA(s) client certificates must chain to (memcached ssl_ca_cert).
+    #[arg(long, value_name = "PEM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_ca_cert: Option<PathBuf>,
+    /// Client certificates: 0 none, 1 request, 2 require, 3 once (= 1) [default: 0]
+    /// (memcached ssl_verify_mode).
+    #[arg(long, value_name = "0-3")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_verify_mode: Option<u8>,
+    /// File of user:password lines; every connection must authenticate first (memcached -Y).
+    #[arg(long, short = 'Y', value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_file: Option<PathBuf>,
+    /// A user of --auth-file allowed the admin-only commands (repeat for each); replaces the
+    /// config's admin_users.
+    #[arg(long = "admin-user", value_name = "USER")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub admin_users: Vec<String>,
 }
 
 /// `ringcache proxy` flags; each overrides the same key of `--config`.
@@ -107,6 +143,9 @@ pub struct ProxyArgs {
     /// stops reading [default: 1073741824].
     #[arg(long, value_name = "BYTES")]
     pub max_pending_bytes: Option<usize>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub security: SecurityArgs,
 }
 
 /// `[ring]` flags of `ringcache proxy`: they override keys of the config's `[ring]` table.
@@ -155,6 +194,10 @@ pub struct LocalArgs {
     #[arg(long, value_name = "MIB")]
     #[serde(rename = "memory_limit_mb")]
     pub memory_limit: Option<u64>,
+    /// TLS and authentication of the proxy's listener (the nodes listen on loopback only).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub security: SecurityArgs,
 }
 
 /// `ringcache ring ...`.
@@ -206,6 +249,7 @@ mod tests {
     #[test]
     fn unset_flags_override_nothing() {
         assert!(overrides(&NodeArgs::default()).unwrap().is_empty());
+        assert!(overrides(&LocalArgs::default()).unwrap().is_empty());
         let p = overrides(&ProxyArgs::default()).unwrap();
         assert_eq!(p.keys().collect::<Vec<_>>(), ["ring"], "{p:?}");
         assert!(p["ring"].as_table().unwrap().is_empty());
@@ -234,6 +278,63 @@ mod tests {
                 ..NodeConfig::default()
             }
         );
+    }
+
+    #[test]
+    fn security_flags_override_the_file_on_every_program() {
+        let security = SecurityArgs {
+            ssl_chain_cert: Some("/flag/chain.pem".into()),
+            ssl_verify_mode: Some(2),
+            admin_users: vec!["root".into()],
+            ..SecurityArgs::default()
+        };
+        let f = File::new(
+            "security.toml",
+            "ssl_key = \"/file/key.pem\"\nssl_verify_mode = 1\nadmin_users = [\"a\", \"b\"]\n",
+        );
+        let node = NodeArgs {
+            config: Some(f.0.clone()),
+            security: security.clone(),
+            ..NodeArgs::default()
+        };
+        let n: NodeConfig = layered(node.config.as_deref(), &node).unwrap();
+        assert_eq!(n.ssl_chain_cert, Some(PathBuf::from("/flag/chain.pem")));
+        assert_eq!(n.ssl_key, Some(PathBuf::from("/file/key.pem")));
+        assert_eq!(n.ssl_verify_mode, 2);
+        assert_eq!(n.admin_users, ["root"]);
+        let proxy = ProxyArgs {
+            nodes: vec!["127.0.0.1:7".into()],
+            security: security.clone(),
+            ..ProxyArgs::default()
+        };
+        let p: ProxyConfig = layered(None, &proxy).unwrap();
+        assert_eq!(p.ssl_chain_cert, Some(PathBuf::from("/flag/chain.pem")));
+        assert_eq!(p.ssl_verify_mode, 2);
+        let local = LocalArgs {
+            security: SecurityArgs {
+                auth_file: Some("/flag/users".into()),
+                ..security
+            },
+            ..LocalArgs::default()
+        };
+        let l: crate::local::LocalConfig = layered(None, &local).unwrap();
+        assert_eq!(l.auth_file, Some(PathBuf::from("/flag/users")));
+        assert_eq!(l.admin_users, ["root"]);
+        // memcached's modes are 0-3; anything else is refused whichever program reads it.
+        let bad = SecurityArgs {
+            ssl_verify_mode: Some(4),
+            ..SecurityArgs::default()
+        };
+        let bad_node = NodeArgs {
+            security: bad.clone(),
+            ..NodeArgs::default()
+        };
+        assert!(layered::<NodeConfig>(None, &bad_node).is_err());
+        let bad_local = LocalArgs {
+            security: bad,
+            ..LocalArgs::default()
+        };
+        assert!(layered::<crate::local::LocalConfig>(None, &bad_local).is_err());
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! Configuration files: serde structs for `ringcache node` (the proxy's live in `proxy`), loaded
 //! from TOML with unknown keys refused, then overridden by command-line flags.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::server::gate::CommandsConfig;
+use crate::server::tls::TlsSettings;
+use crate::server::SecuritySettings;
 use crate::settings::{self, Settings};
 
 /// Everything `ringcache node` can be told; each field has memcached's default.
@@ -30,6 +33,22 @@ pub struct NodeConfig {
     /// Seconds a client connection may make no progress before it is closed; 0 (the default,
     /// as in memcached) never closes one (memcached: `-o idle_timeout`).
     pub idle_timeout: u64,
+    /// PEM certificate chain: set, the listener serves TLS only (memcached: `-Z -o
+    /// ssl_chain_cert`).
+    pub ssl_chain_cert: Option<PathBuf>,
+    /// PEM private key (default: read from `ssl_chain_cert`) (memcached: `-o ssl_key`).
+    pub ssl_key: Option<PathBuf>,
+    /// PEM CA(s) client certificates must chain to (memcached: `-o ssl_ca_cert`).
+    pub ssl_ca_cert: Option<PathBuf>,
+    /// 0 none, 1 request, 2 require, 3 once (= 1) (memcached: `-o ssl_verify_mode`).
+    pub ssl_verify_mode: u8,
+    /// `user:password` lines; set, every connection must authenticate (memcached: `-Y`).
+    pub auth_file: Option<PathBuf>,
+    /// Users of `auth_file` allowed the commands `[commands]` keeps for admins.
+    pub admin_users: Vec<String>,
+    /// Who may run `flush_all`, `cache_memlimit`, `shutdown`, `lru_crawler`, `verbosity`,
+    /// `slabs`, `watch`: "allow", "admin" or "deny" (see docs/operations.md).
+    pub commands: CommandsConfig,
 }
 
 impl Default for NodeConfig {
@@ -43,6 +62,13 @@ impl Default for NodeConfig {
             threads: 4,
             enable_shutdown: false,
             idle_timeout: 0,
+            ssl_chain_cert: None,
+            ssl_key: None,
+            ssl_ca_cert: None,
+            ssl_verify_mode: 0,
+            auth_file: None,
+            admin_users: Vec::new(),
+            commands: CommandsConfig::default(),
         }
     }
 }
@@ -62,6 +88,21 @@ impl NodeConfig {
     /// Parses and validates a config from TOML text.
     pub fn from_toml(text: &str) -> Result<NodeConfig, Error> {
         settings::parse(text)
+    }
+
+    /// The listener's TLS, auth and gate settings.
+    pub fn security(&self) -> SecuritySettings {
+        SecuritySettings {
+            tls: TlsSettings {
+                chain_cert: self.ssl_chain_cert.clone(),
+                key: self.ssl_key.clone(),
+                ca_cert: self.ssl_ca_cert.clone(),
+                verify_mode: self.ssl_verify_mode,
+            },
+            auth_file: self.auth_file.clone(),
+            admin_users: self.admin_users.clone(),
+            commands: self.commands.clone(),
+        }
     }
 
     /// The idle limit for client connections, if there is one.
@@ -90,6 +131,7 @@ impl NodeConfig {
         if self.threads == 0 {
             return Err(Error::Config("threads must be at least 1".into()));
         }
+        crate::server::tls::VerifyMode::from_number(self.ssl_verify_mode)?;
         Ok(())
     }
 }

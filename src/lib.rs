@@ -6,12 +6,12 @@
 pub mod cli;
 pub mod config;
 pub mod error;
-pub mod listener;
 pub mod local;
 pub mod metrics;
 pub mod node;
 pub mod proxy;
 pub mod ring_cli;
+pub mod server;
 pub mod settings;
 
 pub use error::Error;

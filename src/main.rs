@@ -63,7 +63,7 @@ fn run_node(args: NodeArgs) -> Result<(), Error> {
         .build()?;
     runtime.block_on(async move {
         // Handlers first: the "listening" line tells callers they may signal us.
-        let signals = ringcache::listener::signal_token();
+        let signals = ringcache::server::listener::signal_token();
         let handle = node::start(cfg, Arc::new(SystemClock)).await?;
         println!("ringcache node listening on {}", handle.addr);
         let stop = handle.node.shutdown.clone();
@@ -107,7 +107,7 @@ fn run_proxy(args: ProxyArgs) -> Result<(), Error> {
     let cfg = proxy_config(&args)?;
     let watch = args.config.clone();
     proxy_runtime(cfg.threads)?.block_on(async move {
-        let signals = ringcache::listener::signal_token();
+        let signals = ringcache::server::listener::signal_token();
         let handle = proxy::start(cfg, watch).await?;
         println!("ringcache proxy listening on {}", handle.addr);
         signals.cancelled().await;
@@ -120,7 +120,7 @@ fn run_proxy(args: ProxyArgs) -> Result<(), Error> {
 fn run_local(args: LocalArgs) -> Result<(), Error> {
     let opts: LocalConfig = layered(args.config.as_deref(), &args)?;
     runtime()?.block_on(async move {
-        let signals = ringcache::listener::signal_token();
+        let signals = ringcache::server::listener::signal_token();
         let cluster = local::start(&opts).await?;
         for (i, n) in cluster.nodes.iter().enumerate() {
             println!("node{} listening on {}", i + 1, n.addr);

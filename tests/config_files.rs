@@ -26,7 +26,11 @@ fn parsed_keys(text: &str) -> BTreeSet<String> {
             };
             match v {
                 toml::Value::Table(t) => walk(&path, t, out),
-                toml::Value::Array(items) if items.iter().all(|i| i.is_table()) => {
+                // An array of tables (`[[nodes]]`); an empty array (`admin_users = []`) is a
+                // plain value.
+                toml::Value::Array(items)
+                    if !items.is_empty() && items.iter().all(|i| i.is_table()) =>
+                {
                     for t in items.iter().filter_map(toml::Value::as_table) {
                         walk(&path, t, out);
                     }
@@ -125,4 +129,8 @@ fn the_scan_catches_an_undocumented_key() {
     assert_eq!(undocumented, ["line 4: threads"]);
     let (_, repeated) = written_keys("# nodes\n[[nodes]]\naddr = 1\n\n[[nodes]]\naddr = 2\n");
     assert!(repeated.is_empty(), "{repeated:?}");
+    assert_eq!(
+        parsed_keys("admin_users = []\n"),
+        written_keys("# admins\nadmin_users = []\n").0
+    );
 }

@@ -96,6 +96,8 @@ pub struct ClientOptions {
     pub max_item_size: usize,
     /// Bounds of each node's hint log (the keys it missed while down; see `health.rs`).
     pub hints: HintLimits,
+    /// How connections to the nodes are opened: TLS, credentials (`transport.rs`).
+    pub transport: crate::transport::Connector,
 }
 
 impl Default for ClientOptions {
@@ -114,6 +116,7 @@ impl Default for ClientOptions {
             rebalance: RebalanceOptions::default(),
             max_item_size: 1024 * 1024,
             hints: HintLimits::default(),
+            transport: crate::transport::Connector::plain(),
         }
     }
 }
@@ -400,6 +403,7 @@ impl Client {
             connect_timeout: live.connect_timeout(),
             queue_depth: o.queue_depth,
             max_item_size: o.max_item_size,
+            transport: o.transport.clone(),
             ..ConnectOptions::default()
         };
         // A node that left in an earlier, unfinished transition and comes back keeps its entry.
@@ -408,7 +412,7 @@ impl Client {
             NodeEntry::new(
                 s.clone(),
                 o.connections_per_node,
-                conn_opts,
+                conn_opts.clone(),
                 live.failure_limit(),
                 live.hints(),
             )

@@ -29,8 +29,8 @@
 //! it (rare: a probe behind ordinary requests) keeps a timer of its own. Nothing is written for
 //! a request whose key could end the line ([`Request::check_wire`]).
 //!
-//! The socket is any `AsyncRead + AsyncWrite` stream from [`open`], driven by one task with no
-//! split into halves, so a transport that cannot be split (TLS) plugs in there alone.
+//! The socket is the [`Stream`](crate::transport::Stream) that [`ConnectOptions::transport`] opens (plain TCP or TLS,
+//! `transport.rs`), driven by one task with no split into halves, which TLS could not have.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -43,18 +43,20 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 use crate::error::Error;
 use crate::protocol::{Expect, ReplyLimits, Request, Response};
+use crate::transport::Connector;
 
 /// How a connection connects, queues and reconnects.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    /// Limit on establishing the TCP connection.
+    /// Limit on establishing the connection (TCP, TLS handshake, authentication).
     pub connect_timeout: Duration,
+    /// Plain TCP or TLS, and credentials (`transport.rs`).
+    pub transport: Connector,
     /// Requests queued (not yet written) before callers wait for room.
     pub queue_depth: usize,
     /// First and largest pause between reconnection attempts.
@@ -69,19 +71,13 @@ impl Default for ConnectOptions {
     fn default() -> Self {
         ConnectOptions {
             connect_timeout: Duration::from_secs(1),
+            transport: Connector::plain(),
             queue_depth: 1024,
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             max_item_size: 1024 * 1024,
         }
     }
-}
-
-/// Opens the byte stream to a server: the one place a transport is chosen.
-async fn open(addr: &str) -> std::io::Result<TcpStream> {
-    let stream = TcpStream::connect(addr).await?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
 }
 
 /// Where one request's reply is handed to its caller.
@@ -236,8 +232,9 @@ impl Connection {
 
     /// Starts a connection and waits until it is up, or fails after the connect timeout.
     pub async fn connect(addr: &str, opts: ConnectOptions) -> Result<Connection, Error> {
+        let timeout = opts.connect_timeout;
         let conn = Connection::new(addr, opts);
-        conn.wait_connected(opts.connect_timeout).await?;
+        conn.wait_connected(timeout).await?;
         Ok(conn)
     }
 
@@ -408,7 +405,8 @@ async fn supervise(shared: Arc<Shared>, opts: ConnectOptions) {
         if shared.gone.load(Ordering::Acquire) {
             return;
         }
-        let attempt = tokio::time::timeout(opts.connect_timeout, open(&shared.addr)).await;
+        let attempt =
+            tokio::time::timeout(opts.connect_timeout, opts.transport.connect(&shared.addr)).await;
         match attempt {
             Ok(Ok(stream)) => {
                 backoff = opts.backoff_min;

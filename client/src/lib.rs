@@ -22,8 +22,10 @@ pub mod metric_names;
 pub mod migrate;
 pub mod protocol;
 pub mod ring;
+pub mod tls_files;
 pub mod topology;
 mod transition;
+pub mod transport;
 
 pub use client::{Ack, CasResult, Client, ClientBuilder, ClientOptions, GetMany, Item};
 pub use error::Error;

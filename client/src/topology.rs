@@ -58,7 +58,7 @@ impl NodeEntry {
     ) -> NodeEntry {
         let name = spec.name.clone().unwrap_or_else(|| spec.addr.clone());
         let conns = (0..per_node.max(1))
-            .map(|_| Connection::new(&spec.addr, opts))
+            .map(|_| Connection::new(&spec.addr, opts.clone()))
             .collect();
         let metrics = NodeMetrics {
             requests: counter!(names::CLIENT_REQUESTS_TOTAL, "node" => name.clone()),

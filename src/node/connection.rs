@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::server::stream::ServerStream;
 use tokio_util::codec::Decoder;
 
 use ringcache_client::protocol::parse::Limits;
@@ -27,7 +29,7 @@ use ringcache_client::protocol::ServerCodec;
 use super::exec::{self, Flow};
 use super::stats::Verb;
 use super::Node;
-use crate::listener;
+use crate::server::listener;
 
 /// Reply bytes gathered before writing even though more requests are waiting.
 const FLUSH_AT: usize = 256 * 1024;
@@ -39,7 +41,7 @@ const KEEP_CAPACITY: usize = 2 * FLUSH_AT;
 
 /// Serves one connection until the client leaves, sends `quit`, breaks the protocol, or the node
 /// shuts down (then in-flight requests are answered first).
-pub async fn run(mut stream: TcpStream, node: &Arc<Node>) {
+pub async fn run(tcp: TcpStream, node: &Arc<Node>) {
     let mut codec = ServerCodec::new(Limits {
         max_item_size: node.config.max_item_size,
     });
@@ -47,6 +49,12 @@ pub async fn run(mut stream: TcpStream, node: &Arc<Node>) {
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     let shutdown = node.shutdown.clone();
     let idle = node.config.idle_timeout();
+    // TLS handshake and authentication first (docs/operations.md); bytes pipelined after the
+    // credentials stay in `rbuf`.
+    let Some((mut stream, session)) = node.security.accept(tcp, &mut rbuf, idle, &shutdown).await
+    else {
+        return;
+    };
     loop {
         // Execute everything that has fully arrived.
         let started = Instant::now();
@@ -56,6 +64,17 @@ pub async fn run(mut stream: TcpStream, node: &Arc<Node>) {
                 Ok(Some(item)) => {
                     if first_verb.is_none() {
                         first_verb = Some(Verb::of(&item));
+                    }
+                    if let Some(no) = item
+                        .as_ref()
+                        .ok()
+                        .and_then(|req| node.security.refuse(req, &session))
+                    {
+                        node.stats.command(Verb::of(&item));
+                        if !no.noreply {
+                            ringcache_client::protocol::reply::message(&mut wbuf, no.line);
+                        }
+                        continue;
                     }
                     let mut flow = exec::execute(node, item, &mut wbuf);
                     // A multi-get too big to answer at once: write each piece, then go on.
@@ -155,7 +174,7 @@ pub async fn run(mut stream: TcpStream, node: &Arc<Node>) {
 /// Writes and clears `wbuf`. With an idle limit, fails once the socket has taken no byte for
 /// that long (a client that stopped reading), so a stalled connection is let go.
 async fn write_out(
-    stream: &mut TcpStream,
+    stream: &mut ServerStream,
     wbuf: &mut BytesMut,
     node: &Node,
     idle: Option<Duration>,

@@ -9,7 +9,6 @@ pub mod connection;
 pub mod exec;
 pub mod prefix;
 pub mod server;
-pub mod stats;
 pub mod store;
 
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
@@ -21,15 +20,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::NodeConfig;
 use crate::error::Error;
+use crate::server::gate::Gate;
+use crate::server::Security;
 use clock::Clock;
 use stats::ServerStats;
 use store::{Store, StoreConfig};
 
 pub use server::NodeHandle;
 
-/// The version string in `VERSION` replies and `stats`: memcached's protocol level first, so
-/// clients that compare versions to enable features (meta commands, `E` flag) see 1.6.38.
-pub const VERSION: &str = concat!("1.6.38-ringcache-", env!("CARGO_PKG_VERSION"));
+/// The node's view of the shared server pieces, under the paths its modules use.
+pub use crate::server::{stats, VERSION};
 
 /// State shared by every connection of one node.
 pub struct Node {
@@ -47,6 +47,8 @@ pub struct Node {
     pub prefixes: prefix::PrefixStats,
     /// Cancelled to stop the node (signal, `shutdown` command, handle).
     pub shutdown: CancellationToken,
+    /// TLS, authentication and the admin gate of the listener (`server::security`).
+    pub security: Security,
 }
 
 impl Node {
@@ -70,6 +72,7 @@ impl Node {
             slab_automove: AtomicU8::new(1),
             prefixes: prefix::PrefixStats::default(),
             shutdown: CancellationToken::new(),
+            security: Security::open(Gate::NODE),
         }
     }
 
@@ -88,6 +91,7 @@ impl Node {
 /// Used by `ringcache node`, `ringcache local` and tests.
 pub async fn start(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<NodeHandle, Error> {
     config.validate()?;
+    let security = Security::new(&config.security(), Gate::NODE)?;
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|e| Error::Config(format!("listen {}: {e}", config.listen)))?;
@@ -97,7 +101,11 @@ pub async fn start(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<NodeHand
     };
     // The recorder must exist before the node registers its metric handles.
     let recorder = metrics_listener.as_ref().map(|_| crate::metrics::install());
-    let node = Arc::new(Node::new(config, clock));
+    let mut node = Node::new(config, clock);
+    node.security = security;
+    let node = Arc::new(node);
+    let n = node.clone();
+    crate::server::listener::on_hangup(node.shutdown.clone(), move || n.security.reload());
     let mut metrics_addr = None;
     if let (Some(l), Some(handle)) = (metrics_listener, recorder) {
         metrics_addr = crate::metrics::local_addr(&l);

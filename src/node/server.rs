@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 
 use super::connection;
 use super::Node;
-use crate::listener;
+use crate::server::listener;
 
 /// A running node, as started in-process (tests, `ringcache local`).
 pub struct NodeHandle {

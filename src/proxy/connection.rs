@@ -24,8 +24,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use futures_util::FutureExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
@@ -38,8 +37,10 @@ use ringcache_client::protocol::{
 
 use super::order::KeyOrder;
 use super::{route, Proxy};
-use crate::listener;
-use crate::node::stats::Verb;
+use crate::server::listener;
+use crate::server::stats::Verb;
+use crate::server::stream::ServerStream;
+use crate::server::Session;
 
 type Pending = Pin<Box<dyn Future<Output = Finished> + Send>>;
 
@@ -190,8 +191,37 @@ impl Budget<'_> {
 }
 
 /// Serves one client until it leaves, sends `quit`, breaks the protocol or the proxy stops.
-pub async fn run(stream: TcpStream, proxy: Arc<Proxy>) {
-    let (mut rd, mut wr) = stream.into_split();
+pub async fn run(tcp: TcpStream, proxy: Arc<Proxy>) {
+    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let shutdown = proxy.shutdown.clone();
+    // TLS handshake and authentication first (docs/operations.md); bytes pipelined after the
+    // credentials stay in `rbuf`.
+    let idle = proxy.config().idle_timeout();
+    let Some((stream, session)) = proxy.security.accept(tcp, &mut rbuf, idle, &shutdown).await
+    else {
+        return;
+    };
+    // A plain socket splits into owned halves without a lock; a TLS stream (one state for both
+    // directions) needs tokio's split.
+    match stream {
+        ServerStream::Plain(tcp) => {
+            let (rd, wr) = tcp.into_split();
+            serve(rd, wr, rbuf, session, proxy).await
+        }
+        tls => {
+            let (rd, wr) = tokio::io::split(tls);
+            serve(rd, wr, rbuf, session, proxy).await
+        }
+    }
+}
+
+/// The connection's loop, on either kind of stream.
+async fn serve<R, W>(mut rd: R, mut wr: W, mut rbuf: BytesMut, session: Session, proxy: Arc<Proxy>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let shutdown = proxy.shutdown.clone();
     let cfg = proxy.config();
     let mut codec = ServerCodec::new(Limits {
         max_item_size: cfg.max_item_size,
@@ -212,12 +242,10 @@ pub async fn run(stream: TcpStream, proxy: Arc<Proxy>) {
         reserved: 0,
     };
     drop(cfg);
-    let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
     let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut order = KeyOrder::default();
     let mut split: Option<SplitGet> = None;
-    let shutdown = proxy.shutdown.clone();
     // Stop taking requests (quit, protocol desync, shutdown, EOF) but finish those in flight.
     let mut closing = false;
     loop {
@@ -260,6 +288,30 @@ pub async fn run(stream: TcpStream, proxy: Arc<Proxy>) {
                 Ok(Some(item)) => {
                     let verb = Verb::of(&item);
                     proxy.stats.command(verb);
+                    // A command the gate refuses this connection: its reply, in order.
+                    let item = match item
+                        .as_ref()
+                        .ok()
+                        .and_then(|req| proxy.security.refuse(req, &session))
+                    {
+                        Some(no) => Err(no),
+                        None => Ok(item),
+                    };
+                    let item = match item {
+                        Ok(item) => item,
+                        Err(no) => {
+                            budget.take(SMALL_REPLY, &wbuf);
+                            let reply = (!no.noreply)
+                                .then(|| Response::Other(Bytes::from_static(no.line.as_bytes())));
+                            inflight.push_back(Box::pin(async move {
+                                Finished {
+                                    reply: Reply::Full(reply),
+                                    reserved: SMALL_REPLY,
+                                }
+                            }));
+                            continue;
+                        }
+                    };
                     match item {
                         Ok(Request::Quit) => closing = true,
                         Ok(Request::Get { cmd, exptime, keys }) if keys.len() > piece_keys => {
@@ -426,8 +478,8 @@ fn finish(done: Finished, budget: &mut Budget<'_>, wbuf: &mut BytesMut) {
 }
 
 /// Writes `buf`; with an idle limit, gives up once the client took no byte for that long.
-async fn write_out(
-    wr: &mut OwnedWriteHalf,
+async fn write_out<W: AsyncWrite + Unpin>(
+    wr: &mut W,
     buf: &[u8],
     idle: Option<Duration>,
 ) -> std::io::Result<()> {

@@ -25,8 +25,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::listener;
-use crate::node::stats::ServerStats;
+use crate::server::gate::Gate;
+use crate::server::listener;
+use crate::server::stats::ServerStats;
+use crate::server::Security;
 pub use config::ProxyConfig;
 
 /// A relaxed event counter.
@@ -56,6 +58,8 @@ pub struct Proxy {
     /// Bytes of requests in flight and replies not yet written, over all client connections
     /// (capped by `max_pending_bytes`).
     pub pending_bytes: connection::PendingBytes,
+    /// TLS, authentication and the admin gate of the listener (`server::security`).
+    pub security: Security,
 }
 
 impl Proxy {
@@ -91,6 +95,7 @@ impl ProxyHandle {
 /// honoured) for membership changes.
 pub async fn start(cfg: ProxyConfig, config_path: Option<PathBuf>) -> Result<ProxyHandle, Error> {
     cfg.validate()?;
+    let security = Security::new(&cfg.security(), Gate::PROXY)?;
     let listener = TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| Error::Config(format!("listen {}: {e}", cfg.listen)))?;
@@ -117,7 +122,10 @@ pub async fn start(cfg: ProxyConfig, config_path: Option<PathBuf>) -> Result<Pro
         multiget_failures: Tally::default(),
         reloads: Tally::default(),
         pending_bytes: connection::PendingBytes::default(),
+        security,
     });
+    let p = proxy.clone();
+    listener::on_hangup(proxy.shutdown.clone(), move || p.security.reload());
     // Before anything is spawned: a resolver that cannot start stops the start-up cleanly.
     if let Some(settings) = &discovery {
         discovery::start(&proxy, settings).await?;

@@ -14,7 +14,7 @@ use ringcache_client::{Ack, Error as ClientError};
 
 use super::Proxy;
 use crate::bump;
-use crate::node::VERSION;
+use crate::server::VERSION;
 
 /// The reply to send for an error from the cluster.
 fn server_error(e: &ClientError) -> Response {

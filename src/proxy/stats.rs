@@ -7,7 +7,7 @@ use bytes::Bytes;
 use ringcache_client::protocol::{reply, Response};
 
 use super::Proxy;
-use crate::node::VERSION;
+use crate::server::VERSION;
 
 /// Item figures summed over the nodes (each replica counts: this is memory and items held).
 const SUMMED: &[&str] = &[

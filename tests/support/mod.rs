@@ -2,7 +2,8 @@
 //! same names the tests have always used, with this package's `ringcache` binary filled in
 //! (`CARGO_BIN_EXE_ringcache` exists only here).
 //!
-//! - [`spawn_memcached`]: Debian's memcached on a free port (`None` when it is not installed).
+//! - [`spawn_memcached`], [`spawn_memcached_with`]: Debian's memcached on a free port (`None`
+//!   when it is not installed).
 //! - [`spawn_node`], [`spawn_proxy`]: `ringcache node|proxy --listen 127.0.0.1:0`, the address
 //!   read from its stdout.
 //! - [`Conn`]: a raw TCP connection with deadlines on every read (see `testkit::Pattern`).
@@ -59,9 +60,14 @@ impl Server {
 /// Starts memcached on a free loopback port (TCP only, default settings) and waits until it
 /// accepts. `None` when memcached is not installed; callers print a skip line.
 pub fn spawn_memcached() -> Option<Server> {
+    spawn_memcached_with(&[])
+}
+
+/// [`spawn_memcached`] with `args` added (`-Y <file>`, `-F`, ...).
+pub fn spawn_memcached_with(args: &[&str]) -> Option<Server> {
     let bin = memcached_bin()?;
     let how = testkit::servers::memcached_spawn("memcached");
-    let proc = testkit::servers::memcached(&bin, &[], &how).unwrap_or_else(|e| panic!("{e}"));
+    let proc = testkit::servers::memcached(&bin, args, &how).unwrap_or_else(|e| panic!("{e}"));
     Some(Server {
         addr: proc.addr,
         proc,

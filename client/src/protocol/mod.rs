@@ -13,6 +13,8 @@
 //! - [`codec`]: `tokio-util` codecs for the server side and the client side of a connection.
 //! - [`admin`]: the sub-commands of `stats` and `lru_crawler`, read for a server that answers them.
 //! - [`fault`]: recoverable request faults and the exact error line memcached answers with.
+//! - [`verb`]: the one table of command names.
+//! - [`refusal`]: the replies to unauthenticated connections and disabled commands.
 
 pub mod admin;
 pub mod codec;
@@ -22,9 +24,11 @@ pub mod meta;
 pub mod metadump;
 pub mod number;
 pub mod parse;
+pub mod refusal;
 pub mod reply;
 pub mod request;
 pub mod response;
+pub mod verb;
 
 #[cfg(test)]
 mod tests;
@@ -34,6 +38,7 @@ pub use fault::Fault;
 pub use meta::{MetaCmd, MetaFlags, MetaRequest};
 pub use request::{ArithCmd, Expect, GetCmd, Request, StoreCmd};
 pub use response::{MetaResponse, MetaStatus, ReplyLimits, Response, Value};
+pub use verb::Verb;
 
 /// Longest key memcached accepts (`KEY_MAX_LENGTH`).
 pub const MAX_KEY_LEN: usize = 250;

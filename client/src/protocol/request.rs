@@ -150,25 +150,7 @@ pub enum Request {
 impl Request {
     /// A short, static name of the verb, for metrics labels and logs.
     pub fn verb(&self) -> &'static str {
-        match self {
-            Request::Get { cmd, .. } => cmd.as_str(),
-            Request::Store { cmd, .. } => cmd.as_str(),
-            Request::Delete { .. } => "delete",
-            Request::Arith { cmd, .. } => cmd.as_str(),
-            Request::Touch { .. } => "touch",
-            Request::FlushAll { .. } => "flush_all",
-            Request::Version => "version",
-            Request::Verbosity { .. } => "verbosity",
-            Request::Stats { .. } => "stats",
-            Request::Quit => "quit",
-            Request::Shutdown { .. } => "shutdown",
-            Request::CacheMemlimit { .. } => "cache_memlimit",
-            Request::SlabsAutomove { .. } => "slabs",
-            Request::Metadump { .. } | Request::LruCrawler { .. } => "lru_crawler",
-            Request::MetaNoop => "mn",
-            Request::MetaDebug { .. } => "me",
-            Request::Meta(m) => m.cmd.as_str(),
-        }
+        super::Verb::of_request(self).name()
     }
 
     /// Whether the client asked not to be answered (classic `noreply`; meta `q` is different:

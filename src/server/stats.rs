@@ -1,5 +1,7 @@
-//! The node's command-level counters: what `stats` reports under memcached's names and what
-//! `/metrics` publishes. Item-level figures (items, bytes, evictions) come from the store.
+//! A server's command-level counters, the node's and the proxy's alike: what `stats` reports
+//! under memcached's names and what `/metrics` publishes. A node's item-level figures (items,
+//! bytes, evictions) come from its store. Verbs are named by the protocol's one table
+//! ([`Verb`]).
 //!
 //! Counters are relaxed atomics bumped on the request path; a background task copies them into
 //! the Prometheus registry once a second, so `stats` and `/metrics` can never disagree.
@@ -9,133 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram, Histogram};
-use ringcache_client::protocol::{ArithCmd, Fault, GetCmd, MetaCmd, Request, StoreCmd};
+pub use ringcache_client::protocol::verb::{Verb, VERBS};
 
-use crate::listener::ConnCounters;
+use super::listener::ConnCounters;
 use crate::metrics as m;
-
-/// Every verb the node counts; the discriminant indexes per-verb counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verb {
-    Get,
-    Gets,
-    Gat,
-    Gats,
-    Set,
-    Add,
-    Replace,
-    Append,
-    Prepend,
-    Cas,
-    Delete,
-    Incr,
-    Decr,
-    Touch,
-    FlushAll,
-    Version,
-    Verbosity,
-    Stats,
-    Quit,
-    Shutdown,
-    CacheMemlimit,
-    Slabs,
-    LruCrawler,
-    Mn,
-    Me,
-    Mg,
-    Ms,
-    Md,
-    Ma,
-    /// A request refused by the parser.
-    Invalid,
-}
-
-/// Verb names, indexed by `Verb as usize`; used as the `cmd` label.
-pub const VERBS: &[&str] = &[
-    "get",
-    "gets",
-    "gat",
-    "gats",
-    "set",
-    "add",
-    "replace",
-    "append",
-    "prepend",
-    "cas",
-    "delete",
-    "incr",
-    "decr",
-    "touch",
-    "flush_all",
-    "version",
-    "verbosity",
-    "stats",
-    "quit",
-    "shutdown",
-    "cache_memlimit",
-    "slabs",
-    "lru_crawler",
-    "mn",
-    "me",
-    "mg",
-    "ms",
-    "md",
-    "ma",
-    "invalid",
-];
-
-impl Verb {
-    /// The verb of a parsed request (or `Invalid` for a refused one).
-    pub fn of(item: &Result<Request, Fault>) -> Verb {
-        let Ok(req) = item else {
-            return Verb::Invalid;
-        };
-        match req {
-            Request::Get { cmd, .. } => match cmd {
-                GetCmd::Get => Verb::Get,
-                GetCmd::Gets => Verb::Gets,
-                GetCmd::Gat => Verb::Gat,
-                GetCmd::Gats => Verb::Gats,
-            },
-            Request::Store { cmd, .. } => match cmd {
-                StoreCmd::Set => Verb::Set,
-                StoreCmd::Add => Verb::Add,
-                StoreCmd::Replace => Verb::Replace,
-                StoreCmd::Append => Verb::Append,
-                StoreCmd::Prepend => Verb::Prepend,
-                StoreCmd::Cas => Verb::Cas,
-            },
-            Request::Delete { .. } => Verb::Delete,
-            Request::Arith { cmd, .. } => match cmd {
-                ArithCmd::Incr => Verb::Incr,
-                ArithCmd::Decr => Verb::Decr,
-            },
-            Request::Touch { .. } => Verb::Touch,
-            Request::FlushAll { .. } => Verb::FlushAll,
-            Request::Version => Verb::Version,
-            Request::Verbosity { .. } => Verb::Verbosity,
-            Request::Stats { .. } => Verb::Stats,
-            Request::Quit => Verb::Quit,
-            Request::Shutdown { .. } => Verb::Shutdown,
-            Request::CacheMemlimit { .. } => Verb::CacheMemlimit,
-            Request::SlabsAutomove { .. } => Verb::Slabs,
-            Request::Metadump { .. } | Request::LruCrawler { .. } => Verb::LruCrawler,
-            Request::MetaNoop => Verb::Mn,
-            Request::MetaDebug { .. } => Verb::Me,
-            Request::Meta(m) => match m.cmd {
-                MetaCmd::Get => Verb::Mg,
-                MetaCmd::Set => Verb::Ms,
-                MetaCmd::Delete => Verb::Md,
-                MetaCmd::Arith => Verb::Ma,
-            },
-        }
-    }
-
-    /// The `cmd` label.
-    pub fn name(self) -> &'static str {
-        VERBS[self as usize]
-    }
-}
 
 /// Kinds of refused requests, for `ringcache_protocol_errors_total{kind}`.
 pub const FAULT_KINDS: &[&str] = &[
@@ -186,7 +65,7 @@ counters!(
     store_too_large,
 );
 
-/// All server-level statistics of one node.
+/// All server-level statistics of one server (node or proxy).
 #[derive(Debug)]
 pub struct ServerStats {
     pub counters: Counters,

@@ -142,3 +142,28 @@ pub fn signal_token() -> CancellationToken {
     });
     token
 }
+
+/// Runs `reload` on every SIGHUP until `stop` is cancelled. Installing the handler also keeps
+/// SIGHUP from killing the server (its default action): a closed terminal or an operator's
+/// `kill -HUP` asks for certificates and auth files to be read again, nothing more.
+pub fn on_hangup(stop: CancellationToken, reload: impl Fn() + Send + 'static) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler");
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = hup.recv() => {
+                    if r.is_none() {
+                        return;
+                    }
+                    tracing::info!("SIGHUP: re-reading TLS and auth files");
+                    reload();
+                }
+                _ = stop.cancelled() => return,
+            }
+        }
+    });
+}

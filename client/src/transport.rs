@@ -1,0 +1,354 @@
+//! How a connection to a node is opened: plain TCP, or TLS (rustls) with the trust and client
+//! certificate configured, then memcached's text-protocol authentication when credentials are
+//! set. `connection.rs` asks a [`Connector`] for a [`Stream`] and never sees the difference.
+//!
+//! Settings (the proxy's `[backend]` table, docs/operations.md) name what memcached names: a CA
+//! to trust, an optional client certificate and key (for nodes that require one), the name to
+//! check the node's certificate against (by default the host part of the node's address, an IP
+//! address included). Certificate files are re-read when they change (see `tls_files`).
+
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::{self, pki_types::ServerName};
+use tokio_rustls::TlsConnector;
+
+use crate::error::Error;
+use crate::protocol::refusal;
+use crate::tls_files::{self, Reloading};
+
+/// A connection to a node, plain or TLS.
+#[derive(Debug)]
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// How to reach the nodes: TLS and credentials. The default is plain TCP without auth.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportSettings {
+    /// Speak TLS to the nodes.
+    pub tls: bool,
+    /// PEM file of the CA(s) the nodes' certificates must chain to (required with `tls`).
+    pub ssl_ca_cert: Option<PathBuf>,
+    /// PEM client certificate chain, for nodes that verify clients (`ssl_verify_mode` 1–3).
+    pub ssl_chain_cert: Option<PathBuf>,
+    /// PEM private key of the client certificate (default: read from `ssl_chain_cert`).
+    pub ssl_key: Option<PathBuf>,
+    /// The name the nodes' certificates must carry (default: the host of each node address).
+    pub ssl_server_name: Option<String>,
+    /// User for memcached's text-protocol authentication (nodes started with an auth file).
+    pub auth_user: Option<String>,
+    /// Its password; prefer `auth_password_file` so the secret stays out of the config.
+    pub auth_password: Option<String>,
+    /// A file whose first line is the password.
+    pub auth_password_file: Option<PathBuf>,
+}
+
+/// Longest authentication reply line read (memcached's are under 50 bytes).
+const AUTH_REPLY_MAX: usize = 256;
+
+struct Inner {
+    tls: Option<Reloading<TlsConnector>>,
+    server_name: Option<ServerName<'static>>,
+    /// The whole authentication request, sent first on every new connection.
+    auth: Option<Vec<u8>>,
+}
+
+/// Opens connections as [`TransportSettings`] say. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Connector {
+    inner: Option<Arc<Inner>>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (tls, auth) = match &self.inner {
+            None => (false, false),
+            Some(i) => (i.tls.is_some(), i.auth.is_some()),
+        };
+        f.debug_struct("Connector")
+            .field("tls", &tls)
+            .field("auth", &auth)
+            .finish()
+    }
+}
+
+impl Connector {
+    /// Plain TCP, no authentication.
+    pub fn plain() -> Connector {
+        Connector::default()
+    }
+
+    /// A connector for `settings`; reads (and checks) the certificate files now.
+    pub fn new(settings: &TransportSettings) -> Result<Connector, Error> {
+        if *settings == TransportSettings::default() {
+            return Ok(Connector::plain());
+        }
+        let tls = if settings.tls {
+            let Some(ca) = settings.ssl_ca_cert.clone() else {
+                return Err(Error::Config(
+                    "TLS to the nodes needs ssl_ca_cert (the CA their certificates chain to)"
+                        .into(),
+                ));
+            };
+            let cert = settings.ssl_chain_cert.clone();
+            let key = settings.ssl_key.clone().or_else(|| cert.clone());
+            if key.is_some() && cert.is_none() {
+                return Err(Error::Config(
+                    "ssl_key without ssl_chain_cert: give the client certificate too".into(),
+                ));
+            }
+            let mut paths = vec![ca.clone()];
+            paths.extend(cert.iter().cloned());
+            paths.extend(key.iter().cloned());
+            paths.dedup();
+            Some(Reloading::new(paths, move || {
+                let roots = tls_files::read_roots(&ca)?;
+                let builder = rustls::ClientConfig::builder_with_provider(tls_files::provider())
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| Error::Config(e.to_string()))?
+                    .with_root_certificates(roots);
+                let config = match (&cert, &key) {
+                    (Some(c), Some(k)) => builder
+                        .with_client_auth_cert(tls_files::read_certs(c)?, tls_files::read_key(k)?)
+                        .map_err(|e| Error::Config(format!("client certificate: {e}")))?,
+                    _ => builder.with_no_client_auth(),
+                };
+                Ok(TlsConnector::from(Arc::new(config)))
+            })?)
+        } else {
+            if settings.ssl_ca_cert.is_some() || settings.ssl_chain_cert.is_some() {
+                return Err(Error::Config(
+                    "ssl_ca_cert / ssl_chain_cert given but tls = false".into(),
+                ));
+            }
+            None
+        };
+        let server_name = match &settings.ssl_server_name {
+            Some(n) => Some(
+                ServerName::try_from(n.clone())
+                    .map_err(|e| Error::Config(format!("ssl_server_name {n:?}: {e}")))?,
+            ),
+            None => None,
+        };
+        let password = match (&settings.auth_password, &settings.auth_password_file) {
+            (Some(p), None) => Some(p.clone()),
+            (None, Some(f)) => {
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| Error::Config(format!("{}: {e}", f.display())))?;
+                Some(text.lines().next().unwrap_or("").to_string())
+            }
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(Error::Config(
+                    "give auth_password or auth_password_file, not both".into(),
+                ))
+            }
+        };
+        let auth = match (&settings.auth_user, password) {
+            (Some(u), Some(p)) => Some(auth_request(u, &p)?),
+            (None, None) => None,
+            _ => return Err(Error::Config("auth_user and a password go together".into())),
+        };
+        Ok(Connector {
+            inner: Some(Arc::new(Inner {
+                tls,
+                server_name,
+                auth,
+            })),
+        })
+    }
+
+    /// Whether connections are TLS.
+    pub fn is_tls(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.tls.is_some())
+    }
+
+    /// Connects to `addr` (`host:port`), does the TLS handshake and authenticates, as set up.
+    /// The caller bounds the whole of it with its connect timeout.
+    pub async fn connect(&self, addr: &str) -> io::Result<Stream> {
+        let tcp = TcpStream::connect(addr).await?;
+        let _ = tcp.set_nodelay(true);
+        let Some(inner) = &self.inner else {
+            return Ok(Stream::Plain(tcp));
+        };
+        let mut stream = match &inner.tls {
+            None => Stream::Plain(tcp),
+            Some(tls) => {
+                let name = match &inner.server_name {
+                    Some(n) => n.clone(),
+                    None => host_name(addr)?,
+                };
+                Stream::Tls(Box::new(tls.get().connect(name, tcp).await?))
+            }
+        };
+        if let Some(req) = &inner.auth {
+            authenticate(&mut stream, req).await?;
+        }
+        Ok(stream)
+    }
+}
+
+/// `set auth 0 0 <len>\r\n<user> <password>\r\n`: memcached's text-protocol authentication.
+fn auth_request(user: &str, password: &str) -> Result<Vec<u8>, Error> {
+    let bad = |s: &str| s.is_empty() || s.bytes().any(|b| b <= b' ' || b == 0x7f);
+    if bad(user) || bad(password) {
+        return Err(Error::Config(
+            "auth_user and the password must be non-empty, without spaces or control bytes".into(),
+        ));
+    }
+    let body = format!("{user} {password}");
+    Ok(format!("set auth 0 0 {}\r\n{body}\r\n", body.len()).into_bytes())
+}
+
+/// Sends the authentication request and reads its one-line reply, which must be `STORED`.
+async fn authenticate(stream: &mut Stream, req: &[u8]) -> io::Result<()> {
+    stream.write_all(req).await?;
+    stream.flush().await?;
+    // Nothing else is sent before this reply, so reading up to its newline reads nothing more.
+    let mut line = Vec::with_capacity(32);
+    let mut byte = [0u8; 1];
+    while line.last() != Some(&b'\n') {
+        if line.len() >= AUTH_REPLY_MAX || stream.read(&mut byte).await? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "no reply to authentication",
+            ));
+        }
+        line.push(byte[0]);
+    }
+    if line.strip_suffix(b"\r\n") == Some(refusal::AUTH_OK.as_bytes()) {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "authentication refused: {}",
+            String::from_utf8_lossy(line.trim_ascii_end())
+        ),
+    ))
+}
+
+/// The host part of `host:port` (`[v6]:port` too) as a TLS server name.
+fn host_name(addr: &str) -> io::Result<ServerName<'static>> {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_string()).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{addr}: no TLS server name: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_request_is_memcacheds() {
+        assert_eq!(
+            auth_request("alice", "secret").unwrap(),
+            b"set auth 0 0 12\r\nalice secret\r\n"
+        );
+        assert!(auth_request("al ice", "x").is_err());
+        assert!(auth_request("alice", "").is_err());
+    }
+
+    #[test]
+    fn server_name_is_the_host() {
+        assert_eq!(
+            host_name("127.0.0.1:11211").unwrap(),
+            ServerName::try_from("127.0.0.1").unwrap()
+        );
+        assert_eq!(
+            host_name("node-0.cache.svc:11211").unwrap(),
+            ServerName::try_from("node-0.cache.svc").unwrap()
+        );
+        assert_eq!(
+            host_name("[::1]:11211").unwrap(),
+            ServerName::try_from("::1").unwrap()
+        );
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        assert!(Connector::new(&TransportSettings::default()).is_ok());
+        let tls_no_ca = TransportSettings {
+            tls: true,
+            ..Default::default()
+        };
+        assert!(Connector::new(&tls_no_ca).is_err());
+        let user_only = TransportSettings {
+            auth_user: Some("a".into()),
+            ..Default::default()
+        };
+        assert!(Connector::new(&user_only).is_err());
+    }
+}
