@@ -883,7 +883,7 @@ impl Client {
             }
             return Ok(Response::Values(Vec::new()));
         }
-        Err(last_err.unwrap_or_else(|| Error::NoReplica))
+        Err(last_err.unwrap_or(Error::NoReplica))
     }
 
     /// Reads many keys: one request per node, all nodes concurrently, results in request
@@ -1509,7 +1509,7 @@ impl Client {
                         }
                     }
                 }
-                first_ok.ok_or_else(|| first_err.unwrap_or_else(|| Error::NoReplica))
+                first_ok.ok_or_else(|| first_err.unwrap_or(Error::NoReplica))
             }
             MetaCmd::Set | MetaCmd::Arith => self.conditional(Request::Meta(req)).await,
         }
