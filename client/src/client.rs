@@ -1563,16 +1563,9 @@ fn changed(resp: &Response) -> bool {
     }
 }
 
+/// The key a single-key request names (hints record it; a multi-get is never a write).
 fn request_key(req: &Request) -> Option<Bytes> {
-    match req {
-        Request::Store { key, .. }
-        | Request::Delete { key, .. }
-        | Request::Arith { key, .. }
-        | Request::Touch { key, .. } => Some(key.clone()),
-        Request::Meta(m) => Some(m.key.clone()),
-        Request::Get { keys, .. } => keys.first().cloned(),
-        _ => None,
-    }
+    req.keys().and_then(|k| k.first()).cloned()
 }
 
 /// `delete <key>`, or `md <base64> b` for a key that is not a valid text key (a binary key a

@@ -75,7 +75,7 @@ impl KeyOrder {
         let (tx, rx) = oneshot::channel();
         let done = rx.shared();
         let mut waits: Vec<Done> = self.barrier.iter().cloned().collect();
-        match keys(req) {
+        match req.keys() {
             Some(keys) => {
                 for k in keys {
                     if let Some(prev) = self.last.insert(k.clone(), done.clone()) {
@@ -102,20 +102,6 @@ impl KeyOrder {
         }
         self.all.push(done);
         Ticket { waits, done: tx }
-    }
-}
-
-/// The keys a request touches, if it is keyed.
-fn keys(req: &Request) -> Option<&[Bytes]> {
-    match req {
-        Request::Get { keys, .. } => Some(keys),
-        Request::Store { key, .. }
-        | Request::Delete { key, .. }
-        | Request::Arith { key, .. }
-        | Request::Touch { key, .. }
-        | Request::MetaDebug { key, .. } => Some(std::slice::from_ref(key)),
-        Request::Meta(m) => Some(std::slice::from_ref(&m.key)),
-        _ => None,
     }
 }
 

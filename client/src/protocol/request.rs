@@ -327,6 +327,22 @@ fn unsafe_key(key: &[u8]) -> Error {
 }
 
 impl Request {
+    /// The keys the request reads or changes, in the order it names them; `None` for a request
+    /// that names no key (`stats`, `flush_all`, `version`, …). The one walk over a request's
+    /// keys: routing, per-key ordering and hinted handoff all use it.
+    pub fn keys(&self) -> Option<&[Bytes]> {
+        match self {
+            Request::Get { keys, .. } => Some(keys),
+            Request::Store { key, .. }
+            | Request::Delete { key, .. }
+            | Request::Arith { key, .. }
+            | Request::Touch { key, .. }
+            | Request::MetaDebug { key, .. } => Some(std::slice::from_ref(key)),
+            Request::Meta(m) => Some(std::slice::from_ref(&m.key)),
+            _ => None,
+        }
+    }
+
     /// The last line of defence before a socket: `Ok` only if every key and argument of the
     /// request is written so that it cannot end the line early or split into more tokens (a
     /// key must be a valid text key, or travel base64 with the meta `b` flag). Whoever writes
