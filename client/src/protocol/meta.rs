@@ -7,6 +7,9 @@
 //! What goes on the wire is rendered from the typed flags, never copied from `raw`: `raw` only
 //! lends its order. A router that clears a flag (`q`) has really removed it, however the client
 //! spelled it (`qb` is read as `q` by memcached), and a token's ignored tail never reaches a node.
+//!
+//! [`MetaStatus`], a meta reply's two-letter code, lives here too: both the reply parser
+//! (`response.rs`) and the reply writers (`reply.rs`) need it, and neither needs the other's.
 
 use std::ops::Range;
 
@@ -477,4 +480,56 @@ pub fn parse_flags(
         return Err(Fault::new("CLIENT_ERROR opaque token too long"));
     }
     Ok((f, real_key))
+}
+
+/// The status code of a meta reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetaStatus {
+    /// `VA <size>`: a value follows.
+    Va,
+    /// `HD`: success, no value.
+    Hd,
+    /// `EN`: miss.
+    En,
+    /// `NF`: not found.
+    Nf,
+    /// `NS`: not stored.
+    Ns,
+    /// `EX`: CAS mismatch.
+    Ex,
+    /// `MN`: the no-op's answer.
+    Mn,
+    /// `ME`: the debug command's answer.
+    Me,
+}
+
+impl MetaStatus {
+    /// The two-letter code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetaStatus::Va => "VA",
+            MetaStatus::Hd => "HD",
+            MetaStatus::En => "EN",
+            MetaStatus::Nf => "NF",
+            MetaStatus::Ns => "NS",
+            MetaStatus::Ex => "EX",
+            MetaStatus::Mn => "MN",
+            MetaStatus::Me => "ME",
+        }
+    }
+
+    /// The status for a two-letter code, if it is one.
+    pub(super) fn from_code(code: &[u8]) -> Option<MetaStatus> {
+        Some(match code {
+            b"VA" => MetaStatus::Va,
+            b"HD" => MetaStatus::Hd,
+            b"EN" => MetaStatus::En,
+            b"NF" => MetaStatus::Nf,
+            b"NS" => MetaStatus::Ns,
+            b"EX" => MetaStatus::Ex,
+            b"MN" => MetaStatus::Mn,
+            b"ME" => MetaStatus::Me,
+            _ => return None,
+        })
+    }
 }

@@ -35,9 +35,9 @@ mod tests;
 
 pub use codec::{ClientCodec, ServerCodec};
 pub use fault::Fault;
-pub use meta::{MetaCmd, MetaFlags, MetaRequest};
+pub use meta::{MetaCmd, MetaFlags, MetaRequest, MetaStatus};
 pub use request::{ArithCmd, Expect, GetCmd, Request, StoreCmd};
-pub use response::{MetaResponse, MetaStatus, ReplyLimits, Response, Value};
+pub use response::{MetaResponse, ReplyLimits, Response, Value};
 pub use verb::Verb;
 
 /// Longest key memcached accepts (`KEY_MAX_LENGTH`).

@@ -13,8 +13,8 @@
 use bytes::BufMut;
 
 use super::meta::put_key;
+use super::meta::MetaStatus;
 use super::number::{put_i64, put_u64};
-use super::response::MetaStatus;
 
 /// The answer to `stats reset`, as a line's text (for a typed `Response::Other`).
 pub const RESET: &str = "RESET";

@@ -6,9 +6,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::meta::MetaStatus;
 use super::meta::{put_key, MetaRequest};
 use super::number::{put_i64, put_u64};
-use super::response::{MetaStatus, ReplyLimits, Response};
+use super::response::{ReplyLimits, Response};
 use super::{valid_key, wire_key_ok};
 use crate::error::Error;
 

@@ -6,6 +6,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::meta::MetaStatus;
 use super::number::{parse_u32, parse_u64};
 use super::reply;
 use crate::error::Error;
@@ -76,57 +77,6 @@ pub struct Value {
     /// Present for `gets`/`gats`.
     pub cas: Option<u64>,
     pub data: Bytes,
-}
-
-/// The status code of a meta reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MetaStatus {
-    /// `VA <size>`: a value follows.
-    Va,
-    /// `HD`: success, no value.
-    Hd,
-    /// `EN`: miss.
-    En,
-    /// `NF`: not found.
-    Nf,
-    /// `NS`: not stored.
-    Ns,
-    /// `EX`: CAS mismatch.
-    Ex,
-    /// `MN`: the no-op's answer.
-    Mn,
-    /// `ME`: the debug command's answer.
-    Me,
-}
-
-impl MetaStatus {
-    /// The two-letter code.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MetaStatus::Va => "VA",
-            MetaStatus::Hd => "HD",
-            MetaStatus::En => "EN",
-            MetaStatus::Nf => "NF",
-            MetaStatus::Ns => "NS",
-            MetaStatus::Ex => "EX",
-            MetaStatus::Mn => "MN",
-            MetaStatus::Me => "ME",
-        }
-    }
-
-    fn from_code(code: &[u8]) -> Option<MetaStatus> {
-        Some(match code {
-            b"VA" => MetaStatus::Va,
-            b"HD" => MetaStatus::Hd,
-            b"EN" => MetaStatus::En,
-            b"NF" => MetaStatus::Nf,
-            b"NS" => MetaStatus::Ns,
-            b"EX" => MetaStatus::Ex,
-            b"MN" => MetaStatus::Mn,
-            b"ME" => MetaStatus::Me,
-            _ => return None,
-        })
-    }
 }
 
 /// A meta reply: status, the return flags as sent (space separated), and the value for `VA`.

@@ -8,10 +8,11 @@
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
+use super::meta::MetaStatus;
 use super::meta::{decode_key, MetaCmd, MetaFlags, MetaRequest};
 use super::number::{parse_i32, parse_u32, parse_u64, safe_strtol, safe_strtoul, safe_strtoull};
 use super::parse::{item_size, parse, Limits, Step};
-use super::response::{MetaResponse, MetaStatus, Response, Value};
+use super::response::{MetaResponse, Response, Value};
 use super::*;
 use crate::error::Error;
 
