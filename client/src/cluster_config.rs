@@ -28,12 +28,10 @@ use serde::Deserialize;
 
 pub use crate::discovery::DiscoverySettings;
 use crate::error::Error;
-use crate::migrate::RebalanceOptions;
+pub use crate::ring::DEFAULT_REPLICAS;
 pub use crate::ring::{HashKind, NodeSpec};
 use crate::ring::{Ring, DEFAULT_VNODES};
-
-/// Default copies of each key (docs/cluster.md): one node can fail without losing reads.
-pub const DEFAULT_REPLICAS: usize = 2;
+use crate::router::migrate::RebalanceOptions;
 
 /// `[ring]`: how keys are placed.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

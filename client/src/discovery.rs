@@ -44,10 +44,10 @@ use metrics::{counter, gauge};
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
-use crate::client::{Client, Inner};
 use crate::connection::ConnectOptions;
 use crate::metric_names as names;
 use crate::ring::{NodeSpec, Ring};
+use crate::router::{Client, Inner};
 use crate::topology::{NodeEntry, PastRing, Topology};
 use crate::Error;
 

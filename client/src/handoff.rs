@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use crate::client::{replica_store, Client};
 use crate::health::NodeState;
 use crate::protocol::{MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response, StoreCmd};
+use crate::router::{replica_store, Client};
 use crate::topology::NodeEntry;
 use crate::Error;
 

@@ -197,7 +197,7 @@ impl Health {
 
     /// Whether a read of `key` may be answered by the node: it is not down and did not miss
     /// a write of `key` that is still to be replayed (its copy may be old). A fenced node
-    /// serves (its misses are not trusted, see `client.rs`).
+    /// serves (its misses are not trusted, see `router/mod.rs`).
     pub fn may_serve(&self, key: &[u8]) -> bool {
         if self.down.load(Ordering::SeqCst) {
             return false;

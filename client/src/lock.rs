@@ -21,12 +21,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use crate::client::Client;
 use crate::error::Error;
 use crate::health::NodeState;
 use crate::protocol::{
     number::parse_u64, valid_key, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response,
 };
+use crate::router::Client;
 use crate::topology::{CasSupport, NodeEntry};
 
 /// The suffix of the fencing counter's key: `<name>:fence`.

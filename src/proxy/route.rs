@@ -6,10 +6,10 @@
 //! reply the client did not want.
 
 use bytes::Bytes;
-use ringcache_client::client::Slot;
 use ringcache_client::protocol::{
     Fault, MetaCmd, MetaRequest, MetaStatus, Request, Response, StoreCmd, Value,
 };
+use ringcache_client::router::Slot;
 use ringcache_client::{Ack, Error as ClientError};
 
 use super::Proxy;

@@ -72,6 +72,10 @@ impl FromStr for HashKind {
 /// Default ring points per node per unit of weight (xxh3 only; ketama always uses 160).
 pub const DEFAULT_VNODES: u32 = 160;
 
+/// Default copies of each key (docs/cluster.md): one node can fail without losing reads. The
+/// one default for every program and for `ClientOptions`.
+pub const DEFAULT_REPLICAS: usize = 2;
+
 /// Most points a ring may have (about 48 MiB of ring): far above any real cluster, low enough
 /// that a typo in `vnodes` or `weight` is an error rather than an out-of-memory kill.
 pub const MAX_POINTS: u64 = 1 << 22;

@@ -27,13 +27,13 @@ use metrics::{counter, gauge, Counter, Gauge};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::client::Client;
+use super::transition::Moved;
+use super::Client;
 use crate::health::NodeState;
 use crate::metric_names as names;
 use crate::protocol::metadump::{self, DumpLine, MetadumpLine};
 use crate::protocol::{MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response};
 use crate::topology::{NodeEntry, Topology};
-use crate::transition::Moved;
 use crate::Error;
 
 /// How membership transitions move data.

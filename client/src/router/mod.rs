@@ -1,6 +1,12 @@
-//! The embeddable cluster client: memcached commands routed over the ring with replication,
-//! failover and health tracking (docs/cluster.md). The proxy is built on it, so an embedded client and
-//! a proxy given the same node list place every key identically.
+//! The router: the cluster engine (memcached commands routed over the ring with replication,
+//! failover and health tracking, docs/cluster.md) and [`Client`], the embeddable API over it. The
+//! proxy is built on the same engine, so an embedded client and a proxy given the same node list
+//! place every key identically.
+//!
+//! Membership changes live in this module's children: [`migrate`] (the migrator and the re-warm
+//! of a returning node) and `transition` (reads, writes and deletes while past rings are kept).
+//! They work on the engine's state, so they are its submodules rather than siblings that import
+//! each other (docs/architecture.md, "Crates and modules").
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ringcache_client::Error> {
@@ -16,6 +22,9 @@
 //! # Ok(()) }
 //! ```
 
+pub mod migrate;
+mod transition;
+
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,13 +36,13 @@ use futures_util::future::join_all;
 use crate::connection::ConnectOptions;
 use crate::error::Error;
 use crate::health::{probe_backoff, HintLimits, Hinted, Identity, NodeState};
-use crate::migrate::{Progress, RebalanceOptions};
 use crate::protocol::{
     valid_key, ArithCmd, GetCmd, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response,
     StoreCmd,
 };
 use crate::ring::{HashKind, NodeSpec};
 use crate::topology::{CasSupport, NodeEntry, PastRing, Topology};
+use migrate::{Progress, RebalanceOptions};
 
 /// Past rings kept through overlapping transitions at most (see [`Client::set_ring`]).
 const MAX_PAST_RINGS: usize = 8;
@@ -104,7 +113,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             // One default for every program (docs/cluster.md, "Replicas").
-            replicas: crate::cluster_config::DEFAULT_REPLICAS,
+            replicas: crate::ring::DEFAULT_REPLICAS,
             vnodes: crate::ring::DEFAULT_VNODES,
             hash: HashKind::Xxh3,
             connect_timeout: Duration::from_secs(1),
