@@ -109,7 +109,7 @@ impl Tls {
     pub async fn accept(&self, tcp: TcpStream) -> std::io::Result<ServerStream> {
         let acceptor = self.acceptor.get();
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-            Ok(Ok(s)) => Ok(ServerStream::Tls(Box::new(s))),
+            Ok(Ok(s)) => Ok(ServerStream::Tls(Box::new(s.into()))),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
         }
