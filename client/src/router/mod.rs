@@ -179,11 +179,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Limit on opening a node connection (TCP, TLS handshake, authentication).
     pub fn connect_timeout(mut self, t: Duration) -> Self {
         self.opts.connect_timeout = t;
         self
     }
 
+    /// Limit on one request's reply; a connection whose reply is overdue is reset.
     pub fn request_timeout(mut self, t: Duration) -> Self {
         self.opts.request_timeout = t;
         self
@@ -201,7 +203,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Write acknowledgement policy.
+    /// What membership changes do with the data (read-through, the migrator, re-warm).
     pub fn rebalance(mut self, r: RebalanceOptions) -> Self {
         self.opts.rebalance = r;
         self
