@@ -156,6 +156,9 @@ pub struct Sampled {
     pub pid: u32,
     pub bound: u64,
     pub max_rss: u64,
+    /// RSS before any load (code pages, runtime, empty tables): the fixed part of `max_rss`,
+    /// reported so a small bound's ratio can be read as fixed base + growth.
+    pub idle_rss: u64,
 }
 
 pub fn main(a: &SoakArgs) -> Result<bool> {
@@ -179,6 +182,7 @@ pub fn main(a: &SoakArgs) -> Result<bool> {
             pid: p.pid(),
             bound: mb * 1024 * 1024,
             max_rss: 0,
+            idle_rss: procs::vm_rss(p.pid()).unwrap_or(0),
         })
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
@@ -255,13 +259,16 @@ pub fn main(a: &SoakArgs) -> Result<bool> {
         let within = ratio <= 1.10;
         ok &= within;
         println!(
-            "  {:<6} pid {:<7} max RSS {:>7.1} MiB, bound {:>5} MiB: {:>5.1} % of bound — {}",
+            "  {:<6} pid {:<7} max RSS {:>7.1} MiB, bound {:>5} MiB: {:>5.1} % of bound — {} \
+             (idle {:.1} MiB; growth {:.1} % of bound)",
             s.name,
             s.pid,
             s.max_rss as f64 / 1048576.0,
             s.bound / 1048576,
             ratio * 100.0,
-            if within { "within 10 %" } else { "OVER" }
+            if within { "within 10 %" } else { "OVER" },
+            s.idle_rss as f64 / 1048576.0,
+            s.max_rss.saturating_sub(s.idle_rss) as f64 / s.bound as f64 * 100.0,
         );
     }
     Ok(ok)
