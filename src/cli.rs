@@ -120,6 +120,15 @@ pub struct ProxyArgs {
     #[arg(long = "node", value_name = "ADDR")]
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "node_tables")]
     pub nodes: Vec<String>,
+    /// A DNS source of the node list, `dns+HOST:PORT` (A/AAAA records) or `dnssrv+NAME` (SRV
+    /// records); repeat for each. Replaces the config's [[nodes]] and [discovery] sources;
+    /// the other [discovery] keys keep their values (docs/cluster.md, "Discovery").
+    #[arg(long = "discovery", value_name = "SOURCE", conflicts_with = "nodes")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "discovery_table"
+    )]
+    pub discovery: Vec<String>,
     #[command(flatten)]
     pub ring: RingArgs,
     /// Address for Prometheus /metrics [default: none].
@@ -160,6 +169,15 @@ pub struct RingArgs {
     /// Placement: xxh3 or ketama [default: xxh3].
     #[arg(long, value_name = "xxh3|ketama")]
     pub hash: Option<String>,
+}
+
+/// `--discovery SOURCE` flags as the `[discovery]` table's `sources`.
+fn discovery_table<S: Serializer>(sources: &[String], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Discovery<'a> {
+        sources: &'a [String],
+    }
+    Discovery { sources }.serialize(s)
 }
 
 /// `--node ADDR` flags as the `[[nodes]]` tables they replace (name and weight default).
@@ -372,5 +390,45 @@ mod tests {
             ..ProxyArgs::default()
         };
         assert!(layered::<ProxyConfig>(None, &bad).is_err());
+    }
+
+    /// `--discovery` replaces a file's fixed `[[nodes]]` or its `[discovery]` sources, keeping
+    /// the other `[discovery]` keys; with `--node` it is a usage error.
+    #[test]
+    fn discovery_flags_replace_the_node_list() {
+        let fixed = File::new("fixed.toml", "[[nodes]]\naddr = \"127.0.0.1:1\"\n");
+        let args = ProxyArgs {
+            config: Some(fixed.0.clone()),
+            discovery: vec!["dnssrv+_memcache._tcp.nodes.example".into()],
+            ..ProxyArgs::default()
+        };
+        let cfg: ProxyConfig = layered(args.config.as_deref(), &args).unwrap();
+        let d = cfg.discovery.expect("discovery from the flag");
+        assert_eq!(d.sources, ["dnssrv+_memcache._tcp.nodes.example"]);
+        assert!(cfg.nodes.is_empty(), "{:?}", cfg.nodes);
+
+        let dns = File::new(
+            "dns.toml",
+            "[discovery]\nsources = [\"dns+old:11211\"]\ninterval_secs = 3\n",
+        );
+        let args = ProxyArgs {
+            config: Some(dns.0.clone()),
+            discovery: vec!["dns+new:11211".into(), "dns+other:11211".into()],
+            ..ProxyArgs::default()
+        };
+        let cfg: ProxyConfig = layered(args.config.as_deref(), &args).unwrap();
+        let d = cfg.discovery.expect("discovery");
+        assert_eq!(d.sources, ["dns+new:11211", "dns+other:11211"]);
+        assert_eq!(d.interval_secs, 3);
+
+        let both = Cli::try_parse_from([
+            "ringcache",
+            "proxy",
+            "--node",
+            "127.0.0.1:1",
+            "--discovery",
+            "dns+x:1",
+        ]);
+        assert!(both.is_err());
     }
 }

@@ -52,6 +52,10 @@ pub fn layered<T: Settings>(file: Option<&Path>, flags: &impl Serialize) -> Resu
     if top.contains_key("nodes") {
         table.remove("discovery");
     }
+    // And `--discovery` replaces a fixed `[[nodes]]` list.
+    if top.contains_key("discovery") {
+        table.remove("nodes");
+    }
     merge(&mut table, top);
     let what = file.map_or_else(|| "flags".to_string(), |p| p.display().to_string());
     let cfg = T::deserialize(table).map_err(|e| Error::Config(format!("{what}: {e}")))?;
