@@ -37,6 +37,7 @@ use ringcache::proxy::{self, ProxyConfig, ProxyHandle};
 use ringcache_client::cluster_config::{DiscoverySettings, RebalanceSettings, RingSettings};
 use ringcache_client::health::NodeState;
 use ringcache_client::ring::NodeSpec;
+use ringcache_client::topology::Topology;
 use ringcache_client::Client;
 use support::{spawn_node_at, Server};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -144,6 +145,23 @@ impl Dns {
             .map(|&(i, port)| RData::SRV(SRV::new(0, 0, port, name(&format!("n{i}.nodes.test.")))))
             .collect();
         self.set(SRV_NAME, RecordType::SRV, data).await;
+    }
+
+    /// Publishes `nodes` as members `n0, n1, …`: an A record at each node's address, and their
+    /// SRV records.
+    async fn publish(&mut self, nodes: &[&Server]) {
+        for (i, n) in nodes.iter().enumerate() {
+            let IpAddr::V4(ip) = n.addr.ip() else {
+                panic!("test nodes listen on IPv4 loopback")
+            };
+            self.set_a(i, ip).await;
+        }
+        let srv: Vec<(usize, u16)> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i, n.addr.port()))
+            .collect();
+        self.set_srv(&srv).await;
     }
 }
 
@@ -330,6 +348,26 @@ async fn wait_members(client: &Client, mut want: Vec<String>) {
             Instant::now() < deadline,
             "discovery did not reach {want:?}; ring is {:?}",
             members(client)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (bounded) until the member at `addr` is up: a restarted node is flushed, re-warmed
+/// from its replicas, then serves again.
+async fn wait_up(topo: &Topology, addr: SocketAddr) {
+    let entry = topo
+        .nodes
+        .iter()
+        .find(|n| n.spec.addr == addr.to_string())
+        .unwrap_or_else(|| panic!("{addr} is a member"))
+        .clone();
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    while entry.health.state() != NodeState::Up {
+        assert!(
+            Instant::now() < deadline,
+            "{addr} re-warmed in time: {:?}",
+            entry.health.state()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -570,11 +608,7 @@ fn a_new_address_under_the_same_name_moves_nothing() {
         let n2 = node_on(LOCAL, 0);
         let port1 = n1.addr.port();
         let mut dns = Dns::start().await;
-        dns.set_a(0, LOCAL).await;
-        dns.set_a(1, ip2).await;
-        dns.set_a(2, LOCAL).await;
-        dns.set_srv(&[(0, n0.addr.port()), (1, port1), (2, n2.addr.port())])
-            .await;
+        dns.publish(&[&n0, &n1, &n2]).await;
         let proxy = start_proxy(&dns, 2).await;
         let client = proxy.proxy.client().clone();
         let mut conn = Raw::connect(proxy.addr).await;
@@ -605,21 +639,7 @@ fn a_new_address_under_the_same_name_moves_nothing() {
         );
 
         // Re-warmed from the replicas, then serving again.
-        let entry = topo
-            .nodes
-            .iter()
-            .find(|n| n.spec.addr == n1b.addr.to_string())
-            .expect("n1 at its new address")
-            .clone();
-        let deadline = Instant::now() + SETTLE_LIMIT;
-        while entry.health.state() != NodeState::Up {
-            assert!(
-                Instant::now() < deadline,
-                "n1 re-warmed in time: {:?}",
-                entry.health.state()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_up(&topo, n1b.addr).await;
         let ratio = conn.hit_ratio().await;
         let placed = placed_ratio(topo.ring.nodes().to_vec(), 2).await;
         println!("n1 readdressed: hit ratio {ratio:.4}, placed {placed:.4}");
@@ -651,12 +671,8 @@ fn an_address_change_during_a_transition_lets_it_finish() {
         let n3 = node_on(LOCAL, 0);
         let port1 = n1.addr.port();
         let mut dns = Dns::start().await;
-        dns.set_a(0, LOCAL).await;
-        dns.set_a(1, ip2).await;
-        dns.set_a(2, LOCAL).await;
+        dns.publish(&[&n0, &n1, &n2]).await;
         dns.set_a(3, LOCAL).await;
-        dns.set_srv(&[(0, n0.addr.port()), (1, port1), (2, n2.addr.port())])
-            .await;
         // Slow migration: the transition lasts seconds.
         let proxy = start_proxy_rated(&dns, 2, 1000, 1000).await;
         let client = proxy.proxy.client().clone();
@@ -699,17 +715,7 @@ fn an_address_change_during_a_transition_lets_it_finish() {
         .await;
         settle(&client).await;
         let topo = client.topology();
-        let entry = topo
-            .nodes
-            .iter()
-            .find(|n| n.spec.addr == n1b.addr.to_string())
-            .expect("n1 at its new address")
-            .clone();
-        let deadline = Instant::now() + SETTLE_LIMIT;
-        while entry.health.state() != NodeState::Up {
-            assert!(Instant::now() < deadline, "n1 re-warmed in time");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_up(&topo, n1b.addr).await;
         let ratio = conn.hit_ratio().await;
         let placed = placed_ratio(topo.ring.nodes().to_vec(), 2).await;
         println!("readdress mid-transition: hit ratio {ratio:.4}, placed {placed:.4}");
@@ -726,10 +732,7 @@ fn dns_failures_keep_the_last_good_list() {
         let n0 = node_on(LOCAL, 0);
         let n1 = node_on(LOCAL, 0);
         let mut dns = Dns::start().await;
-        dns.set_a(0, LOCAL).await;
-        dns.set_a(1, LOCAL).await;
-        dns.set_srv(&[(0, n0.addr.port()), (1, n1.addr.port())])
-            .await;
+        dns.publish(&[&n0, &n1]).await;
         let proxy = start_proxy(&dns, 2).await;
         let client = proxy.proxy.client().clone();
         let good = vec![member(0, n0.addr), member(1, n1.addr)];
