@@ -28,9 +28,11 @@ pub enum Error {
     /// The node's request queue is full; the caller should back off.
     #[error("request queue for {0} is full")]
     Busy(String),
-    /// The node answered with an error line (`ERROR`, `CLIENT_ERROR ...`, `SERVER_ERROR ...`).
+    /// The node (or the router, for a refusal it makes itself) answered with one of
+    /// memcached's error lines; [`Refused`] says which, so a caller can tell a malformed or
+    /// forbidden request from a server that could not carry it out.
     #[error("server error: {0}")]
-    Server(String),
+    Server(Refused),
     /// A configuration (membership, ring settings) that cannot be used.
     #[error("config error: {0}")]
     Config(String),
@@ -40,4 +42,28 @@ pub enum Error {
     /// A lock request that cannot be granted safely as asked (see docs/locks.md).
     #[error("lock: {0}")]
     Lock(String),
+}
+
+/// A request answered with one of memcached's three error lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// `ERROR`: the server does not know the command.
+    Unknown,
+    /// `CLIENT_ERROR <message>`: the request is malformed or not allowed; retrying it as it is
+    /// gets the same answer.
+    Client(String),
+    /// `SERVER_ERROR <message>`: the server could not carry it out (out of memory, no replica
+    /// in sync, too few replicas for a majority); it may succeed later.
+    Server(String),
+}
+
+impl std::fmt::Display for Refused {
+    /// The error line as memcached writes it, without the line end.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Unknown => f.write_str("ERROR"),
+            Refused::Client(m) => write!(f, "CLIENT_ERROR {m}"),
+            Refused::Server(m) => write!(f, "SERVER_ERROR {m}"),
+        }
+    }
 }

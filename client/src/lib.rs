@@ -25,7 +25,7 @@ pub mod tls_files;
 pub mod topology;
 pub mod transport;
 
-pub use error::Error;
+pub use error::{Error, Refused};
 pub use lock::{Lease, LockOptions};
 pub use router::migrate::{Phase, RebalanceOptions, RebalanceStatus};
 pub use router::{Ack, CasResult, Client, ClientBuilder, ClientOptions, GetMany, Item};

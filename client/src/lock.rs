@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use crate::error::Error;
+use crate::error::{Error, Refused};
 use crate::health::NodeState;
 use crate::protocol::{
     number::parse_u64, valid_key, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response,
@@ -342,9 +342,9 @@ impl Client {
         }
         self.remove(&key, &held).await;
         if answered < need {
-            return Err(Error::Server(
-                "SERVER_ERROR too few replicas answered for a majority".into(),
-            ));
+            return Err(Error::Server(Refused::Server(
+                "too few replicas answered for a majority".into(),
+            )));
         }
         Ok(Response::NotStored)
     }

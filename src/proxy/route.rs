@@ -6,6 +6,7 @@
 //! reply the client did not want.
 
 use bytes::Bytes;
+use ringcache_client::error::Refused;
 use ringcache_client::protocol::{
     Fault, MetaCmd, MetaRequest, MetaStatus, Request, Response, StoreCmd, Value,
 };
@@ -23,7 +24,13 @@ fn server_error(e: &ClientError) -> Response {
         ClientError::ConnectionClosed(_) | ClientError::Io(_) | ClientError::NoReplica => {
             "backend unavailable".to_string()
         }
-        ClientError::Server(m) => return Response::Other(Bytes::from(m.clone())),
+        ClientError::Server(r) => {
+            return match r {
+                Refused::Unknown => Response::Error,
+                Refused::Client(m) => Response::ClientError(Bytes::from(m.clone())),
+                Refused::Server(m) => Response::ServerError(Bytes::from(m.clone())),
+            }
+        }
         other => other.to_string(),
     }))
 }

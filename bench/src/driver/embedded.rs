@@ -519,7 +519,9 @@ mod tests {
                 reconnects: 0,
             }
         );
-        assert!(is_answered_error(&ClientError::Server("x".into())));
+        assert!(is_answered_error(&ClientError::Server(
+            ringcache_client::error::Refused::Client("x".into())
+        )));
         assert!(!is_answered_error(&ClientError::Timeout("n".into())));
     }
 }

@@ -34,7 +34,7 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 
 use crate::connection::ConnectOptions;
-use crate::error::Error;
+use crate::error::{Error, Refused};
 use crate::health::{probe_backoff, HintLimits, Hinted, Identity, NodeState};
 use crate::protocol::{
     valid_key, ArithCmd, GetCmd, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response,
@@ -363,12 +363,12 @@ fn check_key(key: &[u8]) -> Result<(), Error> {
 
 fn unexpected(resp: &Response) -> Error {
     match resp {
-        Response::Error => Error::Server("ERROR".into()),
+        Response::Error => Error::Server(Refused::Unknown),
         Response::ClientError(m) => {
-            Error::Server(format!("CLIENT_ERROR {}", String::from_utf8_lossy(m)))
+            Error::Server(Refused::Client(String::from_utf8_lossy(m).into_owned()))
         }
         Response::ServerError(m) => {
-            Error::Server(format!("SERVER_ERROR {}", String::from_utf8_lossy(m)))
+            Error::Server(Refused::Server(String::from_utf8_lossy(m).into_owned()))
         }
         other => Error::Protocol(format!("unexpected reply {other:?}")),
     }
@@ -1247,9 +1247,9 @@ impl Client {
         }
         let mut owners = self.required_in(&topo, &key)?;
         let Some(at) = owners.iter().position(|n| n.health.in_sync(&key)) else {
-            return Err(Error::Server(
-                "SERVER_ERROR no replica of this key is in sync; retry later".into(),
-            ));
+            return Err(Error::Server(Refused::Server(
+                "no replica of this key is in sync; retry later".into(),
+            )));
         };
         let exec = owners.remove(at);
         let resp = self.send(&exec, req).await?;
