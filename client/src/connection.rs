@@ -158,6 +158,10 @@ struct Shared {
     /// Every handle was dropped: the task ends.
     gone: AtomicBool,
     queue_depth: usize,
+    /// Bytes of encoded requests not yet taken by the socket past which callers wait for room
+    /// (one request may always go into an empty buffer): `queue_depth` alone bounds a count,
+    /// and 1024 queued 1 MiB sets behind a socket that stopped reading would be 1 GiB.
+    queue_bytes: usize,
 }
 
 impl Shared {
@@ -173,6 +177,12 @@ impl Shared {
     fn timeout(&self) -> Error {
         Error::Timeout(self.addr.to_string())
     }
+}
+
+/// The byte bound of a connection's unwritten requests: four of the largest items, at least
+/// 4 MiB (a socket that drains normally empties it at every turn).
+fn queue_bytes(max_item_size: usize) -> usize {
+    max_item_size.saturating_mul(4).max(4 << 20)
 }
 
 /// Ends the socket's task when the last handle goes.
@@ -219,6 +229,7 @@ impl Connection {
             room: Notify::new(),
             gone: AtomicBool::new(false),
             queue_depth: opts.queue_depth.max(1),
+            queue_bytes: queue_bytes(opts.max_item_size),
         });
         tokio::spawn(supervise(shared.clone(), opts));
         Connection {
@@ -307,7 +318,7 @@ impl Connection {
         if !st.open {
             return Err(shared.closed());
         }
-        if st.queued.len() >= shared.queue_depth {
+        if st.queued.len() >= shared.queue_depth || st.out.len() >= shared.queue_bytes {
             return Ok(None);
         }
         let first = st.out.is_empty();
@@ -633,8 +644,9 @@ impl Io<'_> {
         if st.out.is_empty() {
             return;
         }
+        let was_full =
+            st.queued.len() >= self.shared.queue_depth || st.out.len() >= self.shared.queue_bytes;
         std::mem::swap(&mut self.wbuf, &mut st.out);
-        let was_full = st.queued.len() >= self.shared.queue_depth;
         self.waiting.extend(st.queued.drain(..));
         drop(st);
         if was_full {
@@ -746,6 +758,59 @@ mod tests {
             }
         });
         addr
+    }
+
+    /// A server that accepts and never reads: its socket buffers fill, then nothing moves.
+    async fn deaf_server() -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        addr
+    }
+
+    /// Unwritten requests are bounded in bytes, not only in count: 64 sets of 512 KiB behind a
+    /// server that never reads wait for room (and time out) instead of piling 32 MiB into the
+    /// connection's buffer.
+    #[tokio::test]
+    async fn unwritten_requests_are_bounded_in_bytes() {
+        let addr = deaf_server().await;
+        let conn = Connection::connect(&addr, ConnectOptions::default())
+            .await
+            .unwrap();
+        let value = bytes::Bytes::from(vec![b'v'; 512 * 1024]);
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let (conn, value) = (conn.clone(), value.clone());
+                tokio::spawn(async move {
+                    let req = Request::Store {
+                        cmd: crate::protocol::StoreCmd::Set,
+                        key: bytes::Bytes::from(format!("k{i}")),
+                        flags: 0,
+                        exptime: 0,
+                        cas: 0,
+                        value,
+                        noreply: false,
+                    };
+                    conn.request(req, Duration::from_secs(2)).await
+                })
+            })
+            .collect();
+        let bound = queue_bytes(ConnectOptions::default().max_item_size) + 513 * 1024;
+        let mut most = 0;
+        for _ in 0..15 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            most = most.max(conn.shared().lock().out.len());
+        }
+        assert!(most > 0, "the socket backed up");
+        assert!(most <= bound, "{most} unwritten bytes, bound {bound}");
+        for t in tasks {
+            assert!(t.await.unwrap().is_err(), "a deaf server answers nothing");
+        }
     }
 
     /// The socket's one timer watches the oldest request; a request with a shorter deadline
