@@ -101,11 +101,7 @@ pub async fn start(opts: &LocalConfig) -> Result<LocalCluster, Error> {
     let specs = nodes
         .iter()
         .enumerate()
-        .map(|(i, n)| NodeSpec {
-            addr: n.addr.to_string(),
-            name: Some(format!("node{}", i + 1)),
-            weight: 1,
-        })
+        .map(|(i, n)| NodeSpec::new(n.addr.to_string()).named(format!("node{}", i + 1)))
         .collect();
     let cfg = ProxyConfig {
         listen: opts.listen.clone(),
