@@ -137,55 +137,48 @@ fn the_scan_catches_an_undocumented_key() {
     );
 }
 
-/// The error `ringcache::settings::parse` gives `text` as a `T`, which must refuse it.
-fn refusal<T: ringcache::settings::Settings + std::fmt::Debug>(text: &str) -> String {
-    match ringcache::settings::parse::<T>(text) {
-        Ok(cfg) => panic!("{text:?} was taken: {cfg:?}"),
-        Err(e) => e.to_string(),
+/// Files each program must refuse, and the key the error must name: `flatten` is where unknown
+/// keys slip through unless the outer struct refuses what no field took.
+const REFUSED: [(&str, &str); 5] = [
+    // A misspelt top-level key, next to a flattened key set right.
+    (
+        "ssl_verify_mode = 0\nlisten_addr = \"127.0.0.1:1\"\n",
+        "listen_addr",
+    ),
+    // A misspelt security key.
+    ("ssl_chain_crt = \"/x.pem\"\n", "ssl_chain_crt"),
+    // A command the gate does not know.
+    ("[commands]\nflush_al = \"deny\"\n", "flush_al"),
+    // A bad value of a flattened key: its name, not only the type serde wanted.
+    ("ssl_verify_mode = \"two\"\n", "ssl_verify_mode"),
+    ("[commands]\nflush_all = \"maybe\"\n", "commands"),
+];
+
+/// Each of [`REFUSED`], followed by `valid` (what else `T` needs), is refused as a `T` with an
+/// error naming the key.
+fn refuses_naming_the_key<T: ringcache::settings::Settings + std::fmt::Debug>(valid: &str) {
+    let program = std::any::type_name::<T>();
+    for (text, key) in REFUSED {
+        let text = format!("{text}{valid}");
+        match ringcache::settings::parse::<T>(&text) {
+            Ok(cfg) => panic!("{program}: {text:?} was taken: {cfg:?}"),
+            Err(e) => assert!(
+                e.to_string().contains(key),
+                "{program}: {text:?} refused without naming {key}: {e}"
+            ),
+        }
     }
 }
 
-/// The security keys are one struct flattened into each program's settings, and serde's
-/// `flatten` is where unknown keys used to slip through: a typo at the top level or in
-/// `[commands]` must still be refused by every program, naming the key, and a bad value of a
-/// flattened key must still name its key.
+/// The security keys are one struct flattened into each program's settings: a typo at the top
+/// level or in `[commands]` must still be refused by every program, naming the key, and so
+/// must a bad value of a flattened key.
 #[test]
 fn every_program_refuses_unknown_keys_naming_them() {
+    refuses_naming_the_key::<NodeConfig>("");
     // A proxy file needs a node list to be valid: give one, so only the key under test is wrong.
-    let nodes = "[[nodes]]\naddr = \"127.0.0.1:1\"\n";
-    let programs: [(&str, fn(&str) -> String); 3] = [
-        ("node", refusal::<NodeConfig>),
-        ("proxy", refusal::<ProxyConfig>),
-        ("local", refusal::<LocalConfig>),
-    ];
-    for (name, refuse) in programs {
-        let cases = [
-            // A misspelt top-level key, next to a flattened key set right.
-            (
-                "ssl_verify_mode = 0\nlisten_addr = \"127.0.0.1:1\"\n",
-                "listen_addr",
-            ),
-            // A misspelt security key.
-            ("ssl_chain_crt = \"/x.pem\"\n", "ssl_chain_crt"),
-            // A command the gate does not know.
-            ("[commands]\nflush_al = \"deny\"\n", "flush_al"),
-            // A bad value of a flattened key: its name, not only the type serde wanted.
-            ("ssl_verify_mode = \"two\"\n", "ssl_verify_mode"),
-            ("[commands]\nflush_all = \"maybe\"\n", "commands"),
-        ];
-        for (text, key) in cases {
-            let text = if name == "proxy" {
-                format!("{text}{nodes}")
-            } else {
-                text.to_string()
-            };
-            let e = refuse(&text);
-            assert!(
-                e.contains(key),
-                "{name}: {text:?} refused without naming {key}: {e}"
-            );
-        }
-    }
+    refuses_naming_the_key::<ProxyConfig>("[[nodes]]\naddr = \"127.0.0.1:1\"\n");
+    refuses_naming_the_key::<LocalConfig>("");
 }
 
 /// What the three files say about security reaches each program's settings through `flatten`.
