@@ -21,8 +21,9 @@ use crate::error::Error;
 /// A listener's security keys, the same 7 top-level keys in the node's, the proxy's and
 /// `ringcache local`'s config files (`config/*.toml` document them): each program's settings
 /// type takes this struct with `#[serde(flatten)]`, so they are declared, documented and
-/// defaulted here only. Flattened structs must not refuse unknown keys themselves (they are
-/// handed the whole table); the program's own struct does, for the keys no field took.
+/// defaulted here only. No `deny_unknown_fields` here: serde does not support it on a flattened
+/// struct, the program's own struct refuses whatever key no field took, and `settings` reads
+/// this one alone from a whole file to name the key of a bad value.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct SecuritySettings {
