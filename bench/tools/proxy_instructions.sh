@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Instructions per proxied request: the proxy (ringcache or nutcracker) run under callgrind in
+# front of three stock memcached, a counted load from ringcache-bench, and the total of a
+# one-request run subtracted (start-up, connects, prefill) before dividing by N. Instruction
+# counts do not move with the machine's load, unlike ops/s on a shared 2-core box.
+#
+#   bench/tools/proxy_instructions.sh ringcache|nutcracker CONNECTIONS PIPELINE MULTIGET [N]
+#
+# Needs valgrind, memcached and nutcracker (Debian), and release builds of ringcache and
+# ringcache-bench (RINGCACHE / RCBENCH override their paths); KEEP=FILE keeps the measured run's
+# callgrind output for callgrind_annotate. Prints one line:
+#   <proxy> c<C> p<P> mget<M>: <instructions per request> Ir/request (<N> requests)
+set -euo pipefail
+kind=$1 conns=$2 pipe=$3 mget=$4 n=${5:-20000}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+rc=${RINGCACHE:-$root/target/release/ringcache}
+bench=${RCBENCH:-$root/target/release/ringcache-bench}
+dir=$(mktemp -d)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 200); do nc -z 127.0.0.1 "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+
+mc=()
+for _ in 1 2 3; do
+  p=$(free_port); memcached -p "$p" -l 127.0.0.1 -U 0 -u nobody -m 256 & pids+=($!); wait_port "$p"; mc+=("$p")
+done
+
+# One measured run of $1 requests; prints the proxy's total instructions.
+run() {
+  local reqs=$1 port out conf
+  port=$(free_port); out=$dir/cg.$reqs.out
+  if [ "$kind" = ringcache ]; then
+    conf=$dir/proxy.toml
+    { echo "listen = \"127.0.0.1:$port\""; echo "[ring]"; echo "replicas = 1"
+      for m in "${mc[@]}"; do printf '[[nodes]]\naddr = "127.0.0.1:%s"\n' "$m"; done; } > "$conf"
+    valgrind --tool=callgrind --callgrind-out-file="$out" "$rc" proxy --config "$conf" >/dev/null 2>&1 &
+  else
+    conf=$dir/nut.yml
+    { echo "p:"; echo "  listen: 127.0.0.1:$port"; echo "  hash: md5"; echo "  distribution: ketama"
+      echo "  timeout: 1000"; echo "  preconnect: true"; echo "  server_connections: 2"; echo "  servers:"
+      for m in "${mc[@]}"; do echo "    - 127.0.0.1:$m:1"; done; } > "$conf"
+    valgrind --tool=callgrind --callgrind-out-file="$out" nutcracker -c "$conf" >/dev/null 2>&1 &
+  fi
+  local vg=$!
+  wait_port "$port"
+  "$bench" --target "127.0.0.1:$port" --connections "$conns" --pipeline "$pipe" \
+    --multiget "$mget" --requests "$reqs" --keys 1000 --value-size 100 --prefill --duration 120 \
+    >/dev/null 2>&1
+  kill -INT "$vg"; wait "$vg" 2>/dev/null || true
+  awk '/^(summary|totals):/ {print $2; exit}' "$out"
+}
+base=$(run 1)
+full=$(run "$n")
+if [ -n "${KEEP:-}" ]; then cp "$dir/cg.$n.out" "$KEEP"; fi
+echo "$kind c$conns p$pipe mget$mget: $(( (full - base) / n )) Ir/request ($n requests)"
