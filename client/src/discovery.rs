@@ -25,6 +25,13 @@
 //!   ring: a pod being recreated (a rolling update, an eviction) drops out of DNS for a few
 //!   seconds, and a removal and re-addition would be two transitions where a short absence is
 //!   one node down that its replicas cover.
+//! - A resolved node that answers `stats` with `draining 1` (a node told to leave: SIGTERM,
+//!   `src/node/drain.rs` in the server) is left out at once, as if its record had gone, with
+//!   no `remove_after_secs` grace: its pod is being deleted (a scale-down keeps the record
+//!   until the pod is gone), and the transition this starts reads its keys from it while it
+//!   still serves and copies them to their new owners. A node that stops reporting it (its
+//!   pod restarted under the same name) is a member again at the next round. A node that
+//!   does not answer is not taken for draining: being down is the health probe's business.
 //! - The list is sorted by name: DNS servers rotate their answers, and node order decides ties
 //!   between ring points, so an unsorted list would look like a new ring every time.
 //! - The resolver keeps no cache: each round asks the name server (which caches itself).
@@ -44,8 +51,10 @@ use metrics::{counter, gauge};
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
-use crate::connection::ConnectOptions;
+use crate::connection::{ConnectOptions, Connection};
+use crate::health::draining_in_stats;
 use crate::metric_names as names;
+use crate::protocol::{Request, Response};
 use crate::ring::{NodeSpec, Ring};
 use crate::router::{Client, Inner};
 use crate::topology::{NodeEntry, PastRing, Topology};
@@ -339,6 +348,23 @@ impl Absences {
         }
     }
 
+    /// [`Absences::merge`] with the members named in `leaving` left out at once, as if
+    /// missing for longer than `remove_after` (they announced they are leaving).
+    pub fn merge_leaving(
+        &mut self,
+        current: &[NodeSpec],
+        mut resolved: Vec<NodeSpec>,
+        leaving: &[String],
+        now: Instant,
+    ) -> Vec<NodeSpec> {
+        let gone = |n: &NodeSpec| leaving.iter().any(|l| l == n.ring_name());
+        resolved.retain(|n| !gone(n));
+        let mut out = self.merge(current, resolved, now);
+        out.retain(|n| !gone(n));
+        self.missing_since.retain(|name, _| !leaving.contains(name));
+        out
+    }
+
     /// The membership to apply at `now`: `resolved`, plus the members of `current` missing
     /// from it for less than `remove_after`, sorted by name.
     pub fn merge(
@@ -432,8 +458,15 @@ async fn round(
         Err((reason, why)) => return failed(reason, &why),
     };
     gauge!(names::DISCOVERY_NODES).set(resolved.len() as f64);
+    let leaving = client.draining(&resolved).await;
+    gauge!(names::DISCOVERY_DRAINING).set(leaving.len() as f64);
     let current: Vec<NodeSpec> = client.topology().ring.nodes().to_vec();
-    let next = absences.merge(&current, resolved, Instant::now());
+    for name in &leaving {
+        if current.iter().any(|n| n.ring_name() == name) {
+            tracing::info!(node = %name, "discovery: node is draining; taking it out of the ring");
+        }
+    }
+    let next = absences.merge_leaving(&current, resolved, &leaving, Instant::now());
     if next == current {
         return;
     }
@@ -454,6 +487,46 @@ async fn round(
 }
 
 impl Client {
+    /// The names of the nodes among `specs` that answer `stats` with `draining 1`. A member
+    /// (of the current or a past ring, at the same address) is asked on its own connection;
+    /// any other node on a short-lived one. Each ask is bounded by the connect and request
+    /// timeouts; a node that does not answer in time is not draining.
+    pub async fn draining(&self, specs: &[NodeSpec]) -> Vec<String> {
+        let known = self.topology().all_nodes();
+        let o = self.options();
+        let limit = o.connect_timeout + o.request_timeout;
+        let checks = specs.iter().map(|spec| {
+            let entry = known
+                .iter()
+                .find(|n| n.spec.ring_name() == spec.ring_name() && n.spec.addr == spec.addr)
+                .cloned();
+            let opts = ConnectOptions {
+                connect_timeout: o.connect_timeout,
+                max_item_size: o.max_item_size,
+                transport: o.transport.clone(),
+                ..ConnectOptions::default()
+            };
+            let timeout = o.request_timeout;
+            async move {
+                let ask = async {
+                    let conn = match entry {
+                        Some(n) => n.conn().clone(),
+                        None => Connection::connect(&spec.addr, opts).await.ok()?,
+                    };
+                    match conn.request(Request::Stats { group: None }, timeout).await {
+                        Ok(Response::Stats(s)) => {
+                            Some(draining_in_stats(s.iter().map(|(k, v)| (&k[..], &v[..]))))
+                        }
+                        _ => None,
+                    }
+                };
+                let draining = tokio::time::timeout(limit, ask).await.ok().flatten();
+                (draining == Some(true)).then(|| spec.ring_name().to_string())
+            }
+        });
+        join_all(checks).await.into_iter().flatten().collect()
+    }
+
     /// Applies a discovered membership: members whose name is known but whose address changed
     /// are moved to the new address in place (no key changes owner; the process there is
     /// flushed, fenced and re-warmed like a node that restarted), then the list is applied as
@@ -685,5 +758,30 @@ mod tests {
         // No grace: gone at once.
         let mut a = Absences::new(Duration::ZERO);
         assert_eq!(a.merge(&current, only_a.clone(), t0), only_a);
+    }
+
+    #[test]
+    fn a_draining_member_leaves_at_once_and_comes_back_when_it_stops() {
+        let t0 = Instant::now();
+        let mut a = Absences::new(Duration::from_secs(30));
+        let current = vec![named("a:1", "10.0.0.1:1"), named("b:1", "10.0.0.2:1")];
+        let only_a = vec![named("a:1", "10.0.0.1:1")];
+        let leaving = vec!["b:1".to_string()];
+        // Still resolved, but draining: out now, no grace.
+        assert_eq!(
+            a.merge_leaving(&current, current.clone(), &leaving, t0),
+            only_a
+        );
+        // Draining and then missing from DNS: stays out, and no absence clock lingers.
+        assert_eq!(
+            a.merge_leaving(&only_a, only_a.clone(), &leaving, t0),
+            only_a
+        );
+        assert!(a.missing_since.is_empty());
+        // Restarted (not draining): a member again.
+        assert_eq!(
+            a.merge_leaving(&only_a, current.clone(), &[], t0 + Duration::from_secs(1)),
+            current
+        );
     }
 }
