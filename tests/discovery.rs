@@ -965,10 +965,19 @@ fn a_node_sent_sigterm_is_drained_before_it_goes() {
             "drain n2: hit ratio {during:.4} during, {after:.4} after, placed {placed:.4}; {:?}",
             client.rebalance_status()
         );
-        assert!(during >= 0.99, "read-through during the transition: {during}");
+        assert!(
+            during >= 0.99,
+            "read-through during the transition: {during}"
+        );
         assert_eq!(after, 1.0, "every key reads through the proxy");
-        assert_eq!(placed, 1.0, "every key now lives on n0 or n1, where the ring says");
-        assert!(client.rebalance_status().copied > 0, "n2's keys were copied");
+        assert_eq!(
+            placed, 1.0,
+            "every key now lives on n0 or n1, where the ring says"
+        );
+        assert!(
+            client.rebalance_status().copied > 0,
+            "n2's keys were copied"
+        );
 
         // Unasked since the transition ended, n2 ends its drain by itself (well before its
         // 60 s drain_timeout) and exits cleanly.

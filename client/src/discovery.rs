@@ -192,6 +192,15 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Every reason, for registering the failure counter's series.
+    pub const ALL: [Failure; 5] = [
+        Failure::Timeout,
+        Failure::NxDomain,
+        Failure::Empty,
+        Failure::Error,
+        Failure::Refused,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Failure::Timeout => "timeout",
@@ -394,6 +403,18 @@ impl Absences {
         out.sort_by(|a, b| a.ring_name().cmp(b.ring_name()));
         out
     }
+}
+
+/// Registers discovery's metrics at zero (without changing any already counted), so they
+/// exist on every proxy's `/metrics`, discovery or not: the dashboard's discovery panel shows
+/// zero instead of "no data", and a renamed metric is caught by deploy/check.py.
+pub fn register_metrics() {
+    for reason in Failure::ALL {
+        counter!(names::DISCOVERY_FAILURES_TOTAL, "reason" => reason.as_str()).increment(0);
+    }
+    counter!(names::DISCOVERY_CHANGES_TOTAL).increment(0);
+    gauge!(names::DISCOVERY_NODES).increment(0.0);
+    gauge!(names::DISCOVERY_DRAINING).increment(0.0);
 }
 
 /// A running discovery loop; dropping it stops the loop.
