@@ -29,14 +29,17 @@
 //!   `src/node/drain.rs` in the server) is left out at once, as if its record had gone, with
 //!   no `remove_after_secs` grace: its pod is being deleted (a scale-down keeps the record
 //!   until the pod is gone), and the transition this starts reads its keys from it while it
-//!   still serves and copies them to their new owners. A node that stops reporting it (its
-//!   pod restarted under the same name) is a member again at the next round. A node that
-//!   does not answer is not taken for draining: being down is the health probe's business.
+//!   still serves and copies them to their new owners. It stays left out while it does not
+//!   answer (its drain ended and it exited, but its record lingers until the pod object is
+//!   deleted: re-adding it then would route keys to a dead node), until it answers without
+//!   `draining 1` (its pod restarted under the same name) or its record goes. A node never
+//!   seen draining that does not answer is not taken for draining: being down is the health
+//!   probe's business.
 //! - The list is sorted by name: DNS servers rotate their answers, and node order decides ties
 //!   between ring points, so an unsorted list would look like a new ring every time.
 //! - The resolver keeps no cache: each round asks the name server (which caches itself).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::{Arc, Weak};
@@ -347,6 +350,8 @@ impl NodeResolver {
 pub struct Absences {
     remove_after: Duration,
     missing_since: HashMap<String, Instant>,
+    /// Names last seen answering `draining 1` (see the module comment).
+    leaving: HashSet<String>,
 }
 
 impl Absences {
@@ -354,7 +359,34 @@ impl Absences {
         Absences {
             remove_after,
             missing_since: HashMap::new(),
+            leaving: HashSet::new(),
         }
+    }
+
+    /// The names of `resolved` that are leaving, given this round's `reports` (one per node
+    /// of `resolved`: `Some(draining)`, or `None` when it did not answer). A node seen
+    /// draining stays leaving while it does not answer, until it answers without draining;
+    /// names no longer resolved are forgotten.
+    pub fn leaving(&mut self, resolved: &[NodeSpec], reports: &[Option<bool>]) -> Vec<String> {
+        self.leaving
+            .retain(|name| resolved.iter().any(|n| n.ring_name() == name));
+        let mut out = Vec::new();
+        for (n, report) in resolved.iter().zip(reports) {
+            let name = n.ring_name();
+            match report {
+                Some(true) => {
+                    self.leaving.insert(name.to_string());
+                }
+                Some(false) => {
+                    self.leaving.remove(name);
+                }
+                None => {}
+            }
+            if self.leaving.contains(name) {
+                out.push(name.to_string());
+            }
+        }
+        out
     }
 
     /// [`Absences::merge`] with the members named in `leaving` left out at once, as if
@@ -479,7 +511,8 @@ async fn round(
         Err((reason, why)) => return failed(reason, &why),
     };
     gauge!(names::DISCOVERY_NODES).set(resolved.len() as f64);
-    let leaving = client.draining(&resolved).await;
+    let reports = client.drain_reports(&resolved).await;
+    let leaving = absences.leaving(&resolved, &reports);
     gauge!(names::DISCOVERY_DRAINING).set(leaving.len() as f64);
     let current: Vec<NodeSpec> = client.topology().ring.nodes().to_vec();
     for name in &leaving {
@@ -508,11 +541,11 @@ async fn round(
 }
 
 impl Client {
-    /// The names of the nodes among `specs` that answer `stats` with `draining 1`. A member
-    /// (of the current or a past ring, at the same address) is asked on its own connection;
-    /// any other node on a short-lived one. Each ask is bounded by the connect and request
-    /// timeouts; a node that does not answer in time is not draining.
-    pub async fn draining(&self, specs: &[NodeSpec]) -> Vec<String> {
+    /// Whether each node of `specs` says it is draining (`stats`: `draining 1`), in order;
+    /// `None` for one that did not answer. A member (of the current or a past ring, at the
+    /// same address) is asked on its own connection; any other node on a short-lived one.
+    /// Each ask is bounded by the connect and request timeouts.
+    pub async fn drain_reports(&self, specs: &[NodeSpec]) -> Vec<Option<bool>> {
         let known = self.topology().all_nodes();
         let o = self.options();
         let limit = o.connect_timeout + o.request_timeout;
@@ -541,11 +574,10 @@ impl Client {
                         _ => None,
                     }
                 };
-                let draining = tokio::time::timeout(limit, ask).await.ok().flatten();
-                (draining == Some(true)).then(|| spec.ring_name().to_string())
+                tokio::time::timeout(limit, ask).await.ok().flatten()
             }
         });
-        join_all(checks).await.into_iter().flatten().collect()
+        join_all(checks).await
     }
 
     /// Applies a discovered membership: members whose name is known but whose address changed
@@ -804,5 +836,23 @@ mod tests {
             a.merge_leaving(&only_a, current.clone(), &[], t0 + Duration::from_secs(1)),
             current
         );
+    }
+
+    #[test]
+    fn a_node_seen_draining_stays_leaving_while_silent() {
+        let mut a = Absences::new(Duration::from_secs(30));
+        let both = vec![named("a:1", "10.0.0.1:1"), named("b:1", "10.0.0.2:1")];
+        let b = || vec!["b:1".to_string()];
+        // Never seen draining and silent: a member (down is the probe's business).
+        assert!(a.leaving(&both, &[Some(false), None]).is_empty());
+        assert_eq!(a.leaving(&both, &[Some(false), Some(true)]), b());
+        // Its drain ended, it exited, its record lingers: still leaving.
+        assert_eq!(a.leaving(&both, &[Some(false), None]), b());
+        // Restarted under the same name: answers without draining, a member again.
+        assert!(a.leaving(&both, &[Some(false), Some(false)]).is_empty());
+        // Its record gone: forgotten, so a later silent node of that name is not leaving.
+        a.leaving(&both, &[Some(false), Some(true)]);
+        a.leaving(&both[..1], &[Some(false)]);
+        assert!(a.leaving(&both, &[Some(false), None]).is_empty());
     }
 }
