@@ -997,7 +997,11 @@ fn a_node_sent_sigterm_is_drained_before_it_goes() {
         // Exited, but its record lingers (the pod object is not deleted yet): rounds that find
         // it silent keep it out, rather than routing keys to a dead node.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        assert_eq!(members(&client), rest, "a silent node seen draining stays out");
+        assert_eq!(
+            members(&client),
+            rest,
+            "a silent node seen draining stays out"
+        );
 
         // The pod is gone and its record with it: nothing more happens.
         let n2_addr = nodes[2].addr;
@@ -1019,7 +1023,11 @@ fn a_node_sent_sigterm_is_drained_before_it_goes() {
         let all: Vec<String> = (0..3).map(|i| member(i, nodes[i].addr)).collect();
         wait_members(&client, all).await;
         settle(&client).await;
-        assert_eq!(conn.hit_ratio().await, 1.0, "every key reads after the return");
+        assert_eq!(
+            conn.hit_ratio().await,
+            1.0,
+            "every key reads after the return"
+        );
         let placed = placed_ratio(client.topology().ring.nodes().to_vec(), 1).await;
         assert_eq!(placed, 1.0, "n2's keys moved back to it");
         proxy.shutdown().await;
