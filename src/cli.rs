@@ -324,18 +324,24 @@ mod tests {
             ..NodeArgs::default()
         };
         let n: NodeConfig = layered(node.config.as_deref(), &node).unwrap();
-        assert_eq!(n.ssl_chain_cert, Some(PathBuf::from("/flag/chain.pem")));
-        assert_eq!(n.ssl_key, Some(PathBuf::from("/file/key.pem")));
-        assert_eq!(n.ssl_verify_mode, 2);
-        assert_eq!(n.admin_users, ["root"]);
+        assert_eq!(
+            n.security.ssl_chain_cert,
+            Some(PathBuf::from("/flag/chain.pem"))
+        );
+        assert_eq!(n.security.ssl_key, Some(PathBuf::from("/file/key.pem")));
+        assert_eq!(n.security.ssl_verify_mode, 2);
+        assert_eq!(n.security.admin_users, ["root"]);
         let proxy = ProxyArgs {
             nodes: vec!["127.0.0.1:7".into()],
             security: security.clone(),
             ..ProxyArgs::default()
         };
         let p: ProxyConfig = layered(None, &proxy).unwrap();
-        assert_eq!(p.ssl_chain_cert, Some(PathBuf::from("/flag/chain.pem")));
-        assert_eq!(p.ssl_verify_mode, 2);
+        assert_eq!(
+            p.security.ssl_chain_cert,
+            Some(PathBuf::from("/flag/chain.pem"))
+        );
+        assert_eq!(p.security.ssl_verify_mode, 2);
         let local = LocalArgs {
             security: SecurityArgs {
                 auth_file: Some("/flag/users".into()),
@@ -344,8 +350,8 @@ mod tests {
             ..LocalArgs::default()
         };
         let l: crate::local::LocalConfig = layered(None, &local).unwrap();
-        assert_eq!(l.auth_file, Some(PathBuf::from("/flag/users")));
-        assert_eq!(l.admin_users, ["root"]);
+        assert_eq!(l.security.auth_file, Some(PathBuf::from("/flag/users")));
+        assert_eq!(l.security.admin_users, ["root"]);
         // memcached's modes are 0-3; anything else is refused whichever program reads it.
         let bad = SecurityArgs {
             ssl_verify_mode: Some(4),

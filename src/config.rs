@@ -1,13 +1,11 @@
 //! Configuration files: serde structs for `ringcache node` (the proxy's live in `proxy`), loaded
 //! from TOML with unknown keys refused, then overridden by command-line flags.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::server::gate::CommandsConfig;
-use crate::server::tls::TlsSettings;
 use crate::server::SecuritySettings;
 use crate::settings::{self, Settings};
 
@@ -21,6 +19,8 @@ pub const DEFAULT_DRAIN_QUIET: u64 = 15;
 /// Everything `ringcache node` can be told; each field has memcached's default.
 /// `config/node.toml` documents every key.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+// `deny_unknown_fields` still refuses a key no field took, the flattened ones included: serde
+// checks what `security` left (tests/config_files.rs).
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     /// Address to serve the memcached protocol on (memcached: `-l`/`-p`).
@@ -46,22 +46,9 @@ pub struct NodeConfig {
     /// Seconds without a request (other than `stats`/`version`) after a router has seen the
     /// node draining that end the drain early; keep it above discovery's `interval_secs`.
     pub drain_quiet: u64,
-    /// PEM certificate chain: set, the listener serves TLS only (memcached: `-Z -o
-    /// ssl_chain_cert`).
-    pub ssl_chain_cert: Option<PathBuf>,
-    /// PEM private key (default: read from `ssl_chain_cert`) (memcached: `-o ssl_key`).
-    pub ssl_key: Option<PathBuf>,
-    /// PEM CA(s) client certificates must chain to (memcached: `-o ssl_ca_cert`).
-    pub ssl_ca_cert: Option<PathBuf>,
-    /// 0 none, 1 request, 2 require, 3 once (= 1) (memcached: `-o ssl_verify_mode`).
-    pub ssl_verify_mode: u8,
-    /// `user:password` lines; set, every connection must authenticate (memcached: `-Y`).
-    pub auth_file: Option<PathBuf>,
-    /// Users of `auth_file` allowed the commands `[commands]` keeps for admins.
-    pub admin_users: Vec<String>,
-    /// Who may run `flush_all`, `cache_memlimit`, `shutdown`, `lru_crawler`, `verbosity`,
-    /// `slabs`, `watch`: "allow", "admin" or "deny" (see docs/operations.md).
-    pub commands: CommandsConfig,
+    /// TLS, authentication and the admin gate of the listener: top-level keys of the file.
+    #[serde(flatten)]
+    pub security: SecuritySettings,
 }
 
 impl Default for NodeConfig {
@@ -77,13 +64,7 @@ impl Default for NodeConfig {
             idle_timeout: 0,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             drain_quiet: DEFAULT_DRAIN_QUIET,
-            ssl_chain_cert: None,
-            ssl_key: None,
-            ssl_ca_cert: None,
-            ssl_verify_mode: 0,
-            auth_file: None,
-            admin_users: Vec::new(),
-            commands: CommandsConfig::default(),
+            security: SecuritySettings::default(),
         }
     }
 }
@@ -103,21 +84,6 @@ impl NodeConfig {
     /// Parses and validates a config from TOML text.
     pub fn from_toml(text: &str) -> Result<NodeConfig, Error> {
         settings::parse(text)
-    }
-
-    /// The listener's TLS, auth and gate settings.
-    pub fn security(&self) -> SecuritySettings {
-        SecuritySettings {
-            tls: TlsSettings {
-                chain_cert: self.ssl_chain_cert.clone(),
-                key: self.ssl_key.clone(),
-                ca_cert: self.ssl_ca_cert.clone(),
-                verify_mode: self.ssl_verify_mode,
-            },
-            auth_file: self.auth_file.clone(),
-            admin_users: self.admin_users.clone(),
-            commands: self.commands.clone(),
-        }
     }
 
     /// The drain's bounds (`drain_timeout`, `drain_quiet`); `None` when draining is off.
@@ -156,7 +122,7 @@ impl NodeConfig {
         if self.threads == 0 {
             return Err(Error::Config("threads must be at least 1".into()));
         }
-        crate::server::tls::VerifyMode::from_number(self.ssl_verify_mode)?;
+        self.security.validate()?;
         Ok(())
     }
 }

@@ -1,7 +1,6 @@
 //! `ringcache local`: a whole cluster in one process — N nodes on loopback ports it picks and a
 //! proxy in front of them — for trying ringcache out and for tests. Ctrl-C stops everything.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use ringcache_client::cluster_config::{RingSettings, DEFAULT_REPLICAS};
@@ -13,10 +12,13 @@ use crate::error::Error;
 use crate::node::{self, clock::SystemClock, NodeHandle};
 use crate::proxy::{self, ProxyConfig, ProxyHandle};
 use crate::server::gate::{Access, CommandsConfig};
+use crate::server::SecuritySettings;
 use crate::settings::Settings;
 
 /// What `ringcache local` starts. `config/local.toml` documents every key.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+// `deny_unknown_fields` still refuses a key no field took, the flattened ones included: serde
+// checks what `security` left (tests/config_files.rs).
 #[serde(deny_unknown_fields, default)]
 pub struct LocalConfig {
     /// Cache nodes, each on a loopback port the OS picks.
@@ -29,23 +31,12 @@ pub struct LocalConfig {
     pub metrics_listen: Option<String>,
     /// Memory budget of each node, MiB.
     pub memory_limit_mb: u64,
-    /// The proxy listener's PEM certificate chain: set, it serves TLS only (the nodes listen
-    /// on loopback, without TLS). As the proxy's key of the same name.
-    pub ssl_chain_cert: Option<PathBuf>,
-    /// PEM private key (default: read from `ssl_chain_cert`).
-    pub ssl_key: Option<PathBuf>,
-    /// PEM CA(s) client certificates must chain to.
-    pub ssl_ca_cert: Option<PathBuf>,
-    /// 0 none, 1 request, 2 require, 3 once (= 1), as memcached's `ssl_verify_mode`.
-    pub ssl_verify_mode: u8,
-    /// `user:password` lines; set, every client connection must authenticate (memcached `-Y`).
-    pub auth_file: Option<PathBuf>,
-    /// Users of `auth_file` allowed the commands `[commands]` keeps for admins.
-    pub admin_users: Vec<String>,
-    /// Who may run the administrative commands through the proxy: the proxy's defaults, except
-    /// that `flush_all` is allowed unless set (a cluster for trying things out: it works as on
-    /// one memcached).
-    pub commands: CommandsConfig,
+    /// TLS, authentication and the admin gate of the proxy's listener (the nodes listen on
+    /// loopback, without them): top-level keys of the file, as in the proxy's. `[commands]`
+    /// keeps the proxy's defaults except that `flush_all` is allowed unless set: a cluster for
+    /// trying things out works as one memcached does.
+    #[serde(flatten)]
+    pub security: SecuritySettings,
 }
 
 impl Default for LocalConfig {
@@ -56,13 +47,7 @@ impl Default for LocalConfig {
             listen: ProxyConfig::default().listen,
             metrics_listen: None,
             memory_limit_mb: NodeConfig::default().memory_limit_mb,
-            ssl_chain_cert: None,
-            ssl_key: None,
-            ssl_ca_cert: None,
-            ssl_verify_mode: 0,
-            auth_file: None,
-            admin_users: Vec::new(),
-            commands: CommandsConfig::default(),
+            security: SecuritySettings::default(),
         }
     }
 }
@@ -79,7 +64,7 @@ impl LocalConfig {
         if self.nodes == 0 {
             return Err(Error::Config("nodes must be at least 1".into()));
         }
-        crate::server::tls::VerifyMode::from_number(self.ssl_verify_mode)?;
+        self.security.validate()?;
         Ok(())
     }
 }
@@ -116,11 +101,7 @@ pub async fn start(opts: &LocalConfig) -> Result<LocalCluster, Error> {
     let specs = nodes
         .iter()
         .enumerate()
-        .map(|(i, n)| NodeSpec {
-            addr: n.addr.to_string(),
-            name: Some(format!("node{}", i + 1)),
-            weight: 1,
-        })
+        .map(|(i, n)| NodeSpec::new(n.addr.to_string()).named(format!("node{}", i + 1)))
         .collect();
     let cfg = ProxyConfig {
         listen: opts.listen.clone(),
@@ -130,16 +111,13 @@ pub async fn start(opts: &LocalConfig) -> Result<LocalCluster, Error> {
             ..RingSettings::default()
         },
         nodes: specs,
-        ssl_chain_cert: opts.ssl_chain_cert.clone(),
-        ssl_key: opts.ssl_key.clone(),
-        ssl_ca_cert: opts.ssl_ca_cert.clone(),
-        ssl_verify_mode: opts.ssl_verify_mode,
-        auth_file: opts.auth_file.clone(),
-        admin_users: opts.admin_users.clone(),
         // A cluster for trying things out: flush_all works as on one memcached.
-        commands: CommandsConfig {
-            flush_all: opts.commands.flush_all.or(Some(Access::Allow)),
-            ..opts.commands.clone()
+        security: SecuritySettings {
+            commands: CommandsConfig {
+                flush_all: opts.security.commands.flush_all.or(Some(Access::Allow)),
+                ..opts.security.commands.clone()
+            },
+            ..opts.security.clone()
         },
         ..ProxyConfig::default()
     };

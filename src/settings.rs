@@ -3,6 +3,12 @@
 //! settings type (`NodeConfig`, `ProxyConfig`, `LocalConfig`), whose serde defaults are the only
 //! defaults and whose `deny_unknown_fields` refuses a typo wherever it comes from.
 //!
+//! The listener's security keys are declared once, in [`SecuritySettings`], which each settings
+//! type takes with `#[serde(flatten)]`. serde still refuses a key that neither the type nor the
+//! flattened struct took (it checks what is left after `flatten`), but it reads flattened keys
+//! from a buffer rather than from the table, so their errors lose the key's name: [`deserialize`]
+//! puts it back. (`serde_ignored` does not help here: it never sees the keys `flatten` leaves.)
+//!
 //! A flag overrides the key of the same name (docs/operations.md, "Settings"), so a new setting
 //! needs a field in the settings type, a documented key in `config/`, and optionally a flag
 //! whose serde name is the key: nothing merges values by hand.
@@ -10,10 +16,11 @@
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use toml::Table;
 
 use crate::error::Error;
+use crate::server::SecuritySettings;
 
 /// A program's settings type: read from TOML, then checked as a whole.
 pub trait Settings: DeserializeOwned {
@@ -23,7 +30,10 @@ pub trait Settings: DeserializeOwned {
 
 /// Settings from TOML text, validated.
 pub fn parse<T: Settings>(text: &str) -> Result<T, Error> {
-    let cfg: T = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+    let table = text
+        .parse::<Table>()
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let cfg: T = deserialize(table).map_err(Error::Config)?;
     cfg.validate()?;
     Ok(cfg)
 }
@@ -58,9 +68,20 @@ pub fn layered<T: Settings>(file: Option<&Path>, flags: &impl Serialize) -> Resu
     }
     merge(&mut table, top);
     let what = file.map_or_else(|| "flags".to_string(), |p| p.display().to_string());
-    let cfg = T::deserialize(table).map_err(|e| Error::Config(format!("{what}: {e}")))?;
+    let cfg: T = deserialize(table).map_err(|e| Error::Config(format!("{what}: {e}")))?;
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// The one place settings are deserialized (from a table, so no error points at a line that
+/// is not the culprit: serde reports flattened keys after the whole table is read). A bad value
+/// of a flattened security key comes out of serde without the key's name; read alone, the
+/// security keys say which one it is, as every other key's error does.
+fn deserialize<T: Settings>(table: Table) -> Result<T, String> {
+    T::deserialize(table.clone()).map_err(|e| match SecuritySettings::deserialize(table) {
+        Err(named) => named.to_string(),
+        Ok(_) => e.to_string(),
+    })
 }
 
 /// The keys a flags struct sets (its serde form; unset flags are skipped there).

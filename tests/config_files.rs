@@ -2,6 +2,8 @@
 //! taken by its program's settings type as it is (so no key is unknown or misspelt — the types
 //! refuse unknown keys), and every key in it must be documented by a comment above it, in its
 //! paragraph (a key repeated in a later `[[nodes]]` table counts as documented by the first).
+//! And since each program's settings take the shared security keys through serde's `flatten`,
+//! every program must still refuse a key it does not know, naming it.
 
 use std::collections::BTreeSet;
 
@@ -133,4 +135,68 @@ fn the_scan_catches_an_undocumented_key() {
         parsed_keys("admin_users = []\n"),
         written_keys("# admins\nadmin_users = []\n").0
     );
+}
+
+/// Files each program must refuse, and the key the error must name: `flatten` is where unknown
+/// keys slip through unless the outer struct refuses what no field took.
+const REFUSED: [(&str, &str); 5] = [
+    // A misspelt top-level key, next to a flattened key set right.
+    (
+        "ssl_verify_mode = 0\nlisten_addr = \"127.0.0.1:1\"\n",
+        "listen_addr",
+    ),
+    // A misspelt security key.
+    ("ssl_chain_crt = \"/x.pem\"\n", "ssl_chain_crt"),
+    // A command the gate does not know.
+    ("[commands]\nflush_al = \"deny\"\n", "flush_al"),
+    // A bad value of a flattened key: its name, not only the type serde wanted.
+    ("ssl_verify_mode = \"two\"\n", "ssl_verify_mode"),
+    ("[commands]\nflush_all = \"maybe\"\n", "commands"),
+];
+
+/// Each of [`REFUSED`], followed by `valid` (what else `T` needs), is refused as a `T` with an
+/// error naming the key.
+fn refuses_naming_the_key<T: ringcache::settings::Settings + std::fmt::Debug>(valid: &str) {
+    let program = std::any::type_name::<T>();
+    for (text, key) in REFUSED {
+        let text = format!("{text}{valid}");
+        match ringcache::settings::parse::<T>(&text) {
+            Ok(cfg) => panic!("{program}: {text:?} was taken: {cfg:?}"),
+            Err(e) => assert!(
+                e.to_string().contains(key),
+                "{program}: {text:?} refused without naming {key}: {e}"
+            ),
+        }
+    }
+}
+
+/// The security keys are one struct flattened into each program's settings: a typo at the top
+/// level or in `[commands]` must still be refused by every program, naming the key, and so
+/// must a bad value of a flattened key.
+#[test]
+fn every_program_refuses_unknown_keys_naming_them() {
+    refuses_naming_the_key::<NodeConfig>("");
+    // A proxy file needs a node list to be valid: give one, so only the key under test is wrong.
+    refuses_naming_the_key::<ProxyConfig>("[[nodes]]\naddr = \"127.0.0.1:1\"\n");
+    refuses_naming_the_key::<LocalConfig>("");
+}
+
+/// What the three files say about security reaches each program's settings through `flatten`.
+#[test]
+fn security_keys_reach_every_program() {
+    let text = "ssl_chain_cert = \"/c.pem\"\nadmin_users = [\"root\"]\n\
+                [commands]\nflush_all = \"deny\"\n";
+    let deny = Some(ringcache::server::gate::Access::Deny);
+    let n = NodeConfig::from_toml(text).expect("node");
+    let p = ProxyConfig::from_toml(&format!("{text}[[nodes]]\naddr = \"127.0.0.1:1\"\n"))
+        .expect("proxy");
+    let l: LocalConfig = ringcache::settings::parse(text).expect("local");
+    for s in [n.security, p.security, l.security] {
+        assert_eq!(
+            s.ssl_chain_cert.as_deref(),
+            Some(std::path::Path::new("/c.pem"))
+        );
+        assert_eq!(s.admin_users, ["root"]);
+        assert_eq!(s.commands.flush_all, deny);
+    }
 }

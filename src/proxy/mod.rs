@@ -95,7 +95,7 @@ impl ProxyHandle {
 /// honoured) for membership changes.
 pub async fn start(cfg: ProxyConfig, config_path: Option<PathBuf>) -> Result<ProxyHandle, Error> {
     cfg.validate()?;
-    let security = Security::new(&cfg.security(), Gate::PROXY)?;
+    let security = Security::new(&cfg.security, Gate::PROXY)?;
     let listener = TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| Error::Config(format!("listen {}: {e}", cfg.listen)))?;

@@ -8,24 +8,51 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use ringcache_client::protocol::Request;
+use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::{self, Users};
 use super::gate::{CommandsConfig, Gate, Refusal};
 use super::stream::ServerStream;
-use super::tls::{Tls, TlsSettings};
+use super::tls::{Tls, VerifyMode};
 use crate::error::Error;
 
-/// What a config file says about a listener's security.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A listener's security keys, the same 7 top-level keys in the node's, the proxy's and
+/// `ringcache local`'s config files (`config/*.toml` document them): each program's settings
+/// type takes this struct with `#[serde(flatten)]`, so they are declared, documented and
+/// defaulted here only. No `deny_unknown_fields` here: serde does not support it on a flattened
+/// struct, the program's own struct refuses whatever key no field took, and `settings` reads
+/// this one alone from a whole file to name the key of a bad value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
 pub struct SecuritySettings {
-    pub tls: TlsSettings,
-    /// memcached's `-Y`: `user:password` lines; every connection must authenticate.
+    /// PEM certificate chain: set, the listener serves TLS only (memcached: `-Z -o
+    /// ssl_chain_cert`).
+    pub ssl_chain_cert: Option<PathBuf>,
+    /// PEM private key (default: read from `ssl_chain_cert`) (memcached: `-o ssl_key`).
+    pub ssl_key: Option<PathBuf>,
+    /// PEM CA(s) client certificates must chain to (memcached: `-o ssl_ca_cert`).
+    pub ssl_ca_cert: Option<PathBuf>,
+    /// 0 none, 1 request, 2 require, 3 once (= 1) (memcached: `-o ssl_verify_mode`).
+    pub ssl_verify_mode: u8,
+    /// `user:password` lines; set, every connection must authenticate (memcached: `-Y`).
     pub auth_file: Option<PathBuf>,
-    /// Users (of the auth file) who may run the commands the gate keeps for admins.
+    /// Users of `auth_file` allowed the commands `[commands]` keeps for admins.
     pub admin_users: Vec<String>,
+    /// Who may run `flush_all`, `cache_memlimit`, `shutdown`, `lru_crawler`, `verbosity`,
+    /// `slabs`, `watch`: "allow", "admin" or "deny"; each left out keeps the server's default
+    /// (docs/operations.md).
     pub commands: CommandsConfig,
+}
+
+impl SecuritySettings {
+    /// Refuses values no listener could use, before any file is read (`Security::new` checks
+    /// the files and the combinations).
+    pub fn validate(&self) -> Result<(), Error> {
+        VerifyMode::from_number(self.ssl_verify_mode)?;
+        Ok(())
+    }
 }
 
 /// Who a connection is.
@@ -56,7 +83,7 @@ impl Security {
             ));
         }
         Ok(Security {
-            tls: Tls::new(&s.tls)?,
+            tls: Tls::new(s)?,
             users,
             admins: s.admin_users.clone(),
             gate: Gate::with(defaults, &s.commands),

@@ -14,6 +14,7 @@ use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
+use super::security::SecuritySettings;
 use super::stream::ServerStream;
 use crate::error::Error;
 
@@ -52,22 +53,6 @@ impl VerifyMode {
     }
 }
 
-/// A listener's TLS settings, as in the config files.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsSettings {
-    pub chain_cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-    pub ca_cert: Option<PathBuf>,
-    pub verify_mode: u8,
-}
-
-impl TlsSettings {
-    /// Whether TLS is on (a certificate chain is given).
-    pub fn enabled(&self) -> bool {
-        self.chain_cert.is_some()
-    }
-}
-
 /// Accepts TLS connections with the certificates currently on disk.
 #[derive(Debug)]
 pub struct Tls {
@@ -76,18 +61,18 @@ pub struct Tls {
 
 impl Tls {
     /// Reads and checks the files; `None` when TLS is off.
-    pub fn new(s: &TlsSettings) -> Result<Option<Tls>, Error> {
-        let mode = VerifyMode::from_number(s.verify_mode)?;
-        let Some(chain) = s.chain_cert.clone() else {
-            if s.key.is_some() || s.ca_cert.is_some() || mode != VerifyMode::None {
+    pub fn new(s: &SecuritySettings) -> Result<Option<Tls>, Error> {
+        let mode = VerifyMode::from_number(s.ssl_verify_mode)?;
+        let Some(chain) = s.ssl_chain_cert.clone() else {
+            if s.ssl_key.is_some() || s.ssl_ca_cert.is_some() || mode != VerifyMode::None {
                 return Err(Error::Config(
                     "ssl_key, ssl_ca_cert and ssl_verify_mode need ssl_chain_cert".into(),
                 ));
             }
             return Ok(None);
         };
-        let key = s.key.clone().unwrap_or_else(|| chain.clone());
-        let ca = s.ca_cert.clone();
+        let key = s.ssl_key.clone().unwrap_or_else(|| chain.clone());
+        let ca = s.ssl_ca_cert.clone();
         if mode != VerifyMode::None && ca.is_none() {
             return Err(Error::Config(
                 "ssl_verify_mode 1-3 checks client certificates against ssl_ca_cert: give it"

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::hit_ratio::HitFigures;
 use super::matrix::{Check, Kind, Row};
 use super::memory::MemFigures;
 use super::rebalance::Series;
@@ -33,6 +34,7 @@ pub struct Results {
     pub checks: Vec<Check>,
     pub memory: Vec<MemFigures>,
     pub memory_items: u64,
+    pub hit_ratio: Vec<HitFigures>,
     pub rebalance: Vec<Series>,
     /// Parts that did not run, with why.
     pub skipped: Vec<String>,
@@ -159,7 +161,7 @@ pub fn render(r: &Results) -> String {
     );
 
     if !r.checks.is_empty() {
-        let _ = writeln!(s, "## Targets (issue 6)\n");
+        let _ = writeln!(s, "## Targets (issues 10 and 11)\n");
         let _ = writeln!(s, "| target | load | measured | goal | verdict |");
         let _ = writeln!(s, "| --- | --- | ---: | --- | --- |");
         for c in &r.checks {
@@ -245,21 +247,26 @@ pub fn render(r: &Results) -> String {
         let _ = writeln!(s, "## Memory per item\n");
         let _ = writeln!(
             s,
-            "A fresh server (1 GiB limit) filled with {} items of 100-byte values and 16-byte \
-             keys. **RSS/item** = growth of `VmRSS` (`/proc/PID/status`) from before the first \
-             set to after the last, divided by `curr_items`; this is the compared figure. \
-             `stats bytes`/item is each server's own accounting, which they define differently.\n",
+            "A fresh server (2 GiB limit: nothing is evicted) filled with {} items of one value \
+             size and 16-byte keys, for each size. **RSS/item** = growth of `VmRSS` \
+             (`/proc/PID/status`) from before the first set to after the last, divided by \
+             `curr_items`; this is the compared figure. `stats bytes`/item is each server's own \
+             accounting, which they define differently.\n",
             num(r.memory_items as f64)
         );
         let _ = writeln!(
             s,
-            "| server | items held | evictions | RSS before | RSS after | RSS/item (B) | stats bytes/item |"
+            "| value | server | items held | evictions | RSS before | RSS after | RSS/item (B) | stats bytes/item |"
         );
-        let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        let _ = writeln!(
+            s,
+            "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
         for mf in &r.memory {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} MiB | {} MiB | {} | {} |",
+                "| {} B | {} | {} | {} | {} MiB | {} MiB | {} | {} |",
+                mf.value_size,
                 mf.server,
                 num(mf.items as f64),
                 mf.evictions.map_or("–".into(), |e| e.to_string()),
@@ -267,6 +274,39 @@ pub fn render(r: &Results) -> String {
                 num(mf.rss_after as f64 / 1_048_576.0),
                 opt_num(mf.rss_per_item()),
                 opt_num(mf.stats_bytes_per_item()),
+            );
+        }
+        let _ = writeln!(s);
+    }
+
+    if !r.hit_ratio.is_empty() {
+        let _ = writeln!(s, "## Hit ratio under a skewed load\n");
+        let _ = writeln!(
+            s,
+            "A cache-aside client on one connection: 100-key multi-gets of keys drawn Zipf \
+             ({}) from the key space, every miss then `set` (100-byte values), against a fresh \
+             server whose memory limit holds about a quarter of the working set. The hit ratio \
+             is of the second half of the look-ups (the first half warms the cache); both \
+             servers see the same keys.\n",
+            super::hit_ratio::ZIPF_S
+        );
+        let _ = writeln!(
+            s,
+            "| server | keys | limit | look-ups measured | hit ratio | evictions | items at the end |"
+        );
+        let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        for h in &r.hit_ratio {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} MiB | {} | {} | {} | {} |",
+                h.server,
+                num(h.keys as f64),
+                h.limit_mib,
+                num(h.asked as f64),
+                h.ratio()
+                    .map_or("–".into(), |v| format!("{:.2}%", v * 100.0)),
+                h.evictions.map_or("–".into(), |e| e.to_string()),
+                h.items_at_end.map_or("–".into(), |e| num(e as f64)),
             );
         }
         let _ = writeln!(s);
@@ -396,7 +436,7 @@ mod tests {
                 .collect(),
         }];
         let r = Results {
-            checks: checks(&rows, None),
+            checks: checks(&rows, &[], None),
             rows,
             meta: Meta {
                 command: "cargo run --release -p ringcache-bench -- scenario".into(),

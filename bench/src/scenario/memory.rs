@@ -1,4 +1,5 @@
-//! Memory per item: fill a fresh server with N items of 100 bytes (16-byte keys) and divide the
+//! Memory per item: fill a fresh server with N items of one value size (16-byte keys; each of
+//! [`VALUE_SIZES`] in turn) and divide the
 //! growth of its resident set (`VmRSS` of `/proc/PID/status`, sampled before the first set and
 //! after the last) by the items it then holds (`curr_items` of its `stats`). The server's own
 //! `stats bytes` per item is reported next to it: it counts what each server considers item
@@ -14,10 +15,15 @@ use crate::driver::{self, DriverOptions};
 use crate::error::Result;
 use crate::workload::{Workload, WorkloadSpec};
 
+/// The value sizes of the memory table (issue 11: 10-, 100- and 1000-byte values).
+pub const VALUE_SIZES: [usize; 3] = [10, 100, 1000];
+
 /// What filling one server cost.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MemFigures {
     pub server: String,
+    /// Bytes of every value.
+    pub value_size: usize,
     /// Sets acknowledged by the server.
     pub sets: u64,
     /// `curr_items` after the fill (what is divided by).
@@ -74,6 +80,7 @@ pub async fn measure(server: &Proc, items: u64, value_size: usize) -> Result<Mem
     let st = procs::stats(&server.addr.to_string())?;
     Ok(MemFigures {
         server: server.name.clone(),
+        value_size,
         sets: r.counts.sets - r.counts.errors,
         items: st.get("curr_items").copied().unwrap_or(r.counts.sets),
         evictions: st.get("evictions").copied(),
@@ -82,6 +89,31 @@ pub async fn measure(server: &Proc, items: u64, value_size: usize) -> Result<Mem
         stats_bytes: st.get("bytes").copied(),
     })
 }
+
+/// Node and memcached RSS per item at each value size both were measured at:
+/// `(value size, node, memcached, fewer of the items each held)`.
+pub fn pairs(figs: &[MemFigures]) -> Vec<(usize, f64, f64, u64)> {
+    VALUE_SIZES
+        .iter()
+        .filter_map(|&size| {
+            let of = |name: &str| {
+                figs.iter()
+                    .find(|m| m.server == name && m.value_size == size)
+            };
+            let (n, m) = (of(NODE)?, of(MEMCACHED)?);
+            Some((
+                size,
+                n.rss_per_item()?,
+                m.rss_per_item()?,
+                n.items.min(m.items),
+            ))
+        })
+        .collect()
+}
+
+/// The process names the memory part gives its servers.
+pub const NODE: &str = "node-mem";
+pub const MEMCACHED: &str = "memcached-mem";
 
 #[cfg(test)]
 mod tests {
@@ -94,6 +126,7 @@ mod tests {
         assert_eq!(per_item(0, 1000, 0), None);
         let m = MemFigures {
             server: "x".into(),
+            value_size: 100,
             sets: 10,
             items: 8,
             evictions: Some(2),

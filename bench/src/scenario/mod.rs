@@ -11,6 +11,7 @@
 //! Every measurement goes through the same code as a command-line run ([`crate::compare::run`]
 //! with an [`Args`] built from flags), so the scenario's figures are the tool's figures.
 
+pub mod hit_ratio;
 pub mod markdown;
 pub mod matrix;
 pub mod memory;
@@ -44,10 +45,11 @@ fn secs(s: &str) -> std::result::Result<f64, String> {
 
 /// The parts a scenario can skip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Part {
     Matrix,
     Memory,
+    HitRatio,
     Rebalance,
 }
 
@@ -55,7 +57,8 @@ pub enum Part {
 /// RESULTS.md with SVG plots.
 ///
 /// Default run: 2.5 s measured + 0.5 s warm-up per target, 3 alternating rounds, 10 loads,
-/// memory at 1 M items, 15 s rebalance per system — about 10 minutes on 2 cores.
+/// memory at 1 M items of 10, 100 and 1000 bytes, the Zipf hit ratio over 1 M keys, 15 s
+/// rebalance per system — about 12 minutes on 2 cores.
 #[derive(Debug, Clone, Parser, Serialize)]
 #[command(name = "ringcache-bench scenario", version)]
 pub struct ScenarioArgs {
@@ -123,6 +126,9 @@ pub struct Plan {
     pub rounds: usize,
     pub keys: u64,
     pub memory_items: u64,
+    /// Key space and look-ups of the Zipf hit-ratio part.
+    pub hit_keys: u64,
+    pub hit_requests: u64,
     pub rebalance_secs: f64,
     pub loads: Vec<Load>,
 }
@@ -142,6 +148,8 @@ impl ScenarioArgs {
             memory_items: self
                 .memory_items
                 .unwrap_or(if q { 100_000 } else { 1_000_000 }),
+            hit_keys: if q { 200_000 } else { 1_000_000 },
+            hit_requests: if q { 400_000 } else { 4_000_000 },
             rebalance_secs: self.rebalance_secs.unwrap_or(if q { 6.0 } else { 15.0 }),
             loads,
         }
@@ -558,27 +566,68 @@ async fn run_memory(
     rc: &Path,
     dir: &Path,
 ) -> Result<Vec<memory::MemFigures>> {
+    // Room for a million 1000-byte items in either server: nothing is evicted.
+    const LIMIT_MIB: u64 = 2048;
     let mut out = Vec::new();
-    {
-        let p = procs::memcached(mc, "memcached-mem", 1024, dir)?;
-        eprintln!("scenario: memory, memcached, {} items", plan.memory_items);
-        out.push(memory::measure(&p, plan.memory_items, 100).await?);
-    }
-    {
-        let p = procs::ringcache_node(rc, "node-mem", 1024, dir)?;
-        eprintln!(
-            "scenario: memory, ringcache node, {} items",
-            plan.memory_items
-        );
-        out.push(memory::measure(&p, plan.memory_items, 100).await?);
+    for size in memory::VALUE_SIZES {
+        {
+            let p = procs::memcached(mc, memory::MEMCACHED, LIMIT_MIB, dir)?;
+            eprintln!(
+                "scenario: memory, memcached, {} items of {size} B",
+                plan.memory_items
+            );
+            out.push(memory::measure(&p, plan.memory_items, size).await?);
+        }
+        {
+            let p = procs::ringcache_node(rc, memory::NODE, LIMIT_MIB, dir)?;
+            eprintln!(
+                "scenario: memory, ringcache node, {} items of {size} B",
+                plan.memory_items
+            );
+            out.push(memory::measure(&p, plan.memory_items, size).await?);
+        }
     }
     for m in &out {
         eprintln!(
-            "  {:<14} {} items, RSS/item {:.1} B, stats bytes/item {:.1} B",
+            "  {:<14} {:>4} B values: {} items, RSS/item {:.1} B, stats bytes/item {:.1} B",
             m.server,
+            m.value_size,
             m.items,
             m.rss_per_item().unwrap_or(f64::NAN),
             m.stats_bytes_per_item().unwrap_or(f64::NAN)
+        );
+    }
+    Ok(out)
+}
+
+/// The Zipf hit-ratio part: memcached and the node, each fresh, with a quarter of the working
+/// set as their memory limit, the same keys drawn for both.
+async fn run_hit_ratio(
+    plan: &Plan,
+    mc: &Path,
+    rc: &Path,
+    dir: &Path,
+) -> Result<Vec<hit_ratio::HitFigures>> {
+    let limit = hit_ratio::quarter_limit_mib(plan.hit_keys);
+    let mut out = Vec::new();
+    {
+        let p = procs::memcached(mc, "memcached-zipf", limit, dir)?;
+        eprintln!("scenario: hit ratio, memcached, {limit} MiB");
+        out.push(hit_ratio::measure(&p, plan.hit_keys, limit, plan.hit_requests).await?);
+    }
+    {
+        let p = procs::ringcache_node(rc, "node-zipf", limit, dir)?;
+        eprintln!("scenario: hit ratio, ringcache node, {limit} MiB");
+        out.push(hit_ratio::measure(&p, plan.hit_keys, limit, plan.hit_requests).await?);
+    }
+    for h in &out {
+        eprintln!(
+            "  {:<14} hit ratio {:.4} ({} of {}), {} items at the end",
+            h.server,
+            h.ratio().unwrap_or(f64::NAN),
+            h.hits,
+            h.asked,
+            h.items_at_end.unwrap_or(0)
         );
     }
     Ok(out)
@@ -716,17 +765,22 @@ async fn run_all(a: &ScenarioArgs) -> Result<Results> {
     } else {
         results.rebalance = run_rebalance(&plan, &mc, &nc, &rc, dir.path()).await?;
     }
-    let mem = match (
-        results.memory.iter().find(|m| m.server == "node-mem"),
-        results.memory.iter().find(|m| m.server == "memcached-mem"),
+    if a.skips(Part::HitRatio) {
+        results.skipped.push("hit ratio (--skip hit-ratio)".into());
+    } else {
+        results.hit_ratio = run_hit_ratio(&plan, &mc, &rc, dir.path()).await?;
+    }
+    let hits = match (
+        results.hit_ratio.iter().find(|h| h.server == "node-zipf"),
+        results
+            .hit_ratio
+            .iter()
+            .find(|h| h.server == "memcached-zipf"),
     ) {
-        (Some(n), Some(m)) => n
-            .rss_per_item()
-            .zip(m.rss_per_item())
-            .map(|(a, b)| (a, b, n.items.min(m.items))),
+        (Some(n), Some(m)) => n.ratio().zip(m.ratio()),
         _ => None,
     };
-    results.checks = matrix::checks(&results.rows, mem);
+    results.checks = matrix::checks(&results.rows, &memory::pairs(&results.memory), hits);
 
     if !results.rows.is_empty() {
         plot::throughput(&plots.join("throughput.svg"), &results.rows)?;

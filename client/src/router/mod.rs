@@ -144,14 +144,7 @@ impl ClientBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.nodes = addrs
-            .into_iter()
-            .map(|a| NodeSpec {
-                addr: a.into(),
-                name: None,
-                weight: 1,
-            })
-            .collect();
+        self.nodes = addrs.into_iter().map(NodeSpec::new).collect();
         self
     }
 
