@@ -27,7 +27,9 @@ COPY --from=build /out/ringcache /usr/local/bin/ringcache
 USER 10001:10001
 # 11211: memcached protocol (node and proxy). 9150: node /metrics. 9151: proxy /metrics.
 EXPOSE 11211 9150 9151
-# ringcache handles SIGTERM itself (stops accepting, finishes in-flight requests, exits), so it
-# runs as PID 1 without an init; it starts no child processes that would need reaping.
+# ringcache handles SIGTERM itself (a node first drains, up to --drain-timeout, 60 s, while
+# the proxies move its keys; then it stops accepting, finishes in-flight requests, exits), so it
+# runs as PID 1 without an init; it starts no child processes that would need reaping. Outside
+# Kubernetes give `docker stop` room for the drain (-t 70), or run nodes with --drain-timeout=0.
 ENTRYPOINT ["/usr/local/bin/ringcache"]
 CMD ["node", "--listen", "0.0.0.0:11211", "--metrics-listen", "0.0.0.0:9150"]

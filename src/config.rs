@@ -9,6 +9,13 @@ use crate::error::Error;
 use crate::server::SecuritySettings;
 use crate::settings::{self, Settings};
 
+/// Default `drain_timeout`: room for a proxy's discovery round (10 s) and moving about a
+/// million keys at the migrator's default rate, inside a grace period of 75 s.
+pub const DEFAULT_DRAIN_TIMEOUT: u64 = 60;
+/// Default `drain_quiet`: above discovery's default interval (10 s), so every proxy has had a
+/// round to notice the drain before it can end early.
+pub const DEFAULT_DRAIN_QUIET: u64 = 15;
+
 /// Everything `ringcache node` can be told; each field has memcached's default.
 /// `config/node.toml` documents every key.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -33,6 +40,12 @@ pub struct NodeConfig {
     /// Seconds a client connection may make no progress before it is closed; 0 (the default,
     /// as in memcached) never closes one (memcached: `-o idle_timeout`).
     pub idle_timeout: u64,
+    /// Seconds a node told to leave (SIGTERM) keeps serving while the routers move its keys
+    /// off it (`src/node/drain.rs`); 0 stops at once, as before drains existed.
+    pub drain_timeout: u64,
+    /// Seconds without a request (other than `stats`/`version`) after a router has seen the
+    /// node draining that end the drain early; keep it above discovery's `interval_secs`.
+    pub drain_quiet: u64,
     /// TLS, authentication and the admin gate of the listener: top-level keys of the file.
     #[serde(flatten)]
     pub security: SecuritySettings,
@@ -49,6 +62,8 @@ impl Default for NodeConfig {
             threads: 4,
             enable_shutdown: false,
             idle_timeout: 0,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            drain_quiet: DEFAULT_DRAIN_QUIET,
             security: SecuritySettings::default(),
         }
     }
@@ -69,6 +84,16 @@ impl NodeConfig {
     /// Parses and validates a config from TOML text.
     pub fn from_toml(text: &str) -> Result<NodeConfig, Error> {
         settings::parse(text)
+    }
+
+    /// The drain's bounds (`drain_timeout`, `drain_quiet`); `None` when draining is off.
+    pub fn drain(&self) -> Option<(std::time::Duration, std::time::Duration)> {
+        (self.drain_timeout > 0).then(|| {
+            (
+                std::time::Duration::from_secs(self.drain_timeout),
+                std::time::Duration::from_secs(self.drain_quiet),
+            )
+        })
     }
 
     /// The idle limit for client connections, if there is one.
@@ -128,6 +153,24 @@ mod tests {
         assert_eq!(NodeConfig::default().idle_timeout(), None);
         let c = NodeConfig::from_toml("idle_timeout = 30").unwrap();
         assert_eq!(c.idle_timeout(), Some(std::time::Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn drain_is_on_by_default_and_zero_turns_it_off() {
+        let d = NodeConfig::default().drain().expect("on by default");
+        assert_eq!(d.0, std::time::Duration::from_secs(DEFAULT_DRAIN_TIMEOUT));
+        assert_eq!(
+            NodeConfig::from_toml("drain_timeout = 0").unwrap().drain(),
+            None
+        );
+        let c = NodeConfig::from_toml("drain_timeout = 5\ndrain_quiet = 2").unwrap();
+        assert_eq!(
+            c.drain(),
+            Some((
+                std::time::Duration::from_secs(5),
+                std::time::Duration::from_secs(2)
+            ))
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use tokio_util::sync::CancellationToken;
 
 use ringcache::cli::{Cli, Command, LocalArgs, NodeArgs, ProxyArgs, RingCommand};
 use ringcache::config::NodeConfig;
@@ -63,13 +64,35 @@ fn run_node(args: NodeArgs) -> Result<(), Error> {
         .build()?;
     runtime.block_on(async move {
         // Handlers first: the "listening" line tells callers they may signal us.
-        let signals = ringcache::server::listener::signal_token();
+        let signals = ringcache::server::listener::node_signals();
+        let drain = cfg.drain();
         let handle = node::start(cfg, Arc::new(SystemClock)).await?;
         println!("ringcache node listening on {}", handle.addr);
-        let stop = handle.node.shutdown.clone();
+        // Stopped by SIGINT, a second SIGTERM or the `shutdown` command.
+        let stop = CancellationToken::new();
+        let (a, b, s) = (
+            signals.stop.clone(),
+            handle.node.shutdown.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = a.cancelled() => {}
+                _ = b.cancelled() => {}
+            }
+            s.cancel();
+        });
         tokio::select! {
-            _ = signals.cancelled() => {}
+            _ = signals.leave.cancelled() => {}
             _ = stop.cancelled() => {}
+        }
+        if let (false, Some((timeout, quiet))) = (stop.is_cancelled(), drain) {
+            tracing::info!(
+                "draining: serving on for at most {timeout:?} while the proxies move the keys \
+                 (stats: draining 1)"
+            );
+            let end = handle.node.drain.run(timeout, quiet, &stop).await;
+            tracing::info!("drain over ({end:?}): shutting down");
         }
         handle.shutdown().await;
         tracing::info!("node stopped");

@@ -16,6 +16,9 @@
 //! - An address change while a transition runs lets it finish; two changes seconds apart lose
 //!   no key; a config reload keeps the discovered members; an embedded client follows DNS the
 //!   same way.
+//! - A node sent SIGTERM while its record stays (a StatefulSet scale-down) drains: it reports
+//!   `draining 1`, the proxy takes it out of the ring with a transition that moves its keys
+//!   to the other nodes, and when it is gone and its record removed nothing more happens.
 //! - DNS failures (NXDOMAIN, empty answers, a server that does not answer) keep the last good
 //!   list and are counted by reason; a proxy whose records do not exist yet starts empty and
 //!   takes the nodes when they appear.
@@ -915,6 +918,118 @@ fn a_reload_keeps_the_discovered_members() {
             .await
             .expect("write");
         assert_eq!(conn.line().await, "STORED");
+        proxy.shutdown().await;
+    });
+}
+
+/// Scale-in on Kubernetes: the pod gets SIGTERM while its SRV record stays (the headless
+/// Service publishes not-ready addresses) and, with one copy per key, its keys must move
+/// rather than go cold. The node drains (serves on, `stats` says `draining 1`); the proxy takes
+/// it out of the ring at its next round and the transition copies its keys to the other two.
+/// Afterwards every key reads through the proxy and sits where the two-node ring puts it (read
+/// from those nodes directly). The drain ends on its own once the node went unasked; while
+/// its record lingers it stays out, and when the record goes nothing more changes; the pod
+/// back under its name is a member again. Before drains, the node stopped at once on SIGTERM,
+/// stayed a (down) member, and a third of the keys were cold.
+#[test]
+fn a_node_sent_sigterm_is_drained_before_it_goes() {
+    run(async {
+        let drain = ["--drain-timeout", "60", "--drain-quiet", "3"];
+        let mut nodes: Vec<Server> = (0..3)
+            .map(|_| spawn_node_at(&format!("{LOCAL}:0"), &drain))
+            .collect();
+        let mut dns = Dns::start().await;
+        dns.publish(&[&nodes[0], &nodes[1], &nodes[2]]).await;
+        let proxy = start_proxy(&dns, 1).await;
+        let client = proxy.proxy.client().clone();
+        let all: Vec<String> = (0..3).map(|i| member(i, nodes[i].addr)).collect();
+        wait_members(&client, all).await;
+        let mut conn = Raw::connect(proxy.addr).await;
+        conn.load().await;
+        assert_eq!(conn.hit_ratio().await, 1.0);
+        let started = client.rebalance_status().started;
+
+        // SIGTERM to n2; its records stay.
+        nodes[2]
+            .process()
+            .signal(libc::SIGTERM)
+            .expect("SIGTERM n2");
+        let rest: Vec<String> = (0..2).map(|i| member(i, nodes[i].addr)).collect();
+        wait_members(&client, rest.clone()).await;
+        let during = conn.hit_ratio().await;
+        settle(&client).await;
+        let after = conn.hit_ratio().await;
+        let specs = client.topology().ring.nodes().to_vec();
+        assert_eq!(specs.len(), 2);
+        let placed = placed_ratio(specs.clone(), 1).await;
+        println!(
+            "drain n2: hit ratio {during:.4} during, {after:.4} after, placed {placed:.4}; {:?}",
+            client.rebalance_status()
+        );
+        assert!(
+            during >= 0.99,
+            "read-through during the transition: {during}"
+        );
+        assert_eq!(after, 1.0, "every key reads through the proxy");
+        assert_eq!(
+            placed, 1.0,
+            "every key now lives on n0 or n1, where the ring says"
+        );
+        assert!(
+            client.rebalance_status().copied > 0,
+            "n2's keys were copied"
+        );
+
+        // Unasked since the transition ended, n2 ends its drain by itself (well before its
+        // 60 s drain_timeout) and exits cleanly.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = nodes[2].process().exited() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "n2's drain ended in time");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(status.success(), "n2 exit status {status:?}");
+        let mut rest = rest;
+        rest.sort();
+
+        // Exited, but its record lingers (the pod object is not deleted yet): rounds that find
+        // it silent keep it out, rather than routing keys to a dead node.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            members(&client),
+            rest,
+            "a silent node seen draining stays out"
+        );
+
+        // The pod is gone and its record with it: nothing more happens.
+        let n2_addr = nodes[2].addr;
+        nodes[2].kill9();
+        dns.publish(&[&nodes[0], &nodes[1]]).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(members(&client), rest);
+        assert_eq!(
+            client.rebalance_status().started,
+            started + 1,
+            "one transition: the drain's"
+        );
+        assert_eq!(conn.hit_ratio().await, 1.0, "every key still reads");
+
+        // The pod comes back under its name (same address here), not draining: a member
+        // again at the next round, with a transition that moves its keys back.
+        nodes[2] = spawn_node_at(&n2_addr.to_string(), &drain);
+        dns.publish(&[&nodes[0], &nodes[1], &nodes[2]]).await;
+        let all: Vec<String> = (0..3).map(|i| member(i, nodes[i].addr)).collect();
+        wait_members(&client, all).await;
+        settle(&client).await;
+        assert_eq!(
+            conn.hit_ratio().await,
+            1.0,
+            "every key reads after the return"
+        );
+        let placed = placed_ratio(client.topology().ring.nodes().to_vec(), 1).await;
+        assert_eq!(placed, 1.0, "n2's keys moved back to it");
         proxy.shutdown().await;
     });
 }

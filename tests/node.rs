@@ -337,42 +337,107 @@ async fn metrics_endpoint_reports_commands() {
     h.shutdown().await;
 }
 
-#[test]
-fn sigterm_drains_and_exits_zero() {
+/// Starts `ringcache node --listen 127.0.0.1:0 <args>` as a plain child (the test signals it
+/// itself) and returns it with its address.
+fn node_child(args: &[&str]) -> (std::process::Child, SocketAddr) {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringcache"))
         .args(["node", "--listen", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("node starts");
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
+    let stdout = child.stdout.take().expect("stdout piped");
+    std::io::BufReader::new(stdout)
         .read_line(&mut line)
-        .unwrap();
+        .expect("banner");
     let addr: SocketAddr = line
         .trim()
         .rsplit(' ')
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (child, addr)
+}
+
+/// Waits (at most `limit`) for `child` to exit; its status.
+fn exit_within(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return s;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("node did not stop within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// With the drain off (`--drain-timeout 0`, as before drains existed) SIGTERM stops the node
+/// at once: connections answered and closed, the port closed, exit status 0. SIGINT does the
+/// same whatever the drain setting.
+#[test]
+fn sigterm_without_drain_and_sigint_stop_at_once() {
+    for (args, sig) in [
+        (&["--drain-timeout", "0"][..], libc::SIGTERM),
+        (&[][..], libc::SIGINT),
+    ] {
+        let (mut child, addr) = node_child(args);
+        let mut c = raw(addr);
+        c.roundtrip(b"set k 0 0 1\r\nv\r\n", b"STORED\r\n");
+        // SAFETY: sending a signal to our own child process, not yet reaped.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+        let status = exit_within(&mut child, Duration::from_secs(10));
+        assert!(status.success(), "exit status {status:?}");
+        // Its connection was closed, and nothing listens any more.
+        assert_eq!(c.read_to_close(), b"");
+        assert!(TcpStream::connect(addr).is_err());
+    }
+}
+
+/// SIGTERM with the drain on: the node keeps serving (old and new connections), says
+/// `draining 1` in `stats`, and once that was seen and nothing else was asked for
+/// `drain_quiet` seconds it exits 0, well before `drain_timeout`.
+#[test]
+fn sigterm_drains_serving_until_quiet_then_exits_zero() {
+    let (mut child, addr) = node_child(&["--drain-timeout", "60", "--drain-quiet", "1"]);
     let mut c = raw(addr);
     c.roundtrip(b"set k 0 0 1\r\nv\r\n", b"STORED\r\n");
-    // SAFETY: sending a signal to our own child process.
+    assert_eq!(c.stat("draining"), "0");
+    // SAFETY: sending a signal to our own child process, not yet reaped.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(std::time::Instant::now() < deadline, "node did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    while c.stat("draining") != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "draining reported in time"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Still serving: the old connection, and a new one (a migrator lists keys on its own).
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        c.roundtrip(b"get k\r\n", b"VALUE k 0 1\r\nv\r\nEND\r\n");
+        raw(addr).roundtrip(b"set k2 0 0 1\r\nw\r\n", b"STORED\r\n");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "requests every 300 ms keep a 1 s quiet period from ending the drain"
+    );
+    let status = exit_within(&mut child, Duration::from_secs(15));
     assert!(status.success(), "exit status {status:?}");
-    // Its connection was closed, and nothing listens any more.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "ended by the quiet rule, not at drain_timeout"
+    );
     assert_eq!(c.read_to_close(), b"");
-    assert!(TcpStream::connect(addr).is_err());
 }
 
 /// `stats items` moves as memcached's per-class counters do: evictions of items with a TTL

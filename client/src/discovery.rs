@@ -25,11 +25,21 @@
 //!   ring: a pod being recreated (a rolling update, an eviction) drops out of DNS for a few
 //!   seconds, and a removal and re-addition would be two transitions where a short absence is
 //!   one node down that its replicas cover.
+//! - A resolved node that answers `stats` with `draining 1` (a node told to leave: SIGTERM,
+//!   `src/node/drain.rs` in the server) is left out at once, as if its record had gone, with
+//!   no `remove_after_secs` grace: its pod is being deleted (a scale-down keeps the record
+//!   until the pod is gone), and the transition this starts reads its keys from it while it
+//!   still serves and copies them to their new owners. It stays left out while it does not
+//!   answer (its drain ended and it exited, but its record lingers until the pod object is
+//!   deleted: re-adding it then would route keys to a dead node), until it answers without
+//!   `draining 1` (its pod restarted under the same name) or its record goes. A node never
+//!   seen draining that does not answer is not taken for draining: being down is the health
+//!   probe's business.
 //! - The list is sorted by name: DNS servers rotate their answers, and node order decides ties
 //!   between ring points, so an unsorted list would look like a new ring every time.
 //! - The resolver keeps no cache: each round asks the name server (which caches itself).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::{Arc, Weak};
@@ -44,8 +54,10 @@ use metrics::{counter, gauge};
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
-use crate::connection::ConnectOptions;
+use crate::connection::{ConnectOptions, Connection};
+use crate::health::draining_in_stats;
 use crate::metric_names as names;
+use crate::protocol::{Request, Response};
 use crate::ring::{NodeSpec, Ring};
 use crate::router::{Client, Inner};
 use crate::topology::{NodeEntry, PastRing, Topology};
@@ -183,6 +195,15 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Every reason, for registering the failure counter's series.
+    pub const ALL: [Failure; 5] = [
+        Failure::Timeout,
+        Failure::NxDomain,
+        Failure::Empty,
+        Failure::Error,
+        Failure::Refused,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Failure::Timeout => "timeout",
@@ -329,6 +350,8 @@ impl NodeResolver {
 pub struct Absences {
     remove_after: Duration,
     missing_since: HashMap<String, Instant>,
+    /// Names last seen answering `draining 1` (see the module comment).
+    leaving: HashSet<String>,
 }
 
 impl Absences {
@@ -336,7 +359,51 @@ impl Absences {
         Absences {
             remove_after,
             missing_since: HashMap::new(),
+            leaving: HashSet::new(),
         }
+    }
+
+    /// The names of `resolved` that are leaving, given this round's `reports` (one per node
+    /// of `resolved`: `Some(draining)`, or `None` when it did not answer). A node seen
+    /// draining stays leaving while it does not answer, until it answers without draining;
+    /// names no longer resolved are forgotten.
+    pub fn leaving(&mut self, resolved: &[NodeSpec], reports: &[Option<bool>]) -> Vec<String> {
+        self.leaving
+            .retain(|name| resolved.iter().any(|n| n.ring_name() == name));
+        let mut out = Vec::new();
+        for (n, report) in resolved.iter().zip(reports) {
+            let name = n.ring_name();
+            match report {
+                Some(true) => {
+                    self.leaving.insert(name.to_string());
+                }
+                Some(false) => {
+                    self.leaving.remove(name);
+                }
+                None => {}
+            }
+            if self.leaving.contains(name) {
+                out.push(name.to_string());
+            }
+        }
+        out
+    }
+
+    /// [`Absences::merge`] with the members named in `leaving` left out at once, as if
+    /// missing for longer than `remove_after` (they announced they are leaving).
+    pub fn merge_leaving(
+        &mut self,
+        current: &[NodeSpec],
+        mut resolved: Vec<NodeSpec>,
+        leaving: &[String],
+        now: Instant,
+    ) -> Vec<NodeSpec> {
+        let gone = |n: &NodeSpec| leaving.iter().any(|l| l == n.ring_name());
+        resolved.retain(|n| !gone(n));
+        let mut out = self.merge(current, resolved, now);
+        out.retain(|n| !gone(n));
+        self.missing_since.retain(|name, _| !leaving.contains(name));
+        out
     }
 
     /// The membership to apply at `now`: `resolved`, plus the members of `current` missing
@@ -368,6 +435,18 @@ impl Absences {
         out.sort_by(|a, b| a.ring_name().cmp(b.ring_name()));
         out
     }
+}
+
+/// Registers discovery's metrics at zero (without changing any already counted), so they
+/// exist on every proxy's `/metrics`, discovery or not: the dashboard's discovery panel shows
+/// zero instead of "no data", and a renamed metric is caught by deploy/check.py.
+pub fn register_metrics() {
+    for reason in Failure::ALL {
+        counter!(names::DISCOVERY_FAILURES_TOTAL, "reason" => reason.as_str()).increment(0);
+    }
+    counter!(names::DISCOVERY_CHANGES_TOTAL).increment(0);
+    gauge!(names::DISCOVERY_NODES).increment(0.0);
+    gauge!(names::DISCOVERY_DRAINING).increment(0.0);
 }
 
 /// A running discovery loop; dropping it stops the loop.
@@ -432,8 +511,16 @@ async fn round(
         Err((reason, why)) => return failed(reason, &why),
     };
     gauge!(names::DISCOVERY_NODES).set(resolved.len() as f64);
+    let reports = client.drain_reports(&resolved).await;
+    let leaving = absences.leaving(&resolved, &reports);
+    gauge!(names::DISCOVERY_DRAINING).set(leaving.len() as f64);
     let current: Vec<NodeSpec> = client.topology().ring.nodes().to_vec();
-    let next = absences.merge(&current, resolved, Instant::now());
+    for name in &leaving {
+        if current.iter().any(|n| n.ring_name() == name) {
+            tracing::info!(node = %name, "discovery: node is draining; taking it out of the ring");
+        }
+    }
+    let next = absences.merge_leaving(&current, resolved, &leaving, Instant::now());
     if next == current {
         return;
     }
@@ -454,6 +541,45 @@ async fn round(
 }
 
 impl Client {
+    /// Whether each node of `specs` says it is draining (`stats`: `draining 1`), in order;
+    /// `None` for one that did not answer. A member (of the current or a past ring, at the
+    /// same address) is asked on its own connection; any other node on a short-lived one.
+    /// Each ask is bounded by the connect and request timeouts.
+    pub async fn drain_reports(&self, specs: &[NodeSpec]) -> Vec<Option<bool>> {
+        let known = self.topology().all_nodes();
+        let o = self.options();
+        let limit = o.connect_timeout + o.request_timeout;
+        let checks = specs.iter().map(|spec| {
+            let entry = known
+                .iter()
+                .find(|n| n.spec.ring_name() == spec.ring_name() && n.spec.addr == spec.addr)
+                .cloned();
+            let opts = ConnectOptions {
+                connect_timeout: o.connect_timeout,
+                max_item_size: o.max_item_size,
+                transport: o.transport.clone(),
+                ..ConnectOptions::default()
+            };
+            let timeout = o.request_timeout;
+            async move {
+                let ask = async {
+                    let conn = match entry {
+                        Some(n) => n.conn().clone(),
+                        None => Connection::connect(&spec.addr, opts).await.ok()?,
+                    };
+                    match conn.request(Request::Stats { group: None }, timeout).await {
+                        Ok(Response::Stats(s)) => {
+                            Some(draining_in_stats(s.iter().map(|(k, v)| (&k[..], &v[..]))))
+                        }
+                        _ => None,
+                    }
+                };
+                tokio::time::timeout(limit, ask).await.ok().flatten()
+            }
+        });
+        join_all(checks).await
+    }
+
     /// Applies a discovered membership: members whose name is known but whose address changed
     /// are moved to the new address in place (no key changes owner; the process there is
     /// flushed, fenced and re-warmed like a node that restarted), then the list is applied as
@@ -685,5 +811,48 @@ mod tests {
         // No grace: gone at once.
         let mut a = Absences::new(Duration::ZERO);
         assert_eq!(a.merge(&current, only_a.clone(), t0), only_a);
+    }
+
+    #[test]
+    fn a_draining_member_leaves_at_once_and_comes_back_when_it_stops() {
+        let t0 = Instant::now();
+        let mut a = Absences::new(Duration::from_secs(30));
+        let current = vec![named("a:1", "10.0.0.1:1"), named("b:1", "10.0.0.2:1")];
+        let only_a = vec![named("a:1", "10.0.0.1:1")];
+        let leaving = vec!["b:1".to_string()];
+        // Still resolved, but draining: out now, no grace.
+        assert_eq!(
+            a.merge_leaving(&current, current.clone(), &leaving, t0),
+            only_a
+        );
+        // Draining and then missing from DNS: stays out, and no absence clock lingers.
+        assert_eq!(
+            a.merge_leaving(&only_a, only_a.clone(), &leaving, t0),
+            only_a
+        );
+        assert!(a.missing_since.is_empty());
+        // Restarted (not draining): a member again.
+        assert_eq!(
+            a.merge_leaving(&only_a, current.clone(), &[], t0 + Duration::from_secs(1)),
+            current
+        );
+    }
+
+    #[test]
+    fn a_node_seen_draining_stays_leaving_while_silent() {
+        let mut a = Absences::new(Duration::from_secs(30));
+        let both = vec![named("a:1", "10.0.0.1:1"), named("b:1", "10.0.0.2:1")];
+        let b = || vec!["b:1".to_string()];
+        // Never seen draining and silent: a member (down is the probe's business).
+        assert!(a.leaving(&both, &[Some(false), None]).is_empty());
+        assert_eq!(a.leaving(&both, &[Some(false), Some(true)]), b());
+        // Its drain ended, it exited, its record lingers: still leaving.
+        assert_eq!(a.leaving(&both, &[Some(false), None]), b());
+        // Restarted under the same name: answers without draining, a member again.
+        assert!(a.leaving(&both, &[Some(false), Some(false)]).is_empty());
+        // Its record gone: forgotten, so a later silent node of that name is not leaving.
+        a.leaving(&both, &[Some(false), Some(true)]);
+        a.leaving(&both[..1], &[Some(false)]);
+        assert!(a.leaving(&both, &[Some(false), None]).is_empty());
     }
 }

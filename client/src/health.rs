@@ -116,6 +116,15 @@ impl Identity {
     }
 }
 
+/// Whether a `stats` listing says the node is draining (`draining 1`, a ringcache extension,
+/// docs/protocol.md): told to leave, it serves on while the routers move its keys off it.
+/// memcached never sends the field, so its nodes never drain.
+pub fn draining_in_stats<'a>(stats: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> bool {
+    stats
+        .into_iter()
+        .any(|(k, v)| k == b"draining" && v == b"1")
+}
+
 /// Health of one node. The request path only touches atomics; the hint log's lock is taken
 /// when a write misses the node.
 #[derive(Debug)]
@@ -546,6 +555,16 @@ mod tests {
         }));
         let partial: Vec<(&[u8], &[u8])> = vec![(b"pid", b"42")];
         assert_eq!(Identity::from_stats(partial), None);
+    }
+
+    #[test]
+    fn draining_from_stats() {
+        let s: Vec<(&[u8], &[u8])> = vec![(b"pid", b"42"), (b"draining", b"1")];
+        assert!(draining_in_stats(s));
+        let s: Vec<(&[u8], &[u8])> = vec![(b"draining", b"0")];
+        assert!(!draining_in_stats(s));
+        let memcached: Vec<(&[u8], &[u8])> = vec![(b"pid", b"42")];
+        assert!(!draining_in_stats(memcached));
     }
 
     #[test]

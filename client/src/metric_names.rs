@@ -52,6 +52,7 @@ pub const REBALANCE_ERRORS_TOTAL: &str = "ringcache_rebalance_errors_total";
 pub const DISCOVERY_FAILURES_TOTAL: &str = "ringcache_discovery_failures_total";
 pub const DISCOVERY_NODES: &str = "ringcache_discovery_nodes";
 pub const DISCOVERY_CHANGES_TOTAL: &str = "ringcache_discovery_changes_total";
+pub const DISCOVERY_DRAINING: &str = "ringcache_discovery_draining";
 
 const fn m(name: &'static str, kind: Kind, unit: Unit, help: &'static str) -> Metric {
     Metric {
@@ -196,5 +197,12 @@ pub const ALL: &[Metric] = &[
         Kind::Counter,
         Unit::Count,
         "Membership changes applied from DNS discovery",
+    ),
+    m(
+        DISCOVERY_DRAINING,
+        Kind::Gauge,
+        Unit::Count,
+        "Nodes in the last DNS discovery answer that report draining (stats draining 1) and \
+         were left out of the ring",
     ),
 ];

@@ -102,6 +102,9 @@ pub async fn run(tcp: TcpStream, node: &Arc<Node>) {
                             }
                             let mut dump = exec::MetadumpChunks::start(node);
                             while let Some(mut chunk) = dump.next().await {
+                                // A router listing a draining node's keys still needs it,
+                                // however long the listing streams.
+                                node.drain.touch();
                                 if write_out(&mut stream, &mut chunk, node, idle)
                                     .await
                                     .is_err()

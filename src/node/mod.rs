@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod connection;
+pub mod drain;
 pub mod exec;
 pub mod prefix;
 pub mod server;
@@ -49,6 +50,8 @@ pub struct Node {
     pub shutdown: CancellationToken,
     /// TLS, authentication and the admin gate of the listener (`server::security`).
     pub security: Security,
+    /// Leaving on SIGTERM: serving on while the routers move the keys off (`drain`).
+    pub drain: drain::Drain,
 }
 
 impl Node {
@@ -73,6 +76,7 @@ impl Node {
             prefixes: prefix::PrefixStats::default(),
             shutdown: CancellationToken::new(),
             security: Security::open(Gate::NODE),
+            drain: drain::Drain::default(),
         }
     }
 

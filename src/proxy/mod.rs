@@ -112,6 +112,9 @@ pub async fn start(cfg: ProxyConfig, config_path: Option<PathBuf>) -> Result<Pro
         .build()
         .await?;
     let export = cfg.metrics_listen.is_some();
+    if export {
+        ringcache_client::discovery::register_metrics();
+    }
     let discovery = cfg.discovery.clone();
     let proxy = Arc::new(Proxy {
         client,

@@ -143,6 +143,57 @@ pub fn signal_token() -> CancellationToken {
     token
 }
 
+/// A node's signals: SIGTERM asks it to leave (drain first, `src/node/drain.rs`); SIGINT
+/// (Ctrl-C), or a second SIGTERM, asks it to stop now.
+#[derive(Debug, Clone)]
+pub struct NodeSignals {
+    /// Cancelled by the first SIGTERM.
+    pub leave: CancellationToken,
+    /// Cancelled by SIGINT or by a SIGTERM after the first.
+    pub stop: CancellationToken,
+}
+
+/// [`signal_token`] for a node, telling a request to leave (SIGTERM: an orchestrator scaling
+/// down or replacing the pod, which waits a grace period) from one to stop now (SIGINT: an
+/// operator at a terminal). The handlers are installed before this returns.
+pub fn node_signals() -> NodeSignals {
+    use tokio::signal::unix::{signal, SignalKind};
+    let signals = NodeSignals {
+        leave: CancellationToken::new(),
+        stop: CancellationToken::new(),
+    };
+    let s = signals.clone();
+    let streams = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = streams else {
+            tracing::warn!("cannot install signal handlers; stop with the shutdown command");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    if s.leave.is_cancelled() {
+                        tracing::info!("second SIGTERM: stopping now");
+                        s.stop.cancel();
+                        return;
+                    }
+                    tracing::info!("SIGTERM: leaving");
+                    s.leave.cancel();
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT: stopping now");
+                    s.stop.cancel();
+                    return;
+                }
+            }
+        }
+    });
+    signals
+}
+
 /// Runs `reload` on every SIGHUP until `stop` is cancelled. Installing the handler also keeps
 /// SIGHUP from killing the server (its default action): a closed terminal or an operator's
 /// `kill -HUP` asks for certificates and auth files to be read again, nothing more.

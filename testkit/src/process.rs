@@ -15,7 +15,7 @@ use crate::Error;
 
 /// How long a server may take to become ready.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a graceful stop (SIGTERM) may take before the process is killed.
+/// How long a graceful stop (SIGINT) may take before the process is killed.
 const TERM_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much of a process's stderr is kept in memory.
 const TAIL: usize = 16 * 1024;
@@ -50,7 +50,8 @@ pub struct Spawn {
     pub name: String,
     pub ready: Ready,
     pub output: Output,
-    /// Stop it with SIGTERM (and wait) before killing it: ringcache shuts down cleanly on it.
+    /// Stop it with SIGINT (and wait) before killing it: ringcache shuts down cleanly on it,
+    /// at once (SIGTERM would make a node drain first, for up to its `drain_timeout`).
     pub graceful: bool,
     /// `PR_SET_PDEATHSIG = SIGKILL`: it dies with the thread that started it even when no
     /// destructor runs (a harness killed outright). Only for long-lived starting threads: a test
@@ -246,7 +247,7 @@ fn read_banner(
     }
 }
 
-/// A server process; resumed, killed (after SIGTERM when graceful) and reaped on drop.
+/// A server process; resumed, killed (after SIGINT when graceful) and reaped on drop.
 #[derive(Debug)]
 pub struct Proc {
     /// For messages.
@@ -299,11 +300,11 @@ impl Proc {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, then waits (bounded) for the exit; the exit status, or `None` when it had to be
-    /// killed.
+    /// SIGINT (stop now, without a node's drain), then waits (bounded) for the exit; the exit
+    /// status, or `None` when it had to be killed.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         self.cont();
-        if self.signal(libc::SIGTERM).is_ok() {
+        if self.signal(libc::SIGINT).is_ok() {
             let deadline = Instant::now() + TERM_TIMEOUT;
             while Instant::now() < deadline {
                 if let Ok(Some(status)) = self.child.try_wait() {

@@ -11,7 +11,7 @@ use crate::process::{Output, Proc, Ready, Spawn};
 use crate::{free_port, Error};
 
 /// How ringcache `role` is started: ready on its `ringcache <role> listening on ADDR` line,
-/// stopped with SIGTERM first.
+/// stopped with SIGINT first.
 pub fn ringcache_spawn(role: &str) -> Spawn {
     Spawn::new(
         format!("ringcache {role}"),

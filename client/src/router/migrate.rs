@@ -303,6 +303,11 @@ impl Client {
                 }
             }
         }
+        // Nodes that left the membership first (a stable sort keeps the rest in ring order):
+        // one that is draining serves only until its drain ends, and a drain may end after a
+        // quiet spell (`drain_quiet` on the node), which listing large members first could
+        // be taken for.
+        sources.sort_by_key(|n| topo.nodes.iter().any(|c| Arc::ptr_eq(c, n)));
         tracing::info!(
             nodes = sources.len(),
             "rebalance: transition started; moving keys whose owners changed"

@@ -185,6 +185,13 @@ fn general_stats(node: &Node, out: &mut BytesMut) {
     );
     stat(out, "limit_maxbytes", store.limit_maxbytes);
     stat(out, "accepting_conns", 1);
+    // ringcache extension (docs/protocol.md): 1 while the node drains before it exits, so the
+    // routers take it out of their rings and move its keys (src/node/drain.rs).
+    let draining = node.drain.active();
+    if draining {
+        node.drain.reported();
+    }
+    stat(out, "draining", u8::from(draining));
     stat(out, "threads", node.config.threads);
     stat(out, "bytes", store.bytes);
     stat(out, "curr_items", store.curr_items);
@@ -224,6 +231,8 @@ fn settings_stats(node: &Node, out: &mut BytesMut) {
         if c.enable_shutdown { "yes" } else { "no" },
     );
     stat(out, "idle_timeout", c.idle_timeout);
+    stat(out, "drain_timeout", c.drain_timeout);
+    stat(out, "drain_quiet", c.drain_quiet);
     stat(out, "flush_enabled", "yes");
     stat(out, "meta_response_old", "no");
 }

@@ -68,6 +68,11 @@ pub fn execute(node: &Node, item: Result<Request, Fault>, out: &mut BytesMut) ->
             return Flow::Continue;
         }
     };
+    // A draining node stays until it goes unasked; the routers' `stats` and `version`
+    // (their discovery and probes) do not count as being needed.
+    if node.drain.active() && !matches!(req, Request::Stats { .. } | Request::Version) {
+        node.drain.touch();
+    }
     match req {
         Request::Get { cmd, exptime, keys } => {
             if let Some(next) = classic::get(node, cmd, exptime, &keys, 0, out) {
