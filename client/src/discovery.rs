@@ -54,7 +54,7 @@ use metrics::{counter, gauge};
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
-use crate::connection::{ConnectOptions, Connection};
+use crate::connection::Connection;
 use crate::health::draining_in_stats;
 use crate::metric_names as names;
 use crate::protocol::{Request, Response};
@@ -554,12 +554,7 @@ impl Client {
                 .iter()
                 .find(|n| n.spec.ring_name() == spec.ring_name() && n.spec.addr == spec.addr)
                 .cloned();
-            let opts = ConnectOptions {
-                connect_timeout: o.connect_timeout,
-                max_item_size: o.max_item_size,
-                transport: o.transport.clone(),
-                ..ConnectOptions::default()
-            };
+            let opts = self.connect_options();
             let timeout = o.request_timeout;
             async move {
                 let ask = async {
@@ -694,24 +689,6 @@ impl Client {
             past,
         };
         Ok(Some((topo, replaced)))
-    }
-
-    /// A new node entry with this client's connection settings (as `set_ring` makes them).
-    fn node_entry(&self, spec: &NodeSpec) -> NodeEntry {
-        let o = self.options();
-        let conn_opts = ConnectOptions {
-            connect_timeout: o.connect_timeout,
-            queue_depth: o.queue_depth,
-            max_item_size: o.max_item_size,
-            ..ConnectOptions::default()
-        };
-        NodeEntry::new(
-            spec.clone(),
-            o.connections_per_node,
-            conn_opts,
-            o.failure_limit,
-            o.hints,
-        )
     }
 }
 

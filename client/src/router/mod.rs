@@ -392,6 +392,31 @@ impl Client {
         self.set_ring(specs, hash, vnodes, replicas).await
     }
 
+    /// How this client connects to a node: the live connect timeout, the queue and item
+    /// limits, and its transport (TLS, credentials). Every node connection is made with these,
+    /// whether the node came from the config, a reload or discovery.
+    pub(crate) fn connect_options(&self) -> ConnectOptions {
+        let o = &self.inner.opts;
+        ConnectOptions {
+            connect_timeout: self.inner.live.connect_timeout(),
+            queue_depth: o.queue_depth,
+            max_item_size: o.max_item_size,
+            transport: o.transport.clone(),
+            ..ConnectOptions::default()
+        }
+    }
+
+    /// A new node entry with this client's connection and health settings.
+    pub(crate) fn node_entry(&self, spec: &NodeSpec) -> NodeEntry {
+        NodeEntry::new(
+            spec.clone(),
+            self.inner.opts.connections_per_node,
+            self.connect_options(),
+            self.inner.live.failure_limit(),
+            self.inner.live.hints(),
+        )
+    }
+
     /// Replaces membership and ring settings together (a proxy config reload).
     pub async fn set_ring(
         &self,
@@ -400,26 +425,11 @@ impl Client {
         vnodes: u32,
         replicas: usize,
     ) -> Result<(), Error> {
-        let o = &self.inner.opts;
-        let live = &self.inner.live;
         let old = self.inner.topology.load_full();
-        let conn_opts = ConnectOptions {
-            connect_timeout: live.connect_timeout(),
-            queue_depth: o.queue_depth,
-            max_item_size: o.max_item_size,
-            transport: o.transport.clone(),
-            ..ConnectOptions::default()
-        };
         // A node that left in an earlier, unfinished transition and comes back keeps its entry.
         let known = old.all_nodes();
         let mut topo = Topology::build(&specs, hash, vnodes, replicas, &known, |s| {
-            NodeEntry::new(
-                s.clone(),
-                o.connections_per_node,
-                conn_opts.clone(),
-                live.failure_limit(),
-                live.hints(),
-            )
+            self.node_entry(s)
         })?;
         // Learn versions of new nodes (and mark unreachable ones down so they are probed).
         let fresh: Vec<Arc<NodeEntry>> = topo
@@ -438,7 +448,7 @@ impl Client {
         if !old.nodes.is_empty() && topo.same_ring(&old) {
             return Ok(());
         }
-        let transition = o.rebalance.enabled && !old.nodes.is_empty();
+        let transition = self.inner.opts.rebalance.enabled && !old.nodes.is_empty();
         if transition {
             // The newest past ring first; a change during a transition keeps the older rings
             // (their keys may not have moved yet) up to a bound.
