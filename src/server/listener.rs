@@ -121,23 +121,14 @@ pub async fn write_all_within<W: AsyncWrite + Unpin>(
 /// returns, so a caller that announces readiness afterwards can never be killed by a signal's
 /// default action in between. Must be called inside a Tokio runtime.
 pub fn signal_token() -> CancellationToken {
-    use tokio::signal::unix::{signal, SignalKind};
+    let signals = node_signals();
     let token = CancellationToken::new();
     let t = token.clone();
-    let streams = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    );
     tokio::spawn(async move {
-        let (Ok(mut term), Ok(mut int)) = streams else {
-            tracing::warn!("cannot install signal handlers; stop with the shutdown command");
-            return;
-        };
         tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
+            _ = signals.leave.cancelled() => {},
+            _ = signals.stop.cancelled() => {},
         }
-        tracing::info!("signal received: shutting down");
         t.cancel();
     });
     token
