@@ -362,6 +362,41 @@ struct LoadReport {
 }
 
 impl LoadReport {
+    /// Waits (bounded) for every load task and adds up what they saw.
+    async fn gather(tasks: Vec<tokio::task::JoinHandle<LoadReport>>) -> LoadReport {
+        let mut report = LoadReport::default();
+        for t in tasks {
+            report.merge(
+                tokio::time::timeout(Duration::from_secs(30), t)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        report
+    }
+
+    /// The load ran, no read failed or returned a wrong value, and at most the writes in
+    /// flight when a node died (before it was marked down) failed.
+    fn assert_clean(&self) {
+        assert!(self.reads > 200, "load ran: {} reads", self.reads);
+        assert!(
+            self.read_errors.is_empty(),
+            "read errors: {:?}",
+            self.read_errors
+        );
+        assert!(
+            self.wrong_reads.is_empty(),
+            "wrong reads: {:?}",
+            self.wrong_reads
+        );
+        assert!(
+            self.write_errors.len() <= 2 * TASKS,
+            "write errors: {:?}",
+            self.write_errors
+        );
+    }
+
     fn merge(&mut self, o: LoadReport) {
         self.reads += o.reads;
         self.read_errors.extend(o.read_errors);
@@ -501,15 +536,7 @@ fn kill9_one_node_client_keeps_serving_and_never_reads_stale() {
         })
         .await
         .expect("the killed node is marked down");
-        let mut report = LoadReport::default();
-        for t in tasks {
-            report.merge(
-                tokio::time::timeout(Duration::from_secs(30), t)
-                    .await
-                    .unwrap()
-                    .unwrap(),
-            );
-        }
+        let report = LoadReport::gather(tasks).await;
         let outage = killed.elapsed();
         assert_eq!(state_of(&client, &victim_addr), NodeState::Down);
 
@@ -523,23 +550,7 @@ fn kill9_one_node_client_keeps_serving_and_never_reads_stale() {
             report.write_errors.len(),
             report.write_errors
         );
-        assert!(report.reads > 200, "load ran: {} reads", report.reads);
-        assert!(
-            report.read_errors.is_empty(),
-            "read errors: {:?}",
-            report.read_errors
-        );
-        assert!(
-            report.wrong_reads.is_empty(),
-            "wrong reads: {:?}",
-            report.wrong_reads
-        );
-        // Only writes in flight as the node died (before it was marked down) may fail.
-        assert!(
-            report.write_errors.len() <= 2 * TASKS,
-            "write errors: {:?}",
-            report.write_errors
-        );
+        report.assert_clean();
         assert!(
             report.max_read < REQUEST_TIMEOUT * 2,
             "a read took {:?}",
@@ -1005,15 +1016,7 @@ fn kill9_one_node_through_proxy_process() {
         tokio::time::sleep(KILL_AFTER).await;
         nodes[victim].kill9();
         let killed = Instant::now();
-        let mut report = LoadReport::default();
-        for t in tasks {
-            report.merge(
-                tokio::time::timeout(Duration::from_secs(30), t)
-                    .await
-                    .unwrap()
-                    .unwrap(),
-            );
-        }
+        let report = LoadReport::gather(tasks).await;
         eprintln!(
             "kill9/proxy: {} reads, {} writes; max read latency {:?}; {} write errors: {:?}",
             report.reads,
@@ -1022,22 +1025,7 @@ fn kill9_one_node_through_proxy_process() {
             report.write_errors.len(),
             report.write_errors
         );
-        assert!(report.reads > 200, "load ran: {} reads", report.reads);
-        assert!(
-            report.read_errors.is_empty(),
-            "read errors: {:?}",
-            report.read_errors
-        );
-        assert!(
-            report.wrong_reads.is_empty(),
-            "wrong reads: {:?}",
-            report.wrong_reads
-        );
-        assert!(
-            report.write_errors.len() <= 2 * TASKS,
-            "write errors: {:?}",
-            report.write_errors
-        );
+        report.assert_clean();
 
         // Every key is still readable while the node is down ...
         let keys: Vec<String> = {
@@ -1418,15 +1406,7 @@ async fn pause_then_restart_under_writes(proxies: usize) {
     nodes[victim].stop();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     nodes[victim].cont();
-    let mut report = LoadReport::default();
-    for t in tasks {
-        report.merge(
-            tokio::time::timeout(Duration::from_secs(30), t)
-                .await
-                .unwrap()
-                .unwrap(),
-        );
-    }
+    let report = LoadReport::gather(tasks).await;
     let (mut incr_ok, mut incr_failed) = (0, 0);
     for t in incrs {
         let (o, f) = tokio::time::timeout(Duration::from_secs(30), t)
