@@ -12,11 +12,12 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 # --locked: build exactly the dependency versions in Cargo.lock. The cache mounts keep the
-# registry and target/ between builds on the same builder; the binary is copied out of them.
+# registry and target/ between builds on the same builder; the binary is copied out of them,
+# stripped (`install -s`): the release profile keeps line tables for profiling, 54 of its 64 MB.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin ringcache \
-    && install -D -m 0755 target/release/ringcache /out/ringcache
+    && install -D -s -m 0755 target/release/ringcache /out/ringcache
 
 # --- runtime: glibc and libgcc_s (the binary's only shared libraries) and a shell for `sleep`
 # in Kubernetes preStop hooks; nothing else. Same Debian release as the builder, so the glibc
@@ -27,9 +28,9 @@ COPY --from=build /out/ringcache /usr/local/bin/ringcache
 USER 10001:10001
 # 11211: memcached protocol (node and proxy). 9150: node /metrics. 9151: proxy /metrics.
 EXPOSE 11211 9150 9151
-# ringcache handles SIGTERM itself (a node first drains, up to --drain-timeout, 60 s, while
-# the proxies move its keys; then it stops accepting, finishes in-flight requests, exits), so it
-# runs as PID 1 without an init; it starts no child processes that would need reaping. Outside
-# Kubernetes give `docker stop` room for the drain (-t 70), or run nodes with --drain-timeout=0.
+# ringcache handles SIGTERM itself (a node given --drain-timeout first drains while the proxies
+# move its keys; then it stops accepting, finishes in-flight requests, exits), so it runs as
+# PID 1 without an init; it starts no child processes that would need reaping. With a drain,
+# give `docker stop` room for it (-t drain + 10).
 ENTRYPOINT ["/usr/local/bin/ringcache"]
 CMD ["node", "--listen", "0.0.0.0:11211", "--metrics-listen", "0.0.0.0:9150"]

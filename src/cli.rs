@@ -69,7 +69,8 @@ pub struct NodeArgs {
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
     /// On SIGTERM, keep serving up to this many seconds while the proxies move this node's
-    /// keys off it; 0 stops at once (docs/operations.md) [default: 60].
+    /// keys off it; 0 stops at once, as memcached does (docs/operations.md) [default: 0; the
+    /// Kubernetes StatefulSet sets 60].
     #[arg(long, value_name = "SECS")]
     pub drain_timeout: Option<u64>,
     /// End the drain early once a proxy saw it and no request came for this many seconds

@@ -9,9 +9,11 @@ use crate::error::Error;
 use crate::server::SecuritySettings;
 use crate::settings::{self, Settings};
 
-/// Default `drain_timeout`: room for a proxy's discovery round (10 s) and moving about a
-/// million keys at the migrator's default rate, inside a grace period of 75 s.
-pub const DEFAULT_DRAIN_TIMEOUT: u64 = 60;
+/// Default `drain_timeout`: off, so SIGTERM stops a node promptly as it stops memcached; a
+/// node only drains where routers watch it (discovery), and the StatefulSet turns it on
+/// there (`--drain-timeout=60`: a discovery round and about a million keys moved at the
+/// migrator's default rate, inside a grace period of 75 s).
+pub const DEFAULT_DRAIN_TIMEOUT: u64 = 0;
 /// Default `drain_quiet`: above discovery's default interval (10 s), so every proxy has had a
 /// round to notice the drain before it can end early.
 pub const DEFAULT_DRAIN_QUIET: u64 = 15;
@@ -156,9 +158,8 @@ mod tests {
     }
 
     #[test]
-    fn drain_is_on_by_default_and_zero_turns_it_off() {
-        let d = NodeConfig::default().drain().expect("on by default");
-        assert_eq!(d.0, std::time::Duration::from_secs(DEFAULT_DRAIN_TIMEOUT));
+    fn drain_is_off_by_default_as_memcached_and_a_timeout_turns_it_on() {
+        assert_eq!(NodeConfig::default().drain(), None, "SIGTERM stops at once");
         assert_eq!(
             NodeConfig::from_toml("drain_timeout = 0").unwrap().drain(),
             None

@@ -1,4 +1,5 @@
-//! A node told to leave (SIGTERM) keeps serving for a bounded drain, so the routers can move
+//! A node told to leave (SIGTERM) with `drain_timeout` set (off by default, as memcached stops
+//! at once; the StatefulSet sets it) keeps serving for a bounded drain, so the routers can move
 //! its keys off it before it exits (docs/operations.md, "Scale out and in").
 //!
 //! While draining, the node serves every request exactly as before and answers `stats` with
