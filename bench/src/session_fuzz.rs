@@ -538,14 +538,13 @@ fn check_cluster(
                 // fresh connection; a miss the proxy did not count, or one that stays, is a
                 // finding.
                 let counted = matches!((before, partial_misses(t)), (Some(b), Some(a)) if a > b);
-                let again = counted
-                    && {
-                        std::thread::sleep(Duration::from_millis(500));
-                        Wire::connect(&t.proxy)
-                            .map_err(|e| e.to_string())
-                            .and_then(|mut w| canaries.check(&mut w, &t.nodes))
-                            .is_ok()
-                    };
+                let again = counted && {
+                    std::thread::sleep(Duration::from_millis(500));
+                    Wire::connect(&t.proxy)
+                        .map_err(|e| e.to_string())
+                        .and_then(|mut w| canaries.check(&mut w, &t.nodes))
+                        .is_ok()
+                };
                 if again {
                     *excused += 1;
                     eprintln!("session-fuzz: a counted partial multi-get miss read back: {e}");
