@@ -8,7 +8,8 @@ plus N 10-key `get`s spread over CONNS connections (one request in flight per co
 replies read whole), once with the load followed by as long an idle wait as the gets took.
 (total with gets - total with load only) / N is the cost of one multi-get.
 
-Usage: bench/tools/mget_callgrind.py [--n 4000] [--conns 4] [--only node|memcached]
+Usage: bench/tools/mget_callgrind.py [--n 4000] [--conns 4] [--keys-per-get 10]
+       [--only node|memcached]
        [--node-bin target/release/ringcache] [--keep DIR]
 """
 import argparse
@@ -66,23 +67,23 @@ def load(port):
     s.close()
 
 
-def multigets(port, n, conns):
+def multigets(port, n, conns, per_get):
     rng = random.Random(42)
     socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(conns)]
     for s in socks:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     for i in range(n):
         s = socks[i % conns]
-        keys = b" ".join(b"key:%d" % rng.randrange(KEYS) for _ in range(10))
+        keys = b" ".join(b"key:%d" % rng.randrange(KEYS) for _ in range(per_get))
         s.sendall(b"get " + keys + b"\r\n")
         reply = read_until(s, b"", b"END\r\n")
-        if reply.count(b"VALUE ") != 10:
-            raise RuntimeError("expected 10 hits, got %r" % reply[:200])
+        if reply.count(b"VALUE ") != per_get:
+            raise RuntimeError("expected all hits, got %r" % reply[:200])
     for s in socks:
         s.close()
 
 
-def run(cmd, port, n, conns, outdir, tag, idle=0.0):
+def run(cmd, port, n, conns, outdir, tag, idle=0.0, per_get=10):
     out = os.path.join(outdir, "callgrind.%s" % tag)
     proc = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--trace-children=no", "--callgrind-out-file=" + out]
@@ -98,7 +99,7 @@ def run(cmd, port, n, conns, outdir, tag, idle=0.0):
         load(port)
         started = time.time()
         if n:
-            multigets(port, n, conns)
+            multigets(port, n, conns, per_get)
         time.sleep(idle)
         took = time.time() - started
     finally:
@@ -120,6 +121,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=4000)
     ap.add_argument("--conns", type=int, default=4)
+    ap.add_argument("--keys-per-get", type=int, default=10)
     ap.add_argument("--only", choices=["node", "memcached"])
     ap.add_argument("--node-bin", default="target/release/ringcache")
     ap.add_argument("--keep", help="directory for the callgrind output files")
@@ -136,15 +138,15 @@ def main():
     for name, cmd in servers.items():
         if a.only and a.only != name:
             continue
-        full, path, took = run(cmd(port), port, a.n, a.conns, outdir, name + ".mget")
+        full, path, took = run(cmd(port), port, a.n, a.conns, outdir, name + ".mget", per_get=a.keys_per_get)
         port += 1
         # The baseline idles as long as the gets took: both servers have background threads
         # (memcached's LRU maintainer and crawler, the node's timers and sweep) whose work
         # grows with wall time, which valgrind stretches ~50x.
         base, _, _ = run(cmd(port), port, 0, a.conns, outdir, name + ".load", idle=took)
         port += 1
-        print("%-10s load-only %d  with %d gets %d  per 10-key get %.0f  (%s)"
-              % (name, base, a.n, full, (full - base) / a.n, path))
+        print("%-10s load-only %d  with %d gets %d  per %d-key get %.0f  (%s)"
+              % (name, base, a.n, full, a.keys_per_get, (full - base) / a.n, path))
         sys.stdout.flush()
 
 
