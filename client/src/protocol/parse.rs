@@ -183,10 +183,10 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Step>, Error>
     let frame = buf.split_to(nl + 1).freeze();
     let line = &frame[..end];
     let item = match verb {
-        b"get" | b"bget" => parse_get(&frame, end, GetCmd::Get, n),
-        b"gets" => parse_get(&frame, end, GetCmd::Gets, n),
-        b"gat" => parse_get(&frame, end, GetCmd::Gat, n),
-        b"gats" => parse_get(&frame, end, GetCmd::Gats, n),
+        b"get" | b"bget" => parse_get(&frame, end, GetCmd::Get, &toks),
+        b"gets" => parse_get(&frame, end, GetCmd::Gets, &toks),
+        b"gat" => parse_get(&frame, end, GetCmd::Gat, &toks),
+        b"gats" => parse_get(&frame, end, GetCmd::Gats, &toks),
         b"mg" | b"md" | b"ma" => {
             let cmd = match verb[1] {
                 b'g' => MetaCmd::Get,
@@ -282,12 +282,19 @@ fn key_ok(key: &[u8]) -> bool {
     valid_key(key)
 }
 
-fn parse_get(frame: &Bytes, end: usize, cmd: GetCmd, n: usize) -> Result<Request, Fault> {
+/// `get`/`gets`/`gat`/`gats`. A line of fewer than [`MAX_TOKENS`] tokens was split whole by
+/// [`Tokens::split`], so its keys are taken from those ranges instead of scanning the line a
+/// second time (a multi-get's line is mostly keys); only a longer line is split again here.
+fn parse_get(frame: &Bytes, end: usize, cmd: GetCmd, toks: &Tokens) -> Result<Request, Fault> {
+    let n = toks.n;
     if n < 2 {
         return Err(Fault::new(Fault::ERROR));
     }
     let line = &frame[..end];
-    let mut it = line
+    if n < MAX_TOKENS {
+        return get_request(frame, cmd, n, toks.r[1..n].iter().map(|&(s, e)| s..e));
+    }
+    let ranges = line
         .split(|&b| b == b' ')
         .filter(|t| !t.is_empty())
         .map(|t| {
@@ -295,9 +302,20 @@ fn parse_get(frame: &Bytes, end: usize, cmd: GetCmd, n: usize) -> Result<Request
             s..s + t.len()
         })
         .skip(1);
+    get_request(frame, cmd, n, ranges)
+}
+
+/// The `Get` request for the tokens after the verb (`ranges`, into `frame`): the exptime first
+/// for `gat`/`gats`, then the keys, each checked in turn.
+fn get_request(
+    frame: &Bytes,
+    cmd: GetCmd,
+    n: usize,
+    mut it: impl Iterator<Item = Range<usize>>,
+) -> Result<Request, Fault> {
     let exptime = if matches!(cmd, GetCmd::Gat | GetCmd::Gats) {
         let r = it.next().ok_or(Fault::new(Fault::ERROR))?;
-        match safe_strtol(&line[r]) {
+        match safe_strtol(&frame[r]) {
             Some(e) => Some(e),
             None => return Err(Fault::new("CLIENT_ERROR invalid exptime argument")),
         }
@@ -306,7 +324,7 @@ fn parse_get(frame: &Bytes, end: usize, cmd: GetCmd, n: usize) -> Result<Request
     };
     let mut keys = Vec::with_capacity(n.saturating_sub(1));
     for r in it {
-        if !key_ok(&line[r.clone()]) {
+        if !key_ok(&frame[r.clone()]) {
             return Err(Fault::new(Fault::BAD_FORMAT));
         }
         keys.push(frame.slice(r));

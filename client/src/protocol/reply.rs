@@ -72,20 +72,46 @@ fixed_lines! {
 }
 
 /// One `VALUE <key> <flags> <bytes> [<cas>]` line and its data block.
+///
+/// The numbers and the line end are formatted backwards into one stack buffer and appended
+/// with a single `put_slice`: a multi-get writes this once per hit, and each `put_slice` on a
+/// `BytesMut` is a capacity check and a `memcpy` call, which cost more than the digits.
 #[inline]
 pub fn value(buf: &mut impl BufMut, key: &[u8], flags: u32, cas: Option<u64>, data: &[u8]) {
+    // " <flags> <bytes> <cas>\r\n": at most 1 + 10 + 1 + 20 + 1 + 20 + 2 bytes.
+    let mut tail = [0u8; 56];
+    let mut i = tail.len() - 2;
+    tail[i..].copy_from_slice(CRLF);
+    if let Some(c) = cas {
+        i = put_u64_before(&mut tail, i, c);
+        i -= 1;
+        tail[i] = b' ';
+    }
+    i = put_u64_before(&mut tail, i, data.len() as u64);
+    i -= 1;
+    tail[i] = b' ';
+    i = put_u64_before(&mut tail, i, u64::from(flags));
+    i -= 1;
+    tail[i] = b' ';
     buf.put_slice(b"VALUE ");
     buf.put_slice(key);
-    buf.put_u8(b' ');
-    put_u64(buf, u64::from(flags));
-    buf.put_u8(b' ');
-    put_u64(buf, data.len() as u64);
-    if let Some(c) = cas {
-        buf.put_u8(b' ');
-        put_u64(buf, c);
-    }
-    crlf(buf);
+    buf.put_slice(&tail[i..]);
     data_block(buf, data);
+}
+
+/// Writes `n` in decimal so that it ends just before `tmp[end]`; returns where it starts.
+/// `end` must leave room for the digits (20 for any `u64`).
+#[inline]
+fn put_u64_before(tmp: &mut [u8], end: usize, mut n: u64) -> usize {
+    let mut i = end;
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return i;
+        }
+    }
 }
 
 /// A data block: the bytes and `\r\n`.
@@ -395,5 +421,19 @@ mod tests {
             "VALUE k 5 2 9\r\nab\r\nVALUE k 0 0\r\n\r\nVA 2 c9 t-1 Ox kCg== b W\r\n\
              ME k exp=-1 la=2 cas=3 fetch=yes cls=1 size=70\r\nMN\r\n"
         );
+    }
+
+    #[test]
+    fn value_line_holds_the_widest_numbers() {
+        let mut b = Vec::new();
+        value(&mut b, b"key", u32::MAX, Some(u64::MAX), b"x");
+        value(&mut b, b"k", 10, Some(0), &[b'y'; 100]);
+        let want = format!(
+            "VALUE key {} 1 {}\r\nx\r\nVALUE k 10 100 0\r\n{}\r\n",
+            u32::MAX,
+            u64::MAX,
+            "y".repeat(100)
+        );
+        assert_eq!(String::from_utf8(b).unwrap(), want);
     }
 }

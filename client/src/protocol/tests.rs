@@ -954,6 +954,36 @@ fn more_than_23_tokens_still_reads_every_get_key() {
     assert_eq!(item(line.as_bytes()).0, Err(Fault::new(Fault::ERROR)));
 }
 
+/// Lines under 23 tokens take their keys from the first split, longer ones are split again:
+/// both sides of that boundary, with runs of spaces, give every key in order.
+#[test]
+fn get_keys_are_the_same_on_both_sides_of_the_token_limit() {
+    for n in 1..30 {
+        let keys: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
+        for (verb, exptime) in [("get", None), ("gets", None), ("gat", Some(-5))] {
+            let head = match exptime {
+                Some(e) => format!("{verb}  {e}"),
+                None => verb.to_string(),
+            };
+            let line = format!("{head}  {}  \r\n", keys.join("   "));
+            let (got, rest) = item(line.as_bytes());
+            assert!(rest.is_empty());
+            let Ok(Request::Get {
+                keys: got,
+                exptime: e,
+                ..
+            }) = got
+            else {
+                panic!("{line:?}: {got:?}")
+            };
+            assert_eq!(e, exptime, "{line:?}");
+            let got: Vec<&[u8]> = got.iter().map(|k| &k[..]).collect();
+            let want: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+            assert_eq!(got, want, "{line:?}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Meta requests: typed flags, raw flags kept in order, keys decoded.
 // ---------------------------------------------------------------------------------------------

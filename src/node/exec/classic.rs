@@ -1,6 +1,8 @@
 //! The classic verbs: get/gets/gat/gats, set/add/replace/append/prepend/cas, delete,
 //! incr/decr, touch.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::{Bytes, BytesMut};
 use ringcache_client::protocol::{reply, ArithCmd, Fault, GetCmd, StoreCmd};
 
@@ -17,8 +19,12 @@ const KEYS_PER_STEP: usize = 4096;
 /// `get`/`gets` (and `gat`/`gats` with an exptime): one `VALUE` per hit, then `END`.
 ///
 /// Starts at `keys[start]`. Once `out` holds [`REPLY_CHUNK`] bytes, or [`KEYS_PER_STEP`] keys
-/// were looked up, with keys still to answer, stops and returns the index to go on from, so the connection can write what is gathered
-/// first; `None` once `END` is written.
+/// were looked up, with keys still to answer, stops and returns the index to go on from, so
+/// the connection can write what is gathered first; `None` once `END` is written.
+///
+/// The clock is read once per call and the counters are added once per call (see [`Tally`]):
+/// per key, both cost as much as the lookup itself, and the shared counters' cache line
+/// bounced between the worker threads on every key.
 pub fn get(
     node: &Node,
     cmd: GetCmd,
@@ -28,44 +34,77 @@ pub fn get(
     out: &mut BytesMut,
 ) -> Option<usize> {
     let with_cas = cmd.returns_cas();
+    let now = node.store.now();
+    let mut tally = Tally::default();
+    let mut next = None;
     for (i, key) in keys.iter().enumerate().skip(start) {
         let found = match exptime {
-            None => node.store.get(key),
-            Some(e) => node.store.get_and_touch(key, e),
+            None => node.store.get_at(key, now),
+            Some(e) => node.store.get_and_touch_at(key, e, now),
         };
-        let stats = &node.stats;
-        match (&found, exptime.is_some()) {
-            (Lookup::Hit(_), false) => bump!(stats, get_hits),
-            (Lookup::Hit(_), true) => bump!(stats, touch_hits),
-            (_, true) => bump!(stats, touch_misses),
-            (Lookup::Expired, false) => {
-                bump!(stats, get_expired);
-                bump!(stats, get_misses)
-            }
-            (Lookup::Flushed, false) => {
-                bump!(stats, get_flushed);
-                bump!(stats, get_misses)
-            }
-            (Lookup::Miss, false) => bump!(stats, get_misses),
-        };
-        if exptime.is_some() {
-            bump!(stats, cmd_touch);
-        } else {
-            bump!(stats, cmd_get);
-        }
-        let hit = matches!(found, Lookup::Hit(_));
-        node.prefixes.record(key, Op::Get(hit));
+        tally.count(&found);
+        node.prefixes.record(key, Op::Get(found.is_hit()));
         if let Lookup::Hit(item) = found {
             let cas = with_cas.then(|| item.cas());
             out.reserve(key.len() + item.value().len() + 48);
             reply::value(out, key, item.flags(), cas, item.value());
         }
         if i + 1 < keys.len() && (out.len() >= REPLY_CHUNK || i + 1 - start >= KEYS_PER_STEP) {
-            return Some(i + 1);
+            next = Some(i + 1);
+            break;
         }
     }
-    reply::end(out);
-    None
+    tally.add_to(node, exptime.is_some());
+    if next.is_none() {
+        reply::end(out);
+    }
+    next
+}
+
+/// What one [`get`] call counted, added to the node's shared counters in one go.
+#[derive(Default)]
+struct Tally {
+    lookups: u64,
+    hits: u64,
+    expired: u64,
+    flushed: u64,
+}
+
+impl Tally {
+    #[inline]
+    fn count(&mut self, found: &Lookup) {
+        self.lookups += 1;
+        match found {
+            Lookup::Hit(_) => self.hits += 1,
+            Lookup::Expired => self.expired += 1,
+            Lookup::Flushed => self.flushed += 1,
+            Lookup::Miss => {}
+        }
+    }
+
+    /// memcached's counters for the lookups: `gat` counts touches (hits and misses) and
+    /// `cmd_touch`; `get` counts hits, misses (expired and flushed among them, and also apart)
+    /// and `cmd_get`.
+    fn add_to(&self, node: &Node, touch: bool) {
+        fn add(c: &AtomicU64, n: u64) {
+            if n != 0 {
+                c.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        let c = &node.stats.counters;
+        let misses = self.lookups - self.hits;
+        if touch {
+            add(&c.touch_hits, self.hits);
+            add(&c.touch_misses, misses);
+            add(&c.cmd_touch, self.lookups);
+        } else {
+            add(&c.get_hits, self.hits);
+            add(&c.get_misses, misses);
+            add(&c.get_expired, self.expired);
+            add(&c.get_flushed, self.flushed);
+            add(&c.cmd_get, self.lookups);
+        }
+    }
 }
 
 /// The storage verbs.

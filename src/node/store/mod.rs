@@ -886,7 +886,13 @@ impl Store {
 
     /// `get`: the live item, recording the fetch.
     pub fn get(&self, key: &[u8]) -> Lookup {
-        let now = self.now();
+        self.get_at(key, self.now())
+    }
+
+    /// [`Store::get`] at a time the caller read from [`Store::now`]: a multi-get reads the
+    /// clock once for all its keys instead of once per key (a clock read cost as much as the
+    /// index probe), as memcached judges a whole request against its one `current_time`.
+    pub fn get_at(&self, key: &[u8], now: u64) -> Lookup {
         let found = self.find(hash(key), key, now, false);
         if let Lookup::Hit(item) = &found {
             item.bump(now);
@@ -902,7 +908,11 @@ impl Store {
     /// `gat`/`gats`: the live item, recording the fetch and setting a new exptime (the CAS is
     /// unchanged, as in memcached). A past exptime makes the item expire right after this read.
     pub fn get_and_touch(&self, key: &[u8], exptime: i64) -> Lookup {
-        let now = self.now();
+        self.get_and_touch_at(key, exptime, self.now())
+    }
+
+    /// [`Store::get_and_touch`] at a time read once for a whole `gat` (see [`Store::get_at`]).
+    pub fn get_and_touch_at(&self, key: &[u8], exptime: i64, now: u64) -> Lookup {
         let h = hash(key);
         self.locked(h, || {
             let found = self.find(h, key, now, true);
