@@ -361,17 +361,20 @@ struct LoadReport {
     expect: HashMap<String, Expect>,
 }
 
+/// A load task's result, waited for at most 30 s (every load loop is bounded well below).
+async fn joined<T>(t: tokio::task::JoinHandle<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), t)
+        .await
+        .expect("load task finished within 30 s")
+        .expect("load task did not panic")
+}
+
 impl LoadReport {
     /// Waits (bounded) for every load task and adds up what they saw.
     async fn gather(tasks: Vec<tokio::task::JoinHandle<LoadReport>>) -> LoadReport {
         let mut report = LoadReport::default();
         for t in tasks {
-            report.merge(
-                tokio::time::timeout(Duration::from_secs(30), t)
-                    .await
-                    .unwrap()
-                    .unwrap(),
-            );
+            report.merge(joined(t).await);
         }
         report
     }
@@ -686,12 +689,7 @@ fn sigstop_one_node_reads_answered_within_request_timeout() {
         .expect("frozen node marked down");
         let mut results = Vec::new();
         for t in tasks {
-            results.extend(
-                tokio::time::timeout(Duration::from_secs(30), t)
-                    .await
-                    .unwrap()
-                    .unwrap(),
-            );
+            results.extend(joined(t).await);
         }
         let bad: Vec<_> = results
             .iter()
@@ -1409,10 +1407,7 @@ async fn pause_then_restart_under_writes(proxies: usize) {
     let report = LoadReport::gather(tasks).await;
     let (mut incr_ok, mut incr_failed) = (0, 0);
     for t in incrs {
-        let (o, f) = tokio::time::timeout(Duration::from_secs(30), t)
-            .await
-            .unwrap()
-            .unwrap();
+        let (o, f) = joined(t).await;
         incr_ok += o;
         incr_failed += f;
     }
