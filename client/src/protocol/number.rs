@@ -126,21 +126,10 @@ pub fn safe_strtol(tok: &[u8]) -> Option<i64> {
     Some(i64::from(v as i32))
 }
 
-/// Appends the decimal form of `n` to `buf` without going through `fmt`.
+/// Appends the decimal form of `n` to `buf` without going through `fmt` (`itoa`).
 #[inline]
 pub fn put_u64(buf: &mut impl bytes::BufMut, n: u64) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.put_slice(&tmp[i..]);
+    buf.put_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Appends the decimal form of a signed `n` to `buf`.

@@ -73,45 +73,32 @@ fixed_lines! {
 
 /// One `VALUE <key> <flags> <bytes> [<cas>]` line and its data block.
 ///
-/// The numbers and the line end are formatted backwards into one stack buffer and appended
+/// The numbers and the line end are formatted (`itoa`) into one stack buffer and appended
 /// with a single `put_slice`: a multi-get writes this once per hit, and each `put_slice` on a
 /// `BytesMut` is a capacity check and a `memcpy` call, which cost more than the digits.
 #[inline]
 pub fn value(buf: &mut impl BufMut, key: &[u8], flags: u32, cas: Option<u64>, data: &[u8]) {
-    // " <flags> <bytes> <cas>\r\n": at most 1 + 10 + 1 + 20 + 1 + 20 + 2 bytes.
+    // " <flags> <bytes> <cas>\r\n": at most 1 + 10 + 1 + 20 + 1 + 20 + 2 = 55 bytes.
     let mut tail = [0u8; 56];
-    let mut i = tail.len() - 2;
-    tail[i..].copy_from_slice(CRLF);
+    let mut n = 0;
+    let mut push = |s: &[u8]| {
+        tail[n..n + s.len()].copy_from_slice(s);
+        n += s.len();
+    };
+    let mut digits = itoa::Buffer::new();
+    push(b" ");
+    push(digits.format(flags).as_bytes());
+    push(b" ");
+    push(digits.format(data.len()).as_bytes());
     if let Some(c) = cas {
-        i = put_u64_before(&mut tail, i, c);
-        i -= 1;
-        tail[i] = b' ';
+        push(b" ");
+        push(digits.format(c).as_bytes());
     }
-    i = put_u64_before(&mut tail, i, data.len() as u64);
-    i -= 1;
-    tail[i] = b' ';
-    i = put_u64_before(&mut tail, i, u64::from(flags));
-    i -= 1;
-    tail[i] = b' ';
+    push(CRLF);
     buf.put_slice(b"VALUE ");
     buf.put_slice(key);
-    buf.put_slice(&tail[i..]);
+    buf.put_slice(&tail[..n]);
     data_block(buf, data);
-}
-
-/// Writes `n` in decimal so that it ends just before `tmp[end]`; returns where it starts.
-/// `end` must leave room for the digits (20 for any `u64`).
-#[inline]
-fn put_u64_before(tmp: &mut [u8], end: usize, mut n: u64) -> usize {
-    let mut i = end;
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return i;
-        }
-    }
 }
 
 /// A data block: the bytes and `\r\n`.

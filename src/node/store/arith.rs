@@ -22,20 +22,6 @@ pub fn parse_counter(v: &[u8]) -> Option<u64> {
     ringcache_client::protocol::number::safe_strtoull(&v[..end])
 }
 
-/// `n` in decimal, in a stack buffer.
-fn digits(n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
 impl Store {
     /// `incr`/`decr`: unsigned 64-bit; incr wraps at 2^64, decr stops at 0. Flags and TTL are
     /// kept. A result no longer than the old value is written over it and padded with spaces
@@ -88,8 +74,8 @@ impl Store {
         } else {
             cur.saturating_sub(delta)
         };
-        let mut buf = [0u8; 20];
-        let text = digits(value, &mut buf);
+        let mut buf = itoa::Buffer::new();
+        let text = buf.format(value).as_bytes();
         let seq = self.inner.next_seq();
         let cas = new_cas.unwrap_or(seq);
         let in_place = text.len() <= old.value().len();
@@ -138,8 +124,8 @@ impl Store {
         new_cas: Option<u64>,
         now: u64,
     ) -> Option<ItemRef> {
-        let mut buf = [0u8; 20];
-        let text = digits(initial, &mut buf);
+        let mut buf = itoa::Buffer::new();
+        let text = buf.format(initial).as_bytes();
         let seq = self.inner.next_seq();
         let meta = Meta {
             flags: 0,
@@ -196,12 +182,5 @@ mod tests {
         for v in bad {
             assert_eq!(parse_counter(v), None, "{:?}", String::from_utf8_lossy(v));
         }
-    }
-
-    #[test]
-    fn digits_of_extremes() {
-        let mut b = [0u8; 20];
-        assert_eq!(digits(0, &mut b), b"0");
-        assert_eq!(digits(u64::MAX, &mut b), b"18446744073709551615");
     }
 }
