@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::auth::{self, Users};
 use super::gate::{CommandsConfig, Gate, Refusal};
 use super::stream::ServerStream;
-use super::tls::{Tls, VerifyMode};
+use super::tls::{Tls, TlsFiles, VerifyMode};
 use crate::error::Error;
 
 /// A listener's security keys, the same 7 top-level keys in the node's, the proxy's and
@@ -83,7 +83,12 @@ impl Security {
             ));
         }
         Ok(Security {
-            tls: Tls::new(s)?,
+            tls: Tls::new(TlsFiles {
+                chain: s.ssl_chain_cert.as_deref(),
+                key: s.ssl_key.as_deref(),
+                ca: s.ssl_ca_cert.as_deref(),
+                verify_mode: s.ssl_verify_mode,
+            })?,
             users,
             admins: s.admin_users.clone(),
             gate: Gate::with(defaults, &s.commands),

@@ -4,7 +4,7 @@
 //! TLS. The files are re-read when they change, so renewed certificates are used by new
 //! connections without a restart (docs/operations.md).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,6 @@ use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
-use super::security::SecuritySettings;
 use super::stream::ServerStream;
 use crate::error::Error;
 
@@ -59,20 +58,30 @@ pub struct Tls {
     acceptor: Reloading<TlsAcceptor>,
 }
 
+/// What a listener's TLS is made from: memcached's `ssl_*` settings (`SecuritySettings` holds
+/// them; this type keeps `tls` free of the settings module, which uses `tls`).
+#[derive(Debug, Clone, Copy)]
+pub struct TlsFiles<'a> {
+    pub chain: Option<&'a Path>,
+    pub key: Option<&'a Path>,
+    pub ca: Option<&'a Path>,
+    pub verify_mode: u8,
+}
+
 impl Tls {
     /// Reads and checks the files; `None` when TLS is off.
-    pub fn new(s: &SecuritySettings) -> Result<Option<Tls>, Error> {
-        let mode = VerifyMode::from_number(s.ssl_verify_mode)?;
-        let Some(chain) = s.ssl_chain_cert.clone() else {
-            if s.ssl_key.is_some() || s.ssl_ca_cert.is_some() || mode != VerifyMode::None {
+    pub fn new(s: TlsFiles<'_>) -> Result<Option<Tls>, Error> {
+        let mode = VerifyMode::from_number(s.verify_mode)?;
+        let Some(chain) = s.chain.map(Path::to_path_buf) else {
+            if s.key.is_some() || s.ca.is_some() || mode != VerifyMode::None {
                 return Err(Error::Config(
                     "ssl_key, ssl_ca_cert and ssl_verify_mode need ssl_chain_cert".into(),
                 ));
             }
             return Ok(None);
         };
-        let key = s.ssl_key.clone().unwrap_or_else(|| chain.clone());
-        let ca = s.ssl_ca_cert.clone();
+        let key = s.key.map_or_else(|| chain.clone(), Path::to_path_buf);
+        let ca = s.ca.map(Path::to_path_buf);
         if mode != VerifyMode::None && ca.is_none() {
             return Err(Error::Config(
                 "ssl_verify_mode 1-3 checks client certificates against ssl_ca_cert: give it"
