@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 
+from mem_per_item import read_until
+
 KEYS = 10_000
 VALUE_SIZE = 100
 
@@ -40,15 +42,6 @@ def wait_port(port, proc, timeout=60):
         except OSError:
             time.sleep(0.2)
     raise RuntimeError("server did not come up")
-
-
-def read_until(sock, buf, end):
-    while not buf.endswith(end):
-        chunk = sock.recv(1 << 16)
-        if not chunk:
-            raise RuntimeError("connection closed")
-        buf += chunk
-    return buf
 
 
 def load(port):
