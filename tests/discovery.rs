@@ -41,7 +41,7 @@ use ringcache_client::cluster_config::{DiscoverySettings, RebalanceSettings, Rin
 use ringcache_client::health::NodeState;
 use ringcache_client::ring::NodeSpec;
 use ringcache_client::topology::Topology;
-use ringcache_client::Client;
+use ringcache_client::{Client, Router};
 use support::{spawn_node_at, Server};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -328,7 +328,7 @@ async fn start_proxy_source(
 }
 
 /// The ring's members as `name=addr`, in ring order.
-fn members(client: &Client) -> Vec<String> {
+fn members(client: &Router) -> Vec<String> {
     client
         .topology()
         .ring
@@ -343,7 +343,7 @@ fn member(i: usize, addr: SocketAddr) -> String {
 }
 
 /// Waits until the proxy's ring is `want` (sorted by name, as discovery orders it).
-async fn wait_members(client: &Client, mut want: Vec<String>) {
+async fn wait_members(client: &Router, mut want: Vec<String>) {
     want.sort();
     let deadline = Instant::now() + SETTLE_LIMIT;
     while members(client) != want {
@@ -376,7 +376,7 @@ async fn wait_up(topo: &Topology, addr: SocketAddr) {
     }
 }
 
-async fn settle(client: &Client) {
+async fn settle(client: &Router) {
     assert!(
         client.wait_settled(SETTLE_LIMIT).await,
         "transition ended in time"
@@ -441,7 +441,7 @@ fn srv_records_added_and_removed_move_keys_with_a_transition() {
         ])
         .await;
         let proxy = start_proxy(&dns, 1).await;
-        let client = proxy.proxy.client().clone();
+        let client = proxy.proxy.router().clone();
         // Resolved before the proxy took its first client.
         let three: Vec<String> = (0..3).map(|i| member(i, nodes[i].addr)).collect();
         let mut sorted = three.clone();
@@ -519,7 +519,7 @@ fn a_change_right_after_a_transition_loses_no_key() {
             .await;
         // The cleanup waits 2 × 3 s: the second change lands inside that window.
         let proxy = start_proxy_with(&dns, 1, 3000).await;
-        let client = proxy.proxy.client().clone();
+        let client = proxy.proxy.router().clone();
         Raw::connect(proxy.addr).await.load().await;
 
         dns.set_srv(&[(0, port(0)), (1, port(1)), (2, port(2)), (3, port(3))])
@@ -570,7 +570,7 @@ fn a_records_name_nodes_by_address() {
         dns.set("all.nodes.test.", RecordType::A, a(2)).await;
         let source = format!("dns+all.nodes.test:{port}");
         let proxy = start_proxy_source(&dns, 1, 1000, 20_000, source).await;
-        let client = proxy.proxy.client().clone();
+        let client = proxy.proxy.router().clone();
         let by_addr = |n: usize| -> Vec<String> {
             nodes[..n]
                 .iter()
@@ -613,7 +613,7 @@ fn a_new_address_under_the_same_name_moves_nothing() {
         let mut dns = Dns::start().await;
         dns.publish(&[&n0, &n1, &n2]).await;
         let proxy = start_proxy(&dns, 2).await;
-        let client = proxy.proxy.client().clone();
+        let client = proxy.proxy.router().clone();
         let mut conn = Raw::connect(proxy.addr).await;
         conn.load().await;
         let ring_before: Vec<(u64, usize)> = client.topology().ring.points().collect();
@@ -678,7 +678,7 @@ fn an_address_change_during_a_transition_lets_it_finish() {
         dns.set_a(3, LOCAL).await;
         // Slow migration: the transition lasts seconds.
         let proxy = start_proxy_rated(&dns, 2, 1000, 1000).await;
-        let client = proxy.proxy.client().clone();
+        let client = proxy.proxy.router().clone();
         let mut conn = Raw::connect(proxy.addr).await;
         conn.load().await;
 
@@ -737,7 +737,7 @@ fn dns_failures_keep_the_last_good_list() {
         let mut dns = Dns::start().await;
         dns.publish(&[&n0, &n1]).await;
         let proxy = start_proxy(&dns, 2).await;
-        let client = proxy.proxy.client().clone();
+        let client = proxy.proxy.router().clone();
         let good = vec![member(0, n0.addr), member(1, n1.addr)];
         wait_members(&client, good.clone()).await;
 
@@ -800,7 +800,7 @@ fn a_proxy_started_before_its_records_exist_waits_for_them() {
         let n0 = node_on(LOCAL, 0);
         let mut dns = Dns::start().await;
         let proxy = start_proxy(&dns, 1).await;
-        let client = proxy.proxy.client().clone();
+        let client = proxy.proxy.router().clone();
         assert!(members(&client).is_empty());
         let mut conn = Raw::connect(proxy.addr).await;
         conn.wr
@@ -843,11 +843,12 @@ fn an_embedded_client_follows_dns_until_the_handle_is_dropped() {
             remove_after_secs: 0,
             ..DiscoverySettings::new([format!("dnssrv+{SRV_NAME}")])
         };
-        let handle = ringcache_client::discovery::Discovery::start(&client, &settings, None)
-            .await
-            .expect("discovery");
+        let handle =
+            ringcache_client::discovery::Discovery::start(client.router(), &settings, None)
+                .await
+                .expect("discovery");
         assert_eq!(
-            members(&client),
+            members(client.router()),
             vec![member(0, n0.addr)],
             "resolved at start"
         );
@@ -855,8 +856,12 @@ fn an_embedded_client_follows_dns_until_the_handle_is_dropped() {
 
         dns.set_srv(&[(0, n0.addr.port()), (1, n1.addr.port())])
             .await;
-        wait_members(&client, vec![member(0, n0.addr), member(1, n1.addr)]).await;
-        settle(&client).await;
+        wait_members(
+            client.router(),
+            vec![member(0, n0.addr), member(1, n1.addr)],
+        )
+        .await;
+        settle(client.router()).await;
         assert_eq!(
             &client.get(b"k").await.expect("get").expect("hit").value[..],
             b"v"
@@ -866,7 +871,7 @@ fn an_embedded_client_follows_dns_until_the_handle_is_dropped() {
         dns.set_srv(&[(1, n1.addr.port())]).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(
-            members(&client),
+            members(client.router()),
             vec![member(0, n0.addr), member(1, n1.addr)],
             "no change applied after the handle was dropped"
         );
@@ -883,7 +888,7 @@ fn a_reload_keeps_the_discovered_members() {
         dns.set_a(0, LOCAL).await;
         dns.set_srv(&[(0, n0.addr.port())]).await;
         let proxy = start_proxy(&dns, 1).await;
-        let client = proxy.proxy.client().clone();
+        let client = proxy.proxy.router().clone();
         let good = vec![member(0, n0.addr)];
         assert_eq!(members(&client), good);
         let path = std::env::temp_dir().join(format!(
@@ -941,7 +946,7 @@ fn a_node_sent_sigterm_is_drained_before_it_goes() {
         let mut dns = Dns::start().await;
         dns.publish(&[&nodes[0], &nodes[1], &nodes[2]]).await;
         let proxy = start_proxy(&dns, 1).await;
-        let client = proxy.proxy.client().clone();
+        let client = proxy.proxy.router().clone();
         let all: Vec<String> = (0..3).map(|i| member(i, nodes[i].addr)).collect();
         wait_members(&client, all).await;
         let mut conn = Raw::connect(proxy.addr).await;

@@ -176,10 +176,10 @@ async fn reload_adds_and_removes_nodes_without_dropping_clients() {
         let p = p.clone();
         async move {
             let deadline = Instant::now() + Duration::from_secs(10);
-            while p.client().topology().nodes.len() != n && Instant::now() < deadline {
+            while p.router().topology().nodes.len() != n && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            p.client().topology().nodes.len()
+            p.router().topology().nodes.len()
         }
     };
     let mut conn = tokio::task::spawn_blocking(move || {
@@ -203,7 +203,7 @@ async fn reload_adds_and_removes_nodes_without_dropping_clients() {
     // A broken file is refused; the running membership stays.
     std::fs::write(&path, "this is = not [valid toml").unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(p.client().topology().nodes.len(), 3);
+    assert_eq!(p.router().topology().nodes.len(), 3);
     assert_eq!(
         roundtrip(&mut conn, b"get k2\r\n"),
         "VALUE k2 0 1\r\nb\r\nEND\r\n"

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use ringcache::proxy::{self, reload, ProxyConfig, ProxyHandle};
 use ringcache_client::cluster_config::{RebalanceSettings, RingSettings};
 use ringcache_client::ring::NodeSpec;
-use ringcache_client::{Client, Phase};
+use ringcache_client::{Client, Phase, Router};
 use support::{spawn_memcached, spawn_node, Server};
 use testkit::aio::{metrics_page, set_request, Raw};
 use testkit::run;
@@ -146,8 +146,8 @@ impl Cluster {
         })
     }
 
-    fn client(&self) -> &Client {
-        self.proxy.proxy.client()
+    fn router(&self) -> &Router {
+        self.proxy.proxy.router()
     }
 
     /// Writes the config for members `members` and has the proxy reload it.
@@ -264,12 +264,12 @@ async fn moved_ratio(cluster: &Cluster, expect: &[Option<Vec<u8>>]) -> f64 {
 /// every 4th key of that range, so "the last operation on a key" is well defined.
 async fn churn(
     proxy: SocketAddr,
-    client: Client,
+    router: Router,
     expect: &mut [Option<Vec<u8>>],
 ) -> (usize, std::collections::HashSet<usize>) {
     let tasks: Vec<_> = (0..4)
         .map(|t| {
-            let client = client.clone();
+            let router = router.clone();
             tokio::spawn(async move {
                 let mut c = raw(proxy).await;
                 let mut last: Vec<(usize, Option<Option<Vec<u8>>>)> = Vec::new();
@@ -277,7 +277,7 @@ async fn churn(
                 let mut round = 1u32;
                 // Bounded: until the transition ends (at most the settle limit) and 50 rounds.
                 while round <= 50 && started.elapsed() < SETTLE_LIMIT {
-                    let in_transition = client.in_transition();
+                    let in_transition = router.in_transition();
                     for i in (t..2_000)
                         .step_by(4)
                         .skip((round as usize * 7) % 13)
@@ -360,8 +360,8 @@ async fn scenario(
         wrong.is_empty(),
         "wrong values right after the change: {wrong:?}"
     );
-    let (churn_ops, open) = churn(proxy, cluster.client().clone(), &mut expect).await;
-    let settled = cluster.client().wait_settled(SETTLE_LIMIT).await;
+    let (churn_ops, open) = churn(proxy, cluster.router().clone(), &mut expect).await;
+    let settled = cluster.router().wait_settled(SETTLE_LIMIT).await;
     assert!(settled, "transition ends within {SETTLE_LIMIT:?}");
     let settle_ms = t0.elapsed().as_millis();
     // Keys whose last write failed are in an unknown state: delete them, now that only the
@@ -386,12 +386,12 @@ async fn scenario(
         // Cleanup: moved keys are removed from members that no longer own them, so every
         // key is held exactly `replicas` times.
         let deadline = Instant::now() + SETTLE_LIMIT;
-        while cluster.client().rebalance_status().phase != Phase::Idle && Instant::now() < deadline
+        while cluster.router().rebalance_status().phase != Phase::Idle && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let held: u64 = cluster
-            .client()
+            .router()
             .stats()
             .await
             .into_iter()
@@ -558,21 +558,21 @@ fn old_owner_killed_mid_transition_completes_from_its_replica() {
             .expect("nodes");
         let proxy = cluster.proxy.addr;
         let expect = load(proxy).await;
-        let completed = cluster.client().rebalance_status().completed;
+        let completed = cluster.router().rebalance_status().completed;
         cluster.change(&[0, 1, 2, 3]).await;
         // The migrator lists node 0 first; kill it as soon as copying has begun.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while cluster.client().rebalance_status().phase != Phase::Copying
+        while cluster.router().rebalance_status().phase != Phase::Copying
             && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         cluster.nodes[0].as_mut().expect("node 0").kill9();
         assert!(
-            cluster.client().wait_settled(SETTLE_LIMIT).await,
+            cluster.router().wait_settled(SETTLE_LIMIT).await,
             "transition completes"
         );
-        let status = cluster.client().rebalance_status();
+        let status = cluster.router().rebalance_status();
         assert_eq!(status.completed, completed + 1, "{status:?}");
         // Reads while node 0 is down: every key from its surviving replica.
         let (after, wrong) = hit_ratio(proxy, &expect).await;

@@ -13,7 +13,7 @@
 //!
 //! Why the rules below:
 //! - A resolved list is applied the way a config reload applies `[[nodes]]`
-//!   ([`Client::set_nodes`]: a transition moves the data), after a first step that moves the
+//!   ([`Router::set_nodes`]: a transition moves the data), after a first step that moves the
 //!   nodes whose *address* alone changed onto their new address in place, with no transition
 //!   (the name, and so every key's owners, is unchanged). The process at the new address is
 //!   a stranger (a pod that restarted has lost its memory), so it is treated like a node that
@@ -59,7 +59,7 @@ use crate::health::draining_in_stats;
 use crate::metric_names as names;
 use crate::protocol::{Request, Response};
 use crate::ring::{NodeSpec, Ring};
-use crate::router::{Client, Inner};
+use crate::router::{Inner, Router};
 use crate::topology::{NodeEntry, PastRing, Topology};
 use crate::Error;
 
@@ -469,7 +469,7 @@ impl Discovery {
     /// and retried every interval, the client keeping the nodes it has), then re-resolves
     /// every `interval_secs` until the returned handle or the client is dropped.
     pub async fn start(
-        client: &Client,
+        client: &Router,
         settings: &DiscoverySettings,
         on_change: Option<OnChange>,
     ) -> Result<Discovery, Error> {
@@ -482,7 +482,7 @@ impl Discovery {
             loop {
                 tokio::time::sleep(interval).await;
                 let Some(inner) = weak.upgrade() else { return };
-                let client = Client { inner };
+                let client = Router { inner };
                 round(&client, &resolver, &mut absences, on_change.as_ref()).await;
             }
         });
@@ -494,7 +494,7 @@ impl Discovery {
 /// current ring, not with the last answer, so a membership set by anyone else (a reload) is
 /// brought back to what DNS says at the next round.
 async fn round(
-    client: &Client,
+    client: &Router,
     resolver: &NodeResolver,
     absences: &mut Absences,
     on_change: Option<&OnChange>,
@@ -540,7 +540,7 @@ async fn round(
     }
 }
 
-impl Client {
+impl Router {
     /// Whether each node of `specs` says it is draining (`stats`: `draining 1`), in order;
     /// `None` for one that did not answer. A member (of the current or a past ring, at the
     /// same address) is asked on its own connection; any other node on a short-lived one.
@@ -578,7 +578,7 @@ impl Client {
     /// Applies a discovered membership: members whose name is known but whose address changed
     /// are moved to the new address in place (no key changes owner; the process there is
     /// flushed, fenced and re-warmed like a node that restarted), then the list is applied as
-    /// [`Client::set_nodes`] does, with a transition for members added or removed.
+    /// [`Router::set_nodes`] does, with a transition for members added or removed.
     pub async fn apply_discovered(&self, specs: Vec<NodeSpec>) -> Result<(), Error> {
         self.readdress(&specs)?;
         self.set_nodes(specs).await

@@ -17,6 +17,10 @@
 //!
 //! A replica that misses a copy while serving (a failed copy after a conditional write) gets
 //! a hint too, so the miss is never silent: that key is not read from it until replayed.
+//!
+//! This file is the states and their rules; what moves a node between them from the engine's
+//! side (marking it down, the probe, the replay and the re-warm it starts) is
+//! `router/lifecycle.rs`.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};

@@ -4,17 +4,18 @@
 //!   both directions, plus a `tokio-util` codec for each side of a connection.
 //! - [`ring`]: the virtual-node hash ring that places keys on nodes (xxh3 and ketama).
 //! - [`discovery`]: the node list from DNS (A/AAAA or SRV records), re-resolved periodically.
-//! - [`router`]: the cluster engine (routing, replication, failover, membership transitions
-//!   and the migrator) and [`Client`], its typed API; [`lock`]: leases on it.
+//! - [`router`]: the cluster engine (routing, replication, failover, health, membership
+//!   transitions and the migrator); [`client`]: [`Client`], the typed API over it; [`lock`]:
+//!   leases on it.
 //!
 //! The node, the proxy and the benchmark all use this crate so that there is one parser and one
 //! placement in the whole project.
 
+pub mod client;
 pub mod cluster_config;
 pub mod connection;
 pub mod discovery;
 pub mod error;
-mod handoff;
 pub mod health;
 pub mod lock;
 pub mod metric_names;
@@ -25,7 +26,8 @@ pub mod tls_files;
 pub mod topology;
 pub mod transport;
 
+pub use client::{CasResult, Client, GetMany, Item};
 pub use error::{Error, Refused};
 pub use lock::{Lease, LockOptions};
 pub use router::migrate::{Phase, RebalanceOptions, RebalanceStatus};
-pub use router::{Ack, CasResult, Client, ClientBuilder, ClientOptions, GetMany, Item};
+pub use router::{Ack, ClientBuilder, ClientOptions, Router};

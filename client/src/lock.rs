@@ -26,7 +26,7 @@ use crate::health::NodeState;
 use crate::protocol::{
     number::parse_u64, valid_key, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response,
 };
-use crate::router::Client;
+use crate::router::Router;
 use crate::topology::{CasSupport, NodeEntry};
 
 /// The suffix of the fencing counter's key: `<name>:fence`.
@@ -57,7 +57,7 @@ impl Default for LockOptions {
 
 /// A granted lock: valid until [`Lease::valid_until`] unless renewed; carries a fencing token.
 pub struct Lease {
-    client: Client,
+    client: Router,
     opts: LockOptions,
     name: Bytes,
     owner: Bytes,
@@ -198,7 +198,7 @@ impl LockOptions {
     }
 }
 
-impl Client {
+impl Router {
     /// Takes the lock `name` for `owner` for `ttl` (whole seconds, 2 s up to
     /// [`LockOptions::max_ttl`] of the default options): `Some(lease)` if a majority of the
     /// name's replicas granted it, `None` if another owner holds it (or too few trusted replicas
@@ -213,7 +213,7 @@ impl Client {
             .await
     }
 
-    /// [`Client::lock`] with explicit options (every router of the cluster must use the same).
+    /// [`Router::lock`] with explicit options (every router of the cluster must use the same).
     pub async fn lock_with(
         &self,
         opts: &LockOptions,
@@ -312,7 +312,7 @@ impl Client {
     ) -> Result<Response, Error> {
         let topo = self.topology();
         let need = majority(topo.replicas);
-        let owners = Client::live_owners(&topo, &key);
+        let owners = Router::live_owners(&topo, &key);
         let cas = self.next_cas();
         let results = join_all(owners.iter().map(|node| {
             let f = MetaFlags {
@@ -398,7 +398,7 @@ impl Client {
         let key = Bytes::from(key);
         let topo = self.topology();
         let need = majority(topo.replicas);
-        let owners: Vec<Arc<NodeEntry>> = Client::live_owners(&topo, &key);
+        let owners: Vec<Arc<NodeEntry>> = Router::live_owners(&topo, &key);
         let reads = join_all(owners.iter().map(|node| {
             let flags = MetaFlags {
                 value: true,

@@ -21,7 +21,7 @@ pub async fn start(proxy: &Arc<Proxy>, settings: &DiscoverySettings) -> Result<(
             p.config.store(Arc::new(cfg));
         }
     });
-    let handle = Discovery::start(proxy.client(), settings, Some(record)).await?;
+    let handle = Discovery::start(proxy.router(), settings, Some(record)).await?;
     let shutdown = proxy.shutdown.clone();
     tokio::spawn(async move {
         shutdown.cancelled().await;

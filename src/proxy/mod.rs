@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use ringcache_client::Client;
+use ringcache_client::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -46,7 +46,7 @@ impl Tally {
 
 /// State shared by every client connection of the proxy.
 pub struct Proxy {
-    client: Client,
+    router: Router,
     config: ArcSwap<ProxyConfig>,
     pub stats: ServerStats,
     pub started: Instant,
@@ -63,9 +63,10 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// The embedded cluster client.
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// The cluster engine every request is routed through (the embedded client's engine,
+    /// driven with raw requests).
+    pub fn router(&self) -> &Router {
+        &self.router
     }
 
     /// The config in force.
@@ -106,10 +107,10 @@ pub async fn start(cfg: ProxyConfig, config_path: Option<PathBuf>) -> Result<Pro
     // The recorder goes in before the client is built: metric handles taken earlier (per-node
     // counters, the rebalancer's) would be no-ops for good.
     let recorder = metrics_listener.as_ref().map(|_| crate::metrics::install());
-    let client = Client::builder()
+    let router = Router::builder()
         .options(cfg.client_options()?)
         .node_specs(cfg.nodes.clone())
-        .build()
+        .build_router()
         .await?;
     let export = cfg.metrics_listen.is_some();
     if export {
@@ -117,7 +118,7 @@ pub async fn start(cfg: ProxyConfig, config_path: Option<PathBuf>) -> Result<Pro
     }
     let discovery = cfg.discovery.clone();
     let proxy = Arc::new(Proxy {
-        client,
+        router,
         config: ArcSwap::from_pointee(cfg),
         stats: ServerStats::new("proxy", export),
         started: Instant::now(),

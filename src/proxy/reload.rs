@@ -90,7 +90,7 @@ pub async fn reload(proxy: &Proxy, path: &Path) -> Result<bool, Error> {
     if *old == next {
         return Ok(false);
     }
-    let client = proxy.client();
+    let client = proxy.router();
     client
         .set_ring(
             // Under discovery, the list discovery applied (`reloaded` keeps it).

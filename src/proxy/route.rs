@@ -1,4 +1,4 @@
-//! What the proxy does with each request: route it over the cluster with the embedded client and
+//! What the proxy does with each request: route it over the cluster with the engine (`Router`) and
 //! turn the outcome into the reply memcached would give.
 //!
 //! Client `noreply` and meta `q` are honoured here, never forwarded: every backend request asks
@@ -37,11 +37,11 @@ fn server_error(e: &ClientError) -> Response {
 
 /// Executes `req` and returns the reply, or `None` when the client asked for none.
 pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
-    let client = proxy.client();
+    let router = proxy.router();
     let noreply = req.noreply();
     let reply = match req {
         Request::Get { cmd, exptime, keys } => {
-            let slots = client.get_values(cmd, exptime, &keys).await;
+            let slots = router.get_values(cmd, exptime, &keys).await;
             // A get of one key that no replica could answer is an error, as the embedded
             // client's `get` is (a miss would say the key is absent, which nobody knows); in a
             // multi-get the unreadable keys are misses, counted, so the rest still arrive.
@@ -90,7 +90,7 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
             ..
         } => {
             bump!(proxy.stats, cmd_set);
-            client
+            router
                 .set_all(key, value, flags, exptime)
                 .await
                 .unwrap_or_else(|e| server_error(&e))
@@ -104,10 +104,10 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
             exptime,
             value,
             ..
-        } if client.ack_policy() == Ack::Quorum => {
+        } if router.ack_policy() == Ack::Quorum => {
             bump!(proxy.stats, cmd_set);
             let opts = proxy.config().lock_options();
-            client
+            router
                 .add_majority(&opts, key, value, flags, exptime)
                 .await
                 .unwrap_or_else(|e| server_error(&e))
@@ -131,18 +131,18 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
                 value,
                 noreply: false,
             };
-            client
+            router
                 .conditional(req)
                 .await
                 .unwrap_or_else(|e| server_error(&e))
         }
-        Request::Delete { key, .. } => client
+        Request::Delete { key, .. } => router
             .delete_all(key)
             .await
             .unwrap_or_else(|e| server_error(&e)),
         Request::Arith {
             cmd, key, delta, ..
-        } => client
+        } => router
             .conditional(Request::Arith {
                 cmd,
                 key,
@@ -153,7 +153,7 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
             .unwrap_or_else(|e| server_error(&e)),
         Request::Touch { key, exptime, .. } => {
             bump!(proxy.stats, cmd_touch);
-            client
+            router
                 .conditional(Request::Touch {
                     key,
                     exptime,
@@ -164,7 +164,7 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
         }
         Request::FlushAll { delay, .. } => {
             bump!(proxy.stats, cmd_flush);
-            match client.flush_all_delay(delay).await {
+            match router.flush_all_delay(delay).await {
                 Ok(()) => Response::Ok,
                 Err(e) => server_error(&e),
             }
@@ -185,7 +185,7 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
             flags: Bytes::new(),
             value: None,
         }),
-        Request::MetaDebug { key, base64 } => match client.debug(key, base64).await {
+        Request::MetaDebug { key, base64 } => match router.debug(key, base64).await {
             Ok(r) => r,
             Err(e) => server_error(&e),
         },
@@ -203,7 +203,7 @@ async fn meta(proxy: &Proxy, mut m: MetaRequest) -> Option<Response> {
     // it however the client spelled it (`q`, or run together with another letter as `qb`).
     m.flags.quiet = false;
     let cmd = m.cmd;
-    let r = match proxy.client().meta(m).await {
+    let r = match proxy.router().meta(m).await {
         Ok(r) => r,
         Err(e) => return Some(server_error(&e)),
     };

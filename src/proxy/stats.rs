@@ -28,7 +28,7 @@ pub async fn reply(proxy: &Proxy, group: Option<&[u8]>) -> Response {
     if group.is_none() {
         if let Response::Stats(out) = &mut resp {
             let mut sums = vec![0u64; SUMMED.len()];
-            for (_, r) in proxy.client().stats().await {
+            for (_, r) in proxy.router().stats().await {
                 let Ok(stats) = r else { continue };
                 for (k, v) in stats {
                     if let Some(i) = SUMMED.iter().position(|s| *s == k) {
@@ -94,7 +94,7 @@ fn local(proxy: &Proxy, group: Option<&[u8]>) -> Response {
         "bytes_written",
         st.bytes_written.load(Ordering::Relaxed).to_string(),
     );
-    let topo = proxy.client().topology();
+    let topo = proxy.router().topology();
     put("backends", topo.nodes.len().to_string());
     put(
         "backends_down",

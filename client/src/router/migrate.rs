@@ -28,7 +28,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::transition::Moved;
-use super::Client;
+use super::Router;
 use crate::health::NodeState;
 use crate::metric_names as names;
 use crate::protocol::metadump::{self, DumpLine, MetadumpLine};
@@ -106,7 +106,7 @@ pub struct RebalanceStatus {
     pub last_duration_ms: u64,
 }
 
-/// The migrator's counters, shared by every clone of a [`Client`] and exported as metrics.
+/// The migrator's counters, shared by every clone of a [`Router`] and exported as metrics.
 pub(crate) struct Progress {
     phase: AtomicU8,
     started: Counted,
@@ -124,7 +124,7 @@ pub(crate) struct Progress {
     duration_gauge: Gauge,
 }
 
-/// A counter kept both locally (for [`Client::rebalance_status`]) and as a metric.
+/// A counter kept both locally (for [`Router::rebalance_status`]) and as a metric.
 struct Counted(AtomicU64, Counter);
 
 impl Counted {
@@ -203,13 +203,13 @@ const DUMP_IDLE: Duration = Duration::from_secs(10);
 const BUSY_RETRIES: u32 = 50;
 const BUSY_PAUSE: Duration = Duration::from_millis(200);
 /// Listings of one node tried before its keys are given up.
-const LIST_ATTEMPTS: u32 = 4;
+pub(super) const LIST_ATTEMPTS: u32 = 4;
 /// Pause before the keys whose copy failed are tried again.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Pacing tick of the rate limit.
 const TICK: Duration = Duration::from_millis(50);
 
-impl Client {
+impl Router {
     /// The migrator's progress and totals.
     pub fn rebalance_status(&self) -> RebalanceStatus {
         self.inner.progress.status()
@@ -458,44 +458,8 @@ impl Client {
         }
     }
 
-    /// Re-warms a node that came back from being down (flushed by the probe, fenced): copies
-    /// to it every key it owns from the other owners, at the migrator's rate, then lifts the
-    /// fence so its misses are misses again. Copies are adds checked against racing deletes,
-    /// as in a transition; a node without another owner of its keys (replicas = 1) has
-    /// nothing to copy and is unfenced at once.
-    pub(crate) fn spawn_rewarm(&self, node: Arc<NodeEntry>) {
-        if !self.inner.opts.rebalance.rewarm {
-            return;
-        }
-        let client = self.clone();
-        tokio::spawn(async move {
-            for attempt in 0..LIST_ATTEMPTS {
-                let topo = client.topology();
-                if !topo.nodes.iter().any(|n| Arc::ptr_eq(n, &node))
-                    || node.health.state() != NodeState::Fenced
-                {
-                    return;
-                }
-                if attempt > 0 {
-                    tokio::time::sleep(Duration::from_millis(500) * attempt).await;
-                }
-                let started = Instant::now();
-                if client.rewarm(&topo, &node).await {
-                    node.health.unfence();
-                    tracing::info!(
-                        node = %node.name,
-                        seconds = started.elapsed().as_secs_f64(),
-                        "re-warmed; fence lifted"
-                    );
-                    return;
-                }
-            }
-            tracing::warn!(node = %node.name, "re-warm did not complete; the node stays fenced");
-        });
-    }
-
     /// One re-warm pass over the other owners of `node`'s keys; false if it must be retried.
-    async fn rewarm(&self, topo: &Arc<Topology>, node: &Arc<NodeEntry>) -> bool {
+    pub(super) async fn rewarm(&self, topo: &Arc<Topology>, node: &Arc<NodeEntry>) -> bool {
         let p = &self.inner.progress;
         let sources: Vec<Arc<NodeEntry>> = topo
             .nodes

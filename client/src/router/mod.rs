@@ -1,27 +1,18 @@
-//! The router: the cluster engine (memcached commands routed over the ring with replication,
-//! failover and health tracking, docs/cluster.md) and [`Client`], the embeddable API over it. The
-//! proxy is built on the same engine, so an embedded client and a proxy given the same node list
-//! place every key identically.
+//! The router: the cluster engine. It owns the topology and every node's health, and routes
+//! raw memcached requests over the ring with replication, failover and transitions
+//! (docs/cluster.md). The proxy drives it with the requests its clients send; [`Client`](crate::Client)
+//! is the typed API an application embeds, a thin layer over it (`client.rs`). Both place every
+//! key identically because both are this engine.
 //!
-//! Membership changes live in this module's children: [`migrate`] (the migrator and the re-warm
-//! of a returning node) and `transition` (reads, writes and deletes while past rings are kept).
-//! They work on the engine's state, so they are its submodules rather than siblings that import
-//! each other (docs/architecture.md, "Crates and modules").
-//!
-//! ```no_run
-//! # async fn demo() -> Result<(), ringcache_client::Error> {
-//! use ringcache_client::Client;
-//! let client = Client::builder()
-//!     .nodes(["127.0.0.1:11311", "127.0.0.1:11312", "127.0.0.1:11313"])
-//!     .replicas(2)
-//!     .build()
-//!     .await?;
-//! client.set(b"greeting", b"hello".to_vec(), 0, 0).await?;
-//! let item = client.get(b"greeting").await?.expect("just set");
-//! assert_eq!(&item.value[..], b"hello");
-//! # Ok(()) }
-//! ```
+//! The engine's parts are this module's children, each with one job, working on the engine's
+//! state (so they are submodules rather than siblings that import each other, see
+//! docs/architecture.md, "Crates and modules"): [`lifecycle`] a node's health life cycle (down,
+//! probed, repaired or fenced and re-warmed, up), `handoff` the hinted-handoff replay and
+//! the replication of conditional writes, [`migrate`] the migrator, and `transition` reads,
+//! writes and deletes while past rings are kept.
 
+mod handoff;
+pub mod lifecycle;
 pub mod migrate;
 mod transition;
 
@@ -35,35 +26,16 @@ use futures_util::future::join_all;
 
 use crate::connection::ConnectOptions;
 use crate::error::{Error, Refused};
-use crate::health::{probe_backoff, HintLimits, Hinted, Identity, NodeState};
+use crate::health::{HintLimits, NodeState};
 use crate::protocol::{
-    valid_key, ArithCmd, GetCmd, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response,
-    StoreCmd,
+    valid_key, GetCmd, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response, StoreCmd,
 };
 use crate::ring::{HashKind, NodeSpec};
 use crate::topology::{CasSupport, NodeEntry, PastRing, Topology};
 use migrate::{Progress, RebalanceOptions};
 
-/// Past rings kept through overlapping transitions at most (see [`Client::set_ring`]).
+/// Past rings kept through overlapping transitions at most (see [`Router::set_ring`]).
 const MAX_PAST_RINGS: usize = 8;
-
-/// One cached item.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Item {
-    pub value: Bytes,
-    pub flags: u32,
-    /// The CAS unique (0 when the server did not say).
-    pub cas: u64,
-}
-
-/// The outcome of `cas`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CasResult {
-    Stored,
-    /// Someone else modified the item since its CAS was read.
-    Exists,
-    NotFound,
-}
 
 /// How many replicas must acknowledge a write before it counts as done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,15 +49,7 @@ pub enum Ack {
     All,
 }
 
-/// The result of [`Client::get_many`]: one slot per requested key, in request order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GetMany {
-    pub items: Vec<Option<Item>>,
-    /// Keys that could not be read from any replica (counted as misses in `items`).
-    pub errors: usize,
-}
-
-/// Settings of a [`Client`].
+/// Settings of a [`Router`].
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     pub replicas: usize,
@@ -130,7 +94,7 @@ impl Default for ClientOptions {
     }
 }
 
-/// Builds a [`Client`].
+/// Builds a [`Router`].
 #[derive(Debug, Clone, Default)]
 pub struct ClientBuilder {
     nodes: Vec<NodeSpec>,
@@ -228,7 +192,7 @@ impl ClientBuilder {
 
     /// Connects to the nodes (waiting up to the connect timeout for them) and learns what each
     /// supports. Nodes that are not up yet are marked down and probed in the background.
-    pub async fn build(self) -> Result<Client, Error> {
+    pub async fn build_router(self) -> Result<Router, Error> {
         let inner = Arc::new(Inner {
             live: Live::new(&self.opts),
             opts: self.opts,
@@ -236,7 +200,7 @@ impl ClientBuilder {
             cas_seq: AtomicU64::new(0),
             progress: Progress::new(),
         });
-        let client = Client { inner };
+        let client = Router { inner };
         client.set_nodes(self.nodes).await?;
         Ok(client)
     }
@@ -244,11 +208,11 @@ impl ClientBuilder {
 
 pub(crate) struct Inner {
     /// The options as built; the ones in `live` may have changed since (see
-    /// [`Client::reconfigure`]).
+    /// [`Router::reconfigure`]).
     pub(crate) opts: ClientOptions,
     pub(crate) live: Live,
     pub(crate) topology: ArcSwap<Topology>,
-    /// Last router-chosen CAS value (see [`Client::next_cas`]).
+    /// Last router-chosen CAS value (see [`Router::next_cas`]).
     cas_seq: AtomicU64,
     /// The migrator's counters.
     pub(crate) progress: Progress,
@@ -329,14 +293,14 @@ impl Live {
 
 /// A cluster client: `Clone + Send + Sync`, cheap to clone, no lock on the request path.
 #[derive(Clone)]
-pub struct Client {
+pub struct Router {
     pub(crate) inner: Arc<Inner>,
 }
 
-impl std::fmt::Debug for Client {
+impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let t = self.inner.topology.load();
-        f.debug_struct("Client")
+        f.debug_struct("Router")
             .field(
                 "nodes",
                 &t.nodes.iter().map(|n| &n.name).collect::<Vec<_>>(),
@@ -346,15 +310,7 @@ impl std::fmt::Debug for Client {
     }
 }
 
-fn check_key(key: &[u8]) -> Result<(), Error> {
-    if valid_key(key) {
-        Ok(())
-    } else {
-        Err(Error::InvalidKey(String::from_utf8_lossy(key).into_owned()))
-    }
-}
-
-fn unexpected(resp: &Response) -> Error {
+pub(crate) fn unexpected(resp: &Response) -> Error {
     match resp {
         Response::Error => Error::Server(Refused::Unknown),
         Response::ClientError(m) => {
@@ -367,7 +323,7 @@ fn unexpected(resp: &Response) -> Error {
     }
 }
 
-impl Client {
+impl Router {
     /// Starts building a client.
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
@@ -502,12 +458,7 @@ impl Client {
                             n.health.set_identity(id);
                         }
                     }
-                    _ => {
-                        tracing::warn!(node = %n.name, "node not reachable; marked down");
-                        n.health.mark_down();
-                        n.metrics.up.set(0.0);
-                        client.spawn_probe(n.clone());
-                    }
+                    _ => client.take_down(&n, "not reachable when added"),
                 }
             }
         }))
@@ -520,7 +471,7 @@ impl Client {
     /// The connect timeout reaches connections opened from now on (nodes added later, probes,
     /// key listings); the established connections' reconnect loop keeps the old one. The
     /// other options (`connections_per_node`, `queue_depth`, `rebalance`) need a new client;
-    /// the ring's (`replicas`, `vnodes`, `hash`) change through [`Client::set_ring`].
+    /// the ring's (`replicas`, `vnodes`, `hash`) change through [`Router::set_ring`].
     pub fn reconfigure(&self, opts: &ClientOptions) {
         self.inner.live.store(opts);
         let topo = self.topology();
@@ -604,17 +555,7 @@ impl Client {
             Ok(_) => node.health.success(),
             Err(e) => {
                 node.metrics.errors.increment(1);
-                let fatal = matches!(e, Error::Protocol(_));
-                let went_down = if fatal {
-                    node.health.mark_down()
-                } else {
-                    node.health.failure()
-                };
-                if went_down {
-                    tracing::warn!(node = %node.name, "node marked down: {e}");
-                    node.metrics.up.set(0.0);
-                    self.spawn_probe(node.clone());
-                }
+                self.failed(node, e);
             }
         }
         r
@@ -637,156 +578,18 @@ impl Client {
             return r;
         }
         if r.is_err() {
-            if node.health.mark_down() {
-                tracing::warn!(node = %node.name, "replica missed a write; marked down until repaired");
-                node.metrics.up.set(0.0);
-            }
+            // Down before the hint is taken, so the hint waits for the probe instead of
+            // starting a replay on a node still counted as serving.
+            let newly = node.health.mark_down();
             match key {
                 Some(k) => self.missed(node, &k),
                 // A missed flush cannot be replayed key by key: the node gets a full flush.
                 None if flush => node.health.force_flush(),
                 None => {}
             }
-            self.spawn_probe(node.clone());
+            self.marked_down(node, newly, "a replica missed a write; down until repaired");
         }
         r
-    }
-
-    /// Records that `node` missed a write of `key` (hinted handoff) and starts what that
-    /// calls for: nothing while the node is down (its probe replays the hints), a replay if
-    /// it was serving, a probe that flushes it if the hint log overflowed.
-    pub(crate) fn missed(&self, node: &Arc<NodeEntry>, key: &Bytes) {
-        self.hinted(node, node.health.hint(key));
-    }
-
-    /// Acts on the outcome of a hint (see [`Client::missed`]).
-    pub(crate) fn hinted(&self, node: &Arc<NodeEntry>, outcome: Hinted) {
-        node.metrics.hints.set(node.health.hint_count() as f64);
-        match outcome {
-            Hinted::Recorded => {}
-            Hinted::StartRepair => self.spawn_replay(node.clone()),
-            Hinted::Overflowed => {
-                node.metrics.hints_overflowed.increment(1);
-                node.metrics.up.set(0.0);
-                tracing::warn!(
-                    node = %node.name,
-                    "hint log full: the node will be flushed and re-warmed when it answers"
-                );
-                self.spawn_probe(node.clone());
-            }
-        }
-    }
-
-    /// The node's identity (pid and start time) from its `stats`, if it reports them.
-    async fn identity_of(&self, node: &Arc<NodeEntry>) -> Option<Identity> {
-        match self.send(node, Request::Stats { group: None }).await {
-            Ok(Response::Stats(s)) => Identity::from_stats(s.iter().map(|(k, v)| (&k[..], &v[..]))),
-            _ => None,
-        }
-    }
-
-    /// Probes a down node with `version` under backoff (one probe per node at a time). When
-    /// it answers, `stats` tells whether it is the process seen before: if so (a pause, a cut
-    /// link) it takes writes again at once and the keys it missed are replayed before it
-    /// serves reads; if it restarted, was never seen, or missed more than its hint log holds,
-    /// it is flushed, fenced and re-warmed. The probe runs while the node is in the current
-    /// ring or a past one (a node draining out, or re-added mid-transition).
-    pub(crate) fn spawn_probe(&self, node: Arc<NodeEntry>) {
-        if node.health.probing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let client = self.clone();
-        tokio::spawn(async move {
-            let member = |c: &Client| {
-                c.topology()
-                    .all_nodes()
-                    .iter()
-                    .any(|n| Arc::ptr_eq(n, &node))
-            };
-            let mut attempt = 0;
-            loop {
-                tokio::time::sleep(probe_backoff(attempt)).await;
-                attempt = attempt.saturating_add(1);
-                if !member(&client) {
-                    break;
-                }
-                if client.probe_once(&node).await {
-                    break;
-                }
-            }
-            node.health.probing.store(false, Ordering::Release);
-            // Marked down again while this probe was finishing: its `spawn_probe` found this
-            // one still running, so start the next here.
-            if node.health.state() == NodeState::Down && member(&client) {
-                client.spawn_probe(node);
-            }
-        });
-    }
-
-    /// One probe attempt; true when the node is back (repairing or fenced).
-    async fn probe_once(&self, node: &Arc<NodeEntry>) -> bool {
-        let timeout = self.inner.live.request_timeout();
-        let conn = node.conn();
-        if conn.wait_connected(timeout).await.is_err() {
-            return false;
-        }
-        let Ok(Response::Version(v)) = conn.request(Request::Version, timeout).await else {
-            return false;
-        };
-        node.learn_version(&String::from_utf8_lossy(&v));
-        // Every connection must be up before the node is trusted again, and must have
-        // answered: requests queued on it while the node was stalled (writes that timed out
-        // and were hinted) have then been executed, so none lands after its key's replay.
-        for c in node.conns() {
-            if c.wait_connected(timeout).await.is_err()
-                || !matches!(
-                    c.request(Request::Version, timeout).await,
-                    Ok(Response::Version(_))
-                )
-            {
-                return false;
-            }
-        }
-        let id = match conn.request(Request::Stats { group: None }, timeout).await {
-            Ok(Response::Stats(s)) => Identity::from_stats(s.iter().map(|(k, v)| (&k[..], &v[..]))),
-            Ok(_) => None,
-            Err(_) => return false,
-        };
-        let known = node.health.identity();
-        let same = matches!((known, id), (Some(a), Some(b)) if a.same_process(&b));
-        if same && !node.health.hints_overflowed() {
-            node.health.returned_repairing();
-            node.metrics.up.set(1.0);
-            tracing::info!(
-                node = %node.name,
-                missed = node.health.hint_count(),
-                "node back (same process): replaying the keys it missed"
-            );
-            self.spawn_replay(node.clone());
-            return true;
-        }
-        let why = match (known, id) {
-            _ if same => "its hint log overflowed",
-            (None, _) => "never seen before",
-            (_, None) => "its stats lack pid/uptime/time",
-            _ => "it restarted",
-        };
-        let flush = Request::FlushAll {
-            delay: 0,
-            noreply: false,
-        };
-        if !matches!(conn.request(flush, timeout).await, Ok(Response::Ok)) {
-            return false;
-        }
-        if let Some(id) = id {
-            node.health.set_identity(id);
-        }
-        node.health.returned_fenced();
-        node.metrics.hints.set(0.0);
-        node.metrics.up.set(1.0);
-        tracing::warn!(node = %node.name, "node back: flushed and fenced ({why})");
-        self.spawn_rewarm(node.clone());
-        true
     }
 
     /// The live owners of `key`, primary first.
@@ -819,7 +622,7 @@ impl Client {
         self.required_in(&self.topology(), key)
     }
 
-    /// [`Client::required_owners`] in a topology the caller already holds.
+    /// [`Router::required_owners`] in a topology the caller already holds.
     fn required_in(&self, topo: &Topology, key: &[u8]) -> Result<Vec<Arc<NodeEntry>>, Error> {
         let owners = self.write_owners(topo, key);
         if owners.is_empty() {
@@ -829,42 +632,12 @@ impl Client {
     }
     // ----- reads -------------------------------------------------------------------------
 
-    /// Reads `key` from its primary, failing over to the next replica on error or when the
-    /// node is down; a fenced node's miss falls through to the next replica, and a hit found
-    /// there is copied back to it.
-    pub async fn get(&self, key: &[u8]) -> Result<Option<Item>, Error> {
-        check_key(key)?;
-        let key = Bytes::copy_from_slice(key);
-        let resp = self
-            .read(&key, |k| Request::Get {
-                cmd: GetCmd::Gets,
-                exptime: None,
-                keys: vec![k.clone()],
-            })
-            .await?;
-        Ok(first_item(resp))
-    }
-
-    /// `gat`: read and update the TTL (on every replica that has the item).
-    pub async fn gat(&self, key: &[u8], exptime: i64) -> Result<Option<Item>, Error> {
-        check_key(key)?;
-        let key = Bytes::copy_from_slice(key);
-        let resp = self
-            .read(&key, |k| Request::Get {
-                cmd: GetCmd::Gats,
-                exptime: Some(exptime),
-                keys: vec![k.clone()],
-            })
-            .await?;
-        let item = first_item(resp);
-        if item.is_some() {
-            Box::pin(self.copy_ttl(&key, exptime)).await;
-        }
-        Ok(item)
-    }
-
     /// Generic read with failover: `make` builds the request for the key.
-    async fn read(&self, key: &Bytes, make: impl Fn(&Bytes) -> Request) -> Result<Response, Error> {
+    pub(crate) async fn read(
+        &self,
+        key: &Bytes,
+        make: impl Fn(&Bytes) -> Request,
+    ) -> Result<Response, Error> {
         let topo = self.topology();
         // A repairing node may still hold values it missed the overwrite of: not read.
         let mut owners = Self::live_owners(&topo, key);
@@ -898,35 +671,6 @@ impl Client {
             return Ok(Response::Values(Vec::new()));
         }
         Err(last_err.unwrap_or(Error::NoReplica))
-    }
-
-    /// Reads many keys: one request per node, all nodes concurrently, results in request
-    /// order. Keys of a failed node are retried once on their next replica; what still fails
-    /// counts as a miss and in `errors`.
-    pub async fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<GetMany, Error> {
-        for k in keys {
-            check_key(k.as_ref())?;
-        }
-        let keys: Vec<Bytes> = keys
-            .iter()
-            .map(|k| Bytes::copy_from_slice(k.as_ref()))
-            .collect();
-        let values = self.get_values(GetCmd::Gets, None, &keys).await;
-        let errors = values.iter().filter(|v| matches!(v, Slot::Failed)).count();
-        Ok(GetMany {
-            items: values
-                .into_iter()
-                .map(|v| match v {
-                    Slot::Hit(v) => Some(Item {
-                        value: v.data,
-                        flags: v.flags,
-                        cas: v.cas.unwrap_or(0),
-                    }),
-                    _ => None,
-                })
-                .collect(),
-            errors,
-        })
     }
 
     /// The multi-get engine shared with the proxy: per key a hit, a miss or a failure.
@@ -1029,7 +773,7 @@ impl Client {
         slots
     }
 
-    /// [`Client::get_values`] for one key outside a transition, the proxy's commonest request:
+    /// [`Router::get_values`] for one key outside a transition, the proxy's commonest request:
     /// the same walk over the key's owners (the next usable owner after a failure, or after a
     /// fenced owner's miss), without the per-node grouping a multi-get needs.
     async fn get_one(
@@ -1068,25 +812,6 @@ impl Client {
     }
 
     // ----- writes ------------------------------------------------------------------------
-
-    /// Stores `value` unconditionally on every replica, with one router-chosen CAS so every
-    /// replica holds the same CAS (and `gets`/`cas` keep working after a failover).
-    pub async fn set(
-        &self,
-        key: &[u8],
-        value: impl Into<Bytes>,
-        flags: u32,
-        exptime: i64,
-    ) -> Result<(), Error> {
-        check_key(key)?;
-        match self
-            .set_all(Bytes::copy_from_slice(key), value.into(), flags, exptime)
-            .await?
-        {
-            Response::Stored => Ok(()),
-            other => Err(unexpected(&other)),
-        }
-    }
 
     /// Unconditional write to every live replica, acknowledged per the [`Ack`] policy; the
     /// reply is the primary's in classic form.
@@ -1147,87 +872,6 @@ impl Client {
             }
         }
         first_bad.unwrap_or_else(|| Err(Error::NoReplica))
-    }
-
-    /// `add`: stored only if absent.
-    pub async fn add(
-        &self,
-        key: &[u8],
-        value: impl Into<Bytes>,
-        flags: u32,
-        exptime: i64,
-    ) -> Result<bool, Error> {
-        self.store_cond(StoreCmd::Add, key, value.into(), flags, exptime, 0)
-            .await
-            .map(|r| r == CasResult::Stored)
-    }
-
-    /// `replace`: stored only if present.
-    pub async fn replace(
-        &self,
-        key: &[u8],
-        value: impl Into<Bytes>,
-        flags: u32,
-        exptime: i64,
-    ) -> Result<bool, Error> {
-        self.store_cond(StoreCmd::Replace, key, value.into(), flags, exptime, 0)
-            .await
-            .map(|r| r == CasResult::Stored)
-    }
-
-    /// `append` to an existing value (flags and TTL kept).
-    pub async fn append(&self, key: &[u8], value: impl Into<Bytes>) -> Result<bool, Error> {
-        self.store_cond(StoreCmd::Append, key, value.into(), 0, 0, 0)
-            .await
-            .map(|r| r == CasResult::Stored)
-    }
-
-    /// `prepend` to an existing value (flags and TTL kept).
-    pub async fn prepend(&self, key: &[u8], value: impl Into<Bytes>) -> Result<bool, Error> {
-        self.store_cond(StoreCmd::Prepend, key, value.into(), 0, 0, 0)
-            .await
-            .map(|r| r == CasResult::Stored)
-    }
-
-    /// `cas`: stored only if the item's CAS is still `cas`.
-    pub async fn cas(
-        &self,
-        key: &[u8],
-        value: impl Into<Bytes>,
-        flags: u32,
-        exptime: i64,
-        cas: u64,
-    ) -> Result<CasResult, Error> {
-        self.store_cond(StoreCmd::Cas, key, value.into(), flags, exptime, cas)
-            .await
-    }
-
-    async fn store_cond(
-        &self,
-        cmd: StoreCmd,
-        key: &[u8],
-        value: Bytes,
-        flags: u32,
-        exptime: i64,
-        cas: u64,
-    ) -> Result<CasResult, Error> {
-        check_key(key)?;
-        let req = Request::Store {
-            cmd,
-            key: Bytes::copy_from_slice(key),
-            flags,
-            exptime,
-            cas,
-            value,
-            noreply: false,
-        };
-        match self.conditional(req).await? {
-            Response::Stored => Ok(CasResult::Stored),
-            Response::NotStored => Ok(CasResult::NotFound),
-            Response::Exists => Ok(CasResult::Exists),
-            Response::NotFound => Ok(CasResult::NotFound),
-            other => Err(unexpected(&other)),
-        }
     }
 
     /// Runs a conditional write on the first owner that holds the key's current state — the
@@ -1302,7 +946,7 @@ impl Client {
     }
 
     /// Sets the TTL on the replicas after a `gat`/`touch` on the primary.
-    async fn copy_ttl(&self, key: &Bytes, exptime: i64) {
+    pub(crate) async fn copy_ttl(&self, key: &Bytes, exptime: i64) {
         let topo = self.topology();
         let owners = Self::live_owners(&topo, key);
         join_all(
@@ -1312,16 +956,6 @@ impl Client {
                 .map(|n| self.send_write(n, touch_request(key, exptime))),
         )
         .await;
-    }
-
-    /// `delete` on every live replica; true if any replica had the key.
-    pub async fn delete(&self, key: &[u8]) -> Result<bool, Error> {
-        check_key(key)?;
-        match self.delete_all(Bytes::copy_from_slice(key)).await? {
-            Response::Deleted => Ok(true),
-            Response::NotFound => Ok(false),
-            other => Err(unexpected(&other)),
-        }
     }
 
     /// Deletes on every live replica (and, mid-transition, on the key's past owners);
@@ -1354,51 +988,6 @@ impl Client {
                 Response::NotFound
             }),
         }
-    }
-
-    /// `incr`: the new value, or `None` if the key is missing.
-    pub async fn incr(&self, key: &[u8], delta: u64) -> Result<Option<u64>, Error> {
-        self.arith(ArithCmd::Incr, key, delta).await
-    }
-
-    /// `decr` (stops at 0): the new value, or `None` if the key is missing.
-    pub async fn decr(&self, key: &[u8], delta: u64) -> Result<Option<u64>, Error> {
-        self.arith(ArithCmd::Decr, key, delta).await
-    }
-
-    async fn arith(&self, cmd: ArithCmd, key: &[u8], delta: u64) -> Result<Option<u64>, Error> {
-        check_key(key)?;
-        let req = Request::Arith {
-            cmd,
-            key: Bytes::copy_from_slice(key),
-            delta,
-            noreply: false,
-        };
-        match self.conditional(req).await? {
-            Response::Number(n) => Ok(Some(n)),
-            Response::NotFound => Ok(None),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// `touch`: set a new TTL; false if the key is missing.
-    pub async fn touch(&self, key: &[u8], exptime: i64) -> Result<bool, Error> {
-        check_key(key)?;
-        let req = Request::Touch {
-            key: Bytes::copy_from_slice(key),
-            exptime,
-            noreply: false,
-        };
-        match self.conditional(req).await? {
-            Response::Touched => Ok(true),
-            Response::NotFound => Ok(false),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// `flush_all` on every live node.
-    pub async fn flush_all(&self) -> Result<(), Error> {
-        self.flush_all_delay(0).await
     }
 
     /// `flush_all <delay>` on every live node.
@@ -1540,20 +1129,6 @@ pub enum Slot {
     Miss,
     /// No replica could be read.
     Failed,
-}
-
-fn first_item(resp: Response) -> Option<Item> {
-    match resp {
-        Response::Values(mut v) if !v.is_empty() => {
-            let v = v.swap_remove(0);
-            Some(Item {
-                value: v.data,
-                flags: v.flags,
-                cas: v.cas.unwrap_or(0),
-            })
-        }
-        _ => None,
-    }
 }
 
 pub(crate) fn is_miss(resp: &Response) -> bool {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use super::{is_miss, Client, Slot};
+use super::{is_miss, Router, Slot};
 use crate::protocol::expiry::{copy_exptime, remaining_ttl};
 use crate::protocol::number::parse_u32;
 use crate::protocol::{GetCmd, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response};
@@ -37,7 +37,7 @@ pub struct Snapshot {
     pub cas: u64,
 }
 
-/// What [`Client::move_key`] did.
+/// What [`Router::move_key`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Moved {
     /// The source does not hold the key (or lost it during the copy).
@@ -48,7 +48,7 @@ pub enum Moved {
     Copied { targets: usize, bytes: usize },
 }
 
-impl Client {
+impl Router {
     /// Reads `key`'s item with everything a copy needs (`mg v f t c`): `None` on a miss.
     pub(crate) async fn snapshot(
         &self,
@@ -197,7 +197,7 @@ impl Client {
         None
     }
 
-    /// [`Client::read_through`] for the keys of a multi-get that missed, concurrently.
+    /// [`Router::read_through`] for the keys of a multi-get that missed, concurrently.
     pub(crate) async fn read_through_many(
         &self,
         topo: &Topology,

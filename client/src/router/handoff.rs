@@ -16,27 +16,20 @@
 //! to land is the newest. A copy that fails, or a source that keeps changing, leaves a hint on
 //! the replica: it is repaired, never silently left behind.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use crate::health::NodeState;
+use super::{replica_store, Router};
 use crate::protocol::{MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response, StoreCmd};
-use crate::router::{replica_store, Client};
 use crate::topology::NodeEntry;
 use crate::Error;
 
 /// Rounds of copy-and-check before a conditional write's replicas are left to a replay.
 const REPLICATE_ROUNDS: usize = 4;
-/// Hinted keys replayed at once.
-const REPLAY_BATCH: usize = 32;
-/// Pause after a batch none of whose keys could be replayed.
-const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
-impl Client {
+impl Router {
     /// The CAS of `key` on `node` (`mg <key> c`), `None` if absent.
     pub(crate) async fn cas_on(
         &self,
@@ -104,74 +97,6 @@ impl Client {
         }
     }
 
-    /// Replays `node`'s hints until none is left, then lets it serve reads (one replay per
-    /// node at a time). Stops when the node goes down again (its probe starts the next one);
-    /// a hint log that overflowed meanwhile sends it to a flush instead.
-    pub(crate) fn spawn_replay(&self, node: Arc<NodeEntry>) {
-        if node.health.replaying.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let client = self.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let mut replayed = 0u64;
-            loop {
-                if node.health.state() == NodeState::Down {
-                    break;
-                }
-                if node.health.hints_overflowed() {
-                    node.health.mark_down();
-                    node.metrics.up.set(0.0);
-                    client.spawn_probe(node.clone());
-                    break;
-                }
-                let batch = node.health.take_hints(REPLAY_BATCH);
-                node.metrics.hints.set(node.health.hint_count() as f64);
-                if batch.is_empty() {
-                    if node.health.finish_repair() {
-                        tracing::info!(
-                            node = %node.name,
-                            replayed,
-                            seconds = started.elapsed().as_secs_f64(),
-                            "missed keys replayed; node serving"
-                        );
-                        break;
-                    }
-                    tokio::task::yield_now().await;
-                    continue;
-                }
-                let done = join_all(batch.iter().map(|k| client.replay_key(&node, k))).await;
-                let mut failed = 0;
-                for (k, r) in batch.iter().zip(done) {
-                    match r {
-                        Ok(()) => {
-                            replayed += 1;
-                            node.metrics.hints_replayed.increment(1);
-                            node.health.replayed(k, true);
-                        }
-                        // Not repaired: it stays a hint (the node is failing, or its source).
-                        Err(e) => {
-                            tracing::debug!(node = %node.name, "replay of a missed key failed: {e}");
-                            failed += 1;
-                            node.health.replayed(k, false);
-                        }
-                    }
-                }
-                if failed == batch.len() {
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-                if node.health.state() == NodeState::Down {
-                    break;
-                }
-            }
-            node.health.replaying.store(false, Ordering::Release);
-            // A repair asked for while this one was finishing found it still running.
-            if node.health.is_usable() && node.health.hint_count() > 0 {
-                client.spawn_replay(node);
-            }
-        });
-    }
-
     /// Brings `node`'s copy of `key` to the key's current state (see the module comment):
     /// the first up owner's item replaces the node's copy only if that copy is unchanged
     /// (compare on its CAS; an add if it has none), so the key is never missing meanwhile and
@@ -182,7 +107,7 @@ impl Client {
     /// reachable and hinted for the key (each missed a write another took): then the copy
     /// with the highest CAS is taken as the newest (the router's CAS of an unconditional write
     /// is its clock in nanoseconds), and the others are brought to it.
-    async fn replay_key(&self, node: &Arc<NodeEntry>, key: &Bytes) -> Result<(), Error> {
+    pub(super) async fn replay_key(&self, node: &Arc<NodeEntry>, key: &Bytes) -> Result<(), Error> {
         let topo = self.topology();
         let owner = topo.owner_nodes(key).any(|n| Arc::ptr_eq(n, node));
         let mut source = topo
