@@ -290,7 +290,7 @@ fn migrator_moves_binary_keys_without_writing_them_raw() {
                 ..MetaFlags::default()
             };
             let ms = MetaRequest::new(MetaCmd::Set, k.clone(), f, Some("bin".into()));
-            client.router().meta(ms).await.expect("ms");
+            client.router().meta(Box::new(ms)).await.expect("ms");
         }
         let plain: Vec<String> = (0..30).map(|i| format!("plain{i}")).collect();
         for k in &plain {

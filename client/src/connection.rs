@@ -279,40 +279,59 @@ impl Connection {
     /// server's.
     pub async fn request(&self, req: Request, timeout: Duration) -> Result<Response, Error> {
         req.check_wire()?;
-        self.request_checked(req, timeout).await
+        self.request_checked(&req, timeout).await
     }
 
     /// [`Connection::request`] for a request its caller has already passed through
     /// [`Request::check_wire`] (the engine does, before its health bookkeeping): the key scan
     /// is not paid twice per request.
-    pub(crate) async fn request_checked(
-        &self,
-        req: Request,
+    ///
+    /// The request is encoded into the output buffer and its slot taken here, when called, not
+    /// when first polled, so the future returned holds no copy of it: a request is moved
+    /// through several futures on its way to a node, and each would otherwise carry it.
+    /// A full queue keeps only the request's bytes until there is room.
+    pub(crate) fn request_checked<'a>(
+        &'a self,
+        req: &Request,
         timeout: Duration,
-    ) -> Result<Response, Error> {
+    ) -> impl Future<Output = Result<Response, Error>> + Send + 'a {
         let deadline = Instant::now() + timeout;
-        let shared = self.shared();
-        let (cell, own_timer) = match self.try_queue(&req, deadline)? {
-            Some(queued) => queued,
-            None => self.queue_when_room(&req, deadline).await?,
+        let first = match self.try_queue(Outgoing::Request(req), deadline) {
+            Ok(Some(queued)) => Ok(Ok(queued)),
+            Ok(None) => Ok(Err(Encoded::of(req))),
+            Err(e) => Err(e),
         };
-        let reply = ReplyFuture {
-            shared,
-            cell: Some(cell),
-        };
-        if own_timer {
-            match tokio::time::timeout_at(deadline, reply).await {
-                Ok(r) => r,
-                Err(_) => Err(shared.timeout()),
+        // The rare waits (for room, on a timer of its own) are boxed, so the common future is
+        // a few words: every future above it in the engine and the proxy holds it.
+        async move {
+            let (cell, own_timer) = match first {
+                Ok(Ok(queued)) => queued,
+                Ok(Err(encoded)) => Box::pin(self.queue_when_room(encoded, deadline)).await?,
+                Err(e) => return Err(e),
+            };
+            let shared = self.shared();
+            let reply = ReplyFuture {
+                shared,
+                cell: Some(cell),
+            };
+            if own_timer {
+                match Box::pin(tokio::time::timeout_at(deadline, reply)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(shared.timeout()),
+                }
+            } else {
+                reply.await
             }
-        } else {
-            reply.await
         }
     }
 
-    /// Encodes `req` into the output buffer and takes its slot; `None` when the queue is full.
-    /// Returns the slot's cell and whether the request needs a timer of its own.
-    fn try_queue(&self, req: &Request, deadline: Instant) -> Result<Option<(usize, bool)>, Error> {
+    /// Encodes a request into the output buffer and takes its slot; `None` when the queue is
+    /// full. Returns the slot's cell and whether the request needs a timer of its own.
+    fn try_queue(
+        &self,
+        req: Outgoing<'_>,
+        deadline: Instant,
+    ) -> Result<Option<(usize, bool)>, Error> {
         let shared = self.shared();
         let mut st = shared.lock();
         if !st.open {
@@ -322,7 +341,16 @@ impl Connection {
             return Ok(None);
         }
         let first = st.out.is_empty();
-        req.encode(&mut st.out);
+        let expect = match req {
+            Outgoing::Request(r) => {
+                r.encode(&mut st.out);
+                r.expect()
+            }
+            Outgoing::Encoded(e) => {
+                st.out.extend_from_slice(&e.bytes);
+                e.expect
+            }
+        };
         let cell = st.cell();
         let own_timer = match st.latest {
             Some(l) if deadline < l => true,
@@ -333,7 +361,7 @@ impl Connection {
         };
         st.queued.push_back(Slot {
             cell,
-            expect: req.expect(),
+            expect,
             deadline,
         });
         drop(st);
@@ -343,10 +371,11 @@ impl Connection {
         Ok(Some((cell, own_timer)))
     }
 
-    /// [`Connection::try_queue`], waiting for room in a full queue until `deadline`.
+    /// [`Connection::try_queue`] for a request that found the queue full, waiting for room
+    /// until `deadline`.
     async fn queue_when_room(
         &self,
-        req: &Request,
+        req: Encoded,
         deadline: Instant,
     ) -> Result<(usize, bool), Error> {
         let shared = self.shared();
@@ -354,12 +383,35 @@ impl Connection {
             let room = shared.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            if let Some(queued) = self.try_queue(req, deadline)? {
+            if let Some(queued) = self.try_queue(Outgoing::Encoded(&req), deadline)? {
                 return Ok(queued);
             }
             if tokio::time::timeout_at(deadline, room).await.is_err() {
                 return Err(shared.timeout());
             }
+        }
+    }
+}
+
+/// What goes into the output buffer: a request, or the bytes kept of one that waited for room.
+enum Outgoing<'r> {
+    Request(&'r Request),
+    Encoded(&'r Encoded),
+}
+
+/// A request that found the queue full, as it will be written, and what its reply must be.
+struct Encoded {
+    bytes: BytesMut,
+    expect: Expect,
+}
+
+impl Encoded {
+    fn of(req: &Request) -> Encoded {
+        let mut bytes = BytesMut::new();
+        req.encode(&mut bytes);
+        Encoded {
+            bytes,
+            expect: req.expect(),
         }
     }
 }

@@ -139,7 +139,7 @@ impl Lease {
             let client = &self.client;
             let node = node.clone();
             async move {
-                let r = client.send(&node, Request::Meta(req)).await;
+                let r = client.send(&node, Request::Meta(Box::new(req))).await;
                 (node, stored_cas(&r))
             }
         }))
@@ -258,7 +258,7 @@ impl Router {
             async move {
                 (
                     node.clone(),
-                    stored_cas(&self.send(node, Request::Meta(req)).await),
+                    stored_cas(&self.send(node, Request::Meta(Box::new(req))).await),
                 )
             }
         }))
@@ -324,7 +324,12 @@ impl Router {
                 ..MetaFlags::default()
             };
             let req = MetaRequest::new(MetaCmd::Set, key.clone(), f, Some(value.clone()));
-            async move { (node.clone(), self.send(node, Request::Meta(req)).await) }
+            async move {
+                (
+                    node.clone(),
+                    self.send(node, Request::Meta(Box::new(req))).await,
+                )
+            }
         }))
         .await;
         let answered = results
@@ -378,7 +383,7 @@ impl Router {
                 ..MetaFlags::default()
             };
             let req = MetaRequest::new(MetaCmd::Delete, name.clone(), flags, None);
-            self.send(node, Request::Meta(req))
+            self.send(node, Request::Meta(Box::new(req)))
         }))
         .await;
         results
@@ -406,7 +411,7 @@ impl Router {
                 ..MetaFlags::default()
             };
             let req = MetaRequest::new(MetaCmd::Get, key.clone(), flags, None);
-            self.send(node, Request::Meta(req))
+            self.send(node, Request::Meta(Box::new(req)))
         }))
         .await;
         // Per answering owner: the counter's value and CAS, or `None` where it is missing.
@@ -448,7 +453,7 @@ impl Router {
                 ..MetaFlags::default()
             };
             let req = MetaRequest::new(MetaCmd::Set, key.clone(), flags, Some(value.clone()));
-            self.send(node, Request::Meta(req))
+            self.send(node, Request::Meta(Box::new(req)))
         }))
         .await;
         let stored = writes

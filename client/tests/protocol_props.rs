@@ -129,7 +129,7 @@ fn meta_request() -> impl Strategy<Value = Request> {
     .prop_map(|(cmd, mut flags, (key, b64), v)| {
         flags.base64 = b64;
         let value = (cmd == MetaCmd::Set).then_some(v);
-        Request::Meta(MetaRequest::new(cmd, key, flags, value))
+        Request::Meta(Box::new(MetaRequest::new(cmd, key, flags, value)))
     })
 }
 
@@ -689,7 +689,7 @@ fn fixed_stream() -> (Vec<u8>, Vec<Result<Request, Fault>>) {
             exptime: None,
             keys: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
         },
-        Request::Meta(MetaRequest::new(
+        Request::Meta(Box::new(MetaRequest::new(
             MetaCmd::Set,
             Bytes::from_static(b"\x00bin"),
             MetaFlags {
@@ -699,7 +699,7 @@ fn fixed_stream() -> (Vec<u8>, Vec<Result<Request, Fault>>) {
                 ..MetaFlags::default()
             },
             Some(Bytes::from_static(b"\r\n")),
-        )),
+        ))),
         Request::MetaNoop,
     ];
     for r in &reqs {

@@ -357,7 +357,7 @@ where
                                         MetaFlags::default(),
                                         None,
                                     );
-                                    let _ = p.router().meta(md).await;
+                                    let _ = p.router().meta(Box::new(md)).await;
                                 }
                                 Finished {
                                     reply: Reply::Full(refusal(fault)),

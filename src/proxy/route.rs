@@ -36,6 +36,11 @@ fn server_error(e: &ClientError) -> Response {
 }
 
 /// Executes `req` and returns the reply, or `None` when the client asked for none.
+///
+/// Only `get` and `set` are awaited in place; every other branch's future is boxed. A future
+/// is as big as its biggest branch, and a pipelined request's future is moved into a box of
+/// its own, so a rare branch left inline would cost every `get` a copy of its state
+/// (bench/ANALYSIS.md, the router's instructions per request).
 pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
     let router = proxy.router();
     let noreply = req.noreply();
@@ -107,8 +112,7 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
         } if router.ack_policy() == Ack::Quorum => {
             bump!(proxy.stats, cmd_set);
             let opts = proxy.config().lock_options();
-            router
-                .add_majority(&opts, key, value, flags, exptime)
+            Box::pin(router.add_majority(&opts, key, value, flags, exptime))
                 .await
                 .unwrap_or_else(|e| server_error(&e))
         }
@@ -131,47 +135,43 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
                 value,
                 noreply: false,
             };
-            router
-                .conditional(req)
+            Box::pin(router.conditional(req))
                 .await
                 .unwrap_or_else(|e| server_error(&e))
         }
-        Request::Delete { key, .. } => router
-            .delete_all(key)
+        Request::Delete { key, .. } => Box::pin(router.delete_all(key))
             .await
             .unwrap_or_else(|e| server_error(&e)),
         Request::Arith {
             cmd, key, delta, ..
-        } => router
-            .conditional(Request::Arith {
-                cmd,
-                key,
-                delta,
-                noreply: false,
-            })
-            .await
-            .unwrap_or_else(|e| server_error(&e)),
+        } => Box::pin(router.conditional(Request::Arith {
+            cmd,
+            key,
+            delta,
+            noreply: false,
+        }))
+        .await
+        .unwrap_or_else(|e| server_error(&e)),
         Request::Touch { key, exptime, .. } => {
             bump!(proxy.stats, cmd_touch);
-            router
-                .conditional(Request::Touch {
-                    key,
-                    exptime,
-                    noreply: false,
-                })
-                .await
-                .unwrap_or_else(|e| server_error(&e))
+            Box::pin(router.conditional(Request::Touch {
+                key,
+                exptime,
+                noreply: false,
+            }))
+            .await
+            .unwrap_or_else(|e| server_error(&e))
         }
         Request::FlushAll { delay, .. } => {
             bump!(proxy.stats, cmd_flush);
-            match router.flush_all_delay(delay).await {
+            match Box::pin(router.flush_all_delay(delay)).await {
                 Ok(()) => Response::Ok,
                 Err(e) => server_error(&e),
             }
         }
         Request::Version => Response::Version(Bytes::from_static(VERSION.as_bytes())),
         Request::Verbosity { .. } => Response::Ok,
-        Request::Stats { group } => super::stats::reply(proxy, group.as_deref()).await,
+        Request::Stats { group } => Box::pin(super::stats::reply(proxy, group.as_deref())).await,
         Request::CacheMemlimit { .. } | Request::SlabsAutomove { .. } => Response::Ok,
         Request::Shutdown { .. } => {
             Response::Other(Bytes::from_static(Fault::SHUTDOWN_DISABLED.as_bytes()))
@@ -185,18 +185,18 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
             flags: Bytes::new(),
             value: None,
         }),
-        Request::MetaDebug { key, base64 } => match router.debug(key, base64).await {
+        Request::MetaDebug { key, base64 } => match Box::pin(router.debug(key, base64)).await {
             Ok(r) => r,
             Err(e) => server_error(&e),
         },
-        Request::Meta(m) => return meta(proxy, m).await,
+        Request::Meta(m) => return Box::pin(meta(proxy, m)).await,
         Request::Quit => return None,
     };
     (!noreply).then_some(reply)
 }
 
 /// Meta commands: quiet mode is applied here, after the cluster answered.
-async fn meta(proxy: &Proxy, mut m: MetaRequest) -> Option<Response> {
+async fn meta(proxy: &Proxy, mut m: Box<MetaRequest>) -> Option<Response> {
     bump!(proxy.stats, cmd_meta);
     let quiet = m.flags.quiet;
     // The request a node gets is rendered from the typed flags, so clearing `quiet` removes

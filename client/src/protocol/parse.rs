@@ -575,13 +575,13 @@ fn parse_meta(frame: &Bytes, toks: &Tokens, cmd: MetaCmd) -> Result<Request, Fau
     if !flags.base64 && !key_ok(&key) {
         return Err(Fault::new(Fault::BAD_FORMAT));
     }
-    Ok(Request::Meta(MetaRequest {
+    Ok(Request::Meta(Box::new(MetaRequest {
         cmd,
         key,
         flags,
         raw: frame.slice(raw_range(toks, 2)),
         value: None,
-    }))
+    })))
 }
 
 fn parse_meta_set(
@@ -639,11 +639,11 @@ fn parse_meta_set(
     if &frame[total - 2..] != b"\r\n" {
         return Some(Step::Item(Err(Fault::new(Fault::BAD_CHUNK))));
     }
-    Some(Step::Item(Ok(Request::Meta(MetaRequest {
+    Some(Step::Item(Ok(Request::Meta(Box::new(MetaRequest {
         cmd: MetaCmd::Set,
         key,
         flags,
         raw: head.slice(raw_range(toks, 3)),
         value: Some(frame.slice(nl + 1..nl + 1 + vlen)),
-    }))))
+    })))))
 }

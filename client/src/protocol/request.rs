@@ -144,8 +144,9 @@ pub enum Request {
     MetaNoop,
     /// `me <key> [b]`: meta debug. With `b` the key is held decoded, as for the other meta verbs.
     MetaDebug { key: Bytes, base64: bool },
-    /// `mg`/`ms`/`md`/`ma`.
-    Meta(MetaRequest),
+    /// `mg`/`ms`/`md`/`ma`. Boxed: its flags make it 272 bytes against about 100 for every
+    /// other request, and a request is moved through several futures on its way to a node.
+    Meta(Box<MetaRequest>),
 }
 
 impl Request {

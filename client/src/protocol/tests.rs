@@ -990,7 +990,7 @@ fn get_keys_are_the_same_on_both_sides_of_the_token_limit() {
 
 fn meta(input: &[u8]) -> MetaRequest {
     match item(input) {
-        (Ok(Request::Meta(m)), rest) if rest.is_empty() => m,
+        (Ok(Request::Meta(m)), rest) if rest.is_empty() => *m,
         other => panic!("{:?}: {other:?}", String::from_utf8_lossy(input)),
     }
 }
@@ -1359,7 +1359,7 @@ fn request_encoding_is_byte_exact() {
             b"me Zm9v b\r\n",
         ),
         (
-            Request::Meta(MetaRequest::new(
+            Request::Meta(Box::new(MetaRequest::new(
                 MetaCmd::Set,
                 b(b"\x00\x01"),
                 MetaFlags {
@@ -1372,11 +1372,11 @@ fn request_encoding_is_byte_exact() {
                     ..MetaFlags::default()
                 },
                 Some(b(b"val")),
-            )),
+            ))),
             b"ms AAE= 3 b c T-1 F3 ME Oop\r\nval\r\n",
         ),
         (
-            Request::Meta(MetaRequest::new(
+            Request::Meta(Box::new(MetaRequest::new(
                 MetaCmd::Arith,
                 b(b"n"),
                 MetaFlags {
@@ -1386,7 +1386,7 @@ fn request_encoding_is_byte_exact() {
                     ..MetaFlags::default()
                 },
                 None,
-            )),
+            ))),
             b"ma n v D5 M-\r\n",
         ),
         (
@@ -1801,17 +1801,17 @@ fn unsafe_keys_are_refused_before_the_wire() {
     assert!(get.check_wire().is_err());
     let md = MetaRequest::new(MetaCmd::Delete, evil.clone(), MetaFlags::default(), None);
     assert!(md.flags.base64);
-    let md = Request::Meta(md);
+    let md = Request::Meta(Box::new(md));
     md.check_wire().unwrap();
     assert_eq!(wire(&md), b"md eAoNZmx1c2hfYWxs b\r\n");
     // A raw meta request with a binary key (no `b`) is refused too.
-    let raw = Request::Meta(MetaRequest {
+    let raw = Request::Meta(Box::new(MetaRequest {
         cmd: MetaCmd::Get,
         key: evil,
         flags: MetaFlags::default(),
         raw: Bytes::new(),
         value: None,
-    });
+    }));
     assert!(raw.check_wire().is_err());
     // Too long to fit base64 in memcached's 250-byte key token.
     let long = MetaRequest::new(
@@ -1820,14 +1820,14 @@ fn unsafe_keys_are_refused_before_the_wire() {
         MetaFlags::default(),
         None,
     );
-    assert!(Request::Meta(long).check_wire().is_err());
+    assert!(Request::Meta(Box::new(long)).check_wire().is_err());
     let fits = MetaRequest::new(
         MetaCmd::Get,
         Bytes::from(vec![0u8; MAX_BINARY_KEY_LEN]),
         MetaFlags::default(),
         None,
     );
-    let fits = wire(&Request::Meta(fits));
+    let fits = wire(&Request::Meta(Box::new(fits)));
     assert!(fits.len() - b"mg  b\r\n".len() <= MAX_KEY_LEN);
     let stats = Request::Stats {
         group: Some(b(b"items\r\nflush_all")),

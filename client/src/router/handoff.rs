@@ -40,7 +40,12 @@ impl Router {
             ret_cas: true,
             ..MetaFlags::default()
         };
-        let probe = Request::Meta(MetaRequest::new(MetaCmd::Get, key.clone(), flags, None));
+        let probe = Request::Meta(Box::new(MetaRequest::new(
+            MetaCmd::Get,
+            key.clone(),
+            flags,
+            None,
+        )));
         match self.send(node, probe).await? {
             Response::Meta(m) if matches!(m.status, MetaStatus::Hd | MetaStatus::Va) => {
                 Ok(Some(m.flag_u64(b'c').unwrap_or(0)))
@@ -153,7 +158,7 @@ impl Router {
                         replica_store(node, key, &m.value, m.flags, m.ttl, m.cas, mine.is_none());
                     with_compare(req, mine)
                 }
-                (None, Some(c)) => Request::Meta(MetaRequest::new(
+                (None, Some(c)) => Request::Meta(Box::new(MetaRequest::new(
                     MetaCmd::Delete,
                     key.clone(),
                     MetaFlags {
@@ -161,7 +166,7 @@ impl Router {
                         ..MetaFlags::default()
                     },
                     None,
-                )),
+                ))),
             };
             match self.send(node, req).await? {
                 Response::Stored | Response::Deleted | Response::NotFound => {}
@@ -208,7 +213,7 @@ fn with_compare(req: Request, mine: Option<u64>) -> Request {
         Request::Meta(r) => {
             let mut f = r.flags.clone();
             f.compare_cas = Some(c);
-            Request::Meta(MetaRequest::new(r.cmd, r.key, f, r.value))
+            Request::Meta(Box::new(MetaRequest::new(r.cmd, r.key, f, r.value)))
         }
         Request::Store {
             key,

@@ -586,7 +586,7 @@ impl Router {
         };
         let md = MetaRequest::new(MetaCmd::Delete, key.clone(), flags, None);
         matches!(
-            self.send(node, Request::Meta(md)).await,
+            self.send(node, Request::Meta(Box::new(md))).await,
             Ok(Response::Meta(m)) if m.status == MetaStatus::Hd
         )
     }
@@ -691,7 +691,7 @@ mod tests {
             MetaFlags::default(),
             None,
         );
-        let req = Request::Meta(md);
+        let req = Request::Meta(Box::new(md));
         req.check_wire().expect("safe");
         let mut buf = BytesMut::new();
         req.encode(&mut buf);

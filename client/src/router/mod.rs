@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod migrate;
 mod transition;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -521,16 +522,19 @@ impl Router {
     }
 
     /// Sends one request to one node, with the request timeout, keeping its health current.
-    pub(crate) async fn send(
-        &self,
-        node: &Arc<NodeEntry>,
+    ///
+    /// The request is checked, encoded into the node connection's buffer and dropped when this
+    /// is called; the future returned waits for the reply and holds no copy of the request
+    /// (see [`Connection::request_checked`](crate::connection::Connection)).
+    pub(crate) fn send<'a>(
+        &'a self,
+        node: &'a Arc<NodeEntry>,
         req: Request,
-    ) -> Result<Response, Error> {
+    ) -> impl Future<Output = Result<Response, Error>> + Send + 'a {
         // A request that cannot be written safely is refused before a byte goes out; that
         // says nothing about the node's health.
-        req.check_wire()?;
+        let checked = req.check_wire();
         let started = Instant::now();
-        node.metrics.requests.increment(1);
         // Only these verbs have free-form replies (`RESET`, `OK`, lru_crawler's lines, the
         // shutdown refusal); any other request answered with a line memcached never sends
         // means the backend is not speaking memcached, and it is failed like a broken socket.
@@ -538,27 +542,35 @@ impl Router {
             req,
             Request::Stats { .. } | Request::Shutdown { .. } | Request::LruCrawler { .. }
         );
-        let r = match node
-            .conn()
-            .request_checked(req, self.inner.live.request_timeout())
-            .await
-        {
-            Ok(Response::Other(line)) if !free_form => Err(Error::Protocol(format!(
-                "{}: unexpected reply {:?}",
-                node.name,
-                String::from_utf8_lossy(&line)
-            ))),
-            r => r,
-        };
-        node.metrics.latency.record(started.elapsed().as_secs_f64());
-        match &r {
-            Ok(_) => node.health.success(),
-            Err(e) => {
-                node.metrics.errors.increment(1);
-                self.failed(node, e);
+        let sent = checked.map(|()| {
+            node.metrics.requests.increment(1);
+            node.conn()
+                .request_checked(&req, self.inner.live.request_timeout())
+        });
+        drop(req);
+        async move {
+            let sent = match sent {
+                Ok(sent) => sent,
+                Err(e) => return Err(e),
+            };
+            let r = match sent.await {
+                Ok(Response::Other(line)) if !free_form => Err(Error::Protocol(format!(
+                    "{}: unexpected reply {:?}",
+                    node.name,
+                    String::from_utf8_lossy(&line)
+                ))),
+                r => r,
+            };
+            node.metrics.latency.record(started.elapsed().as_secs_f64());
+            match &r {
+                Ok(_) => node.health.success(),
+                Err(e) => {
+                    node.metrics.errors.increment(1);
+                    self.failed(node, e);
+                }
             }
+            r
         }
-        r
     }
 
     /// Sends a write that keeps replicas identical. A replica that fails it may now hold an
@@ -687,6 +699,19 @@ impl Router {
                 return vec![self.get_one(&topo, cmd, exptime, key).await];
             }
         }
+        // Boxed: the per-node fan-out's state is several times a single get's, and every
+        // future awaiting this one (a proxy request's) would otherwise be that big too.
+        Box::pin(self.get_spread(topo, cmd, exptime, keys)).await
+    }
+
+    /// [`Router::get_values`] for several keys, or any key during a transition.
+    async fn get_spread(
+        &self,
+        topo: Arc<Topology>,
+        cmd: GetCmd,
+        exptime: Option<i64>,
+        keys: &[Bytes],
+    ) -> Vec<Slot> {
         let mut slots = vec![Slot::Pending(0); keys.len()];
         // A fenced node's miss sends the key on to the next replica; if none is left, the
         // answer is that miss, not a failure.
@@ -1068,7 +1093,7 @@ impl Router {
     /// as a replicated write (with a router-chosen `E` CAS), other `ms`/`ma` as conditional
     /// writes, `md` on every replica. Quiet mode must be stripped by the caller: every request
     /// here gets a reply.
-    pub async fn meta(&self, mut req: MetaRequest) -> Result<Response, Error> {
+    pub async fn meta(&self, mut req: Box<MetaRequest>) -> Result<Response, Error> {
         match req.cmd {
             MetaCmd::Get => {
                 let r = req.clone();
@@ -1166,12 +1191,12 @@ pub(crate) fn delete_request(key: &Bytes) -> Request {
             noreply: false,
         };
     }
-    Request::Meta(MetaRequest::new(
+    Request::Meta(Box::new(MetaRequest::new(
         MetaCmd::Delete,
         key.clone(),
         MetaFlags::default(),
         None,
-    ))
+    )))
 }
 
 /// `touch <key> <exptime>`, or `mg <base64> b T<exptime>` (meta's touch) for a binary key.
@@ -1187,7 +1212,12 @@ fn touch_request(key: &Bytes, exptime: i64) -> Request {
         ttl: Some(exptime),
         ..MetaFlags::default()
     };
-    Request::Meta(MetaRequest::new(MetaCmd::Get, key.clone(), f, None))
+    Request::Meta(Box::new(MetaRequest::new(
+        MetaCmd::Get,
+        key.clone(),
+        f,
+        None,
+    )))
 }
 
 /// The write that puts one replica's copy in place: `ms` with the explicit CAS where the node
@@ -1223,10 +1253,10 @@ pub(crate) fn replica_store(
         mode: add.then_some(b'E'),
         ..MetaFlags::default()
     };
-    Request::Meta(MetaRequest::new(
+    Request::Meta(Box::new(MetaRequest::new(
         MetaCmd::Set,
         key.clone(),
         f,
         Some(value.clone()),
-    ))
+    )))
 }

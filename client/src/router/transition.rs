@@ -62,7 +62,12 @@ impl Router {
             ret_cas: true,
             ..MetaFlags::default()
         };
-        let probe = Request::Meta(MetaRequest::new(MetaCmd::Get, key.clone(), flags, None));
+        let probe = Request::Meta(Box::new(MetaRequest::new(
+            MetaCmd::Get,
+            key.clone(),
+            flags,
+            None,
+        )));
         match self.send(from, probe).await? {
             Response::Meta(m) if m.status == MetaStatus::Va => Ok(Some(Snapshot {
                 flags: m.flag(b'f').and_then(parse_u32).unwrap_or(0),
@@ -123,7 +128,7 @@ impl Router {
                     ..MetaFlags::default()
                 };
                 let md = MetaRequest::new(MetaCmd::Delete, key.clone(), flags, None);
-                self.send(node, Request::Meta(md))
+                self.send(node, Request::Meta(Box::new(md)))
             }))
             .await;
             return Ok(Moved::Absent);
@@ -271,10 +276,10 @@ fn copy_request(node: &NodeEntry, key: &Bytes, item: &Snapshot) -> Request {
         ret_cas: true,
         ..MetaFlags::default()
     };
-    Request::Meta(MetaRequest::new(
+    Request::Meta(Box::new(MetaRequest::new(
         MetaCmd::Set,
         key.clone(),
         f,
         Some(item.value.clone()),
-    ))
+    )))
 }
