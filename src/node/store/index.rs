@@ -2,12 +2,12 @@
 //!
 //! Segcache's idea in a simpler shape: 1024 shards, each an open-addressing table of `u64`
 //! slots (linear probing, backward-shift deletion, so no tombstones) behind its own
-//! read-write lock, grown by a quarter when it passes 13/16 full. A slot packs a 27-bit tag
-//! from the key's hash, the 20-bit segment id and the item's offset in 8-byte units (17 bits);
-//! 0 is an empty slot. A tag match is only a candidate: the caller compares the key.
+//! read-write lock, grown by a quarter when it passes 13/16 full. A slot packs a 26-bit tag
+//! from the key's hash, the 20-bit segment id and the item's offset in 4-byte units (18 bits,
+//! items are 4-aligned); 0 is an empty slot. A tag match is only a candidate: the caller compares the key.
 //!
 //! A table can have any number of slots, not only a power of two: the home of a tag is the
-//! tag's random bits scaled to the table's length (`bits × len >> 26`, Lemire's "fastrange"),
+//! tag's random bits scaled to the table's length (`bits × len >> 25`, Lemire's "fastrange"),
 //! so growing rehashes from the stored tags alone, without reading keys back. Growing by a
 //! quarter instead of doubling keeps tables between 65 % and 81 % full, 10–12 bytes per item
 //! where doubling gave 10–20 (16 at a million items, with every shard just past a doubling);
@@ -25,7 +25,7 @@ const SHARDS: usize = 1024;
 /// A shard's first table.
 const MIN_SLOTS: usize = 8;
 
-const OFF_BITS: u32 = 17;
+const OFF_BITS: u32 = 18;
 const SEG_BITS: u32 = 20;
 const TAG_BITS: u32 = 64 - OFF_BITS - SEG_BITS;
 const _: () = assert!(1 << SEG_BITS == MAX_SEGMENTS);
@@ -34,7 +34,7 @@ const _: () = assert!(1 << SEG_BITS == MAX_SEGMENTS);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Loc {
     pub seg: u32,
-    /// Byte offset in the segment (a multiple of 8, below 1 MiB).
+    /// Byte offset in the segment (a multiple of 4, below 1 MiB).
     pub off: u32,
 }
 
@@ -49,16 +49,16 @@ fn tag(h: u64) -> u64 {
 
 #[inline]
 fn encode(h: u64, loc: Loc) -> u64 {
-    debug_assert!(loc.off % 8 == 0 && (loc.off as u64 >> 3) < (1 << OFF_BITS));
+    debug_assert!(loc.off % 4 == 0 && (loc.off as u64 >> 2) < (1 << OFF_BITS));
     debug_assert!(loc.seg < MAX_SEGMENTS);
-    (tag(h) << (SEG_BITS + OFF_BITS)) | (u64::from(loc.seg) << OFF_BITS) | u64::from(loc.off >> 3)
+    (tag(h) << (SEG_BITS + OFF_BITS)) | (u64::from(loc.seg) << OFF_BITS) | u64::from(loc.off >> 2)
 }
 
 #[inline]
 fn decode(slot: u64) -> Loc {
     Loc {
         seg: ((slot >> OFF_BITS) & ((1 << SEG_BITS) - 1)) as u32,
-        off: ((slot & ((1 << OFF_BITS) - 1)) << 3) as u32,
+        off: ((slot & ((1 << OFF_BITS) - 1)) << 2) as u32,
     }
 }
 
