@@ -511,7 +511,11 @@ mod tests {
                 write(seg.base().add(off as usize), b"k", &[b"v"], &meta());
                 ItemRef::at(seg.clone(), off)
             };
-            assert_eq!(std::ptr::from_ref(item.cas_cell()).addr() % 8, 0, "at {off}");
+            assert_eq!(
+                std::ptr::from_ref(item.cas_cell()).addr() % 8,
+                0,
+                "at {off}"
+            );
             let fields = (item.cas(), item.exptime(), item.last_access(), item.flags());
             assert_eq!(fields, (3, 100, 50, 7), "at {off}");
             assert_eq!((item.key(), item.value()), (&b"k"[..], &b"v"[..]));
