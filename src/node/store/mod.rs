@@ -70,10 +70,11 @@ pub use slab::slab_class;
 
 /// Bytes charged per item on top of its bytes in a segment: its share of the hash index.
 ///
-/// A slot is 8 bytes; the index's shards grow by a quarter at 13/16 full, so they run between
-/// 65 % and 81 % full, 10–12.3 bytes of table per item (before, doubling, 10–20); 20 keeps the
-/// charge on the safe side, and lowering it is a separate change to the limit's accounting. Measured as RSS growth of the release binary divided by resident
-/// items with `bench/tools/mem_per_item.py` (see `bench/ANALYSIS.md`).
+/// A slot is 8 bytes; the index's shards grow by a seventh to a quarter at 13/16 full, so they
+/// run between 65 % and 81 % full, 10–12.3 bytes of table per item (doubling, before, gave
+/// 10–20); 20 keeps the charge on the safe side (lowering it changes what a memory limit
+/// holds, a separate decision). Measured as RSS growth of the release binary divided by
+/// resident items with `bench/tools/mem_per_item.py` (see `bench/ANALYSIS.md`).
 pub const ITEM_OVERHEAD: u64 = 20;
 
 /// What an item with this key and value (and no client flags) is charged against the memory
