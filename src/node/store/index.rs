@@ -2,9 +2,10 @@
 //!
 //! Segcache's idea in a simpler shape: 1024 shards, each an open-addressing table of `u64`
 //! slots (linear probing, backward-shift deletion, so no tombstones) behind its own
-//! read-write lock, grown by a quarter or less when it passes 13/16 full. A slot packs a 26-bit tag
-//! from the key's hash, the 20-bit segment id and the item's offset in 4-byte units (18 bits,
-//! items are 4-aligned); 0 is an empty slot. A tag match is only a candidate: the caller compares the key.
+//! read-write lock, grown by a quarter or less when it passes 13/16 full. A slot packs a
+//! 26-bit tag from the key's hash, the 20-bit segment id and the item's offset in 4-byte units
+//! (18 bits; items are 4-aligned); 0 is an empty slot. A tag match is only a candidate: the
+//! caller compares the key.
 //!
 //! A table can have any number of slots, not only a power of two: the home of a tag is the
 //! tag's random bits scaled to the table's length (`bits × len >> 25`, Lemire's "fastrange"),
