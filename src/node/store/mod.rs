@@ -549,8 +549,9 @@ impl Shared {
     ) -> ItemRef {
         let off = w.used;
         // SAFETY: `off..off + need` is inside the buffer (checked by the caller, or the
-        // segment was made for this item), 4-aligned (every footprint is a multiple of 4 and the buffer is 8-aligned), and not reachable
-        // by anyone: it is past `published` and no index entry names it yet.
+        // segment was made for this item), 4-aligned (every footprint is a multiple of 4 and
+        // the buffer is 8-aligned), and not reachable by anyone: it is past `published` and
+        // no index entry names it yet.
         unsafe { item::write(seg.base().add(off), key, parts, meta) };
         w.used += need;
         seg.publish(w.used);
