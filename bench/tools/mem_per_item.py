@@ -8,7 +8,10 @@ kills only the process it started. Used for the figures in `ITEM_OVERHEAD`'s doc
 
     python3 bench/tools/mem_per_item.py node      [--bin target/release/ringcache]
     python3 bench/tools/mem_per_item.py memcached [--bin /usr/bin/memcached]
-    options: --items 1000000 --value 100 --limit-mib 4096 --batch 500 --ttl 0
+    options: --items 1000000 --value 100 --key-len 11 --limit-mib 4096 --batch 500 --ttl 0
+
+--key-len pads the number with zeros ("key:000000000123" at 16, the bench scenario's and issue
+11's key length); the default 11 is the key:%07d of the earlier figures.
 
 With --items beyond what --limit-mib holds, the cache fills and evicts; `rss_over_limit` (RSS
 growth / limit) then shows how honestly the node's byte accounting maps to real memory.
@@ -74,6 +77,8 @@ def main():
     ap.add_argument("--bin")
     ap.add_argument("--items", type=int, default=1_000_000)
     ap.add_argument("--value", type=int, default=100)
+    ap.add_argument("--key-len", type=int, default=11,
+                    help="key length: 'key:' and the item's number, zero-padded")
     ap.add_argument("--limit-mib", type=int, default=4096)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--ttl", type=int, default=0, help="exptime of every item (0 = never)")
@@ -83,6 +88,9 @@ def main():
                     help="command prefix for the server, e.g. 'valgrind --tool=callgrind': "
                          "instruction counts for a fixed request count; stops it with SIGTERM")
     a = ap.parse_args()
+    if a.key_len - 4 < len(str(max(a.items - 1, 0))):
+        ap.error(f"--key-len {a.key_len} cannot number {a.items} items")
+    key_fmt = b"key:%%0%dd" % (a.key_len - 4)
 
     port = free_port()
     addr = f"127.0.0.1:{port}"
@@ -109,7 +117,7 @@ def main():
         t0 = time.time()
         for start in range(0, a.items, a.batch):
             n = min(a.batch, a.items - start)
-            req = b"".join(b"set key:%07d%s" % (i, tail) for i in range(start, start + n))
+            req = b"".join(b"set " + key_fmt % i + tail for i in range(start, start + n))
             sock.sendall(req)
             got = b""
             while len(got) < 8 * n:
@@ -122,7 +130,7 @@ def main():
         load_s = time.time() - t0
         for start in range(0, a.gets, a.batch):
             n = min(a.batch, a.gets - start)
-            keys = b" ".join(b"key:%07d" % (i % a.items) for i in range(start, start + n))
+            keys = b" ".join(key_fmt % (i % a.items) for i in range(start, start + n))
             sock.sendall(b"get " + keys + b"\r\n")
             read_until(sock, b"", b"END\r\n")
         st = stats(sock)
@@ -132,7 +140,7 @@ def main():
         items = int(st.get("curr_items", 0))
         print(json.dumps({
             "server": a.server, "items_sent": a.items, "curr_items": items,
-            "value": a.value, "ttl": a.ttl, "rss_before_kib": before, "rss_after_kib": after,
+            "value": a.value, "key_len": a.key_len, "ttl": a.ttl, "rss_before_kib": before, "rss_after_kib": after,
             "bytes_per_item": round((after - before) * 1024 / max(items, 1), 1),
             "rss_over_limit": round((after - before) * 1024 / (a.limit_mib << 20), 3),
             "evictions": int(st.get("evictions", 0)), "bytes_stat": int(st.get("bytes", 0)),

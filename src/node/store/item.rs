@@ -1,20 +1,27 @@
 //! One stored item: a 24-byte header, the client flags only when they are not zero, the key
-//! and the value, appended to a segment at an 8-byte-aligned offset; handled through an
+//! and the value, appended to a segment at a 4-byte-aligned offset; handled through an
 //! [`ItemRef`] (the segment and the offset).
 //!
 //! memcached's item header is 48–56 bytes; this one is 24:
 //!
 //! ```text
-//! 0  cas      u64  atomic (meta invalidation changes it in place)
-//! 8  exptime  u32  atomic, Unix seconds, 0 = never (touch, gat, T)
+//! 0  cas      u64  atomic (meta invalidation changes it in place)   } swapped when the item
+//! 8  exptime  u32  atomic, Unix seconds, 0 = never (touch, gat, T)  } starts 4 bytes past an
+//!                                                                   } 8-byte boundary
 //! 12 time     u32  atomic, last access (memcached's it->time)
 //! 16 vlen     u32
 //! 20 klen     u8
 //! 21 state    u8   atomic: fetched, stale, token sent, binary key, accessed
 //! 22 bits     u8   HAS_FLAGS
 //! 23 -        u8
-//! 24 [flags u32 if HAS_FLAGS] key value, padded to 8 bytes
+//! 24 [flags u32 if HAS_FLAGS] key value, padded to 4 bytes
 //! ```
+//!
+//! Items are padded to 4 bytes, not 8 (4 bytes less per item on average: a 16-byte key and a
+//! 100-byte value take 140 bytes, not 144). The CAS is an `AtomicU64`, which must sit at an
+//! 8-aligned address, so its place depends on where the item starts: at byte 0 when the item
+//! starts on an 8-byte boundary (the expiry at 8), at byte 4 otherwise (the expiry at 0).
+//! Either way the first 12 bytes hold both, and every other field keeps its offset.
 //!
 //! The key and value never change once appended: a new value is a new item elsewhere, so a
 //! reader holding an [`ItemRef`] never sees a half-written value. What memcached changes in
@@ -83,25 +90,35 @@ pub(super) fn secs(t: u64) -> u32 {
     t.min(u64::from(u32::MAX)) as u32
 }
 
-/// Bytes an item takes in a segment: header, flags if any, key, value, padding to 8.
+/// Bytes an item takes in a segment: header, flags if any, key, value, padding to 4.
 #[inline]
 pub(super) fn footprint(key_len: usize, value_len: usize, flags: u32) -> usize {
     (HEADER + if flags != 0 { 4 } else { 0 })
         .saturating_add(key_len)
         .saturating_add(value_len)
-        .saturating_add(7)
-        & !7
+        .saturating_add(3)
+        & !3
 }
 
-/// Writes an item at `dst` (8-aligned, `footprint` bytes, not yet visible to anyone).
+/// Offsets of the CAS and the expiry in the header of an item at `p` (4-aligned): the CAS
+/// takes whichever of bytes 0..8 and 4..12 is 8-aligned in memory, the expiry the other four.
+#[inline]
+fn cas_and_exptime_at(p: *const u8) -> (usize, usize) {
+    debug_assert!(p.addr() % 4 == 0);
+    let a = p.addr() & 4;
+    (a, 8 - 2 * a)
+}
+
+/// Writes an item at `dst` (4-aligned, `footprint` bytes, not yet visible to anyone).
 ///
 /// # Safety
 /// `dst` must be valid for writes of `footprint(key.len(), Σ parts, meta.flags)` bytes,
-/// 8-aligned, and not read by anyone until the caller publishes it.
+/// 4-aligned, and not read by anyone until the caller publishes it.
 pub(super) unsafe fn write(dst: *mut u8, key: &[u8], parts: &[&[u8]], meta: &Meta) {
     let vlen: usize = parts.iter().map(|p| p.len()).sum();
-    dst.cast::<u64>().write(meta.cas);
-    dst.add(8).cast::<u32>().write(secs(meta.exptime));
+    let (cas_at, exptime_at) = cas_and_exptime_at(dst);
+    dst.add(cas_at).cast::<u64>().write(meta.cas);
+    dst.add(exptime_at).cast::<u32>().write(secs(meta.exptime));
     dst.add(12).cast::<u32>().write(secs(meta.time));
     dst.add(16).cast::<u32>().write(vlen as u32);
     dst.add(20).write(key.len() as u8);
@@ -152,14 +169,25 @@ impl ItemRef {
 
     #[inline]
     fn cas_cell(&self) -> &AtomicU64 {
-        // SAFETY: 8-aligned header field of a complete item, only ever accessed atomically
-        // once published; the segment outlives `self`.
-        unsafe { &*self.ptr().cast::<AtomicU64>() }
+        let p = self.ptr();
+        let (at, _) = cas_and_exptime_at(p);
+        // SAFETY: the CAS field of a complete item, at an 8-aligned address (`at` is chosen
+        // from the address), only ever accessed atomically once published; the segment
+        // outlives `self`.
+        unsafe { &*p.add(at).cast::<AtomicU64>() }
+    }
+
+    #[inline]
+    fn exptime_cell(&self) -> &AtomicU32 {
+        let p = self.ptr();
+        let (_, at) = cas_and_exptime_at(p);
+        self.u32_cell(at)
     }
 
     #[inline]
     fn u32_cell(&self, at: usize) -> &AtomicU32 {
-        // SAFETY: as for `cas_cell`: fields 8 and 12 are 4-aligned atomics.
+        // SAFETY: as for `cas_cell`: the expiry (0 or 8) and the time (12) are 4-aligned
+        // atomics in an item that starts 4-aligned.
         unsafe { &*self.ptr().add(at).cast::<AtomicU32>() }
     }
 
@@ -229,7 +257,7 @@ impl ItemRef {
         if !f {
             return 0;
         }
-        // SAFETY: immutable, 4-aligned field after the header.
+        // SAFETY: immutable field after the header, 4-aligned like the item.
         unsafe { self.ptr().add(HEADER).cast::<u32>().read() }
     }
 
@@ -242,7 +270,7 @@ impl ItemRef {
     /// Absolute expiry in Unix seconds; 0 = never.
     #[inline]
     pub fn exptime(&self) -> u64 {
-        u64::from(self.u32_cell(8).load(Relaxed))
+        u64::from(self.exptime_cell().load(Relaxed))
     }
 
     /// Seconds of life left at `now` (negative once expired); `None` = never expires.
@@ -362,7 +390,7 @@ impl ItemRef {
 
     /// Sets a new expiry in place (touch, gat, meta `T`/`N`, `md … I T`).
     pub(super) fn set_exptime(&self, exptime: u64) {
-        self.u32_cell(8).store(secs(exptime), Relaxed);
+        self.exptime_cell().store(secs(exptime), Relaxed);
     }
 
     /// Sets a new CAS in place (`md … I` keeps the value and takes a new CAS).
@@ -465,13 +493,38 @@ mod tests {
         assert_eq!(item.cas(), 3);
         assert_eq!(item.exptime(), 100);
         assert_eq!(item.last_access(), 50);
-        assert_eq!(item.footprint(), 40, "24 + 4 flags + 8 bytes, padded");
+        assert_eq!(item.footprint(), 36, "24 + 4 flags + 8 bytes");
         let plain = ItemRef::standalone(b"key", &[b"value"], Meta { flags: 0, ..meta() });
         assert_eq!(plain.flags(), 0);
         assert_eq!(plain.footprint(), 32, "no flags: 24 + 8");
         let empty = ItemRef::standalone(b"", &[], meta());
         assert!(empty.key().is_empty() && empty.value().is_empty());
         assert!(empty.value_bytes().is_empty());
+    }
+
+    #[test]
+    fn cas_stays_8_aligned_at_either_parity() {
+        let seg = Arc::new(Segment::new(0, 0, 96, 0, 0));
+        for off in [0u32, 4, 36, 64] {
+            // SAFETY: 32 bytes (24 + 4 flags + "k" + "v", padded) inside the unshared segment.
+            let item = unsafe {
+                write(seg.base().add(off as usize), b"k", &[b"v"], &meta());
+                ItemRef::at(seg.clone(), off)
+            };
+            assert_eq!(
+                std::ptr::from_ref(item.cas_cell()).addr() % 8,
+                0,
+                "at {off}"
+            );
+            let fields = (item.cas(), item.exptime(), item.last_access(), item.flags());
+            assert_eq!(fields, (3, 100, 50, 7), "at {off}");
+            assert_eq!((item.key(), item.value()), (&b"k"[..], &b"v"[..]));
+            item.set_cas(u64::MAX - 1);
+            item.set_exptime(u64::from(u32::MAX) - 1);
+            let fields = (item.cas(), item.exptime(), item.last_access(), item.flags());
+            assert_eq!(fields, (u64::MAX - 1, u64::from(u32::MAX) - 1, 50, 7));
+            assert_eq!(item.footprint(), 32);
+        }
     }
 
     #[test]

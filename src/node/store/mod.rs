@@ -70,10 +70,11 @@ pub use slab::slab_class;
 
 /// Bytes charged per item on top of its bytes in a segment: its share of the hash index.
 ///
-/// A slot is 8 bytes; the index's shards double at 13/16 full, so they run between 41 % and
-/// 81 % full, 10–20 bytes of table per item (about 17 at a million items); 20 keeps the
-/// charge on the safe side. Measured as RSS growth of the release binary divided by resident
-/// items with `bench/tools/mem_per_item.py` (see `bench/ANALYSIS.md`).
+/// A slot is 8 bytes; the index's shards grow by a seventh to a quarter at 13/16 full, so they
+/// run between 65 % and 81 % full, 10–12.3 bytes of table per item (doubling, before, gave
+/// 10–20); 20 keeps the charge on the safe side (lowering it changes what a memory limit
+/// holds, a separate decision). Measured as RSS growth of the release binary divided by
+/// resident items with `bench/tools/mem_per_item.py` (see `bench/ANALYSIS.md`).
 pub const ITEM_OVERHEAD: u64 = 20;
 
 /// What an item with this key and value (and no client flags) is charged against the memory
@@ -548,8 +549,9 @@ impl Shared {
     ) -> ItemRef {
         let off = w.used;
         // SAFETY: `off..off + need` is inside the buffer (checked by the caller, or the
-        // segment was made for this item), 8-aligned (every footprint is), and not reachable
-        // by anyone: it is past `published` and no index entry names it yet.
+        // segment was made for this item), 4-aligned (every footprint is a multiple of 4 and
+        // the buffer is 8-aligned), and not reachable by anyone: it is past `published` and
+        // no index entry names it yet.
         unsafe { item::write(seg.base().add(off), key, parts, meta) };
         w.used += need;
         seg.publish(w.used);

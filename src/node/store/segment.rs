@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 /// Segment ids are below this (they fit the index slot's 20 bits).
 pub(super) const MAX_SEGMENTS: u32 = 1 << 20;
 
-/// The largest ordinary segment (offsets are 17 bits of 8-byte units).
+/// The largest ordinary segment (offsets are 18 bits of 4-byte units).
 pub(super) const MAX_SEGMENT_SIZE: usize = 1 << 20;
 
 /// Table chunks are allocated on first use: a small cache touches one.

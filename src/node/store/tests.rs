@@ -537,9 +537,9 @@ fn eviction_keeps_the_budget_and_always_admits_writes() {
 
 #[test]
 fn charges_are_segment_bytes_plus_the_index_share() {
-    // 24-byte header + key + value, padded to 8; 4 more bytes only with client flags.
+    // 24-byte header + key + value, padded to 4; 4 more bytes only with client flags.
     assert_eq!(item_charge(12, 100), 136 + ITEM_OVERHEAD);
-    assert_eq!(item_charge(12, 1000), 1040 + ITEM_OVERHEAD);
+    assert_eq!(item_charge(12, 1000), 1036 + ITEM_OVERHEAD);
     assert_eq!(item_charge(1, 5), 32 + ITEM_OVERHEAD);
     let (s, _c) = store();
     set(&s, b"with-flags", 1, 0, b"v");
