@@ -99,6 +99,20 @@ fn arc_width(start: u64, end: u64, space: u128) -> u128 {
     }
 }
 
+/// The arcs between sorted, distinct `bounds`: `(start, end, width)` of each `(start, end]`,
+/// the wrapping one (from the last boundary through the top of the space) first.
+fn arcs_between(bounds: &[u64], space: u128) -> impl Iterator<Item = (u64, u64, u128)> + '_ {
+    let last = bounds.last().copied();
+    bounds.iter().enumerate().map(move |(j, &end)| {
+        let start = if j == 0 {
+            last.unwrap_or(end)
+        } else {
+            bounds[j - 1]
+        };
+        (start, end, arc_width(start, end, space))
+    })
+}
+
 /// The nodes of both rings, matched by address.
 struct Members {
     names: Vec<String>,
@@ -204,14 +218,7 @@ fn diff_arcs(
         Lookup::new(new, new_replicas),
     );
     let (mut o, mut n) = (Vec::new(), Vec::new());
-    for (j, &end) in bounds.iter().enumerate() {
-        // The first arc is the wrapping one, from the last boundary through the top of the space.
-        let start = if j == 0 {
-            bounds[bounds.len() - 1]
-        } else {
-            bounds[j - 1]
-        };
-        let width = arc_width(start, end, space);
+    for (start, end, width) in arcs_between(&bounds, space) {
         let (old_local, new_local) = (lo.at(end), ln.at(end));
         o.clear();
         o.extend(old_local.iter().map(|&i| members.old[i]));
@@ -313,13 +320,7 @@ impl Profile {
             p.sets.insert(Vec::new(), space);
         }
         let mut look = Lookup::new(ring, replicas);
-        for (j, &end) in bounds.iter().enumerate() {
-            let start = if j == 0 {
-                bounds[bounds.len() - 1]
-            } else {
-                bounds[j - 1]
-            };
-            let width = arc_width(start, end, space);
+        for (start, end, width) in arcs_between(&bounds, space) {
             let mut set: Vec<usize> = look.at(end).iter().map(|&i| ids[i]).collect();
             if let Some(&u) = set.first() {
                 p.primary[u] += width;
