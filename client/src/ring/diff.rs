@@ -320,7 +320,7 @@ impl Profile {
             p.sets.insert(Vec::new(), space);
         }
         let mut look = Lookup::new(ring, replicas);
-        for (start, end, width) in arcs_between(&bounds, space) {
+        for (_, end, width) in arcs_between(&bounds, space) {
             let mut set: Vec<usize> = look.at(end).iter().map(|&i| ids[i]).collect();
             if let Some(&u) = set.first() {
                 p.primary[u] += width;
