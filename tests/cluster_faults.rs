@@ -79,6 +79,25 @@ async fn timed_client(
     configure(b).build().await.expect("client")
 }
 
+/// A client with the library's default timeouts and `replicas` copies per key.
+async fn plain_client(addrs: &[String], replicas: usize) -> Client {
+    Client::builder()
+        .nodes(addrs.to_vec())
+        .replicas(replicas)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// A fault scenario's start: three nodes, a [`fault_client`] over them, and the
+/// address of node `victim`, the one the test will harm.
+async fn fault_cluster(victim: usize) -> (Vec<Proc>, Client, String) {
+    let (nodes, addrs) = three_nodes();
+    let client = fault_client(&addrs).await;
+    let victim_addr = addrs[victim].clone();
+    (nodes, client, victim_addr)
+}
+
 async fn fault_client(addrs: &[String]) -> Client {
     timed_client(2, |b| {
         b.nodes(addrs.to_vec())
@@ -179,10 +198,16 @@ fn assert_none<T: std::fmt::Debug>(found: &[T], what: &str) {
     );
 }
 
-/// Sets every `(key, value)` through `client`, each acknowledged.
-async fn set_each(client: &Client, items: impl IntoIterator<Item = (String, Vec<u8>)>) {
-    for (k, v) in items {
-        client.set(k.as_bytes(), v, 0, 0).await.unwrap();
+/// Sets keys `key(0)` to `key(n - 1)` through `client`, key `i` to `value(i)`, each acknowledged.
+async fn set_each(
+    client: &Client,
+    n: usize,
+    key: impl Fn(usize) -> String,
+    value: impl Fn(usize) -> String,
+) {
+    for i in 0..n {
+        let v = value(i).into_bytes();
+        client.set(key(i).as_bytes(), v, 0, 0).await.unwrap();
     }
 }
 
@@ -197,12 +222,7 @@ fn client_every_verb_on_real_nodes() {
     run(async {
         let (nodes, addrs) = three_nodes();
         let node_addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-        let client = Client::builder()
-            .nodes(addrs.clone())
-            .replicas(2)
-            .build()
-            .await
-            .unwrap();
+        let client = plain_client(&addrs, 2).await;
 
         // version / stats: one answer per node, in node order, from that very process.
         let versions = client.version().await;
@@ -262,22 +282,11 @@ fn client_every_verb_on_real_nodes() {
 
         // cas: stored with the current CAS, Exists with a stale one, NotFound when missing.
         let cas_now = it.cas;
-        assert_eq!(
-            client
-                .cas(b"k1", b"c1".to_vec(), 1, 0, cas_now)
-                .await
-                .unwrap(),
-            CasResult::Stored
-        );
+        let cas_k1 = |value: &'static [u8], cas| client.cas(b"k1", value.to_vec(), 1, 0, cas);
+        assert_eq!(cas_k1(b"c1", cas_now).await.unwrap(), CasResult::Stored);
         let c = assert_replicas(&client, &node_addrs, "k1", Some(b"c1")).await;
         assert_ne!(c, cas_now);
-        assert_eq!(
-            client
-                .cas(b"k1", b"c2".to_vec(), 1, 0, cas_now)
-                .await
-                .unwrap(),
-            CasResult::Exists
-        );
+        assert_eq!(cas_k1(b"c2", cas_now).await.unwrap(), CasResult::Exists);
         assert_eq!(
             client.cas(b"k3", b"c".to_vec(), 0, 0, 1).await.unwrap(),
             CasResult::NotFound
@@ -603,16 +612,10 @@ async fn cmd_flush(addr: SocketAddr) -> u64 {
 #[test]
 fn kill9_one_node_client_keeps_serving_and_never_reads_stale() {
     run(async {
-        let (mut nodes, addrs) = three_nodes();
-        let client = fault_client(&addrs).await;
         let victim = 0;
-        let victim_addr = addrs[victim].clone();
+        let (mut nodes, client, victim_addr) = fault_cluster(victim).await;
 
-        set_each(
-            &client,
-            (0..PRE_KEYS).map(|i| (pre_key(i), format!("v0:{i}").into_bytes())),
-        )
-        .await;
+        set_each(&client, PRE_KEYS, pre_key, |i| format!("v0:{i}")).await;
         let victim_owned = (0..PRE_KEYS)
             .filter(|&i| owners(&client, &pre_key(i)).contains(&victim))
             .count();
@@ -714,17 +717,11 @@ fn kill9_one_node_client_keeps_serving_and_never_reads_stale() {
 #[test]
 fn sigstop_one_node_reads_answered_within_request_timeout() {
     run(async {
-        let (mut nodes, addrs) = three_nodes();
-        let client = fault_client(&addrs).await;
         let victim = 1;
-        let victim_addr = addrs[victim].clone();
+        let (mut nodes, client, victim_addr) = fault_cluster(victim).await;
         const KEYS: usize = 300;
         let key = |i: usize| format!("s:{i}");
-        set_each(
-            &client,
-            (0..KEYS).map(|i| (key(i), format!("v0:{i}").into_bytes())),
-        )
-        .await;
+        set_each(&client, KEYS, key, |i| format!("v0:{i}")).await;
         let (owned, other): (Vec<usize>, Vec<usize>) =
             (0..KEYS).partition(|&i| owners(&client, &key(i)).contains(&victim));
         let primary: Vec<usize> = owned
@@ -859,14 +856,12 @@ fn spin(d: Duration) {
 #[test]
 fn backfill_to_fenced_node_never_overwrites_a_newer_write() {
     run(async {
-        let (mut nodes, addrs) = three_nodes();
-        let node_addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-        let client = fault_client(&addrs).await;
         let victim = 0;
-        let victim_addr = addrs[victim].clone();
+        let (mut nodes, client, victim_addr) = fault_cluster(victim).await;
+        let node_addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
         const KEYS: usize = 1500;
         let key = |i: usize| format!("b:{i}");
-        set_each(&client, (0..KEYS).map(|i| (key(i), b"old".to_vec()))).await;
+        set_each(&client, KEYS, key, |_| "old".into()).await;
         let racy: Vec<usize> = (0..KEYS)
             .filter(|&i| owners(&client, &key(i))[0] == victim)
             .collect();
@@ -1100,12 +1095,7 @@ fn embedded_client_and_proxy_place_keys_identically() {
             args.extend(["--node", a.as_str()]);
         }
         let proxy = spawn("proxy", &args);
-        let client = Client::builder()
-            .nodes(addrs.clone())
-            .replicas(1)
-            .build()
-            .await
-            .unwrap();
+        let client = plain_client(&addrs, 1).await;
         const N: usize = 10_000;
         let keys: Vec<String> = (0..N).map(|i| format!("place:{i}")).collect();
 
@@ -1224,11 +1214,7 @@ fn returning_node_is_rewarmed_then_unfenced() {
         let victim_addr = addrs[victim].clone();
         const KEYS: usize = 1200;
         let key = |i: usize| format!("w:{i}");
-        set_each(
-            &client,
-            (0..KEYS).map(|i| (key(i), format!("v{i}").into_bytes())),
-        )
-        .await;
+        set_each(&client, KEYS, key, |i| format!("v{i}")).await;
         let owned: Vec<usize> = (0..KEYS)
             .filter(|&i| owners(&client, &key(i)).contains(&victim))
             .collect();
@@ -1578,11 +1564,7 @@ fn migrator_never_deletes_a_key_it_did_not_copy() {
         .await;
         const KEYS: usize = 300;
         let keys: Vec<String> = (0..KEYS).map(|i| format!("m:{i}")).collect();
-        set_each(
-            &client,
-            keys.iter().map(|k| (k.clone(), k.clone().into_bytes())),
-        )
-        .await;
+        set_each(&client, KEYS, |i| keys[i].clone(), |i| keys[i].clone()).await;
         nodes[2].stop();
         client
             .set_nodes(vec![spec(0), spec(1), spec(2)])
