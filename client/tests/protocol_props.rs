@@ -227,16 +227,7 @@ fn line_text() -> impl Strategy<Value = Bytes> {
 
 fn meta_response() -> impl Strategy<Value = Response> {
     (
-        proptest::sample::select(vec![
-            MetaStatus::Va,
-            MetaStatus::Hd,
-            MetaStatus::En,
-            MetaStatus::Nf,
-            MetaStatus::Ns,
-            MetaStatus::Ex,
-            MetaStatus::Mn,
-            MetaStatus::Me,
-        ]),
+        proptest::sample::select(MetaStatus::ALL.to_vec()),
         proptest::option::of(tokens(6)),
         value(),
     )
