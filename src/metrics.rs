@@ -25,6 +25,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use ringcache_client::metric_names::{m, Kind, Metric, Unit, ALL};
+
 use crate::error::Error;
 
 /// Commands processed, by verb (`cmd`).
@@ -89,44 +91,106 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
-fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(COMMANDS_TOTAL, "Commands processed, by verb");
-    describe_counter!(
+/// The servers' own metrics, in the routing layer's [`Metric`] form so that one loop describes
+/// both lists.
+const SERVER_METRICS: &[Metric] = &[
+    m(
+        COMMANDS_TOTAL,
+        Kind::Counter,
+        Unit::Count,
+        "Commands processed, by verb",
+    ),
+    m(
         GETS_TOTAL,
-        "Retrieval results by result (hit, miss, expired, flushed)"
-    );
-    describe_gauge!(ITEMS, "Items currently stored");
-    describe_gauge!(ITEM_BYTES, Unit::Bytes, "Bytes used by stored items");
-    describe_gauge!(MEMORY_LIMIT_BYTES, Unit::Bytes, "Memory budget for items");
-    describe_counter!(EVICTIONS_TOTAL, "Items removed early, by cause");
-    describe_gauge!(CONNECTIONS, "Open client connections");
-    describe_counter!(CONNECTIONS_TOTAL, "Client connections accepted");
-    describe_counter!(
+        Kind::Counter,
+        Unit::Count,
+        "Retrieval results by result (hit, miss, expired, flushed)",
+    ),
+    m(ITEMS, Kind::Gauge, Unit::Count, "Items currently stored"),
+    m(
+        ITEM_BYTES,
+        Kind::Gauge,
+        Unit::Bytes,
+        "Bytes used by stored items",
+    ),
+    m(
+        MEMORY_LIMIT_BYTES,
+        Kind::Gauge,
+        Unit::Bytes,
+        "Memory budget for items",
+    ),
+    m(
+        EVICTIONS_TOTAL,
+        Kind::Counter,
+        Unit::Count,
+        "Items removed early, by cause",
+    ),
+    m(
+        CONNECTIONS,
+        Kind::Gauge,
+        Unit::Count,
+        "Open client connections",
+    ),
+    m(
+        CONNECTIONS_TOTAL,
+        Kind::Counter,
+        Unit::Count,
+        "Client connections accepted",
+    ),
+    m(
         CONNECTIONS_REJECTED_TOTAL,
-        "Connections refused at the limit"
-    );
-    describe_counter!(PROTOCOL_ERRORS_TOTAL, "Malformed requests, by kind");
-    describe_counter!(READ_BYTES_TOTAL, Unit::Bytes, "Bytes read from clients");
-    describe_counter!(WRITTEN_BYTES_TOTAL, Unit::Bytes, "Bytes written to clients");
-    describe_histogram!(
+        Kind::Counter,
+        Unit::Count,
+        "Connections refused at the limit",
+    ),
+    m(
+        PROTOCOL_ERRORS_TOTAL,
+        Kind::Counter,
+        Unit::Count,
+        "Malformed requests, by kind",
+    ),
+    m(
+        READ_BYTES_TOTAL,
+        Kind::Counter,
+        Unit::Bytes,
+        "Bytes read from clients",
+    ),
+    m(
+        WRITTEN_BYTES_TOTAL,
+        Kind::Counter,
+        Unit::Bytes,
+        "Bytes written to clients",
+    ),
+    m(
         REQUEST_DURATION_SECONDS,
+        Kind::Histogram,
         Unit::Seconds,
-        "Time to serve a batch of pipelined requests"
-    );
-    describe_counter!(
+        "Time to serve a batch of pipelined requests",
+    ),
+    m(
         MULTIGET_PARTIAL_TOTAL,
-        "Multi-get keys answered as misses because no replica could be read"
-    );
-    describe_counter!(CONFIG_RELOADS_TOTAL, "Proxy config reloads applied");
-    // The routing layer's metrics are recorded in the client crate, which lists them with
-    // their help text; they are described here, where the recorder is installed.
-    use ringcache_client::metric_names::{Kind, Unit as U, ALL};
-    for m in ALL {
+        Kind::Counter,
+        Unit::Count,
+        "Multi-get keys answered as misses because no replica could be read",
+    ),
+    m(
+        CONFIG_RELOADS_TOTAL,
+        Kind::Counter,
+        Unit::Count,
+        "Proxy config reloads applied",
+    ),
+];
+
+/// Gives every metric its `# HELP` line: the servers' own, and the routing layer's, which are
+/// recorded in the client crate (it lists them with their help text) and described here, where
+/// the recorder is installed.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    for m in SERVER_METRICS.iter().chain(ALL) {
         let unit = match m.unit {
-            U::Count => Unit::Count,
-            U::Seconds => Unit::Seconds,
-            U::Bytes => Unit::Bytes,
+            Unit::Count => metrics::Unit::Count,
+            Unit::Seconds => metrics::Unit::Seconds,
+            Unit::Bytes => metrics::Unit::Bytes,
         };
         match m.kind {
             Kind::Counter => describe_counter!(m.name, unit, m.help),

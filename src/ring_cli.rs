@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use ringcache_client::cluster_config::ClusterConfig;
-use ringcache_client::ring::{self, RingDiff};
+use ringcache_client::ring::{self, NodeMove, RingDiff};
 
 use crate::error::Error;
 
@@ -80,20 +80,10 @@ fn render_diff(a: &ClusterConfig, b: &ClusterConfig, d: &RingDiff) -> String {
              expectations over keys and no arcs can be listed"
         );
     }
-    let name_w = d
-        .nodes
-        .iter()
-        .map(|n| n.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(4);
-    let addr_w = d
-        .nodes
-        .iter()
-        .map(|n| n.addr.len())
-        .max()
-        .unwrap_or(0)
-        .max(4);
+    // Column widths: the widest entry, at least the header's.
+    let width = |len: fn(&NodeMove) -> usize| d.nodes.iter().map(len).max().unwrap_or(0).max(4);
+    let name_w = width(|n| n.name.len());
+    let addr_w = width(|n| n.addr.len());
     let _ = writeln!(
         out,
         "{:<name_w$}  {:<addr_w$}  {:>8}  {:>8}  {:>8}  {:>8}",

@@ -41,6 +41,30 @@ const USERS: &str = "alice:secret\nops:r00t\nproxy:backend-pw\n";
 /// Bytes sent and the reply expected.
 type Row = (&'static [u8], &'static [u8]);
 
+/// memcached's replies for the commands it can disable, which the gate gives too.
+const FLUSH_ALL_REFUSED: Row = (b"flush_all\r\n", b"CLIENT_ERROR flush_all not allowed\r\n");
+const METADUMP_REFUSED: Row = (
+    b"lru_crawler metadump all\r\n",
+    b"ERROR metadump not allowed\r\n",
+);
+const CACHEDUMP_REFUSED: Row = (
+    b"stats cachedump 1 1\r\n",
+    b"CLIENT_ERROR stats cachedump not allowed\r\n",
+);
+const CACHE_MEMLIMIT_REFUSED: Row = (
+    b"cache_memlimit 100\r\n",
+    b"CLIENT_ERROR cache_memlimit not allowed\r\n",
+);
+const SHUTDOWN_REFUSED: Row = (b"shutdown\r\n", b"ERROR: shutdown not enabled\r\n");
+
+/// Sends each row's bytes on `c` in turn and expects its reply.
+fn exchange(c: &mut Conn, rows: &[Row]) {
+    for &(send, want) in rows {
+        c.send(send);
+        c.expect(want);
+    }
+}
+
 /// The exchanges: on a fresh connection each, request by request, with the exact replies
 /// memcached 1.6.18 gives.
 fn exchanges() -> Vec<(&'static str, Vec<Row>)> {
@@ -189,56 +213,50 @@ fn node_gate_refuses_admin_commands_to_non_admins() {
     );
     let node = spawn_node(&["--config", &config, "-Y", &users, "--admin-user", "ops"]);
     let mut alice = login(&node, "alice");
-    for (send, want) in [
-        (&b"set k 0 0 1\r\nv\r\n"[..], &b"STORED\r\n"[..]),
-        (b"flush_all\r\n", b"CLIENT_ERROR flush_all not allowed\r\n"),
-        (b"flush_all noreply\r\n", b""),
-        (
-            b"lru_crawler metadump all\r\n",
-            b"ERROR metadump not allowed\r\n",
-        ),
-        (
-            b"lru_crawler crawl all\r\n",
-            b"CLIENT_ERROR lru_crawler not allowed\r\n",
-        ),
-        (
-            b"cache_memlimit 100\r\n",
-            b"CLIENT_ERROR cache_memlimit not allowed\r\n",
-        ),
-        (
-            b"verbosity 1\r\n",
-            b"CLIENT_ERROR verbosity not allowed\r\n",
-        ),
-        (
-            b"slabs automove 1\r\n",
-            b"CLIENT_ERROR slabs not allowed\r\n",
-        ),
-        (
-            b"stats cachedump 1 1\r\n",
-            b"CLIENT_ERROR stats cachedump not allowed\r\n",
-        ),
-        (b"shutdown\r\n", b"ERROR: shutdown not enabled\r\n"),
-        // Nothing was flushed.
-        (b"get k\r\n", b"VALUE k 0 1\r\nv\r\nEND\r\n"),
-        (b"mn\r\n", b"MN\r\n"),
-    ] {
-        alice.send(send);
-        alice.expect(want);
-    }
+    exchange(
+        &mut alice,
+        &[
+            (b"set k 0 0 1\r\nv\r\n", b"STORED\r\n"),
+            FLUSH_ALL_REFUSED,
+            (b"flush_all noreply\r\n", b""),
+            METADUMP_REFUSED,
+            (
+                b"lru_crawler crawl all\r\n",
+                b"CLIENT_ERROR lru_crawler not allowed\r\n",
+            ),
+            CACHE_MEMLIMIT_REFUSED,
+            (
+                b"verbosity 1\r\n",
+                b"CLIENT_ERROR verbosity not allowed\r\n",
+            ),
+            (
+                b"slabs automove 1\r\n",
+                b"CLIENT_ERROR slabs not allowed\r\n",
+            ),
+            CACHEDUMP_REFUSED,
+            SHUTDOWN_REFUSED,
+            // Nothing was flushed.
+            (b"get k\r\n", b"VALUE k 0 1\r\nv\r\nEND\r\n"),
+            (b"mn\r\n", b"MN\r\n"),
+        ],
+    );
     let mut ops = login(&node, "ops");
     ops.send(b"lru_crawler metadump all\r\n");
     ops.expect(b"key=k exp=-1 la={n} cas={n} fetch=yes cls=1 size={n}\nEND\r\n");
-    ops.send(b"cache_memlimit 100\r\n");
-    ops.expect(b"OK\r\n");
-    ops.send(b"slabs automove 1\r\n");
-    ops.expect(b"OK\r\n");
-    // "deny" is for admins too.
-    ops.send(b"verbosity 1\r\n");
-    ops.expect(b"CLIENT_ERROR verbosity not allowed\r\n");
-    ops.send(b"flush_all\r\n");
-    ops.expect(b"OK\r\n");
-    ops.send(b"get k\r\n");
-    ops.expect(b"END\r\n");
+    exchange(
+        &mut ops,
+        &[
+            (b"cache_memlimit 100\r\n", b"OK\r\n"),
+            (b"slabs automove 1\r\n", b"OK\r\n"),
+            // "deny" is for admins too.
+            (
+                b"verbosity 1\r\n",
+                b"CLIENT_ERROR verbosity not allowed\r\n",
+            ),
+            (b"flush_all\r\n", b"OK\r\n"),
+            (b"get k\r\n", b"END\r\n"),
+        ],
+    );
 }
 
 /// The refusal lines are memcached's own for the commands it can disable.
@@ -248,53 +266,36 @@ fn refusals_are_memcacheds_disabled_command_replies() {
         eprintln!("skip: memcached not installed");
         return;
     };
-    let mut c = m.conn();
-    for (send, want) in [
-        (
-            &b"flush_all\r\n"[..],
-            &b"CLIENT_ERROR flush_all not allowed\r\n"[..],
-        ),
-        (
-            b"lru_crawler metadump all\r\n",
-            b"ERROR metadump not allowed\r\n",
-        ),
-        (
-            b"stats cachedump 1 1\r\n",
-            b"CLIENT_ERROR stats cachedump not allowed\r\n",
-        ),
-        (b"shutdown\r\n", b"ERROR: shutdown not enabled\r\n"),
-        (b"watch\r\n", b"CLIENT_ERROR watch commands not allowed\r\n"),
-    ] {
-        c.send(send);
-        c.expect(want);
-    }
+    exchange(
+        &mut m.conn(),
+        &[
+            FLUSH_ALL_REFUSED,
+            METADUMP_REFUSED,
+            CACHEDUMP_REFUSED,
+            SHUTDOWN_REFUSED,
+            (b"watch\r\n", b"CLIENT_ERROR watch commands not allowed\r\n"),
+        ],
+    );
 }
 
 #[test]
 fn proxy_defaults_keep_flush_all_and_dumps_from_clients() {
     let node = spawn_node(&[]);
     let proxy = spawn_proxy(&[node.addr], &[]);
-    let mut c = proxy.conn();
-    for (send, want) in [
-        (&b"set k 0 0 1\r\nv\r\n"[..], &b"STORED\r\n"[..]),
-        (b"flush_all\r\n", b"CLIENT_ERROR flush_all not allowed\r\n"),
-        (b"flush_all 0 noreply\r\n", b""),
-        (
-            b"lru_crawler metadump all\r\n",
-            b"ERROR metadump not allowed\r\n",
-        ),
-        (
-            b"cache_memlimit 100\r\n",
-            b"CLIENT_ERROR cache_memlimit not allowed\r\n",
-        ),
-        (b"shutdown\r\n", b"ERROR: shutdown not enabled\r\n"),
-        (b"verbosity 1\r\n", b"OK\r\n"),
-        (b"get k\r\n", b"VALUE k 0 1\r\nv\r\nEND\r\n"),
-        (b"mn\r\n", b"MN\r\n"),
-    ] {
-        c.send(send);
-        c.expect(want);
-    }
+    exchange(
+        &mut proxy.conn(),
+        &[
+            (b"set k 0 0 1\r\nv\r\n", b"STORED\r\n"),
+            FLUSH_ALL_REFUSED,
+            (b"flush_all 0 noreply\r\n", b""),
+            METADUMP_REFUSED,
+            CACHE_MEMLIMIT_REFUSED,
+            SHUTDOWN_REFUSED,
+            (b"verbosity 1\r\n", b"OK\r\n"),
+            (b"get k\r\n", b"VALUE k 0 1\r\nv\r\nEND\r\n"),
+            (b"mn\r\n", b"MN\r\n"),
+        ],
+    );
 }
 
 #[test]
@@ -311,19 +312,29 @@ fn proxy_admins_may_flush_all() {
     ops.expect(b"OK\r\nEND\r\n");
 }
 
+/// A proxy config file `name` over `node`, logging in to it as `proxy` with `password` (a
+/// `[backend]` line).
+fn backend_config(f: &Files, name: &str, password: &str, node: &Server) -> String {
+    f.put(
+        name,
+        &format!(
+            "[backend]\nauth_user = \"proxy\"\n{password}\n\n[[nodes]]\naddr = \"{}\"\n",
+            node.addr
+        ),
+    )
+}
+
 #[test]
 fn proxy_authenticates_to_nodes() {
     let f = Files::new("backend");
     let users = f.put("users", USERS);
     let pw = f.put("proxy-password", "backend-pw\n");
     let node = spawn_node(&["-Y", &users]);
-    let config = f.put(
+    let config = backend_config(
+        &f,
         "proxy.toml",
-        &format!(
-            "[backend]\nauth_user = \"proxy\"\nauth_password_file = {pw:?}\n\n\
-             [[nodes]]\naddr = \"{}\"\n",
-            node.addr
-        ),
+        &format!("auth_password_file = {pw:?}"),
+        &node,
     );
     let proxy = spawn_proxy(&[node.addr], &["--config", &config]);
     let mut c = proxy.conn();
@@ -335,14 +346,7 @@ fn proxy_authenticates_to_nodes() {
     direct.expect(UNAUTH);
 
     // A proxy with a wrong password gets nothing from the node, and says so.
-    let bad = f.put(
-        "bad.toml",
-        &format!(
-            "[backend]\nauth_user = \"proxy\"\nauth_password = \"nope\"\n\n\
-             [[nodes]]\naddr = \"{}\"\n",
-            node.addr
-        ),
-    );
+    let bad = backend_config(&f, "bad.toml", "auth_password = \"nope\"", &node);
     let proxy = spawn_proxy(&[node.addr], &["--config", &bad]);
     let mut c = proxy.conn();
     c.send(b"get k\r\n");

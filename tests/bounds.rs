@@ -98,6 +98,81 @@ fn served_meanwhile(server: &Server, value: &[u8]) {
     other.expect(b"MN\r\n");
 }
 
+/// Stores `k` = 100 000 × `v` on `server` and returns the value.
+fn store_big_value(server: &Server) -> Vec<u8> {
+    let value = vec![b'v'; 100_000];
+    let mut c = server.conn();
+    c.send(&[&b"set k 0 0 100000\r\n"[..], &value, b"\r\n"].concat());
+    c.expect(b"STORED\r\n");
+    value
+}
+
+/// Reads the reply to an amplified get of `k` (= `value`) on `s`: `first` bytes, then a pause of
+/// a second in which the server must wait (not buffer the rest) and serve another connection,
+/// then 32 MiB more; every byte checked. Returns the peak RSS of `server` meanwhile.
+fn peak_while_streaming(server: &Server, s: &mut TcpStream, value: &[u8], first: u64) -> u64 {
+    let mut peak = 0u64;
+    let mut sample = || peak = peak.max(rss(server.pid()));
+    let unit = value_block("k", value);
+    let mut pos = 0;
+    read_repeated(s, &unit, &mut pos, first, &mut sample);
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(100));
+        sample();
+    }
+    served_meanwhile(server, value);
+    read_repeated(s, &unit, &mut pos, 32 * MIB, &mut sample);
+    sample();
+    peak
+}
+
+/// For 4 s, while a client stalls, checks every 200 ms that another connection is served;
+/// returns the peak RSS of `server` meanwhile.
+fn peak_while_stalled(server: &Server, value: &[u8]) -> u64 {
+    let mut peak = 0u64;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        served_meanwhile(server, value);
+        peak = peak.max(rss(server.pid()));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    peak
+}
+
+/// `who`'s RSS may have grown from `before` to `peak` by `allowed_mib` at most (`case` ends the
+/// message).
+fn assert_growth_within(who: &str, before: u64, peak: u64, allowed_mib: u64, case: &str) {
+    assert!(
+        peak <= before + allowed_mib * MIB,
+        "{who} RSS grew from {} to {} MiB{case}",
+        before / MIB,
+        peak / MIB
+    );
+}
+
+/// Reads `s` until the server hangs up (within [`REPLY_TIMEOUT`]), which must come long before
+/// the 200 MB reply a stalled client asked for.
+fn assert_cut_off(s: &mut TcpStream) {
+    let total = bytes_until_closed(s);
+    assert!(total < 100_000_000, "read {total} bytes: not cut off");
+}
+
+/// Reads `s` until the server hangs up (within [`REPLY_TIMEOUT`]); returns the bytes read.
+fn bytes_until_closed(s: &mut TcpStream) -> usize {
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    loop {
+        assert!(Instant::now() < deadline, "still open after {total} bytes");
+        match s.read(&mut buf) {
+            Ok(0) => return total,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return total,
+            Err(e) => panic!("read: {e} after {total} bytes"),
+        }
+    }
+}
+
 /// The amplification: a 100 KB value named 500 000 times in one 1 MiB line asks for a
 /// 50 GB reply. The node answers it as memcached does (every `VALUE`, in order) but writes it in
 /// pieces as the client reads, so its memory stays bounded by its limit plus the request, and it
@@ -109,10 +184,7 @@ fn amplified_multiget_streams_within_the_memory_limit() {
     // key slices) and a piece of the reply. The reply (50 GB) is not among it.
     const REQUEST_MIB: u64 = 24;
     let node = spawn_node(&["--memory-limit", "32", "--threads", "2"]);
-    let value = vec![b'v'; 100_000];
-    let mut c = node.conn();
-    c.send(&[&b"set k 0 0 100000\r\n"[..], &value, b"\r\n"].concat());
-    c.expect(b"STORED\r\n");
+    let value = store_big_value(&node);
     let before = rss(node.pid());
     assert!(before <= LIMIT_MIB * MIB, "{} MiB at rest", before / MIB);
 
@@ -120,20 +192,8 @@ fn amplified_multiget_streams_within_the_memory_limit() {
     assert!(line.len() <= 1024 * 1024, "the line fits in 1 MiB");
     let mut s = raw(node.addr);
     s.write_all(&line).expect("send the get line");
-    let unit = value_block("k", &value);
-    let mut peak = 0u64;
-    let mut sample = || peak = peak.max(rss(node.pid()));
-    // 2 684 of the 500 000 values, every byte checked.
-    let mut pos = 0;
-    read_repeated(&mut s, &unit, &mut pos, 256 * MIB, &mut sample);
-    // The client pauses: the node must wait, not buffer the rest of the reply.
-    for _ in 0..10 {
-        std::thread::sleep(Duration::from_millis(100));
-        sample();
-    }
-    served_meanwhile(&node, &value);
-    read_repeated(&mut s, &unit, &mut pos, 32 * MIB, &mut sample);
-    sample();
+    // 2 684 of the 500 000 values, then the client pauses, then more; every byte checked.
+    let peak = peak_while_streaming(&node, &mut s, &value, 256 * MIB);
     eprintln!(
         "node RSS {} MiB at rest, {} MiB at most while streaming 288 MiB of the reply",
         before / MIB,
@@ -207,42 +267,16 @@ fn multiget_in_pieces_answers_like_memcached() {
 #[test]
 fn client_that_never_reads_stalls_only_itself_on_the_node() {
     let node = spawn_node(&["--memory-limit", "32", "--idle-timeout", "2"]);
-    let value = vec![b'v'; 100_000];
-    let mut c = node.conn();
-    c.send(&[&b"set k 0 0 100000\r\n"[..], &value, b"\r\n"].concat());
-    c.expect(b"STORED\r\n");
+    let value = store_big_value(&node);
     let before = rss(node.pid());
     let mut stalled = raw(node.addr);
     // A 200 MB reply, never read.
     stalled.write_all(&amplified_get("k", 2000)).unwrap();
-    let mut peak = 0u64;
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(4) {
-        served_meanwhile(&node, &value);
-        peak = peak.max(rss(node.pid()));
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(
-        peak <= before + 16 * MIB,
-        "node RSS grew from {} to {} MiB for a client that does not read",
-        before / MIB,
-        peak / MIB
-    );
+    let peak = peak_while_stalled(&node, &value);
+    assert_growth_within("node", before, peak, 16, " for a client that does not read");
     // Past the idle limit the node has hung up: what the socket buffers held, then the end,
     // long before the 200 MB reply.
-    let mut total = 0usize;
-    let mut buf = vec![0u8; 256 * 1024];
-    let deadline = Instant::now() + REPLY_TIMEOUT;
-    loop {
-        assert!(Instant::now() < deadline, "still open after {total} bytes");
-        match stalled.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => total += n,
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
-            Err(e) => panic!("read: {e} after {total} bytes"),
-        }
-    }
-    assert!(total < 100_000_000, "read {total} bytes: not cut off");
+    assert_cut_off(&mut stalled);
 }
 
 /// `idle_timeout`: a connection that sends nothing is closed without a word (as memcached's
@@ -407,36 +441,17 @@ fn amplified_multiget_through_the_proxy_stays_bounded() {
     const GROWTH_MIB: u64 = 64 + 24;
     let node = spawn_node(&["--threads", "2"]);
     let proxy = spawn_proxy(&[node.addr], &[]);
-    let value = vec![b'v'; 100_000];
-    let mut c = proxy.conn();
-    c.send(&[&b"set k 0 0 100000\r\n"[..], &value, b"\r\n"].concat());
-    c.expect(b"STORED\r\n");
+    let value = store_big_value(&proxy);
     let before = rss(proxy.pid());
     let mut s = raw(proxy.addr);
     s.write_all(&amplified_get("k", 500_000)).expect("send");
-    let unit = value_block("k", &value);
-    let mut peak = 0u64;
-    let mut sample = || peak = peak.max(rss(proxy.pid()));
-    let mut pos = 0;
-    read_repeated(&mut s, &unit, &mut pos, 128 * MIB, &mut sample);
-    for _ in 0..10 {
-        std::thread::sleep(Duration::from_millis(100));
-        sample();
-    }
-    served_meanwhile(&proxy, &value);
-    read_repeated(&mut s, &unit, &mut pos, 32 * MIB, &mut sample);
-    sample();
+    let peak = peak_while_streaming(&proxy, &mut s, &value, 128 * MIB);
     eprintln!(
         "proxy RSS {} MiB at rest, {} MiB at most while streaming 160 MiB of the reply",
         before / MIB,
         peak / MIB
     );
-    assert!(
-        peak <= before + GROWTH_MIB * MIB,
-        "proxy RSS grew from {} to {} MiB",
-        before / MIB,
-        peak / MIB
-    );
+    assert_growth_within("proxy", before, peak, GROWTH_MIB, "");
 }
 
 /// A proxy client that sends a large multi-get and never reads holds at most its cap of reply
@@ -453,46 +468,26 @@ fn client_that_never_reads_stalls_only_itself_on_the_proxy() {
             "8388608",
         ],
     );
-    let value = vec![b'v'; 100_000];
-    let mut c = proxy.conn();
-    c.send(&[&b"set k 0 0 100000\r\n"[..], &value, b"\r\n"].concat());
-    c.expect(b"STORED\r\n");
+    let value = store_big_value(&proxy);
     let before = rss(proxy.pid());
     let mut stalled = raw(proxy.addr);
     // A 200 MB reply, never read, followed by pipelined single gets it may not start.
     stalled.write_all(&amplified_get("k", 2000)).unwrap();
     stalled.write_all(&b"get k\r\n".repeat(2000)).unwrap();
-    let mut peak = 0u64;
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(4) {
-        served_meanwhile(&proxy, &value);
-        peak = peak.max(rss(proxy.pid()));
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let peak = peak_while_stalled(&proxy, &value);
     eprintln!(
         "proxy RSS {} MiB at rest, {} MiB at most with a client that does not read",
         before / MIB,
         peak / MIB
     );
-    assert!(
-        peak <= before + 24 * MIB,
-        "proxy RSS grew from {} to {} MiB for a client that does not read",
-        before / MIB,
-        peak / MIB
+    assert_growth_within(
+        "proxy",
+        before,
+        peak,
+        24,
+        " for a client that does not read",
     );
-    let mut total = 0usize;
-    let mut buf = vec![0u8; 256 * 1024];
-    let deadline = Instant::now() + REPLY_TIMEOUT;
-    loop {
-        assert!(Instant::now() < deadline, "still open after {total} bytes");
-        match stalled.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => total += n,
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
-            Err(e) => panic!("read: {e} after {total} bytes"),
-        }
-    }
-    assert!(total < 100_000_000, "read {total} bytes: not cut off");
+    assert_cut_off(&mut stalled);
 }
 
 /// The metrics endpoint with small limits, on its own runtime; the test talks to it with

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ringcache_client::health::NodeState;
-use ringcache_client::{CasResult, Client, Item, RebalanceOptions};
-use testkit::aio::{IoResult, Raw, RawValue, IO_LIMIT};
+use ringcache_client::{CasResult, Client, ClientBuilder, Item, RebalanceOptions};
+use testkit::aio::{Raw, RawValue, IO_LIMIT};
 use testkit::servers::{ringcache, ringcache_node, ringcache_spawn};
 use testkit::{run, Output, Proc, Rng, Spawn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -55,29 +55,60 @@ fn node() -> Proc {
     node_at("127.0.0.1:0")
 }
 
-fn three_nodes() -> Vec<Proc> {
-    (0..3).map(|_| node()).collect()
+/// Three nodes, and their addresses as a client's node list takes them.
+fn three_nodes() -> (Vec<Proc>, Vec<String>) {
+    let nodes: Vec<Proc> = (0..3).map(|_| node()).collect();
+    let addrs = addrs(&nodes);
+    (nodes, addrs)
 }
 
 fn addrs(nodes: &[Proc]) -> Vec<String> {
     nodes.iter().map(|n| n.addr.to_string()).collect()
 }
 
-async fn fault_client(addrs: &[String]) -> Client {
-    Client::builder()
-        .nodes(addrs.to_vec())
-        .replicas(2)
+/// A client with the fault tests' request and connect timeouts that marks a node down after
+/// `failure_limit` failures; `configure` adds the nodes, the replicas and the rest.
+async fn timed_client(
+    failure_limit: u32,
+    configure: impl FnOnce(ClientBuilder) -> ClientBuilder,
+) -> Client {
+    let b = Client::builder()
         .request_timeout(REQUEST_TIMEOUT)
         .connect_timeout(Duration::from_millis(500))
-        .failure_limit(2)
-        // These tests look at the fenced state itself; re-warming would lift it under them.
-        .rebalance(RebalanceOptions {
-            rewarm: false,
-            ..RebalanceOptions::default()
-        })
+        .failure_limit(failure_limit);
+    configure(b).build().await.expect("client")
+}
+
+/// A client with the library's default timeouts and `replicas` copies per key.
+async fn plain_client(addrs: &[String], replicas: usize) -> Client {
+    Client::builder()
+        .nodes(addrs.to_vec())
+        .replicas(replicas)
         .build()
         .await
-        .expect("client")
+        .unwrap()
+}
+
+/// A fault scenario's start: three nodes, a [`fault_client`] over them, and the
+/// address of node `victim`, the one the test will harm.
+async fn fault_cluster(victim: usize) -> (Vec<Proc>, Client, String) {
+    let (nodes, addrs) = three_nodes();
+    let client = fault_client(&addrs).await;
+    let victim_addr = addrs[victim].clone();
+    (nodes, client, victim_addr)
+}
+
+async fn fault_client(addrs: &[String]) -> Client {
+    timed_client(2, |b| {
+        b.nodes(addrs.to_vec())
+            .replicas(2)
+            // These tests look at the fenced state itself; re-warming would lift it under them.
+            .rebalance(RebalanceOptions {
+                rewarm: false,
+                ..RebalanceOptions::default()
+            })
+    })
+    .await
 }
 
 /// The health state the client holds for the node at `addr`.
@@ -156,6 +187,30 @@ async fn assert_replicas(
     cas.unwrap_or(0)
 }
 
+/// `found` (stale reads, lost keys, …) must be empty; the message counts them and shows the
+/// first 20.
+fn assert_none<T: std::fmt::Debug>(found: &[T], what: &str) {
+    assert!(
+        found.is_empty(),
+        "{} {what}: {:?}",
+        found.len(),
+        &found[..found.len().min(20)]
+    );
+}
+
+/// Sets keys `key(0)` to `key(n - 1)` through `client`, key `i` to `value(i)`, each acknowledged.
+async fn set_each(
+    client: &Client,
+    n: usize,
+    key: impl Fn(usize) -> String,
+    value: impl Fn(usize) -> String,
+) {
+    for i in 0..n {
+        let v = value(i).into_bytes();
+        client.set(key(i).as_bytes(), v, 0, 0).await.unwrap();
+    }
+}
+
 fn item_value(item: &Option<Item>) -> Option<&[u8]> {
     item.as_ref().map(|i| &i.value[..])
 }
@@ -165,15 +220,9 @@ fn item_value(item: &Option<Item>) -> Option<&[u8]> {
 #[test]
 fn client_every_verb_on_real_nodes() {
     run(async {
-        let nodes = three_nodes();
+        let (nodes, addrs) = three_nodes();
         let node_addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-        let addrs = addrs(&nodes);
-        let client = Client::builder()
-            .nodes(addrs.clone())
-            .replicas(2)
-            .build()
-            .await
-            .unwrap();
+        let client = plain_client(&addrs, 2).await;
 
         // version / stats: one answer per node, in node order, from that very process.
         let versions = client.version().await;
@@ -233,22 +282,11 @@ fn client_every_verb_on_real_nodes() {
 
         // cas: stored with the current CAS, Exists with a stale one, NotFound when missing.
         let cas_now = it.cas;
-        assert_eq!(
-            client
-                .cas(b"k1", b"c1".to_vec(), 1, 0, cas_now)
-                .await
-                .unwrap(),
-            CasResult::Stored
-        );
+        let cas_k1 = |value: &'static [u8], cas| client.cas(b"k1", value.to_vec(), 1, 0, cas);
+        assert_eq!(cas_k1(b"c1", cas_now).await.unwrap(), CasResult::Stored);
         let c = assert_replicas(&client, &node_addrs, "k1", Some(b"c1")).await;
         assert_ne!(c, cas_now);
-        assert_eq!(
-            client
-                .cas(b"k1", b"c2".to_vec(), 1, 0, cas_now)
-                .await
-                .unwrap(),
-            CasResult::Exists
-        );
+        assert_eq!(cas_k1(b"c2", cas_now).await.unwrap(), CasResult::Exists);
         assert_eq!(
             client.cas(b"k3", b"c".to_vec(), 0, 0, 1).await.unwrap(),
             CasResult::NotFound
@@ -400,6 +438,31 @@ impl LoadReport {
         );
     }
 
+    /// Records one write of `val` to `key`: what the key may read as from now on, and the
+    /// error if it failed.
+    fn wrote(&mut self, key: String, val: Vec<u8>, result: Result<(), String>) {
+        self.writes += 1;
+        if let Err(e) = &result {
+            self.write_errors.push(format!("set {key}: {e}"));
+        }
+        self.expect
+            .entry(key)
+            .or_insert_with(|| Expect::exact(None))
+            .wrote(val, result.is_ok());
+    }
+
+    /// What the load did, for the test's log.
+    fn summary(&self) -> String {
+        format!(
+            "{} reads, {} writes; max read latency {:?}; {} write errors: {:?}",
+            self.reads,
+            self.writes,
+            self.max_read,
+            self.write_errors.len(),
+            self.write_errors
+        )
+    }
+
     fn merge(&mut self, o: LoadReport) {
         self.reads += o.reads;
         self.read_errors.extend(o.read_errors);
@@ -420,9 +483,59 @@ fn pre_key(i: usize) -> String {
     format!("pre:{i}")
 }
 
-/// One writer/reader task of the kill scenario: it alone writes its pre keys (`i % TASKS ==
-/// t`), so it knows what each must read as.
-async fn client_load(client: Client, t: usize, until: Instant) -> LoadReport {
+/// Where a load task sends its sets and gets: the embedded client, or a raw connection to the
+/// proxy. Errors are the text a report records after `set KEY: ` or `get KEY: `.
+trait Store {
+    async fn set(&mut self, key: &str, val: Vec<u8>) -> Result<(), String>;
+    /// The value, `None` on a miss.
+    async fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String>;
+}
+
+impl Store for Client {
+    async fn set(&mut self, key: &str, val: Vec<u8>) -> Result<(), String> {
+        Client::set(self, key.as_bytes(), val, 0, 0)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let item = Client::get(self, key.as_bytes()).await;
+        item.map(|i| item_value(&i).map(<[u8]>::to_vec))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A raw connection to a proxy, opened afresh after a failed read (it may be out of step).
+struct ProxyConn {
+    addr: SocketAddr,
+    c: Raw,
+}
+
+impl Store for ProxyConn {
+    async fn set(&mut self, key: &str, val: Vec<u8>) -> Result<(), String> {
+        let reply = self.c.set(key, &val).await;
+        match reply.as_deref() {
+            Ok("STORED") => Ok(()),
+            _ => Err(format!("{reply:?}")),
+        }
+    }
+
+    async fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        match self.c.get(key).await {
+            Ok(v) => Ok(v.map(|v| v.data)),
+            Err(e) => {
+                self.c = Raw::connect(self.addr).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// One writer/reader task of a kill scenario, through `store`: it alone writes its pre keys
+/// (`i % TASKS == t`), so it knows what each must read as. `seed` picks the keys it overwrites
+/// and reads.
+async fn load(mut store: impl Store, t: usize, seed: u64, until: Instant) -> LoadReport {
     let mut r = LoadReport::default();
     let mine: Vec<usize> = (0..PRE_KEYS).filter(|i| i % TASKS == t).collect();
     for &i in &mine {
@@ -431,49 +544,37 @@ async fn client_load(client: Client, t: usize, until: Instant) -> LoadReport {
             Expect::exact(Some(format!("v0:{i}").into_bytes())),
         );
     }
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1));
+    let mut rng = Rng(seed ^ (t as u64 + 1));
     let mut n = 0u64;
     while Instant::now() < until {
         n += 1;
         // A new key.
         let key = format!("new:{t}:{n}");
         let val = format!("n{t}:{n}").into_bytes();
-        let ok = client.set(key.as_bytes(), val.clone(), 0, 0).await;
-        r.writes += 1;
-        if let Err(e) = &ok {
-            r.write_errors.push(format!("set {key}: {e}"));
-        }
-        r.expect
-            .entry(key)
-            .or_insert_with(|| Expect::exact(None))
-            .wrote(val, ok.is_ok());
+        let ok = store.set(&key, val.clone()).await;
+        r.wrote(key, val, ok);
         // Every third round, overwrite one of the keys written before the kill.
         if n % 3 == 0 {
             let i = mine[rng.below(mine.len())];
             let key = pre_key(i);
             let val = format!("v{n}:{i}").into_bytes();
-            let ok = client.set(key.as_bytes(), val.clone(), 0, 0).await;
-            r.writes += 1;
-            if let Err(e) = &ok {
-                r.write_errors.push(format!("set {key}: {e}"));
-            }
-            r.expect.get_mut(&key).unwrap().wrote(val, ok.is_ok());
+            let ok = store.set(&key, val.clone()).await;
+            r.wrote(key, val, ok);
         }
         // Read a key written before the kill.
         let i = mine[rng.below(mine.len())];
         let key = pre_key(i);
         let started = Instant::now();
-        let got = client.get(key.as_bytes()).await;
+        let got = store.get(&key).await;
         r.max_read = r.max_read.max(started.elapsed());
         r.reads += 1;
         match got {
-            Ok(item) => {
-                let got = item_value(&item);
+            Ok(got) => {
                 let exp = &r.expect[&key];
-                if !exp.allows(got) {
+                if !exp.allows(got.as_deref()) {
                     r.wrong_reads.push(format!(
                         "{key}: got {:?}, expected one of {:?}",
-                        got.map(String::from_utf8_lossy),
+                        got.as_deref().map(String::from_utf8_lossy),
                         exp.0
                     ));
                 }
@@ -483,6 +584,11 @@ async fn client_load(client: Client, t: usize, until: Instant) -> LoadReport {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     r
+}
+
+/// A [`load`] task on the embedded client.
+async fn client_load(client: Client, t: usize, until: Instant) -> LoadReport {
+    load(client, t, 0x9E37_79B9_7F4A_7C15, until).await
 }
 
 /// Polls `cond` every 5 ms for up to `limit`; the time it took, or `None`.
@@ -506,18 +612,10 @@ async fn cmd_flush(addr: SocketAddr) -> u64 {
 #[test]
 fn kill9_one_node_client_keeps_serving_and_never_reads_stale() {
     run(async {
-        let mut nodes = three_nodes();
-        let addrs = addrs(&nodes);
-        let client = fault_client(&addrs).await;
         let victim = 0;
-        let victim_addr = addrs[victim].clone();
+        let (mut nodes, client, victim_addr) = fault_cluster(victim).await;
 
-        for i in 0..PRE_KEYS {
-            client
-                .set(pre_key(i).as_bytes(), format!("v0:{i}").into_bytes(), 0, 0)
-                .await
-                .unwrap();
-        }
+        set_each(&client, PRE_KEYS, pre_key, |i| format!("v0:{i}")).await;
         let victim_owned = (0..PRE_KEYS)
             .filter(|&i| owners(&client, &pre_key(i)).contains(&victim))
             .count();
@@ -545,13 +643,8 @@ fn kill9_one_node_client_keeps_serving_and_never_reads_stale() {
 
         eprintln!(
             "kill9/client: owned {victim_owned} (primary of {victim_primary}) of {PRE_KEYS} \
-             pre keys; {} reads, {} writes; marked down {detect:?} after the kill; max read \
-             latency {:?}; {} write errors: {:?}",
-            report.reads,
-            report.writes,
-            report.max_read,
-            report.write_errors.len(),
-            report.write_errors
+             pre keys; marked down {detect:?} after the kill; {}",
+            report.summary()
         );
         report.assert_clean();
         assert!(
@@ -614,12 +707,7 @@ fn kill9_one_node_client_keeps_serving_and_never_reads_stale() {
             "kill9/client: verified {} keys ({overwritten} pre keys touched during the run)",
             keys.len()
         );
-        assert!(
-            bad.is_empty(),
-            "{} stale/lost reads: {:?}",
-            bad.len(),
-            &bad[..bad.len().min(20)]
-        );
+        assert_none(&bad, "stale/lost reads");
         assert!(keys.len() > PRE_KEYS + 200);
     });
 }
@@ -629,19 +717,11 @@ fn kill9_one_node_client_keeps_serving_and_never_reads_stale() {
 #[test]
 fn sigstop_one_node_reads_answered_within_request_timeout() {
     run(async {
-        let mut nodes = three_nodes();
-        let addrs = addrs(&nodes);
-        let client = fault_client(&addrs).await;
         let victim = 1;
-        let victim_addr = addrs[victim].clone();
+        let (mut nodes, client, victim_addr) = fault_cluster(victim).await;
         const KEYS: usize = 300;
         let key = |i: usize| format!("s:{i}");
-        for i in 0..KEYS {
-            client
-                .set(key(i).as_bytes(), format!("v0:{i}").into_bytes(), 0, 0)
-                .await
-                .unwrap();
-        }
+        set_each(&client, KEYS, key, |i| format!("v0:{i}")).await;
         let (owned, other): (Vec<usize>, Vec<usize>) =
             (0..KEYS).partition(|&i| owners(&client, &key(i)).contains(&victim));
         let primary: Vec<usize> = owned
@@ -776,20 +856,12 @@ fn spin(d: Duration) {
 #[test]
 fn backfill_to_fenced_node_never_overwrites_a_newer_write() {
     run(async {
-        let mut nodes = three_nodes();
-        let addrs = addrs(&nodes);
-        let node_addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-        let client = fault_client(&addrs).await;
         let victim = 0;
-        let victim_addr = addrs[victim].clone();
+        let (mut nodes, client, victim_addr) = fault_cluster(victim).await;
+        let node_addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
         const KEYS: usize = 1500;
         let key = |i: usize| format!("b:{i}");
-        for i in 0..KEYS {
-            client
-                .set(key(i).as_bytes(), b"old".to_vec(), 0, 0)
-                .await
-                .unwrap();
-        }
+        set_each(&client, KEYS, key, |_| "old".into()).await;
         let racy: Vec<usize> = (0..KEYS)
             .filter(|&i| owners(&client, &key(i))[0] == victim)
             .collect();
@@ -861,12 +933,7 @@ fn backfill_to_fenced_node_never_overwrites_a_newer_write() {
             racy.len(),
             stale.len()
         );
-        assert!(
-            stale.is_empty(),
-            "{} stale: {:?}",
-            stale.len(),
-            &stale[..stale.len().min(10)]
-        );
+        assert_none(&stale, "stale");
     });
 }
 
@@ -925,78 +992,16 @@ fn proxy_process_with(addrs: &[String], replicas: usize, top: &str) -> (Proc, Te
     (p, path)
 }
 
-/// Records one raw `set` through the proxy.
-fn wrote_raw(reply: IoResult<String>, key: String, val: Vec<u8>, r: &mut LoadReport) {
-    r.writes += 1;
-    let ok = matches!(reply.as_deref(), Ok("STORED"));
-    if !ok {
-        r.write_errors.push(format!("set {key}: {reply:?}"));
-    }
-    r.expect
-        .entry(key)
-        .or_insert_with(|| Expect::exact(None))
-        .wrote(val, ok);
-}
-
+/// A [`load`] task through the proxy at `proxy`.
 async fn proxy_load(proxy: SocketAddr, t: usize, until: Instant) -> LoadReport {
-    let mut c = Raw::connect(proxy).await;
-    let mut r = LoadReport::default();
-    let mine: Vec<usize> = (0..PRE_KEYS).filter(|i| i % TASKS == t).collect();
-    for &i in &mine {
-        r.expect.insert(
-            pre_key(i),
-            Expect::exact(Some(format!("v0:{i}").into_bytes())),
-        );
-    }
-    let mut rng = Rng(0xDEAD_BEEF ^ (t as u64 + 1));
-    let mut n = 0u64;
-    while Instant::now() < until {
-        n += 1;
-        let key = format!("new:{t}:{n}");
-        let val = format!("n{t}:{n}").into_bytes();
-        let reply = c.set(&key, &val).await;
-        wrote_raw(reply, key, val, &mut r);
-        if n % 3 == 0 {
-            let i = mine[rng.below(mine.len())];
-            let key = pre_key(i);
-            let val = format!("v{n}:{i}").into_bytes();
-            let reply = c.set(&key, &val).await;
-            wrote_raw(reply, key, val, &mut r);
-        }
-        let i = mine[rng.below(mine.len())];
-        let key = pre_key(i);
-        let started = Instant::now();
-        let got = c.get(&key).await;
-        r.max_read = r.max_read.max(started.elapsed());
-        r.reads += 1;
-        match got {
-            Ok(v) => {
-                let got = v.as_ref().map(|v| &v.data[..]);
-                let exp = &r.expect[&key];
-                if !exp.allows(got) {
-                    r.wrong_reads.push(format!(
-                        "{key}: got {:?}, expected one of {:?}",
-                        got.map(String::from_utf8_lossy),
-                        exp.0
-                    ));
-                }
-            }
-            Err(e) => {
-                r.read_errors.push(format!("get {key}: {e}"));
-                // The connection may be out of step now; start a fresh one.
-                c = Raw::connect(proxy).await;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    r
+    let c = Raw::connect(proxy).await;
+    load(ProxyConn { addr: proxy, c }, t, 0xDEAD_BEEF, until).await
 }
 
 #[test]
 fn kill9_one_node_through_proxy_process() {
     run(async {
-        let mut nodes = three_nodes();
-        let addrs = addrs(&nodes);
+        let (mut nodes, addrs) = three_nodes();
         let (proxy, _cfg_file) = proxy_process(&addrs, 2);
         let victim = 2;
         let victim_addr = addrs[victim].clone();
@@ -1015,14 +1020,7 @@ fn kill9_one_node_through_proxy_process() {
         nodes[victim].kill9();
         let killed = Instant::now();
         let report = LoadReport::gather(tasks).await;
-        eprintln!(
-            "kill9/proxy: {} reads, {} writes; max read latency {:?}; {} write errors: {:?}",
-            report.reads,
-            report.writes,
-            report.max_read,
-            report.write_errors.len(),
-            report.write_errors
-        );
+        eprintln!("kill9/proxy: {}", report.summary());
         report.assert_clean();
 
         // Every key is still readable while the node is down ...
@@ -1082,12 +1080,7 @@ fn kill9_one_node_through_proxy_process() {
                 .collect();
             bad.extend(check("back/single", got, std::slice::from_ref(k)));
         }
-        assert!(
-            bad.is_empty(),
-            "{} stale/lost: {:?}",
-            bad.len(),
-            &bad[..bad.len().min(20)]
-        );
+        assert_none(&bad, "stale/lost");
     });
 }
 
@@ -1096,19 +1089,13 @@ fn kill9_one_node_through_proxy_process() {
 #[test]
 fn embedded_client_and_proxy_place_keys_identically() {
     run(async {
-        let nodes = three_nodes();
-        let addrs = addrs(&nodes);
+        let (nodes, addrs) = three_nodes();
         let mut args = vec!["--listen", "127.0.0.1:0", "--replicas", "1"];
         for a in &addrs {
             args.extend(["--node", a.as_str()]);
         }
         let proxy = spawn("proxy", &args);
-        let client = Client::builder()
-            .nodes(addrs.clone())
-            .replicas(1)
-            .build()
-            .await
-            .unwrap();
+        let client = plain_client(&addrs, 1).await;
         const N: usize = 10_000;
         let keys: Vec<String> = (0..N).map(|i| format!("place:{i}")).collect();
 
@@ -1156,12 +1143,7 @@ fn embedded_client_and_proxy_place_keys_identically() {
             "placement: {N} keys, per node {per_node:?}, {} mismatches",
             bad.len()
         );
-        assert!(
-            bad.is_empty(),
-            "{} misplaced: {:?}",
-            bad.len(),
-            &bad[..bad.len().min(20)]
-        );
+        assert_none(&bad, "misplaced");
         assert!(per_node.iter().all(|&n| n > N / 5), "{per_node:?}");
     });
 }
@@ -1200,15 +1182,7 @@ fn multiget_fails_over_to_next_replica_when_primary_dies_mid_request() {
         let real = node();
         let bad = garbage_server().await;
         let addrs = vec![bad.to_string(), real.addr.to_string()];
-        let client = Client::builder()
-            .nodes(addrs.clone())
-            .replicas(2)
-            .request_timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_millis(500))
-            .failure_limit(1)
-            .build()
-            .await
-            .expect("client");
+        let client = timed_client(1, |b| b.nodes(addrs.clone()).replicas(2)).await;
         let keys: Vec<String> = (0..200).map(|i| format!("mg:{i}")).collect();
         let mut raw = Raw::connect(real.addr).await;
         for k in &keys {
@@ -1233,28 +1207,14 @@ fn multiget_fails_over_to_next_replica_when_primary_dies_mid_request() {
 #[test]
 fn returning_node_is_rewarmed_then_unfenced() {
     run(async {
-        let mut nodes = three_nodes();
-        let addrs = addrs(&nodes);
+        let (mut nodes, addrs) = three_nodes();
         let node_addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-        let client = Client::builder()
-            .nodes(addrs.clone())
-            .replicas(2)
-            .request_timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_millis(500))
-            .failure_limit(2)
-            .build()
-            .await
-            .expect("client");
+        let client = timed_client(2, |b| b.nodes(addrs.clone()).replicas(2)).await;
         let victim = 1;
         let victim_addr = addrs[victim].clone();
         const KEYS: usize = 1200;
         let key = |i: usize| format!("w:{i}");
-        for i in 0..KEYS {
-            client
-                .set(key(i).as_bytes(), format!("v{i}").into_bytes(), 0, 0)
-                .await
-                .unwrap();
-        }
+        set_each(&client, KEYS, key, |i| format!("v{i}")).await;
         let owned: Vec<usize> = (0..KEYS)
             .filter(|&i| owners(&client, &key(i)).contains(&victim))
             .collect();
@@ -1372,8 +1332,7 @@ async fn incr_load(proxy: SocketAddr, counters: usize, until: Instant) -> (u64, 
 /// 2) is repaired from the writes it missed, never flushed; a node killed and restarted is
 /// detected as restarted, flushed and re-warmed.
 async fn pause_then_restart_under_writes(proxies: usize) {
-    let mut nodes = three_nodes();
-    let addrs = addrs(&nodes);
+    let (mut nodes, addrs) = three_nodes();
     let node_addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
     let procs: Vec<(Proc, TempFile)> = (0..proxies).map(|_| proxy_process(&addrs, 2)).collect();
     let placement = fault_client(&addrs).await;
@@ -1436,12 +1395,7 @@ async fn pause_then_restart_under_writes(proxies: usize) {
         bad.len()
     );
     assert_eq!(flushes, 0, "a node that merely paused was flushed");
-    assert!(
-        bad.is_empty(),
-        "{} wrong: {:?}",
-        bad.len(),
-        &bad[..bad.len().min(20)]
-    );
+    assert_none(&bad, "wrong");
     // Counters: both owners hold one value, which counts every acknowledged incr.
     let counters: Vec<String> = (0..COUNTERS).map(|j| format!("hc:{j}")).collect();
     let mut total = 0;
@@ -1528,8 +1482,7 @@ fn paused_node_is_repaired_from_hints_not_flushed_two_proxies() {
 #[test]
 fn conditional_writes_never_run_on_a_fenced_owner() {
     run(async {
-        let mut nodes = three_nodes();
-        let addrs = addrs(&nodes);
+        let (mut nodes, addrs) = three_nodes();
         let node_addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
         let client = fault_client(&addrs).await;
         let victim = 0;
@@ -1596,32 +1549,22 @@ fn conditional_writes_never_run_on_a_fenced_owner() {
 #[test]
 fn migrator_never_deletes_a_key_it_did_not_copy() {
     run(async {
-        let mut nodes = three_nodes();
-        let addrs = addrs(&nodes);
+        let (mut nodes, addrs) = three_nodes();
         let node_addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
         let spec = |i: usize| ringcache_client::ring::NodeSpec::new(addrs[i].clone());
-        let client = Client::builder()
-            .node_specs(vec![spec(0), spec(1)])
-            .replicas(1)
-            .request_timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_millis(500))
-            .failure_limit(1)
-            .rebalance(RebalanceOptions {
-                rate: 0,
-                rewarm: false,
-                ..RebalanceOptions::default()
-            })
-            .build()
-            .await
-            .expect("client");
+        let client = timed_client(1, |b| {
+            b.node_specs(vec![spec(0), spec(1)])
+                .replicas(1)
+                .rebalance(RebalanceOptions {
+                    rate: 0,
+                    rewarm: false,
+                    ..RebalanceOptions::default()
+                })
+        })
+        .await;
         const KEYS: usize = 300;
         let keys: Vec<String> = (0..KEYS).map(|i| format!("m:{i}")).collect();
-        for k in &keys {
-            client
-                .set(k.as_bytes(), k.clone().into_bytes(), 0, 0)
-                .await
-                .unwrap();
-        }
+        set_each(&client, KEYS, |i| keys[i].clone(), |i| keys[i].clone()).await;
         nodes[2].stop();
         client
             .set_nodes(vec![spec(0), spec(1), spec(2)])
@@ -1648,12 +1591,7 @@ fn migrator_never_deletes_a_key_it_did_not_copy() {
             "migrator: {moving} keys could not move (target down); {} lost",
             lost.len()
         );
-        assert!(
-            lost.is_empty(),
-            "{} lost: {:?}",
-            lost.len(),
-            &lost[..lost.len().min(10)]
-        );
+        assert_none(&lost, "lost");
         nodes[2].cont();
     });
 }
@@ -1662,24 +1600,19 @@ fn migrator_never_deletes_a_key_it_did_not_copy() {
 #[test]
 fn node_readded_during_a_transition_is_probed_back() {
     run(async {
-        let mut nodes = three_nodes();
-        let addrs = addrs(&nodes);
+        let (mut nodes, addrs) = three_nodes();
         let spec = |i: usize| ringcache_client::ring::NodeSpec::new(addrs[i].clone());
-        let client = Client::builder()
-            .node_specs(vec![spec(0), spec(1), spec(2)])
-            .replicas(2)
-            .request_timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_millis(500))
-            .failure_limit(1)
-            .rebalance(RebalanceOptions {
-                migrate: false,
-                hold: Duration::from_secs(60),
-                rewarm: false,
-                ..RebalanceOptions::default()
-            })
-            .build()
-            .await
-            .expect("client");
+        let client = timed_client(1, |b| {
+            b.node_specs(vec![spec(0), spec(1), spec(2)])
+                .replicas(2)
+                .rebalance(RebalanceOptions {
+                    migrate: false,
+                    hold: Duration::from_secs(60),
+                    rewarm: false,
+                    ..RebalanceOptions::default()
+                })
+        })
+        .await;
         nodes[2].kill9();
         let k = (0..1000)
             .map(|i| format!("r:{i}"))
@@ -1718,8 +1651,7 @@ async fn proxy_stat(addr: SocketAddr, name: &str) -> u64 {
 #[test]
 fn reload_applies_timeouts_and_never_a_half_written_file() {
     run(async {
-        let mut nodes = three_nodes();
-        let addrs = addrs(&nodes);
+        let (mut nodes, addrs) = three_nodes();
         let slow = "request_timeout_ms = 5000\nfailure_limit = 100\n";
         let (proxy, file) = proxy_process_with(&addrs, 2, slow);
         let placement = fault_client(&addrs).await;
@@ -1786,8 +1718,7 @@ fn reload_applies_timeouts_and_never_a_half_written_file() {
 #[test]
 fn two_proxies_concurrent_incr_leave_replicas_equal() {
     run(async {
-        let nodes = three_nodes();
-        let addrs = addrs(&nodes);
+        let (nodes, addrs) = three_nodes();
         let node_addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
         // A generous timeout: on a loaded machine a 200 ms one marks healthy nodes down, and
         // two proxies that disagree on which owner is up may each run an incr of one key on

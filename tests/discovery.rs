@@ -37,12 +37,12 @@ use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType, RrKe
 use hickory_server::store::in_memory::InMemoryAuthority;
 use hickory_server::ServerFuture;
 use ringcache::proxy::{self, ProxyConfig, ProxyHandle};
-use ringcache_client::cluster_config::{DiscoverySettings, RebalanceSettings, RingSettings};
+use ringcache_client::cluster_config::{DiscoverySettings, RebalanceSettings};
 use ringcache_client::health::NodeState;
 use ringcache_client::ring::NodeSpec;
 use ringcache_client::topology::Topology;
 use ringcache_client::{Client, Router};
-use support::{spawn_node_at, Server};
+use support::{fresh_client, proxy_config, spawn_node_at, Server};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
@@ -150,6 +150,13 @@ impl Dns {
         self.set(SRV_NAME, RecordType::SRV, data).await;
     }
 
+    /// A server that already publishes `nodes` (see [`Dns::publish`]).
+    async fn publishing(nodes: &[&Server]) -> Dns {
+        let mut dns = Dns::start().await;
+        dns.publish(nodes).await;
+        dns
+    }
+
     /// Publishes `nodes` as members `n0, n1, …`: an A record at each node's address, and their
     /// SRV records.
     async fn publish(&mut self, nodes: &[&Server]) {
@@ -159,11 +166,13 @@ impl Dns {
             };
             self.set_a(i, ip).await;
         }
-        let srv: Vec<(usize, u16)> = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (i, n.addr.port()))
-            .collect();
+        let members: Vec<(usize, &Server)> = nodes.iter().copied().enumerate().collect();
+        self.set_srv_of(&members).await;
+    }
+
+    /// The SRV records of `members`: `n<i>.nodes.test.` at each node's port.
+    async fn set_srv_of(&mut self, members: &[(usize, &Server)]) {
+        let srv: Vec<(usize, u16)> = members.iter().map(|&(i, n)| (i, n.addr.port())).collect();
         self.set_srv(&srv).await;
     }
 }
@@ -197,6 +206,10 @@ impl Raw {
             rd: BufReader::new(rd),
             wr,
         }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.wr.write_all(bytes).await.expect("write");
     }
 
     async fn line(&mut self) -> String {
@@ -269,11 +282,15 @@ fn node_on(ip: Ipv4Addr, port: u16) -> Server {
     spawn_node_at(&format!("{ip}:{port}"), &[])
 }
 
-async fn start_proxy(dns: &Dns, replicas: usize) -> ProxyHandle {
+async fn start_proxy(dns: &Dns, replicas: usize) -> (ProxyHandle, Router) {
     start_proxy_with(dns, replicas, 1000).await
 }
 
-async fn start_proxy_with(dns: &Dns, replicas: usize, request_timeout_ms: u64) -> ProxyHandle {
+async fn start_proxy_with(
+    dns: &Dns,
+    replicas: usize,
+    request_timeout_ms: u64,
+) -> (ProxyHandle, Router) {
     start_proxy_rated(
         dns,
         replicas,
@@ -289,28 +306,20 @@ async fn start_proxy_rated(
     replicas: usize,
     request_timeout_ms: u64,
     rate: u32,
-) -> ProxyHandle {
+) -> (ProxyHandle, Router) {
     let source = format!("dnssrv+{SRV_NAME}");
     start_proxy_source(dns, replicas, request_timeout_ms, rate, source).await
 }
 
+/// A proxy following `source` (see [`proxy_config`] for the rest); returns it and its client.
 async fn start_proxy_source(
     dns: &Dns,
     replicas: usize,
     request_timeout_ms: u64,
     rate: u32,
     source: String,
-) -> ProxyHandle {
+) -> (ProxyHandle, Router) {
     let cfg = ProxyConfig {
-        listen: "127.0.0.1:0".into(),
-        metrics_listen: Some("127.0.0.1:0".into()),
-        request_timeout_ms,
-        connect_timeout_ms: 500,
-        failure_limit: 2,
-        ring: RingSettings {
-            replicas,
-            ..RingSettings::default()
-        },
         rebalance: RebalanceSettings {
             rate,
             ..RebalanceSettings::default()
@@ -322,9 +331,11 @@ async fn start_proxy_source(
             remove_after_secs: 0,
             ..DiscoverySettings::new([source])
         }),
-        ..ProxyConfig::default()
+        ..proxy_config(request_timeout_ms, replicas)
     };
-    proxy::start(cfg, None).await.expect("proxy")
+    let proxy = proxy::start(cfg, None).await.expect("proxy");
+    let client = proxy.proxy.router().clone();
+    (proxy, client)
 }
 
 /// The ring's members as `name=addr`, in ring order.
@@ -340,6 +351,88 @@ fn members(client: &Router) -> Vec<String> {
 
 fn member(i: usize, addr: SocketAddr) -> String {
     format!("n{i}.nodes.test:{}={addr}", addr.port())
+}
+
+/// `nodes[i]` for each `i` in `ids`, as the members `n<i>`.
+fn pick(nodes: &[Server], ids: std::ops::Range<usize>) -> Vec<(usize, &Server)> {
+    ids.map(|i| (i, &nodes[i])).collect()
+}
+
+/// The ring names of `members` (see [`member`]).
+fn names(members: &[(usize, &Server)]) -> Vec<String> {
+    members.iter().map(|&(i, n)| member(i, n.addr)).collect()
+}
+
+/// A connection to the proxy at `addr` that has loaded every key through it.
+async fn loaded(addr: SocketAddr) -> Raw {
+    let mut conn = Raw::connect(addr).await;
+    conn.load().await;
+    conn
+}
+
+/// Waits for the ring to become `want`, then reads every key through `conn` during the
+/// transition and after it has settled, and with a fresh client that knows only the new ring:
+/// returns those three hit ratios (during, after, placed).
+async fn across_change(
+    client: &Router,
+    conn: &mut Raw,
+    want: Vec<String>,
+    replicas: usize,
+) -> (f64, f64, f64) {
+    wait_members(client, want).await;
+    let during = conn.hit_ratio().await;
+    settle(client).await;
+    let after = conn.hit_ratio().await;
+    let placed = placed_ratio(client.topology().ring.nodes().to_vec(), replicas).await;
+    (during, after, placed)
+}
+
+/// `N` ringcache nodes on 127.0.0.1.
+fn on_loopback<const N: usize>() -> [Server; N] {
+    std::array::from_fn(|_| node_on(LOCAL, 0))
+}
+
+/// Members n0, n1, n2 published (n1 on 127.0.0.2, so that it can move to another address).
+async fn published_trio() -> ([Server; 3], Dns) {
+    let nodes = [
+        node_on(LOCAL, 0),
+        node_on(Ipv4Addr::new(127, 0, 0, 2), 0),
+        node_on(LOCAL, 0),
+    ];
+    let dns = Dns::publishing(&[&nodes[0], &nodes[1], &nodes[2]]).await;
+    (nodes, dns)
+}
+
+/// Member `n<i>`'s pod dies and comes back at `ip`, empty, on the same port, and its A record
+/// follows; returns the new process.
+async fn readdress(dns: &mut Dns, i: usize, old: &mut Server, ip: Ipv4Addr) -> Server {
+    let port = old.addr.port();
+    old.kill9();
+    let new = node_on(ip, port);
+    dns.set_a(i, ip).await;
+    new
+}
+
+/// Once the member at `addr` is up again (re-warmed from its replicas): the hit ratio through
+/// `conn` and the share of keys placed where the ring says.
+async fn rewarmed(
+    client: &Router,
+    conn: &mut Raw,
+    addr: SocketAddr,
+    replicas: usize,
+) -> (f64, f64) {
+    let topo = client.topology();
+    wait_up(&topo, addr).await;
+    let ratio = conn.hit_ratio().await;
+    let placed = placed_ratio(topo.ring.nodes().to_vec(), replicas).await;
+    (ratio, placed)
+}
+
+/// Prints `what`'s hit ratio and share of keys placed where the ring says; both must be at
+/// least 0.99.
+fn assert_served_and_placed(what: &str, ratio: f64, placed: f64) {
+    println!("{what}: hit ratio {ratio:.4}, placed {placed:.4}");
+    assert!(ratio >= 0.99 && placed >= 0.99, "{ratio} {placed}");
 }
 
 /// Waits until the proxy's ring is `want` (sorted by name, as discovery orders it).
@@ -386,18 +479,7 @@ async fn settle(client: &Router) {
 /// Share of the keys a client that knows only `nodes` (no old ring, no rebalancing) reads
 /// back right: the data is where the ring says.
 async fn placed_ratio(nodes: Vec<NodeSpec>, replicas: usize) -> f64 {
-    let fresh = Client::builder()
-        .node_specs(nodes)
-        .replicas(replicas)
-        .connect_timeout(Duration::from_secs(5))
-        .request_timeout(Duration::from_secs(5))
-        .rebalance(ringcache_client::RebalanceOptions {
-            enabled: false,
-            ..Default::default()
-        })
-        .build()
-        .await
-        .expect("fresh client");
+    let fresh = fresh_client(nodes, replicas).await;
     let keys: Vec<String> = (0..KEYS).map(key).collect();
     let got = fresh.get_many(&keys).await.expect("get_many");
     assert_eq!(got.errors, 0, "the fresh client reached every node");
@@ -428,23 +510,16 @@ const LOCAL: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 #[test]
 fn srv_records_added_and_removed_move_keys_with_a_transition() {
     run(async {
-        let nodes: Vec<Server> = (0..4).map(|_| node_on(LOCAL, 0)).collect();
+        let nodes: [Server; 4] = on_loopback();
         let mut dns = Dns::start().await;
         for (i, n) in nodes.iter().enumerate() {
             dns.set_a(i, LOCAL).await;
             assert_eq!(n.addr.ip(), IpAddr::V4(LOCAL));
         }
-        dns.set_srv(&[
-            (0, nodes[0].addr.port()),
-            (1, nodes[1].addr.port()),
-            (2, nodes[2].addr.port()),
-        ])
-        .await;
-        let proxy = start_proxy(&dns, 1).await;
-        let client = proxy.proxy.router().clone();
+        dns.set_srv_of(&pick(&nodes, 0..3)).await;
+        let (proxy, client) = start_proxy(&dns, 1).await;
         // Resolved before the proxy took its first client.
-        let three: Vec<String> = (0..3).map(|i| member(i, nodes[i].addr)).collect();
-        let mut sorted = three.clone();
+        let mut sorted = names(&pick(&nodes, 0..3));
         sorted.sort();
         assert_eq!(members(&client), sorted);
         assert_eq!(
@@ -452,25 +527,13 @@ fn srv_records_added_and_removed_move_keys_with_a_transition() {
             3,
             "the list in force is recorded"
         );
-        let mut conn = Raw::connect(proxy.addr).await;
-        conn.load().await;
+        let mut conn = loaded(proxy.addr).await;
         assert_eq!(conn.hit_ratio().await, 1.0);
 
         // Scale out: n3 appears.
-        dns.set_srv(&[
-            (0, nodes[0].addr.port()),
-            (1, nodes[1].addr.port()),
-            (2, nodes[2].addr.port()),
-            (3, nodes[3].addr.port()),
-        ])
-        .await;
-        let four: Vec<String> = (0..4).map(|i| member(i, nodes[i].addr)).collect();
-        wait_members(&client, four).await;
-        let during = conn.hit_ratio().await;
-        settle(&client).await;
-        let after = conn.hit_ratio().await;
-        let specs = client.topology().ring.nodes().to_vec();
-        let placed = placed_ratio(specs, 1).await;
+        dns.set_srv_of(&pick(&nodes, 0..4)).await;
+        let (during, after, placed) =
+            across_change(&client, &mut conn, names(&pick(&nodes, 0..4)), 1).await;
         println!("add n3: hit ratio {during:.4} during, {after:.4} after, placed {placed:.4}");
         assert!(during >= 0.99 && after >= 0.99, "{during} {after}");
         assert!(
@@ -480,19 +543,9 @@ fn srv_records_added_and_removed_move_keys_with_a_transition() {
         assert!(client.rebalance_status().copied > 0, "keys were copied");
 
         // Scale in: n0's record goes (its process still runs, as a pod being drained does).
-        dns.set_srv(&[
-            (1, nodes[1].addr.port()),
-            (2, nodes[2].addr.port()),
-            (3, nodes[3].addr.port()),
-        ])
-        .await;
-        let last_three: Vec<String> = (1..4).map(|i| member(i, nodes[i].addr)).collect();
-        wait_members(&client, last_three).await;
-        let during = conn.hit_ratio().await;
-        settle(&client).await;
-        let after = conn.hit_ratio().await;
-        let specs = client.topology().ring.nodes().to_vec();
-        let placed = placed_ratio(specs, 1).await;
+        dns.set_srv_of(&pick(&nodes, 1..4)).await;
+        let (during, after, placed) =
+            across_change(&client, &mut conn, names(&pick(&nodes, 1..4)), 1).await;
         println!("remove n0: hit ratio {during:.4} during, {after:.4} after, placed {placed:.4}");
         println!("{:?}", client.rebalance_status());
         assert!(during >= 0.99 && after >= 0.99, "{during} {after}");
@@ -509,7 +562,7 @@ fn srv_records_added_and_removed_move_keys_with_a_transition() {
 #[test]
 fn a_change_right_after_a_transition_loses_no_key() {
     run(async {
-        let nodes: Vec<Server> = (0..4).map(|_| node_on(LOCAL, 0)).collect();
+        let nodes: [Server; 4] = on_loopback();
         let mut dns = Dns::start().await;
         for i in 0..4 {
             dns.set_a(i, LOCAL).await;
@@ -518,8 +571,7 @@ fn a_change_right_after_a_transition_loses_no_key() {
         dns.set_srv(&[(0, port(0)), (1, port(1)), (2, port(2))])
             .await;
         // The cleanup waits 2 × 3 s: the second change lands inside that window.
-        let proxy = start_proxy_with(&dns, 1, 3000).await;
-        let client = proxy.proxy.router().clone();
+        let (proxy, client) = start_proxy_with(&dns, 1, 3000).await;
         Raw::connect(proxy.addr).await.load().await;
 
         dns.set_srv(&[(0, port(0)), (1, port(1)), (2, port(2)), (3, port(3))])
@@ -569,8 +621,7 @@ fn a_records_name_nodes_by_address() {
         };
         dns.set("all.nodes.test.", RecordType::A, a(2)).await;
         let source = format!("dns+all.nodes.test:{port}");
-        let proxy = start_proxy_source(&dns, 1, 1000, 20_000, source).await;
-        let client = proxy.proxy.router().clone();
+        let (proxy, client) = start_proxy_source(&dns, 1, 1000, 20_000, source).await;
         let by_addr = |n: usize| -> Vec<String> {
             nodes[..n]
                 .iter()
@@ -584,16 +635,14 @@ fn a_records_name_nodes_by_address() {
             .nodes()
             .iter()
             .all(|n| n.name.is_none()));
-        let mut conn = Raw::connect(proxy.addr).await;
-        conn.load().await;
+        let mut conn = loaded(proxy.addr).await;
 
         dns.set("all.nodes.test.", RecordType::A, a(3)).await;
         wait_members(&client, by_addr(3)).await;
         let during = conn.hit_ratio().await;
         settle(&client).await;
         let placed = placed_ratio(client.topology().ring.nodes().to_vec(), 1).await;
-        println!("A record added: hit ratio {during:.4} during, placed {placed:.4}");
-        assert!(during >= 0.99 && placed >= 0.99, "{during} {placed}");
+        assert_served_and_placed("A record added (hit ratio during)", during, placed);
         proxy.shutdown().await;
     });
 }
@@ -604,30 +653,15 @@ fn a_records_name_nodes_by_address() {
 #[test]
 fn a_new_address_under_the_same_name_moves_nothing() {
     run(async {
-        let ip2 = Ipv4Addr::new(127, 0, 0, 2);
-        let ip3 = Ipv4Addr::new(127, 0, 0, 3);
-        let n0 = node_on(LOCAL, 0);
-        let mut n1 = node_on(ip2, 0);
-        let n2 = node_on(LOCAL, 0);
-        let port1 = n1.addr.port();
-        let mut dns = Dns::start().await;
-        dns.publish(&[&n0, &n1, &n2]).await;
-        let proxy = start_proxy(&dns, 2).await;
-        let client = proxy.proxy.router().clone();
-        let mut conn = Raw::connect(proxy.addr).await;
-        conn.load().await;
+        let ([n0, mut n1, n2], mut dns) = published_trio().await;
+        let (proxy, client) = start_proxy(&dns, 2).await;
+        let mut conn = loaded(proxy.addr).await;
         let ring_before: Vec<(u64, usize)> = client.topology().ring.points().collect();
         let started_before = client.rebalance_status().started;
 
         // The pod dies and comes back elsewhere, empty, on the same port.
-        n1.kill9();
-        let n1b = node_on(ip3, port1);
-        dns.set_a(1, ip3).await;
-        wait_members(
-            &client,
-            vec![member(0, n0.addr), member(1, n1b.addr), member(2, n2.addr)],
-        )
-        .await;
+        let n1b = readdress(&mut dns, 1, &mut n1, Ipv4Addr::new(127, 0, 0, 3)).await;
+        wait_members(&client, names(&[(0, &n0), (1, &n1b), (2, &n2)])).await;
         let topo = client.topology();
         assert!(topo.past.is_empty(), "no transition");
         assert_eq!(
@@ -642,9 +676,7 @@ fn a_new_address_under_the_same_name_moves_nothing() {
         );
 
         // Re-warmed from the replicas, then serving again.
-        wait_up(&topo, n1b.addr).await;
-        let ratio = conn.hit_ratio().await;
-        let placed = placed_ratio(topo.ring.nodes().to_vec(), 2).await;
+        let (ratio, placed) = rewarmed(&client, &mut conn, n1b.addr, 2).await;
         println!("n1 readdressed: hit ratio {ratio:.4}, placed {placed:.4}");
         assert!(ratio >= 0.99, "{ratio}");
         assert!(
@@ -666,63 +698,25 @@ fn a_new_address_under_the_same_name_moves_nothing() {
 #[test]
 fn an_address_change_during_a_transition_lets_it_finish() {
     run(async {
-        let ip2 = Ipv4Addr::new(127, 0, 0, 2);
-        let ip3 = Ipv4Addr::new(127, 0, 0, 3);
-        let n0 = node_on(LOCAL, 0);
-        let mut n1 = node_on(ip2, 0);
-        let n2 = node_on(LOCAL, 0);
+        let ([n0, mut n1, n2], mut dns) = published_trio().await;
         let n3 = node_on(LOCAL, 0);
-        let port1 = n1.addr.port();
-        let mut dns = Dns::start().await;
-        dns.publish(&[&n0, &n1, &n2]).await;
         dns.set_a(3, LOCAL).await;
         // Slow migration: the transition lasts seconds.
-        let proxy = start_proxy_rated(&dns, 2, 1000, 1000).await;
-        let client = proxy.proxy.router().clone();
-        let mut conn = Raw::connect(proxy.addr).await;
-        conn.load().await;
+        let (proxy, client) = start_proxy_rated(&dns, 2, 1000, 1000).await;
+        let mut conn = loaded(proxy.addr).await;
 
-        dns.set_srv(&[
-            (0, n0.addr.port()),
-            (1, port1),
-            (2, n2.addr.port()),
-            (3, n3.addr.port()),
-        ])
-        .await;
-        wait_members(
-            &client,
-            vec![
-                member(0, n0.addr),
-                member(1, n1.addr),
-                member(2, n2.addr),
-                member(3, n3.addr),
-            ],
-        )
-        .await;
+        let four = [(0, &n0), (1, &n1), (2, &n2), (3, &n3)];
+        dns.set_srv_of(&four).await;
+        wait_members(&client, names(&four)).await;
         assert!(
             client.in_transition(),
             "the migration is slow enough to overlap"
         );
-        n1.kill9();
-        let n1b = node_on(ip3, port1);
-        dns.set_a(1, ip3).await;
-        wait_members(
-            &client,
-            vec![
-                member(0, n0.addr),
-                member(1, n1b.addr),
-                member(2, n2.addr),
-                member(3, n3.addr),
-            ],
-        )
-        .await;
+        let n1b = readdress(&mut dns, 1, &mut n1, Ipv4Addr::new(127, 0, 0, 3)).await;
+        wait_members(&client, names(&[(0, &n0), (1, &n1b), (2, &n2), (3, &n3)])).await;
         settle(&client).await;
-        let topo = client.topology();
-        wait_up(&topo, n1b.addr).await;
-        let ratio = conn.hit_ratio().await;
-        let placed = placed_ratio(topo.ring.nodes().to_vec(), 2).await;
-        println!("readdress mid-transition: hit ratio {ratio:.4}, placed {placed:.4}");
-        assert!(ratio >= 0.99 && placed >= 0.99, "{ratio} {placed}");
+        let (ratio, placed) = rewarmed(&client, &mut conn, n1b.addr, 2).await;
+        assert_served_and_placed("readdress mid-transition", ratio, placed);
         proxy.shutdown().await;
     });
 }
@@ -732,12 +726,9 @@ fn an_address_change_during_a_transition_lets_it_finish() {
 #[test]
 fn dns_failures_keep_the_last_good_list() {
     run(async {
-        let n0 = node_on(LOCAL, 0);
-        let n1 = node_on(LOCAL, 0);
-        let mut dns = Dns::start().await;
-        dns.publish(&[&n0, &n1]).await;
-        let proxy = start_proxy(&dns, 2).await;
-        let client = proxy.proxy.router().clone();
+        let [n0, n1] = on_loopback();
+        let mut dns = Dns::publishing(&[&n0, &n1]).await;
+        let (proxy, client) = start_proxy(&dns, 2).await;
         let good = vec![member(0, n0.addr), member(1, n1.addr)];
         wait_members(&client, good.clone()).await;
 
@@ -785,8 +776,7 @@ fn dns_failures_keep_the_last_good_list() {
         wait_counted("timeout", before).await;
         assert_eq!(members(&client), good);
         // Still serving on the last good list.
-        let mut conn = Raw::connect(proxy.addr).await;
-        conn.load().await;
+        let mut conn = loaded(proxy.addr).await;
         assert_eq!(conn.hit_ratio().await, 1.0);
         proxy.shutdown().await;
     });
@@ -799,14 +789,10 @@ fn a_proxy_started_before_its_records_exist_waits_for_them() {
     run(async {
         let n0 = node_on(LOCAL, 0);
         let mut dns = Dns::start().await;
-        let proxy = start_proxy(&dns, 1).await;
-        let client = proxy.proxy.router().clone();
+        let (proxy, client) = start_proxy(&dns, 1).await;
         assert!(members(&client).is_empty());
         let mut conn = Raw::connect(proxy.addr).await;
-        conn.wr
-            .write_all(b"set k 0 0 1\r\nv\r\nget k\r\n")
-            .await
-            .expect("write");
+        conn.send(b"set k 0 0 1\r\nv\r\nget k\r\n").await;
         // As with every owner of a key down: writes fail, reads miss.
         assert_eq!(conn.line().await, "SERVER_ERROR backend unavailable");
         assert_eq!(conn.line().await, "END");
@@ -814,10 +800,7 @@ fn a_proxy_started_before_its_records_exist_waits_for_them() {
         dns.set_a(0, LOCAL).await;
         dns.set_srv(&[(0, n0.addr.port())]).await;
         wait_members(&client, vec![member(0, n0.addr)]).await;
-        conn.wr
-            .write_all(b"set k 0 0 1\r\nv\r\nget k\r\n")
-            .await
-            .expect("write");
+        conn.send(b"set k 0 0 1\r\nv\r\nget k\r\n").await;
         assert_eq!(conn.line().await, "STORED");
         assert_eq!(conn.line().await, "VALUE k 0 1");
         proxy.shutdown().await;
@@ -829,12 +812,9 @@ fn a_proxy_started_before_its_records_exist_waits_for_them() {
 #[test]
 fn an_embedded_client_follows_dns_until_the_handle_is_dropped() {
     run(async {
-        let n0 = node_on(LOCAL, 0);
-        let n1 = node_on(LOCAL, 0);
-        let mut dns = Dns::start().await;
-        dns.set_a(0, LOCAL).await;
+        let [n0, n1] = on_loopback();
+        let mut dns = Dns::publishing(&[&n0]).await;
         dns.set_a(1, LOCAL).await;
-        dns.set_srv(&[(0, n0.addr.port())]).await;
         let client = Client::builder().replicas(2).build().await.expect("client");
         let settings = DiscoverySettings {
             interval_secs: 1,
@@ -884,11 +864,8 @@ fn an_embedded_client_follows_dns_until_the_handle_is_dropped() {
 fn a_reload_keeps_the_discovered_members() {
     run(async {
         let n0 = node_on(LOCAL, 0);
-        let mut dns = Dns::start().await;
-        dns.set_a(0, LOCAL).await;
-        dns.set_srv(&[(0, n0.addr.port())]).await;
-        let proxy = start_proxy(&dns, 1).await;
-        let client = proxy.proxy.router().clone();
+        let dns = Dns::publishing(&[&n0]).await;
+        let (proxy, client) = start_proxy(&dns, 1).await;
         let good = vec![member(0, n0.addr)];
         assert_eq!(members(&client), good);
         let path = std::env::temp_dir().join(format!(
@@ -918,10 +895,7 @@ fn a_reload_keeps_the_discovered_members() {
             client.topology().ring.nodes().to_vec()
         );
         let mut conn = Raw::connect(proxy.addr).await;
-        conn.wr
-            .write_all(b"set k 0 0 1\r\nv\r\n")
-            .await
-            .expect("write");
+        conn.send(b"set k 0 0 1\r\nv\r\n").await;
         assert_eq!(conn.line().await, "STORED");
         proxy.shutdown().await;
     });
@@ -943,14 +917,10 @@ fn a_node_sent_sigterm_is_drained_before_it_goes() {
         let mut nodes: Vec<Server> = (0..3)
             .map(|_| spawn_node_at(&format!("{LOCAL}:0"), &drain))
             .collect();
-        let mut dns = Dns::start().await;
-        dns.publish(&[&nodes[0], &nodes[1], &nodes[2]]).await;
-        let proxy = start_proxy(&dns, 1).await;
-        let client = proxy.proxy.router().clone();
-        let all: Vec<String> = (0..3).map(|i| member(i, nodes[i].addr)).collect();
-        wait_members(&client, all).await;
-        let mut conn = Raw::connect(proxy.addr).await;
-        conn.load().await;
+        let mut dns = Dns::publishing(&[&nodes[0], &nodes[1], &nodes[2]]).await;
+        let (proxy, client) = start_proxy(&dns, 1).await;
+        wait_members(&client, names(&pick(&nodes, 0..3))).await;
+        let mut conn = loaded(proxy.addr).await;
         assert_eq!(conn.hit_ratio().await, 1.0);
         let started = client.rebalance_status().started;
 
@@ -959,14 +929,9 @@ fn a_node_sent_sigterm_is_drained_before_it_goes() {
             .process()
             .signal(libc::SIGTERM)
             .expect("SIGTERM n2");
-        let rest: Vec<String> = (0..2).map(|i| member(i, nodes[i].addr)).collect();
-        wait_members(&client, rest.clone()).await;
-        let during = conn.hit_ratio().await;
-        settle(&client).await;
-        let after = conn.hit_ratio().await;
-        let specs = client.topology().ring.nodes().to_vec();
-        assert_eq!(specs.len(), 2);
-        let placed = placed_ratio(specs.clone(), 1).await;
+        let rest = names(&pick(&nodes, 0..2));
+        let (during, after, placed) = across_change(&client, &mut conn, rest.clone(), 1).await;
+        assert_eq!(client.topology().ring.nodes().len(), 2);
         println!(
             "drain n2: hit ratio {during:.4} during, {after:.4} after, placed {placed:.4}; {:?}",
             client.rebalance_status()
@@ -1025,8 +990,7 @@ fn a_node_sent_sigterm_is_drained_before_it_goes() {
         // again at the next round, with a transition that moves its keys back.
         nodes[2] = spawn_node_at(&n2_addr.to_string(), &drain);
         dns.publish(&[&nodes[0], &nodes[1], &nodes[2]]).await;
-        let all: Vec<String> = (0..3).map(|i| member(i, nodes[i].addr)).collect();
-        wait_members(&client, all).await;
+        wait_members(&client, names(&pick(&nodes, 0..3))).await;
         settle(&client).await;
         assert_eq!(
             conn.hit_ratio().await,

@@ -59,6 +59,19 @@ impl Cluster {
     }
 }
 
+/// Runs `body` (blocking code) against a fresh [`Cluster`] with `request_timeout_ms`, given the
+/// proxy's address and the nodes'.
+fn with_cluster(
+    request_timeout_ms: u64,
+    body: impl FnOnce(SocketAddr, Vec<SocketAddr>) + Send + 'static,
+) {
+    run(async {
+        let c = Cluster::start(request_timeout_ms).await;
+        let (proxy, nodes) = (c.proxy.addr, c.node_addrs());
+        blocking(move || body(proxy, nodes)).await;
+    });
+}
+
 /// A raw connection; every read bounded by `testkit::REPLY_TIMEOUT`.
 fn raw(addr: SocketAddr) -> Conn {
     Conn::open(addr, "raw")
@@ -122,54 +135,49 @@ fn assert_two_copies(nodes: &[SocketAddr], want: &HashMap<String, Vec<u8>>) {
 /// conditional write must not either.
 #[test]
 fn refused_binary_key_never_reaches_a_node_raw() {
-    run(async {
-        let c = Cluster::start(1000).await;
-        let (proxy, nodes) = (c.proxy.addr, c.node_addrs());
-        blocking(move || {
-            let want = store_keys(proxy, "inj", 7);
-            let mut p = raw(proxy);
-            // The key (`x\n\r...` in fact), then one that decodes to `x\r\nflush_all`.
-            for key in ["eAoNZmx1c2hfYWxs", "eA0KZmx1c2hfYWxs"] {
-                let mut req = format!("ms {key} 2000000 b\r\n").into_bytes();
-                req.resize(req.len() + 2_000_000, b'z');
-                req.extend_from_slice(b"\r\n");
-                p.send(&req);
-                assert_eq!(
-                    p.until(b"\r\n"),
-                    b"SERVER_ERROR object too large for cache\r\n"
-                );
-                assert_eq!(p.line(b"mn\r\n"), "MN");
-            }
-            // Past the health probe's first pause: a node a slipped reply marked down is flushed.
-            std::thread::sleep(Duration::from_millis(1500));
-            assert_eq!(flushes(&nodes), ["0", "0", "0"], "cmd_flush per node");
-            assert_two_copies(&nodes, &get_many_checked(&mut raw(proxy), &want));
-            // The binary key itself, through a conditional write and its replica copy.
-            assert_eq!(p.line(b"ms eAoNZmx1c2hfYWxs 1 b\r\n5\r\n"), "HD");
-            assert_eq!(p.line(b"ma eAoNZmx1c2hfYWxs b\r\n"), "HD");
-            assert_eq!(p.line(b"mn\r\n"), "MN");
-            assert_eq!(flushes(&nodes), ["0", "0", "0"], "cmd_flush per node");
-            let binary: Vec<String> = nodes
-                .iter()
-                .map(|&a| {
-                    let mut n = raw(a);
-                    n.send(b"mg eAoNZmx1c2hfYWxs b v\r\nmn\r\n");
-                    let r = n.until(b"MN\r\n");
-                    let r = String::from_utf8_lossy(&r).into_owned();
-                    match r.strip_prefix("VA 1\r\n") {
-                        Some(v) => v.trim_end_matches("\r\nMN\r\n").to_string(),
-                        None => r,
-                    }
-                })
-                .collect();
-            let held: Vec<&String> = binary.iter().filter(|v| *v == "6").collect();
+    with_cluster(1000, |proxy, nodes| {
+        let want = store_keys(proxy, "inj", 7);
+        let mut p = raw(proxy);
+        // The key (`x\n\r...` in fact), then one that decodes to `x\r\nflush_all`.
+        for key in ["eAoNZmx1c2hfYWxs", "eA0KZmx1c2hfYWxs"] {
+            let mut req = format!("ms {key} 2000000 b\r\n").into_bytes();
+            req.resize(req.len() + 2_000_000, b'z');
+            req.extend_from_slice(b"\r\n");
+            p.send(&req);
             assert_eq!(
-                held.len(),
-                2,
-                "binary key after ma on each node: {binary:?}"
+                p.until(b"\r\n"),
+                b"SERVER_ERROR object too large for cache\r\n"
             );
-        })
-        .await;
+            assert_eq!(p.line(b"mn\r\n"), "MN");
+        }
+        // Past the health probe's first pause: a node a slipped reply marked down is flushed.
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(flushes(&nodes), ["0", "0", "0"], "cmd_flush per node");
+        assert_two_copies(&nodes, &get_many_checked(&mut raw(proxy), &want));
+        // The binary key itself, through a conditional write and its replica copy.
+        assert_eq!(p.line(b"ms eAoNZmx1c2hfYWxs 1 b\r\n5\r\n"), "HD");
+        assert_eq!(p.line(b"ma eAoNZmx1c2hfYWxs b\r\n"), "HD");
+        assert_eq!(p.line(b"mn\r\n"), "MN");
+        assert_eq!(flushes(&nodes), ["0", "0", "0"], "cmd_flush per node");
+        let binary: Vec<String> = nodes
+            .iter()
+            .map(|&a| {
+                let mut n = raw(a);
+                n.send(b"mg eAoNZmx1c2hfYWxs b v\r\nmn\r\n");
+                let r = n.until(b"MN\r\n");
+                let r = String::from_utf8_lossy(&r).into_owned();
+                match r.strip_prefix("VA 1\r\n") {
+                    Some(v) => v.trim_end_matches("\r\nMN\r\n").to_string(),
+                    None => r,
+                }
+            })
+            .collect();
+        let held: Vec<&String> = binary.iter().filter(|v| *v == "6").collect();
+        assert_eq!(
+            held.len(),
+            2,
+            "binary key after ma on each node: {binary:?}"
+        );
     });
 }
 
@@ -351,45 +359,40 @@ fn migrator_moves_binary_keys_without_writing_them_raw() {
 /// with the original expiry (memcached reads a relative `T` over 30 days as a Unix time).
 #[test]
 fn long_ttl_survives_replica_copies() {
-    run(async {
-        let c = Cluster::start(1000).await;
-        let (proxy, nodes) = (c.proxy.addr, c.node_addrs());
-        blocking(move || {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_secs();
-            let sixty_days = 60 * 86_400;
-            let mut p = raw(proxy);
-            let set = format!("set longttl 0 {} 1\r\n1\r\n", now + sixty_days);
-            assert_eq!(p.line(set.as_bytes()), "STORED");
-            assert_eq!(p.line(b"incr longttl 1\r\n"), "2");
-            assert_eq!(p.line(b"append longttl 0 0 1\r\n3\r\n"), "STORED");
-            let mut held = Vec::new();
-            for (i, &a) in nodes.iter().enumerate() {
-                let r = raw(a).line(b"mg longttl t\r\n");
-                if r == "EN" {
-                    continue;
-                }
-                let t: u64 = r
-                    .strip_prefix("HD t")
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or_else(|| panic!("node {i}: {r}"));
-                assert!(
-                    t + 30 >= sixty_days && t <= sixty_days,
-                    "node {i}: remaining TTL {t}, expected about {sixty_days}"
-                );
-                let v = raw(a).get_many(&["longttl".into()]);
-                assert_eq!(
-                    v.get("longttl").map(|v| &v[..]),
-                    Some(&b"23"[..]),
-                    "node {i}"
-                );
-                held.push(i);
+    with_cluster(1000, |proxy, nodes| {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let sixty_days = 60 * 86_400;
+        let mut p = raw(proxy);
+        let set = format!("set longttl 0 {} 1\r\n1\r\n", now + sixty_days);
+        assert_eq!(p.line(set.as_bytes()), "STORED");
+        assert_eq!(p.line(b"incr longttl 1\r\n"), "2");
+        assert_eq!(p.line(b"append longttl 0 0 1\r\n3\r\n"), "STORED");
+        let mut held = Vec::new();
+        for (i, &a) in nodes.iter().enumerate() {
+            let r = raw(a).line(b"mg longttl t\r\n");
+            if r == "EN" {
+                continue;
             }
-            assert_eq!(held.len(), 2, "nodes holding longttl: {held:?}");
-        })
-        .await;
+            let t: u64 = r
+                .strip_prefix("HD t")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(|| panic!("node {i}: {r}"));
+            assert!(
+                t + 30 >= sixty_days && t <= sixty_days,
+                "node {i}: remaining TTL {t}, expected about {sixty_days}"
+            );
+            let v = raw(a).get_many(&["longttl".into()]);
+            assert_eq!(
+                v.get("longttl").map(|v| &v[..]),
+                Some(&b"23"[..]),
+                "node {i}"
+            );
+            held.push(i);
+        }
+        assert_eq!(held.len(), 2, "nodes holding longttl: {held:?}");
     });
 }
 
@@ -400,34 +403,29 @@ fn long_ttl_survives_replica_copies() {
 /// down and flushed, and the backend connections stay in step.
 #[test]
 fn quiet_flag_run_together_does_not_break_the_cluster() {
-    run(async {
-        let c = Cluster::start(300).await;
-        let (proxy, nodes) = (c.proxy.addr, c.node_addrs());
-        blocking(move || {
-            let want = store_keys(proxy, "qb", 30);
-            let mut p = raw(proxy);
-            assert_eq!(p.line(b"set k 0 0 3\r\nabc\r\n"), "STORED");
-            // Quiet delete of a present key: nothing, then the no-op's MN.
-            p.send(b"md k qb\r\nmn\r\n");
-            assert_eq!(p.until(b"\r\n"), b"MN\r\n");
-            for (i, &a) in nodes.iter().enumerate() {
-                assert_eq!(raw(a).line(b"mg k\r\n"), "EN", "node {i} still holds k");
-            }
-            assert_eq!(flushes(&nodes), ["0", "0", "0"], "cmd_flush per node");
-            assert_two_copies(&nodes, &want);
-            // Well past the request timeout, ordinary pairs still work on the same backends.
-            std::thread::sleep(Duration::from_millis(700));
-            let mut p = raw(proxy);
-            for i in 0..20 {
-                let v = format!("after-{i}");
-                let set = format!("set after{i} 0 0 {}\r\n{v}\r\n", v.len());
-                assert_eq!(p.line(set.as_bytes()), "STORED", "set after{i}");
-                let got = p.get_many(&[format!("after{i}")]);
-                assert_eq!(got.get(&format!("after{i}")), Some(&v.into_bytes()));
-            }
-            assert_eq!(flushes(&nodes), ["0", "0", "0"], "cmd_flush per node");
-        })
-        .await;
+    with_cluster(300, |proxy, nodes| {
+        let want = store_keys(proxy, "qb", 30);
+        let mut p = raw(proxy);
+        assert_eq!(p.line(b"set k 0 0 3\r\nabc\r\n"), "STORED");
+        // Quiet delete of a present key: nothing, then the no-op's MN.
+        p.send(b"md k qb\r\nmn\r\n");
+        assert_eq!(p.until(b"\r\n"), b"MN\r\n");
+        for (i, &a) in nodes.iter().enumerate() {
+            assert_eq!(raw(a).line(b"mg k\r\n"), "EN", "node {i} still holds k");
+        }
+        assert_eq!(flushes(&nodes), ["0", "0", "0"], "cmd_flush per node");
+        assert_two_copies(&nodes, &want);
+        // Well past the request timeout, ordinary pairs still work on the same backends.
+        std::thread::sleep(Duration::from_millis(700));
+        let mut p = raw(proxy);
+        for i in 0..20 {
+            let v = format!("after-{i}");
+            let set = format!("set after{i} 0 0 {}\r\n{v}\r\n", v.len());
+            assert_eq!(p.line(set.as_bytes()), "STORED", "set after{i}");
+            let got = p.get_many(&[format!("after{i}")]);
+            assert_eq!(got.get(&format!("after{i}")), Some(&v.into_bytes()));
+        }
+        assert_eq!(flushes(&nodes), ["0", "0", "0"], "cmd_flush per node");
     });
 }
 
@@ -438,28 +436,23 @@ fn quiet_flag_run_together_does_not_break_the_cluster() {
 /// and is echoed as memcached echoes it.
 #[test]
 fn refused_write_does_not_mark_replicas_down() {
-    run(async {
-        let c = Cluster::start(300).await;
-        let (proxy, nodes) = (c.proxy.addr, c.node_addrs());
-        blocking(move || {
-            let want = store_keys(proxy, "rw", 30);
-            let keys: Vec<String> = want.keys().cloned().collect();
-            let mut p = raw(proxy);
-            assert_eq!(p.line(b"ms k 3 O4\x7f2\r\nabc\r\n"), "HD O4\x7f2");
-            let refused = p.line(b"ms k 3 O4\r2\r\nabc\r\n");
-            assert!(refused.starts_with("SERVER_ERROR "), "{refused:?}");
-            // At once, before any repair could run: every key still reads.
-            let got = p.get_many(&keys);
-            assert_eq!(
-                got.len(),
-                want.len(),
-                "keys readable right after the refusal"
-            );
-            p.send(b"mg k v\r\n");
-            assert_eq!(p.until(b"abc\r\n"), b"VA 3\r\nabc\r\n");
-            assert_eq!(flushes(&nodes), ["0", "0", "0"], "cmd_flush per node");
-        })
-        .await;
+    with_cluster(300, |proxy, nodes| {
+        let want = store_keys(proxy, "rw", 30);
+        let keys: Vec<String> = want.keys().cloned().collect();
+        let mut p = raw(proxy);
+        assert_eq!(p.line(b"ms k 3 O4\x7f2\r\nabc\r\n"), "HD O4\x7f2");
+        let refused = p.line(b"ms k 3 O4\r2\r\nabc\r\n");
+        assert!(refused.starts_with("SERVER_ERROR "), "{refused:?}");
+        // At once, before any repair could run: every key still reads.
+        let got = p.get_many(&keys);
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "keys readable right after the refusal"
+        );
+        p.send(b"mg k v\r\n");
+        assert_eq!(p.until(b"abc\r\n"), b"VA 3\r\nabc\r\n");
+        assert_eq!(flushes(&nodes), ["0", "0", "0"], "cmd_flush per node");
     });
 }
 
@@ -626,6 +619,22 @@ async fn mixed_client(real: SocketAddr, fake: SocketAddr, queue_depth: usize) ->
         .expect("client")
 }
 
+/// A real node, a fake backend that behaves as `mode`, and a [`mixed_client`] of the two.
+async fn real_and_fake(mode: Hostile, queue_depth: usize) -> (NodeHandle, Fake, Client) {
+    let real = real_node().await;
+    let fake = fake_backend(mode).await;
+    let client = mixed_client(real.addr, fake.addr, queue_depth).await;
+    (real, fake, client)
+}
+
+/// A key `client` places on the real node (`good…`) and one it places on the fake (`bad…`).
+fn good_and_bad(client: &Client, real: &NodeHandle, fake: &Fake) -> (String, String) {
+    (
+        key_on(client, real.addr, "good"),
+        key_on(client, fake.addr, "bad"),
+    )
+}
+
 /// A key `client` places on the node at `addr`.
 fn key_on(client: &Client, addr: SocketAddr, prefix: &str) -> String {
     let t = client.topology();
@@ -650,12 +659,12 @@ async fn real_node() -> NodeHandle {
 /// One hostile backend: its key fails within the deadline, the real node's key keeps working,
 /// the fake's stream is cut off well before the cap, and RSS stays bounded.
 async fn hostile_case(mode: Hostile) {
-    let real = real_node().await;
-    let fake = fake_backend(mode).await;
-    let client = mixed_client(real.addr, fake.addr, 1024).await;
-    let good = key_on(&client, real.addr, "good");
-    let bad = key_on(&client, fake.addr, "bad");
-    client.set(good.as_bytes(), "ok", 0, 0).await.unwrap();
+    let (real, fake, client) = real_and_fake(mode, 1024).await;
+    let (good, bad) = good_and_bad(&client, &real, &fake);
+    client
+        .set(good.as_bytes(), "ok", 0, 0)
+        .await
+        .unwrap_or_else(|e| panic!("{mode:?}: set on the real node: {e}"));
     let before = rss_kib();
     for round in 0..3 {
         let started = Instant::now();
@@ -679,9 +688,9 @@ async fn hostile_case(mode: Hostile) {
         let item = client
             .get(good.as_bytes())
             .await
-            .unwrap()
-            .expect("good key");
-        assert_eq!(&item.value[..], b"ok");
+            .unwrap_or_else(|e| panic!("{mode:?} round {round}: get on the real node: {e}"))
+            .unwrap_or_else(|| panic!("{mode:?} round {round}: the real node's key is missing"));
+        assert_eq!(&item.value[..], b"ok", "{mode:?} round {round}");
     }
     // Give a runaway reader time to show itself, then look at the memory.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -704,32 +713,19 @@ async fn hostile_case(mode: Hostile) {
     eprintln!("{mode:?}: RSS +{grown} KiB, fake streamed {streamed} bytes before the reset");
 }
 
+/// Each hostile backend in turn, every failure naming it: an endless `stats` reply and a
+/// gigabyte value announcement are cut off, as is an endless reply line; a silent backend
+/// fails within the deadline.
 #[test]
-fn endless_stats_reply_is_cut_off() {
-    run(async {
-        hostile_case(Hostile::EndlessStats).await;
-    });
-}
-
-#[test]
-fn gigabyte_value_announcement_is_cut_off() {
-    run(async {
-        hostile_case(Hostile::HugeValue).await;
-    });
-}
-
-#[test]
-fn endless_reply_line_is_cut_off() {
-    run(async {
-        hostile_case(Hostile::EndlessLine).await;
-    });
-}
-
-#[test]
-fn silent_backend_fails_within_the_deadline() {
-    run(async {
-        hostile_case(Hostile::Silent).await;
-    });
+fn hostile_backends_are_cut_off_or_fail_within_the_deadline() {
+    for mode in [
+        Hostile::EndlessStats,
+        Hostile::HugeValue,
+        Hostile::EndlessLine,
+        Hostile::Silent,
+    ] {
+        run(hostile_case(mode));
+    }
 }
 
 /// A backend that stops reading fills the socket and then the request queue: callers must not
@@ -737,11 +733,8 @@ fn silent_backend_fails_within_the_deadline() {
 #[test]
 fn full_queue_to_a_deaf_backend_fails_within_the_deadline() {
     run(async {
-        let real = real_node().await;
-        let fake = fake_backend(Hostile::Deaf).await;
-        let client = mixed_client(real.addr, fake.addr, 2).await;
-        let bad = key_on(&client, fake.addr, "bad");
-        let good = key_on(&client, real.addr, "good");
+        let (real, fake, client) = real_and_fake(Hostile::Deaf, 2).await;
+        let (good, bad) = good_and_bad(&client, &real, &fake);
         let value = bytes::Bytes::from(vec![b'd'; 256 * 1024]);
         let started = Instant::now();
         let tasks: Vec<_> = (0..64)
@@ -774,9 +767,7 @@ fn full_queue_to_a_deaf_backend_fails_within_the_deadline() {
 #[test]
 fn connection_in_doubt_is_reset_not_reused() {
     run(async {
-        let real = real_node().await;
-        let fake = fake_backend(Hostile::DropsFirstReply).await;
-        let client = mixed_client(real.addr, fake.addr, 1024).await;
+        let (_real, fake, client) = real_and_fake(Hostile::DropsFirstReply, 1024).await;
         let a = key_on(&client, fake.addr, "a");
         let b = key_on(&client, fake.addr, "b");
         assert!(client.get(a.as_bytes()).await.is_err(), "first get dropped");

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ringcache_client::{Client, Error, LockOptions};
+use ringcache_client::{Client, Error, Lease, LockOptions};
 use support::{spawn_node, spawn_node_at, Server};
 
 /// Short leases so the tests wait seconds, not minutes; every router of a cluster uses the same.
@@ -28,8 +28,13 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-fn three_nodes() -> Vec<Server> {
-    (0..3).map(|_| spawn_node(&["--threads", "2"])).collect()
+/// Three nodes, up long enough to count toward a lock majority (see [`wait_trusted`]), and
+/// their addresses.
+fn three_trusted_nodes() -> (Vec<Server>, Vec<SocketAddr>) {
+    let nodes: Vec<Server> = (0..3).map(|_| spawn_node(&["--threads", "2"])).collect();
+    let addrs = nodes.iter().map(|n| n.addr).collect();
+    wait_trusted();
+    (nodes, addrs)
 }
 
 /// A node restarted on the address it had, retried while the old socket lingers.
@@ -47,6 +52,14 @@ fn restart(old: &mut Server) {
             Err(e) => std::panic::resume_unwind(e),
         }
     }
+}
+
+/// `owner` asks for the lock `name` for [`TTL`]: the lease, or `None` while another holds it.
+async fn lock(client: &Client, name: &[u8], owner: &[u8]) -> Option<Lease> {
+    client
+        .lock_with(&OPTS, name, owner, TTL)
+        .await
+        .expect("lock")
 }
 
 async fn client(addrs: &[SocketAddr], replicas: usize) -> Client {
@@ -75,9 +88,7 @@ struct Grant {
 
 #[test]
 fn contention_never_has_two_valid_holders_even_across_a_node_restart() {
-    let mut nodes = three_nodes();
-    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-    wait_trusted();
+    let (mut nodes, addrs) = three_trusted_nodes();
     let rt = runtime();
     let grants: Arc<Mutex<Vec<Grant>>> = Arc::default();
     let run_for = Duration::from_secs(9);
@@ -164,33 +175,21 @@ fn contention_never_has_two_valid_holders_even_across_a_node_restart() {
 
 #[test]
 fn a_stale_lease_cannot_release_or_renew_the_next_owners_lock() {
-    let nodes = three_nodes();
-    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-    wait_trusted();
+    let (_nodes, addrs) = three_trusted_nodes();
     runtime().block_on(async {
         let client = client(&addrs, 3).await;
-        let mut first = client
-            .lock_with(&OPTS, b"res", b"first", TTL)
+        let mut first = lock(&client, b"res", b"first")
             .await
-            .expect("lock")
             .expect("a free lock is granted");
         assert!(first.is_valid());
         assert!(
-            client
-                .lock_with(&OPTS, b"res", b"second", TTL)
-                .await
-                .expect("lock")
-                .is_none(),
+            lock(&client, b"res", b"second").await.is_none(),
             "a held lock is not granted again"
         );
         // `first` is abandoned; the lock frees itself by expiry.
         let deadline = Instant::now() + Duration::from_secs(6);
         let second = loop {
-            if let Some(l) = client
-                .lock_with(&OPTS, b"res", b"second", TTL)
-                .await
-                .expect("lock")
-            {
+            if let Some(l) = lock(&client, b"res", b"second").await {
                 break l;
             }
             assert!(Instant::now() < deadline, "the lock never expired");
@@ -208,20 +207,14 @@ fn a_stale_lease_cannot_release_or_renew_the_next_owners_lock() {
             "an expired lease released someone else's lock"
         );
         assert!(
-            client
-                .lock_with(&OPTS, b"res", b"third", TTL)
-                .await
-                .expect("lock")
-                .is_none(),
+            lock(&client, b"res", b"third").await.is_none(),
             "the second owner's lock was removed by the first"
         );
         let second_token = second.token();
         assert!(second_token > first_token);
         assert!(second.release().await.expect("release"));
-        let third = client
-            .lock_with(&OPTS, b"res", b"third", TTL)
+        let third = lock(&client, b"res", b"third")
             .await
-            .expect("lock")
             .expect("released lock is granted");
         assert!(third.token() > second_token);
     });
@@ -229,16 +222,10 @@ fn a_stale_lease_cannot_release_or_renew_the_next_owners_lock() {
 
 #[test]
 fn renew_extends_a_live_lease() {
-    let nodes = three_nodes();
-    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-    wait_trusted();
+    let (_nodes, addrs) = three_trusted_nodes();
     runtime().block_on(async {
         let client = client(&addrs, 3).await;
-        let mut lease = client
-            .lock_with(&OPTS, b"renewed", b"me", TTL)
-            .await
-            .expect("lock")
-            .expect("granted");
+        let mut lease = lock(&client, b"renewed", b"me").await.expect("granted");
         let first_end = lease.valid_until();
         // Renew twice across what would have been the first lease's end.
         for _ in 0..2 {
@@ -251,11 +238,7 @@ fn renew_extends_a_live_lease() {
             "the test must outlast the first lease"
         );
         assert!(
-            client
-                .lock_with(&OPTS, b"renewed", b"other", TTL)
-                .await
-                .expect("lock")
-                .is_none(),
+            lock(&client, b"renewed", b"other").await.is_none(),
             "a renewed lease was granted to another owner"
         );
         assert!(lease.release().await.expect("release"));
@@ -264,9 +247,7 @@ fn renew_extends_a_live_lease() {
 
 #[test]
 fn nodes_that_restarted_empty_do_not_count_toward_a_majority() {
-    let mut nodes = three_nodes();
-    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-    wait_trusted();
+    let (mut nodes, addrs) = three_trusted_nodes();
     let rt = runtime();
     let held = rt.block_on(async {
         let client = client(&addrs, 3).await;
@@ -340,9 +321,7 @@ fn held_by_each(addrs: &[SocketAddr], key: &str) -> Vec<Option<String>> {
 /// here is read back from the nodes themselves.
 #[test]
 fn quorum_add_through_the_proxy_is_a_majority_lock() {
-    let mut nodes = three_nodes();
-    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-    wait_trusted();
+    let (mut nodes, addrs) = three_trusted_nodes();
     let rt = runtime();
     let first = rt.block_on(quorum_proxy(&addrs));
     let owner1 = memcache_client(first.addr);

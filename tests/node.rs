@@ -31,6 +31,19 @@ async fn start_default() -> (NodeHandle, Arc<ManualClock>) {
     start(NodeConfig::default()).await
 }
 
+/// Runs `body` (blocking code, given the node's address and its clock) against a node started
+/// with `cfg`, then shuts the node down.
+async fn on_node<T: Send + 'static>(
+    cfg: NodeConfig,
+    body: impl FnOnce(SocketAddr, Arc<ManualClock>) -> T + Send + 'static,
+) -> T {
+    let (h, clock) = start(cfg).await;
+    let addr = h.addr;
+    let out = blocking(move || body(addr, clock)).await;
+    h.shutdown().await;
+    out
+}
+
 /// A raw connection to the node, every read bounded.
 fn raw(addr: SocketAddr) -> Conn {
     Conn::open(addr, "node")
@@ -38,10 +51,7 @@ fn raw(addr: SocketAddr) -> Conn {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_follows_memcached_rules_without_sleeping() {
-    let (h, clock) = start_default().await;
-    let addr = h.addr;
-    let c1 = clock.clone();
-    blocking(move || {
+    on_node(NodeConfig::default(), move |addr, c1| {
         let mut c = raw(addr);
         c.roundtrip(b"set rel 0 10 1\r\na\r\n", b"STORED\r\n");
         c.roundtrip(b"set abs 0 1700000020 1\r\nb\r\n", b"STORED\r\n");
@@ -68,14 +78,11 @@ async fn expiry_follows_memcached_rules_without_sleeping() {
         c.roundtrip(b"touch t 100\r\n", b"NOT_FOUND\r\n");
     })
     .await;
-    h.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flush_all_with_and_without_delay() {
-    let (h, clock) = start_default().await;
-    let addr = h.addr;
-    blocking(move || {
+    on_node(NodeConfig::default(), move |addr, clock| {
         let mut c = raw(addr);
         c.roundtrip(b"set a 0 0 1\r\n1\r\n", b"STORED\r\n");
         c.roundtrip(b"flush_all\r\n", b"OK\r\n");
@@ -93,14 +100,11 @@ async fn flush_all_with_and_without_delay() {
         c.roundtrip(b"get b\r\n", b"END\r\n");
     })
     .await;
-    h.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_answered_in_order_and_split_input_works() {
-    let (h, _clock) = start_default().await;
-    let addr = h.addr;
-    blocking(move || {
+    on_node(NodeConfig::default(), move |addr, _clock| {
         let mut stream = Vec::new();
         let mut want = Vec::new();
         for i in 0..500 {
@@ -132,7 +136,6 @@ async fn pipelined_requests_are_answered_in_order_and_split_input_works() {
         c.expect_exact(b"STORED\r\nVALUE split 0 5\r\nhello\r\nEND\r\nMN\r\n");
     })
     .await;
-    h.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,9 +145,7 @@ async fn limits_item_size_line_length_and_connections() {
         max_item_size: 2048,
         ..NodeConfig::default()
     };
-    let (h, _clock) = start(cfg).await;
-    let addr = h.addr;
-    blocking(move || {
+    on_node(cfg, move |addr, _clock| {
         let mut c = raw(addr);
         // Too large: refused, data swallowed, connection kept, and the old value removed.
         c.roundtrip(b"set big 0 0 1\r\nx\r\n", b"STORED\r\n");
@@ -178,14 +179,11 @@ async fn limits_item_size_line_length_and_connections() {
         assert_eq!(c.read_to_close(), b"");
     })
     .await;
-    h.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_increments_and_cas_lose_nothing() {
-    let (h, _clock) = start_default().await;
-    let addr = h.addr;
-    blocking(move || {
+    on_node(NodeConfig::default(), move |addr, _clock| {
         let mut c = raw(addr);
         c.roundtrip(b"set n 0 0 1\r\n0\r\n", b"STORED\r\n");
         let threads: Vec<_> = (0..8)
@@ -207,7 +205,6 @@ async fn concurrent_increments_and_cas_lose_nothing() {
         c.roundtrip(b"get n\r\n", b"VALUE n 0 4\r\n4000\r\nEND\r\n");
     })
     .await;
-    h.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -497,9 +494,7 @@ async fn stats_items_counts_evictions_per_class() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadump_streams_every_item_in_chunks_then_goes_on() {
     use ringcache_client::protocol::metadump::{DumpLine, MetadumpLine};
-    let (h, _clock) = start_default().await;
-    let addr = h.addr;
-    blocking(move || {
+    on_node(NodeConfig::default(), move |addr, _clock| {
         const N: usize = 3000;
         let mut c = raw(addr);
         let key = |i: usize| format!("{i:06}:{}", "k".repeat(180));
@@ -532,5 +527,4 @@ async fn metadump_streams_every_item_in_chunks_then_goes_on() {
         assert_eq!(keys, want);
     })
     .await;
-    h.shutdown().await;
 }

@@ -17,10 +17,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ringcache::proxy::{self, reload, ProxyConfig, ProxyHandle};
-use ringcache_client::cluster_config::{RebalanceSettings, RingSettings};
+use ringcache_client::cluster_config::RebalanceSettings;
 use ringcache_client::ring::NodeSpec;
 use ringcache_client::{Client, Phase, Router};
-use support::{spawn_memcached, spawn_node, Server};
+use support::{fresh_client, proxy_config, spawn_memcached, spawn_node, Server};
 use testkit::aio::{metrics_page, set_request, Raw};
 use testkit::run;
 
@@ -111,16 +111,6 @@ impl Cluster {
             nodes.push(Some(spawn(kind)?));
         }
         let cfg = ProxyConfig {
-            listen: "127.0.0.1:0".into(),
-            metrics_listen: Some("127.0.0.1:0".into()),
-            // Generous: CI machines have 2 cores and these tests run 4-5 processes.
-            request_timeout_ms: 1000,
-            connect_timeout_ms: 500,
-            failure_limit: 2,
-            ring: RingSettings {
-                replicas,
-                ..RingSettings::default()
-            },
             rebalance: RebalanceSettings {
                 enabled,
                 // Slow enough that writers and deleters overlap the migration.
@@ -130,7 +120,8 @@ impl Cluster {
             nodes: (0..members)
                 .map(|i| spec(i, nodes[i].as_ref().expect("node")))
                 .collect(),
-            ..ProxyConfig::default()
+            // Generous timeout: CI machines have 2 cores and these tests run 4-5 processes.
+            ..proxy_config(1000, replicas)
         };
         let path = std::env::temp_dir().join(format!(
             "ringcache-rebalance-{}-{}.toml",
@@ -233,19 +224,7 @@ async fn hit_ratio(proxy: SocketAddr, expect: &[Option<Vec<u8>>]) -> (f64, Vec<S
 /// The same with a fresh client that knows only the new membership (no old ring to read
 /// through): the data really moved.
 async fn moved_ratio(cluster: &Cluster, expect: &[Option<Vec<u8>>]) -> f64 {
-    let fresh = Client::builder()
-        .node_specs(cluster.cfg.nodes.clone())
-        .replicas(cluster.cfg.ring.replicas)
-        // Generous: a node still connecting would count as down and its keys as misses.
-        .connect_timeout(Duration::from_secs(5))
-        .request_timeout(Duration::from_secs(5))
-        .rebalance(ringcache_client::RebalanceOptions {
-            enabled: false,
-            ..Default::default()
-        })
-        .build()
-        .await
-        .expect("fresh client");
+    let fresh = fresh_client(cluster.cfg.nodes.clone(), cluster.cfg.ring.replicas).await;
     let keys: Vec<String> = (0..expect.len()).map(key).collect();
     let got = fresh.get_many(&keys).await.expect("get_many");
     assert_eq!(got.errors, 0, "the fresh client reached every node");
@@ -466,6 +445,20 @@ fn report(name: &str, replicas: usize, on: &Outcome, off: Option<&Outcome>) {
     );
 }
 
+/// The same membership change on ringcache nodes twice: with the rebalancer, then without it
+/// (the baseline a rebalancer that does nothing would match).
+async fn with_and_without_rebalance(
+    replicas: usize,
+    total: usize,
+    before: &[usize],
+    after: &[usize],
+) -> (Outcome, Outcome) {
+    let run = |enabled| scenario(Kind::Ringcache, replicas, enabled, total, before, after);
+    let on = run(true).await.expect("ringcache nodes");
+    let off = run(false).await.expect("ringcache nodes");
+    (on, off)
+}
+
 fn check(on: &Outcome) {
     assert!(on.after_change >= 0.99, "right after: {}", on.after_change);
     assert!(on.after_settle >= 0.99, "after: {}", on.after_settle);
@@ -476,26 +469,8 @@ fn check(on: &Outcome) {
 fn add_a_fourth_node_keeps_the_hit_ratio() {
     run(async {
         for replicas in [1, 2] {
-            let on = scenario(
-                Kind::Ringcache,
-                replicas,
-                true,
-                4,
-                &[0, 1, 2],
-                &[0, 1, 2, 3],
-            )
-            .await
-            .expect("ringcache nodes");
-            let off = scenario(
-                Kind::Ringcache,
-                replicas,
-                false,
-                4,
-                &[0, 1, 2],
-                &[0, 1, 2, 3],
-            )
-            .await
-            .expect("ringcache nodes");
+            let (on, off) =
+                with_and_without_rebalance(replicas, 4, &[0, 1, 2], &[0, 1, 2, 3]).await;
             report("add", replicas, &on, Some(&off));
             check(&on);
             // Without data movement about a quarter of the keys go cold: the test would see
@@ -509,12 +484,7 @@ fn add_a_fourth_node_keeps_the_hit_ratio() {
 fn graceful_removal_drains_the_node_first() {
     run(async {
         for replicas in [1, 2] {
-            let on = scenario(Kind::Ringcache, replicas, true, 3, &[0, 1, 2], &[0, 1])
-                .await
-                .expect("ringcache nodes");
-            let off = scenario(Kind::Ringcache, replicas, false, 3, &[0, 1, 2], &[0, 1])
-                .await
-                .expect("ringcache nodes");
+            let (on, off) = with_and_without_rebalance(replicas, 3, &[0, 1, 2], &[0, 1]).await;
             report("remove", replicas, &on, Some(&off));
             check(&on);
         }

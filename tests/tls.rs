@@ -77,6 +77,12 @@ impl Dir {
     }
 
     /// Writes `name` whole and atomically (temp file + rename), as a secret update does.
+    /// A leaf certificate and its key, as `<name>.pem` and `<name>.key`.
+    fn put_leaf(&self, name: &str, (cert, key): (String, String)) {
+        self.put(&format!("{name}.pem"), &cert);
+        self.put(&format!("{name}.key"), &key);
+    }
+
     fn put(&self, name: &str, text: &str) -> PathBuf {
         let path = self.0.join(name);
         let tmp = self.0.join(format!(".{name}.tmp"));
@@ -104,18 +110,10 @@ fn pki(tag: &str) -> Dir {
     let wrong = ca("some other CA");
     d.put("ca.pem", &good.cert.pem());
     d.put("wrong-ca.pem", &wrong.cert.pem());
-    let (c, k) = leaf(&good, false, false);
-    d.put("server.pem", &c);
-    d.put("server.key", &k);
-    let (c, k) = leaf(&good, true, false);
-    d.put("client.pem", &c);
-    d.put("client.key", &k);
-    let (c, k) = leaf(&wrong, true, false);
-    d.put("wrong-client.pem", &c);
-    d.put("wrong-client.key", &k);
-    let (c, k) = leaf(&good, true, true);
-    d.put("expired-client.pem", &c);
-    d.put("expired-client.key", &k);
+    d.put_leaf("server", leaf(&good, false, false));
+    d.put_leaf("client", leaf(&good, true, false));
+    d.put_leaf("wrong-client", leaf(&wrong, true, false));
+    d.put_leaf("expired-client", leaf(&good, true, true));
     d
 }
 

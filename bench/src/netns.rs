@@ -275,6 +275,21 @@ impl Tally {
     }
 }
 
+/// Makes sure `conn` holds a connection to `addr`, connecting again after it was dropped. When
+/// that fails it counts one error in `errors`, pauses 100 ms and returns false: the caller's
+/// loop tries again.
+fn ensure_connected(conn: &mut Option<Wire>, addr: &str, errors: &AtomicU64) -> bool {
+    if conn.is_none() {
+        *conn = Wire::connect(addr).ok();
+        if conn.is_none() {
+            errors.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(100));
+            return false;
+        }
+    }
+    true
+}
+
 fn key(i: usize) -> String {
     format!("nf_{i}")
 }
@@ -420,13 +435,8 @@ fn inner(a: &NetnsArgs, bin: &Path) -> Result<Report> {
             // Writer w owns keys w, w + writers, …: each key's values only grow.
             let mine: Vec<usize> = (w..acked.len()).step_by(writers).collect();
             while !stop.load(Ordering::Relaxed) {
-                if conn.is_none() {
-                    conn = Wire::connect(&addr).ok();
-                    if conn.is_none() {
-                        tally.write_errors.fetch_add(1, Ordering::Relaxed);
-                        std::thread::sleep(Duration::from_millis(100));
-                        continue;
-                    }
+                if !ensure_connected(&mut conn, &addr, &tally.write_errors) {
+                    continue;
                 }
                 let k = mine[rng.random_range(0..mine.len())];
                 seq += 1;
@@ -467,13 +477,8 @@ fn inner(a: &NetnsArgs, bin: &Path) -> Result<Report> {
             }
             let mut conn: Option<Wire> = None;
             while !stop.load(Ordering::Relaxed) {
-                if conn.is_none() {
-                    conn = Wire::connect(&addr).ok();
-                    if conn.is_none() {
-                        tally.read_errors.fetch_add(1, Ordering::Relaxed);
-                        std::thread::sleep(Duration::from_millis(100));
-                        continue;
-                    }
+                if !ensure_connected(&mut conn, &addr, &tally.read_errors) {
+                    continue;
                 }
                 let k = rng.random_range(0..acked.len());
                 let before = acked[k].load(Ordering::Relaxed);

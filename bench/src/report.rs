@@ -54,6 +54,22 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// Adds one answered op: a get of `keys` keys of which `hits` came back, or a set; `error`
+    /// when its reply was an error.
+    pub fn answered(&mut self, is_get: bool, keys: u32, hits: u32, error: bool) {
+        self.ops += 1;
+        if is_get {
+            self.gets += 1;
+            self.get_keys += u64::from(keys);
+            self.hits += u64::from(hits);
+        } else {
+            self.sets += 1;
+        }
+        if error {
+            self.errors += 1;
+        }
+    }
+
     /// Adds `other` into `self`.
     pub fn add(&mut self, other: &Counts) {
         self.ops += other.ops;

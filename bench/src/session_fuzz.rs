@@ -421,6 +421,15 @@ struct Sent {
     problem: Option<String>,
 }
 
+/// Every case of a round, joined with a marker: the finding's case when no single case can be
+/// blamed.
+fn all_cases(sent: &[Sent]) -> Vec<u8> {
+    sent.iter()
+        .map(|x| x.case.clone())
+        .collect::<Vec<_>>()
+        .join(&b"<|next case|>"[..])
+}
+
 /// Sends `case` + `mn` on `w` and checks its replies; returns whether `w` is still usable.
 fn run_case(w: &mut Wire, case: &[u8], prefix: &str) -> (Option<String>, bool) {
     let f = framing(case);
@@ -795,11 +804,7 @@ pub fn run(a: &SessionFuzzArgs) -> Result<Summary> {
                 what: format!(
                     "{what}; afterwards the cluster fails on its own, with no input ({why})"
                 ),
-                case: sent
-                    .iter()
-                    .map(|x| x.case.clone())
-                    .collect::<Vec<_>>()
-                    .join(&b"<|next case|>"[..]),
+                case: all_cases(&sent),
                 reproduced: false,
             });
             break;
@@ -821,11 +826,7 @@ pub fn run(a: &SessionFuzzArgs) -> Result<Summary> {
         }
         let f = finding.unwrap_or_else(|| Finding {
             what,
-            case: sent
-                .iter()
-                .map(|x| x.case.clone())
-                .collect::<Vec<_>>()
-                .join(&b"<|next case|>"[..]),
+            case: all_cases(&sent),
             reproduced: false,
         });
         eprintln!(

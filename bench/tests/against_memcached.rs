@@ -9,7 +9,7 @@
 mod common;
 
 use clap::Parser;
-use common::{bench_args, stats, Server};
+use common::{bench_args, stats, words, Server};
 use ringcache_bench::{run_blocking, Args, BenchReport};
 use testkit::servers::{memcached, memcached_spawn};
 use testkit::Output;
@@ -43,8 +43,50 @@ fn spawners() -> Vec<Box<dyn Spawner>> {
     vec![Box::new(Memcached)]
 }
 
-fn args(addr: &str, extra: &[&str]) -> Args {
-    bench_args(addr, &["--threads", "2"], extra)
+/// The bench's arguments against `addr`: two threads, then `options`, a command line's words.
+fn args(addr: &str, options: &str) -> Args {
+    bench_args(addr, &["--threads", "2"], &words(options))
+}
+
+/// A running server and the spawner it came from.
+struct Target<'a> {
+    spawner: &'a dyn Spawner,
+    server: Server,
+}
+
+impl Target<'_> {
+    /// Runs the bench against the server with `options`, checks that the server counted exactly
+    /// what the bench reports (see [`assert_counts_agree`]) and returns the report for the
+    /// caller's own checks.
+    fn run(&self, options: &str) -> BenchReport {
+        let report = run_blocking(&args(&self.server.addr, options)).expect("bench run");
+        assert_counts_agree(self.spawner.name(), &self.server.addr, &report);
+        report
+    }
+
+    /// Another server of the same kind, fresh.
+    fn another(&self) -> Target<'_> {
+        let server = self.spawner.spawn().expect("second server");
+        Target {
+            spawner: self.spawner,
+            server,
+        }
+    }
+}
+
+/// Runs `check` against a fresh server of every spawner, skipping (with a message) the kinds not
+/// installed here.
+fn for_each_server(check: impl Fn(Target)) {
+    for spawner in spawners() {
+        let Some(server) = spawner.spawn() else {
+            println!("skip: {} not installed", spawner.name());
+            continue;
+        };
+        check(Target {
+            spawner: spawner.as_ref(),
+            server,
+        });
+    }
 }
 
 /// Checks that the server counted exactly what the bench says it sent and got.
@@ -71,36 +113,12 @@ fn assert_counts_agree(server: &str, addr: &str, report: &BenchReport) {
 
 #[test]
 fn text_multiget_with_prefill_and_warmup_matches_server_stats() {
-    for spawner in spawners() {
-        let Some(server) = spawner.spawn() else {
-            println!("skip: {} not installed", spawner.name());
-            continue;
-        };
-        let a = args(
-            &server.addr,
-            &[
-                "--connections",
-                "4",
-                "--pipeline",
-                "8",
-                "--duration",
-                "1",
-                "--warmup",
-                "0.3",
-                "--ratio",
-                "1:4",
-                "--multiget",
-                "3",
-                "--keys",
-                "2000",
-                "--value-size",
-                "10-200",
-                "--prefill",
-                "--pids",
-                &server.pid().to_string(),
-            ],
-        );
-        let report = run_blocking(&a).expect("bench run");
+    for_each_server(|t| {
+        let pid = t.server.pid();
+        let report = t.run(&format!(
+            "--connections 4 --pipeline 8 --duration 1 --warmup 0.3 --ratio 1:4 --multiget 3 \
+             --keys 2000 --value-size 10-200 --prefill --pids {pid}"
+        ));
         let run = &report.runs[0];
         assert_eq!(
             report.prefill[0].counts.sets, 2000,
@@ -113,43 +131,20 @@ fn text_multiget_with_prefill_and_warmup_matches_server_stats() {
         assert!(run.warmup.ops > 0, "warm-up ran and was kept apart");
         assert!(run.latency_us.samples == run.counts.ops);
         let cpu = run.cpu.as_ref().expect("cpu figures with --pids");
-        assert_eq!(cpu.pids, vec![server.pid()]);
-        assert_counts_agree(spawner.name(), &server.addr, &report);
+        assert_eq!(cpu.pids, vec![pid]);
         let json = report.to_json().expect("json");
         assert!(json.contains("\"get_keys\""));
-    }
+    });
 }
 
 #[test]
 fn meta_protocol_with_misses_matches_server_stats() {
-    for spawner in spawners() {
-        let Some(server) = spawner.spawn() else {
-            println!("skip: {} not installed", spawner.name());
-            continue;
-        };
+    for_each_server(|t| {
         // No prefill and a big key space: most gets miss, and the counts must still agree.
-        let a = args(
-            &server.addr,
-            &[
-                "--connections",
-                "3",
-                "--pipeline",
-                "4",
-                "--duration",
-                "0.7",
-                "--ratio",
-                "1:1",
-                "--multiget",
-                "2",
-                "--keys",
-                "1000000",
-                "--protocol",
-                "meta",
-                "--dist",
-                "zipf:1.1",
-            ],
+        let report = t.run(
+            "--connections 3 --pipeline 4 --duration 0.7 --ratio 1:1 --multiget 2 --keys 1000000 \
+             --protocol meta --dist zipf:1.1",
         );
-        let report = run_blocking(&a).expect("bench run");
         let run = &report.runs[0];
         assert!(run.counts.gets > 0 && run.counts.sets > 0);
         let hr = run.hit_ratio.expect("gets were answered");
@@ -157,55 +152,23 @@ fn meta_protocol_with_misses_matches_server_stats() {
             hr > 0.0 && hr < 1.0,
             "some hits (hot zipf keys) and some misses: {hr}"
         );
-        assert_counts_agree(spawner.name(), &server.addr, &report);
-    }
+    });
 }
 
 #[test]
 fn requests_limit_and_open_loop_send_exact_counts() {
-    for spawner in spawners() {
-        let Some(server) = spawner.spawn() else {
-            println!("skip: {} not installed", spawner.name());
-            continue;
-        };
-        let a = args(
-            &server.addr,
-            &[
-                "--connections",
-                "5",
-                "--pipeline",
-                "4",
-                "--requests",
-                "3000",
-                "--ratio",
-                "1:2",
-            ],
-        );
-        let report = run_blocking(&a).expect("bench run");
+    for_each_server(|t| {
+        let report = t.run("--connections 5 --pipeline 4 --requests 3000 --ratio 1:2");
         assert_eq!(report.runs[0].counts.ops, 3000);
-        assert_counts_agree(spawner.name(), &server.addr, &report);
 
         // Open loop: 4 connections at 2000 ops/s for 1 s intend exactly 2000 sends, each
         // connection's k-th op due at its phase + k × 2 ms; all of them are sent even if late.
-        let server = spawner.spawn().expect("second server");
-        let a = args(
-            &server.addr,
-            &[
-                "--connections",
-                "4",
-                "--rate",
-                "2000",
-                "--duration",
-                "1",
-                "--ratio",
-                "0:1",
-            ],
-        );
-        let report = run_blocking(&a).expect("bench run");
+        let report = t
+            .another()
+            .run("--connections 4 --rate 2000 --duration 1 --ratio 0:1");
         let ops = report.runs[0].counts.ops;
         assert!((1996..=2004).contains(&ops), "open loop sent {ops}");
-        assert_counts_agree(spawner.name(), &server.addr, &report);
-    }
+    });
 }
 
 #[test]

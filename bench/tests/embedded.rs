@@ -11,9 +11,8 @@ mod common;
 
 use std::path::Path;
 
-use clap::Parser;
-use common::{bench_args, stats, Server as Node};
-use ringcache_bench::{run_blocking, Args, BenchReport};
+use common::{bench_args, stats, words, Server as Node};
+use ringcache_bench::{run_blocking, BenchReport};
 use testkit::bins::ringcache_bin;
 use testkit::servers::{ringcache_node, ringcache_spawn};
 use testkit::Output;
@@ -29,7 +28,22 @@ fn summed(nodes: &[Node], name: &str) -> u64 {
     nodes.iter().map(|n| stats(&n.addr)[name]).sum()
 }
 
-fn run(nodes: &[Node], extra: &[&str]) -> BenchReport {
+/// Runs the bench's embedded target with `options` over three fresh nodes and checks that the
+/// nodes counted what the bench reports ([`assert_counts_agree`]); `None` (with a message: the
+/// test is skipped) without a `ringcache` binary.
+fn run_on_three_nodes(options: &str) -> Option<(Vec<Node>, BenchReport)> {
+    let Some(bin) = ringcache_bin() else {
+        println!("skip: no ringcache binary (set RINGCACHE_BIN or build the workspace first)");
+        return None;
+    };
+    let nodes: Vec<Node> = (0..3).map(|_| start_node(&bin)).collect();
+    let report = run(&nodes, options);
+    assert_counts_agree(&nodes, &report);
+    Some((nodes, report))
+}
+
+/// Runs the bench's embedded target over `nodes` with `options`, a command line's words.
+fn run(nodes: &[Node], options: &str) -> BenchReport {
     let target = format!(
         "embedded:{}",
         nodes
@@ -43,7 +57,11 @@ fn run(nodes: &[Node], extra: &[&str]) -> BenchReport {
         .map(|n| n.pid().to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let a = bench_args(&target, &["--pids", &pids, "--threads", "2"], extra);
+    let a = bench_args(
+        &target,
+        &["--pids", &pids, "--threads", "2"],
+        &words(options),
+    );
     run_blocking(&a).expect("bench run")
 }
 
@@ -70,31 +88,12 @@ fn assert_counts_agree(nodes: &[Node], report: &BenchReport) {
 
 #[test]
 fn embedded_target_counts_match_node_stats() {
-    let Some(bin) = ringcache_bin() else {
-        println!("skip: no ringcache binary (set RINGCACHE_BIN or build the workspace first)");
+    let Some((_nodes, report)) = run_on_three_nodes(
+        "--connections 4 --pipeline 8 --duration 1 --warmup 0.2 --ratio 1:4 --keys 2000 \
+         --value-size 10-200 --prefill",
+    ) else {
         return;
     };
-    let nodes: Vec<Node> = (0..3).map(|_| start_node(&bin)).collect();
-    let report = run(
-        &nodes,
-        &[
-            "--connections",
-            "4",
-            "--pipeline",
-            "8",
-            "--duration",
-            "1",
-            "--warmup",
-            "0.2",
-            "--ratio",
-            "1:4",
-            "--keys",
-            "2000",
-            "--value-size",
-            "10-200",
-            "--prefill",
-        ],
-    );
     let run = &report.runs[0];
     assert_eq!(report.prefill[0].counts.sets, 2000, "every key once");
     assert!(run.counts.ops > 100, "some load was applied: {run:?}");
@@ -103,57 +102,25 @@ fn embedded_target_counts_match_node_stats() {
     assert_eq!(run.latency_us.samples, run.counts.ops);
     let cpu = run.cpu.as_ref().expect("cpu figures with --pids");
     assert_eq!(cpu.pids.len(), 3);
-    assert_counts_agree(&nodes, &report);
 }
 
 #[test]
 fn embedded_multiget_and_requests_limit() {
-    let Some(bin) = ringcache_bin() else {
-        println!("skip: no ringcache binary (set RINGCACHE_BIN or build the workspace first)");
+    // No prefill and a large key space: most keys miss, and the books must still agree.
+    let Some((nodes, report)) = run_on_three_nodes(
+        "--connections 3 --pipeline 4 --requests 1500 --duration 5 --ratio 1:1 --multiget 10 \
+         --keys 1000000 --dist zipf:1.1",
+    ) else {
         return;
     };
-    let nodes: Vec<Node> = (0..3).map(|_| start_node(&bin)).collect();
-    // No prefill and a large key space: most keys miss, and the books must still agree.
-    let report = run(
-        &nodes,
-        &[
-            "--connections",
-            "3",
-            "--pipeline",
-            "4",
-            "--requests",
-            "1500",
-            "--duration",
-            "5",
-            "--ratio",
-            "1:1",
-            "--multiget",
-            "10",
-            "--keys",
-            "1000000",
-            "--dist",
-            "zipf:1.1",
-        ],
-    );
     let run = &report.runs[0];
     assert_eq!(run.counts.ops, 1500, "exactly --requests ops");
     assert_eq!(run.counts.get_keys, run.counts.gets * 10);
     let hr = run.hit_ratio.expect("gets were answered");
     assert!(hr > 0.0 && hr < 1.0, "hot keys hit, cold ones miss: {hr}");
-    assert_counts_agree(&nodes, &report);
     // Open loop is refused for embedded targets, with a clear message.
     let target = format!("embedded:{}", nodes[0].addr);
-    let a = Args::try_parse_from([
-        "ringcache-bench",
-        "--target",
-        &target,
-        "--rate",
-        "100",
-        "--duration",
-        "0.2",
-        "--quiet",
-    ])
-    .expect("args");
+    let a = bench_args(&target, &[], &words("--rate 100 --duration 0.2"));
     let e = run_blocking(&a).expect_err("open loop refused");
     assert!(e.to_string().contains("--rate"), "{e}");
 }

@@ -60,6 +60,41 @@ def read_until(sock, buf, token):
     return buf
 
 
+def expect_reply(sock, want):
+    """Reads exactly len(want) bytes of reply and fails unless they are `want`."""
+    got = b""
+    while len(got) < len(want):
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            raise RuntimeError("connection closed")
+        got += chunk
+    if got != want:
+        raise RuntimeError(f"unexpected reply {got[:80]!r}")
+
+
+def server_parser(limit_mib):
+    """The options every tool here takes to start its server: which one, its binary, the value
+    size and the memory limit (`limit_mib` is the tool's default)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("server", choices=["node", "memcached"])
+    ap.add_argument("--bin")
+    ap.add_argument("--value", type=int, default=100)
+    ap.add_argument("--limit-mib", type=int, default=limit_mib)
+    return ap
+
+
+def server_command(a, port):
+    """The command line that starts `a.server` on 127.0.0.1:`port` with `a.limit_mib` MiB."""
+    if a.server == "node":
+        return [a.bin or "target/release/ringcache", "node", "--listen", f"127.0.0.1:{port}",
+                "--memory-limit", str(a.limit_mib)]
+    cmd = [a.bin or "/usr/bin/memcached", "-p", str(port), "-m", str(a.limit_mib),
+           "-U", "0", "-l", "127.0.0.1"]
+    if os.geteuid() == 0:
+        cmd += ["-u", "nobody"]  # memcached refuses to run as root without -u
+    return cmd
+
+
 def stats(sock):
     sock.sendall(b"stats\r\n")
     buf = read_until(sock, b"", b"END\r\n")
@@ -72,14 +107,10 @@ def stats(sock):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("server", choices=["node", "memcached"])
-    ap.add_argument("--bin")
+    ap = server_parser(limit_mib=4096)
     ap.add_argument("--items", type=int, default=1_000_000)
-    ap.add_argument("--value", type=int, default=100)
     ap.add_argument("--key-len", type=int, default=11,
                     help="key length: 'key:' and the item's number, zero-padded")
-    ap.add_argument("--limit-mib", type=int, default=4096)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--ttl", type=int, default=0, help="exptime of every item (0 = never)")
     ap.add_argument("--gets", type=int, default=0,
@@ -93,15 +124,7 @@ def main():
     key_fmt = b"key:%%0%dd" % (a.key_len - 4)
 
     port = free_port()
-    addr = f"127.0.0.1:{port}"
-    if a.server == "node":
-        cmd = [a.bin or "target/release/ringcache", "node", "--listen", addr,
-               "--memory-limit", str(a.limit_mib)]
-    else:
-        cmd = [a.bin or "/usr/bin/memcached", "-p", str(port), "-m", str(a.limit_mib),
-               "-U", "0", "-l", "127.0.0.1"]
-        if os.geteuid() == 0:
-            cmd += ["-u", "nobody"]  # memcached refuses to run as root without -u
+    cmd = server_command(a, port)
     if a.wrap:
         cmd = a.wrap.split() + cmd
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -119,14 +142,7 @@ def main():
             n = min(a.batch, a.items - start)
             req = b"".join(b"set " + key_fmt % i + tail for i in range(start, start + n))
             sock.sendall(req)
-            got = b""
-            while len(got) < 8 * n:
-                chunk = sock.recv(1 << 20)
-                if not chunk:
-                    raise RuntimeError("connection closed")
-                got += chunk
-            if got != want[: 8 * n]:
-                raise RuntimeError(f"unexpected reply {got[:80]!r}")
+            expect_reply(sock, want[: 8 * n])
         load_s = time.time() - t0
         for start in range(0, a.gets, a.batch):
             n = min(a.batch, a.gets - start)

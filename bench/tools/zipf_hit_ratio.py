@@ -14,7 +14,6 @@ With 11-byte keys and 100-byte values memcached holds about 200 B per item, so 1
 ~200 MB working set and `--limit-mib 50` is a quarter of it.
 """
 
-import argparse
 import bisect
 import itertools
 import json
@@ -23,7 +22,8 @@ import subprocess
 import sys
 import time
 
-from mem_per_item import connect, free_port, read_until, stats
+from mem_per_item import (connect, expect_reply, free_port, read_until, server_command,
+                          server_parser, stats)
 
 
 def zipf_cdf(n, s):
@@ -32,12 +32,8 @@ def zipf_cdf(n, s):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("server", choices=["node", "memcached"])
-    ap.add_argument("--bin")
+    ap = server_parser(limit_mib=50)
     ap.add_argument("--keys", type=int, default=1_000_000)
-    ap.add_argument("--value", type=int, default=100)
-    ap.add_argument("--limit-mib", type=int, default=50)
     ap.add_argument("--requests", type=int, default=2_000_000)
     ap.add_argument("--s", type=float, default=0.99)
     ap.add_argument("--batch", type=int, default=100)
@@ -45,14 +41,7 @@ def main():
     a = ap.parse_args()
 
     port = free_port()
-    addr = f"127.0.0.1:{port}"
-    if a.server == "node":
-        cmd = [a.bin or "target/release/ringcache", "node", "--listen", addr,
-               "--memory-limit", str(a.limit_mib)]
-    else:
-        cmd = [a.bin or "/usr/bin/memcached", "-p", str(port), "-m", str(a.limit_mib),
-               "-U", "0", "-l", "127.0.0.1", "-u", "nobody"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(server_command(a, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         sock = connect(port)
         cdf = zipf_cdf(a.keys, a.s)
@@ -80,15 +69,7 @@ def main():
                 # Distinct keys only: a batch may draw a hot key twice.
                 missed = list(dict.fromkeys(missed))
                 sock.sendall(b"".join(b"set " + k + tail for k in missed))
-                want = b"STORED\r\n" * len(missed)
-                got = b""
-                while len(got) < len(want):
-                    chunk = sock.recv(1 << 20)
-                    if not chunk:
-                        raise RuntimeError("connection closed")
-                    got += chunk
-                if got != want:
-                    raise RuntimeError(f"unexpected reply {got[:80]!r}")
+                expect_reply(sock, b"STORED\r\n" * len(missed))
         st = stats(sock)
         print(json.dumps({
             "server": a.server, "keys": a.keys, "value": a.value, "limit_mib": a.limit_mib,

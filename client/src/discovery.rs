@@ -754,13 +754,20 @@ mod tests {
         NodeSpec::new(addr).named(name)
     }
 
+    /// The start of the absence tests: now, a 30 s grace, members a and b, and a alone.
+    fn a_and_b() -> (Instant, Absences, Vec<NodeSpec>, Vec<NodeSpec>) {
+        (
+            Instant::now(),
+            Absences::new(Duration::from_secs(30)),
+            vec![named("a:1", "10.0.0.1:1"), named("b:1", "10.0.0.2:1")],
+            vec![named("a:1", "10.0.0.1:1")],
+        )
+    }
+
     #[test]
     fn absent_members_stay_for_the_grace_then_leave() {
-        let t0 = Instant::now();
-        let mut a = Absences::new(Duration::from_secs(30));
-        let current = vec![named("a:1", "10.0.0.1:1"), named("b:1", "10.0.0.2:1")];
+        let (t0, mut a, current, only_a) = a_and_b();
         // b disappears: kept for 30 s, then dropped.
-        let only_a = vec![named("a:1", "10.0.0.1:1")];
         assert_eq!(a.merge(&current, only_a.clone(), t0), current);
         assert_eq!(
             a.merge(&current, only_a.clone(), t0 + Duration::from_secs(29)),
@@ -792,10 +799,7 @@ mod tests {
 
     #[test]
     fn a_draining_member_leaves_at_once_and_comes_back_when_it_stops() {
-        let t0 = Instant::now();
-        let mut a = Absences::new(Duration::from_secs(30));
-        let current = vec![named("a:1", "10.0.0.1:1"), named("b:1", "10.0.0.2:1")];
-        let only_a = vec![named("a:1", "10.0.0.1:1")];
+        let (t0, mut a, current, only_a) = a_and_b();
         let leaving = vec!["b:1".to_string()];
         // Still resolved, but draining: out now, no grace.
         assert_eq!(

@@ -54,7 +54,8 @@ pub const DISCOVERY_NODES: &str = "ringcache_discovery_nodes";
 pub const DISCOVERY_CHANGES_TOTAL: &str = "ringcache_discovery_changes_total";
 pub const DISCOVERY_DRAINING: &str = "ringcache_discovery_draining";
 
-const fn m(name: &'static str, kind: Kind, unit: Unit, help: &'static str) -> Metric {
+/// A [`Metric`] in one line, for the lists of them (this one and the servers' own).
+pub const fn m(name: &'static str, kind: Kind, unit: Unit, help: &'static str) -> Metric {
     Metric {
         name,
         kind,

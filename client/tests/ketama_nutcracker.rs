@@ -22,6 +22,19 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Kills and reaps every child when the test ends, however it ends.
 struct Children(Vec<Child>);
 
+impl Children {
+    /// Starts `cmd` (stdin and stdout closed, stderr shown) as one of the children.
+    fn start(&mut self, cmd: &mut Command, what: &str) {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what} starts: {e}"));
+        self.0.push(child);
+    }
+}
+
 impl Drop for Children {
     fn drop(&mut self) {
         for c in &mut self.0 {
@@ -81,16 +94,12 @@ fn read_line(r: &mut BufReader<TcpStream>) -> String {
 
 fn start_memcached(bin: &Path, children: &mut Children) -> String {
     let port = free_port();
-    let child = Command::new(bin)
+    let mut child = Command::new(bin);
+    child
         // -u is only used when running as root, where memcached insists on it.
         .args(["-l", "127.0.0.1", "-U", "0", "-u", "root", "-m", "64", "-p"])
-        .arg(port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("memcached starts");
-    children.0.push(child);
+        .arg(port.to_string());
+    children.start(&mut child, "memcached");
     let addr = format!("127.0.0.1:{port}");
     drop(connect(&addr, Duration::from_secs(10)));
     addr
@@ -179,19 +188,15 @@ fn check_scenario(
     }
     let conf = dir.join(format!("{scenario}.yml"));
     std::fs::write(&conf, &yaml).expect("write nutcracker config");
-    let child = Command::new(nutcracker)
+    let mut child = Command::new(nutcracker);
+    child
         .arg("-c")
         .arg(&conf)
         .arg("-o")
         .arg(dir.join(format!("{scenario}.log")))
         .args(["-a", "127.0.0.1", "-s"])
-        .arg(free_port().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("nutcracker starts");
-    children.0.push(child);
+        .arg(free_port().to_string());
+    children.start(&mut child, "nutcracker");
 
     let keys = keys(scenario);
     set_all(&listen, &keys);

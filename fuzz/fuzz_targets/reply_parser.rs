@@ -14,6 +14,8 @@
 //! The first input byte picks the chunk size; the rest is the node's byte stream.
 #![no_main]
 
+mod chunking;
+
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use ringcache_client::protocol::Response;
@@ -22,60 +24,40 @@ use ringcache_client::protocol::Response;
 const MAX_VALUE: usize = 1024 * 1024 * 1024;
 const MAX_LINE: usize = 64 * 1024;
 
+/// Parses `data` delivered `chunk` bytes at a time, checking each step (see the header).
 fn parse(data: &[u8], chunk: usize) -> (Vec<Response>, bool) {
-    let mut buf = BytesMut::new();
-    let mut out = Vec::new();
-    for piece in data.chunks(chunk.max(1)) {
-        buf.extend_from_slice(piece);
-        loop {
-            let before = buf.clone();
-            match Response::parse(&mut buf) {
-                Ok(Some(r)) => {
-                    assert!(buf.len() < before.len(), "a reply consumed no bytes: {r:?}");
-                    assert_eq!(
-                        before[before.len() - buf.len()..],
-                        buf[..],
-                        "parse changed bytes it did not consume"
-                    );
-                    out.push(r);
-                }
-                Ok(None) => {
-                    assert_eq!(buf, before, "an incomplete reply consumed bytes");
-                    assert!(
-                        buf.capacity() <= 2 * buf.len() + MAX_VALUE + 2 * MAX_LINE,
-                        "the buffer grew to {} bytes for {} bytes in hand",
-                        buf.capacity(),
-                        buf.len()
-                    );
-                    break;
-                }
-                Err(_) => return (out, true),
+    chunking::feed(data, chunk, |buf| {
+        let before = buf.clone();
+        let r = Response::parse(buf);
+        match &r {
+            Ok(Some(r)) => {
+                assert!(buf.len() < before.len(), "a reply consumed no bytes: {r:?}");
+                assert_eq!(
+                    before[before.len() - buf.len()..],
+                    buf[..],
+                    "parse changed bytes it did not consume"
+                );
             }
+            Ok(None) => {
+                assert_eq!(*buf, before, "an incomplete reply consumed bytes");
+                assert!(
+                    buf.capacity() <= 2 * buf.len() + MAX_VALUE + 2 * MAX_LINE,
+                    "the buffer grew to {} bytes for {} bytes in hand",
+                    buf.capacity(),
+                    buf.len()
+                );
+            }
+            Err(_) => {}
         }
-    }
-    (out, false)
+        r
+    })
 }
 
 fuzz_target!(|input: &[u8]| {
-    let Some((&first, data)) = input.split_first() else {
+    let Some((chunk, data)) = chunking::split(input) else {
         return;
     };
-    let chunk = usize::from(first % 32) + 1;
-    let (whole, whole_err) = parse(data, data.len().max(1));
-    let (pieces, pieces_err) = parse(data, chunk);
-    let n = whole.len().min(pieces.len());
-    assert_eq!(
-        whole[..n],
-        pieces[..n],
-        "chunked delivery parses differently"
-    );
-    if !whole_err && !pieces_err {
-        assert_eq!(
-            whole.len(),
-            pieces.len(),
-            "chunked delivery parses differently"
-        );
-    }
+    let whole = chunking::read_both_ways(data, chunk, parse);
     for r in &whole {
         let mut wire = BytesMut::new();
         r.encode(&mut wire);

@@ -13,6 +13,8 @@
 //! The first input byte picks the chunk size; the rest is the client's byte stream.
 #![no_main]
 
+mod chunking;
+
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use ringcache_client::protocol::parse::Limits;
@@ -31,26 +33,17 @@ type Item = Result<Request, Fault>;
 /// ended with a connection-closing error.
 fn decode(data: &[u8], chunk: usize) -> (Vec<Item>, bool) {
     let mut codec = ServerCodec::new(LIMITS);
-    let mut buf = BytesMut::new();
-    let mut items = Vec::new();
-    for piece in data.chunks(chunk.max(1)) {
-        buf.extend_from_slice(piece);
-        loop {
-            let before = buf.len();
-            match codec.decode(&mut buf) {
-                Ok(Some(item)) => {
-                    assert!(
-                        buf.len() < before,
-                        "an item was decoded without consuming a byte: {item:?}"
-                    );
-                    items.push(item);
-                }
-                Ok(None) => break,
-                Err(_) => return (items, true),
-            }
+    chunking::feed(data, chunk, |buf| {
+        let before = buf.len();
+        let r = codec.decode(buf);
+        if let Ok(Some(item)) = &r {
+            assert!(
+                buf.len() < before,
+                "an item was decoded without consuming a byte: {item:?}"
+            );
         }
-    }
-    (items, false)
+        r
+    })
 }
 
 /// The keys a request carries, and whether they travel base64 on the wire.
@@ -102,25 +95,10 @@ fn round_trip(req: &Request) {
 }
 
 fuzz_target!(|input: &[u8]| {
-    let Some((&first, data)) = input.split_first() else {
+    let Some((chunk, data)) = chunking::split(input) else {
         return;
     };
-    let chunk = usize::from(first % 32) + 1;
-    let (whole, whole_err) = decode(data, data.len().max(1));
-    let (pieces, pieces_err) = decode(data, chunk);
-    let n = whole.len().min(pieces.len());
-    assert_eq!(
-        whole[..n],
-        pieces[..n],
-        "chunked delivery ({chunk} bytes) decodes differently"
-    );
-    if !whole_err && !pieces_err {
-        assert_eq!(
-            whole.len(),
-            pieces.len(),
-            "chunked delivery ({chunk} bytes) decodes a different number of items"
-        );
-    }
+    let whole = chunking::read_both_ways(data, chunk, decode);
     for item in &whole {
         if let Ok(req) = item {
             round_trip(req);

@@ -97,8 +97,13 @@ def connect(addr):
     return s, s.makefile("rwb")
 
 
-def number(v):
-    float(v)  # raises ValueError like strconv.ParseFloat
+def not_number(v):
+    """Whether the exporter's strconv.ParseFloat would refuse `v`."""
+    try:
+        float(v)
+    except ValueError:
+        return True
+    return False
 
 
 def main() -> int:
@@ -138,9 +143,7 @@ def main() -> int:
         if key not in stats:
             absent.append(f"{metric} (stats {key})")
             continue
-        try:
-            number(stats[key])
-        except ValueError:
+        if not_number(stats[key]):
             problems.append(f"stats {key} = {stats[key]!r} is not a number")
     for key in ("cmd_set", "cas_misses", "cas_hits", "cas_badval"):
         if key not in stats:
@@ -159,25 +162,19 @@ def main() -> int:
     for slab, kv in items.items():
         for key in ITEMS:
             if key in kv:
-                try:
-                    number(kv[key])
-                except ValueError:
+                if not_number(kv[key]):
                     problems.append(f"stats items {slab}:{key} = {kv[key]!r} is not a number")
     if not items:
         absent.append("memcached_slab_* (stats items is empty)")
     if "maxconns" not in settings:
         absent.append("memcached_max_connections (stats settings maxconns)")
     else:
-        try:
-            number(settings["maxconns"])
-        except ValueError:
+        if not_number(settings["maxconns"]):
             problems.append(f"stats settings maxconns = {settings['maxconns']!r}")
     if settings.get("lru_crawler") == "yes":
         for key in LRU_SETTINGS:
             if key in settings:
-                try:
-                    number(settings[key])
-                except ValueError:
+                if not_number(settings[key]):
                     problems.append(f"stats settings {key} = {settings[key]!r} is not a number")
     for line in absent:
         print(f"absent: {line}")

@@ -9,19 +9,14 @@ asserts each answer. Exits non-zero with a message on the first wrong answer.
 """
 import sys
 
+from checklist import Checks
 from pymemcache.client.base import Client
 
 
 def main() -> int:
     host, port = sys.argv[1].rsplit(":", 1)
     c = Client((host, int(port)), connect_timeout=5, timeout=5, default_noreply=False)
-    checks = 0
-
-    def check(cond, what):
-        nonlocal checks
-        checks += 1
-        if not cond:
-            raise AssertionError(what)
+    check = Checks()
 
     c.flush_all()
     check(c.set("alpha", b"one") is True, "set")
@@ -65,7 +60,7 @@ def main() -> int:
     c.flush_all()
     check(c.get("beta") is None, "flush_all")
     c.close()
-    print(f"pymemcache: {checks} passed, 0 failed")
+    print(f"pymemcache: {check.passed} passed, 0 failed")
     return 0
 
 

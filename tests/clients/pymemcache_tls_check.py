@@ -12,6 +12,7 @@ Exits non-zero with a message on the first wrong answer.
 import ssl
 import sys
 
+from checklist import Checks
 from pymemcache.client.base import Client
 
 
@@ -41,13 +42,7 @@ def main() -> int:
     addr, ca, cert, key = args
     mutual = "--mutual" in sys.argv[1:]
     host, port = addr.rsplit(":", 1)
-    checks = 0
-
-    def check(cond, what):
-        nonlocal checks
-        checks += 1
-        if not cond:
-            raise AssertionError(what)
+    check = Checks()
 
     ctx = ssl.create_default_context(cafile=ca)
     ctx.load_cert_chain(cert, key)
@@ -70,7 +65,7 @@ def main() -> int:
     if mutual:
         no_cert = ssl.create_default_context(cafile=ca)
         check(refused(host, port, no_cert), "a client without a certificate is refused")
-    print(f"pymemcache TLS: {checks} checks passed against {addr}")
+    print(f"pymemcache TLS: {check.passed} checks passed against {addr}")
     return 0
 
 

@@ -152,3 +152,41 @@ pub fn specs(addrs: &[SocketAddr]) -> Vec<ringcache_client::ring::NodeSpec> {
         })
         .collect()
 }
+
+/// A proxy config for tests: loopback listeners on free ports, `request_timeout_ms`, a 500 ms
+/// connect timeout, a node marked down after 2 failures, `replicas` copies; the rest default.
+pub fn proxy_config(request_timeout_ms: u64, replicas: usize) -> ringcache::proxy::ProxyConfig {
+    ringcache::proxy::ProxyConfig {
+        listen: "127.0.0.1:0".into(),
+        metrics_listen: Some("127.0.0.1:0".into()),
+        request_timeout_ms,
+        connect_timeout_ms: 500,
+        failure_limit: 2,
+        ring: ringcache_client::cluster_config::RingSettings {
+            replicas,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// A client that knows only `nodes` (no old ring, no rebalancing), to read where the ring puts
+/// the keys: has the data really moved. Generous timeouts: a node still connecting would count
+/// as down and its keys as misses.
+pub async fn fresh_client(
+    nodes: Vec<ringcache_client::ring::NodeSpec>,
+    replicas: usize,
+) -> ringcache_client::Client {
+    ringcache_client::Client::builder()
+        .node_specs(nodes)
+        .replicas(replicas)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .request_timeout(std::time::Duration::from_secs(5))
+        .rebalance(ringcache_client::RebalanceOptions {
+            enabled: false,
+            ..Default::default()
+        })
+        .build()
+        .await
+        .expect("fresh client")
+}

@@ -26,8 +26,10 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use ringcache_client::{Client, Error as ClientError};
 use tokio::time::Instant;
 
-use super::{join, ConnResult, DriverOptions, LoadResult, PrefillResult, Source, PREFILL_MAX};
-use crate::cpu;
+use super::{
+    join, measure, ConnResult, DriverOptions, Load, LoadResult, PrefillResult, Source, Tickets,
+    PREFILL_MAX,
+};
 use crate::error::{BenchError, Result};
 use crate::report::{self, Counts};
 use crate::workload::{Op, Workload};
@@ -203,17 +205,7 @@ fn count(c: &mut Counts, o: &Outcome) {
         c.failed += 1;
         return;
     }
-    c.ops += 1;
-    if o.is_get {
-        c.gets += 1;
-        c.get_keys += u64::from(o.keys);
-        c.hits += u64::from(o.hits);
-    } else {
-        c.sets += 1;
-    }
-    if o.error {
-        c.errors += 1;
-    }
+    c.answered(o.is_get, o.keys, o.hits, o.error);
 }
 
 /// What the load tasks of one run share.
@@ -226,20 +218,10 @@ struct Shared {
     end: Instant,
     /// In-flight ops still unanswered this long after `end` are counted as failed.
     drain: Duration,
-    requests: Option<u64>,
-    issued: AtomicU64,
+    tickets: Tickets,
     /// Completed ops, for the progress line.
     live_ops: AtomicU64,
     live_errors: AtomicU64,
-}
-
-impl Shared {
-    fn take_ticket(&self) -> bool {
-        match self.requests {
-            None => true,
-            Some(n) => self.issued.fetch_add(1, Ordering::Relaxed) < n,
-        }
-    }
 }
 
 /// One load task: keeps up to `pipeline` ops in flight until the deadline, then drains.
@@ -263,7 +245,7 @@ async fn task(shared: Arc<Shared>, mut source: Source) -> ConnResult {
                 break;
             }
             let measured = now >= shared.measure_start;
-            if measured && !shared.take_ticket() {
+            if measured && !shared.tickets.take() {
                 done = true;
                 break;
             }
@@ -358,27 +340,19 @@ fn shared(
         measure_start,
         end,
         drain,
-        requests,
-        issued: AtomicU64::new(0),
+        tickets: Tickets::new(requests),
         live_ops: AtomicU64::new(0),
         live_errors: AtomicU64::new(0),
     })
 }
 
 /// [`crate::driver::run_load`] for an embedded target.
-pub async fn run_load(
-    t: &EmbeddedTarget,
-    workload: &Arc<Workload>,
-    opts: &DriverOptions,
-    pids: &[u32],
-) -> Result<LoadResult> {
+pub(crate) async fn run_load(t: &EmbeddedTarget, load: Load<'_>) -> Result<LoadResult> {
+    let (workload, opts, pids) = (load.workload, load.opts, load.pids);
     if opts.rate.is_some() {
         return Err(BenchError::InvalidArg(
             "--rate (open loop) is not supported for embedded: targets".into(),
         ));
-    }
-    if !pids.is_empty() {
-        cpu::sample(pids)?;
     }
     let client = connect(t, opts).await?;
     let start = Instant::now();
@@ -401,38 +375,14 @@ pub async fn run_load(
     let prog = opts
         .progress
         .then(|| tokio::spawn(progress(Arc::clone(&sh), t.to_string(), start)));
-    tokio::time::sleep_until(measure_start).await;
-    let before = if pids.is_empty() {
-        None
-    } else {
-        Some(cpu::sample(pids)?)
-    };
-    let results = join(handles).await;
-    let measure_end = Instant::now();
-    if let Some(p) = prog {
-        p.abort();
-    }
-    let cpu_after = match &before {
-        Some(_) => Some(cpu::sample(pids)?),
-        None => None,
-    };
-    let results = results?;
-    let ops = results.iter().map(|r| r.counts.ops).sum();
-    let cpu = before
-        .zip(cpu_after)
-        .map(|(b, a)| cpu::CpuUsage::between(&b, &a, ops));
-    LoadResult::gather(results, measure_start, measure_end, cpu)
+    measure(handles, measure_start, pids, prog).await
 }
 
 /// [`crate::driver::prefill`] for an embedded target: every key set once, by
 /// `min(connections, keys)` tasks with at least 32 sets in flight each.
-pub async fn prefill(
-    t: &EmbeddedTarget,
-    workload: &Arc<Workload>,
-    opts: &DriverOptions,
-) -> Result<PrefillResult> {
-    let keys = workload.spec().keys;
-    let tasks = (opts.connections as u64).min(keys).max(1) as usize;
+pub(crate) async fn prefill(t: &EmbeddedTarget, load: Load<'_>) -> Result<PrefillResult> {
+    let (workload, opts) = (load.workload, load.opts);
+    let tasks = load.prefill_tasks();
     let client = connect(t, opts).await?;
     let start = Instant::now();
     let sh = shared(

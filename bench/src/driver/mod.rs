@@ -8,13 +8,14 @@
 pub mod embedded;
 pub mod tcp;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
-use crate::cpu::CpuUsage;
+use crate::cpu::{self, CpuSample, CpuUsage};
 use crate::error::{BenchError, Result};
 use crate::report::{self, Counts};
 use crate::workload::{Op, OpGen, Workload};
@@ -125,9 +126,18 @@ pub async fn run_load(
     pids: &[u32],
 ) -> Result<LoadResult> {
     opts.validate()?;
+    if !pids.is_empty() {
+        // Fail before loading the target if a pid is wrong.
+        cpu::sample(pids)?;
+    }
+    let load = Load {
+        workload,
+        opts,
+        pids,
+    };
     match embedded::parse(target) {
-        Some(t) => embedded::run_load(&t?, workload, opts, pids).await,
-        None => tcp::run_load(target, workload, opts, pids).await,
+        Some(t) => embedded::run_load(&t?, load).await,
+        None => tcp::run_load(target, load).await,
     }
 }
 
@@ -139,9 +149,33 @@ pub async fn prefill(
     opts: &DriverOptions,
 ) -> Result<PrefillResult> {
     opts.validate()?;
+    let load = Load {
+        workload,
+        opts,
+        pids: &[],
+    };
     match embedded::parse(target) {
-        Some(t) => embedded::prefill(&t?, workload, opts).await,
-        None => tcp::prefill(target, workload, opts).await,
+        Some(t) => embedded::prefill(&t?, load).await,
+        None => tcp::prefill(target, load).await,
+    }
+}
+
+/// A run as [`run_load`] and [`prefill`] hand it to the driver of the target's kind.
+#[derive(Clone, Copy)]
+pub(crate) struct Load<'a> {
+    pub(crate) workload: &'a Arc<Workload>,
+    pub(crate) opts: &'a DriverOptions,
+    /// The processes whose CPU time is read around the measured window.
+    pub(crate) pids: &'a [u32],
+}
+
+impl Load<'_> {
+    /// How many connections (or tasks) a prefill uses: one per `--connections`, but no more
+    /// than there are keys.
+    pub(crate) fn prefill_tasks(&self) -> usize {
+        (self.opts.connections as u64)
+            .min(self.workload.spec().keys)
+            .max(1) as usize
     }
 }
 
@@ -165,6 +199,39 @@ pub(crate) async fn join(
         Some(e) => Err(e),
         None => Ok(out),
     }
+}
+
+/// Measures a run whose load tasks are `handles`: waits for the end of the warm-up at
+/// `measure_start`, samples the CPU time of `pids` there and once the tasks are done, stops the
+/// progress line, and sums the tasks' results.
+pub(crate) async fn measure(
+    handles: Vec<tokio::task::JoinHandle<ConnResult>>,
+    measure_start: Instant,
+    pids: &[u32],
+    progress: Option<tokio::task::JoinHandle<()>>,
+) -> Result<LoadResult> {
+    tokio::time::sleep_until(measure_start).await;
+    let before = if pids.is_empty() {
+        None
+    } else {
+        cpu::sample(pids).ok()
+    };
+    let results = join(handles).await;
+    let measure_end = Instant::now();
+    if let Some(p) = progress {
+        p.abort();
+    }
+    let window = match before {
+        Some(b) => Some((b, cpu::sample(pids)?)),
+        None if pids.is_empty() => None,
+        None => {
+            return Err(BenchError::Proc {
+                pid: pids[0],
+                reason: "a process went away during the run".into(),
+            })
+        }
+    };
+    LoadResult::gather(results?, measure_start, measure_end, window)
 }
 
 /// Where a connection's ops come from.
@@ -223,6 +290,30 @@ pub(crate) struct ConnResult {
     pub(crate) first_error: Option<String>,
 }
 
+/// The `--requests` budget a run's tasks share: each op measured takes a ticket.
+#[derive(Debug)]
+pub(crate) struct Tickets {
+    limit: Option<u64>,
+    issued: AtomicU64,
+}
+
+impl Tickets {
+    pub(crate) fn new(limit: Option<u64>) -> Tickets {
+        Tickets {
+            limit,
+            issued: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes one ticket; false when they are used up (never without a limit).
+    pub(crate) fn take(&self) -> bool {
+        match self.limit {
+            None => true,
+            Some(n) => self.issued.fetch_add(1, Ordering::Relaxed) < n,
+        }
+    }
+}
+
 impl PrefillResult {
     /// Sums the prefill tasks' results; `start` is when the pass began.
     pub(crate) fn gather(results: Vec<ConnResult>, start: Instant) -> Result<PrefillResult> {
@@ -239,13 +330,16 @@ impl PrefillResult {
 }
 
 impl LoadResult {
-    /// Sums the tasks' results over the measured window.
+    /// Sums the tasks' results over the measured window; `window` is the CPU times of the
+    /// sampled processes at its start and end, when they were sampled.
     pub(crate) fn gather(
         results: Vec<ConnResult>,
         measure_start: Instant,
         measure_end: Instant,
-        cpu: Option<CpuUsage>,
+        window: Option<(CpuSample, CpuSample)>,
     ) -> Result<LoadResult> {
+        let ops = results.iter().map(|r| r.counts.ops).sum();
+        let cpu = window.map(|(b, a)| CpuUsage::between(&b, &a, ops));
         let mut counts = Counts::default();
         let mut warmup = Counts::default();
         for r in &results {

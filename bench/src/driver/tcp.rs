@@ -32,8 +32,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::{join, ConnResult, DriverOptions, LoadResult, PrefillResult, Source, PREFILL_MAX};
-use crate::cpu::{self, CpuUsage};
+use super::{
+    join, measure, ConnResult, Load, LoadResult, PrefillResult, Source, Tickets, PREFILL_MAX,
+};
 use crate::error::{BenchError, Result};
 use crate::report::{self, Counts};
 use crate::workload::{Op, Protocol, Workload};
@@ -95,16 +96,8 @@ async fn connect_all(
 }
 
 /// [`super::run_load`] for a TCP target.
-pub async fn run_load(
-    target: &str,
-    workload: &Arc<Workload>,
-    opts: &DriverOptions,
-    pids: &[u32],
-) -> Result<LoadResult> {
-    if !pids.is_empty() {
-        // Fail before loading the target if a pid is wrong.
-        cpu::sample(pids)?;
-    }
+pub(crate) async fn run_load(target: &str, load: Load<'_>) -> Result<LoadResult> {
+    let (workload, opts, pids) = (load.workload, load.opts, load.pids);
     let addr = resolve(target).await?;
     let streams = connect_all(target, addr, opts.connections, opts.timeout).await?;
     let start = Instant::now();
@@ -119,8 +112,7 @@ pub async fn run_load(
         start,
         measure_start,
         end: measure_start + opts.duration,
-        requests: opts.requests,
-        issued: AtomicU64::new(0),
+        tickets: Tickets::new(opts.requests),
         interval,
         timeout: opts.timeout,
         live: Live::default(),
@@ -141,42 +133,13 @@ pub async fn run_load(
     let progress = opts
         .progress
         .then(|| tokio::spawn(progress(Arc::clone(&shared), target.to_string())));
-
-    tokio::time::sleep_until(measure_start).await;
-    let before = if pids.is_empty() {
-        None
-    } else {
-        cpu::sample(pids).ok()
-    };
-    let results = join(handles).await;
-    let measure_end = Instant::now();
-    if let Some(p) = progress {
-        p.abort();
-    }
-    let window = match before {
-        Some(b) => Some((b, cpu::sample(pids)?)),
-        None if pids.is_empty() => None,
-        None => {
-            return Err(BenchError::Proc {
-                pid: pids[0],
-                reason: "a process went away during the run".into(),
-            })
-        }
-    };
-    let results = results?;
-    let ops = results.iter().map(|r| r.counts.ops).sum();
-    let cpu = window.map(|(b, a)| CpuUsage::between(&b, &a, ops));
-    LoadResult::gather(results, measure_start, measure_end, cpu)
+    measure(handles, measure_start, pids, progress).await
 }
 
 /// [`super::prefill`] for a TCP target.
-pub async fn prefill(
-    target: &str,
-    workload: &Arc<Workload>,
-    opts: &DriverOptions,
-) -> Result<PrefillResult> {
-    let keys = workload.spec().keys;
-    let conns = (opts.connections as u64).min(keys).max(1) as usize;
+pub(crate) async fn prefill(target: &str, load: Load<'_>) -> Result<PrefillResult> {
+    let (workload, opts) = (load.workload, load.opts);
+    let conns = load.prefill_tasks();
     let addr = resolve(target).await?;
     let streams = connect_all(target, addr, conns, opts.timeout).await?;
     let start = Instant::now();
@@ -187,8 +150,7 @@ pub async fn prefill(
         start,
         measure_start: start,
         end: start + PREFILL_MAX,
-        requests: None,
-        issued: AtomicU64::new(0),
+        tickets: Tickets::new(None),
         interval: None,
         timeout: opts.timeout,
         live: Live::default(),
@@ -236,22 +198,11 @@ struct Shared {
     measure_start: Instant,
     /// No op is sent at or after this instant.
     end: Instant,
-    requests: Option<u64>,
-    issued: AtomicU64,
+    tickets: Tickets,
     /// Open-loop spacing of one connection's ops.
     interval: Option<Duration>,
     timeout: Duration,
     live: Live,
-}
-
-impl Shared {
-    /// Takes one of the `--requests` tickets; false when they are used up.
-    fn take_ticket(&self) -> bool {
-        match self.requests {
-            None => true,
-            Some(n) => self.issued.fetch_add(1, Ordering::Relaxed) < n,
-        }
-    }
 }
 
 /// One op waiting for its reply (or replies: a meta multi-get is one `mg` per key).
@@ -443,7 +394,7 @@ impl Conn {
                 break;
             }
             let measured = start >= self.shared.measure_start;
-            if measured && !self.shared.take_ticket() {
+            if measured && !self.shared.tickets.take() {
                 self.done_sending = true;
                 break;
             }
@@ -569,18 +520,8 @@ impl Conn {
     fn complete(&mut self, p: Pending, now: Instant) {
         let us = now.saturating_duration_since(p.start).as_micros();
         let us = u64::try_from(us).unwrap_or(u64::MAX);
-        let c = self.bucket(p.measured);
-        c.ops += 1;
-        if p.is_get {
-            c.gets += 1;
-            c.get_keys += u64::from(p.keys);
-            c.hits += u64::from(p.hits);
-        } else {
-            c.sets += 1;
-        }
-        if p.error {
-            c.errors += 1;
-        }
+        self.bucket(p.measured)
+            .answered(p.is_get, p.keys, p.hits, p.error);
         if p.measured {
             self.hist.saturating_record(us);
         }

@@ -383,6 +383,16 @@ fn machine_meta(a: &ScenarioArgs, plan: &Plan, bins: [&Path; 3]) -> Meta {
     }
 }
 
+/// The binaries every part starts its servers from (memcached, nutcracker, ringcache) and the
+/// directory their files go to.
+#[derive(Clone, Copy)]
+struct Bins<'a> {
+    mc: &'a Path,
+    nc: &'a Path,
+    rc: &'a Path,
+    dir: &'a Path,
+}
+
 /// The servers of the matrix.
 struct Cluster {
     memcached: Proc,
@@ -466,28 +476,20 @@ pub fn load_args(
         argv.extend(["--target".into(), t.clone(), "--pids".into(), pids.clone()]);
     }
     let n = |v: &dyn ToString| v.to_string();
-    argv.extend([
-        "--connections".into(),
-        n(&load.connections),
-        "--pipeline".into(),
-        n(&load.pipeline),
-        "--value-size".into(),
-        n(&load.value_size),
-        "--multiget".into(),
-        n(&load.multiget),
-        "--ratio".into(),
-        "1:10".into(),
-        "--keys".into(),
-        n(&plan.keys),
-        "--duration".into(),
-        n(&plan.duration),
-        "--warmup".into(),
-        n(&plan.warmup),
-        "--rounds".into(),
-        n(&plan.rounds),
-        "--timeout".into(),
-        "5".into(),
-    ]);
+    for (flag, value) in [
+        ("--connections", n(&load.connections)),
+        ("--pipeline", n(&load.pipeline)),
+        ("--value-size", n(&load.value_size)),
+        ("--multiget", n(&load.multiget)),
+        ("--ratio", "1:10".into()),
+        ("--keys", n(&plan.keys)),
+        ("--duration", n(&plan.duration)),
+        ("--warmup", n(&plan.warmup)),
+        ("--rounds", n(&plan.rounds)),
+        ("--timeout", "5".into()),
+    ] {
+        argv.extend([flag.into(), value]);
+    }
     if prefill {
         argv.push("--prefill".into());
     }
@@ -511,11 +513,10 @@ struct Raw<'a> {
 async fn run_matrix(
     a: &ScenarioArgs,
     plan: &Plan,
-    bins: (&Path, &Path, &Path),
-    dir: &Path,
+    bins: &Bins<'_>,
     reports: &mut Vec<(String, BenchReport)>,
 ) -> Result<Vec<Row>> {
-    let cluster = Cluster::start(bins.0, bins.1, bins.2, dir)?;
+    let cluster = Cluster::start(bins.mc, bins.nc, bins.rc, bins.dir)?;
     let targets = cluster.targets();
     let mut rows = Vec::new();
     let mut filled_size = None;
@@ -560,12 +561,8 @@ async fn run_matrix(
     Ok(rows)
 }
 
-async fn run_memory(
-    plan: &Plan,
-    mc: &Path,
-    rc: &Path,
-    dir: &Path,
-) -> Result<Vec<memory::MemFigures>> {
+async fn run_memory(plan: &Plan, bins: &Bins<'_>) -> Result<Vec<memory::MemFigures>> {
+    let Bins { mc, rc, dir, .. } = *bins;
     // Room for a million 1000-byte items in either server: nothing is evicted.
     const LIMIT_MIB: u64 = 2048;
     let mut out = Vec::new();
@@ -602,12 +599,8 @@ async fn run_memory(
 
 /// The Zipf hit-ratio part: memcached and the node, each fresh, with a quarter of the working
 /// set as their memory limit, the same keys drawn for both.
-async fn run_hit_ratio(
-    plan: &Plan,
-    mc: &Path,
-    rc: &Path,
-    dir: &Path,
-) -> Result<Vec<hit_ratio::HitFigures>> {
+async fn run_hit_ratio(plan: &Plan, bins: &Bins<'_>) -> Result<Vec<hit_ratio::HitFigures>> {
+    let Bins { mc, rc, dir, .. } = *bins;
     let limit = hit_ratio::quarter_limit_mib(plan.hit_keys);
     let mut out = Vec::new();
     {
@@ -645,13 +638,8 @@ fn with_new_server(mut s: rebalance::Series, new: &Proc) -> rebalance::Series {
     s
 }
 
-async fn run_rebalance(
-    plan: &Plan,
-    mc: &Path,
-    nc: &Path,
-    rc: &Path,
-    dir: &Path,
-) -> Result<Vec<rebalance::Series>> {
+async fn run_rebalance(plan: &Plan, bins: &Bins<'_>) -> Result<Vec<rebalance::Series>> {
+    let Bins { mc, nc, rc, dir } = *bins;
     let total = Duration::from_secs_f64(plan.rebalance_secs);
     let change_at = total.mul_f64(1.0 / 3.0);
     let w = rebalance::workload(20_000)?;
@@ -733,6 +721,12 @@ async fn run_all(a: &ScenarioArgs) -> Result<Results> {
     let rc = ringcache_bin(a)?;
     let dir = TempDir::new()?;
     let meta = machine_meta(a, &plan, [&mc, &nc, &rc]);
+    let bins = Bins {
+        mc: &mc,
+        nc: &nc,
+        rc: &rc,
+        dir: dir.path(),
+    };
     let out_dir = a
         .out
         .clone()
@@ -751,24 +745,24 @@ async fn run_all(a: &ScenarioArgs) -> Result<Results> {
             .skipped
             .push("the throughput matrix (--skip matrix, or no load matched --load)".into());
     } else {
-        results.rows = run_matrix(a, &plan, (&mc, &nc, &rc), dir.path(), &mut reports).await?;
+        results.rows = run_matrix(a, &plan, &bins, &mut reports).await?;
     }
     if a.skips(Part::Memory) {
         results
             .skipped
             .push("memory per item (--skip memory)".into());
     } else {
-        results.memory = run_memory(&plan, &mc, &rc, dir.path()).await?;
+        results.memory = run_memory(&plan, &bins).await?;
     }
     if a.skips(Part::Rebalance) {
         results.skipped.push("rebalance (--skip rebalance)".into());
     } else {
-        results.rebalance = run_rebalance(&plan, &mc, &nc, &rc, dir.path()).await?;
+        results.rebalance = run_rebalance(&plan, &bins).await?;
     }
     if a.skips(Part::HitRatio) {
         results.skipped.push("hit ratio (--skip hit-ratio)".into());
     } else {
-        results.hit_ratio = run_hit_ratio(&plan, &mc, &rc, dir.path()).await?;
+        results.hit_ratio = run_hit_ratio(&plan, &bins).await?;
     }
     let hits = match (
         results.hit_ratio.iter().find(|h| h.server == "node-zipf"),

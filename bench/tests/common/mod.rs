@@ -31,6 +31,11 @@ pub fn stats(addr: &str) -> HashMap<String, u64> {
     testkit::stats(addr).unwrap_or_else(|e| panic!("stats: {e}"))
 }
 
+/// The words of `line`, a command line's options written as one string.
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 /// `ringcache-bench --target TARGET --quiet <base> <extra>`, parsed.
 pub fn bench_args(target: &str, base: &[&str], extra: &[&str]) -> ringcache_bench::Args {
     use clap::Parser;

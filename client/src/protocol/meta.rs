@@ -504,6 +504,18 @@ pub enum MetaStatus {
 }
 
 impl MetaStatus {
+    /// Every status, in declaration order.
+    pub const ALL: [MetaStatus; 8] = [
+        MetaStatus::Va,
+        MetaStatus::Hd,
+        MetaStatus::En,
+        MetaStatus::Nf,
+        MetaStatus::Ns,
+        MetaStatus::Ex,
+        MetaStatus::Mn,
+        MetaStatus::Me,
+    ];
+
     /// The two-letter code.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -518,18 +530,10 @@ impl MetaStatus {
         }
     }
 
-    /// The status for a two-letter code, if it is one.
+    /// The status for a two-letter code, if it is one: [`as_str`](Self::as_str) read backwards.
     pub(super) fn from_code(code: &[u8]) -> Option<MetaStatus> {
-        Some(match code {
-            b"VA" => MetaStatus::Va,
-            b"HD" => MetaStatus::Hd,
-            b"EN" => MetaStatus::En,
-            b"NF" => MetaStatus::Nf,
-            b"NS" => MetaStatus::Ns,
-            b"EX" => MetaStatus::Ex,
-            b"MN" => MetaStatus::Mn,
-            b"ME" => MetaStatus::Me,
-            _ => return None,
-        })
+        MetaStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str().as_bytes() == code)
     }
 }

@@ -178,6 +178,20 @@ impl Request {
                 buf.put_slice(b" noreply");
             }
         }
+        /// The verb, then its optional argument after a space.
+        fn verb_and_arg(buf: &mut BytesMut, verb: &[u8], arg: &Option<Bytes>) {
+            buf.put_slice(verb);
+            if let Some(a) = arg {
+                buf.put_u8(b' ');
+                buf.put_slice(a);
+            }
+        }
+        /// `verb <number>[ noreply]` (verbosity, cache_memlimit, slabs automove).
+        fn verb_number(buf: &mut BytesMut, verb: &[u8], n: u64, nr: bool) {
+            buf.put_slice(verb);
+            put_u64(buf, n);
+            noreply(buf, nr);
+        }
         match self {
             Request::Get { cmd, exptime, keys } => {
                 buf.put_slice(cmd.as_str().as_bytes());
@@ -256,37 +270,17 @@ impl Request {
             }
             Request::Version => buf.put_slice(b"version"),
             Request::Verbosity { level, noreply: nr } => {
-                buf.put_slice(b"verbosity ");
-                put_u64(buf, u64::from(*level));
-                noreply(buf, *nr);
+                verb_number(buf, b"verbosity ", u64::from(*level), *nr)
             }
-            Request::Stats { group } => {
-                buf.put_slice(b"stats");
-                if let Some(g) = group {
-                    buf.put_u8(b' ');
-                    buf.put_slice(g);
-                }
-            }
+            Request::Stats { group } => verb_and_arg(buf, b"stats", group),
             Request::Quit => buf.put_slice(b"quit"),
-            Request::Shutdown { arg } => {
-                buf.put_slice(b"shutdown");
-                if let Some(a) = arg {
-                    buf.put_u8(b' ');
-                    buf.put_slice(a);
-                }
-            }
+            Request::Shutdown { arg } => verb_and_arg(buf, b"shutdown", arg),
             Request::CacheMemlimit {
                 megabytes,
                 noreply: nr,
-            } => {
-                buf.put_slice(b"cache_memlimit ");
-                put_u64(buf, u64::from(*megabytes));
-                noreply(buf, *nr);
-            }
+            } => verb_number(buf, b"cache_memlimit ", u64::from(*megabytes), *nr),
             Request::SlabsAutomove { level, noreply: nr } => {
-                buf.put_slice(b"slabs automove ");
-                put_u64(buf, u64::from(*level));
-                noreply(buf, *nr);
+                verb_number(buf, b"slabs automove ", u64::from(*level), *nr)
             }
             Request::Metadump { arg } => {
                 buf.put_slice(b"lru_crawler metadump ");

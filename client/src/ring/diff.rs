@@ -99,6 +99,20 @@ fn arc_width(start: u64, end: u64, space: u128) -> u128 {
     }
 }
 
+/// The arcs between sorted, distinct `bounds`: `(start, end, width)` of each `(start, end]`,
+/// the wrapping one (from the last boundary through the top of the space) first.
+fn arcs_between(bounds: &[u64], space: u128) -> impl Iterator<Item = (u64, u64, u128)> + '_ {
+    let last = bounds.last().copied();
+    bounds.iter().enumerate().map(move |(j, &end)| {
+        let start = if j == 0 {
+            last.unwrap_or(end)
+        } else {
+            bounds[j - 1]
+        };
+        (start, end, arc_width(start, end, space))
+    })
+}
+
 /// The nodes of both rings, matched by address.
 struct Members {
     names: Vec<String>,
@@ -174,21 +188,29 @@ fn same_set(a: &[usize], b: &[usize]) -> bool {
 /// (with `new_replicas`). Replica counts are clamped to each ring's node count, as lookups do.
 pub fn diff(old: &Ring, old_replicas: usize, new: &Ring, new_replicas: usize) -> RingDiff {
     let members = Members::of(old, new);
+    let (a, b) = (Side::new(old, old_replicas), Side::new(new, new_replicas));
     if old.kind() == new.kind() {
-        diff_arcs(old, old_replicas, new, new_replicas, &members)
+        diff_arcs(a, b, &members)
     } else {
-        diff_independent(old, old_replicas, new, new_replicas, &members)
+        diff_independent(a, b, &members)
     }
 }
 
-fn diff_arcs(
-    old: &Ring,
-    old_replicas: usize,
-    new: &Ring,
-    new_replicas: usize,
-    members: &Members,
-) -> RingDiff {
-    let space = new.space();
+/// One ring of a diff and the replica count it is read with: they always go together.
+#[derive(Clone, Copy)]
+struct Side<'a> {
+    ring: &'a Ring,
+    replicas: usize,
+}
+
+impl<'a> Side<'a> {
+    fn new(ring: &'a Ring, replicas: usize) -> Side<'a> {
+        Side { ring, replicas }
+    }
+}
+
+fn diff_arcs(old: Side, new: Side, members: &Members) -> RingDiff {
+    let space = new.ring.space();
     let count = members.addrs.len();
     let (mut before, mut after) = (vec![0u128; count], vec![0u128; count]);
     let (mut p_before, mut p_after) = (vec![0u128; count], vec![0u128; count]);
@@ -196,22 +218,20 @@ fn diff_arcs(
     let (mut moved, mut primary_moved) = (0u128, 0u128);
     let mut arcs: Vec<MovedArc> = Vec::new();
 
-    let mut bounds: Vec<u64> = old.points().chain(new.points()).map(|(p, _)| p).collect();
+    let mut bounds: Vec<u64> = old
+        .ring
+        .points()
+        .chain(new.ring.points())
+        .map(|(p, _)| p)
+        .collect();
     bounds.sort_unstable();
     bounds.dedup();
     let (mut lo, mut ln) = (
-        Lookup::new(old, old_replicas),
-        Lookup::new(new, new_replicas),
+        Lookup::new(old.ring, old.replicas),
+        Lookup::new(new.ring, new.replicas),
     );
     let (mut o, mut n) = (Vec::new(), Vec::new());
-    for (j, &end) in bounds.iter().enumerate() {
-        // The first arc is the wrapping one, from the last boundary through the top of the space.
-        let start = if j == 0 {
-            bounds[bounds.len() - 1]
-        } else {
-            bounds[j - 1]
-        };
-        let width = arc_width(start, end, space);
+    for (start, end, width) in arcs_between(&bounds, space) {
         let (old_local, new_local) = (lo.at(end), ln.at(end));
         o.clear();
         o.extend(old_local.iter().map(|&i| members.old[i]));
@@ -313,13 +333,7 @@ impl Profile {
             p.sets.insert(Vec::new(), space);
         }
         let mut look = Lookup::new(ring, replicas);
-        for (j, &end) in bounds.iter().enumerate() {
-            let start = if j == 0 {
-                bounds[bounds.len() - 1]
-            } else {
-                bounds[j - 1]
-            };
-            let width = arc_width(start, end, space);
+        for (_, end, width) in arcs_between(&bounds, space) {
             let mut set: Vec<usize> = look.at(end).iter().map(|&i| ids[i]).collect();
             if let Some(&u) = set.first() {
                 p.primary[u] += width;
@@ -338,16 +352,10 @@ impl Profile {
     }
 }
 
-fn diff_independent(
-    old: &Ring,
-    old_replicas: usize,
-    new: &Ring,
-    new_replicas: usize,
-    members: &Members,
-) -> RingDiff {
+fn diff_independent(old: Side, new: Side, members: &Members) -> RingDiff {
     let count = members.addrs.len();
-    let a = Profile::of(old, old_replicas, &members.old, count);
-    let b = Profile::of(new, new_replicas, &members.new, count);
+    let a = Profile::of(old.ring, old.replicas, &members.old, count);
+    let b = Profile::of(new.ring, new.replicas, &members.new, count);
     let same_sets: f64 = a
         .sets
         .iter()
@@ -355,7 +363,7 @@ fn diff_independent(
         .sum();
     // Two empty rings agree that no key has a primary.
     let none = |r: &Ring| if r.is_empty() { 1.0 } else { 0.0 };
-    let same_primary: f64 = none(old) * none(new)
+    let same_primary: f64 = none(old.ring) * none(new.ring)
         + (0..count)
             .map(|u| a.share(a.primary[u]) * b.share(b.primary[u]))
             .sum::<f64>();
@@ -376,7 +384,7 @@ fn diff_independent(
         .collect();
     RingDiff {
         same_hash: false,
-        space: new.space(),
+        space: new.ring.space(),
         moved: 1.0 - same_sets,
         primary_moved: 1.0 - same_primary,
         copies_moved: nodes.iter().map(|n| n.gained).sum(),
