@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use ringcache::proxy::{self, reload, ProxyConfig, ProxyHandle};
 use ringcache_client::cluster_config::RebalanceSettings;
 use ringcache_client::ring::NodeSpec;
-use ringcache_client::{Client, Phase, Router};
+use ringcache_client::{Phase, Router};
 use support::{fresh_client, proxy_config, spawn_memcached, spawn_node, Server};
 use testkit::aio::{metrics_page, set_request, Raw};
 use testkit::run;
