@@ -10,6 +10,8 @@
 # ringcache-bench (RINGCACHE / RCBENCH override their paths); KEEP=FILE keeps the measured run's
 # callgrind output for callgrind_annotate. Prints one line:
 #   <proxy> c<C> p<P> mget<M>: <instructions per request> Ir/request (<N> requests)
+# With COUNT=syscalls the proxy runs under `strace -f -c` instead, and the line gives system
+# calls per request (the same subtraction of a one-request run).
 set -euo pipefail
 kind=$1 conns=$2 pipe=$3 mget=$4 n=${5:-20000}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -36,23 +38,42 @@ run() {
     conf=$dir/proxy.toml
     { echo "listen = \"127.0.0.1:$port\""; echo "[ring]"; echo "replicas = 1"
       for m in "${mc[@]}"; do printf '[[nodes]]\naddr = "127.0.0.1:%s"\n' "$m"; done; } > "$conf"
-    valgrind --tool=callgrind --callgrind-out-file="$out" "$rc" proxy --config "$conf" >/dev/null 2>&1 &
+    $wrap "$out" "$rc" proxy --config "$conf" >/dev/null 2>&1 &
   else
     conf=$dir/nut.yml
     { echo "p:"; echo "  listen: 127.0.0.1:$port"; echo "  hash: md5"; echo "  distribution: ketama"
       echo "  timeout: 1000"; echo "  preconnect: true"; echo "  server_connections: 2"; echo "  servers:"
       for m in "${mc[@]}"; do echo "    - 127.0.0.1:$m:1"; done; } > "$conf"
-    valgrind --tool=callgrind --callgrind-out-file="$out" nutcracker -c "$conf" >/dev/null 2>&1 &
+    $wrap "$out" nutcracker -c "$conf" >/dev/null 2>&1 &
   fi
   local vg=$!
   wait_port "$port"
   "$bench" --target "127.0.0.1:$port" --connections "$conns" --pipeline "$pipe" \
     --multiget "$mget" --requests "$reqs" --keys 1000 --value-size 100 --prefill --duration 120 \
     >/dev/null 2>&1
-  kill -INT "$vg"; wait "$vg" 2>/dev/null || true
-  awk '/^(summary|totals):/ {print $2; exit}' "$out"
+  # strace, started in the background of a script, ignores SIGINT: stop the proxy under it.
+  if [ "$count" = syscalls ]; then pkill -INT -P "$vg"; else kill -INT "$vg"; fi
+  wait "$vg" 2>/dev/null || true
+  if [ "$count" = syscalls ]; then
+    # strace -c's last line: "100.00 <seconds> <usecs/call> <calls> [<errors>] total".
+    awk '$NF == "total" {print $4}' "$out"
+  else
+    awk '/^(summary|totals):/ {print $2; exit}' "$out"
+  fi
 }
+callgrind() { exec valgrind --tool=callgrind --callgrind-out-file="$1" "${@:2}"; }
+syscalls() { exec strace -f -c -o "$1" "${@:2}"; }
+count=${COUNT:-instructions}
+case $count in
+  instructions) wrap=callgrind unit=Ir ;;
+  syscalls) wrap=syscalls unit=syscalls ;;
+  *) echo "COUNT must be instructions or syscalls" >&2; exit 2 ;;
+esac
 base=$(run 1)
 full=$(run "$n")
 if [ -n "${KEEP:-}" ]; then cp "$dir/cg.$n.out" "$KEEP"; fi
-echo "$kind c$conns p$pipe mget$mget: $(( (full - base) / n )) Ir/request ($n requests)"
+if [ "$count" = syscalls ]; then
+  echo "$kind c$conns p$pipe mget$mget: $(python3 -c "print(f'{($full - $base) / $n:.3f}')") syscalls/request ($n requests)"
+else
+  echo "$kind c$conns p$pipe mget$mget: $(( (full - base) / n )) $unit/request ($n requests)"
+fi
