@@ -296,24 +296,27 @@ impl Connection {
         timeout: Duration,
     ) -> impl Future<Output = Result<Response, Error>> + Send + 'a {
         let deadline = Instant::now() + timeout;
+        // The slot is held by its `ReplyFuture` from the moment it is taken: a future dropped
+        // before it is first polled still abandons its slot, so the reply is discarded and
+        // the cell comes back.
         let first = match self.try_queue(Outgoing::Request(req), deadline) {
-            Ok(Some(queued)) => Ok(Ok(queued)),
+            Ok(Some((cell, own_timer))) => Ok(Ok((self.reply_for(cell), own_timer))),
             Ok(None) => Ok(Err(Encoded::of(req))),
             Err(e) => Err(e),
         };
         // The rare waits (for room, on a timer of its own) are boxed, so the common future is
         // a few words: every future above it in the engine and the proxy holds it.
         async move {
-            let (cell, own_timer) = match first {
+            let (reply, own_timer) = match first {
                 Ok(Ok(queued)) => queued,
-                Ok(Err(encoded)) => Box::pin(self.queue_when_room(encoded, deadline)).await?,
+                Ok(Err(encoded)) => {
+                    let (cell, own_timer) =
+                        Box::pin(self.queue_when_room(encoded, deadline)).await?;
+                    (self.reply_for(cell), own_timer)
+                }
                 Err(e) => return Err(e),
             };
             let shared = self.shared();
-            let reply = ReplyFuture {
-                shared,
-                cell: Some(cell),
-            };
             if own_timer {
                 match Box::pin(tokio::time::timeout_at(deadline, reply)).await {
                     Ok(r) => r,
@@ -322,6 +325,14 @@ impl Connection {
             } else {
                 reply.await
             }
+        }
+    }
+
+    /// The wait for the reply in slot `cell`.
+    fn reply_for(&self, cell: usize) -> ReplyFuture<'_> {
+        ReplyFuture {
+            shared: self.shared(),
+            cell: Some(cell),
         }
     }
 
@@ -823,6 +834,55 @@ mod tests {
             }
         });
         addr
+    }
+
+    /// A server that answers every line with `VERSION 1.6.0`, as memcached answers `version`.
+    async fn version_server() -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut b = vec![0; 4096];
+                    while let Ok(n) = s.read(&mut b).await {
+                        if n == 0 {
+                            return;
+                        }
+                        let lines = b[..n].iter().filter(|&&c| c == b'\n').count();
+                        let reply = b"VERSION 1.6.0\r\n".repeat(lines);
+                        if s.write_all(&reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// A request's bytes and slot are taken when it is sent, before its future is polled; a
+    /// future dropped unpolled must still give its slot back, and its reply must not reach
+    /// the next caller.
+    #[tokio::test]
+    async fn a_request_dropped_before_it_is_polled_gives_its_slot_back() {
+        let conn = Connection::connect(&version_server().await, ConnectOptions::default())
+            .await
+            .unwrap();
+        let timeout = Duration::from_secs(2);
+        for _ in 0..3 {
+            drop(conn.request_checked(&Request::Version, timeout));
+        }
+        for _ in 0..3 {
+            let r = conn.request(Request::Version, timeout).await.unwrap();
+            assert_eq!(r, Response::Version(bytes::Bytes::from_static(b"1.6.0")));
+        }
+        // The three abandoned replies came first (FIFO) and were discarded.
+        let st = conn.shared().lock();
+        assert!(st.queued.is_empty(), "no request left waiting");
+        assert!(
+            st.cells.iter().all(|c| matches!(c, Cell::Free)),
+            "every slot is free again"
+        );
     }
 
     /// Unwritten requests are bounded in bytes, not only in count: 64 sets of 512 KiB behind a
