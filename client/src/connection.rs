@@ -300,21 +300,21 @@ impl Connection {
         // before it is first polled still abandons its slot, so the reply is discarded and
         // the cell comes back.
         let first = match self.try_queue(Outgoing::Request(req), deadline) {
-            Ok(Some((cell, own_timer))) => Ok(Ok((self.reply_for(cell), own_timer))),
-            Ok(None) => Ok(Err(Encoded::of(req))),
-            Err(e) => Err(e),
+            Ok(Some((cell, own_timer))) => Sent::Queued(self.reply_for(cell), own_timer),
+            Ok(None) => Sent::Full(Encoded::of(req)),
+            Err(e) => Sent::Refused(e),
         };
         // The rare waits (for room, on a timer of its own) are boxed, so the common future is
         // a few words: every future above it in the engine and the proxy holds it.
         async move {
             let (reply, own_timer) = match first {
-                Ok(Ok(queued)) => queued,
-                Ok(Err(encoded)) => {
+                Sent::Queued(reply, own_timer) => (reply, own_timer),
+                Sent::Full(encoded) => {
                     let (cell, own_timer) =
                         Box::pin(self.queue_when_room(encoded, deadline)).await?;
                     (self.reply_for(cell), own_timer)
                 }
-                Err(e) => return Err(e),
+                Sent::Refused(e) => return Err(e),
             };
             let shared = self.shared();
             if own_timer {
@@ -402,6 +402,14 @@ impl Connection {
             }
         }
     }
+}
+
+/// What became of a request when it was sent: queued with its slot (and whether it needs a
+/// timer of its own), kept as bytes until the full queue has room, or refused (connection down).
+enum Sent<'a> {
+    Queued(ReplyFuture<'a>, bool),
+    Full(Encoded),
+    Refused(Error),
 }
 
 /// What goes into the output buffer: a request, or the bytes kept of one that waited for room.
@@ -808,19 +816,29 @@ mod tests {
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
-    /// A server that reads every request and never answers.
-    async fn silent_server() -> String {
+    /// A server that reads every request and answers each read with `reply(bytes read)`.
+    async fn reading_server(reply: fn(&[u8]) -> Vec<u8>) -> String {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap().to_string();
         tokio::spawn(async move {
             while let Ok((mut s, _)) = l.accept().await {
                 tokio::spawn(async move {
                     let mut b = vec![0; 4096];
-                    while s.read(&mut b).await.is_ok_and(|n| n > 0) {}
+                    while let Ok(n) = s.read(&mut b).await {
+                        let out = reply(&b[..n]);
+                        if n == 0 || (!out.is_empty() && s.write_all(&out).await.is_err()) {
+                            return;
+                        }
+                    }
                 });
             }
         });
         addr
+    }
+
+    /// A server that reads every request and never answers.
+    async fn silent_server() -> String {
+        reading_server(|_| Vec::new()).await
     }
 
     /// A server that accepts and never reads: its socket buffers fill, then nothing moves.
@@ -838,26 +856,11 @@ mod tests {
 
     /// A server that answers every line with `VERSION 1.6.0`, as memcached answers `version`.
     async fn version_server() -> String {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                tokio::spawn(async move {
-                    let mut b = vec![0; 4096];
-                    while let Ok(n) = s.read(&mut b).await {
-                        if n == 0 {
-                            return;
-                        }
-                        let lines = b[..n].iter().filter(|&&c| c == b'\n').count();
-                        let reply = b"VERSION 1.6.0\r\n".repeat(lines);
-                        if s.write_all(&reply).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        addr
+        reading_server(|read| {
+            let lines = read.iter().filter(|&&c| c == b'\n').count();
+            b"VERSION 1.6.0\r\n".repeat(lines)
+        })
+        .await
     }
 
     /// A request's bytes and slot are taken when it is sent, before its future is polled; a
