@@ -48,7 +48,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::error::Error;
 use crate::protocol::{Expect, ReplyLimits, Request, Response};
-use crate::transport::Connector;
+use crate::transport::{Connector, Stream};
 
 /// How a connection connects, queues and reconnects.
 #[derive(Debug, Clone)]
@@ -545,10 +545,7 @@ enum Ended {
 
 /// Serves one socket until it fails or its reply stream is in doubt, then fails every request
 /// still waiting on it.
-async fn serve<S>(mut stream: S, shared: &Arc<Shared>, opts: &ConnectOptions) -> Ended
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn serve(mut stream: Stream, shared: &Arc<Shared>, opts: &ConnectOptions) -> Ended {
     let mut io = Io {
         shared,
         max_item_size: opts.max_item_size,
@@ -565,9 +562,19 @@ where
     };
     let (ended, failure) = std::future::poll_fn(|cx| io.poll(cx, &mut stream)).await;
     tracing::debug!(addr = %shared.addr, "socket ended: {failure}");
+    // Requests written (or partly written) and not answered: their bytes may still sit in the
+    // kernel's send queue. A reset drops them; a FIN would have them retransmitted whenever
+    // the server is reachable again, long after their callers were told they failed and the
+    // keys were hinted and repaired (see `Stream::abort`).
+    let unanswered = !io.waiting.is_empty();
     io.fail_all();
-    // A polite end for the server; it may keep the socket open, so not for long.
-    let _ = tokio::time::timeout(Duration::from_millis(100), stream.shutdown()).await;
+    drop(io);
+    if unanswered {
+        stream.abort();
+    } else {
+        // A polite end for the server; it may keep the socket open, so not for long.
+        let _ = tokio::time::timeout(Duration::from_millis(100), stream.shutdown()).await;
+    }
     ended
 }
 
@@ -983,5 +990,39 @@ mod tests {
         let first = first.await.unwrap();
         assert!(matches!(first, Err(Error::Timeout(_))), "{first:?}");
         conn.wait_connected(Duration::from_secs(10)).await.unwrap();
+    }
+
+    /// A socket closed with a request unanswered is reset, not ended with a FIN: a FIN would
+    /// leave the request's unacknowledged bytes to be retransmitted whenever the server is
+    /// reachable again (docs/cluster.md, "Writes that time out"). The server sees the reset
+    /// as its read failing, where an orderly close reads as the end of the stream.
+    #[tokio::test]
+    async fn a_socket_closed_with_a_request_unanswered_is_reset() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let mut b = vec![0; 4096];
+            // The request, then whatever ends the stream.
+            let first = s.read(&mut b).await.map(|n| b[..n].to_vec());
+            let end = s.read(&mut b).await;
+            let _ = tx.send((first, end.map_err(|e| e.kind())));
+        });
+        let conn = Connection::connect(&addr, ConnectOptions::default())
+            .await
+            .unwrap();
+        let r = conn
+            .request(Request::Version, Duration::from_millis(100))
+            .await;
+        assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
+        let (first, end) = tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .expect("the server saw the socket end")
+            .unwrap();
+        assert_eq!(first.unwrap(), b"version\r\n");
+        assert_eq!(end, Err(std::io::ErrorKind::ConnectionReset));
     }
 }

@@ -33,6 +33,25 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// The TCP socket under either kind.
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
+    }
+
+    /// Closes with a reset (`SO_LINGER` 0) instead of a FIN: the kernel discards whatever is
+    /// still unsent or unacknowledged instead of retransmitting it after the socket is gone.
+    /// A request that timed out on a cut link would otherwise reach the server whenever the
+    /// link returns, minutes later if TCP's backoff says so, and a write could then land
+    /// after the key's repair (docs/cluster.md, "Writes that time out").
+    pub fn abort(self) {
+        if let Err(e) = self.tcp().set_zero_linger() {
+            tracing::debug!("SO_LINGER 0 refused: {e}");
+        }
+    }
+
     fn io(self: Pin<&mut Self>) -> Pin<&mut (dyn AsyncReadWrite + Send)> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s),
