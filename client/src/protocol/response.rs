@@ -292,9 +292,14 @@ fn bad(what: &str) -> Error {
 
 /// `VALUE <key> <flags> <bytes> [<cas>]` + data, repeated, then `END`.
 fn parse_values(buf: &mut BytesMut, limits: &ReplyLimits) -> Result<Option<Response>, Error> {
-    // First pass: check that the whole reply has arrived and where each piece is.
+    // First pass: check that the whole reply has arrived and where each piece is. The places
+    // of the first few items are kept on the stack, the rest in a list: most replies hold one
+    // item (every single-key get) or a few (a multi-get's share of one node), and a list for
+    // them would be an allocation per reply on top of the values' own.
     let mut pos = 0;
-    let mut spans = Vec::new();
+    let mut inline = [Span::default(); INLINE_SPANS];
+    let mut more: Vec<Span> = Vec::new();
+    let mut items = 0;
     loop {
         let Some(nl) = find_line(buf, pos, limits.max_line)? else {
             return Ok(None);
@@ -304,7 +309,7 @@ fn parse_values(buf: &mut BytesMut, limits: &ReplyLimits) -> Result<Option<Respo
             pos = nl + 1;
             break;
         }
-        if spans.len() >= limits.max_items {
+        if items >= limits.max_items {
             return Err(bad("more items than keys asked"));
         }
         let mut parts = line.split(|&b| b == b' ');
@@ -335,26 +340,46 @@ fn parse_values(buf: &mut BytesMut, limits: &ReplyLimits) -> Result<Option<Respo
         if &buf[data_end..data_end + 2] != b"\r\n" {
             return Err(bad("data block not terminated"));
         }
-        spans.push((
-            key_start..key_start + key.len(),
+        let span = Span {
+            key: (key_start, key_start + key.len()),
             flags,
             cas,
-            data_start..data_end,
-        ));
+            data: (data_start, data_end),
+        };
+        match inline.get_mut(items) {
+            Some(slot) => *slot = span,
+            None => more.push(span),
+        }
+        items += 1;
         pos = data_end + 2;
     }
     let frame = buf.split_to(pos).freeze();
-    Ok(Some(Response::Values(
-        spans
-            .into_iter()
-            .map(|(k, flags, cas, d)| Value {
-                key: frame.slice(k),
-                flags,
-                cas,
-                data: frame.slice(d),
-            })
-            .collect(),
-    )))
+    let mut values = Vec::with_capacity(items);
+    values.extend(
+        inline[..items.min(INLINE_SPANS)]
+            .iter()
+            .chain(&more)
+            .map(|s| Value {
+                key: frame.slice(s.key.0..s.key.1),
+                flags: s.flags,
+                cas: s.cas,
+                data: frame.slice(s.data.0..s.data.1),
+            }),
+    );
+    Ok(Some(Response::Values(values)))
+}
+
+/// Items of a `VALUE` reply whose places [`parse_values`] keeps on the stack.
+const INLINE_SPANS: usize = 8;
+
+/// Where one item of a `VALUE` reply lies in the buffer: its key and data (start, end), with
+/// its flags and cas.
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    key: (usize, usize),
+    flags: u32,
+    cas: Option<u64>,
+    data: (usize, usize),
 }
 
 /// `STAT` lines or metadump lines, then `END`.
