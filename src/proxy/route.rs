@@ -10,7 +10,7 @@ use ringcache_client::error::Refused;
 use ringcache_client::protocol::{
     Fault, MetaCmd, MetaRequest, MetaStatus, Request, Response, StoreCmd, Value,
 };
-use ringcache_client::router::Slot;
+use ringcache_client::router::{Single, Slot};
 use ringcache_client::{Ack, Error as ClientError};
 
 use super::Proxy;
@@ -45,6 +45,45 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
     let router = proxy.router();
     let noreply = req.noreply();
     let reply = match req {
+        // A get of one key, the commonest request: the request itself is what the node is
+        // sent, and the node's list of values is the reply, so none is built here.
+        Request::Get {
+            cmd,
+            exptime,
+            ref keys,
+        } if keys.len() == 1 => {
+            let stats = &proxy.stats;
+            let found = router.get_single(&req).await;
+            if matches!(found, Single::Failed) {
+                proxy.multiget_failures.inc();
+                return (!noreply)
+                    .then(|| Response::ServerError(Bytes::from_static(b"backend unavailable")));
+            }
+            if exptime.is_some() {
+                bump!(stats, cmd_touch);
+            } else {
+                bump!(stats, cmd_get);
+            }
+            match found {
+                Single::Hit(mut values) => {
+                    if exptime.is_some() {
+                        bump!(stats, touch_hits);
+                    } else {
+                        bump!(stats, get_hits);
+                    }
+                    if !cmd.returns_cas() {
+                        for v in &mut values {
+                            v.cas = None;
+                        }
+                    }
+                    Response::Values(values)
+                }
+                _ => {
+                    bump!(stats, get_misses);
+                    Response::Values(Vec::new())
+                }
+            }
+        }
         Request::Get { cmd, exptime, keys } => {
             let slots = router.get_values(cmd, exptime, &keys).await;
             // A get of one key that no replica could answer is an error, as the embedded

@@ -531,6 +531,17 @@ impl Router {
         node: &'a Arc<NodeEntry>,
         req: Request,
     ) -> impl Future<Output = Result<Response, Error>> + Send + 'a {
+        self.send_ref(node, &req)
+    }
+
+    /// [`Router::send`] for a request the caller keeps: it is encoded when this is called, so
+    /// the future returned does not borrow it, and a request already held (a proxied get, as
+    /// its client sent it) goes out without a copy being built.
+    pub(crate) fn send_ref<'a>(
+        &'a self,
+        node: &'a Arc<NodeEntry>,
+        req: &Request,
+    ) -> impl Future<Output = Result<Response, Error>> + Send + 'a {
         // A request that cannot be written safely is refused before a byte goes out; that
         // says nothing about the node's health.
         let checked = req.check_wire();
@@ -545,9 +556,8 @@ impl Router {
         let sent = checked.map(|()| {
             node.metrics.requests.increment(1);
             node.conn()
-                .request_checked(&req, self.inner.live.request_timeout())
+                .request_checked(req, self.inner.live.request_timeout())
         });
-        drop(req);
         async move {
             let sent = match sent {
                 Ok(sent) => sent,
@@ -696,12 +706,52 @@ impl Router {
         let topo = self.topology();
         if let [key] = keys {
             if topo.past.is_empty() {
-                return vec![self.get_one(&topo, cmd, exptime, key).await];
+                let get = Request::Get {
+                    cmd,
+                    exptime,
+                    keys: vec![key.clone()],
+                };
+                let slot = match self.get_one(&topo, &get, key).await {
+                    Single::Hit(mut values) => values.pop().map_or(Slot::Miss, Slot::Hit),
+                    Single::Miss => Slot::Miss,
+                    Single::Failed => Slot::Failed,
+                };
+                return vec![slot];
             }
         }
         // Boxed: the per-node fan-out's state is several times a single get's, and every
         // future awaiting this one (a proxy request's) would otherwise be that big too.
         Box::pin(self.get_spread(topo, cmd, exptime, keys)).await
+    }
+
+    /// [`Router::get_values`] for a get of one key that the caller already holds as a request
+    /// (the proxy: as its client sent it). That request is what the owners are sent, and a hit
+    /// comes back in the node's reply's own list, so a caller answering with a list (the proxy's
+    /// `VALUE … END`) builds none: the key list, the slot list and the value list a
+    /// [`Router::get_values`] of one key allocates are not paid per request.
+    ///
+    /// `get` must be a [`Request::Get`] of exactly one key; any other request is not sent and
+    /// gets [`Single::Failed`].
+    pub async fn get_single(&self, get: &Request) -> Single {
+        let Request::Get { cmd, exptime, keys } = get else {
+            debug_assert!(false, "get_single of a request that is not a get");
+            return Single::Failed;
+        };
+        let [key] = keys.as_slice() else {
+            debug_assert!(false, "get_single of {} keys", keys.len());
+            return Single::Failed;
+        };
+        let topo = self.topology();
+        if topo.past.is_empty() {
+            return self.get_one(&topo, get, key).await;
+        }
+        // During a transition: the general path, which reads through to the old owners.
+        let slots = Box::pin(self.get_spread(topo, *cmd, *exptime, keys)).await;
+        match slots.into_iter().next() {
+            Some(Slot::Hit(v)) => Single::Hit(vec![v]),
+            Some(Slot::Miss) => Single::Miss,
+            _ => Single::Failed,
+        }
     }
 
     /// [`Router::get_values`] for several keys, or any key during a transition.
@@ -801,38 +851,30 @@ impl Router {
     /// [`Router::get_values`] for one key outside a transition, the proxy's commonest request:
     /// the same walk over the key's owners (the next usable owner after a failure, or after a
     /// fenced owner's miss), without the per-node grouping a multi-get needs.
-    async fn get_one(
-        &self,
-        topo: &Topology,
-        cmd: GetCmd,
-        exptime: Option<i64>,
-        key: &Bytes,
-    ) -> Slot {
+    ///
+    /// `get` is the request sent, a get of `key` alone.
+    async fn get_one(&self, topo: &Topology, get: &Request, key: &Bytes) -> Single {
         let mut missed = false;
         for &n in topo.owners(key).as_slice() {
             let node = &topo.nodes[n];
             if !node.health.may_serve(key) {
                 continue;
             }
-            let req = Request::Get {
-                cmd,
-                exptime,
-                keys: vec![key.clone()],
-            };
             // On an error the key goes on to the next owner.
-            let Ok(Response::Values(vals)) = self.send(node, req).await else {
+            let Ok(Response::Values(mut vals)) = self.send_ref(node, get).await else {
                 continue;
             };
-            match vals.into_iter().next().filter(|v| v.key == *key) {
-                Some(v) => return Slot::Hit(v),
-                None if node.health.state() == NodeState::Fenced => missed = true,
-                None => return Slot::Miss,
+            vals.truncate(1);
+            match vals.first() {
+                Some(v) if v.key == *key => return Single::Hit(vals),
+                _ if node.health.state() == NodeState::Fenced => missed = true,
+                _ => return Single::Miss,
             }
         }
         if topo.nodes.is_empty() || missed {
-            Slot::Miss
+            Single::Miss
         } else {
-            Slot::Failed
+            Single::Failed
         }
     }
 
@@ -1142,6 +1184,17 @@ impl Router {
             MetaCmd::Set | MetaCmd::Arith => self.conditional(Request::Meta(req)).await,
         }
     }
+}
+
+/// What a get of one key found ([`Router::get_single`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Single {
+    /// The value, alone in the list the node's reply brought it in (so a caller that answers
+    /// with a list reuses it).
+    Hit(Vec<crate::protocol::Value>),
+    Miss,
+    /// No replica could be read.
+    Failed,
 }
 
 /// One key's fate in a multi-get.
