@@ -61,9 +61,18 @@ pub const REALTIME_MAXDELTA: i64 = 60 * 60 * 24 * 30;
 ///
 /// memcached itself only splits on spaces; ringcache also refuses control bytes (`\0`..`\x1f`,
 /// `\x7f`), which no client library sends on purpose and which break line-oriented tooling.
+///
+/// The bytes are checked without stopping at the first bad one: a loop without an early exit is
+/// vectorised (16 bytes or more a step instead of one), and every key a proxied request carries
+/// is checked twice on its way (parsed from the client, and before it is written to a node).
 #[inline]
 pub fn valid_key(key: &[u8]) -> bool {
-    !key.is_empty() && key.len() <= MAX_KEY_LEN && key.iter().all(|&b| b > b' ' && b != 0x7f)
+    !key.is_empty()
+        && key.len() <= MAX_KEY_LEN
+        && key
+            .iter()
+            .fold(0u8, |bad, &b| bad | u8::from(b <= b' ' || b == 0x7f))
+            == 0
 }
 
 /// Longest key a `b` (base64) meta request can carry: memcached checks the key token as sent
