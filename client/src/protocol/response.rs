@@ -5,6 +5,7 @@
 //! a pipelined connection still matches them to requests by order.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use smallvec::SmallVec;
 
 use super::meta::MetaStatus;
 use super::number::{parse_u32, parse_u64};
@@ -297,9 +298,7 @@ fn parse_values(buf: &mut BytesMut, limits: &ReplyLimits) -> Result<Option<Respo
     // item (every single-key get) or a few (a multi-get's share of one node), and a list for
     // them would be an allocation per reply on top of the values' own.
     let mut pos = 0;
-    let mut inline = [Span::default(); INLINE_SPANS];
-    let mut more: Vec<Span> = Vec::new();
-    let mut items = 0;
+    let mut spans: SmallVec<[Span; INLINE_SPANS]> = SmallVec::new();
     loop {
         let Some(nl) = find_line(buf, pos, limits.max_line)? else {
             return Ok(None);
@@ -309,7 +308,7 @@ fn parse_values(buf: &mut BytesMut, limits: &ReplyLimits) -> Result<Option<Respo
             pos = nl + 1;
             break;
         }
-        if items >= limits.max_items {
+        if spans.len() >= limits.max_items {
             return Err(bad("more items than keys asked"));
         }
         let mut parts = line.split(|&b| b == b' ');
@@ -346,26 +345,17 @@ fn parse_values(buf: &mut BytesMut, limits: &ReplyLimits) -> Result<Option<Respo
             cas,
             data: (data_start, data_end),
         };
-        match inline.get_mut(items) {
-            Some(slot) => *slot = span,
-            None => more.push(span),
-        }
-        items += 1;
+        spans.push(span);
         pos = data_end + 2;
     }
     let frame = buf.split_to(pos).freeze();
-    let mut values = Vec::with_capacity(items);
-    values.extend(
-        inline[..items.min(INLINE_SPANS)]
-            .iter()
-            .chain(&more)
-            .map(|s| Value {
-                key: frame.slice(s.key.0..s.key.1),
-                flags: s.flags,
-                cas: s.cas,
-                data: frame.slice(s.data.0..s.data.1),
-            }),
-    );
+    let mut values = Vec::with_capacity(spans.len());
+    values.extend(spans.iter().map(|s| Value {
+        key: frame.slice(s.key.0..s.key.1),
+        flags: s.flags,
+        cas: s.cas,
+        data: frame.slice(s.data.0..s.data.1),
+    }));
     Ok(Some(Response::Values(values)))
 }
 
