@@ -278,3 +278,37 @@ async fn get_with_no_readable_replica_is_an_error_for_one_key_a_miss_in_a_multig
     assert_eq!(String::from_utf8_lossy(&many), "END\r\n");
     proxy.shutdown().await;
 }
+
+/// The proxy's own `stats` count every key of a `get` or `gat` once, hit or miss, on the
+/// one-key path (which forwards the request as it came) and the multi-get path alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_and_gat_are_counted_in_stats_on_both_paths() {
+    let nodes = nodes(2).await;
+    let proxy = proxy_for(&nodes, 1).await;
+    let addr = proxy.addr;
+    let stats = tokio::task::spawn_blocking(move || {
+        exchange(
+            addr,
+            b"set a 0 0 1\r\n1\r\nget a\r\nget b\r\nget a b c\r\ngat 0 a\r\ngat 0 b\r\n\
+              gats 0 a b\r\nset z 0 0 1\r\nz\r\n",
+            b"END\r\nSTORED\r\n",
+        );
+        exchange(addr, b"stats\r\n", b"END\r\n")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&stats).into_owned();
+    let stat = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .to_string()
+    };
+    // get: a, b, a b c -> 5 keys, 2 hits; gat/gats: a, b, a b -> 4 keys, 2 hits; misses of both.
+    assert_eq!(stat("cmd_get"), "5");
+    assert_eq!(stat("get_hits"), "2");
+    assert_eq!(stat("cmd_touch"), "4");
+    assert_eq!(stat("touch_hits"), "2");
+    assert_eq!(stat("get_misses"), "5");
+    proxy.shutdown().await;
+}

@@ -15,6 +15,7 @@ use ringcache_client::{Ack, Error as ClientError};
 
 use super::Proxy;
 use crate::bump;
+use crate::server::stats::ServerStats;
 use crate::server::VERSION;
 
 /// The reply to send for an error from the cluster.
@@ -33,6 +34,22 @@ fn server_error(e: &ClientError) -> Response {
         }
         other => other.to_string(),
     }))
+}
+
+/// Counts one key of a `get` (`touch`: of a `gat`/`gats`) in the proxy's `stats`: `cmd_get` or
+/// `cmd_touch`, then `get_hits` or `touch_hits` on a hit, `get_misses` on a miss. One place for
+/// the one-key path and the multi-get path, so the two cannot count differently.
+fn count_lookup(stats: &ServerStats, touch: bool, hit: bool) {
+    if touch {
+        bump!(stats, cmd_touch);
+    } else {
+        bump!(stats, cmd_get);
+    }
+    match (hit, touch) {
+        (true, true) => bump!(stats, touch_hits),
+        (true, false) => bump!(stats, get_hits),
+        (false, _) => bump!(stats, get_misses),
+    };
 }
 
 /// Executes `req` and returns the reply, or `None` when the client asked for none.
@@ -59,18 +76,9 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
                 return (!noreply)
                     .then(|| Response::ServerError(Bytes::from_static(b"backend unavailable")));
             }
-            if exptime.is_some() {
-                bump!(stats, cmd_touch);
-            } else {
-                bump!(stats, cmd_get);
-            }
+            count_lookup(stats, exptime.is_some(), matches!(found, Single::Hit(_)));
             match found {
                 Single::Hit(mut values) => {
-                    if exptime.is_some() {
-                        bump!(stats, touch_hits);
-                    } else {
-                        bump!(stats, get_hits);
-                    }
                     if !cmd.returns_cas() {
                         for v in &mut values {
                             v.cas = None;
@@ -78,10 +86,7 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
                     }
                     Response::Values(values)
                 }
-                _ => {
-                    bump!(stats, get_misses);
-                    Response::Values(Vec::new())
-                }
+                _ => Response::Values(Vec::new()),
             }
         }
         Request::Get { cmd, exptime, keys } => {
@@ -97,30 +102,16 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
             let stats = &proxy.stats;
             let mut values: Vec<Value> = Vec::with_capacity(slots.len());
             for slot in slots {
-                if exptime.is_some() {
-                    bump!(stats, cmd_touch);
-                } else {
-                    bump!(stats, cmd_get);
-                }
+                count_lookup(stats, exptime.is_some(), matches!(slot, Slot::Hit(_)));
                 match slot {
                     Slot::Hit(mut v) => {
-                        if exptime.is_some() {
-                            bump!(stats, touch_hits);
-                        } else {
-                            bump!(stats, get_hits);
-                        }
                         if !cmd.returns_cas() {
                             v.cas = None;
                         }
                         values.push(v);
                     }
-                    Slot::Failed => {
-                        proxy.multiget_failures.inc();
-                        bump!(stats, get_misses);
-                    }
-                    _ => {
-                        bump!(stats, get_misses);
-                    }
+                    Slot::Failed => proxy.multiget_failures.inc(),
+                    _ => {}
                 }
             }
             Response::Values(values)
