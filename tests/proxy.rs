@@ -312,3 +312,58 @@ async fn get_and_gat_are_counted_in_stats_on_both_paths() {
     assert_eq!(stat("get_misses"), "5");
     proxy.shutdown().await;
 }
+
+/// A multi-get too big for one round trip is sent to the nodes in pieces; a piece that
+/// happens to hold one key is still part of a multi-get, so its unreadable key is a miss like
+/// any other, never the one-key `get`'s `SERVER_ERROR` spliced into the middle of the reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_key_piece_of_a_split_multiget_misses_an_unreadable_key() {
+    let mut nodes = nodes(2).await;
+    let cfg = ProxyConfig {
+        listen: "127.0.0.1:0".into(),
+        ring: RingSettings {
+            replicas: 1,
+            ..RingSettings::default()
+        },
+        nodes: specs(&nodes),
+        // One key per piece: two pieces of 1 KiB items fill the 2 KiB cap.
+        max_item_size: 1024,
+        max_pending_bytes_per_connection: 2048,
+        ..ProxyConfig::default()
+    };
+    let ring = cfg.ring.build(&cfg.nodes).unwrap();
+    let proxy = proxy::start(cfg, None).await.unwrap();
+    let addr = proxy.addr;
+    let keys: Vec<String> = (0..12).map(|i| format!("k{i}")).collect();
+    let sets: String = keys
+        .iter()
+        .map(|k| format!("set {k} 0 0 1\r\nv\r\n"))
+        .collect();
+    let all_stored = "STORED\r\n".repeat(keys.len());
+    let stored =
+        tokio::task::spawn_blocking(move || exchange(addr, sets.as_bytes(), all_stored.as_bytes()))
+            .await
+            .unwrap();
+    assert_eq!(stored, "STORED\r\n".repeat(keys.len()).as_bytes());
+    // Node 0 goes: its keys have no other replica (replicas = 1).
+    nodes.remove(0).shutdown().await;
+    let mut want = String::new();
+    for k in &keys {
+        if ring.replicas(k.as_bytes(), 1) == [1] {
+            want.push_str(&format!("VALUE {k} 0 1\r\nv\r\n"));
+        }
+    }
+    want.push_str("END\r\n");
+    assert!(
+        want.len() > "END\r\n".len() && want.matches("VALUE").count() < keys.len(),
+        "the keys must be spread over both nodes: {want}"
+    );
+    // A write after the get marks the end of its reply, whatever the reply is.
+    want.push_str("STORED\r\n");
+    let get = format!("get {}\r\nset z 0 0 1\r\nz\r\n", keys.join(" "));
+    let got = tokio::task::spawn_blocking(move || exchange(addr, get.as_bytes(), b"STORED\r\n"))
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), want);
+    proxy.shutdown().await;
+}

@@ -461,12 +461,16 @@ fn push_request(
     let p = proxy.clone();
     inflight.push_back(Box::pin(async move {
         ticket.ready().await;
-        let reply = route::execute(&p, req).await;
-        ticket.finish();
-        let reply = match (piece, reply) {
-            (Some(last), Some(Response::Values(values))) => Reply::Piece { values, last },
-            (_, r) => Reply::Full(r),
+        let reply = match (piece, req) {
+            // A piece is part of a multi-get whatever its key count: never a one-key get's
+            // error in the middle of the stream.
+            (Some(last), Request::Get { cmd, exptime, keys }) => Reply::Piece {
+                values: route::get_many(&p, cmd, exptime, &keys).await,
+                last,
+            },
+            (_, req) => Reply::Full(route::execute(&p, req).await),
         };
+        ticket.finish();
         Finished { reply, reserved }
     }));
 }

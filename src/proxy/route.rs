@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use ringcache_client::error::Refused;
 use ringcache_client::protocol::{
-    Fault, MetaCmd, MetaRequest, MetaStatus, Request, Response, StoreCmd, Value,
+    Fault, GetCmd, MetaCmd, MetaRequest, MetaStatus, Request, Response, StoreCmd, Value,
 };
 use ringcache_client::router::{Single, Slot};
 use ringcache_client::{Ack, Error as ClientError};
@@ -52,6 +52,35 @@ fn count_lookup(stats: &ServerStats, touch: bool, hit: bool) {
     };
 }
 
+/// The hits of a multi-get, or of one piece of a multi-get split for size (`connection.rs`),
+/// however few keys the piece holds: an unreadable key is a miss, counted in
+/// `multiget_failures`, so the readable ones still arrive and the reply stays one `VALUE …
+/// END` stream.
+pub(super) async fn get_many(
+    proxy: &Proxy,
+    cmd: GetCmd,
+    exptime: Option<i64>,
+    keys: &[Bytes],
+) -> Vec<Value> {
+    let slots = proxy.router().get_values(cmd, exptime, keys).await;
+    let stats = &proxy.stats;
+    let mut values: Vec<Value> = Vec::with_capacity(slots.len());
+    for slot in slots {
+        count_lookup(stats, exptime.is_some(), matches!(slot, Slot::Hit(_)));
+        match slot {
+            Slot::Hit(mut v) => {
+                if !cmd.returns_cas() {
+                    v.cas = None;
+                }
+                values.push(v);
+            }
+            Slot::Failed => proxy.multiget_failures.inc(),
+            _ => {}
+        }
+    }
+    values
+}
+
 /// Executes `req` and returns the reply, or `None` when the client asked for none.
 ///
 /// Only `get` and `set` are awaited in place; every other branch's future is boxed. A future
@@ -71,6 +100,10 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
         } if keys.len() == 1 => {
             let stats = &proxy.stats;
             let found = router.get_single(&req).await;
+            // A get of one key that no replica could answer is an error, as the embedded
+            // client's `get` is (a miss would say the key is absent, which nobody knows); in a
+            // multi-get (below) the unreadable keys are misses, counted, so the rest still
+            // arrive.
             if matches!(found, Single::Failed) {
                 proxy.multiget_failures.inc();
                 return (!noreply)
@@ -89,32 +122,9 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
                 _ => Response::Values(Vec::new()),
             }
         }
+        // Two keys or more (one-key gets took the branch above; the codec refuses none).
         Request::Get { cmd, exptime, keys } => {
-            let slots = router.get_values(cmd, exptime, &keys).await;
-            // A get of one key that no replica could answer is an error, as the embedded
-            // client's `get` is (a miss would say the key is absent, which nobody knows); in a
-            // multi-get the unreadable keys are misses, counted, so the rest still arrive.
-            if let [Slot::Failed] = slots.as_slice() {
-                proxy.multiget_failures.inc();
-                return (!noreply)
-                    .then(|| Response::ServerError(Bytes::from_static(b"backend unavailable")));
-            }
-            let stats = &proxy.stats;
-            let mut values: Vec<Value> = Vec::with_capacity(slots.len());
-            for slot in slots {
-                count_lookup(stats, exptime.is_some(), matches!(slot, Slot::Hit(_)));
-                match slot {
-                    Slot::Hit(mut v) => {
-                        if !cmd.returns_cas() {
-                            v.cas = None;
-                        }
-                        values.push(v);
-                    }
-                    Slot::Failed => proxy.multiget_failures.inc(),
-                    _ => {}
-                }
-            }
-            Response::Values(values)
+            Response::Values(get_many(proxy, cmd, exptime, &keys).await)
         }
         Request::Store {
             cmd: StoreCmd::Set,
