@@ -474,6 +474,8 @@ enum Hostile {
     /// A tiny honest server that ignores the first `get` it is sent (as a node does a quiet
     /// request), then answers each `get k` with its own value.
     DropsFirstReply,
+    /// Answers each `get k` with a value under another key, `VALUE not-k …`.
+    WrongKey,
 }
 
 /// Bytes a fake backend streams at most (so the old code's runaway buffers stay survivable).
@@ -526,7 +528,7 @@ async fn fake_backend(mode: Hostile) -> Fake {
                     match mode {
                         Hostile::Silent => continue,
                         Hostile::Deaf => return,
-                        Hostile::DropsFirstReply => {
+                        Hostile::DropsFirstReply | Hostile::WrongKey => {
                             let Some(key) = text
                                 .strip_prefix("gets ")
                                 .or_else(|| text.strip_prefix("get "))
@@ -534,10 +536,16 @@ async fn fake_backend(mode: Hostile) -> Fake {
                                 let _ = wr.write_all(b"ERROR\r\n").await;
                                 continue;
                             };
-                            if !first_dropped.swap(true, Ordering::SeqCst) {
+                            let dropping = matches!(mode, Hostile::DropsFirstReply);
+                            if dropping && !first_dropped.swap(true, Ordering::SeqCst) {
                                 continue;
                             }
                             let v = format!("val-{key}");
+                            let key = if dropping {
+                                key.to_string()
+                            } else {
+                                format!("not-{key}")
+                            };
                             let r = format!("VALUE {key} 0 {}\r\n{v}\r\nEND\r\n", v.len());
                             if wr.write_all(r.as_bytes()).await.is_err() {
                                 return;
@@ -785,5 +793,32 @@ fn connection_in_doubt_is_reset_not_reused() {
                 assert_eq!(got.map(|i| i.value), Some(bytes::Bytes::from(want)), "{k}");
             }
         }
+    });
+}
+
+/// A proxy answers a one-key `get` with the list the node's reply was parsed into; a backend
+/// that answers under another key must not have that key reach the client. The item is not
+/// the one asked for, so the client reads a miss.
+#[test]
+fn a_value_under_another_key_never_reaches_the_client() {
+    run(async {
+        let fake = fake_backend(Hostile::WrongKey).await;
+        let cfg = ProxyConfig {
+            listen: "127.0.0.1:0".into(),
+            ring: RingSettings {
+                replicas: 1,
+                ..RingSettings::default()
+            },
+            nodes: support::specs(&[fake.addr]),
+            ..ProxyConfig::default()
+        };
+        let proxy = proxy::start(cfg, None).await.unwrap();
+        let addr = proxy.addr;
+        // `mn`, answered by the proxy itself, marks the end of the two replies.
+        let got =
+            blocking(move || testkit::exchange(addr, b"get a\r\ngets a\r\nmn\r\n", b"MN\r\n"))
+                .await;
+        assert_eq!(String::from_utf8_lossy(&got), "END\r\nEND\r\nMN\r\n");
+        proxy.shutdown().await;
     });
 }
