@@ -316,11 +316,10 @@ impl Connection {
                 }
                 Sent::Refused(e) => return Err(e),
             };
-            let shared = self.shared();
             if own_timer {
                 match Box::pin(tokio::time::timeout_at(deadline, reply)).await {
                     Ok(r) => r,
-                    Err(_) => Err(shared.timeout()),
+                    Err(_) => Err(self.shared().timeout()),
                 }
             } else {
                 reply.await

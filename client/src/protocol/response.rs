@@ -293,10 +293,10 @@ fn bad(what: &str) -> Error {
 
 /// `VALUE <key> <flags> <bytes> [<cas>]` + data, repeated, then `END`.
 fn parse_values(buf: &mut BytesMut, limits: &ReplyLimits) -> Result<Option<Response>, Error> {
-    // First pass: check that the whole reply has arrived and where each piece is. The places
-    // of the first few items are kept on the stack, the rest in a list: most replies hold one
-    // item (every single-key get) or a few (a multi-get's share of one node), and a list for
-    // them would be an allocation per reply on top of the values' own.
+    // First pass: check that the whole reply has arrived and where each piece is. Up to 8
+    // items' places stay on the stack (a `SmallVec` moves to the heap past that): most replies
+    // hold one item (every single-key get) or a few (a multi-get's share of one node), and a
+    // list for them would be an allocation per reply on top of the values' own.
     let mut pos = 0;
     let mut spans: SmallVec<[Span; INLINE_SPANS]> = SmallVec::new();
     loop {
@@ -339,13 +339,12 @@ fn parse_values(buf: &mut BytesMut, limits: &ReplyLimits) -> Result<Option<Respo
         if &buf[data_end..data_end + 2] != b"\r\n" {
             return Err(bad("data block not terminated"));
         }
-        let span = Span {
+        spans.push(Span {
             key: (key_start, key_start + key.len()),
             flags,
             cas,
             data: (data_start, data_end),
-        };
-        spans.push(span);
+        });
         pos = data_end + 2;
     }
     let frame = buf.split_to(pos).freeze();
@@ -364,7 +363,7 @@ const INLINE_SPANS: usize = 8;
 
 /// Where one item of a `VALUE` reply lies in the buffer: its key and data (start, end), with
 /// its flags and cas.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Span {
     key: (usize, usize),
     flags: u32,
