@@ -32,6 +32,7 @@
 //! The socket is the [`Stream`](crate::transport::Stream) that [`ConnectOptions::transport`] opens (plain TCP or TLS,
 //! `transport.rs`), driven by one task with no split into halves, which TLS could not have.
 
+use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -299,7 +300,7 @@ impl Connection {
         // The slot is held by its `ReplyFuture` from the moment it is taken: a future dropped
         // before it is first polled still abandons its slot, so the reply is discarded and
         // the cell comes back.
-        let first = match self.try_queue(Outgoing::Request(req), deadline) {
+        let first = match self.try_queue(Outgoing::Request(req), deadline, true) {
             Ok(Some((cell, own_timer))) => Sent::Queued(self.reply_for(cell), own_timer),
             Ok(None) => Sent::Full(Encoded::of(req)),
             Err(e) => Sent::Refused(e),
@@ -328,19 +329,42 @@ impl Connection {
     }
 
     /// The wait for the reply in slot `cell`.
-    fn reply_for(&self, cell: usize) -> ReplyFuture<'_> {
+    fn reply_for(&self, cell: usize) -> ReplyFuture<&Shared> {
         ReplyFuture {
             shared: self.shared(),
             cell: Some(cell),
         }
     }
 
+    /// [`Connection::request_checked`] for a caller that keeps the reply's slot in a queue of
+    /// its own instead of awaiting a future per request (the proxy's pipelined one-key gets,
+    /// `src/proxy/inflight.rs`): the request is encoded and its slot taken now. `Ok(None)` when
+    /// that would need a wait the caller cannot keep without a future: room in a full queue,
+    /// or a timer of the request's own (a deadline earlier than one queued before it). The
+    /// caller then sends it with [`Connection::request_checked`]; nothing was written.
+    pub(crate) fn send_now(
+        &self,
+        req: &Request,
+        timeout: Duration,
+    ) -> Result<Option<Awaiting>, Error> {
+        let deadline = Instant::now() + timeout;
+        let queued = self.try_queue(Outgoing::Request(req), deadline, false)?;
+        Ok(queued.map(|(cell, _)| {
+            Awaiting(ReplyFuture {
+                shared: self.shared().clone(),
+                cell: Some(cell),
+            })
+        }))
+    }
+
     /// Encodes a request into the output buffer and takes its slot; `None` when the queue is
-    /// full. Returns the slot's cell and whether the request needs a timer of its own.
+    /// full, or when the request would need a timer of its own and `own_timer` says it cannot
+    /// have one. Returns the slot's cell and whether the request needs a timer of its own.
     fn try_queue(
         &self,
         req: Outgoing<'_>,
         deadline: Instant,
+        own_timer: bool,
     ) -> Result<Option<(usize, bool)>, Error> {
         let shared = self.shared();
         let mut st = shared.lock();
@@ -348,6 +372,9 @@ impl Connection {
             return Err(shared.closed());
         }
         if st.queued.len() >= shared.queue_depth || st.out.len() >= shared.queue_bytes {
+            return Ok(None);
+        }
+        if !own_timer && matches!(st.latest, Some(l) if deadline < l) {
             return Ok(None);
         }
         let first = st.out.is_empty();
@@ -393,7 +420,7 @@ impl Connection {
             let room = shared.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            if let Some(queued) = self.try_queue(Outgoing::Encoded(&req), deadline)? {
+            if let Some(queued) = self.try_queue(Outgoing::Encoded(&req), deadline, true)? {
                 return Ok(queued);
             }
             if tokio::time::timeout_at(deadline, room).await.is_err() {
@@ -406,7 +433,7 @@ impl Connection {
 /// What became of a request when it was sent: queued with its slot (and whether it needs a
 /// timer of its own), kept as bytes until the full queue has room, or refused (connection down).
 enum Sent<'a> {
-    Queued(ReplyFuture<'a>, bool),
+    Queued(ReplyFuture<&'a Shared>, bool),
     Full(Encoded),
     Refused(Error),
 }
@@ -434,20 +461,42 @@ impl Encoded {
     }
 }
 
+/// The slot of a request sent with [`Connection::send_now`], held by its caller: polled for
+/// the reply like a future, dropped to abandon it. It keeps its connection alive while held.
+pub struct Awaiting(ReplyFuture<Arc<Shared>>);
+
+impl Awaiting {
+    /// The reply, once the socket's task has read it (or failed the request).
+    pub fn poll_reply(&mut self, cx: &mut Context<'_>) -> Poll<Result<Response, Error>> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl std::fmt::Debug for Awaiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Awaiting")
+            .field("addr", &self.0.shared.addr)
+            .field("cell", &self.0.cell)
+            .finish()
+    }
+}
+
 /// A caller's wait for its reply; dropping it abandons the slot (its reply is then discarded).
-struct ReplyFuture<'a> {
-    shared: &'a Shared,
+/// It borrows its connection (`&Shared`) inside a future of the engine, or holds it
+/// ([`Awaiting`]) where the slot lives in a caller's own queue.
+struct ReplyFuture<S: Borrow<Shared>> {
+    shared: S,
     cell: Option<usize>,
 }
 
-impl Future for ReplyFuture<'_> {
+impl<S: Borrow<Shared> + Unpin> Future for ReplyFuture<S> {
     type Output = Result<Response, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let Some(cell) = self.cell else {
-            return Poll::Ready(Err(self.shared.closed()));
+            return Poll::Ready(Err(self.shared.borrow().closed()));
         };
-        let mut st = self.shared.lock();
+        let mut st = self.shared.borrow().lock();
         if let Cell::Waiting(w) = &mut st.cells[cell] {
             if !matches!(w, Some(w) if w.will_wake(cx.waker())) {
                 *w = Some(cx.waker().clone());
@@ -457,7 +506,7 @@ impl Future for ReplyFuture<'_> {
         let r = match std::mem::replace(&mut st.cells[cell], Cell::Free) {
             Cell::Done(r) => r,
             // Not reachable: only this future frees its cell while it waits.
-            _ => Err(self.shared.closed()),
+            _ => Err(self.shared.borrow().closed()),
         };
         st.free.push(cell);
         drop(st);
@@ -466,10 +515,10 @@ impl Future for ReplyFuture<'_> {
     }
 }
 
-impl Drop for ReplyFuture<'_> {
+impl<S: Borrow<Shared>> Drop for ReplyFuture<S> {
     fn drop(&mut self) {
         let Some(cell) = self.cell else { return };
-        let mut st = self.shared.lock();
+        let mut st = self.shared.borrow().lock();
         match st.cells[cell] {
             Cell::Waiting(_) => st.cells[cell] = Cell::Abandoned,
             Cell::Done(_) => st.release(cell),

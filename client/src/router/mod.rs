@@ -19,13 +19,14 @@ mod transition;
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use crate::connection::ConnectOptions;
+use crate::connection::{Awaiting, ConnectOptions};
 use crate::error::{Error, Refused};
 use crate::health::{HintLimits, NodeState};
 use crate::protocol::{
@@ -563,24 +564,36 @@ impl Router {
                 Ok(sent) => sent,
                 Err(e) => return Err(e),
             };
-            let r = match sent.await {
-                Ok(Response::Other(line)) if !free_form => Err(Error::Protocol(format!(
-                    "{}: unexpected reply {:?}",
-                    node.name,
-                    String::from_utf8_lossy(&line)
-                ))),
-                r => r,
-            };
-            node.metrics.latency.record(started.elapsed().as_secs_f64());
-            match &r {
-                Ok(_) => node.health.success(),
-                Err(e) => {
-                    node.metrics.errors.increment(1);
-                    self.failed(node, e);
-                }
-            }
-            r
+            self.answered(node, started, free_form, sent.await)
         }
+    }
+
+    /// What [`Router::send_ref`] does with a node's answer: a free-form line to a request that
+    /// has none is a broken backend; the answer's latency, and the node's health.
+    fn answered(
+        &self,
+        node: &Arc<NodeEntry>,
+        started: Instant,
+        free_form: bool,
+        r: Result<Response, Error>,
+    ) -> Result<Response, Error> {
+        let r = match r {
+            Ok(Response::Other(line)) if !free_form => Err(Error::Protocol(format!(
+                "{}: unexpected reply {:?}",
+                node.name,
+                String::from_utf8_lossy(&line)
+            ))),
+            r => r,
+        };
+        node.metrics.latency.record(started.elapsed().as_secs_f64());
+        match &r {
+            Ok(_) => node.health.success(),
+            Err(e) => {
+                node.metrics.errors.increment(1);
+                self.failed(node, e);
+            }
+        }
+        r
     }
 
     /// Sends a write that keeps replicas identical. A replica that fails it may now hold an
@@ -854,21 +867,29 @@ impl Router {
     ///
     /// `get` is the request sent, a get of `key` alone.
     async fn get_one(&self, topo: &Topology, get: &Request, key: &Bytes) -> Single {
-        let mut missed = false;
-        for &n in topo.owners(key).as_slice() {
+        self.get_one_from(topo, get, key, 0, false).await
+    }
+
+    /// [`Router::get_one`]'s walk from the owner at position `from`; `missed` says a fenced
+    /// owner before it already answered with a miss.
+    async fn get_one_from(
+        &self,
+        topo: &Topology,
+        get: &Request,
+        key: &Bytes,
+        from: usize,
+        mut missed: bool,
+    ) -> Single {
+        for &n in topo.owners(key).as_slice().iter().skip(from) {
             let node = &topo.nodes[n];
             if !node.health.may_serve(key) {
                 continue;
             }
-            // On an error the key goes on to the next owner.
-            let Ok(Response::Values(mut vals)) = self.send_ref(node, get).await else {
-                continue;
-            };
-            vals.truncate(1);
-            match vals.first() {
-                Some(v) if v.key == *key => return Single::Hit(vals),
-                _ if node.health.state() == NodeState::Fenced => missed = true,
-                _ => return Single::Miss,
+            let r = self.send_ref(node, get).await;
+            // On an error, or a fenced owner's miss, the key goes on to the next owner.
+            match single_answer(node, key, r) {
+                Ok(found) => return found,
+                Err(fenced_miss) => missed |= fenced_miss,
             }
         }
         if topo.nodes.is_empty() || missed {
@@ -876,6 +897,86 @@ impl Router {
         } else {
             Single::Failed
         }
+    }
+
+    /// [`Router::get_single`] for a caller that keeps the get's state in a queue of its own
+    /// rather than in a future (the proxy's pipelined one-key gets, `src/proxy/inflight.rs`):
+    /// the get is written to the key's first usable owner now, and [`Router::poll_single`]
+    /// waits for that owner's answer. `None` when that is not the whole story (a transition's
+    /// read-through, no usable owner, a full or down connection, a key that cannot be sent):
+    /// the caller then runs [`Router::get_single`], which covers every case; nothing was sent.
+    pub fn start_single(&self, get: &Request) -> Option<SingleGet> {
+        let Request::Get { keys, .. } = get else {
+            return None;
+        };
+        let [key] = keys.as_slice() else {
+            return None;
+        };
+        let topo = self.topology();
+        if !topo.past.is_empty() || get.check_wire().is_err() {
+            return None;
+        }
+        let owners = topo.owners(key);
+        let (pos, n) = owners
+            .as_slice()
+            .iter()
+            .enumerate()
+            .find(|(_, &n)| topo.nodes[n].health.may_serve(key))?;
+        let node = &topo.nodes[*n];
+        let started = Instant::now();
+        let awaiting = node
+            .conn()
+            .send_now(get, self.inner.live.request_timeout())
+            .ok()??;
+        node.metrics.requests.increment(1);
+        let node = *n;
+        Some(SingleGet {
+            topo,
+            pos,
+            node,
+            started,
+            awaiting,
+        })
+    }
+
+    /// The answer to a get [`Router::start_single`] sent, `get` being that request: what the
+    /// owner found, or (on an error, or a fenced owner's miss) the rest of the walk over the
+    /// key's owners, to run with [`Router::get_single_rest`].
+    pub fn poll_single(
+        &self,
+        sent: &mut SingleGet,
+        get: &Request,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Single, SingleRest>> {
+        let r = ready!(sent.awaiting.poll_reply(cx));
+        let node = &sent.topo.nodes[sent.node];
+        let r = self.answered(node, sent.started, false, r);
+        let key = match get {
+            Request::Get { keys, .. } => keys.first(),
+            _ => None,
+        };
+        let found = match key {
+            Some(key) => single_answer(node, key, r),
+            None => Err(false),
+        };
+        Poll::Ready(found.map_err(|missed| SingleRest {
+            topo: sent.topo.clone(),
+            from: sent.pos + 1,
+            missed,
+        }))
+    }
+
+    /// The rest of a one-key get's walk over its owners after the first one asked
+    /// ([`Router::poll_single`]).
+    pub async fn get_single_rest(&self, rest: SingleRest, get: &Request) -> Single {
+        let Request::Get { keys, .. } = get else {
+            return Single::Failed;
+        };
+        let [key] = keys.as_slice() else {
+            return Single::Failed;
+        };
+        self.get_one_from(&rest.topo, get, key, rest.from, rest.missed)
+            .await
     }
 
     // ----- writes ------------------------------------------------------------------------
@@ -1184,6 +1285,43 @@ impl Router {
             MetaCmd::Set | MetaCmd::Arith => self.conditional(Request::Meta(req)).await,
         }
     }
+}
+
+/// What one owner's answer to a get of `key` alone says: a hit (the value, alone in the
+/// reply's list) or a miss; or, when the walk goes on to the next owner, whether this was a
+/// fenced owner's miss (`Err(true)`: it may not have the key yet) or an error (`Err(false)`).
+fn single_answer(
+    node: &NodeEntry,
+    key: &Bytes,
+    r: Result<Response, Error>,
+) -> Result<Single, bool> {
+    let Ok(Response::Values(mut vals)) = r else {
+        return Err(false);
+    };
+    vals.truncate(1);
+    match vals.first() {
+        Some(v) if v.key == *key => Ok(Single::Hit(vals)),
+        _ if node.health.state() == NodeState::Fenced => Err(true),
+        _ => Ok(Single::Miss),
+    }
+}
+
+/// A one-key get written to its first usable owner and not yet answered
+/// ([`Router::start_single`]): a few words a caller keeps in its own queue.
+pub struct SingleGet {
+    topo: Arc<Topology>,
+    /// The owner asked: its position among the key's owners, and its index in `topo`.
+    pos: usize,
+    node: usize,
+    started: Instant,
+    awaiting: Awaiting,
+}
+
+/// Where a one-key get's walk over its owners goes on ([`Router::get_single_rest`]).
+pub struct SingleRest {
+    topo: Arc<Topology>,
+    from: usize,
+    missed: bool,
 }
 
 /// What a get of one key found ([`Router::get_single`]).
