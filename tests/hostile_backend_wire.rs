@@ -822,3 +822,73 @@ fn a_value_under_another_key_never_reaches_the_client() {
         proxy.shutdown().await;
     });
 }
+
+/// A pipelined one-key get is written to its first owner when it is read, and the proxy keeps
+/// only its reply slot (`src/proxy/inflight.rs`). When that owner never answers, the get must
+/// still go on to the next replica once the request times out, and every reply must come back
+/// in the order the gets were sent.
+#[test]
+fn a_pipelined_get_whose_owner_never_answers_is_read_from_the_next_replica() {
+    run(async {
+        let real = real_node().await;
+        let fake = fake_backend(Hostile::Silent).await;
+        let cfg = ProxyConfig {
+            listen: "127.0.0.1:0".into(),
+            ring: RingSettings {
+                replicas: 2,
+                ..RingSettings::default()
+            },
+            nodes: support::specs(&[real.addr, fake.addr]),
+            request_timeout_ms: 300,
+            // Never marked down: every get whose primary is the fake times out there first.
+            failure_limit: 1000,
+            ..ProxyConfig::default()
+        };
+        let proxy = proxy::start(cfg, None).await.unwrap();
+        let topo = proxy.proxy.router().topology();
+        let primary = |k: &String| {
+            let o = topo.owners(k.as_bytes());
+            topo.nodes[o.as_slice()[0]].spec.addr.clone()
+        };
+        let on = |addr: SocketAddr, n: usize| -> Vec<String> {
+            (0..10_000)
+                .map(|i| format!("k{i}"))
+                .filter(|k| primary(k) == addr.to_string())
+                .take(n)
+                .collect()
+        };
+        let (mut keys, on_real) = (on(fake.addr, 4), on(real.addr, 4));
+        assert_eq!(keys.len(), 4, "keys whose primary is the silent backend");
+        // Interleaved: the answered gets wait behind the timed-out ones.
+        keys = keys
+            .into_iter()
+            .zip(on_real)
+            .flat_map(|(a, b)| [a, b])
+            .collect();
+        // Every value lives on the real node, which is each key's first or second owner.
+        let mut sets = Vec::new();
+        for k in &keys {
+            let v = format!("v-{k}");
+            sets.extend_from_slice(format!("set {k} 0 0 {}\r\n{v}\r\n", v.len()).as_bytes());
+        }
+        let stored = blocking({
+            let addr = real.addr;
+            move || testkit::exchange(addr, &sets, b"STORED\r\n".repeat(8).as_slice())
+        })
+        .await;
+        assert_eq!(stored, b"STORED\r\n".repeat(8));
+        let mut req = Vec::new();
+        let mut want = String::new();
+        for k in &keys {
+            req.extend_from_slice(format!("get {k}\r\n").as_bytes());
+            let v = format!("v-{k}");
+            want.push_str(&format!("VALUE {k} 0 {}\r\n{v}\r\nEND\r\n", v.len()));
+        }
+        req.extend_from_slice(b"mn\r\n");
+        want.push_str("MN\r\n");
+        let addr = proxy.addr;
+        let got = blocking(move || testkit::exchange(addr, &req, b"MN\r\n")).await;
+        assert_eq!(String::from_utf8_lossy(&got), want);
+        proxy.shutdown().await;
+    });
+}

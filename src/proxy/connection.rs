@@ -1,8 +1,8 @@
 //! One client connection to the proxy: requests are routed concurrently, replies leave in order.
 //!
-//! Each decoded request becomes a future in a `FuturesOrdered`, so the backend work of many
-//! pipelined requests overlaps while their replies are still written in request order. Replies
-//! that are ready are gathered and written together.
+//! Each decoded request joins the connection's line of requests in flight (`inflight.rs`), so
+//! the backend work of many pipelined requests overlaps while their replies are still written
+//! in request order. Replies that are ready are gathered and written together.
 //!
 //! What a connection may hold is bounded in bytes, not only in requests. Every request reserves,
 //! when it starts, the most its reply can be (a `get` of n keys: n items of `max_item_size`; a
@@ -15,34 +15,28 @@
 //! proxy instead of being gathered. A client that never reads stalls only itself, and with
 //! `idle_timeout` it is closed once it made no progress that long.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::stream::StreamExt;
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
 use ringcache_client::protocol::parse::Limits;
-use ringcache_client::protocol::reply;
-use ringcache_client::protocol::response::encode_value;
 use ringcache_client::protocol::{
-    Fault, GetCmd, MetaCmd, MetaFlags, MetaRequest, Request, Response, ServerCodec, Value,
+    Fault, GetCmd, MetaCmd, MetaFlags, MetaRequest, Request, Response, ServerCodec,
 };
 
-use super::order::KeyOrder;
+use super::inflight::{Finished, Inflight, Reply};
 use super::{route, Proxy};
 use crate::server::listener;
 use crate::server::stats::Verb;
 use crate::server::stream::ServerStream;
 use crate::server::Session;
-
-type Pending = Pin<Box<dyn Future<Output = Finished> + Send>>;
 
 /// Reserved for a request whose reply is a line or two.
 const SMALL_REPLY: usize = 512;
@@ -50,36 +44,6 @@ const SMALL_REPLY: usize = 512;
 const LISTING_REPLY: usize = 64 * 1024;
 /// How often a connection held back by the proxy-wide cap looks again.
 const GLOBAL_RETRY: Duration = Duration::from_millis(5);
-
-/// A request that finished: its reply and the bytes it had reserved.
-struct Finished {
-    reply: Reply,
-    reserved: usize,
-}
-
-enum Reply {
-    /// A whole reply (none when the client asked for none).
-    Full(Option<Response>),
-    /// The hits of one piece of a multi-get; the last piece ends with `END`.
-    Piece { values: Vec<Value>, last: bool },
-}
-
-impl Reply {
-    fn encode(self, out: &mut BytesMut) {
-        match self {
-            Reply::Full(Some(r)) => r.encode(out),
-            Reply::Full(None) => {}
-            Reply::Piece { values, last } => {
-                for v in &values {
-                    encode_value(out, &v.key, v.flags, v.cas, &v.data);
-                }
-                if last {
-                    reply::end(out);
-                }
-            }
-        }
-    }
-}
 
 /// The keys of a multi-get not yet asked for.
 struct SplitGet {
@@ -243,8 +207,7 @@ where
     };
     drop(cfg);
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
-    let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
-    let mut order = KeyOrder::default();
+    let mut inflight = Inflight::new(proxy.clone());
     let mut split: Option<SplitGet> = None;
     // Stop taking requests (quit, protocol desync, shutdown, EOF) but finish those in flight.
     let mut closing = false;
@@ -277,7 +240,7 @@ where
                     split = None;
                 }
                 budget.take(cost, &wbuf);
-                push_request(&proxy, &mut inflight, &mut order, req, cost, Some(last));
+                inflight.push_request(req, cost, Some(last));
                 continue;
             }
             if closing {
@@ -303,7 +266,7 @@ where
                             budget.take(SMALL_REPLY, &wbuf);
                             let reply = (!no.noreply)
                                 .then(|| Response::Other(Bytes::from_static(no.line.as_bytes())));
-                            inflight.push_back(Box::pin(async move {
+                            inflight.push_boxed(Box::pin(async move {
                                 Finished {
                                     reply: Reply::Full(reply),
                                     reserved: SMALL_REPLY,
@@ -340,13 +303,13 @@ where
                         Ok(req) => {
                             let cost = reserve_for(&req, max_item);
                             budget.take(cost, &wbuf);
-                            push_request(&proxy, &mut inflight, &mut order, req, cost, None);
+                            inflight.push_request(req, cost, None);
                         }
                         Err(fault) => {
                             proxy.stats.protocol_error(fault.kind());
                             let p = proxy.clone();
                             budget.take(SMALL_REPLY, &wbuf);
-                            inflight.push_back(Box::pin(async move {
+                            inflight.push_boxed(Box::pin(async move {
                                 // A failed set must not leave the previous value readable.
                                 // The key is held decoded: meta `md` sends a binary one
                                 // base64 with `b`, never raw where it could end the line.
@@ -443,36 +406,6 @@ where
             }
         }
     }
-}
-
-/// Queues `req` (with `piece: Some(last)` as one piece of a split multi-get).
-fn push_request(
-    proxy: &Arc<Proxy>,
-    inflight: &mut FuturesOrdered<Pending>,
-    order: &mut KeyOrder,
-    req: Request,
-    reserved: usize,
-    piece: Option<bool>,
-) {
-    if inflight.is_empty() {
-        order.clear();
-    }
-    let mut ticket = order.admit(&req);
-    let p = proxy.clone();
-    inflight.push_back(Box::pin(async move {
-        ticket.ready().await;
-        let reply = match (piece, req) {
-            // A piece is part of a multi-get whatever its key count: never a one-key get's
-            // error in the middle of the stream.
-            (Some(last), Request::Get { cmd, exptime, keys }) => Reply::Piece {
-                values: route::get_many(&p, cmd, exptime, &keys).await,
-                last,
-            },
-            (_, req) => Reply::Full(route::execute(&p, req).await),
-        };
-        ticket.finish();
-        Finished { reply, reserved }
-    }));
 }
 
 /// Moves a finished request's reply into `wbuf`, trading its reservation for its real size.

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod connection;
 pub mod discovery;
+mod inflight;
 pub mod order;
 pub mod reload;
 pub mod route;

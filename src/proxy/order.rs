@@ -103,6 +103,11 @@ impl Ticket {
         self.all_before = false;
     }
 
+    /// Whether no earlier request holds this one back: [`Ticket::ready`] would not wait.
+    pub fn is_clear(&self) -> bool {
+        self.waits.is_empty() && !self.all_before
+    }
+
     /// Marks this request finished (also happens if the ticket is dropped).
     pub fn finish(self) {}
 }

@@ -81,6 +81,38 @@ pub(super) async fn get_many(
     values
 }
 
+/// The reply to a get of one key (`exptime`: a `gat`), from what the router found. A key that
+/// no replica could answer is an error, as the embedded client's `get` is (a miss would say
+/// the key is absent, which nobody knows); in a multi-get ([`get_many`]) the unreadable keys
+/// are misses, counted, so the rest still arrive. A hit is answered with the node's own list.
+pub(super) fn single_reply(
+    proxy: &Proxy,
+    cmd: GetCmd,
+    exptime: Option<i64>,
+    found: Single,
+) -> Response {
+    if matches!(found, Single::Failed) {
+        proxy.multiget_failures.inc();
+        return Response::ServerError(Bytes::from_static(b"backend unavailable"));
+    }
+    count_lookup(
+        &proxy.stats,
+        exptime.is_some(),
+        matches!(found, Single::Hit(_)),
+    );
+    match found {
+        Single::Hit(mut values) => {
+            if !cmd.returns_cas() {
+                for v in &mut values {
+                    v.cas = None;
+                }
+            }
+            Response::Values(values)
+        }
+        _ => Response::Values(Vec::new()),
+    }
+}
+
 /// Executes `req` and returns the reply, or `None` when the client asked for none.
 ///
 /// Only `get` and `set` are awaited in place; every other branch's future is boxed. A future
@@ -98,29 +130,8 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
             exptime,
             ref keys,
         } if keys.len() == 1 => {
-            let stats = &proxy.stats;
             let found = router.get_single(&req).await;
-            // A get of one key that no replica could answer is an error, as the embedded
-            // client's `get` is (a miss would say the key is absent, which nobody knows); in a
-            // multi-get (below) the unreadable keys are misses, counted, so the rest still
-            // arrive.
-            if matches!(found, Single::Failed) {
-                proxy.multiget_failures.inc();
-                return (!noreply)
-                    .then(|| Response::ServerError(Bytes::from_static(b"backend unavailable")));
-            }
-            count_lookup(stats, exptime.is_some(), matches!(found, Single::Hit(_)));
-            match found {
-                Single::Hit(mut values) => {
-                    if !cmd.returns_cas() {
-                        for v in &mut values {
-                            v.cas = None;
-                        }
-                    }
-                    Response::Values(values)
-                }
-                _ => Response::Values(Vec::new()),
-            }
+            single_reply(proxy, cmd, exptime, found)
         }
         // Two keys or more (one-key gets took the branch above; the codec refuses none).
         Request::Get { cmd, exptime, keys } => {
