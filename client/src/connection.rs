@@ -154,6 +154,9 @@ struct Shared {
     state: Mutex<State>,
     /// The socket's task, woken when `out` gets bytes or every handle is gone.
     task: AtomicWaker,
+    /// `out` holds bytes the socket's task has not taken yet: kept with `out` under the lock,
+    /// read without it by [`Connection::is_filling`].
+    filling: AtomicBool,
     /// Callers waiting for room in a full queue.
     room: Notify,
     /// Every handle was dropped: the task ends.
@@ -227,6 +230,7 @@ impl Connection {
                 latest: None,
             }),
             task: AtomicWaker::new(),
+            filling: AtomicBool::new(false),
             room: Notify::new(),
             gone: AtomicBool::new(false),
             queue_depth: opts.queue_depth.max(1),
@@ -267,6 +271,12 @@ impl Connection {
     /// The server's address.
     pub fn addr(&self) -> &str {
         &self.shared().addr
+    }
+
+    /// Whether requests wait in the output buffer for the socket's task to write them: one
+    /// more sent now leaves in the same write.
+    pub fn is_filling(&self) -> bool {
+        self.shared().filling.load(Ordering::Relaxed)
     }
 
     /// Whether the socket is currently up.
@@ -378,6 +388,9 @@ impl Connection {
             return Ok(None);
         }
         let first = st.out.is_empty();
+        if first {
+            shared.filling.store(true, Ordering::Relaxed);
+        }
         let expect = match req {
             Outgoing::Request(r) => {
                 r.encode(&mut st.out);
@@ -773,6 +786,7 @@ impl Io<'_> {
         let was_full =
             st.queued.len() >= self.shared.queue_depth || st.out.len() >= self.shared.queue_bytes;
         std::mem::swap(&mut self.wbuf, &mut st.out);
+        self.shared.filling.store(false, Ordering::Relaxed);
         self.waiting.extend(st.queued.drain(..));
         drop(st);
         if was_full {
@@ -845,6 +859,7 @@ impl Io<'_> {
         let mut st = self.shared.lock();
         st.open = false;
         st.out.clear();
+        self.shared.filling.store(false, Ordering::Relaxed);
         st.latest = None;
         let queued: Vec<Slot> = st.queued.drain(..).collect();
         for slot in self.waiting.drain(..).chain(queued) {
