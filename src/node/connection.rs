@@ -55,6 +55,10 @@ pub async fn run(tcp: TcpStream, node: &Arc<Node>) {
     else {
         return;
     };
+    // One wait for shutdown for the connection's life: made anew in every `select!` below, it
+    // would join and leave the token's waiter list (a lock each way) on every read.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
         // Execute everything that has fully arrived.
         let started = Instant::now();
@@ -156,14 +160,14 @@ pub async fn run(tcp: TcpStream, node: &Arc<Node>) {
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 },
-                _ = shutdown.cancelled() => return,
+                _ = &mut cancelled => return,
             },
             Some(limit) => tokio::select! {
                 r = stream.read_buf(&mut rbuf) => match r {
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 },
-                _ = shutdown.cancelled() => return,
+                _ = &mut cancelled => return,
                 _ = tokio::time::sleep(limit) => {
                     tracing::debug!("closing connection idle for {limit:?}");
                     return;

@@ -186,6 +186,10 @@ where
     W: AsyncWrite + Unpin,
 {
     let shutdown = proxy.shutdown.clone();
+    // One wait for shutdown for the connection's life (made anew in each `select!`, it would
+    // join and leave the token's waiter list, a lock each way, on every turn).
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     let cfg = proxy.config();
     let mut codec = ServerCodec::new(Limits {
         max_item_size: cfg.max_item_size,
@@ -392,7 +396,7 @@ where
             Some(done) = inflight.next(), if !inflight.is_empty() => {
                 finish(done, &mut budget, &mut wbuf);
             }
-            _ = shutdown.cancelled(), if !closing => closing = true,
+            _ = &mut cancelled, if !closing => closing = true,
             // Timers are built only when polled, so a connection without them pays nothing.
             _ = async { tokio::time::sleep(GLOBAL_RETRY).await }, if held_back => {}
             _ = async {
