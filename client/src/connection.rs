@@ -154,8 +154,8 @@ struct Shared {
     state: Mutex<State>,
     /// The socket's task, woken when `out` gets bytes or every handle is gone.
     task: AtomicWaker,
-    /// `out` holds bytes the socket's task has not taken yet: kept with `out` under the lock,
-    /// read without it by [`Connection::is_filling`].
+    /// `out` holds bytes the socket's task has not taken yet, fewer than [`FILLING_MAX`]: kept
+    /// with `out` under the lock, read without it by [`Connection::is_filling`].
     filling: AtomicBool,
     /// Callers waiting for room in a full queue.
     room: Notify,
@@ -182,6 +182,10 @@ impl Shared {
         Error::Timeout(self.addr.to_string())
     }
 }
+
+/// Unwritten bytes up to which a connection still draws new requests to itself
+/// ([`Connection::is_filling`]).
+const FILLING_MAX: usize = 64 * 1024;
 
 /// The byte bound of a connection's unwritten requests: four of the largest items, at least
 /// 4 MiB (a socket that drains normally empties it at every turn).
@@ -273,8 +277,8 @@ impl Connection {
         &self.shared().addr
     }
 
-    /// Whether requests wait in the output buffer for the socket's task to write them: one
-    /// more sent now leaves in the same write.
+    /// Whether requests wait in the output buffer for the socket's task to write them, fewer
+    /// than [`FILLING_MAX`] bytes of them: one more sent now leaves in the same write.
     pub fn is_filling(&self) -> bool {
         self.shared().filling.load(Ordering::Relaxed)
     }
@@ -388,9 +392,6 @@ impl Connection {
             return Ok(None);
         }
         let first = st.out.is_empty();
-        if first {
-            shared.filling.store(true, Ordering::Relaxed);
-        }
         let expect = match req {
             Outgoing::Request(r) => {
                 r.encode(&mut st.out);
@@ -401,6 +402,11 @@ impl Connection {
                 e.expect
             }
         };
+        // A buffer this big is not a burst about to leave: its socket is slow to take it
+        // (a large value, a peer that reads slowly), and new requests go round robin.
+        shared
+            .filling
+            .store(st.out.len() < FILLING_MAX, Ordering::Relaxed);
         let cell = st.cell();
         let own_timer = match st.latest {
             Some(l) if deadline < l => true,

@@ -374,6 +374,22 @@ mod tests {
         assert!(!first.is_filling(), "the socket's task took the buffer");
         let (x, y) = (node.conn(), node.conn());
         assert!(!std::ptr::eq(x, y), "round robin over both connections");
+        // A buffer its socket is slow to take (here: its task has not run since) stops
+        // drawing requests once it holds 64 KiB: round robin again.
+        let big = Request::Store {
+            cmd: crate::protocol::StoreCmd::Set,
+            key: bytes::Bytes::from_static(b"big"),
+            flags: 0,
+            exptime: 0,
+            cas: 0,
+            value: bytes::Bytes::from(vec![b'v'; 100 * 1024]),
+            noreply: false,
+        };
+        let c = node.conn();
+        let _ = c.send_now(&big, timeout).unwrap().unwrap();
+        assert!(!c.is_filling(), "100 KiB unwritten is not a burst to join");
+        let (x, y) = (node.conn(), node.conn());
+        assert!(!std::ptr::eq(x, y), "round robin past a slow buffer");
         held.abort();
     }
 }
