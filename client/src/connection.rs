@@ -279,7 +279,7 @@ impl Connection {
 
     /// Whether requests wait in the output buffer for the socket's task to write them, fewer
     /// than [`FILLING_MAX`] bytes of them: one more sent now leaves in the same write.
-    pub fn is_filling(&self) -> bool {
+    pub(crate) fn is_filling(&self) -> bool {
         self.shared().filling.load(Ordering::Relaxed)
     }
 
@@ -355,13 +355,13 @@ impl Connection {
     /// `src/proxy/inflight.rs`): the request is encoded and its slot taken now. `Ok(None)` when
     /// that would need a wait the caller cannot keep without a future: room in a full queue,
     /// or a timer of the request's own (a deadline earlier than one queued before it). The
-    /// caller then sends it with [`Connection::request_checked`]; nothing was written.
+    /// caller then sends it with [`Connection::request_checked`]; nothing was written. The
+    /// caller gives the deadline, having read the clock already for its own bookkeeping.
     pub(crate) fn send_now(
         &self,
         req: &Request,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<Option<Awaiting>, Error> {
-        let deadline = Instant::now() + timeout;
         let queued = self.try_queue(Outgoing::Request(req), deadline, false)?;
         Ok(queued.map(|(cell, _)| {
             Awaiting(ReplyFuture {
@@ -482,11 +482,11 @@ impl Encoded {
 
 /// The slot of a request sent with [`Connection::send_now`], held by its caller: polled for
 /// the reply like a future, dropped to abandon it. It keeps its connection alive while held.
-pub struct Awaiting(ReplyFuture<Arc<Shared>>);
+pub(crate) struct Awaiting(ReplyFuture<Arc<Shared>>);
 
 impl Awaiting {
     /// The reply, once the socket's task has read it (or failed the request).
-    pub fn poll_reply(&mut self, cx: &mut Context<'_>) -> Poll<Result<Response, Error>> {
+    pub(crate) fn poll_reply(&mut self, cx: &mut Context<'_>) -> Poll<Result<Response, Error>> {
         Pin::new(&mut self.0).poll(cx)
     }
 }

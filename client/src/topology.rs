@@ -355,7 +355,7 @@ mod tests {
             exptime: None,
             keys: vec![bytes::Bytes::from_static(k)],
         };
-        let timeout = Duration::from_secs(5);
+        let timeout = tokio::time::Instant::now() + Duration::from_secs(5);
         let first = node.conn();
         let _a = first.send_now(&get(b"a"), timeout).unwrap().unwrap();
         // No await since: the socket's task has not run, so `a` is still in the buffer.

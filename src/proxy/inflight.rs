@@ -20,7 +20,7 @@ use futures_util::stream::{FuturesOrdered, Stream, StreamExt};
 use ringcache_client::protocol::reply;
 use ringcache_client::protocol::response::encode_value;
 use ringcache_client::protocol::{Request, Response, Value};
-use ringcache_client::router::SingleGet;
+use ringcache_client::router::{Single, SingleGet};
 
 use super::order::{KeyOrder, Ticket};
 use super::{route, Proxy};
@@ -166,49 +166,33 @@ impl Stream for Inflight {
                 },
                 Entry::Walk(f) => ready!(f.as_mut().poll(cx)),
                 Entry::Get { sent, req, .. } => {
-                    match ready!(this.proxy.router().poll_single(sent, req, cx)) {
+                    let found = ready!(this.proxy.router().poll_single(sent, req, cx));
+                    let Some(Entry::Get {
+                        req,
+                        ticket,
+                        reserved,
+                        ..
+                    }) = this.line.pop_front()
+                    else {
+                        unreachable!("the head was a one-key get");
+                    };
+                    match found {
                         Ok(found) => {
-                            let Some(Entry::Get {
-                                req: Request::Get { cmd, exptime, .. },
-                                ticket,
-                                reserved,
-                                ..
-                            }) = this.line.pop_front()
-                            else {
-                                unreachable!("the head was a one-key get");
-                            };
                             // Finished: later requests on the key may go.
                             drop(ticket);
-                            let reply = route::single_reply(&this.proxy, cmd, exptime, found);
-                            return Poll::Ready(Some(Finished {
-                                reply: Reply::Full(Some(reply)),
+                            return Poll::Ready(Some(get_reply(
+                                &this.proxy,
+                                &req,
+                                found,
                                 reserved,
-                            }));
+                            )));
                         }
                         Err(rest) => {
-                            let Some(Entry::Get {
-                                req,
-                                ticket,
-                                reserved,
-                                ..
-                            }) = this.line.pop_front()
-                            else {
-                                unreachable!("the head was a one-key get");
-                            };
                             let p = this.proxy.clone();
                             this.line.push_front(Entry::Walk(Box::pin(async move {
                                 let found = p.router().get_single_rest(rest, &req).await;
                                 drop(ticket);
-                                let reply = match req {
-                                    Request::Get { cmd, exptime, .. } => {
-                                        Some(route::single_reply(&p, cmd, exptime, found))
-                                    }
-                                    _ => None,
-                                };
-                                Finished {
-                                    reply: Reply::Full(reply),
-                                    reserved,
-                                }
+                                get_reply(&p, &req, found, reserved)
                             })));
                             continue;
                         }
@@ -218,5 +202,20 @@ impl Stream for Inflight {
             this.line.pop_front();
             return Poll::Ready(Some(done));
         }
+    }
+}
+
+/// The reply to a one-key `get` (`gat`…) that took the line's own path, from what it found.
+fn get_reply(proxy: &Proxy, get: &Request, found: Single, reserved: usize) -> Finished {
+    let reply = match get {
+        Request::Get { cmd, exptime, .. } => {
+            Some(route::single_reply(proxy, *cmd, *exptime, found))
+        }
+        // Only gets take that path (`Router::start_single` sends nothing else).
+        _ => None,
+    };
+    Finished {
+        reply: Reply::Full(reply),
+        reserved,
     }
 }

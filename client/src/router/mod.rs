@@ -923,11 +923,10 @@ impl Router {
             .enumerate()
             .find(|(_, &n)| topo.nodes[n].health.may_serve(key))?;
         let node = &topo.nodes[*n];
+        // One clock read for the latency and the deadline both.
         let started = Instant::now();
-        let awaiting = node
-            .conn()
-            .send_now(get, self.inner.live.request_timeout())
-            .ok()??;
+        let deadline = tokio::time::Instant::from_std(started) + self.inner.live.request_timeout();
+        let awaiting = node.conn().send_now(get, deadline).ok()??;
         node.metrics.requests.increment(1);
         let node = *n;
         Some(SingleGet {
