@@ -540,13 +540,23 @@ async fn fake_backend(mode: Hostile) -> Fake {
                             if dropping && !first_dropped.swap(true, Ordering::SeqCst) {
                                 continue;
                             }
-                            let v = format!("val-{key}");
-                            let key = if dropping {
-                                key.to_string()
+                            let mut r = String::new();
+                            // Every key of a multi-get answered under another key.
+                            let keys: Vec<&str> = if dropping {
+                                vec![key]
                             } else {
-                                format!("not-{key}")
+                                key.split(' ').collect()
                             };
-                            let r = format!("VALUE {key} 0 {}\r\n{v}\r\nEND\r\n", v.len());
+                            for key in keys {
+                                let v = format!("val-{key}");
+                                let key = if dropping {
+                                    key.to_string()
+                                } else {
+                                    format!("not-{key}")
+                                };
+                                r.push_str(&format!("VALUE {key} 0 {}\r\n{v}\r\n", v.len()));
+                            }
+                            r.push_str("END\r\n");
                             if wr.write_all(r.as_bytes()).await.is_err() {
                                 return;
                             }
@@ -797,8 +807,8 @@ fn connection_in_doubt_is_reset_not_reused() {
 }
 
 /// A proxy answers a one-key `get` with the list the node's reply was parsed into; a backend
-/// that answers under another key must not have that key reach the client. The item is not
-/// the one asked for, so the client reads a miss.
+/// that answers under another key must not have that key reach the client, from a one-key
+/// get or a multi-get. The item is not the one asked for, so the client reads a miss.
 #[test]
 fn a_value_under_another_key_never_reaches_the_client() {
     run(async {
@@ -814,13 +824,82 @@ fn a_value_under_another_key_never_reaches_the_client() {
         };
         let proxy = proxy::start(cfg, None).await.unwrap();
         let addr = proxy.addr;
-        // `mn`, answered by the proxy itself, marks the end of the two replies.
-        let got =
-            blocking(move || testkit::exchange(addr, b"get a\r\ngets a\r\nmn\r\n", b"MN\r\n"))
-                .await;
-        assert_eq!(String::from_utf8_lossy(&got), "END\r\nEND\r\nMN\r\n");
+        // `mn`, answered by the proxy itself, marks the end of the replies. The multi-gets
+        // are pipelined, so their pieces' replies are matched in the line's own slots.
+        let req = b"get a\r\ngets a\r\nget b c\r\nget d e f\r\ngets c g\r\nmn\r\n";
+        let got = blocking(move || testkit::exchange(addr, req, b"MN\r\n")).await;
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "END\r\n".repeat(5) + "MN\r\n"
+        );
         proxy.shutdown().await;
     });
+}
+
+/// Replicas 2 over a real node and a backend that never answers, and 8 keys stored on the
+/// real node, interleaved: one whose primary is the silent backend, then one whose primary is
+/// the real node. The handles keep both backends running.
+struct SilentPrimary {
+    proxy: ProxyHandle,
+    keys: Vec<String>,
+    _real: NodeHandle,
+    _fake: Fake,
+}
+
+async fn silent_primary() -> SilentPrimary {
+    let real = real_node().await;
+    let fake = fake_backend(Hostile::Silent).await;
+    let cfg = ProxyConfig {
+        listen: "127.0.0.1:0".into(),
+        ring: RingSettings {
+            replicas: 2,
+            ..RingSettings::default()
+        },
+        nodes: support::specs(&[real.addr, fake.addr]),
+        request_timeout_ms: 300,
+        // Never marked down: every get whose primary is the fake times out there first.
+        failure_limit: 1000,
+        ..ProxyConfig::default()
+    };
+    let proxy = proxy::start(cfg, None).await.unwrap();
+    let topo = proxy.proxy.router().topology();
+    let primary = |k: &String| {
+        let o = topo.owners(k.as_bytes());
+        topo.nodes[o.as_slice()[0]].spec.addr.clone()
+    };
+    let on = |addr: SocketAddr, n: usize| -> Vec<String> {
+        (0..10_000)
+            .map(|i| format!("k{i}"))
+            .filter(|k| primary(k) == addr.to_string())
+            .take(n)
+            .collect()
+    };
+    let (keys, on_real) = (on(fake.addr, 4), on(real.addr, 4));
+    assert_eq!(keys.len(), 4, "keys whose primary is the silent backend");
+    // Interleaved: the answered gets wait behind the timed-out ones.
+    let keys: Vec<String> = keys
+        .into_iter()
+        .zip(on_real)
+        .flat_map(|(a, b)| [a, b])
+        .collect();
+    // Every value lives on the real node, which is each key's first or second owner.
+    let mut sets = Vec::new();
+    for k in &keys {
+        let v = format!("v-{k}");
+        sets.extend_from_slice(format!("set {k} 0 0 {}\r\n{v}\r\n", v.len()).as_bytes());
+    }
+    let stored = blocking({
+        let addr = real.addr;
+        move || testkit::exchange(addr, &sets, b"STORED\r\n".repeat(8).as_slice())
+    })
+    .await;
+    assert_eq!(stored, b"STORED\r\n".repeat(8));
+    SilentPrimary {
+        proxy,
+        keys,
+        _real: real,
+        _fake: fake,
+    }
 }
 
 /// A pipelined one-key get is written to its first owner when it is read, and the proxy keeps
@@ -830,59 +909,52 @@ fn a_value_under_another_key_never_reaches_the_client() {
 #[test]
 fn a_pipelined_get_whose_owner_never_answers_is_read_from_the_next_replica() {
     run(async {
-        let real = real_node().await;
-        let fake = fake_backend(Hostile::Silent).await;
-        let cfg = ProxyConfig {
-            listen: "127.0.0.1:0".into(),
-            ring: RingSettings {
-                replicas: 2,
-                ..RingSettings::default()
-            },
-            nodes: support::specs(&[real.addr, fake.addr]),
-            request_timeout_ms: 300,
-            // Never marked down: every get whose primary is the fake times out there first.
-            failure_limit: 1000,
-            ..ProxyConfig::default()
-        };
-        let proxy = proxy::start(cfg, None).await.unwrap();
-        let topo = proxy.proxy.router().topology();
-        let primary = |k: &String| {
-            let o = topo.owners(k.as_bytes());
-            topo.nodes[o.as_slice()[0]].spec.addr.clone()
-        };
-        let on = |addr: SocketAddr, n: usize| -> Vec<String> {
-            (0..10_000)
-                .map(|i| format!("k{i}"))
-                .filter(|k| primary(k) == addr.to_string())
-                .take(n)
-                .collect()
-        };
-        let (mut keys, on_real) = (on(fake.addr, 4), on(real.addr, 4));
-        assert_eq!(keys.len(), 4, "keys whose primary is the silent backend");
-        // Interleaved: the answered gets wait behind the timed-out ones.
-        keys = keys
-            .into_iter()
-            .zip(on_real)
-            .flat_map(|(a, b)| [a, b])
-            .collect();
-        // Every value lives on the real node, which is each key's first or second owner.
-        let mut sets = Vec::new();
-        for k in &keys {
-            let v = format!("v-{k}");
-            sets.extend_from_slice(format!("set {k} 0 0 {}\r\n{v}\r\n", v.len()).as_bytes());
-        }
-        let stored = blocking({
-            let addr = real.addr;
-            move || testkit::exchange(addr, &sets, b"STORED\r\n".repeat(8).as_slice())
-        })
-        .await;
-        assert_eq!(stored, b"STORED\r\n".repeat(8));
+        let SilentPrimary { proxy, keys, .. } = silent_primary().await;
         let mut req = Vec::new();
         let mut want = String::new();
         for k in &keys {
             req.extend_from_slice(format!("get {k}\r\n").as_bytes());
             let v = format!("v-{k}");
             want.push_str(&format!("VALUE {k} 0 {}\r\n{v}\r\nEND\r\n", v.len()));
+        }
+        req.extend_from_slice(b"mn\r\n");
+        want.push_str("MN\r\n");
+        let addr = proxy.addr;
+        let got = blocking(move || testkit::exchange(addr, &req, b"MN\r\n")).await;
+        assert_eq!(String::from_utf8_lossy(&got), want);
+        proxy.shutdown().await;
+    });
+}
+
+/// Pipelined multi-gets are written to their keys' owners when they are read, one piece per
+/// node, and the proxy keeps their reply slots (`Router::start_many`). A piece sent to an owner
+/// that never answers must go on to the next replica after the timeout, every reply must list
+/// its hits in the order its keys were asked, and the replies must keep the order of the
+/// requests, with one-key gets between them.
+#[test]
+fn pipelined_multi_gets_whose_owner_never_answers_are_read_from_the_next_replica() {
+    run(async {
+        let SilentPrimary { proxy, keys, .. } = silent_primary().await;
+        let value = |k: &str| {
+            let v = format!("v-{k}");
+            format!("VALUE {k} 0 {}\r\n{v}\r\n", v.len())
+        };
+        // Silent primary first, real primary first, a one-key get between them, and a key
+        // nobody holds, which must be a miss (not an error) inside a multi-get.
+        let batches: [&[&str]; 4] = [
+            &[&keys[0], &keys[1], &keys[2]],
+            &[&keys[3]],
+            &[&keys[5], "absent", &keys[4], &keys[6]],
+            &[&keys[7], &keys[1]],
+        ];
+        let mut req = Vec::new();
+        let mut want = String::new();
+        for b in batches {
+            req.extend_from_slice(format!("get {}\r\n", b.join(" ")).as_bytes());
+            for k in b.iter().filter(|k| **k != "absent") {
+                want.push_str(&value(k));
+            }
+            want.push_str("END\r\n");
         }
         req.extend_from_slice(b"mn\r\n");
         want.push_str("MN\r\n");

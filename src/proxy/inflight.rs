@@ -4,9 +4,10 @@
 //! request in flight touches its key, is written to its owner's connection as soon as it is
 //! read (`Router::start_single`), and what this queue keeps of it is a few words: the slot its
 //! reply will land in, the request and its ordering ticket. No future, box or task is made
-//! for it. Every other request (and a get that must wait for an earlier request on its key,
-//! or whose first owner failed) runs as a boxed future in a `FuturesOrdered`, which drives
-//! them all at once. One line holds the order of both kinds, and its head is the next reply
+//! for it. A multi-get takes the same path (`Router::start_many`): one piece per owner is
+//! written at once, and the line keeps the pieces' reply slots. Every other request (and a
+//! get that must wait for an earlier request on its key, or whose first owner failed) runs as
+//! a boxed future in a `FuturesOrdered`, which drives them all at once. One line holds the order of both kinds, and its head is the next reply
 //! the connection writes (docs/architecture.md, "The proxy's data path").
 
 use std::collections::VecDeque;
@@ -20,7 +21,7 @@ use futures_util::stream::{FuturesOrdered, Stream, StreamExt};
 use ringcache_client::protocol::reply;
 use ringcache_client::protocol::response::encode_value;
 use ringcache_client::protocol::{Request, Response, Value};
-use ringcache_client::router::{Single, SingleGet};
+use ringcache_client::router::{ManyGet, Single, SingleGet, Slot};
 
 use super::order::{KeyOrder, Ticket};
 use super::{route, Proxy};
@@ -69,6 +70,16 @@ enum Entry {
         ticket: Ticket,
         reserved: usize,
     },
+    /// A multi-get (or one piece of a split one) whose first round was written to the keys'
+    /// owners, waiting for their answers.
+    Many {
+        sent: ManyGet,
+        req: Request,
+        ticket: Ticket,
+        reserved: usize,
+        /// `Some(last)`: a piece of a split multi-get.
+        piece: Option<bool>,
+    },
     /// A get whose first owner failed (or, fenced, missed): the rest of its walk, polled only
     /// at the head of the line (it is rare, and nothing before it waits for it).
     Walk(Pending),
@@ -116,15 +127,34 @@ impl Inflight {
             self.order.clear();
         }
         let mut ticket = self.order.admit(&req);
-        if piece.is_none() && ticket.is_clear() {
-            if let Some(sent) = self.proxy.router().start_single(&req) {
-                self.line.push_back(Entry::Get {
-                    sent,
-                    req,
-                    ticket,
-                    reserved,
-                });
-                return;
+        if ticket.is_clear() {
+            match &req {
+                // A one-key get that is not a piece: its own reply (an unreadable key is an
+                // error, not a miss).
+                Request::Get { keys, .. } if keys.len() == 1 && piece.is_none() => {
+                    if let Some(sent) = self.proxy.router().start_single(&req) {
+                        self.line.push_back(Entry::Get {
+                            sent,
+                            req,
+                            ticket,
+                            reserved,
+                        });
+                        return;
+                    }
+                }
+                Request::Get { .. } => {
+                    if let Some(sent) = self.proxy.router().start_many(&req) {
+                        self.line.push_back(Entry::Many {
+                            sent,
+                            req,
+                            ticket,
+                            reserved,
+                            piece,
+                        });
+                        return;
+                    }
+                }
+                _ => {}
             }
         }
         let p = self.proxy.clone();
@@ -165,6 +195,36 @@ impl Stream for Inflight {
                     None => return Poll::Pending,
                 },
                 Entry::Walk(f) => ready!(f.as_mut().poll(cx)),
+                Entry::Many { sent, req, .. } => {
+                    let found = ready!(this.proxy.router().poll_many(sent, req, cx));
+                    let Some(Entry::Many {
+                        req,
+                        ticket,
+                        reserved,
+                        piece,
+                        ..
+                    }) = this.line.pop_front()
+                    else {
+                        unreachable!("the head was a multi-get");
+                    };
+                    match found {
+                        Ok(slots) => {
+                            drop(ticket);
+                            let reply = many_reply(&this.proxy, &req, slots, piece);
+                            return Poll::Ready(Some(Finished { reply, reserved }));
+                        }
+                        Err(rest) => {
+                            let p = this.proxy.clone();
+                            this.line.push_front(Entry::Walk(Box::pin(async move {
+                                let slots = p.router().get_many_rest(rest, &req).await;
+                                drop(ticket);
+                                let reply = many_reply(&p, &req, slots, piece);
+                                Finished { reply, reserved }
+                            })));
+                            continue;
+                        }
+                    }
+                }
                 Entry::Get { sent, req, .. } => {
                     let found = ready!(this.proxy.router().poll_single(sent, req, cx));
                     let Some(Entry::Get {
@@ -202,6 +262,20 @@ impl Stream for Inflight {
             this.line.pop_front();
             return Poll::Ready(Some(done));
         }
+    }
+}
+
+/// The reply to a multi-get (`piece: None`) or to one piece of a split one, from what the
+/// router found for each key; the same as [`route::get_many`]'s.
+fn many_reply(proxy: &Proxy, get: &Request, slots: Vec<Slot>, piece: Option<bool>) -> Reply {
+    let values = match get {
+        Request::Get { cmd, exptime, .. } => route::many_values(proxy, *cmd, *exptime, slots),
+        // Only gets take that path (`Router::start_many` sends nothing else).
+        _ => Vec::new(),
+    };
+    match piece {
+        Some(last) => Reply::Piece { values, last },
+        None => Reply::Full(Some(Response::Values(values))),
     }
 }
 

@@ -63,6 +63,18 @@ pub(super) async fn get_many(
     keys: &[Bytes],
 ) -> Vec<Value> {
     let slots = proxy.router().get_values(cmd, exptime, keys).await;
+    many_values(proxy, cmd, exptime, slots)
+}
+
+/// The hits of a multi-get (or a piece of one), from what the router found for each key:
+/// [`get_many`]'s reply, and the one of a multi-get that took the line's own path
+/// (`inflight.rs`), so the two cannot count or strip differently.
+pub(super) fn many_values(
+    proxy: &Proxy,
+    cmd: GetCmd,
+    exptime: Option<i64>,
+    slots: Vec<Slot>,
+) -> Vec<Value> {
     let stats = &proxy.stats;
     let mut values: Vec<Value> = Vec::with_capacity(slots.len());
     for slot in slots {

@@ -8,13 +8,16 @@
 //! state (so they are submodules rather than siblings that import each other, see
 //! docs/architecture.md, "Crates and modules"): [`lifecycle`] a node's health life cycle (down,
 //! probed, repaired or fenced and re-warmed, up), `handoff` the hinted-handoff replay and
-//! the replication of conditional writes, [`migrate`] the migrator, and `transition` reads,
-//! writes and deletes while past rings are kept.
+//! the replication of conditional writes, [`migrate`] the migrator, `spread` the multi-get
+//! engine, and `transition` reads, writes and deletes while past rings are kept.
 
 mod handoff;
 pub mod lifecycle;
 pub mod migrate;
+mod spread;
 mod transition;
+
+pub use spread::{ManyGet, ManyRest};
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -711,10 +714,7 @@ impl Router {
     /// The multi-get engine shared with the proxy: per key a hit, a miss or a failure.
     ///
     /// Each round asks every pending key of its next usable owner, one request per node, all
-    /// nodes concurrently. A key remembers its position in its replica set, so a failed node's
-    /// keys go on to the owner *after* it even though the failure has just taken that node
-    /// out of the live set (counting "the n-th live owner" afresh each round would skip the
-    /// surviving replica and report a miss).
+    /// nodes concurrently (`spread.rs`).
     pub async fn get_values(&self, cmd: GetCmd, exptime: Option<i64>, keys: &[Bytes]) -> Vec<Slot> {
         let topo = self.topology();
         if let [key] = keys {
@@ -765,100 +765,6 @@ impl Router {
             Some(Slot::Miss) => Single::Miss,
             _ => Single::Failed,
         }
-    }
-
-    /// [`Router::get_values`] for several keys, or any key during a transition.
-    async fn get_spread(
-        &self,
-        topo: Arc<Topology>,
-        cmd: GetCmd,
-        exptime: Option<i64>,
-        keys: &[Bytes],
-    ) -> Vec<Slot> {
-        let mut slots = vec![Slot::Pending(0); keys.len()];
-        // A fenced node's miss sends the key on to the next replica; if none is left, the
-        // answer is that miss, not a failure.
-        let mut missed = vec![false; keys.len()];
-        for _round in 0..topo.replicas.max(1) {
-            let mut per_node: Vec<(usize, Vec<usize>)> = Vec::new();
-            for (i, key) in keys.iter().enumerate() {
-                let Slot::Pending(from) = slots[i] else {
-                    continue;
-                };
-                let owners = topo.owners(key);
-                let next = owners
-                    .as_slice()
-                    .iter()
-                    .enumerate()
-                    .skip(from)
-                    .find(|(_, &n)| topo.nodes[n].health.may_serve(key));
-                match next {
-                    Some((pos, &n)) => {
-                        // Where to go on if this owner fails or misses while fenced.
-                        slots[i] = Slot::Pending(pos + 1);
-                        match per_node.iter_mut().find(|(m, _)| *m == n) {
-                            Some((_, idx)) => idx.push(i),
-                            None => per_node.push((n, vec![i])),
-                        }
-                    }
-                    // No (more) usable owner: a failure, unless the ring is empty or a fenced
-                    // owner already answered with a miss.
-                    None if topo.nodes.is_empty() || missed[i] => slots[i] = Slot::Miss,
-                    None => slots[i] = Slot::Failed,
-                }
-            }
-            if per_node.is_empty() {
-                break;
-            }
-            let ask = |(n, idx): (usize, Vec<usize>)| {
-                let node = &topo.nodes[n];
-                let req = Request::Get {
-                    cmd,
-                    exptime,
-                    keys: idx.iter().map(|&i| keys[i].clone()).collect(),
-                };
-                async move {
-                    let r = self.send(node, req).await;
-                    (node, idx, r)
-                }
-            };
-            // One node (every single-key get): no join_all and its per-future bookkeeping.
-            let results = if per_node.len() == 1 {
-                let one = per_node.pop().map(ask);
-                match one {
-                    Some(f) => vec![f.await],
-                    None => Vec::new(),
-                }
-            } else {
-                join_all(per_node.into_iter().map(ask)).await
-            };
-            for (node, idx, r) in results {
-                // On an error every key stays pending at the owner after this one.
-                let Ok(Response::Values(vals)) = r else {
-                    continue;
-                };
-                let fenced = node.health.state() == NodeState::Fenced;
-                // Hits come back in the order the keys were asked (memcached answers a
-                // multi-get in key order), so one cursor matches them without searching.
-                let mut vals = vals.into_iter().peekable();
-                for &i in &idx {
-                    match vals.next_if(|v| v.key == keys[i]) {
-                        Some(v) => slots[i] = Slot::Hit(v),
-                        None if fenced => missed[i] = true,
-                        None => slots[i] = Slot::Miss,
-                    }
-                }
-            }
-        }
-        for (s, &m) in slots.iter_mut().zip(&missed) {
-            if let Slot::Pending(_) = s {
-                *s = if m { Slot::Miss } else { Slot::Failed };
-            }
-        }
-        if !topo.past.is_empty() {
-            Box::pin(self.read_through_many(&topo, cmd, exptime, keys, &mut slots)).await;
-        }
-        slots
     }
 
     /// [`Router::get_values`] for one key outside a transition, the proxy's commonest request:
