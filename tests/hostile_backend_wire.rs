@@ -961,6 +961,12 @@ fn pipelined_multi_gets_whose_owner_never_answers_are_read_from_the_next_replica
         let addr = proxy.addr;
         let got = blocking(move || testkit::exchange(addr, &req, b"MN\r\n")).await;
         assert_eq!(String::from_utf8_lossy(&got), want);
+        // Alone on its connection, a multi-get runs in the connection's task (route.rs),
+        // with the same pieces and the same walk on to the replica.
+        let lone = format!("get {} {} {}\r\n", keys[2], keys[3], keys[4]);
+        let want = [&keys[2], &keys[3], &keys[4]].map(|k| value(k)).concat() + "END\r\n";
+        let got = blocking(move || testkit::exchange(addr, lone.as_bytes(), b"END\r\n")).await;
+        assert_eq!(String::from_utf8_lossy(&got), want);
         proxy.shutdown().await;
     });
 }

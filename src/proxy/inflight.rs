@@ -160,14 +160,14 @@ impl Inflight {
         let p = self.proxy.clone();
         self.push_boxed(Box::pin(async move {
             ticket.ready().await;
-            let reply = match (piece, req) {
+            let reply = match piece {
                 // A piece is part of a multi-get whatever its key count: never a one-key get's
                 // error in the middle of the stream.
-                (Some(last), Request::Get { cmd, exptime, keys }) => Reply::Piece {
-                    values: route::get_many(&p, cmd, exptime, &keys).await,
+                Some(last) if matches!(req, Request::Get { .. }) => Reply::Piece {
+                    values: route::get_many(&p, &req).await,
                     last,
                 },
-                (_, req) => Reply::Full(route::execute(&p, req).await),
+                _ => Reply::Full(route::execute(&p, req).await),
             };
             ticket.finish();
             Finished { reply, reserved }

@@ -5,6 +5,8 @@
 //! for its reply (so FIFO matching on backend connections cannot slip) and the proxy drops the
 //! reply the client did not want.
 
+use std::future::poll_fn;
+
 use bytes::Bytes;
 use ringcache_client::error::Refused;
 use ringcache_client::protocol::{
@@ -55,14 +57,22 @@ fn count_lookup(stats: &ServerStats, touch: bool, hit: bool) {
 /// The hits of a multi-get, or of one piece of a multi-get split for size (`connection.rs`),
 /// however few keys the piece holds: an unreadable key is a miss, counted in
 /// `multiget_failures`, so the readable ones still arrive and the reply stays one `VALUE …
-/// END` stream.
-pub(super) async fn get_many(
-    proxy: &Proxy,
-    cmd: GetCmd,
-    exptime: Option<i64>,
-    keys: &[Bytes],
-) -> Vec<Value> {
-    let slots = proxy.router().get_values(cmd, exptime, keys).await;
+/// END` stream. `get` is the [`Request::Get`] to answer.
+pub(super) async fn get_many(proxy: &Proxy, get: &Request) -> Vec<Value> {
+    let Request::Get { cmd, exptime, keys } = get else {
+        return Vec::new();
+    };
+    let (cmd, exptime) = (*cmd, *exptime);
+    let router = proxy.router();
+    let slots = match router.start_many(get) {
+        // Written now, its pieces' slots awaited here: no per-node future or join.
+        Some(mut sent) => match poll_fn(|cx| router.poll_many(&mut sent, get, cx)).await {
+            Ok(slots) => slots,
+            // Rare (a failed or fenced owner): boxed, so every multi-get's future stays small.
+            Err(rest) => Box::pin(router.get_many_rest(rest, get)).await,
+        },
+        None => router.get_values(cmd, exptime, keys).await,
+    };
     many_values(proxy, cmd, exptime, slots)
 }
 
@@ -146,9 +156,7 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
             single_reply(proxy, cmd, exptime, found)
         }
         // Two keys or more (one-key gets took the branch above; the codec refuses none).
-        Request::Get { cmd, exptime, keys } => {
-            Response::Values(get_many(proxy, cmd, exptime, &keys).await)
-        }
+        Request::Get { .. } => Response::Values(get_many(proxy, &req).await),
         Request::Store {
             cmd: StoreCmd::Set,
             key,
