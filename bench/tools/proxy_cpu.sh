@@ -21,33 +21,16 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 rc=${RINGCACHE:-$root/target/release/ringcache}
 bench=${RCBENCH:-$root/target/release/ringcache-bench}
 keys=${KEYS:-100000} ratio=${RATIO:-1:10}
-dir=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 200); do nc -z 127.0.0.1 "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-if [ -n "${PIN:-}" ]; then mine=(taskset -c 0) peers=(taskset -c 1); else mine=() peers=(); fi
-mc=()
-for _ in 1 2 3; do
-  p=$(free_port); "${peers[@]}" memcached -p "$p" -l 127.0.0.1 -U 0 -u nobody -m 256 & pids+=($!); wait_port "$p"; mc+=("$p")
-done
+if [ -n "${PIN:-}" ]; then mine=(taskset -c 0) PEERS=(taskset -c 1); else mine=() PEERS=(); fi
+. "$(dirname "$0")/proxies.sh"
 port=$(free_port)
-if [ "$kind" = ringcache ]; then
-  { echo "listen = \"127.0.0.1:$port\""; echo "[ring]"; echo "replicas = 1"
-    for m in "${mc[@]}"; do printf '[[nodes]]\naddr = "127.0.0.1:%s"\n' "$m"; done; } > "$dir/proxy.toml"
-  "${mine[@]}" "$rc" proxy --config "$dir/proxy.toml" >/dev/null 2>&1 &
-else
-  { echo "p:"; echo "  listen: 127.0.0.1:$port"; echo "  hash: md5"; echo "  distribution: ketama"
-    echo "  timeout: 1000"; echo "  preconnect: true"; echo "  server_connections: 2"; echo "  servers:"
-    for m in "${mc[@]}"; do echo "    - 127.0.0.1:$m:1"; done; } > "$dir/nut.yml"
-  "${mine[@]}" nutcracker -c "$dir/nut.yml" >/dev/null 2>&1 &
-fi
+# shellcheck disable=SC2046 # the command's words, split on purpose
+${mine[@]+"${mine[@]}"} $(proxy_command "$kind" "$(proxy_config "$kind" "$port")") >/dev/null 2>&1 &
 px=$!
 pids+=("$px")
 wait_port "$port"
 load() {
-  "${peers[@]}" "$bench" --target "127.0.0.1:$port" --connections "$conns" --pipeline "$pipe" --multiget "$mget" \
+  ${PEERS[@]+"${PEERS[@]}"} "$bench" --target "127.0.0.1:$port" --connections "$conns" --pipeline "$pipe" --multiget "$mget" \
     --keys "$keys" --ratio "$ratio" --value-size 100 "$@" 2>&1
 }
 # Warm-up: connections open, every key stored.

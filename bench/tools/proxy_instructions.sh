@@ -17,35 +17,15 @@ kind=$1 conns=$2 pipe=$3 mget=$4 n=${5:-20000}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 rc=${RINGCACHE:-$root/target/release/ringcache}
 bench=${RCBENCH:-$root/target/release/ringcache-bench}
-dir=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 200); do nc -z 127.0.0.1 "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-
-mc=()
-for _ in 1 2 3; do
-  p=$(free_port); memcached -p "$p" -l 127.0.0.1 -U 0 -u nobody -m 256 & pids+=($!); wait_port "$p"; mc+=("$p")
-done
+. "$(dirname "$0")/proxies.sh"
 
 # One measured run of $1 requests; prints the proxy's total instructions.
 run() {
   local reqs=$1 port out conf
   port=$(free_port); out=$dir/cg.$reqs.out
-  if [ "$kind" = ringcache ]; then
-    conf=$dir/proxy.toml
-    { echo "listen = \"127.0.0.1:$port\""; echo "[ring]"; echo "replicas = 1"
-      for m in "${mc[@]}"; do printf '[[nodes]]\naddr = "127.0.0.1:%s"\n' "$m"; done; } > "$conf"
-    $wrap "$out" "$rc" proxy --config "$conf" >/dev/null 2>&1 &
-  else
-    conf=$dir/nut.yml
-    { echo "p:"; echo "  listen: 127.0.0.1:$port"; echo "  hash: md5"; echo "  distribution: ketama"
-      echo "  timeout: 1000"; echo "  preconnect: true"; echo "  server_connections: 2"; echo "  servers:"
-      for m in "${mc[@]}"; do echo "    - 127.0.0.1:$m:1"; done; } > "$conf"
-    $wrap "$out" nutcracker -c "$conf" >/dev/null 2>&1 &
-  fi
+  conf=$(proxy_config "$kind" "$port")
+  # shellcheck disable=SC2046 # the command's words, split on purpose
+  $wrap "$out" $(proxy_command "$kind" "$conf") >/dev/null 2>&1 &
   local vg=$!
   wait_port "$port"
   "$bench" --target "127.0.0.1:$port" --connections "$conns" --pipeline "$pipe" \
