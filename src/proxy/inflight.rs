@@ -21,7 +21,7 @@ use futures_util::stream::{FuturesOrdered, Stream, StreamExt};
 use ringcache_client::protocol::reply;
 use ringcache_client::protocol::response::encode_value;
 use ringcache_client::protocol::{Request, Response, Value};
-use ringcache_client::router::{ManyGet, Single, SingleGet, Slot};
+use ringcache_client::router::{ManyGet, ManyRest, Router, Single, SingleGet, SingleRest, Slot};
 
 use super::order::{KeyOrder, Ticket};
 use super::{route, Proxy};
@@ -63,26 +63,75 @@ impl Reply {
 enum Entry {
     /// Its reply comes out of [`Inflight::boxed`], in order.
     Boxed,
-    /// A get of one key written to its first usable owner, waiting for that owner's answer.
-    Get {
-        sent: SingleGet,
+    /// A get written to its keys' owners when it was decoded, waiting for their answers.
+    Sent {
+        sent: Sent,
         req: Request,
         ticket: Ticket,
         reserved: usize,
-    },
-    /// A multi-get (or one piece of a split one) whose first round was written to the keys'
-    /// owners, waiting for their answers.
-    Many {
-        sent: ManyGet,
-        req: Request,
-        ticket: Ticket,
-        reserved: usize,
-        /// `Some(last)`: a piece of a split multi-get.
-        piece: Option<bool>,
     },
     /// A get whose first owner failed (or, fenced, missed): the rest of its walk, polled only
     /// at the head of the line (it is rare, and nothing before it waits for it).
     Walk(Pending),
+}
+
+/// A get the line wrote itself: what the engine keeps of it until its answers are read.
+enum Sent {
+    /// A get of one key, at its first usable owner.
+    One(SingleGet),
+    /// A multi-get (`piece: Some(last)`: one piece of a split one), one piece per owner.
+    /// Boxed: its state is several times a one-key get's, and every place in line is as big
+    /// as the biggest.
+    Many {
+        sent: Box<ManyGet>,
+        piece: Option<bool>,
+    },
+}
+
+/// What a [`Sent`] get found, or where its walk over the keys' owners goes on.
+enum Found {
+    One(Single),
+    Many(Vec<Slot>),
+}
+
+enum Rest {
+    One(SingleRest),
+    Many(ManyRest),
+}
+
+impl Sent {
+    fn poll(
+        &mut self,
+        router: &Router,
+        req: &Request,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Found, Rest>> {
+        Poll::Ready(match self {
+            Sent::One(sent) => ready!(router.poll_single(sent, req, cx))
+                .map(Found::One)
+                .map_err(Rest::One),
+            Sent::Many { sent, .. } => ready!(router.poll_many(sent, req, cx))
+                .map(Found::Many)
+                .map_err(Rest::Many),
+        })
+    }
+
+    fn piece(&self) -> Option<bool> {
+        match self {
+            Sent::One(_) => None,
+            Sent::Many { piece, .. } => *piece,
+        }
+    }
+}
+
+impl Rest {
+    /// The rest of the walk, to the answer.
+    async fn run(self, router: &Router, req: &Request) -> Found {
+        match self {
+            Rest::One(rest) => Found::One(router.get_single_rest(rest, req).await),
+            Rest::Many(rest) => Found::Many(router.get_many_rest(rest, req).await),
+        }
+    }
 }
 
 /// The requests in flight on one client connection. A `Stream` of their replies, in order.
@@ -128,33 +177,27 @@ impl Inflight {
         }
         let mut ticket = self.order.admit(&req);
         if ticket.is_clear() {
-            match &req {
+            let router = self.proxy.router();
+            let sent = match &req {
                 // A one-key get that is not a piece: its own reply (an unreadable key is an
                 // error, not a miss).
                 Request::Get { keys, .. } if keys.len() == 1 && piece.is_none() => {
-                    if let Some(sent) = self.proxy.router().start_single(&req) {
-                        self.line.push_back(Entry::Get {
-                            sent,
-                            req,
-                            ticket,
-                            reserved,
-                        });
-                        return;
-                    }
+                    router.start_single(&req).map(Sent::One)
                 }
-                Request::Get { .. } => {
-                    if let Some(sent) = self.proxy.router().start_many(&req) {
-                        self.line.push_back(Entry::Many {
-                            sent,
-                            req,
-                            ticket,
-                            reserved,
-                            piece,
-                        });
-                        return;
-                    }
-                }
-                _ => {}
+                Request::Get { .. } => router.start_many(&req).map(|sent| Sent::Many {
+                    sent: Box::new(sent),
+                    piece,
+                }),
+                _ => None,
+            };
+            if let Some(sent) = sent {
+                self.line.push_back(Entry::Sent {
+                    sent,
+                    req,
+                    ticket,
+                    reserved,
+                });
+                return;
             }
         }
         let p = self.proxy.clone();
@@ -195,64 +238,32 @@ impl Stream for Inflight {
                     None => return Poll::Pending,
                 },
                 Entry::Walk(f) => ready!(f.as_mut().poll(cx)),
-                Entry::Many { sent, req, .. } => {
-                    let found = ready!(this.proxy.router().poll_many(sent, req, cx));
-                    let Some(Entry::Many {
+                Entry::Sent { sent, req, .. } => {
+                    let found = ready!(sent.poll(this.proxy.router(), req, cx));
+                    let Some(Entry::Sent {
+                        sent,
                         req,
                         ticket,
                         reserved,
-                        piece,
-                        ..
                     }) = this.line.pop_front()
                     else {
-                        unreachable!("the head was a multi-get");
+                        unreachable!("the head was a sent get");
                     };
+                    let piece = sent.piece();
                     match found {
-                        Ok(slots) => {
+                        Ok(found) => {
+                            // Finished: later requests on its keys may go.
                             drop(ticket);
-                            let reply = many_reply(&this.proxy, &req, slots, piece);
+                            let reply = sent_reply(&this.proxy, &req, found, piece);
                             return Poll::Ready(Some(Finished { reply, reserved }));
                         }
                         Err(rest) => {
                             let p = this.proxy.clone();
                             this.line.push_front(Entry::Walk(Box::pin(async move {
-                                let slots = p.router().get_many_rest(rest, &req).await;
+                                let found = rest.run(p.router(), &req).await;
                                 drop(ticket);
-                                let reply = many_reply(&p, &req, slots, piece);
+                                let reply = sent_reply(&p, &req, found, piece);
                                 Finished { reply, reserved }
-                            })));
-                            continue;
-                        }
-                    }
-                }
-                Entry::Get { sent, req, .. } => {
-                    let found = ready!(this.proxy.router().poll_single(sent, req, cx));
-                    let Some(Entry::Get {
-                        req,
-                        ticket,
-                        reserved,
-                        ..
-                    }) = this.line.pop_front()
-                    else {
-                        unreachable!("the head was a one-key get");
-                    };
-                    match found {
-                        Ok(found) => {
-                            // Finished: later requests on the key may go.
-                            drop(ticket);
-                            return Poll::Ready(Some(get_reply(
-                                &this.proxy,
-                                &req,
-                                found,
-                                reserved,
-                            )));
-                        }
-                        Err(rest) => {
-                            let p = this.proxy.clone();
-                            this.line.push_front(Entry::Walk(Box::pin(async move {
-                                let found = p.router().get_single_rest(rest, &req).await;
-                                drop(ticket);
-                                get_reply(&p, &req, found, reserved)
                             })));
                             continue;
                         }
@@ -265,31 +276,24 @@ impl Stream for Inflight {
     }
 }
 
-/// The reply to a multi-get (`piece: None`) or to one piece of a split one, from what the
-/// router found for each key; the same as [`route::get_many`]'s.
-fn many_reply(proxy: &Proxy, get: &Request, slots: Vec<Slot>, piece: Option<bool>) -> Reply {
-    let values = match get {
-        Request::Get { cmd, exptime, .. } => route::many_values(proxy, *cmd, *exptime, slots),
-        // Only gets take that path (`Router::start_many` sends nothing else).
-        _ => Vec::new(),
+/// The reply to a get the line sent, from what it found: a one-key get's own reply, or a
+/// multi-get's (`piece: None`) or one piece's of a split one; the same as
+/// [`route::execute`]'s and [`route::get_many`]'s.
+fn sent_reply(proxy: &Proxy, get: &Request, found: Found, piece: Option<bool>) -> Reply {
+    // Only gets take that path (`Router::start_single` and `start_many` send nothing else).
+    let Request::Get { cmd, exptime, .. } = get else {
+        return Reply::Full(None);
     };
-    match piece {
-        Some(last) => Reply::Piece { values, last },
-        None => Reply::Full(Some(Response::Values(values))),
-    }
-}
-
-/// The reply to a one-key `get` (`gat`…) that took the line's own path, from what it found.
-fn get_reply(proxy: &Proxy, get: &Request, found: Single, reserved: usize) -> Finished {
-    let reply = match get {
-        Request::Get { cmd, exptime, .. } => {
-            Some(route::single_reply(proxy, *cmd, *exptime, found))
+    match (found, piece) {
+        (Found::One(found), _) => {
+            Reply::Full(Some(route::single_reply(proxy, *cmd, *exptime, found)))
         }
-        // Only gets take that path (`Router::start_single` sends nothing else).
-        _ => None,
-    };
-    Finished {
-        reply: Reply::Full(reply),
-        reserved,
+        (Found::Many(slots), piece) => {
+            let values = route::many_values(proxy, *cmd, *exptime, slots);
+            match piece {
+                Some(last) => Reply::Piece { values, last },
+                None => Reply::Full(Some(Response::Values(values))),
+            }
+        }
     }
 }
