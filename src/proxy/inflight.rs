@@ -7,8 +7,9 @@
 //! for it. A multi-get takes the same path (`Router::start_many`): one piece per owner is
 //! written at once, and the line keeps the pieces' reply slots. Every other request (and a
 //! get that must wait for an earlier request on its key, or whose first owner failed) runs as
-//! a boxed future in a `FuturesOrdered`, which drives them all at once. One line holds the order of both kinds, and its head is the next reply
-//! the connection writes (docs/architecture.md, "The proxy's data path").
+//! a boxed future in a `FuturesOrdered`, which drives them all at once. One line holds the
+//! order of both kinds, and its head is the next reply the connection writes
+//! (docs/architecture.md, "The proxy's data path").
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -248,9 +248,11 @@ impl Router {
                 // The queue is full, or the request needs a timer of its own: the future
                 // asks this owner again.
                 Ok(None) => spread.unsend(&idx),
-                // The node's connection is down: its answer, like a request sent to it.
+                // The node's connection is closed: its answer, counted as `Router::send`
+                // counts it, and the keys go on to the next owner.
                 Err(e) => {
                     failed = true;
+                    node.metrics.requests.increment(1);
                     let r = self.answered(node, started, false, Err(e));
                     spread.take(node, &idx, keys, r);
                 }
