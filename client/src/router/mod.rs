@@ -538,6 +538,14 @@ impl Router {
         self.send_ref(node, &req)
     }
 
+    /// When a request written now starts, for its latency, and its deadline for
+    /// [`Connection::send_now`](crate::connection::Connection): one clock read for both.
+    pub(crate) fn started_now(&self) -> (Instant, tokio::time::Instant) {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::from_std(started) + self.inner.live.request_timeout();
+        (started, deadline)
+    }
+
     /// [`Router::send`] for a request the caller keeps: it is encoded when this is called, so
     /// the future returned does not borrow it, and a request already held (a proxied get, as
     /// its client sent it) goes out without a copy being built.
@@ -829,9 +837,7 @@ impl Router {
             .enumerate()
             .find(|(_, &n)| topo.nodes[n].health.may_serve(key))?;
         let node = &topo.nodes[*n];
-        // One clock read for the latency and the deadline both.
-        let started = Instant::now();
-        let deadline = tokio::time::Instant::from_std(started) + self.inner.live.request_timeout();
+        let (started, deadline) = self.started_now();
         let awaiting = node.conn().send_now(get, deadline).ok()??;
         node.metrics.requests.increment(1);
         let node = *n;

@@ -232,9 +232,7 @@ impl Router {
         }
         let mut spread = Spread::new(keys.len());
         let pieces = spread.plan(&topo, keys);
-        // One clock read for the latency and the deadline both.
-        let started = Instant::now();
-        let deadline = tokio::time::Instant::from_std(started) + self.inner.live.request_timeout();
+        let (started, deadline) = self.started_now();
         let mut sent = Vec::with_capacity(pieces.len());
         let mut failed = false;
         for (n, idx) in pieces {
