@@ -57,13 +57,14 @@ for i in 0 1 2; do
   "$bin" node --listen "127.0.0.1$((i + 1)):11211" >"$work/node-$i.log" 2>&1 &
   pids+=($!)
 done
-# The rendered config as it is, but for the listen address (the nodes use 11211 on loopback).
+# The rendered config as it is, but for the listen addresses (the nodes use 11211 on loopback).
 "$bin" proxy --config "$cfg" --listen 127.0.0.1:11211 --metrics-listen 127.0.0.1:9151 \
   >"$work/proxy.log" 2>&1 &
 pids+=($!)
 
 fetch() { python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$1" 2>/dev/null; }
-# Discovery resolves at start and every interval_secs: wait for the three nodes, 30 s at most.
+# Discovery resolves at start and every interval_secs: wait for the three nodes (60 tries,
+# half a second apart, each fetch bounded by its 5 s timeout).
 for _ in $(seq 1 60); do
   if fetch http://127.0.0.1:9151/metrics | grep -qx 'ringcache_discovery_nodes 3'; then
     break

@@ -166,8 +166,8 @@ def prometheusrule(args):
     have = yaml.safe_load(PROMETHEUS_RULE.read_text())
     if have != want:
         sys.exit(
-            f"{PROMETHEUS_RULE.relative_to(HERE.parent)} differs from deploy/prometheus/alerts.yaml: "
-            "run `python3 deploy/check.py prometheusrule --write`"
+            f"{PROMETHEUS_RULE.relative_to(HERE.parent)} differs from "
+            "deploy/prometheus/alerts.yaml: run `python3 deploy/check.py prometheusrule --write`"
         )
     rules = sum(len(g["rules"]) for g in want["spec"]["groups"])
     print(f"PrometheusRule: the {rules} rules of alerts.yaml")
@@ -211,10 +211,8 @@ def rendered(namespace, path, plain):
 
     sts = one("StatefulSet", "node")
     deploy = one("Deployment", "proxy")
-    headless = next(
-        (d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == sts["spec"]["serviceName"]),
-        None,
-    )
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    headless = services.get(sts["spec"]["serviceName"])
     if headless is None or headless["spec"].get("clusterIP") != "None":
         sys.exit(f"{path}: no headless Service {sts['spec']['serviceName']} for the StatefulSet")
     svc = headless["metadata"]["name"]
@@ -241,9 +239,16 @@ def rendered(namespace, path, plain):
     # Files the programs are told to read: each under a mount of a Secret in that container.
     def secret_mounts(workload):
         spec = workload["spec"]["template"]["spec"]
-        secrets = {v["name"]: v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+        secrets = {
+            v["name"]: v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v
+        }
         c = spec["containers"][0]
-        return c, {m["mountPath"].rstrip("/") + "/": secrets[m["name"]] for m in c.get("volumeMounts", []) if m["name"] in secrets}
+        mounts = {
+            m["mountPath"].rstrip("/") + "/": secrets[m["name"]]
+            for m in c.get("volumeMounts", [])
+            if m["name"] in secrets
+        }
+        return c, mounts
 
     cert_secrets = {d["spec"]["secretName"] for d in docs if d["kind"] == "Certificate"}
     needed = set()
@@ -266,8 +271,9 @@ def rendered(namespace, path, plain):
             if key in backend:
                 check_file("proxy", f"[backend] {key}", backend[key], proxy_mounts)
         if backend.get("tls") and not any("--ssl-chain-cert=" in a for a in node.get("args", [])):
-            fail("proxy speaks TLS to the nodes, but the nodes are not started with --ssl-chain-cert")
-        if "auth_user" in backend and not any(a.startswith("--auth-file=") for a in node.get("args", [])):
+            fail("proxy speaks TLS to the nodes, but the nodes are started without --ssl-chain-cert")
+        node_auth = any(a.startswith("--auth-file=") for a in node.get("args", []))
+        if "auth_user" in backend and not node_auth:
             fail("proxy authenticates to the nodes, but the nodes are not started with --auth-file")
 
     # Certificates: every node pod's name, as the proxies reach it (the SRV target).
@@ -278,8 +284,11 @@ def rendered(namespace, path, plain):
         if d["spec"]["secretName"] in node_mounts.values():
             for i in range(sts["spec"]["replicas"]):
                 pod = f"{sts['metadata']['name']}-{i}.{svc}.{namespace}.svc.cluster.local"
-                if not any(fnmatch.fnmatchcase(pod, n) and n.count(".") == pod.count(".") for n in names):
-                    fail(f"Certificate {d['metadata']['name']} does not name node pod {pod}: {names}")
+                # A wildcard covers one label, as in TLS name matching.
+                if not any(
+                    fnmatch.fnmatchcase(pod, n) and n.count(".") == pod.count(".") for n in names
+                ):
+                    fail(f"Certificate {d['metadata']['name']} does not name pod {pod}: {names}")
         if not d["spec"].get("issuerRef", {}).get("name"):
             fail(f"Certificate {d['metadata']['name']} has no issuerRef")
 
@@ -302,13 +311,17 @@ def rendered(namespace, path, plain):
         probe = spec["containers"][0].get("readinessProbe", {}).get("httpGet", {})
         if probe.get("path") != "/ready" or probe.get("port") != "metrics":
             fail(f"{who}: readinessProbe is not GET /ready on the metrics port")
-        zones = [t for t in spec.get("topologySpreadConstraints", []) if t["topologyKey"] == "topology.kubernetes.io/zone"]
+        zones = [
+            t
+            for t in spec.get("topologySpreadConstraints", [])
+            if t["topologyKey"] == "topology.kubernetes.io/zone"
+        ]
         if not zones or zones[0]["whenUnsatisfiable"] != "ScheduleAnyway":
             fail(f"{who}: no zone topologySpreadConstraint with ScheduleAnyway")
 
     for d in docs:
         if d["kind"] == "PrometheusRule" and d["spec"] != prometheus_rule()["spec"]:
-            fail(f"PrometheusRule {d['metadata']['name']}: rules differ from deploy/prometheus/alerts.yaml")
+            fail(f"PrometheusRule {d['metadata']['name']}: rules differ from alerts.yaml")
 
     for e in errors:
         print(f"{path}: {e}")
@@ -317,7 +330,7 @@ def rendered(namespace, path, plain):
     user = sorted(needed - cert_secrets)
     print(
         f"{path}: {len(docs)} objects in {namespace}; "
-        + (f"Secrets the user creates: {', '.join(user)}" if user else "no Secret to create by hand")
+        + (f"Secrets the user creates: {', '.join(user)}" if user else "no Secret to create")
     )
 
 
