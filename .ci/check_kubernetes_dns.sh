@@ -5,10 +5,14 @@
 # namespace `cache`, ndots:5, the cluster DNS at 127.0.0.1) is bind-mounted over the real one,
 # dnsmasq serves the records a headless Service `ringcache-nodes` in namespace `cache` publishes
 # (one SRV record per node pod, each target's A record), three real nodes listen at those
-# addresses, and the real proxy runs with the config taken from the rendered ConfigMap. It
-# must resolve the three nodes under their names in `cache` and serve a set and a get.
+# addresses, started with the rendered StatefulSet's arguments, and the real proxy runs with
+# the config of the rendered ConfigMap (both with their listen addresses moved to loopback).
+# The proxy must resolve the three nodes under their names in `cache` and serve a set and a
+# get.
 #
-# Usage: .ci/check_kubernetes_dns.sh RINGCACHE_BINARY PROXY_TOML
+# Usage: .ci/check_kubernetes_dns.sh RINGCACHE_BINARY RENDERED.yaml
+#   (a `kubectl kustomize` output of deploy/kubernetes without the tls and auth components,
+#   whose files this check does not provide)
 # Exit 2: could not run here (needs root for the namespaces, unshare and dnsmasq).
 set -euo pipefail
 
@@ -18,14 +22,24 @@ if [ "${1:-}" != --inside ]; then
     exit 2
   fi
   bin=$(realpath "$1")
-  cfg=$(realpath "$2")
-  exec unshare --mount --net --propagation private bash "$0" --inside "$bin" "$cfg"
+  rendered=$(realpath "$2")
+  exec unshare --mount --net --propagation private bash "$0" --inside "$bin" "$rendered"
 fi
 bin=$2
-cfg=$3
+rendered=$3
 ns=cache
 domain=cluster.local
 work=$(mktemp -d)
+cfg="$work/proxy.toml"
+# The proxy's config, and the node container's arguments one per line.
+python3 - "$rendered" "$cfg" "$work/node-args" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+cm = next(d for d in docs if d["kind"] == "ConfigMap" and "proxy.toml" in d.get("data", {}))
+open(sys.argv[2], "w").write(cm["data"]["proxy.toml"])
+sts = next(d for d in docs if d["kind"] == "StatefulSet")
+open(sys.argv[3], "w").write("\n".join(sts["spec"]["template"]["spec"]["containers"][0]["args"]))
+PY
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -54,7 +68,15 @@ dnsmasq --keep-in-foreground --conf-file=/dev/null --no-hosts --no-resolv --bind
 pids+=($!)
 
 for i in 0 1 2; do
-  "$bin" node --listen "127.0.0.1$((i + 1)):11211" >"$work/node-$i.log" 2>&1 &
+  args=()
+  while read -r a; do
+    case "$a" in
+      --listen=*) a="--listen=127.0.0.1$((i + 1)):11211" ;;
+      --metrics-listen=*) a="--metrics-listen=127.0.0.1$((i + 1)):9150" ;;
+    esac
+    args+=("$a")
+  done <"$work/node-args"
+  "$bin" "${args[@]}" >"$work/node-$i.log" 2>&1 &
   pids+=($!)
 done
 # The rendered config as it is, but for the listen addresses (the nodes use 11211 on loopback).
@@ -75,7 +97,7 @@ metrics=$(fetch http://127.0.0.1:9151/metrics || true)
 if ! grep -qx 'ringcache_discovery_nodes 3' <<<"$metrics"; then
   echo "check_kubernetes_dns: the proxy did not discover 3 nodes through the search list" >&2
   grep -E '^ringcache_discovery' <<<"$metrics" >&2 || true
-  cat "$work/proxy.log" "$work/dnsmasq.log" >&2
+  cat "$work/proxy.log" "$work/dnsmasq.log" "$work"/node-*.log >&2
   exit 1
 fi
 for i in 0 1 2; do
@@ -83,6 +105,7 @@ for i in 0 1 2; do
   if ! grep -q "^ringcache_client_node_up{node=\"$name\"} 1" <<<"$metrics"; then
     echo "check_kubernetes_dns: node $name not up in the proxy" >&2
     grep '^ringcache_client_node_up' <<<"$metrics" >&2 || true
+    cat "$work"/node-*.log >&2
     exit 1
   fi
 done
