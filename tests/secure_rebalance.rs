@@ -393,3 +393,71 @@ fn restarted_node_is_rewarmed_over_tls_and_auth() {
         );
     });
 }
+
+/// A node that refuses to list its keys (its gate denies `lru_crawler`, as a node whose
+/// `lru_crawler = "admin"` refuses a router that is not an admin) keeps the transition open:
+/// it is not reported complete, the failures are counted, and the migrator keeps listing the
+/// node; once the node lists (here: restarted without the gate), the transition completes.
+#[test]
+fn a_refused_listing_keeps_the_transition_open_until_the_node_lists() {
+    run(async {
+        let secure = Secure::new(Guard::Auth, "refused");
+        let gate = secure
+            .pki
+            .put("deny.toml", "[commands]\nlru_crawler = \"deny\"\n");
+        let mut args = secure.node_args();
+        args.extend(["--config".to_string(), gate.to_string_lossy().into_owned()]);
+        let refusing = spawn_node(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut nodes = vec![refusing];
+        nodes.extend((1..4).map(|_| secure.node()));
+        let connector = secure.connector();
+        let client = router(
+            (0..3).map(|i| spec(i, &nodes[i])).collect(),
+            connector.clone(),
+        )
+        .await;
+        load(&client).await;
+        let before = client.rebalance_status();
+        let specs: Vec<NodeSpec> = (0..4).map(|i| spec(i, &nodes[i])).collect();
+        client.set_nodes(specs).await.expect("membership change");
+
+        // One pass: four attempts on the refusing node, 0.5 + 1 + 2 s apart.
+        let failed_pass = wait_for(Duration::from_secs(20), || {
+            client.rebalance_status().errors >= before.errors + 4
+        })
+        .await;
+        assert!(failed_pass, "{:?}", client.rebalance_status());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let status = client.rebalance_status();
+        assert!(client.in_transition(), "the old ring is kept: {status:?}");
+        assert_eq!(status.completed, before.completed, "{status:?}");
+        assert_eq!(status.phase, Phase::Scanning, "{status:?}");
+
+        // The node comes back without its gate (and empty: its keys have replicas on the
+        // others, which were listed): the next pass lists it and the transition ends.
+        let addr = nodes[0].addr.to_string();
+        nodes[0].kill9();
+        nodes[0] = secure.node_at(&addr);
+        assert!(
+            client.wait_settled(SETTLE_LIMIT).await,
+            "the transition ends once the node lists: {:?}",
+            client.rebalance_status()
+        );
+        let status = client.rebalance_status();
+        assert_eq!(status.completed, before.completed + 1, "{status:?}");
+        // The added node holds every key it owns, copied from the other past owners.
+        let topo = client.topology();
+        let added = topo
+            .nodes
+            .iter()
+            .position(|n| n.spec.addr == nodes[3].addr.to_string());
+        let added = added.expect("a member");
+        let owned: Vec<String> = (0..KEYS)
+            .map(key)
+            .filter(|k| topo.owners(k.as_bytes()).as_slice().contains(&added))
+            .collect();
+        let held = held_on(&nodes[3].addr.to_string(), &connector, &owned).await;
+        assert!(!owned.is_empty());
+        assert_eq!(held.len(), owned.len(), "keys of the added node copied");
+    });
+}

@@ -336,6 +336,8 @@ impl Router {
                 Migration::Done => return true,
                 Migration::Superseded => return false,
                 Migration::Incomplete(failed) => {
+                    // Still listing, as far as anyone watching the phase can tell.
+                    self.inner.progress.set_phase(Phase::Scanning);
                     let pause = backoff(PASS_PAUSE, pass).min(PASS_PAUSE_MAX);
                     let names: Vec<&str> = failed.iter().map(|n| n.name.as_str()).collect();
                     tracing::warn!(
