@@ -426,6 +426,12 @@ impl Router {
                         of = LIST_ATTEMPTS,
                         "rebalance: listing keys failed: {e}"
                     );
+                    // Is the node there at all? A `version` on its ordinary connection keeps its
+                    // health current: a node that is gone (stopped after it left, say) is soon
+                    // marked down and probed, and a down node is not listed (its keys are
+                    // copied from their other owners) rather than holding the transition open.
+                    // One that answers it only refuses the listing.
+                    let _ = self.send(&src, Request::Version).await;
                     if attempt + 1 < LIST_ATTEMPTS {
                         queue.push_back((src, attempt + 1));
                     } else {
