@@ -12,9 +12,9 @@
 //! as every other connection to a node) and is read with the protocol's bounded
 //! `ListingCodec`. A node whose listing fails is tried again with a growing pause; while one
 //! has not been listed the transition is not complete: the old ring stays for reads, nothing
-//! is cleaned up, and the migrator lists that node again later. Then the transition ends (the old ring is dropped) and a cleanup pass removes the
-//! moved keys from members that no longer own them. Nodes that have left the membership are
-//! only read (drained), never emptied.
+//! is cleaned up, and the migrator lists that node again later. Then the transition ends (the
+//! old ring is dropped) and a cleanup pass removes the moved keys from members that no longer
+//! own them. Nodes that have left the membership are only read (drained), never emptied.
 //!
 //! Keys move at a bounded rate (`rate` keys a second, `concurrency` at a time) so client
 //! requests on the same connections keep their latency. A newer membership change supersedes
