@@ -51,7 +51,9 @@ pub fn spawn_watcher(proxy: Arc<Proxy>, path: PathBuf) {
                 continue;
             }
             pending = false;
-            match reload(&proxy, &path).await {
+            let outcome = reload(&proxy, &path).await;
+            record_outcome(outcome.is_ok());
+            match outcome {
                 Ok(true) => tracing::info!(path = %path.display(), "config reloaded"),
                 Ok(false) => {}
                 Err(e) => {
@@ -60,6 +62,25 @@ pub fn spawn_watcher(proxy: Arc<Proxy>, path: PathBuf) {
             }
         }
     });
+}
+
+/// The config read at start counts as the first successful load, as in Prometheus: the
+/// timestamp is the start until a reload succeeds.
+pub fn record_start() {
+    record_outcome(true);
+}
+
+/// `ringcache_config_last_reload_successful` and, on success, its timestamp: a refused file
+/// leaves the running config in force, which nothing else on `/metrics` would show.
+fn record_outcome(ok: bool) {
+    use crate::metrics::{CONFIG_LAST_RELOAD_SUCCESSFUL, CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP};
+    metrics::gauge!(CONFIG_LAST_RELOAD_SUCCESSFUL).set(if ok { 1.0 } else { 0.0 });
+    if ok {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        metrics::gauge!(CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP).set(now);
+    }
 }
 
 /// After a SIGHUP: whether the file stays as it is for a moment (not being written).
