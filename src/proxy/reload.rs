@@ -51,9 +51,7 @@ pub fn spawn_watcher(proxy: Arc<Proxy>, path: PathBuf) {
                 continue;
             }
             pending = false;
-            let outcome = reload(&proxy, &path).await;
-            record_outcome(outcome.is_ok());
-            match outcome {
+            match reload(&proxy, &path).await {
                 Ok(true) => tracing::info!(path = %path.display(), "config reloaded"),
                 Ok(false) => {}
                 Err(e) => {
@@ -96,7 +94,15 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 
 /// Reads `path` whole, validates it, and applies what can change at run time (see the module
 /// comment). Returns whether anything changed. Nothing is applied unless all of it is valid.
+/// The outcome is recorded in `ringcache_config_last_reload_successful`.
 pub async fn reload(proxy: &Proxy, path: &Path) -> Result<bool, Error> {
+    let outcome = apply(proxy, path).await;
+    record_outcome(outcome.is_ok());
+    outcome
+}
+
+/// [`reload`]'s work.
+async fn apply(proxy: &Proxy, path: &Path) -> Result<bool, Error> {
     let new = ProxyConfig::load(path)?;
     let opts = new.client_options()?;
     let old = proxy.config();
