@@ -460,3 +460,33 @@ pub async fn serve_with(
 pub fn local_addr(l: &TcpListener) -> Option<SocketAddr> {
     l.local_addr().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// metrics-util's router matches a route as a prefix of the name: a family whose name
+    /// starts with a per-node family's would be sent to the recorder that drops idle series,
+    /// and its held handles would go dead. No other family may start with one.
+    #[test]
+    fn only_per_node_families_route_to_the_dropping_recorder() {
+        for m in SERVER_METRICS.iter().chain(ALL) {
+            if PER_NODE.contains(&m.name) {
+                continue;
+            }
+            for p in PER_NODE {
+                assert!(
+                    !m.name.starts_with(p),
+                    "{} would be routed as the per-node family {p}",
+                    m.name
+                );
+            }
+        }
+        for p in PER_NODE {
+            assert!(
+                ALL.iter().any(|m| m.name == *p),
+                "{p} is described in metric_names::ALL"
+            );
+        }
+    }
+}
