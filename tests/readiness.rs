@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ringcache::proxy::{self, reload, ProxyConfig};
 use ringcache_client::metric_names::{CLIENT_REQUEST_DURATION_SECONDS, PER_NODE};
 use ringcache_client::ring::NodeSpec;
-use support::{free_port, proxy_config, spawn_node, spawn_node_at, spawn_ringcache};
+use support::{free_port, proxy_config, spawn_node, spawn_node_at, spawn_with_metrics};
 use testkit::aio::{http_get, metrics_page, Raw};
 
 /// Limit on anything a test waits for, but the removed node's series.
@@ -110,16 +110,10 @@ async fn a_proxy_is_ready_only_while_a_node_answers() {
 /// new client is sent to it. Its page also shows its connection limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_node_is_not_ready() {
-    let maddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let m = maddr.to_string();
-    let mut node = spawn_node(&[
-        "--metrics-listen",
-        &m,
-        "--drain-timeout",
-        "60",
-        "--max-connections",
-        "77",
-    ]);
+    let (mut node, maddr) = spawn_with_metrics(
+        "node",
+        &["--drain-timeout", "60", "--max-connections", "77"],
+    );
     assert_eq!(ready_becomes(maddr, 200).await, "ready\n");
     let page = metrics_page(maddr).await;
     assert_eq!(
@@ -235,17 +229,16 @@ async fn a_removed_nodes_series_leave_the_page() {
 async fn a_refused_reload_shows_and_process_metrics_are_there() {
     let node = spawn_node(&[]);
     let path = temp_config("refused");
-    let maddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     std::fs::write(
         &path,
         format!(
-            "metrics_listen = \"{maddr}\"\nmax_connections = 99\n[[nodes]]\naddr = \"{}\"\n",
+            "max_connections = 99\n[[nodes]]\naddr = \"{}\"\n",
             node.addr
         ),
     )
     .expect("write config");
     let config = path.to_string_lossy().to_string();
-    let _proxy = spawn_ringcache("proxy", "127.0.0.1:0", &["--config", &config]);
+    let (_proxy, maddr) = spawn_with_metrics("proxy", &["--config", &config]);
     ready_becomes(maddr, 200).await;
 
     let page = metrics_page(maddr).await;
