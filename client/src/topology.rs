@@ -34,14 +34,18 @@ pub struct NodeEntry {
     pub metrics: NodeMetrics,
 }
 
+/// How often a router marks its nodes' metric series as in use ([`NodeMetrics::keep_alive`]);
+/// a recorder that drops idle series must wait many times this long.
+pub const NODE_METRICS_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Per-node metric handles, registered once when the node joins.
 ///
 /// The servers' recorder drops a per-node series that has not been touched for a while
 /// (`src/metrics.rs`), which is how a node that left every ring leaves `/metrics`: a
 /// Prometheus recorder has no call to remove one series. So while the node is a member of
-/// some ring its owner calls [`NodeMetrics::keep_alive`] about once a second, and the
-/// latency histogram, which cannot be touched without a sample, is registered again when it
-/// may have been dropped ([`NodeLatency`]).
+/// some ring its router calls [`NodeMetrics::keep_alive`] every [`NODE_METRICS_KEEP_ALIVE`],
+/// and the latency histogram, which cannot be touched without a sample, is registered again
+/// when it may have been dropped ([`NodeLatency`]).
 pub struct NodeMetrics {
     pub requests: Counter,
     pub errors: Counter,
@@ -346,7 +350,8 @@ impl Topology {
     }
 
     /// Marks the metric series of every node of the current and past rings as in use
-    /// ([`NodeMetrics::keep_alive`]); the servers call it about once a second. A node that is
+    /// ([`NodeMetrics::keep_alive`]); its router calls it every [`NODE_METRICS_KEEP_ALIVE`].
+    /// A node that is
     /// in none of them (it left, and the transition that moved its keys ended) is not kept,
     /// and its series leave `/metrics`.
     pub fn keep_node_metrics_alive(&self) {

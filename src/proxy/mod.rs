@@ -204,10 +204,7 @@ fn spawn_publisher(proxy: Arc<Proxy>) {
                     metrics::counter!(crate::metrics::MULTIGET_PARTIAL_TOTAL)
                         .absolute(proxy.multiget_failures.get());
                     metrics::counter!(crate::metrics::CONFIG_RELOADS_TOTAL).absolute(proxy.reloads.get());
-                    // The nodes of the current and past rings keep their series; a node that
-                    // left every ring has its series dropped (src/metrics.rs).
                     let topo = proxy.router.topology();
-                    topo.keep_node_metrics_alive();
                     metrics::gauge!(crate::metrics::PROXY_RING_NODES).set(topo.nodes.len() as f64);
                     let ready = proxy.readiness().is_ok();
                     metrics::gauge!(crate::metrics::PROXY_READY).set(if ready { 1.0 } else { 0.0 });
