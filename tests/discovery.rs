@@ -43,6 +43,7 @@ use ringcache_client::ring::NodeSpec;
 use ringcache_client::topology::Topology;
 use ringcache_client::{Client, Router};
 use support::{fresh_client, proxy_config, spawn_node_at, Server};
+use testkit::aio::http_get;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
@@ -782,8 +783,8 @@ fn dns_failures_keep_the_last_good_list() {
     });
 }
 
-/// A proxy whose first resolution fails starts with no members, says so to clients, and takes
-/// the nodes as soon as DNS has them.
+/// A proxy whose first resolution fails starts with no members, says so to clients and on
+/// `/ready` (503), and takes the nodes as soon as DNS has them (then `/ready` is 200).
 #[test]
 fn a_proxy_started_before_its_records_exist_waits_for_them() {
     run(async {
@@ -796,6 +797,15 @@ fn a_proxy_started_before_its_records_exist_waits_for_them() {
         // As with every owner of a key down: writes fail, reads miss.
         assert_eq!(conn.line().await, "SERVER_ERROR backend unavailable");
         assert_eq!(conn.line().await, "END");
+        // Its port accepts, but /ready says it has no cluster.
+        let maddr = proxy.metrics_addr.expect("metrics bound");
+        assert_eq!(
+            http_get(maddr, "/ready").await,
+            (
+                503,
+                "not ready: the ring has no nodes: discovery has resolved none\n".to_string()
+            )
+        );
 
         dns.set_a(0, LOCAL).await;
         dns.set_srv(&[(0, n0.addr.port())]).await;
@@ -803,6 +813,11 @@ fn a_proxy_started_before_its_records_exist_waits_for_them() {
         conn.send(b"set k 0 0 1\r\nv\r\nget k\r\n").await;
         assert_eq!(conn.line().await, "STORED");
         assert_eq!(conn.line().await, "VALUE k 0 1");
+        // The node answered: ready.
+        assert_eq!(
+            http_get(maddr, "/ready").await,
+            (200, "ready\n".to_string())
+        );
         proxy.shutdown().await;
     });
 }

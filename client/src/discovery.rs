@@ -490,10 +490,27 @@ impl Discovery {
     }
 }
 
+/// One resolution ([`resolve_and_apply`]), then, if the ring is still empty, a warning: every
+/// round, since a router without members fails every write and misses every read while its
+/// port still accepts (the proxy's `/ready` says 503 and `ringcache_proxy_ring_nodes` 0).
+async fn round(
+    client: &Router,
+    resolver: &NodeResolver,
+    absences: &mut Absences,
+    on_change: Option<&OnChange>,
+) {
+    resolve_and_apply(client, resolver, absences, on_change).await;
+    if client.topology().nodes.is_empty() {
+        tracing::warn!(
+            "discovery: no nodes found yet; the ring is empty, so writes fail and reads miss"
+        );
+    }
+}
+
 /// One resolution, applied if it changes the membership. The comparison is with the client's
 /// current ring, not with the last answer, so a membership set by anyone else (a reload) is
 /// brought back to what DNS says at the next round.
-async fn round(
+async fn resolve_and_apply(
     client: &Router,
     resolver: &NodeResolver,
     absences: &mut Absences,

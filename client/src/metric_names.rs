@@ -2,6 +2,10 @@
 //! unit and help text: one list. `topology.rs` and `migrate.rs` record under these names; the
 //! servers' `src/metrics.rs` describes them from [`ALL`] when it installs the recorder, so a
 //! name exists in exactly one place and no family reaches `/metrics` without its `# HELP`.
+//!
+//! [`PER_NODE`] lists the families that carry a `node` label: the servers keep them in a
+//! registry of their own whose series are dropped once their node has left every ring (see
+//! `NodeMetrics::keep_alive` in `topology.rs` and docs/operations.md, "Removed nodes").
 
 /// How a metric is recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +57,18 @@ pub const DISCOVERY_FAILURES_TOTAL: &str = "ringcache_discovery_failures_total";
 pub const DISCOVERY_NODES: &str = "ringcache_discovery_nodes";
 pub const DISCOVERY_CHANGES_TOTAL: &str = "ringcache_discovery_changes_total";
 pub const DISCOVERY_DRAINING: &str = "ringcache_discovery_draining";
+
+/// The families recorded per node (label `node`), and only those: a node's series of each
+/// are dropped from the servers' `/metrics` once the node has left every ring.
+pub const PER_NODE: &[&str] = &[
+    CLIENT_REQUESTS_TOTAL,
+    CLIENT_ERRORS_TOTAL,
+    CLIENT_REQUEST_DURATION_SECONDS,
+    CLIENT_NODE_UP,
+    CLIENT_HINTS,
+    CLIENT_HINTS_OVERFLOWED_TOTAL,
+    CLIENT_HINTS_REPLAYED_TOTAL,
+];
 
 /// A [`Metric`] in one line, for the lists of them (this one and the servers' own).
 pub const fn m(name: &'static str, kind: Kind, unit: Unit, help: &'static str) -> Metric {

@@ -116,6 +116,18 @@ pub async fn start(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<NodeHand
         if let Some(addr) = metrics_addr {
             println!("ringcache node metrics on http://{addr}/metrics");
         }
+        // Draining, the node still serves every request, but it is leaving: a load balancer
+        // or a Service must stop sending it new clients.
+        let n = Arc::downgrade(&node);
+        let handle = handle.ready(move || match n.upgrade() {
+            Some(n) if n.drain.active() => {
+                Err("draining: leaving the cluster while the routers move its keys".into())
+            }
+            Some(_) => Ok(()),
+            None => Err("shutting down".into()),
+        });
+        metrics::gauge!(crate::metrics::MAX_CONNECTIONS, "role" => "node")
+            .set(node.config.max_connections as f64);
         tokio::spawn(crate::metrics::serve(l, handle, node.shutdown.clone()));
         spawn_publisher(node.clone());
     }

@@ -207,7 +207,27 @@ impl ClientBuilder {
         });
         let client = Router { inner };
         client.set_nodes(self.nodes).await?;
+        client.spawn_metrics_keepalive();
         Ok(client)
+    }
+}
+
+impl Router {
+    /// Marks the metric series of the nodes of the current and past rings as in use every
+    /// [`NODE_METRICS_KEEP_ALIVE`](crate::topology::NODE_METRICS_KEEP_ALIVE), for as long as
+    /// the router exists: a recorder that drops idle series (the servers', `src/metrics.rs`)
+    /// then drops exactly those of nodes that left every ring once their transition ended.
+    fn spawn_metrics_keepalive(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::topology::NODE_METRICS_KEEP_ALIVE);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                inner.topology.load().keep_node_metrics_alive();
+            }
+        });
     }
 }
 
