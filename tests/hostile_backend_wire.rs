@@ -277,11 +277,7 @@ fn migrator_moves_binary_keys_without_writing_them_raw() {
         for _ in 0..3 {
             nodes.push(real_node().await);
         }
-        let spec = |n: &NodeHandle| NodeSpec {
-            addr: n.addr.to_string(),
-            name: None,
-            weight: 1,
-        };
+        let spec = |n: &NodeHandle| NodeSpec::new(n.addr.to_string());
         let client = Client::builder()
             .node_specs(nodes[..2].iter().map(spec).collect())
             .replicas(1)
@@ -616,11 +612,7 @@ async fn mixed_client(real: SocketAddr, fake: SocketAddr, queue_depth: usize) ->
         .node_specs(
             [real, fake]
                 .iter()
-                .map(|a| NodeSpec {
-                    addr: a.to_string(),
-                    name: None,
-                    weight: 1,
-                })
+                .map(|a| NodeSpec::new(a.to_string()))
                 .collect(),
         )
         .options(ClientOptions {

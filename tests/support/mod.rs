@@ -145,11 +145,7 @@ pub fn specs(addrs: &[SocketAddr]) -> Vec<ringcache_client::ring::NodeSpec> {
     addrs
         .iter()
         .enumerate()
-        .map(|(i, a)| ringcache_client::ring::NodeSpec {
-            addr: a.to_string(),
-            name: Some(format!("n{i}")),
-            weight: 1,
-        })
+        .map(|(i, a)| ringcache_client::ring::NodeSpec::new(a.to_string()).named(format!("n{i}")))
         .collect()
 }
 
