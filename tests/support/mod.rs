@@ -13,6 +13,8 @@
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code, unused_imports)]
 
+pub mod dns;
+
 use std::net::SocketAddr;
 use std::path::Path;
 
