@@ -1221,6 +1221,73 @@ fn a_quick_restart_between_requests_is_fenced_through_the_proxy() {
     });
 }
 
+/// The same against stock memcached (1.6.18 here, no `instance_id`): the check compares pid
+/// and start time. A memcached killed and started again on its port, with no request in
+/// between, is noticed by an idle embedded client (its probe flushes the new process), and
+/// every key reads back from the replicas.
+#[test]
+fn a_quick_restart_of_stock_memcached_is_noticed_by_pid_and_start_time() {
+    let Some(bin) = testkit::bins::memcached_bin() else {
+        eprintln!("skipped: memcached is not installed");
+        return;
+    };
+    run(async {
+        const KEYS: usize = 300;
+        let how = testkit::servers::memcached_spawn("memcached");
+        let start = |port: Option<u16>| match port {
+            None => testkit::servers::memcached(&bin, &[], &how),
+            Some(p) => testkit::servers::memcached_on(&bin, p, &[], &how),
+        };
+        let mut nodes: Vec<Proc> = (0..3).map(|_| start(None).unwrap()).collect();
+        let addrs = addrs(&nodes);
+        let client = timed_client(2, |b| b.nodes(addrs.clone()).replicas(2)).await;
+        let key = |i: usize| format!("mc:{i}");
+        set_each(&client, KEYS, key, |i| format!("v:{i}")).await;
+        let victim = 2;
+        let primary = (0..KEYS)
+            .filter(|&i| owners(&client, &key(i))[0] == victim)
+            .count();
+        assert!(primary > 50, "victim is primary of {primary} keys");
+
+        nodes[victim].kill9();
+        let port = nodes[victim].addr.port();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        nodes[victim] = loop {
+            match start(Some(port)) {
+                Ok(p) => break p,
+                Err(e) => assert!(Instant::now() < deadline, "restart on {port}: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let restarted = nodes[victim].addr;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cmd_flush(restarted).await == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the restart was never noticed (no flush of the new process)"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let keys: Vec<String> = (0..KEYS).map(key).collect();
+        let mut missed = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let got = client.get(k.as_bytes()).await.expect("get");
+            if item_value(&got) != Some(format!("v:{i}").as_bytes()) {
+                missed.push(format!("get {k}"));
+            }
+        }
+        for chunk in keys.chunks(100) {
+            let many = client.get_many(chunk).await.expect("get_many");
+            for (k, item) in chunk.iter().zip(&many.items) {
+                if item.is_none() {
+                    missed.push(format!("get_many {k}"));
+                }
+            }
+        }
+        assert_none(&missed, "reads that missed after the restart");
+    });
+}
+
 // ----- 5. placement equality -------------------------------------------------------------
 
 #[test]
