@@ -499,8 +499,12 @@ impl Router {
                         }
                         // First contact: remember which process this is, so a later return
                         // can tell a pause (replay the missed keys) from a restart (flush).
-                        if let Some(id) = client.identity_of(&n).await {
-                            n.health.set_identity(id);
+                        // Its connections' check has usually done so already; that first
+                        // sighting is kept (a process seen since could be a restart).
+                        if n.health.identity().is_none() {
+                            if let Some(id) = client.identity_of(&n).await {
+                                n.health.set_identity(id);
+                            }
                         }
                     }
                     _ => client.take_down(&n, "not reachable when added"),
