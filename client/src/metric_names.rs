@@ -39,6 +39,7 @@ pub const CLIENT_NODE_UP: &str = "ringcache_client_node_up";
 pub const CLIENT_HINTS: &str = "ringcache_client_hints";
 pub const CLIENT_HINTS_OVERFLOWED_TOTAL: &str = "ringcache_client_hints_overflowed_total";
 pub const CLIENT_HINTS_REPLAYED_TOTAL: &str = "ringcache_client_hints_replayed_total";
+pub const CLIENT_NODE_RESTARTS_TOTAL: &str = "ringcache_client_node_restarts_total";
 pub const REBALANCE_PHASE: &str = "ringcache_rebalance_phase";
 pub const REBALANCE_LAST_DURATION_SECONDS: &str = "ringcache_rebalance_last_duration_seconds";
 pub const REBALANCE_TRANSITIONS_STARTED_TOTAL: &str =
@@ -68,6 +69,7 @@ pub const PER_NODE: &[&str] = &[
     CLIENT_HINTS,
     CLIENT_HINTS_OVERFLOWED_TOTAL,
     CLIENT_HINTS_REPLAYED_TOTAL,
+    CLIENT_NODE_RESTARTS_TOTAL,
 ];
 
 /// A [`Metric`] in one line, for the lists of them (this one and the servers' own).
@@ -123,6 +125,12 @@ pub const ALL: &[Metric] = &[
         Kind::Counter,
         Unit::Count,
         "Hinted keys replayed to a node that came back",
+    ),
+    m(
+        CLIENT_NODE_RESTARTS_TOTAL,
+        Kind::Counter,
+        Unit::Count,
+        "Times another process was found where a node had been (it restarted): flushed, fenced and re-warmed",
     ),
     m(
         REBALANCE_PHASE,

@@ -57,6 +57,8 @@ pub struct NodeMetrics {
     pub hints_overflowed: Counter,
     /// Hinted keys replayed to it.
     pub hints_replayed: Counter,
+    /// Times another process was found where the node was (flushed, fenced, re-warmed).
+    pub restarts: Counter,
 }
 
 impl NodeMetrics {
@@ -70,6 +72,7 @@ impl NodeMetrics {
             hints: gauge!(names::CLIENT_HINTS, "node" => name.to_string()),
             hints_overflowed: counter!(names::CLIENT_HINTS_OVERFLOWED_TOTAL, "node" => name.to_string()),
             hints_replayed: counter!(names::CLIENT_HINTS_REPLAYED_TOTAL, "node" => name.to_string()),
+            restarts: counter!(names::CLIENT_NODE_RESTARTS_TOTAL, "node" => name.to_string()),
         }
     }
 
@@ -81,6 +84,7 @@ impl NodeMetrics {
         self.errors.increment(0);
         self.hints_overflowed.increment(0);
         self.hints_replayed.increment(0);
+        self.restarts.increment(0);
         self.up.increment(0.0);
         self.hints.increment(0.0);
         self.latency.recheck.store(true, Ordering::Relaxed);
@@ -131,18 +135,31 @@ impl NodeEntry {
         failure_limit: u32,
         hints: HintLimits,
     ) -> NodeEntry {
+        let health = Health::with_limits(failure_limit, hints);
+        NodeEntry::with_health(spec, per_node, opts, health)
+    }
+
+    /// [`NodeEntry::new`] with its health given: set before the first connection starts, so a
+    /// node that must be probed before it serves (a stranger at a known name's new address)
+    /// is down before any of its connections can open.
+    pub fn with_health(
+        spec: NodeSpec,
+        per_node: usize,
+        opts: ConnectOptions,
+        health: Health,
+    ) -> NodeEntry {
         let name = spec.name.clone().unwrap_or_else(|| spec.addr.clone());
         let conns = (0..per_node.max(1))
             .map(|_| Connection::new(&spec.addr, opts.clone()))
             .collect();
         let metrics = NodeMetrics::register(&name);
-        metrics.up.set(1.0);
+        metrics.up.set(if health.is_usable() { 1.0 } else { 0.0 });
         NodeEntry {
             spec,
             name,
             conns,
             next: AtomicUsize::new(0),
-            health: Health::with_limits(failure_limit, hints),
+            health,
             explicit_cas: AtomicU8::new(CasSupport::Unknown as u8),
             metrics,
         }
@@ -270,7 +287,7 @@ impl Topology {
         vnodes: u32,
         replicas: usize,
         known: &[Arc<NodeEntry>],
-        make: impl Fn(&NodeSpec) -> NodeEntry,
+        make: impl Fn(&NodeSpec) -> Arc<NodeEntry>,
     ) -> Result<Topology, Error> {
         let ring = Ring::new(specs, hash, vnodes)?;
         let nodes = specs
@@ -280,7 +297,7 @@ impl Topology {
                     .iter()
                     .find(|n| n.spec == *s)
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(make(s)))
+                    .unwrap_or_else(|| make(s))
             })
             .collect();
         Ok(Topology {
@@ -428,11 +445,7 @@ mod tests {
                 socks.push(s);
             }
         });
-        let spec = NodeSpec {
-            addr: addr.to_string(),
-            name: None,
-            weight: 1,
-        };
+        let spec = NodeSpec::new(addr.to_string());
         let node = NodeEntry::new(spec, 2, ConnectOptions::default(), 3, HintLimits::default());
         for c in node.conns() {
             c.wait_connected(Duration::from_secs(5)).await.unwrap();

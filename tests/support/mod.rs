@@ -14,6 +14,7 @@
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code, unused_imports)]
 
+pub mod dns;
 pub mod pki;
 
 use std::net::SocketAddr;
@@ -178,11 +179,7 @@ pub fn specs(addrs: &[SocketAddr]) -> Vec<ringcache_client::ring::NodeSpec> {
     addrs
         .iter()
         .enumerate()
-        .map(|(i, a)| ringcache_client::ring::NodeSpec {
-            addr: a.to_string(),
-            name: Some(format!("n{i}")),
-            weight: 1,
-        })
+        .map(|(i, a)| ringcache_client::ring::NodeSpec::new(a.to_string()).named(format!("n{i}")))
         .collect()
 }
 
