@@ -63,11 +63,7 @@ async fn page_until(addr: SocketAddr, limit: Duration, what: &str, f: impl Fn(&s
 }
 
 fn spec(name: &str, addr: SocketAddr) -> NodeSpec {
-    NodeSpec {
-        addr: addr.to_string(),
-        name: Some(name.into()),
-        weight: 1,
-    }
+    NodeSpec::new(addr.to_string()).named(name)
 }
 
 /// A temporary config file path for this test process.
