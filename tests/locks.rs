@@ -575,7 +575,9 @@ struct Racers {
 }
 
 impl Racers {
-    /// All three ask for `key` at once (`add key 0 2` through the proxies, `lock_with` for 2 s).
+    /// All three ask for `key` at once (`add key 0 2` through the proxies, `lock_with` for the
+    /// longest TTL: with an owner that does not answer, a grant takes two request timeouts, its
+    /// `add` and its fencing counter, and a shorter lease would have ended by then).
     async fn race(&mut self, key: String, at: Duration) -> Race {
         let add = |who: &str| format!("add {key} 0 2 {}\r\n{who}\r\n", who.len()).into_bytes();
         let (req_a, req_b) = (add("proxy-a"), add("proxy-b"));
@@ -583,7 +585,7 @@ impl Racers {
             self.a.simple(&req_a),
             self.b.simple(&req_b),
             self.client
-                .lock_with(&OPTS, key.as_bytes(), b"embedded", TTL)
+                .lock_with(&OPTS, key.as_bytes(), b"embedded", OPTS.max_ttl)
         );
         let held = if self.nodes.is_empty() {
             None

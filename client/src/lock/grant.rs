@@ -17,8 +17,8 @@
 //! one with the lowest CAS wins. A partial grant reads the CAS of the items on the owners it
 //! lacks (`mg <key> c`): it yields (undoes its items) if any is lower than its own, or if one
 //! CAS holds a majority (a grant that already won); otherwise it is the earliest racer, and it
-//! retries its `add` there until the others have undone theirs, for at most one request
-//! timeout. Every router decides alike, from the items alone, so no racer needs to know the
+//! retries its `add` there until the others have undone theirs, for at most two request
+//! timeouts. Every router decides alike, from the items alone, so no racer needs to know the
 //! others. Safety never rests on this: an item is only ever added where none is and removed by
 //! the grant that stored it, so two majorities of different grants cannot both exist. What it
 //! cannot promise (racers that see different owners, nodes without `E`): docs/locks.md.
@@ -47,6 +47,11 @@ const FIRST_PAUSE: Duration = Duration::from_millis(1);
 
 /// The longest pause between the earliest racer's retries.
 const MAX_PAUSE: Duration = Duration::from_millis(20);
+
+/// How many request timeouts the earliest racer waits for the others to yield, from its first
+/// answers: a rival's first round can take one (an owner that does not answer), and its reads
+/// and undo a few round trips more.
+const RIVAL_WAIT_TIMEOUTS: u32 = 2;
 
 /// What a grant stores: the same `add` on every owner, first try and retries.
 pub(super) struct Ask {
@@ -101,8 +106,8 @@ enum Rival {
 impl Router {
     /// Grants `ask` as a lock: stored on every usable owner of its key with one CAS of this
     /// router's, granted when a majority of the replica set holds it and is trusted; a partial
-    /// grant waits only while it is the earliest of the racers (module docs), for at most one
-    /// request timeout after the first answers, and never past `latest`.
+    /// grant waits only while it is the earliest of the racers (module docs), for at most
+    /// [`RIVAL_WAIT_TIMEOUTS`] request timeouts after the first answers, never past `latest`.
     pub(super) async fn grant(&self, opts: &LockOptions, ask: &Ask, latest: Instant) -> Outcome {
         let topo = self.topology();
         let need = majority(topo.replicas);
@@ -124,8 +129,11 @@ impl Router {
         self.add_on(&mut seats, &every, ask, cas).await;
         let answered = seats.iter().filter(|s| s.answer != Answer::Failed).count();
         // Counted from the first answers, so that an owner that timed out (paused, cut off)
-        // does not use up the time the others' undo takes.
-        let give_up = self.started_now().1.into_std().min(latest);
+        // does not use up the time the others' undo takes; and long enough for a racer whose
+        // first round waits for that owner's timeout too, before it can see us and yield.
+        let (now, deadline) = self.started_now();
+        let timeout = deadline.into_std().saturating_duration_since(now);
+        let give_up = (now + timeout * RIVAL_WAIT_TIMEOUTS).min(latest);
         let mut pause = FIRST_PAUSE;
         loop {
             self.judge(&mut seats, opts).await;
