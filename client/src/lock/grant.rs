@@ -14,11 +14,12 @@
 //! partial grants would leave nobody holding the lock, on every try, where memcached alone
 //! always grants one. So every grant stores one router-chosen CAS on every owner (`E<cas>`,
 //! nanoseconds since the epoch, so a lower CAS is an earlier grant), and of the grants stored the
-//! one with the lowest CAS wins. A partial grant reads the CAS of the items on the owners it
-//! lacks (`mg <key> c`): it yields (undoes its items) if any is lower than its own, or if one
-//! CAS holds a majority (a grant that already won); otherwise it is the earliest racer, and it
-//! retries its `add` there until the others have undone theirs, for at most two request
-//! timeouts. Every router decides alike, from the items alone, so no racer needs to know the
+//! one with the lowest CAS wins, unless one grant holds a majority of the replica set already
+//! (then no other can win, and it does). A partial grant reads the CAS of the items on the
+//! owners it lacks (`mg <key> c`): it yields (undoes its items) if one CAS is on a majority, or
+//! if any is lower than its own. A grant that holds a majority (of owners that answer, trusted
+//! or not yet) never yields, and neither does the earliest racer: they retry their `add` where
+//! it was refused until the others have undone theirs, for at most two request timeouts. Every router decides alike, from the items alone, so no racer needs to know the
 //! others. Safety never rests on this: an item is only ever added where none is and removed by
 //! the grant that stored it, so two majorities of different grants cannot both exist. What it
 //! cannot promise (racers that see different owners, nodes without `E`): docs/locks.md.
@@ -78,7 +79,18 @@ struct Seat {
     node: Arc<NodeEntry>,
     answer: Answer,
     /// Whether the node counts toward the majority, asked after our `add` succeeded there.
-    trusted: Option<bool>,
+    trust: Option<Trust>,
+}
+
+/// Whether a node holding our item counts toward the majority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// Up longer than any lease, and up and unfenced as this router sees it.
+    Yes,
+    /// Answering, but too young, or down or fenced as this router sees it.
+    No,
+    /// Its `stats` went unanswered: it takes no further part in this grant.
+    Silent,
 }
 
 /// What an owner last answered our `add`.
@@ -99,7 +111,8 @@ enum Rival {
     Cas(u64),
     /// Nothing any more: its grant undid it, so our retry can take the owner at once.
     Gone,
-    /// The read failed.
+    /// The read failed: the owner takes no further part in this grant (a stopped owner would
+    /// hold up every round by a request timeout).
     Unknown,
 }
 
@@ -116,7 +129,7 @@ impl Router {
             .map(|node| Seat {
                 node,
                 answer: Answer::Failed,
-                trusted: None,
+                trust: None,
             })
             .collect();
         if seats.len() < need {
@@ -137,7 +150,7 @@ impl Router {
         let mut pause = FIRST_PAUSE;
         loop {
             self.judge(&mut seats, opts).await;
-            let trusted = seats.iter().filter(|s| s.trusted == Some(true)).count();
+            let trusted = seats.iter().filter(|s| s.trust == Some(Trust::Yes)).count();
             if trusted >= need {
                 return Outcome::Granted(held(&seats));
             }
@@ -151,15 +164,31 @@ impl Router {
                 break;
             }
             let rivals = self.rivals(&seats, &taken, &ask.key).await;
-            if yields(cas, &rivals, need) {
+            // Holding a majority of the replica set (of nodes that answer), we are the one grant
+            // that can still win: the others see it and yield.
+            let answering = seats
+                .iter()
+                .filter(|s| matches!(s.answer, Answer::Held(_)) && s.trust != Some(Trust::Silent))
+                .count();
+            if answering < need && yields(cas, &rivals, need) {
                 break;
             }
+            for (&i, r) in taken.iter().zip(&rivals) {
+                if *r == Rival::Unknown {
+                    seats[i].answer = Answer::Failed;
+                }
+            }
+            let retry: Vec<usize> = taken
+                .iter()
+                .copied()
+                .filter(|&i| seats[i].answer == Answer::Taken)
+                .collect();
             if !rivals.contains(&Rival::Gone) {
                 let left = give_up.saturating_duration_since(Instant::now());
                 tokio::time::sleep(pause.min(left)).await;
                 pause = (pause * 2).min(MAX_PAUSE);
             }
-            self.add_on(&mut seats, &taken, ask, cas).await;
+            self.add_on(&mut seats, &retry, ask, cas).await;
         }
         self.remove(&ask.key, &held(&seats)).await;
         Outcome::Refused {
@@ -200,11 +229,11 @@ impl Router {
     /// Asks each node that newly holds our item whether it counts toward the majority.
     async fn judge(&self, seats: &mut [Seat], opts: &LockOptions) {
         let ask: Vec<usize> = (0..seats.len())
-            .filter(|&i| matches!(seats[i].answer, Answer::Held(_)) && seats[i].trusted.is_none())
+            .filter(|&i| matches!(seats[i].answer, Answer::Held(_)) && seats[i].trust.is_none())
             .collect();
         let verdicts = join_all(ask.iter().map(|&i| self.trusts(&seats[i].node, opts))).await;
         for (&i, v) in ask.iter().zip(verdicts) {
-            seats[i].trusted = Some(v);
+            seats[i].trust = Some(v);
         }
     }
 
@@ -240,19 +269,20 @@ impl Router {
         join_all(held.iter().map(|(node, _)| self.trusts(node, opts)))
             .await
             .into_iter()
-            .filter(|&t| t)
+            .filter(|&t| t == Trust::Yes)
             .count()
     }
 
     /// Whether `node` counts toward a majority: up and unfenced as this router sees it, and
     /// (asked now, after our write there) up longer than any lease lasts, plus the margin.
-    async fn trusts(&self, node: &Arc<NodeEntry>, opts: &LockOptions) -> bool {
+    async fn trusts(&self, node: &Arc<NodeEntry>, opts: &LockOptions) -> Trust {
         if node.health.state() != NodeState::Up {
-            return false;
+            return Trust::No;
         }
         match self.send(node, Request::Stats { group: None }).await {
-            Ok(Response::Stats(fields)) => up_at_least(&fields, opts.min_uptime()),
-            _ => false,
+            Ok(Response::Stats(fields)) if up_at_least(&fields, opts.min_uptime()) => Trust::Yes,
+            Ok(_) => Trust::No,
+            Err(_) => Trust::Silent,
         }
     }
 }
@@ -268,8 +298,9 @@ fn held(seats: &[Seat]) -> Vec<(Arc<NodeEntry>, u64)> {
         .collect()
 }
 
-/// Whether the grant with CAS `cas` gives way to the items on the owners it lacks: one of them
-/// is an earlier grant (a lower CAS), or one CAS is on a majority (a grant that won).
+/// Whether the grant with CAS `cas`, holding less than a majority, gives way to the items on
+/// the owners it lacks: one CAS is on a majority (a grant that won, or will: it never yields),
+/// or one of them is an earlier grant (a lower CAS).
 fn yields(cas: u64, rivals: &[Rival], need: usize) -> bool {
     let seen: Vec<u64> = rivals
         .iter()
@@ -348,8 +379,9 @@ mod tests {
     }
 
     #[test]
-    fn a_grant_that_won_is_never_waited_for() {
-        // A later CAS (another router's clock behind ours) on a majority has already won.
+    fn a_grant_holding_a_majority_is_never_waited_for() {
+        // Its CAS is later (it chose it later, or its router's clock is ahead), but it holds a
+        // majority: no other grant can win while it does, and it does not yield.
         assert!(yields(10, &[Rival::Cas(20), Rival::Cas(20)], 2));
         assert!(!yields(10, &[Rival::Cas(20), Rival::Cas(30)], 2));
     }
