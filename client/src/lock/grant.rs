@@ -148,11 +148,18 @@ impl Router {
         let timeout = deadline.into_std().saturating_duration_since(now);
         let give_up = (now + timeout * RIVAL_WAIT_TIMEOUTS).min(latest);
         let mut pause = FIRST_PAUSE;
+        let mut waited = false;
         loop {
             self.judge(&mut seats, opts).await;
             let trusted = seats.iter().filter(|s| s.trust == Some(Trust::Yes)).count();
             if trusted >= need {
-                return Outcome::Granted(held(&seats));
+                // Our first items were stored before we waited: their TTL starts again, so
+                // that a memcached client counting it from our answer does not outlive them by
+                // the wait. Where one is no longer ours, the majority may be gone with it.
+                if !waited || self.refresh(&mut seats, ask, cas).await >= need {
+                    return Outcome::Granted(held(&seats));
+                }
+                break;
             }
             let taken: Vec<usize> = (0..seats.len())
                 .filter(|&i| seats[i].answer == Answer::Taken)
@@ -189,6 +196,7 @@ impl Router {
                 pause = (pause * 2).min(MAX_PAUSE);
             }
             self.add_on(&mut seats, &retry, ask, cas).await;
+            waited = true;
         }
         self.remove(&ask.key, &held(&seats)).await;
         Outcome::Refused {
@@ -224,6 +232,48 @@ impl Router {
                 _ => Answer::Failed,
             };
         }
+    }
+
+    /// Stores our item again on each seat that holds it, compare on its CAS (`ms <key> C<cas>
+    /// T<ttl>`), restarting its TTL; how many trusted seats still hold it. A seat whose item is
+    /// no longer ours is no longer held (nothing of ours to undo there).
+    async fn refresh(&self, seats: &mut [Seat], ask: &Ask, cas: u64) -> usize {
+        let which: Vec<usize> = (0..seats.len())
+            .filter(|&i| matches!(seats[i].answer, Answer::Held(_)))
+            .collect();
+        let answers = join_all(which.iter().map(|&i| {
+            let seat = &seats[i];
+            let held_cas = match seat.answer {
+                Answer::Held(c) => c,
+                _ => 0,
+            };
+            let flags = MetaFlags {
+                compare_cas: Some(held_cas),
+                ttl: Some(ask.ttl),
+                client_flags: ask.client_flags,
+                ret_cas: true,
+                new_cas: (seat.node.cas_support() != CasSupport::No).then_some(cas),
+                ..MetaFlags::default()
+            };
+            let req = MetaRequest::new(
+                MetaCmd::Set,
+                ask.key.clone(),
+                flags,
+                Some(ask.value.clone()),
+            );
+            self.send(&seat.node, Request::Meta(Box::new(req)))
+        }))
+        .await;
+        for (&i, r) in which.iter().zip(answers) {
+            seats[i].answer = match stored_cas(&r) {
+                Some(c) => Answer::Held(c),
+                None => Answer::Failed,
+            };
+        }
+        seats
+            .iter()
+            .filter(|s| matches!(s.answer, Answer::Held(_)) && s.trust == Some(Trust::Yes))
+            .count()
     }
 
     /// Asks each node that newly holds our item whether it counts toward the majority.
