@@ -19,8 +19,10 @@
 //! owners it lacks (`mg <key> c`): it yields (undoes its items) if one CAS is on a majority, or
 //! if any is lower than its own. A grant that holds a majority (of owners that answer, trusted
 //! or not yet) never yields, and neither does the earliest racer: they retry their `add` where
-//! it was refused until the others have undone theirs, for at most two request timeouts. Every router decides alike, from the items alone, so no racer needs to know the
-//! others. Safety never rests on this: an item is only ever added where none is and removed by
+//! it was refused until the others have undone theirs, for at most two request timeouts, and
+//! a grant that waited stores its items again before it answers, so their TTL starts then. Every
+//! router decides alike, from the items alone, so no racer needs to know the others. Safety
+//! never rests on this: an item is only ever added where none is and removed by
 //! the grant that stored it, so two majorities of different grants cannot both exist. What it
 //! cannot promise (racers that see different owners, nodes without `E`): docs/locks.md.
 
