@@ -14,7 +14,7 @@ pub mod store;
 
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +44,10 @@ pub struct Node {
     /// node from the process they knew by it even when pid and start second are the same (a
     /// container's pid 1 restarted at once; docs/protocol.md).
     pub instance: u64,
+    /// The monotonic instant the node started, for `uptime_ms`: a node's age that never reads
+    /// high (whole-second `uptime` reads up to a second high), since routers judge from it
+    /// whether the node may have forgotten a live lock (docs/locks.md, "How a lock is granted").
+    pub started_at: Instant,
     pub verbosity: AtomicU32,
     /// `slabs automove` (0, 1 or 2): recorded and shown in `stats settings`; the segment store
     /// has no slab classes to rebalance (docs/protocol.md, "slabs automove").
@@ -72,6 +76,7 @@ impl Node {
             started: clock.now(),
             // Never 0, so it cannot be mistaken for a missing field.
             instance: rand::random::<u64>().max(1),
+            started_at: Instant::now(),
             store,
             stats: ServerStats::new("node", config.metrics_listen.is_some()),
             clock,
@@ -89,6 +94,12 @@ impl Node {
     /// Seconds since start.
     pub fn uptime(&self) -> u64 {
         self.clock.now().saturating_sub(self.started)
+    }
+
+    /// Milliseconds since start, rounded down, from a monotonic clock: never more than the
+    /// time this process has really been up.
+    pub fn uptime_ms(&self) -> u64 {
+        u64::try_from(self.started_at.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Current verbosity level (accepted and reported; logging is controlled by `RUST_LOG`).

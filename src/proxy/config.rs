@@ -60,8 +60,8 @@ pub struct ProxyConfig {
     /// Bytes of keys remembered per down node, likewise.
     pub hint_max_bytes: usize,
     /// With `ack = "quorum"`, `add` is a lock (docs/locks.md): a node counts toward its majority
-    /// only after it has been up this many seconds, the longest lock TTL clients may use. Every
-    /// router of one cluster must use the same value.
+    /// only after it has been up this many seconds plus one, the longest lock TTL clients may
+    /// use plus a margin. Every router of one cluster must use the same value.
     pub lock_max_ttl: u64,
     /// TLS, authentication and the admin gate of the listener clients reach: top-level keys
     /// of the file.

@@ -194,6 +194,10 @@ fn general_stats(node: &Node, out: &mut BytesMut) {
         node.drain.reported();
     }
     stat(out, "draining", u8::from(draining));
+    // ringcache extension (docs/protocol.md): the node's age in milliseconds from a monotonic
+    // clock, which unlike `uptime` never reads high; routers count a node toward a lock's
+    // majority only when it is older than any lease (client/src/lock.rs).
+    stat(out, "uptime_ms", node.uptime_ms());
     stat(out, "threads", node.config.threads);
     stat(out, "bytes", store.bytes);
     stat(out, "curr_items", store.curr_items);

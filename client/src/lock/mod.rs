@@ -14,6 +14,10 @@
 //!
 //! Every request here names its node: the lock item goes to each owner of the lock name, the
 //! fencing counter (`<name>:fence`) to each owner of its own key, and replies are judged per node.
+//! One grant (the `add`s, the trust verdicts, and a race between partial grants resolved so that
+//! one of them wins) is [`grant`]'s.
+
+mod grant;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,12 +26,12 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 
 use crate::error::{Error, Refused};
-use crate::health::NodeState;
 use crate::protocol::{
     number::parse_u64, valid_key, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response,
 };
 use crate::router::Router;
-use crate::topology::{CasSupport, NodeEntry};
+use crate::topology::NodeEntry;
+use grant::{Ask, Outcome};
 
 /// The suffix of the fencing counter's key: `<name>:fence`.
 const FENCE_SUFFIX: &[u8] = b":fence";
@@ -36,11 +40,16 @@ const FENCE_SUFFIX: &[u8] = b":fence";
 /// be gone up to a second before `n` seconds have passed; a lease ends this much earlier too.
 const EXPIRY_ROUNDING: Duration = Duration::from_secs(1);
 
+/// How much longer than the longest lease a node must have been up to count toward a majority:
+/// the margin docs/locks.md promises for clock-rate drift and the time a grant's replies take.
+const TRUST_MARGIN: Duration = Duration::from_secs(1);
+
 /// Settings every router of one cluster must agree on.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LockOptions {
     /// The longest lease granted. A node counts toward a majority only after it has been up this
-    /// long (plus a second), since a node that restarted sooner may have forgotten a live lease.
+    /// long plus a second (measured to the millisecond where the node is ringcache), since a node
+    /// that restarted sooner may have forgotten a live lease.
     pub max_ttl: Duration,
     /// Clock drift allowed for, as a fraction of the TTL (Redlock uses 1 %).
     pub drift: f64,
@@ -192,9 +201,9 @@ impl LockOptions {
         started + ttl.saturating_sub(margin)
     }
 
-    /// The uptime a node needs to count toward a majority, in seconds.
-    fn min_uptime(&self) -> u64 {
-        self.max_ttl.as_secs() + 1
+    /// How long a node must have been up to count toward a majority.
+    fn min_uptime(&self) -> Duration {
+        self.max_ttl + TRUST_MARGIN
     }
 }
 
@@ -233,43 +242,21 @@ impl Router {
                 "locks need replicas >= 2: one copy is lost with its node".into(),
             ));
         }
-        let need = majority(topo.replicas);
         let name = Bytes::copy_from_slice(name);
         let owner = Bytes::copy_from_slice(owner);
         let started = Instant::now();
-        let owners: Vec<Arc<NodeEntry>> = topo
-            .owners(&name)
-            .as_slice()
-            .iter()
-            .map(|&i| topo.nodes[i].clone())
-            .filter(|n| n.health.is_usable())
-            .collect();
-        if owners.len() < need {
-            return Ok(None);
-        }
-        let results = join_all(owners.iter().map(|node| {
-            let flags = MetaFlags {
-                mode: Some(b'E'),
-                ttl: Some(secs),
-                ret_cas: true,
-                ..MetaFlags::default()
-            };
-            let req = MetaRequest::new(MetaCmd::Set, name.clone(), flags, Some(owner.clone()));
-            async move {
-                (
-                    node.clone(),
-                    stored_cas(&self.send(node, Request::Meta(Box::new(req))).await),
-                )
-            }
-        }))
-        .await;
-        let held: Vec<(Arc<NodeEntry>, u64)> = results
-            .into_iter()
-            .filter_map(|(n, cas)| cas.map(|c| (n, c)))
-            .collect();
-        let trusted = self.trusted(&held, opts).await;
         let valid_until = opts.lease_end(started, ttl);
-        if trusted < need || Instant::now() >= valid_until {
+        let ask = Ask {
+            key: name.clone(),
+            value: owner.clone(),
+            client_flags: None,
+            ttl: secs,
+        };
+        let held = match self.grant(opts, &ask, valid_until).await {
+            Outcome::Granted(held) => held,
+            Outcome::Refused { .. } => return Ok(None),
+        };
+        if Instant::now() >= valid_until {
             self.remove(&name, &held).await;
             return Ok(None);
         }
@@ -301,7 +288,9 @@ impl Router {
     /// where the node takes `E`), `STORED` only when a majority of the replica set took it and
     /// counts as [trusted](LockOptions::max_ttl); otherwise what was stored is removed again
     /// (compare on its CAS) and the answer is `NOT_STORED` — or, when fewer than a majority
-    /// answered at all, a `SERVER_ERROR`, since nobody may hold the key.
+    /// answered at all, a `SERVER_ERROR`, since nobody may hold the key. Racing `add`s that
+    /// split the owners so that none has a majority still grant one of them (the earliest; see
+    /// [`grant`]).
     pub async fn add_majority(
         &self,
         opts: &LockOptions,
@@ -310,69 +299,21 @@ impl Router {
         flags: u32,
         exptime: i64,
     ) -> Result<Response, Error> {
-        let topo = self.topology();
-        let need = majority(topo.replicas);
-        let owners = Router::live_owners(&topo, &key);
-        let cas = self.next_cas();
-        let results = join_all(owners.iter().map(|node| {
-            let f = MetaFlags {
-                mode: Some(b'E'),
-                ttl: Some(exptime),
-                client_flags: (flags != 0).then_some(flags),
-                ret_cas: true,
-                new_cas: (node.cas_support() != CasSupport::No).then_some(cas),
-                ..MetaFlags::default()
-            };
-            let req = MetaRequest::new(MetaCmd::Set, key.clone(), f, Some(value.clone()));
-            async move {
-                (
-                    node.clone(),
-                    self.send(node, Request::Meta(Box::new(req))).await,
-                )
-            }
-        }))
-        .await;
-        let answered = results
-            .iter()
-            .filter(|(_, r)| {
-                matches!(r, Ok(Response::Meta(m)) if matches!(m.status, MetaStatus::Hd | MetaStatus::Ns))
-            })
-            .count();
-        let held: Vec<(Arc<NodeEntry>, u64)> = results
-            .iter()
-            .filter_map(|(n, r)| stored_cas(r).map(|c| (n.clone(), c)))
-            .collect();
-        if self.trusted(&held, opts).await >= need {
-            return Ok(Response::Stored);
-        }
-        self.remove(&key, &held).await;
-        if answered < need {
-            return Err(Error::Server(Refused::Server(
+        let ask = Ask {
+            key,
+            value,
+            client_flags: (flags != 0).then_some(flags),
+            ttl: exptime,
+        };
+        // A grant that cannot be valid any more is of no use to its client either.
+        let latest = Instant::now() + opts.max_ttl;
+        match self.grant(opts, &ask, latest).await {
+            Outcome::Granted(_) => Ok(Response::Stored),
+            Outcome::Refused { quorum_answered } if quorum_answered => Ok(Response::NotStored),
+            Outcome::Refused { .. } => Err(Error::Server(Refused::Server(
                 "too few replicas answered for a majority".into(),
-            )));
+            ))),
         }
-        Ok(Response::NotStored)
-    }
-
-    /// How many of `held` count toward a majority: up and unfenced as this router sees them, and
-    /// (asked now, after their write) up longer than any lease lasts.
-    async fn trusted(&self, held: &[(Arc<NodeEntry>, u64)], opts: &LockOptions) -> usize {
-        let min = opts.min_uptime();
-        let answers = join_all(held.iter().map(|(node, _)| async move {
-            if node.health.state() != NodeState::Up {
-                return false;
-            }
-            match self.send(node, Request::Stats { group: None }).await {
-                Ok(Response::Stats(fields)) => fields
-                    .iter()
-                    .find(|(k, _)| &k[..] == b"uptime")
-                    .and_then(|(_, v)| parse_u64(v))
-                    .is_some_and(|up| up >= min),
-                _ => false,
-            }
-        }))
-        .await;
-        answers.into_iter().filter(|&t| t).count()
     }
 
     /// Deletes our lock item from each node where it still carries our CAS; how many did.
