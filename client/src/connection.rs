@@ -582,9 +582,8 @@ async fn supervise(shared: Arc<Shared>, opts: ConnectOptions) {
         if shared.gone.load(Ordering::Acquire) {
             return;
         }
-        let attempt = tokio::time::timeout(opts.connect_timeout, open(&shared.addr, &opts)).await;
-        match attempt {
-            Ok(Ok(stream)) => {
+        match open(&shared.addr, &opts).await {
+            Ok(stream) => {
                 backoff = opts.backoff_min;
                 shared.lock().open = true;
                 shared.connected.store(true, Ordering::Relaxed);
@@ -604,8 +603,7 @@ async fn supervise(shared: Arc<Shared>, opts: ConnectOptions) {
                     }
                 }
             }
-            Ok(Err(e)) => tracing::debug!(addr = %shared.addr, "connect failed: {e}"),
-            Err(_) => tracing::debug!(addr = %shared.addr, "connect timed out"),
+            Err(e) => tracing::debug!(addr = %shared.addr, "connect failed: {e}"),
         }
         // Down: requests are refused at once (`open` is false) until the next attempt, so
         // callers fail over without delay.
@@ -627,15 +625,33 @@ async fn supervise(shared: Arc<Shared>, opts: ConnectOptions) {
 }
 
 /// Opens a socket (TCP, TLS, authentication: `transport.rs`) and puts it through the
-/// [`OnConnect`] check, if there is one.
+/// [`OnConnect`] check, if there is one, all within the connect timeout. A socket that fails
+/// its check (a reply that is not `stats`, too long, or too slow) is reset, not closed: its
+/// peer is not speaking memcached, and a reset stops whatever it is still sending.
 async fn open(addr: &str, opts: &ConnectOptions) -> Result<Stream, Error> {
-    let mut stream = opts
-        .transport
-        .connect_named(addr, opts.tls_name.as_deref())
-        .await?;
+    let deadline = Instant::now() + opts.connect_timeout;
+    let timed_out = || Error::Timeout(addr.to_string());
+    let connect = opts.transport.connect_named(addr, opts.tls_name.as_deref());
+    let mut stream = tokio::time::timeout_at(deadline, connect)
+        .await
+        .map_err(|_| timed_out())??;
     if let Some(check) = &opts.on_connect {
-        let reply = ask(&mut stream, addr, &Request::Stats { group: None }, opts).await?;
-        (check.0)(&reply);
+        let asked = tokio::time::timeout_at(
+            deadline,
+            ask(&mut stream, addr, &Request::Stats { group: None }, opts),
+        )
+        .await;
+        match asked {
+            Ok(Ok(reply)) => (check.0)(&reply),
+            Ok(Err(e)) => {
+                stream.abort();
+                return Err(e);
+            }
+            Err(_) => {
+                stream.abort();
+                return Err(timed_out());
+            }
+        }
     }
     Ok(stream)
 }
