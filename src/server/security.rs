@@ -119,7 +119,21 @@ impl Security {
         idle: Option<Duration>,
         shutdown: &CancellationToken,
     ) -> Option<(ServerStream, Session)> {
-        let mut stream = match &self.tls {
+        self.accept_on(tcp, true, rbuf, idle, shutdown).await
+    }
+
+    /// [`Security::accept`] on a listener where TLS applies (`tls`) or not: memcached's
+    /// `-l notls:ADDR` serves plain text beside TLS listeners, authentication and the gate
+    /// still applying.
+    pub async fn accept_on(
+        &self,
+        tcp: TcpStream,
+        tls: bool,
+        rbuf: &mut BytesMut,
+        idle: Option<Duration>,
+        shutdown: &CancellationToken,
+    ) -> Option<(ServerStream, Session)> {
+        let mut stream = match self.tls.as_ref().filter(|_| tls) {
             None => ServerStream::Plain(tcp),
             Some(tls) => match tls.accept(tcp).await {
                 Ok(s) => s,
