@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use ringcache_client::protocol::{reply, Response};
+use ringcache_client::protocol::{reply, Request, Response};
 
 use super::Proxy;
 use crate::server::VERSION;
@@ -24,6 +24,21 @@ const SUMMED: &[&str] = &[
 /// `stats [group]` as answered by the proxy: its own counters, plus the nodes' item figures
 /// summed for plain `stats`.
 pub async fn reply(proxy: &Proxy, group: Option<&[u8]>) -> Response {
+    if group == Some(&b"reset"[..]) {
+        // memcached's stats_reset for the proxy's own counters, and the nodes' for the item
+        // figures it sums (total_items, evictions, …), so everything a client reads here
+        // restarts together (docs/operations.md, "Proxy stats").
+        proxy.stats.reset();
+        let reset = Request::Stats {
+            group: Some(Bytes::from_static(b"reset")),
+        };
+        for (node, r) in proxy.router().each_node(reset).await {
+            if let Err(e) = r {
+                tracing::warn!("stats reset: node {node}: {e}");
+            }
+        }
+        return Response::Other(Bytes::from_static(reply::RESET.as_bytes()));
+    }
     let mut resp = local(proxy, group);
     if group.is_none() {
         if let Response::Stats(out) = &mut resp {
@@ -48,7 +63,6 @@ fn local(proxy: &Proxy, group: Option<&[u8]>) -> Response {
     match group {
         None => {}
         Some(b"settings") => return settings(proxy),
-        Some(b"reset") => return Response::Other(Bytes::from_static(reply::RESET.as_bytes())),
         Some(b"items" | b"slabs" | b"sizes" | b"conns") => return Response::Values(Vec::new()),
         Some(_) => return Response::Error,
     }

@@ -874,6 +874,14 @@ fn accepted_rows() -> Vec<(Vec<u8>, Request)> {
         ),
         (b"shutdown\r\n".to_vec(), Request::Shutdown { arg: None }),
         (
+            b"refresh_certs\r\n".to_vec(),
+            Request::RefreshCerts { noreply: false },
+        ),
+        (
+            b"refresh_certs noreply\r\n".to_vec(),
+            Request::RefreshCerts { noreply: true },
+        ),
+        (
             b"shutdown graceful\r\n".to_vec(),
             Request::Shutdown {
                 arg: Some(b(b"graceful")),
@@ -1339,6 +1347,10 @@ fn request_encoding_is_byte_exact() {
             b"stats slabs\r\n",
         ),
         (Request::Shutdown { arg: None }, b"shutdown\r\n"),
+        (
+            Request::RefreshCerts { noreply: true },
+            b"refresh_certs noreply\r\n",
+        ),
         (
             Request::CacheMemlimit {
                 megabytes: 64,

@@ -1120,6 +1120,18 @@ impl Router {
         .await
     }
 
+    /// `req` sent to every node of the ring, by node name: the admin requests a proxy fans
+    /// out (`stats reset`, `stats cachedump`, `lru_crawler metadump`), answered each as the
+    /// node answered.
+    pub async fn each_node(&self, req: Request) -> Vec<(String, Result<Response, Error>)> {
+        let topo = self.topology();
+        join_all(topo.nodes.iter().map(|n| {
+            let req = req.clone();
+            async move { (n.name.clone(), self.send(n, req).await) }
+        }))
+        .await
+    }
+
     /// `stats` of every node, by node name.
     pub async fn stats(&self) -> Vec<(String, Result<Vec<(String, String)>, Error>)> {
         let topo = self.topology();
