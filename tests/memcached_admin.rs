@@ -202,3 +202,62 @@ fn stats_settings_has_memcacheds_names() {
         assert_eq!(got[same], want[same], "{same}");
     }
 }
+
+/// `stats cachedump` and `lru_crawler metadump` through the proxy: refused by its default gate
+/// (admins only; no auth file, so no one), and with `[commands] lru_crawler = "allow"` every
+/// node's lines under one `END`, a key once per replica.
+#[test]
+fn key_dumps_fan_out_through_the_proxy_behind_the_gate() {
+    let nodes = [spawn_node(&[]), spawn_node(&[])];
+    let addrs = [nodes[0].addr, nodes[1].addr];
+    let gated = spawn_proxy(&addrs, &["--replicas", "2"]);
+    let mut c = gated.conn();
+    c.roundtrip(b"set k1 0 0 2\r\nv1\r\n", b"STORED\r\n");
+    c.roundtrip(
+        b"stats cachedump 1 0\r\n",
+        b"CLIENT_ERROR stats cachedump not allowed\r\n",
+    );
+    c.roundtrip(
+        b"lru_crawler metadump all\r\n",
+        b"ERROR metadump not allowed\r\n",
+    );
+
+    let dir = std::env::temp_dir().join(format!("ringcache-dump-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("proxy.toml");
+    std::fs::write(&cfg, "[commands]\nlru_crawler = \"allow\"\n").unwrap();
+    let cfg_arg = cfg.display().to_string();
+    let open = spawn_proxy(&addrs, &["--replicas", "2", "--config", &cfg_arg]);
+    let mut c = open.conn();
+    c.roundtrip(b"set k2 0 0 3\r\nabc\r\n", b"STORED\r\n");
+    c.send(b"stats cachedump 1 0\r\n");
+    let dump = String::from_utf8(c.until(b"END\r\n")).unwrap();
+    let mut lines: Vec<&str> = dump.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            "END",
+            "ITEM k1 [2 b; 0 s]",
+            "ITEM k1 [2 b; 0 s]",
+            "ITEM k2 [3 b; 0 s]",
+            "ITEM k2 [3 b; 0 s]"
+        ],
+        "{dump}"
+    );
+    c.send(b"lru_crawler metadump all\r\n");
+    let dump = String::from_utf8(c.until(b"END\r\n")).unwrap();
+    let keys: Vec<&str> = dump
+        .lines()
+        .filter_map(|l| l.strip_prefix("key="))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert_eq!(keys.len(), 4, "{dump}");
+    assert_eq!(keys.iter().filter(|k| **k == "k2").count(), 2, "{dump}");
+    // A node's refusal comes back when no node lists anything.
+    c.roundtrip(
+        b"lru_crawler metadump 7\r\n",
+        b"BADCLASS invalid class id\r\n",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -265,10 +265,11 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
         Request::Shutdown { .. } => {
             Response::Other(Bytes::from_static(Fault::SHUTDOWN_DISABLED.as_bytes()))
         }
-        Request::Metadump { .. } | Request::LruCrawler { .. } => {
-            // Key dumps are per node; ask the nodes directly.
-            Response::Error
-        }
+        // Past the admin gate (`[commands] lru_crawler`): every node's listing, one after
+        // the other (`proxy/dump.rs`).
+        req @ Request::Metadump { .. } => Box::pin(super::dump::fan_out(proxy, &req)).await,
+        // The crawler's other subcommands tune a node's own background work.
+        Request::LruCrawler { .. } => Response::Error,
         Request::MetaNoop => Response::Meta(ringcache_client::protocol::MetaResponse {
             status: MetaStatus::Mn,
             flags: Bytes::new(),

@@ -39,6 +39,12 @@ pub async fn reply(proxy: &Proxy, group: Option<&[u8]>) -> Response {
         }
         return Response::Other(Bytes::from_static(reply::RESET.as_bytes()));
     }
+    if group.is_some_and(|g| g.split(|&b| b == b' ').next() == Some(&b"cachedump"[..])) {
+        let req = Request::Stats {
+            group: group.map(Bytes::copy_from_slice),
+        };
+        return super::dump::fan_out(proxy, &req).await;
+    }
     let mut resp = local(proxy, group);
     if group.is_none() {
         if let Response::Stats(out) = &mut resp {

@@ -1914,3 +1914,20 @@ fn reply_limits_stop_oversized_replies_early() {
         Ok(Some(Response::Stats(_)))
     ));
 }
+
+/// `stats cachedump`'s `ITEM` lines are a listing, kept byte for byte: written back they are
+/// the node's reply again.
+#[test]
+fn cachedump_lines_parse_as_a_dump_and_encode_back() {
+    let wire = b"ITEM a [1 b; 0 s]\r\nITEM b:c [22 b; 1700000000 s]\r\nEND\r\n";
+    let mut buf = BytesMut::from(&wire[..]);
+    let r = Response::parse(&mut buf).unwrap().unwrap();
+    assert!(buf.is_empty());
+    let Response::Dump(lines) = &r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(lines.len(), 2);
+    let mut out = BytesMut::new();
+    r.encode(&mut out);
+    assert_eq!(&out[..], &wire[..]);
+}

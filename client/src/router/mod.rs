@@ -11,6 +11,7 @@
 //! the replication of conditional writes, [`migrate`] the migrator, `spread` the multi-get
 //! engine, and `transition` reads, writes and deletes while past rings are kept.
 
+mod dump;
 mod handoff;
 pub mod lifecycle;
 pub mod migrate;
