@@ -5,13 +5,14 @@ use std::sync::atomic::Ordering;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use ringcache_client::protocol::admin::{Detail, LruCrawlerCmd, StatsGroup};
-use ringcache_client::protocol::reply::{self, stat, Seconds};
+use ringcache_client::protocol::reply::{self, stat};
 use ringcache_client::protocol::{Fault, Request};
 
 use super::{unless_noreply, Flow};
 use crate::bump;
 use crate::node::{Node, VERSION};
 use crate::server::gate::Access;
+use crate::server::process_stats::{rusage, NO_SUCH_MECHANISM};
 use crate::server::security::Refresh;
 
 /// Executes the server commands not handled in `classic`/`meta`.
@@ -94,25 +95,65 @@ fn stats(node: &Node, group: Option<&[u8]>, out: &mut BytesMut) {
         StatsGroup::Items => {
             let s = node.store.stats();
             // memcached's names, in its order; one class holds every item.
+            // The segmented LRUs memcached's fields name do not exist: every item counts as
+            // cold, nothing moves between them.
             if s.curr_items > 0 {
+                let c = &node.stats.counters;
+                let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
                 stat(out, "items:1:number", s.curr_items);
+                stat(out, "items:1:number_hot", 0);
+                stat(out, "items:1:number_warm", 0);
+                stat(out, "items:1:number_cold", s.curr_items);
+                stat(out, "items:1:age_hot", 0);
+                stat(out, "items:1:age_warm", 0);
                 stat(out, "items:1:age", 0);
                 stat(out, "items:1:mem_requested", s.bytes);
                 stat(out, "items:1:evicted", s.evictions);
                 stat(out, "items:1:evicted_nonzero", s.evicted_nonzero);
                 stat(out, "items:1:evicted_time", s.evicted_time);
+                stat(out, "items:1:outofmemory", 0);
+                stat(out, "items:1:tailrepairs", 0);
                 stat(out, "items:1:reclaimed", s.reclaimed);
                 stat(out, "items:1:expired_unfetched", s.expired_unfetched);
                 stat(out, "items:1:evicted_unfetched", s.evicted_unfetched);
+                stat(out, "items:1:evicted_active", 0);
                 stat(out, "items:1:crawler_reclaimed", s.crawler_reclaimed);
+                stat(out, "items:1:crawler_items_checked", 0);
+                stat(out, "items:1:lrutail_reflocked", 0);
+                stat(out, "items:1:moves_to_cold", 0);
+                stat(out, "items:1:moves_to_warm", 0);
+                stat(out, "items:1:moves_within_lru", 0);
+                stat(out, "items:1:direct_reclaims", 0);
+                stat(out, "items:1:hits_to_hot", 0);
+                stat(out, "items:1:hits_to_warm", 0);
+                stat(out, "items:1:hits_to_cold", n(&c.get_hits));
+                stat(out, "items:1:hits_to_temp", 0);
+                stat(out, "items:1:store_too_large", n(&c.store_too_large));
+                stat(out, "items:1:store_no_memory", 0);
             }
         }
         StatsGroup::Slabs => {
             let s = node.store.stats();
+            // One class of one page holding every item, with the node's command counts.
             if s.curr_items > 0 {
+                let c = &node.stats.counters;
+                let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
                 stat(out, "1:chunk_size", node.config.max_item_size);
+                stat(out, "1:chunks_per_page", s.curr_items);
+                stat(out, "1:total_pages", 1);
+                stat(out, "1:total_chunks", s.curr_items);
                 stat(out, "1:used_chunks", s.curr_items);
+                stat(out, "1:free_chunks", 0);
+                stat(out, "1:free_chunks_end", 0);
                 stat(out, "1:mem_requested", s.bytes);
+                stat(out, "1:get_hits", n(&c.get_hits));
+                stat(out, "1:cmd_set", n(&c.cmd_set));
+                stat(out, "1:delete_hits", n(&c.delete_hits));
+                stat(out, "1:incr_hits", n(&c.incr_hits));
+                stat(out, "1:decr_hits", n(&c.decr_hits));
+                stat(out, "1:cas_hits", n(&c.cas_hits));
+                stat(out, "1:cas_badval", n(&c.cas_badval));
+                stat(out, "1:touch_hits", n(&c.touch_hits));
             }
             stat(out, "active_slabs", u64::from(s.curr_items > 0));
             stat(out, "total_malloced", s.bytes);
@@ -140,18 +181,6 @@ fn stats(node: &Node, group: Option<&[u8]>, out: &mut BytesMut) {
         StatsGroup::Refused(message) => return reply::message(out, message),
     }
     reply::end(out);
-}
-
-/// CPU time of this process (user, system), as memcached prints it (`seconds.microseconds`).
-fn rusage() -> (Seconds, Seconds) {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } == 0;
-    let f = |t: libc::timeval| Seconds {
-        secs: if ok { t.tv_sec.max(0) as u64 } else { 0 },
-        micros: if ok { t.tv_usec.max(0) as u32 } else { 0 },
-    };
-    (f(ru.ru_utime), f(ru.ru_stime))
 }
 
 fn general_stats(node: &Node, out: &mut BytesMut) {
@@ -209,6 +238,12 @@ fn general_stats(node: &Node, out: &mut BytesMut) {
     stat(out, "evicted_unfetched", store.evicted_unfetched);
     stat(out, "evictions", store.evictions);
     stat(out, "reclaimed", store.reclaimed);
+    stat(out, "crawler_reclaimed", store.crawler_reclaimed);
+    // The bytes items take: what memcached's slab allocator has malloced for them.
+    stat(out, "total_malloced", store.bytes);
+    for name in NO_SUCH_MECHANISM {
+        stat(out, name, 0);
+    }
 }
 
 /// `stats settings` under memcached 1.6's names and in its order (memcached_exporter and
