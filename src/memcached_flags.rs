@@ -74,7 +74,7 @@ pub const OTHER_FLAGS: &[OtherFlag] = &[
     other('B', "protocol", true, Refused("only the text and meta protocols are served (memcached's ascii); drop -B or use -B ascii")),
     other('S', "enable-sasl", false, Refused("SASL is not supported; use -Y/--auth-file (memcached's ASCII authentication)")),
     other('e', "memory-file", true, Refused("there is no restartable cache; a restarted node is re-warmed from its replicas (docs/cluster.md)")),
-    other('N', "napi-ids", true, Refused("NAPI ids are not supported; drop the flag")),
+    other('N', "napi_ids", true, Refused("NAPI ids are not supported; drop the flag")),
 ];
 
 /// `-o` options that set nothing here: memcached's allocator, LRU and thread tuning, and its
@@ -590,7 +590,7 @@ mod tests {
             ("-B", "memcached's -B/--protocol is not supported: only the text and meta protocols are served (memcached's ascii); drop -B or use -B ascii"),
             ("-S", "memcached's -S/--enable-sasl is not supported: SASL is not supported; use -Y/--auth-file (memcached's ASCII authentication)"),
             ("-e", "memcached's -e/--memory-file is not supported: there is no restartable cache; a restarted node is re-warmed from its replicas (docs/cluster.md)"),
-            ("-N", "memcached's -N/--napi-ids is not supported: NAPI ids are not supported; drop the flag"),
+            ("-N", "memcached's -N/--napi_ids is not supported: NAPI ids are not supported; drop the flag"),
         ];
         let noted: &[(&str, &str)] = &[
             ("-f", "-f/--slab-growth-factor: no effect (no slab classes: items are stored in segments)"),
