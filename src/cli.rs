@@ -10,7 +10,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use serde::{Serialize, Serializer};
 
-use crate::settings::is_false;
+use crate::error::Error;
+use crate::memcached_flags::{self, MemcachedArgs};
+use crate::settings::{is_false, merge, overrides};
+use toml::Table;
 
 /// A memcached-compatible distributed cache.
 #[derive(Debug, Parser)]
@@ -34,34 +37,39 @@ pub enum Command {
     Ring(RingCommand),
 }
 
-/// `ringcache node` flags; each overrides the same key of `--config`.
+/// `ringcache node` flags; each overrides the same key of `--config`. They take memcached
+/// 1.6's names too (`-p`, `-l`, `-m`, `-c`, `-t`, `-I`, …: `memcached_flags`), so a node
+/// starts with memcached's command line.
 #[derive(Debug, Args, Default, Serialize)]
 pub struct NodeArgs {
     /// TOML config file (see config/node.toml).
     #[arg(long)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:11211].
-    #[arg(long)]
-    pub listen: Option<String>,
-    /// Memory budget for items, in MiB [default: 64].
-    #[arg(long, value_name = "MIB")]
+    /// Addresses to listen on, a comma list or repeated, `notls:` first for a plain listener
+    /// beside TLS ones; an address without a port takes -p's (memcached -l)
+    /// [default: 127.0.0.1:11211].
+    #[arg(short = 'l', long, value_name = "ADDR", value_delimiter = ',')]
+    #[serde(skip)]
+    pub listen: Vec<String>,
+    /// Memory budget for items, in MiB (memcached -m) [default: 64].
+    #[arg(short = 'm', long, value_name = "MIB")]
     #[serde(rename = "memory_limit_mb")]
     pub memory_limit: Option<u64>,
-    /// Largest item in bytes [default: 1048576].
-    #[arg(long, value_name = "BYTES")]
+    /// Largest item, in bytes or with a k or m suffix (memcached -I) [default: 1m].
+    #[arg(short = 'I', long, value_name = "SIZE", value_parser = memcached_flags::item_size)]
     pub max_item_size: Option<usize>,
-    /// Simultaneous client connections [default: 1024].
-    #[arg(long, value_name = "N")]
+    /// Simultaneous client connections (memcached -c) [default: 1024].
+    #[arg(short = 'c', long, visible_alias = "conn-limit", value_name = "N")]
     pub max_connections: Option<usize>,
     /// Address for Prometheus /metrics and /ready [default: none].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
-    /// Worker threads [default: 4].
-    #[arg(long, value_name = "N")]
+    /// Worker threads (memcached -t) [default: 4].
+    #[arg(short = 't', long, value_name = "N")]
     pub threads: Option<usize>,
     /// Obey the `shutdown` command (memcached -A).
-    #[arg(long)]
+    #[arg(short = 'A', long)]
     #[serde(skip_serializing_if = "is_false")]
     pub enable_shutdown: bool,
     /// Close a client connection idle this many seconds; 0 never (memcached -o idle_timeout)
@@ -80,6 +88,21 @@ pub struct NodeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub security: SecurityArgs,
+    /// memcached's flags that have no ringcache name of their own.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub memcached: MemcachedArgs,
+}
+
+impl NodeArgs {
+    /// The config keys these flags set, the memcached ones included (`-p`/`-l` → `listen`,
+    /// `-o ssl_*`, `-F` → `[commands]`, …), and notes on memcached flags that have no effect.
+    pub fn overrides(&self) -> Result<(Table, Vec<String>), Error> {
+        let mut t = overrides(self)?;
+        let (memcached, notes) = self.memcached.overrides(&self.listen)?;
+        merge(&mut t, memcached);
+        Ok((t, notes))
+    }
 }
 
 /// TLS and authentication flags of a listener, named after memcached's settings; each
@@ -253,7 +276,7 @@ mod tests {
     use super::*;
     use crate::config::NodeConfig;
     use crate::proxy::ProxyConfig;
-    use crate::settings::{layered, overrides};
+    use crate::settings::layered;
 
     /// A file to layer flags over, removed on drop.
     struct File(PathBuf);

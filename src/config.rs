@@ -25,7 +25,8 @@ pub const DEFAULT_DRAIN_QUIET: u64 = 15;
 // checks what `security` left (tests/config_files.rs).
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
-    /// Address to serve the memcached protocol on (memcached: `-l`/`-p`).
+    /// Addresses to serve the memcached protocol on, comma-separated; one starting `notls:`
+    /// serves plain text beside TLS ones (memcached: `-l`/`-p`, `-l notls:ADDR`).
     pub listen: String,
     /// Address for Prometheus `/metrics`; none by default.
     pub metrics_listen: Option<String>,
@@ -48,6 +49,9 @@ pub struct NodeConfig {
     /// Seconds without a request (other than `stats`/`version`) after a router has seen the
     /// node draining that end the drain early; keep it above discovery's `interval_secs`.
     pub drain_quiet: u64,
+    /// The `verbosity` a node starts with, as `stats settings` reports it and the `verbosity`
+    /// command changes it (memcached: `-v`, `-vv`, `-vvv`).
+    pub verbosity: u32,
     /// TLS, authentication and the admin gate of the listener: top-level keys of the file.
     #[serde(flatten)]
     pub security: SecuritySettings,
@@ -66,9 +70,19 @@ impl Default for NodeConfig {
             idle_timeout: 0,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             drain_quiet: DEFAULT_DRAIN_QUIET,
+            verbosity: 0,
             security: SecuritySettings::default(),
         }
     }
+}
+
+/// One listener of a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddr {
+    /// `host:port`, as `TcpListener::bind` takes it.
+    pub addr: String,
+    /// False for a `notls:` address: plain text even when the node has a certificate.
+    pub tls: bool,
 }
 
 impl Settings for NodeConfig {
@@ -103,8 +117,30 @@ impl NodeConfig {
         (self.idle_timeout > 0).then(|| std::time::Duration::from_secs(self.idle_timeout))
     }
 
+    /// The addresses of `listen`, each with whether TLS (when configured) applies to it.
+    pub fn listen_addrs(&self) -> Vec<ListenAddr> {
+        self.listen
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| match a.strip_prefix("notls:") {
+                Some(addr) => ListenAddr {
+                    addr: addr.to_string(),
+                    tls: false,
+                },
+                None => ListenAddr {
+                    addr: a.to_string(),
+                    tls: true,
+                },
+            })
+            .collect()
+    }
+
     /// Refuses settings no server could run with.
     pub fn validate(&self) -> Result<(), Error> {
+        if self.listen_addrs().is_empty() {
+            return Err(Error::Config("listen needs at least one address".into()));
+        }
         if self.memory_limit_mb == 0 {
             return Err(Error::Config("memory_limit_mb must be at least 1".into()));
         }
@@ -148,6 +184,25 @@ mod tests {
         assert!(NodeConfig::from_toml("listn = \"x\"").is_err());
         assert!(NodeConfig::from_toml("threads = 0").is_err());
         assert!(NodeConfig::from_toml("memory_limit_mb = 1\nmax_item_size = 1048576").is_err());
+    }
+
+    #[test]
+    fn listen_is_a_list_with_notls_addresses() {
+        let c = NodeConfig::from_toml("listen = \"127.0.0.1:1, notls:[::1]:2\"").unwrap();
+        assert_eq!(
+            c.listen_addrs(),
+            [
+                ListenAddr {
+                    addr: "127.0.0.1:1".into(),
+                    tls: true
+                },
+                ListenAddr {
+                    addr: "[::1]:2".into(),
+                    tls: false
+                }
+            ]
+        );
+        assert!(NodeConfig::from_toml("listen = \" , \"").is_err());
     }
 
     #[test]

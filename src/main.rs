@@ -21,7 +21,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // memcached's -vv prints every command, -vvv its state transitions: debug and trace here.
+    let level = match &cli.command {
+        Command::Node(args) if args.memcached.verbose >= 3 => "trace",
+        Command::Node(args) if args.memcached.verbose == 2 => "debug",
+        _ => "info",
+    };
+    init_tracing(level);
     let result = match cli.command {
         Command::Node(args) => run_node(args),
         Command::Proxy(args) => run_proxy(args),
@@ -42,9 +48,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     // Colour only on a terminal: a container's or journald's log is read as text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
@@ -54,9 +60,14 @@ fn init_tracing() {
         .init();
 }
 
-/// Config file first, then flags on top.
+/// Config file first, then flags on top (memcached's among them); memcached flags that have
+/// no effect here are logged.
 fn node_config(args: &NodeArgs) -> Result<NodeConfig, Error> {
-    layered(args.config.as_deref(), args)
+    let (flags, notes) = args.overrides()?;
+    for note in notes {
+        tracing::warn!("memcached flag {note}");
+    }
+    layered(args.config.as_deref(), &flags)
 }
 
 fn run_node(args: NodeArgs) -> Result<(), Error> {
@@ -70,6 +81,16 @@ fn run_node(args: NodeArgs) -> Result<(), Error> {
         let signals = ringcache::server::listener::node_signals();
         let drain = cfg.drain();
         let handle = node::start(cfg, Arc::new(SystemClock)).await?;
+        // memcached's order: bound, pid file, then root given up (-P, -u).
+        let _pid = args
+            .memcached
+            .pidfile
+            .as_deref()
+            .map(ringcache::process::PidFile::write)
+            .transpose()?;
+        if let Some(user) = &args.memcached.user {
+            ringcache::process::drop_privileges(user)?;
+        }
         println!("ringcache node listening on {}", handle.addr);
         // Stopped by SIGINT, a second SIGTERM or the `shutdown` command.
         let stop = CancellationToken::new();

@@ -91,7 +91,7 @@ pub fn overrides(flags: &impl Serialize) -> Result<Table, Error> {
 
 /// Puts `top` over `base`: tables merge key by key, any other value (arrays of tables such as
 /// `[[nodes]]` included) replaces what was there.
-fn merge(base: &mut Table, top: Table) {
+pub fn merge(base: &mut Table, top: Table) {
     for (k, v) in top {
         match (base.get_mut(&k), v) {
             (Some(toml::Value::Table(b)), toml::Value::Table(t)) => merge(b, t),

@@ -113,6 +113,19 @@ impl<T> Reloading<T> {
         self.current.load_full()
     }
 
+    /// Rebuilds from the files now, changed or not (memcached's `refresh_certs`); on an error
+    /// the old value stays in force.
+    pub fn rebuild(&self) -> Result<(), Error> {
+        let now: Vec<Stamp> = self.paths.iter().map(|p| stamp(p)).collect();
+        let v = (self.build)()?;
+        self.current.store(Arc::new(v));
+        if let Ok(mut w) = self.watch.lock() {
+            w.stamps = now;
+            w.checked = Instant::now();
+        }
+        Ok(())
+    }
+
     /// Looks at the files now (`force`: even within [`CHECK_EVERY`] of the last look), and
     /// rebuilds if one changed. Returns whether a new value is in force.
     pub fn check(&self, force: bool) -> bool {

@@ -40,8 +40,9 @@ const READ_CHUNK: usize = 16 * 1024;
 const KEEP_CAPACITY: usize = 2 * FLUSH_AT;
 
 /// Serves one connection until the client leaves, sends `quit`, breaks the protocol, or the node
-/// shuts down (then in-flight requests are answered first).
-pub async fn run(tcp: TcpStream, node: &Arc<Node>) {
+/// shuts down (then in-flight requests are answered first). `tls`: whether the listener's TLS
+/// applies (false on a `notls:` listener).
+pub async fn run(tcp: TcpStream, tls: bool, node: &Arc<Node>) {
     let mut codec = ServerCodec::new(Limits {
         max_item_size: node.config.max_item_size,
     });
@@ -51,7 +52,10 @@ pub async fn run(tcp: TcpStream, node: &Arc<Node>) {
     let idle = node.config.idle_timeout();
     // TLS handshake and authentication first (docs/operations.md); bytes pipelined after the
     // credentials stay in `rbuf`.
-    let Some((mut stream, session)) = node.security.accept(tcp, &mut rbuf, idle, &shutdown).await
+    let Some((mut stream, session)) = node
+        .security
+        .accept_on(tcp, tls, &mut rbuf, idle, &shutdown)
+        .await
     else {
         return;
     };

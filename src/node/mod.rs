@@ -72,6 +72,7 @@ impl Node {
             },
             clock.clone(),
         );
+        let verbosity = config.verbosity;
         Node {
             started: clock.now(),
             // Never 0, so it cannot be mistaken for a missing field.
@@ -81,7 +82,7 @@ impl Node {
             stats: ServerStats::new("node", config.metrics_listen.is_some()),
             clock,
             config,
-            verbosity: AtomicU32::new(0),
+            verbosity: AtomicU32::new(verbosity),
             // memcached 1.6's default.
             slab_automove: AtomicU8::new(1),
             prefixes: prefix::PrefixStats::default(),
@@ -113,9 +114,13 @@ impl Node {
 pub async fn start(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<NodeHandle, Error> {
     config.validate()?;
     let security = Security::new(&config.security, Gate::NODE)?;
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .map_err(|e| Error::Config(format!("listen {}: {e}", config.listen)))?;
+    let mut listeners = Vec::new();
+    for a in config.listen_addrs() {
+        let l = TcpListener::bind(&a.addr)
+            .await
+            .map_err(|e| Error::Config(format!("listen {}: {e}", a.addr)))?;
+        listeners.push((l, a.tls));
+    }
     let metrics_listener = match &config.metrics_listen {
         Some(addr) => Some(crate::metrics::bind(addr).await?),
         None => None,
@@ -148,7 +153,7 @@ pub async fn start(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<NodeHand
         tokio::spawn(crate::metrics::serve(l, handle, node.shutdown.clone()));
         spawn_publisher(node.clone());
     }
-    let mut handle = server::spawn(listener, node)?;
+    let mut handle = server::spawn(listeners, node)?;
     handle.metrics_addr = metrics_addr;
     Ok(handle)
 }

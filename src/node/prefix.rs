@@ -54,6 +54,11 @@ impl PrefixStats {
         self.on.store(on, Ordering::Relaxed);
     }
 
+    /// Whether `stats detail on` is in force (`stats settings` detail_enabled).
+    pub fn enabled(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+
     /// Counts `op` on `key` if detail is on and the key has a prefix. Costs one relaxed load
     /// while detail is off.
     #[inline]

@@ -28,20 +28,31 @@ impl NodeHandle {
     }
 }
 
-/// Serves `listener` on the current runtime in a background task.
-pub fn spawn(listener: TcpListener, node: Arc<Node>) -> std::io::Result<NodeHandle> {
-    let addr = listener.local_addr()?;
-    let n = node.clone();
-    let task = tokio::spawn(async move {
-        let counters = n.stats.conns.clone();
-        let shutdown = n.shutdown.clone();
-        let max = n.config.max_connections;
-        listener::serve(listener, max, counters, shutdown, move |stream| {
-            let node = n.clone();
-            async move { connection::run(stream, &node).await }
-        })
-        .await
-    });
+/// Serves `listeners` on the current runtime in background tasks, one accept loop each, all
+/// under the node's one connection limit; `bool` is whether TLS applies (false: `notls:`).
+/// The handle's `addr` is the first listener's.
+pub fn spawn(listeners: Vec<(TcpListener, bool)>, node: Arc<Node>) -> std::io::Result<NodeHandle> {
+    let Some(addr) = listeners.first().map(|(l, _)| l.local_addr()).transpose()? else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "no listener",
+        ));
+    };
+    let mut loops = tokio::task::JoinSet::new();
+    for (listener, tls) in listeners {
+        let n = node.clone();
+        loops.spawn(async move {
+            let counters = n.stats.conns.clone();
+            let shutdown = n.shutdown.clone();
+            let max = n.config.max_connections;
+            listener::serve(listener, max, counters, shutdown, move |stream| {
+                let node = n.clone();
+                async move { connection::run(stream, tls, &node).await }
+            })
+            .await
+        });
+    }
+    let task = tokio::spawn(async move { while loops.join_next().await.is_some() {} });
     Ok(NodeHandle {
         addr,
         metrics_addr: None,

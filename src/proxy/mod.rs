@@ -8,6 +8,7 @@
 pub mod config;
 pub mod connection;
 pub mod discovery;
+mod dump;
 mod inflight;
 pub mod order;
 pub mod reload;

@@ -10,13 +10,14 @@ use std::future::poll_fn;
 use bytes::Bytes;
 use ringcache_client::error::Refused;
 use ringcache_client::protocol::{
-    Fault, GetCmd, MetaCmd, MetaRequest, MetaStatus, Request, Response, StoreCmd, Value,
+    reply, Fault, GetCmd, MetaCmd, MetaRequest, MetaStatus, Request, Response, StoreCmd, Value,
 };
 use ringcache_client::router::{Single, Slot};
 use ringcache_client::{Ack, Error as ClientError};
 
 use super::Proxy;
 use crate::bump;
+use crate::server::security::Refresh;
 use crate::server::stats::ServerStats;
 use crate::server::VERSION;
 
@@ -241,16 +242,34 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
             }
         }
         Request::Version => Response::Version(Bytes::from_static(VERSION.as_bytes())),
+        // The proxy's own listener: its certificates, not the nodes'.
+        // memcached sends its errors even with noreply.
+        Request::RefreshCerts { noreply: nr } => {
+            return match proxy.security.refresh_certs() {
+                Refresh::Done => (!nr).then_some(Response::Ok),
+                Refresh::NoTls => Some(Response::Other(Bytes::from_static(
+                    Fault::TLS_NOT_ENABLED.as_bytes(),
+                ))),
+                Refresh::Failed(why) => {
+                    let mut line = bytes::BytesMut::new();
+                    reply::refresh_certs_failed(&mut line, &why);
+                    // `Response::Other` is written with its `\r\n`.
+                    line.truncate(line.len().saturating_sub(2));
+                    Some(Response::Other(line.freeze()))
+                }
+            };
+        }
         Request::Verbosity { .. } => Response::Ok,
         Request::Stats { group } => Box::pin(super::stats::reply(proxy, group.as_deref())).await,
         Request::CacheMemlimit { .. } | Request::SlabsAutomove { .. } => Response::Ok,
         Request::Shutdown { .. } => {
             Response::Other(Bytes::from_static(Fault::SHUTDOWN_DISABLED.as_bytes()))
         }
-        Request::Metadump { .. } | Request::LruCrawler { .. } => {
-            // Key dumps are per node; ask the nodes directly.
-            Response::Error
-        }
+        // Past the admin gate (`[commands] lru_crawler`): every node's listing, one after
+        // the other (`proxy/dump.rs`).
+        req @ Request::Metadump { .. } => Box::pin(super::dump::fan_out(proxy, &req)).await,
+        // The crawler's other subcommands tune a node's own background work.
+        Request::LruCrawler { .. } => Response::Error,
         Request::MetaNoop => Response::Meta(ringcache_client::protocol::MetaResponse {
             status: MetaStatus::Mn,
             flags: Bytes::new(),

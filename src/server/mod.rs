@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod gate;
 pub mod listener;
+pub mod process_stats;
 pub mod security;
 pub mod stats;
 pub mod stream;

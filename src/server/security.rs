@@ -55,6 +55,17 @@ impl SecuritySettings {
     }
 }
 
+/// What `refresh_certs` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refresh {
+    /// The files were read again and are in use.
+    Done,
+    /// The listener has no TLS.
+    NoTls,
+    /// The files could not be used (why); the old ones stay.
+    Failed(String),
+}
+
 /// Who a connection is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Session {
@@ -119,7 +130,21 @@ impl Security {
         idle: Option<Duration>,
         shutdown: &CancellationToken,
     ) -> Option<(ServerStream, Session)> {
-        let mut stream = match &self.tls {
+        self.accept_on(tcp, true, rbuf, idle, shutdown).await
+    }
+
+    /// [`Security::accept`] on a listener where TLS applies (`tls`) or not: memcached's
+    /// `-l notls:ADDR` serves plain text beside TLS listeners, authentication and the gate
+    /// still applying.
+    pub async fn accept_on(
+        &self,
+        tcp: TcpStream,
+        tls: bool,
+        rbuf: &mut BytesMut,
+        idle: Option<Duration>,
+        shutdown: &CancellationToken,
+    ) -> Option<(ServerStream, Session)> {
+        let mut stream = match self.tls.as_ref().filter(|_| tls) {
             None => ServerStream::Plain(tcp),
             Some(tls) => match tls.accept(tcp).await {
                 Ok(s) => s,
@@ -147,6 +172,18 @@ impl Security {
     #[inline]
     pub fn refuse(&self, req: &Request, session: &Session) -> Option<Refusal> {
         self.gate.check(req, session.admin)
+    }
+
+    /// memcached's `refresh_certs`: the certificate, key and CA files read again now, for new
+    /// connections; on an error the old ones stay in use.
+    pub fn refresh_certs(&self) -> Refresh {
+        match &self.tls {
+            None => Refresh::NoTls,
+            Some(t) => match t.refresh() {
+                Ok(()) => Refresh::Done,
+                Err(e) => Refresh::Failed(e.to_string()),
+            },
+        }
     }
 
     /// Re-reads certificates and the auth file if they changed (SIGHUP; they are also looked

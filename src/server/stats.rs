@@ -37,6 +37,11 @@ macro_rules! counters {
             pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
                 vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
             }
+
+            /// Every counter back to 0 (`stats reset`).
+            pub fn reset(&self) {
+                $(self.$name.store(0, Ordering::Relaxed);)*
+            }
         }
     };
 }
@@ -175,6 +180,21 @@ impl ServerStats {
             .absolute(self.bytes_read.load(Ordering::Relaxed));
         counter!(m::WRITTEN_BYTES_TOTAL, "role" => self.role)
             .absolute(self.bytes_written.load(Ordering::Relaxed));
+    }
+}
+
+/// `stats reset`, as memcached 1.6 does it (`stats_reset`, `threadlocal_stats_reset`): the
+/// command counters, `total_connections`, `rejected_connections`, `bytes_read` and
+/// `bytes_written` start again from 0; `curr_connections` (a gauge) does not. The per-verb
+/// and per-fault counts, which `stats` does not show, keep counting, so `/metrics`'
+/// `ringcache_commands_total` never goes back; the counters `stats` shows do, in both.
+impl ServerStats {
+    pub fn reset(&self) {
+        self.counters.reset();
+        self.conns.total_connections.store(0, Ordering::Relaxed);
+        self.conns.rejected_connections.store(0, Ordering::Relaxed);
+        self.bytes_read.store(0, Ordering::Relaxed);
+        self.bytes_written.store(0, Ordering::Relaxed);
     }
 }
 

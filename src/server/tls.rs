@@ -109,6 +109,13 @@ impl Tls {
         }
     }
 
+    /// Re-reads the files now, changed or not (`refresh_certs`).
+    pub fn refresh(&self) -> Result<(), Error> {
+        self.acceptor
+            .rebuild()
+            .map_err(|e| Error::Config(e.to_string()))
+    }
+
     /// Re-reads the files now if they changed (SIGHUP).
     pub fn reload(&self) {
         self.acceptor.check(true);

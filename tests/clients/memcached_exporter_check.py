@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Would memcached_exporter report `memcached_up 1` for this server? Checked without it.
 
-Usage: memcached_exporter_check.py HOST:PORT
+Usage: memcached_exporter_check.py HOST:PORT [--all]
 
 The standard exporter (prometheus/memcached_exporter) is not packaged in Debian 12 and CI cannot
 reach the Go module proxy to build it, so this script makes the same requests and applies the
@@ -16,7 +16,10 @@ same rules as its collector (pkg/exporter/exporter.go with its gomemcache client
   keys it reads that are absent are skipped without failing.
 
 Prints the memcached_exporter metrics that would be absent (stats it looks for and does not
-find) and exits non-zero if the exporter would report `memcached_up 0`.
+find) and exits non-zero if the exporter would report `memcached_up 0`; with `--all`, also if
+any metric the exporter collects for memcached 1.6 would be absent (extstore's aside: the
+exporter reads those only where extstore is on). The lists below are the exporter's
+(pkg/exporter/exporter.go: parseStats, parseStatsSettings).
 """
 import socket
 import sys
@@ -66,6 +69,15 @@ ITEMS = ["number", "age", "hits_to_hot", "hits_to_warm", "hits_to_cold", "hits_t
          "expired_unfetched", "outofmemory", "reclaimed", "store_too_large", "store_no_memory",
          "tailrepairs", "mem_requested", "moves_to_cold", "moves_to_warm", "moves_within_lru",
          "number_hot", "number_warm", "number_cold", "number_temp", "age_hot", "age_warm"]
+# `stats slabs` keys read per slab class.
+SLABS = ["get_hits", "delete_hits", "incr_hits", "decr_hits", "cas_hits", "touch_hits",
+         "cas_badval", "cmd_set", "chunk_size", "chunks_per_page", "total_pages", "total_chunks",
+         "used_chunks", "free_chunks", "free_chunks_end", "mem_requested"]
+# Read where present, and memcached 1.6.18 itself gives none of them (`number_temp` needs its
+# temp_lru; the `store_*` pair and a class's `mem_requested` in `stats slabs` are from older
+# versions): `--all` does not ask for them.
+OPTIONAL = {"store_too_large", "store_no_memory", "number_temp", "mem_requested"}
+LRU_BOOLS = ["lru_crawler", "lru_maintainer_thread"]
 LRU_SETTINGS = ["lru_crawler_sleep", "lru_crawler_tocrawl", "hot_lru_pct", "warm_lru_pct",
                 "hot_max_factor", "warm_max_factor"]
 
@@ -112,7 +124,7 @@ def main() -> int:
     started = time.monotonic()
     try:
         s, f = connect(addr)
-        stats, items = {}, {}
+        stats, items, slabs = {}, {}, {}
         for cmd in (b"stats\r\n", b"stats slabs\r\n", b"stats items\r\n"):
             for line in read_until_end(f, cmd):
                 parts = line.split(b" ")
@@ -125,7 +137,8 @@ def main() -> int:
                 elif len(fields) == 3:
                     items.setdefault(int(fields[1]), {})[fields[2]] = value
                 elif len(fields) == 2:
-                    int(fields[0])  # a slab id that is not a number fails the scrape
+                    # a slab id that is not a number fails the scrape
+                    slabs.setdefault(int(fields[0]), {})[fields[1]] = value
         s.close()
         s, f = connect(addr)
         settings = {}
@@ -166,6 +179,21 @@ def main() -> int:
                     problems.append(f"stats items {slab}:{key} = {kv[key]!r} is not a number")
     if not items:
         absent.append("memcached_slab_* (stats items is empty)")
+    for slab, kv in items.items():
+        for key in ITEMS:
+            if key not in kv and key not in OPTIONAL:
+                absent.append(f"memcached_slab_* (stats items items:{slab}:{key})")
+    if not slabs:
+        absent.append("memcached_slab_* (stats slabs has no class)")
+    for slab, kv in slabs.items():
+        for key in SLABS:
+            if key not in kv:
+                if key not in OPTIONAL:
+                    absent.append(f"memcached_slab_* (stats slabs {slab}:{key})")
+            elif not_number(kv[key]):
+                problems.append(f"stats slabs {slab}:{key} = {kv[key]!r} is not a number")
+    if "version" not in stats:
+        absent.append("memcached_version (stats version)")
     if "maxconns" not in settings:
         absent.append("memcached_max_connections (stats settings maxconns)")
     else:
@@ -173,12 +201,22 @@ def main() -> int:
             problems.append(f"stats settings maxconns = {settings['maxconns']!r}")
     if settings.get("lru_crawler") == "yes":
         for key in LRU_SETTINGS:
-            if key in settings:
-                if not_number(settings[key]):
-                    problems.append(f"stats settings {key} = {settings[key]!r} is not a number")
+            if key not in settings:
+                absent.append(f"memcached_lru_* (stats settings {key})")
+            elif not_number(settings[key]):
+                problems.append(f"stats settings {key} = {settings[key]!r} is not a number")
+        for key in LRU_BOOLS:
+            if key not in settings:
+                absent.append(f"memcached_lru_* (stats settings {key})")
+            elif settings[key] not in ("yes", "no"):
+                problems.append(f"stats settings {key} = {settings[key]!r} is not yes/no")
+    else:
+        absent.append("memcached_lru_crawler_* (stats settings lru_crawler is not yes)")
     for line in absent:
         print(f"absent: {line}")
     took = time.monotonic() - started
+    if "--all" in sys.argv[2:] and absent:
+        problems.append(f"{len(absent)} metrics absent (--all wants every one)")
     if problems:
         for p in problems:
             print(f"parse failure: {p}")

@@ -20,6 +20,8 @@ pub struct Fault {
 }
 
 impl Fault {
+    /// `refresh_certs` on a listener without TLS (memcached's line, sent even with `noreply`).
+    pub const TLS_NOT_ENABLED: &'static str = "Error TLS not enabled";
     /// `ERROR`: unknown command or wrong number of tokens.
     pub const ERROR: &'static str = "ERROR";
     /// The generic malformed-request error.

@@ -204,6 +204,11 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Step>, Error>
         b"touch" => parse_touch(&frame, &toks),
         b"flush_all" => parse_flush_all(line, &toks),
         b"version" => Ok(Request::Version),
+        // memcached reads `noreply` anywhere after the verb (set_noreply_maybe) and ignores
+        // other tokens.
+        b"refresh_certs" => Ok(Request::RefreshCerts {
+            noreply: toks.noreply(line),
+        }),
         b"quit" => Ok(Request::Quit),
         b"verbosity" => one_number(line, &toks, Fault::BAD_FORMAT)
             .map(|(level, noreply)| Request::Verbosity { level, noreply }),

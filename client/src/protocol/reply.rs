@@ -36,6 +36,14 @@ pub fn message(buf: &mut impl BufMut, text: &str) {
     crlf(buf);
 }
 
+/// `refresh_certs` that could not load the files: memcached's "Error loading …" line, with
+/// why (kept on one line), sent even with `noreply`; the old certificates stay in use.
+pub fn refresh_certs_failed(buf: &mut impl BufMut, why: &str) {
+    buf.put_slice(b"Error loading the certificates: ");
+    buf.put_slice(why.replace(['\r', '\n'], " ").as_bytes());
+    crlf(buf);
+}
+
 macro_rules! fixed_lines {
     ($($(#[$doc:meta])* $name:ident => $text:literal;)*) => {
         $(

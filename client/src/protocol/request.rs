@@ -128,6 +128,8 @@ pub enum Request {
     Stats { group: Option<Bytes> },
     /// `quit`.
     Quit,
+    /// `refresh_certs [noreply]`: re-read the listener's TLS certificate and key.
+    RefreshCerts { noreply: bool },
     /// `shutdown [graceful]`; the argument is kept as sent (the server says which are valid,
     /// after checking whether shutdown is enabled at all, as memcached does).
     Shutdown { arg: Option<Bytes> },
@@ -274,6 +276,10 @@ impl Request {
             }
             Request::Stats { group } => verb_and_arg(buf, b"stats", group),
             Request::Quit => buf.put_slice(b"quit"),
+            Request::RefreshCerts { noreply: nr } => {
+                buf.put_slice(b"refresh_certs");
+                noreply(buf, *nr);
+            }
             Request::Shutdown { arg } => verb_and_arg(buf, b"shutdown", arg),
             Request::CacheMemlimit {
                 megabytes,
@@ -426,6 +432,7 @@ impl Request {
             Request::MetaDebug { .. } => Expect::Debug,
             Request::Meta(_) => Expect::Meta,
             Request::Quit
+            | Request::RefreshCerts { .. }
             | Request::Shutdown { .. }
             | Request::CacheMemlimit { .. }
             | Request::Metadump { .. }

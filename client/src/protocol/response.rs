@@ -128,7 +128,8 @@ pub enum Response {
     Version(Bytes),
     /// `STAT <name> <value>` lines.
     Stats(Vec<(Bytes, Bytes)>),
-    /// `lru_crawler metadump` lines (without their `\n`).
+    /// `lru_crawler metadump` or `stats cachedump` lines (without their `\n`; a cachedump
+    /// line keeps its `\r`), written back byte for byte.
     Dump(Vec<Bytes>),
     Meta(MetaResponse),
     /// A bare `ERROR`.
@@ -242,7 +243,9 @@ impl Response {
         if line.starts_with(b"VALUE ") {
             return parse_values(buf, limits);
         }
-        if line.starts_with(b"STAT ") || line.starts_with(b"key=") {
+        // `stats cachedump` lists `ITEM <key> [<n> b; <t> s]` lines: kept byte for byte as
+        // metadump's are.
+        if line.starts_with(b"STAT ") || line.starts_with(b"key=") || line.starts_with(b"ITEM ") {
             return parse_listing(buf, limits);
         }
         if line.len() >= 2 {

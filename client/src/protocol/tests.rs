@@ -874,6 +874,14 @@ fn accepted_rows() -> Vec<(Vec<u8>, Request)> {
         ),
         (b"shutdown\r\n".to_vec(), Request::Shutdown { arg: None }),
         (
+            b"refresh_certs\r\n".to_vec(),
+            Request::RefreshCerts { noreply: false },
+        ),
+        (
+            b"refresh_certs noreply\r\n".to_vec(),
+            Request::RefreshCerts { noreply: true },
+        ),
+        (
             b"shutdown graceful\r\n".to_vec(),
             Request::Shutdown {
                 arg: Some(b(b"graceful")),
@@ -1339,6 +1347,10 @@ fn request_encoding_is_byte_exact() {
             b"stats slabs\r\n",
         ),
         (Request::Shutdown { arg: None }, b"shutdown\r\n"),
+        (
+            Request::RefreshCerts { noreply: true },
+            b"refresh_certs noreply\r\n",
+        ),
         (
             Request::CacheMemlimit {
                 megabytes: 64,
@@ -1901,4 +1913,21 @@ fn reply_limits_stop_oversized_replies_early() {
         Response::parse(&mut stats2),
         Ok(Some(Response::Stats(_)))
     ));
+}
+
+/// `stats cachedump`'s `ITEM` lines are a listing, kept byte for byte: written back they are
+/// the node's reply again.
+#[test]
+fn cachedump_lines_parse_as_a_dump_and_encode_back() {
+    let wire = b"ITEM a [1 b; 0 s]\r\nITEM b:c [22 b; 1700000000 s]\r\nEND\r\n";
+    let mut buf = BytesMut::from(&wire[..]);
+    let r = Response::parse(&mut buf).unwrap().unwrap();
+    assert!(buf.is_empty());
+    let Response::Dump(lines) = &r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(lines.len(), 2);
+    let mut out = BytesMut::new();
+    r.encode(&mut out);
+    assert_eq!(&out[..], &wire[..]);
 }

@@ -11,6 +11,7 @@
 //! the replication of conditional writes, [`migrate`] the migrator, `spread` the multi-get
 //! engine, and `transition` reads, writes and deletes while past rings are kept.
 
+mod dump;
 mod handoff;
 pub mod lifecycle;
 pub mod migrate;
@@ -1180,6 +1181,18 @@ impl Router {
                 Err(e) => Err(e),
             };
             (n.name.clone(), r)
+        }))
+        .await
+    }
+
+    /// `req` sent to every node of the ring, by node name: the admin requests a proxy fans
+    /// out (`stats reset`, `stats cachedump`, `lru_crawler metadump`), answered each as the
+    /// node answered.
+    pub async fn each_node(&self, req: Request) -> Vec<(String, Result<Response, Error>)> {
+        let topo = self.topology();
+        join_all(topo.nodes.iter().map(|n| {
+            let req = req.clone();
+            async move { (n.name.clone(), self.send(n, req).await) }
         }))
         .await
     }

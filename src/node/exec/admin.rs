@@ -5,12 +5,15 @@ use std::sync::atomic::Ordering;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use ringcache_client::protocol::admin::{Detail, LruCrawlerCmd, StatsGroup};
-use ringcache_client::protocol::reply::{self, stat, Seconds};
+use ringcache_client::protocol::reply::{self, stat};
 use ringcache_client::protocol::{Fault, Request};
 
 use super::{unless_noreply, Flow};
 use crate::bump;
 use crate::node::{Node, VERSION};
+use crate::server::gate::Access;
+use crate::server::process_stats::{rusage, NO_SUCH_MECHANISM};
+use crate::server::security::Refresh;
 
 /// Executes the server commands not handled in `classic`/`meta`.
 pub fn execute(node: &Node, req: Request, out: &mut BytesMut) -> Flow {
@@ -53,6 +56,11 @@ pub fn execute(node: &Node, req: Request, out: &mut BytesMut) -> Flow {
             }
         }
         Request::Stats { group } => stats(node, group.as_deref(), out),
+        Request::RefreshCerts { noreply } => match node.security.refresh_certs() {
+            Refresh::Done => unless_noreply(out, noreply, reply::ok),
+            Refresh::NoTls => reply::message(out, Fault::TLS_NOT_ENABLED),
+            Refresh::Failed(why) => reply::refresh_certs_failed(out, &why),
+        },
         Request::Metadump { arg } => {
             // One slab class here (moka has none), so "all" and "1" are the valid selections.
             if &arg[..] == b"all" || &arg[..] == b"1" || &arg[..] == b"hash" {
@@ -87,25 +95,65 @@ fn stats(node: &Node, group: Option<&[u8]>, out: &mut BytesMut) {
         StatsGroup::Items => {
             let s = node.store.stats();
             // memcached's names, in its order; one class holds every item.
+            // The segmented LRUs memcached's fields name do not exist: every item counts as
+            // cold, nothing moves between them.
             if s.curr_items > 0 {
+                let c = &node.stats.counters;
+                let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
                 stat(out, "items:1:number", s.curr_items);
+                stat(out, "items:1:number_hot", 0);
+                stat(out, "items:1:number_warm", 0);
+                stat(out, "items:1:number_cold", s.curr_items);
+                stat(out, "items:1:age_hot", 0);
+                stat(out, "items:1:age_warm", 0);
                 stat(out, "items:1:age", 0);
                 stat(out, "items:1:mem_requested", s.bytes);
                 stat(out, "items:1:evicted", s.evictions);
                 stat(out, "items:1:evicted_nonzero", s.evicted_nonzero);
                 stat(out, "items:1:evicted_time", s.evicted_time);
+                stat(out, "items:1:outofmemory", 0);
+                stat(out, "items:1:tailrepairs", 0);
                 stat(out, "items:1:reclaimed", s.reclaimed);
                 stat(out, "items:1:expired_unfetched", s.expired_unfetched);
                 stat(out, "items:1:evicted_unfetched", s.evicted_unfetched);
+                stat(out, "items:1:evicted_active", 0);
                 stat(out, "items:1:crawler_reclaimed", s.crawler_reclaimed);
+                stat(out, "items:1:crawler_items_checked", 0);
+                stat(out, "items:1:lrutail_reflocked", 0);
+                stat(out, "items:1:moves_to_cold", 0);
+                stat(out, "items:1:moves_to_warm", 0);
+                stat(out, "items:1:moves_within_lru", 0);
+                stat(out, "items:1:direct_reclaims", 0);
+                stat(out, "items:1:hits_to_hot", 0);
+                stat(out, "items:1:hits_to_warm", 0);
+                stat(out, "items:1:hits_to_cold", n(&c.get_hits));
+                stat(out, "items:1:hits_to_temp", 0);
+                stat(out, "items:1:store_too_large", n(&c.store_too_large));
+                stat(out, "items:1:store_no_memory", 0);
             }
         }
         StatsGroup::Slabs => {
             let s = node.store.stats();
+            // One class of one page holding every item, with the node's command counts.
             if s.curr_items > 0 {
+                let c = &node.stats.counters;
+                let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
                 stat(out, "1:chunk_size", node.config.max_item_size);
+                stat(out, "1:chunks_per_page", s.curr_items);
+                stat(out, "1:total_pages", 1);
+                stat(out, "1:total_chunks", s.curr_items);
                 stat(out, "1:used_chunks", s.curr_items);
+                stat(out, "1:free_chunks", 0);
+                stat(out, "1:free_chunks_end", 0);
                 stat(out, "1:mem_requested", s.bytes);
+                stat(out, "1:get_hits", n(&c.get_hits));
+                stat(out, "1:cmd_set", n(&c.cmd_set));
+                stat(out, "1:delete_hits", n(&c.delete_hits));
+                stat(out, "1:incr_hits", n(&c.incr_hits));
+                stat(out, "1:decr_hits", n(&c.decr_hits));
+                stat(out, "1:cas_hits", n(&c.cas_hits));
+                stat(out, "1:cas_badval", n(&c.cas_badval));
+                stat(out, "1:touch_hits", n(&c.touch_hits));
             }
             stat(out, "active_slabs", u64::from(s.curr_items > 0));
             stat(out, "total_malloced", s.bytes);
@@ -120,6 +168,8 @@ fn stats(node: &Node, group: Option<&[u8]>, out: &mut BytesMut) {
         StatsGroup::Sizes => {}
         StatsGroup::Reset => {
             node.prefixes.clear();
+            node.stats.reset();
+            node.store.reset_stats();
             return reply::reset(out);
         }
         StatsGroup::Cachedump { class, limit } => return node.store.cachedump(class, limit, out),
@@ -131,18 +181,6 @@ fn stats(node: &Node, group: Option<&[u8]>, out: &mut BytesMut) {
         StatsGroup::Refused(message) => return reply::message(out, message),
     }
     reply::end(out);
-}
-
-/// CPU time of this process (user, system), as memcached prints it (`seconds.microseconds`).
-fn rusage() -> (Seconds, Seconds) {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } == 0;
-    let f = |t: libc::timeval| Seconds {
-        secs: if ok { t.tv_sec.max(0) as u64 } else { 0 },
-        micros: if ok { t.tv_usec.max(0) as u32 } else { 0 },
-    };
-    (f(ru.ru_utime), f(ru.ru_stime))
 }
 
 fn general_stats(node: &Node, out: &mut BytesMut) {
@@ -206,40 +244,120 @@ fn general_stats(node: &Node, out: &mut BytesMut) {
     stat(out, "evicted_unfetched", store.evicted_unfetched);
     stat(out, "evictions", store.evictions);
     stat(out, "reclaimed", store.reclaimed);
+    stat(out, "crawler_reclaimed", store.crawler_reclaimed);
+    // The bytes items take: what memcached's slab allocator has malloced for them.
+    stat(out, "total_malloced", store.bytes);
+    for name in NO_SUCH_MECHANISM {
+        stat(out, name, 0);
+    }
 }
 
+/// `stats settings` under memcached 1.6's names and in its order (memcached_exporter and
+/// tools read them by name), each with what the node does: the knobs of memcached's slab
+/// allocator and LRU threads report memcached's defaults, which the flags that would change
+/// them leave as they are (docs/operations.md, "memcached's command line"). ringcache's own
+/// settings follow.
 fn settings_stats(node: &Node, out: &mut BytesMut) {
     let c = &node.config;
     let store = node.store.stats();
-    let (inter, port) = c
-        .listen
-        .rsplit_once(':')
-        .unwrap_or((c.listen.as_str(), "11211"));
+    let addrs = c.listen_addrs();
+    let split = |a: &str| -> (String, String) {
+        let (h, p) = a.rsplit_once(':').unwrap_or((a, "11211"));
+        (
+            h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            p.to_string(),
+        )
+    };
+    let port = addrs.first().map_or_else(String::new, |a| split(&a.addr).1);
+    let inter = addrs
+        .iter()
+        .map(|a| split(&a.addr).0)
+        .collect::<Vec<_>>()
+        .join(",");
+    let yes = |on: bool| if on { "yes" } else { "no" };
+    let allowed = |a: Option<Access>| a != Some(Access::Deny);
+    let sec = &c.security;
+    let path = |p: &Option<std::path::PathBuf>, none: &'static str| {
+        p.as_ref()
+            .map_or_else(|| none.to_string(), |p| p.display().to_string())
+    };
     stat(out, "maxbytes", store.limit_maxbytes);
     stat(out, "maxconns", c.max_connections);
-    stat(out, "tcpport", port);
+    stat(out, "tcpport", port.as_str());
     stat(out, "udpport", 0);
-    stat(out, "inter", inter);
+    stat(out, "inter", inter.as_str());
     stat(out, "verbosity", node.verbosity());
+    stat(out, "oldest", 0);
     stat(out, "evictions", "on");
-    stat(out, "cas_enabled", "yes");
+    stat(out, "domain_socket", "NULL");
+    stat(out, "umask", 700);
+    stat(out, "shutdown_command", yes(c.enable_shutdown));
+    stat(out, "growth_factor", "1.25");
+    stat(out, "chunk_size", 48);
     stat(out, "num_threads", c.threads);
+    stat(out, "num_threads_per_udp", c.threads);
+    stat(out, "stat_key_prefix", ":");
+    stat(out, "detail_enabled", yes(node.prefixes.enabled()));
+    stat(out, "reqs_per_event", 20);
+    stat(out, "cas_enabled", "yes");
+    stat(out, "tcp_backlog", 1024);
+    stat(out, "binding_protocol", "ascii");
+    stat(out, "auth_enabled_sasl", "no");
+    stat(out, "auth_enabled_ascii", yes(sec.auth_file.is_some()));
     stat(out, "item_size_max", c.max_item_size);
+    stat(out, "maxconns_fast", "yes");
+    stat(out, "hashpower_init", 0);
+    stat(out, "slab_reassign", "yes");
     stat(
         out,
         "slab_automove",
         node.slab_automove.load(Ordering::Relaxed),
     );
+    stat(out, "slab_automove_ratio", "0.80");
+    stat(out, "slab_automove_window", 30);
+    stat(out, "slab_chunk_max", 524288);
     stat(out, "lru_crawler", "yes");
+    stat(out, "lru_crawler_sleep", 100);
+    stat(out, "lru_crawler_tocrawl", 0);
+    stat(out, "tail_repair_time", 0);
+    stat(out, "flush_enabled", yes(allowed(sec.commands.flush_all)));
+    stat(out, "dump_enabled", yes(allowed(sec.commands.lru_crawler)));
+    stat(out, "hash_algorithm", "xxh3");
+    stat(out, "lru_maintainer_thread", "no");
+    stat(out, "lru_segmented", "no");
+    stat(out, "hot_lru_pct", 20);
+    stat(out, "warm_lru_pct", 40);
+    stat(out, "hot_max_factor", "0.20");
+    stat(out, "warm_max_factor", "2.00");
+    stat(out, "temp_lru", "no");
+    stat(out, "temporary_ttl", 61);
+    stat(out, "idle_timeout", c.idle_timeout);
+    stat(out, "watcher_logbuf_size", 262144);
+    stat(out, "worker_logbuf_size", 65536);
+    stat(out, "read_buf_mem_limit", 0);
+    stat(out, "track_sizes", "no");
+    stat(out, "inline_ascii_response", "no");
+    stat(out, "slab_automove_freeratio", "0.010");
+    stat(out, "ssl_enabled", yes(sec.ssl_chain_cert.is_some()));
     stat(
         out,
-        "shutdown_command",
-        if c.enable_shutdown { "yes" } else { "no" },
+        "ssl_chain_cert",
+        path(&sec.ssl_chain_cert, "(null)").as_str(),
     );
-    stat(out, "idle_timeout", c.idle_timeout);
+    stat(out, "ssl_key", path(&sec.ssl_key, "(null)").as_str());
+    stat(out, "ssl_verify_mode", sec.ssl_verify_mode);
+    stat(out, "ssl_keyformat", 1);
+    stat(out, "ssl_ciphers", "NULL");
+    stat(out, "ssl_ca_cert", path(&sec.ssl_ca_cert, "NULL").as_str());
+    stat(out, "ssl_wbuf_size", 16384);
+    stat(out, "ssl_session_cache", "yes");
+    stat(out, "ssl_kernel_tls", "no");
+    stat(out, "ssl_min_version", "tlsv1.2");
+    stat(out, "num_napi_ids", "(null)");
+    stat(out, "memory_file", "(null)");
+    // ringcache's own.
     stat(out, "drain_timeout", c.drain_timeout);
     stat(out, "drain_quiet", c.drain_quiet);
-    stat(out, "flush_enabled", "yes");
     stat(out, "meta_response_old", "no");
 }
 

@@ -91,6 +91,19 @@ impl Counters {
         (sum as i64).max(0) as u64
     }
 
+    /// `stats reset`: every counter but the gauges (`curr_items`, `bytes`) back to 0, as
+    /// memcached's `item_stats_reset` and `stats_reset` do (`total_items`, evictions, …).
+    pub(super) fn reset(&self) {
+        for s in self.shards.iter() {
+            for (i, c) in s.0.iter().enumerate() {
+                if i != C::CurrItems as usize && i != C::Bytes as usize {
+                    c.store(0, Relaxed);
+                }
+            }
+        }
+        self.evicted_time.store(0, Relaxed);
+    }
+
     pub(super) fn set_evicted_time(&self, secs: u64) {
         self.evicted_time.store(secs, Relaxed);
     }

@@ -1165,6 +1165,14 @@ impl Store {
         self.inner.common.weights.limit.load(Ordering::Relaxed)
     }
 
+    /// `stats reset`: the item counters (`total_items`, evictions, reclaims, …) from 0; what
+    /// is held (`curr_items`, `bytes`) stays. Pending maintenance runs first, so evictions
+    /// already made are not counted after the reset.
+    pub fn reset_stats(&self) {
+        self.inner.maintain_now();
+        self.inner.common.counters.reset();
+    }
+
     /// Item-level stats. Runs pending maintenance first so evictions are current.
     pub fn stats(&self) -> StoreStats {
         self.inner.maintain_now();
