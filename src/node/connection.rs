@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::server::stream::ServerStream;
@@ -193,10 +193,7 @@ async fn write_out(
     if wbuf.is_empty() {
         return Ok(());
     }
-    let r = match idle {
-        None => stream.write_all(wbuf).await,
-        Some(limit) => listener::write_all_within(stream, wbuf, limit).await,
-    };
+    let r = listener::write_reply(stream, wbuf, idle).await;
     node.stats
         .bytes_written
         .fetch_add(wbuf.len() as u64, Ordering::Relaxed);

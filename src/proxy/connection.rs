@@ -424,10 +424,7 @@ async fn write_out<W: AsyncWrite + Unpin>(
     buf: &[u8],
     idle: Option<Duration>,
 ) -> std::io::Result<()> {
-    match idle {
-        None => wr.write_all(buf).await,
-        Some(limit) => listener::write_all_within(wr, buf, limit).await,
-    }
+    listener::write_reply(wr, buf, idle).await
 }
 
 /// memcached's answer to a refused request; the proxy never forwards it.

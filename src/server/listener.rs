@@ -94,11 +94,36 @@ pub async fn serve<H, F>(
     }
 }
 
+/// Writes all of `buf` to a client connection and flushes it, within `idle` when the server has
+/// `idle_timeout` set (see [`write_all_within`]). The flush matters over TLS: rustls may accept
+/// plaintext it could not yet send as records (the socket was full), and they would otherwise
+/// wait for the connection's next write, which never comes after the last reply of a batch (a
+/// long `lru_crawler metadump` stalled its reader until its deadline). Over plain TCP it is free.
+pub async fn write_reply<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    buf: &[u8],
+    idle: Option<Duration>,
+) -> std::io::Result<()> {
+    match idle {
+        None => {
+            stream.write_all(buf).await?;
+            stream.flush().await
+        }
+        Some(limit) => {
+            write_all_within(stream, buf, limit).await?;
+            match tokio::time::timeout(limit, stream.flush()).await {
+                Ok(r) => r,
+                Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+            }
+        }
+    }
+}
+
 /// `write_all` for a client connection with `idle_timeout` set: gives up (`TimedOut`) when one
 /// write makes no progress within `limit`, so a client that stopped reading its replies is let
 /// go instead of holding its connection (and the reply it was sent) forever. A slow reader that
 /// keeps taking bytes is never cut off.
-pub async fn write_all_within<W: AsyncWrite + Unpin>(
+async fn write_all_within<W: AsyncWrite + Unpin>(
     stream: &mut W,
     mut buf: &[u8],
     limit: Duration,
