@@ -61,8 +61,9 @@ pub enum Part {
 /// RESULTS.md with SVG plots.
 ///
 /// Default run: 2.5 s measured + 0.5 s warm-up per target, 3 alternating rounds, 10 loads,
-/// memory at 1 M items of 10, 100 and 1000 bytes, the Zipf hit ratio over 1 M keys, 15 s
-/// rebalance per system — about 12 minutes on 2 cores.
+/// the 4 TLS loads over 3 TLS targets, memory at 1 M items of 10, 100 and 1000 bytes, the Zipf
+/// hit ratio over 1 M keys, 15 s rebalance per system — about 14 minutes on 2 cores.
+/// `--only tls` runs the TLS rows alone (about 2 minutes at 3 rounds).
 #[derive(Debug, Clone, Parser, Serialize)]
 #[command(name = "ringcache-bench scenario", version)]
 pub struct ScenarioArgs {
