@@ -189,6 +189,12 @@ pub struct Args {
     /// No progress lines on stderr.
     #[arg(long)]
     pub quiet: bool,
+
+    /// Speak TLS to every TCP target, trusting the CA certificates in this PEM file; a
+    /// target's certificate must name the host given in --target (an IP address SAN for
+    /// 127.0.0.1). Not for `embedded:` targets.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Args {
@@ -208,6 +214,16 @@ impl Args {
                 self.pids.len(),
                 self.targets.len()
             )));
+        }
+        if self.tls_ca.is_some()
+            && self
+                .targets
+                .iter()
+                .any(|t| crate::driver::embedded::parse(t).is_some())
+        {
+            return Err(BenchError::InvalidArg(
+                "--tls-ca applies to TCP targets only, not to embedded: ones".into(),
+            ));
         }
         self.driver_options().validate()
     }
@@ -243,6 +259,7 @@ impl Args {
             rate: self.rate,
             timeout: self.timeout,
             progress: !self.quiet,
+            tls_ca: self.tls_ca.clone(),
         }
     }
 
@@ -336,6 +353,8 @@ mod tests {
             "--timeout",
             "1",
             "--quiet",
+            "--tls-ca",
+            "/etc/ca.pem",
         ])
         .expect("parse");
         assert_eq!(a.targets.len(), 2);
@@ -347,6 +366,10 @@ mod tests {
         assert_eq!(o.warmup, Duration::from_millis(500));
         assert_eq!(o.rate, Some(20000.0));
         assert!(!o.progress);
+        assert_eq!(
+            o.tls_ca.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
         let w = a.workload_spec();
         assert_eq!(w.dist, Dist::Zipf(0.99));
         assert_eq!(w.value_size, ValueSize { min: 10, max: 100 });
@@ -384,5 +407,12 @@ mod tests {
             .expect("parse")
             .validate()
             .is_err());
+        assert!(
+            parse(&["--tls-ca", "/ca.pem", "--target", "embedded:127.0.0.1:1"])
+                .expect("parse")
+                .validate()
+                .is_err(),
+            "TLS is for TCP targets"
+        );
     }
 }

@@ -11,6 +11,7 @@
 //! - [`wire`]: a blocking connection whose replies are parsed with the client's own parser,
 //!   and `stats` of a server;
 //! - [`aio`]: the same raw text protocol over tokio, each exchange bounded;
+//! - [`pki`]: a CA and a loopback server certificate as PEM files, for TLS servers;
 //! - [`runtime`]: one test body at a time on its own runtime; [`rng`]: repeatable test inputs.
 //!
 //! Nothing here signals a process it did not start, and every wait is bounded.
@@ -20,6 +21,7 @@ pub mod bins;
 pub mod conn;
 pub mod error;
 pub mod pattern;
+pub mod pki;
 pub mod port;
 pub mod process;
 pub mod rng;

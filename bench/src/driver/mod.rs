@@ -8,6 +8,7 @@
 pub mod embedded;
 pub mod tcp;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,8 @@ pub struct DriverOptions {
     pub timeout: Duration,
     /// Print a progress line per second on stderr.
     pub progress: bool,
+    /// Speak TLS to TCP targets, trusting the CA certificates in this PEM file.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for DriverOptions {
@@ -56,6 +59,7 @@ impl Default for DriverOptions {
             rate: None,
             timeout: Duration::from_secs(5),
             progress: false,
+            tls_ca: None,
         }
     }
 }

@@ -14,6 +14,12 @@
 //!   the server stalls, ops queue up and their wait is counted, which avoids the coordinated
 //!   omission that makes closed-loop tails look better than they are.
 //!
+//! With `--tls-ca FILE` every connection is TLS (rustls, through the client crate's own
+//! [`Connector`], the one the proxy uses to reach TLS nodes), trusting the CAs in FILE and
+//! checking the server's certificate against the host of the target. A TLS connection is
+//! driven exactly as a plain one, with one addition: rustls may keep records it could not write
+//! yet, so once the write buffer is handed over the connection also flushes.
+//!
 //! Faults never stop a run: an error reply is counted against its op; a broken, timed-out or
 //! desynchronised connection fails the ops in flight (counted as `failed`) and is re-opened with
 //! backoff. Every loop is bounded: sending stops at the deadline (or after `--requests`), the
@@ -28,8 +34,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use ringcache_client::protocol::{MetaStatus, Response};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use ringcache_client::transport::{Connector, Stream, TransportSettings};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::{
@@ -67,24 +73,39 @@ pub async fn resolve(target: &str) -> Result<SocketAddr> {
     })
 }
 
-async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
-    let s = tokio::time::timeout(timeout, TcpStream::connect(addr))
+/// How connections are opened: plain TCP, or TLS trusting the CAs of `tls_ca` (a PEM file).
+/// The files are read once, here, for the whole run.
+pub fn connector(tls_ca: Option<&std::path::Path>) -> Result<Connector> {
+    let Some(ca) = tls_ca else {
+        return Ok(Connector::plain());
+    };
+    Connector::new(&TransportSettings {
+        tls: true,
+        ssl_ca_cert: Some(ca.to_path_buf()),
+        ..TransportSettings::default()
+    })
+    .map_err(|e| BenchError::InvalidArg(format!("--tls-ca {}: {e}", ca.display())))
+}
+
+/// Opens one connection (with its TLS handshake, bounded by the same timeout), `TCP_NODELAY`
+/// set.
+async fn connect(dial: &Connector, addr: SocketAddr, timeout: Duration) -> std::io::Result<Stream> {
+    tokio::time::timeout(timeout, dial.connect(&addr.to_string()))
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-    s.set_nodelay(true)?;
-    Ok(s)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
 }
 
 async fn connect_all(
     target: &str,
+    dial: &Connector,
     addr: SocketAddr,
     n: usize,
     timeout: Duration,
-) -> Result<Vec<TcpStream>> {
+) -> Result<Vec<Stream>> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         out.push(
-            connect(addr, timeout)
+            connect(dial, addr, timeout)
                 .await
                 .map_err(|e| BenchError::Connect {
                     target: target.into(),
@@ -99,7 +120,8 @@ async fn connect_all(
 pub(crate) async fn run_load(target: &str, load: Load<'_>) -> Result<LoadResult> {
     let (workload, opts, pids) = (load.workload, load.opts, load.pids);
     let addr = resolve(target).await?;
-    let streams = connect_all(target, addr, opts.connections, opts.timeout).await?;
+    let dial = connector(opts.tls_ca.as_deref())?;
+    let streams = connect_all(target, &dial, addr, opts.connections, opts.timeout).await?;
     let start = Instant::now();
     let measure_start = start + opts.warmup;
     let interval = opts
@@ -108,6 +130,7 @@ pub(crate) async fn run_load(target: &str, load: Load<'_>) -> Result<LoadResult>
     let shared = Arc::new(Shared {
         workload: Arc::clone(workload),
         addr,
+        dial: dial.clone(),
         pipeline: opts.pipeline,
         start,
         measure_start,
@@ -141,11 +164,13 @@ pub(crate) async fn prefill(target: &str, load: Load<'_>) -> Result<PrefillResul
     let (workload, opts) = (load.workload, load.opts);
     let conns = load.prefill_tasks();
     let addr = resolve(target).await?;
-    let streams = connect_all(target, addr, conns, opts.timeout).await?;
+    let dial = connector(opts.tls_ca.as_deref())?;
+    let streams = connect_all(target, &dial, addr, conns, opts.timeout).await?;
     let start = Instant::now();
     let shared = Arc::new(Shared {
         workload: Arc::clone(workload),
         addr,
+        dial: dial.clone(),
         pipeline: opts.pipeline.max(32),
         start,
         measure_start: start,
@@ -192,6 +217,8 @@ impl Default for Live {
 struct Shared {
     workload: Arc<Workload>,
     addr: SocketAddr,
+    /// Opens (and re-opens) connections: plain or TLS.
+    dial: Connector,
     pipeline: usize,
     /// When load began (warm-up included).
     start: Instant,
@@ -274,10 +301,21 @@ struct Conn {
     first_error: Option<String>,
 }
 
+/// Writes what `buf` holds, or flushes when it holds nothing (one branch of the connection's
+/// `select!`, as both borrow the write half).
+async fn write_or_flush<W: AsyncWrite + Unpin>(wr: &mut W, buf: &[u8]) -> Event {
+    if buf.is_empty() {
+        Event::Flushed(wr.flush().await)
+    } else {
+        Event::Wrote(wr.write(buf).await)
+    }
+}
+
 /// What woke the connection up.
 enum Event {
     Read(std::io::Result<usize>),
     Wrote(std::io::Result<usize>),
+    Flushed(std::io::Result<()>),
     Due,
     Idle,
 }
@@ -315,7 +353,7 @@ impl Conn {
     }
 
     /// Runs the connection to the end, re-opening it after faults until the deadline.
-    async fn run(mut self, first: TcpStream) -> ConnResult {
+    async fn run(mut self, first: Stream) -> ConnResult {
         let mut stream = Some(first);
         let mut backoff = Duration::from_millis(10);
         loop {
@@ -327,7 +365,7 @@ impl Conn {
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
-                    match connect(self.shared.addr, self.shared.timeout).await {
+                    match connect(&self.shared.dial, self.shared.addr, self.shared.timeout).await {
                         Ok(s) => {
                             let measured = Instant::now() >= self.shared.measure_start;
                             self.bucket(measured).reconnects += 1;
@@ -420,9 +458,29 @@ impl Conn {
         }
     }
 
-    /// Drives one socket until sending is done and every reply is in (`Ok`) or it fails.
-    async fn drive(&mut self, mut stream: TcpStream) -> Result<(), String> {
-        let (mut rd, mut wr) = stream.split();
+    /// Drives one connection until sending is done and every reply is in (`Ok`) or it fails.
+    async fn drive(&mut self, stream: Stream) -> Result<(), String> {
+        match stream {
+            Stream::Plain(mut tcp) => {
+                let (rd, wr) = tcp.split();
+                self.drive_halves(rd, wr, false).await
+            }
+            Stream::Tls(mut tls) => {
+                // rustls's state is one object for both directions: halves that share it.
+                let (rd, wr) = tokio::io::split(tls.as_mut());
+                self.drive_halves(rd, wr, true).await
+            }
+        }
+    }
+
+    /// Drives a connection's two halves; `tls`: flush after the write buffer is handed over
+    /// (rustls may hold records the socket did not take yet; a plain socket holds nothing).
+    async fn drive_halves<R, W>(&mut self, mut rd: R, mut wr: W, tls: bool) -> Result<(), String>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut unflushed = false;
         let timeout = self.shared.timeout;
         let mut last_progress = Instant::now();
         let idle = tokio::time::sleep(timeout);
@@ -433,7 +491,7 @@ impl Conn {
             let now = Instant::now();
             self.fill(now);
             let writing = self.wpos < self.wbuf.len();
-            if self.done_sending && self.inflight.is_empty() && !writing {
+            if self.done_sending && self.inflight.is_empty() && !writing && !unflushed {
                 return Ok(());
             }
             let wait_due = self.shared.interval.is_some()
@@ -452,7 +510,7 @@ impl Conn {
             let event = tokio::select! {
                 biased;
                 r = rd.read_buf(&mut self.rbuf) => Event::Read(r),
-                r = wr.write(&self.wbuf[self.wpos..]), if writing => Event::Wrote(r),
+                e = write_or_flush(&mut wr, &self.wbuf[self.wpos..]), if writing || unflushed => e,
                 () = &mut due_timer, if wait_due => Event::Due,
                 () = &mut idle => Event::Idle,
             };
@@ -472,12 +530,19 @@ impl Conn {
                     if self.wpos >= self.wbuf.len() {
                         self.wbuf.clear();
                         self.wpos = 0;
+                        unflushed = tls;
                     }
                 }
                 Event::Wrote(Err(e)) => return Err(format!("write: {e}")),
+                Event::Flushed(Ok(())) => {
+                    last_progress = now;
+                    unflushed = false;
+                }
+                Event::Flushed(Err(e)) => return Err(format!("flush: {e}")),
                 Event::Due => {}
                 Event::Idle => {
-                    let waiting = !self.inflight.is_empty() || self.wpos < self.wbuf.len();
+                    let waiting =
+                        !self.inflight.is_empty() || self.wpos < self.wbuf.len() || unflushed;
                     if waiting && now >= last_progress + timeout {
                         return Err(format!("no reply for {timeout:?}"));
                     }

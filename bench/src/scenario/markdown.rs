@@ -36,6 +36,8 @@ pub struct Results {
     pub memory_items: u64,
     pub hit_ratio: Vec<HitFigures>,
     pub rebalance: Vec<Series>,
+    /// The TLS rows, when they ran.
+    pub tls: Option<TlsSection>,
     /// Parts that did not run, with why.
     pub skipped: Vec<String>,
 }
@@ -94,6 +96,193 @@ fn verdict(c: &Check) -> &'static str {
     }
 }
 
+/// What each target is, for the setup tables.
+fn what(k: Kind) -> &'static str {
+    match k {
+        Kind::Memcached => "Debian memcached, 4 threads (its default)",
+        Kind::Node => "`ringcache node`, 4 threads (its default)",
+        Kind::Nutcracker => {
+            "nutcracker (twemproxy), ketama + md5, 2 connections per server, in front of 3 memcached"
+        }
+        Kind::Proxy => {
+            "`ringcache proxy --config`, replicas 1, 2 connections per node, in front of 3 `ringcache node`"
+        }
+        Kind::Embedded => {
+            "`ringcache_client::Client` inside the bench (`embedded:` target), replicas 1, over the proxy's 3 nodes"
+        }
+        Kind::MemcachedTls => {
+            "Debian memcached, 4 threads, `-Z -o ssl_chain_cert=…,ssl_key=…` (OpenSSL, its defaults)"
+        }
+        Kind::NodeTls => "`ringcache node --ssl-chain-cert … --ssl-key …`, 4 threads (rustls, ring)",
+        Kind::ProxyTls => {
+            "`ringcache proxy` with `ssl_chain_cert` (TLS to clients) and `[backend] tls` to 3 TLS `ringcache node`, replicas 1"
+        }
+    }
+}
+
+/// The setup table: what each target is and whose CPU time its ops/cpu-s divides by.
+fn targets_table(s: &mut String, kinds: &[Kind]) {
+    let _ = writeln!(
+        s,
+        "| target | what | ops/cpu-s divides by the CPU time of |"
+    );
+    let _ = writeln!(s, "| --- | --- | --- |");
+    for &k in kinds {
+        let _ = writeln!(s, "| {} | {} | {} |", k.label(), what(k), k.cpu_charged());
+    }
+}
+
+/// The goals with their measured ratios and verdicts, and how many were met.
+fn checks_table(s: &mut String, checks: &[Check]) {
+    let _ = writeln!(s, "| target | load | measured | goal | verdict |");
+    let _ = writeln!(s, "| --- | --- | ---: | --- | --- |");
+    for c in checks {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            c.what,
+            c.load,
+            ratio(c.ratio),
+            c.goal.text(),
+            verdict(c)
+        );
+    }
+    let met = checks.iter().filter(|c| c.met() == Some(true)).count();
+    let _ = writeln!(s, "\n{met} of {} targets met.", checks.len());
+}
+
+/// The throughput and latency table of `rows`, then the connection faults seen.
+fn rows_table(s: &mut String, rows: &[Row]) {
+    let _ = writeln!(
+        s,
+        "| load | target | ops/s | ops/cpu-s | p50 µs | p99 µs | p99.9 µs | hit % | errors |"
+    );
+    let _ = writeln!(
+        s,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for row in rows {
+        for f in &row.figures {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                row.load.name,
+                f.kind.label(),
+                num(f.ops_per_sec),
+                opt_num(f.ops_per_cpu_sec),
+                num(f.p50_us),
+                num(f.p99_us),
+                num(f.p999_us),
+                f.hit_ratio
+                    .map_or("–".into(), |h| format!("{:.1}", h * 100.0)),
+                f.errors
+            );
+        }
+    }
+    let faults: Vec<String> = rows
+        .iter()
+        .flat_map(|row| {
+            row.figures.iter().flat_map(move |f| {
+                f.faults
+                    .iter()
+                    .map(move |e| format!("- {} on {}: {e}", f.kind.label(), row.load.name))
+            })
+        })
+        .collect();
+    if !faults.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nConnection faults (first per round; ops lost to them count as errors when they \
+             fell in the measured window, not when they fell in the warm-up):\n"
+        );
+        for f in faults {
+            let _ = writeln!(s, "{f}");
+        }
+    }
+}
+
+/// Where the TLS section starts and ends in RESULTS.md: `scenario --only tls` replaces what
+/// lies between (markers included) and leaves the rest of the file as it was.
+pub const TLS_BEGIN: &str =
+    "<!-- TLS rows: begin (regenerated alone by `ringcache-bench scenario --only tls`) -->";
+pub const TLS_END: &str = "<!-- TLS rows: end -->";
+
+/// The TLS rows, which can be measured on their own (`--only tls`) and spliced into an
+/// existing RESULTS.md, so they carry their own date, commit and settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TlsSection {
+    pub meta: Meta,
+    pub rows: Vec<Row>,
+    pub checks: Vec<Check>,
+}
+
+/// The TLS section, between its markers.
+pub fn render_tls(t: &TlsSection) -> String {
+    let m = &t.meta;
+    let mut s = String::new();
+    let _ = writeln!(s, "{TLS_BEGIN}\n");
+    let _ = writeln!(s, "## TLS (issue 23, item 8)\n");
+    if m.quick {
+        let _ = writeln!(
+            s,
+            "> **Quick (smoke) run**: short measurements and one round; the figures are noisy \
+             and not the reference.\n"
+        );
+    }
+    let _ = writeln!(
+        s,
+        "Measured {} with ringcache commit {}; {}. To reproduce:\n\n```\n{}\n```\n",
+        m.date, m.commit, m.settings, m.command
+    );
+    let _ = writeln!(
+        s,
+        "Every target serves TLS only, with one certificate for 127.0.0.1 signed by a CA made for \
+         the run (rcgen); the bench's TLS driver (rustls, `--tls-ca`) trusts that CA and opens \
+         every connection, handshake included, before the warm-up, so the figures are of \
+         steady-state records, not handshakes. Loads and rounds are those of the plain matrix \
+         (1:10 set:get, prefilled, targets alternating):\n"
+    );
+    targets_table(&mut s, &Kind::TLS);
+    let _ = writeln!(s);
+    if !t.checks.is_empty() {
+        checks_table(&mut s, &t.checks);
+        let _ = writeln!(
+            s,
+            "The proxy's TLS rows have no peer (twemproxy has no TLS): they are figures, not \
+             goals. Why a goal is unmet: [ANALYSIS.md](ANALYSIS.md), \"TLS\".\n"
+        );
+    }
+    if !t.rows.is_empty() {
+        rows_table(&mut s, &t.rows);
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(s, "{TLS_END}\n");
+    s
+}
+
+/// `existing` (a RESULTS.md) with its TLS section replaced by `section`; a file without one
+/// gets it before its closing "Raw figures" line, or at the end.
+pub fn splice(existing: &str, section: &str) -> String {
+    if let (Some(b), Some(e)) = (existing.find(TLS_BEGIN), existing.find(TLS_END)) {
+        if b < e {
+            // The section ends with the marker and a blank line, as render_tls writes it.
+            let rest = &existing[e + TLS_END.len()..];
+            let rest = rest
+                .strip_prefix("\n\n")
+                .or_else(|| rest.strip_prefix('\n'))
+                .unwrap_or(rest);
+            return format!("{}{section}{rest}", &existing[..b]);
+        }
+    }
+    match existing.rfind("Raw figures") {
+        Some(i) if existing[..i].ends_with('\n') || i == 0 => {
+            format!("{}{section}{}", &existing[..i], &existing[i..])
+        }
+        _ if existing.trim().is_empty() => section.to_string(),
+        _ => format!("{}\n\n{section}", existing.trim_end()),
+    }
+}
+
 /// The whole file.
 pub fn render(r: &Results) -> String {
     let m = &r.meta;
@@ -133,27 +322,7 @@ pub fn render(r: &Results) -> String {
          Every load is 1:10 set:get over a uniform key space with 16-byte keys, prefilled so gets \
          hit; each load runs every target once per round in this order, with the same seed:\n"
     );
-    let _ = writeln!(
-        s,
-        "| target | what | ops/cpu-s divides by the CPU time of |"
-    );
-    let _ = writeln!(s, "| --- | --- | --- |");
-    for k in Kind::ALL {
-        let what = match k {
-            Kind::Memcached => "Debian memcached, 4 threads (its default)",
-            Kind::Node => "`ringcache node`, 4 threads (its default)",
-            Kind::Nutcracker => {
-                "nutcracker (twemproxy), ketama + md5, 2 connections per server, in front of 3 memcached"
-            }
-            Kind::Proxy => {
-                "`ringcache proxy --config`, replicas 1, 2 connections per node, in front of 3 `ringcache node`"
-            }
-            Kind::Embedded => {
-                "`ringcache_client::Client` inside the bench (`embedded:` target), replicas 1, over the proxy's 3 nodes"
-            }
-        };
-        let _ = writeln!(s, "| {} | {} | {} |", k.label(), what, k.cpu_charged());
-    }
+    targets_table(&mut s, &Kind::ALL);
     let _ = writeln!(
         s,
         "\nLoad names: `cC pP SIZE` = C connections (for `embedded`: C tasks sharing one client), \
@@ -162,26 +331,12 @@ pub fn render(r: &Results) -> String {
 
     if !r.checks.is_empty() {
         let _ = writeln!(s, "## Targets (issues 10 and 11)\n");
-        let _ = writeln!(s, "| target | load | measured | goal | verdict |");
-        let _ = writeln!(s, "| --- | --- | ---: | --- | --- |");
-        for c in &r.checks {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} |",
-                c.what,
-                c.load,
-                ratio(c.ratio),
-                c.goal.text(),
-                verdict(c)
-            );
-        }
-        let met = r.checks.iter().filter(|c| c.met() == Some(true)).count();
+        checks_table(&mut s, &r.checks);
         let _ = writeln!(
             s,
-            "\n{met} of {} targets met. Ratios are of medians over the rounds; latency ratios \
+            "Ratios are of medians over the rounds; latency ratios \
              are \"lower is better\" (≤ 1 means ringcache is no slower; \"on par\" is taken as \
-             within 10%).\n",
-            r.checks.len()
+             within 10%).\n"
         );
     }
 
@@ -191,53 +346,7 @@ pub fn render(r: &Results) -> String {
             s,
             "Medians over the rounds. Latency in µs from send to reply (closed loop).\n"
         );
-        let _ = writeln!(
-            s,
-            "| load | target | ops/s | ops/cpu-s | p50 µs | p99 µs | p99.9 µs | hit % | errors |"
-        );
-        let _ = writeln!(
-            s,
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-        );
-        for row in &r.rows {
-            for f in &row.figures {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    row.load.name,
-                    f.kind.label(),
-                    num(f.ops_per_sec),
-                    opt_num(f.ops_per_cpu_sec),
-                    num(f.p50_us),
-                    num(f.p99_us),
-                    num(f.p999_us),
-                    f.hit_ratio
-                        .map_or("–".into(), |h| format!("{:.1}", h * 100.0)),
-                    f.errors
-                );
-            }
-        }
-        let faults: Vec<String> = r
-            .rows
-            .iter()
-            .flat_map(|row| {
-                row.figures.iter().flat_map(move |f| {
-                    f.faults
-                        .iter()
-                        .map(move |e| format!("- {} on {}: {e}", f.kind.label(), row.load.name))
-                })
-            })
-            .collect();
-        if !faults.is_empty() {
-            let _ = writeln!(
-                s,
-                "\nConnection faults (first per round; ops lost to them count as errors when they \
-                 fell in the measured window, not when they fell in the warm-up):\n"
-            );
-            for f in faults {
-                let _ = writeln!(s, "{f}");
-            }
-        }
+        rows_table(&mut s, &r.rows);
         let _ = writeln!(s, "\n![throughput](results/throughput.svg)\n");
         let _ = writeln!(s, "![ops per CPU-second](results/cpu.svg)\n");
         let _ = writeln!(s, "![latency percentiles](results/latency.svg)\n");
@@ -368,6 +477,10 @@ pub fn render(r: &Results) -> String {
         let _ = writeln!(s);
     }
 
+    if let Some(t) = &r.tls {
+        s.push_str(&render_tls(t));
+    }
+
     if !r.skipped.is_empty() {
         let _ = writeln!(s, "## Not run\n");
         for k in &r.skipped {
@@ -401,6 +514,70 @@ mod tests {
         assert_eq!(num(999.0), "999");
         assert_eq!(num(-1500.0), "-1 500");
         assert_eq!(num(f64::NAN), "–");
+    }
+
+    #[test]
+    fn tls_section_is_spliced_alone() {
+        use super::super::matrix::{tls_checks, tls_loads};
+        let rows: Vec<Row> = tls_loads()
+            .into_iter()
+            .map(|load| Row {
+                load,
+                figures: Kind::TLS
+                    .iter()
+                    .map(|&kind| Figures {
+                        kind,
+                        target: kind.label().into(),
+                        rounds: 5,
+                        ops_per_sec: 50_000.0,
+                        ops_per_cpu_sec: Some(if kind == Kind::NodeTls {
+                            130_000.0
+                        } else {
+                            100_000.0
+                        }),
+                        p50_us: 100.0,
+                        p99_us: 300.0,
+                        p999_us: 900.0,
+                        hit_ratio: Some(1.0),
+                        errors: 0,
+                        faults: Vec::new(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let t = TlsSection {
+            checks: tls_checks(&rows),
+            rows,
+            meta: Meta {
+                date: "2026-12-07 13:40 UTC".into(),
+                ..Meta::default()
+            },
+        };
+        let section = render_tls(&t);
+        assert!(section.starts_with(TLS_BEGIN) && section.trim_end().ends_with(TLS_END));
+        assert!(section.contains(
+            "| node tls / memcached -Z, ops per server CPU-s | mget10 c1 p16 100B | 1.30× | ≥ 1.2 | met |"
+        ));
+        assert!(section.contains("| c1 p16 100B | proxy tls | 50 000 | 100 000 |"));
+        // Into a file without a TLS section: before the closing line, the rest kept.
+        let old = "# results\n\n## Memory per item\n\nrows\n\nRaw figures are in x.\n";
+        let once = splice(old, &section);
+        assert!(once.starts_with("# results\n\n## Memory per item\n\nrows\n\n"));
+        assert!(once.ends_with(&format!("{section}Raw figures are in x.\n")));
+        // Again, with other figures: replaced, not added.
+        let newer = render_tls(&TlsSection {
+            meta: Meta {
+                date: "2026-12-08 09:00 UTC".into(),
+                ..Meta::default()
+            },
+            ..t.clone()
+        });
+        let twice = splice(&once, &newer);
+        assert_eq!(twice.matches(TLS_BEGIN).count(), 1);
+        assert!(twice.contains("2026-12-08 09:00 UTC") && !twice.contains("2026-12-07 13:40"));
+        assert_eq!(twice.replace(&newer, ""), old);
+        // A file with no closing line gets it at the end.
+        assert_eq!(splice("# r\n", &section), format!("# r\n\n{section}"));
     }
 
     #[test]

@@ -19,6 +19,12 @@ pub enum Kind {
     Proxy,
     /// `ringcache_client::Client` in the bench process, over the proxy's 3 nodes.
     Embedded,
+    /// memcached 1.6 with `-Z` (OpenSSL), one process: the TLS rows' peer.
+    MemcachedTls,
+    /// One `ringcache node --ssl-chain-cert … --ssl-key …` (rustls).
+    NodeTls,
+    /// `ringcache proxy` with TLS to its clients and `[backend] tls` to 3 TLS nodes.
+    ProxyTls,
 }
 
 impl Kind {
@@ -30,6 +36,9 @@ impl Kind {
         Kind::Embedded,
     ];
 
+    /// The TLS rows' targets, in the order they run.
+    pub const TLS: [Kind; 3] = [Kind::MemcachedTls, Kind::NodeTls, Kind::ProxyTls];
+
     pub fn label(self) -> &'static str {
         match self {
             Kind::Memcached => "memcached",
@@ -37,6 +46,9 @@ impl Kind {
             Kind::Nutcracker => "nutcracker",
             Kind::Proxy => "proxy",
             Kind::Embedded => "embedded",
+            Kind::MemcachedTls => "memcached -Z",
+            Kind::NodeTls => "node tls",
+            Kind::ProxyTls => "proxy tls",
         }
     }
 
@@ -48,6 +60,9 @@ impl Kind {
             Kind::Nutcracker => "the nutcracker process only (not its 3 memcached)",
             Kind::Proxy => "the proxy process only (not its 3 nodes)",
             Kind::Embedded => "the 3 node processes (the client runs inside the bench)",
+            Kind::MemcachedTls => "the memcached process",
+            Kind::NodeTls => "the node process",
+            Kind::ProxyTls => "the proxy process only (not its 3 nodes)",
         }
     }
 }
@@ -229,7 +244,7 @@ impl Metric {
 
     fn label_for(self, k: Kind) -> &'static str {
         match (self, k) {
-            (Metric::OpsPerCpu, Kind::Proxy) => "ops per proxy CPU-s",
+            (Metric::OpsPerCpu, Kind::Proxy | Kind::ProxyTls) => "ops per proxy CPU-s",
             (Metric::OpsPerCpu, Kind::Embedded) => "ops per node CPU-s",
             (Metric::OpsPerCpu, _) => "ops per server CPU-s",
             (m, _) => m.label(),
@@ -244,6 +259,64 @@ impl Metric {
             Metric::P99 => "p99 latency",
         }
     }
+}
+
+/// One goal: kind A's figure over kind B's, on each of these loads.
+type Spec = (Kind, Kind, Metric, &'static [&'static str], Goal);
+
+/// Evaluates `spec` on `rows` (loads missing from `rows` are left out).
+fn evaluate(rows: &[Row], spec: &[Spec]) -> Vec<Check> {
+    let mut out = Vec::new();
+    for &(a, b, metric, loads, goal) in spec {
+        for &load in loads {
+            let Some(row) = rows.iter().find(|r| r.load.name == load) else {
+                continue;
+            };
+            let ratio = match (row.get(a).and_then(|f| metric.of(f)), row.get(b)) {
+                (Some(x), Some(fb)) => metric.of(fb).map(|y| x / y),
+                _ => None,
+            };
+            out.push(Check {
+                what: format!("{} / {}, {}", a.label(), b.label(), metric.label_for(a)),
+                load: load.to_string(),
+                ratio,
+                goal,
+            });
+        }
+    }
+    out
+}
+
+/// The TLS loads (issue 23, item 8): the node's loads of issue 11 at one connection too, and
+/// the 10-key multi-get at both concurrencies; 100-byte values.
+pub fn tls_loads() -> Vec<Load> {
+    vec![
+        Load::new(100, 1, 100, 1),
+        Load::new(1, 16, 100, 1),
+        Load::new(100, 1, 100, 10),
+        Load::new(1, 16, 100, 10),
+    ]
+}
+
+/// Issue 23's TLS goal, evaluated on the TLS rows: the node over TLS against `memcached -Z`,
+/// ops per server CPU-second ≥ 1.2 at c100 p1, c1 p16 and the 10-key multi-gets. The proxy's
+/// TLS rows have no peer and no goal.
+pub fn tls_checks(rows: &[Row]) -> Vec<Check> {
+    evaluate(
+        rows,
+        &[(
+            Kind::NodeTls,
+            Kind::MemcachedTls,
+            Metric::OpsPerCpu,
+            &[
+                "c100 p1 100B",
+                "c1 p16 100B",
+                "mget10 c100 p1 100B",
+                "mget10 c1 p16 100B",
+            ],
+            Goal::AtLeast(1.2),
+        )],
+    )
 }
 
 /// The issues' targets (10: the router against nutcracker, 11: the node against memcached, and
@@ -264,7 +337,7 @@ pub fn checks(
         "mget10 c100 p1 100B",
         "mget10 c1 p16 100B",
     ];
-    let spec: &[(Kind, Kind, Metric, &[&str], Goal)] = &[
+    let spec: &[Spec] = &[
         (
             Node,
             Memcached,
@@ -323,24 +396,7 @@ pub fn checks(
             Goal::AtLeast(1.5),
         ),
     ];
-    let mut out = Vec::new();
-    for &(a, b, metric, loads, goal) in spec {
-        for &load in loads {
-            let Some(row) = rows.iter().find(|r| r.load.name == load) else {
-                continue;
-            };
-            let ratio = match (row.get(a).and_then(|f| metric.of(f)), row.get(b)) {
-                (Some(x), Some(fb)) => metric.of(fb).map(|y| x / y),
-                _ => None,
-            };
-            out.push(Check {
-                what: format!("{} / {}, {}", a.label(), b.label(), metric.label_for(a)),
-                load: load.to_string(),
-                ratio,
-                goal,
-            });
-        }
-    }
+    let mut out = evaluate(rows, spec);
     for &(size, node, mc, items) in memory {
         out.push(Check {
             what: format!("node / memcached, memory per {size}-byte item (RSS)"),
@@ -444,6 +500,28 @@ mod tests {
             || c.load == "1000000 items"
             || c.load.starts_with("Zipf")));
         assert_eq!(Goal::AtMost(1.0).text(), "≤ 1");
+    }
+
+    #[test]
+    fn tls_checks_compare_node_with_memcached_z() {
+        let row = |load: Load| Row {
+            load,
+            figures: vec![
+                fig(Kind::MemcachedTls, 100.0, Some(1000.0), 50.0, 200.0),
+                fig(Kind::NodeTls, 90.0, Some(1100.0), 40.0, 250.0),
+                fig(Kind::ProxyTls, 60.0, Some(500.0), 80.0, 300.0),
+            ],
+        };
+        let rows: Vec<Row> = tls_loads().into_iter().map(row).collect();
+        let c = tls_checks(&rows);
+        assert_eq!(c.len(), 4);
+        for check in &c {
+            assert_eq!(check.what, "node tls / memcached -Z, ops per server CPU-s");
+            assert!((check.ratio.expect("ratio") - 1.1).abs() < 1e-9);
+            assert_eq!(check.met(), Some(false), "1.1 is under 1.2");
+        }
+        // The plain matrix's goals find no plain targets in TLS rows: no verdict at all.
+        assert!(checks(&rows, &[], None).iter().all(|c| c.ratio.is_none()));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`matrix`]: the loads, per-target medians and the target ratios.
 //! - [`memory`]: memory per item (RSS growth per item held).
 //! - [`rebalance`]: hit ratio per second while a 4th server joins.
+//! - [`tls`]: the TLS rows' servers (memcached `-Z`, node and proxy over TLS).
 //! - [`plot`] and [`markdown`]: the SVGs and RESULTS.md.
 //!
 //! Every measurement goes through the same code as a command-line run ([`crate::compare::run`]
@@ -18,6 +19,7 @@ pub mod memory;
 pub mod plot;
 pub mod procs;
 pub mod rebalance;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,7 +32,7 @@ use crate::args::Args;
 use crate::compare;
 use crate::error::{BenchError, Result};
 use crate::report::BenchReport;
-use markdown::{Meta, Results};
+use markdown::{Meta, Results, TlsSection};
 use matrix::{Kind, Load, Row};
 use procs::{Proc, TempDir};
 
@@ -43,7 +45,7 @@ fn secs(s: &str) -> std::result::Result<f64, String> {
     Ok(v)
 }
 
-/// The parts a scenario can skip.
+/// The parts of a scenario, to skip (`--skip`) or run alone (`--only`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Part {
@@ -51,14 +53,17 @@ pub enum Part {
     Memory,
     HitRatio,
     Rebalance,
+    /// memcached `-Z`, node and proxy over TLS, at the loads of `matrix::tls_loads`.
+    Tls,
 }
 
 /// Start memcached, nutcracker and ringcache on loopback, run the standard comparison and write
 /// RESULTS.md with SVG plots.
 ///
 /// Default run: 2.5 s measured + 0.5 s warm-up per target, 3 alternating rounds, 10 loads,
-/// memory at 1 M items of 10, 100 and 1000 bytes, the Zipf hit ratio over 1 M keys, 15 s
-/// rebalance per system — about 12 minutes on 2 cores.
+/// the 4 TLS loads over 3 TLS targets, memory at 1 M items of 10, 100 and 1000 bytes, the Zipf
+/// hit ratio over 1 M keys, 15 s rebalance per system — about 14 minutes on 2 cores.
+/// `--only tls` runs the TLS rows alone (about 2 minutes at 3 rounds).
 #[derive(Debug, Clone, Parser, Serialize)]
 #[command(name = "ringcache-bench scenario", version)]
 pub struct ScenarioArgs {
@@ -90,6 +95,11 @@ pub struct ScenarioArgs {
     /// Parts to leave out (repeatable).
     #[arg(long, value_enum)]
     pub skip: Vec<Part>,
+    /// Run only these parts (repeatable). `--only tls` alone measures the TLS rows and
+    /// replaces the TLS section of an existing RESULTS.md, keeping the rest of the file (raw
+    /// figures in results/scenario-tls.json).
+    #[arg(long, value_enum)]
+    pub only: Vec<Part>,
     /// Directory for RESULTS.md; plots go to DIR/results/ [default: the bench crate's directory].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -131,15 +141,18 @@ pub struct Plan {
     pub hit_requests: u64,
     pub rebalance_secs: f64,
     pub loads: Vec<Load>,
+    /// The TLS rows' loads.
+    pub tls_loads: Vec<Load>,
 }
 
 impl ScenarioArgs {
     pub fn plan(&self) -> Plan {
         let q = self.quick;
-        let loads = matrix::standard()
-            .into_iter()
-            .filter(|l| self.loads.is_empty() || self.loads.iter().any(|n| l.name.contains(n)))
-            .collect();
+        let pick = |all: Vec<Load>| -> Vec<Load> {
+            all.into_iter()
+                .filter(|l| self.loads.is_empty() || self.loads.iter().any(|n| l.name.contains(n)))
+                .collect()
+        };
         Plan {
             duration: self.duration.unwrap_or(if q { 0.5 } else { 2.5 }),
             warmup: self.warmup.unwrap_or(if q { 0.2 } else { 0.5 }),
@@ -151,12 +164,18 @@ impl ScenarioArgs {
             hit_keys: if q { 200_000 } else { 1_000_000 },
             hit_requests: if q { 400_000 } else { 4_000_000 },
             rebalance_secs: self.rebalance_secs.unwrap_or(if q { 6.0 } else { 15.0 }),
-            loads,
+            loads: pick(matrix::standard()),
+            tls_loads: pick(matrix::tls_loads()),
         }
     }
 
     fn skips(&self, p: Part) -> bool {
-        self.skip.contains(&p)
+        self.skip.contains(&p) || (!self.only.is_empty() && !self.only.contains(&p))
+    }
+
+    /// Only the TLS rows run: their section is spliced into the existing RESULTS.md.
+    fn tls_alone(&self) -> bool {
+        !self.only.is_empty() && self.only.iter().all(|&p| p == Part::Tls)
     }
 }
 
@@ -437,29 +456,21 @@ impl Cluster {
     fn targets(&self) -> Vec<(String, String)> {
         let node_pids: Vec<String> = self.nodes3.iter().map(|p| p.pid().to_string()).collect();
         let node_addrs: Vec<String> = self.nodes3.iter().map(|p| p.addr.to_string()).collect();
-        Kind::ALL
-            .iter()
-            .map(|k| match k {
-                Kind::Memcached => (
-                    self.memcached.addr.to_string(),
-                    self.memcached.pid().to_string(),
+        let one = |p: &Proc| (p.addr.to_string(), p.pid().to_string());
+        vec![
+            one(&self.memcached),
+            one(&self.node),
+            one(&self.nutcracker),
+            one(&self.proxy),
+            (
+                format!(
+                    "{}{}",
+                    crate::driver::embedded::PREFIX,
+                    node_addrs.join(",")
                 ),
-                Kind::Node => (self.node.addr.to_string(), self.node.pid().to_string()),
-                Kind::Nutcracker => (
-                    self.nutcracker.addr.to_string(),
-                    self.nutcracker.pid().to_string(),
-                ),
-                Kind::Proxy => (self.proxy.addr.to_string(), self.proxy.pid().to_string()),
-                Kind::Embedded => (
-                    format!(
-                        "{}{}",
-                        crate::driver::embedded::PREFIX,
-                        node_addrs.join(",")
-                    ),
-                    node_pids.join(","),
-                ),
-            })
-            .collect()
+                node_pids.join(","),
+            ),
+        ]
     }
 }
 
@@ -470,6 +481,7 @@ pub fn load_args(
     targets: &[(String, String)],
     prefill: bool,
     threads: Option<usize>,
+    tls_ca: Option<&Path>,
 ) -> Result<Args> {
     let mut argv: Vec<String> = vec!["ringcache-bench".into(), "--quiet".into()];
     for (t, pids) in targets {
@@ -496,6 +508,9 @@ pub fn load_args(
     if let Some(t) = threads {
         argv.extend(["--threads".into(), n(&t)]);
     }
+    if let Some(ca) = tls_ca {
+        argv.extend(["--tls-ca".into(), ca.to_string_lossy().into_owned()]);
+    }
     let args = Args::try_parse_from(argv).map_err(|e| BenchError::InvalidArg(e.to_string()))?;
     args.validate()?;
     Ok(args)
@@ -518,28 +533,71 @@ async fn run_matrix(
 ) -> Result<Vec<Row>> {
     let cluster = Cluster::start(bins.mc, bins.nc, bins.rc, bins.dir)?;
     let targets = cluster.targets();
+    let rows = run_loads(a, plan, &plan.loads, &Kind::ALL, &targets, None, reports).await?;
+    drop(cluster);
+    Ok(rows)
+}
+
+/// The TLS rows: memcached `-Z`, the node and the proxy over TLS, the driver trusting the
+/// run's CA.
+async fn run_tls(
+    a: &ScenarioArgs,
+    plan: &Plan,
+    bins: &Bins<'_>,
+    reports: &mut Vec<(String, BenchReport)>,
+) -> Result<Vec<Row>> {
+    eprintln!("scenario: TLS rows (memcached -Z, node and proxy over TLS)");
+    let cluster = tls::TlsCluster::start(bins.mc, bins.rc, bins.dir)?;
+    let targets = cluster.targets();
+    let mut mine = Vec::new();
+    let rows = run_loads(
+        a,
+        plan,
+        &plan.tls_loads,
+        &Kind::TLS,
+        &targets,
+        Some(cluster.ca()),
+        &mut mine,
+    )
+    .await?;
+    reports.extend(mine.into_iter().map(|(n, r)| (format!("tls {n}"), r)));
+    drop(cluster);
+    Ok(rows)
+}
+
+/// Runs `loads` in compare mode over `targets` (one per kind of `kinds`, in that order),
+/// prefilling whenever the value size changes.
+async fn run_loads(
+    a: &ScenarioArgs,
+    plan: &Plan,
+    loads: &[Load],
+    kinds: &[Kind],
+    targets: &[(String, String)],
+    tls_ca: Option<&Path>,
+    reports: &mut Vec<(String, BenchReport)>,
+) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let mut filled_size = None;
-    for (i, load) in plan.loads.iter().enumerate() {
+    for (i, load) in loads.iter().enumerate() {
         let prefill = filled_size != Some(load.value_size);
         filled_size = Some(load.value_size);
         eprintln!(
             "scenario: load {}/{} \"{}\": {} targets × {} round(s){}",
             i + 1,
-            plan.loads.len(),
+            loads.len(),
             load.name,
             targets.len(),
             plan.rounds,
             if prefill { ", prefill first" } else { "" }
         );
-        let args = load_args(load, plan, &targets, prefill, a.threads)?;
+        let args = load_args(load, plan, targets, prefill, a.threads, tls_ca)?;
         let report = compare::run(&args).await?;
         for r in &report.runs {
             if let Some(e) = &r.first_error {
                 eprintln!("  {} round {}: {e}", r.target, r.round);
             }
         }
-        let figures = matrix::figures(&report, &Kind::ALL);
+        let figures = matrix::figures(&report, kinds);
         for f in &figures {
             eprintln!(
                 "  {:<10} {:>10.0} ops/s  {:>10} ops/cpu-s  p50 {:>6.0}us  p99 {:>6.0}us  errors {}",
@@ -557,7 +615,6 @@ async fn run_matrix(
         });
         reports.push((load.name.clone(), report));
     }
-    drop(cluster);
     Ok(rows)
 }
 
@@ -717,6 +774,12 @@ async fn run_rebalance(plan: &Plan, bins: &Bins<'_>) -> Result<Vec<rebalance::Se
 
 async fn run_all(a: &ScenarioArgs) -> Result<Results> {
     let plan = a.plan();
+    if a.tls_alone() && plan.tls_loads.is_empty() {
+        // Nothing would be measured, and RESULTS.md must not be rewritten without it.
+        return Err(BenchError::InvalidArg(
+            "--only tls: no TLS load matches --load".into(),
+        ));
+    }
     let (mc, nc) = peers(a)?;
     let rc = ringcache_bin(a)?;
     let dir = TempDir::new()?;
@@ -746,6 +809,18 @@ async fn run_all(a: &ScenarioArgs) -> Result<Results> {
             .push("the throughput matrix (--skip matrix, or no load matched --load)".into());
     } else {
         results.rows = run_matrix(a, &plan, &bins, &mut reports).await?;
+    }
+    if a.skips(Part::Tls) || plan.tls_loads.is_empty() {
+        results
+            .skipped
+            .push("the TLS rows (--skip tls, or no load matched --load)".into());
+    } else {
+        let rows = run_tls(a, &plan, &bins, &mut reports).await?;
+        results.tls = Some(TlsSection {
+            meta: results.meta.clone(),
+            checks: matrix::tls_checks(&rows),
+            rows,
+        });
     }
     if a.skips(Part::Memory) {
         results
@@ -785,17 +860,23 @@ async fn run_all(a: &ScenarioArgs) -> Result<Results> {
         plot::rebalance(&plots.join("rebalance.svg"), &results.rebalance)?;
     }
     let md = out_dir.join("RESULTS.md");
-    std::fs::write(&md, markdown::render(&results))?;
+    let (text, json) = match (&results.tls, a.tls_alone()) {
+        (Some(t), true) => {
+            // Only the TLS section is new: the rest of the file is kept as it was.
+            let old = std::fs::read_to_string(&md).unwrap_or_default();
+            let section = markdown::render_tls(t);
+            (markdown::splice(&old, &section), "scenario-tls.json")
+        }
+        _ => (markdown::render(&results), "scenario.json"),
+    };
+    std::fs::write(&md, text)?;
     let raw = Raw {
         args: a,
         plan: &plan,
         results: &results,
         reports: &reports,
     };
-    std::fs::write(
-        plots.join("scenario.json"),
-        serde_json::to_string_pretty(&raw)? + "\n",
-    )?;
+    std::fs::write(plots.join(json), serde_json::to_string_pretty(&raw)? + "\n")?;
     eprintln!("scenario: wrote {}", md.display());
     Ok(results)
 }
@@ -877,12 +958,55 @@ mod tests {
                 "11,12".to_string(),
             ),
         ];
-        let args = load_args(&plan.loads[8], &plan, &targets, true, Some(2)).expect("args");
+        let args = load_args(&plan.loads[8], &plan, &targets, true, Some(2), None).expect("args");
         assert_eq!(args.targets.len(), 2);
         assert_eq!(args.pids_for(1), vec![11, 12]);
         assert_eq!(args.multiget, 10);
         assert_eq!(args.connections, 100);
         assert!(args.prefill && args.quiet);
         assert_eq!(args.rounds, 1);
+        assert_eq!(args.tls_ca, None);
+        let tls = load_args(
+            &plan.tls_loads[0],
+            &plan,
+            &targets[..1],
+            false,
+            None,
+            Some(Path::new("/tmp/ca.pem")),
+        )
+        .expect("args");
+        assert_eq!(
+            tls.driver_options().tls_ca,
+            Some(PathBuf::from("/tmp/ca.pem"))
+        );
+        assert_eq!((tls.connections, tls.pipeline), (100, 1));
+    }
+
+    #[test]
+    fn only_tls_runs_the_tls_rows_alone() {
+        let a = ScenarioArgs::try_parse_from(["scenario", "--only", "tls"]).expect("parse");
+        assert!(a.tls_alone());
+        for p in [Part::Matrix, Part::Memory, Part::HitRatio, Part::Rebalance] {
+            assert!(a.skips(p), "{p:?}");
+        }
+        assert!(!a.skips(Part::Tls));
+        let names: Vec<String> = a.plan().tls_loads.into_iter().map(|l| l.name).collect();
+        assert_eq!(
+            names,
+            [
+                "c100 p1 100B",
+                "c1 p16 100B",
+                "mget10 c100 p1 100B",
+                "mget10 c1 p16 100B"
+            ]
+        );
+        let all = ScenarioArgs::try_parse_from(["scenario", "--skip", "tls"]).expect("parse");
+        assert!(!all.tls_alone() && all.skips(Part::Tls) && !all.skips(Part::Matrix));
+        let both = ScenarioArgs::try_parse_from(["scenario", "--only", "tls", "--only", "matrix"])
+            .expect("parse");
+        assert!(
+            !both.tls_alone(),
+            "with the matrix, RESULTS.md is written whole"
+        );
     }
 }

@@ -40,6 +40,9 @@ fn color(k: Kind) -> RGBColor {
         Kind::Nutcracker => RGBColor(0x2c, 0xa0, 0x2c),
         Kind::Proxy => RGBColor(0xd6, 0x27, 0x28),
         Kind::Embedded => RGBColor(0x94, 0x67, 0xbd),
+        Kind::MemcachedTls => RGBColor(0x17, 0xbe, 0xcf),
+        Kind::NodeTls => RGBColor(0xbc, 0xbd, 0x22),
+        Kind::ProxyTls => RGBColor(0x8c, 0x56, 0x4b),
     }
 }
 

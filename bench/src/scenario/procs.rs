@@ -57,7 +57,20 @@ fn logged(how: Spawn, name: &str, dir: &Path) -> Spawn {
 
 /// Starts memcached on a free port with `mem_mb` MiB of item memory and its default 4 threads.
 pub fn memcached(bin: &Path, name: &str, mem_mb: u64, dir: &Path) -> Result<Proc> {
-    let args = ["-t", "4", "-c", "4096", "-m", &mem_mb.to_string()];
+    memcached_with(bin, name, mem_mb, &[], dir)
+}
+
+/// [`memcached`] with `extra` arguments (`-Z -o ssl_chain_cert=…`).
+pub fn memcached_with(
+    bin: &Path,
+    name: &str,
+    mem_mb: u64,
+    extra: &[&str],
+    dir: &Path,
+) -> Result<Proc> {
+    let mem = mem_mb.to_string();
+    let mut args = vec!["-t", "4", "-c", "4096", "-m", &mem];
+    args.extend_from_slice(extra);
     let how = logged(memcached_spawn(name), name, dir);
     Ok(testkit::servers::memcached(bin, &args, &how)?)
 }
@@ -103,14 +116,22 @@ pub fn nutcracker(
 
 /// Starts `ringcache node` on a port of its choosing (it tells which).
 pub fn ringcache_node(bin: &Path, name: &str, mem_mb: u64, dir: &Path) -> Result<Proc> {
+    ringcache_node_with(bin, name, mem_mb, &[], dir)
+}
+
+/// [`ringcache_node`] with `extra` arguments (`--ssl-chain-cert …`).
+pub fn ringcache_node_with(
+    bin: &Path,
+    name: &str,
+    mem_mb: u64,
+    extra: &[&str],
+    dir: &Path,
+) -> Result<Proc> {
     let how = logged(ringcache_spawn("node"), name, dir);
     let mem = mem_mb.to_string();
-    Ok(testkit::servers::ringcache(
-        bin,
-        "node",
-        &["--listen", "127.0.0.1:0", "--memory-limit", &mem],
-        &how,
-    )?)
+    let mut args = vec!["--listen", "127.0.0.1:0", "--memory-limit", &mem];
+    args.extend_from_slice(extra);
+    Ok(testkit::servers::ringcache(bin, "node", &args, &how)?)
 }
 
 /// The proxy's TOML config: `listen`, `extra` top-level settings, the ring with `replicas`, one
