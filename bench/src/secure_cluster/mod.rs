@@ -77,11 +77,15 @@ pub struct SecureClusterArgs {
     #[arg(long, default_value_t = 2)]
     pub readers: usize,
     /// Seconds a step's transition may take to end before the step fails.
-    #[arg(long, default_value = "30", value_parser = harness::parse_secs)]
+    #[arg(long, default_value = "20", value_parser = harness::parse_secs)]
     pub settle: Duration,
     /// Seed of the key choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Also name every address a node may take in its certificate, so proxies that check a
+    /// node's certificate against its IP reach it: to see what fails beyond that.
+    #[arg(long)]
+    pub ip_sans: bool,
 }
 
 const NODES: usize = 4;
@@ -94,6 +98,8 @@ const DRAIN_TIMEOUT: u64 = 20;
 const DRAIN_QUIET: u64 = 2;
 /// Share of the keys that must read back, and that each member must hold.
 const GOAL: f64 = 0.99;
+/// The first of the addresses nodes restart at (198.18.0.N).
+const FIRST_NEW_IP: usize = 20;
 const COLD_PREFIX: &str = "scc_";
 const HOT_PREFIX: &str = "sch_";
 
@@ -229,15 +235,16 @@ impl Cluster<'_> {
         ]
     }
 
-    /// Waits until both proxies say the membership settled: `members` nodes resolved, none
-    /// draining unless `draining`, every transition completed (at least one more than
-    /// `before` when `new_transition`), the migrator idle, every member up, and no key copied
-    /// for a second (a re-warm is over). `Err` says what was still missing at the limit.
+    /// Waits until both proxies say the membership settled: the members resolved (all but
+    /// `draining`, which must be reported draining), every transition completed (at least
+    /// one more than `before` when `new_transition`), the migrator idle, every member up, and
+    /// no key copied for a second (a re-warm is over). `Err` says what was still missing at
+    /// the limit.
     fn settled(
         &self,
         before: &[Counters],
         new_transition: bool,
-        draining: bool,
+        draining: Option<usize>,
         limit: Duration,
     ) -> std::result::Result<Duration, String> {
         let start = Instant::now();
@@ -264,20 +271,14 @@ impl Cluster<'_> {
                         c.completed, c.started, c.phase
                     ));
                 }
-                if draining != (c.draining > 0.0) {
+                if draining.is_some() != (c.draining > 0.0) {
                     why.push(format!("proxy{p}: {} nodes draining", c.draining));
                 }
-                if !draining && c.nodes != self.members.len() as f64 {
+                if draining.is_none() && c.nodes != self.members.len() as f64 {
                     why.push(format!("proxy{p}: {} nodes resolved", c.nodes));
                 }
-                for &m in &self.members {
-                    let skip = draining
-                        && pages[p]
-                            .labelled(names::CLIENT_NODE_UP, &node_label(m))
-                            .is_none();
-                    if !skip
-                        && pages[p].labelled(names::CLIENT_NODE_UP, &node_label(m)) != Some(1.0)
-                    {
+                for &m in self.members.iter().filter(|&&m| Some(m) != draining) {
+                    if pages[p].labelled(names::CLIENT_NODE_UP, &node_label(m)) != Some(1.0) {
                         why.push(format!("proxy{p}: {} not up", ring_name(m)));
                     }
                 }
@@ -294,9 +295,11 @@ impl Cluster<'_> {
                         return Ok(start.elapsed());
                     }
                 }
-                _ => quiet_since = Some((Instant::now(), copied)),
+                _ => {
+                    quiet_since = Some((Instant::now(), copied));
+                    missing = "keys still being copied".into();
+                }
             }
-            missing = "keys still being copied".into();
         }
         Err(missing)
     }
@@ -350,7 +353,15 @@ fn inner(a: &SecureClusterArgs, bin: &Path) -> Result<Report> {
     let tag = format!("rcs{}", std::process::id() % 100_000);
     let dir = TempDir::new()?;
     let names: Vec<String> = (0..NODES).map(node_name).collect();
-    let pki = Pki::make(dir.path(), &names)?;
+    let extra: Vec<String> = if a.ip_sans {
+        (0..NODES)
+            .map(Net::addr)
+            .chain((FIRST_NEW_IP..FIRST_NEW_IP + 2 * NODES).map(Net::subnet_addr))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let pki = Pki::make(dir.path(), &names, &extra)?;
     write_configs(dir.path(), &pki)?;
     let net = Net::build(&tag, NODES + 1)?;
     let proxy_ns = net.hosts[PROXY_HOST].clone();
@@ -376,7 +387,7 @@ fn inner(a: &SecureClusterArgs, bin: &Path) -> Result<Report> {
             proxies: Vec::new(),
             ips: (0..NODES).map(Net::addr).collect(),
             members: vec![0, 1, 2],
-            next_ip: 20,
+            next_ip: FIRST_NEW_IP,
             pki,
             conf_dir: dir.path().to_path_buf(),
         };
@@ -481,11 +492,12 @@ fn steps(a: &SecureClusterArgs, c: &mut Cluster<'_>) -> Result<Report> {
     };
     // The proxies' first resolution and connections.
     let zero = vec![Counters::default(); PROXIES];
-    if let Err(e) = c.settled(&zero, false, false, a.settle) {
+    if let Err(e) = c.settled(&zero, false, None, a.settle) {
         report.steps.push(StepReport {
             line: "set-up: the proxies did not take the 3 nodes".into(),
             failures: vec![format!(
-                "set-up: the proxies did not settle on 3 nodes: {e}"
+                "set-up: the proxies did not settle on 3 nodes: {e}\nproxy0's log ends:\n{}",
+                c.proxies[0].log_tail(6)
             )],
         });
         return Ok(report);
@@ -664,7 +676,7 @@ fn roll(
 ) -> Result<()> {
     let before = c.counters().map_err(fail)?;
     c.nodes[i].signal(libc::SIGTERM);
-    if let Err(e) = c.settled(&before, true, true, a.settle) {
+    if let Err(e) = c.settled(&before, true, Some(i), a.settle) {
         fails.push(format!(
             "2: node-{i}'s drain: the proxies did not move its keys away: {e}"
         ));
@@ -680,10 +692,12 @@ fn roll(
     let old = c.ips[i].clone();
     let new = Net::subnet_addr(c.next_ip);
     c.next_ip += 1;
+    // The old address goes first: deleting an interface's primary address deletes the
+    // secondary ones of its subnet too.
+    c.net.del_addr(i, &old)?;
     c.net.add_addr(i, &new)?;
     c.ips[i] = new;
     c.set_a(i)?;
-    c.net.del_addr(i, &old)?;
     let before = c.counters().map_err(fail)?;
     c.nodes[i].args = c.node_args(i);
     c.nodes[i].spawn()?;
@@ -693,7 +707,7 @@ fn roll(
     c.members.push(i);
     c.members.sort_unstable();
     c.set_srv()?;
-    if let Err(e) = c.settled(&before, true, false, a.settle) {
+    if let Err(e) = c.settled(&before, true, None, a.settle) {
         fails.push(format!("2: node-{i} back at {}: {e}", c.ips[i]));
     }
     Ok(())
@@ -720,7 +734,7 @@ fn step(
         items += c.rt.block_on(c.direct(m)?.items()).map_err(fail)?;
     }
     let removed = act(c, &mut fails)?;
-    if let Err(e) = c.settled(&before, membership, false, a.settle) {
+    if let Err(e) = c.settled(&before, membership, None, a.settle) {
         fails.push(format!(
             "{name}: transition did not end within {:?}: {e}",
             a.settle

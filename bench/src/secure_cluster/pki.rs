@@ -35,9 +35,9 @@ fn tls_err(e: rcgen::Error) -> crate::BenchError {
 }
 
 impl Pki {
-    /// A CA and certificates for `names` (one server certificate each) and a client, written
-    /// under `dir`.
-    pub fn make(dir: &Path, names: &[String]) -> Result<Pki> {
+    /// A CA and certificates for `names` (one server certificate each, also naming `extra`)
+    /// and a client, written under `dir`.
+    pub fn make(dir: &Path, names: &[String], extra: &[String]) -> Result<Pki> {
         let ca_key = KeyPair::generate().map_err(tls_err)?;
         let mut p = CertificateParams::new(Vec::<String>::new()).map_err(tls_err)?;
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -53,7 +53,10 @@ impl Pki {
         std::fs::write(&ca, ca_cert.pem())?;
         let leaf = |file: &str, san: Option<&str>| -> Result<Pem> {
             let key = KeyPair::generate().map_err(tls_err)?;
-            let sans: Vec<String> = san.iter().map(|s| s.to_string()).collect();
+            let mut sans: Vec<String> = san.iter().map(|s| s.to_string()).collect();
+            if san.is_some() {
+                sans.extend(extra.iter().cloned());
+            }
             let mut p = CertificateParams::new(sans).map_err(tls_err)?;
             p.distinguished_name
                 .push(DnType::CommonName, san.unwrap_or("ringcache proxy"));
