@@ -313,13 +313,15 @@ struct Expected {
 
 impl Expected {
     fn now(load: &Load, cold: &[String]) -> Expected {
+        // Before the first kill every key counts as acknowledged since the last fault: a
+        // graceful roll may lose nothing.
         let epoch = load.epoch();
         let mut keys: Vec<(String, u64, bool)> =
-            cold.iter().map(|k| (k.clone(), 1, false)).collect();
+            cold.iter().map(|k| (k.clone(), 1, epoch == 0)).collect();
         for (k, a) in load.acked.iter().enumerate() {
             let seq = a.load(Ordering::Relaxed);
             if seq > 0 {
-                let recent = epoch > 0 && load.acked_epoch[k].load(Ordering::Relaxed) == epoch;
+                let recent = load.acked_epoch[k].load(Ordering::Relaxed) == epoch;
                 keys.push((load.key(k), seq, recent));
             }
         }
