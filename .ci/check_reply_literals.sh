@@ -4,30 +4,18 @@
 # reply literal (b"STORED", b"END\r\n", b"CLIENT_ERROR ...", b"VALUE ", b"STAT ", ...) appears in
 # any other Rust source, so a second hand-written copy of a reply cannot creep back in.
 # tests/, testkit/ (their scaffolding), bench/ and fuzz/ assert expected bytes and are left out; so are test modules inside
-# source files (a `mod tests {` to the end of the file) and test-only files (`*tests.rs`).
+# source files (a `mod tests {` to the end of the file), test-only files (`*tests.rs`) and comment
+# lines (.ci/non_test_code.sh, shared with the request-literal and connect checks).
 #
 # Usage: .ci/check_reply_literals.sh [--count]   (--count prints the number of hits and exits 0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source .ci/non_test_code.sh
 
 # A byte-string literal that starts with a reply word memcached sends.
 pattern='b"(STORED|NOT_STORED|EXISTS|NOT_FOUND|DELETED|TOUCHED|END|OK|ERROR|RESET|VALUE |STAT |ITEM |PREFIX |VERSION |CLIENT_ERROR|SERVER_ERROR|BADCLASS|MEMLIMIT_|BUSY|(VA|HD|EN|NF|NS|EX|MN|ME)( |\\r|"))'
 
-# The tracked sources; every .rs file outside target/ where this is not a git checkout.
-sources() {
-  git ls-files '*.rs' 2>/dev/null ||
-    find . -name '*.rs' -not -path './target/*' -not -path '*/target/*' | sed 's#^\./##'
-}
-
-hits=$(
-  sources |
-    grep -v -E '^(client/src/protocol/|tests/|testkit/|bench/|fuzz/|client/tests/)|tests\.rs$' |
-    while read -r f; do
-      # Only the code before a file's test module.
-      awk -v f="$f" '/^mod [a-z_]*tests \{/ { exit } { print f ":" FNR ": " $0 }' "$f"
-    done |
-    grep -E "$pattern" || true
-)
+hits=$(non_test_code '^client/src/protocol/' | grep -E "$pattern" || true)
 
 count=0
 [ -n "$hits" ] && count=$(printf '%s\n' "$hits" | wc -l)

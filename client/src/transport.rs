@@ -1,6 +1,9 @@
 //! How a connection to a node is opened: plain TCP, or TLS (rustls) with the trust and client
 //! certificate configured, then memcached's text-protocol authentication when credentials are
-//! set. `connection.rs` asks a [`Connector`] for a [`Stream`] and never sees the difference.
+//! set. `connection.rs` asks a [`Connector`] for a [`Stream`] and never sees the difference;
+//! so does the router's key listing (`router/migrate.rs`: the migrator, re-warm and cleanup).
+//! This is the one place a socket to a node is opened (`.ci/check_connects.sh`), so TLS and
+//! authentication apply to every byte a router sends a node.
 //!
 //! Settings (the proxy's `[backend]` table, docs/operations.md) name what memcached names: a CA
 //! to trust, an optional client certificate and key (for nodes that require one), the name to
@@ -13,14 +16,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_util::StreamExt;
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::{self, pki_types::ServerName};
 use tokio_rustls::TlsConnector;
+use tokio_util::codec::FramedRead;
 
 use crate::error::Error;
-use crate::protocol::refusal;
+use crate::protocol::auth::{self, AuthReply, AuthReplyCodec};
 use crate::tls_files::{self, Reloading};
 
 /// A byte stream, plain or TLS: a connection to a node here, and an accepted client connection
@@ -129,9 +134,6 @@ pub struct TransportSettings {
     pub auth_password_file: Option<PathBuf>,
 }
 
-/// Longest authentication reply line read (memcached's are under 50 bytes).
-const AUTH_REPLY_MAX: usize = 256;
-
 struct Inner {
     tls: Option<Reloading<TlsConnector>>,
     server_name: Option<ServerName<'static>>,
@@ -231,7 +233,7 @@ impl Connector {
             }
         };
         let auth = match (&settings.auth_user, password) {
-            (Some(u), Some(p)) => Some(auth_request(u, &p)?),
+            (Some(u), Some(p)) => Some(auth::request(u, &p)?),
             (None, None) => None,
             _ => return Err(Error::Config("auth_user and a password go together".into())),
         };
@@ -274,44 +276,35 @@ impl Connector {
     }
 }
 
-/// `set auth 0 0 <len>\r\n<user> <password>\r\n`: memcached's text-protocol authentication.
-fn auth_request(user: &str, password: &str) -> Result<Vec<u8>, Error> {
-    let bad = |s: &str| s.is_empty() || s.bytes().any(|b| b <= b' ' || b == 0x7f);
-    if bad(user) || bad(password) {
-        return Err(Error::Config(
-            "auth_user and the password must be non-empty, without spaces or control bytes".into(),
-        ));
-    }
-    let body = format!("{user} {password}");
-    Ok(format!("set auth 0 0 {}\r\n{body}\r\n", body.len()).into_bytes())
-}
-
-/// Sends the authentication request and reads its one-line reply, which must be `STORED`.
+/// Sends the authentication request and reads its one-line reply, which must accept it
+/// (`protocol::auth` has both).
 async fn authenticate(stream: &mut Stream, req: &[u8]) -> io::Result<()> {
     stream.write_all(req).await?;
     stream.flush().await?;
-    // Nothing else is sent before this reply, so reading up to its newline reads nothing more.
-    let mut line = Vec::with_capacity(32);
-    let mut byte = [0u8; 1];
-    while line.last() != Some(&b'\n') {
-        if line.len() >= AUTH_REPLY_MAX || stream.read(&mut byte).await? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "no reply to authentication",
-            ));
-        }
-        line.push(byte[0]);
+    let mut reply = FramedRead::new(&mut *stream, AuthReplyCodec);
+    let answer = reply.next().await;
+    // The node sends nothing before this reply, so nothing else can have been read with it;
+    // bytes beyond it would be a stream out of step with its requests.
+    let extra = !reply.read_buffer().is_empty();
+    match answer {
+        Some(Ok(AuthReply::Accepted)) if !extra => Ok(()),
+        Some(Ok(AuthReply::Accepted)) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "unrequested bytes after the authentication reply",
+        )),
+        Some(Ok(AuthReply::Refused(line))) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("authentication refused: {line}"),
+        )),
+        Some(Err(e)) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("authentication reply: {e}"),
+        )),
+        None => Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "no reply to authentication",
+        )),
     }
-    if line.strip_suffix(b"\r\n") == Some(refusal::AUTH_OK.as_bytes()) {
-        return Ok(());
-    }
-    Err(io::Error::new(
-        io::ErrorKind::PermissionDenied,
-        format!(
-            "authentication refused: {}",
-            String::from_utf8_lossy(line.trim_ascii_end())
-        ),
-    ))
 }
 
 /// The host part of `host:port` (`[v6]:port` too) as a TLS server name.
@@ -329,16 +322,6 @@ fn host_name(addr: &str) -> io::Result<ServerName<'static>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn auth_request_is_memcacheds() {
-        assert_eq!(
-            auth_request("alice", "secret").unwrap(),
-            b"set auth 0 0 12\r\nalice secret\r\n"
-        );
-        assert!(auth_request("al ice", "x").is_err());
-        assert!(auth_request("alice", "").is_err());
-    }
 
     #[test]
     fn server_name_is_the_host() {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use ringcache_client::protocol::number::safe_strtoul;
 use ringcache_client::protocol::refusal;
 use ringcache_client::tls_files::Reloading;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -129,8 +130,10 @@ impl Exchange {
                     .split(|&b| b == b' ')
                     .filter(|t| !t.is_empty())
                     .collect();
+                // memcached reads the length with `safe_strtoul`, the line's `\r` still on the
+                // last token (a white-space byte after the number is allowed).
                 let size = (tokens.len() >= 5 && tokens[0] == b"set")
-                    .then(|| parse_u32(tokens[4]))
+                    .then(|| safe_strtoul(tokens[4]))
                     .flatten();
                 let Some(size) = size else {
                     return Step::Reply(refusal::UNAUTHENTICATED);
@@ -163,15 +166,6 @@ impl Exchange {
             Step::Reply(refusal::AUTH_FAILURE)
         }
     }
-}
-
-/// memcached's `safe_strtoul` as used here: digits, optionally followed by the line's `\r`.
-fn parse_u32(t: &[u8]) -> Option<u32> {
-    let t = t.strip_suffix(b"\r").unwrap_or(t);
-    if t.is_empty() || !t.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(t).ok()?.parse().ok()
 }
 
 /// Runs the exchange on a new connection until it authenticates (returning the user, with any
@@ -296,6 +290,20 @@ mod tests {
         assert_eq!(
             run(b"set x 0 0 14 noreply\r\nalice secret  \r\n"),
             [Done("alice".into())]
+        );
+        // The length as memcached's `safe_strtoul` reads it: a sign is allowed, a negative
+        // number or trailing garbage is not.
+        assert_eq!(
+            run(b"set x 0 0 +12\r\nalice secret\r\n"),
+            [Done("alice".into())]
+        );
+        assert_eq!(
+            run(b"set x 0 0 12x\r\n"),
+            [Reply(refusal::UNAUTHENTICATED), More]
+        );
+        assert_eq!(
+            run(b"set x 0 0 -1\r\n"),
+            [Reply(refusal::UNAUTHENTICATED), More]
         );
         assert_eq!(run(b"set x 0 0 99999\r\n"), [Close]);
         assert_eq!(run(&[b'a'; 3000]), [Close]);

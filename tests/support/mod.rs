@@ -7,11 +7,14 @@
 //! - [`spawn_node`], [`spawn_proxy`]: `ringcache node|proxy --listen 127.0.0.1:0`, the address
 //!   read from its stdout.
 //! - [`Conn`]: a raw TCP connection with deadlines on every read (see `testkit::Pattern`).
+//! - [`pki`]: a CA, server and client certificates, and the node arguments for TLS.
 //!
 //! Every process is killed when its [`Server`] is dropped, and every wait is bounded.
 
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code, unused_imports)]
+
+pub mod pki;
 
 use std::net::SocketAddr;
 use std::path::Path;

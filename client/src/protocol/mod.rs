@@ -8,7 +8,9 @@
 //! - [`parse`]: the request parser, byte-for-byte faithful to memcached's tokenizer and error replies.
 //! - [`meta`]: meta-command flags (`mg`/`ms`/`md`/`ma`), parsed and validated.
 //! - [`response`]: the [`Response`] type, its encoder and its parser.
-//! - [`metadump`]: the `lru_crawler metadump` line, written by the node, read by the rebalancer.
+//! - [`metadump`]: the `lru_crawler metadump` line, written by the node, and the request and the
+//!   bounded, incremental reader with which a router lists a node's keys.
+//! - [`auth`]: memcached's text-protocol authentication as a client sends it and reads its answer.
 //! - [`reply`]: the writer of every reply form, used by the node and by [`Response::encode`].
 //! - [`codec`]: `tokio-util` codecs for the server side and the client side of a connection.
 //! - [`admin`]: the sub-commands of `stats` and `lru_crawler`, read for a server that answers them.
@@ -17,6 +19,7 @@
 //! - [`refusal`]: the replies to unauthenticated connections and disabled commands.
 
 pub mod admin;
+pub mod auth;
 pub mod codec;
 pub mod expiry;
 pub mod fault;

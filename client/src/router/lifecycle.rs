@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use super::migrate::LIST_ATTEMPTS;
+use super::migrate::{backoff, LIST_ATTEMPTS, LIST_RETRY_PAUSE};
 use super::Router;
 use crate::error::Error;
 use crate::health::{probe_backoff, Hinted, Identity, NodeState};
@@ -279,9 +279,7 @@ impl Router {
                 {
                     return;
                 }
-                if attempt > 0 {
-                    tokio::time::sleep(Duration::from_millis(500) * attempt).await;
-                }
+                tokio::time::sleep(backoff(LIST_RETRY_PAUSE, attempt)).await;
                 let started = Instant::now();
                 if client.rewarm(&topo, &node).await {
                     node.health.unfence();

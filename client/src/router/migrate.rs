@@ -8,9 +8,13 @@
 //! current owners that lack it (add semantics, same value, flags, remaining TTL and CAS,
 //! checked against a racing delete — see `transition.rs`). Every node of every past ring is
 //! listed, so a key whose old owner dies mid-transition is still moved from its surviving
-//! replica. Then the transition ends (the old ring is dropped) and a cleanup pass removes the
-//! moved keys from members that no longer own them. Nodes that have left the membership are
-//! only read (drained), never emptied.
+//! replica. A listing goes over the router's transport (`transport.rs`: TLS and authentication,
+//! as every other connection to a node) and is read with the protocol's bounded
+//! `ListingCodec`. A node whose listing fails is tried again with a growing pause; while one
+//! has not been listed the transition is not complete: the old ring stays for reads, nothing
+//! is cleaned up, and the migrator lists that node again later. Then the transition ends (the
+//! old ring is dropped) and a cleanup pass removes the moved keys from members that no longer
+//! own them. Nodes that have left the membership are only read (drained), never emptied.
 //!
 //! Keys move at a bounded rate (`rate` keys a second, `concurrency` at a time) so client
 //! requests on the same connections keep their latency. A newer membership change supersedes
@@ -21,19 +25,21 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
+use futures_util::StreamExt;
 use metrics::{counter, gauge, Counter, Gauge};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
+use tokio_util::codec::FramedRead;
 
 use super::transition::Moved;
 use super::Router;
 use crate::health::NodeState;
 use crate::metric_names as names;
-use crate::protocol::metadump::{self, DumpLine, MetadumpLine};
+use crate::protocol::metadump::{self, Listed, ListingCodec};
 use crate::protocol::{MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response};
 use crate::topology::{NodeEntry, Topology};
+use crate::transport::Connector;
 use crate::Error;
 
 /// How membership transitions move data.
@@ -194,20 +200,44 @@ impl Progress {
     }
 }
 
-/// Longest metadump line accepted: memcached's is `key=` with up to 250 bytes URI-encoded
-/// (750 characters) and six short fields; a longer one is a broken or hostile stream.
-const MAX_DUMP_LINE: usize = 4096;
 /// How long one metadump may go without a line before the node counts as stalled.
 const DUMP_IDLE: Duration = Duration::from_secs(10);
+/// Read buffer of a listing: many lines arrive per read.
+const DUMP_BUFFER: usize = 64 * 1024;
 /// How often a `BUSY` crawler (another crawl running) is asked again, and how long apart.
 const BUSY_RETRIES: u32 = 50;
 const BUSY_PAUSE: Duration = Duration::from_millis(200);
-/// Listings of one node tried before its keys are given up.
+/// Listings of one node tried in one pass (and re-warm passes tried) before giving up.
 pub(super) const LIST_ATTEMPTS: u32 = 4;
+/// Pause before the second listing of a node; it doubles with each further attempt.
+pub(super) const LIST_RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// Pause before a transition lists again the nodes whose listing failed in a whole pass;
+/// it doubles with each pass, up to [`PASS_PAUSE_MAX`].
+const PASS_PAUSE: Duration = Duration::from_secs(5);
+const PASS_PAUSE_MAX: Duration = Duration::from_secs(300);
 /// Pause before the keys whose copy failed are tried again.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Pacing tick of the rate limit.
 const TICK: Duration = Duration::from_millis(50);
+
+/// The pause before attempt `attempt` (0 = the first, no pause) of something retried with a
+/// doubling backoff from `first`.
+pub(super) fn backoff(first: Duration, attempt: u32) -> Duration {
+    match attempt {
+        0 => Duration::ZERO,
+        n => first.saturating_mul(1 << (n - 1).min(16)),
+    }
+}
+
+/// How one pass of the migrator ended.
+enum Migration {
+    /// Every source listed (or down, its keys copied from their other owners).
+    Done,
+    /// A newer membership change replaced the transition.
+    Superseded,
+    /// These nodes could not be listed: their moved keys are not copied yet.
+    Incomplete(Vec<Arc<NodeEntry>>),
+}
 
 impl Router {
     /// The migrator's progress and totals.
@@ -241,7 +271,7 @@ impl Router {
             let opts = client.inner.opts.rebalance.clone();
             if !opts.migrate {
                 tokio::time::sleep(opts.hold).await;
-            } else if !client.migrate(&topo).await {
+            } else if !client.migrate_until_listed(&topo).await {
                 tracing::info!("rebalance: superseded by a newer membership change");
                 return;
             }
@@ -292,55 +322,120 @@ impl Router {
         Arc::ptr_eq(&prev, topo)
     }
 
-    /// Moves every moved key; false if a newer membership change superseded the transition.
-    async fn migrate(&self, topo: &Arc<Topology>) -> bool {
-        let p = &self.inner.progress;
-        let mut sources: Vec<Arc<NodeEntry>> = Vec::new();
-        for past in &topo.past {
-            for n in &past.nodes {
-                if !sources.iter().any(|s| Arc::ptr_eq(s, n)) {
-                    sources.push(n.clone());
-                }
-            }
-        }
-        // Nodes that left the membership first (a stable sort keeps the rest in ring order):
-        // one that is draining serves only until its drain ends, and a drain may end after a
-        // quiet spell (`drain_quiet` on the node), which listing large members first could
-        // be taken for.
-        sources.sort_by_key(|n| topo.nodes.iter().any(|c| Arc::ptr_eq(c, n)));
+    /// Moves every moved key, in passes until every source has been listed (a failed one
+    /// again after a doubling pause): a transition is never over while keys a node holds may
+    /// not have moved. False if a newer membership change superseded the transition.
+    async fn migrate_until_listed(&self, topo: &Arc<Topology>) -> bool {
+        let mut sources = migration_sources(topo);
         tracing::info!(
             nodes = sources.len(),
             "rebalance: transition started; moving keys whose owners changed"
         );
-        // A node whose listing fails (a stall, a dropped connection) is tried again after the
-        // others, a few times, before its keys are given up for cold.
-        let mut queue: std::collections::VecDeque<(Arc<NodeEntry>, u32)> =
-            sources.into_iter().map(|s| (s, 0)).collect();
-        while let Some((src, attempt)) = queue.pop_front() {
+        for pass in 1u32.. {
+            match self.migrate(topo, sources).await {
+                Migration::Done => return true,
+                Migration::Superseded => return false,
+                Migration::Incomplete(failed) => {
+                    // Still listing, as far as anyone watching the phase can tell.
+                    self.inner.progress.set_phase(Phase::Scanning);
+                    let pause = backoff(PASS_PAUSE, pass).min(PASS_PAUSE_MAX);
+                    let names: Vec<&str> = failed.iter().map(|n| n.name.as_str()).collect();
+                    tracing::warn!(
+                        nodes = %names.join(","),
+                        retry_in_secs = pause.as_secs(),
+                        "rebalance: transition not complete: these nodes could not be listed; \
+                         the old ring stays for reads, nothing is cleaned up, and they are \
+                         listed again"
+                    );
+                    if !self.pause_while_current(topo, pause).await {
+                        return false;
+                    }
+                    sources = failed;
+                }
+            }
+        }
+        unreachable!("the passes end by returning")
+    }
+
+    /// Sleeps for `pause`, in short steps so that a transition replaced meanwhile lets go of
+    /// its topology (and the connections of nodes that left) at once; false if it was.
+    async fn pause_while_current(&self, topo: &Arc<Topology>, pause: Duration) -> bool {
+        let until = Instant::now() + pause;
+        while Instant::now() < until {
             if !self.is_current(topo) {
                 return false;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            tokio::time::sleep(left.min(Duration::from_millis(200))).await;
+        }
+        self.is_current(topo)
+    }
+
+    /// Lists the keys `node` holds that `keep` accepts, over this router's transport.
+    async fn list_keys(
+        &self,
+        node: &NodeEntry,
+        keep: impl FnMut(&[u8]) -> bool,
+    ) -> Result<Vec<(Bytes, u64)>, Error> {
+        dump_keys(
+            &node.spec.addr,
+            &self.inner.opts.transport,
+            self.inner.live.connect_timeout(),
+            keep,
+        )
+        .await
+    }
+
+    /// One pass of the migrator over `sources`: each node is listed and its moved keys copied.
+    async fn migrate(&self, topo: &Arc<Topology>, sources: Vec<Arc<NodeEntry>>) -> Migration {
+        let p = &self.inner.progress;
+        // A node whose listing fails (a stall, a dropped connection, a refusal) is tried again
+        // after the others, with a doubling pause, a few times in this pass.
+        let mut queue: std::collections::VecDeque<(Arc<NodeEntry>, u32)> =
+            sources.into_iter().map(|s| (s, 0)).collect();
+        let mut failed = Vec::new();
+        while let Some((src, attempt)) = queue.pop_front() {
+            if !self.is_current(topo) {
+                return Migration::Superseded;
             }
             if !src.health.is_usable() {
                 tracing::warn!(node = %src.name, "rebalance: node down, its keys come from their other replicas");
                 continue;
             }
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+            if !self
+                .pause_while_current(topo, backoff(LIST_RETRY_PAUSE, attempt))
+                .await
+            {
+                return Migration::Superseded;
             }
             p.set_phase(Phase::Scanning);
             let scan_started = Instant::now();
-            let keys = match dump_keys(&src.spec.addr, self.inner.live.connect_timeout(), |k| {
-                p.scanned.add(1);
-                topo.moved(k)
-            })
-            .await
+            let keys = match self
+                .list_keys(&src, |k| {
+                    p.scanned.add(1);
+                    topo.moved(k)
+                })
+                .await
             {
                 Ok(k) => k,
                 Err(e) => {
                     p.errors.add(1);
-                    tracing::warn!(node = %src.name, attempt, "rebalance: listing keys failed: {e}");
+                    tracing::warn!(
+                        node = %src.name,
+                        attempt = attempt + 1,
+                        of = LIST_ATTEMPTS,
+                        "rebalance: listing keys failed: {e}"
+                    );
+                    // Is the node there at all? A `version` on its ordinary connection keeps its
+                    // health current: a node that is gone (stopped after it left, say) is soon
+                    // marked down and probed, and a down node is not listed (its keys are
+                    // copied from their other owners) rather than holding the transition open.
+                    // One that answers it only refuses the listing.
+                    let _ = self.send(&src, Request::Version).await;
                     if attempt + 1 < LIST_ATTEMPTS {
                         queue.push_back((src, attempt + 1));
+                    } else {
+                        failed.push(src);
                     }
                     continue;
                 }
@@ -354,10 +449,14 @@ impl Router {
             );
             p.set_phase(Phase::Copying);
             if !self.copy_paced(topo, &src, &keys, None).await {
-                return false;
+                return Migration::Superseded;
             }
         }
-        true
+        if failed.is_empty() {
+            Migration::Done
+        } else {
+            Migration::Incomplete(failed)
+        }
     }
 
     /// Copies `keys` from `src` at the configured rate, to `only` or else to each key's
@@ -471,15 +570,16 @@ impl Router {
             if node.health.state() != NodeState::Fenced {
                 return false;
             }
-            let keys = match dump_keys(&src.spec.addr, self.inner.live.connect_timeout(), |k| {
-                let (mut has_node, mut has_src) = (false, false);
-                for n in topo.owner_nodes(k) {
-                    has_node |= Arc::ptr_eq(n, node);
-                    has_src |= Arc::ptr_eq(n, &src);
-                }
-                has_node && has_src
-            })
-            .await
+            let keys = match self
+                .list_keys(&src, |k| {
+                    let (mut has_node, mut has_src) = (false, false);
+                    for n in topo.owner_nodes(k) {
+                        has_node |= Arc::ptr_eq(n, node);
+                        has_src |= Arc::ptr_eq(n, &src);
+                    }
+                    has_node && has_src
+                })
+                .await
             {
                 Ok(k) => k,
                 Err(e) => {
@@ -515,18 +615,33 @@ impl Router {
                 return;
             }
             p.set_phase(Phase::Cleaning);
-            let stale = match dump_keys(&node.spec.addr, self.inner.live.connect_timeout(), |k| {
-                !topo.owner_nodes(k).any(|n| Arc::ptr_eq(n, &node))
-            })
-            .await
-            {
-                Ok(k) => k,
-                Err(e) => {
-                    p.errors.add(1);
-                    tracing::warn!(node = %node.name, "rebalance: listing keys failed: {e}");
-                    continue;
+            let mut stale = None;
+            for attempt in 0..LIST_ATTEMPTS {
+                tokio::time::sleep(backoff(LIST_RETRY_PAUSE, attempt)).await;
+                match self
+                    .list_keys(&node, |k| {
+                        !topo.owner_nodes(k).any(|n| Arc::ptr_eq(n, &node))
+                    })
+                    .await
+                {
+                    Ok(k) => {
+                        stale = Some(k);
+                        break;
+                    }
+                    Err(e) => {
+                        p.errors.add(1);
+                        tracing::warn!(
+                            node = %node.name,
+                            attempt = attempt + 1,
+                            of = LIST_ATTEMPTS,
+                            "rebalance: cleanup: listing keys failed: {e}"
+                        );
+                    }
                 }
-            };
+            }
+            // Not listed: its old copies stay (they are never read while it does not own
+            // them; the next transition's cleanup lists it again).
+            let Some(stale) = stale else { continue };
             for batch in stale.chunks(self.inner.opts.rebalance.concurrency.max(1)) {
                 if !Arc::ptr_eq(&current, &self.topology()) {
                     return;
@@ -593,54 +708,62 @@ impl Router {
 }
 
 /// Lists the keys `addr` holds (`lru_crawler metadump all`) with their CAS, keeping those
-/// `keep` accepts. Streams the listing line by line, so only the kept keys are held in memory.
-pub(crate) async fn dump_keys(
+/// `keep` accepts. The connection is opened by `transport`, as every connection to a node is
+/// (TLS, authentication), and the listing is read line by line with the protocol's bounded
+/// [`ListingCodec`], so only the kept keys are held in memory. Every wait is bounded: the
+/// connect timeout, then [`DUMP_IDLE`] for the request and between lines.
+async fn dump_keys(
     addr: &str,
+    transport: &Connector,
     connect_timeout: Duration,
     mut keep: impl FnMut(&[u8]) -> bool,
 ) -> Result<Vec<(Bytes, u64)>, Error> {
+    let stalled = || Error::Timeout(addr.to_string());
+    let mut request = BytesMut::new();
+    metadump::request_all().encode(&mut request);
     let mut busy = 0;
     'again: loop {
-        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+        let mut stream = tokio::time::timeout(connect_timeout, transport.connect(addr))
             .await
-            .map_err(|_| Error::Timeout(addr.to_string()))??;
-        let (rd, mut wr) = stream.into_split();
-        wr.write_all(b"lru_crawler metadump all\r\n").await?;
-        let mut rd = BufReader::with_capacity(64 * 1024, rd);
-        let mut line = Vec::with_capacity(256);
+            .map_err(|_| stalled())??;
+        tokio::time::timeout(DUMP_IDLE, async {
+            stream.write_all(&request).await?;
+            stream.flush().await
+        })
+        .await
+        .map_err(|_| stalled())??;
+        let mut lines = FramedRead::with_capacity(stream, ListingCodec::default(), DUMP_BUFFER);
         let mut out = Vec::new();
         loop {
-            line.clear();
-            let mut bounded = (&mut rd).take(MAX_DUMP_LINE as u64);
-            let n = tokio::time::timeout(DUMP_IDLE, bounded.read_until(b'\n', &mut line))
+            let line = tokio::time::timeout(DUMP_IDLE, lines.next())
                 .await
-                .map_err(|_| Error::Timeout(addr.to_string()))??;
-            if n == 0 {
-                return Err(Error::ConnectionClosed(addr.to_string()));
-            }
-            if !line.ends_with(b"\n") {
-                return Err(Error::Protocol(format!("{addr}: metadump line too long")));
-            }
-            let l = match MetadumpLine::parse(&line) {
-                DumpLine::End => return Ok(out),
-                DumpLine::Item(item) => {
+                .map_err(|_| stalled())?;
+            match line {
+                Some(Ok(Listed::Item(item))) => {
                     if keep(&item.key) {
                         out.push((Bytes::from(item.key), item.fields.cas));
                     }
-                    continue;
                 }
-                DumpLine::Other(l) => l,
-            };
-            if metadump::is_busy(l) && busy < BUSY_RETRIES {
+                Some(Ok(Listed::End)) => return Ok(out),
                 // Another crawl (ours for another purpose, or an operator's) is running.
-                busy += 1;
-                tokio::time::sleep(BUSY_PAUSE).await;
-                continue 'again;
+                Some(Ok(Listed::Busy)) if busy < BUSY_RETRIES => {
+                    busy += 1;
+                    tokio::time::sleep(BUSY_PAUSE).await;
+                    continue 'again;
+                }
+                Some(Ok(Listed::Busy)) => {
+                    return Err(Error::Protocol(format!(
+                        "{addr}: lru_crawler still busy after {BUSY_RETRIES} tries"
+                    )))
+                }
+                Some(Ok(Listed::Refused(l))) => {
+                    return Err(Error::Protocol(format!(
+                        "{addr}: lru_crawler metadump refused: {l}"
+                    )))
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Err(Error::ConnectionClosed(addr.to_string())),
             }
-            return Err(Error::Protocol(format!(
-                "{addr}: lru_crawler metadump: {}",
-                String::from_utf8_lossy(l)
-            )));
         }
     }
 }
@@ -649,13 +772,32 @@ pub(crate) async fn dump_keys(
 /// bytes (letters, digits and `-._~` as they are, every other byte `%XX`), binary keys
 /// included, so percent-decoding gives the key exactly. What comes back may be binary (even
 /// `\r\n`): it is only ever sent to a node base64 with `b` ([`MetaRequest::new`]).
-/// The listing is read with [`MetadumpLine::parse`]; this reads one field, for the tests.
+/// The listing is read with `ListingCodec`, which parses each line so; this reads one field,
+/// for the tests.
 #[cfg(test)]
 fn dumped_key(field: &[u8]) -> Vec<u8> {
+    use crate::protocol::metadump::{DumpLine, MetadumpLine};
     match MetadumpLine::parse(&[&b"key="[..], field].concat()) {
         DumpLine::Item(item) => item.key,
         _ => Vec::new(),
     }
+}
+
+/// Every node of `topo`'s past rings, once each: nodes that left the membership first (a
+/// stable sort keeps the rest in ring order). One that is draining serves only until its
+/// drain ends, and a drain may end after a quiet spell (`drain_quiet` on the node), which
+/// listing large members first could be taken for.
+fn migration_sources(topo: &Topology) -> Vec<Arc<NodeEntry>> {
+    let mut sources: Vec<Arc<NodeEntry>> = Vec::new();
+    for past in &topo.past {
+        for n in &past.nodes {
+            if !sources.iter().any(|s| Arc::ptr_eq(s, n)) {
+                sources.push(n.clone());
+            }
+        }
+    }
+    sources.sort_by_key(|n| topo.nodes.iter().any(|c| Arc::ptr_eq(c, n)));
+    sources
 }
 
 /// The current members that held data under one of `topo`'s past rings.

@@ -1,0 +1,86 @@
+//! Certificates for tests that run TLS nodes: a CA, a server certificate for `127.0.0.1` and
+//! `localhost`, and a client certificate, made with rcgen in a directory removed on drop, and
+//! the `ringcache node` arguments that serve with them. (tests/tls.rs has its own, with wrong
+//! and expired certificates besides.)
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+
+/// A directory holding `ca.pem`, `server.pem`/`server.key` and `client.pem`/`client.key`.
+pub struct Pki(PathBuf);
+
+impl Pki {
+    /// Makes a fresh CA and the two leaf certificates it signs.
+    pub fn new(tag: &str) -> Pki {
+        let dir = std::env::temp_dir().join(format!(
+            "ringcache-pki-{tag}-{}-{:?}",
+            std::process::id(),
+            Instant::now()
+        ));
+        std::fs::create_dir_all(&dir).expect("pki directory");
+        let ca_key = KeyPair::generate().expect("key");
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, "test CA");
+        p.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = p.self_signed(&ca_key).expect("CA certificate");
+        let pki = Pki(dir);
+        pki.put("ca.pem", &ca.pem());
+        for (name, usage) in [
+            ("server", ExtendedKeyUsagePurpose::ServerAuth),
+            ("client", ExtendedKeyUsagePurpose::ClientAuth),
+        ] {
+            let key = KeyPair::generate().expect("key");
+            let mut p = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+                .expect("params");
+            p.distinguished_name.push(DnType::CommonName, name);
+            p.extended_key_usages = vec![usage];
+            let cert = p.signed_by(&key, &ca, &ca_key).expect("leaf certificate");
+            pki.put(&format!("{name}.pem"), &cert.pem());
+            pki.put(&format!("{name}.key"), &key.serialize_pem());
+        }
+        pki
+    }
+
+    /// Writes a file in the directory; its path.
+    pub fn put(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).expect("write pki file");
+        path
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// `ringcache node` arguments for a TLS listener with these certificates; `verify` is
+    /// memcached's `ssl_verify_mode` (2: a client certificate from the CA is required).
+    pub fn node_args(&self, verify: u8) -> Vec<String> {
+        let p = |n: &str| self.path(n).to_string_lossy().into_owned();
+        vec![
+            "--ssl-chain-cert".into(),
+            p("server.pem"),
+            "--ssl-key".into(),
+            p("server.key"),
+            "--ssl-ca-cert".into(),
+            p("ca.pem"),
+            "--ssl-verify-mode".into(),
+            verify.to_string(),
+        ]
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
