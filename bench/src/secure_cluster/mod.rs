@@ -95,7 +95,12 @@ const PROXIES: usize = 2;
 const PROXY_HOST: usize = NODES;
 /// A node's drain: at most this long, ended once the proxies were quiet for `DRAIN_QUIET`.
 const DRAIN_TIMEOUT: u64 = 20;
-const DRAIN_QUIET: u64 = 2;
+/// Above the time the run takes to see a drain's transition end and remove the node's SRV
+/// record (a node that stops saying `draining 1` while its record stays is a member again).
+const DRAIN_QUIET: u64 = 4;
+/// How long after a kill's restart the proxies are given before the step may end: they learn
+/// of it only when they next reach the node, and the re-warm follows.
+const RESTART_GRACE: Duration = Duration::from_secs(3);
 /// Share of the keys that must read back, and that each member must hold.
 const GOAL: f64 = 0.99;
 /// The first of the addresses nodes restart at (198.18.0.N).
@@ -238,13 +243,14 @@ impl Cluster<'_> {
     /// Waits until both proxies say the membership settled: the members resolved (all but
     /// `draining`, which must be reported draining), every transition completed (at least
     /// one more than `before` when `new_transition`), the migrator idle, every member up, and
-    /// no key copied for a second (a re-warm is over). `Err` says what was still missing at
-    /// the limit.
+    /// no key copied for a second (a re-warm is over), and at least `min` has passed. `Err`
+    /// says what was still missing at the limit.
     fn settled(
         &self,
         before: &[Counters],
         new_transition: bool,
         draining: Option<usize>,
+        min: Duration,
         limit: Duration,
     ) -> std::result::Result<Duration, String> {
         let start = Instant::now();
@@ -291,7 +297,7 @@ impl Cluster<'_> {
             let copied: Vec<f64> = now.iter().map(|c| c.copied).collect();
             match &quiet_since {
                 Some((t, c)) if *c == copied => {
-                    if t.elapsed() >= Duration::from_secs(1) {
+                    if t.elapsed() >= Duration::from_secs(1) && start.elapsed() >= min {
                         return Ok(start.elapsed());
                     }
                 }
@@ -494,7 +500,7 @@ fn steps(a: &SecureClusterArgs, c: &mut Cluster<'_>) -> Result<Report> {
     };
     // The proxies' first resolution and connections.
     let zero = vec![Counters::default(); PROXIES];
-    if let Err(e) = c.settled(&zero, false, None, a.settle) {
+    if let Err(e) = c.settled(&zero, false, None, Duration::ZERO, a.settle) {
         report.steps.push(StepReport {
             line: "set-up: the proxies did not take the 3 nodes".into(),
             failures: vec![format!(
@@ -678,7 +684,7 @@ fn roll(
 ) -> Result<()> {
     let before = c.counters().map_err(fail)?;
     c.nodes[i].signal(libc::SIGTERM);
-    if let Err(e) = c.settled(&before, true, Some(i), a.settle) {
+    if let Err(e) = c.settled(&before, true, Some(i), Duration::ZERO, a.settle) {
         fails.push(format!(
             "2: node-{i}'s drain: the proxies did not move its keys away: {e}"
         ));
@@ -709,7 +715,7 @@ fn roll(
     c.members.push(i);
     c.members.sort_unstable();
     c.set_srv()?;
-    if let Err(e) = c.settled(&before, true, None, a.settle) {
+    if let Err(e) = c.settled(&before, true, None, Duration::ZERO, a.settle) {
         fails.push(format!("2: node-{i} back at {}: {e}", c.ips[i]));
     }
     Ok(())
@@ -736,7 +742,12 @@ fn step(
         items += c.rt.block_on(c.direct(m)?.items()).map_err(fail)?;
     }
     let removed = act(c, &mut fails)?;
-    if let Err(e) = c.settled(&before, membership, None, a.settle) {
+    let min = if membership {
+        Duration::ZERO
+    } else {
+        RESTART_GRACE
+    };
+    if let Err(e) = c.settled(&before, membership, None, min, a.settle) {
         fails.push(format!(
             "{name}: transition did not end within {:?}: {e}",
             a.settle
