@@ -9,6 +9,10 @@
 
 # --- build: the workspace's pinned toolchain floor (rust-version = 1.85) is met by this image ---
 FROM rust:1.95-bookworm AS build
+# The commit for `ringcache_build_info{commit}` (the context has no .git, so build.rs cannot
+# ask git): docker build --build-arg RINGCACHE_COMMIT=$(git rev-parse --short=12 HEAD) .
+# Left unset, the metric says "unknown".
+ARG RINGCACHE_COMMIT
 WORKDIR /src
 COPY . .
 # --locked: build exactly the dependency versions in Cargo.lock. The cache mounts keep the

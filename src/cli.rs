@@ -54,7 +54,7 @@ pub struct NodeArgs {
     /// Simultaneous client connections [default: 1024].
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
-    /// Address for Prometheus /metrics [default: none].
+    /// Address for Prometheus /metrics and /ready [default: none].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
     /// Worker threads [default: 4].
@@ -140,7 +140,7 @@ pub struct ProxyArgs {
     pub discovery: Vec<String>,
     #[command(flatten)]
     pub ring: RingArgs,
-    /// Address for Prometheus /metrics [default: none].
+    /// Address for Prometheus /metrics and /ready [default: none].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
     /// Worker threads; 1 runs the whole proxy on one thread, as twemproxy does [default: 1].
@@ -214,7 +214,7 @@ pub struct LocalArgs {
     /// Where the proxy listens [default: 127.0.0.1:11211].
     #[arg(long)]
     pub listen: Option<String>,
-    /// Address for the proxy's Prometheus /metrics [default: none].
+    /// Address for the proxy's Prometheus /metrics and /ready [default: none].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
     /// Memory budget of each node, MiB [default: 64].

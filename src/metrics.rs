@@ -1,10 +1,25 @@
 //! Prometheus metrics: the servers' metric names (the routing layer's are listed in
-//! `ringcache_client::metric_names`), the recorder, and the `/metrics` endpoint.
+//! `ringcache_client::metric_names`), the recorder, and the HTTP endpoint that serves
+//! `/metrics` and `/ready`.
 //!
 //! Names follow docs/architecture.md §7: prefix `ringcache_`, base units, `_total` on counters,
 //! low-cardinality labels (`cmd`, `result`, `kind`, `cause`, `node`), never a key. Hot-path counters live in the
 //! servers' own atomics (the same ones `stats` reports) and are published here once a second,
 //! so serving a request costs no metrics-registry lookups.
+//!
+//! Two recorders sit behind one `metrics` router (metrics-util's routing layer): the per-node
+//! families (`metric_names::PER_NODE`) go to one that drops a series untouched for
+//! [`NODE_SERIES_IDLE`], everything else to one that never drops anything. The exporter has
+//! no call to remove a series, and its idle timeout applies to every series of a recorder, so
+//! it is confined to the series that must go: a node that left every ring is no longer kept
+//! alive by its router (`Topology::keep_node_metrics_alive`, once a second) and leaves the
+//! page, which is what stops `RingcacheNodeDown` firing for a node that is gone. The other
+//! recorder's handles (the rebalancer's, the servers' histograms) are held for the process's
+//! life and must never be dropped under them. A page is the two renders one after the other;
+//! no family is in both, so each family's lines stay together as the text format requires.
+//!
+//! `/ready` answers 200 while the server can serve and 503 with a one-line reason while it
+//! cannot (a proxy with no answering node, a draining node): [`Exporter::ready`].
 //!
 //! The endpoint is bounded like the cache ports: headers must arrive within a deadline (a
 //! slowloris client is dropped), a connection lives at most a fixed time, at most a fixed number
@@ -21,11 +36,13 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::layers::RouterBuilder;
+use metrics_util::MetricKindMask;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use ringcache_client::metric_names::{m, Kind, Metric, Unit, ALL};
+use ringcache_client::metric_names::{m, Kind, Metric, Unit, ALL, PER_NODE};
 
 use crate::error::Error;
 
@@ -60,6 +77,31 @@ pub const REQUEST_DURATION_SECONDS: &str = "ringcache_request_duration_seconds";
 pub const MULTIGET_PARTIAL_TOTAL: &str = "ringcache_proxy_multiget_failed_keys_total";
 /// Proxy: config reloads applied.
 pub const CONFIG_RELOADS_TOTAL: &str = "ringcache_proxy_config_reloads_total";
+/// Proxy: 1 if the last config reload was applied (or nothing needed changing), 0 if the file
+/// was refused; Prometheus' own name for it.
+pub const CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "ringcache_config_last_reload_successful";
+/// Proxy: Unix time of the last reload that succeeded (the start, before any).
+pub const CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP: &str =
+    "ringcache_config_last_reload_success_timestamp_seconds";
+/// Proxy: members of the current ring (0: the proxy has no cluster).
+pub const PROXY_RING_NODES: &str = "ringcache_proxy_ring_nodes";
+/// Proxy: 1 while `/ready` answers 200.
+pub const PROXY_READY: &str = "ringcache_proxy_ready";
+/// The client-connection limit (`max_connections`), by `role`.
+pub const MAX_CONNECTIONS: &str = "ringcache_max_connections";
+/// Always 1, labelled with the `version` and the git `commit` the binary was built from.
+pub const BUILD_INFO: &str = "ringcache_build_info";
+
+/// How long a per-node series (`metric_names::PER_NODE`) stays on the page after its router
+/// last kept it alive. Routers keep their nodes' series alive once a second, so a live node's
+/// series are never near it; a node that left goes this long after its transition ended
+/// (plus up to one scrape). A node's latency histogram also goes after this long without a
+/// request, and comes back with the next one.
+pub const NODE_SERIES_IDLE: Duration = Duration::from_secs(30);
+
+/// The commit the binary was built from (build.rs: `RINGCACHE_COMMIT` or `git rev-parse`,
+/// else "unknown").
+pub const COMMIT: &str = env!("RINGCACHE_COMMIT");
 
 /// Histogram buckets for request durations: 10 µs to 1 s.
 const DURATION_BUCKETS: &[f64] = &[
@@ -67,26 +109,84 @@ const DURATION_BUCKETS: &[f64] = &[
     0.1, 0.25, 0.5, 1.0,
 ];
 
-static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static EXPORTER: OnceLock<Exporter> = OnceLock::new();
 
-/// Installs the process-wide Prometheus recorder (once; later calls return the same handle, so
-/// several servers in one process — `ringcache local`, tests — share it).
-pub fn install() -> PrometheusHandle {
-    HANDLE
+/// Whether a server can serve now; the reason if not (one line, for `/ready`'s body).
+pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// What the endpoint serves: the two recorders' pages, the process collector, and the server's
+/// readiness.
+#[derive(Clone)]
+pub struct Exporter {
+    main: PrometheusHandle,
+    nodes: PrometheusHandle,
+    process: Arc<metrics_process::Collector>,
+    ready: Option<Readiness>,
+}
+
+impl Exporter {
+    /// The same exporter, answering `/ready` with `check` (without one, `/ready` is 200).
+    pub fn ready(mut self, check: impl Fn() -> Result<(), String> + Send + Sync + 'static) -> Self {
+        self.ready = Some(Arc::new(check));
+        self
+    }
+
+    /// The `/metrics` page: the process's figures are read first, as a scrape asks for them.
+    pub fn render(&self) -> String {
+        self.process.collect();
+        let mut page = self.main.render();
+        page.push_str(&self.nodes.render());
+        page
+    }
+
+    /// `/ready`'s answer: `Ok` or the reason the server cannot serve.
+    pub fn check_ready(&self) -> Result<(), String> {
+        self.ready.as_ref().map_or(Ok(()), |f| f())
+    }
+
+    fn run_upkeep(&self) {
+        self.main.run_upkeep();
+        self.nodes.run_upkeep();
+    }
+}
+
+/// Installs the process-wide Prometheus recorders (once; later calls return the same exporter,
+/// without readiness, so several servers in one process — `ringcache local`, tests — share
+/// them).
+pub fn install() -> Exporter {
+    EXPORTER
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Suffix("duration_seconds".into()),
-                    DURATION_BUCKETS,
-                )
-                .expect("static bucket list is not empty")
+            let builder = || {
+                PrometheusBuilder::new()
+                    .set_buckets_for_metric(
+                        Matcher::Suffix("duration_seconds".into()),
+                        DURATION_BUCKETS,
+                    )
+                    .expect("static bucket list is not empty")
+            };
+            let main = builder().build_recorder();
+            let nodes = builder()
+                .idle_timeout(MetricKindMask::ALL, Some(NODE_SERIES_IDLE))
                 .build_recorder();
-            let handle = recorder.handle();
+            let exporter = Exporter {
+                main: main.handle(),
+                nodes: nodes.handle(),
+                process: Arc::new(metrics_process::Collector::default()),
+                ready: None,
+            };
+            let nodes = Arc::new(nodes);
+            let mut router = RouterBuilder::from_recorder(main);
+            for name in PER_NODE {
+                router.add_route(MetricKindMask::ALL, *name, nodes.clone());
+            }
             // Another recorder may already be installed (an embedding program's); then ours
-            // still renders whatever is recorded through our handle's registry.
-            let _ = metrics::set_global_recorder(recorder);
+            // still renders whatever is recorded through our handles' registries.
+            let _ = metrics::set_global_recorder(router.build());
             describe();
-            handle
+            exporter.process.describe();
+            metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "commit" => COMMIT)
+                .set(1.0);
+            exporter
         })
         .clone()
 }
@@ -179,6 +279,42 @@ const SERVER_METRICS: &[Metric] = &[
         Unit::Count,
         "Proxy config reloads applied",
     ),
+    m(
+        CONFIG_LAST_RELOAD_SUCCESSFUL,
+        Kind::Gauge,
+        Unit::Count,
+        "1 if the last config reload was applied, 0 if the file was refused",
+    ),
+    m(
+        CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP,
+        Kind::Gauge,
+        Unit::Seconds,
+        "Unix time of the last successful config reload (the start, before any)",
+    ),
+    m(
+        PROXY_RING_NODES,
+        Kind::Gauge,
+        Unit::Count,
+        "Members of the proxy's current ring (0: no cluster, not ready)",
+    ),
+    m(
+        PROXY_READY,
+        Kind::Gauge,
+        Unit::Count,
+        "1 while the proxy is ready (a member of its ring answers), as /ready says",
+    ),
+    m(
+        MAX_CONNECTIONS,
+        Kind::Gauge,
+        Unit::Count,
+        "Client connection limit (max_connections)",
+    ),
+    m(
+        BUILD_INFO,
+        Kind::Gauge,
+        Unit::Count,
+        "Always 1, labelled with the version and git commit of the build",
+    ),
 ];
 
 /// Gives every metric its `# HELP` line: the servers' own, and the routing layer's, which are
@@ -233,15 +369,17 @@ impl Default for HttpLimits {
 /// How long the accept loop pauses after an accept error (out of file descriptors and the like).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves `GET /metrics` on `listener` until `shutdown` is cancelled, with the default limits.
-pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: CancellationToken) {
+/// Serves `GET /metrics` and `GET /ready` on `listener` until `shutdown` is cancelled, with the
+/// default limits.
+pub async fn serve(listener: TcpListener, handle: Exporter, shutdown: CancellationToken) {
     serve_with(listener, handle, shutdown, HttpLimits::default()).await
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` is cancelled, within `limits`.
+/// Serves `GET /metrics` and `GET /ready` on `listener` until `shutdown` is cancelled, within
+/// `limits`.
 pub async fn serve_with(
     listener: TcpListener,
-    handle: PrometheusHandle,
+    handle: Exporter,
     shutdown: CancellationToken,
     limits: HttpLimits,
 ) {
@@ -284,16 +422,27 @@ pub async fn serve_with(
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let handle = handle.clone();
                 async move {
-                    let resp = if req.uri().path() == "/metrics" {
-                        Response::builder()
+                    match req.uri().path() {
+                        "/metrics" => Response::builder()
                             .header("content-type", "text/plain; version=0.0.4")
-                            .body(Full::new(Bytes::from(handle.render())))
-                    } else {
-                        Response::builder()
+                            .body(Full::new(Bytes::from(handle.render()))),
+                        "/ready" => {
+                            let (status, body) = match handle.check_ready() {
+                                Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+                                Err(why) => (
+                                    StatusCode::SERVICE_UNAVAILABLE,
+                                    format!("not ready: {why}\n"),
+                                ),
+                            };
+                            Response::builder()
+                                .status(status)
+                                .header("content-type", "text/plain")
+                                .body(Full::new(Bytes::from(body)))
+                        }
+                        _ => Response::builder()
                             .status(StatusCode::NOT_FOUND)
-                            .body(Full::new(Bytes::from_static(b"try /metrics\n")))
-                    };
-                    resp
+                            .body(Full::new(Bytes::from_static(b"try /metrics or /ready\n"))),
+                    }
                 }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -310,4 +459,34 @@ pub async fn serve_with(
 /// Where a bound listener ended up, for the start-up line.
 pub fn local_addr(l: &TcpListener) -> Option<SocketAddr> {
     l.local_addr().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// metrics-util's router matches a route as a prefix of the name: a family whose name
+    /// starts with a per-node family's would be sent to the recorder that drops idle series,
+    /// and its held handles would go dead. No other family may start with one.
+    #[test]
+    fn only_per_node_families_route_to_the_dropping_recorder() {
+        for m in SERVER_METRICS.iter().chain(ALL) {
+            if PER_NODE.contains(&m.name) {
+                continue;
+            }
+            for p in PER_NODE {
+                assert!(
+                    !m.name.starts_with(p),
+                    "{} would be routed as the per-node family {p}",
+                    m.name
+                );
+            }
+        }
+        for p in PER_NODE {
+            assert!(
+                ALL.iter().any(|m| m.name == *p),
+                "{p} is described in metric_names::ALL"
+            );
+        }
+    }
 }

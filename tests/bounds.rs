@@ -664,11 +664,7 @@ fn pipeline_deeper_than_the_inflight_limit_is_answered() {
         let cfg = ringcache::proxy::ProxyConfig {
             listen: "127.0.0.1:0".into(),
             max_inflight_per_connection: 1,
-            nodes: vec![ringcache_client::ring::NodeSpec {
-                addr: node.addr.to_string(),
-                name: None,
-                weight: 1,
-            }],
+            nodes: vec![ringcache_client::ring::NodeSpec::new(node.addr.to_string())],
             ..Default::default()
         };
         let proxy = ringcache::proxy::start(cfg, None).await.unwrap();

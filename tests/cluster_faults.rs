@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ringcache_client::health::NodeState;
 use ringcache_client::{CasResult, Client, ClientBuilder, Item, RebalanceOptions};
-use testkit::aio::{Raw, RawValue, IO_LIMIT};
+use testkit::aio::{metrics_page, Raw, RawValue, IO_LIMIT};
 use testkit::servers::{ringcache, ringcache_node, ringcache_spawn};
 use testkit::{run, Output, Proc, Rng, Spawn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1084,6 +1084,210 @@ fn kill9_one_node_through_proxy_process() {
     });
 }
 
+/// `mg <key> v` through `c`: the value on a hit (`VA`), `None` on a miss (`EN`).
+async fn mg_value(c: &mut Raw, key: &str) -> Result<Option<Vec<u8>>, String> {
+    c.send(format!("mg {key} v\r\n").as_bytes()).await?;
+    let head = c.line().await?;
+    if head == "EN" {
+        return Ok(None);
+    }
+    if !head.starts_with("VA ") {
+        return Err(format!("mg {key}: {head:?}"));
+    }
+    Ok(Some(c.line().await?.into_bytes()))
+}
+
+/// Issue 23: a node killed (-9) and started again empty on its port at once, with no request
+/// in between, fails nothing: the proxy's connections just reconnect. Each connection now asks
+/// the node who it is before carrying requests, so the proxy takes the new process for a
+/// restart, fences it and re-warms it. Reads made after its connections reconnected must all
+/// hit (before, the keys it was primary for missed: a third of them), `get` and `mg` alike;
+/// the restart is counted, the node flushed once, then re-warmed with exactly its keys.
+#[test]
+fn a_quick_restart_between_requests_is_fenced_through_the_proxy() {
+    run(async {
+        const KEYS: usize = 300;
+        let (mut nodes, addrs) = three_nodes();
+        let metrics = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
+        let top = format!("metrics_listen = \"{metrics}\"\n");
+        let (proxy, _cfg_file) = proxy_process_with(&addrs, 2, &top);
+        let victim = 1;
+        let victim_addr = addrs[victim].clone();
+        let key = |i: usize| format!("quick:{i}");
+        let value = |i: usize| format!("v:{i}").into_bytes();
+
+        let mut c = Raw::connect(proxy.addr).await;
+        for i in 0..KEYS {
+            assert_eq!(c.set(&key(i), &value(i)).await.as_deref(), Ok("STORED"));
+        }
+        // Where the ring puts the keys (the same placement as the proxy's: named by address).
+        // The client is dropped before the kill: as a router it would notice the restart too
+        // and flush the node a second time.
+        let ring = plain_client(&addrs, 2).await;
+        let mine: Vec<bool> = (0..KEYS)
+            .map(|i| owners(&ring, &key(i)).contains(&victim))
+            .collect();
+        let owned = mine.iter().filter(|&&m| m).count();
+        let primary = (0..KEYS)
+            .filter(|&i| owners(&ring, &key(i))[0] == victim)
+            .count();
+        drop(ring);
+        assert!(primary > 50, "victim is primary of {primary} keys");
+
+        // Killed and restarted on its port with no request in between.
+        nodes[victim].kill9();
+        let killed = Instant::now();
+        nodes[victim] = node_at(&victim_addr);
+        let gap = killed.elapsed();
+        let restarted = nodes[victim].addr;
+
+        // Wait (bounded) until the proxy's two connections reached the new process; this
+        // test's own stats connection is the third.
+        let mut watch = Raw::connect(restarted).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stats = watch.stats().await.expect("stats of the restarted node");
+            if stats["curr_connections"].parse::<u64>().unwrap() >= 3 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the proxy never reconnected: {stats:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let reconnected = killed.elapsed();
+
+        let keys: Vec<String> = (0..KEYS).map(key).collect();
+        let mut missed = Vec::new();
+        for (n, chunk) in keys.chunks(100).enumerate() {
+            let got = c.fetch("get", chunk).await.expect("get");
+            for (j, k) in chunk.iter().enumerate() {
+                if got.get(k).map(|v| &v.data) != Some(&value(n * 100 + j)) {
+                    missed.push(format!("get {k}"));
+                }
+            }
+        }
+        for (i, k) in keys.iter().enumerate() {
+            if c.get(k).await.expect("get").map(|v| v.data) != Some(value(i)) {
+                missed.push(format!("single get {k}"));
+            }
+            if mg_value(&mut c, k).await.expect("mg") != Some(value(i)) {
+                missed.push(format!("mg {k}"));
+            }
+        }
+        eprintln!(
+            "quick restart: restarted {gap:?} after the kill, proxy reconnected after \
+             {reconnected:?}; the victim owns {owned} keys (primary of {primary}); {} of {} \
+             reads missed",
+            missed.len(),
+            3 * KEYS
+        );
+        assert_none(&missed, "reads that missed after the quick restart");
+
+        // Noticed, counted, flushed once, then re-warmed with exactly the keys it owns.
+        let series = format!("ringcache_client_node_restarts_total{{node=\"{victim_addr}\"}} 1");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !metrics_page(metrics).await.contains(&series) {
+            assert!(Instant::now() < deadline, "restart never counted: {series}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(cmd_flush(restarted).await, 1, "flushed once");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let items: usize = watch.stats().await.expect("stats")["curr_items"]
+                .parse()
+                .unwrap();
+            if items == owned {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "re-warm left {items} of {owned} keys on the restarted node"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut direct = Raw::connect(restarted).await;
+        for (i, k) in keys.iter().enumerate() {
+            if mine[i] {
+                let got = direct
+                    .get(k)
+                    .await
+                    .expect("get on the node")
+                    .map(|v| v.data);
+                assert_eq!(got, Some(value(i)), "{k} re-warmed onto the restarted node");
+            }
+        }
+    });
+}
+
+/// The same against stock memcached (1.6.18 here, no `instance_id`): the check compares pid
+/// and start time. A memcached killed and started again on its port, with no request in
+/// between, is noticed by an idle embedded client (its probe flushes the new process), and
+/// every key reads back from the replicas.
+#[test]
+fn a_quick_restart_of_stock_memcached_is_noticed_by_pid_and_start_time() {
+    let Some(bin) = testkit::bins::memcached_bin() else {
+        eprintln!("skipped: memcached is not installed");
+        return;
+    };
+    run(async {
+        const KEYS: usize = 300;
+        let how = testkit::servers::memcached_spawn("memcached");
+        let start = |port: Option<u16>| match port {
+            None => testkit::servers::memcached(&bin, &[], &how),
+            Some(p) => testkit::servers::memcached_on(&bin, p, &[], &how),
+        };
+        let mut nodes: Vec<Proc> = (0..3).map(|_| start(None).unwrap()).collect();
+        let addrs = addrs(&nodes);
+        let client = timed_client(2, |b| b.nodes(addrs.clone()).replicas(2)).await;
+        let key = |i: usize| format!("mc:{i}");
+        set_each(&client, KEYS, key, |i| format!("v:{i}")).await;
+        let victim = 2;
+        let primary = (0..KEYS)
+            .filter(|&i| owners(&client, &key(i))[0] == victim)
+            .count();
+        assert!(primary > 50, "victim is primary of {primary} keys");
+
+        nodes[victim].kill9();
+        let port = nodes[victim].addr.port();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        nodes[victim] = loop {
+            match start(Some(port)) {
+                Ok(p) => break p,
+                Err(e) => assert!(Instant::now() < deadline, "restart on {port}: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let restarted = nodes[victim].addr;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cmd_flush(restarted).await == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the restart was never noticed (no flush of the new process)"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let keys: Vec<String> = (0..KEYS).map(key).collect();
+        let mut missed = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let got = client.get(k.as_bytes()).await.expect("get");
+            if item_value(&got) != Some(format!("v:{i}").as_bytes()) {
+                missed.push(format!("get {k}"));
+            }
+        }
+        for chunk in keys.chunks(100) {
+            let many = client.get_many(chunk).await.expect("get_many");
+            for (k, item) in chunk.iter().zip(&many.items) {
+                if item.is_none() {
+                    missed.push(format!("get_many {k}"));
+                }
+            }
+        }
+        assert_none(&missed, "reads that missed after the restart");
+    });
+}
+
 // ----- 5. placement equality -------------------------------------------------------------
 
 #[test]
@@ -1428,12 +1632,15 @@ async fn pause_then_restart_under_writes(proxies: usize) {
         "counters sum to {total}; {incr_ok} acknowledged, {incr_failed} failed"
     );
 
-    // A crash is different: the restarted node is detected (its start time in `stats`
-    // changed), flushed and re-warmed by every proxy.
-    nodes[victim].kill9();
+    // A crash is different: the restarted node is detected (its identity in `stats`
+    // changed), flushed and re-warmed by every proxy. The placement client is a router too:
+    // it would notice the restart on reconnecting and flush the node as well, and, with its
+    // re-warm off, possibly after a proxy's re-warm had filled it. It goes first.
     let owned: Vec<usize> = (0..PRE_KEYS)
         .filter(|&i| owners(&placement, &pre_key(i)).contains(&victim))
         .collect();
+    drop(placement);
+    nodes[victim].kill9();
     for p in &procs {
         let mut c = Raw::connect(p.0.addr).await;
         for &i in owned.iter().take(20) {

@@ -27,28 +27,25 @@ mod support;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use hickory_server::authority::{Catalog, ZoneType};
-use hickory_server::proto::rr::rdata::{A, SOA, SRV};
-use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType, RrKey};
-use hickory_server::store::in_memory::InMemoryAuthority;
-use hickory_server::ServerFuture;
+use hickory_server::proto::rr::rdata::A;
+use hickory_server::proto::rr::{RData, RecordType};
 use ringcache::proxy::{self, ProxyConfig, ProxyHandle};
 use ringcache_client::cluster_config::{DiscoverySettings, RebalanceSettings};
 use ringcache_client::health::NodeState;
 use ringcache_client::ring::NodeSpec;
 use ringcache_client::topology::Topology;
 use ringcache_client::{Client, Router};
+use support::dns::{Dns, SRV_NAME};
 use support::{fresh_client, proxy_config, spawn_node_at, Server};
+use testkit::aio::http_get;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 
 const KEYS: usize = 10_000;
-const SRV_NAME: &str = "_memcache._tcp.nodes.test.";
 /// Limit on any one exchange with the proxy.
 const IO_LIMIT: Duration = Duration::from_secs(10);
 /// Limit on discovery noticing a change (interval 1 s) or a transition ending.
@@ -65,122 +62,6 @@ fn run<F: std::future::Future<Output = ()>>(body: F) {
         .build()
         .expect("runtime")
         .block_on(body);
-}
-
-// ----- the DNS server --------------------------------------------------------------------
-
-/// A DNS server for the zone `nodes.test.` on a loopback UDP port.
-struct Dns {
-    addr: SocketAddr,
-    zone: Arc<InMemoryAuthority>,
-    serial: u32,
-    task: tokio::task::JoinHandle<()>,
-}
-
-fn name(s: &str) -> Name {
-    Name::from_str(s).expect("DNS name")
-}
-
-impl Dns {
-    async fn start() -> Dns {
-        let origin = name("nodes.test.");
-        let mut zone = InMemoryAuthority::empty(origin.clone(), ZoneType::Primary, false);
-        let soa = SOA::new(
-            name("ns.nodes.test."),
-            name("admin.nodes.test."),
-            1,
-            60,
-            60,
-            60,
-            0,
-        );
-        zone.upsert_mut(Record::from_rdata(origin.clone(), 60, RData::SOA(soa)), 1);
-        let zone = Arc::new(zone);
-        let mut catalog = Catalog::new();
-        catalog.upsert(LowerName::new(&origin), vec![zone.clone()]);
-        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind DNS");
-        let addr = socket.local_addr().expect("DNS addr");
-        let mut server = ServerFuture::new(catalog);
-        server.register_socket(socket);
-        let task = tokio::spawn(async move {
-            let _ = server.block_until_done().await;
-        });
-        Dns {
-            addr,
-            zone,
-            serial: 1,
-            task,
-        }
-    }
-
-    /// Replaces the records of `owner` of type `rtype` with `data` (none: removes them).
-    async fn set(&mut self, owner: &str, rtype: RecordType, data: Vec<RData>) {
-        self.serial += 1;
-        let owner = name(owner);
-        self.zone
-            .records_mut()
-            .await
-            .remove(&RrKey::new(LowerName::new(&owner), rtype));
-        for d in data {
-            // TTL 0: nothing may serve an old answer.
-            assert!(
-                self.zone
-                    .upsert(Record::from_rdata(owner.clone(), 0, d), self.serial)
-                    .await
-            );
-        }
-    }
-
-    /// `n<i>.nodes.test.` at `ip`.
-    async fn set_a(&mut self, i: usize, ip: Ipv4Addr) {
-        self.set(
-            &format!("n{i}.nodes.test."),
-            RecordType::A,
-            vec![RData::A(A(ip))],
-        )
-        .await;
-    }
-
-    /// The SRV records: one per `(i, port)`, target `n<i>.nodes.test.`.
-    async fn set_srv(&mut self, members: &[(usize, u16)]) {
-        let data = members
-            .iter()
-            .map(|&(i, port)| RData::SRV(SRV::new(0, 0, port, name(&format!("n{i}.nodes.test.")))))
-            .collect();
-        self.set(SRV_NAME, RecordType::SRV, data).await;
-    }
-
-    /// A server that already publishes `nodes` (see [`Dns::publish`]).
-    async fn publishing(nodes: &[&Server]) -> Dns {
-        let mut dns = Dns::start().await;
-        dns.publish(nodes).await;
-        dns
-    }
-
-    /// Publishes `nodes` as members `n0, n1, …`: an A record at each node's address, and their
-    /// SRV records.
-    async fn publish(&mut self, nodes: &[&Server]) {
-        for (i, n) in nodes.iter().enumerate() {
-            let IpAddr::V4(ip) = n.addr.ip() else {
-                panic!("test nodes listen on IPv4 loopback")
-            };
-            self.set_a(i, ip).await;
-        }
-        let members: Vec<(usize, &Server)> = nodes.iter().copied().enumerate().collect();
-        self.set_srv_of(&members).await;
-    }
-
-    /// The SRV records of `members`: `n<i>.nodes.test.` at each node's port.
-    async fn set_srv_of(&mut self, members: &[(usize, &Server)]) {
-        let srv: Vec<(usize, u16)> = members.iter().map(|&(i, n)| (i, n.addr.port())).collect();
-        self.set_srv(&srv).await;
-    }
-}
-
-impl Drop for Dns {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 // ----- a pipelined text-protocol connection to the proxy -----------------------------------
@@ -760,8 +641,7 @@ fn dns_failures_keep_the_last_good_list() {
 
         // The server stops answering (its port still bound, so no ICMP refusal): timeouts.
         let before = failures("timeout");
-        dns.task.abort();
-        let _ = (&mut dns.task).await;
+        dns.stop().await;
         // The server's socket closes once its tasks (aborted with it) are dropped: retry.
         let deadline = Instant::now() + IO_LIMIT;
         let _silent = loop {
@@ -782,8 +662,8 @@ fn dns_failures_keep_the_last_good_list() {
     });
 }
 
-/// A proxy whose first resolution fails starts with no members, says so to clients, and takes
-/// the nodes as soon as DNS has them.
+/// A proxy whose first resolution fails starts with no members, says so to clients and on
+/// `/ready` (503), and takes the nodes as soon as DNS has them (then `/ready` is 200).
 #[test]
 fn a_proxy_started_before_its_records_exist_waits_for_them() {
     run(async {
@@ -796,6 +676,15 @@ fn a_proxy_started_before_its_records_exist_waits_for_them() {
         // As with every owner of a key down: writes fail, reads miss.
         assert_eq!(conn.line().await, "SERVER_ERROR backend unavailable");
         assert_eq!(conn.line().await, "END");
+        // Its port accepts, but /ready says it has no cluster.
+        let maddr = proxy.metrics_addr.expect("metrics bound");
+        assert_eq!(
+            http_get(maddr, "/ready").await,
+            (
+                503,
+                "not ready: the ring has no nodes: discovery has resolved none\n".to_string()
+            )
+        );
 
         dns.set_a(0, LOCAL).await;
         dns.set_srv(&[(0, n0.addr.port())]).await;
@@ -803,6 +692,11 @@ fn a_proxy_started_before_its_records_exist_waits_for_them() {
         conn.send(b"set k 0 0 1\r\nv\r\nget k\r\n").await;
         assert_eq!(conn.line().await, "STORED");
         assert_eq!(conn.line().await, "VALUE k 0 1");
+        // The node answered: ready.
+        assert_eq!(
+            http_get(maddr, "/ready").await,
+            (200, "ready\n".to_string())
+        );
         proxy.shutdown().await;
     });
 }

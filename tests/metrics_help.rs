@@ -44,11 +44,7 @@ async fn every_metric_family_has_help() {
         ProxyConfig {
             listen: "127.0.0.1:0".into(),
             metrics_listen: Some("127.0.0.1:0".into()),
-            nodes: vec![NodeSpec {
-                addr: node.addr.to_string(),
-                name: Some("n0".into()),
-                weight: 1,
-            }],
+            nodes: vec![NodeSpec::new(node.addr.to_string()).named("n0")],
             ..ProxyConfig::default()
         },
         None,

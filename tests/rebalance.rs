@@ -90,11 +90,7 @@ fn spawn(kind: Kind) -> Option<Server> {
 }
 
 fn spec(i: usize, s: &Server) -> NodeSpec {
-    NodeSpec {
-        addr: s.addr.to_string(),
-        name: Some(format!("n{i}")),
-        weight: 1,
-    }
+    NodeSpec::new(s.addr.to_string()).named(format!("n{i}"))
 }
 
 impl Cluster {

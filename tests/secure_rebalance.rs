@@ -123,11 +123,8 @@ impl Secure {
 }
 
 fn spec(i: usize, s: &Server) -> NodeSpec {
-    NodeSpec {
-        addr: s.addr.to_string(),
-        name: Some(format!("n{i}")),
-        weight: 1,
-    }
+    // Named as a node found by SRV is (its certificate is checked against that name).
+    NodeSpec::new(s.addr.to_string()).named(format!("n{i}.nodes.test"))
 }
 
 /// A router over `nodes` speaking to them with `connector`.

@@ -20,7 +20,13 @@ use ringcache_client::transport::{Connector, TransportSettings};
 use ringcache_client::{Client, ClientOptions};
 use tokio_rustls::rustls::{self, pki_types::ServerName};
 
-use support::{spawn_node, spawn_proxy, Server, REPLY_TIMEOUT};
+use hickory_server::proto::rr::rdata::A;
+use hickory_server::proto::rr::{RData, RecordType};
+use ringcache_client::cluster_config::DiscoverySettings;
+use ringcache_client::discovery::Discovery;
+use ringcache_client::health::NodeState;
+use support::dns::{Dns, SRV_NAME};
+use support::{spawn_node, spawn_node_at, spawn_proxy, Conn, Proc, Server, BIN, REPLY_TIMEOUT};
 
 /// A certificate authority made for one test.
 struct Ca {
@@ -42,11 +48,16 @@ fn ca(name: &str) -> Ca {
     Ca { cert, key }
 }
 
-/// A leaf certificate signed by `ca`: (cert PEM, key PEM).
+/// A leaf certificate signed by `ca` for `localhost` and `127.0.0.1`: (cert PEM, key PEM).
 fn leaf(ca: &Ca, client: bool, expired: bool) -> (String, String) {
+    leaf_for(ca, &["localhost", "127.0.0.1"], client, expired)
+}
+
+/// A leaf certificate signed by `ca` whose SANs are `names` (DNS names or IP addresses).
+fn leaf_for(ca: &Ca, names: &[&str], client: bool, expired: bool) -> (String, String) {
     let key = KeyPair::generate().unwrap();
     let mut p =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     p.distinguished_name
         .push(DnType::CommonName, if client { "client" } else { "server" });
     p.extended_key_usages = vec![if client {
@@ -489,4 +500,196 @@ fn sighup_does_not_stop_plain_servers() {
     let mut n = node.conn();
     n.send(b"mn\r\n");
     n.expect(b"MN\r\n");
+}
+
+// ----- certificates that name a node's DNS name only (issue 23) ----------------------------
+
+/// The CA of the name tests, and a certificate per node whose only SAN is the node's DNS name
+/// (`<file>.pem`/`.key` for each `(file, name)`): cert-manager's per-pod layout. No IP
+/// address is in any of them.
+fn named_pki(tag: &str, nodes: &[(&str, &str)]) -> Dir {
+    let d = Dir::new(tag);
+    let good = ca("ringcache name test CA");
+    d.put("ca.pem", &good.cert.pem());
+    for (file, name) in nodes {
+        d.put_leaf(file, leaf_for(&good, &[name], false, false));
+    }
+    d
+}
+
+/// A TLS node on `ip` presenting `<file>.pem` (no client certificates asked).
+fn node_presenting(d: &Dir, file: &str, ip: &str) -> Server {
+    spawn_node_at(
+        &format!("{ip}:0"),
+        &[
+            "--ssl-chain-cert",
+            &s(d.path(&format!("{file}.pem"))),
+            "--ssl-key",
+            &s(d.path(&format!("{file}.key"))),
+        ],
+    )
+}
+
+/// A proxy process (logging at warn) speaking TLS to one `[[nodes]]` entry, `addr` and `name`.
+fn proxy_naming(d: &Dir, tag: &str, addr: SocketAddr, name: &str) -> Proc {
+    let text = format!(
+        "[backend]\ntls = true\nssl_ca_cert = {:?}\n\n[[nodes]]\naddr = \"{addr}\"\nname = \"{name}\"\n",
+        s(d.path("ca.pem")),
+    );
+    let cfg = d.put(&format!("proxy-{tag}.toml"), &text);
+    let how = testkit::servers::ringcache_spawn("proxy").env("RUST_LOG", "warn");
+    testkit::servers::ringcache(
+        Path::new(BIN),
+        "proxy",
+        &["--listen", "127.0.0.1:0", "--config", &s(cfg)],
+        &how,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A node configured with `name = "HOST:PORT"` is checked against `HOST`, not the IP in its
+/// `addr`: a certificate naming only `n0.nodes.test` is accepted (before, the check was
+/// against `127.0.0.1` and failed). With a name its certificate does not carry, the handshake
+/// fails, and the proxy says so at warn level with the node and rustls' reason.
+#[test]
+fn a_configured_node_is_checked_against_the_host_of_its_name() {
+    let d = named_pki("byname", &[("n0", "n0.nodes.test")]);
+    let node = node_presenting(&d, "n0", "127.0.0.1");
+    let port = node.addr.port();
+
+    let right = proxy_naming(&d, "right", node.addr, &format!("n0.nodes.test:{port}"));
+    let mut c = Conn::open(right.addr, "proxy");
+    c.send(b"set nk 0 0 2\r\nhi\r\nget nk\r\n");
+    c.expect(b"STORED\r\nVALUE nk 0 2\r\nhi\r\nEND\r\n");
+    assert!(
+        !right.output_tail().contains("TLS handshake failed"),
+        "{}",
+        right.output_tail()
+    );
+
+    let wrong = proxy_naming(&d, "wrong", node.addr, &format!("wrong.nodes.test:{port}"));
+    let mut c = Conn::open(wrong.addr, "proxy");
+    c.send(b"set nk 0 0 2\r\nhi\r\n");
+    c.expect(b"SERVER_ERROR {*}\r\n");
+    let want = [
+        "WARN".to_string(),
+        "TLS handshake failed".to_string(),
+        "certificate not valid for name \"wrong.nodes.test\"".to_string(),
+        format!("node={}", node.addr),
+        "server_name=wrong.nodes.test".to_string(),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = wrong.output_tail();
+        let line = log.lines().find(|l| l.contains("TLS handshake failed"));
+        if let Some(line) = line {
+            eprintln!("the proxy's log: {line}");
+            for w in &want {
+                assert!(line.contains(w.as_str()), "{w:?} missing from {line:?}");
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no warn line for the handshake:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Nodes found by DNS are checked against their DNS names: a SRV node against its target
+/// (`n0.nodes.test`, `n1.nodes.test`: one certificate per node), a `dns+` node against the
+/// host that was resolved (`pool.nodes.test`), never against the loopback addresses they
+/// resolve to, which no certificate carries. Every node serves (one copy per key, so a node
+/// that failed its handshake would fail the writes of its keys).
+#[test]
+fn discovered_nodes_are_checked_against_their_dns_names() {
+    let d = named_pki(
+        "bydns",
+        &[
+            ("n0", "n0.nodes.test"),
+            ("n1", "n1.nodes.test"),
+            ("pool", "pool.nodes.test"),
+        ],
+    );
+    let n0 = node_presenting(&d, "n0", "127.0.0.1");
+    let n1 = node_presenting(&d, "n1", "127.0.0.2");
+    let pool = node_presenting(&d, "pool", "127.0.0.3");
+    testkit::run(async {
+        let mut dns = Dns::start().await;
+        dns.set_a(0, [127, 0, 0, 1].into()).await;
+        dns.set_a(1, [127, 0, 0, 2].into()).await;
+        dns.set_srv(&[(0, n0.addr.port()), (1, n1.addr.port())])
+            .await;
+        dns.set(
+            "pool.nodes.test.",
+            RecordType::A,
+            vec![RData::A(A([127, 0, 0, 3].into()))],
+        )
+        .await;
+        let settings = TransportSettings {
+            tls: true,
+            ssl_ca_cert: Some(d.path("ca.pem")),
+            ..TransportSettings::default()
+        };
+        let client = Client::builder()
+            .options(ClientOptions {
+                transport: Connector::new(&settings).unwrap(),
+                connect_timeout: Duration::from_secs(5),
+                request_timeout: Duration::from_secs(5),
+                ..ClientOptions::default()
+            })
+            .replicas(1)
+            .build()
+            .await
+            .expect("client");
+        let sources = [
+            format!("dnssrv+{SRV_NAME}"),
+            format!("dns+pool.nodes.test:{}", pool.addr.port()),
+        ];
+        let discovery = DiscoverySettings {
+            nameserver: Some(dns.addr.to_string()),
+            timeout_ms: 500,
+            ..DiscoverySettings::new(sources)
+        };
+        let _following = Discovery::start(client.router(), &discovery, None)
+            .await
+            .expect("discovery");
+        let want = vec![
+            (pool.addr.to_string(), NodeState::Up),
+            (format!("n0.nodes.test:{}", n0.addr.port()), NodeState::Up),
+            (format!("n1.nodes.test:{}", n1.addr.port()), NodeState::Up),
+        ];
+        // A node slow to answer when added (a loaded machine) is probed back: wait, bounded.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let topo = loop {
+            let topo = client.router().topology();
+            let mut members: Vec<(String, NodeState)> = topo
+                .nodes
+                .iter()
+                .map(|n| (n.spec.ring_name().to_string(), n.health.state()))
+                .collect();
+            members.sort_by(|a, b| a.0.cmp(&b.0));
+            if members == want {
+                break topo;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "members {members:?}, want {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let mut served = vec![0; topo.nodes.len()];
+        for i in 0..60 {
+            let k = format!("dk:{i}");
+            client
+                .set(k.as_bytes(), format!("v{i}").into_bytes(), 0, 0)
+                .await
+                .unwrap_or_else(|e| panic!("set {k}: {e}"));
+            let got = client.get(k.as_bytes()).await.expect("get").expect("hit");
+            assert_eq!(&got.value[..], format!("v{i}").as_bytes());
+            served[topo.owners(k.as_bytes()).as_slice()[0]] += 1;
+        }
+        assert!(served.iter().all(|&n| n > 0), "keys per node: {served:?}");
+    });
 }

@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::task::AtomicWaker;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
@@ -66,6 +66,32 @@ pub struct ConnectOptions {
     /// The servers' item size limit: a reply announcing a larger value (plus some slack) is a
     /// broken stream, and the connection is reset rather than buffer it.
     pub max_item_size: usize,
+    /// The name the server's TLS certificate must carry (`NodeSpec::tls_name`); `None`: the
+    /// host of the address.
+    pub tls_name: Option<String>,
+    /// Asked of every new socket before it takes requests (see [`OnConnect`]).
+    pub on_connect: Option<OnConnect>,
+}
+
+/// What a new socket must pass before it carries requests: the server's `stats` reply is
+/// handed to this (once per connect, within the connect timeout), and the socket opens for
+/// requests only after it returns. The router checks there who the server is, so a node that
+/// restarted between two requests is fenced before a request can reach the new, empty
+/// process (`router/lifecycle.rs`). A socket that cannot be asked (no reply in time, a
+/// broken reply) counts as a failed connect and is retried under the backoff.
+#[derive(Clone)]
+pub struct OnConnect(Arc<dyn Fn(&Response) + Send + Sync>);
+
+impl OnConnect {
+    pub fn new(f: impl Fn(&Response) + Send + Sync + 'static) -> OnConnect {
+        OnConnect(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for OnConnect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnConnect")
+    }
 }
 
 impl Default for ConnectOptions {
@@ -77,6 +103,8 @@ impl Default for ConnectOptions {
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             max_item_size: 1024 * 1024,
+            tls_name: None,
+            on_connect: None,
         }
     }
 }
@@ -554,8 +582,7 @@ async fn supervise(shared: Arc<Shared>, opts: ConnectOptions) {
         if shared.gone.load(Ordering::Acquire) {
             return;
         }
-        let attempt =
-            tokio::time::timeout(opts.connect_timeout, opts.transport.connect(&shared.addr)).await;
+        let attempt = tokio::time::timeout(opts.connect_timeout, open(&shared.addr, &opts)).await;
         match attempt {
             Ok(Ok(stream)) => {
                 backoff = opts.backoff_min;
@@ -596,6 +623,51 @@ async fn supervise(shared: Arc<Shared>, opts: ConnectOptions) {
             return;
         }
         backoff = (backoff * 2).min(opts.backoff_max);
+    }
+}
+
+/// Opens a socket (TCP, TLS, authentication: `transport.rs`) and puts it through the
+/// [`OnConnect`] check, if there is one.
+async fn open(addr: &str, opts: &ConnectOptions) -> Result<Stream, Error> {
+    let mut stream = opts
+        .transport
+        .connect_named(addr, opts.tls_name.as_deref())
+        .await?;
+    if let Some(check) = &opts.on_connect {
+        let reply = ask(&mut stream, addr, &Request::Stats { group: None }, opts).await?;
+        (check.0)(&reply);
+    }
+    Ok(stream)
+}
+
+/// Sends `req` on a socket nothing else uses yet and reads its one reply, under the same
+/// bounds as replies on an open connection. The caller bounds the time.
+async fn ask(
+    stream: &mut Stream,
+    addr: &str,
+    req: &Request,
+    opts: &ConnectOptions,
+) -> Result<Response, Error> {
+    let mut out = BytesMut::new();
+    req.encode(&mut out);
+    stream.write_all(&out).await?;
+    stream.flush().await?;
+    let expect = req.expect();
+    let limits = expect.limits(opts.max_item_size);
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        if let Some(resp) = Response::parse_limited(&mut buf, &limits)? {
+            // Nothing else was asked: more bytes, or a reply of another kind, is not memcached.
+            if !buf.is_empty() || !expect.accepts(&resp) {
+                return Err(Error::Protocol(format!(
+                    "{addr}: reply {resp:?} cannot answer {req:?} on a new connection"
+                )));
+            }
+            return Ok(resp);
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(Error::ConnectionClosed(addr.to_string()));
+        }
     }
 }
 
@@ -889,7 +961,6 @@ impl Io<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
     /// A server that reads every request and answers each read with `reply(bytes read)`.
@@ -937,6 +1008,74 @@ mod tests {
             b"VERSION 1.6.0\r\n".repeat(lines)
         })
         .await
+    }
+
+    /// With an [`OnConnect`] check, a new socket asks `stats` first and hands the reply to the
+    /// check before any request is written on it; requests sent meanwhile are refused (the
+    /// socket is not open yet), never written before the check.
+    #[tokio::test]
+    async fn a_new_socket_is_checked_before_it_takes_requests() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let addr = reading_server(|read| {
+            let mut out = Vec::new();
+            for line in read.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+                out.extend_from_slice(match line {
+                    b"stats\r" => &b"STAT pid 7\r\nSTAT uptime 5\r\nEND\r\n"[..],
+                    _ => &b"VERSION 1.6.0\r\n"[..],
+                });
+            }
+            out
+        })
+        .await;
+        let log = seen.clone();
+        let opts = ConnectOptions {
+            on_connect: Some(OnConnect::new(move |r| {
+                log.lock().unwrap().push(r.clone());
+            })),
+            ..ConnectOptions::default()
+        };
+        for _ in 0..2 {
+            let conn = Connection::connect(&addr, opts.clone()).await.unwrap();
+            let r = conn
+                .request(Request::Version, Duration::from_secs(2))
+                .await
+                .unwrap();
+            assert_eq!(r, Response::Version(bytes::Bytes::from_static(b"1.6.0")));
+        }
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2, "once per connect, not per request");
+        let Response::Stats(s) = &seen[0] else {
+            panic!("{:?}", seen[0])
+        };
+        assert_eq!(&s[0].0[..], b"pid");
+        assert_eq!(&s[0].1[..], b"7");
+    }
+
+    /// A socket whose check gets no usable answer never opens: the server is not taken for
+    /// one that was checked.
+    #[tokio::test]
+    async fn a_socket_that_fails_its_check_does_not_open() {
+        let addr = reading_server(|_| b"VALUE x 0 1\r\nx\r\nEND\r\n".to_vec()).await;
+        let opts = ConnectOptions {
+            connect_timeout: Duration::from_millis(200),
+            on_connect: Some(OnConnect::new(|_| panic!("not a stats reply"))),
+            ..ConnectOptions::default()
+        };
+        let r = Connection::connect(&addr, opts).await;
+        assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
+        let silent = silent_server().await;
+        let opts = ConnectOptions {
+            connect_timeout: Duration::from_millis(200),
+            on_connect: Some(OnConnect::new(|_| {})),
+            ..ConnectOptions::default()
+        };
+        let conn = Connection::new(&silent, opts);
+        let r = conn.request(Request::Version, Duration::from_secs(1)).await;
+        assert!(matches!(r, Err(Error::ConnectionClosed(_))), "{r:?}");
+        assert!(conn
+            .wait_connected(Duration::from_millis(500))
+            .await
+            .is_err());
     }
 
     /// A request's bytes and slot are taken when it is sent, before its future is polled; a

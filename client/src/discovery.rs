@@ -4,7 +4,8 @@
 //! without editing a file.
 //!
 //! - `dns+HOST:PORT`: every A/AAAA address of `HOST` is a node at `PORT`, **named by its
-//!   address**: a node that comes back with another IP is another node to the ring.
+//!   address**: a node that comes back with another IP is another node to the ring. Its TLS
+//!   certificate is checked against `HOST` (a SRV node's against its target), never the IP.
 //! - `dnssrv+NAME`: every SRV record of `NAME` is a node, **named `TARGET:PORT`** (the pod's
 //!   own DNS name for a StatefulSet behind a headless Service) and reached at the address
 //!   `TARGET` resolves to. A pod that restarts with a new IP keeps its name, so it keeps its
@@ -283,7 +284,12 @@ impl NodeResolver {
                     Source::Srv { name } => self.srv(name).await?,
                 };
                 for n in found {
-                    if !out.contains(&n) {
+                    // One node named by two sources counts once (the first source's TLS
+                    // name is kept).
+                    if !out
+                        .iter()
+                        .any(|o| o.ring_name() == n.ring_name() && o.addr == n.addr)
+                    {
                         out.push(n);
                     }
                 }
@@ -308,7 +314,7 @@ impl NodeResolver {
             .map_err(|e| (Failure::of(&e), format!("{host}: {e}")))?;
         Ok(ips
             .iter()
-            .map(|ip| NodeSpec::new(SocketAddr::new(ip, port).to_string()))
+            .map(|ip| NodeSpec::new(SocketAddr::new(ip, port).to_string()).with_tls_host(host))
             .collect())
     }
 
@@ -490,10 +496,27 @@ impl Discovery {
     }
 }
 
+/// One resolution ([`resolve_and_apply`]), then, if the ring is still empty, a warning: every
+/// round, since a router without members fails every write and misses every read while its
+/// port still accepts (the proxy's `/ready` says 503 and `ringcache_proxy_ring_nodes` 0).
+async fn round(
+    client: &Router,
+    resolver: &NodeResolver,
+    absences: &mut Absences,
+    on_change: Option<&OnChange>,
+) {
+    resolve_and_apply(client, resolver, absences, on_change).await;
+    if client.topology().nodes.is_empty() {
+        tracing::warn!(
+            "discovery: no nodes found yet; the ring is empty, so writes fail and reads miss"
+        );
+    }
+}
+
 /// One resolution, applied if it changes the membership. The comparison is with the client's
 /// current ring, not with the last answer, so a membership set by anyone else (a reload) is
 /// brought back to what DNS says at the next round.
-async fn round(
+async fn resolve_and_apply(
     client: &Router,
     resolver: &NodeResolver,
     absences: &mut Absences,
@@ -554,7 +577,7 @@ impl Router {
                 .iter()
                 .find(|n| n.spec.ring_name() == spec.ring_name() && n.spec.addr == spec.addr)
                 .cloned();
-            let opts = self.connect_options();
+            let opts = self.connect_options_for(spec);
             let timeout = o.request_timeout;
             async move {
                 let ask = async {
@@ -594,13 +617,9 @@ impl Router {
             let Some((topo, replaced)) = self.readdressed(&old, specs)? else {
                 return Ok(());
             };
-            // Down until the probe has seen the new process: it flushes it (never seen
-            // before), fences it and re-warms it from the replicas, as for a node that
-            // restarted.
-            for (_, now) in &replaced {
-                now.health.mark_down();
-                now.metrics.up.set(0.0);
-            }
+            // Down (from its creation, `stranger_entry`) until the probe has seen the new
+            // process: it flushes it (never seen before), fences it and re-warms it from the
+            // replicas, as for a node that restarted.
             let topo = Arc::new(topo);
             let prev = self.inner.topology.compare_and_swap(&old, topo.clone());
             if !Arc::ptr_eq(&prev, &old) {
@@ -654,7 +673,7 @@ impl Router {
                         let fresh = match replaced.iter().find(|(o, _)| Arc::ptr_eq(o, e)) {
                             Some((_, f)) => f.clone(),
                             None => {
-                                let f = Arc::new(self.node_entry(&n));
+                                let f = self.stranger_entry(&n);
                                 replaced.push((e.clone(), f.clone()));
                                 f
                             }

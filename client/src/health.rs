@@ -15,6 +15,10 @@
 //! - A restarted process, one never seen before, or a hint log that overflowed: the node is
 //!   flushed (nothing it holds can be trusted) and [`NodeState::Fenced`] until re-warmed.
 //!
+//! A restart between two requests fails nothing, so every new connection checks who answers
+//! too, before it carries a request ([`Health::connected_as`]): another process takes the node
+//! down, and the probe above flushes and fences it.
+//!
 //! A replica that misses a copy while serving (a failed copy after a conditional write) gets
 //! a hint too, so the miss is never silent: that key is not read from it until replayed.
 //!
@@ -83,19 +87,27 @@ pub enum Hinted {
     Overflowed,
 }
 
-/// Who a process is: its pid and start time (Unix seconds), from `stats`.
+/// Who a process is: its pid and start time (Unix seconds), from `stats`, and the instance id
+/// a ringcache node reports (`instance_id`, random at every start; memcached has none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Identity {
     pub pid: u64,
     pub started: u64,
+    pub instance: Option<u64>,
 }
 
+/// How far apart two start times (`time - uptime`, whole seconds) of one process may be:
+/// `time` and `uptime` are each rounded down, and read at slightly different moments on some
+/// servers.
+pub const START_TOLERANCE_SECS: u64 = 1;
+
 impl Identity {
-    /// Reads `pid`, `uptime` and `time` from a `stats` listing.
+    /// Reads `pid`, `uptime`, `time` and `instance_id` from a `stats` listing; `None` without
+    /// the first three.
     pub fn from_stats<'a>(
         stats: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     ) -> Option<Identity> {
-        let (mut pid, mut uptime, mut time) = (None, None, None);
+        let (mut pid, mut uptime, mut time, mut instance) = (None, None, None, None);
         for (k, v) in stats {
             let n = std::str::from_utf8(v)
                 .ok()
@@ -104,20 +116,52 @@ impl Identity {
                 b"pid" => pid = n,
                 b"uptime" => uptime = n,
                 b"time" => time = n,
+                b"instance_id" => instance = n,
                 _ => {}
             }
         }
         Some(Identity {
             pid: pid?,
             started: time?.checked_sub(uptime?)?,
+            instance,
         })
     }
 
-    /// Whether `other` is the same process. `time` and `uptime` are read at slightly different
-    /// moments on some servers, so the start time may differ by a second.
+    /// Whether `other` is the same process. Two instance ids decide alone: they tell apart
+    /// two processes that share a pid (a container's first process is always pid 1) and
+    /// started within a second of each other, as a container restarted at once does, which
+    /// pid and start time cannot. Otherwise (memcached) the pid and the start time must agree,
+    /// the start time within [`START_TOLERANCE_SECS`].
     pub fn same_process(&self, other: &Identity) -> bool {
-        self.pid == other.pid && self.started.abs_diff(other.started) <= 1
+        if let (Some(a), Some(b)) = (self.instance, other.instance) {
+            return a == b;
+        }
+        self.pid == other.pid && self.started.abs_diff(other.started) <= START_TOLERANCE_SECS
     }
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {} started at {}", self.pid, self.started)?;
+        if let Some(i) = self.instance {
+            write!(f, " instance {i}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a new connection's identity check found (see [`Health::connected_as`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// The first process seen there: remembered.
+    First,
+    /// The process seen before.
+    Same,
+    /// Another process than the one seen before (given): the node restarted.
+    Restarted(Identity),
+    /// The node is down: its probe compares identities when it answers, nothing is decided
+    /// (nor remembered) here.
+    Down,
 }
 
 /// Whether a `stats` listing says the node is draining (`draining 1`, a ringcache extension,
@@ -149,9 +193,9 @@ pub struct Health {
     pending: AtomicUsize,
     max_keys: AtomicU64,
     max_bytes: AtomicU64,
-    /// Identity last seen (pid, start time); 0/0 when never seen.
-    pid: AtomicU64,
-    started: AtomicU64,
+    /// Identity last seen; `None` when never seen. Read and written once per connect and
+    /// per probe, never per request.
+    identity: Mutex<Option<Identity>>,
 }
 
 impl Health {
@@ -175,8 +219,7 @@ impl Health {
             pending: AtomicUsize::new(0),
             max_keys: AtomicU64::new(limits.max_keys as u64),
             max_bytes: AtomicU64::new(limits.max_bytes as u64),
-            pid: AtomicU64::new(0),
-            started: AtomicU64::new(0),
+            identity: Mutex::new(None),
         }
     }
 
@@ -371,19 +414,33 @@ impl Health {
 
     /// The identity the node had when last seen, if it was.
     pub fn identity(&self) -> Option<Identity> {
-        match self.started.load(Ordering::Relaxed) {
-            0 => None,
-            started => Some(Identity {
-                pid: self.pid.load(Ordering::Relaxed),
-                started,
-            }),
-        }
+        *self.identity.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Remembers the node's identity.
     pub fn set_identity(&self, id: Identity) {
-        self.pid.store(id.pid, Ordering::Relaxed);
-        self.started.store(id.started.max(1), Ordering::Relaxed);
+        *self.identity.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
+    }
+
+    /// A new connection to the node found process `id` there, before taking any request:
+    /// compares it with the process seen before, in one step, so of several connections that
+    /// reopen at once exactly one reports a restart (or a first sighting). A down node is
+    /// left to its probe, which tells a pause from a restart and a node never seen from one
+    /// seen (a node that was down when first added is flushed on return, so its identity is
+    /// not learned here).
+    pub fn connected_as(&self, id: Identity) -> Seen {
+        let mut known = self.identity.lock().unwrap_or_else(|e| e.into_inner());
+        if self.down.load(Ordering::SeqCst) {
+            return Seen::Down;
+        }
+        match *known {
+            None => {
+                *known = Some(id);
+                Seen::First
+            }
+            Some(k) if k.same_process(&id) => Seen::Same,
+            Some(k) => Seen::Restarted(k),
+        }
     }
 
     /// A probe found the same process answering: usable for writes again, repairing until
@@ -538,27 +595,67 @@ mod tests {
             (b"time", b"1700000100"),
         ];
         let id = Identity::from_stats(s).unwrap();
-        assert_eq!(
-            id,
-            Identity {
-                pid: 42,
-                started: 1_700_000_000
-            }
-        );
-        assert!(id.same_process(&Identity {
-            pid: 42,
-            started: 1_700_000_001
-        }));
-        assert!(!id.same_process(&Identity {
-            pid: 43,
-            started: 1_700_000_000
-        }));
-        assert!(!id.same_process(&Identity {
-            pid: 42,
-            started: 1_700_000_100
-        }));
+        let at = |pid, started| Identity {
+            pid,
+            started,
+            instance: None,
+        };
+        assert_eq!(id, at(42, 1_700_000_000));
+        assert!(id.same_process(&at(42, 1_700_000_001)), "rounding");
+        assert!(id.same_process(&at(42, 1_699_999_999)), "rounding");
+        assert!(!id.same_process(&at(43, 1_700_000_000)));
+        assert!(!id.same_process(&at(42, 1_700_000_002)));
+        assert!(!id.same_process(&at(42, 1_700_000_100)));
         let partial: Vec<(&[u8], &[u8])> = vec![(b"pid", b"42")];
         assert_eq!(Identity::from_stats(partial), None);
+        // A ringcache node's instance id decides alone: pid 1 restarted within the second.
+        let node: Vec<(&[u8], &[u8])> = vec![
+            (b"pid", b"1"),
+            (b"uptime", b"0"),
+            (b"time", b"1700000000"),
+            (b"instance_id", b"77"),
+        ];
+        let first = Identity::from_stats(node).unwrap();
+        assert_eq!(first.instance, Some(77));
+        let again = Identity {
+            instance: Some(78),
+            ..first
+        };
+        assert!(
+            !first.same_process(&again),
+            "same pid and second, new instance"
+        );
+        assert!(first.same_process(&first));
+        assert!(
+            first.same_process(&at(1, 1_700_000_000)),
+            "without an instance id on one side, pid and start time decide"
+        );
+    }
+
+    #[test]
+    fn a_connection_sees_first_same_restarted_or_leaves_it_to_the_probe() {
+        let h = Health::new(1);
+        let a = Identity {
+            pid: 7,
+            started: 1_700_000_000,
+            instance: None,
+        };
+        let b = Identity { pid: 8, ..a };
+        assert_eq!(h.connected_as(a), Seen::First);
+        assert_eq!(h.identity(), Some(a));
+        assert_eq!(h.connected_as(a), Seen::Same);
+        assert_eq!(h.connected_as(b), Seen::Restarted(a));
+        assert_eq!(h.identity(), Some(a), "the probe compares with the old one");
+        h.mark_down();
+        assert_eq!(h.connected_as(b), Seen::Down);
+        let fresh = Health::new(1);
+        fresh.mark_down();
+        assert_eq!(fresh.connected_as(a), Seen::Down);
+        assert_eq!(
+            fresh.identity(),
+            None,
+            "a node first met down is the probe's to judge"
+        );
     }
 
     #[test]

@@ -2,6 +2,10 @@
 //! unit and help text: one list. `topology.rs` and `migrate.rs` record under these names; the
 //! servers' `src/metrics.rs` describes them from [`ALL`] when it installs the recorder, so a
 //! name exists in exactly one place and no family reaches `/metrics` without its `# HELP`.
+//!
+//! [`PER_NODE`] lists the families that carry a `node` label: the servers keep them in a
+//! registry of their own whose series are dropped once their node has left every ring (see
+//! `NodeMetrics::keep_alive` in `topology.rs` and docs/operations.md, "Removed nodes").
 
 /// How a metric is recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +39,7 @@ pub const CLIENT_NODE_UP: &str = "ringcache_client_node_up";
 pub const CLIENT_HINTS: &str = "ringcache_client_hints";
 pub const CLIENT_HINTS_OVERFLOWED_TOTAL: &str = "ringcache_client_hints_overflowed_total";
 pub const CLIENT_HINTS_REPLAYED_TOTAL: &str = "ringcache_client_hints_replayed_total";
+pub const CLIENT_NODE_RESTARTS_TOTAL: &str = "ringcache_client_node_restarts_total";
 pub const REBALANCE_PHASE: &str = "ringcache_rebalance_phase";
 pub const REBALANCE_LAST_DURATION_SECONDS: &str = "ringcache_rebalance_last_duration_seconds";
 pub const REBALANCE_TRANSITIONS_STARTED_TOTAL: &str =
@@ -53,6 +58,19 @@ pub const DISCOVERY_FAILURES_TOTAL: &str = "ringcache_discovery_failures_total";
 pub const DISCOVERY_NODES: &str = "ringcache_discovery_nodes";
 pub const DISCOVERY_CHANGES_TOTAL: &str = "ringcache_discovery_changes_total";
 pub const DISCOVERY_DRAINING: &str = "ringcache_discovery_draining";
+
+/// The families recorded per node (label `node`), and only those: a node's series of each
+/// are dropped from the servers' `/metrics` once the node has left every ring.
+pub const PER_NODE: &[&str] = &[
+    CLIENT_REQUESTS_TOTAL,
+    CLIENT_ERRORS_TOTAL,
+    CLIENT_REQUEST_DURATION_SECONDS,
+    CLIENT_NODE_UP,
+    CLIENT_HINTS,
+    CLIENT_HINTS_OVERFLOWED_TOTAL,
+    CLIENT_HINTS_REPLAYED_TOTAL,
+    CLIENT_NODE_RESTARTS_TOTAL,
+];
 
 /// A [`Metric`] in one line, for the lists of them (this one and the servers' own).
 pub const fn m(name: &'static str, kind: Kind, unit: Unit, help: &'static str) -> Metric {
@@ -107,6 +125,12 @@ pub const ALL: &[Metric] = &[
         Kind::Counter,
         Unit::Count,
         "Hinted keys replayed to a node that came back",
+    ),
+    m(
+        CLIENT_NODE_RESTARTS_TOTAL,
+        Kind::Counter,
+        Unit::Count,
+        "Times another process was found where a node had been (it restarted): flushed, fenced and re-warmed",
     ),
     m(
         REBALANCE_PHASE,

@@ -2,9 +2,10 @@
 //! health. Replaced whole (never mutated) when membership changes, so a request holds one
 //! consistent view from start to end while `set_nodes` swaps in the next.
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
 use crate::connection::{ConnectOptions, Connection};
@@ -33,11 +34,22 @@ pub struct NodeEntry {
     pub metrics: NodeMetrics,
 }
 
+/// How often a router marks its nodes' metric series as in use ([`NodeMetrics::keep_alive`]);
+/// a recorder that drops idle series must wait many times this long.
+pub const NODE_METRICS_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Per-node metric handles, registered once when the node joins.
+///
+/// The servers' recorder drops a per-node series that has not been touched for a while
+/// (`src/metrics.rs`), which is how a node that left every ring leaves `/metrics`: a
+/// Prometheus recorder has no call to remove one series. So while the node is a member of
+/// some ring its router calls [`NodeMetrics::keep_alive`] every [`NODE_METRICS_KEEP_ALIVE`],
+/// and the latency histogram, which cannot be touched without a sample, is registered again
+/// when it may have been dropped ([`NodeLatency`]).
 pub struct NodeMetrics {
     pub requests: Counter,
     pub errors: Counter,
-    pub latency: Histogram,
+    pub latency: NodeLatency,
     pub up: Gauge,
     /// Keys the node missed and that wait for replay (hinted handoff).
     pub hints: Gauge,
@@ -45,6 +57,73 @@ pub struct NodeMetrics {
     pub hints_overflowed: Counter,
     /// Hinted keys replayed to it.
     pub hints_replayed: Counter,
+    /// Times another process was found where the node was (flushed, fenced, re-warmed).
+    pub restarts: Counter,
+}
+
+impl NodeMetrics {
+    /// Registers the node's series under `node = name`.
+    fn register(name: &str) -> NodeMetrics {
+        NodeMetrics {
+            requests: counter!(names::CLIENT_REQUESTS_TOTAL, "node" => name.to_string()),
+            errors: counter!(names::CLIENT_ERRORS_TOTAL, "node" => name.to_string()),
+            latency: NodeLatency::new(name),
+            up: gauge!(names::CLIENT_NODE_UP, "node" => name.to_string()),
+            hints: gauge!(names::CLIENT_HINTS, "node" => name.to_string()),
+            hints_overflowed: counter!(names::CLIENT_HINTS_OVERFLOWED_TOTAL, "node" => name.to_string()),
+            hints_replayed: counter!(names::CLIENT_HINTS_REPLAYED_TOTAL, "node" => name.to_string()),
+            restarts: counter!(names::CLIENT_NODE_RESTARTS_TOTAL, "node" => name.to_string()),
+        }
+    }
+
+    /// Marks every series of the node as still in use without changing a value, so a recorder
+    /// that drops idle series keeps them; a node no longer kept alive (it left every ring and
+    /// its transition ended) has its series dropped after the recorder's idle timeout.
+    pub fn keep_alive(&self) {
+        self.requests.increment(0);
+        self.errors.increment(0);
+        self.hints_overflowed.increment(0);
+        self.hints_replayed.increment(0);
+        self.restarts.increment(0);
+        self.up.increment(0.0);
+        self.hints.increment(0.0);
+        self.latency.recheck.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The node's request-latency histogram. A histogram cannot be marked alive without recording
+/// a sample, so one that got no sample for the recorder's idle timeout is dropped even while
+/// its node is a member, and the handle taken before would then record into nothing for good
+/// (metrics-rs/metrics#372). So the first sample after each keep-alive takes the handle again:
+/// the registry returns the same series while it exists and a new one once it was dropped.
+/// That is one registry lookup per node and keep-alive, not one per request.
+pub struct NodeLatency {
+    node: String,
+    handle: ArcSwap<Histogram>,
+    recheck: AtomicBool,
+}
+
+impl NodeLatency {
+    fn new(node: &str) -> NodeLatency {
+        NodeLatency {
+            node: node.to_string(),
+            handle: ArcSwap::from_pointee(Self::handle(node)),
+            recheck: AtomicBool::new(false),
+        }
+    }
+
+    fn handle(node: &str) -> Histogram {
+        histogram!(names::CLIENT_REQUEST_DURATION_SECONDS, "node" => node.to_string())
+    }
+
+    /// Records one request's latency in seconds.
+    #[inline]
+    pub fn record(&self, seconds: f64) {
+        if self.recheck.load(Ordering::Relaxed) && self.recheck.swap(false, Ordering::Relaxed) {
+            self.handle.store(Arc::new(Self::handle(&self.node)));
+        }
+        self.handle.load().record(seconds);
+    }
 }
 
 impl NodeEntry {
@@ -56,26 +135,31 @@ impl NodeEntry {
         failure_limit: u32,
         hints: HintLimits,
     ) -> NodeEntry {
+        let health = Health::with_limits(failure_limit, hints);
+        NodeEntry::with_health(spec, per_node, opts, health)
+    }
+
+    /// [`NodeEntry::new`] with its health given: set before the first connection starts, so a
+    /// node that must be probed before it serves (a stranger at a known name's new address)
+    /// is down before any of its connections can open.
+    pub fn with_health(
+        spec: NodeSpec,
+        per_node: usize,
+        opts: ConnectOptions,
+        health: Health,
+    ) -> NodeEntry {
         let name = spec.name.clone().unwrap_or_else(|| spec.addr.clone());
         let conns = (0..per_node.max(1))
             .map(|_| Connection::new(&spec.addr, opts.clone()))
             .collect();
-        let metrics = NodeMetrics {
-            requests: counter!(names::CLIENT_REQUESTS_TOTAL, "node" => name.clone()),
-            errors: counter!(names::CLIENT_ERRORS_TOTAL, "node" => name.clone()),
-            latency: histogram!(names::CLIENT_REQUEST_DURATION_SECONDS, "node" => name.clone()),
-            up: gauge!(names::CLIENT_NODE_UP, "node" => name.clone()),
-            hints: gauge!(names::CLIENT_HINTS, "node" => name.clone()),
-            hints_overflowed: counter!(names::CLIENT_HINTS_OVERFLOWED_TOTAL, "node" => name.clone()),
-            hints_replayed: counter!(names::CLIENT_HINTS_REPLAYED_TOTAL, "node" => name.clone()),
-        };
-        metrics.up.set(1.0);
+        let metrics = NodeMetrics::register(&name);
+        metrics.up.set(if health.is_usable() { 1.0 } else { 0.0 });
         NodeEntry {
             spec,
             name,
             conns,
             next: AtomicUsize::new(0),
-            health: Health::with_limits(failure_limit, hints),
+            health,
             explicit_cas: AtomicU8::new(CasSupport::Unknown as u8),
             metrics,
         }
@@ -203,7 +287,7 @@ impl Topology {
         vnodes: u32,
         replicas: usize,
         known: &[Arc<NodeEntry>],
-        make: impl Fn(&NodeSpec) -> NodeEntry,
+        make: impl Fn(&NodeSpec) -> Arc<NodeEntry>,
     ) -> Result<Topology, Error> {
         let ring = Ring::new(specs, hash, vnodes)?;
         let nodes = specs
@@ -213,7 +297,7 @@ impl Topology {
                     .iter()
                     .find(|n| n.spec == *s)
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(make(s)))
+                    .unwrap_or_else(|| make(s))
             })
             .collect();
         Ok(Topology {
@@ -282,6 +366,26 @@ impl Topology {
         out
     }
 
+    /// Marks the metric series of every node of the current and past rings as in use
+    /// ([`NodeMetrics::keep_alive`]); its router calls it every [`NODE_METRICS_KEEP_ALIVE`].
+    /// A node that is
+    /// in none of them (it left, and the transition that moved its keys ended) is not kept,
+    /// and its series leave `/metrics`.
+    pub fn keep_node_metrics_alive(&self) {
+        for n in self.all_nodes() {
+            n.metrics.keep_alive();
+        }
+    }
+
+    /// Members of the current ring that answer: not marked down by the router's health, with
+    /// at least one connection up. A proxy is ready to serve while this is not zero.
+    pub fn answering(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| n.health.is_usable() && n.conns().iter().any(|c| c.is_connected()))
+            .count()
+    }
+
     /// The replica set of `key`, primary first, as node indexes (no allocation for ≤ 4).
     #[inline]
     pub fn owners(&self, key: &[u8]) -> Owners {
@@ -341,11 +445,7 @@ mod tests {
                 socks.push(s);
             }
         });
-        let spec = NodeSpec {
-            addr: addr.to_string(),
-            name: None,
-            weight: 1,
-        };
+        let spec = NodeSpec::new(addr.to_string());
         let node = NodeEntry::new(spec, 2, ConnectOptions::default(), 3, HintLimits::default());
         for c in node.conns() {
             c.wait_connected(Duration::from_secs(5)).await.unwrap();

@@ -6,9 +6,12 @@
 //! authentication apply to every byte a router sends a node.
 //!
 //! Settings (the proxy's `[backend]` table, docs/operations.md) name what memcached names: a CA
-//! to trust, an optional client certificate and key (for nodes that require one), the name to
-//! check the node's certificate against (by default the host part of the node's address, an IP
-//! address included). Certificate files are re-read when they change (see `tls_files`).
+//! to trust, an optional client certificate and key (for nodes that require one), a name to
+//! check every node's certificate against (`ssl_server_name`). Without it each node's
+//! certificate is checked against the node's stable name, which the caller gives
+//! ([`Connector::connect_named`]; `NodeSpec::tls_name`), not against the IP address it was
+//! found at. A refused handshake is logged at warn level with the node and the reason.
+//! Certificate files are re-read when they change (see `tls_files`).
 
 use std::io;
 use std::path::PathBuf;
@@ -124,7 +127,8 @@ pub struct TransportSettings {
     pub ssl_chain_cert: Option<PathBuf>,
     /// PEM private key of the client certificate (default: read from `ssl_chain_cert`).
     pub ssl_key: Option<PathBuf>,
-    /// The name the nodes' certificates must carry (default: the host of each node address).
+    /// One name every node's certificate must carry (default: each node's stable name,
+    /// `NodeSpec::tls_name`).
     pub ssl_server_name: Option<String>,
     /// User for memcached's text-protocol authentication (nodes started with an auth file).
     pub auth_user: Option<String>,
@@ -251,9 +255,18 @@ impl Connector {
         self.inner.as_ref().is_some_and(|i| i.tls.is_some())
     }
 
-    /// Connects to `addr` (`host:port`), does the TLS handshake and authenticates, as set up.
-    /// The caller bounds the whole of it with its connect timeout.
+    /// Connects to `addr` (`host:port`), does the TLS handshake and authenticates, as set up,
+    /// checking the certificate against the host of `addr` (or `ssl_server_name`). The caller
+    /// bounds the whole of it with its connect timeout.
     pub async fn connect(&self, addr: &str) -> io::Result<Stream> {
+        self.connect_named(addr, None).await
+    }
+
+    /// [`Connector::connect`] to a node whose certificate carries `name`: its stable name
+    /// (`NodeSpec::tls_name`: the SRV target, the `dns+` host, the host of its configured
+    /// name or address), which a node found at a pod IP has and the IP has not.
+    /// `ssl_server_name` still overrides it; `None` is the host of `addr`.
+    pub async fn connect_named(&self, addr: &str, name: Option<&str>) -> io::Result<Stream> {
         let tcp = TcpStream::connect(addr).await?;
         let _ = tcp.set_nodelay(true);
         let Some(inner) = &self.inner else {
@@ -262,11 +275,26 @@ impl Connector {
         let mut stream = match &inner.tls {
             None => Stream::Plain(tcp),
             Some(tls) => {
-                let name = match &inner.server_name {
-                    Some(n) => n.clone(),
-                    None => host_name(addr)?,
+                let name = match (&inner.server_name, name) {
+                    (Some(n), _) => n.clone(),
+                    (None, Some(n)) => server_name(addr, n)?,
+                    (None, None) => host_name(addr)?,
                 };
-                Stream::Tls(Box::new(tls.get().connect(name, tcp).await?.into()))
+                // Said at warn level: a refused certificate is a configuration error (a wrong
+                // name, an expired or foreign certificate) that keeps the node down for good,
+                // and at debug level only "not reachable" would show.
+                let shown = name.to_str().into_owned();
+                match tls.get().connect(name, tcp).await {
+                    Ok(s) => Stream::Tls(Box::new(s.into())),
+                    Err(e) => {
+                        tracing::warn!(
+                            node = %addr,
+                            server_name = %shown,
+                            "TLS handshake failed: {e}"
+                        );
+                        return Err(e);
+                    }
+                }
             }
         };
         if let Some(req) = &inner.auth {
@@ -310,11 +338,15 @@ async fn authenticate(stream: &mut Stream, req: &[u8]) -> io::Result<()> {
 /// The host part of `host:port` (`[v6]:port` too) as a TLS server name.
 fn host_name(addr: &str) -> io::Result<ServerName<'static>> {
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(host.to_string()).map_err(|e| {
+    server_name(addr, host.trim_start_matches('[').trim_end_matches(']'))
+}
+
+/// `name` (a DNS name or an IP address) as the TLS server name of the node at `addr`.
+fn server_name(addr: &str, name: &str) -> io::Result<ServerName<'static>> {
+    ServerName::try_from(name.to_string()).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{addr}: no TLS server name: {e}"),
+            format!("{addr}: no TLS server name in {name:?}: {e}"),
         )
     })
 }

@@ -40,6 +40,10 @@ pub struct Node {
     pub clock: Arc<dyn Clock>,
     /// Unix time the node started, for `uptime`.
     pub started: u64,
+    /// Random at every start, reported in `stats` as `instance_id`: routers tell a restarted
+    /// node from the process they knew by it even when pid and start second are the same (a
+    /// container's pid 1 restarted at once; docs/protocol.md).
+    pub instance: u64,
     pub verbosity: AtomicU32,
     /// `slabs automove` (0, 1 or 2): recorded and shown in `stats settings`; the segment store
     /// has no slab classes to rebalance (docs/protocol.md, "slabs automove").
@@ -66,6 +70,8 @@ impl Node {
         );
         Node {
             started: clock.now(),
+            // Never 0, so it cannot be mistaken for a missing field.
+            instance: rand::random::<u64>().max(1),
             store,
             stats: ServerStats::new("node", config.metrics_listen.is_some()),
             clock,
@@ -116,6 +122,18 @@ pub async fn start(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<NodeHand
         if let Some(addr) = metrics_addr {
             println!("ringcache node metrics on http://{addr}/metrics");
         }
+        // Draining, the node still serves every request, but it is leaving: a load balancer
+        // or a Service must stop sending it new clients.
+        let n = Arc::downgrade(&node);
+        let handle = handle.ready(move || match n.upgrade() {
+            Some(n) if n.drain.active() => {
+                Err("draining: leaving the cluster while the routers move its keys".into())
+            }
+            Some(_) => Ok(()),
+            None => Err("shutting down".into()),
+        });
+        metrics::gauge!(crate::metrics::MAX_CONNECTIONS, "role" => "node")
+            .set(node.config.max_connections as f64);
         tokio::spawn(crate::metrics::serve(l, handle, node.shutdown.clone()));
         spawn_publisher(node.clone());
     }

@@ -74,6 +74,26 @@ impl Proxy {
     pub fn config(&self) -> Arc<ProxyConfig> {
         self.config.load_full()
     }
+
+    /// Whether the proxy can serve (`/ready`): its ring has members and at least one of them
+    /// answers (not marked down, a connection up). Without that every write fails and every
+    /// read misses, though the port accepts, so a TCP probe alone would call it ready.
+    pub fn readiness(&self) -> Result<(), String> {
+        let topo = self.router.topology();
+        if topo.nodes.is_empty() {
+            return Err(match self.config().discovery {
+                Some(_) => "the ring has no nodes: discovery has resolved none".into(),
+                None => "the ring has no nodes".into(),
+            });
+        }
+        if topo.answering() == 0 {
+            return Err(format!(
+                "none of the ring's {} nodes answers",
+                topo.nodes.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A running proxy.
@@ -141,6 +161,14 @@ pub async fn start(cfg: ProxyConfig, config_path: Option<PathBuf>) -> Result<Pro
         if let Some(addr) = metrics_addr {
             println!("ringcache proxy metrics on http://{addr}/metrics");
         }
+        let p = Arc::downgrade(&proxy);
+        let handle = handle.ready(move || match p.upgrade() {
+            Some(p) => p.readiness(),
+            None => Err("shutting down".into()),
+        });
+        metrics::gauge!(crate::metrics::MAX_CONNECTIONS, "role" => "proxy")
+            .set(proxy.config().max_connections as f64);
+        reload::record_start();
         tokio::spawn(crate::metrics::serve(l, handle, proxy.shutdown.clone()));
         spawn_publisher(proxy.clone());
     }
@@ -176,6 +204,10 @@ fn spawn_publisher(proxy: Arc<Proxy>) {
                     metrics::counter!(crate::metrics::MULTIGET_PARTIAL_TOTAL)
                         .absolute(proxy.multiget_failures.get());
                     metrics::counter!(crate::metrics::CONFIG_RELOADS_TOTAL).absolute(proxy.reloads.get());
+                    let topo = proxy.router.topology();
+                    metrics::gauge!(crate::metrics::PROXY_RING_NODES).set(topo.nodes.len() as f64);
+                    let ready = proxy.readiness().is_ok();
+                    metrics::gauge!(crate::metrics::PROXY_READY).set(if ready { 1.0 } else { 0.0 });
                 }
                 _ = proxy.shutdown.cancelled() => break,
             }

@@ -62,6 +62,25 @@ pub fn spawn_watcher(proxy: Arc<Proxy>, path: PathBuf) {
     });
 }
 
+/// The config read at start counts as the first successful load, as in Prometheus: the
+/// timestamp is the start until a reload succeeds.
+pub fn record_start() {
+    record_outcome(true);
+}
+
+/// `ringcache_config_last_reload_successful` and, on success, its timestamp: a refused file
+/// leaves the running config in force, which nothing else on `/metrics` would show.
+fn record_outcome(ok: bool) {
+    use crate::metrics::{CONFIG_LAST_RELOAD_SUCCESSFUL, CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP};
+    metrics::gauge!(CONFIG_LAST_RELOAD_SUCCESSFUL).set(if ok { 1.0 } else { 0.0 });
+    if ok {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        metrics::gauge!(CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP).set(now);
+    }
+}
+
 /// After a SIGHUP: whether the file stays as it is for a moment (not being written).
 async fn settled(path: &Path, now: Option<(SystemTime, u64)>) -> bool {
     tokio::time::sleep(Duration::from_millis(250)).await;
@@ -75,7 +94,15 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 
 /// Reads `path` whole, validates it, and applies what can change at run time (see the module
 /// comment). Returns whether anything changed. Nothing is applied unless all of it is valid.
+/// The outcome is recorded in `ringcache_config_last_reload_successful`.
 pub async fn reload(proxy: &Proxy, path: &Path) -> Result<bool, Error> {
+    let outcome = apply(proxy, path).await;
+    record_outcome(outcome.is_ok());
+    outcome
+}
+
+/// [`reload`]'s work.
+async fn apply(proxy: &Proxy, path: &Path) -> Result<bool, Error> {
     let new = ProxyConfig::load(path)?;
     let opts = new.client_options()?;
     let old = proxy.config();

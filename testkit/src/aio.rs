@@ -191,6 +191,30 @@ pub async fn stat(addr: SocketAddr, name: &str) -> u64 {
         .unwrap_or_else(|_| panic!("{addr}: stat {name} is {v:?}"))
 }
 
+/// `GET <path>` on the HTTP endpoint at `addr` (HTTP/1.0, read to the close): the status code
+/// and the body. For `/ready` (200 or 503 with a reason) and `/metrics`.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::time::timeout(IO_LIMIT, TcpStream::connect(addr))
+        .await
+        .expect("connect HTTP in time")
+        .expect("connect HTTP");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .expect("request");
+    let mut all = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut all))
+        .await
+        .expect("HTTP response in time")
+        .expect("HTTP response");
+    let (head, body) = all.split_once("\r\n\r\n").unwrap_or((all.as_str(), ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{addr}{path}: no status line in {head:?}"));
+    (status, body.to_string())
+}
+
 /// The `/metrics` page of the HTTP endpoint at `addr` (HTTP/1.0, read to the close).
 pub async fn metrics_page(addr: SocketAddr) -> String {
     metrics_text(addr)

@@ -59,23 +59,28 @@ pub fn memcached_spawn(name: &str) -> Spawn {
 pub fn memcached(bin: &Path, args: &[&str], how: &Spawn) -> Result<Proc, Error> {
     let mut last = None;
     for _ in 0..5 {
-        let port = free_port();
-        let mut cmd = Command::new(bin);
-        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"])
-            .args(args);
-        // SAFETY: geteuid(2) has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            cmd.args(["-u", "root"]);
-        }
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let how = Spawn {
-            ready: Ready::Accepting(addr),
-            ..how.clone()
-        };
-        match how.start(cmd) {
+        match memcached_on(bin, free_port(), args, how) {
             Ok(p) => return Ok(p),
             Err(e) => last = Some(e),
         }
     }
     Err(last.expect("five attempts"))
+}
+
+/// memcached on `127.0.0.1:port` (a restart on the port it had), as [`memcached`] starts it,
+/// tried once.
+pub fn memcached_on(bin: &Path, port: u16, args: &[&str], how: &Spawn) -> Result<Proc, Error> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"])
+        .args(args);
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        cmd.args(["-u", "root"]);
+    }
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let how = Spawn {
+        ready: Ready::Accepting(addr),
+        ..how.clone()
+    };
+    how.start(cmd)
 }

@@ -14,6 +14,7 @@
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code, unused_imports)]
 
+pub mod dns;
 pub mod pki;
 
 use std::net::SocketAddr;
@@ -115,6 +116,36 @@ pub fn spawn_ringcache(role: &str, listen: &str, extra_args: &[&str]) -> Server 
     ringcache(proc)
 }
 
+/// `ringcache <role> --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 <extra_args>`, and the
+/// address of its metrics endpoint, read from the `metrics on http://ADDR/metrics` line it
+/// prints (its output goes to a log file, removed once read): no port is picked in advance,
+/// so none can be taken by another test meanwhile.
+pub fn spawn_with_metrics(role: &str, extra_args: &[&str]) -> (Server, SocketAddr) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let log = std::env::temp_dir().join(format!(
+        "ringcache-{role}-{}-{}.log",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let how =
+        testkit::servers::ringcache_spawn(role).output(testkit::process::Output::Log(log.clone()));
+    let mut args = vec!["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra_args);
+    let proc = testkit::servers::ringcache(Path::new(BIN), role, &args, &how)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The metrics line is printed before the `listening on` line the start waited for.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    let metrics = text
+        .lines()
+        .find_map(|l| l.split_once(" metrics on http://"))
+        .and_then(|(_, rest)| rest.strip_suffix("/metrics"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("ringcache {role}: no metrics address in {text:?}"));
+    (ringcache(proc), metrics)
+}
+
 fn ringcache(proc: Proc) -> Server {
     Server {
         addr: proc.addr,
@@ -148,11 +179,7 @@ pub fn specs(addrs: &[SocketAddr]) -> Vec<ringcache_client::ring::NodeSpec> {
     addrs
         .iter()
         .enumerate()
-        .map(|(i, a)| ringcache_client::ring::NodeSpec {
-            addr: a.to_string(),
-            name: Some(format!("n{i}")),
-            weight: 1,
-        })
+        .map(|(i, a)| ringcache_client::ring::NodeSpec::new(a.to_string()).named(format!("n{i}")))
         .collect()
 }
 

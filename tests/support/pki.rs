@@ -1,5 +1,6 @@
-//! Certificates for tests that run TLS nodes: a CA, a server certificate for `127.0.0.1` and
-//! `localhost`, and a client certificate, made with rcgen in a directory removed on drop, and
+//! Certificates for tests that run TLS nodes: a CA, a server certificate for `127.0.0.1`,
+//! `localhost` and `*.nodes.test` (the names tests give their nodes: a router checks a node's
+//! certificate against the host of its name, docs/operations.md "TLS"), and a client certificate, made with rcgen in a directory removed on drop, and
 //! the `ringcache node` arguments that serve with them. (tests/tls.rs has its own, with wrong
 //! and expired certificates besides.)
 
@@ -40,8 +41,12 @@ impl Pki {
             ("client", ExtendedKeyUsagePurpose::ClientAuth),
         ] {
             let key = KeyPair::generate().expect("key");
-            let mut p = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-                .expect("params");
+            let mut p = CertificateParams::new(vec![
+                "localhost".into(),
+                "127.0.0.1".into(),
+                "*.nodes.test".into(),
+            ])
+            .expect("params");
             p.distinguished_name.push(DnType::CommonName, name);
             p.extended_key_usages = vec![usage];
             let cert = p.signed_by(&key, &ca, &ca_key).expect("leaf certificate");

@@ -27,6 +27,12 @@ pub struct NodeSpec {
     /// node its share of `160 × node count` points.
     #[serde(default = "one")]
     pub weight: u32,
+    /// The name the node's TLS certificate is checked against when neither `name` nor `addr`
+    /// carries it: the `dns+` host a discovered node was found under (its address is a pod
+    /// IP, its name that address). Set by discovery, not a config key; see
+    /// [`NodeSpec::tls_name`].
+    #[serde(skip)]
+    pub tls_host: Option<String>,
 }
 
 fn one() -> u32 {
@@ -40,7 +46,30 @@ impl NodeSpec {
             addr: addr.into(),
             name: None,
             weight: 1,
+            tls_host: None,
         }
+    }
+
+    /// The same node, its certificate checked against `host` (a `dns+` source's host).
+    pub fn with_tls_host(mut self, host: impl Into<String>) -> NodeSpec {
+        self.tls_host = Some(host.into());
+        self
+    }
+
+    /// The name the node's TLS certificate must carry: its stable name, never an address it
+    /// was merely found at. In order: the `dns+` host it was discovered under, the host part
+    /// of its configured name (a SRV target for a node found by SRV: `TARGET:PORT`), the
+    /// host part of its address. A name without a port is taken whole. (`ssl_server_name`
+    /// overrides all of them, in `transport.rs`.)
+    pub fn tls_name(&self) -> &str {
+        if let Some(h) = &self.tls_host {
+            return h;
+        }
+        let named = self.name.as_deref().unwrap_or(&self.addr);
+        let host = split_host_port(named).map_or(named, |(h, _)| h);
+        host.strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
     }
 
     /// The same node with a name.

@@ -675,3 +675,24 @@ proptest! {
         }
     }
 }
+
+/// A node's certificate is checked against its stable name, never an address it was found at.
+#[test]
+fn tls_name_is_the_stable_name() {
+    let tls = |s: NodeSpec| s.tls_name().to_string();
+    assert_eq!(tls(NodeSpec::new("10.1.2.3:11211")), "10.1.2.3");
+    assert_eq!(tls(NodeSpec::new("[::1]:11211")), "::1");
+    assert_eq!(tls(NodeSpec::new("cache-0.svc:11211")), "cache-0.svc");
+    // SRV discovery names a node TARGET:PORT and reaches it at a pod IP.
+    let srv = NodeSpec::new("10.1.2.3:11211").named("node-1.nodes.test:11211");
+    assert_eq!(tls(srv), "node-1.nodes.test");
+    // A configured name without a port is taken whole.
+    assert_eq!(
+        tls(NodeSpec::new("10.1.2.3:11211").named("cache-a")),
+        "cache-a"
+    );
+    // dns+HOST:PORT names a node by its address; its certificate carries HOST.
+    let a = NodeSpec::new("10.1.2.3:11211").with_tls_host("nodes.test");
+    assert_eq!(tls(a.clone()), "nodes.test");
+    assert_eq!(a.ring_name(), "10.1.2.3:11211", "placement is unchanged");
+}

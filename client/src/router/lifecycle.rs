@@ -1,5 +1,5 @@
 //! A node's health life cycle, the actions that move it: Up → Down (failures, a missed
-//! write) → probed → Repairing (the same process came back: its missed keys are replayed) or
+//! write, another process found by a connection as it reconnects) → probed → Repairing (the same process came back: its missed keys are replayed) or
 //! Fenced (restarted, unknown, or its hint log overflowed: flushed, then re-warmed) → Up.
 //!
 //! The states and their rules (what a node in each may serve, the hint log) are `health.rs`;
@@ -18,7 +18,7 @@ use futures_util::future::join_all;
 use super::migrate::{backoff, LIST_ATTEMPTS, LIST_RETRY_PAUSE};
 use super::Router;
 use crate::error::Error;
-use crate::health::{probe_backoff, Hinted, Identity, NodeState};
+use crate::health::{probe_backoff, Hinted, Identity, NodeState, Seen};
 use crate::protocol::{Request, Response};
 use crate::topology::NodeEntry;
 
@@ -79,6 +79,34 @@ impl Router {
                     "hint log full: the node will be flushed and re-warmed when it answers"
                 );
                 self.spawn_probe(node.clone());
+            }
+        }
+    }
+
+    /// A new connection to `node` is about to carry requests and the node's `stats` said
+    /// `reply`: if another process answers than the one seen before, the node restarted
+    /// between two requests (nothing failed, so nothing else would notice; its connections
+    /// simply reconnected to an empty process). It is taken down here, before this connection
+    /// opens, so no read reaches the empty process and misses; its probe then finds the new
+    /// process and flushes, fences and re-warms it, as for any restart. Runs once per
+    /// connect, in the connection's task; nothing here waits.
+    pub(crate) fn connected(&self, node: &Arc<NodeEntry>, reply: &Response) {
+        let Response::Stats(s) = reply else { return };
+        // Without pid/uptime/time there is nothing to compare: the node is used as before.
+        let Some(id) = Identity::from_stats(s.iter().map(|(k, v)| (&k[..], &v[..]))) else {
+            return;
+        };
+        match node.health.connected_as(id) {
+            Seen::First | Seen::Same | Seen::Down => {}
+            Seen::Restarted(was) => {
+                tracing::warn!(
+                    node = %node.name,
+                    was = %was,
+                    now = %id,
+                    "node restarted (noticed on reconnect): it serves nothing until it is \
+                     flushed, fenced and re-warmed"
+                );
+                self.take_down(node, "it restarted");
             }
         }
     }
@@ -188,6 +216,9 @@ impl Router {
             node.health.set_identity(id);
         }
         node.health.returned_fenced();
+        if matches!((known, id), (Some(_), Some(_))) && !same {
+            node.metrics.restarts.increment(1);
+        }
         node.metrics.hints.set(0.0);
         node.metrics.up.set(1.0);
         tracing::warn!(node = %node.name, "node back: flushed and fenced ({why})");

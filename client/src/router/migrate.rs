@@ -38,6 +38,7 @@ use crate::health::NodeState;
 use crate::metric_names as names;
 use crate::protocol::metadump::{self, Listed, ListingCodec};
 use crate::protocol::{MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response};
+use crate::ring::NodeSpec;
 use crate::topology::{NodeEntry, Topology};
 use crate::transport::Connector;
 use crate::Error;
@@ -378,7 +379,7 @@ impl Router {
         keep: impl FnMut(&[u8]) -> bool,
     ) -> Result<Vec<(Bytes, u64)>, Error> {
         dump_keys(
-            &node.spec.addr,
+            &node.spec,
             &self.inner.opts.transport,
             self.inner.live.connect_timeout(),
             keep,
@@ -713,17 +714,20 @@ impl Router {
 /// [`ListingCodec`], so only the kept keys are held in memory. Every wait is bounded: the
 /// connect timeout, then [`DUMP_IDLE`] for the request and between lines.
 async fn dump_keys(
-    addr: &str,
+    spec: &NodeSpec,
     transport: &Connector,
     connect_timeout: Duration,
     mut keep: impl FnMut(&[u8]) -> bool,
 ) -> Result<Vec<(Bytes, u64)>, Error> {
+    let addr = spec.addr.as_str();
     let stalled = || Error::Timeout(addr.to_string());
     let mut request = BytesMut::new();
     metadump::request_all().encode(&mut request);
     let mut busy = 0;
     'again: loop {
-        let mut stream = tokio::time::timeout(connect_timeout, transport.connect(addr))
+        // The certificate is checked against the node's stable name, as for its requests.
+        let connect = transport.connect_named(addr, Some(spec.tls_name()));
+        let mut stream = tokio::time::timeout(connect_timeout, connect)
             .await
             .map_err(|_| stalled())??;
         tokio::time::timeout(DUMP_IDLE, async {

@@ -21,7 +21,7 @@ pub use spread::{ManyGet, ManyRest};
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -29,9 +29,9 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use crate::connection::{Awaiting, ConnectOptions};
+use crate::connection::{Awaiting, ConnectOptions, OnConnect};
 use crate::error::{Error, Refused};
-use crate::health::{HintLimits, NodeState};
+use crate::health::{Health, HintLimits, NodeState};
 use crate::protocol::{
     valid_key, GetCmd, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response, StoreCmd,
 };
@@ -207,7 +207,27 @@ impl ClientBuilder {
         });
         let client = Router { inner };
         client.set_nodes(self.nodes).await?;
+        client.spawn_metrics_keepalive();
         Ok(client)
+    }
+}
+
+impl Router {
+    /// Marks the metric series of the nodes of the current and past rings as in use every
+    /// [`NODE_METRICS_KEEP_ALIVE`](crate::topology::NODE_METRICS_KEEP_ALIVE), for as long as
+    /// the router exists: a recorder that drops idle series (the servers', `src/metrics.rs`)
+    /// then drops exactly those of nodes that left every ring once their transition ended.
+    fn spawn_metrics_keepalive(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::topology::NODE_METRICS_KEEP_ALIVE);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                inner.topology.load().keep_node_metrics_alive();
+            }
+        });
     }
 }
 
@@ -367,15 +387,55 @@ impl Router {
         }
     }
 
-    /// A new node entry with this client's connection and health settings.
-    pub(crate) fn node_entry(&self, spec: &NodeSpec) -> NodeEntry {
-        NodeEntry::new(
-            spec.clone(),
-            self.inner.opts.connections_per_node,
-            self.connect_options(),
-            self.inner.live.failure_limit(),
-            self.inner.live.hints(),
-        )
+    /// [`Router::connect_options`] for the node `spec`: its certificate is checked against
+    /// the node's stable name ([`NodeSpec::tls_name`]).
+    pub(crate) fn connect_options_for(&self, spec: &NodeSpec) -> ConnectOptions {
+        ConnectOptions {
+            tls_name: Some(spec.tls_name().to_string()),
+            ..self.connect_options()
+        }
+    }
+
+    /// A new node entry with this client's connection and health settings. Each of its
+    /// connections checks who answers before it carries a request ([`Router::connected`]).
+    pub(crate) fn node_entry(&self, spec: &NodeSpec) -> Arc<NodeEntry> {
+        self.new_entry(spec, false)
+    }
+
+    /// [`Router::node_entry`] for a process the router must not trust before its probe has
+    /// seen it (a known name at a new address): down from the start, so no connection of it
+    /// opens first and takes it for the process seen before.
+    pub(crate) fn stranger_entry(&self, spec: &NodeSpec) -> Arc<NodeEntry> {
+        self.new_entry(spec, true)
+    }
+
+    fn new_entry(&self, spec: &NodeSpec, down: bool) -> Arc<NodeEntry> {
+        let router = Arc::downgrade(&self.inner);
+        Arc::new_cyclic(|me: &Weak<NodeEntry>| {
+            let me = me.clone();
+            // Weak both ways: the connections live inside the entry, the entry inside the
+            // router's topology.
+            let check = OnConnect::new(move |reply| {
+                if let (Some(inner), Some(node)) = (router.upgrade(), me.upgrade()) {
+                    Router { inner }.connected(&node, reply);
+                }
+            });
+            let health =
+                Health::with_limits(self.inner.live.failure_limit(), self.inner.live.hints());
+            if down {
+                health.mark_down();
+            }
+            let opts = ConnectOptions {
+                on_connect: Some(check),
+                ..self.connect_options_for(spec)
+            };
+            NodeEntry::with_health(
+                spec.clone(),
+                self.inner.opts.connections_per_node,
+                opts,
+                health,
+            )
+        })
     }
 
     /// Replaces membership and ring settings together (a proxy config reload).
@@ -459,8 +519,12 @@ impl Router {
                         }
                         // First contact: remember which process this is, so a later return
                         // can tell a pause (replay the missed keys) from a restart (flush).
-                        if let Some(id) = client.identity_of(&n).await {
-                            n.health.set_identity(id);
+                        // Its connections' check has usually done so already; that first
+                        // sighting is kept (a process seen since could be a restart).
+                        if n.health.identity().is_none() {
+                            if let Some(id) = client.identity_of(&n).await {
+                                n.health.set_identity(id);
+                            }
                         }
                     }
                     _ => client.take_down(&n, "not reachable when added"),

@@ -152,6 +152,8 @@ fn general_stats(node: &Node, out: &mut BytesMut) {
     stat(out, "pid", std::process::id());
     stat(out, "uptime", node.uptime());
     stat(out, "time", node.clock.now());
+    // A ringcache extension, after memcached's fields (docs/protocol.md, "stats").
+    stat(out, "instance_id", node.instance);
     stat(out, "version", VERSION);
     stat(out, "libevent", "tokio");
     stat(out, "pointer_size", usize::BITS);
