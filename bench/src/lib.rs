@@ -10,7 +10,8 @@
 //! - [`compare`]: a whole invocation: prefill, alternating rounds, medians.
 //! - [`scenario`]: `ringcache-bench scenario`, which starts memcached, nutcracker and ringcache,
 //!   runs the standard matrix and writes `bench/RESULTS.md` with SVG plots.
-//! - [`harness`], [`session_fuzz`], [`netns`], [`soak`]: the defect-hunting harnesses (see docs/testing.md).
+//! - [`harness`], [`session_fuzz`], [`netns`], [`secure_cluster`], [`soak`]: the defect-hunting
+//!   harnesses (see docs/testing.md).
 //!
 //! Requests are encoded and replies parsed by `ringcache-client`'s protocol module, the same
 //! code the node and the proxy use.
@@ -24,6 +25,7 @@ pub mod harness;
 pub mod netns;
 pub mod report;
 pub mod scenario;
+pub mod secure_cluster;
 pub mod session_fuzz;
 pub mod soak;
 pub mod workload;

@@ -8,11 +8,12 @@
 //! writes `bench/RESULTS.md` (see `ringcache-bench scenario --help`).
 //!
 //! The defect-hunting harnesses (docs/testing.md) exit 1 when they find a failure:
-//! `ringcache-bench session-fuzz`, `ringcache-bench soak`, `ringcache-bench netns-faults`.
+//! `ringcache-bench session-fuzz`, `ringcache-bench soak`, `ringcache-bench netns-faults`,
+//! `ringcache-bench secure-cluster`.
 
 use clap::Parser;
 use ringcache_bench::scenario::{self, ScenarioArgs};
-use ringcache_bench::{netns, session_fuzz, soak};
+use ringcache_bench::{netns, secure_cluster, session_fuzz, soak};
 use ringcache_bench::{run_blocking, write_json, Args};
 
 fn main() {
@@ -50,6 +51,11 @@ fn harness_command() -> Option<bool> {
         "netns-faults" => {
             // 2: could not run (not root, no iproute2), which callers may treat as a skip.
             std::process::exit(netns::main(&netns::NetnsArgs::parse_from(args)));
+        }
+        "secure-cluster" => {
+            // The same codes as netns-faults.
+            let a = secure_cluster::SecureClusterArgs::parse_from(args);
+            std::process::exit(secure_cluster::main(&a));
         }
         _ => return None,
     };

@@ -217,17 +217,31 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 /// The `/metrics` page of the HTTP endpoint at `addr` (HTTP/1.0, read to the close).
 pub async fn metrics_page(addr: SocketAddr) -> String {
+    metrics_text(addr)
+        .await
+        .unwrap_or_else(|e| panic!("metrics of {addr}: {e}"))
+}
+
+/// Largest `/metrics` response [`metrics_text`] reads.
+const METRICS_MAX: u64 = 16 << 20;
+
+/// The same as [`metrics_page`], a failure as a value (for the harnesses): connecting within
+/// [`IO_LIMIT`], the whole response within 10 s and at most 16 MiB.
+pub async fn metrics_text(addr: SocketAddr) -> IoResult<String> {
     let mut s = tokio::time::timeout(IO_LIMIT, TcpStream::connect(addr))
         .await
-        .expect("connect metrics in time")
-        .expect("connect metrics");
+        .map_err(|_| "connect: timeout".to_string())?
+        .map_err(|e| format!("connect: {e}"))?;
     s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
         .await
-        .expect("request");
+        .map_err(|e| format!("request: {e}"))?;
     let mut body = String::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut body))
-        .await
-        .expect("metrics in time")
-        .expect("metrics");
-    body
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        (&mut s).take(METRICS_MAX).read_to_string(&mut body),
+    )
+    .await
+    .map_err(|_| "response: timeout".to_string())?
+    .map_err(|e| format!("response: {e}"))?;
+    Ok(body)
 }
