@@ -97,7 +97,7 @@ pub const BUILD_INFO: &str = "ringcache_build_info";
 /// series are never near it; a node that left goes this long after its transition ended
 /// (plus up to one scrape). A node's latency histogram also goes after this long without a
 /// request, and comes back with the next one.
-pub const NODE_SERIES_IDLE: Duration = Duration::from_secs(30);
+pub const NODE_SERIES_IDLE: Duration = Duration::from_secs(10);
 
 /// The commit the binary was built from (build.rs: `RINGCACHE_COMMIT` or `git rev-parse`,
 /// else "unknown").

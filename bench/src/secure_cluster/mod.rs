@@ -86,6 +86,13 @@ pub struct SecureClusterArgs {
     /// node's certificate against its IP reach it: to see what fails beyond that.
     #[arg(long)]
     pub ip_sans: bool,
+    /// Report, without failing on, the stale reads the load sees *while* a membership change
+    /// is under way (steps 1, 2 and 4). Two proxies switch rings at their own discovery
+    /// rounds, and a copy made by one does not yet replace an older one made by the other
+    /// (docs/testing.md, "secure-cluster"); the checks after each step still fail on any
+    /// stale value, and the kill steps still fail on stale reads during the step.
+    #[arg(long)]
+    pub report_membership_stale: bool,
 }
 
 const NODES: usize = 4;
@@ -786,8 +793,18 @@ fn step(
     for r in removed {
         gone(c, r, name, &mut fails);
     }
-    f.stale += load.tally.stale.load(Ordering::Relaxed) - stale_before;
-    if f.stale > 0 {
+    let during = load.tally.stale.load(Ordering::Relaxed) - stale_before;
+    f.stale += during;
+    if membership && a.report_membership_stale {
+        // Reported in the step's line; only the check after the step (f.stale - during)
+        // decides.
+        if f.stale > during {
+            fails.push(format!(
+                "{name}: {} stale reads after the step",
+                f.stale - during
+            ));
+        }
+    } else if f.stale > 0 {
         fails.push(format!("{name}: {} stale reads", f.stale));
     }
     load.resume();
@@ -965,10 +982,12 @@ fn check_proxies(
     }
 }
 
-/// The removed node's series are gone from both proxies' `/metrics` (looked at for 5 s).
+/// The removed node's series are gone from both proxies' `/metrics`, looked at for 15 s: a
+/// proxy drops them 10 s after its transition ended (`NODE_SERIES_IDLE` in src/metrics.rs),
+/// plus a scrape.
 fn gone(c: &Cluster<'_>, r: usize, name: &str, fails: &mut Vec<String>) {
     let label = node_label(r);
-    let end = Instant::now() + Duration::from_secs(5);
+    let end = Instant::now() + Duration::from_secs(15);
     loop {
         let left: Vec<usize> = match c.pages() {
             Ok(pages) => (0..PROXIES)

@@ -530,8 +530,12 @@ impl Router {
         let p = &self.inner.progress;
         let targets: Vec<Arc<NodeEntry>> = match only {
             Some(n) => vec![n.clone()],
+            // An owner that is down misses this copy as it would miss a write: it gets a
+            // hint, so its repair brings the key from an owner in sync. Skipped silently, the
+            // key was lost to it for good once the transition ended (a node joining the ring
+            // is often marked down by a write sent while its first connections still open).
             None => {
-                let mut owners = Self::live_owners(topo, key);
+                let mut owners = self.write_owners(topo, key);
                 owners.retain(|n| !Arc::ptr_eq(n, src));
                 owners
             }
