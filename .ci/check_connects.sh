@@ -13,9 +13,6 @@ hits=$(non_test_code '^client/src/transport\.rs$' |
   grep -E '^(client/src|src)/' |
   grep -E 'TcpStream::connect|TcpSocket::' || true)
 
-if [ -n "$hits" ]; then
-  echo "sockets to nodes opened outside client/src/transport.rs (ask the router's Connector for a stream):" >&2
-  printf '%s\n' "$hits" >&2
-  exit 1
-fi
-echo "every connection to a node is opened by client/src/transport.rs"
+report_hits "$hits" \
+  "sockets to nodes opened outside client/src/transport.rs (ask the router's Connector for a stream):" \
+  "every connection to a node is opened by client/src/transport.rs"

@@ -17,15 +17,6 @@ pattern='b"(STORED|NOT_STORED|EXISTS|NOT_FOUND|DELETED|TOUCHED|END|OK|ERROR|RESE
 
 hits=$(non_test_code '^client/src/protocol/' | grep -E "$pattern" || true)
 
-count=0
-[ -n "$hits" ] && count=$(printf '%s\n' "$hits" | wc -l)
-if [ "${1:-}" = --count ]; then
-  echo "$count"
-  exit 0
-fi
-if [ "$count" != 0 ]; then
-  echo "memcached reply literals outside client/src/protocol/ (write them with protocol::reply or a Fault):" >&2
-  printf '%s\n' "$hits" >&2
-  exit 1
-fi
-echo "no reply literals outside client/src/protocol/"
+report_hits "$hits" \
+  "memcached reply literals outside client/src/protocol/ (write them with protocol::reply or a Fault):" \
+  "no reply literals outside client/src/protocol/" "${1:-}"

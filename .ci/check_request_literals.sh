@@ -18,15 +18,6 @@ pattern="b\"($verbs)( |\\\\r)|(^|[^b[:alnum:]_])\"($verbs)( [^\"]*)?\\\\r\\\\n|(
 
 hits=$(non_test_code '^client/src/protocol/' | grep -E "$pattern" || true)
 
-count=0
-[ -n "$hits" ] && count=$(printf '%s\n' "$hits" | wc -l)
-if [ "${1:-}" = --count ]; then
-  echo "$count"
-  exit 0
-fi
-if [ "$count" != 0 ]; then
-  echo "memcached request literals outside client/src/protocol/ (encode them there: a Request, or an encoder function):" >&2
-  printf '%s\n' "$hits" >&2
-  exit 1
-fi
-echo "no request literals outside client/src/protocol/"
+report_hits "$hits" \
+  "memcached request literals outside client/src/protocol/ (encode them there: a Request, or an encoder function):" \
+  "no request literals outside client/src/protocol/" "${1:-}"

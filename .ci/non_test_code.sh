@@ -25,3 +25,21 @@ non_test_code() {
     done |
     grep -v -E '^[^:]+:[0-9]+: *//' || true
 }
+
+# report_hits HITS FAILURE SUCCESS [--count]: the verdict of a check over non_test_code's
+# lines. With --count, prints how many lines HITS holds and returns 0; otherwise, with hits,
+# prints FAILURE and the lines to stderr and exits 1, and without, prints SUCCESS.
+report_hits() {
+  local hits=$1 failure=$2 success=$3 count=0
+  [ -n "$hits" ] && count=$(printf '%s\n' "$hits" | wc -l)
+  if [ "${4:-}" = --count ]; then
+    echo "$count"
+    return 0
+  fi
+  if [ "$count" != 0 ]; then
+    echo "$failure" >&2
+    printf '%s\n' "$hits" >&2
+    exit 1
+  fi
+  echo "$success"
+}

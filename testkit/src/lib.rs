@@ -19,6 +19,7 @@
 pub mod aio;
 pub mod bins;
 pub mod conn;
+pub mod dns;
 pub mod error;
 pub mod pattern;
 pub mod pki;

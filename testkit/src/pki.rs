@@ -16,6 +16,98 @@ use rcgen::{
 
 use crate::Error;
 
+/// A certificate and its key, as PEM files.
+#[derive(Debug, Clone)]
+pub struct Pem {
+    /// The certificate (leaf only: the CA is the trust anchor).
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8).
+    pub key: PathBuf,
+}
+
+/// What a certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    Server,
+    Client,
+}
+
+/// A throw-away CA whose certificate is written to `dir/ca.pem`; it issues the certificates
+/// of one test or run into the same directory.
+pub struct Authority {
+    dir: PathBuf,
+    ca: PathBuf,
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+fn tls_err(what: &str, e: rcgen::Error) -> Error {
+    Error::Io(std::io::Error::other(format!("{what}: {e}")))
+}
+
+impl Authority {
+    /// A new CA named `common_name`, written to `dir/ca.pem` (`dir` is created).
+    pub fn new(dir: &Path, common_name: &str) -> Result<Authority, Error> {
+        let key = KeyPair::generate().map_err(|e| tls_err("CA key", e))?;
+        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(|e| tls_err("CA", e))?;
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, common_name);
+        p.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = p.self_signed(&key).map_err(|e| tls_err("CA", e))?;
+        fs::create_dir_all(dir)?;
+        let ca = dir.join("ca.pem");
+        fs::write(&ca, cert.pem())?;
+        Ok(Authority {
+            dir: dir.to_path_buf(),
+            ca,
+            cert,
+            key,
+        })
+    }
+
+    /// The CA certificate's file: what clients (or servers checking clients) trust.
+    pub fn ca(&self) -> &Path {
+        &self.ca
+    }
+
+    /// The directory the certificates are written to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A certificate for `usage` naming `sans` (DNS names, wildcards or IP addresses), with
+    /// common name `common_name`, written as `FILE.pem` and `FILE.key`.
+    pub fn issue(
+        &self,
+        file: &str,
+        common_name: &str,
+        sans: &[String],
+        usage: Usage,
+    ) -> Result<Pem, Error> {
+        let key = KeyPair::generate().map_err(|e| tls_err("key", e))?;
+        let mut p = CertificateParams::new(sans.to_vec()).map_err(|e| tls_err(file, e))?;
+        p.distinguished_name.push(DnType::CommonName, common_name);
+        p.extended_key_usages = vec![match usage {
+            Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
+            Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
+        }];
+        let cert = p
+            .signed_by(&key, &self.cert, &self.key)
+            .map_err(|e| tls_err(file, e))?;
+        let pem = Pem {
+            cert: self.dir.join(format!("{file}.pem")),
+            key: self.dir.join(format!("{file}.key")),
+        };
+        fs::write(&pem.cert, cert.pem())?;
+        fs::write(&pem.key, key.serialize_pem())?;
+        Ok(pem)
+    }
+}
+
 /// The PEM files of one CA and one server certificate signed by it.
 #[derive(Debug, Clone)]
 pub struct Pki {
@@ -27,44 +119,17 @@ pub struct Pki {
     pub key: PathBuf,
 }
 
-fn tls_err(what: &str, e: rcgen::Error) -> Error {
-    Error::Io(std::io::Error::other(format!("{what}: {e}")))
-}
-
 /// Makes a CA and a server certificate for `127.0.0.1`/`localhost` and writes them to `dir` as
 /// `ca.pem`, `server.pem` and `server.key`.
 pub fn write_server_pki(dir: &Path) -> Result<Pki, Error> {
-    let ca_key = KeyPair::generate().map_err(|e| tls_err("CA key", e))?;
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(|e| tls_err("CA", e))?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "ringcache test CA");
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca.self_signed(&ca_key).map_err(|e| tls_err("CA", e))?;
-
-    let key = KeyPair::generate().map_err(|e| tls_err("server key", e))?;
-    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .map_err(|e| tls_err("server certificate", e))?;
-    leaf.distinguished_name.push(DnType::CommonName, "server");
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = leaf
-        .signed_by(&key, &ca_cert, &ca_key)
-        .map_err(|e| tls_err("server certificate", e))?;
-
-    fs::create_dir_all(dir)?;
-    let pki = Pki {
-        ca: dir.join("ca.pem"),
-        cert: dir.join("server.pem"),
-        key: dir.join("server.key"),
-    };
-    fs::write(&pki.ca, ca_cert.pem())?;
-    fs::write(&pki.cert, cert.pem())?;
-    fs::write(&pki.key, key.serialize_pem())?;
-    Ok(pki)
+    let ca = Authority::new(dir, "ringcache test CA")?;
+    let sans = ["127.0.0.1".to_string(), "localhost".to_string()];
+    let server = ca.issue("server", "server", &sans, Usage::Server)?;
+    Ok(Pki {
+        ca: ca.ca().to_path_buf(),
+        cert: server.cert,
+        key: server.key,
+    })
 }
 
 #[cfg(test)]

@@ -1,16 +1,14 @@
 //! Certificates for tests that run TLS nodes: a CA, a server certificate for `127.0.0.1`,
 //! `localhost` and `*.nodes.test` (the names tests give their nodes: a router checks a node's
-//! certificate against the host of its name, docs/operations.md "TLS"), and a client certificate, made with rcgen in a directory removed on drop, and
-//! the `ringcache node` arguments that serve with them. (tests/tls.rs has its own, with wrong
+//! certificate against the host of its name, docs/operations.md "TLS"), and a client
+//! certificate, issued by `testkit::pki::Authority` in a directory removed on drop, and the
+//! `ringcache node` arguments that serve with them. (tests/tls.rs has its own, with wrong
 //! and expired certificates besides.)
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
+use testkit::pki::{Authority, Usage};
 
 /// A directory holding `ca.pem`, `server.pem`/`server.key` and `client.pem`/`client.key`.
 pub struct Pki(PathBuf);
@@ -23,37 +21,13 @@ impl Pki {
             std::process::id(),
             Instant::now()
         ));
-        std::fs::create_dir_all(&dir).expect("pki directory");
-        let ca_key = KeyPair::generate().expect("key");
-        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(DnType::CommonName, "test CA");
-        p.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = p.self_signed(&ca_key).expect("CA certificate");
-        let pki = Pki(dir);
-        pki.put("ca.pem", &ca.pem());
-        for (name, usage) in [
-            ("server", ExtendedKeyUsagePurpose::ServerAuth),
-            ("client", ExtendedKeyUsagePurpose::ClientAuth),
-        ] {
-            let key = KeyPair::generate().expect("key");
-            let mut p = CertificateParams::new(vec![
-                "localhost".into(),
-                "127.0.0.1".into(),
-                "*.nodes.test".into(),
-            ])
-            .expect("params");
-            p.distinguished_name.push(DnType::CommonName, name);
-            p.extended_key_usages = vec![usage];
-            let cert = p.signed_by(&key, &ca, &ca_key).expect("leaf certificate");
-            pki.put(&format!("{name}.pem"), &cert.pem());
-            pki.put(&format!("{name}.key"), &key.serialize_pem());
+        let ca = Authority::new(&dir, "test CA").expect("CA");
+        let sans = ["localhost", "127.0.0.1", "*.nodes.test"].map(String::from);
+        for (name, usage) in [("server", Usage::Server), ("client", Usage::Client)] {
+            ca.issue(name, name, &sans, usage)
+                .expect("leaf certificate");
         }
-        pki
+        Pki(dir)
     }
 
     /// Writes a file in the directory; its path.

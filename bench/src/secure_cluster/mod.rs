@@ -52,9 +52,10 @@ pub mod dns;
 pub mod observe;
 pub mod pki;
 
-use dns::{node_name, TestDns, SRV_NAME};
+use dns::{node_fqdn, node_name, SRV_NAME, ZONE};
 use observe::{Direct, Page, AUTH_PASSWORD, AUTH_USER};
 use pki::Pki;
+use testkit::dns::TestDns;
 
 /// The deployed shape under membership changes, restarts and kills (root only).
 #[derive(Debug, Clone, Parser)]
@@ -225,12 +226,16 @@ impl Cluster<'_> {
         let ip: Ipv4Addr = self.ips[i]
             .parse()
             .map_err(|e| fail(format!("{}: {e}", self.ips[i])))?;
-        self.rt.block_on(self.dns.set_a(i, ip))
+        Ok(self.rt.block_on(self.dns.set_a(&node_fqdn(i), ip))?)
     }
 
     fn set_srv(&mut self) -> Result<()> {
-        let members = self.members.clone();
-        self.rt.block_on(self.dns.set_srv(&members, NODE_PORT))
+        let targets: Vec<(String, u16)> = self
+            .members
+            .iter()
+            .map(|&i| (node_fqdn(i), NODE_PORT))
+            .collect();
+        Ok(self.rt.block_on(self.dns.set_srv(SRV_NAME, &targets))?)
     }
 
     /// The node's command line at its current address.
@@ -393,7 +398,7 @@ fn inner(a: &SecureClusterArgs, bin: &Path) -> Result<Report> {
                 .map_err(|e| fail(format!("proxy host address: {e}")))?,
             53,
         );
-        let dns = rt.block_on(TestDns::start(dns_bind))?;
+        let dns = rt.block_on(TestDns::start(ZONE, dns_bind))?;
         let mut c = Cluster {
             net: &net,
             rt,
