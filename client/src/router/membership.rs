@@ -1,5 +1,6 @@
 //! Membership: the nodes of the ring, each node's entry (its connections and health), and
-//! replacing them (config reload, discovery, `set_nodes`), which starts a transition.
+//! replacing them (config reload, discovery, `set_nodes`), which starts a transition, or moving
+//! a member to a new address under its name (discovery), which keeps the ring.
 
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -11,7 +12,7 @@ use crate::connection::{ConnectOptions, OnConnect};
 use crate::error::Error;
 use crate::health::{Health, NodeState};
 use crate::protocol::{Request, Response};
-use crate::ring::{HashKind, NodeSpec};
+use crate::ring::{HashKind, NodeSpec, Ring};
 use crate::topology::{CasSupport, NodeEntry, PastRing, Topology};
 
 /// Past rings kept through overlapping transitions at most (see [`Router::set_ring`]).
@@ -192,5 +193,119 @@ impl Router {
         }))
         .await;
         Ok(())
+    }
+}
+
+impl Router {
+    /// Applies a discovered membership: members whose name is known but whose address changed
+    /// are moved to the new address in place (no key changes owner; the process there is
+    /// flushed, fenced and re-warmed like a node that restarted), then the list is applied as
+    /// [`Router::set_nodes`] does, with a transition for members added or removed.
+    pub async fn apply_discovered(&self, specs: Vec<NodeSpec>) -> Result<(), Error> {
+        self.readdress(&specs)?;
+        self.set_nodes(specs).await
+    }
+
+    /// Moves every member of the current ring whose name has another address in `specs`
+    /// (same weight) to that address, keeping the ring. Swapped in only over the topology it
+    /// was built from (a migrator settling meanwhile is not undone); a transition under way
+    /// gets a new migrator, since the one running gives up when its topology is replaced.
+    fn readdress(&self, specs: &[NodeSpec]) -> Result<(), Error> {
+        for _ in 0..8 {
+            let old = self.topology();
+            let Some((topo, replaced)) = self.readdressed(&old, specs)? else {
+                return Ok(());
+            };
+            // Down (from its creation, `stranger_entry`) until the probe has seen the new
+            // process: it flushes it (never seen before), fences it and re-warms it from the
+            // replicas, as for a node that restarted.
+            let topo = Arc::new(topo);
+            let prev = self.inner.topology.compare_and_swap(&old, topo.clone());
+            if !Arc::ptr_eq(&prev, &old) {
+                continue;
+            }
+            for (was, now) in replaced {
+                tracing::info!(
+                    node = %now.name,
+                    from = %was.spec.addr,
+                    to = %now.spec.addr,
+                    "discovery: node moved to a new address; its ring points stay"
+                );
+                self.spawn_probe(now);
+            }
+            if !topo.past.is_empty() {
+                self.spawn_migrator(topo);
+            }
+            return Ok(());
+        }
+        Err(Error::Config(
+            "discovery: the membership kept changing under an address change".into(),
+        ))
+    }
+
+    /// `old` with the members `specs` gives a new address moved there (new entries), and the
+    /// pairs (old entry, new entry); `None` if no address changed.
+    #[allow(clippy::type_complexity)]
+    fn readdressed(
+        &self,
+        old: &Topology,
+        specs: &[NodeSpec],
+    ) -> Result<Option<(Topology, Vec<(Arc<NodeEntry>, Arc<NodeEntry>)>)>, Error> {
+        let moved = |s: &NodeSpec| {
+            specs
+                .iter()
+                .find(|n| {
+                    n.ring_name() == s.ring_name() && n.addr != s.addr && n.weight == s.weight
+                })
+                .cloned()
+        };
+        if !old.ring.nodes().iter().any(|s| moved(s).is_some()) {
+            return Ok(None);
+        }
+        let mut replaced: Vec<(Arc<NodeEntry>, Arc<NodeEntry>)> = Vec::new();
+        let mut swap = |ring: &Ring, nodes: &[Arc<NodeEntry>]| -> Result<_, Error> {
+            let mut specs_now = Vec::with_capacity(nodes.len());
+            let mut entries = Vec::with_capacity(nodes.len());
+            for (s, e) in ring.nodes().iter().zip(nodes) {
+                match moved(s) {
+                    Some(n) => {
+                        let fresh = match replaced.iter().find(|(o, _)| Arc::ptr_eq(o, e)) {
+                            Some((_, f)) => f.clone(),
+                            None => {
+                                let f = self.stranger_entry(&n);
+                                replaced.push((e.clone(), f.clone()));
+                                f
+                            }
+                        };
+                        specs_now.push(n);
+                        entries.push(fresh);
+                    }
+                    None => {
+                        specs_now.push(s.clone());
+                        entries.push(e.clone());
+                    }
+                }
+            }
+            Ok((Ring::new(&specs_now, ring.kind(), ring.vnodes())?, entries))
+        };
+        let (ring, nodes) = swap(&old.ring, &old.nodes)?;
+        let mut past = Vec::with_capacity(old.past.len());
+        for p in &old.past {
+            let (ring, nodes) = swap(&p.ring, &p.nodes)?;
+            past.push(Arc::new(PastRing {
+                ring,
+                nodes,
+                replicas: p.replicas,
+            }));
+        }
+        let topo = Topology {
+            ring,
+            nodes,
+            replicas: old.replicas,
+            hash: old.hash,
+            vnodes: old.vnodes,
+            past,
+        };
+        Ok(Some((topo, replaced)))
     }
 }

@@ -38,7 +38,7 @@ pub(crate) use requests::{is_miss, replica_store, unexpected};
 pub use spread::{ManyGet, ManyRest};
 
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use arc_swap::ArcSwap;
 
@@ -83,6 +83,18 @@ pub struct Router {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// A [`Router`] that does not keep the engine alive: what a background task holds (discovery's
+/// re-resolution), so it ends when the last router is dropped.
+#[derive(Clone)]
+pub struct WeakRouter(Weak<Inner>);
+
+impl WeakRouter {
+    /// The router, while one is still held somewhere.
+    pub fn upgrade(&self) -> Option<Router> {
+        self.0.upgrade().map(|inner| Router { inner })
+    }
+}
+
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let t = self.inner.topology.load();
@@ -100,6 +112,11 @@ impl Router {
     /// Starts building a client.
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
+    }
+
+    /// A handle that does not keep the engine alive.
+    pub fn downgrade(&self) -> WeakRouter {
+        WeakRouter(Arc::downgrade(&self.inner))
     }
 
     /// The current topology (ring + nodes).
