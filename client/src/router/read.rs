@@ -1,6 +1,7 @@
 //! Reads: a key's owners walked in order (the next one after an error or a fenced owner's
 //! miss), and the hit copied back to the fenced owners that missed it.
 
+use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
@@ -60,34 +61,37 @@ impl Router {
     /// The multi-get engine shared with the proxy: per key a hit, a miss or a failure.
     ///
     /// Each round asks every pending key of its next usable owner, one request per node, all
-    /// nodes concurrently (`spread.rs`).
+    /// nodes concurrently (`spread.rs`). One key is a spread of one: its first owner is asked
+    /// as [`Router::get_single`] asks it.
     pub async fn get_values(&self, cmd: GetCmd, exptime: Option<i64>, keys: &[Bytes]) -> Vec<Slot> {
-        let topo = self.topology();
         if let [key] = keys {
-            if topo.past.is_empty() {
-                let get = Request::Get {
-                    cmd,
-                    exptime,
-                    keys: vec![key.clone()],
-                };
-                let slot = match self.get_one(&topo, &get, key).await {
-                    Single::Hit(mut values) => values.pop().map_or(Slot::Miss, Slot::Hit),
-                    Single::Miss => Slot::Miss,
-                    Single::Failed => Slot::Failed,
-                };
-                return vec![slot];
-            }
+            let get = Request::Get {
+                cmd,
+                exptime,
+                keys: vec![key.clone()],
+            };
+            let slot = match self.get_single(&get).await {
+                Single::Hit(mut values) => values.pop().map_or(Slot::Miss, Slot::Hit),
+                Single::Miss => Slot::Miss,
+                Single::Failed => Slot::Failed,
+            };
+            return vec![slot];
         }
         // Boxed: the per-node fan-out's state is several times a single get's, and every
         // future awaiting this one (a proxy request's) would otherwise be that big too.
-        Box::pin(self.get_spread(topo, cmd, exptime, keys)).await
+        Box::pin(self.get_spread(self.topology(), cmd, exptime, keys)).await
     }
 
     /// [`Router::get_values`] for a get of one key that the caller already holds as a request
-    /// (the proxy: as its client sent it). That request is what the owners are sent, and a hit
-    /// comes back in the node's reply's own list, so a caller answering with a list (the proxy's
-    /// `VALUE … END`) builds none: the key list, the slot list and the value list a
-    /// [`Router::get_values`] of one key allocates are not paid per request.
+    /// (the proxy: as its client sent it). That request is what the first owner is sent, and a
+    /// hit there comes back in the node's reply's own list, so a caller answering with a list
+    /// (the proxy's `VALUE … END`) builds none: the key list, the slot list and the value list
+    /// a multi-get allocates are not paid per request.
+    ///
+    /// It is the proxy's pipelined path run in place: [`Router::start_single`], then
+    /// [`Router::poll_single`], then, after an error or a fenced owner's miss,
+    /// [`Router::get_single_rest`]; where the first owner cannot be written at once (a
+    /// transition, a full queue, no usable owner) the whole get is a spread of one.
     ///
     /// `get` must be a [`Request::Get`] of exactly one key; any other request is not sent and
     /// gets [`Single::Failed`].
@@ -96,59 +100,19 @@ impl Router {
             debug_assert!(false, "get_single of a request that is not a get");
             return Single::Failed;
         };
-        let [key] = keys.as_slice() else {
+        if keys.len() != 1 {
             debug_assert!(false, "get_single of {} keys", keys.len());
             return Single::Failed;
-        };
-        let topo = self.topology();
-        if topo.past.is_empty() {
-            return self.get_one(&topo, get, key).await;
         }
-        // During a transition: the general path, which reads through to the old owners.
-        let slots = Box::pin(self.get_spread(topo, *cmd, *exptime, keys)).await;
-        match slots.into_iter().next() {
-            Some(Slot::Hit(v)) => Single::Hit(vec![v]),
-            Some(Slot::Miss) => Single::Miss,
-            _ => Single::Failed,
+        if let Some(mut sent) = self.start_single(get) {
+            return match poll_fn(|cx| self.poll_single(&mut sent, get, cx)).await {
+                Ok(found) => found,
+                // Rare (a failed or fenced owner): boxed, so the common future stays small.
+                Err(rest) => Box::pin(self.get_single_rest(rest, get)).await,
+            };
         }
-    }
-
-    /// [`Router::get_values`] for one key outside a transition, the proxy's commonest request:
-    /// the same walk over the key's owners (the next usable owner after a failure, or after a
-    /// fenced owner's miss), without the per-node grouping a multi-get needs.
-    ///
-    /// `get` is the request sent, a get of `key` alone.
-    async fn get_one(&self, topo: &Topology, get: &Request, key: &Bytes) -> Single {
-        self.get_one_from(topo, get, key, 0, false).await
-    }
-
-    /// [`Router::get_one`]'s walk from the owner at position `from`; `missed` says a fenced
-    /// owner before it already answered with a miss.
-    async fn get_one_from(
-        &self,
-        topo: &Topology,
-        get: &Request,
-        key: &Bytes,
-        from: usize,
-        mut missed: bool,
-    ) -> Single {
-        for &n in topo.owners(key).as_slice().iter().skip(from) {
-            let node = &topo.nodes[n];
-            if !node.health.may_serve(key) {
-                continue;
-            }
-            let r = self.send_ref(node, get).await;
-            // On an error, or a fenced owner's miss, the key goes on to the next owner.
-            match single_answer(node, key, r) {
-                Ok(found) => return found,
-                Err(fenced_miss) => missed |= fenced_miss,
-            }
-        }
-        if topo.nodes.is_empty() || missed {
-            Single::Miss
-        } else {
-            Single::Failed
-        }
+        let slots = Box::pin(self.get_spread(self.topology(), *cmd, *exptime, keys)).await;
+        single_of(slots)
     }
 
     /// [`Router::get_single`] for a caller that keeps the get's state in a queue of its own
@@ -216,16 +180,18 @@ impl Router {
     }
 
     /// The rest of a one-key get's walk over its owners after the first one asked
-    /// ([`Router::poll_single`]).
+    /// ([`Router::poll_single`]): a spread of one, from the owner after that one.
     pub async fn get_single_rest(&self, rest: SingleRest, get: &Request) -> Single {
-        let Request::Get { keys, .. } = get else {
+        let Request::Get { cmd, exptime, keys } = get else {
             return Single::Failed;
         };
-        let [key] = keys.as_slice() else {
+        if keys.len() != 1 {
             return Single::Failed;
-        };
-        self.get_one_from(&rest.topo, get, key, rest.from, rest.missed)
-            .await
+        }
+        let slots = self
+            .spread_from(rest.topo, (*cmd, *exptime), keys, rest.from, rest.missed)
+            .await;
+        single_of(slots)
     }
 
     /// Copies hits back to fenced nodes that missed them (add semantics: never overwrite).
@@ -276,6 +242,15 @@ pub struct SingleRest {
     topo: Arc<Topology>,
     from: usize,
     missed: bool,
+}
+
+/// A spread of one's answer as a one-key get's.
+fn single_of(slots: Vec<Slot>) -> Single {
+    match slots.into_iter().next() {
+        Some(Slot::Hit(v)) => Single::Hit(vec![v]),
+        Some(Slot::Miss) => Single::Miss,
+        _ => Single::Failed,
+    }
 }
 
 /// What a get of one key found ([`Router::get_single`]).
