@@ -4,7 +4,7 @@
 //! Everything a request needs beyond its types (placement, replication, failover, health,
 //! transitions) is the engine's; this file only checks keys, builds the engine's requests and
 //! turns its replies into Rust values. The proxy drives the engine directly with raw requests
-//! and never goes through this type (docs/architecture.md, "Crates and modules").
+//! and never goes through this type (docs/architecture.md, "The crates and their layers").
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ringcache_client::Error> {

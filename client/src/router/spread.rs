@@ -216,9 +216,10 @@ impl Router {
 
     /// The end of a walk: the hits a fenced owner missed are copied back to the key's fenced
     /// owners first (add semantics: a write that reached them meanwhile wins), so a reply
-    /// leaves only once the copy is in place; then every key's slot. Every get of the engine,
-    /// the proxy's and the embedded client's, one key or many, ends here (docs/cluster.md,
-    /// "Fencing").
+    /// leaves only once the copy is in place; then every key's slot. Every classic get the
+    /// engine walks past its first owner ends here, the proxy's and `Client::get_many`'s, one
+    /// key or many; [`Router::read`] (`Client::get`, `mg`, `me`) copies back through the same
+    /// [`Router::backfill`] (docs/cluster.md, "Health, hinted handoff and fencing").
     async fn end_walk(&self, topo: &Topology, keys: &[Bytes], spread: Spread) -> Vec<Slot> {
         let copy = spread.hit_after_fenced_miss();
         if !copy.is_empty() {
