@@ -1,27 +1,32 @@
-//! One stored item: a 24-byte header, the client flags only when they are not zero, the key
+//! One stored item: a 20-byte header, the client flags only when they are not zero, the key
 //! and the value, appended to a segment at a 4-byte-aligned offset; handled through an
 //! [`ItemRef`] (the segment and the offset).
 //!
-//! memcached's item header is 48–56 bytes; this one is 24:
+//! memcached's item header is 48–56 bytes; this one is 20:
 //!
 //! ```text
 //! 0  cas      u64  atomic (meta invalidation changes it in place)   } swapped when the item
 //! 8  exptime  u32  atomic, Unix seconds, 0 = never (touch, gat, T)  } starts 4 bytes past an
 //!                                                                   } 8-byte boundary
 //! 12 time     u32  atomic, last access (memcached's it->time)
-//! 16 vlen     u32
-//! 20 klen     u8
-//! 21 state    u8   atomic: fetched, stale, token sent, binary key, accessed
-//! 22 bits     u8   HAS_FLAGS
-//! 23 -        u8
-//! 24 [flags u32 if HAS_FLAGS] key value, padded to 4 bytes
+//! 16 klen     u8
+//! 17 state    u8   atomic: fetched, stale, token sent, binary key, accessed; and HAS_FLAGS,
+//!                  set when the item is written and never changed
+//! 18 vlen     u16  the value's length, or u16::MAX: a u32 length follows
+//! 20 [flags u32 if HAS_FLAGS] [vlen u32 if long] key value, padded to 4 bytes
 //! ```
 //!
 //! Items are padded to 4 bytes, not 8 (4 bytes less per item on average: a 16-byte key and a
-//! 100-byte value take 140 bytes, not 144). The CAS is an `AtomicU64`, which must sit at an
+//! 100-byte value take 136 bytes, not 144). The CAS is an `AtomicU64`, which must sit at an
 //! 8-aligned address, so its place depends on where the item starts: at byte 0 when the item
 //! starts on an 8-byte boundary (the expiry at 8), at byte 4 otherwise (the expiry at 0).
 //! Either way the first 12 bytes hold both, and every other field keeps its offset.
+//!
+//! The header was 24 bytes until issue 24: the value length took 32 bits and the flag bits a
+//! byte of their own. Values under 64 KiB (nearly all of a cache's) now say their length in 16
+//! bits, and the one layout bit shares the state byte (it is written with the item and never
+//! changed, and every later change of the state byte is an atomic OR or AND of other bits).
+//! What a smaller header would cost is in docs/architecture.md, "Item memory".
 //!
 //! The key and value never change once appended: a new value is a new item elsewhere, so a
 //! reader holding an [`ItemRef`] never sees a half-written value. What memcached changes in
@@ -49,11 +54,20 @@ pub(super) const KEY_BINARY: u8 = 8;
 /// fresh one (Segcache's merge), so hot keys survive the eviction of the segment they are in.
 const ACCESSED: u8 = 16;
 
-/// Header bit: four bytes of client flags follow the header.
-const HAS_FLAGS: u8 = 1;
+/// Layout bit of the state byte: four bytes of client flags follow the header. Set when the
+/// item is written, never changed (no atomic update of the state byte touches it).
+const HAS_FLAGS: u8 = 32;
+
+/// The state bits a copy of an item carries (all but ACCESSED, which a copy earns anew, and
+/// the layout bit, which the copy's own layout decides).
+const CARRIED: u8 = FETCHED | STALE | TOKEN_SENT | KEY_BINARY;
 
 /// The fixed header.
-pub(super) const HEADER: usize = 24;
+pub(super) const HEADER: usize = 20;
+
+/// The 16-bit length field's value that says a u32 length follows (values of 64 KiB − 1 and
+/// more).
+const LONG: u16 = u16::MAX;
 
 /// memcached's `ITEM_UPDATE_INTERVAL`: a write-side touch of an existing item (a refused `add`,
 /// an in-place `incr`) only moves its last-access time when it is older than this.
@@ -90,10 +104,17 @@ pub(super) fn secs(t: u64) -> u32 {
     t.min(u64::from(u32::MAX)) as u32
 }
 
-/// Bytes an item takes in a segment: header, flags if any, key, value, padding to 4.
+/// Bytes between the header and the key: the flags if any, the long length if needed.
+#[inline]
+fn extras(value_len: usize, has_flags: bool) -> usize {
+    4 * (usize::from(has_flags) + usize::from(value_len >= usize::from(LONG)))
+}
+
+/// Bytes an item takes in a segment: header, flags if any, long length if any, key, value,
+/// padding to 4.
 #[inline]
 pub(super) fn footprint(key_len: usize, value_len: usize, flags: u32) -> usize {
-    (HEADER + if flags != 0 { 4 } else { 0 })
+    (HEADER + extras(value_len, flags != 0))
         .saturating_add(key_len)
         .saturating_add(value_len)
         .saturating_add(3)
@@ -120,19 +141,21 @@ pub(super) unsafe fn write(dst: *mut u8, key: &[u8], parts: &[&[u8]], meta: &Met
     dst.add(cas_at).cast::<u64>().write(meta.cas);
     dst.add(exptime_at).cast::<u32>().write(secs(meta.exptime));
     dst.add(12).cast::<u32>().write(secs(meta.time));
-    dst.add(16).cast::<u32>().write(vlen as u32);
-    dst.add(20).write(key.len() as u8);
-    dst.add(21)
-        .write(meta.state & (FETCHED | STALE | TOKEN_SENT | KEY_BINARY));
+    dst.add(16).write(key.len() as u8);
+    let layout = if meta.flags != 0 { HAS_FLAGS } else { 0 };
+    dst.add(17).write(meta.state & CARRIED | layout);
     let mut at = HEADER;
     if meta.flags != 0 {
-        dst.add(22).write(HAS_FLAGS);
         dst.add(at).cast::<u32>().write(meta.flags);
         at += 4;
-    } else {
-        dst.add(22).write(0);
     }
-    dst.add(23).write(0);
+    if vlen >= usize::from(LONG) {
+        dst.add(18).cast::<u16>().write(LONG);
+        dst.add(at).cast::<u32>().write(vlen as u32);
+        at += 4;
+    } else {
+        dst.add(18).cast::<u16>().write(vlen as u16);
+    }
     let mut p = dst.add(at);
     for part in std::iter::once(key).chain(parts.iter().copied()) {
         std::ptr::copy_nonoverlapping(part.as_ptr(), p, part.len());
@@ -194,18 +217,26 @@ impl ItemRef {
     #[inline]
     fn state_cell(&self) -> &AtomicU8 {
         // SAFETY: as for `cas_cell`.
-        unsafe { &*self.ptr().add(21).cast::<AtomicU8>() }
+        unsafe { &*self.ptr().add(17).cast::<AtomicU8>() }
     }
 
+    /// Key length, value length, whether client flags follow the header.
     #[inline]
     fn fixed(&self) -> (usize, usize, bool) {
-        // SAFETY: immutable header fields of a complete item.
+        let has_flags = self.state() & HAS_FLAGS != 0;
+        // SAFETY: immutable header fields of a complete item (the u16 at 18 and a long length
+        // after the flags are 2- and 4-aligned in an item that starts 4-aligned).
         unsafe {
             let p = self.ptr();
-            let vlen = p.add(16).cast::<u32>().read() as usize;
-            let klen = usize::from(p.add(20).read());
-            let bits = p.add(22).read();
-            (klen, vlen, bits & HAS_FLAGS != 0)
+            let klen = usize::from(p.add(16).read());
+            let vlen = match p.add(18).cast::<u16>().read() {
+                LONG => p
+                    .add(HEADER + 4 * usize::from(has_flags))
+                    .cast::<u32>()
+                    .read() as usize,
+                short => usize::from(short),
+            };
+            (klen, vlen, has_flags)
         }
     }
 
@@ -228,26 +259,20 @@ impl ItemRef {
         footprint(k, v, u32::from(f))
     }
 
-    #[inline]
-    fn data_start(&self) -> usize {
-        let (_, _, f) = self.fixed();
-        HEADER + if f { 4 } else { 0 }
-    }
-
     /// The key.
     #[inline]
     pub fn key(&self) -> &[u8] {
-        let (k, _, _) = self.fixed();
+        let (k, v, f) = self.fixed();
         // SAFETY: immutable bytes of a complete item inside the segment.
-        unsafe { std::slice::from_raw_parts(self.ptr().add(self.data_start()), k) }
+        unsafe { std::slice::from_raw_parts(self.ptr().add(HEADER + extras(v, f)), k) }
     }
 
     /// The value.
     #[inline]
     pub fn value(&self) -> &[u8] {
-        let (k, v, _) = self.fixed();
+        let (k, v, f) = self.fixed();
         // SAFETY: as for `key`.
-        unsafe { std::slice::from_raw_parts(self.ptr().add(self.data_start() + k), v) }
+        unsafe { std::slice::from_raw_parts(self.ptr().add(HEADER + extras(v, f) + k), v) }
     }
 
     /// Client flags.
@@ -346,7 +371,7 @@ impl ItemRef {
     /// earns anew).
     #[inline]
     pub(super) fn carried_state(&self) -> u8 {
-        self.state() & (FETCHED | STALE | TOKEN_SENT | KEY_BINARY)
+        self.state() & CARRIED
     }
 
     /// The fields of a copy of this item, as it is now.
@@ -493,10 +518,10 @@ mod tests {
         assert_eq!(item.cas(), 3);
         assert_eq!(item.exptime(), 100);
         assert_eq!(item.last_access(), 50);
-        assert_eq!(item.footprint(), 36, "24 + 4 flags + 8 bytes");
+        assert_eq!(item.footprint(), 32, "20 + 4 flags + 8 bytes");
         let plain = ItemRef::standalone(b"key", &[b"value"], Meta { flags: 0, ..meta() });
         assert_eq!(plain.flags(), 0);
-        assert_eq!(plain.footprint(), 32, "no flags: 24 + 8");
+        assert_eq!(plain.footprint(), 28, "no flags: 20 + 8");
         let empty = ItemRef::standalone(b"", &[], meta());
         assert!(empty.key().is_empty() && empty.value().is_empty());
         assert!(empty.value_bytes().is_empty());
@@ -506,7 +531,7 @@ mod tests {
     fn cas_stays_8_aligned_at_either_parity() {
         let seg = Arc::new(Segment::new(0, 0, 96, 0, 0));
         for off in [0u32, 4, 36, 64] {
-            // SAFETY: 32 bytes (24 + 4 flags + "k" + "v", padded) inside the unshared segment.
+            // SAFETY: 28 bytes (20 + 4 flags + "k" + "v", padded) inside the unshared segment.
             let item = unsafe {
                 write(seg.base().add(off as usize), b"k", &[b"v"], &meta());
                 ItemRef::at(seg.clone(), off)
@@ -523,7 +548,7 @@ mod tests {
             item.set_exptime(u64::from(u32::MAX) - 1);
             let fields = (item.cas(), item.exptime(), item.last_access(), item.flags());
             assert_eq!(fields, (u64::MAX - 1, u64::from(u32::MAX) - 1, 50, 7));
-            assert_eq!(item.footprint(), 32);
+            assert_eq!(item.footprint(), 28);
         }
     }
 
@@ -570,6 +595,32 @@ mod tests {
         assert_eq!(Item::stale_state(&item), STALE);
         item.take_token();
         assert_eq!(Item::stale_state(&item), STALE | TOKEN_SENT);
+    }
+
+    #[test]
+    fn lengths_from_64_kib_take_the_long_field() {
+        for (vlen, flags, foot) in [
+            (65_534, 0, 20 + 1 + 65_534 + 1),
+            (65_534, 9, 24 + 1 + 65_534 + 1),
+            (65_535, 0, 24 + 1 + 65_535),
+            (65_535, 9, 28 + 1 + 65_535),
+            (70_000, 9, 28 + 1 + 70_000 + 3),
+        ] {
+            let v: Vec<u8> = (0..vlen).map(|i| (i % 251) as u8).collect();
+            let item = ItemRef::standalone(b"k", &[&v[..1], &v[1..]], Meta { flags, ..meta() });
+            assert_eq!(item.value(), &v[..], "{vlen} {flags}");
+            assert_eq!((item.key(), item.flags()), (&b"k"[..], flags));
+            assert_eq!(item.footprint(), foot, "{vlen} {flags}");
+            item.bump(60);
+            item.invalidate();
+            assert!(!item.take_token() && item.stale());
+            assert_eq!(item.flags(), flags, "state changes keep the layout bit");
+            assert_eq!(
+                item.meta().state & HAS_FLAGS,
+                0,
+                "a copy's layout is its own"
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! own, and `moka` deciding which segment to evict; plus memcached 1.6's item semantics.
 //!
 //! - **Memory.** Items are appended to segments ([`segment`]; 1 MiB, smaller for small
-//!   limits) with a 24-byte header ([`item`]), and found through an index of 8-byte slots
+//!   limits) with a 20-byte header ([`item`]), and found through an index of 8-byte slots
 //!   ([`index`]): no allocation and no cache bookkeeping per item, which is where a
 //!   memory-efficient cache saves (Segcache, NSDI '21). moka holds the *segments*, each
 //!   weighed by its bytes plus its items' share of the index, and evicts the oldest one when

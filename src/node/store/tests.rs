@@ -537,14 +537,14 @@ fn eviction_keeps_the_budget_and_always_admits_writes() {
 
 #[test]
 fn charges_are_segment_bytes_plus_the_index_share() {
-    // 24-byte header + key + value, padded to 4; 4 more bytes only with client flags.
-    assert_eq!(item_charge(12, 100), 136 + ITEM_OVERHEAD);
-    assert_eq!(item_charge(12, 1000), 1036 + ITEM_OVERHEAD);
-    assert_eq!(item_charge(1, 5), 32 + ITEM_OVERHEAD);
+    // 20-byte header + key + value, padded to 4; 4 more bytes only with client flags.
+    assert_eq!(item_charge(12, 100), 132 + ITEM_OVERHEAD);
+    assert_eq!(item_charge(12, 1000), 1032 + ITEM_OVERHEAD);
+    assert_eq!(item_charge(1, 5), 28 + ITEM_OVERHEAD);
     let (s, _c) = store();
     set(&s, b"with-flags", 1, 0, b"v");
     let i = item(&s, b"with-flags");
-    assert_eq!(charge(&i), 40 + ITEM_OVERHEAD);
+    assert_eq!(charge(&i), 36 + ITEM_OVERHEAD);
 }
 
 #[test]
@@ -571,7 +571,8 @@ fn gauges_follow_writes_and_removals() {
 fn memory_limit_changes_apply_to_items_already_stored() {
     let (s, _c) = store_with(4 << 20, 1 << 20);
     let v = vec![b'v'; 1000];
-    for i in 0..3000 {
+    // 3 100 items of ~1 046 charged bytes: over 3 MiB, under the 4 MiB limit.
+    for i in 0..3100 {
         set(&s, format!("k{i}").as_bytes(), 0, 0, &v);
     }
     let full = s.stats();
