@@ -2,7 +2,7 @@
 //! own, and `moka` deciding which segment to evict; plus memcached 1.6's item semantics.
 //!
 //! - **Memory.** Items are appended to segments ([`segment`]; 1 MiB, smaller for small
-//!   limits) with a 20-byte header ([`item`]), and found through an index of 8-byte slots
+//!   limits) with a 16-byte header ([`item`]), and found through an index of 8-byte slots
 //!   ([`index`]): no allocation and no cache bookkeeping per item, which is where a
 //!   memory-efficient cache saves (Segcache, NSDI '21). moka holds the *segments*, each
 //!   weighed by its bytes plus its items' share of the index, and evicts the oldest one when
@@ -77,10 +77,10 @@ pub use slab::slab_class;
 /// resident items with `bench/tools/mem_per_item.py` (see `bench/ANALYSIS.md`).
 pub const ITEM_OVERHEAD: u64 = 20;
 
-/// What an item with this key and value (and no client flags) is charged against the memory
-/// limit (and counted in `bytes`): its bytes in a segment plus [`ITEM_OVERHEAD`].
+/// What an item with this key and value (and no client flags, no expiry) is charged against
+/// the memory limit (and counted in `bytes`): its bytes in a segment plus [`ITEM_OVERHEAD`].
 pub fn item_charge(key_len: usize, value_len: usize) -> u64 {
-    footprint(key_len, value_len, 0) as u64 + ITEM_OVERHEAD
+    footprint(key_len, value_len, 0, 0) as u64 + ITEM_OVERHEAD
 }
 
 /// The charge of an item against the budget.
@@ -483,6 +483,35 @@ impl Shared {
         Some(item)
     }
 
+    /// Gives `item` (the key's current item; the caller holds `h`'s lock) a new expiry: in
+    /// place when it has a field for one, else by rewriting it with one (same CAS, flags,
+    /// state and last access, in a segment of its new TTL bucket; the old copy's bytes go
+    /// dead), which an item stored without an expiry needs once (see `item`'s module doc).
+    /// Not a new item: `total_items` does not count it. `None`: no segment could be had for
+    /// the copy, and the item is removed rather than left to outlive the expiry it was given.
+    fn retime(&self, h: u64, item: &ItemRef, exptime: u64, now: u64) -> Option<ItemRef> {
+        if item.set_exptime(exptime) {
+            return Some(item.clone());
+        }
+        let meta = Meta {
+            exptime,
+            ..item.meta()
+        };
+        let copy = self.store_item(
+            h,
+            item.key(),
+            &[item.value()],
+            &meta,
+            Some(item),
+            false,
+            now,
+        );
+        if copy.is_none() {
+            self.unlink_if_same(h, item);
+        }
+        copy
+    }
+
     /// Appends an item to the open segment of its TTL bucket (or a segment of its own when
     /// it is large) and points the index at it, replacing the entry for `old`. `gen`: only
     /// into a segment of this flush generation (a copy must not outlive a flush).
@@ -498,7 +527,7 @@ impl Shared {
         gen: Option<u64>,
     ) -> Option<ItemRef> {
         let value_len = parts.iter().map(|p| p.len()).sum();
-        let need = footprint(key.len(), value_len, meta.flags);
+        let need = footprint(key.len(), value_len, meta.flags, meta.exptime);
         let current = self.common.flush.gen.load(Ordering::Acquire);
         if gen.is_some_and(|g| g != current) {
             return None;
@@ -920,7 +949,10 @@ impl Store {
             let found = self.find(h, key, now, true);
             if let Lookup::Hit(item) = &found {
                 item.bump(now);
-                item.set_exptime(expiry(exptime, now));
+                return match self.inner.retime(h, item, expiry(exptime, now), now) {
+                    Some(item) => Lookup::Hit(item),
+                    None => Lookup::Miss,
+                };
             }
             found
         })
