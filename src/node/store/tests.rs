@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::engine::charge;
 use super::*;
 use crate::node::clock::ManualClock;
 
