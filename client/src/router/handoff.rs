@@ -51,8 +51,8 @@ impl Router {
                 Ok(Some(m.flag_u64(b'c').unwrap_or(0)))
             }
             Response::Meta(m) if matches!(m.status, MetaStatus::En | MetaStatus::Nf) => Ok(None),
-            other => Err(Error::Protocol(format!(
-                "{}: unexpected reply to mg: {other:?}",
+            other => Err(Error::UnexpectedReply(format!(
+                "{}: to mg: {other:?}",
                 node.name
             ))),
         }
@@ -177,8 +177,8 @@ impl Router {
                     continue
                 }
                 other => {
-                    return Err(Error::Protocol(format!(
-                        "{}: unexpected reply to a replay: {other:?}",
+                    return Err(Error::UnexpectedReply(format!(
+                        "{}: to a replay: {other:?}",
                         node.name
                     )))
                 }
@@ -189,7 +189,7 @@ impl Router {
                 return Ok(());
             }
         }
-        Err(Error::Busy(format!(
+        Err(Error::Contended(format!(
             "{}: {} keeps changing",
             node.name,
             String::from_utf8_lossy(key)

@@ -78,8 +78,8 @@ impl Router {
         r: Result<Response, Error>,
     ) -> Result<Response, Error> {
         let r = match r {
-            Ok(Response::Other(line)) if !free_form => Err(Error::Protocol(format!(
-                "{}: unexpected reply {:?}",
+            Ok(Response::Other(line)) if !free_form => Err(Error::UnexpectedReply(format!(
+                "{}: {:?}",
                 node.name,
                 String::from_utf8_lossy(&line)
             ))),

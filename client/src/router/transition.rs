@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use super::{is_miss, Router, Slot};
+use super::{is_miss, Lookup, Router};
 use crate::protocol::expiry::{copy_exptime, remaining_ttl};
 use crate::protocol::number::parse_u32;
 use crate::protocol::{GetCmd, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response};
@@ -77,8 +77,8 @@ impl Router {
                 value: m.value.unwrap_or_default(),
             })),
             Response::Meta(_) => Ok(None),
-            other => Err(Error::Protocol(format!(
-                "{}: unexpected reply to mg: {other:?}",
+            other => Err(Error::UnexpectedReply(format!(
+                "{}: to mg: {other:?}",
                 from.name
             ))),
         }
@@ -209,10 +209,10 @@ impl Router {
         cmd: GetCmd,
         exptime: Option<i64>,
         keys: &[Bytes],
-        slots: &mut [Slot],
+        slots: &mut [Lookup],
     ) {
         let missed: Vec<usize> = (0..keys.len())
-            .filter(|&i| slots[i] == Slot::Miss && topo.moved(&keys[i]))
+            .filter(|&i| slots[i] == Lookup::Miss && topo.moved(&keys[i]))
             .collect();
         let found = join_all(missed.iter().map(|&i| {
             let make = move |k: &Bytes| Request::Get {
@@ -226,7 +226,7 @@ impl Router {
         for (i, resp) in found {
             if let Some(Response::Values(mut v)) = resp {
                 if !v.is_empty() {
-                    slots[i] = Slot::Hit(v.swap_remove(0));
+                    slots[i] = Lookup::Hit(v.swap_remove(0));
                 }
             }
         }
