@@ -62,26 +62,14 @@ impl Router {
             ret_cas: true,
             ..MetaFlags::default()
         };
-        let probe = Request::Meta(Box::new(MetaRequest::new(
-            MetaCmd::Get,
-            key.clone(),
-            flags,
-            None,
-        )));
-        match self.send(from, probe).await? {
-            Response::Meta(m) if m.status == MetaStatus::Va => Ok(Some(Snapshot {
-                flags: m.flag(b'f').and_then(parse_u32).unwrap_or(0),
-                // The remaining TTL as an exptime that keeps the original expiry.
-                ttl: copy_exptime(remaining_ttl(m.flag(b't'))),
-                cas: m.flag_u64(b'c').unwrap_or(0),
-                value: m.value.unwrap_or_default(),
-            })),
-            Response::Meta(_) => Ok(None),
-            other => Err(Error::UnexpectedReply(format!(
-                "{}: to mg: {other:?}",
-                from.name
-            ))),
-        }
+        let m = self.mg(from, key, flags).await?;
+        Ok((m.status == MetaStatus::Va).then(|| Snapshot {
+            flags: m.flag(b'f').and_then(parse_u32).unwrap_or(0),
+            // The remaining TTL as an exptime that keeps the original expiry.
+            ttl: copy_exptime(remaining_ttl(m.flag(b't'))),
+            cas: m.flag_u64(b'c').unwrap_or(0),
+            value: m.value.unwrap_or_default(),
+        }))
     }
 
     /// Copies `key` from `from` to each of `to` that lacks it (add semantics, same value,
