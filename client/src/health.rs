@@ -387,6 +387,20 @@ impl Health {
         out
     }
 
+    /// Takes the hint of `key` alone for a replay the caller runs now (a conditional write
+    /// about to run on this node, `router/primary.rs`): false if the node has no hint for it,
+    /// or its replay is already running. Ends with [`Health::replayed`], as for
+    /// [`Health::take_hints`].
+    pub(crate) fn take_hint(&self, key: &Bytes) -> bool {
+        let mut log = self.hints.lock().unwrap_or_else(|e| e.into_inner());
+        if log.overflowed || !log.keys.remove(key) {
+            return false;
+        }
+        log.bytes -= key.len();
+        log.inflight.insert(key.clone());
+        true
+    }
+
     /// A replay of `key` is over: done, or (`ok` false) back into the log for another try.
     pub(crate) fn replayed(&self, key: &Bytes, ok: bool) {
         let mut log = self.hints.lock().unwrap_or_else(|e| e.into_inner());

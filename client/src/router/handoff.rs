@@ -21,7 +21,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use super::{replica_store, Router};
+use super::{replica_store, version, Router};
 use crate::protocol::{MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response, StoreCmd};
 use crate::topology::NodeEntry;
 use crate::Error;
@@ -48,7 +48,9 @@ impl Router {
         )));
         match self.send(node, probe).await? {
             Response::Meta(m) if matches!(m.status, MetaStatus::Hd | MetaStatus::Va) => {
-                Ok(Some(m.flag_u64(b'c').unwrap_or(0)))
+                let cas = m.flag_u64(b'c').unwrap_or(0);
+                self.observe_cas(cas);
+                Ok(Some(cas))
             }
             Response::Meta(m) if matches!(m.status, MetaStatus::En | MetaStatus::Nf) => Ok(None),
             other => Err(Error::Protocol(format!(
@@ -152,6 +154,16 @@ impl Router {
             };
             let req = match (&item, mine) {
                 (Some(m), Some(c)) if m.cas == c && c != 0 => return Ok(()),
+                // The node's copy is newer than the source's (a write through another router
+                // reached it and not yet the source): a copy never replaces a newer item.
+                (Some(m), Some(c))
+                    if c > m.cas
+                        && source
+                            .as_ref()
+                            .is_some_and(|s| version::comparable(s, node)) =>
+                {
+                    return Ok(())
+                }
                 (None, None) => return Ok(()),
                 (Some(m), mine) => {
                     let req =

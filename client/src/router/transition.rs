@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use super::{is_miss, Router, Slot};
+use super::{is_miss, version, Router, Slot};
 use crate::protocol::expiry::{copy_exptime, remaining_ttl};
 use crate::protocol::number::parse_u32;
 use crate::protocol::{GetCmd, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response};
@@ -69,13 +69,13 @@ impl Router {
             None,
         )));
         match self.send(from, probe).await? {
-            Response::Meta(m) if m.status == MetaStatus::Va => Ok(Some(Snapshot {
+            Response::Meta(m) if m.status == MetaStatus::Va => Ok(Some(self.seen(Snapshot {
                 flags: m.flag(b'f').and_then(parse_u32).unwrap_or(0),
                 // The remaining TTL as an exptime that keeps the original expiry.
                 ttl: copy_exptime(remaining_ttl(m.flag(b't'))),
                 cas: m.flag_u64(b'c').unwrap_or(0),
                 value: m.value.unwrap_or_default(),
-            })),
+            }))),
             Response::Meta(_) => Ok(None),
             other => Err(Error::Protocol(format!(
                 "{}: unexpected reply to mg: {other:?}",
@@ -97,9 +97,18 @@ impl Router {
         let Some(item) = self.snapshot(from, key).await? else {
             return Ok(Moved::Absent);
         };
-        let results = join_all(to.iter().map(|node| {
-            let req = copy_request(node, key, &item);
-            self.send(node, req)
+        // Each target's copy compares versions where both nodes take `E`: an add where it
+        // lacks the key, a replace of an older item, nothing over a newer one (`version.rs`).
+        let results = join_all(to.iter().map(|node| async {
+            if !version::comparable(from, node) {
+                return self.send(node, copy_request(node, key, &item)).await;
+            }
+            let how = version::decide(item.cas, self.cas_on(node, key).await?);
+            if how == version::Copy::Keep {
+                return Ok(Response::NotStored);
+            }
+            self.send(node, version::versioned_copy(node, key, &item, how))
+                .await
         }))
         .await;
         // The copies made, with the CAS each target gave its copy (`ms ... c`).
