@@ -72,6 +72,8 @@ struct Counts {
     /// `add` races with more than one winner, outside and during the partial partition.
     add_split: AtomicU64,
     add_split_cut: AtomicU64,
+    /// Where the splits happened (the first few), for the report.
+    split_phases: std::sync::Mutex<Vec<String>>,
 }
 
 impl Counts {
@@ -86,6 +88,7 @@ impl Counts {
             add_rounds: AtomicU64::new(0),
             add_split: AtomicU64::new(0),
             add_split_cut: AtomicU64::new(0),
+            split_phases: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -206,6 +209,7 @@ fn inner(a: &CountersArgs, bin: &Path) -> Result<Report> {
     })?;
 
     let counts = Arc::new(Counts::new(a.counters));
+    let phase = Arc::new(Phase::new("netns-counters"));
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     for p in 0..PROXIES {
         for c in 0..a.per_router {
@@ -222,8 +226,8 @@ fn inner(a: &CountersArgs, bin: &Path) -> Result<Report> {
         node_addrs.clone(),
         counts.clone(),
         a.per_router,
+        phase.clone(),
     ));
-    let phase = Arc::new(Phase::new("netns-counters"));
     let mut load = Load::start(
         LoadSpec {
             ns: proxy_ns.clone(),
@@ -359,6 +363,14 @@ fn inner(a: &CountersArgs, bin: &Path) -> Result<Report> {
         }
         Ok((lost, lost_cut, cut_bound, lost_writes))
     })?;
+    examples.extend(
+        counts
+            .split_phases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned(),
+    );
     examples.extend(load.tally.examples());
     let tally = load.tally.clone();
     drop(proxies);
@@ -424,7 +436,13 @@ fn proxy_incrementer(ns: String, addr: String, counts: Arc<Counts>, id: usize) -
 /// The embedded client: `tasks` incrementers, and the `add` races: every 20 ms a fresh key
 /// that the client and one connection of each proxy `add` at once; more than one `STORED`
 /// is a split.
-fn embedded(ns: String, nodes: Vec<String>, counts: Arc<Counts>, tasks: usize) -> JoinHandle<()> {
+fn embedded(
+    ns: String,
+    nodes: Vec<String>,
+    counts: Arc<Counts>,
+    tasks: usize,
+    phase: Arc<Phase>,
+) -> JoinHandle<()> {
     std::thread::spawn(move || {
         if enter(&ns).is_err() {
             return;
@@ -475,7 +493,11 @@ fn embedded(ns: String, nodes: Vec<String>, counts: Arc<Counts>, tasks: usize) -
                     }
                 }));
             }
-            all.push(tokio::spawn(add_races(client.clone(), counts.clone())));
+            all.push(tokio::spawn(add_races(
+                client.clone(),
+                counts.clone(),
+                phase,
+            )));
             for t in all {
                 let _ = t.await;
             }
@@ -485,7 +507,7 @@ fn embedded(ns: String, nodes: Vec<String>, counts: Arc<Counts>, tasks: usize) -
 
 /// The `add` races: the embedded client and a fresh connection per proxy (opened from the
 /// proxies' host) add one fresh key at once.
-async fn add_races(client: Client, counts: Arc<Counts>) {
+async fn add_races(client: Client, counts: Arc<Counts>, phase: Arc<Phase>) {
     let mut round = 0u64;
     while !counts.stop.load(Ordering::Acquire) {
         round += 1;
@@ -498,8 +520,24 @@ async fn add_races(client: Client, counts: Arc<Counts>) {
         }
         let mine = tokio::time::timeout(REQUEST_LIMIT, client.add(key.as_bytes(), "e", 0, 0)).await;
         let mut winners = u64::from(matches!(mine, Ok(Ok(true))));
-        for r in racers {
-            winners += u64::from(matches!(r.await, Ok(true)));
+        let mut who = vec![format!("embedded {}", matches!(mine, Ok(Ok(true))))];
+        for (p, r) in racers.into_iter().enumerate() {
+            let won = matches!(r.await, Ok(true));
+            winners += u64::from(won);
+            who.push(format!("proxy{p} {won}"));
+        }
+        if winners > 1 {
+            let mut ph = counts
+                .split_phases
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if ph.len() < 8 {
+                ph.push(format!(
+                    "add race {key}: {} during \"{}\"",
+                    who.join(", "),
+                    phase.get()
+                ));
+            }
         }
         counts.add_rounds.fetch_add(1, Ordering::Relaxed);
         if winners > 1 {
