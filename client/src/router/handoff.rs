@@ -64,18 +64,24 @@ impl Router {
     /// `from` still holds that very item; copies again if it changed meanwhile (another
     /// router's copy of an older state may have landed after the newer one). Replicas that
     /// miss a copy, or whose copy cannot be confirmed, get a hint.
+    ///
+    /// Returns whether a copy of the item as it was after the write (or a later state)
+    /// reached every one of `to`: if not, the write's result may live on `from` alone, and a
+    /// crash of `from` right after would lose it (`ringcache-bench netns-counters` lost the
+    /// increments in flight when a primary was killed), so the caller does not acknowledge it.
     pub(crate) async fn replicate(
         &self,
         from: &Arc<NodeEntry>,
         to: &[Arc<NodeEntry>],
         key: &Bytes,
-    ) {
+    ) -> bool {
+        let mut copied = false;
         for _ in 0..REPLICATE_ROUNDS {
             let item = match self.snapshot(from, key).await {
                 Ok(item) => item,
                 Err(_) => break,
             };
-            join_all(to.iter().map(|node| {
+            let results = join_all(to.iter().map(|node| {
                 let req = match &item {
                     Some(m) => replica_store(node, key, &m.value, m.flags, m.ttl, m.cas, false),
                     None => Request::Delete {
@@ -87,9 +93,10 @@ impl Router {
                 self.send_write(node, req)
             }))
             .await;
+            copied |= results.iter().all(|r| r.is_ok());
             match (self.cas_on(from, key).await, &item) {
-                (Ok(Some(now)), Some(m)) if now == m.cas => return,
-                (Ok(None), None) => return,
+                (Ok(Some(now)), Some(m)) if now == m.cas => return copied,
+                (Ok(None), None) => return copied,
                 (Ok(_), _) => continue,
                 (Err(_), _) => break,
             }
@@ -102,6 +109,7 @@ impl Router {
                 self.hinted(node, node.health.hint_lagging(key));
             }
         }
+        copied
     }
 
     /// Brings `node`'s copy of `key` to the key's current state (see the module comment):

@@ -1055,7 +1055,14 @@ impl Router {
         let (req, reply) = version::stamp(&exec, req, self.next_cas());
         let resp = version::unstamp(reply, self.send(&exec, req).await?);
         if changed(&resp) && !owners.is_empty() {
-            Box::pin(self.replicate(&exec, &owners, &key)).await;
+            let copied = Box::pin(self.replicate(&exec, &owners, &key)).await;
+            // Its result on the primary alone is not acknowledged (unless `ack = primary`):
+            // the client learns it may not have happened, as after a timeout.
+            if !copied && self.inner.live.ack() != Ack::Primary {
+                return Err(Error::Server(Refused::Server(
+                    "the write ran but its result could not be copied to the replicas".into(),
+                )));
+            }
         }
         Ok(resp)
     }
