@@ -11,9 +11,11 @@
 //!   counter, read directly at the end, the value is at least the increments acknowledged, and
 //!   at most those plus the increments whose answer never came (they may have run); 0
 //!   acknowledged writes lost, 0 stale reads; at most one `add` winner per key;
-//! - the partial partition: the increments lost are at most those the cut-off router
-//!   acknowledged on the counters whose primary it could not reach, while it could not, and an
-//!   `add` race has at most two winners (one per side), only on those keys.
+//! - the partial partition: the same. The cut-off router refuses the conditional writes of
+//!   the keys whose primary it cannot reach (the others run them there), so nothing it
+//!   acknowledged can be overwritten. The increments it acknowledged while the cut was
+//!   being set up and lifted are reported as the bound a router that ran them on the replica
+//!   instead would lose.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -57,6 +59,10 @@ pub struct CountersArgs {
     /// Increment connections per proxy (the embedded client runs as many tasks).
     #[arg(long, default_value_t = 2)]
     pub per_router: usize,
+    /// Acknowledged increments lost to faults every router sees alike that still pass (the
+    /// goal is 0; bench/ANALYSIS.md says what stands between the code and it).
+    #[arg(long, default_value_t = 0)]
+    pub max_lost: u64,
 }
 
 /// Increments acknowledged and in doubt, per counter; what the partial partition may cost.
@@ -419,9 +425,14 @@ fn proxy_incrementer(ns: String, addr: String, counts: Arc<Counts>, id: usize) -
                 .map(|c| c.request(req.as_bytes(), REQUEST_LIMIT));
             match got {
                 Some(Ok(Response::Number(_))) => counts.answered(k, Some(true), false),
-                // A refusal (no owner in sync, backend unavailable): not run.
-                Some(Ok(_)) => {
+                // A refusal before it ran (the primary down or not in sync): not run. Any
+                // other error (its result not copied, a timeout at the proxy) may have run.
+                Some(Ok(Response::ServerError(m))) if m.starts_with(b"no replica") => {
                     counts.answered(k, Some(false), false);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Some(Ok(_)) => {
+                    counts.answered(k, None, false);
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 _ => {
@@ -574,6 +585,7 @@ static PROXY_NS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Runs and prints; exit code 0 (every statement held), 1 (one did not), 2 (cannot run).
 pub fn main(a: &CountersArgs) -> i32 {
+    let max_lost = a.max_lost;
     match run(a) {
         Ok(r) => {
             println!(
@@ -597,7 +609,12 @@ pub fn main(a: &CountersArgs) -> i32 {
             for e in &r.examples {
                 println!("  {e}");
             }
-            i32::from(r.lost > 0 || r.add_split > 0 || r.lost_writes > 0 || r.stale > 0)
+            i32::from(
+                r.lost + r.lost_cut > max_lost
+                    || r.add_split + r.add_split_cut > 0
+                    || r.lost_writes > 0
+                    || r.stale > 0,
+            )
         }
         Err(Ok(CannotRun(why))) => {
             eprintln!("netns-counters: SKIPPED, cannot run: {why} (needs root and iproute2)");
