@@ -302,7 +302,15 @@ impl Health {
     /// a write of `key` that is still to be replayed (its copy may be old). A fenced node
     /// serves (its misses are not trusted, see `router/mod.rs`).
     pub fn may_serve(&self, key: &[u8]) -> bool {
-        if self.down.load(Ordering::SeqCst) || self.suspect() {
+        !self.suspect() && self.may_serve_if_suspect(key)
+    }
+
+    /// [`Health::may_serve`] for a key none of whose owners may serve it: a suspect node
+    /// ([`Health::suspect`]) is only suspected of lagging behind another router's writes,
+    /// so when every owner is suspect (two returned within the window) reading one beats
+    /// failing the read (`router/read.rs`, `may_read`).
+    pub fn may_serve_if_suspect(&self, key: &[u8]) -> bool {
+        if self.down.load(Ordering::SeqCst) {
             return false;
         }
         if self.pending.load(Ordering::SeqCst) == 0 {
