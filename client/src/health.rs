@@ -594,6 +594,22 @@ mod tests {
     }
 
     #[test]
+    fn one_hint_taken_for_a_conditional_write() {
+        let h = Health::new(1);
+        h.mark_down();
+        h.hint(&Bytes::from_static(b"a"));
+        h.returned_repairing();
+        h.suspect_until.store(0, Ordering::Relaxed);
+        assert!(!h.take_hint(&Bytes::from_static(b"z")), "no hint for z");
+        assert!(h.take_hint(&Bytes::from_static(b"a")));
+        assert!(!h.take_hint(&Bytes::from_static(b"a")), "taken once");
+        assert!(!h.may_serve(b"a"), "not read while its replay runs");
+        h.replayed(&Bytes::from_static(b"a"), true);
+        assert!(h.may_serve(b"a") && h.in_sync(b"a"));
+        assert!(h.finish_repair());
+    }
+
+    #[test]
     fn hints_while_down_then_repair() {
         let h = Health::new(1);
         h.mark_down();
@@ -603,6 +619,12 @@ mod tests {
         h.returned_repairing();
         assert_eq!(h.state(), NodeState::Repairing);
         assert!(h.is_usable());
+        // Back from being down: suspect, so no key is read from it for SUSPECT_FOR unless no
+        // owner may serve it (`may_serve_if_suspect`), which keeps the hints' rule.
+        assert!(h.suspect());
+        assert!(!h.may_serve(b"z"), "a suspect node serves no read");
+        h.suspect_until.store(0, Ordering::Relaxed);
+        assert!(!h.suspect(), "the window ends");
         assert!(
             !h.may_serve(b"a") && !h.in_sync(b"a"),
             "a missed key is not read"

@@ -94,7 +94,7 @@ impl Router {
         if how == Copy::Keep {
             return true;
         }
-        let req = versioned_copy(node, key, &item, how);
+        let req = versioned_copy(node, key, item.as_item(), how);
         match self.send_write(node, req).await {
             // `NS`/`EX`: a write reached the node between the read and the copy; whether it is
             // the newest is not known here, so the write goes where it went before.

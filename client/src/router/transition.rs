@@ -69,7 +69,7 @@ impl Router {
             None,
         )));
         match self.send(from, probe).await? {
-            Response::Meta(m) if m.status == MetaStatus::Va => Ok(Some(self.seen(Snapshot {
+            Response::Meta(m) if m.status == MetaStatus::Va => Ok(Some(self.observed(Snapshot {
                 flags: m.flag(b'f').and_then(parse_u32).unwrap_or(0),
                 // The remaining TTL as an exptime that keeps the original expiry.
                 ttl: copy_exptime(remaining_ttl(m.flag(b't'))),
@@ -107,7 +107,7 @@ impl Router {
             if how == version::Copy::Keep {
                 return Ok(Response::NotStored);
             }
-            self.send(node, version::versioned_copy(node, key, &item, how))
+            self.send(node, version::versioned_copy(node, key, item.as_item(), how))
                 .await
         }))
         .await;
@@ -291,4 +291,24 @@ fn copy_request(node: &NodeEntry, key: &Bytes, item: &Snapshot) -> Request {
         f,
         Some(item.value.clone()),
     )))
+}
+
+impl Snapshot {
+    /// The item as a versioned copy writes it (`version.rs`).
+    pub(crate) fn as_item(&self) -> version::Item<'_> {
+        version::Item {
+            value: &self.value,
+            flags: self.flags,
+            ttl: self.ttl,
+            cas: self.cas,
+        }
+    }
+}
+
+impl Router {
+    /// Moves this router's clock past the version of a snapshot a copy is about to write.
+    fn observed(&self, item: Snapshot) -> Snapshot {
+        self.observe_cas(item.cas);
+        item
+    }
 }

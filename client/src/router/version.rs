@@ -32,8 +32,6 @@ use crate::protocol::{
 };
 use crate::topology::{CasSupport, NodeEntry};
 
-use super::transition::Snapshot;
-
 /// How far ahead of this router's clock a version read from a node may pull it: beyond any
 /// clock skew NTP leaves between hosts, well short of a client's arbitrary `E<cas>`.
 pub(crate) const MAX_AHEAD: Duration = Duration::from_secs(10);
@@ -58,12 +56,6 @@ impl Router {
         if cas <= now_nanos().saturating_add(MAX_AHEAD.as_nanos() as u64) {
             self.inner.cas_seq.fetch_max(cas, Ordering::Relaxed);
         }
-    }
-
-    /// [`Router::observe_cas`] of a snapshot a copy is about to write.
-    pub(crate) fn seen(&self, item: Snapshot) -> Snapshot {
-        self.observe_cas(item.cas);
-        item
     }
 }
 
@@ -187,9 +179,17 @@ pub(crate) fn decide(source: u64, target: Option<u64>) -> Copy {
     }
 }
 
+/// One item as a copy reproduces it: value, client flags, the exptime to write, version.
+pub(crate) struct Item<'a> {
+    pub value: &'a Bytes,
+    pub flags: u32,
+    pub ttl: i64,
+    pub cas: u64,
+}
+
 /// The `ms` that puts `item` on `node` as decided (`Add`: `ME`; `Replace(t)`: `C<t>`), with
 /// the source's CAS (`E`) and `c`, so the caller learns the CAS the copy got.
-pub(crate) fn versioned_copy(node: &NodeEntry, key: &Bytes, item: &Snapshot, how: Copy) -> Request {
+pub(crate) fn versioned_copy(node: &NodeEntry, key: &Bytes, item: Item<'_>, how: Copy) -> Request {
     let explicit = node.cas_support() != CasSupport::No && item.cas != 0;
     let f = MetaFlags {
         client_flags: Some(item.flags),
