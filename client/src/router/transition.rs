@@ -107,8 +107,11 @@ impl Router {
             if how == version::Copy::Keep {
                 return Ok(Response::NotStored);
             }
-            self.send(node, version::versioned_copy(node, key, item.as_item(), how))
-                .await
+            self.send(
+                node,
+                version::versioned_copy(node, key, item.as_item(), how),
+            )
+            .await
         }))
         .await;
         // The copies made, with the CAS each target gave its copy (`ms ... c`).
