@@ -1264,6 +1264,11 @@ fn a_fenced_owners_miss_is_copied_back_by_a_proxied_get() {
         let restarted = nodes[victim].addr;
         let mut direct = Raw::connect(restarted).await;
         let (single, many) = primary.split_at(primary.len() / 2);
+        // A node back from being down serves no read while it is suspect (docs/cluster.md,
+        // "Health"): its keys are read from the replica and nothing is asked of it. Past
+        // that window it serves, fenced: its misses fall through and are copied back.
+        tokio::time::sleep(ringcache_client::health::SUSPECT_FOR + Duration::from_millis(200))
+            .await;
 
         // One-key gets: each hits on the next owner, and the copy is back on the victim.
         for &i in single {
