@@ -25,11 +25,13 @@ mod membership;
 mod meta;
 pub mod migrate;
 mod options;
+mod primary;
 mod read;
 mod requests;
 mod send;
 mod spread;
 mod transition;
+mod version;
 mod write;
 
 pub use options::{Ack, ClientBuilder, ClientOptions};

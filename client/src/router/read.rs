@@ -26,7 +26,7 @@ impl Router {
         let topo = self.topology();
         // A repairing node may still hold values it missed the overwrite of: not read.
         let mut owners = Self::live_owners(&topo, key);
-        owners.retain(|n| n.health.may_serve(key));
+        owners.retain(|n| may_read(&topo, key, n));
         let mut last_err = None;
         let mut fenced_misses: Vec<Arc<NodeEntry>> = Vec::new();
         for node in owners {
@@ -281,4 +281,16 @@ pub enum Lookup {
     Miss,
     /// No replica could be read.
     Failed,
+}
+
+/// Whether `node`, an owner of `key`, may answer a read of it: [`Health::may_serve`], or, when
+/// no owner of the key may, a suspect one that otherwise could
+/// ([`Health::may_serve_if_suspect`]). Costs nothing more while the node may serve.
+///
+/// [`Health::may_serve`]: crate::health::Health::may_serve
+/// [`Health::may_serve_if_suspect`]: crate::health::Health::may_serve_if_suspect
+pub(super) fn may_read(topo: &Topology, key: &[u8], node: &NodeEntry) -> bool {
+    node.health.may_serve(key)
+        || (node.health.may_serve_if_suspect(key)
+            && !topo.owner_nodes(key).any(|n| n.health.may_serve(key)))
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use super::{is_miss, Lookup, Router};
+use super::{is_miss, version, Lookup, Router};
 use crate::protocol::expiry::{copy_exptime, remaining_ttl};
 use crate::protocol::number::parse_u32;
 use crate::protocol::{GetCmd, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response};
@@ -63,12 +63,14 @@ impl Router {
             ..MetaFlags::default()
         };
         let m = self.mg(from, key, flags).await?;
-        Ok((m.status == MetaStatus::Va).then(|| Snapshot {
-            flags: m.flag(b'f').and_then(parse_u32).unwrap_or(0),
-            // The remaining TTL as an exptime that keeps the original expiry.
-            ttl: copy_exptime(remaining_ttl(m.flag(b't'))),
-            cas: m.flag_u64(b'c').unwrap_or(0),
-            value: m.value.unwrap_or_default(),
+        Ok((m.status == MetaStatus::Va).then(|| {
+            self.observed(Snapshot {
+                flags: m.flag(b'f').and_then(parse_u32).unwrap_or(0),
+                // The remaining TTL as an exptime that keeps the original expiry.
+                ttl: copy_exptime(remaining_ttl(m.flag(b't'))),
+                cas: m.flag_u64(b'c').unwrap_or(0),
+                value: m.value.unwrap_or_default(),
+            })
         }))
     }
 
@@ -85,9 +87,21 @@ impl Router {
         let Some(item) = self.snapshot(from, key).await? else {
             return Ok(Moved::Absent);
         };
-        let results = join_all(to.iter().map(|node| {
-            let req = copy_request(node, key, &item);
-            self.send(node, req)
+        // Each target's copy compares versions where both nodes take `E`: an add where it
+        // lacks the key, a replace of an older item, nothing over a newer one (`version.rs`).
+        let results = join_all(to.iter().map(|node| async {
+            if !version::comparable(from, node) {
+                return self.send(node, copy_request(node, key, &item)).await;
+            }
+            let how = version::decide(item.cas, self.cas_on(node, key).await?);
+            if how == version::Copy::Keep {
+                return Ok(Response::NotStored);
+            }
+            self.send(
+                node,
+                version::versioned_copy(node, key, item.as_item(), how),
+            )
+            .await
         }))
         .await;
         // The copies made, with the CAS each target gave its copy (`ms ... c`).
@@ -270,4 +284,24 @@ fn copy_request(node: &NodeEntry, key: &Bytes, item: &Snapshot) -> Request {
         f,
         Some(item.value.clone()),
     )))
+}
+
+impl Snapshot {
+    /// The item as a versioned copy writes it (`version.rs`).
+    pub(crate) fn as_item(&self) -> version::Item<'_> {
+        version::Item {
+            value: &self.value,
+            flags: self.flags,
+            ttl: self.ttl,
+            cas: self.cas,
+        }
+    }
+}
+
+impl Router {
+    /// Moves this router's clock past the version of a snapshot a copy is about to write.
+    fn observed(&self, item: Snapshot) -> Snapshot {
+        self.observe_cas(item.cas);
+        item
+    }
 }
