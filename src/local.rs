@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::node::{self, clock::SystemClock, NodeHandle};
 use crate::proxy::{self, ProxyConfig, ProxyHandle};
 use crate::server::gate::{Access, CommandsConfig};
-use crate::server::SecuritySettings;
+use crate::server::{SecuritySettings, ServerSettings};
 use crate::settings::Settings;
 
 /// What `ringcache local` starts. `config/local.toml` documents every key.
@@ -25,10 +25,10 @@ pub struct LocalConfig {
     pub nodes: usize,
     /// Copies of each key.
     pub replicas: usize,
-    /// Where the proxy serves memcached clients.
-    pub listen: String,
-    /// The proxy's Prometheus `/metrics`; none by default.
-    pub metrics_listen: Option<String>,
+    /// The proxy's `listen`, `metrics_listen`, `max_connections` and `idle_timeout`:
+    /// top-level keys of the file, as in the proxy's.
+    #[serde(flatten)]
+    pub server: ServerSettings,
     /// Memory budget of each node, MiB.
     pub memory_limit_mb: u64,
     /// TLS, authentication and the admin gate of the proxy's listener (the nodes listen on
@@ -44,8 +44,7 @@ impl Default for LocalConfig {
         LocalConfig {
             nodes: 3,
             replicas: DEFAULT_REPLICAS,
-            listen: ProxyConfig::default().listen,
-            metrics_listen: None,
+            server: ServerSettings::default(),
             memory_limit_mb: NodeConfig::default().memory_limit_mb,
             security: SecuritySettings::default(),
         }
@@ -64,6 +63,7 @@ impl LocalConfig {
         if self.nodes == 0 {
             return Err(Error::Config("nodes must be at least 1".into()));
         }
+        self.server.validate()?;
         self.security.validate()?;
         Ok(())
     }
@@ -91,7 +91,7 @@ pub async fn start(opts: &LocalConfig) -> Result<LocalCluster, Error> {
     let mut nodes = Vec::with_capacity(opts.nodes);
     for _ in 0..opts.nodes {
         let cfg = NodeConfig {
-            listen: "127.0.0.1:0".into(),
+            server: ServerSettings::listening("127.0.0.1:0"),
             memory_limit_mb: opts.memory_limit_mb,
             threads: 1,
             ..NodeConfig::default()
@@ -104,8 +104,7 @@ pub async fn start(opts: &LocalConfig) -> Result<LocalCluster, Error> {
         .map(|(i, n)| NodeSpec::new(n.addr.to_string()).named(format!("node{}", i + 1)))
         .collect();
     let cfg = ProxyConfig {
-        listen: opts.listen.clone(),
-        metrics_listen: opts.metrics_listen.clone(),
+        server: opts.server.clone(),
         ring: RingSettings {
             replicas: opts.replicas,
             ..RingSettings::default()

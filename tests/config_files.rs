@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use ringcache::config::NodeConfig;
 use ringcache::local::LocalConfig;
 use ringcache::proxy::ProxyConfig;
+use ringcache::server::ServerSettings;
 
 const FILES: [(&str, &str); 3] = [
     ("config/node.toml", include_str!("../config/node.toml")),
@@ -95,14 +96,20 @@ fn shipped_configs_are_taken_as_they_are() {
     assert_eq!(
         l,
         LocalConfig {
-            metrics_listen: l.metrics_listen.clone(),
+            server: ServerSettings {
+                metrics_listen: l.server.metrics_listen.clone(),
+                ..ServerSettings::default()
+            },
             ..LocalConfig::default()
         }
     );
     assert_eq!(
         n,
         NodeConfig {
-            metrics_listen: n.metrics_listen.clone(),
+            server: ServerSettings {
+                metrics_listen: n.server.metrics_listen.clone(),
+                ..ServerSettings::default()
+            },
             ..NodeConfig::default()
         }
     );

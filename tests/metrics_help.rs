@@ -32,8 +32,11 @@ fn declared<'a>(body: &'a str, kind: &str) -> HashSet<&'a str> {
 async fn every_metric_family_has_help() {
     let node = node::start(
         NodeConfig {
-            listen: "127.0.0.1:0".into(),
-            metrics_listen: Some("127.0.0.1:0".into()),
+            server: ringcache::server::ServerSettings {
+                listen: "127.0.0.1:0".into(),
+                metrics_listen: Some("127.0.0.1:0".into()),
+                ..ringcache::server::ServerSettings::default()
+            },
             ..NodeConfig::default()
         },
         Arc::new(SystemClock),
@@ -42,8 +45,11 @@ async fn every_metric_family_has_help() {
     .expect("node starts");
     let proxy = proxy::start(
         ProxyConfig {
-            listen: "127.0.0.1:0".into(),
-            metrics_listen: Some("127.0.0.1:0".into()),
+            server: ringcache::server::ServerSettings {
+                listen: "127.0.0.1:0".into(),
+                metrics_listen: Some("127.0.0.1:0".into()),
+                ..ringcache::server::ServerSettings::default()
+            },
             nodes: vec![NodeSpec::new(node.addr.to_string()).named("n0")],
             ..ProxyConfig::default()
         },
