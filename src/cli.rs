@@ -90,7 +90,7 @@ impl Given {
                 _ if self.contains(&k) => Some((k, v)),
                 toml::Value::Table(t) => {
                     let t = self.only_given(t);
-                    (!t.is_empty()).then(|| (k, toml::Value::Table(t)))
+                    (!t.is_empty()).then_some((k, toml::Value::Table(t)))
                 }
                 _ => None,
             })
@@ -409,7 +409,7 @@ mod tests {
             unreachable!()
         };
         let d = NodeConfig::default();
-        assert_eq!(n.listen, [d.server.listen.clone()]);
+        assert_eq!(n.listen, std::slice::from_ref(&d.server.listen));
         assert_eq!(
             (n.memory_limit_mb, n.max_item_size, n.threads),
             (d.memory_limit_mb, d.max_item_size, d.threads)

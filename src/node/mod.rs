@@ -13,7 +13,6 @@ pub mod prefix;
 pub mod server;
 pub mod store;
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -157,7 +156,7 @@ impl Server for Node {
         self.store.publish_metrics();
     }
 
-    fn serve(self: Arc<Self>, stream: TcpStream, tls: bool) -> impl Future<Output = ()> + Send {
-        async move { connection::run(stream, tls, &self).await }
+    async fn serve(self: Arc<Self>, stream: TcpStream, tls: bool) {
+        connection::run(stream, tls, &self).await
     }
 }
