@@ -352,62 +352,64 @@ mod tests {
     }
 
     /// `ringcache ARGS` as `main` parses it.
-    fn parse(args: &[&str]) -> Command {
-        let argv = ["ringcache"].iter().chain(args);
+    fn parse(program: &str, args: &[&str]) -> Command {
+        let argv = ["ringcache", program]
+            .into_iter()
+            .chain(args.iter().copied());
         Cli::try_from_argv(argv).unwrap().command
     }
 
+    fn node_args(args: &[&str]) -> NodeArgs {
+        match parse("node", args) {
+            Command::Node(a) => a,
+            _ => unreachable!("parsed as node"),
+        }
+    }
+
+    fn proxy_args(args: &[&str]) -> ProxyArgs {
+        match parse("proxy", args) {
+            Command::Proxy(a) => a,
+            _ => unreachable!("parsed as proxy"),
+        }
+    }
+
+    fn local_args(args: &[&str]) -> LocalArgs {
+        match parse("local", args) {
+            Command::Local(a) => a,
+            _ => unreachable!("parsed as local"),
+        }
+    }
+
     fn node(args: &[&str]) -> NodeConfig {
-        let mut all = vec!["node"];
-        all.extend_from_slice(args);
-        let Command::Node(a) = parse(&all) else {
-            unreachable!("parsed as node")
-        };
-        let (flags, _) = a.overrides().unwrap();
-        layered(a.config.as_deref(), &flags).unwrap()
+        let a = node_args(args);
+        layered(a.config.as_deref(), &a.overrides().unwrap().0).unwrap()
     }
 
     fn proxy(args: &[&str]) -> Result<ProxyConfig, Error> {
-        let mut all = vec!["proxy"];
-        all.extend_from_slice(args);
-        let Command::Proxy(a) = parse(&all) else {
-            unreachable!("parsed as proxy")
-        };
+        let a = proxy_args(args);
         layered(a.config.as_deref(), &a.overrides()?)
     }
 
     fn local(args: &[&str]) -> Result<LocalConfig, Error> {
-        let mut all = vec!["local"];
-        all.extend_from_slice(args);
-        let Command::Local(a) = parse(&all) else {
-            unreachable!("parsed as local")
-        };
+        let a = local_args(args);
         layered(a.config.as_deref(), &a.overrides()?)
     }
 
     /// The flags left at the defaults `--help` shows set no key.
     #[test]
     fn unset_flags_override_nothing() {
-        let Command::Node(n) = parse(&["node"]) else {
-            unreachable!()
-        };
+        let n = node_args(&[]);
         assert!(n.overrides().unwrap().0.is_empty());
-        let Command::Local(l) = parse(&["local"]) else {
-            unreachable!()
-        };
+        let l = local_args(&[]);
         assert!(l.overrides().unwrap().is_empty());
-        let Command::Proxy(p) = parse(&["proxy"]) else {
-            unreachable!()
-        };
+        let p = proxy_args(&[]);
         assert!(p.overrides().unwrap().is_empty());
     }
 
     /// The defaults clap shows are the settings types' own: parsing no flag gives them.
     #[test]
     fn help_defaults_are_the_settings_defaults() {
-        let Command::Node(n) = parse(&["node"]) else {
-            unreachable!()
-        };
+        let n = node_args(&[]);
         let d = NodeConfig::default();
         assert_eq!(n.listen, std::slice::from_ref(&d.server.listen));
         assert_eq!(
@@ -422,9 +424,7 @@ mod tests {
             (n.server.max_connections, n.server.idle_timeout),
             (d.server.max_connections, d.server.idle_timeout)
         );
-        let Command::Proxy(p) = parse(&["proxy"]) else {
-            unreachable!()
-        };
+        let p = proxy_args(&[]);
         let d = ProxyConfig::default();
         assert_eq!(p.listen, d.server.listen);
         assert_eq!(
@@ -443,9 +443,7 @@ mod tests {
             (p.ring.replicas, p.ring.vnodes, p.ring.hash.as_str()),
             (d.ring.replicas, d.ring.vnodes, d.ring.hash.as_str())
         );
-        let Command::Local(l) = parse(&["local"]) else {
-            unreachable!()
-        };
+        let l = local_args(&[]);
         let d = LocalConfig::default();
         assert_eq!(
             (l.nodes, l.replicas, l.memory_limit_mb, l.listen.as_str()),
@@ -521,9 +519,7 @@ mod tests {
         assert_eq!(l.security.auth_file, Some(PathBuf::from("/flag/users")));
         assert_eq!(l.security.admin_users, ["root"]);
         // memcached's modes are 0-3; anything else is refused whichever program reads it.
-        let Command::Node(bad) = parse(&["node", "--ssl-verify-mode", "4"]) else {
-            unreachable!()
-        };
+        let bad = node_args(&["--ssl-verify-mode", "4"]);
         assert!(layered::<NodeConfig>(None, &bad.overrides().unwrap().0).is_err());
         assert!(local(&["--ssl-verify-mode", "4"]).is_err());
     }

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::NodeConfig;
 use crate::error::Error;
 use crate::server::gate::Gate;
-use crate::server::{Security, Server, ServerSettings};
+use crate::server::{Parts, Security, Server, ServerSettings};
 use clock::Clock;
 use stats::ServerStats;
 use store::{Store, StoreConfig};
@@ -126,16 +126,12 @@ pub async fn start(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<NodeHand
 impl Server for Node {
     const ROLE: &'static str = "node";
 
-    fn shutdown(&self) -> &CancellationToken {
-        &self.shutdown
-    }
-
-    fn security(&self) -> &Security {
-        &self.security
-    }
-
-    fn stats(&self) -> &ServerStats {
-        &self.stats
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            shutdown: &self.shutdown,
+            security: &self.security,
+            stats: &self.stats,
+        }
     }
 
     fn settings(&self) -> ServerSettings {

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Error;
 use crate::server::gate::Gate;
 use crate::server::stats::ServerStats;
-use crate::server::{ListenAddr, Security, Server, ServerSettings};
+use crate::server::{ListenAddr, Parts, Security, Server, ServerSettings};
 pub use config::ProxyConfig;
 
 /// A relaxed event counter.
@@ -169,16 +169,12 @@ pub async fn start(cfg: ProxyConfig, config_path: Option<PathBuf>) -> Result<Pro
 impl Server for Proxy {
     const ROLE: &'static str = "proxy";
 
-    fn shutdown(&self) -> &CancellationToken {
-        &self.shutdown
-    }
-
-    fn security(&self) -> &Security {
-        &self.security
-    }
-
-    fn stats(&self) -> &ServerStats {
-        &self.stats
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            shutdown: &self.shutdown,
+            security: &self.security,
+            stats: &self.stats,
+        }
     }
 
     fn settings(&self) -> ServerSettings {

@@ -19,6 +19,6 @@ pub mod version;
 
 pub use security::{Security, SecurityArgs, SecuritySettings, Session};
 pub use settings::{ServerArgs, ServerSettings};
-pub use start::{start, Bound, ListenAddr, Running, Server};
+pub use start::{start, Bound, ListenAddr, Parts, Running, Server};
 
 pub use version::VERSION;

@@ -25,12 +25,8 @@ use crate::metrics::Exporter;
 pub trait Server: Send + Sync + 'static {
     /// `node` or `proxy`: the `role` label of its metrics and the word in its banners.
     const ROLE: &'static str;
-    /// Cancelled to stop the server.
-    fn shutdown(&self) -> &CancellationToken;
-    /// The listener's TLS, users and gate.
-    fn security(&self) -> &Security;
-    /// Its counters (the accept loop keeps the connection counts).
-    fn stats(&self) -> &ServerStats;
+    /// The pieces of its state the shared steps use.
+    fn parts(&self) -> Parts<'_>;
     /// The settings it was started with.
     fn settings(&self) -> ServerSettings;
     /// `/ready`: `Ok`, or the one-line reason it is not.
@@ -44,6 +40,16 @@ pub trait Server: Send + Sync + 'static {
         stream: TcpStream,
         tls: bool,
     ) -> impl Future<Output = ()> + Send + 'static;
+}
+
+/// The pieces every server's state holds that [`Bound::serve`] uses.
+pub struct Parts<'a> {
+    /// Cancelled to stop the server.
+    pub shutdown: &'a CancellationToken,
+    /// The listener's TLS, users and gate.
+    pub security: &'a Security,
+    /// Its counters (the accept loop keeps the connection counts).
+    pub stats: &'a ServerStats,
 }
 
 /// One listen address of a server.
@@ -104,7 +110,9 @@ impl Bound {
     /// cancelled.
     pub fn serve<S: Server>(self, server: Arc<S>) -> Result<Running, Error> {
         let s = server.clone();
-        listener::on_hangup(server.shutdown().clone(), move || s.security().reload());
+        listener::on_hangup(server.parts().shutdown.clone(), move || {
+            s.parts().security.reload()
+        });
         let mut metrics_addr = None;
         if let Some((l, exporter)) = self.metrics {
             metrics_addr = crate::metrics::local_addr(&l);
@@ -121,7 +129,7 @@ impl Bound {
             tokio::spawn(crate::metrics::serve(
                 l,
                 exporter,
-                server.shutdown().clone(),
+                server.parts().shutdown.clone(),
             ));
             spawn_publisher(server.clone());
         }
@@ -130,8 +138,8 @@ impl Bound {
         for (l, tls) in self.listeners {
             let s = server.clone();
             loops.spawn(async move {
-                let counters = s.stats().conns.clone();
-                let shutdown = s.shutdown().clone();
+                let counters = s.parts().stats.conns.clone();
+                let shutdown = s.parts().shutdown.clone();
                 let max = s.settings().max_connections;
                 listener::serve(l, max, counters, shutdown, move |stream| {
                     s.clone().serve(stream, tls)
@@ -155,7 +163,7 @@ fn spawn_publisher<S: Server>(server: Arc<S>) {
         loop {
             tokio::select! {
                 _ = tick.tick() => server.publish(),
-                _ = server.shutdown().cancelled() => break,
+                _ = server.parts().shutdown.cancelled() => break,
             }
         }
     });
