@@ -86,13 +86,13 @@ impl LocalCluster {
 }
 
 /// Starts the nodes and the proxy on the current runtime.
-pub async fn start(opts: &LocalConfig) -> Result<LocalCluster, Error> {
-    opts.validate()?;
-    let mut nodes = Vec::with_capacity(opts.nodes);
-    for _ in 0..opts.nodes {
+pub async fn start(local: &LocalConfig) -> Result<LocalCluster, Error> {
+    local.validate()?;
+    let mut nodes = Vec::with_capacity(local.nodes);
+    for _ in 0..local.nodes {
         let cfg = NodeConfig {
             server: ServerSettings::listening("127.0.0.1:0"),
-            memory_limit_mb: opts.memory_limit_mb,
+            memory_limit_mb: local.memory_limit_mb,
             threads: 1,
             ..NodeConfig::default()
         };
@@ -104,19 +104,19 @@ pub async fn start(opts: &LocalConfig) -> Result<LocalCluster, Error> {
         .map(|(i, n)| NodeSpec::new(n.addr.to_string()).named(format!("node{}", i + 1)))
         .collect();
     let cfg = ProxyConfig {
-        server: opts.server.clone(),
+        server: local.server.clone(),
         ring: RingSettings {
-            replicas: opts.replicas,
+            replicas: local.replicas,
             ..RingSettings::default()
         },
         nodes: specs,
         // A cluster for trying things out: flush_all works as on one memcached.
         security: SecuritySettings {
             commands: CommandsConfig {
-                flush_all: opts.security.commands.flush_all.or(Some(Access::Allow)),
-                ..opts.security.commands.clone()
+                flush_all: local.security.commands.flush_all.or(Some(Access::Allow)),
+                ..local.security.commands.clone()
             },
-            ..opts.security.clone()
+            ..local.security.clone()
         },
         ..ProxyConfig::default()
     };

@@ -164,16 +164,16 @@ fn run_proxy(args: ProxyArgs) -> Result<(), Error> {
 }
 
 fn run_local(args: LocalArgs) -> Result<(), Error> {
-    let opts: LocalConfig = layered(args.config.as_deref(), &args.overrides()?)?;
+    let local_cfg: LocalConfig = layered(args.config.as_deref(), &args.overrides()?)?;
     runtime()?.block_on(async move {
         let signals = ringcache::server::listener::signal_token();
-        let cluster = local::start(&opts).await?;
+        let cluster = local::start(&local_cfg).await?;
         for (i, n) in cluster.nodes.iter().enumerate() {
             println!("node{} listening on {}", i + 1, n.addr);
         }
         println!(
             "ringcache proxy listening on {} ({} nodes, {} replicas)",
-            cluster.proxy.addr, opts.nodes, opts.replicas
+            cluster.proxy.addr, local_cfg.nodes, local_cfg.replicas
         );
         println!(
             "try: printf 'set hello 0 0 5\\r\\nworld\\r\\nget hello\\r\\n' | nc -q1 {} {}",
