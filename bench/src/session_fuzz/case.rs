@@ -1,6 +1,6 @@
 //! One case on its own connection: its bytes and our `mn` sent, the replies read as the
 //! framing says (or drained when the case leaves the connection out of step), and every
-//! `VALUE` checked to be for a key the case asked.
+//! `VALUE` checked to be for a key the case asked; and how a case's bytes are shown.
 
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,18 @@ fn foreign(replies: &[Response], case: &[u8], prefix: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// A case for the report: whole up to 2 KB, longer ones (huge multi-gets) cut.
+pub(super) fn show_long(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(400).take(5) {
+        out.push_str(&show(chunk));
+    }
+    if bytes.len() > 2000 {
+        out.push_str(&format!("... ({} bytes)", bytes.len()));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! The report a run prints, and its exit status.
 
+use super::case::show_long;
 use super::run::run;
 use super::SessionFuzzArgs;
 use crate::error::Result;
-use crate::harness::show;
 
 /// Runs and prints the report; the exit status is 1 when anything was found.
 pub fn main(a: &SessionFuzzArgs) -> Result<bool> {
@@ -32,16 +32,4 @@ pub fn main(a: &SessionFuzzArgs) -> Result<bool> {
         );
     }
     Ok(s.findings.is_empty())
-}
-
-/// A case for the report: whole up to 2 KB, longer ones (huge multi-gets) cut.
-pub(super) fn show_long(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in bytes.chunks(400).take(5) {
-        out.push_str(&show(chunk));
-    }
-    if bytes.len() > 2000 {
-        out.push_str(&format!("... ({} bytes)", bytes.len()));
-    }
-    out
 }

@@ -3,9 +3,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::case::{all_cases, run_case, Sent};
+use super::case::{all_cases, run_case, show_long, Sent};
 use super::gen::Gen;
-use super::report::show_long;
 use super::shrink::{fails_alone, minimize, reset};
 use super::target::{check_cluster, Target};
 use super::SessionFuzzArgs;
