@@ -93,23 +93,21 @@ fn shipped_configs_are_taken_as_they_are() {
     assert_eq!(p.nodes.len(), 3);
     let l: LocalConfig = ringcache::settings::parse(local).expect("config/local.toml");
     // Each file shows the defaults, so reading it changes nothing but the addresses it sets.
+    let defaults_but_metrics = |s: &ServerSettings| ServerSettings {
+        metrics_listen: s.metrics_listen.clone(),
+        ..ServerSettings::default()
+    };
     assert_eq!(
         l,
         LocalConfig {
-            server: ServerSettings {
-                metrics_listen: l.server.metrics_listen.clone(),
-                ..ServerSettings::default()
-            },
+            server: defaults_but_metrics(&l.server),
             ..LocalConfig::default()
         }
     );
     assert_eq!(
         n,
         NodeConfig {
-            server: ServerSettings {
-                metrics_listen: n.server.metrics_listen.clone(),
-                ..ServerSettings::default()
-            },
+            server: defaults_but_metrics(&n.server),
             ..NodeConfig::default()
         }
     );

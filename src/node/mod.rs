@@ -127,11 +127,7 @@ impl Server for Node {
     const ROLE: &'static str = "node";
 
     fn parts(&self) -> Parts<'_> {
-        Parts {
-            shutdown: &self.shutdown,
-            security: &self.security,
-            stats: &self.stats,
-        }
+        Parts::new(&self.shutdown, &self.security, &self.stats)
     }
 
     fn settings(&self) -> ServerSettings {

@@ -170,11 +170,7 @@ impl Server for Proxy {
     const ROLE: &'static str = "proxy";
 
     fn parts(&self) -> Parts<'_> {
-        Parts {
-            shutdown: &self.shutdown,
-            security: &self.security,
-            stats: &self.stats,
-        }
+        Parts::new(&self.shutdown, &self.security, &self.stats)
     }
 
     fn settings(&self) -> ServerSettings {

@@ -52,6 +52,20 @@ pub struct Parts<'a> {
     pub stats: &'a ServerStats,
 }
 
+impl<'a> Parts<'a> {
+    pub fn new(
+        shutdown: &'a CancellationToken,
+        security: &'a Security,
+        stats: &'a ServerStats,
+    ) -> Parts<'a> {
+        Parts {
+            shutdown,
+            security,
+            stats,
+        }
+    }
+}
+
 /// One listen address of a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenAddr {
