@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::error::Error;
 pub use crate::server::ListenAddr;
 use crate::server::{SecuritySettings, ServerSettings};
-use crate::settings::{self, Settings};
+use crate::settings::{self, ConfigFile};
 
 /// Default `drain_timeout`: off, so SIGTERM stops a node promptly as it stops memcached; a
 /// node only drains where routers watch it (discovery), and the StatefulSet turns it on
@@ -69,7 +69,7 @@ impl Default for NodeConfig {
     }
 }
 
-impl Settings for NodeConfig {
+impl ConfigFile for NodeConfig {
     fn validate(&self) -> Result<(), Error> {
         NodeConfig::validate(self)
     }

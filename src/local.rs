@@ -13,7 +13,7 @@ use crate::node::{self, clock::SystemClock, NodeHandle};
 use crate::proxy::{self, ProxyConfig, ProxyHandle};
 use crate::server::gate::{Access, CommandsConfig};
 use crate::server::{SecuritySettings, ServerSettings};
-use crate::settings::Settings;
+use crate::settings::ConfigFile;
 
 /// What `ringcache local` starts. `config/local.toml` documents every key.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -51,7 +51,7 @@ impl Default for LocalConfig {
     }
 }
 
-impl Settings for LocalConfig {
+impl ConfigFile for LocalConfig {
     fn validate(&self) -> Result<(), Error> {
         LocalConfig::validate(self)
     }

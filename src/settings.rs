@@ -23,14 +23,15 @@ use toml::Table;
 use crate::error::Error;
 use crate::server::{SecuritySettings, ServerSettings};
 
-/// A program's settings type: read from TOML, then checked as a whole.
-pub trait Settings: DeserializeOwned {
+/// A program's `*Config` (`NodeConfig`, `ProxyConfig`, `LocalConfig`): what its TOML file and
+/// flags deserialise into, then checked as a whole.
+pub trait ConfigFile: DeserializeOwned {
     /// Refuses settings the program could not run with.
     fn validate(&self) -> Result<(), Error>;
 }
 
 /// Settings from TOML text, validated.
-pub fn parse<T: Settings>(text: &str) -> Result<T, Error> {
+pub fn parse<T: ConfigFile>(text: &str) -> Result<T, Error> {
     let table = text
         .parse::<Table>()
         .map_err(|e| Error::Config(e.to_string()))?;
@@ -40,14 +41,14 @@ pub fn parse<T: Settings>(text: &str) -> Result<T, Error> {
 }
 
 /// Settings from a file, validated; errors name the file.
-pub fn load<T: Settings>(path: &Path) -> Result<T, Error> {
+pub fn load<T: ConfigFile>(path: &Path) -> Result<T, Error> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
     parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }
 
 /// The settings in `file` (none: all defaults) with `flags` on top, validated.
-pub fn layered<T: Settings>(file: Option<&Path>, flags: &impl Serialize) -> Result<T, Error> {
+pub fn layered<T: ConfigFile>(file: Option<&Path>, flags: &impl Serialize) -> Result<T, Error> {
     let mut table = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -78,7 +79,7 @@ pub fn layered<T: Settings>(file: Option<&Path>, flags: &impl Serialize) -> Resu
 /// is not the culprit: serde reports flattened keys after the whole table is read). A bad value
 /// of a flattened key comes out of serde without the key's name; read alone, the flattened
 /// structs say which one it is, as every other key's error does.
-fn deserialize<T: Settings>(table: Table) -> Result<T, String> {
+fn deserialize<T: ConfigFile>(table: Table) -> Result<T, String> {
     T::deserialize(table.clone()).map_err(|e| {
         let named = SecuritySettings::deserialize(table.clone())
             .err()

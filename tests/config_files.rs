@@ -161,7 +161,7 @@ const REFUSED: [(&str, &str); 5] = [
 
 /// Each of [`REFUSED`], followed by `valid` (what else `T` needs), is refused as a `T` with an
 /// error naming the key.
-fn refuses_naming_the_key<T: ringcache::settings::Settings + std::fmt::Debug>(valid: &str) {
+fn refuses_naming_the_key<T: ringcache::settings::ConfigFile + std::fmt::Debug>(valid: &str) {
     let program = std::any::type_name::<T>();
     for (text, key) in REFUSED {
         let text = format!("{text}{valid}");

@@ -26,7 +26,7 @@ use crate::server::gate::Gate;
 use crate::server::{Parts, Security, Server, ServerSettings};
 use clock::Clock;
 use stats::ServerStats;
-use store::{Store, StoreConfig};
+use store::{Store, StoreSettings};
 
 pub use server::NodeHandle;
 
@@ -67,7 +67,7 @@ impl Node {
     /// Builds a node's state from its config and a clock (tests pass a manual one).
     pub fn new(config: NodeConfig, clock: Arc<dyn Clock>) -> Node {
         let store = Store::new(
-            StoreConfig {
+            StoreSettings {
                 memory_limit: config.memory_limit_mb * 1024 * 1024,
                 max_item_size: config.max_item_size,
             },

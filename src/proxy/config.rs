@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::server::{SecuritySettings, ServerSettings};
-use crate::settings::{self, Settings};
+use crate::settings::{self, ConfigFile};
 
 /// Everything `ringcache proxy` can be told. `config/proxy.toml` documents every key.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -110,7 +110,7 @@ impl Default for ProxyConfig {
     }
 }
 
-impl Settings for ProxyConfig {
+impl ConfigFile for ProxyConfig {
     fn validate(&self) -> Result<(), Error> {
         ProxyConfig::validate(self)
     }

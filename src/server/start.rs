@@ -53,6 +53,7 @@ pub struct Parts<'a> {
 }
 
 impl<'a> Parts<'a> {
+    /// A server's pieces, borrowed from its state.
     pub fn new(
         shutdown: &'a CancellationToken,
         security: &'a Security,
