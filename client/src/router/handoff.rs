@@ -40,19 +40,12 @@ impl Router {
             ret_cas: true,
             ..MetaFlags::default()
         };
-        let probe = Request::Meta(Box::new(MetaRequest::new(
-            MetaCmd::Get,
-            key.clone(),
-            flags,
-            None,
-        )));
-        match self.send(node, probe).await? {
-            Response::Meta(m) if matches!(m.status, MetaStatus::Hd | MetaStatus::Va) => {
-                Ok(Some(m.flag_u64(b'c').unwrap_or(0)))
-            }
-            Response::Meta(m) if matches!(m.status, MetaStatus::En | MetaStatus::Nf) => Ok(None),
-            other => Err(Error::Protocol(format!(
-                "{}: unexpected reply to mg: {other:?}",
+        let m = self.mg(node, key, flags).await?;
+        match m.status {
+            MetaStatus::Hd | MetaStatus::Va => Ok(Some(m.flag_u64(b'c').unwrap_or(0))),
+            MetaStatus::En | MetaStatus::Nf => Ok(None),
+            _ => Err(Error::UnexpectedReply(format!(
+                "{}: to mg: {m:?}",
                 node.name
             ))),
         }
@@ -177,8 +170,8 @@ impl Router {
                     continue
                 }
                 other => {
-                    return Err(Error::Protocol(format!(
-                        "{}: unexpected reply to a replay: {other:?}",
+                    return Err(Error::UnexpectedReply(format!(
+                        "{}: to a replay: {other:?}",
                         node.name
                     )))
                 }
@@ -189,7 +182,7 @@ impl Router {
                 return Ok(());
             }
         }
-        Err(Error::Busy(format!(
+        Err(Error::Contended(format!(
             "{}: {} keeps changing",
             node.name,
             String::from_utf8_lossy(key)

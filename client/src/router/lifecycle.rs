@@ -29,9 +29,9 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 impl Router {
     /// A request to `node` failed: one more toward `failure_limit`, or down at once when the
-    /// reply stream was not memcached's (a protocol error).
+    /// reply stream was not memcached's (a protocol error or a reply that answers nothing).
     pub(crate) fn failed(&self, node: &Arc<NodeEntry>, e: &Error) {
-        let went_down = if matches!(e, Error::Protocol(_)) {
+        let went_down = if matches!(e, Error::Protocol(_) | Error::UnexpectedReply(_)) {
             node.health.mark_down()
         } else {
             node.health.failure()

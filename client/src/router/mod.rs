@@ -33,7 +33,7 @@ mod transition;
 mod write;
 
 pub use options::{Ack, ClientBuilder, ClientOptions};
-pub use read::{Single, SingleGet, SingleRest, Slot};
+pub use read::{Lookup, Single, SingleGet, SingleRest};
 pub(crate) use requests::{is_miss, replica_store, unexpected};
 pub use spread::{ManyGet, ManyRest};
 

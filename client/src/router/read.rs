@@ -63,7 +63,12 @@ impl Router {
     /// Each round asks every pending key of its next usable owner, one request per node, all
     /// nodes concurrently (`spread.rs`). One key is a spread of one: its first owner is asked
     /// as [`Router::get_single`] asks it.
-    pub async fn get_values(&self, cmd: GetCmd, exptime: Option<i64>, keys: &[Bytes]) -> Vec<Slot> {
+    pub async fn get_values(
+        &self,
+        cmd: GetCmd,
+        exptime: Option<i64>,
+        keys: &[Bytes],
+    ) -> Vec<Lookup> {
         if let [key] = keys {
             let get = Request::Get {
                 cmd,
@@ -71,9 +76,9 @@ impl Router {
                 keys: vec![key.clone()],
             };
             let slot = match self.get_single(&get).await {
-                Single::Hit(mut values) => values.pop().map_or(Slot::Miss, Slot::Hit),
-                Single::Miss => Slot::Miss,
-                Single::Failed => Slot::Failed,
+                Single::Hit(mut values) => values.pop().map_or(Lookup::Miss, Lookup::Hit),
+                Single::Miss => Lookup::Miss,
+                Single::Failed => Lookup::Failed,
             };
             return vec![slot];
         }
@@ -245,10 +250,10 @@ pub struct SingleRest {
 }
 
 /// A spread of one's answer as a one-key get's.
-fn single_of(slots: Vec<Slot>) -> Single {
+fn single_of(slots: Vec<Lookup>) -> Single {
     match slots.into_iter().next() {
-        Some(Slot::Hit(v)) => Single::Hit(vec![v]),
-        Some(Slot::Miss) => Single::Miss,
+        Some(Lookup::Hit(v)) => Single::Hit(vec![v]),
+        Some(Lookup::Miss) => Single::Miss,
         _ => Single::Failed,
     }
 }
@@ -264,9 +269,11 @@ pub enum Single {
     Failed,
 }
 
-/// One key's fate in a multi-get.
+/// One key's lookup in a multi-get (a spread of one for a single key): still pending at an
+/// owner position, or what it found. (Not a connection's reply slot, which the old name,
+/// `Slot`, also meant.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Slot {
+pub enum Lookup {
     /// Still to be asked, of its first usable owner at or after this position in its
     /// replica set.
     Pending(usize),

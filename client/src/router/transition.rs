@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use super::{is_miss, Router, Slot};
+use super::{is_miss, Lookup, Router};
 use crate::protocol::expiry::{copy_exptime, remaining_ttl};
 use crate::protocol::number::parse_u32;
 use crate::protocol::{GetCmd, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response};
@@ -62,26 +62,14 @@ impl Router {
             ret_cas: true,
             ..MetaFlags::default()
         };
-        let probe = Request::Meta(Box::new(MetaRequest::new(
-            MetaCmd::Get,
-            key.clone(),
-            flags,
-            None,
-        )));
-        match self.send(from, probe).await? {
-            Response::Meta(m) if m.status == MetaStatus::Va => Ok(Some(Snapshot {
-                flags: m.flag(b'f').and_then(parse_u32).unwrap_or(0),
-                // The remaining TTL as an exptime that keeps the original expiry.
-                ttl: copy_exptime(remaining_ttl(m.flag(b't'))),
-                cas: m.flag_u64(b'c').unwrap_or(0),
-                value: m.value.unwrap_or_default(),
-            })),
-            Response::Meta(_) => Ok(None),
-            other => Err(Error::Protocol(format!(
-                "{}: unexpected reply to mg: {other:?}",
-                from.name
-            ))),
-        }
+        let m = self.mg(from, key, flags).await?;
+        Ok((m.status == MetaStatus::Va).then(|| Snapshot {
+            flags: m.flag(b'f').and_then(parse_u32).unwrap_or(0),
+            // The remaining TTL as an exptime that keeps the original expiry.
+            ttl: copy_exptime(remaining_ttl(m.flag(b't'))),
+            cas: m.flag_u64(b'c').unwrap_or(0),
+            value: m.value.unwrap_or_default(),
+        }))
     }
 
     /// Copies `key` from `from` to each of `to` that lacks it (add semantics, same value,
@@ -209,10 +197,10 @@ impl Router {
         cmd: GetCmd,
         exptime: Option<i64>,
         keys: &[Bytes],
-        slots: &mut [Slot],
+        slots: &mut [Lookup],
     ) {
         let missed: Vec<usize> = (0..keys.len())
-            .filter(|&i| slots[i] == Slot::Miss && topo.moved(&keys[i]))
+            .filter(|&i| slots[i] == Lookup::Miss && topo.moved(&keys[i]))
             .collect();
         let found = join_all(missed.iter().map(|&i| {
             let make = move |k: &Bytes| Request::Get {
@@ -226,7 +214,7 @@ impl Router {
         for (i, resp) in found {
             if let Some(Response::Values(mut v)) = resp {
                 if !v.is_empty() {
-                    slots[i] = Slot::Hit(v.swap_remove(0));
+                    slots[i] = Lookup::Hit(v.swap_remove(0));
                 }
             }
         }

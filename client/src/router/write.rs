@@ -112,7 +112,8 @@ impl Router {
     /// request future is as large as its largest await state, and the proxy moves each one
     /// into the heap, so inline slow paths would cost every fast request a multi-KiB copy.
     pub async fn conditional(&self, req: Request) -> Result<Response, Error> {
-        let key = request_key(&req).ok_or_else(|| Error::Protocol("request without key".into()))?;
+        let key =
+            request_key(&req).ok_or_else(|| Error::InvalidKey("a request without a key".into()))?;
         let topo = self.topology();
         if !topo.past.is_empty() {
             // Mid-transition the item may still sit on its old owner: bring it over first so
@@ -173,9 +174,9 @@ impl Router {
         .await;
     }
 
-    /// Deletes on every live replica (and, mid-transition, on the key's past owners);
+    /// Deletes one key on every live replica (and, mid-transition, on its past owners);
     /// `DELETED` if any had it, else `NOT_FOUND`.
-    pub async fn delete_all(&self, key: Bytes) -> Result<Response, Error> {
+    pub async fn delete(&self, key: Bytes) -> Result<Response, Error> {
         let req = Request::Delete {
             key: key.clone(),
             noreply: false,
