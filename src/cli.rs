@@ -1,17 +1,26 @@
 //! The command line: `ringcache node | proxy | local | ring`, parsed with clap.
 //!
 //! Flags override the config file, which overrides the built-in (memcached) defaults. Each
-//! program's flags serialize to the config keys they override (their serde names are the keys;
-//! unset flags, `None`, are left out by the TOML serializer), and `settings::layered` puts them
-//! over the file in one step.
+//! program's flags serialize to the config keys they override (their serde names are the keys),
+//! and `settings::layered` puts them over the file in one step. `--help` shows each flag's
+//! default, read from the settings types' `Default` (clap's `default_value_t`); a flag left at
+//! it overrides nothing: only the flags given on the command line ([`Given`]) reach the table.
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use ringcache_client::cluster_config::RingSettings;
 use serde::{Serialize, Serializer};
 
+use crate::config::NodeConfig;
 use crate::error::Error;
+use crate::local::LocalConfig;
 use crate::memcached_flags::{self, MemcachedArgs};
+use crate::proxy::ProxyConfig;
+use crate::server::settings::{ServerArgs, DEFAULT_LISTEN};
 use crate::settings::{is_false, merge, overrides};
 use toml::Table;
 
@@ -21,6 +30,77 @@ use toml::Table;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The process's command line, parsed; on a usage error (or `--help`) clap prints and exits.
+    pub fn from_env() -> Cli {
+        Cli::try_from_argv(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// `argv` parsed, each program's flags knowing which of them were given.
+    pub fn try_from_argv<I, T>(argv: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = Cli::command().try_get_matches_from(argv)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        if let Some((_, sub)) = matches.subcommand() {
+            let given = Given::of(sub);
+            match &mut cli.command {
+                Command::Node(a) => a.given = given,
+                Command::Proxy(a) => a.given = given,
+                Command::Local(a) => a.given = given,
+                Command::Ring(_) => {}
+            }
+        }
+        Ok(cli)
+    }
+}
+
+/// The ids of the flags given on the command line (a flag's id is its field's name, which is
+/// also its config key). The others hold the defaults `--help` shows and override nothing.
+#[derive(Debug, Default, Clone)]
+pub struct Given(BTreeSet<String>);
+
+impl Given {
+    /// The flags of `m` that came from the command line.
+    fn of(m: &ArgMatches) -> Given {
+        Given(
+            m.ids()
+                .map(|id| id.as_str())
+                .filter(|id| m.value_source(id) == Some(ValueSource::CommandLine))
+                .map(str::to_string)
+                .collect(),
+        )
+    }
+
+    /// Whether flag `id` was given.
+    pub fn contains(&self, id: &str) -> bool {
+        self.0.contains(id)
+    }
+
+    /// The keys of `table` that given flags set: a key named by a flag is kept whole, a table
+    /// named by none (`[ring]`) keeps the given flags inside it, and nothing else stays.
+    pub fn only_given(&self, table: Table) -> Table {
+        table
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                _ if self.contains(&k) => Some((k, v)),
+                toml::Value::Table(t) => {
+                    let t = self.only_given(t);
+                    (!t.is_empty()).then_some((k, toml::Value::Table(t)))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The config keys a program's flags set: its flags' serde form, given ones only.
+    fn overrides(&self, flags: &impl Serialize) -> Result<Table, Error> {
+        Ok(self.only_given(overrides(flags)?))
+    }
 }
 
 /// The subcommands.
@@ -40,114 +120,77 @@ pub enum Command {
 /// `ringcache node` flags; each overrides the same key of `--config`. They take memcached
 /// 1.6's names too (`-p`, `-l`, `-m`, `-c`, `-t`, `-I`, …: `memcached_flags`), so a node
 /// starts with memcached's command line.
-#[derive(Debug, Args, Default, Serialize)]
+#[derive(Debug, Args, Serialize)]
 pub struct NodeArgs {
     /// TOML config file (see config/node.toml).
     #[arg(long)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Addresses to listen on, a comma list or repeated, `notls:` first for a plain listener
-    /// beside TLS ones; an address without a port takes -p's (memcached -l)
-    /// [default: 127.0.0.1:11211].
-    #[arg(short = 'l', long, value_name = "ADDR", value_delimiter = ',')]
+    /// beside TLS ones; an address without a port takes -p's (memcached -l).
+    #[arg(short = 'l', long, value_name = "ADDR", value_delimiter = ',', default_value = DEFAULT_LISTEN)]
     #[serde(skip)]
     pub listen: Vec<String>,
-    /// Memory budget for items, in MiB (memcached -m) [default: 64].
-    #[arg(short = 'm', long, value_name = "MIB")]
-    #[serde(rename = "memory_limit_mb")]
-    pub memory_limit: Option<u64>,
-    /// Largest item, in bytes or with a k or m suffix (memcached -I) [default: 1m].
-    #[arg(short = 'I', long, value_name = "SIZE", value_parser = memcached_flags::item_size)]
-    pub max_item_size: Option<usize>,
-    /// Simultaneous client connections (memcached -c) [default: 1024].
-    #[arg(short = 'c', long, visible_alias = "conn-limit", value_name = "N")]
-    pub max_connections: Option<usize>,
-    /// Address for Prometheus /metrics and /ready [default: none].
-    #[arg(long, value_name = "ADDR")]
-    pub metrics_listen: Option<String>,
-    /// Worker threads (memcached -t) [default: 4].
-    #[arg(short = 't', long, value_name = "N")]
-    pub threads: Option<usize>,
+    /// Memory budget for items, in MiB (memcached -m).
+    #[arg(short = 'm', long = "memory-limit", value_name = "MIB", default_value_t = NodeConfig::default().memory_limit_mb)]
+    pub memory_limit_mb: u64,
+    /// Largest item, in bytes or with a k or m suffix (memcached -I).
+    #[arg(short = 'I', long, value_name = "SIZE", value_parser = memcached_flags::item_size, default_value_t = NodeConfig::default().max_item_size)]
+    pub max_item_size: usize,
+    /// Worker threads (memcached -t).
+    #[arg(short = 't', long, value_name = "N", default_value_t = NodeConfig::default().threads)]
+    pub threads: usize,
     /// Obey the `shutdown` command (memcached -A).
     #[arg(short = 'A', long)]
     #[serde(skip_serializing_if = "is_false")]
     pub enable_shutdown: bool,
-    /// Close a client connection idle this many seconds; 0 never (memcached -o idle_timeout)
-    /// [default: 0].
-    #[arg(long, value_name = "SECS")]
-    pub idle_timeout: Option<u64>,
     /// On SIGTERM, keep serving up to this many seconds while the proxies move this node's
-    /// keys off it; 0 stops at once, as memcached does (docs/operations.md) [default: 0; the
-    /// Kubernetes StatefulSet sets 60].
-    #[arg(long, value_name = "SECS")]
-    pub drain_timeout: Option<u64>,
-    /// End the drain early once a proxy saw it and no request came for this many seconds
-    /// [default: 15].
-    #[arg(long, value_name = "SECS")]
-    pub drain_quiet: Option<u64>,
+    /// keys off it; 0 stops at once, as memcached does (docs/operations.md; the Kubernetes
+    /// StatefulSet sets 60).
+    #[arg(long, value_name = "SECS", default_value_t = NodeConfig::default().drain_timeout)]
+    pub drain_timeout: u64,
+    /// End the drain early once a proxy saw it and no request came for this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = NodeConfig::default().drain_quiet)]
+    pub drain_quiet: u64,
     #[command(flatten)]
     #[serde(flatten)]
-    pub security: SecurityArgs,
+    pub server: ServerArgs,
     /// memcached's flags that have no ringcache name of their own.
     #[command(flatten)]
     #[serde(skip)]
     pub memcached: MemcachedArgs,
+    #[arg(skip)]
+    #[serde(skip)]
+    pub given: Given,
 }
 
 impl NodeArgs {
     /// The config keys these flags set, the memcached ones included (`-p`/`-l` → `listen`,
     /// `-o ssl_*`, `-F` → `[commands]`, …), and notes on memcached flags that have no effect.
     pub fn overrides(&self) -> Result<(Table, Vec<String>), Error> {
-        let mut t = overrides(self)?;
-        let (memcached, notes) = self.memcached.overrides(&self.listen)?;
+        let mut t = self.given.overrides(self)?;
+        // `-l` and `-p` left at their defaults set no address: the file's `listen` stands.
+        let listen: &[String] = match self.given.contains("listen") {
+            true => &self.listen,
+            false => &[],
+        };
+        let port = Some(self.memcached.port).filter(|_| self.given.contains("port"));
+        let (memcached, notes) = self.memcached.overrides(listen, port)?;
         merge(&mut t, memcached);
         Ok((t, notes))
     }
 }
 
-/// TLS and authentication flags of a listener, named after memcached's settings; each
-/// overrides the same key of `--config` (docs/operations.md). Flattened into each program's
-/// flags, so they serialize as top-level keys of its settings.
-#[derive(Debug, Args, Default, Clone, Serialize)]
-pub struct SecurityArgs {
-    /// PEM certificate chain; the listener then serves TLS only (memcached ssl_chain_cert).
-    #[arg(long, value_name = "PEM")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ssl_chain_cert: Option<PathBuf>,
-    /// PEM private key [default: read from --ssl-chain-cert] (memcached ssl_key).
-    #[arg(long, value_name = "PEM")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ssl_key: Option<PathBuf>,
-    /// PEM CA(s) client certificates must chain to (memcached ssl_ca_cert).
-    #[arg(long, value_name = "PEM")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ssl_ca_cert: Option<PathBuf>,
-    /// Client certificates: 0 none, 1 request, 2 require, 3 once (= 1) [default: 0]
-    /// (memcached ssl_verify_mode).
-    #[arg(long, value_name = "0-3")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ssl_verify_mode: Option<u8>,
-    /// File of user:password lines; every connection must authenticate first (memcached -Y).
-    #[arg(long, short = 'Y', value_name = "FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub auth_file: Option<PathBuf>,
-    /// A user of --auth-file allowed the admin-only commands (repeat for each); replaces the
-    /// config's admin_users.
-    #[arg(long = "admin-user", value_name = "USER")]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub admin_users: Vec<String>,
-}
-
 /// `ringcache proxy` flags; each overrides the same key of `--config`.
-#[derive(Debug, Args, Default, Serialize)]
+#[derive(Debug, Args, Serialize)]
 pub struct ProxyArgs {
     /// TOML config file (see config/proxy.toml); watched for membership changes.
     #[arg(long)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:11211].
-    #[arg(long)]
-    pub listen: Option<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub listen: String,
     /// A node address (repeat for each node); replaces the config's [[nodes]].
     #[arg(long = "node", value_name = "ADDR")]
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "node_tables")]
@@ -163,44 +206,44 @@ pub struct ProxyArgs {
     pub discovery: Vec<String>,
     #[command(flatten)]
     pub ring: RingArgs,
-    /// Address for Prometheus /metrics and /ready [default: none].
-    #[arg(long, value_name = "ADDR")]
-    pub metrics_listen: Option<String>,
-    /// Worker threads; 1 runs the whole proxy on one thread, as twemproxy does [default: 1].
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Simultaneous client connections [default: 1024].
-    #[arg(long, value_name = "N")]
-    pub max_connections: Option<usize>,
-    /// Close a client connection idle this many seconds; 0 never (memcached -o idle_timeout)
-    /// [default: 0].
-    #[arg(long, value_name = "SECS")]
-    pub idle_timeout: Option<u64>,
+    /// Worker threads; 1 runs the whole proxy on one thread, as twemproxy does.
+    #[arg(long, default_value_t = ProxyConfig::default().threads)]
+    pub threads: usize,
     /// Reply bytes one client connection may have waiting to be written before the proxy stops
-    /// reading it [default: 67108864].
-    #[arg(long, value_name = "BYTES")]
-    pub max_pending_bytes_per_connection: Option<usize>,
+    /// reading it.
+    #[arg(long, value_name = "BYTES", default_value_t = ProxyConfig::default().max_pending_bytes_per_connection)]
+    pub max_pending_bytes_per_connection: usize,
     /// Reply bytes all client connections together may have waiting before every connection
-    /// stops reading [default: 1073741824].
-    #[arg(long, value_name = "BYTES")]
-    pub max_pending_bytes: Option<usize>,
+    /// stops reading.
+    #[arg(long, value_name = "BYTES", default_value_t = ProxyConfig::default().max_pending_bytes)]
+    pub max_pending_bytes: usize,
     #[command(flatten)]
     #[serde(flatten)]
-    pub security: SecurityArgs,
+    pub server: ServerArgs,
+    #[arg(skip)]
+    #[serde(skip)]
+    pub given: Given,
+}
+
+impl ProxyArgs {
+    /// The config keys these flags set.
+    pub fn overrides(&self) -> Result<Table, Error> {
+        self.given.overrides(self)
+    }
 }
 
 /// `[ring]` flags of `ringcache proxy`: they override keys of the config's `[ring]` table.
-#[derive(Debug, Args, Default, Serialize)]
+#[derive(Debug, Args, Serialize)]
 pub struct RingArgs {
-    /// Copies of each key [default: 2].
-    #[arg(long)]
-    pub replicas: Option<usize>,
-    /// Ring points per node [default: 160].
-    #[arg(long)]
-    pub vnodes: Option<u32>,
-    /// Placement: xxh3 or ketama [default: xxh3].
-    #[arg(long, value_name = "xxh3|ketama")]
-    pub hash: Option<String>,
+    /// Copies of each key.
+    #[arg(long, default_value_t = RingSettings::default().replicas)]
+    pub replicas: usize,
+    /// Ring points per node.
+    #[arg(long, default_value_t = RingSettings::default().vnodes)]
+    pub vnodes: u32,
+    /// Placement: xxh3 or ketama.
+    #[arg(long, value_name = "xxh3|ketama", default_value_t = RingSettings::default().hash.to_string())]
+    pub hash: String,
 }
 
 /// `--discovery SOURCE` flags as the `[discovery]` table's `sources`.
@@ -221,33 +264,40 @@ fn node_tables<S: Serializer>(nodes: &[String], s: S) -> Result<S::Ok, S::Error>
     s.collect_seq(nodes.iter().map(|addr| Node { addr }))
 }
 
-/// `ringcache local` flags; each overrides the same key of `--config`.
-#[derive(Debug, Args, Default, Serialize)]
+/// `ringcache local` flags; each overrides the same key of `--config`. The server flags are
+/// the proxy's (the nodes listen on loopback ports the OS picks).
+#[derive(Debug, Args, Serialize)]
 pub struct LocalArgs {
     /// TOML config file (see config/local.toml).
     #[arg(long)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// How many nodes to start [default: 3].
-    #[arg(long)]
-    pub nodes: Option<usize>,
-    /// Copies of each key [default: 2].
-    #[arg(long)]
-    pub replicas: Option<usize>,
-    /// Where the proxy listens [default: 127.0.0.1:11211].
-    #[arg(long)]
-    pub listen: Option<String>,
-    /// Address for the proxy's Prometheus /metrics and /ready [default: none].
-    #[arg(long, value_name = "ADDR")]
-    pub metrics_listen: Option<String>,
-    /// Memory budget of each node, MiB [default: 64].
-    #[arg(long, value_name = "MIB")]
-    #[serde(rename = "memory_limit_mb")]
-    pub memory_limit: Option<u64>,
-    /// TLS and authentication of the proxy's listener (the nodes listen on loopback only).
+    /// How many nodes to start.
+    #[arg(long, default_value_t = LocalConfig::default().nodes)]
+    pub nodes: usize,
+    /// Copies of each key.
+    #[arg(long, default_value_t = LocalConfig::default().replicas)]
+    pub replicas: usize,
+    /// Where the proxy listens.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Memory budget of each node, MiB.
+    #[arg(long = "memory-limit", value_name = "MIB", default_value_t = LocalConfig::default().memory_limit_mb)]
+    pub memory_limit_mb: u64,
+    /// The proxy's metrics, connection limit, TLS and authentication.
     #[command(flatten)]
     #[serde(flatten)]
-    pub security: SecurityArgs,
+    pub server: ServerArgs,
+    #[arg(skip)]
+    #[serde(skip)]
+    pub given: Given,
+}
+
+impl LocalArgs {
+    /// The config keys these flags set.
+    pub fn overrides(&self) -> Result<Table, Error> {
+        self.given.overrides(self)
+    }
 }
 
 /// `ringcache ring ...`.
@@ -276,6 +326,7 @@ mod tests {
     use super::*;
     use crate::config::NodeConfig;
     use crate::proxy::ProxyConfig;
+    use crate::server::settings::ServerSettings;
     use crate::settings::layered;
 
     /// A file to layer flags over, removed on drop.
@@ -288,6 +339,10 @@ mod tests {
             std::fs::write(&p, text).unwrap();
             File(p)
         }
+
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
     }
 
     impl Drop for File {
@@ -296,13 +351,109 @@ mod tests {
         }
     }
 
+    /// `ringcache ARGS` as `main` parses it.
+    fn parse(program: &str, args: &[&str]) -> Command {
+        let argv = ["ringcache", program]
+            .into_iter()
+            .chain(args.iter().copied());
+        Cli::try_from_argv(argv).unwrap().command
+    }
+
+    fn node_args(args: &[&str]) -> NodeArgs {
+        match parse("node", args) {
+            Command::Node(a) => a,
+            _ => unreachable!("parsed as node"),
+        }
+    }
+
+    fn proxy_args(args: &[&str]) -> ProxyArgs {
+        match parse("proxy", args) {
+            Command::Proxy(a) => a,
+            _ => unreachable!("parsed as proxy"),
+        }
+    }
+
+    fn local_args(args: &[&str]) -> LocalArgs {
+        match parse("local", args) {
+            Command::Local(a) => a,
+            _ => unreachable!("parsed as local"),
+        }
+    }
+
+    fn node(args: &[&str]) -> NodeConfig {
+        let a = node_args(args);
+        layered(a.config.as_deref(), &a.overrides().unwrap().0).unwrap()
+    }
+
+    fn proxy(args: &[&str]) -> Result<ProxyConfig, Error> {
+        let a = proxy_args(args);
+        layered(a.config.as_deref(), &a.overrides()?)
+    }
+
+    fn local(args: &[&str]) -> Result<LocalConfig, Error> {
+        let a = local_args(args);
+        layered(a.config.as_deref(), &a.overrides()?)
+    }
+
+    /// The flags left at the defaults `--help` shows set no key.
     #[test]
     fn unset_flags_override_nothing() {
-        assert!(overrides(&NodeArgs::default()).unwrap().is_empty());
-        assert!(overrides(&LocalArgs::default()).unwrap().is_empty());
-        let p = overrides(&ProxyArgs::default()).unwrap();
-        assert_eq!(p.keys().collect::<Vec<_>>(), ["ring"], "{p:?}");
-        assert!(p["ring"].as_table().unwrap().is_empty());
+        let n = node_args(&[]);
+        assert!(n.overrides().unwrap().0.is_empty());
+        let l = local_args(&[]);
+        assert!(l.overrides().unwrap().is_empty());
+        let p = proxy_args(&[]);
+        assert!(p.overrides().unwrap().is_empty());
+    }
+
+    /// The defaults clap shows are the settings types' own: parsing no flag gives them.
+    #[test]
+    fn help_defaults_are_the_settings_defaults() {
+        let n = node_args(&[]);
+        let d = NodeConfig::default();
+        assert_eq!(n.listen, std::slice::from_ref(&d.server.listen));
+        assert_eq!(
+            (n.memory_limit_mb, n.max_item_size, n.threads),
+            (d.memory_limit_mb, d.max_item_size, d.threads)
+        );
+        assert_eq!(
+            (n.drain_timeout, n.drain_quiet),
+            (d.drain_timeout, d.drain_quiet)
+        );
+        assert_eq!(
+            (n.server.max_connections, n.server.idle_timeout),
+            (d.server.max_connections, d.server.idle_timeout)
+        );
+        let p = proxy_args(&[]);
+        let d = ProxyConfig::default();
+        assert_eq!(p.listen, d.server.listen);
+        assert_eq!(
+            (
+                p.threads,
+                p.max_pending_bytes,
+                p.max_pending_bytes_per_connection
+            ),
+            (
+                d.threads,
+                d.max_pending_bytes,
+                d.max_pending_bytes_per_connection
+            )
+        );
+        assert_eq!(
+            (p.ring.replicas, p.ring.vnodes, p.ring.hash.as_str()),
+            (d.ring.replicas, d.ring.vnodes, d.ring.hash.as_str())
+        );
+        let l = local_args(&[]);
+        let d = LocalConfig::default();
+        assert_eq!(
+            (l.nodes, l.replicas, l.memory_limit_mb, l.listen.as_str()),
+            (
+                d.nodes,
+                d.replicas,
+                d.memory_limit_mb,
+                d.server.listen.as_str()
+            )
+        );
     }
 
     #[test]
@@ -311,43 +462,42 @@ mod tests {
             "node.toml",
             "threads = 2\nmemory_limit_mb = 128\nidle_timeout = 5\n",
         );
-        let args = NodeArgs {
-            config: Some(f.0.clone()),
-            memory_limit: Some(256),
-            enable_shutdown: true,
-            ..NodeArgs::default()
-        };
-        let cfg: NodeConfig = layered(args.config.as_deref(), &args).unwrap();
+        let cfg = node(&["--config", f.path(), "--memory-limit", "256", "-A"]);
         assert_eq!(
             cfg,
             NodeConfig {
                 threads: 2,
                 memory_limit_mb: 256,
-                idle_timeout: 5,
                 enable_shutdown: true,
+                server: ServerSettings {
+                    idle_timeout: 5,
+                    ..ServerSettings::default()
+                },
                 ..NodeConfig::default()
             }
         );
+        // A flag given at its default value still overrides the file.
+        let cfg = node(&["--config", f.path(), "--threads", "4"]);
+        assert_eq!(cfg.threads, 4);
     }
 
     #[test]
     fn security_flags_override_the_file_on_every_program() {
-        let security = SecurityArgs {
-            ssl_chain_cert: Some("/flag/chain.pem".into()),
-            ssl_verify_mode: Some(2),
-            admin_users: vec!["root".into()],
-            ..SecurityArgs::default()
-        };
         let f = File::new(
             "security.toml",
             "ssl_key = \"/file/key.pem\"\nssl_verify_mode = 1\nadmin_users = [\"a\", \"b\"]\n",
         );
-        let node = NodeArgs {
-            config: Some(f.0.clone()),
-            security: security.clone(),
-            ..NodeArgs::default()
-        };
-        let n: NodeConfig = layered(node.config.as_deref(), &node).unwrap();
+        let security = [
+            "--ssl-chain-cert",
+            "/flag/chain.pem",
+            "--ssl-verify-mode",
+            "2",
+            "--admin-user",
+            "root",
+        ];
+        let mut args = vec!["--config", f.path()];
+        args.extend(security);
+        let n = node(&args);
         assert_eq!(
             n.security.ssl_chain_cert,
             Some(PathBuf::from("/flag/chain.pem"))
@@ -355,42 +505,23 @@ mod tests {
         assert_eq!(n.security.ssl_key, Some(PathBuf::from("/file/key.pem")));
         assert_eq!(n.security.ssl_verify_mode, 2);
         assert_eq!(n.security.admin_users, ["root"]);
-        let proxy = ProxyArgs {
-            nodes: vec!["127.0.0.1:7".into()],
-            security: security.clone(),
-            ..ProxyArgs::default()
-        };
-        let p: ProxyConfig = layered(None, &proxy).unwrap();
+        let mut args = vec!["--node", "127.0.0.1:7"];
+        args.extend(security);
+        let p = proxy(&args).unwrap();
         assert_eq!(
             p.security.ssl_chain_cert,
             Some(PathBuf::from("/flag/chain.pem"))
         );
         assert_eq!(p.security.ssl_verify_mode, 2);
-        let local = LocalArgs {
-            security: SecurityArgs {
-                auth_file: Some("/flag/users".into()),
-                ..security
-            },
-            ..LocalArgs::default()
-        };
-        let l: crate::local::LocalConfig = layered(None, &local).unwrap();
+        let mut args = vec!["--auth-file", "/flag/users"];
+        args.extend(security);
+        let l = local(&args).unwrap();
         assert_eq!(l.security.auth_file, Some(PathBuf::from("/flag/users")));
         assert_eq!(l.security.admin_users, ["root"]);
         // memcached's modes are 0-3; anything else is refused whichever program reads it.
-        let bad = SecurityArgs {
-            ssl_verify_mode: Some(4),
-            ..SecurityArgs::default()
-        };
-        let bad_node = NodeArgs {
-            security: bad.clone(),
-            ..NodeArgs::default()
-        };
-        assert!(layered::<NodeConfig>(None, &bad_node).is_err());
-        let bad_local = LocalArgs {
-            security: bad,
-            ..LocalArgs::default()
-        };
-        assert!(layered::<crate::local::LocalConfig>(None, &bad_local).is_err());
+        let bad = node_args(&["--ssl-verify-mode", "4"]);
+        assert!(layered::<NodeConfig>(None, &bad.overrides().unwrap().0).is_err());
+        assert!(local(&["--ssl-verify-mode", "4"]).is_err());
     }
 
     #[test]
@@ -400,16 +531,17 @@ mod tests {
             "ack = \"quorum\"\n[ring]\nhash = \"ketama\"\nreplicas = 3\n\
              [[nodes]]\naddr = \"127.0.0.1:1\"\nname = \"a\"\n",
         );
-        let args = ProxyArgs {
-            config: Some(f.0.clone()),
-            nodes: vec!["127.0.0.1:7".into(), "127.0.0.1:8".into()],
-            ring: RingArgs {
-                replicas: Some(1),
-                ..RingArgs::default()
-            },
-            ..ProxyArgs::default()
-        };
-        let cfg: ProxyConfig = layered(args.config.as_deref(), &args).unwrap();
+        let cfg = proxy(&[
+            "--config",
+            f.path(),
+            "--node",
+            "127.0.0.1:7",
+            "--node",
+            "127.0.0.1:8",
+            "--replicas",
+            "1",
+        ])
+        .unwrap();
         assert_eq!(cfg.ack, ringcache_client::Ack::Quorum);
         assert_eq!(cfg.ring.hash, ringcache_client::ring::HashKind::Ketama);
         assert_eq!(cfg.ring.replicas, 1);
@@ -420,14 +552,7 @@ mod tests {
             .collect();
         assert_eq!(addrs, [("127.0.0.1:7", None), ("127.0.0.1:8", None)]);
         // Without a file the flags are the whole config; a bad flag value is refused.
-        let bad = ProxyArgs {
-            ring: RingArgs {
-                hash: Some("md5".into()),
-                ..RingArgs::default()
-            },
-            ..ProxyArgs::default()
-        };
-        assert!(layered::<ProxyConfig>(None, &bad).is_err());
+        assert!(proxy(&["--hash", "md5"]).is_err());
     }
 
     /// `--discovery` replaces a file's fixed `[[nodes]]` or its `[discovery]` sources, keeping
@@ -435,12 +560,13 @@ mod tests {
     #[test]
     fn discovery_flags_replace_the_node_list() {
         let fixed = File::new("fixed.toml", "[[nodes]]\naddr = \"127.0.0.1:1\"\n");
-        let args = ProxyArgs {
-            config: Some(fixed.0.clone()),
-            discovery: vec!["dnssrv+_memcache._tcp.nodes.example".into()],
-            ..ProxyArgs::default()
-        };
-        let cfg: ProxyConfig = layered(args.config.as_deref(), &args).unwrap();
+        let cfg = proxy(&[
+            "--config",
+            fixed.path(),
+            "--discovery",
+            "dnssrv+_memcache._tcp.nodes.example",
+        ])
+        .unwrap();
         let d = cfg.discovery.expect("discovery from the flag");
         assert_eq!(d.sources, ["dnssrv+_memcache._tcp.nodes.example"]);
         assert!(cfg.nodes.is_empty(), "{:?}", cfg.nodes);
@@ -449,17 +575,20 @@ mod tests {
             "dns.toml",
             "[discovery]\nsources = [\"dns+old:11211\"]\ninterval_secs = 3\n",
         );
-        let args = ProxyArgs {
-            config: Some(dns.0.clone()),
-            discovery: vec!["dns+new:11211".into(), "dns+other:11211".into()],
-            ..ProxyArgs::default()
-        };
-        let cfg: ProxyConfig = layered(args.config.as_deref(), &args).unwrap();
+        let cfg = proxy(&[
+            "--config",
+            dns.path(),
+            "--discovery",
+            "dns+new:11211",
+            "--discovery",
+            "dns+other:11211",
+        ])
+        .unwrap();
         let d = cfg.discovery.expect("discovery");
         assert_eq!(d.sources, ["dns+new:11211", "dns+other:11211"]);
         assert_eq!(d.interval_secs, 3);
 
-        let both = Cli::try_parse_from([
+        let both = Cli::try_from_argv([
             "ringcache",
             "proxy",
             "--node",

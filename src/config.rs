@@ -6,8 +6,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::server::SecuritySettings;
-use crate::settings::{self, Settings};
+pub use crate::server::ListenAddr;
+use crate::server::{SecuritySettings, ServerSettings};
+use crate::settings::{self, ConfigFile};
 
 /// Default `drain_timeout`: off, so SIGTERM stops a node promptly as it stops memcached; a
 /// node only drains where routers watch it (discovery), and the StatefulSet turns it on
@@ -25,24 +26,19 @@ pub const DEFAULT_DRAIN_QUIET: u64 = 15;
 // checks what `security` left (tests/config_files.rs).
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
-    /// Addresses to serve the memcached protocol on, comma-separated; one starting `notls:`
-    /// serves plain text beside TLS ones (memcached: `-l`/`-p`, `-l notls:ADDR`).
-    pub listen: String,
-    /// Address for Prometheus `/metrics`; none by default.
-    pub metrics_listen: Option<String>,
+    /// `listen` (addresses, comma-separated; one starting `notls:` serves plain text beside
+    /// TLS ones: memcached's `-l`/`-p`, `-l notls:ADDR`), `metrics_listen`, `max_connections`
+    /// (memcached: `-c`) and `idle_timeout` (memcached: `-o idle_timeout`): top-level keys.
+    #[serde(flatten)]
+    pub server: ServerSettings,
     /// Memory budget for items, in MiB (memcached: `-m`).
     pub memory_limit_mb: u64,
     /// Largest item in bytes, header and key included (memcached: `-I`).
     pub max_item_size: usize,
-    /// Simultaneous client connections (memcached: `-c`).
-    pub max_connections: usize,
     /// Worker threads (memcached: `-t`).
     pub threads: usize,
     /// Whether the `shutdown` command is obeyed (memcached: `-A`).
     pub enable_shutdown: bool,
-    /// Seconds a client connection may make no progress before it is closed; 0 (the default,
-    /// as in memcached) never closes one (memcached: `-o idle_timeout`).
-    pub idle_timeout: u64,
     /// Seconds a node told to leave (SIGTERM) keeps serving while the routers move its keys
     /// off it (`src/node/drain.rs`); 0 stops at once, as before drains existed.
     pub drain_timeout: u64,
@@ -60,14 +56,11 @@ pub struct NodeConfig {
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
-            listen: "127.0.0.1:11211".into(),
-            metrics_listen: None,
+            server: ServerSettings::default(),
             memory_limit_mb: 64,
             max_item_size: 1024 * 1024,
-            max_connections: 1024,
             threads: 4,
             enable_shutdown: false,
-            idle_timeout: 0,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             drain_quiet: DEFAULT_DRAIN_QUIET,
             verbosity: 0,
@@ -76,16 +69,7 @@ impl Default for NodeConfig {
     }
 }
 
-/// One listener of a node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenAddr {
-    /// `host:port`, as `TcpListener::bind` takes it.
-    pub addr: String,
-    /// False for a `notls:` address: plain text even when the node has a certificate.
-    pub tls: bool,
-}
-
-impl Settings for NodeConfig {
+impl ConfigFile for NodeConfig {
     fn validate(&self) -> Result<(), Error> {
         NodeConfig::validate(self)
     }
@@ -114,12 +98,13 @@ impl NodeConfig {
 
     /// The idle limit for client connections, if there is one.
     pub fn idle_timeout(&self) -> Option<std::time::Duration> {
-        (self.idle_timeout > 0).then(|| std::time::Duration::from_secs(self.idle_timeout))
+        self.server.idle_timeout()
     }
 
     /// The addresses of `listen`, each with whether TLS (when configured) applies to it.
     pub fn listen_addrs(&self) -> Vec<ListenAddr> {
-        self.listen
+        self.server
+            .listen
             .split(',')
             .map(str::trim)
             .filter(|a| !a.is_empty())
@@ -154,12 +139,10 @@ impl NodeConfig {
                 "max_item_size cannot be larger than half of memory_limit_mb".into(),
             ));
         }
-        if self.max_connections == 0 {
-            return Err(Error::Config("max_connections must be at least 1".into()));
-        }
         if self.threads == 0 {
             return Err(Error::Config("threads must be at least 1".into()));
         }
+        self.server.validate()?;
         self.security.validate()?;
         Ok(())
     }
@@ -173,10 +156,10 @@ mod tests {
     fn defaults_are_memcacheds() {
         let c = NodeConfig::from_toml("").unwrap();
         assert_eq!(c, NodeConfig::default());
-        assert_eq!(c.listen, "127.0.0.1:11211");
+        assert_eq!(c.server.listen, "127.0.0.1:11211");
         assert_eq!(c.memory_limit_mb, 64);
         assert_eq!(c.max_item_size, 1 << 20);
-        assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.server.max_connections, 1024);
     }
 
     #[test]
@@ -233,6 +216,6 @@ mod tests {
     fn shipped_example_parses() {
         let text = include_str!("../config/node.toml");
         let c = NodeConfig::from_toml(text).unwrap();
-        assert_eq!(c.listen, "127.0.0.1:11211");
+        assert_eq!(c.server.listen, "127.0.0.1:11211");
     }
 }

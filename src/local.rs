@@ -12,8 +12,8 @@ use crate::error::Error;
 use crate::node::{self, clock::SystemClock, NodeHandle};
 use crate::proxy::{self, ProxyConfig, ProxyHandle};
 use crate::server::gate::{Access, CommandsConfig};
-use crate::server::SecuritySettings;
-use crate::settings::Settings;
+use crate::server::{SecuritySettings, ServerSettings};
+use crate::settings::ConfigFile;
 
 /// What `ringcache local` starts. `config/local.toml` documents every key.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -25,10 +25,10 @@ pub struct LocalConfig {
     pub nodes: usize,
     /// Copies of each key.
     pub replicas: usize,
-    /// Where the proxy serves memcached clients.
-    pub listen: String,
-    /// The proxy's Prometheus `/metrics`; none by default.
-    pub metrics_listen: Option<String>,
+    /// The proxy's `listen`, `metrics_listen`, `max_connections` and `idle_timeout`:
+    /// top-level keys of the file, as in the proxy's.
+    #[serde(flatten)]
+    pub server: ServerSettings,
     /// Memory budget of each node, MiB.
     pub memory_limit_mb: u64,
     /// TLS, authentication and the admin gate of the proxy's listener (the nodes listen on
@@ -44,15 +44,14 @@ impl Default for LocalConfig {
         LocalConfig {
             nodes: 3,
             replicas: DEFAULT_REPLICAS,
-            listen: ProxyConfig::default().listen,
-            metrics_listen: None,
+            server: ServerSettings::default(),
             memory_limit_mb: NodeConfig::default().memory_limit_mb,
             security: SecuritySettings::default(),
         }
     }
 }
 
-impl Settings for LocalConfig {
+impl ConfigFile for LocalConfig {
     fn validate(&self) -> Result<(), Error> {
         LocalConfig::validate(self)
     }
@@ -64,6 +63,7 @@ impl LocalConfig {
         if self.nodes == 0 {
             return Err(Error::Config("nodes must be at least 1".into()));
         }
+        self.server.validate()?;
         self.security.validate()?;
         Ok(())
     }
@@ -86,13 +86,13 @@ impl LocalCluster {
 }
 
 /// Starts the nodes and the proxy on the current runtime.
-pub async fn start(opts: &LocalConfig) -> Result<LocalCluster, Error> {
-    opts.validate()?;
-    let mut nodes = Vec::with_capacity(opts.nodes);
-    for _ in 0..opts.nodes {
+pub async fn start(local: &LocalConfig) -> Result<LocalCluster, Error> {
+    local.validate()?;
+    let mut nodes = Vec::with_capacity(local.nodes);
+    for _ in 0..local.nodes {
         let cfg = NodeConfig {
-            listen: "127.0.0.1:0".into(),
-            memory_limit_mb: opts.memory_limit_mb,
+            server: ServerSettings::listening("127.0.0.1:0"),
+            memory_limit_mb: local.memory_limit_mb,
             threads: 1,
             ..NodeConfig::default()
         };
@@ -104,20 +104,19 @@ pub async fn start(opts: &LocalConfig) -> Result<LocalCluster, Error> {
         .map(|(i, n)| NodeSpec::new(n.addr.to_string()).named(format!("node{}", i + 1)))
         .collect();
     let cfg = ProxyConfig {
-        listen: opts.listen.clone(),
-        metrics_listen: opts.metrics_listen.clone(),
+        server: local.server.clone(),
         ring: RingSettings {
-            replicas: opts.replicas,
+            replicas: local.replicas,
             ..RingSettings::default()
         },
         nodes: specs,
         // A cluster for trying things out: flush_all works as on one memcached.
         security: SecuritySettings {
             commands: CommandsConfig {
-                flush_all: opts.security.commands.flush_all.or(Some(Access::Allow)),
-                ..opts.security.commands.clone()
+                flush_all: local.security.commands.flush_all.or(Some(Access::Allow)),
+                ..local.security.commands.clone()
             },
-            ..opts.security.clone()
+            ..local.security.clone()
         },
         ..ProxyConfig::default()
     };

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use ringcache::cli::{Cli, Command, LocalArgs, NodeArgs, ProxyArgs, RingCommand};
@@ -20,7 +19,7 @@ use ringcache::Error;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_env();
     // memcached's -vv prints every command, -vvv its state transitions: debug and trace here.
     let level = match &cli.command {
         Command::Node(args) if args.memcached.verbose >= 3 => "trace",
@@ -126,7 +125,7 @@ fn run_node(args: NodeArgs) -> Result<(), Error> {
 
 /// Config file first, then flags on top.
 fn proxy_config(args: &ProxyArgs) -> Result<ProxyConfig, Error> {
-    layered(args.config.as_deref(), args)
+    layered(args.config.as_deref(), &args.overrides()?)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
@@ -165,16 +164,16 @@ fn run_proxy(args: ProxyArgs) -> Result<(), Error> {
 }
 
 fn run_local(args: LocalArgs) -> Result<(), Error> {
-    let opts: LocalConfig = layered(args.config.as_deref(), &args)?;
+    let local_cfg: LocalConfig = layered(args.config.as_deref(), &args.overrides()?)?;
     runtime()?.block_on(async move {
         let signals = ringcache::server::listener::signal_token();
-        let cluster = local::start(&opts).await?;
+        let cluster = local::start(&local_cfg).await?;
         for (i, n) in cluster.nodes.iter().enumerate() {
             println!("node{} listening on {}", i + 1, n.addr);
         }
         println!(
             "ringcache proxy listening on {} ({} nodes, {} replicas)",
-            cluster.proxy.addr, opts.nodes, opts.replicas
+            cluster.proxy.addr, local_cfg.nodes, local_cfg.replicas
         );
         println!(
             "try: printf 'set hello 0 0 5\\r\\nworld\\r\\nget hello\\r\\n' | nc -q1 {} {}",

@@ -24,6 +24,9 @@ use toml::{Table, Value};
 
 use crate::error::Error;
 
+/// memcached's port, for a `-l` address given without one.
+pub const DEFAULT_PORT: u16 = 11211;
+
 /// What ringcache does with a memcached flag that sets no ringcache setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handling {
@@ -121,9 +124,9 @@ pub const EXTENDED: &[(&str, Handling)] = &[
 /// memcached's short and long names where they exist: `-l`, `-m`, `-c`, `-t`, `-I`, `-A`, `-Y`).
 #[derive(Debug, Args, Default, Clone)]
 pub struct MemcachedArgs {
-    /// TCP port, for each --listen address given without one (memcached -p) [default: 11211].
-    #[arg(short = 'p', long = "port", value_name = "PORT")]
-    pub port: Option<u16>,
+    /// TCP port, for each --listen address given without one (memcached -p).
+    #[arg(short = 'p', long = "port", value_name = "PORT", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
     /// UDP port (memcached -U): only 0 is accepted, UDP is not served.
     #[arg(short = 'U', long = "udp-port", value_name = "0", value_parser = udp_off)]
     pub udp_port: Option<u16>,
@@ -248,8 +251,12 @@ fn refused(flag: &str, advice: &str) -> Error {
 impl MemcachedArgs {
     /// The settings these flags set, as config keys (`listen` from `-l`/`-p`, ssl keys,
     /// `[commands]`, …), and the notes on flags accepted without effect (to be logged).
-    /// `listen` is the node's `-l`/`--listen` list.
-    pub fn overrides(&self, listen: &[String]) -> Result<(Table, Vec<String>), Error> {
+    /// `listen` is the node's `-l`/`--listen` list and `port` `-p`, as given (none: not given).
+    pub fn overrides(
+        &self,
+        listen: &[String],
+        port: Option<u16>,
+    ) -> Result<(Table, Vec<String>), Error> {
         let mut t = Table::new();
         let mut notes = Vec::new();
         for (f, value) in &self.others.given {
@@ -267,8 +274,8 @@ impl MemcachedArgs {
                 (_, _, NoEffect(why)) => notes.push(format!("{name}: no effect ({why})")),
             }
         }
-        if !listen.is_empty() || self.port.is_some() {
-            let port = self.port.unwrap_or(11211);
+        if !listen.is_empty() || port.is_some() {
+            let port = port.unwrap_or(DEFAULT_PORT);
             let addrs: Vec<String> = if listen.is_empty() {
                 vec![format!("127.0.0.1:{port}")]
             } else {
@@ -392,13 +399,13 @@ mod tests {
     use crate::cli::{Cli, Command as Sub, NodeArgs};
     use crate::config::NodeConfig;
     use crate::server::gate::Access;
+    use crate::server::ServerSettings;
     use crate::settings::layered;
-    use clap::Parser;
 
     /// `ringcache node ARGS` parsed as `main` does, the config it makes and the notes.
     fn node(args: &[&str]) -> Result<(NodeArgs, NodeConfig, Vec<String>), String> {
         let argv = ["ringcache", "node"].iter().chain(args);
-        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        let cli = Cli::try_from_argv(argv).map_err(|e| e.to_string())?;
         let Sub::Node(a) = cli.command else {
             unreachable!("parsed as node")
         };
@@ -418,20 +425,23 @@ mod tests {
     fn mapped_flags_set_the_node_settings() {
         let d = NodeConfig::default();
         let (_, c, _) = node(&["-p", "11311", "-l", "127.0.0.1,notls:127.0.0.2"]).unwrap();
-        assert_eq!(c.listen, "127.0.0.1:11311,notls:127.0.0.2:11311");
+        assert_eq!(c.server.listen, "127.0.0.1:11311,notls:127.0.0.2:11311");
         let (_, c, _) = node(&["--port=7"]).unwrap();
         assert_eq!(
-            c.listen, "127.0.0.1:7",
+            c.server.listen, "127.0.0.1:7",
             "-p alone: loopback, never every interface"
         );
         let (_, c, _) = node(&["--listen", "127.0.0.1:9", "-l", "[::1]"]).unwrap();
-        assert_eq!(c.listen, "127.0.0.1:9,[::1]:11211");
+        assert_eq!(c.server.listen, "127.0.0.1:9,[::1]:11211");
         let (_, c, _) = node(&["-m", "128", "-c", "10", "-t", "2", "-I", "2m", "-A"]).unwrap();
         assert_eq!(
             c,
             NodeConfig {
                 memory_limit_mb: 128,
-                max_connections: 10,
+                server: ServerSettings {
+                    max_connections: 10,
+                    ..d.server.clone()
+                },
                 threads: 2,
                 max_item_size: 2 << 20,
                 enable_shutdown: true,
@@ -449,7 +459,7 @@ mod tests {
         assert_eq!(
             (
                 c.memory_limit_mb,
-                c.max_connections,
+                c.server.max_connections,
                 c.threads,
                 c.max_item_size
             ),
@@ -489,7 +499,7 @@ mod tests {
         assert_eq!(c.security.ssl_key, Some(PathBuf::from("/k.pem")));
         assert_eq!(c.security.ssl_ca_cert, Some(PathBuf::from("/ca.pem")));
         assert_eq!(c.security.ssl_verify_mode, 2);
-        assert_eq!(c.idle_timeout, 30);
+        assert_eq!(c.server.idle_timeout, 30);
         assert!(notes.is_empty(), "{notes:?}");
         let (_, c, _) = node(&["--enable-ssl", "--extended=ssl_chain_cert=/c.pem"]).unwrap();
         assert_eq!(c.security.ssl_chain_cert, Some(PathBuf::from("/c.pem")));

@@ -3,7 +3,8 @@
 //! settings type (`NodeConfig`, `ProxyConfig`, `LocalConfig`), whose serde defaults are the only
 //! defaults and whose `deny_unknown_fields` refuses a typo wherever it comes from.
 //!
-//! The listener's security keys are declared once, in [`SecuritySettings`], which each settings
+//! The keys every server has are declared once, in [`ServerSettings`] (listen, metrics, connection
+//! limits) and [`SecuritySettings`] (TLS, authentication, the admin gate), which each settings
 //! type takes with `#[serde(flatten)]`. serde still refuses a key that neither the type nor the
 //! flattened struct took (it checks what is left after `flatten`), but it reads flattened keys
 //! from a buffer rather than from the table, so their errors lose the key's name: [`deserialize`]
@@ -20,16 +21,17 @@ use serde::{Deserialize, Serialize};
 use toml::Table;
 
 use crate::error::Error;
-use crate::server::SecuritySettings;
+use crate::server::{SecuritySettings, ServerSettings};
 
-/// A program's settings type: read from TOML, then checked as a whole.
-pub trait Settings: DeserializeOwned {
+/// A program's `*Config` (`NodeConfig`, `ProxyConfig`, `LocalConfig`): what its TOML file and
+/// flags deserialise into, then checked as a whole.
+pub trait ConfigFile: DeserializeOwned {
     /// Refuses settings the program could not run with.
     fn validate(&self) -> Result<(), Error>;
 }
 
 /// Settings from TOML text, validated.
-pub fn parse<T: Settings>(text: &str) -> Result<T, Error> {
+pub fn parse<T: ConfigFile>(text: &str) -> Result<T, Error> {
     let table = text
         .parse::<Table>()
         .map_err(|e| Error::Config(e.to_string()))?;
@@ -39,14 +41,14 @@ pub fn parse<T: Settings>(text: &str) -> Result<T, Error> {
 }
 
 /// Settings from a file, validated; errors name the file.
-pub fn load<T: Settings>(path: &Path) -> Result<T, Error> {
+pub fn load<T: ConfigFile>(path: &Path) -> Result<T, Error> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
     parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }
 
 /// The settings in `file` (none: all defaults) with `flags` on top, validated.
-pub fn layered<T: Settings>(file: Option<&Path>, flags: &impl Serialize) -> Result<T, Error> {
+pub fn layered<T: ConfigFile>(file: Option<&Path>, flags: &impl Serialize) -> Result<T, Error> {
     let mut table = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -75,12 +77,14 @@ pub fn layered<T: Settings>(file: Option<&Path>, flags: &impl Serialize) -> Resu
 
 /// The one place settings are deserialized (from a table, so no error points at a line that
 /// is not the culprit: serde reports flattened keys after the whole table is read). A bad value
-/// of a flattened security key comes out of serde without the key's name; read alone, the
-/// security keys say which one it is, as every other key's error does.
-fn deserialize<T: Settings>(table: Table) -> Result<T, String> {
-    T::deserialize(table.clone()).map_err(|e| match SecuritySettings::deserialize(table) {
-        Err(named) => named.to_string(),
-        Ok(_) => e.to_string(),
+/// of a flattened key comes out of serde without the key's name; read alone, the flattened
+/// structs say which one it is, as every other key's error does.
+fn deserialize<T: ConfigFile>(table: Table) -> Result<T, String> {
+    T::deserialize(table.clone()).map_err(|e| {
+        let named = SecuritySettings::deserialize(table.clone())
+            .err()
+            .or_else(|| ServerSettings::deserialize(table).err());
+        named.unwrap_or(e).to_string()
     })
 }
 

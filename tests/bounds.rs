@@ -653,7 +653,7 @@ fn pipeline_deeper_than_the_inflight_limit_is_answered() {
     let (_node, proxy) = rt.block_on(async {
         let node = ringcache::node::start(
             ringcache::config::NodeConfig {
-                listen: "127.0.0.1:0".into(),
+                server: ringcache::server::ServerSettings::listening("127.0.0.1:0"),
                 threads: 1,
                 ..Default::default()
             },
@@ -662,7 +662,7 @@ fn pipeline_deeper_than_the_inflight_limit_is_answered() {
         .await
         .unwrap();
         let cfg = ringcache::proxy::ProxyConfig {
-            listen: "127.0.0.1:0".into(),
+            server: ringcache::server::ServerSettings::listening("127.0.0.1:0"),
             max_inflight_per_connection: 1,
             nodes: vec![ringcache_client::ring::NodeSpec::new(node.addr.to_string())],
             ..Default::default()

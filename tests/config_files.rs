@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use ringcache::config::NodeConfig;
 use ringcache::local::LocalConfig;
 use ringcache::proxy::ProxyConfig;
+use ringcache::server::ServerSettings;
 
 const FILES: [(&str, &str); 3] = [
     ("config/node.toml", include_str!("../config/node.toml")),
@@ -92,17 +93,21 @@ fn shipped_configs_are_taken_as_they_are() {
     assert_eq!(p.nodes.len(), 3);
     let l: LocalConfig = ringcache::settings::parse(local).expect("config/local.toml");
     // Each file shows the defaults, so reading it changes nothing but the addresses it sets.
+    let defaults_but_metrics = |s: &ServerSettings| ServerSettings {
+        metrics_listen: s.metrics_listen.clone(),
+        ..ServerSettings::default()
+    };
     assert_eq!(
         l,
         LocalConfig {
-            metrics_listen: l.metrics_listen.clone(),
+            server: defaults_but_metrics(&l.server),
             ..LocalConfig::default()
         }
     );
     assert_eq!(
         n,
         NodeConfig {
-            metrics_listen: n.metrics_listen.clone(),
+            server: defaults_but_metrics(&n.server),
             ..NodeConfig::default()
         }
     );
@@ -156,7 +161,7 @@ const REFUSED: [(&str, &str); 5] = [
 
 /// Each of [`REFUSED`], followed by `valid` (what else `T` needs), is refused as a `T` with an
 /// error naming the key.
-fn refuses_naming_the_key<T: ringcache::settings::Settings + std::fmt::Debug>(valid: &str) {
+fn refuses_naming_the_key<T: ringcache::settings::ConfigFile + std::fmt::Debug>(valid: &str) {
     let program = std::any::type_name::<T>();
     for (text, key) in REFUSED {
         let text = format!("{text}{valid}");

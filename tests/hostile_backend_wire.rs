@@ -41,7 +41,7 @@ impl Cluster {
     async fn start(request_timeout_ms: u64) -> Cluster {
         let nodes = support::local_nodes(3).await;
         let cfg = ProxyConfig {
-            listen: "127.0.0.1:0".into(),
+            server: ringcache::server::ServerSettings::listening("127.0.0.1:0"),
             request_timeout_ms,
             ring: RingSettings {
                 replicas: 2,
@@ -669,7 +669,7 @@ fn key_on(client: &Client, addr: SocketAddr, prefix: &str) -> String {
 
 async fn real_node() -> NodeHandle {
     let cfg = NodeConfig {
-        listen: "127.0.0.1:0".into(),
+        server: ringcache::server::ServerSettings::listening("127.0.0.1:0"),
         threads: 1,
         ..NodeConfig::default()
     };
@@ -817,7 +817,7 @@ fn a_value_under_another_key_never_reaches_the_client() {
     run(async {
         let fake = fake_backend(Hostile::WrongKey).await;
         let cfg = ProxyConfig {
-            listen: "127.0.0.1:0".into(),
+            server: ringcache::server::ServerSettings::listening("127.0.0.1:0"),
             ring: RingSettings {
                 replicas: 1,
                 ..RingSettings::default()
@@ -853,7 +853,7 @@ async fn silent_primary() -> SilentPrimary {
     let real = real_node().await;
     let fake = fake_backend(Hostile::Silent).await;
     let cfg = ProxyConfig {
-        listen: "127.0.0.1:0".into(),
+        server: ringcache::server::ServerSettings::listening("127.0.0.1:0"),
         ring: RingSettings {
             replicas: 2,
             ..RingSettings::default()

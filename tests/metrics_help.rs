@@ -28,12 +28,19 @@ fn declared<'a>(body: &'a str, kind: &str) -> HashSet<&'a str> {
         .collect()
 }
 
+/// Loopback on a port the OS picks, `/metrics` likewise.
+fn served() -> ringcache::server::ServerSettings {
+    ringcache::server::ServerSettings {
+        metrics_listen: Some("127.0.0.1:0".into()),
+        ..ringcache::server::ServerSettings::listening("127.0.0.1:0")
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_family_has_help() {
     let node = node::start(
         NodeConfig {
-            listen: "127.0.0.1:0".into(),
-            metrics_listen: Some("127.0.0.1:0".into()),
+            server: served(),
             ..NodeConfig::default()
         },
         Arc::new(SystemClock),
@@ -42,8 +49,7 @@ async fn every_metric_family_has_help() {
     .expect("node starts");
     let proxy = proxy::start(
         ProxyConfig {
-            listen: "127.0.0.1:0".into(),
-            metrics_listen: Some("127.0.0.1:0".into()),
+            server: served(),
             nodes: vec![NodeSpec::new(node.addr.to_string()).named("n0")],
             ..ProxyConfig::default()
         },

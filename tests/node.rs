@@ -18,7 +18,10 @@ const T0: u64 = 1_700_000_000;
 async fn start(cfg: NodeConfig) -> (NodeHandle, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(T0));
     let cfg = NodeConfig {
-        listen: "127.0.0.1:0".into(),
+        server: ringcache::server::ServerSettings {
+            listen: "127.0.0.1:0".into(),
+            ..cfg.server
+        },
         ..cfg
     };
     let h = node::start(cfg, clock.clone() as Arc<dyn Clock>)
@@ -141,7 +144,10 @@ async fn pipelined_requests_are_answered_in_order_and_split_input_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_item_size_line_length_and_connections() {
     let cfg = NodeConfig {
-        max_connections: 2,
+        server: ringcache::server::ServerSettings {
+            max_connections: 2,
+            ..Default::default()
+        },
         max_item_size: 2048,
         ..NodeConfig::default()
     };
@@ -296,7 +302,10 @@ async fn memcache_crate_as_a_third_party_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_endpoint_reports_commands() {
     let cfg = NodeConfig {
-        metrics_listen: Some("127.0.0.1:0".into()),
+        server: ringcache::server::ServerSettings {
+            metrics_listen: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        },
         ..NodeConfig::default()
     };
     let (h, _clock) = start(cfg).await;

@@ -23,7 +23,7 @@ fn specs(nodes: &[NodeHandle]) -> Vec<NodeSpec> {
 
 async fn proxy_for(nodes: &[NodeHandle], replicas: usize) -> ProxyHandle {
     let cfg = ProxyConfig {
-        listen: "127.0.0.1:0".into(),
+        server: ringcache::server::ServerSettings::listening("127.0.0.1:0"),
         ring: RingSettings {
             replicas,
             ..RingSettings::default()
@@ -320,7 +320,7 @@ async fn get_and_gat_are_counted_in_stats_on_both_paths() {
 async fn a_one_key_piece_of_a_split_multiget_misses_an_unreadable_key() {
     let mut nodes = nodes(2).await;
     let cfg = ProxyConfig {
-        listen: "127.0.0.1:0".into(),
+        server: ringcache::server::ServerSettings::listening("127.0.0.1:0"),
         ring: RingSettings {
             replicas: 1,
             ..RingSettings::default()

@@ -88,8 +88,7 @@ fn ser_opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> std::result::Resul
     name = "ringcache-bench",
     version,
     about,
-    long_about = None,
-    after_help = "The side-by-side scenario (memcached, nutcracker, ringcache; writes bench/RESULTS.md):\n  ringcache-bench scenario [--quick]   (see ringcache-bench scenario --help)"
+    long_about = None
 )]
 pub struct Args {
     /// Server to load, HOST:PORT. Repeat to compare several targets.

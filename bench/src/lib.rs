@@ -1,7 +1,8 @@
 //! `ringcache-bench` as a library: the load generator and comparison harness behind the
 //! `ringcache-bench` binary, callable from integration tests.
 //!
-//! - [`args`]: the command line ([`Args`]), which is also the description of a run.
+//! - [`cli`]: the binary's command line: a run or a subcommand, parsed by clap.
+//! - [`args`]: a run's flags ([`Args`]), which are also the description of a run.
 //! - [`workload`]: keys, values and the op mix, deterministic from the seed.
 //! - [`driver`]: connections, pipelining, open/closed loop, counting and timing.
 //! - [`driver::embedded`]: the `embedded:ADDR,…` target, driving `ringcache_client::Client` in-process.
@@ -17,6 +18,7 @@
 //! code the node and the proxy use.
 
 pub mod args;
+pub mod cli;
 pub mod compare;
 pub mod cpu;
 pub mod driver;

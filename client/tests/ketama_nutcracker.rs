@@ -7,42 +7,18 @@
 //! either is missing it prints why and passes without checking.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use ringcache_client::ring::{ketama, HashKind, NodeSpec, Ring};
+use testkit::{bins, free_addr, free_port, servers, Output, Proc, Ready, Spawn};
 
 const KEYS: usize = 2000;
 const BATCH: usize = 100;
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Kills and reaps every child when the test ends, however it ends.
-struct Children(Vec<Child>);
-
-impl Children {
-    /// Starts `cmd` (stdin and stdout closed, stderr shown) as one of the children.
-    fn start(&mut self, cmd: &mut Command, what: &str) {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{what} starts: {e}"));
-        self.0.push(child);
-    }
-}
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// A scratch directory removed at the end.
 struct Scratch(PathBuf);
@@ -51,21 +27,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn find_binary(name: &str, extra: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .chain(extra.iter().map(PathBuf::from))
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// Connects to `addr`, retrying until `deadline` (servers need a moment to start).
@@ -92,17 +53,10 @@ fn read_line(r: &mut BufReader<TcpStream>) -> String {
     line
 }
 
-fn start_memcached(bin: &Path, children: &mut Children) -> String {
-    let port = free_port();
-    let mut child = Command::new(bin);
-    child
-        // -u is only used when running as root, where memcached insists on it.
-        .args(["-l", "127.0.0.1", "-U", "0", "-u", "root", "-m", "64", "-p"])
-        .arg(port.to_string());
-    children.start(&mut child, "memcached");
-    let addr = format!("127.0.0.1:{port}");
-    drop(connect(&addr, Duration::from_secs(10)));
-    addr
+/// A stock memcached on a free loopback port (testkit's spawner: killed and reaped on drop).
+fn start_memcached(bin: &Path) -> Proc {
+    servers::memcached(bin, &["-m", "64"], &servers::memcached_spawn("memcached"))
+        .unwrap_or_else(|e| panic!("memcached starts: {e}"))
 }
 
 fn keys(scenario: &str) -> Vec<String> {
@@ -170,12 +124,12 @@ fn check_scenario(
     dir: &Path,
     scenario: &str,
     servers: &[NodeSpec],
-    children: &mut Children,
+    running: &mut Vec<Proc>,
 ) {
     for n in servers {
         flush(&n.addr);
     }
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = free_addr();
     let mut yaml = format!(
         "ringcache_{scenario}:\n  listen: {listen}\n  hash: md5\n  distribution: ketama\n  \
          timeout: 5000\n  auto_eject_hosts: false\n  servers:\n"
@@ -188,18 +142,21 @@ fn check_scenario(
     }
     let conf = dir.join(format!("{scenario}.yml"));
     std::fs::write(&conf, &yaml).expect("write nutcracker config");
-    let mut child = Command::new(nutcracker);
-    child
-        .arg("-c")
+    let mut cmd = Command::new(nutcracker);
+    cmd.arg("-c")
         .arg(&conf)
         .arg("-o")
         .arg(dir.join(format!("{scenario}.log")))
         .args(["-a", "127.0.0.1", "-s"])
         .arg(free_port().to_string());
-    children.start(&mut child, "nutcracker");
+    let how = Spawn::new("nutcracker", Ready::Accepting(listen)).output(Output::Null);
+    running.push(
+        how.start(cmd)
+            .unwrap_or_else(|e| panic!("nutcracker starts: {e}")),
+    );
 
     let keys = keys(scenario);
-    set_all(&listen, &keys);
+    set_all(&listen.to_string(), &keys);
 
     let ring = Ring::new(servers, HashKind::Ketama, 160).expect("a valid ring");
     let mut found = vec![None; keys.len()];
@@ -239,8 +196,8 @@ fn check_scenario(
 #[test]
 fn ketama_places_keys_where_nutcracker_does() {
     let (Some(memcached), Some(nutcracker)) = (
-        find_binary("memcached", &["/usr/bin/memcached"]),
-        find_binary("nutcracker", &["/usr/sbin/nutcracker"]),
+        bins::memcached_bin(),
+        bins::find_binary("/usr/sbin/nutcracker", "nutcracker"),
     ) else {
         eprintln!("skipping ketama_places_keys_where_nutcracker_does: memcached or nutcracker is not installed");
         return;
@@ -248,20 +205,18 @@ fn ketama_places_keys_where_nutcracker_does() {
     let dir = std::env::temp_dir().join(format!("ringcache-ketama-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     let _scratch = Scratch(dir.clone());
-    let mut children = Children(Vec::new());
-    let addrs: Vec<String> = (0..3)
-        .map(|_| start_memcached(&memcached, &mut children))
-        .collect();
+    let mut running: Vec<Proc> = (0..3).map(|_| start_memcached(&memcached)).collect();
+    let addrs: Vec<String> = running.iter().map(|p| p.addr.to_string()).collect();
 
     let plain: Vec<NodeSpec> = addrs.iter().map(NodeSpec::new).collect();
-    check_scenario(&nutcracker, &dir, "plain", &plain, &mut children);
+    check_scenario(&nutcracker, &dir, "plain", &plain, &mut running);
 
     let named: Vec<NodeSpec> = ["alpha", "beta", "gamma"]
         .iter()
         .zip(&addrs)
         .map(|(name, a)| NodeSpec::new(a).named(*name))
         .collect();
-    check_scenario(&nutcracker, &dir, "named", &named, &mut children);
+    check_scenario(&nutcracker, &dir, "named", &named, &mut running);
     // The names really are what is hashed: without them the placement differs.
     let (with, without) = (
         Ring::new(&named, HashKind::Ketama, 160).expect("ring"),
@@ -281,5 +236,5 @@ fn ketama_places_keys_where_nutcracker_does() {
         .map(|(a, w)| NodeSpec::new(a).weighted(w))
         .collect();
     assert_eq!(ketama::points_per_node(&weighted), vec![24, 224, 228]);
-    check_scenario(&nutcracker, &dir, "weighted", &weighted, &mut children);
+    check_scenario(&nutcracker, &dir, "weighted", &weighted, &mut running);
 }

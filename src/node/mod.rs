@@ -1,6 +1,7 @@
 //! `ringcache node`: one memcached-compatible cache server.
 //!
-//! Layering follows mini-redis: [`server`] accepts, [`connection`] frames bytes into requests with
+//! Layering follows mini-redis: `crate::server::start` binds and accepts (the steps every server
+//! shares; [`server`] holds the handle), [`connection`] frames bytes into requests with
 //! the shared codec, [`exec`] carries out each request against the [`store`] and formats the
 //! reply; [`stats`] counts what happened.
 
@@ -14,18 +15,18 @@ pub mod store;
 
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::NodeConfig;
 use crate::error::Error;
 use crate::server::gate::Gate;
-use crate::server::Security;
+use crate::server::{Parts, Security, Server, ServerSettings};
 use clock::Clock;
 use stats::ServerStats;
-use store::{Store, StoreConfig};
+use store::{Store, StoreSettings};
 
 pub use server::NodeHandle;
 
@@ -66,7 +67,7 @@ impl Node {
     /// Builds a node's state from its config and a clock (tests pass a manual one).
     pub fn new(config: NodeConfig, clock: Arc<dyn Clock>) -> Node {
         let store = Store::new(
-            StoreConfig {
+            StoreSettings {
                 memory_limit: config.memory_limit_mb * 1024 * 1024,
                 max_item_size: config.max_item_size,
             },
@@ -79,7 +80,7 @@ impl Node {
             instance: rand::random::<u64>().max(1),
             started_at: Instant::now(),
             store,
-            stats: ServerStats::new("node", config.metrics_listen.is_some()),
+            stats: ServerStats::new("node", config.server.metrics_listen.is_some()),
             clock,
             config,
             verbosity: AtomicU32::new(verbosity),
@@ -114,62 +115,40 @@ impl Node {
 pub async fn start(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<NodeHandle, Error> {
     config.validate()?;
     let security = Security::new(&config.security, Gate::NODE)?;
-    let mut listeners = Vec::new();
-    for a in config.listen_addrs() {
-        let l = TcpListener::bind(&a.addr)
-            .await
-            .map_err(|e| Error::Config(format!("listen {}: {e}", a.addr)))?;
-        listeners.push((l, a.tls));
-    }
-    let metrics_listener = match &config.metrics_listen {
-        Some(addr) => Some(crate::metrics::bind(addr).await?),
-        None => None,
-    };
-    // The recorder must exist before the node registers its metric handles.
-    let recorder = metrics_listener.as_ref().map(|_| crate::metrics::install());
+    let bound = crate::server::start(&config.server, &config.listen_addrs()).await?;
     let mut node = Node::new(config, clock);
     node.security = security;
     let node = Arc::new(node);
-    let n = node.clone();
-    crate::server::listener::on_hangup(node.shutdown.clone(), move || n.security.reload());
-    let mut metrics_addr = None;
-    if let (Some(l), Some(handle)) = (metrics_listener, recorder) {
-        metrics_addr = crate::metrics::local_addr(&l);
-        if let Some(addr) = metrics_addr {
-            println!("ringcache node metrics on http://{addr}/metrics");
-        }
-        // Draining, the node still serves every request, but it is leaving: a load balancer
-        // or a Service must stop sending it new clients.
-        let n = Arc::downgrade(&node);
-        let handle = handle.ready(move || match n.upgrade() {
-            Some(n) if n.drain.active() => {
-                Err("draining: leaving the cluster while the routers move its keys".into())
-            }
-            Some(_) => Ok(()),
-            None => Err("shutting down".into()),
-        });
-        metrics::gauge!(crate::metrics::MAX_CONNECTIONS, "role" => "node")
-            .set(node.config.max_connections as f64);
-        tokio::spawn(crate::metrics::serve(l, handle, node.shutdown.clone()));
-        spawn_publisher(node.clone());
-    }
-    let mut handle = server::spawn(listeners, node)?;
-    handle.metrics_addr = metrics_addr;
-    Ok(handle)
+    let running = bound.serve(node.clone())?;
+    Ok(NodeHandle::new(running, node))
 }
 
-/// Copies counters into the metrics registry once a second until shutdown.
-fn spawn_publisher(node: Arc<Node>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    node.stats.publish();
-                    node.store.publish_metrics();
-                }
-                _ = node.shutdown.cancelled() => break,
-            }
+impl Server for Node {
+    const ROLE: &'static str = "node";
+
+    fn parts(&self) -> Parts<'_> {
+        Parts::new(&self.shutdown, &self.security, &self.stats)
+    }
+
+    fn settings(&self) -> ServerSettings {
+        self.config.server.clone()
+    }
+
+    /// Draining, the node still serves every request, but it is leaving: a load balancer or a
+    /// Service must stop sending it new clients.
+    fn readiness(&self) -> Result<(), String> {
+        match self.drain.active() {
+            true => Err("draining: leaving the cluster while the routers move its keys".into()),
+            false => Ok(()),
         }
-    });
+    }
+
+    fn publish(&self) {
+        self.stats.publish();
+        self.store.publish_metrics();
+    }
+
+    async fn serve(self: Arc<Self>, stream: TcpStream, tls: bool) {
+        connection::run(stream, tls, &self).await
+    }
 }

@@ -13,8 +13,8 @@ use ringcache_client::{Ack, ClientOptions, LockOptions};
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::server::SecuritySettings;
-use crate::settings::{self, Settings};
+use crate::server::{SecuritySettings, ServerSettings};
+use crate::settings::{self, ConfigFile};
 
 /// Everything `ringcache proxy` can be told. `config/proxy.toml` documents every key.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -22,12 +22,10 @@ use crate::settings::{self, Settings};
 // checks what `security` left (tests/config_files.rs).
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
-    /// Address clients connect to.
-    pub listen: String,
-    /// Prometheus `/metrics` address; none by default.
-    pub metrics_listen: Option<String>,
-    /// Simultaneous client connections.
-    pub max_connections: usize,
+    /// `listen` (the address clients connect to), `metrics_listen`, `max_connections` and
+    /// `idle_timeout`: top-level keys of the file.
+    #[serde(flatten)]
+    pub server: ServerSettings,
     /// Largest item accepted from clients (bigger ones are refused before reaching a node).
     pub max_item_size: usize,
     /// Limit on connecting to a node, in milliseconds.
@@ -45,9 +43,6 @@ pub struct ProxyConfig {
     pub max_inflight_per_connection: usize,
     /// Worker threads of `ringcache proxy` (1: everything on one thread); restart to change.
     pub threads: usize,
-    /// Seconds a client connection may make no progress before it is closed; 0 (the default,
-    /// as in memcached) never closes one.
-    pub idle_timeout: u64,
     /// Reply bytes one client connection may have waiting to be written; past it the proxy
     /// stops reading that connection (and starting its requests) until the client reads.
     pub max_pending_bytes_per_connection: usize,
@@ -91,9 +86,7 @@ enum AckName {
 impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
-            listen: "127.0.0.1:11211".into(),
-            metrics_listen: None,
-            max_connections: 1024,
+            server: ServerSettings::default(),
             max_item_size: 1024 * 1024,
             connect_timeout_ms: 1000,
             request_timeout_ms: 1000,
@@ -102,7 +95,6 @@ impl Default for ProxyConfig {
             ack: Ack::All,
             max_inflight_per_connection: 1024,
             threads: 1,
-            idle_timeout: 0,
             max_pending_bytes_per_connection: 64 * 1024 * 1024,
             max_pending_bytes: 1024 * 1024 * 1024,
             hint_max_keys: HintLimits::default().max_keys,
@@ -118,7 +110,7 @@ impl Default for ProxyConfig {
     }
 }
 
-impl Settings for ProxyConfig {
+impl ConfigFile for ProxyConfig {
     fn validate(&self) -> Result<(), Error> {
         ProxyConfig::validate(self)
     }
@@ -158,9 +150,10 @@ impl ProxyConfig {
         // Building the ring checks replicas, vnodes, duplicates, weights and addresses.
         self.ring.build(&self.nodes)?;
         self.rebalance.options()?;
-        if self.max_connections == 0 || self.connections_per_node == 0 || self.threads == 0 {
+        self.server.validate()?;
+        if self.connections_per_node == 0 || self.threads == 0 {
             return Err(Error::Config(
-                "max_connections, connections_per_node and threads must be at least 1".into(),
+                "connections_per_node and threads must be at least 1".into(),
             ));
         }
         if self.max_pending_bytes_per_connection < self.max_item_size
@@ -194,28 +187,14 @@ impl ProxyConfig {
 
     /// The settings of `new` that differ from `self` and take effect only on a restart, by
     /// their names in the file. A reload keeps the running values of these.
-    pub fn restart_only_changes(&self, new: &ProxyConfig) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        let mut check = |name, differs: bool| {
-            if differs {
-                out.push(name);
+    pub fn restart_only_changes(&self, new: &ProxyConfig) -> Vec<String> {
+        let mut out = self.server.restart_only_changes(&new.server);
+        let mut next = new.clone();
+        for (name, keep) in RESTART_ONLY {
+            if keep(self, &mut next) {
+                out.push(name.to_string());
             }
-        };
-        check("listen", self.listen != new.listen);
-        check("metrics_listen", self.metrics_listen != new.metrics_listen);
-        check(
-            "max_connections",
-            self.max_connections != new.max_connections,
-        );
-        check("threads", self.threads != new.threads);
-        check(
-            "connections_per_node",
-            self.connections_per_node != new.connections_per_node,
-        );
-        check("[rebalance]", self.rebalance != new.rebalance);
-        check("TLS, auth and [commands]", self.security != new.security);
-        check("[backend]", self.backend != new.backend);
-        check("[discovery]", self.discovery != new.discovery);
+        }
         out
     }
 
@@ -223,23 +202,15 @@ impl ProxyConfig {
     /// discovery the node list stays the one discovery applied (a file's `[[nodes]]` is
     /// ignored then).
     pub fn reloaded(&self, new: &ProxyConfig) -> ProxyConfig {
-        let nodes = match self.discovery {
-            Some(_) => self.nodes.clone(),
-            None => new.nodes.clone(),
-        };
-        ProxyConfig {
-            nodes,
-            discovery: self.discovery.clone(),
-            listen: self.listen.clone(),
-            metrics_listen: self.metrics_listen.clone(),
-            max_connections: self.max_connections,
-            threads: self.threads,
-            connections_per_node: self.connections_per_node,
-            rebalance: self.rebalance.clone(),
-            security: self.security.clone(),
-            backend: self.backend.clone(),
-            ..new.clone()
+        let mut next = new.clone();
+        next.server = self.server.reloaded(&new.server);
+        for (_, keep) in RESTART_ONLY {
+            keep(self, &mut next);
         }
+        if self.discovery.is_some() {
+            next.nodes = self.nodes.clone();
+        }
+        next
     }
 
     /// The lock settings quorum `add`s are judged by.
@@ -252,7 +223,7 @@ impl ProxyConfig {
 
     /// The idle limit for client connections, if there is one.
     pub fn idle_timeout(&self) -> Option<Duration> {
-        (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout))
+        self.server.idle_timeout()
     }
 
     /// The embedded client's options for this config.
@@ -277,6 +248,34 @@ impl ProxyConfig {
         })
     }
 }
+
+/// Puts the running value of one setting into what a reload would apply; true when the two
+/// differed.
+type Keep = fn(running: &ProxyConfig, next: &mut ProxyConfig) -> bool;
+
+/// `Keep` for the field at `path`.
+macro_rules! keep {
+    ($($field:ident).+) => {
+        |running: &ProxyConfig, next: &mut ProxyConfig| {
+            let differs = running.$($field).+ != next.$($field).+;
+            next.$($field).+ = running.$($field).+.clone();
+            differs
+        }
+    };
+}
+
+/// The proxy's own settings a reload does not change, by their names in the file, listed once
+/// for [`ProxyConfig::restart_only_changes`] and [`ProxyConfig::reloaded`] (the server's are
+/// [`ServerSettings::reloaded`]'s): the runtime's threads, the node connections, the
+/// migrator, the listener's TLS and the backends' transport are built once, at start.
+const RESTART_ONLY: [(&str, Keep); 6] = [
+    ("threads", keep!(threads)),
+    ("connections_per_node", keep!(connections_per_node)),
+    ("[rebalance]", keep!(rebalance)),
+    ("TLS, auth and [commands]", keep!(security)),
+    ("[backend]", keep!(backend)),
+    ("[discovery]", keep!(discovery)),
+];
 
 #[cfg(test)]
 mod tests {
@@ -328,7 +327,10 @@ mod tests {
         .unwrap();
         assert_eq!(old.restart_only_changes(&new), vec!["listen", "threads"]);
         let next = old.reloaded(&new);
-        assert_eq!((next.listen.as_str(), next.threads), ("127.0.0.1:11211", 1));
+        assert_eq!(
+            (next.server.listen.as_str(), next.threads),
+            ("127.0.0.1:11211", 1)
+        );
         assert_eq!((next.request_timeout_ms, next.ack), (5, Ack::Quorum));
         assert!(
             ProxyConfig::from_toml("failure_limit = 0\n[[nodes]]\naddr = \"127.0.0.1:1\"\n")

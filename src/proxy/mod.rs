@@ -15,22 +15,22 @@ pub mod reload;
 pub mod route;
 pub mod stats;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use ringcache_client::Router;
-use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::server::gate::Gate;
-use crate::server::listener;
 use crate::server::stats::ServerStats;
-use crate::server::Security;
+use crate::server::{ListenAddr, Parts, Security, Server, ServerSettings};
 pub use config::ProxyConfig;
 
 /// A relaxed event counter.
@@ -119,22 +119,19 @@ impl ProxyHandle {
 pub async fn start(cfg: ProxyConfig, config_path: Option<PathBuf>) -> Result<ProxyHandle, Error> {
     cfg.validate()?;
     let security = Security::new(&cfg.security, Gate::PROXY)?;
-    let listener = TcpListener::bind(&cfg.listen)
-        .await
-        .map_err(|e| Error::Config(format!("listen {}: {e}", cfg.listen)))?;
-    let metrics_listener = match &cfg.metrics_listen {
-        Some(addr) => Some(crate::metrics::bind(addr).await?),
-        None => None,
+    let listen = ListenAddr {
+        addr: cfg.server.listen.clone(),
+        tls: true,
     };
-    // The recorder goes in before the client is built: metric handles taken earlier (per-node
-    // counters, the rebalancer's) would be no-ops for good.
-    let recorder = metrics_listener.as_ref().map(|_| crate::metrics::install());
+    let bound = crate::server::start(&cfg.server, &[listen]).await?;
+    // `start` installed the recorder before the client is built: metric handles taken earlier
+    // (per-node counters, the rebalancer's) would be no-ops for good.
     let router = Router::builder()
         .options(cfg.client_options()?)
         .node_specs(cfg.nodes.clone())
         .build_router()
         .await?;
-    let export = cfg.metrics_listen.is_some();
+    let export = bound.exports();
     if export {
         ringcache_client::discovery::register_metrics();
     }
@@ -150,68 +147,53 @@ pub async fn start(cfg: ProxyConfig, config_path: Option<PathBuf>) -> Result<Pro
         pending_bytes: connection::PendingBytes::default(),
         security,
     });
-    let p = proxy.clone();
-    listener::on_hangup(proxy.shutdown.clone(), move || p.security.reload());
     // Before anything is spawned: a resolver that cannot start stops the start-up cleanly.
     if let Some(settings) = &discovery {
         discovery::start(&proxy, settings).await?;
     }
-    let mut metrics_addr = None;
-    if let (Some(l), Some(handle)) = (metrics_listener, recorder) {
-        metrics_addr = crate::metrics::local_addr(&l);
-        if let Some(addr) = metrics_addr {
-            println!("ringcache proxy metrics on http://{addr}/metrics");
-        }
-        let p = Arc::downgrade(&proxy);
-        let handle = handle.ready(move || match p.upgrade() {
-            Some(p) => p.readiness(),
-            None => Err("shutting down".into()),
-        });
-        metrics::gauge!(crate::metrics::MAX_CONNECTIONS, "role" => "proxy")
-            .set(proxy.config().max_connections as f64);
+    if export {
         reload::record_start();
-        tokio::spawn(crate::metrics::serve(l, handle, proxy.shutdown.clone()));
-        spawn_publisher(proxy.clone());
     }
+    let running = bound.serve(proxy.clone())?;
     if let Some(path) = config_path {
         reload::spawn_watcher(proxy.clone(), path);
     }
-    let addr = listener.local_addr()?;
-    let p = proxy.clone();
-    let task = tokio::spawn(async move {
-        let counters = p.stats.conns.clone();
-        let shutdown = p.shutdown.clone();
-        let max = p.config().max_connections;
-        listener::serve(listener, max, counters, shutdown, move |stream| {
-            connection::run(stream, p.clone())
-        })
-        .await
-    });
     Ok(ProxyHandle {
-        addr,
-        metrics_addr,
+        addr: running.addr,
+        metrics_addr: running.metrics_addr,
         proxy,
-        task,
+        task: running.task,
     })
 }
 
-fn spawn_publisher(proxy: Arc<Proxy>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    proxy.stats.publish();
-                    metrics::counter!(crate::metrics::MULTIGET_PARTIAL_TOTAL)
-                        .absolute(proxy.multiget_failures.get());
-                    metrics::counter!(crate::metrics::CONFIG_RELOADS_TOTAL).absolute(proxy.reloads.get());
-                    let topo = proxy.router.topology();
-                    metrics::gauge!(crate::metrics::PROXY_RING_NODES).set(topo.nodes.len() as f64);
-                    let ready = proxy.readiness().is_ok();
-                    metrics::gauge!(crate::metrics::PROXY_READY).set(if ready { 1.0 } else { 0.0 });
-                }
-                _ = proxy.shutdown.cancelled() => break,
-            }
-        }
-    });
+impl Server for Proxy {
+    const ROLE: &'static str = "proxy";
+
+    fn parts(&self) -> Parts<'_> {
+        Parts::new(&self.shutdown, &self.security, &self.stats)
+    }
+
+    fn settings(&self) -> ServerSettings {
+        self.config().server.clone()
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        Proxy::readiness(self)
+    }
+
+    fn publish(&self) {
+        self.stats.publish();
+        metrics::counter!(crate::metrics::MULTIGET_PARTIAL_TOTAL)
+            .absolute(self.multiget_failures.get());
+        metrics::counter!(crate::metrics::CONFIG_RELOADS_TOTAL).absolute(self.reloads.get());
+        let topo = self.router.topology();
+        metrics::gauge!(crate::metrics::PROXY_RING_NODES).set(topo.nodes.len() as f64);
+        let ready = Proxy::readiness(self).is_ok();
+        metrics::gauge!(crate::metrics::PROXY_READY).set(if ready { 1.0 } else { 0.0 });
+    }
+
+    /// The proxy has one listener, where TLS applies when it is configured.
+    fn serve(self: Arc<Self>, stream: TcpStream, _tls: bool) -> impl Future<Output = ()> + Send {
+        connection::run(stream, self)
+    }
 }

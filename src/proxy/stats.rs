@@ -143,7 +143,7 @@ fn local(proxy: &Proxy, group: Option<&[u8]>) -> Response {
     put("pointer_size", usize::BITS.to_string());
     put(
         "max_connections",
-        proxy.config().max_connections.to_string(),
+        proxy.config().server.max_connections.to_string(),
     );
     let c = &st.conns;
     put(
@@ -203,7 +203,7 @@ fn local(proxy: &Proxy, group: Option<&[u8]>) -> Response {
 fn settings(proxy: &Proxy) -> Response {
     let cfg = proxy.config();
     let items = [
-        ("maxconns", cfg.max_connections.to_string()),
+        ("maxconns", cfg.server.max_connections.to_string()),
         ("item_size_max", cfg.max_item_size.to_string()),
         ("replicas", cfg.ring.replicas.to_string()),
         ("vnodes", cfg.ring.vnodes.to_string()),

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use clap::Args;
 use ringcache_client::protocol::Request;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +54,38 @@ impl SecuritySettings {
         VerifyMode::from_number(self.ssl_verify_mode)?;
         Ok(())
     }
+}
+
+/// TLS and authentication flags of a listener, named after memcached's settings; each
+/// overrides the same key of `--config` (docs/operations.md). Flattened into each program's
+/// flags, so they serialize as top-level keys of its settings.
+#[derive(Debug, Args, Default, Clone, Serialize)]
+pub struct SecurityArgs {
+    /// PEM certificate chain; the listener then serves TLS only (memcached ssl_chain_cert).
+    #[arg(long, value_name = "PEM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_chain_cert: Option<PathBuf>,
+    /// PEM private key; without it, the key is read from --ssl-chain-cert (memcached ssl_key).
+    #[arg(long, value_name = "PEM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_key: Option<PathBuf>,
+    /// PEM CA(s) client certificates must chain to (memcached ssl_ca_cert).
+    #[arg(long, value_name = "PEM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_ca_cert: Option<PathBuf>,
+    /// Client certificates: 0 none, 1 request, 2 require, 3 once (= 1) (memcached
+    /// ssl_verify_mode).
+    #[arg(long, value_name = "0-3", default_value_t = SecuritySettings::default().ssl_verify_mode)]
+    pub ssl_verify_mode: u8,
+    /// File of user:password lines; every connection must authenticate first (memcached -Y).
+    #[arg(long, short = 'Y', value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_file: Option<PathBuf>,
+    /// A user of --auth-file allowed the admin-only commands (repeat for each); replaces the
+    /// config's admin_users.
+    #[arg(long = "admin-user", value_name = "USER")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub admin_users: Vec<String>,
 }
 
 /// What `refresh_certs` did.

@@ -160,7 +160,7 @@ pub async fn local_nodes(n: usize) -> Vec<ringcache::node::NodeHandle> {
     let mut v = Vec::new();
     for _ in 0..n {
         let cfg = ringcache::config::NodeConfig {
-            listen: "127.0.0.1:0".into(),
+            server: ringcache::server::ServerSettings::listening("127.0.0.1:0"),
             threads: 1,
             ..ringcache::config::NodeConfig::default()
         };
@@ -187,8 +187,11 @@ pub fn specs(addrs: &[SocketAddr]) -> Vec<ringcache_client::ring::NodeSpec> {
 /// connect timeout, a node marked down after 2 failures, `replicas` copies; the rest default.
 pub fn proxy_config(request_timeout_ms: u64, replicas: usize) -> ringcache::proxy::ProxyConfig {
     ringcache::proxy::ProxyConfig {
-        listen: "127.0.0.1:0".into(),
-        metrics_listen: Some("127.0.0.1:0".into()),
+        server: ringcache::server::ServerSettings {
+            listen: "127.0.0.1:0".into(),
+            metrics_listen: Some("127.0.0.1:0".into()),
+            ..ringcache::server::ServerSettings::default()
+        },
         request_timeout_ms,
         connect_timeout_ms: 500,
         failure_limit: 2,

@@ -197,7 +197,7 @@ fn general_stats(node: &Node, out: &mut BytesMut) {
     stat(out, "pointer_size", usize::BITS);
     stat(out, "rusage_user", user);
     stat(out, "rusage_system", system);
-    stat(out, "max_connections", node.config.max_connections);
+    stat(out, "max_connections", node.config.server.max_connections);
     let conns = &st.conns;
     stat(
         out,
@@ -282,7 +282,7 @@ fn settings_stats(node: &Node, out: &mut BytesMut) {
             .map_or_else(|| none.to_string(), |p| p.display().to_string())
     };
     stat(out, "maxbytes", store.limit_maxbytes);
-    stat(out, "maxconns", c.max_connections);
+    stat(out, "maxconns", c.server.max_connections);
     stat(out, "tcpport", port.as_str());
     stat(out, "udpport", 0);
     stat(out, "inter", inter.as_str());
@@ -331,7 +331,7 @@ fn settings_stats(node: &Node, out: &mut BytesMut) {
     stat(out, "warm_max_factor", "2.00");
     stat(out, "temp_lru", "no");
     stat(out, "temporary_ttl", 61);
-    stat(out, "idle_timeout", c.idle_timeout);
+    stat(out, "idle_timeout", c.server.idle_timeout);
     stat(out, "watcher_logbuf_size", 262144);
     stat(out, "worker_logbuf_size", 65536);
     stat(out, "read_buf_mem_limit", 0);

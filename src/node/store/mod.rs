@@ -82,9 +82,10 @@ pub fn item_charge(key_len: usize, value_len: usize) -> u64 {
     footprint(key_len, value_len, 0, 0) as u64 + ITEM_OVERHEAD
 }
 
-/// Sizing the store.
+/// Sizing the store: the validated values a running store uses (from `NodeConfig`), so
+/// `*Settings` (docs/architecture.md, "Settings").
 #[derive(Debug, Clone, Copy)]
-pub struct StoreConfig {
+pub struct StoreSettings {
     /// Memory budget in bytes.
     pub memory_limit: u64,
     /// Largest item, in memcached's accounting (header + key + value, see [`Item::size`]).
@@ -196,7 +197,7 @@ pub struct Store {
 
 impl Store {
     /// An empty store.
-    pub fn new(cfg: StoreConfig, clock: Arc<dyn Clock>) -> Store {
+    pub fn new(cfg: StoreSettings, clock: Arc<dyn Clock>) -> Store {
         Store {
             inner: Arc::new(Shared::new(cfg.memory_limit.max(1), clock)),
             max_item_size: cfg.max_item_size,

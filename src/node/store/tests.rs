@@ -18,7 +18,7 @@ pub(super) fn store() -> (Store, Arc<ManualClock>) {
 pub(super) fn store_with(memory: u64, item: usize) -> (Store, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(T0));
     let s = Store::new(
-        StoreConfig {
+        StoreSettings {
             memory_limit: memory,
             max_item_size: item,
         },
