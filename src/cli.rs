@@ -85,6 +85,11 @@ pub struct NodeArgs {
     /// [default: 15].
     #[arg(long, value_name = "SECS")]
     pub drain_quiet: Option<u64>,
+    /// The zone the node runs in, reported in `stats` for routers that discover it
+    /// (docs/placement.md, "Zones") [default: none].
+    #[arg(long, env = "RINGCACHE_ZONE", value_name = "ZONE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
     #[command(flatten)]
     #[serde(flatten)]
     pub security: SecurityArgs,
@@ -184,6 +189,11 @@ pub struct ProxyArgs {
     /// stops reading [default: 1073741824].
     #[arg(long, value_name = "BYTES")]
     pub max_pending_bytes: Option<usize>,
+    /// The zone the proxy runs in: reads ask a key's owner in it first (docs/placement.md,
+    /// "Zones") [default: none].
+    #[arg(long, env = "RINGCACHE_ZONE", value_name = "ZONE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
     #[command(flatten)]
     #[serde(flatten)]
     pub security: SecurityArgs,
@@ -391,6 +401,37 @@ mod tests {
             ..LocalArgs::default()
         };
         assert!(layered::<crate::local::LocalConfig>(None, &bad_local).is_err());
+    }
+
+    /// `--zone` (or `RINGCACHE_ZONE`, clap reads it into the same field) reaches the router;
+    /// an empty one (Kubernetes' downward API where the pod has no zone label) is none, and a
+    /// zone that is not one token is refused, for the proxy as for the node.
+    #[test]
+    fn zone_flags() {
+        let proxy = |zone: &str| ProxyArgs {
+            nodes: vec!["127.0.0.1:7".into()],
+            zone: Some(zone.into()),
+            ..ProxyArgs::default()
+        };
+        let cfg: ProxyConfig = layered(None, &proxy("eu-west-1a")).unwrap();
+        assert_eq!(cfg.zone(), Some("eu-west-1a"));
+        let opts = cfg.client_options().unwrap();
+        assert_eq!(opts.zone.as_deref(), Some("eu-west-1a"));
+        let cfg: ProxyConfig = layered(None, &proxy("")).unwrap();
+        assert_eq!(
+            (cfg.zone(), cfg.client_options().unwrap().zone),
+            (None, None)
+        );
+        assert!(layered::<ProxyConfig>(None, &proxy("eu west")).is_err());
+        let node = |zone: &str| NodeArgs {
+            zone: Some(zone.into()),
+            ..NodeArgs::default()
+        };
+        let cfg: NodeConfig = layered(None, &node("eu-west-1b")).unwrap();
+        assert_eq!(cfg.zone(), Some("eu-west-1b"));
+        let cfg: NodeConfig = layered(None, &node("")).unwrap();
+        assert_eq!(cfg.zone(), None);
+        assert!(layered::<NodeConfig>(None, &node("a,b")).is_err());
     }
 
     #[test]

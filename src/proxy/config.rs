@@ -76,6 +76,10 @@ pub struct ProxyConfig {
     /// The node list from DNS instead of `[[nodes]]` (docs/cluster.md, "Discovery"); applies
     /// on restart. While it is set, `nodes` holds the list discovery applied last.
     pub discovery: Option<DiscoverySettings>,
+    /// The zone the proxy runs in (flag `--zone`, environment `RINGCACHE_ZONE`): reads ask a
+    /// key's owner in this zone first (docs/placement.md, "Zones"); applies on restart.
+    /// Read through [`ProxyConfig::zone`] (empty is none).
+    pub zone: Option<String>,
 }
 
 /// `ack`'s names in the file: serde reads them straight into the client's [`Ack`] (a name
@@ -114,6 +118,7 @@ impl Default for ProxyConfig {
             rebalance: RebalanceSettings::default(),
             nodes: Vec::new(),
             discovery: None,
+            zone: None,
         }
     }
 }
@@ -184,6 +189,10 @@ impl ProxyConfig {
             ));
         }
         self.security.validate()?;
+        if let Some(z) = self.zone() {
+            // The same spelling rule as a node's zone, which it is compared with.
+            ringcache_client::ring::check_zone(z)?;
+        }
         if self.hint_max_keys == 0 || self.hint_max_bytes == 0 {
             return Err(Error::Config(
                 "hint_max_keys and hint_max_bytes must be at least 1".into(),
@@ -216,6 +225,7 @@ impl ProxyConfig {
         check("TLS, auth and [commands]", self.security != new.security);
         check("[backend]", self.backend != new.backend);
         check("[discovery]", self.discovery != new.discovery);
+        check("zone", self.zone != new.zone);
         out
     }
 
@@ -238,8 +248,15 @@ impl ProxyConfig {
             rebalance: self.rebalance.clone(),
             security: self.security.clone(),
             backend: self.backend.clone(),
+            zone: self.zone.clone(),
             ..new.clone()
         }
+    }
+
+    /// The proxy's zone, if it has one. Empty is none: Kubernetes' downward API gives an empty
+    /// `RINGCACHE_ZONE` where the pod has no zone label (docs/operations.md, "Zones").
+    pub fn zone(&self) -> Option<&str> {
+        self.zone.as_deref().filter(|z| !z.is_empty())
     }
 
     /// The lock settings quorum `add`s are judged by.
@@ -273,6 +290,7 @@ impl ProxyConfig {
                 max_bytes: self.hint_max_bytes,
             },
             transport: Connector::new(&self.backend)?,
+            zone: self.zone().map(str::to_string),
             ..ClientOptions::default()
         })
     }

@@ -77,6 +77,9 @@ pub struct ClientOptions {
     pub hints: HintLimits,
     /// How connections to the nodes are opened: TLS, credentials (`transport.rs`).
     pub transport: crate::transport::Connector,
+    /// The zone this router runs in (the proxy's `zone`, `RINGCACHE_ZONE`): reads ask an
+    /// owner in it first (docs/placement.md, "Zones"). Placement does not depend on it.
+    pub zone: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -96,6 +99,7 @@ impl Default for ClientOptions {
             max_item_size: 1024 * 1024,
             hints: HintLimits::default(),
             transport: crate::transport::Connector::plain(),
+            zone: None,
         }
     }
 }
@@ -187,6 +191,12 @@ impl ClientBuilder {
     /// Bounds of each node's hint log; past them a returning node is flushed and re-warmed.
     pub fn hint_limits(mut self, limits: HintLimits) -> Self {
         self.opts.hints = limits;
+        self
+    }
+
+    /// The zone this router runs in: reads go first to a key's owner in it.
+    pub fn zone(mut self, zone: impl Into<String>) -> Self {
+        self.opts.zone = Some(zone.into());
         self
     }
 
@@ -436,6 +446,7 @@ impl Router {
                 opts,
                 health,
             )
+            .located(self.inner.opts.zone.as_deref())
         })
     }
 
@@ -751,8 +762,13 @@ impl Router {
     ) -> Result<Response, Error> {
         let topo = self.topology();
         // A repairing node may still hold values it missed the overwrite of: not read.
-        let mut owners = Self::live_owners(&topo, key);
-        owners.retain(|n| n.health.may_serve(key));
+        let owners: Vec<Arc<NodeEntry>> = topo
+            .read_owners(key)
+            .as_slice()
+            .iter()
+            .map(|&i| topo.nodes[i].clone())
+            .filter(|n| n.health.is_usable() && n.health.may_serve(key))
+            .collect();
         let mut last_err = None;
         let mut fenced_misses: Vec<Arc<NodeEntry>> = Vec::new();
         for node in owners {
@@ -766,6 +782,7 @@ impl Router {
                     if !miss && !fenced_misses.is_empty() {
                         Box::pin(self.backfill(key, &fenced_misses)).await;
                     }
+                    node.served_reads(1);
                     return Ok(resp);
                 }
                 Ok(other) => return Err(unexpected(&other)),
@@ -859,7 +876,7 @@ impl Router {
         from: usize,
         mut missed: bool,
     ) -> Single {
-        for &n in topo.owners(key).as_slice().iter().skip(from) {
+        for &n in topo.read_owners(key).as_slice().iter().skip(from) {
             let node = &topo.nodes[n];
             if !node.health.may_serve(key) {
                 continue;
@@ -895,7 +912,7 @@ impl Router {
         if !topo.past.is_empty() || get.check_wire().is_err() {
             return None;
         }
-        let owners = topo.owners(key);
+        let owners = topo.read_owners(key);
         let (pos, n) = owners
             .as_slice()
             .iter()
@@ -1287,11 +1304,13 @@ fn single_answer(
         return Err(false);
     };
     vals.truncate(1);
-    match vals.first() {
-        Some(v) if v.key == *key => Ok(Single::Hit(vals)),
-        _ if node.health.state() == NodeState::Fenced => Err(true),
-        _ => Ok(Single::Miss),
-    }
+    let found = match vals.first() {
+        Some(v) if v.key == *key => Single::Hit(vals),
+        _ if node.health.state() == NodeState::Fenced => return Err(true),
+        _ => Single::Miss,
+    };
+    node.served_reads(1);
+    Ok(found)
 }
 
 /// A one-key get written to its first usable owner and not yet answered
