@@ -1221,6 +1221,77 @@ fn a_quick_restart_between_requests_is_fenced_through_the_proxy() {
     });
 }
 
+/// Issue 26: a fenced owner's miss is copied back to it by every read, not only the embedded
+/// client's. A node restarted empty is flushed and fenced by the proxy (re-warm off, so it
+/// stays fenced); a classic `get` of a key it is primary for misses there, hits on the next
+/// owner, and the fenced owner then holds the copy, read directly. The same for a multi-get.
+#[test]
+fn a_fenced_owners_miss_is_copied_back_by_a_proxied_get() {
+    run(async {
+        const KEYS: usize = 200;
+        let (mut nodes, addrs) = three_nodes();
+        let metrics = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
+        let top = format!("metrics_listen = \"{metrics}\"\nrebalance = {{ rewarm = false }}\n");
+        let (proxy, _cfg_file) = proxy_process_with(&addrs, 2, &top);
+        let victim = 0;
+        let victim_addr = addrs[victim].clone();
+        let key = |i: usize| format!("fenced:{i}");
+        let value = |i: usize| format!("v:{i}").into_bytes();
+
+        let mut c = Raw::connect(proxy.addr).await;
+        for i in 0..KEYS {
+            assert_eq!(c.set(&key(i), &value(i)).await.as_deref(), Ok("STORED"));
+        }
+        // The keys the victim is primary for (the proxy's placement: named by address).
+        let ring = plain_client(&addrs, 2).await;
+        let primary: Vec<usize> = (0..KEYS)
+            .filter(|&i| owners(&ring, &key(i))[0] == victim)
+            .collect();
+        drop(ring);
+        assert!(primary.len() > 30, "victim is primary of {}", primary.len());
+
+        // Restarted empty: the proxy notices the new process, flushes and fences it.
+        nodes[victim].kill9();
+        nodes[victim] = node_at(&victim_addr);
+        let series = format!("ringcache_client_node_restarts_total{{node=\"{victim_addr}\"}} 1");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !metrics_page(metrics).await.contains(&series) {
+            assert!(Instant::now() < deadline, "restart never noticed: {series}");
+            // A request on the victim's connections lets the proxy meet the new process.
+            let _ = c.get(&key(primary[0])).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let restarted = nodes[victim].addr;
+        let mut direct = Raw::connect(restarted).await;
+        let (single, many) = primary.split_at(primary.len() / 2);
+
+        // One-key gets: each hits on the next owner, and the copy is back on the victim.
+        for &i in single {
+            let got = c.get(&key(i)).await.expect("get").map(|v| v.data);
+            assert_eq!(got, Some(value(i)), "get {} through the proxy", key(i));
+        }
+        // A multi-get of the other keys: every one hits, every one is copied back.
+        let wanted: Vec<String> = many.iter().map(|&i| key(i)).collect();
+        let got = c.fetch("get", &wanted).await.expect("multi-get");
+        for &i in many {
+            assert_eq!(
+                got.get(&key(i)).map(|v| v.data.clone()),
+                Some(value(i)),
+                "{} in a multi-get through the proxy",
+                key(i)
+            );
+        }
+        let mut missing = Vec::new();
+        for &i in primary.iter() {
+            let held = direct.get(&key(i)).await.expect("get on the node");
+            if held.map(|v| v.data) != Some(value(i)) {
+                missing.push(key(i));
+            }
+        }
+        assert_none(&missing, "keys not copied back to the fenced owner");
+    });
+}
+
 /// The same against stock memcached (1.6.18 here, no `instance_id`): the check compares pid
 /// and start time. A memcached killed and started again on its port, with no request in
 /// between, is noticed by an idle embedded client (its probe flushes the new process), and

@@ -4,7 +4,7 @@
 //! Everything a request needs beyond its types (placement, replication, failover, health,
 //! transitions) is the engine's; this file only checks keys, builds the engine's requests and
 //! turns its replies into Rust values. The proxy drives the engine directly with raw requests
-//! and never goes through this type (docs/architecture.md, "Crates and modules").
+//! and never goes through this type (docs/architecture.md, "The crates and their layers").
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ringcache_client::Error> {
@@ -154,14 +154,14 @@ impl Client {
         self.router.flush_all_delay(delay).await
     }
 
-    /// Takes the lock `name` for `owner` for `ttl` (see [`Router::lock`]).
+    /// Takes the lock `name` for `owner` for `ttl` (see [`crate::lock::lock`]).
     pub async fn lock(
         &self,
         name: &[u8],
         owner: &[u8],
         ttl: Duration,
     ) -> Result<Option<Lease>, Error> {
-        self.router.lock(name, owner, ttl).await
+        crate::lock::lock(&self.router, &LockOptions::default(), name, owner, ttl).await
     }
 
     /// [`Client::lock`] with explicit options (every router of the cluster must use the same).
@@ -172,7 +172,7 @@ impl Client {
         owner: &[u8],
         ttl: Duration,
     ) -> Result<Option<Lease>, Error> {
-        self.router.lock_with(opts, name, owner, ttl).await
+        crate::lock::lock(&self.router, opts, name, owner, ttl).await
     }
 
     /// Reads `key` from its primary, failing over to the next replica on error or when the

@@ -55,7 +55,6 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
-use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -71,9 +70,8 @@ use crate::connection::Connection;
 use crate::health::draining_in_stats;
 use crate::metric_names as names;
 use crate::protocol::{Request, Response};
-use crate::ring::{NodeSpec, Ring};
-use crate::router::{Inner, Router};
-use crate::topology::{NodeEntry, PastRing, Topology};
+use crate::ring::NodeSpec;
+use crate::router::Router;
 use crate::Error;
 
 /// Default seconds between two resolutions.
@@ -586,13 +584,12 @@ impl Discovery {
         let resolver = NodeResolver::new(settings)?;
         let mut absences = Absences::new(Duration::from_secs(settings.remove_after_secs));
         round(client, &resolver, &mut absences, on_change.as_ref()).await;
-        let weak: Weak<Inner> = Arc::downgrade(&client.inner);
+        let weak = client.downgrade();
         let interval = settings.interval();
         let task = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
-                let Some(inner) = weak.upgrade() else { return };
-                let client = Router { inner };
+                let Some(client) = weak.upgrade() else { return };
                 round(&client, &resolver, &mut absences, on_change.as_ref()).await;
             }
         });
@@ -638,7 +635,7 @@ async fn resolve_and_apply(
         Err((reason, why)) => return failed(reason, &why),
     };
     gauge!(names::DISCOVERY_NODES).set(resolved.len() as f64);
-    let reports = client.node_reports(&resolved).await;
+    let reports = node_reports(client, &resolved).await;
     let resolved = absences.zoned(resolved, &reports);
     let reports: Vec<Option<bool>> = reports
         .iter()
@@ -672,161 +669,43 @@ async fn resolve_and_apply(
     }
 }
 
-impl Router {
-    /// Whether each node of `specs` says it is draining (`stats`: `draining 1`), in order;
-    /// `None` for one that did not answer ([`Router::node_reports`]).
-    pub async fn drain_reports(&self, specs: &[NodeSpec]) -> Vec<Option<bool>> {
-        let reports = self.node_reports(specs).await;
-        reports.into_iter().map(|r| r.map(|r| r.draining)).collect()
-    }
+/// Whether each node of `specs` says it is draining (`stats`: `draining 1`), in order;
+/// `None` for one that did not answer ([`node_reports`]).
+pub async fn drain_reports(router: &Router, specs: &[NodeSpec]) -> Vec<Option<bool>> {
+    let reports = node_reports(router, specs).await;
+    reports.into_iter().map(|r| r.map(|r| r.draining)).collect()
+}
 
-    /// What each node of `specs` says of itself in `stats`, in order; `None` for one that
-    /// did not answer. A member (of the current or a past ring, at the same address) is asked
-    /// on its own connection; any other node on a short-lived one. Each ask is bounded by the
-    /// connect and request timeouts.
-    pub async fn node_reports(&self, specs: &[NodeSpec]) -> Vec<Option<NodeReport>> {
-        let known = self.topology().all_nodes();
-        let o = self.options();
-        let limit = o.connect_timeout + o.request_timeout;
-        let checks = specs.iter().map(|spec| {
-            let entry = known
-                .iter()
-                .find(|n| n.spec.ring_name() == spec.ring_name() && n.spec.addr == spec.addr)
-                .cloned();
-            let opts = self.connect_options_for(spec);
-            let timeout = o.request_timeout;
-            async move {
-                let ask = async {
-                    let conn = match entry {
-                        Some(n) => n.conn().clone(),
-                        None => Connection::connect(&spec.addr, opts).await.ok()?,
-                    };
-                    match conn.request(Request::Stats { group: None }, timeout).await {
-                        Ok(Response::Stats(s)) => Some(NodeReport::of(&s)),
-                        _ => None,
-                    }
+/// What each node of `specs` says of itself in `stats`, in order; `None` for one that did not
+/// answer. A member (of the current or a past ring, at the same address) is asked on its own
+/// connection; any other node on a short-lived one. Each ask is bounded by the connect and
+/// request timeouts.
+pub async fn node_reports(router: &Router, specs: &[NodeSpec]) -> Vec<Option<NodeReport>> {
+    let known = router.topology().all_nodes();
+    let o = router.options();
+    let limit = o.connect_timeout + o.request_timeout;
+    let checks = specs.iter().map(|spec| {
+        let entry = known
+            .iter()
+            .find(|n| n.spec.ring_name() == spec.ring_name() && n.spec.addr == spec.addr)
+            .cloned();
+        let opts = router.connect_options_for(spec);
+        let timeout = o.request_timeout;
+        async move {
+            let ask = async {
+                let conn = match entry {
+                    Some(n) => n.conn().clone(),
+                    None => Connection::connect(&spec.addr, opts).await.ok()?,
                 };
-                tokio::time::timeout(limit, ask).await.ok().flatten()
-            }
-        });
-        join_all(checks).await
-    }
-
-    /// Applies a discovered membership: members whose name is known but whose address changed
-    /// are moved to the new address in place (no key changes owner; the process there is
-    /// flushed, fenced and re-warmed like a node that restarted), then the list is applied as
-    /// [`Router::set_nodes`] does, with a transition for members added or removed.
-    pub async fn apply_discovered(&self, specs: Vec<NodeSpec>) -> Result<(), Error> {
-        self.readdress(&specs)?;
-        self.set_nodes(specs).await
-    }
-
-    /// Moves every member of the current ring whose name has another address in `specs`
-    /// (same weight) to that address, keeping the ring. Swapped in only over the topology it
-    /// was built from (a migrator settling meanwhile is not undone); a transition under way
-    /// gets a new migrator, since the one running gives up when its topology is replaced.
-    fn readdress(&self, specs: &[NodeSpec]) -> Result<(), Error> {
-        for _ in 0..8 {
-            let old = self.topology();
-            let Some((topo, replaced)) = self.readdressed(&old, specs)? else {
-                return Ok(());
-            };
-            // Down (from its creation, `stranger_entry`) until the probe has seen the new
-            // process: it flushes it (never seen before), fences it and re-warms it from the
-            // replicas, as for a node that restarted.
-            let topo = Arc::new(topo);
-            let prev = self.inner.topology.compare_and_swap(&old, topo.clone());
-            if !Arc::ptr_eq(&prev, &old) {
-                continue;
-            }
-            for (was, now) in replaced {
-                tracing::info!(
-                    node = %now.name,
-                    from = %was.spec.addr,
-                    to = %now.spec.addr,
-                    "discovery: node moved to a new address; its ring points stay"
-                );
-                self.spawn_probe(now);
-            }
-            if !topo.past.is_empty() {
-                self.spawn_migrator(topo);
-            }
-            return Ok(());
-        }
-        Err(Error::Config(
-            "discovery: the membership kept changing under an address change".into(),
-        ))
-    }
-
-    /// `old` with the members `specs` gives a new address moved there (new entries), and the
-    /// pairs (old entry, new entry); `None` if no address changed.
-    #[allow(clippy::type_complexity)]
-    fn readdressed(
-        &self,
-        old: &Topology,
-        specs: &[NodeSpec],
-    ) -> Result<Option<(Topology, Vec<(Arc<NodeEntry>, Arc<NodeEntry>)>)>, Error> {
-        let moved = |s: &NodeSpec| {
-            specs
-                .iter()
-                // Same zone too: a zone change moves keys, so it is a transition (set_nodes).
-                .find(|n| {
-                    n.ring_name() == s.ring_name()
-                        && n.addr != s.addr
-                        && n.weight == s.weight
-                        && n.zone == s.zone
-                })
-                .cloned()
-        };
-        if !old.ring.nodes().iter().any(|s| moved(s).is_some()) {
-            return Ok(None);
-        }
-        let mut replaced: Vec<(Arc<NodeEntry>, Arc<NodeEntry>)> = Vec::new();
-        let mut swap = |ring: &Ring, nodes: &[Arc<NodeEntry>]| -> Result<_, Error> {
-            let mut specs_now = Vec::with_capacity(nodes.len());
-            let mut entries = Vec::with_capacity(nodes.len());
-            for (s, e) in ring.nodes().iter().zip(nodes) {
-                match moved(s) {
-                    Some(n) => {
-                        let fresh = match replaced.iter().find(|(o, _)| Arc::ptr_eq(o, e)) {
-                            Some((_, f)) => f.clone(),
-                            None => {
-                                let f = self.stranger_entry(&n);
-                                replaced.push((e.clone(), f.clone()));
-                                f
-                            }
-                        };
-                        specs_now.push(n);
-                        entries.push(fresh);
-                    }
-                    None => {
-                        specs_now.push(s.clone());
-                        entries.push(e.clone());
-                    }
+                match conn.request(Request::Stats { group: None }, timeout).await {
+                    Ok(Response::Stats(s)) => Some(NodeReport::of(&s)),
+                    _ => None,
                 }
-            }
-            Ok((Ring::new(&specs_now, ring.kind(), ring.vnodes())?, entries))
-        };
-        let (ring, nodes) = swap(&old.ring, &old.nodes)?;
-        let mut past = Vec::with_capacity(old.past.len());
-        for p in &old.past {
-            let (ring, nodes) = swap(&p.ring, &p.nodes)?;
-            past.push(Arc::new(PastRing {
-                ring,
-                nodes,
-                replicas: p.replicas,
-            }));
+            };
+            tokio::time::timeout(limit, ask).await.ok().flatten()
         }
-        let topo = Topology {
-            ring,
-            nodes,
-            replicas: old.replicas,
-            hash: old.hash,
-            vnodes: old.vnodes,
-            past,
-        };
-        Ok(Some((topo, replaced)))
-    }
+    });
+    join_all(checks).await
 }
 
 #[cfg(test)]

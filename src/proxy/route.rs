@@ -9,6 +9,7 @@ use std::future::poll_fn;
 
 use bytes::Bytes;
 use ringcache_client::error::Refused;
+use ringcache_client::lock;
 use ringcache_client::protocol::{
     reply, Fault, GetCmd, MetaCmd, MetaRequest, MetaStatus, Request, Response, StoreCmd, Value,
 };
@@ -184,9 +185,11 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
         } if router.ack_policy() == Ack::Quorum => {
             bump!(proxy.stats, cmd_set);
             let opts = proxy.config().lock_options();
-            Box::pin(router.add_majority(&opts, key, value, flags, exptime))
-                .await
-                .unwrap_or_else(|e| server_error(&e))
+            Box::pin(lock::add_majority(
+                router, &opts, key, value, flags, exptime,
+            ))
+            .await
+            .unwrap_or_else(|e| server_error(&e))
         }
         Request::Store {
             cmd,

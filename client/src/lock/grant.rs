@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use super::{majority, stored_cas, LockOptions};
+use super::{majority, stored_cas, LockOptions, Locker};
 use crate::health::NodeState;
 use crate::protocol::{
     number::parse_u64, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response,
@@ -118,13 +118,13 @@ enum Rival {
     Unknown,
 }
 
-impl Router {
+impl Locker<'_> {
     /// Grants `ask` as a lock: stored on every usable owner of its key with one CAS of this
     /// router's, granted when a majority of the replica set holds it and is trusted; a partial
     /// grant waits only while it is the earliest of the racers (module docs), for at most
     /// [`RIVAL_WAIT_TIMEOUTS`] request timeouts after the first answers, never past `latest`.
     pub(super) async fn grant(&self, opts: &LockOptions, ask: &Ask, latest: Instant) -> Outcome {
-        let topo = self.topology();
+        let topo = self.router.topology();
         let need = majority(topo.replicas);
         let mut seats: Vec<Seat> = Router::live_owners(&topo, &ask.key)
             .into_iter()
@@ -139,14 +139,14 @@ impl Router {
                 quorum_answered: false,
             };
         }
-        let cas = self.next_cas();
+        let cas = self.router.next_cas();
         let every: Vec<usize> = (0..seats.len()).collect();
         self.add_on(&mut seats, &every, ask, cas).await;
         let answered = seats.iter().filter(|s| s.answer != Answer::Failed).count();
         // Counted from the first answers, so that an owner that timed out (paused, cut off)
         // does not use up the time the others' undo takes; and long enough for a racer whose
         // first round waits for that owner's timeout too, before it can see us and yield.
-        let (now, deadline) = self.started_now();
+        let (now, deadline) = self.router.started_now();
         let timeout = deadline.into_std().saturating_duration_since(now);
         let give_up = (now + timeout * RIVAL_WAIT_TIMEOUTS).min(latest);
         let mut pause = FIRST_PAUSE;
@@ -224,7 +224,7 @@ impl Router {
                 flags,
                 Some(ask.value.clone()),
             );
-            self.send(node, Request::Meta(Box::new(req)))
+            self.router.send(node, Request::Meta(Box::new(req)))
         }))
         .await;
         for (&i, r) in which.iter().zip(answers) {
@@ -263,7 +263,7 @@ impl Router {
                 flags,
                 Some(ask.value.clone()),
             );
-            self.send(&seat.node, Request::Meta(Box::new(req)))
+            self.router.send(&seat.node, Request::Meta(Box::new(req)))
         }))
         .await;
         for (&i, r) in which.iter().zip(answers) {
@@ -297,7 +297,8 @@ impl Router {
                 ..MetaFlags::default()
             };
             let req = MetaRequest::new(MetaCmd::Get, key.clone(), flags, None);
-            self.send(&seats[i].node, Request::Meta(Box::new(req)))
+            self.router
+                .send(&seats[i].node, Request::Meta(Box::new(req)))
         }))
         .await;
         reads
@@ -331,7 +332,7 @@ impl Router {
         if node.health.state() != NodeState::Up {
             return Trust::No;
         }
-        match self.send(node, Request::Stats { group: None }).await {
+        match self.router.send(node, Request::Stats { group: None }).await {
             Ok(Response::Stats(fields)) if up_at_least(&fields, opts.min_uptime()) => Trust::Yes,
             Ok(_) => Trust::No,
             Err(_) => Trust::Silent,

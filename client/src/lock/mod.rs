@@ -66,7 +66,7 @@ impl Default for LockOptions {
 
 /// A granted lock: valid until [`Lease::valid_until`] unless renewed; carries a fencing token.
 pub struct Lease {
-    client: Router,
+    router: Router,
     opts: LockOptions,
     name: Bytes,
     owner: Bytes,
@@ -130,7 +130,7 @@ impl Lease {
             return Ok(false);
         }
         let started = Instant::now();
-        let topo = self.client.topology();
+        let topo = self.router.topology();
         let need = majority(topo.replicas);
         let results = join_all(self.held.iter().map(|(node, cas)| {
             let flags = MetaFlags {
@@ -145,10 +145,10 @@ impl Lease {
                 flags,
                 Some(self.owner.clone()),
             );
-            let client = &self.client;
+            let router = &self.router;
             let node = node.clone();
             async move {
-                let r = client.send(&node, Request::Meta(Box::new(req))).await;
+                let r = router.send(&node, Request::Meta(Box::new(req))).await;
                 (node, stored_cas(&r))
             }
         }))
@@ -157,7 +157,11 @@ impl Lease {
             .into_iter()
             .filter_map(|(n, cas)| cas.map(|c| (n, c)))
             .collect();
-        let trusted = self.client.trusted(&renewed, &self.opts).await;
+        let trusted = Locker {
+            router: &self.router,
+        }
+        .trusted(&renewed, &self.opts)
+        .await;
         self.held = renewed;
         let deadline = self.opts.lease_end(started, ttl);
         if trusted >= need && Instant::now() < deadline {
@@ -167,7 +171,11 @@ impl Lease {
         } else {
             // Not renewed on a majority: give up what we still hold rather than keep a minority.
             self.valid_until = Instant::now();
-            self.client.remove(&self.name, &self.held).await;
+            Locker {
+                router: &self.router,
+            }
+            .remove(&self.name, &self.held)
+            .await;
             self.held.clear();
             Ok(false)
         }
@@ -178,7 +186,12 @@ impl Lease {
     /// still held it as ours.
     pub async fn release(mut self) -> Result<bool, Error> {
         let held = std::mem::take(&mut self.held);
-        Ok(self.client.remove(&self.name, &held).await > 0)
+        Ok(Locker {
+            router: &self.router,
+        }
+        .remove(&self.name, &held)
+        .await
+            > 0)
     }
 }
 
@@ -207,23 +220,50 @@ impl LockOptions {
     }
 }
 
-impl Router {
-    /// Takes the lock `name` for `owner` for `ttl` (whole seconds, 2 s up to
-    /// [`LockOptions::max_ttl`] of the default options): `Some(lease)` if a majority of the
-    /// name's replicas granted it, `None` if another owner holds it (or too few trusted replicas
-    /// answered). Refused with replicas 1: a single copy cannot survive its node's restart.
-    pub async fn lock(
-        &self,
-        name: &[u8],
-        owner: &[u8],
-        ttl: Duration,
-    ) -> Result<Option<Lease>, Error> {
-        self.lock_with(&LockOptions::default(), name, owner, ttl)
-            .await
-    }
+/// Takes the lock `name` for `owner` for `ttl` (whole seconds, 2 s up to
+/// [`LockOptions::max_ttl`]) on `router`'s cluster: `Some(lease)` if a majority of the
+/// name's replicas granted it, `None` if another owner holds it (or too few trusted replicas
+/// answered). Refused with replicas 1: a single copy cannot survive its node's restart. Every
+/// router of the cluster must use the same `opts`.
+pub async fn lock(
+    router: &Router,
+    opts: &LockOptions,
+    name: &[u8],
+    owner: &[u8],
+    ttl: Duration,
+) -> Result<Option<Lease>, Error> {
+    Locker { router }.lock(opts, name, owner, ttl).await
+}
 
-    /// [`Router::lock`] with explicit options (every router of the cluster must use the same).
-    pub async fn lock_with(
+/// `add` with a lock's majority rule, for memcached clients behind the proxy (its `add`
+/// under `ack = quorum`): stored on every usable owner (`ms … ME`, one router-chosen CAS
+/// where the node takes `E`), `STORED` only when a majority of the replica set took it and
+/// counts as [trusted](LockOptions::max_ttl); otherwise what was stored is removed again
+/// (compare on its CAS) and the answer is `NOT_STORED` — or, when fewer than a majority
+/// answered at all, a `SERVER_ERROR`, since nobody may hold the key. Racing `add`s that
+/// split the owners so that none has a majority still grant one of them (the earliest; see
+/// [`grant`]).
+pub async fn add_majority(
+    router: &Router,
+    opts: &LockOptions,
+    key: Bytes,
+    value: Bytes,
+    flags: u32,
+    exptime: i64,
+) -> Result<Response, Error> {
+    Locker { router }
+        .add_majority(opts, key, value, flags, exptime)
+        .await
+}
+
+/// The lock algorithm over one router: it uses the engine's public methods only (the
+/// topology, a key's owners, one request to one node, the router-chosen CAS).
+struct Locker<'a> {
+    router: &'a Router,
+}
+
+impl Locker<'_> {
+    async fn lock(
         &self,
         opts: &LockOptions,
         name: &[u8],
@@ -236,7 +276,7 @@ impl Router {
                 String::from_utf8_lossy(name).into_owned(),
             ));
         }
-        let topo = self.topology();
+        let topo = self.router.topology();
         if topo.replicas < 2 {
             return Err(Error::Lock(
                 "locks need replicas >= 2: one copy is lost with its node".into(),
@@ -272,7 +312,7 @@ impl Router {
             return Ok(None);
         }
         Ok(Some(Lease {
-            client: self.clone(),
+            router: self.router.clone(),
             opts: *opts,
             name,
             owner,
@@ -283,15 +323,7 @@ impl Router {
         }))
     }
 
-    /// `add` with a lock's majority rule, for memcached clients behind the proxy (its `add`
-    /// under `ack = quorum`): stored on every usable owner (`ms … ME`, one router-chosen CAS
-    /// where the node takes `E`), `STORED` only when a majority of the replica set took it and
-    /// counts as [trusted](LockOptions::max_ttl); otherwise what was stored is removed again
-    /// (compare on its CAS) and the answer is `NOT_STORED` — or, when fewer than a majority
-    /// answered at all, a `SERVER_ERROR`, since nobody may hold the key. Racing `add`s that
-    /// split the owners so that none has a majority still grant one of them (the earliest; see
-    /// [`grant`]).
-    pub async fn add_majority(
+    async fn add_majority(
         &self,
         opts: &LockOptions,
         key: Bytes,
@@ -324,7 +356,7 @@ impl Router {
                 ..MetaFlags::default()
             };
             let req = MetaRequest::new(MetaCmd::Delete, name.clone(), flags, None);
-            self.send(node, Request::Meta(Box::new(req)))
+            self.router.send(node, Request::Meta(Box::new(req)))
         }))
         .await;
         results
@@ -342,7 +374,7 @@ impl Router {
         key.extend_from_slice(name);
         key.extend_from_slice(FENCE_SUFFIX);
         let key = Bytes::from(key);
-        let topo = self.topology();
+        let topo = self.router.topology();
         let need = majority(topo.replicas);
         let owners: Vec<Arc<NodeEntry>> = Router::live_owners(&topo, &key);
         let reads = join_all(owners.iter().map(|node| {
@@ -352,7 +384,7 @@ impl Router {
                 ..MetaFlags::default()
             };
             let req = MetaRequest::new(MetaCmd::Get, key.clone(), flags, None);
-            self.send(node, Request::Meta(Box::new(req)))
+            self.router.send(node, Request::Meta(Box::new(req)))
         }))
         .await;
         // Per answering owner: the counter's value and CAS, or `None` where it is missing.
@@ -394,7 +426,7 @@ impl Router {
                 ..MetaFlags::default()
             };
             let req = MetaRequest::new(MetaCmd::Set, key.clone(), flags, Some(value.clone()));
-            self.send(node, Request::Meta(Box::new(req)))
+            self.router.send(node, Request::Meta(Box::new(req)))
         }))
         .await;
         let stored = writes

@@ -120,6 +120,23 @@ impl Spread {
         node.served_reads(served);
     }
 
+    /// One key's spread whose first owners were asked already: pending at owner position
+    /// `from`, `missed` saying a fenced owner before it answered with a miss.
+    fn resume(from: usize, missed: bool) -> Spread {
+        Spread {
+            slots: vec![Slot::Pending(from)],
+            missed: vec![missed],
+        }
+    }
+
+    /// The keys (their indices) a fenced owner missed and a later owner hit: the ones a read
+    /// copies back.
+    fn hit_after_fenced_miss(&self) -> Vec<usize> {
+        (0..self.slots.len())
+            .filter(|&i| self.missed[i] && matches!(self.slots[i], Slot::Hit(_)))
+            .collect()
+    }
+
     fn is_settled(&self) -> bool {
         !self.slots.iter().any(|s| matches!(s, Slot::Pending(_)))
     }
@@ -203,6 +220,49 @@ impl Router {
         }
     }
 
+    /// The end of a walk: the hits a fenced owner missed are copied back to the key's fenced
+    /// owners first (add semantics: a write that reached them meanwhile wins), so a reply
+    /// leaves only once the copy is in place; then every key's slot. Every classic get the
+    /// engine walks past its first owner ends here, the proxy's and `Client::get_many`'s, one
+    /// key or many; [`Router::read`] (`Client::get`, `mg`, `me`) copies back through the same
+    /// [`Router::backfill`] (docs/cluster.md, "Health, hinted handoff and fencing").
+    async fn end_walk(&self, topo: &Topology, keys: &[Bytes], spread: Spread) -> Vec<Slot> {
+        let copy = spread.hit_after_fenced_miss();
+        if !copy.is_empty() {
+            Box::pin(join_all(copy.into_iter().map(|i| {
+                let key = &keys[i];
+                let fenced: Vec<Arc<NodeEntry>> = topo
+                    .owners(key)
+                    .as_slice()
+                    .iter()
+                    .map(|&n| &topo.nodes[n])
+                    .filter(|n| n.health.state() == NodeState::Fenced)
+                    .cloned()
+                    .collect();
+                async move { self.backfill(key, &fenced).await }
+            })))
+            .await;
+        }
+        spread.finish()
+    }
+
+    /// The walk of one key whose owners before position `from` were asked already
+    /// ([`Router::get_single_rest`]), as a spread of one.
+    pub(super) async fn spread_from(
+        &self,
+        topo: Arc<Topology>,
+        get: (GetCmd, Option<i64>),
+        keys: &[Bytes],
+        from: usize,
+        missed: bool,
+    ) -> Vec<Slot> {
+        let mut spread = Spread::resume(from, missed);
+        let rounds = topo.replicas.max(1);
+        self.spread_rounds(&topo, get, keys, &mut spread, rounds)
+            .await;
+        self.end_walk(&topo, keys, spread).await
+    }
+
     /// [`Router::get_values`] for several keys, or any key during a transition.
     pub(super) async fn get_spread(
         &self,
@@ -215,7 +275,7 @@ impl Router {
         let rounds = topo.replicas.max(1);
         self.spread_rounds(&topo, (cmd, exptime), keys, &mut spread, rounds)
             .await;
-        let mut slots = spread.finish();
+        let mut slots = self.end_walk(&topo, keys, spread).await;
         if !topo.past.is_empty() {
             Box::pin(self.read_through_many(&topo, cmd, exptime, keys, &mut slots)).await;
         }
@@ -322,6 +382,7 @@ impl Router {
             let rounds = topo.replicas.max(1);
             self.spread_rounds(&topo, (*cmd, *exptime), keys, &mut spread, rounds)
                 .await;
+            return self.end_walk(&topo, keys, spread).await;
         }
         spread.finish()
     }

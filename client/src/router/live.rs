@@ -1,0 +1,115 @@
+//! The live settings: the options a running engine applies at once when they change (a proxy
+//! config reload), kept in atomics so no request takes a lock to read them.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::time::Duration;
+
+use super::{Ack, ClientOptions, Router};
+use crate::health::HintLimits;
+
+/// The options a running client applies at once when they change (a proxy config reload):
+/// read on every use, so no request needs a lock.
+pub(crate) struct Live {
+    request_timeout_us: AtomicU64,
+    connect_timeout_us: AtomicU64,
+    failure_limit: AtomicU32,
+    ack: AtomicU8,
+    hint_keys: AtomicU64,
+    hint_bytes: AtomicU64,
+}
+
+impl Live {
+    pub(super) fn new(o: &ClientOptions) -> Live {
+        let live = Live {
+            request_timeout_us: AtomicU64::new(0),
+            connect_timeout_us: AtomicU64::new(0),
+            failure_limit: AtomicU32::new(0),
+            ack: AtomicU8::new(0),
+            hint_keys: AtomicU64::new(0),
+            hint_bytes: AtomicU64::new(0),
+        };
+        live.store(o);
+        live
+    }
+
+    pub(super) fn store(&self, o: &ClientOptions) {
+        let us = |d: Duration| d.as_micros().min(u64::MAX as u128) as u64;
+        self.request_timeout_us
+            .store(us(o.request_timeout), Ordering::Relaxed);
+        self.connect_timeout_us
+            .store(us(o.connect_timeout), Ordering::Relaxed);
+        self.failure_limit
+            .store(o.failure_limit.max(1), Ordering::Relaxed);
+        let ack = match o.ack {
+            Ack::Primary => 0,
+            Ack::Quorum => 1,
+            Ack::All => 2,
+        };
+        self.ack.store(ack, Ordering::Relaxed);
+        self.hint_keys
+            .store(o.hints.max_keys as u64, Ordering::Relaxed);
+        self.hint_bytes
+            .store(o.hints.max_bytes as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn request_timeout(&self) -> Duration {
+        Duration::from_micros(self.request_timeout_us.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        Duration::from_micros(self.connect_timeout_us.load(Ordering::Relaxed))
+    }
+
+    pub(super) fn failure_limit(&self) -> u32 {
+        self.failure_limit.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn ack(&self) -> Ack {
+        match self.ack.load(Ordering::Relaxed) {
+            0 => Ack::Primary,
+            1 => Ack::Quorum,
+            _ => Ack::All,
+        }
+    }
+
+    pub(super) fn hints(&self) -> HintLimits {
+        HintLimits {
+            max_keys: self.hint_keys.load(Ordering::Relaxed) as usize,
+            max_bytes: self.hint_bytes.load(Ordering::Relaxed) as usize,
+        }
+    }
+}
+
+impl Router {
+    /// Applies the options that can change while the client runs: request and connect
+    /// timeouts, `failure_limit`, `ack` and the hint log bounds (for every node at once).
+    /// The connect timeout reaches connections opened from now on (nodes added later, probes,
+    /// key listings); the established connections' reconnect loop keeps the old one. The
+    /// other options (`connections_per_node`, `queue_depth`, `rebalance`) need a new client;
+    /// the ring's (`replicas`, `vnodes`, `hash`) change through [`Router::set_ring`].
+    pub fn reconfigure(&self, opts: &ClientOptions) {
+        self.inner.live.store(opts);
+        let topo = self.topology();
+        for n in topo.all_nodes() {
+            n.health.configure(opts.failure_limit, opts.hints);
+        }
+    }
+
+    /// The write acknowledgement policy in force now.
+    pub fn ack_policy(&self) -> Ack {
+        self.inner.live.ack()
+    }
+
+    /// The options in force now (`reconfigure` included).
+    pub fn options(&self) -> ClientOptions {
+        let live = &self.inner.live;
+        ClientOptions {
+            request_timeout: live.request_timeout(),
+            connect_timeout: live.connect_timeout(),
+            failure_limit: live.failure_limit(),
+            ack: live.ack(),
+            hints: live.hints(),
+            ..self.inner.opts.clone()
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The engine's options and its builder: [`ClientOptions`] (every setting a [`Router`] is
+//! built with, defaults included) and [`ClientBuilder`], which connects to the nodes and
+//! returns the running engine.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use super::live::Live;
+use super::migrate::{Progress, RebalanceOptions};
+use super::{Inner, Router};
+use crate::error::Error;
+use crate::health::HintLimits;
+use crate::ring::{HashKind, NodeSpec};
+use crate::topology::Topology;
+
+/// How many replicas must acknowledge a write before it counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ack {
+    /// The first live replica (the primary, unless it is down).
+    Primary,
+    /// A majority of the live replicas.
+    Quorum,
+    /// Every live replica (the default: a read from any replica then sees the write).
+    #[default]
+    All,
+}
+
+/// Settings of a [`Router`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub replicas: usize,
+    pub vnodes: u32,
+    pub hash: HashKind,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub connections_per_node: usize,
+    pub queue_depth: usize,
+    /// Consecutive failures that mark a node down.
+    pub failure_limit: u32,
+    pub ack: Ack,
+    /// What a membership change does with the data (docs/cluster.md).
+    pub rebalance: RebalanceOptions,
+    /// The nodes' item size limit (memcached's `-I`): a reply announcing a larger value is a
+    /// broken stream and resets its connection.
+    pub max_item_size: usize,
+    /// Bounds of each node's hint log (the keys it missed while down; see `health.rs`).
+    pub hints: HintLimits,
+    /// How connections to the nodes are opened: TLS, credentials (`transport.rs`).
+    pub transport: crate::transport::Connector,
+    /// The zone this router runs in (the proxy's `zone`, `RINGCACHE_ZONE`): reads ask an
+    /// owner in it first (docs/placement.md, "Zones"). Placement does not depend on it.
+    pub zone: Option<String>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            // One default for every program (docs/cluster.md, "Replicas").
+            replicas: crate::ring::DEFAULT_REPLICAS,
+            vnodes: crate::ring::DEFAULT_VNODES,
+            hash: HashKind::Xxh3,
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            connections_per_node: 2,
+            queue_depth: 1024,
+            failure_limit: 3,
+            ack: Ack::All,
+            rebalance: RebalanceOptions::default(),
+            max_item_size: 1024 * 1024,
+            hints: HintLimits::default(),
+            transport: crate::transport::Connector::plain(),
+            zone: None,
+        }
+    }
+}
+
+/// Builds a [`Router`].
+#[derive(Debug, Clone, Default)]
+pub struct ClientBuilder {
+    nodes: Vec<NodeSpec>,
+    opts: ClientOptions,
+}
+
+impl ClientBuilder {
+    /// The nodes, as `host:port` addresses (names default to the address, weights to 1).
+    pub fn nodes<I, S>(mut self, addrs: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.nodes = addrs.into_iter().map(NodeSpec::new).collect();
+        self
+    }
+
+    /// The nodes, with names and weights.
+    pub fn node_specs(mut self, specs: Vec<NodeSpec>) -> Self {
+        self.nodes = specs;
+        self
+    }
+
+    /// Copies of each key (1 = no replication).
+    pub fn replicas(mut self, n: usize) -> Self {
+        self.opts.replicas = n.max(1);
+        self
+    }
+
+    /// Ring points per unit of node weight.
+    pub fn vnodes(mut self, n: u32) -> Self {
+        self.opts.vnodes = n.max(1);
+        self
+    }
+
+    /// Placement: xxh3 (default) or ketama (libmemcached/twemproxy compatible).
+    pub fn hash(mut self, h: HashKind) -> Self {
+        self.opts.hash = h;
+        self
+    }
+
+    /// Limit on opening a node connection (TCP, TLS handshake, authentication).
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.opts.connect_timeout = t;
+        self
+    }
+
+    /// Limit on one request's reply; a connection whose reply is overdue is reset.
+    pub fn request_timeout(mut self, t: Duration) -> Self {
+        self.opts.request_timeout = t;
+        self
+    }
+
+    /// Pipelined connections per node.
+    pub fn connections_per_node(mut self, n: usize) -> Self {
+        self.opts.connections_per_node = n.max(1);
+        self
+    }
+
+    /// Consecutive failures that mark a node down.
+    pub fn failure_limit(mut self, n: u32) -> Self {
+        self.opts.failure_limit = n.max(1);
+        self
+    }
+
+    /// What membership changes do with the data (read-through, the migrator, re-warm).
+    pub fn rebalance(mut self, r: RebalanceOptions) -> Self {
+        self.opts.rebalance = r;
+        self
+    }
+
+    /// The nodes' item size limit (default 1 MiB, memcached's): bounds what a reply may hold.
+    pub fn max_item_size(mut self, bytes: usize) -> Self {
+        self.opts.max_item_size = bytes;
+        self
+    }
+
+    /// How many replicas must acknowledge a write (default: all).
+    pub fn ack(mut self, ack: Ack) -> Self {
+        self.opts.ack = ack;
+        self
+    }
+
+    /// Bounds of each node's hint log; past them a returning node is flushed and re-warmed.
+    pub fn hint_limits(mut self, limits: HintLimits) -> Self {
+        self.opts.hints = limits;
+        self
+    }
+
+    /// The zone this router runs in: reads go first to a key's owner in it.
+    pub fn zone(mut self, zone: impl Into<String>) -> Self {
+        self.opts.zone = Some(zone.into());
+        self
+    }
+
+    /// All options at once.
+    pub fn options(mut self, opts: ClientOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+
+    /// Connects to the nodes (waiting up to the connect timeout for them) and learns what each
+    /// supports. Nodes that are not up yet are marked down and probed in the background.
+    pub async fn build_router(self) -> Result<Router, Error> {
+        let inner = Arc::new(Inner {
+            live: Live::new(&self.opts),
+            opts: self.opts,
+            topology: ArcSwap::from_pointee(Topology::empty()),
+            cas_seq: AtomicU64::new(0),
+            progress: Progress::new(),
+        });
+        let client = Router { inner };
+        client.set_nodes(self.nodes).await?;
+        client.spawn_metrics_keepalive();
+        Ok(client)
+    }
+}

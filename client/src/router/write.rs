@@ -1,0 +1,207 @@
+//! Writes: unconditional writes to every live owner under the acknowledgement policy, the
+//! router-chosen CAS they carry, conditional writes on one owner copied to the others, and
+//! deletes.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+
+use super::requests::{
+    changed, delete_request, is_meta, replica_store, request_key, touch_request, unexpected,
+};
+use super::{Ack, Router};
+use crate::error::{Error, Refused};
+use crate::protocol::{MetaStatus, Request, Response};
+use crate::topology::NodeEntry;
+
+impl Router {
+    /// A CAS value unique to this router and increasing: nanoseconds since the epoch, bumped past
+    /// the last one handed out. Node-generated CAS values count up from 1, so they never meet
+    /// these (~1.7e18).
+    pub fn next_cas(&self) -> u64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        let mut last = self.inner.cas_seq.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last + 1);
+            match self.inner.cas_seq.compare_exchange_weak(
+                last,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return next,
+                Err(x) => last = x,
+            }
+        }
+    }
+
+    /// Unconditional write to every live replica, acknowledged per the [`Ack`] policy; the
+    /// reply is the primary's in classic form.
+    pub async fn set_all(
+        &self,
+        key: Bytes,
+        value: Bytes,
+        flags: u32,
+        exptime: i64,
+    ) -> Result<Response, Error> {
+        let owners = self.required_owners(&key)?;
+        let cas = self.next_cas();
+        let results = join_all(owners.iter().map(|node| {
+            let req = replica_store(node, &key, &value, flags, exptime, cas, false);
+            self.send_write(node, req)
+        }))
+        .await;
+        self.acknowledge(results, |r| {
+            matches!(r, Response::Stored) || is_meta(r, MetaStatus::Hd)
+        })
+        .map(|_| Response::Stored)
+    }
+
+    /// Applies the ack policy: enough successes → the first success, else the first failure.
+    pub(super) fn acknowledge(
+        &self,
+        results: Vec<Result<Response, Error>>,
+        ok: impl Fn(&Response) -> bool,
+    ) -> Result<Response, Error> {
+        let total = results.len();
+        let need = match self.inner.live.ack() {
+            Ack::Primary => 1,
+            Ack::Quorum => total / 2 + 1,
+            Ack::All => total,
+        };
+        let good = results
+            .iter()
+            .filter(|r| matches!(r, Ok(x) if ok(x)))
+            .count();
+        let mut first_bad = None;
+        let mut first_good = None;
+        for r in results {
+            match r {
+                Ok(x) if ok(&x) => {
+                    first_good.get_or_insert(x);
+                }
+                Ok(x) => {
+                    first_bad.get_or_insert(Ok(x));
+                }
+                Err(e) => {
+                    first_bad.get_or_insert(Err(e));
+                }
+            }
+        }
+        if good >= need {
+            if let Some(g) = first_good {
+                return Ok(g);
+            }
+        }
+        first_bad.unwrap_or_else(|| Err(Error::NoReplica))
+    }
+
+    /// Runs a conditional write on the first owner that holds the key's current state — the
+    /// primary unless it is fenced (flushed, warming) or repairing (missed writes), then the
+    /// next owner that is up — and, when it changed the item, copies the result to the other
+    /// live owners. With no such owner it is refused (`SERVER_ERROR`) rather than run on a
+    /// node whose miss or old value would decide it wrongly. Returns the executing owner's
+    /// reply.
+    ///
+    /// The slow paths (transition pull, replica copy) are boxed where they are awaited: every
+    /// request future is as large as its largest await state, and the proxy moves each one
+    /// into the heap, so inline slow paths would cost every fast request a multi-KiB copy.
+    pub async fn conditional(&self, req: Request) -> Result<Response, Error> {
+        let key = request_key(&req).ok_or_else(|| Error::Protocol("request without key".into()))?;
+        let topo = self.topology();
+        if !topo.past.is_empty() {
+            // Mid-transition the item may still sit on its old owner: bring it over first so
+            // the write applies to it.
+            Box::pin(self.pull(&topo, &key)).await;
+        }
+        let mut owners = self.required_in(&topo, &key)?;
+        let Some(at) = owners.iter().position(|n| n.health.in_sync(&key)) else {
+            return Err(Error::Server(Refused::Server(
+                "no replica of this key is in sync; retry later".into(),
+            )));
+        };
+        let exec = owners.remove(at);
+        let resp = self.send(&exec, req).await?;
+        if changed(&resp) && !owners.is_empty() {
+            Box::pin(self.replicate(&exec, &owners, &key)).await;
+        }
+        Ok(resp)
+    }
+
+    /// Copies `key` as it is on `from` to `to` (same value, flags, remaining TTL and CAS);
+    /// deletes it there if `from` no longer has it. With `only_if_absent` (read repair) the copy
+    /// is an add and a missing source copies nothing: a write that reached `to` meanwhile wins.
+    pub(super) async fn copy_from(
+        &self,
+        from: &Arc<NodeEntry>,
+        to: &[Arc<NodeEntry>],
+        key: &Bytes,
+        only_if_absent: bool,
+    ) {
+        let item = match self.snapshot(from, key).await {
+            Ok(None) if only_if_absent => return,
+            Ok(item) => item,
+            Err(_) => return,
+        };
+        join_all(to.iter().map(|node| {
+            let req = match &item {
+                Some(m) => {
+                    replica_store(node, key, &m.value, m.flags, m.ttl, m.cas, only_if_absent)
+                }
+                None => delete_request(key),
+            };
+            self.send_write(node, req)
+        }))
+        .await;
+    }
+
+    /// Sets the TTL on the replicas after a `gat`/`touch` on the primary.
+    pub(crate) async fn copy_ttl(&self, key: &Bytes, exptime: i64) {
+        let topo = self.topology();
+        let owners = Self::live_owners(&topo, key);
+        join_all(
+            owners
+                .iter()
+                .skip(1)
+                .map(|n| self.send_write(n, touch_request(key, exptime))),
+        )
+        .await;
+    }
+
+    /// Deletes on every live replica (and, mid-transition, on the key's past owners);
+    /// `DELETED` if any had it, else `NOT_FOUND`.
+    pub async fn delete_all(&self, key: Bytes) -> Result<Response, Error> {
+        let req = Request::Delete {
+            key: key.clone(),
+            noreply: false,
+        };
+        let results = self.delete_everywhere(&key, req).await?;
+        let mut err = None;
+        let mut found = false;
+        let mut answered = false;
+        for r in results {
+            match r {
+                Ok(Response::Deleted) => {
+                    found = true;
+                    answered = true;
+                }
+                Ok(Response::NotFound) => answered = true,
+                Ok(other) => err = Some(unexpected(&other)),
+                Err(e) => err = Some(e),
+            }
+        }
+        match (answered, err) {
+            (false, Some(e)) => Err(e),
+            _ => Ok(if found {
+                Response::Deleted
+            } else {
+                Response::NotFound
+            }),
+        }
+    }
+}
