@@ -52,6 +52,11 @@ fn harness_command() -> Option<bool> {
             // 2: could not run (not root, no iproute2), which callers may treat as a skip.
             std::process::exit(netns::main(&netns::NetnsArgs::parse_from(args)));
         }
+        "netns-counters" => {
+            // The same codes as netns-faults.
+            let a = netns::counters::CountersArgs::parse_from(args);
+            std::process::exit(netns::counters::main(&a));
+        }
         "secure-cluster" => {
             // The same codes as netns-faults.
             let a = secure_cluster::SecureClusterArgs::parse_from(args);

@@ -30,7 +30,7 @@ use crate::lock::{Lease, LockOptions};
 use crate::protocol::{valid_key, ArithCmd, GetCmd, Request, Response, StoreCmd};
 use crate::ring::{HashKind, NodeSpec};
 use crate::router::migrate::RebalanceStatus;
-use crate::router::{unexpected, Ack, ClientBuilder, ClientOptions, Router, Slot};
+use crate::router::{unexpected, Ack, ClientBuilder, ClientOptions, Lookup, Router};
 use crate::topology::Topology;
 
 /// One cached item.
@@ -223,12 +223,15 @@ impl Client {
             .map(|k| Bytes::copy_from_slice(k.as_ref()))
             .collect();
         let values = self.router.get_values(GetCmd::Gets, None, &keys).await;
-        let errors = values.iter().filter(|v| matches!(v, Slot::Failed)).count();
+        let errors = values
+            .iter()
+            .filter(|v| matches!(v, Lookup::Failed))
+            .count();
         Ok(GetMany {
             items: values
                 .into_iter()
                 .map(|v| match v {
-                    Slot::Hit(v) => Some(Item {
+                    Lookup::Hit(v) => Some(Item {
                         value: v.data,
                         flags: v.flags,
                         cas: v.cas.unwrap_or(0),
@@ -344,7 +347,7 @@ impl Client {
     /// `delete` on every live replica; true if any replica had the key.
     pub async fn delete(&self, key: &[u8]) -> Result<bool, Error> {
         check_key(key)?;
-        match self.router.delete_all(Bytes::copy_from_slice(key)).await? {
+        match self.router.delete(Bytes::copy_from_slice(key)).await? {
             Response::Deleted => Ok(true),
             Response::NotFound => Ok(false),
             other => Err(unexpected(&other)),

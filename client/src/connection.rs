@@ -343,21 +343,21 @@ impl Connection {
         // before it is first polled still abandons its slot, so the reply is discarded and
         // the cell comes back.
         let first = match self.try_queue(Outgoing::Request(req), deadline, true) {
-            Ok(Some((cell, own_timer))) => Sent::Queued(self.reply_for(cell), own_timer),
-            Ok(None) => Sent::Full(Encoded::of(req)),
-            Err(e) => Sent::Refused(e),
+            Ok(Some((cell, own_timer))) => Admission::Queued(self.reply_for(cell), own_timer),
+            Ok(None) => Admission::Full(Encoded::of(req)),
+            Err(e) => Admission::Refused(e),
         };
         // The rare waits (for room, on a timer of its own) are boxed, so the common future is
         // a few words: every future above it in the engine and the proxy holds it.
         async move {
             let (reply, own_timer) = match first {
-                Sent::Queued(reply, own_timer) => (reply, own_timer),
-                Sent::Full(encoded) => {
+                Admission::Queued(reply, own_timer) => (reply, own_timer),
+                Admission::Full(encoded) => {
                     let (cell, own_timer) =
                         Box::pin(self.queue_when_room(encoded, deadline)).await?;
                     (self.reply_for(cell), own_timer)
                 }
-                Sent::Refused(e) => return Err(e),
+                Admission::Refused(e) => return Err(e),
             };
             if own_timer {
                 match Box::pin(tokio::time::timeout_at(deadline, reply)).await {
@@ -479,7 +479,7 @@ impl Connection {
 
 /// What became of a request when it was sent: queued with its slot (and whether it needs a
 /// timer of its own), kept as bytes until the full queue has room, or refused (connection down).
-enum Sent<'a> {
+enum Admission<'a> {
     Queued(ReplyFuture<&'a Shared>, bool),
     Full(Encoded),
     Refused(Error),
@@ -675,8 +675,8 @@ async fn ask(
         if let Some(resp) = Response::parse_limited(&mut buf, &limits)? {
             // Nothing else was asked: more bytes, or a reply of another kind, is not memcached.
             if !buf.is_empty() || !expect.accepts(&resp) {
-                return Err(Error::Protocol(format!(
-                    "{addr}: reply {resp:?} cannot answer {req:?} on a new connection"
+                return Err(Error::UnexpectedReply(format!(
+                    "{addr}: {resp:?} cannot answer {req:?} on a new connection"
                 )));
             }
             return Ok(resp);
@@ -819,9 +819,11 @@ impl Io<'_> {
                     progress = true;
                     if let Err(e) = self.match_replies() {
                         let ended = match e {
-                            Error::Protocol(_) | Error::LineTooLong => Ended::Reset {
-                                answered: self.answered,
-                            },
+                            Error::Protocol(_) | Error::UnexpectedReply(_) | Error::LineTooLong => {
+                                Ended::Reset {
+                                    answered: self.answered,
+                                }
+                            }
                             _ => Ended::Lost,
                         };
                         return Poll::Ready((ended, e));
@@ -905,17 +907,15 @@ impl Io<'_> {
                         self.done.push((slot.cell, Ok(resp)));
                     }
                     Some(slot) => {
-                        let e = format!(
-                            "{}: reply {resp:?} cannot answer its request",
-                            self.shared.addr
-                        );
-                        self.done.push((slot.cell, Err(Error::Protocol(e.clone()))));
-                        failure = Some(Error::Protocol(e));
+                        let e = format!("{}: {resp:?} cannot answer its request", self.shared.addr);
+                        self.done
+                            .push((slot.cell, Err(Error::UnexpectedReply(e.clone()))));
+                        failure = Some(Error::UnexpectedReply(e));
                         break;
                     }
                     None => {
-                        failure = Some(Error::Protocol(format!(
-                            "{}: reply without a request",
+                        failure = Some(Error::UnexpectedReply(format!(
+                            "{}: a reply without a request",
                             self.shared.addr
                         )));
                         break;

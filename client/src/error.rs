@@ -5,9 +5,15 @@ use std::io;
 /// Everything the client crate can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The peer's bytes could not be understood; the connection is no longer in sync.
+    /// The peer's bytes could not be parsed as memcached's (a malformed or over-long reply
+    /// line, the binary protocol, HTTP); the connection is no longer in sync.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A well-formed reply that cannot answer the request it was matched with (a `STORED` to a
+    /// `get`, a reply with no request waiting, a line memcached never sends to this verb): the
+    /// connection is out of step with its requests, or the peer is not memcached.
+    #[error("unexpected reply: {0}")]
+    UnexpectedReply(String),
     /// A line longer than the protocol allows arrived without its terminating newline.
     #[error("line too long")]
     LineTooLong,
@@ -25,9 +31,14 @@ pub enum Error {
     /// The node did not answer within the request timeout.
     #[error("request to {0} timed out")]
     Timeout(String),
-    /// The node's request queue is full; the caller should back off.
-    #[error("request queue for {0} is full")]
+    /// A node stayed busy with the same work past the router's retries (its `lru_crawler`
+    /// crawling for someone else); asked again later, it may succeed.
+    #[error("busy: {0}")]
     Busy(String),
+    /// A key kept changing on a node while the router copied it, past the retries; the copy
+    /// is left to a later repair.
+    #[error("contended: {0}")]
+    Contended(String),
     /// The node (or the router, for a refusal it makes itself) answered with one of
     /// memcached's error lines; [`Refused`] says which, so a caller can tell a malformed or
     /// forbidden request from a server that could not carry it out.

@@ -29,7 +29,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -196,6 +196,29 @@ pub struct Health {
     /// Identity last seen; `None` when never seen. Read and written once per connect and
     /// per probe, never per request.
     identity: Mutex<Option<Identity>>,
+    /// Set while the node is *suspect* ([`Health::suspect`]); `suspect_until` is when that
+    /// ends, in ms after [`epoch`]. The flag keeps the check off the request path otherwise.
+    suspect: AtomicBool,
+    suspect_until: AtomicU64,
+}
+
+/// How long a node that came back from being down serves no read and runs no conditional
+/// write without a version check ([`Health::suspect`]): the probe backoff's cap (5 s) plus
+/// time for the other routers' replays, so that every router that also saw it down has
+/// found it back and replayed what it hinted for it. A router's hints are its own: without
+/// this, a router that found the node back first read from it keys that another router
+/// wrote while the node was away and had not replayed yet (`ringcache-bench netns-counters`:
+/// 12 stale reads through three proxies right after a pause).
+pub const SUSPECT_FOR: Duration = Duration::from_secs(8);
+
+/// The process's reference instant for [`Health`]'s deadlines.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64
 }
 
 impl Health {
@@ -220,7 +243,31 @@ impl Health {
             max_keys: AtomicU64::new(limits.max_keys as u64),
             max_bytes: AtomicU64::new(limits.max_bytes as u64),
             identity: Mutex::new(None),
+            suspect: AtomicBool::new(false),
+            suspect_until: AtomicU64::new(0),
         }
+    }
+
+    /// Whether the node came back from being down less than [`SUSPECT_FOR`] ago. Other
+    /// routers may have written keys it missed that this router holds no hint for, and
+    /// their replays may not have run yet: it serves no read ([`Health::may_serve`]), and a
+    /// conditional write runs there only after a version check of the key against an owner
+    /// in sync (`router/primary.rs`).
+    pub fn suspect(&self) -> bool {
+        if !self.suspect.load(Ordering::Relaxed) {
+            return false;
+        }
+        if now_ms() < self.suspect_until.load(Ordering::Relaxed) {
+            return true;
+        }
+        self.suspect.store(false, Ordering::Relaxed);
+        false
+    }
+
+    fn became_suspect(&self) {
+        self.suspect_until
+            .store(now_ms() + SUSPECT_FOR.as_millis() as u64, Ordering::Relaxed);
+        self.suspect.store(true, Ordering::Relaxed);
     }
 
     /// Applies new settings (a config reload).
@@ -255,6 +302,14 @@ impl Health {
     /// a write of `key` that is still to be replayed (its copy may be old). A fenced node
     /// serves (its misses are not trusted, see `router/mod.rs`).
     pub fn may_serve(&self, key: &[u8]) -> bool {
+        !self.suspect() && self.may_serve_if_suspect(key)
+    }
+
+    /// [`Health::may_serve`] for a key none of whose owners may serve it: a suspect node
+    /// ([`Health::suspect`]) is only suspected of lagging behind another router's writes,
+    /// so when every owner is suspect (two returned within the window) reading one beats
+    /// failing the read (`router/read.rs`, `may_read`).
+    pub fn may_serve_if_suspect(&self, key: &[u8]) -> bool {
         if self.down.load(Ordering::SeqCst) {
             return false;
         }
@@ -387,6 +442,20 @@ impl Health {
         out
     }
 
+    /// Takes the hint of `key` alone for a replay the caller runs now (a conditional write
+    /// about to run on this node, `router/primary.rs`): false if the node has no hint for it,
+    /// or its replay is already running. Ends with [`Health::replayed`], as for
+    /// [`Health::take_hints`].
+    pub(crate) fn take_hint(&self, key: &Bytes) -> bool {
+        let mut log = self.hints.lock().unwrap_or_else(|e| e.into_inner());
+        if log.overflowed || !log.keys.remove(key) {
+            return false;
+        }
+        log.bytes -= key.len();
+        log.inflight.insert(key.clone());
+        true
+    }
+
     /// A replay of `key` is over: done, or (`ok` false) back into the log for another try.
     pub(crate) fn replayed(&self, key: &Bytes, ok: bool) {
         let mut log = self.hints.lock().unwrap_or_else(|e| e.into_inner());
@@ -446,6 +515,7 @@ impl Health {
     /// A probe found the same process answering: usable for writes again, repairing until
     /// its hints are replayed.
     pub fn returned_repairing(&self) {
+        self.became_suspect();
         self.repairing.store(true, Ordering::SeqCst);
         self.consecutive_failures.store(0, Ordering::Relaxed);
         self.down.store(false, Ordering::SeqCst);
@@ -459,6 +529,7 @@ impl Health {
             *log = HintLog::default();
             self.pending.store(0, Ordering::SeqCst);
         }
+        self.became_suspect();
         self.fenced.store(true, Ordering::SeqCst);
         self.repairing.store(false, Ordering::SeqCst);
         self.consecutive_failures.store(0, Ordering::Relaxed);
@@ -523,6 +594,22 @@ mod tests {
     }
 
     #[test]
+    fn one_hint_taken_for_a_conditional_write() {
+        let h = Health::new(1);
+        h.mark_down();
+        h.hint(&Bytes::from_static(b"a"));
+        h.returned_repairing();
+        h.suspect_until.store(0, Ordering::Relaxed);
+        assert!(!h.take_hint(&Bytes::from_static(b"z")), "no hint for z");
+        assert!(h.take_hint(&Bytes::from_static(b"a")));
+        assert!(!h.take_hint(&Bytes::from_static(b"a")), "taken once");
+        assert!(!h.may_serve(b"a"), "not read while its replay runs");
+        h.replayed(&Bytes::from_static(b"a"), true);
+        assert!(h.may_serve(b"a") && h.in_sync(b"a"));
+        assert!(h.finish_repair());
+    }
+
+    #[test]
     fn hints_while_down_then_repair() {
         let h = Health::new(1);
         h.mark_down();
@@ -532,6 +619,12 @@ mod tests {
         h.returned_repairing();
         assert_eq!(h.state(), NodeState::Repairing);
         assert!(h.is_usable());
+        // Back from being down: suspect, so no key is read from it for SUSPECT_FOR unless no
+        // owner may serve it (`may_serve_if_suspect`), which keeps the hints' rule.
+        assert!(h.suspect());
+        assert!(!h.may_serve(b"z"), "a suspect node serves no read");
+        h.suspect_until.store(0, Ordering::Relaxed);
+        assert!(!h.suspect(), "the window ends");
         assert!(
             !h.may_serve(b"a") && !h.in_sync(b"a"),
             "a missed key is not read"

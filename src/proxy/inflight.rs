@@ -22,7 +22,7 @@ use futures_util::stream::{FuturesOrdered, Stream, StreamExt};
 use ringcache_client::protocol::reply;
 use ringcache_client::protocol::response::encode_value;
 use ringcache_client::protocol::{Request, Response, Value};
-use ringcache_client::router::{ManyGet, ManyRest, Router, Single, SingleGet, SingleRest, Slot};
+use ringcache_client::router::{Lookup, ManyGet, ManyRest, Router, Single, SingleGet, SingleRest};
 
 use super::order::{KeyOrder, Ticket};
 use super::{route, Proxy};
@@ -65,8 +65,8 @@ enum Entry {
     /// Its reply comes out of [`Inflight::boxed`], in order.
     Boxed,
     /// A get written to its keys' owners when it was decoded, waiting for their answers.
-    Sent {
-        sent: Sent,
+    Written {
+        sent: Written,
         req: Request,
         ticket: Ticket,
         reserved: usize,
@@ -77,7 +77,7 @@ enum Entry {
 }
 
 /// A get the line wrote itself: what the engine keeps of it until its answers are read.
-enum Sent {
+enum Written {
     /// A get of one key, at its first usable owner.
     One(SingleGet),
     /// A multi-get (`piece: Some(last)`: one piece of a split one), one piece per owner.
@@ -89,10 +89,10 @@ enum Sent {
     },
 }
 
-/// What a [`Sent`] get found, or where its walk over the keys' owners goes on.
+/// What a [`Written`] get found, or where its walk over the keys' owners goes on.
 enum Found {
     One(Single),
-    Many(Vec<Slot>),
+    Many(Vec<Lookup>),
 }
 
 enum Rest {
@@ -100,7 +100,7 @@ enum Rest {
     Many(ManyRest),
 }
 
-impl Sent {
+impl Written {
     fn poll(
         &mut self,
         router: &Router,
@@ -108,10 +108,10 @@ impl Sent {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Found, Rest>> {
         Poll::Ready(match self {
-            Sent::One(sent) => ready!(router.poll_single(sent, req, cx))
+            Written::One(sent) => ready!(router.poll_single(sent, req, cx))
                 .map(Found::One)
                 .map_err(Rest::One),
-            Sent::Many { sent, .. } => ready!(router.poll_many(sent, req, cx))
+            Written::Many { sent, .. } => ready!(router.poll_many(sent, req, cx))
                 .map(Found::Many)
                 .map_err(Rest::Many),
         })
@@ -119,8 +119,8 @@ impl Sent {
 
     fn piece(&self) -> Option<bool> {
         match self {
-            Sent::One(_) => None,
-            Sent::Many { piece, .. } => *piece,
+            Written::One(_) => None,
+            Written::Many { piece, .. } => *piece,
         }
     }
 }
@@ -183,16 +183,16 @@ impl Inflight {
                 // A one-key get that is not a piece: its own reply (an unreadable key is an
                 // error, not a miss).
                 Request::Get { keys, .. } if keys.len() == 1 && piece.is_none() => {
-                    router.start_single(&req).map(Sent::One)
+                    router.start_single(&req).map(Written::One)
                 }
-                Request::Get { .. } => router.start_many(&req).map(|sent| Sent::Many {
+                Request::Get { .. } => router.start_many(&req).map(|sent| Written::Many {
                     sent: Box::new(sent),
                     piece,
                 }),
                 _ => None,
             };
             if let Some(sent) = sent {
-                self.line.push_back(Entry::Sent {
+                self.line.push_back(Entry::Written {
                     sent,
                     req,
                     ticket,
@@ -239,9 +239,9 @@ impl Stream for Inflight {
                     None => return Poll::Pending,
                 },
                 Entry::Walk(f) => ready!(f.as_mut().poll(cx)),
-                Entry::Sent { sent, req, .. } => {
+                Entry::Written { sent, req, .. } => {
                     let found = ready!(sent.poll(this.proxy.router(), req, cx));
-                    let Some(Entry::Sent {
+                    let Some(Entry::Written {
                         sent,
                         req,
                         ticket,

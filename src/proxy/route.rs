@@ -13,7 +13,7 @@ use ringcache_client::lock;
 use ringcache_client::protocol::{
     reply, Fault, GetCmd, MetaCmd, MetaRequest, MetaStatus, Request, Response, StoreCmd, Value,
 };
-use ringcache_client::router::{Single, Slot};
+use ringcache_client::router::{Lookup, Single};
 use ringcache_client::{Ack, Error as ClientError};
 
 use super::Proxy;
@@ -85,20 +85,20 @@ pub(super) fn many_values(
     proxy: &Proxy,
     cmd: GetCmd,
     exptime: Option<i64>,
-    slots: Vec<Slot>,
+    slots: Vec<Lookup>,
 ) -> Vec<Value> {
     let stats = &proxy.stats;
     let mut values: Vec<Value> = Vec::with_capacity(slots.len());
     for slot in slots {
-        count_lookup(stats, exptime.is_some(), matches!(slot, Slot::Hit(_)));
+        count_lookup(stats, exptime.is_some(), matches!(slot, Lookup::Hit(_)));
         match slot {
-            Slot::Hit(mut v) => {
+            Lookup::Hit(mut v) => {
                 if !cmd.returns_cas() {
                     v.cas = None;
                 }
                 values.push(v);
             }
-            Slot::Failed => proxy.multiget_failures.inc(),
+            Lookup::Failed => proxy.multiget_failures.inc(),
             _ => {}
         }
     }
@@ -214,7 +214,7 @@ pub async fn execute(proxy: &Proxy, req: Request) -> Option<Response> {
                 .await
                 .unwrap_or_else(|e| server_error(&e))
         }
-        Request::Delete { key, .. } => Box::pin(router.delete_all(key))
+        Request::Delete { key, .. } => Box::pin(router.delete(key))
             .await
             .unwrap_or_else(|e| server_error(&e)),
         Request::Arith {

@@ -5,25 +5,21 @@
 //! line is answered `CLIENT_ERROR unauthenticated` and the connection stays open, as in
 //! memcached 1.6 (`try_read_command_asciiauth`). The replies are in `protocol::refusal` and
 //! docs/protocol.md. After `STORED` the connection is an ordinary one; what it may do as
-//! admin is the gate's business (`gate.rs`).
+//! admin is the gate's business (`gate.rs`). The exchange's bytes are read by
+//! `ringcache_client::protocol::auth` ([`Exchange`]); this file holds the auth file and the
+//! connection's side: checking the users, reading from the socket, writing the answers.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use ringcache_client::protocol::number::safe_strtoul;
+use ringcache_client::protocol::auth::{Exchange, Step};
 use ringcache_client::protocol::refusal;
 use ringcache_client::tls_files::Reloading;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-
-/// A line without `\n` in this many bytes closes the connection (memcached's limit here).
-const MAX_LINE: usize = 2048;
-/// Largest credentials block accepted. memcached waits for any size a `u32` can name; we close
-/// the connection instead of buffering more than this for someone who has not authenticated.
-pub const MAX_CREDENTIALS: usize = 4096;
 
 /// The users of an auth file.
 #[derive(Debug, Default)]
@@ -93,81 +89,6 @@ pub fn users(path: &Path) -> Result<Users, Error> {
     .map_err(|e| Error::Config(e.to_string()))
 }
 
-/// What one step of the exchange found in the buffer.
-#[derive(Debug, PartialEq, Eq)]
-enum Step {
-    /// More bytes are needed.
-    More,
-    /// Answer this line and go on.
-    Reply(&'static str),
-    /// Authenticated as this user (answer `STORED`).
-    Done(String),
-    /// Hang up without answering.
-    Close,
-}
-
-/// memcached's exchange, one request at a time, over buffered bytes.
-#[derive(Debug, Default)]
-struct Exchange {
-    /// Bytes of credentials (with their `\r\n`) awaited after a valid `set` line.
-    awaiting: Option<usize>,
-}
-
-impl Exchange {
-    fn step(&mut self, buf: &mut BytesMut, users: &AuthFile) -> Step {
-        let need = match self.awaiting {
-            Some(n) => n,
-            None => {
-                let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
-                    return if buf.len() > MAX_LINE {
-                        Step::Close
-                    } else {
-                        Step::More
-                    };
-                };
-                let line = buf.split_to(nl + 1);
-                let tokens: Vec<&[u8]> = line[..nl]
-                    .split(|&b| b == b' ')
-                    .filter(|t| !t.is_empty())
-                    .collect();
-                // memcached reads the length with `safe_strtoul`, the line's `\r` still on the
-                // last token (a white-space byte after the number is allowed).
-                let size = (tokens.len() >= 5 && tokens[0] == b"set")
-                    .then(|| safe_strtoul(tokens[4]))
-                    .flatten();
-                let Some(size) = size else {
-                    return Step::Reply(refusal::UNAUTHENTICATED);
-                };
-                let n = size as usize + 2;
-                if n > MAX_CREDENTIALS {
-                    return Step::Close;
-                }
-                self.awaiting = Some(n);
-                n
-            }
-        };
-        if buf.len() < need {
-            return Step::More;
-        }
-        self.awaiting = None;
-        let block = buf.split_to(need);
-        if !block.ends_with(b"\r\n") {
-            return Step::Reply(refusal::AUTH_BAD_TERMINATION);
-        }
-        let mut tokens = block[..need - 2]
-            .split(|&b| b == b' ')
-            .filter(|t| !t.is_empty());
-        let (Some(user), Some(password)) = (tokens.next(), tokens.next()) else {
-            return Step::Reply(refusal::AUTH_BAD_FORMAT);
-        };
-        if users.check(user, password) {
-            Step::Done(String::from_utf8_lossy(user).into_owned())
-        } else {
-            Step::Reply(refusal::AUTH_FAILURE)
-        }
-    }
-}
-
 /// Runs the exchange on a new connection until it authenticates (returning the user, with any
 /// pipelined bytes after the credentials left in `rbuf`), or until the client leaves, breaks the
 /// rules, stays idle past `idle`, or the server shuts down (`None`: close it).
@@ -181,7 +102,7 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     let file = users.get();
     let mut ex = Exchange::default();
     loop {
-        match ex.step(rbuf, &file) {
+        match ex.step(rbuf, |user, password| file.check(user, password)) {
             Step::More => {}
             Step::Close => return None,
             Step::Reply(line) => {
@@ -236,7 +157,7 @@ mod tests {
         let mut buf = BytesMut::from(input);
         let mut out = Vec::new();
         loop {
-            let s = ex.step(&mut buf, &f);
+            let s = ex.step(&mut buf, |u, p| f.check(u, p));
             let stop = matches!(s, Step::More | Step::Close | Step::Done(_));
             out.push(s);
             if stop {

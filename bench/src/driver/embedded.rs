@@ -130,7 +130,10 @@ struct Outcome {
 fn is_answered_error(e: &ClientError) -> bool {
     matches!(
         e,
-        ClientError::Server(_) | ClientError::Protocol(_) | ClientError::InvalidKey(_)
+        ClientError::Server(_)
+            | ClientError::Protocol(_)
+            | ClientError::UnexpectedReply(_)
+            | ClientError::InvalidKey(_)
     )
 }
 

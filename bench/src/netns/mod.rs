@@ -38,6 +38,7 @@ use crate::error::{BenchError, Result};
 use crate::harness::{self, fail, Wire};
 use crate::scenario::procs::TempDir;
 
+pub mod counters;
 pub mod hosts;
 pub mod load;
 

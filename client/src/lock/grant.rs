@@ -66,6 +66,28 @@ pub(super) struct Ask {
     pub ttl: i64,
 }
 
+impl Ask {
+    /// `ms` of the asked item to `node` with `flags` (an add's `ME`, or a compare on the CAS
+    /// held there), carrying its TTL and client flags, asking for the CAS back, and with our
+    /// CAS where the node takes `E`.
+    fn store(&self, node: &NodeEntry, cas: u64, flags: MetaFlags) -> Request {
+        let flags = MetaFlags {
+            ttl: Some(self.ttl),
+            client_flags: self.client_flags,
+            ret_cas: true,
+            new_cas: (node.cas_support() != CasSupport::No).then_some(cas),
+            ..flags
+        };
+        let req = MetaRequest::new(
+            MetaCmd::Set,
+            self.key.clone(),
+            flags,
+            Some(self.value.clone()),
+        );
+        Request::Meta(Box::new(req))
+    }
+}
+
 /// How a grant ended.
 pub(super) enum Outcome {
     /// A majority of trusted owners hold our item: each such node and the CAS it gave it.
@@ -210,21 +232,11 @@ impl Locker<'_> {
     async fn add_on(&self, seats: &mut [Seat], which: &[usize], ask: &Ask, cas: u64) {
         let answers = join_all(which.iter().map(|&i| {
             let node = &seats[i].node;
-            let flags = MetaFlags {
+            let add = MetaFlags {
                 mode: Some(b'E'),
-                ttl: Some(ask.ttl),
-                client_flags: ask.client_flags,
-                ret_cas: true,
-                new_cas: (node.cas_support() != CasSupport::No).then_some(cas),
                 ..MetaFlags::default()
             };
-            let req = MetaRequest::new(
-                MetaCmd::Set,
-                ask.key.clone(),
-                flags,
-                Some(ask.value.clone()),
-            );
-            self.router.send(node, Request::Meta(Box::new(req)))
+            self.router.send(node, ask.store(node, cas, add))
         }))
         .await;
         for (&i, r) in which.iter().zip(answers) {
@@ -249,21 +261,12 @@ impl Locker<'_> {
                 Answer::Held(c) => c,
                 _ => 0,
             };
-            let flags = MetaFlags {
+            let compare = MetaFlags {
                 compare_cas: Some(held_cas),
-                ttl: Some(ask.ttl),
-                client_flags: ask.client_flags,
-                ret_cas: true,
-                new_cas: (seat.node.cas_support() != CasSupport::No).then_some(cas),
                 ..MetaFlags::default()
             };
-            let req = MetaRequest::new(
-                MetaCmd::Set,
-                ask.key.clone(),
-                flags,
-                Some(ask.value.clone()),
-            );
-            self.router.send(&seat.node, Request::Meta(Box::new(req)))
+            self.router
+                .send(&seat.node, ask.store(&seat.node, cas, compare))
         }))
         .await;
         for (&i, r) in which.iter().zip(answers) {

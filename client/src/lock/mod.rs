@@ -232,7 +232,58 @@ pub async fn lock(
     owner: &[u8],
     ttl: Duration,
 ) -> Result<Option<Lease>, Error> {
-    Locker { router }.lock(opts, name, owner, ttl).await
+    let locker = Locker { router };
+    let secs = opts.ttl_secs(ttl)?;
+    if !valid_key(name) || name.len() + FENCE_SUFFIX.len() > crate::protocol::MAX_KEY_LEN {
+        return Err(Error::InvalidKey(
+            String::from_utf8_lossy(name).into_owned(),
+        ));
+    }
+    let topo = router.topology();
+    if topo.replicas < 2 {
+        return Err(Error::Lock(
+            "locks need replicas >= 2: one copy is lost with its node".into(),
+        ));
+    }
+    let name = Bytes::copy_from_slice(name);
+    let owner = Bytes::copy_from_slice(owner);
+    let started = Instant::now();
+    let valid_until = opts.lease_end(started, ttl);
+    let ask = Ask {
+        key: name.clone(),
+        value: owner.clone(),
+        client_flags: None,
+        ttl: secs,
+    };
+    let held = match locker.grant(opts, &ask, valid_until).await {
+        Outcome::Granted(held) => held,
+        Outcome::Refused { .. } => return Ok(None),
+    };
+    if Instant::now() >= valid_until {
+        locker.remove(&name, &held).await;
+        return Ok(None);
+    }
+    let token = match locker.next_token(&name).await {
+        Ok(t) => t,
+        Err(e) => {
+            locker.remove(&name, &held).await;
+            return Err(e);
+        }
+    };
+    if Instant::now() >= valid_until {
+        locker.remove(&name, &held).await;
+        return Ok(None);
+    }
+    Ok(Some(Lease {
+        router: router.clone(),
+        opts: *opts,
+        name,
+        owner,
+        token,
+        ttl,
+        valid_until,
+        held,
+    }))
 }
 
 /// `add` with a lock's majority rule, for memcached clients behind the proxy (its `add`
@@ -251,9 +302,22 @@ pub async fn add_majority(
     flags: u32,
     exptime: i64,
 ) -> Result<Response, Error> {
-    Locker { router }
-        .add_majority(opts, key, value, flags, exptime)
-        .await
+    let locker = Locker { router };
+    let ask = Ask {
+        key,
+        value,
+        client_flags: (flags != 0).then_some(flags),
+        ttl: exptime,
+    };
+    // A grant that cannot be valid any more is of no use to its client either.
+    let latest = Instant::now() + opts.max_ttl;
+    match locker.grant(opts, &ask, latest).await {
+        Outcome::Granted(_) => Ok(Response::Stored),
+        Outcome::Refused { quorum_answered } if quorum_answered => Ok(Response::NotStored),
+        Outcome::Refused { .. } => Err(Error::Server(Refused::Server(
+            "too few replicas answered for a majority".into(),
+        ))),
+    }
 }
 
 /// The lock algorithm over one router: it uses the engine's public methods only (the
@@ -263,91 +327,6 @@ struct Locker<'a> {
 }
 
 impl Locker<'_> {
-    async fn lock(
-        &self,
-        opts: &LockOptions,
-        name: &[u8],
-        owner: &[u8],
-        ttl: Duration,
-    ) -> Result<Option<Lease>, Error> {
-        let secs = opts.ttl_secs(ttl)?;
-        if !valid_key(name) || name.len() + FENCE_SUFFIX.len() > crate::protocol::MAX_KEY_LEN {
-            return Err(Error::InvalidKey(
-                String::from_utf8_lossy(name).into_owned(),
-            ));
-        }
-        let topo = self.router.topology();
-        if topo.replicas < 2 {
-            return Err(Error::Lock(
-                "locks need replicas >= 2: one copy is lost with its node".into(),
-            ));
-        }
-        let name = Bytes::copy_from_slice(name);
-        let owner = Bytes::copy_from_slice(owner);
-        let started = Instant::now();
-        let valid_until = opts.lease_end(started, ttl);
-        let ask = Ask {
-            key: name.clone(),
-            value: owner.clone(),
-            client_flags: None,
-            ttl: secs,
-        };
-        let held = match self.grant(opts, &ask, valid_until).await {
-            Outcome::Granted(held) => held,
-            Outcome::Refused { .. } => return Ok(None),
-        };
-        if Instant::now() >= valid_until {
-            self.remove(&name, &held).await;
-            return Ok(None);
-        }
-        let token = match self.next_token(&name).await {
-            Ok(t) => t,
-            Err(e) => {
-                self.remove(&name, &held).await;
-                return Err(e);
-            }
-        };
-        if Instant::now() >= valid_until {
-            self.remove(&name, &held).await;
-            return Ok(None);
-        }
-        Ok(Some(Lease {
-            router: self.router.clone(),
-            opts: *opts,
-            name,
-            owner,
-            token,
-            ttl,
-            valid_until,
-            held,
-        }))
-    }
-
-    async fn add_majority(
-        &self,
-        opts: &LockOptions,
-        key: Bytes,
-        value: Bytes,
-        flags: u32,
-        exptime: i64,
-    ) -> Result<Response, Error> {
-        let ask = Ask {
-            key,
-            value,
-            client_flags: (flags != 0).then_some(flags),
-            ttl: exptime,
-        };
-        // A grant that cannot be valid any more is of no use to its client either.
-        let latest = Instant::now() + opts.max_ttl;
-        match self.grant(opts, &ask, latest).await {
-            Outcome::Granted(_) => Ok(Response::Stored),
-            Outcome::Refused { quorum_answered } if quorum_answered => Ok(Response::NotStored),
-            Outcome::Refused { .. } => Err(Error::Server(Refused::Server(
-                "too few replicas answered for a majority".into(),
-            ))),
-        }
-    }
-
     /// Deletes our lock item from each node where it still carries our CAS; how many did.
     async fn remove(&self, name: &Bytes, held: &[(Arc<NodeEntry>, u64)]) -> usize {
         let results = join_all(held.iter().map(|(node, cas)| {

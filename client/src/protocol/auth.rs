@@ -1,7 +1,8 @@
 //! memcached's text-protocol authentication as a client speaks it: the request a router sends
 //! first on every connection to a node started with an auth file (`-Y`), and the reading of
-//! its one-line answer. The server's side of the same exchange is `src/server/auth.rs`; the
-//! answers themselves are in [`refusal`](super::refusal).
+//! its one-line answer; and the server's side of the same exchange ([`Exchange`]), which reads
+//! the client's lines until it authenticates (the auth file and the socket are the servers',
+//! `src/server/auth.rs`). The answers themselves are in [`refusal`](super::refusal).
 //!
 //! The request is an ordinary `set` whose data block is `<user> <password>` (memcached ignores
 //! the key, flags and exptime), so it is encoded by [`Request::encode`] like any other `set`,
@@ -11,6 +12,8 @@
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
+use super::number::safe_strtoul;
+use super::refusal;
 use super::request::{Request, StoreCmd};
 use super::response::{ReplyLimits, Response};
 use crate::error::Error;
@@ -83,6 +86,91 @@ impl Decoder for AuthReplyCodec {
                 ))
             }
         })
+    }
+}
+
+/// A line without `\n` in this many bytes closes an unauthenticated connection (memcached's
+/// limit here).
+const MAX_LINE: usize = 2048;
+/// Largest credentials block accepted. memcached waits for any size a `u32` can name; we close
+/// the connection instead of buffering more than this for someone who has not authenticated.
+pub const MAX_CREDENTIALS: usize = 4096;
+
+/// What one step of the exchange found in the buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// More bytes are needed.
+    More,
+    /// Answer this line and go on.
+    Reply(&'static str),
+    /// Authenticated as this user (answer `STORED`).
+    Done(String),
+    /// Hang up without answering.
+    Close,
+}
+
+/// memcached's exchange on the server's side, one request at a time, over buffered bytes.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    /// Bytes of credentials (with their `\r\n`) awaited after a valid `set` line.
+    awaiting: Option<usize>,
+}
+
+impl Exchange {
+    /// Reads what `buf` holds of the next request: more needed, an answer to send (and go
+    /// on), the user `check` accepted (answer `STORED`), or a hang-up. What follows the
+    /// credentials stays in `buf`.
+    pub fn step(&mut self, buf: &mut BytesMut, check: impl Fn(&[u8], &[u8]) -> bool) -> Step {
+        let need = match self.awaiting {
+            Some(n) => n,
+            None => {
+                let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+                    return if buf.len() > MAX_LINE {
+                        Step::Close
+                    } else {
+                        Step::More
+                    };
+                };
+                let line = buf.split_to(nl + 1);
+                let tokens: Vec<&[u8]> = line[..nl]
+                    .split(|&b| b == b' ')
+                    .filter(|t| !t.is_empty())
+                    .collect();
+                // memcached reads the length with `safe_strtoul`, the line's `\r` still on the
+                // last token (a white-space byte after the number is allowed).
+                let size = (tokens.len() >= 5 && tokens[0] == b"set")
+                    .then(|| safe_strtoul(tokens[4]))
+                    .flatten();
+                let Some(size) = size else {
+                    return Step::Reply(refusal::UNAUTHENTICATED);
+                };
+                let n = size as usize + 2;
+                if n > MAX_CREDENTIALS {
+                    return Step::Close;
+                }
+                self.awaiting = Some(n);
+                n
+            }
+        };
+        if buf.len() < need {
+            return Step::More;
+        }
+        self.awaiting = None;
+        let block = buf.split_to(need);
+        if !block.ends_with(b"\r\n") {
+            return Step::Reply(refusal::AUTH_BAD_TERMINATION);
+        }
+        let mut tokens = block[..need - 2]
+            .split(|&b| b == b' ')
+            .filter(|t| !t.is_empty());
+        let (Some(user), Some(password)) = (tokens.next(), tokens.next()) else {
+            return Step::Reply(refusal::AUTH_BAD_FORMAT);
+        };
+        if check(user, password) {
+            Step::Done(String::from_utf8_lossy(user).into_owned())
+        } else {
+            Step::Reply(refusal::AUTH_FAILURE)
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use super::{replica_store, Router};
+use super::{replica_store, version, Router};
 use crate::protocol::{MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response, StoreCmd};
 use crate::topology::NodeEntry;
 use crate::Error;
@@ -40,19 +40,16 @@ impl Router {
             ret_cas: true,
             ..MetaFlags::default()
         };
-        let probe = Request::Meta(Box::new(MetaRequest::new(
-            MetaCmd::Get,
-            key.clone(),
-            flags,
-            None,
-        )));
-        match self.send(node, probe).await? {
-            Response::Meta(m) if matches!(m.status, MetaStatus::Hd | MetaStatus::Va) => {
-                Ok(Some(m.flag_u64(b'c').unwrap_or(0)))
+        let m = self.mg(node, key, flags).await?;
+        match m.status {
+            MetaStatus::Hd | MetaStatus::Va => {
+                let cas = m.flag_u64(b'c').unwrap_or(0);
+                self.observe_cas(cas);
+                Ok(Some(cas))
             }
-            Response::Meta(m) if matches!(m.status, MetaStatus::En | MetaStatus::Nf) => Ok(None),
-            other => Err(Error::Protocol(format!(
-                "{}: unexpected reply to mg: {other:?}",
+            MetaStatus::En | MetaStatus::Nf => Ok(None),
+            _ => Err(Error::UnexpectedReply(format!(
+                "{}: to mg: {m:?}",
                 node.name
             ))),
         }
@@ -62,18 +59,24 @@ impl Router {
     /// `from` still holds that very item; copies again if it changed meanwhile (another
     /// router's copy of an older state may have landed after the newer one). Replicas that
     /// miss a copy, or whose copy cannot be confirmed, get a hint.
+    ///
+    /// Returns whether a copy of the item as it was after the write (or a later state)
+    /// reached every one of `to`: if not, the write's result may live on `from` alone, and a
+    /// crash of `from` right after would lose it (`ringcache-bench netns-counters` lost the
+    /// increments in flight when a primary was killed), so the caller does not acknowledge it.
     pub(crate) async fn replicate(
         &self,
         from: &Arc<NodeEntry>,
         to: &[Arc<NodeEntry>],
         key: &Bytes,
-    ) {
+    ) -> bool {
+        let mut copied = false;
         for _ in 0..REPLICATE_ROUNDS {
             let item = match self.snapshot(from, key).await {
                 Ok(item) => item,
                 Err(_) => break,
             };
-            join_all(to.iter().map(|node| {
+            let results = join_all(to.iter().map(|node| {
                 let req = match &item {
                     Some(m) => replica_store(node, key, &m.value, m.flags, m.ttl, m.cas, false),
                     None => Request::Delete {
@@ -85,9 +88,10 @@ impl Router {
                 self.send_write(node, req)
             }))
             .await;
+            copied |= results.iter().all(|r| r.is_ok());
             match (self.cas_on(from, key).await, &item) {
-                (Ok(Some(now)), Some(m)) if now == m.cas => return,
-                (Ok(None), None) => return,
+                (Ok(Some(now)), Some(m)) if now == m.cas => return copied,
+                (Ok(None), None) => return copied,
                 (Ok(_), _) => continue,
                 (Err(_), _) => break,
             }
@@ -100,6 +104,7 @@ impl Router {
                 self.hinted(node, node.health.hint_lagging(key));
             }
         }
+        copied
     }
 
     /// Brings `node`'s copy of `key` to the key's current state (see the module comment):
@@ -152,6 +157,16 @@ impl Router {
             };
             let req = match (&item, mine) {
                 (Some(m), Some(c)) if m.cas == c && c != 0 => return Ok(()),
+                // The node's copy is newer than the source's (a write through another router
+                // reached it and not yet the source): a copy never replaces a newer item.
+                (Some(m), Some(c))
+                    if c > m.cas
+                        && source
+                            .as_ref()
+                            .is_some_and(|s| version::comparable(s, node)) =>
+                {
+                    return Ok(())
+                }
                 (None, None) => return Ok(()),
                 (Some(m), mine) => {
                     let req =
@@ -177,8 +192,8 @@ impl Router {
                     continue
                 }
                 other => {
-                    return Err(Error::Protocol(format!(
-                        "{}: unexpected reply to a replay: {other:?}",
+                    return Err(Error::UnexpectedReply(format!(
+                        "{}: to a replay: {other:?}",
                         node.name
                     )))
                 }
@@ -189,7 +204,7 @@ impl Router {
                 return Ok(());
             }
         }
-        Err(Error::Busy(format!(
+        Err(Error::Contended(format!(
             "{}: {} keeps changing",
             node.name,
             String::from_utf8_lossy(key)

@@ -760,12 +760,12 @@ async fn dump_keys(
                     continue 'again;
                 }
                 Some(Ok(Listed::Busy)) => {
-                    return Err(Error::Protocol(format!(
+                    return Err(Error::Busy(format!(
                         "{addr}: lru_crawler still busy after {BUSY_RETRIES} tries"
                     )))
                 }
                 Some(Ok(Listed::Refused(l))) => {
-                    return Err(Error::Protocol(format!(
+                    return Err(Error::UnexpectedReply(format!(
                         "{addr}: lru_crawler metadump refused: {l}"
                     )))
                 }

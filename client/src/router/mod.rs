@@ -25,15 +25,17 @@ mod membership;
 mod meta;
 pub mod migrate;
 mod options;
+mod primary;
 mod read;
 mod requests;
 mod send;
 mod spread;
 mod transition;
+mod version;
 mod write;
 
 pub use options::{Ack, ClientBuilder, ClientOptions};
-pub use read::{Single, SingleGet, SingleRest, Slot};
+pub use read::{Lookup, Single, SingleGet, SingleRest};
 pub(crate) use requests::{is_miss, replica_store, unexpected};
 pub use spread::{ManyGet, ManyRest};
 

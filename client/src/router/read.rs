@@ -31,7 +31,7 @@ impl Router {
             .as_slice()
             .iter()
             .map(|&i| topo.nodes[i].clone())
-            .filter(|n| n.health.is_usable() && n.health.may_serve(key))
+            .filter(|n| n.health.is_usable() && may_read(&topo, key, n))
             .collect();
         let mut last_err = None;
         let mut fenced_misses: Vec<Arc<NodeEntry>> = Vec::new();
@@ -70,7 +70,12 @@ impl Router {
     /// Each round asks every pending key of its next usable owner, one request per node, all
     /// nodes concurrently (`spread.rs`). One key is a spread of one: its first owner is asked
     /// as [`Router::get_single`] asks it.
-    pub async fn get_values(&self, cmd: GetCmd, exptime: Option<i64>, keys: &[Bytes]) -> Vec<Slot> {
+    pub async fn get_values(
+        &self,
+        cmd: GetCmd,
+        exptime: Option<i64>,
+        keys: &[Bytes],
+    ) -> Vec<Lookup> {
         if let [key] = keys {
             let get = Request::Get {
                 cmd,
@@ -78,9 +83,9 @@ impl Router {
                 keys: vec![key.clone()],
             };
             let slot = match self.get_single(&get).await {
-                Single::Hit(mut values) => values.pop().map_or(Slot::Miss, Slot::Hit),
-                Single::Miss => Slot::Miss,
-                Single::Failed => Slot::Failed,
+                Single::Hit(mut values) => values.pop().map_or(Lookup::Miss, Lookup::Hit),
+                Single::Miss => Lookup::Miss,
+                Single::Failed => Lookup::Failed,
             };
             return vec![slot];
         }
@@ -255,10 +260,10 @@ pub struct SingleRest {
 }
 
 /// A spread of one's answer as a one-key get's.
-fn single_of(slots: Vec<Slot>) -> Single {
+fn single_of(slots: Vec<Lookup>) -> Single {
     match slots.into_iter().next() {
-        Some(Slot::Hit(v)) => Single::Hit(vec![v]),
-        Some(Slot::Miss) => Single::Miss,
+        Some(Lookup::Hit(v)) => Single::Hit(vec![v]),
+        Some(Lookup::Miss) => Single::Miss,
         _ => Single::Failed,
     }
 }
@@ -274,9 +279,11 @@ pub enum Single {
     Failed,
 }
 
-/// One key's fate in a multi-get.
+/// One key's lookup in a multi-get (a spread of one for a single key): still pending at an
+/// owner position, or what it found. (Not a connection's reply slot, which the old name,
+/// `Slot`, also meant.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Slot {
+pub enum Lookup {
     /// Still to be asked, of its first usable owner at or after this position in its
     /// replica set.
     Pending(usize),
@@ -284,4 +291,16 @@ pub enum Slot {
     Miss,
     /// No replica could be read.
     Failed,
+}
+
+/// Whether `node`, an owner of `key`, may answer a read of it: [`Health::may_serve`], or, when
+/// no owner of the key may, a suspect one that otherwise could
+/// ([`Health::may_serve_if_suspect`]). Costs nothing more while the node may serve.
+///
+/// [`Health::may_serve`]: crate::health::Health::may_serve
+/// [`Health::may_serve_if_suspect`]: crate::health::Health::may_serve_if_suspect
+pub(super) fn may_read(topo: &Topology, key: &[u8], node: &NodeEntry) -> bool {
+    node.health.may_serve(key)
+        || (node.health.may_serve_if_suspect(key)
+            && !topo.owner_nodes(key).any(|n| n.health.may_serve(key)))
 }

@@ -18,7 +18,7 @@ pub(crate) fn unexpected(resp: &Response) -> Error {
         Response::ServerError(m) => {
             Error::Server(Refused::Server(String::from_utf8_lossy(m).into_owned()))
         }
-        other => Error::Protocol(format!("unexpected reply {other:?}")),
+        other => Error::UnexpectedReply(format!("{other:?}")),
     }
 }
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::requests::request_key;
 use super::Router;
 use crate::error::Error;
-use crate::protocol::{Request, Response};
+use crate::protocol::{MetaCmd, MetaFlags, MetaRequest, MetaResponse, Request, Response};
 use crate::topology::{NodeEntry, Topology};
 
 impl Router {
@@ -78,8 +78,8 @@ impl Router {
         r: Result<Response, Error>,
     ) -> Result<Response, Error> {
         let r = match r {
-            Ok(Response::Other(line)) if !free_form => Err(Error::Protocol(format!(
-                "{}: unexpected reply {:?}",
+            Ok(Response::Other(line)) if !free_form => Err(Error::UnexpectedReply(format!(
+                "{}: {:?}",
                 node.name,
                 String::from_utf8_lossy(&line)
             ))),
@@ -125,6 +125,24 @@ impl Router {
             self.marked_down(node, newly, "a replica missed a write; down until repaired");
         }
         r
+    }
+
+    /// `mg <key>` with `flags` on one node (the engine's own reads of an item's state: its
+    /// CAS, or what a copy needs): the node's meta reply, any other reply an error.
+    pub(crate) async fn mg(
+        &self,
+        node: &Arc<NodeEntry>,
+        key: &Bytes,
+        flags: MetaFlags,
+    ) -> Result<MetaResponse, Error> {
+        let req = MetaRequest::new(MetaCmd::Get, key.clone(), flags, None);
+        match self.send(node, Request::Meta(Box::new(req))).await? {
+            Response::Meta(m) => Ok(m),
+            other => Err(Error::UnexpectedReply(format!(
+                "{}: to mg: {other:?}",
+                node.name
+            ))),
+        }
     }
 
     /// The live owners of `key`, primary first.

@@ -15,7 +15,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use super::{Router, Slot};
+use super::{Lookup, Router};
 use crate::connection::Awaiting;
 use crate::error::Error;
 use crate::health::NodeState;
@@ -26,7 +26,7 @@ use crate::topology::{NodeEntry, Topology};
 /// answered), and whether a fenced owner already answered it with a miss.
 #[derive(Debug)]
 pub(super) struct Spread {
-    slots: Vec<Slot>,
+    slots: Vec<Lookup>,
     /// A fenced node's miss sends the key on to the next replica; if none is left, the
     /// answer is that miss, not a failure.
     missed: Vec<bool>,
@@ -39,7 +39,7 @@ type Piece = (usize, Vec<usize>);
 impl Spread {
     fn new(keys: usize) -> Spread {
         Spread {
-            slots: vec![Slot::Pending(0); keys],
+            slots: vec![Lookup::Pending(0); keys],
             missed: vec![false; keys],
         }
     }
@@ -52,7 +52,7 @@ impl Spread {
     fn plan(&mut self, topo: &Topology, keys: &[Bytes]) -> Vec<Piece> {
         let mut per_node: Vec<Piece> = Vec::new();
         for (i, key) in keys.iter().enumerate() {
-            let Slot::Pending(from) = self.slots[i] else {
+            let Lookup::Pending(from) = self.slots[i] else {
                 continue;
             };
             let owners = topo.read_owners(key);
@@ -61,11 +61,11 @@ impl Spread {
                 .iter()
                 .enumerate()
                 .skip(from)
-                .find(|(_, &n)| topo.nodes[n].health.may_serve(key));
+                .find(|(_, &n)| super::read::may_read(topo, key, &topo.nodes[n]));
             match next {
                 Some((pos, &n)) => {
                     // Where to go on if this owner fails or misses while fenced.
-                    self.slots[i] = Slot::Pending(pos + 1);
+                    self.slots[i] = Lookup::Pending(pos + 1);
                     match per_node.iter_mut().find(|(m, _)| *m == n) {
                         Some((_, idx)) => idx.push(i),
                         None => per_node.push((n, vec![i])),
@@ -73,8 +73,8 @@ impl Spread {
                 }
                 // No (more) usable owner: a failure, unless the ring is empty or a fenced
                 // owner already answered with a miss.
-                None if topo.nodes.is_empty() || self.missed[i] => self.slots[i] = Slot::Miss,
-                None => self.slots[i] = Slot::Failed,
+                None if topo.nodes.is_empty() || self.missed[i] => self.slots[i] = Lookup::Miss,
+                None => self.slots[i] = Lookup::Failed,
             }
         }
         per_node
@@ -83,8 +83,8 @@ impl Spread {
     /// Puts the keys of a piece that was never sent back at the owner they were planned for.
     fn unsend(&mut self, idx: &[usize]) {
         for &i in idx {
-            if let Slot::Pending(next) = self.slots[i] {
-                self.slots[i] = Slot::Pending(next.saturating_sub(1));
+            if let Lookup::Pending(next) = self.slots[i] {
+                self.slots[i] = Lookup::Pending(next.saturating_sub(1));
             }
         }
     }
@@ -108,12 +108,12 @@ impl Spread {
         let mut served = 0;
         for &i in idx {
             match vals.next_if(|v| v.key == keys[i]) {
-                Some(v) => self.slots[i] = Slot::Hit(v),
+                Some(v) => self.slots[i] = Lookup::Hit(v),
                 None if fenced => {
                     self.missed[i] = true;
                     continue;
                 }
-                None => self.slots[i] = Slot::Miss,
+                None => self.slots[i] = Lookup::Miss,
             }
             served += 1;
         }
@@ -124,7 +124,7 @@ impl Spread {
     /// `from`, `missed` saying a fenced owner before it answered with a miss.
     fn resume(from: usize, missed: bool) -> Spread {
         Spread {
-            slots: vec![Slot::Pending(from)],
+            slots: vec![Lookup::Pending(from)],
             missed: vec![missed],
         }
     }
@@ -133,20 +133,20 @@ impl Spread {
     /// copies back.
     fn hit_after_fenced_miss(&self) -> Vec<usize> {
         (0..self.slots.len())
-            .filter(|&i| self.missed[i] && matches!(self.slots[i], Slot::Hit(_)))
+            .filter(|&i| self.missed[i] && matches!(self.slots[i], Lookup::Hit(_)))
             .collect()
     }
 
     fn is_settled(&self) -> bool {
-        !self.slots.iter().any(|s| matches!(s, Slot::Pending(_)))
+        !self.slots.iter().any(|s| matches!(s, Lookup::Pending(_)))
     }
 
     /// The slots once no round is left: a key still pending is a failure, or a miss if a
     /// fenced owner missed it.
-    fn finish(mut self) -> Vec<Slot> {
+    fn finish(mut self) -> Vec<Lookup> {
         for (s, &m) in self.slots.iter_mut().zip(&self.missed) {
-            if let Slot::Pending(_) = s {
-                *s = if m { Slot::Miss } else { Slot::Failed };
+            if let Lookup::Pending(_) = s {
+                *s = if m { Lookup::Miss } else { Lookup::Failed };
             }
         }
         self.slots
@@ -226,7 +226,7 @@ impl Router {
     /// engine walks past its first owner ends here, the proxy's and `Client::get_many`'s, one
     /// key or many; [`Router::read`] (`Client::get`, `mg`, `me`) copies back through the same
     /// [`Router::backfill`] (docs/cluster.md, "Health, hinted handoff and fencing").
-    async fn end_walk(&self, topo: &Topology, keys: &[Bytes], spread: Spread) -> Vec<Slot> {
+    async fn end_walk(&self, topo: &Topology, keys: &[Bytes], spread: Spread) -> Vec<Lookup> {
         let copy = spread.hit_after_fenced_miss();
         if !copy.is_empty() {
             Box::pin(join_all(copy.into_iter().map(|i| {
@@ -255,7 +255,7 @@ impl Router {
         keys: &[Bytes],
         from: usize,
         missed: bool,
-    ) -> Vec<Slot> {
+    ) -> Vec<Lookup> {
         let mut spread = Spread::resume(from, missed);
         let rounds = topo.replicas.max(1);
         self.spread_rounds(&topo, get, keys, &mut spread, rounds)
@@ -270,7 +270,7 @@ impl Router {
         cmd: GetCmd,
         exptime: Option<i64>,
         keys: &[Bytes],
-    ) -> Vec<Slot> {
+    ) -> Vec<Lookup> {
         let mut spread = Spread::new(keys.len());
         let rounds = topo.replicas.max(1);
         self.spread_rounds(&topo, (cmd, exptime), keys, &mut spread, rounds)
@@ -342,7 +342,7 @@ impl Router {
         many: &mut ManyGet,
         get: &Request,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<Vec<Slot>, ManyRest>> {
+    ) -> Poll<Result<Vec<Lookup>, ManyRest>> {
         let Request::Get { keys, .. } = get else {
             return Poll::Ready(Ok(Vec::new()));
         };
@@ -374,7 +374,7 @@ impl Router {
     }
 
     /// The rest of a multi-get's walk after its first round ([`Router::poll_many`]).
-    pub async fn get_many_rest(&self, rest: ManyRest, get: &Request) -> Vec<Slot> {
+    pub async fn get_many_rest(&self, rest: ManyRest, get: &Request) -> Vec<Lookup> {
         let ManyRest { topo, mut spread } = rest;
         if let Request::Get { cmd, exptime, keys } = get {
             // The first round is done; a key put back by `Spread::unsend` still needs all of

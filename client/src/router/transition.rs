@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use super::{is_miss, Router, Slot};
+use super::{is_miss, version, Lookup, Router};
 use crate::protocol::expiry::{copy_exptime, remaining_ttl};
 use crate::protocol::number::parse_u32;
 use crate::protocol::{GetCmd, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response};
@@ -62,26 +62,16 @@ impl Router {
             ret_cas: true,
             ..MetaFlags::default()
         };
-        let probe = Request::Meta(Box::new(MetaRequest::new(
-            MetaCmd::Get,
-            key.clone(),
-            flags,
-            None,
-        )));
-        match self.send(from, probe).await? {
-            Response::Meta(m) if m.status == MetaStatus::Va => Ok(Some(Snapshot {
+        let m = self.mg(from, key, flags).await?;
+        Ok((m.status == MetaStatus::Va).then(|| {
+            self.observed(Snapshot {
                 flags: m.flag(b'f').and_then(parse_u32).unwrap_or(0),
                 // The remaining TTL as an exptime that keeps the original expiry.
                 ttl: copy_exptime(remaining_ttl(m.flag(b't'))),
                 cas: m.flag_u64(b'c').unwrap_or(0),
                 value: m.value.unwrap_or_default(),
-            })),
-            Response::Meta(_) => Ok(None),
-            other => Err(Error::Protocol(format!(
-                "{}: unexpected reply to mg: {other:?}",
-                from.name
-            ))),
-        }
+            })
+        }))
     }
 
     /// Copies `key` from `from` to each of `to` that lacks it (add semantics, same value,
@@ -97,9 +87,21 @@ impl Router {
         let Some(item) = self.snapshot(from, key).await? else {
             return Ok(Moved::Absent);
         };
-        let results = join_all(to.iter().map(|node| {
-            let req = copy_request(node, key, &item);
-            self.send(node, req)
+        // Each target's copy compares versions where both nodes take `E`: an add where it
+        // lacks the key, a replace of an older item, nothing over a newer one (`version.rs`).
+        let results = join_all(to.iter().map(|node| async {
+            if !version::comparable(from, node) {
+                return self.send(node, copy_request(node, key, &item)).await;
+            }
+            let how = version::decide(item.cas, self.cas_on(node, key).await?);
+            if how == version::Copy::Keep {
+                return Ok(Response::NotStored);
+            }
+            self.send(
+                node,
+                version::versioned_copy(node, key, item.as_item(), how),
+            )
+            .await
         }))
         .await;
         // The copies made, with the CAS each target gave its copy (`ms ... c`).
@@ -209,10 +211,10 @@ impl Router {
         cmd: GetCmd,
         exptime: Option<i64>,
         keys: &[Bytes],
-        slots: &mut [Slot],
+        slots: &mut [Lookup],
     ) {
         let missed: Vec<usize> = (0..keys.len())
-            .filter(|&i| slots[i] == Slot::Miss && topo.moved(&keys[i]))
+            .filter(|&i| slots[i] == Lookup::Miss && topo.moved(&keys[i]))
             .collect();
         let found = join_all(missed.iter().map(|&i| {
             let make = move |k: &Bytes| Request::Get {
@@ -226,7 +228,7 @@ impl Router {
         for (i, resp) in found {
             if let Some(Response::Values(mut v)) = resp {
                 if !v.is_empty() {
-                    slots[i] = Slot::Hit(v.swap_remove(0));
+                    slots[i] = Lookup::Hit(v.swap_remove(0));
                 }
             }
         }
@@ -282,4 +284,24 @@ fn copy_request(node: &NodeEntry, key: &Bytes, item: &Snapshot) -> Request {
         f,
         Some(item.value.clone()),
     )))
+}
+
+impl Snapshot {
+    /// The item as a versioned copy writes it (`version.rs`).
+    pub(crate) fn as_item(&self) -> version::Item<'_> {
+        version::Item {
+            value: &self.value,
+            flags: self.flags,
+            ttl: self.ttl,
+            cas: self.cas,
+        }
+    }
+}
+
+impl Router {
+    /// Moves this router's clock past the version of a snapshot a copy is about to write.
+    fn observed(&self, item: Snapshot) -> Snapshot {
+        self.observe_cas(item.cas);
+        item
+    }
 }

@@ -4,7 +4,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::future::join_all;
@@ -19,15 +18,14 @@ use crate::topology::NodeEntry;
 
 impl Router {
     /// A CAS value unique to this router and increasing: nanoseconds since the epoch, bumped past
-    /// the last one handed out. Node-generated CAS values count up from 1, so they never meet
-    /// these (~1.7e18).
+    /// the last one handed out and past every version the router has read from a node (a
+    /// hybrid logical clock, `version.rs`). Node-generated CAS values count up from 1, so they
+    /// never meet these (~1.7e18).
     pub fn next_cas(&self) -> u64 {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
+        let now = super::version::now_nanos();
         let mut last = self.inner.cas_seq.load(Ordering::Relaxed);
         loop {
-            let next = now.max(last + 1);
+            let next = now.max(last.saturating_add(1));
             match self.inner.cas_seq.compare_exchange_weak(
                 last,
                 next,
@@ -112,7 +110,8 @@ impl Router {
     /// request future is as large as its largest await state, and the proxy moves each one
     /// into the heap, so inline slow paths would cost every fast request a multi-KiB copy.
     pub async fn conditional(&self, req: Request) -> Result<Response, Error> {
-        let key = request_key(&req).ok_or_else(|| Error::Protocol("request without key".into()))?;
+        let key =
+            request_key(&req).ok_or_else(|| Error::InvalidKey("a request without a key".into()))?;
         let topo = self.topology();
         if !topo.past.is_empty() {
             // Mid-transition the item may still sit on its old owner: bring it over first so
@@ -120,15 +119,31 @@ impl Router {
             Box::pin(self.pull(&topo, &key)).await;
         }
         let mut owners = self.required_in(&topo, &key)?;
-        let Some(at) = owners.iter().position(|n| n.health.in_sync(&key)) else {
+        // The primary whenever it is reachable, repaired for the key first (`primary.rs`).
+        let primary = topo.owner_nodes(&key).next();
+        let at = match (owners.first(), primary) {
+            (Some(o), Some(p)) if Arc::ptr_eq(o, p) && o.health.in_sync(&key) => Some(0),
+            _ => Box::pin(self.executor(&owners, &key, primary)).await,
+        };
+        let Some(at) = at else {
             return Err(Error::Server(Refused::Server(
                 "no replica of this key is in sync; retry later".into(),
             )));
         };
         let exec = owners.remove(at);
-        let resp = self.send(&exec, req).await?;
+        // Stamped with this router's clock, so its result outranks the versions it replaced
+        // wherever a copy meets them (`version.rs`).
+        let (req, reply) = super::version::stamp(&exec, req, self.next_cas());
+        let resp = super::version::unstamp(reply, self.send(&exec, req).await?);
         if changed(&resp) && !owners.is_empty() {
-            Box::pin(self.replicate(&exec, &owners, &key)).await;
+            let copied = Box::pin(self.replicate(&exec, &owners, &key)).await;
+            // Its result on the primary alone is not acknowledged (unless `ack = primary`):
+            // the client learns it may not have happened, as after a timeout.
+            if !copied && self.inner.live.ack() != Ack::Primary {
+                return Err(Error::Server(Refused::Server(
+                    "the write ran but its result could not be copied to the replicas".into(),
+                )));
+            }
         }
         Ok(resp)
     }
@@ -173,9 +188,9 @@ impl Router {
         .await;
     }
 
-    /// Deletes on every live replica (and, mid-transition, on the key's past owners);
+    /// Deletes one key on every live replica (and, mid-transition, on its past owners);
     /// `DELETED` if any had it, else `NOT_FOUND`.
-    pub async fn delete_all(&self, key: Bytes) -> Result<Response, Error> {
+    pub async fn delete(&self, key: Bytes) -> Result<Response, Error> {
         let req = Request::Delete {
             key: key.clone(),
             noreply: false,

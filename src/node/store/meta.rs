@@ -9,7 +9,7 @@
 //! canonical order `N T R t` applies.
 
 use super::item::{ItemRef, Meta, MAX_KEY_LEN};
-use super::{expiry, hash, ArithOutcome, Lookup, Store, StoreMode, StoreOutcome, Write};
+use super::{expiry, hash, ArithOutcome, Lookup, Shared, Store, StoreMode, StoreOutcome, Write};
 
 /// What `mg` asks for beyond a plain read.
 #[derive(Debug, Clone, Copy, Default)]
@@ -165,16 +165,21 @@ struct TtlFlags {
 }
 
 impl TtlFlags {
-    /// Applies `T`, `N`, `R` and reads `t` in the order [`ttl_steps`] gives for `order`.
-    /// Returns whether the reader should win the recache token (`N` created the item, or `R`
-    /// found it about to expire), and the TTL `t` saw if it came.
+    /// Applies `T`, `N`, `R` and reads `t` in the order [`ttl_steps`] gives for `order`, to
+    /// the key's current item (hash `h`, whose lock the caller holds when `T` or `N` is
+    /// given). Returns whether the reader should win the recache token (`N` created the item,
+    /// or `R` found it about to expire), and the TTL `t` saw if it came; `None` if giving the
+    /// item a TTL removed it instead (see [`Shared::retime`]). A new TTL may move the item:
+    /// `item` is then the moved one.
     fn apply(
         &self,
-        item: &ItemRef,
+        shared: &Shared,
+        h: u64,
+        item: &mut ItemRef,
         order: &[u8],
         created: bool,
         now: u64,
-    ) -> (bool, Option<Option<i64>>) {
+    ) -> Option<(bool, Option<Option<i64>>)> {
         let mut wants_token = false;
         let mut ttl_seen = None;
         let (steps, n) = ttl_steps(order);
@@ -182,12 +187,12 @@ impl TtlFlags {
             match step {
                 b'T' => {
                     if let Some(t) = self.ttl {
-                        item.set_exptime(expiry(t, now));
+                        *item = shared.retime(h, item, expiry(t, now), now)?;
                     }
                 }
                 b'N' => {
                     if let (true, Some(t)) = (created, self.vivify) {
-                        item.set_exptime(expiry(t, now));
+                        *item = shared.retime(h, item, expiry(t, now), now)?;
                         wants_token = true;
                     }
                 }
@@ -202,7 +207,7 @@ impl TtlFlags {
                 _ => ttl_seen = Some(item.ttl(now)),
             }
         }
-        (wants_token, ttl_seen)
+        Some((wants_token, ttl_seen))
     }
 }
 
@@ -259,7 +264,9 @@ impl Store {
             vivify: opts.vivify,
             recache: opts.recache,
         };
-        let (mut wants_token, ttl_seen) = ttl_flags.apply(&item, extra.order, created, now);
+        let mut item = item;
+        let (mut wants_token, ttl_seen) =
+            ttl_flags.apply(&self.inner, h, &mut item, extra.order, created, now)?;
         let stale = item.stale();
         // A stale item hands out the token to the first reader after the invalidation.
         wants_token |= stale;
@@ -396,7 +403,11 @@ impl Store {
         if opts.invalidate {
             // Changed in place, as memcached does: same value, new CAS, stale, token free.
             if let Some(t) = opts.ttl {
-                item.set_exptime(expiry(t, now));
+                match self.inner.retime(h, &item, expiry(t, now), now) {
+                    Some(retimed) => item = retimed,
+                    // No room for the copy: the item is gone, as a plain delete leaves it.
+                    None => return MetaDeleteOutcome::Deleted,
+                }
             }
             item.invalidate();
             item.set_cas(opts.new_cas.unwrap_or_else(|| self.inner.next_seq()));
@@ -460,7 +471,10 @@ impl Store {
             vivify: opts.vivify,
             recache: None,
         };
-        let (_, ttl_seen) = ttl_flags.apply(&item, extra.order, created, now);
+        let mut item = item;
+        let (_, ttl_seen) = ttl_flags
+            .apply(&self.inner, h, &mut item, extra.order, created, now)
+            .ok_or(ArithOutcome::NotFound)?;
         Ok(MetaArithHit {
             value,
             cas: item.cas(),

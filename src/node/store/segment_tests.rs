@@ -3,9 +3,10 @@
 //! mostly dead segments, and concurrent writers and readers checked against a model.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
+use super::engine::{charge, Cause, BUCKETS};
 use super::tests::{item, store, store_with, value};
 use super::*;
 

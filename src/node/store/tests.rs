@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::engine::charge;
 use super::*;
 use crate::node::clock::ManualClock;
 
@@ -537,14 +538,17 @@ fn eviction_keeps_the_budget_and_always_admits_writes() {
 
 #[test]
 fn charges_are_segment_bytes_plus_the_index_share() {
-    // 24-byte header + key + value, padded to 4; 4 more bytes only with client flags.
-    assert_eq!(item_charge(12, 100), 136 + ITEM_OVERHEAD);
-    assert_eq!(item_charge(12, 1000), 1036 + ITEM_OVERHEAD);
-    assert_eq!(item_charge(1, 5), 32 + ITEM_OVERHEAD);
+    // 16-byte header + key + value, padded to 4; 4 more bytes only with client flags, 4 only
+    // with an expiry.
+    assert_eq!(item_charge(12, 100), 128 + ITEM_OVERHEAD);
+    assert_eq!(item_charge(12, 1000), 1028 + ITEM_OVERHEAD);
+    assert_eq!(item_charge(1, 5), 24 + ITEM_OVERHEAD);
     let (s, _c) = store();
     set(&s, b"with-flags", 1, 0, b"v");
     let i = item(&s, b"with-flags");
-    assert_eq!(charge(&i), 40 + ITEM_OVERHEAD);
+    assert_eq!(charge(&i), 32 + ITEM_OVERHEAD);
+    set(&s, b"with-both", 1, 100, b"v");
+    assert_eq!(charge(&item(&s, b"with-both")), 36 + ITEM_OVERHEAD);
 }
 
 #[test]
@@ -557,9 +561,10 @@ fn gauges_follow_writes_and_removals() {
     set(&s, b"k", 0, 0, b"1");
     s.touch(b"k", 100);
     let st = s.stats();
+    // The touch gave the item an expiry, and so its 4-byte field (it was rewritten with it).
     assert_eq!(
         (st.curr_items, st.bytes, st.total_items),
-        (1, item_charge(1, 1), 2)
+        (1, item_charge(1, 1) + 4, 2)
     );
     s.delete(b"k");
     let st = s.stats();
@@ -571,7 +576,8 @@ fn gauges_follow_writes_and_removals() {
 fn memory_limit_changes_apply_to_items_already_stored() {
     let (s, _c) = store_with(4 << 20, 1 << 20);
     let v = vec![b'v'; 1000];
-    for i in 0..3000 {
+    // 3 100 items of ~1 046 charged bytes: over 3 MiB, under the 4 MiB limit.
+    for i in 0..3100 {
         set(&s, format!("k{i}").as_bytes(), 0, 0, &v);
     }
     let full = s.stats();
@@ -824,4 +830,73 @@ fn crawl_reclaims_expired_items() {
         "{st:?}"
     );
     assert_eq!(st.curr_items, 1);
+}
+
+#[test]
+fn an_item_stored_without_an_expiry_is_rewritten_once_to_take_one() {
+    let (s, clock) = store();
+    let (_, cas) = s.store_cas(StoreMode::Set, b"k", 9, 0, b"value", Some(77));
+    assert_eq!(cas, 77);
+    s.get(b"k");
+    clock.advance(5);
+    s.get(b"k");
+    let before = item(&s, b"k");
+    assert_eq!(
+        (before.exptime(), before.footprint()),
+        (0, 28),
+        "16 + 4 flags + 6, padded"
+    );
+    let total = s.stats().total_items;
+
+    // touch: no room for an expiry, so the item moves, with everything else it had.
+    assert!(s.touch(b"k", 100));
+    let moved = item(&s, b"k");
+    assert!(!ItemRef::ptr_eq(&before, &moved), "rewritten elsewhere");
+    assert_eq!(
+        (moved.value(), moved.flags(), moved.cas(), moved.exptime()),
+        (&b"value"[..], 9, 77, T0 + 105)
+    );
+    assert_eq!((moved.fetched(), moved.last_access()), (true, T0 + 5));
+    assert_eq!(moved.footprint(), 32, "now with the expiry field");
+    assert_eq!(
+        before.value(),
+        b"value",
+        "a reader's old handle still reads"
+    );
+    let st = s.stats();
+    assert_eq!(
+        (st.curr_items, st.total_items),
+        (1, total),
+        "not a new item"
+    );
+    assert_eq!(st.bytes, charge(&moved));
+
+    // From now on in place: gat, meta T, and back to never.
+    let gat = s.get_and_touch(b"k", 200).hit().unwrap();
+    assert!(ItemRef::ptr_eq(&gat, &moved) && gat.exptime() == T0 + 205);
+    let t = MetaGetOpts {
+        ttl: Some(50),
+        ..Default::default()
+    };
+    let hit = s.meta_get(b"k", &t).unwrap();
+    assert!(ItemRef::ptr_eq(&hit.item, &moved));
+    assert_eq!((hit.ttl, moved.exptime()), (Some(50), T0 + 55));
+    assert!(s.get_and_touch(b"k", 0).is_hit());
+    assert_eq!(item(&s, b"k").exptime(), 0);
+    assert!(ItemRef::ptr_eq(&item(&s, b"k"), &moved));
+
+    // meta T and gat on items without an expiry move them too, and return the moved item.
+    set(&s, b"m", 0, 0, b"v");
+    let hit = s.meta_get(b"m", &t).unwrap();
+    assert_eq!((hit.ttl, hit.item.exptime()), (Some(50), T0 + 55));
+    assert!(ItemRef::ptr_eq(&hit.item, &item(&s, b"m")));
+    set(&s, b"g", 0, 0, b"v");
+    let gat = s.get_and_touch(b"g", -1).hit().unwrap();
+    assert_eq!(
+        gat.exptime(),
+        item::EXPIRED,
+        "the read sees it; the next does not"
+    );
+    assert!(!s.get(b"g").is_hit());
+    assert_eq!(s.stats().curr_items, 2);
 }

@@ -1,0 +1,628 @@
+//! `ringcache-bench netns-counters`: many routers, one truth (issue 28). Three proxies and an
+//! embedded client increment shared counters, race `add`s, and write and read checked values
+//! (the [`load`](super::load) of `netns-faults`), while the harness pauses a node, cuts a
+//! node's link from every router, kills a node with SIGKILL and restarts it empty, and then
+//! cuts one node from the embedded client alone (a partial partition).
+//!
+//! Layout: nodes 0–2 in hosts 0–2, the proxies in host 3, the embedded client in host 4 (its
+//! own namespace, so a route there can cut it alone from a node). It reports, and the exit
+//! code holds it to (docs/cluster.md, "What holds, fault by fault"):
+//! - faults every router sees alike: 0 acknowledged increments lost — on every owner of every
+//!   counter, read directly at the end, the value is at least the increments acknowledged, and
+//!   at most those plus the increments whose answer never came (they may have run); 0
+//!   acknowledged writes lost, 0 stale reads; at most one `add` winner per key;
+//! - the partial partition: the same. The cut-off router refuses the conditional writes of
+//!   the keys whose primary it cannot reach (the others run them there), so nothing it
+//!   acknowledged can be overwritten. The increments it acknowledged while the cut was
+//!   being set up and lifted are reported as the bound a router that ran them on the replica
+//!   instead would lose.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use ringcache_client::cluster_config::RingSettings;
+use ringcache_client::protocol::Response;
+use ringcache_client::ring::NodeSpec;
+use ringcache_client::Client;
+
+use super::hosts::{self, enter, enter_and, ip, wait_up, CannotRun, Net, NsProc};
+use super::load::{seq_of, Load, LoadSpec, Phase};
+use crate::error::{BenchError, Result};
+use crate::harness::{self, fail, Wire};
+use crate::scenario::procs::TempDir;
+
+/// The hosts: three nodes, the proxies' host, the embedded client's host.
+const NODES: usize = 3;
+const PROXY_HOST: usize = 3;
+const CLIENT_HOST: usize = 4;
+const PROXIES: usize = 3;
+/// Limit on one request; an increment unanswered within it is counted as in doubt.
+const REQUEST_LIMIT: Duration = Duration::from_secs(3);
+
+/// Faults under many routers (root only).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ringcache-bench netns-counters", version)]
+pub struct CountersArgs {
+    /// The ringcache binary [default: target/release/ringcache].
+    #[arg(long)]
+    pub ringcache: Option<PathBuf>,
+    /// Seconds each fault lasts.
+    #[arg(long, default_value = "3", value_parser = harness::parse_secs)]
+    pub fault: Duration,
+    /// Counters incremented.
+    #[arg(long, default_value_t = 24)]
+    pub counters: usize,
+    /// Increment connections per proxy (the embedded client runs as many tasks).
+    #[arg(long, default_value_t = 2)]
+    pub per_router: usize,
+    /// Acknowledged increments lost to faults every router sees alike that still pass (the
+    /// goal is 0; bench/ANALYSIS.md says what stands between the code and it).
+    #[arg(long, default_value_t = 0)]
+    pub max_lost: u64,
+}
+
+/// Increments acknowledged and in doubt, per counter; what the partial partition may cost.
+struct Counts {
+    acked: Vec<AtomicU64>,
+    doubt: Vec<AtomicU64>,
+    /// Increments the embedded client acknowledged while cut from a node, per counter.
+    cut_acked: Vec<AtomicU64>,
+    /// Set while the embedded client is cut from node 0.
+    cut: AtomicBool,
+    stop: AtomicBool,
+    add_rounds: AtomicU64,
+    /// `add` races with more than one winner, outside and during the partial partition.
+    add_split: AtomicU64,
+    add_split_cut: AtomicU64,
+    /// Where the splits happened (the first few), for the report.
+    split_phases: std::sync::Mutex<Vec<String>>,
+}
+
+impl Counts {
+    fn new(n: usize) -> Counts {
+        let zeros = || (0..n).map(|_| AtomicU64::new(0)).collect();
+        Counts {
+            acked: zeros(),
+            doubt: zeros(),
+            cut_acked: zeros(),
+            cut: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            add_rounds: AtomicU64::new(0),
+            add_split: AtomicU64::new(0),
+            add_split_cut: AtomicU64::new(0),
+            split_phases: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn answered(&self, k: usize, ok: Option<bool>, embedded: bool) {
+        match ok {
+            Some(true) => {
+                self.acked[k].fetch_add(1, Ordering::Relaxed);
+                if embedded && self.cut.load(Ordering::Acquire) {
+                    self.cut_acked[k].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            // Sent, not answered: it may have run.
+            None => {
+                self.doubt[k].fetch_add(1, Ordering::Relaxed);
+            }
+            Some(false) => {}
+        }
+    }
+}
+
+fn counter(k: usize) -> String {
+    format!("ctr_{k}")
+}
+
+/// Figures of a run.
+pub struct Report {
+    pub increments: u64,
+    pub in_doubt: u64,
+    /// Increments missing on some owner, beyond what the partial partition may cost.
+    pub lost: u64,
+    /// Increments missing during the partial partition (within its bound).
+    pub lost_cut: u64,
+    pub cut_bound: u64,
+    pub add_rounds: u64,
+    pub add_split: u64,
+    pub add_split_cut: u64,
+    pub acked: u64,
+    pub stale: u64,
+    pub lost_writes: u64,
+    pub seconds: f64,
+    pub examples: Vec<String>,
+}
+
+pub fn run(
+    a: &CountersArgs,
+) -> std::result::Result<Report, std::result::Result<CannotRun, BenchError>> {
+    hosts::can_run().map_err(Ok)?;
+    let bin = harness::ringcache_bin(a.ringcache.as_deref()).map_err(Err)?;
+    inner(a, &bin).map_err(Err)
+}
+
+fn proxy_addr(i: usize) -> String {
+    format!("{}:{}", Net::addr(PROXY_HOST), 11211 + i)
+}
+
+fn inner(a: &CountersArgs, bin: &Path) -> Result<Report> {
+    let started = Instant::now();
+    let tag = format!("rcc{}", std::process::id() % 100_000);
+    let dir = TempDir::new()?;
+    let net = Net::build(&tag, CLIENT_HOST + 1)?;
+    let node_addrs: Vec<String> = (0..NODES)
+        .map(|i| format!("{}:11211", Net::addr(i)))
+        .collect();
+    let mut nodes = Vec::new();
+    for (i, addr) in node_addrs.iter().enumerate() {
+        let args: Vec<String> = ["node", "--listen", addr, "--memory-limit", "64"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        nodes.push(NsProc::start(
+            &format!("node{i}"),
+            &net.hosts[i],
+            bin,
+            &args,
+            dir.path(),
+        )?);
+    }
+    let mut proxies = Vec::new();
+    for p in 0..PROXIES {
+        let conf = dir.path().join(format!("proxy{p}.toml"));
+        std::fs::write(
+            &conf,
+            crate::scenario::procs::proxy_toml(&proxy_addr(p), "", &node_addrs, 2),
+        )?;
+        proxies.push(NsProc::start(
+            &format!("proxy{p}"),
+            &net.hosts[PROXY_HOST],
+            bin,
+            &[
+                "proxy".into(),
+                "--config".into(),
+                conf.display().to_string(),
+            ],
+            dir.path(),
+        )?);
+    }
+    let proxy_ns = net.hosts[PROXY_HOST].clone();
+    let _ = PROXY_NS.set(proxy_ns.clone());
+    enter_and(&proxy_ns, || {
+        let all = node_addrs
+            .iter()
+            .cloned()
+            .chain((0..PROXIES).map(proxy_addr));
+        for addr in all {
+            if !wait_up(&addr, Duration::from_secs(15)) {
+                return Err(fail(format!("{addr} did not come up in its namespace")));
+            }
+        }
+        let mut w = Wire::connect(&proxy_addr(0))?;
+        for k in 0..a.counters {
+            let req = format!("set {} 0 0 1\r\n0\r\n", counter(k));
+            match w.request(req.as_bytes(), REQUEST_LIMIT) {
+                Ok(Response::Stored) => {}
+                other => return Err(fail(format!("creating {}: {other:?}", counter(k)))),
+            }
+        }
+        Ok(())
+    })?;
+
+    let counts = Arc::new(Counts::new(a.counters));
+    let phase = Arc::new(Phase::new("netns-counters"));
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    for p in 0..PROXIES {
+        for c in 0..a.per_router {
+            threads.push(proxy_incrementer(
+                proxy_ns.clone(),
+                proxy_addr(p),
+                counts.clone(),
+                p * a.per_router + c,
+            ));
+        }
+    }
+    threads.push(embedded(
+        net.hosts[CLIENT_HOST].clone(),
+        node_addrs.clone(),
+        counts.clone(),
+        a.per_router,
+        phase.clone(),
+    ));
+    let mut load = Load::start(
+        LoadSpec {
+            ns: proxy_ns.clone(),
+            proxies: (0..PROXIES).map(proxy_addr).collect(),
+            keys: 300,
+            prefix: "nc_",
+            writers: 3,
+            readers: 3,
+            seed: 7,
+        },
+        phase.clone(),
+    );
+    let pause = |d: Duration| std::thread::sleep(d);
+    let client_ns = net.hosts[CLIENT_HOST].clone();
+    let result = (|| -> Result<()> {
+        pause(Duration::from_secs(2));
+        phase.set("node0 SIGSTOP");
+        nodes[0].signal(libc::SIGSTOP);
+        pause(a.fault);
+        nodes[0].signal(libc::SIGCONT);
+        phase.set("after node0 SIGCONT");
+        pause(Duration::from_secs(4));
+        phase.set("node1 link down from every router");
+        net.link(1, false)?;
+        pause(a.fault);
+        net.link(1, true)?;
+        phase.set("after node1 link restored");
+        pause(Duration::from_secs(4));
+        phase.set("node2 killed (SIGKILL), restarted empty");
+        nodes[2].kill9();
+        pause(a.fault);
+        nodes[2].spawn()?;
+        phase.set("after node2 restarted");
+        pause(Duration::from_secs(6));
+        // The partial partition: node 0 unreachable from the embedded client's host alone.
+        // The reads and writes of `load` go through the proxies, which still reach it.
+        phase.set("node0 cut from the embedded client only");
+        let route = format!("{}/32", Net::addr(0));
+        counts.cut.store(true, Ordering::Release);
+        ip(&["-n", &client_ns, "route", "add", "blackhole", &route])?;
+        pause(a.fault);
+        ip(&["-n", &client_ns, "route", "del", "blackhole", &route])?;
+        // The cut router may still hold increments in flight to node 0's replica for a
+        // moment: they count as cut until its probe finds node 0 again.
+        pause(Duration::from_secs(1));
+        counts.cut.store(false, Ordering::Release);
+        phase.set("after the partial partition");
+        pause(Duration::from_secs(5));
+        Ok(())
+    })();
+    counts.stop.store(true, Ordering::Release);
+    load.stop();
+    for t in threads {
+        let _ = t.join();
+    }
+    result?;
+    phase.set("settling before the final check");
+    pause(Duration::from_secs(3));
+
+    let specs: Vec<NodeSpec> = node_addrs.iter().map(NodeSpec::new).collect();
+    let ring = RingSettings {
+        replicas: 2,
+        ..RingSettings::default()
+    }
+    .build(&specs)
+    .map_err(|e| fail(e.to_string()))?;
+    let mut examples = Vec::new();
+    let (lost, lost_cut, cut_bound, lost_writes) = enter_and(&proxy_ns, || {
+        let mut wires = node_addrs
+            .iter()
+            .map(|a| Wire::connect(a).map_err(BenchError::from))
+            .collect::<Result<Vec<_>>>()?;
+        let (mut lost, mut lost_cut, mut cut_bound) = (0u64, 0u64, 0u64);
+        for k in 0..a.counters {
+            let acked = counts.acked[k].load(Ordering::Relaxed);
+            let doubt = counts.doubt[k].load(Ordering::Relaxed);
+            let cut = counts.cut_acked[k].load(Ordering::Relaxed);
+            let owners = ring.replicas(counter(k).as_bytes(), 2);
+            // Only node 0's keys as primary could run on the other side of the cut.
+            let cut_here = if owners.first() == Some(&0) { cut } else { 0 };
+            cut_bound += cut_here;
+            let mut worst = 0u64;
+            for &o in &owners {
+                let got =
+                    wires[o].request(format!("get {}\r\n", counter(k)).as_bytes(), REQUEST_LIMIT);
+                let seen = match &got {
+                    Ok(Response::Values(v)) => v.first().and_then(|x| {
+                        std::str::from_utf8(&x.data)
+                            .ok()?
+                            .trim()
+                            .parse::<u64>()
+                            .ok()
+                    }),
+                    _ => None,
+                };
+                let missing = acked.saturating_sub(seen.unwrap_or(0));
+                if missing > 0 || seen.is_none_or(|s| s > acked + doubt) {
+                    examples.push(format!(
+                        "{}: node{o} holds {seen:?}, {acked} acknowledged (+{doubt} in doubt, \
+                         {cut_here} by the cut-off router while cut)",
+                        counter(k)
+                    ));
+                }
+                worst = worst.max(missing);
+            }
+            let within = worst.min(cut_here);
+            lost_cut += within;
+            lost += worst - within;
+        }
+        // Every acknowledged set, on every owner (as netns-faults checks).
+        let mut lost_writes = 0u64;
+        for (k, acked) in load.acked.iter().enumerate() {
+            let want = acked.load(Ordering::Relaxed);
+            if want == 0 {
+                continue;
+            }
+            for o in ring.replicas(load.key(k).as_bytes(), 2) {
+                let got =
+                    wires[o].request(format!("get {}\r\n", load.key(k)).as_bytes(), REQUEST_LIMIT);
+                let seen = match &got {
+                    Ok(Response::Values(v)) => v.first().and_then(|x| seq_of(&x.data)),
+                    _ => None,
+                };
+                if seen.is_none_or(|s| s < want) {
+                    lost_writes += 1;
+                    load.tally.example(format!(
+                        "lost: {} acknowledged s{want}, node{o} has {seen:?}",
+                        load.key(k)
+                    ));
+                    break;
+                }
+            }
+        }
+        Ok((lost, lost_cut, cut_bound, lost_writes))
+    })?;
+    examples.extend(
+        counts
+            .split_phases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned(),
+    );
+    examples.extend(load.tally.examples());
+    let tally = load.tally.clone();
+    drop(proxies);
+    drop(nodes);
+    drop(net);
+    let sum = |v: &[AtomicU64]| v.iter().map(|x| x.load(Ordering::Relaxed)).sum::<u64>();
+    Ok(Report {
+        increments: sum(&counts.acked),
+        in_doubt: sum(&counts.doubt),
+        lost,
+        lost_cut,
+        cut_bound,
+        add_rounds: counts.add_rounds.load(Ordering::Relaxed),
+        add_split: counts.add_split.load(Ordering::Relaxed),
+        add_split_cut: counts.add_split_cut.load(Ordering::Relaxed),
+        acked: tally.acked.load(Ordering::Relaxed),
+        stale: tally.stale.load(Ordering::Relaxed),
+        lost_writes,
+        seconds: started.elapsed().as_secs_f64(),
+        examples,
+    })
+}
+
+/// One proxy connection incrementing the counters in turn; connection 0 of every proxy also
+/// runs the `add` races' proxy side (see [`embedded`]).
+fn proxy_incrementer(ns: String, addr: String, counts: Arc<Counts>, id: usize) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        if enter(&ns).is_err() {
+            return;
+        }
+        let mut conn: Option<Wire> = None;
+        let n = counts.acked.len();
+        let mut k = id % n;
+        while !counts.stop.load(Ordering::Acquire) {
+            if conn.is_none() {
+                conn = Wire::connect(&addr).ok();
+                if conn.is_none() {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            }
+            k = (k + 1) % n;
+            let req = format!("incr {} 1\r\n", counter(k));
+            let got = conn
+                .as_mut()
+                .map(|c| c.request(req.as_bytes(), REQUEST_LIMIT));
+            match got {
+                Some(Ok(Response::Number(_))) => counts.answered(k, Some(true), false),
+                // A refusal before it ran (the primary down or not in sync): not run. Any
+                // other error (its result not copied, a timeout at the proxy) may have run.
+                Some(Ok(Response::ServerError(m))) if m.starts_with(b"no replica") => {
+                    counts.answered(k, Some(false), false);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Some(Ok(_)) => {
+                    counts.answered(k, None, false);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => {
+                    counts.answered(k, None, false);
+                    conn = None;
+                }
+            }
+        }
+    })
+}
+
+/// The embedded client: `tasks` incrementers, and the `add` races: every 20 ms a fresh key
+/// that the client and one connection of each proxy `add` at once; more than one `STORED`
+/// is a split.
+fn embedded(
+    ns: String,
+    nodes: Vec<String>,
+    counts: Arc<Counts>,
+    tasks: usize,
+    phase: Arc<Phase>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        if enter(&ns).is_err() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            let client = match Client::builder()
+                .nodes(nodes)
+                .replicas(2)
+                .request_timeout(Duration::from_secs(1))
+                .build()
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("netns-counters: embedded client: {e}");
+                    return;
+                }
+            };
+            let mut all = Vec::new();
+            for t in 0..tasks {
+                let (client, counts) = (client.clone(), counts.clone());
+                all.push(tokio::spawn(async move {
+                    let n = counts.acked.len();
+                    let mut k = (t * 7) % n;
+                    while !counts.stop.load(Ordering::Acquire) {
+                        k = (k + 1) % n;
+                        let r = tokio::time::timeout(
+                            REQUEST_LIMIT,
+                            client.incr(counter(k).as_bytes(), 1),
+                        )
+                        .await;
+                        match r {
+                            Ok(Ok(Some(_))) => counts.answered(k, Some(true), true),
+                            Ok(Ok(None)) => counts.answered(k, Some(false), true),
+                            // An error may come after the write ran (a timeout): in doubt.
+                            Ok(Err(_)) | Err(_) => {
+                                counts.answered(k, None, true);
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        }
+                    }
+                }));
+            }
+            all.push(tokio::spawn(add_races(
+                client.clone(),
+                counts.clone(),
+                phase,
+            )));
+            for t in all {
+                let _ = t.await;
+            }
+        });
+    })
+}
+
+/// The `add` races: the embedded client and a fresh connection per proxy (opened from the
+/// proxies' host) add one fresh key at once.
+async fn add_races(client: Client, counts: Arc<Counts>, phase: Arc<Phase>) {
+    let mut round = 0u64;
+    while !counts.stop.load(Ordering::Acquire) {
+        round += 1;
+        let key = format!("race_{round}");
+        let cut = counts.cut.load(Ordering::Acquire);
+        let mut racers = Vec::new();
+        for p in 0..PROXIES {
+            let key = key.clone();
+            racers.push(tokio::task::spawn_blocking(move || proxy_add(p, &key)));
+        }
+        let mine = tokio::time::timeout(REQUEST_LIMIT, client.add(key.as_bytes(), "e", 0, 0)).await;
+        let mut winners = u64::from(matches!(mine, Ok(Ok(true))));
+        let mut who = vec![format!("embedded {}", matches!(mine, Ok(Ok(true))))];
+        for (p, r) in racers.into_iter().enumerate() {
+            let won = matches!(r.await, Ok(true));
+            winners += u64::from(won);
+            who.push(format!("proxy{p} {won}"));
+        }
+        if winners > 1 {
+            let mut ph = counts
+                .split_phases
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if ph.len() < 8 {
+                ph.push(format!(
+                    "add race {key}: {} during \"{}\"",
+                    who.join(", "),
+                    phase.get()
+                ));
+            }
+        }
+        counts.add_rounds.fetch_add(1, Ordering::Relaxed);
+        if winners > 1 {
+            if cut || counts.cut.load(Ordering::Acquire) {
+                counts.add_split_cut.fetch_add(1, Ordering::Relaxed);
+            } else {
+                counts.add_split.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One `add` through proxy `p`, from the proxies' namespace: whether it was `STORED`.
+fn proxy_add(p: usize, key: &str) -> bool {
+    let Some(ns) = PROXY_NS.get() else {
+        return false;
+    };
+    if enter(ns).is_err() {
+        return false;
+    }
+    let Ok(mut w) = Wire::connect(&proxy_addr(p)) else {
+        return false;
+    };
+    let req = format!("add {key} 0 0 1\r\n{p}\r\n");
+    matches!(
+        w.request(req.as_bytes(), REQUEST_LIMIT),
+        Ok(Response::Stored)
+    )
+}
+
+/// The proxies' namespace, for the blocking threads of the `add` races.
+static PROXY_NS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Runs and prints; exit code 0 (every statement held), 1 (one did not), 2 (cannot run).
+pub fn main(a: &CountersArgs) -> i32 {
+    let max_lost = a.max_lost;
+    match run(a) {
+        Ok(r) => {
+            println!(
+                "netns-counters: {} increments acknowledged ({} in doubt), {} lost to faults \
+                 every router saw alike (goal 0), {} lost in the partial partition (bound {}); \
+                 {} add races, {} with two winners (goal 0), {} during the partial partition; \
+                 {} sets acknowledged, {} lost, {} stale reads (goal 0, 0); {:.0} s",
+                r.increments,
+                r.in_doubt,
+                r.lost,
+                r.lost_cut,
+                r.cut_bound,
+                r.add_rounds,
+                r.add_split,
+                r.add_split_cut,
+                r.acked,
+                r.lost_writes,
+                r.stale,
+                r.seconds
+            );
+            for e in &r.examples {
+                println!("  {e}");
+            }
+            i32::from(
+                r.lost + r.lost_cut > max_lost
+                    || r.add_split + r.add_split_cut > 0
+                    || r.lost_writes > 0
+                    || r.stale > 0,
+            )
+        }
+        Err(Ok(CannotRun(why))) => {
+            eprintln!("netns-counters: SKIPPED, cannot run: {why} (needs root and iproute2)");
+            2
+        }
+        Err(Err(e)) => {
+            eprintln!("netns-counters: {e}");
+            1
+        }
+    }
+}
