@@ -318,6 +318,17 @@ def rendered(namespace, path, plain):
         ]
         if not zones or zones[0]["whenUnsatisfiable"] != "ScheduleAnyway":
             fail(f"{who}: no zone topologySpreadConstraint with ScheduleAnyway")
+        # Its zone from the pod's zone label (docs/operations.md, "Zones").
+        zone_env = [
+            e
+            for e in spec["containers"][0].get("env", [])
+            if e["name"] == "RINGCACHE_ZONE"
+        ]
+        label = "metadata.labels['topology.kubernetes.io/zone']"
+        if not zone_env or zone_env[0].get("valueFrom", {}).get("fieldRef", {}).get(
+            "fieldPath"
+        ) != label:
+            fail(f"{who}: RINGCACHE_ZONE is not the pod's topology.kubernetes.io/zone label")
 
     for d in docs:
         if d["kind"] == "PrometheusRule" and d["spec"] != prometheus_rule()["spec"]:

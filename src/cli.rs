@@ -65,12 +65,18 @@ impl Cli {
 pub struct Given(BTreeSet<String>);
 
 impl Given {
-    /// The flags of `m` that came from the command line.
+    /// The flags of `m` that came from the command line or from their environment variable
+    /// (`RINGCACHE_ZONE`).
     fn of(m: &ArgMatches) -> Given {
         Given(
             m.ids()
                 .map(|id| id.as_str())
-                .filter(|id| m.value_source(id) == Some(ValueSource::CommandLine))
+                .filter(|id| {
+                    matches!(
+                        m.value_source(id),
+                        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                    )
+                })
                 .map(str::to_string)
                 .collect(),
         )
@@ -152,6 +158,11 @@ pub struct NodeArgs {
     /// End the drain early once a proxy saw it and no request came for this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = NodeConfig::default().drain_quiet)]
     pub drain_quiet: u64,
+    /// The zone the node runs in, reported in `stats` for routers that discover it
+    /// (docs/placement.md, "Zones") [default: none].
+    #[arg(long, env = "RINGCACHE_ZONE", value_name = "ZONE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
     #[command(flatten)]
     #[serde(flatten)]
     pub server: ServerArgs,
@@ -217,6 +228,11 @@ pub struct ProxyArgs {
     /// stops reading.
     #[arg(long, value_name = "BYTES", default_value_t = ProxyConfig::default().max_pending_bytes)]
     pub max_pending_bytes: usize,
+    /// The zone the proxy runs in: reads ask a key's owner in it first (docs/placement.md,
+    /// "Zones") [default: none].
+    #[arg(long, env = "RINGCACHE_ZONE", value_name = "ZONE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
     #[command(flatten)]
     #[serde(flatten)]
     pub server: ServerArgs,
@@ -522,6 +538,31 @@ mod tests {
         let bad = node_args(&["--ssl-verify-mode", "4"]);
         assert!(layered::<NodeConfig>(None, &bad.overrides().unwrap().0).is_err());
         assert!(local(&["--ssl-verify-mode", "4"]).is_err());
+    }
+
+    /// `--zone` (or `RINGCACHE_ZONE`, clap reads it into the same field) reaches the router;
+    /// an empty one (Kubernetes' downward API where the pod has no zone label) is none, and a
+    /// zone that is not one token is refused, for the proxy as for the node.
+    #[test]
+    fn zone_flags() {
+        let proxy_zone = |zone: &str| proxy(&["--node", "127.0.0.1:7", "--zone", zone]);
+        let cfg = proxy_zone("eu-west-1a").unwrap();
+        assert_eq!(cfg.zone(), Some("eu-west-1a"));
+        let opts = cfg.client_options().unwrap();
+        assert_eq!(opts.zone.as_deref(), Some("eu-west-1a"));
+        let cfg = proxy_zone("").unwrap();
+        assert_eq!(
+            (cfg.zone(), cfg.client_options().unwrap().zone),
+            (None, None)
+        );
+        assert!(proxy_zone("eu west").is_err());
+        let node_zone = |zone: &str| -> Result<NodeConfig, Error> {
+            let a = node_args(&["--zone", zone]);
+            layered(a.config.as_deref(), &a.overrides()?.0)
+        };
+        assert_eq!(node_zone("eu-west-1b").unwrap().zone(), Some("eu-west-1b"));
+        assert_eq!(node_zone("").unwrap().zone(), None);
+        assert!(node_zone("a,b").is_err());
     }
 
     #[test]

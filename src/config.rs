@@ -48,6 +48,9 @@ pub struct NodeConfig {
     /// The `verbosity` a node starts with, as `stats settings` reports it and the `verbosity`
     /// command changes it (memcached: `-v`, `-vv`, `-vvv`).
     pub verbosity: u32,
+    /// The zone (failure domain) the node runs in, reported in `stats` as `zone`: routers
+    /// that discover the node read it there (docs/placement.md, "Zones"). None by default.
+    pub zone: Option<String>,
     /// TLS, authentication and the admin gate of the listener: top-level keys of the file.
     #[serde(flatten)]
     pub security: SecuritySettings,
@@ -64,6 +67,7 @@ impl Default for NodeConfig {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             drain_quiet: DEFAULT_DRAIN_QUIET,
             verbosity: 0,
+            zone: None,
             security: SecuritySettings::default(),
         }
     }
@@ -84,6 +88,12 @@ impl NodeConfig {
     /// Parses and validates a config from TOML text.
     pub fn from_toml(text: &str) -> Result<NodeConfig, Error> {
         settings::parse(text)
+    }
+
+    /// The node's zone, if it has one. Empty is none: Kubernetes' downward API gives an empty
+    /// `RINGCACHE_ZONE` where the pod has no zone label (docs/operations.md, "Zones").
+    pub fn zone(&self) -> Option<&str> {
+        self.zone.as_deref().filter(|z| !z.is_empty())
     }
 
     /// The drain's bounds (`drain_timeout`, `drain_quiet`); `None` when draining is off.
@@ -123,6 +133,9 @@ impl NodeConfig {
 
     /// Refuses settings no server could run with.
     pub fn validate(&self) -> Result<(), Error> {
+        if let Some(z) = self.zone() {
+            ringcache_client::ring::check_zone(z)?;
+        }
         if self.listen_addrs().is_empty() {
             return Err(Error::Config("listen needs at least one address".into()));
         }

@@ -39,6 +39,18 @@
 //! - The list is sorted by name: DNS servers rotate their answers, and node order decides ties
 //!   between ring points, so an unsorted list would look like a new ring every time.
 //! - The resolver keeps no cache: each round asks the name server (which caches itself).
+//! - A source may end in `@ZONE` (`dnssrv+_memcache._tcp.ringcache-a@eu-west-1a`): every node
+//!   it names is in that zone (docs/placement.md, "Zones"). Either every source has a zone or
+//!   none has, as with `[[nodes]]`. On Kubernetes that is one StatefulSet and headless
+//!   Service per zone (docs/operations.md): DNS then carries the zones, so every router
+//!   places keys alike from the first resolution, with no node to ask first.
+//! - A source without a zone takes each node's zone from the node itself: a ringcache node
+//!   started with `--zone` (`RINGCACHE_ZONE`) reports `zone` in `stats`, which discovery
+//!   reads in the same ask as `draining`. A node's zone is remembered from its first answer
+//!   (so a node that stops answering keeps its place); while some members have a zone, a
+//!   newly found node whose zone is not known yet waits outside the ring until it answers,
+//!   since a ring mixes no zoned and zone-less nodes. A node that reports another zone (a
+//!   pod rescheduled to another zone) is a membership change like any other: a transition.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -115,6 +127,12 @@ impl DiscoverySettings {
 
     /// The parsed sources, or why the settings cannot be used.
     pub fn validate(&self) -> Result<Vec<Source>, Error> {
+        Ok(self.zoned_sources()?.into_iter().map(|(s, _)| s).collect())
+    }
+
+    /// The parsed sources with the zone each gives its nodes (`SOURCE@ZONE`), or why the
+    /// settings cannot be used.
+    pub fn zoned_sources(&self) -> Result<Vec<(Source, Option<String>)>, Error> {
         if self.sources.is_empty() {
             return Err(Error::Config("[discovery] sources is empty".into()));
         }
@@ -128,7 +146,24 @@ impl DiscoverySettings {
                 Error::Config(format!("[discovery] nameserver {ns:?}: expected IP:PORT"))
             })?;
         }
-        self.sources.iter().map(|s| s.parse()).collect()
+        let parsed = self
+            .sources
+            .iter()
+            .map(|s| {
+                let Some((source, zone)) = s.rsplit_once('@') else {
+                    return Ok((s.parse()?, None));
+                };
+                crate::ring::check_zone(zone)
+                    .map_err(|e| Error::Config(format!("[discovery] source {s:?}: {e}")))?;
+                Ok((source.parse()?, Some(zone.to_string())))
+            })
+            .collect::<Result<Vec<(Source, Option<String>)>, Error>>()?;
+        if parsed.iter().any(|(_, z)| z.is_some()) && parsed.iter().any(|(_, z)| z.is_none()) {
+            return Err(Error::Config(
+                "[discovery] sources: give every source a zone (SOURCE@ZONE) or none".into(),
+            ));
+        }
+        Ok(parsed)
     }
 
     pub fn interval(&self) -> Duration {
@@ -232,14 +267,15 @@ impl Failure {
 /// Resolves [`Source`]s into node lists.
 pub struct NodeResolver {
     resolver: TokioResolver,
-    sources: Vec<Source>,
+    /// Each source with the zone of the nodes it names.
+    sources: Vec<(Source, Option<String>)>,
     timeout: Duration,
 }
 
 impl NodeResolver {
     /// A resolver for `settings` (its sources checked).
     pub fn new(settings: &DiscoverySettings) -> Result<NodeResolver, Error> {
-        let sources = settings.validate()?;
+        let sources = settings.zoned_sources()?;
         let provider = TokioConnectionProvider::default();
         let mut builder = match &settings.nameserver {
             Some(ns) => {
@@ -276,12 +312,13 @@ impl NodeResolver {
         let limit = self.timeout * 6;
         let round = async {
             let mut out: Vec<NodeSpec> = Vec::new();
-            for source in &self.sources {
+            for (source, zone) in &self.sources {
                 let found = match source {
                     Source::Addresses { host, port } => self.addresses(host, *port).await?,
                     Source::Srv { name } => self.srv(name).await?,
                 };
-                for n in found {
+                for mut n in found {
+                    n.zone.clone_from(zone);
                     // One node named by two sources counts once (the first source's TLS
                     // name is kept).
                     if !out
@@ -348,6 +385,31 @@ impl NodeResolver {
     }
 }
 
+/// What a node said of itself in `stats` that discovery uses.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeReport {
+    /// `draining 1`: it is leaving (see the module comment).
+    pub draining: bool,
+    /// `zone`: the zone it was started in, when it has one and the name is a valid zone.
+    pub zone: Option<String>,
+}
+
+impl NodeReport {
+    /// Reads a `stats` reply. Whatever a node sends, this never fails: a zone that is not
+    /// valid UTF-8 or not a valid zone name counts as no zone.
+    pub fn of<K: AsRef<[u8]>, V: AsRef<[u8]>>(stats: &[(K, V)]) -> NodeReport {
+        let pairs = || stats.iter().map(|(k, v)| (k.as_ref(), v.as_ref()));
+        NodeReport {
+            draining: draining_in_stats(pairs()),
+            zone: pairs()
+                .find(|(k, _)| *k == b"zone")
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+                .filter(|z| crate::ring::check_zone(z).is_ok())
+                .map(str::to_string),
+        }
+    }
+}
+
 /// Which members leave: a member missing from the answers is kept until it has been missing
 /// for `remove_after` (see the module comment).
 #[derive(Debug)]
@@ -356,6 +418,8 @@ pub struct Absences {
     missing_since: HashMap<String, Instant>,
     /// Names last seen answering `draining 1` (see the module comment).
     leaving: HashSet<String>,
+    /// The zone each node reported last, by name (see the module comment).
+    zones: HashMap<String, String>,
 }
 
 impl Absences {
@@ -364,7 +428,47 @@ impl Absences {
             remove_after,
             missing_since: HashMap::new(),
             leaving: HashSet::new(),
+            zones: HashMap::new(),
         }
+    }
+
+    /// `resolved` with each node's zone: its source's, else the one it reports (`reports`,
+    /// one per node), else the one it reported last. While some have a zone, those whose
+    /// zone is not known yet are left out until they answer (see the module comment).
+    pub fn zoned(
+        &mut self,
+        mut resolved: Vec<NodeSpec>,
+        reports: &[Option<NodeReport>],
+    ) -> Vec<NodeSpec> {
+        for (n, report) in resolved.iter_mut().zip(reports) {
+            if n.zone.is_some() {
+                continue;
+            }
+            let name = n.ring_name().to_string();
+            if let Some(z) = report.as_ref().and_then(|r| r.zone.clone()) {
+                self.zones.insert(name.clone(), z);
+            } else if report.is_some() {
+                // It answered without a zone: it has none (now).
+                self.zones.remove(&name);
+            }
+            n.zone = self.zones.get(&name).cloned();
+        }
+        self.zones
+            .retain(|name, _| resolved.iter().any(|n| n.ring_name() == name));
+        if resolved.iter().any(|n| n.zone.is_some()) {
+            resolved.retain(|n| {
+                let known = n.zone.is_some();
+                if !known {
+                    tracing::info!(
+                        node = %n.ring_name(),
+                        "discovery: node's zone not known yet (no answer, or no zone in its \
+                         stats); left out of the ring until it reports one"
+                    );
+                }
+                known
+            });
+        }
+        resolved
     }
 
     /// The names of `resolved` that are leaving, given this round's `reports` (one per node
@@ -531,7 +635,12 @@ async fn resolve_and_apply(
         Err((reason, why)) => return failed(reason, &why),
     };
     gauge!(names::DISCOVERY_NODES).set(resolved.len() as f64);
-    let reports = drain_reports(client, &resolved).await;
+    let reports = node_reports(client, &resolved).await;
+    let resolved = absences.zoned(resolved, &reports);
+    let reports: Vec<Option<bool>> = reports
+        .iter()
+        .map(|r| r.as_ref().map(|r| r.draining))
+        .collect();
     let leaving = absences.leaving(&resolved, &reports);
     gauge!(names::DISCOVERY_DRAINING).set(leaving.len() as f64);
     let current: Vec<NodeSpec> = client.topology().ring.nodes().to_vec();
@@ -561,10 +670,17 @@ async fn resolve_and_apply(
 }
 
 /// Whether each node of `specs` says it is draining (`stats`: `draining 1`), in order;
-/// `None` for one that did not answer. A member (of the current or a past ring, at the
-/// same address) is asked on its own connection; any other node on a short-lived one.
-/// Each ask is bounded by the connect and request timeouts.
+/// `None` for one that did not answer ([`node_reports`]).
 pub async fn drain_reports(router: &Router, specs: &[NodeSpec]) -> Vec<Option<bool>> {
+    let reports = node_reports(router, specs).await;
+    reports.into_iter().map(|r| r.map(|r| r.draining)).collect()
+}
+
+/// What each node of `specs` says of itself in `stats`, in order; `None` for one that did not
+/// answer. A member (of the current or a past ring, at the same address) is asked on its own
+/// connection; any other node on a short-lived one. Each ask is bounded by the connect and
+/// request timeouts.
+pub async fn node_reports(router: &Router, specs: &[NodeSpec]) -> Vec<Option<NodeReport>> {
     let known = router.topology().all_nodes();
     let o = router.options();
     let limit = o.connect_timeout + o.request_timeout;
@@ -582,9 +698,7 @@ pub async fn drain_reports(router: &Router, specs: &[NodeSpec]) -> Vec<Option<bo
                     None => Connection::connect(&spec.addr, opts).await.ok()?,
                 };
                 match conn.request(Request::Stats { group: None }, timeout).await {
-                    Ok(Response::Stats(s)) => {
-                        Some(draining_in_stats(s.iter().map(|(k, v)| (&k[..], &v[..]))))
-                    }
+                    Ok(Response::Stats(s)) => Some(NodeReport::of(&s)),
                     _ => None,
                 }
             };
@@ -629,6 +743,86 @@ mod tests {
         ] {
             assert!(bad.parse::<Source>().is_err(), "accepted {bad:?}");
         }
+    }
+
+    #[test]
+    fn sources_carry_zones() {
+        let s = DiscoverySettings::new(["dnssrv+_m._tcp.a@zone-a", "dns+b.svc:11211@zone-b"]);
+        assert_eq!(
+            s.zoned_sources().unwrap(),
+            vec![
+                (
+                    Source::Srv {
+                        name: "_m._tcp.a".into()
+                    },
+                    Some("zone-a".into())
+                ),
+                (
+                    Source::Addresses {
+                        host: "b.svc".into(),
+                        port: 11211
+                    },
+                    Some("zone-b".into())
+                ),
+            ]
+        );
+        for bad in [
+            vec!["dnssrv+_m._tcp.a@zone-a", "dnssrv+_m._tcp.b"],
+            vec!["dnssrv+_m._tcp.a@"],
+            vec!["dnssrv+_m._tcp.a@two words"],
+        ] {
+            assert!(
+                DiscoverySettings::new(bad.clone()).validate().is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn zones_come_from_the_nodes_reports() {
+        let report = |draining: bool, zone: Option<&str>| {
+            Some(NodeReport {
+                draining,
+                zone: zone.map(String::from),
+            })
+        };
+        let nodes = || vec![named("a:1", "10.0.0.1:1"), named("b:1", "10.0.0.2:1")];
+        let mut abs = Absences::new(Duration::from_secs(30));
+        // Both answer: both zoned.
+        let z = abs.zoned(
+            nodes(),
+            &[report(false, Some("za")), report(false, Some("zb"))],
+        );
+        let zones: Vec<Option<&str>> = z.iter().map(|n| n.zone.as_deref()).collect();
+        assert_eq!(zones, [Some("za"), Some("zb")]);
+        // b stops answering: it keeps the zone it reported.
+        let z = abs.zoned(nodes(), &[report(false, Some("za")), None]);
+        assert_eq!(z[1].zone.as_deref(), Some("zb"));
+        // A newcomer that never answered waits outside while the others have zones.
+        let mut three = nodes();
+        three.push(named("c:1", "10.0.0.3:1"));
+        let z = abs.zoned(three.clone(), &[report(false, Some("za")), None, None]);
+        assert_eq!(z.len(), 2, "{z:?}");
+        // Nobody with a zone: nobody is left out.
+        let mut fresh = Absences::new(Duration::from_secs(30));
+        assert_eq!(fresh.zoned(three, &[None, None, None]).len(), 3);
+        // Reading stats: a bad zone is no zone; never a failure.
+        let stats = |z: &[u8]| {
+            NodeReport::of(&[
+                (b"draining".to_vec(), b"1".to_vec()),
+                (b"zone".to_vec(), z.to_vec()),
+            ])
+        };
+        assert_eq!(
+            stats(b"eu-1a"),
+            NodeReport {
+                draining: true,
+                zone: Some("eu-1a".into())
+            }
+        );
+        assert_eq!(stats(b"two words").zone, None);
+        assert_eq!(stats(b"\xff\xfe").zone, None);
+        assert_eq!(stats(b"").zone, None);
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub const CLIENT_HINTS: &str = "ringcache_client_hints";
 pub const CLIENT_HINTS_OVERFLOWED_TOTAL: &str = "ringcache_client_hints_overflowed_total";
 pub const CLIENT_HINTS_REPLAYED_TOTAL: &str = "ringcache_client_hints_replayed_total";
 pub const CLIENT_NODE_RESTARTS_TOTAL: &str = "ringcache_client_node_restarts_total";
+pub const CLIENT_ZONE_READS_TOTAL: &str = "ringcache_client_zone_reads_total";
 pub const REBALANCE_PHASE: &str = "ringcache_rebalance_phase";
 pub const REBALANCE_LAST_DURATION_SECONDS: &str = "ringcache_rebalance_last_duration_seconds";
 pub const REBALANCE_TRANSITIONS_STARTED_TOTAL: &str =
@@ -131,6 +132,12 @@ pub const ALL: &[Metric] = &[
         Kind::Counter,
         Unit::Count,
         "Times another process was found where a node had been (it restarted): flushed, fenced and re-warmed",
+    ),
+    m(
+        CLIENT_ZONE_READS_TOTAL,
+        Kind::Counter,
+        Unit::Count,
+        "Keys read (hit or miss) by zone=\"in\" a node of the router's zone or zone=\"cross\" another; only while the router has a zone",
     ),
     m(
         REBALANCE_PHASE,

@@ -32,6 +32,17 @@ pub struct NodeEntry {
     pub health: Health,
     explicit_cas: AtomicU8,
     pub metrics: NodeMetrics,
+    /// Where the node stands from its router's zone; `None` while the router has no zone
+    /// ([`NodeEntry::located`]).
+    locality: Option<Locality>,
+}
+
+/// A node seen from a router that knows its own zone (docs/placement.md, "Zones").
+struct Locality {
+    /// The node runs in the router's zone: its reads are asked first ([`Topology::read_owners`]).
+    in_zone: bool,
+    /// `ringcache_client_zone_reads_total` with `zone="in"` or `zone="cross"`, as fits the node.
+    served: Counter,
 }
 
 /// How often a router marks its nodes' metric series as in use ([`NodeMetrics::keep_alive`]);
@@ -162,6 +173,35 @@ impl NodeEntry {
             health,
             explicit_cas: AtomicU8::new(CasSupport::Unknown as u8),
             metrics,
+            locality: None,
+        }
+    }
+
+    /// The same entry seen from a router in zone `router_zone` (none: no locality, and no
+    /// zone read counts). A node without a zone is never in the router's zone.
+    pub fn located(mut self, router_zone: Option<&str>) -> NodeEntry {
+        self.locality = router_zone.map(|z| {
+            let in_zone = self.spec.zone.as_deref() == Some(z);
+            let label = if in_zone { "in" } else { "cross" };
+            Locality {
+                in_zone,
+                served: counter!(names::CLIENT_ZONE_READS_TOTAL, "zone" => label),
+            }
+        });
+        self
+    }
+
+    /// Whether the node runs in its router's zone (false when the router has none).
+    #[inline]
+    pub fn in_zone(&self) -> bool {
+        self.locality.as_ref().is_some_and(|l| l.in_zone)
+    }
+
+    /// Counts `keys` reads this node answered (a hit or a miss), in-zone or cross-zone.
+    #[inline]
+    pub fn served_reads(&self, keys: u64) {
+        if let Some(l) = &self.locality {
+            l.served.increment(keys);
         }
     }
 
@@ -392,6 +432,30 @@ impl Topology {
         let mut out = Owners::default();
         self.ring
             .replicas_into(key, self.replicas, &mut out.buf, &mut out.len);
+        out
+    }
+
+    /// The owners of `key` in the order a read asks them: those in the router's zone first,
+    /// then the others, each group in ring order (docs/placement.md, "Reads stay in their
+    /// zone"). Without a router zone, or with no owner in it, this is [`Topology::owners`].
+    /// Writes never use it: a conditional write runs on the first in-sync owner in ring order,
+    /// the one order every router shares, so two routers in different zones still race on
+    /// one node.
+    #[inline]
+    pub fn read_owners(&self, key: &[u8]) -> Owners {
+        let mut out = self.owners(key);
+        let owners = &mut out.buf[..out.len];
+        // A stable move of the in-zone owners to the front; with distinct zones per copy
+        // there is at most one, and it usually is the primary or the next.
+        if let Some(first) = owners.iter().position(|&i| self.nodes[i].in_zone()) {
+            let mut at = 0;
+            for k in first..owners.len() {
+                if self.nodes[owners[k]].in_zone() {
+                    owners[at..=k].rotate_right(1);
+                    at += 1;
+                }
+            }
+        }
         out
     }
 }

@@ -71,6 +71,10 @@ pub struct ProxyConfig {
     /// The node list from DNS instead of `[[nodes]]` (docs/cluster.md, "Discovery"); applies
     /// on restart. While it is set, `nodes` holds the list discovery applied last.
     pub discovery: Option<DiscoverySettings>,
+    /// The zone the proxy runs in (flag `--zone`, environment `RINGCACHE_ZONE`): reads ask a
+    /// key's owner in this zone first (docs/placement.md, "Zones"); applies on restart.
+    /// Read through [`ProxyConfig::zone`] (empty is none).
+    pub zone: Option<String>,
 }
 
 /// `ack`'s names in the file: serde reads them straight into the client's [`Ack`] (a name
@@ -106,6 +110,7 @@ impl Default for ProxyConfig {
             rebalance: RebalanceSettings::default(),
             nodes: Vec::new(),
             discovery: None,
+            zone: None,
         }
     }
 }
@@ -177,6 +182,10 @@ impl ProxyConfig {
             ));
         }
         self.security.validate()?;
+        if let Some(z) = self.zone() {
+            // The same spelling rule as a node's zone, which it is compared with.
+            ringcache_client::ring::check_zone(z)?;
+        }
         if self.hint_max_keys == 0 || self.hint_max_bytes == 0 {
             return Err(Error::Config(
                 "hint_max_keys and hint_max_bytes must be at least 1".into(),
@@ -213,6 +222,12 @@ impl ProxyConfig {
         next
     }
 
+    /// The proxy's zone, if it has one. Empty is none: Kubernetes' downward API gives an empty
+    /// `RINGCACHE_ZONE` where the pod has no zone label (docs/operations.md, "Zones").
+    pub fn zone(&self) -> Option<&str> {
+        self.zone.as_deref().filter(|z| !z.is_empty())
+    }
+
     /// The lock settings quorum `add`s are judged by.
     pub fn lock_options(&self) -> LockOptions {
         LockOptions {
@@ -244,6 +259,7 @@ impl ProxyConfig {
                 max_bytes: self.hint_max_bytes,
             },
             transport: Connector::new(&self.backend)?,
+            zone: self.zone().map(str::to_string),
             ..ClientOptions::default()
         })
     }
@@ -268,13 +284,14 @@ macro_rules! keep {
 /// for [`ProxyConfig::restart_only_changes`] and [`ProxyConfig::reloaded`] (the server's are
 /// [`ServerSettings::reloaded`]'s): the runtime's threads, the node connections, the
 /// migrator, the listener's TLS and the backends' transport are built once, at start.
-const RESTART_ONLY: [(&str, Keep); 6] = [
+const RESTART_ONLY: [(&str, Keep); 7] = [
     ("threads", keep!(threads)),
     ("connections_per_node", keep!(connections_per_node)),
     ("[rebalance]", keep!(rebalance)),
     ("TLS, auth and [commands]", keep!(security)),
     ("[backend]", keep!(backend)),
     ("[discovery]", keep!(discovery)),
+    ("zone", keep!(zone)),
 ];
 
 #[cfg(test)]

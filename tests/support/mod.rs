@@ -121,6 +121,15 @@ pub fn spawn_ringcache(role: &str, listen: &str, extra_args: &[&str]) -> Server 
 /// prints (its output goes to a log file, removed once read): no port is picked in advance,
 /// so none can be taken by another test meanwhile.
 pub fn spawn_with_metrics(role: &str, extra_args: &[&str]) -> (Server, SocketAddr) {
+    spawn_with_metrics_env(role, extra_args, &[])
+}
+
+/// [`spawn_with_metrics`] with environment variables set for the process (`RINGCACHE_ZONE`).
+pub fn spawn_with_metrics_env(
+    role: &str,
+    extra_args: &[&str],
+    env: &[(&str, &str)],
+) -> (Server, SocketAddr) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static SEQ: AtomicUsize = AtomicUsize::new(0);
     let log = std::env::temp_dir().join(format!(
@@ -128,8 +137,10 @@ pub fn spawn_with_metrics(role: &str, extra_args: &[&str]) -> (Server, SocketAdd
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
-    let how =
-        testkit::servers::ringcache_spawn(role).output(testkit::process::Output::Log(log.clone()));
+    let how = env.iter().fold(
+        testkit::servers::ringcache_spawn(role).output(testkit::process::Output::Log(log.clone())),
+        |how, (k, v)| how.env(k, v),
+    );
     let mut args = vec!["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
     args.extend_from_slice(extra_args);
     let proc = testkit::servers::ringcache(Path::new(BIN), role, &args, &how)

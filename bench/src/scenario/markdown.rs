@@ -38,6 +38,8 @@ pub struct Results {
     pub rebalance: Vec<Series>,
     /// The TLS rows, when they ran.
     pub tls: Option<TlsSection>,
+    /// The zone rows, when they ran.
+    pub zones: Option<TlsSection>,
     /// Parts that did not run, with why.
     pub skipped: Vec<String>,
 }
@@ -116,6 +118,12 @@ fn what(k: Kind) -> &'static str {
         Kind::NodeTls => "`ringcache node --ssl-chain-cert … --ssl-key …`, 4 threads (rustls, ring)",
         Kind::ProxyTls => {
             "`ringcache proxy` with `ssl_chain_cert` (TLS to clients) and `[backend] tls` to 3 TLS `ringcache node`, replicas 1"
+        }
+        Kind::ProxyFlat => {
+            "`ringcache proxy`, replicas 2, in front of 6 `ringcache node` without zones"
+        }
+        Kind::ProxyZones => {
+            "the same 6 nodes in 3 zones (`[[nodes]] zone`), the proxy in the first (`zone`): copies in distinct zones, reads from its zone first"
         }
     }
 }
@@ -260,13 +268,64 @@ pub fn render_tls(t: &TlsSection) -> String {
     s
 }
 
+/// Where the zone section starts and ends in RESULTS.md (`scenario --only zones`).
+pub const ZONES_BEGIN: &str =
+    "<!-- Zone rows: begin (regenerated alone by `ringcache-bench scenario --only zones`) -->";
+pub const ZONES_END: &str = "<!-- Zone rows: end -->";
+
+/// The zone section (issue 25), between its markers: the same 6 nodes behind a proxy without
+/// zones and one with zones; same shape as the TLS section.
+pub fn render_zones(t: &TlsSection) -> String {
+    let m = &t.meta;
+    let mut s = String::new();
+    let _ = writeln!(s, "{ZONES_BEGIN}\n");
+    let _ = writeln!(s, "## Zones (issue 25)\n");
+    if m.quick {
+        let _ = writeln!(
+            s,
+            "> **Quick (smoke) run**: short measurements and one round; the figures are noisy \
+             and not the reference.\n"
+        );
+    }
+    let _ = writeln!(
+        s,
+        "Measured {} with ringcache commit {}; {}. To reproduce:\n\n```\n{}\n```\n",
+        m.date, m.commit, m.settings, m.command
+    );
+    let _ = writeln!(
+        s,
+        "Two proxies over the same 6 nodes, replicas 2, targets alternating; loads and rounds \
+         as in the plain matrix (1:10 set:get, prefilled). With zones every key's two copies \
+         sit in two of the three zones and the proxy reads the copy in its own zone first, so \
+         about a third of its reads still cross zones (no copy in its zone); on loopback a \
+         zone costs nothing, so the ratio measures the zone walk and the read order alone:\n"
+    );
+    targets_table(&mut s, &Kind::ZONES);
+    let _ = writeln!(s);
+    if !t.checks.is_empty() {
+        checks_table(&mut s, &t.checks);
+        let _ = writeln!(s);
+    }
+    if !t.rows.is_empty() {
+        rows_table(&mut s, &t.rows);
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(s, "{ZONES_END}\n");
+    s
+}
+
 /// `existing` (a RESULTS.md) with its TLS section replaced by `section`; a file without one
 /// gets it before its closing "Raw figures" line, or at the end.
 pub fn splice(existing: &str, section: &str) -> String {
-    if let (Some(b), Some(e)) = (existing.find(TLS_BEGIN), existing.find(TLS_END)) {
+    splice_between(existing, section, TLS_BEGIN, TLS_END)
+}
+
+/// [`splice`] for the section between the markers `begin` and `end`.
+pub fn splice_between(existing: &str, section: &str, begin: &str, end: &str) -> String {
+    if let (Some(b), Some(e)) = (existing.find(begin), existing.find(end)) {
         if b < e {
             // The section ends with the marker and a blank line, as render_tls writes it.
-            let rest = &existing[e + TLS_END.len()..];
+            let rest = &existing[e + end.len()..];
             let rest = rest
                 .strip_prefix("\n\n")
                 .or_else(|| rest.strip_prefix('\n'))
@@ -480,6 +539,9 @@ pub fn render(r: &Results) -> String {
     if let Some(t) = &r.tls {
         s.push_str(&render_tls(t));
     }
+    if let Some(t) = &r.zones {
+        s.push_str(&render_zones(t));
+    }
 
     if !r.skipped.is_empty() {
         let _ = writeln!(s, "## Not run\n");
@@ -578,6 +640,59 @@ mod tests {
         assert_eq!(twice.replace(&newer, ""), old);
         // A file with no closing line gets it at the end.
         assert_eq!(splice("# r\n", &section), format!("# r\n\n{section}"));
+    }
+
+    /// The zone section: its check divides the zoned proxy's ops/s by the zone-less one's, and
+    /// it splices beside a TLS section without touching it.
+    #[test]
+    fn zone_section_checks_and_splices_beside_tls() {
+        use super::super::matrix::{zone_checks, zone_loads};
+        let rows: Vec<Row> = zone_loads()
+            .into_iter()
+            .map(|load| Row {
+                load,
+                figures: Kind::ZONES
+                    .iter()
+                    .map(|&kind| Figures {
+                        kind,
+                        target: kind.label().into(),
+                        rounds: 3,
+                        ops_per_sec: if kind == Kind::ProxyZones {
+                            48_000.0
+                        } else {
+                            50_000.0
+                        },
+                        ops_per_cpu_sec: Some(100_000.0),
+                        p50_us: 100.0,
+                        p99_us: 300.0,
+                        p999_us: 900.0,
+                        hit_ratio: Some(1.0),
+                        errors: 0,
+                        faults: Vec::new(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let z = TlsSection {
+            checks: zone_checks(&rows),
+            rows,
+            meta: Meta::default(),
+        };
+        assert_eq!(z.checks.len(), 3);
+        let section = render_zones(&z);
+        assert!(section.starts_with(ZONES_BEGIN) && section.trim_end().ends_with(ZONES_END));
+        assert!(
+            section.contains(
+                "| proxy zones / proxy 6 nodes, ops/s | c100 p1 100B | 0.96× | ≥ 0.95 | met |"
+            ),
+            "{section}"
+        );
+        let tls = format!("{TLS_BEGIN}\n\nTLS rows\n\n{TLS_END}\n\n");
+        let old = format!("# results\n\n{tls}Raw figures are in x.\n");
+        let once = splice_between(&old, &section, ZONES_BEGIN, ZONES_END);
+        assert!(once.contains(&tls) && once.contains(&section));
+        let twice = splice_between(&once, &section, ZONES_BEGIN, ZONES_END);
+        assert_eq!(twice, once);
     }
 
     #[test]

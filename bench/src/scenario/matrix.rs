@@ -25,6 +25,10 @@ pub enum Kind {
     NodeTls,
     /// `ringcache proxy` with TLS to its clients and `[backend] tls` to 3 TLS nodes.
     ProxyTls,
+    /// `ringcache proxy`, replicas 2, in front of 6 nodes without zones: the zone rows' peer.
+    ProxyFlat,
+    /// The same proxy and nodes with 3 zones (2 nodes each) and the proxy in one of them.
+    ProxyZones,
 }
 
 impl Kind {
@@ -39,6 +43,9 @@ impl Kind {
     /// The TLS rows' targets, in the order they run.
     pub const TLS: [Kind; 3] = [Kind::MemcachedTls, Kind::NodeTls, Kind::ProxyTls];
 
+    /// The zone rows' targets (issue 25), in the order they run.
+    pub const ZONES: [Kind; 2] = [Kind::ProxyFlat, Kind::ProxyZones];
+
     pub fn label(self) -> &'static str {
         match self {
             Kind::Memcached => "memcached",
@@ -49,6 +56,8 @@ impl Kind {
             Kind::MemcachedTls => "memcached -Z",
             Kind::NodeTls => "node tls",
             Kind::ProxyTls => "proxy tls",
+            Kind::ProxyFlat => "proxy 6 nodes",
+            Kind::ProxyZones => "proxy zones",
         }
     }
 
@@ -63,6 +72,7 @@ impl Kind {
             Kind::MemcachedTls => "the memcached process",
             Kind::NodeTls => "the node process",
             Kind::ProxyTls => "the proxy process only (not its 3 nodes)",
+            Kind::ProxyFlat | Kind::ProxyZones => "the proxy process only (not its 6 nodes)",
         }
     }
 }
@@ -244,7 +254,10 @@ impl Metric {
 
     fn label_for(self, k: Kind) -> &'static str {
         match (self, k) {
-            (Metric::OpsPerCpu, Kind::Proxy | Kind::ProxyTls) => "ops per proxy CPU-s",
+            (
+                Metric::OpsPerCpu,
+                Kind::Proxy | Kind::ProxyTls | Kind::ProxyFlat | Kind::ProxyZones,
+            ) => "ops per proxy CPU-s",
             (Metric::OpsPerCpu, Kind::Embedded) => "ops per node CPU-s",
             (Metric::OpsPerCpu, _) => "ops per server CPU-s",
             (m, _) => m.label(),
@@ -296,6 +309,32 @@ pub fn tls_loads() -> Vec<Load> {
         Load::new(100, 1, 100, 10),
         Load::new(1, 16, 100, 10),
     ]
+}
+
+/// The zone rows' loads (issue 25): one-key gets at 100 connections and pipelined at one, and
+/// the 10-key multi-get; 100-byte values.
+pub fn zone_loads() -> Vec<Load> {
+    vec![
+        Load::new(100, 1, 100, 1),
+        Load::new(1, 16, 100, 1),
+        Load::new(100, 1, 100, 10),
+    ]
+}
+
+/// Issue 25's bench goal: ops/s through the proxy with zones within noise of zone-less
+/// placement, here at least 0.95× (the rounds of one run differ by a few per cent on this
+/// machine).
+pub fn zone_checks(rows: &[Row]) -> Vec<Check> {
+    evaluate(
+        rows,
+        &[(
+            Kind::ProxyZones,
+            Kind::ProxyFlat,
+            Metric::OpsPerSec,
+            &["c100 p1 100B", "c1 p16 100B", "mget10 c100 p1 100B"],
+            Goal::AtLeast(0.95),
+        )],
+    )
 }
 
 /// Issue 23's TLS goal, evaluated on the TLS rows: the node over TLS against `memcached -Z`,

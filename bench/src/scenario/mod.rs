@@ -20,6 +20,7 @@ pub mod plot;
 pub mod procs;
 pub mod rebalance;
 pub mod tls;
+pub mod zones;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,6 +56,8 @@ pub enum Part {
     Rebalance,
     /// memcached `-Z`, node and proxy over TLS, at the loads of `matrix::tls_loads`.
     Tls,
+    /// A proxy over 6 nodes with zones against the same without, at `matrix::zone_loads`.
+    Zones,
 }
 
 /// Start memcached, nutcracker and ringcache on loopback, run the standard comparison and write
@@ -63,7 +66,8 @@ pub enum Part {
 /// Default run: 2.5 s measured + 0.5 s warm-up per target, 3 alternating rounds, 10 loads,
 /// the 4 TLS loads over 3 TLS targets, memory at 1 M items of 10, 100 and 1000 bytes, the Zipf
 /// hit ratio over 1 M keys, 15 s rebalance per system — about 14 minutes on 2 cores.
-/// `--only tls` runs the TLS rows alone (about 2 minutes at 3 rounds).
+/// `--only tls` runs the TLS rows alone (about 2 minutes at 3 rounds), `--only zones` the zone
+/// rows (a proxy over 6 nodes with and without zones, about 1.5 minutes).
 #[derive(Debug, Clone, Parser, Serialize)]
 #[command(name = "ringcache-bench scenario", version)]
 pub struct ScenarioArgs {
@@ -143,6 +147,8 @@ pub struct Plan {
     pub loads: Vec<Load>,
     /// The TLS rows' loads.
     pub tls_loads: Vec<Load>,
+    /// The zone rows' loads.
+    pub zone_loads: Vec<Load>,
 }
 
 impl ScenarioArgs {
@@ -166,6 +172,7 @@ impl ScenarioArgs {
             rebalance_secs: self.rebalance_secs.unwrap_or(if q { 6.0 } else { 15.0 }),
             loads: pick(matrix::standard()),
             tls_loads: pick(matrix::tls_loads()),
+            zone_loads: pick(matrix::zone_loads()),
         }
     }
 
@@ -176,6 +183,11 @@ impl ScenarioArgs {
     /// Only the TLS rows run: their section is spliced into the existing RESULTS.md.
     fn tls_alone(&self) -> bool {
         !self.only.is_empty() && self.only.iter().all(|&p| p == Part::Tls)
+    }
+
+    /// Only the zone rows run: their section is spliced into the existing RESULTS.md.
+    fn zones_alone(&self) -> bool {
+        !self.only.is_empty() && self.only.iter().all(|&p| p == Part::Zones)
     }
 }
 
@@ -565,6 +577,32 @@ async fn run_tls(
     Ok(rows)
 }
 
+/// The zone rows: a proxy over 6 nodes without zones, and one over the same nodes in 3 zones.
+async fn run_zones(
+    a: &ScenarioArgs,
+    plan: &Plan,
+    bins: &Bins<'_>,
+    reports: &mut Vec<(String, BenchReport)>,
+) -> Result<Vec<Row>> {
+    eprintln!("scenario: zone rows (proxy over 6 nodes, without and with zones)");
+    let cluster = zones::ZoneCluster::start(bins.rc, bins.dir)?;
+    let targets = cluster.targets();
+    let mut mine = Vec::new();
+    let rows = run_loads(
+        a,
+        plan,
+        &plan.zone_loads,
+        &Kind::ZONES,
+        &targets,
+        None,
+        &mut mine,
+    )
+    .await?;
+    reports.extend(mine.into_iter().map(|(n, r)| (format!("zones {n}"), r)));
+    drop(cluster);
+    Ok(rows)
+}
+
 /// Runs `loads` in compare mode over `targets` (one per kind of `kinds`, in that order),
 /// prefilling whenever the value size changes.
 async fn run_loads(
@@ -780,6 +818,11 @@ async fn run_all(a: &ScenarioArgs) -> Result<Results> {
             "--only tls: no TLS load matches --load".into(),
         ));
     }
+    if a.zones_alone() && plan.zone_loads.is_empty() {
+        return Err(BenchError::InvalidArg(
+            "--only zones: no zone load matches --load".into(),
+        ));
+    }
     let (mc, nc) = peers(a)?;
     let rc = ringcache_bin(a)?;
     let dir = TempDir::new()?;
@@ -822,6 +865,18 @@ async fn run_all(a: &ScenarioArgs) -> Result<Results> {
             rows,
         });
     }
+    if a.skips(Part::Zones) || plan.zone_loads.is_empty() {
+        results
+            .skipped
+            .push("the zone rows (--skip zones, or no load matched --load)".into());
+    } else {
+        let rows = run_zones(a, &plan, &bins, &mut reports).await?;
+        results.zones = Some(TlsSection {
+            meta: results.meta.clone(),
+            checks: matrix::zone_checks(&rows),
+            rows,
+        });
+    }
     if a.skips(Part::Memory) {
         results
             .skipped
@@ -860,12 +915,22 @@ async fn run_all(a: &ScenarioArgs) -> Result<Results> {
         plot::rebalance(&plots.join("rebalance.svg"), &results.rebalance)?;
     }
     let md = out_dir.join("RESULTS.md");
-    let (text, json) = match (&results.tls, a.tls_alone()) {
-        (Some(t), true) => {
+    let (text, json) = match (&results.tls, &results.zones) {
+        (Some(t), _) if a.tls_alone() => {
             // Only the TLS section is new: the rest of the file is kept as it was.
             let old = std::fs::read_to_string(&md).unwrap_or_default();
             let section = markdown::render_tls(t);
             (markdown::splice(&old, &section), "scenario-tls.json")
+        }
+        (_, Some(z)) if a.zones_alone() => {
+            // Likewise the zone section.
+            let old = std::fs::read_to_string(&md).unwrap_or_default();
+            let section = markdown::render_zones(z);
+            let (b, e) = (markdown::ZONES_BEGIN, markdown::ZONES_END);
+            (
+                markdown::splice_between(&old, &section, b, e),
+                "scenario-zones.json",
+            )
         }
         _ => (markdown::render(&results), "scenario.json"),
     };

@@ -43,6 +43,8 @@ fn color(k: Kind) -> RGBColor {
         Kind::MemcachedTls => RGBColor(0x17, 0xbe, 0xcf),
         Kind::NodeTls => RGBColor(0xbc, 0xbd, 0x22),
         Kind::ProxyTls => RGBColor(0x8c, 0x56, 0x4b),
+        Kind::ProxyFlat => RGBColor(0xe3, 0x77, 0xc2),
+        Kind::ProxyZones => RGBColor(0x7f, 0x7f, 0x7f),
     }
 }
 

@@ -164,8 +164,33 @@ pub fn ringcache_proxy(
     dir: &Path,
 ) -> Result<(Proc, PathBuf)> {
     let listen = free_addr().to_string();
+    proxy_with_config(bin, name, &proxy_toml(&listen, extra, nodes, replicas), dir)
+}
+
+/// [`ringcache_proxy`] whose nodes have zones: `nodes` are `(address, zone)` (the zone rows,
+/// issue 25). `extra` may give the proxy's own `zone`.
+pub fn ringcache_proxy_zoned(
+    bin: &Path,
+    name: &str,
+    nodes: &[(String, String)],
+    replicas: usize,
+    extra: &str,
+    dir: &Path,
+) -> Result<(Proc, PathBuf)> {
+    let listen = free_addr().to_string();
+    let mut t = format!("listen = \"{listen}\"\n{extra}\n[ring]\nreplicas = {replicas}\n");
+    for (addr, zone) in nodes {
+        t.push_str(&format!(
+            "\n[[nodes]]\naddr = \"{addr}\"\nzone = \"{zone}\"\n"
+        ));
+    }
+    proxy_with_config(bin, name, &t, dir)
+}
+
+/// `ringcache proxy --config dir/NAME.toml` with `toml` written there.
+fn proxy_with_config(bin: &Path, name: &str, toml: &str, dir: &Path) -> Result<(Proc, PathBuf)> {
     let conf = dir.join(format!("{name}.toml"));
-    write_atomically(&conf, &proxy_toml(&listen, extra, nodes, replicas))?;
+    write_atomically(&conf, toml)?;
     let how = logged(ringcache_spawn("proxy"), name, dir);
     let mut cmd = Command::new(bin);
     cmd.arg("proxy").arg("--config").arg(&conf);

@@ -401,3 +401,38 @@ pub fn shares(ring: &Ring, replicas: usize) -> Vec<f64> {
     let p = Profile::of(ring, replicas, &ids, count);
     p.owner.iter().map(|&x| p.share(x)).collect()
 }
+
+/// What losing one zone would cost: per zone of `ring` (in order of first appearance in the
+/// configuration), the exact share of keys with every copy in that zone, with `replicas` copies
+/// per key. Empty when the members have no zones. With as many zones as copies the zone walk
+/// makes every share 0; `ringcache ring locate|diff` print it so an operator sees it is.
+pub fn zone_outage(ring: &Ring, replicas: usize) -> Vec<(String, f64)> {
+    let mut zones: Vec<(String, u128)> = Vec::new();
+    let mut of = Vec::with_capacity(ring.nodes().len());
+    for n in ring.nodes() {
+        let Some(z) = n.zone.as_deref() else {
+            return Vec::new();
+        };
+        let id = zones.iter().position(|(m, _)| m == z).unwrap_or_else(|| {
+            zones.push((z.to_string(), 0));
+            zones.len() - 1
+        });
+        of.push(id);
+    }
+    let space = ring.space();
+    let mut bounds: Vec<u64> = ring.points().map(|(pos, _)| pos).collect();
+    bounds.dedup();
+    let mut look = Lookup::new(ring, replicas);
+    for (_, end, width) in arcs_between(&bounds, space) {
+        let owners = look.at(end);
+        if let Some(&first) = owners.first() {
+            if owners.iter().all(|&o| of[o] == of[first]) {
+                zones[of[first]].1 += width;
+            }
+        }
+    }
+    zones
+        .into_iter()
+        .map(|(z, w)| (z, w as f64 / space as f64))
+        .collect()
+}

@@ -12,6 +12,11 @@
 //! from there. When two points share a position, the one of the node listed first in the
 //! configuration comes first (for ketama this matches twemproxy built on glibc, whose `qsort`
 //! keeps insertion order). Locating a key is one hash and a binary search, with no allocation.
+//!
+//! When the members have zones ([`NodeSpec::zone`]), the walk takes a node only if its zone is
+//! not used yet, so a key's first `min(replicas, zones)` copies sit in distinct zones; the rest
+//! (more replicas than zones) are filled by a second walk over distinct nodes. Without zones the
+//! walk is exactly the zone-less one above: the same code, untouched.
 
 mod diff;
 pub mod ketama;
@@ -25,8 +30,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::error::Error;
-pub use diff::{diff, shares, MovedArc, NodeMove, RingDiff};
-pub use node::{split_host_port, NodeSpec};
+pub use diff::{diff, shares, zone_outage, MovedArc, NodeMove, RingDiff};
+pub use node::{check_zone, split_host_port, NodeSpec};
 
 /// Which placement a ring uses (`[ring] hash` in the config file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
@@ -95,6 +100,35 @@ struct Inner {
     positions: Vec<u64>,
     /// `owners[i]` is the node index of the point at `positions[i]`.
     owners: Vec<u32>,
+    /// The members' zones, when they have them (all or none do: `node::validate`).
+    zones: Option<Zones>,
+}
+
+/// Each member's zone as a small number, so the walk compares integers, not strings.
+struct Zones {
+    /// `of[node index]`: the node's zone id, in order of first appearance in the config.
+    of: Vec<u32>,
+    /// Distinct zones.
+    count: usize,
+}
+
+impl Zones {
+    fn of(nodes: &[NodeSpec]) -> Option<Zones> {
+        let mut names: Vec<&str> = Vec::new();
+        let mut of = Vec::with_capacity(nodes.len());
+        for n in nodes {
+            let z = n.zone.as_deref()?;
+            let id = names.iter().position(|&m| m == z).unwrap_or_else(|| {
+                names.push(z);
+                names.len() - 1
+            });
+            of.push(u32::try_from(id).unwrap_or(u32::MAX));
+        }
+        (!nodes.is_empty()).then_some(Zones {
+            of,
+            count: names.len(),
+        })
+    }
 }
 
 impl fmt::Debug for Ring {
@@ -104,6 +138,7 @@ impl fmt::Debug for Ring {
             .field("vnodes", &self.inner.vnodes)
             .field("nodes", &self.inner.nodes)
             .field("points", &self.inner.positions.len())
+            .field("zones", &self.zone_count())
             .finish()
     }
 }
@@ -152,6 +187,7 @@ impl Ring {
                 nodes: nodes.to_vec(),
                 positions,
                 owners,
+                zones: Zones::of(nodes),
             }),
         }
     }
@@ -159,6 +195,11 @@ impl Ring {
     /// The members, in configuration order (node indexes refer to this).
     pub fn nodes(&self) -> &[NodeSpec] {
         &self.inner.nodes
+    }
+
+    /// Distinct zones among the members; 0 when they have none (zone-less placement).
+    pub fn zone_count(&self) -> usize {
+        self.inner.zones.as_ref().map_or(0, |z| z.count)
     }
 
     /// The placement in use.
@@ -251,14 +292,35 @@ impl Ring {
         }
         let want = n.min(self.inner.nodes.len()).min(out.len());
         let start = self.point_at(hash);
-        // At most one lap: a node without points (ketama can give a very light node none) is
-        // simply never met.
+        let owners = &self.inner.owners;
+        let at = |k: usize| {
+            let i = start + k;
+            owners[if i >= points { i - points } else { i }] as usize
+        };
+        if let Some(zones) = &self.inner.zones {
+            // First lap: one node per zone, until as many zones as copies (or every zone) are
+            // used. A node's zone being unused implies the node is not chosen yet.
+            let spread = want.min(zones.count);
+            for k in 0..points {
+                if *len >= spread {
+                    break;
+                }
+                let node = at(k);
+                let zone = zones.of[node];
+                if !out[..*len].iter().any(|&m| zones.of[m] == zone) {
+                    out[*len] = node;
+                    *len += 1;
+                }
+            }
+        }
+        // (The only lap without zones; the filling lap with fewer zones than copies.) At most
+        // one lap: a node without points (ketama can give a very light node none) is simply
+        // never met.
         for k in 0..points {
             if *len == want {
                 break;
             }
-            let i = start + k;
-            let node = self.inner.owners[if i >= points { i - points } else { i }] as usize;
+            let node = at(k);
             if !out[..*len].contains(&node) {
                 out[*len] = node;
                 *len += 1;
@@ -278,3 +340,6 @@ impl Ring {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod zone_tests;

@@ -33,6 +33,12 @@ pub struct NodeSpec {
     /// [`NodeSpec::tls_name`].
     #[serde(skip)]
     pub tls_host: Option<String>,
+    /// The failure domain the node runs in (a cloud availability zone, a rack). When the
+    /// members have zones, a key's copies go to distinct zones (docs/placement.md, "Zones");
+    /// either every member has one or none has. Not hashed: the node's points do not depend
+    /// on it, only which of the nodes met on the walk are taken.
+    #[serde(default)]
+    pub zone: Option<String>,
 }
 
 fn one() -> u32 {
@@ -47,6 +53,7 @@ impl NodeSpec {
             name: None,
             weight: 1,
             tls_host: None,
+            zone: None,
         }
     }
 
@@ -75,6 +82,12 @@ impl NodeSpec {
     /// The same node with a name.
     pub fn named(mut self, name: impl Into<String>) -> NodeSpec {
         self.name = Some(name.into());
+        self
+    }
+
+    /// The same node in zone `zone`.
+    pub fn in_zone(mut self, zone: impl Into<String>) -> NodeSpec {
+        self.zone = Some(zone.into());
         self
     }
 
@@ -126,10 +139,38 @@ fn valid_name(name: &str) -> bool {
             .any(|c| c.is_whitespace() || c.is_control() || c == ',')
 }
 
+/// Refuses a zone name that is not one printable token (a node's, or a router's own, which is
+/// compared with the nodes').
+pub fn check_zone(zone: &str) -> Result<(), Error> {
+    if valid_name(zone) {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "zone {zone:?} must be non-empty, without spaces, control characters or commas"
+        )))
+    }
+}
+
 /// Refuses a membership no ring should be built from: a malformed address or name, a zero
 /// weight, or two members sharing an address, a ring name or (ketama) a hashed name.
 pub(crate) fn validate(nodes: &[NodeSpec], kind: HashKind) -> Result<(), Error> {
+    let zoned = nodes.iter().filter(|n| n.zone.is_some()).count();
+    if zoned != 0 && zoned != nodes.len() {
+        // A member without a zone would silently be its own failure domain; a forgotten
+        // `zone` line is far likelier than that wish.
+        let bare = nodes
+            .iter()
+            .find(|n| n.zone.is_none())
+            .map(NodeSpec::ring_name);
+        return Err(Error::Config(format!(
+            "node {:?} has no zone while others have one: give every node a zone or none",
+            bare.unwrap_or_default()
+        )));
+    }
     for (i, n) in nodes.iter().enumerate() {
+        if let Some(zone) = &n.zone {
+            check_zone(zone).map_err(|e| Error::Config(format!("node {}: {e}", n.ring_name())))?;
+        }
         if split_host_port(&n.addr).is_none() {
             return Err(Error::Config(format!(
                 "node {:?}: addr must be host:port with a port in 1..=65535 (IPv6 as [addr]:port)",

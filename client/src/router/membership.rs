@@ -95,6 +95,7 @@ impl Router {
                 opts,
                 health,
             )
+            .located(self.inner.opts.zone.as_deref())
         })
     }
 
@@ -254,8 +255,12 @@ impl Router {
         let moved = |s: &NodeSpec| {
             specs
                 .iter()
+                // Same zone too: a zone change moves keys, so it is a transition (set_nodes).
                 .find(|n| {
-                    n.ring_name() == s.ring_name() && n.addr != s.addr && n.weight == s.weight
+                    n.ring_name() == s.ring_name()
+                        && n.addr != s.addr
+                        && n.weight == s.weight
+                        && n.zone == s.zone
                 })
                 .cloned()
         };

@@ -50,6 +50,9 @@ pub struct ClientOptions {
     pub hints: HintLimits,
     /// How connections to the nodes are opened: TLS, credentials (`transport.rs`).
     pub transport: crate::transport::Connector,
+    /// The zone this router runs in (the proxy's `zone`, `RINGCACHE_ZONE`): reads ask an
+    /// owner in it first (docs/placement.md, "Zones"). Placement does not depend on it.
+    pub zone: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -69,6 +72,7 @@ impl Default for ClientOptions {
             max_item_size: 1024 * 1024,
             hints: HintLimits::default(),
             transport: crate::transport::Connector::plain(),
+            zone: None,
         }
     }
 }
@@ -160,6 +164,12 @@ impl ClientBuilder {
     /// Bounds of each node's hint log; past them a returning node is flushed and re-warmed.
     pub fn hint_limits(mut self, limits: HintLimits) -> Self {
         self.opts.hints = limits;
+        self
+    }
+
+    /// The zone this router runs in: reads go first to a key's owner in it.
+    pub fn zone(mut self, zone: impl Into<String>) -> Self {
+        self.opts.zone = Some(zone.into());
         self
     }
 

@@ -24,9 +24,15 @@ impl Router {
         make: impl Fn(&Bytes) -> Request,
     ) -> Result<Response, Error> {
         let topo = self.topology();
-        // A repairing node may still hold values it missed the overwrite of: not read.
-        let mut owners = Self::live_owners(&topo, key);
-        owners.retain(|n| may_read(&topo, key, n));
+        // A repairing node may still hold values it missed the overwrite of: not read. The
+        // owners in the router's zone first (docs/placement.md, "Zones").
+        let owners: Vec<Arc<NodeEntry>> = topo
+            .read_owners(key)
+            .as_slice()
+            .iter()
+            .map(|&i| topo.nodes[i].clone())
+            .filter(|n| n.health.is_usable() && may_read(&topo, key, n))
+            .collect();
         let mut last_err = None;
         let mut fenced_misses: Vec<Arc<NodeEntry>> = Vec::new();
         for node in owners {
@@ -40,6 +46,7 @@ impl Router {
                     if !miss && !fenced_misses.is_empty() {
                         Box::pin(self.backfill(key, &fenced_misses)).await;
                     }
+                    node.served_reads(1);
                     return Ok(resp);
                 }
                 Ok(other) => return Err(unexpected(&other)),
@@ -137,7 +144,8 @@ impl Router {
         if !topo.past.is_empty() || get.check_wire().is_err() {
             return None;
         }
-        let owners = topo.owners(key);
+        // Positions in the read order, which the rest of the walk (`spread_from`) resumes in.
+        let owners = topo.read_owners(key);
         let (pos, n) = owners
             .as_slice()
             .iter()
@@ -224,11 +232,13 @@ fn single_answer(
         return Err(false);
     };
     vals.truncate(1);
-    match vals.first() {
-        Some(v) if v.key == *key => Ok(Single::Hit(vals)),
-        _ if node.health.state() == NodeState::Fenced => Err(true),
-        _ => Ok(Single::Miss),
-    }
+    let found = match vals.first() {
+        Some(v) if v.key == *key => Single::Hit(vals),
+        _ if node.health.state() == NodeState::Fenced => return Err(true),
+        _ => Single::Miss,
+    };
+    node.served_reads(1);
+    Ok(found)
 }
 
 /// A one-key get written to its first usable owner and not yet answered

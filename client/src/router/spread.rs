@@ -55,7 +55,7 @@ impl Spread {
             let Lookup::Pending(from) = self.slots[i] else {
                 continue;
             };
-            let owners = topo.owners(key);
+            let owners = topo.read_owners(key);
             let next = owners
                 .as_slice()
                 .iter()
@@ -105,13 +105,19 @@ impl Spread {
         // Hits come back in the order the keys were asked (memcached answers a multi-get in
         // key order), so one cursor matches them without searching.
         let mut vals = vals.into_iter().peekable();
+        let mut served = 0;
         for &i in idx {
             match vals.next_if(|v| v.key == keys[i]) {
                 Some(v) => self.slots[i] = Lookup::Hit(v),
-                None if fenced => self.missed[i] = true,
+                None if fenced => {
+                    self.missed[i] = true;
+                    continue;
+                }
                 None => self.slots[i] = Lookup::Miss,
             }
+            served += 1;
         }
+        node.served_reads(served);
     }
 
     /// One key's spread whose first owners were asked already: pending at owner position

@@ -236,6 +236,11 @@ fn general_stats(node: &Node, out: &mut BytesMut) {
     // clock, which unlike `uptime` never reads high; routers count a node toward a lock's
     // majority only when it is older than any lease (client/src/lock.rs).
     stat(out, "uptime_ms", node.uptime_ms());
+    // ringcache extension (docs/protocol.md): the node's zone, when it was given one; routers
+    // that discover the node place keys by it (docs/placement.md, "Zones").
+    if let Some(zone) = node.config.zone() {
+        stat(out, "zone", zone);
+    }
     stat(out, "threads", node.config.threads);
     stat(out, "bytes", store.bytes);
     stat(out, "curr_items", store.curr_items);
