@@ -40,6 +40,8 @@ pub const CLIENT_HINTS: &str = "ringcache_client_hints";
 pub const CLIENT_HINTS_OVERFLOWED_TOTAL: &str = "ringcache_client_hints_overflowed_total";
 pub const CLIENT_HINTS_REPLAYED_TOTAL: &str = "ringcache_client_hints_replayed_total";
 pub const CLIENT_NODE_RESTARTS_TOTAL: &str = "ringcache_client_node_restarts_total";
+pub const CLIENT_TLS_HANDSHAKE_FAILURES_TOTAL: &str =
+    "ringcache_client_tls_handshake_failures_total";
 pub const REBALANCE_PHASE: &str = "ringcache_rebalance_phase";
 pub const REBALANCE_LAST_DURATION_SECONDS: &str = "ringcache_rebalance_last_duration_seconds";
 pub const REBALANCE_TRANSITIONS_STARTED_TOTAL: &str =
@@ -131,6 +133,12 @@ pub const ALL: &[Metric] = &[
         Kind::Counter,
         Unit::Count,
         "Times another process was found where a node had been (it restarted): flushed, fenced and re-warmed",
+    ),
+    m(
+        CLIENT_TLS_HANDSHAKE_FAILURES_TOTAL,
+        Kind::Counter,
+        Unit::Count,
+        "TLS handshakes to nodes that failed (logged at warn once a minute per node)",
     ),
     m(
         REBALANCE_PHASE,
