@@ -3,7 +3,7 @@
 //! between), and once at info when a handshake to it succeeds again. Every failure is counted
 //! in `ringcache_client_tls_handshake_failures_total`. A node with a bad certificate is retried
 //! on every reconnect (backoff at most 5 s), and a warn line each time would flood the log
-//! (docs/operations.md, "TLS to the nodes").
+//! (docs/operations.md, "TLS").
 
 use std::collections::HashMap;
 use std::sync::Mutex;
