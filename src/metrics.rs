@@ -111,6 +111,14 @@ const DURATION_BUCKETS: &[f64] = &[
 
 static EXPORTER: OnceLock<Exporter> = OnceLock::new();
 
+/// `process_cpu_seconds_total` as the process collector records it: a gauge (its
+/// `use-gauge-on-cpu-seconds-total` feature), since a metrics counter holds whole numbers and
+/// the CPU time has sub-second precision. The page declares it a counter, as Prometheus' own
+/// process collector does (and `promtool check metrics` refuses a gauge named `_total`); the
+/// value, read from `/proc` at every scrape, never goes down.
+const CPU_AS_GAUGE: &str = "# TYPE process_cpu_seconds_total gauge\n";
+const CPU_AS_COUNTER: &str = "# TYPE process_cpu_seconds_total counter\n";
+
 /// Whether a server can serve now; the reason if not (one line, for `/ready`'s body).
 pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
@@ -135,6 +143,9 @@ impl Exporter {
     pub fn render(&self) -> String {
         self.process.collect();
         let mut page = self.main.render();
+        if let Some(at) = page.find(CPU_AS_GAUGE) {
+            page.replace_range(at..at + CPU_AS_GAUGE.len(), CPU_AS_COUNTER);
+        }
         page.push_str(&self.nodes.render());
         page
     }

@@ -1481,6 +1481,50 @@ fn multiget_fails_over_to_next_replica_when_primary_dies_mid_request() {
     });
 }
 
+/// A `get` of a key none of whose owners can answer is an error, not a miss — both while the
+/// dead owners are still being found out (connection refused) and once they are marked down
+/// and no owner is asked at all (last session's code answered that case `Ok(None)`). A
+/// multi-get answers the same keys as misses and counts them (docs/cluster.md, "Reads").
+#[test]
+fn get_with_every_owner_down_is_an_error_not_a_miss() {
+    run(async {
+        let mut nodes = vec![node(), node()];
+        let addrs = addrs(&nodes);
+        let client = timed_client(1, |b| b.nodes(addrs.clone()).replicas(2)).await;
+        client.set(b"gone", b"v".to_vec(), 0, 0).await.expect("set");
+        let got = client.get(b"gone").await.expect("get while up");
+        assert_eq!(item_value(&got), Some(&b"v"[..]));
+
+        for n in &mut nodes {
+            n.kill9();
+        }
+        for round in 0..5 {
+            match client.get(b"gone").await {
+                Err(_) => {}
+                Ok(found) => panic!("get {round} with both owners dead answered {found:?}"),
+            }
+        }
+        for a in &addrs {
+            assert_eq!(state_of(&client, a), NodeState::Down, "{a}");
+        }
+        // Both owners are marked down now: nobody is asked, and that is still no answer.
+        let err = client
+            .get(b"gone")
+            .await
+            .expect_err("get with every owner down");
+        assert!(
+            matches!(err, ringcache_client::Error::NoReplica),
+            "expected NoReplica, got {err:?}"
+        );
+        let many = client
+            .get_many(&["gone", "other"])
+            .await
+            .expect("a multi-get answers failed keys as misses");
+        assert_eq!(many.errors, 2);
+        assert!(many.items.iter().all(Option::is_none), "{:?}", many.items);
+    });
+}
+
 /// A node back from a crash is flushed and fenced, then re-warmed from the other owners of its
 /// keys and unfenced: afterwards it holds every key it owns, with the same value and CAS as
 /// its replica, and serves its own misses again.

@@ -1,4 +1,7 @@
-//! Every metric family on `/metrics` has a `# HELP` line. `promtool check metrics` (run by
+//! The families on `/metrics`: every one has a `# HELP` line, and the process collector's
+//! CPU time has sub-second precision, as Prometheus' own has.
+//!
+//! `promtool check metrics` (run by
 //! .ci/run on a node's and a proxy's pages) reports a family without one as a lint problem and
 //! exits non-zero, and Grafana shows the help text next to each metric.
 //!
@@ -99,5 +102,55 @@ async fn every_metric_family_has_help() {
     assert!(missing.is_empty(), "families without # HELP: {missing:?}");
 
     proxy.shutdown().await;
+    node.shutdown().await;
+}
+
+/// `process_cpu_seconds_total` on `page`.
+fn cpu_seconds(page: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix("process_cpu_seconds_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no process_cpu_seconds_total on:\n{page}"))
+}
+
+/// Two scrapes around a busy loop of this process: the CPU time grew, and not in whole
+/// seconds (the metrics crate's counters hold integers; it was `1`, `2`, … before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_cpu_seconds_have_sub_second_precision() {
+    let node = node::start(
+        NodeConfig {
+            server: served(),
+            ..NodeConfig::default()
+        },
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("node starts");
+    let maddr = node.metrics_addr.expect("metrics bound");
+    let before = cpu_seconds(&metrics_page(maddr).await);
+    // A bounded busy loop: 300 ms of wall time, at most 10^10 rounds.
+    let spin = Instant::now();
+    let mut x = 0u64;
+    for i in 0..10_000_000_000u64 {
+        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        if i % 4096 == 0 && spin.elapsed() > Duration::from_millis(300) {
+            break;
+        }
+    }
+    let page = metrics_page(maddr).await;
+    let after = cpu_seconds(&page);
+    // Declared as Prometheus' own collector declares it (promtool refuses a gauge `_total`).
+    assert!(
+        page.contains("# TYPE process_cpu_seconds_total counter\n"),
+        "{page}"
+    );
+    assert!(
+        after > before,
+        "CPU time {before} → {after} after a busy loop"
+    );
+    assert!(
+        before.fract() != 0.0 || after.fract() != 0.0,
+        "CPU time in whole seconds: {before} → {after}"
+    );
     node.shutdown().await;
 }

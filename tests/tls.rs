@@ -693,3 +693,130 @@ fn discovered_nodes_are_checked_against_their_dns_names() {
         assert!(served.iter().all(|&n| n > 0), "keys per node: {served:?}");
     });
 }
+
+/// The fmt subscriber's output, kept for the test to read.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Lines at `level` that contain `what`.
+    fn count(&self, level: &str, what: &str) -> usize {
+        self.text()
+            .lines()
+            .filter(|l| l.contains(level) && l.contains(what))
+            .count()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut bytes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// `ringcache_client_tls_handshake_failures_total` on this process's page (0 before the first).
+fn handshake_failures() -> f64 {
+    let page = ringcache::metrics::install().render();
+    page.lines()
+        .find_map(|l| l.strip_prefix("ringcache_client_tls_handshake_failures_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A node whose certificate the client does not trust is retried on every reconnect: its
+/// first failed handshake is logged at warn, the next ones (within the minute) only counted,
+/// and the first success after the CA file is fixed is said once at info.
+#[test]
+fn a_failing_handshake_is_warned_once_then_counted_and_its_recovery_said() {
+    let d = pki("handshakelog");
+    let node = tls_node(&d, 0);
+    let wrong = std::fs::read_to_string(d.path("wrong-ca.pem")).unwrap();
+    let good = std::fs::read_to_string(d.path("ca.pem")).unwrap();
+    let trust = d.put("trust.pem", &wrong);
+    let log = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(log.clone())
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .finish();
+    let _log = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let connector = Connector::new(&TransportSettings {
+            tls: true,
+            ssl_ca_cert: Some(trust.clone()),
+            ..TransportSettings::default()
+        })
+        .unwrap();
+        let addr = node.addr.to_string();
+        let before = handshake_failures();
+        const TRIES: usize = 6;
+        for i in 0..TRIES {
+            let r = tokio::time::timeout(REPLY_TIMEOUT, connector.connect(&addr))
+                .await
+                .expect("bounded");
+            assert!(r.is_err(), "handshake {i} with the wrong CA succeeded");
+        }
+        assert_eq!(
+            log.count("WARN", "TLS handshake failed"),
+            1,
+            "one warn line for {TRIES} failures:\n{}",
+            log.text()
+        );
+        // Other tests of this process may fail handshakes of their own meanwhile.
+        let counted = handshake_failures() - before;
+        assert!(counted >= TRIES as f64, "{counted} failures counted");
+
+        d.put("trust.pem", &good);
+        // The CA file is looked at again once a second (tls_files::CHECK_EVERY).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let r = tokio::time::timeout(REPLY_TIMEOUT, connector.connect(&addr))
+                .await
+                .expect("bounded");
+            if r.is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the fixed CA file was never used"
+            );
+        }
+        let text = log.text();
+        assert_eq!(log.count("WARN", "TLS handshake failed"), 1, "{text}");
+        assert_eq!(
+            log.count("INFO", "TLS handshake succeeded again after"),
+            1,
+            "{text}"
+        );
+        // Succeeding again says nothing more.
+        let r = tokio::time::timeout(REPLY_TIMEOUT, connector.connect(&addr))
+            .await
+            .expect("bounded");
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(log.count("INFO", "TLS handshake succeeded again"), 1);
+    });
+}

@@ -16,6 +16,7 @@ pub mod cluster_config;
 pub mod connection;
 pub mod discovery;
 pub mod error;
+pub mod handshake_log;
 pub mod health;
 pub mod lock;
 pub mod metric_names;

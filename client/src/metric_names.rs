@@ -41,6 +41,8 @@ pub const CLIENT_HINTS_OVERFLOWED_TOTAL: &str = "ringcache_client_hints_overflow
 pub const CLIENT_HINTS_REPLAYED_TOTAL: &str = "ringcache_client_hints_replayed_total";
 pub const CLIENT_NODE_RESTARTS_TOTAL: &str = "ringcache_client_node_restarts_total";
 pub const CLIENT_ZONE_READS_TOTAL: &str = "ringcache_client_zone_reads_total";
+pub const CLIENT_TLS_HANDSHAKE_FAILURES_TOTAL: &str =
+    "ringcache_client_tls_handshake_failures_total";
 pub const REBALANCE_PHASE: &str = "ringcache_rebalance_phase";
 pub const REBALANCE_LAST_DURATION_SECONDS: &str = "ringcache_rebalance_last_duration_seconds";
 pub const REBALANCE_TRANSITIONS_STARTED_TOTAL: &str =
@@ -138,6 +140,12 @@ pub const ALL: &[Metric] = &[
         Kind::Counter,
         Unit::Count,
         "Keys read (hit or miss) by zone=\"in\" a node of the router's zone or zone=\"cross\" another; only while the router has a zone",
+    ),
+    m(
+        CLIENT_TLS_HANDSHAKE_FAILURES_TOTAL,
+        Kind::Counter,
+        Unit::Count,
+        "TLS handshakes to nodes that failed (logged at warn once a minute per node)",
     ),
     m(
         REBALANCE_PHASE,

@@ -10,7 +10,8 @@
 //! check every node's certificate against (`ssl_server_name`). Without it each node's
 //! certificate is checked against the node's stable name, which the caller gives
 //! ([`Connector::connect_named`]; `NodeSpec::tls_name`), not against the IP address it was
-//! found at. A refused handshake is logged at warn level with the node and the reason.
+//! found at. A refused handshake is logged at warn level with the node and the reason, once a
+//! minute per node at most (`handshake_log.rs`).
 //! Certificate files are re-read when they change (see `tls_files`).
 
 use std::io;
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -28,6 +30,7 @@ use tokio_rustls::TlsConnector;
 use tokio_util::codec::FramedRead;
 
 use crate::error::Error;
+use crate::handshake_log::{HandshakeLog, Verdict};
 use crate::protocol::auth::{self, AuthReply, AuthReplyCodec};
 use crate::tls_files::{self, Reloading};
 
@@ -143,6 +146,8 @@ struct Inner {
     server_name: Option<ServerName<'static>>,
     /// The whole authentication request, sent first on every new connection.
     auth: Option<Vec<u8>>,
+    /// Which nodes' handshakes are failing, so each is logged at warn once a minute.
+    handshakes: HandshakeLog,
 }
 
 /// Opens connections as [`TransportSettings`] say. Cheap to clone.
@@ -246,6 +251,7 @@ impl Connector {
                 tls,
                 server_name,
                 auth,
+                handshakes: HandshakeLog::default(),
             })),
         })
     }
@@ -282,16 +288,39 @@ impl Connector {
                 };
                 // Said at warn level: a refused certificate is a configuration error (a wrong
                 // name, an expired or foreign certificate) that keeps the node down for good,
-                // and at debug level only "not reachable" would show.
+                // and at debug level only "not reachable" would show. Once a minute per node
+                // at most: it is retried on every reconnect (`handshake_log.rs`).
                 let shown = name.to_str().into_owned();
                 match tls.get().connect(name, tcp).await {
-                    Ok(s) => Stream::Tls(Box::new(s.into())),
+                    Ok(s) => {
+                        if let Verdict::Recovered { failures } = inner.handshakes.succeeded(addr) {
+                            tracing::info!(
+                                node = %addr,
+                                server_name = %shown,
+                                "TLS handshake succeeded again after {failures} failures"
+                            );
+                        }
+                        Stream::Tls(Box::new(s.into()))
+                    }
                     Err(e) => {
-                        tracing::warn!(
-                            node = %addr,
-                            server_name = %shown,
-                            "TLS handshake failed: {e}"
-                        );
+                        match inner.handshakes.failed(addr, Instant::now()) {
+                            Verdict::Warn { quiet: 0 } => tracing::warn!(
+                                node = %addr,
+                                server_name = %shown,
+                                "TLS handshake failed: {e}"
+                            ),
+                            Verdict::Warn { quiet } => tracing::warn!(
+                                node = %addr,
+                                server_name = %shown,
+                                "TLS handshake failed: {e} ({quiet} more failures not logged \
+                                 since the last warning)"
+                            ),
+                            _ => tracing::debug!(
+                                node = %addr,
+                                server_name = %shown,
+                                "TLS handshake failed: {e}"
+                            ),
+                        }
                         return Err(e);
                     }
                 }

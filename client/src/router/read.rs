@@ -53,15 +53,21 @@ impl Router {
                 Err(e) => last_err = Some(e),
             }
         }
-        if !fenced_misses.is_empty() || last_err.is_none() {
-            // Every reachable copy missed: during a transition the key may not have moved yet.
+        // Every reachable copy missed (a fenced owner's miss), or no owner could be asked at
+        // all: during a transition the key may not have moved yet, so its past owners are asked.
+        let asked_none = fenced_misses.is_empty() && last_err.is_none();
+        if !fenced_misses.is_empty() || asked_none {
             if !topo.past.is_empty() {
                 if let Some(resp) = Box::pin(self.read_through(&topo, key, &make)).await {
                     return Ok(resp);
                 }
             }
-            return Ok(Response::Values(Vec::new()));
+            if !fenced_misses.is_empty() {
+                return Ok(Response::Values(Vec::new()));
+            }
         }
+        // No copy answered (every owner down, or erring): a miss would say the key is absent,
+        // which nobody knows (docs/cluster.md, "Reads").
         Err(last_err.unwrap_or(Error::NoReplica))
     }
 
