@@ -4,6 +4,10 @@
 //! the backend work of many pipelined requests overlaps while their replies are still written
 //! in request order. Replies that are ready are gathered and written together.
 //!
+//! An idle connection owns no buffer (issue 24): it reads through its worker thread's scratch
+//! buffer (`server/scratch.rs`), keeps a read buffer only while a request is partial, drops its
+//! write buffer once written, and gives back its line's storage when nothing is in flight.
+//!
 //! What a connection may hold is bounded in bytes, not only in requests. Every request reserves,
 //! when it starts, the most its reply can be (a `get` of n keys: n items of `max_item_size`; a
 //! set: its value); a finished reply counts until the socket has taken it. The connection starts
@@ -23,7 +27,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::StreamExt;
 use futures_util::FutureExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
@@ -32,15 +36,17 @@ use ringcache_client::protocol::{Fault, GetCmd, Request, Response, ServerCodec};
 
 use super::inflight::{Finished, Inflight, Reply};
 use super::{route, Proxy};
-use crate::server::listener;
 use crate::server::stats::Verb;
 use crate::server::stream::ServerStream;
 use crate::server::Session;
+use crate::server::{listener, scratch};
 
 /// Reserved for a request whose reply is a line or two.
 const SMALL_REPLY: usize = 512;
 /// Reserved for `stats` and the like.
 const LISTING_REPLY: usize = 64 * 1024;
+/// What a connection's write buffer starts with when a reply is ready.
+const REPLY_START: usize = 4 * 1024;
 /// How often a connection held back by the proxy-wide cap looks again.
 const GLOBAL_RETRY: Duration = Duration::from_millis(5);
 
@@ -155,12 +161,14 @@ impl Budget<'_> {
 
 /// Serves one client until it leaves, sends `quit`, breaks the protocol or the proxy stops.
 pub async fn run(tcp: TcpStream, proxy: Arc<Proxy>) {
-    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let mut rbuf = BytesMut::new();
     let shutdown = proxy.shutdown.clone();
     // TLS handshake and authentication first (docs/operations.md); bytes pipelined after the
-    // credentials stay in `rbuf`.
+    // credentials stay in `rbuf`. Boxed: a TLS handshake's state is kilobytes, and inline it
+    // would stay part of the connection's future (so of its memory) for the connection's life.
     let idle = proxy.config().idle_timeout();
-    let Some((stream, session)) = proxy.security.accept(tcp, &mut rbuf, idle, &shutdown).await
+    let Some((stream, session)) =
+        Box::pin(proxy.security.accept(tcp, &mut rbuf, idle, &shutdown)).await
     else {
         return;
     };
@@ -244,7 +252,7 @@ where
             rd,
             wr,
             rbuf,
-            wbuf: BytesMut::with_capacity(16 * 1024),
+            wbuf: BytesMut::new(),
             session,
             proxy,
             codec: ServerCodec::new(Limits {
@@ -383,7 +391,7 @@ where
                 let cost = reserve_for(&req, self.max_item);
                 self.budget.take(cost, &self.wbuf);
                 if let Some(r) = route::execute(proxy, req).await {
-                    r.encode(&mut self.wbuf);
+                    r.encode(reply_buf(&mut self.wbuf));
                 }
                 self.budget.give_back(cost, &self.wbuf);
             }
@@ -440,11 +448,9 @@ where
             .stats
             .bytes_written
             .fetch_add(self.wbuf.len() as u64, Ordering::Relaxed);
-        self.wbuf.clear();
+        // Written: the buffer goes with its bytes (issue 24), the next replies get a new one.
+        self.wbuf = BytesMut::new();
         self.budget.sync(&self.wbuf);
-        if self.wbuf.capacity() > 1024 * 1024 {
-            self.wbuf = BytesMut::with_capacity(16 * 1024);
-        }
         Ok(())
     }
 
@@ -454,11 +460,15 @@ where
         turn: &Turn,
         cancelled: &mut C,
     ) -> Woke {
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 1024 * 1024 {
-            self.rbuf = BytesMut::with_capacity(16 * 1024);
+        // No buffer waits without bytes in it: reads go through the worker's scratch buffer,
+        // and a partial request keeps a buffer of its own size, not of the read that brought it.
+        if self.rbuf.is_empty() {
+            self.rbuf = BytesMut::new();
+        } else if self.rbuf.capacity() > 2 * self.rbuf.len() + 1024 {
+            self.rbuf = BytesMut::from(&self.rbuf[..]);
         }
-        if self.rbuf.capacity() - self.rbuf.len() < 4096 {
-            self.rbuf.reserve(16 * 1024);
+        if self.inflight.is_empty() {
+            self.inflight.shed();
         }
         let can_read = !self.closing
             && self.split.is_none()
@@ -469,7 +479,7 @@ where
         let held_back = turn.held_back;
         let closing = self.closing;
         tokio::select! {
-            r = self.rd.read_buf(&mut self.rbuf), if can_read => match r {
+            r = scratch::read_into(&mut self.rd, &mut self.rbuf), if can_read => match r {
                 Ok(0) | Err(_) => self.closing = true,
                 Ok(n) => {
                     self.proxy.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
@@ -497,8 +507,17 @@ where
 
 /// Moves a finished request's reply into `wbuf`, trading its reservation for its real size.
 fn finish(done: Finished, budget: &mut Budget<'_>, wbuf: &mut BytesMut) {
-    done.reply.encode(wbuf);
+    done.reply.encode(reply_buf(wbuf));
     budget.give_back(done.reserved, wbuf);
+}
+
+/// `wbuf`, given the room most replies need when it has none (it is dropped once written), so
+/// a reply is not gathered through a series of small reallocations.
+fn reply_buf(wbuf: &mut BytesMut) -> &mut BytesMut {
+    if wbuf.capacity() == 0 {
+        wbuf.reserve(REPLY_START);
+    }
+    wbuf
 }
 
 /// Writes `buf`; with an idle limit, gives up once the client took no byte for that long.
