@@ -113,6 +113,7 @@ impl Node {
 /// Used by `ringcache node`, `ringcache local` and tests.
 pub async fn start(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<NodeHandle, Error> {
     config.validate()?;
+    crate::fd_limit::raise(config.max_connections);
     let security = Security::new(&config.security, Gate::NODE)?;
     let mut listeners = Vec::new();
     for a in config.listen_addrs() {
