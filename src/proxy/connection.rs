@@ -390,7 +390,9 @@ where
                 // ordered queue.
                 let cost = reserve_for(&req, self.max_item);
                 self.budget.take(cost, &self.wbuf);
-                if let Some(r) = route::execute(proxy, req).await {
+                // Boxed: the routing future's state (a replicated write's is kilobytes) would
+                // otherwise be part of the connection's future, so of every idle connection.
+                if let Some(r) = Box::pin(route::execute(proxy, req)).await {
                     r.encode(reply_buf(&mut self.wbuf));
                 }
                 self.budget.give_back(cost, &self.wbuf);
