@@ -10,6 +10,7 @@
 //! measured at the most it allows, which the figures then say.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -68,6 +69,10 @@ pub fn raise_own_limit() -> usize {
     hard.saturating_sub(OWN_FDS) as usize
 }
 
+/// The next unused source address (in units of [`PER_SOURCE`] connections): each measurement
+/// takes fresh ones, since the ports of the one before are still in TIME_WAIT.
+static NEXT_SOURCE: AtomicUsize = AtomicUsize::new(0);
+
 /// The source address of connection `i`.
 fn source(i: usize) -> SocketAddr {
     let host = u8::try_from(1 + i / PER_SOURCE).unwrap_or(u8::MAX);
@@ -103,10 +108,11 @@ async fn open_many(to: SocketAddr, n: usize) -> Result<Vec<TcpStream>> {
     let mut held = Vec::with_capacity(n);
     let mut opening = FuturesUnordered::new();
     let mut next = 0;
+    let base = NEXT_SOURCE.fetch_add(n.div_ceil(PER_SOURCE), Ordering::Relaxed) * PER_SOURCE;
     let deadline = Instant::now() + STEP_TIMEOUT + Duration::from_millis(10 * n as u64);
     while held.len() < n {
         while next < n && opening.len() < OPENING {
-            let from = source(next);
+            let from = source(base + next);
             opening.push(tokio::time::timeout(STEP_TIMEOUT, open_one(from, to)));
             next += 1;
         }
