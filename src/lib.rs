@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod fd_limit;
 pub mod local;
 pub mod memcached_flags;
 pub mod metrics;

@@ -8,6 +8,11 @@
 //! is gathered: the write buffer never holds much more than that plus one item, however many
 //! times a request names a large value.
 //!
+//! An idle connection owns no buffer (issue 24): it waits for bytes without one, reads through
+//! its worker thread's scratch buffer (`server/scratch.rs`), keeps a read buffer of its own only
+//! while a request is partial (then only as large as that request's bytes) and drops its write
+//! buffer once the batch's replies are written.
+//!
 //! Writes wait for the socket (back-pressure): a client that never reads stalls only its own
 //! connection. With `idle_timeout` set, a connection that makes no progress that long — no
 //! request bytes arrive while it waits for one, or the socket takes no reply bytes — is closed.
@@ -17,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::server::stream::ServerStream;
@@ -29,15 +33,13 @@ use ringcache_client::protocol::ServerCodec;
 use super::exec::{self, Flow};
 use super::stats::Verb;
 use super::Node;
-use crate::server::listener;
+use crate::server::{listener, scratch};
 
 /// Reply bytes gathered before writing even though more requests are waiting.
 const FLUSH_AT: usize = 256 * 1024;
-/// Read buffer growth step.
-const READ_CHUNK: usize = 16 * 1024;
-/// Buffers grown past this (a long multi-get line, a large reply) are replaced by small ones
-/// once drained.
-const KEEP_CAPACITY: usize = 2 * FLUSH_AT;
+/// What a batch's write buffer starts with: most batches' replies fit, so they are gathered
+/// without growing it step by step.
+const REPLY_START: usize = 4 * 1024;
 
 /// Serves one connection until the client leaves, sends `quit`, breaks the protocol, or the node
 /// shuts down (then in-flight requests are answered first). `tls`: whether the listener's TLS
@@ -46,16 +48,19 @@ pub async fn run(tcp: TcpStream, tls: bool, node: &Arc<Node>) {
     let mut codec = ServerCodec::new(Limits {
         max_item_size: node.config.max_item_size,
     });
-    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
-    let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut rbuf = BytesMut::new();
+    let mut wbuf = BytesMut::new();
     let shutdown = node.shutdown.clone();
     let idle = node.config.idle_timeout();
     // TLS handshake and authentication first (docs/operations.md); bytes pipelined after the
     // credentials stay in `rbuf`.
-    let Some((mut stream, session)) = node
-        .security
-        .accept_on(tcp, tls, &mut rbuf, idle, &shutdown)
-        .await
+    // Boxed: a TLS handshake's state is kilobytes, and inline it would stay part of the
+    // connection's future (so of its memory) for the connection's life.
+    let Some((mut stream, session)) = Box::pin(
+        node.security
+            .accept_on(tcp, tls, &mut rbuf, idle, &shutdown),
+    )
+    .await
     else {
         return;
     };
@@ -67,6 +72,9 @@ pub async fn run(tcp: TcpStream, tls: bool, node: &Arc<Node>) {
         // Execute everything that has fully arrived.
         let started = Instant::now();
         let mut first_verb = None;
+        if !rbuf.is_empty() && wbuf.capacity() == 0 {
+            wbuf.reserve(REPLY_START);
+        }
         loop {
             match codec.decode(&mut rbuf) {
                 Ok(Some(item)) => {
@@ -105,20 +113,13 @@ pub async fn run(tcp: TcpStream, tls: bool, node: &Arc<Node>) {
                             return;
                         }
                         Flow::Metadump => {
-                            if write_out(&mut stream, &mut wbuf, node, idle).await.is_err() {
+                            // Boxed: rare, and its state would otherwise be part of every
+                            // connection's future.
+                            if Box::pin(metadump(&mut stream, &mut wbuf, node, idle))
+                                .await
+                                .is_err()
+                            {
                                 return;
-                            }
-                            let mut dump = exec::MetadumpChunks::start(node);
-                            while let Some(mut chunk) = dump.next().await {
-                                // A router listing a draining node's keys still needs it,
-                                // however long the listing streams.
-                                node.drain.touch();
-                                if write_out(&mut stream, &mut chunk, node, idle)
-                                    .await
-                                    .is_err()
-                                {
-                                    return;
-                                }
                             }
                         }
                     }
@@ -147,27 +148,25 @@ pub async fn run(tcp: TcpStream, tls: bool, node: &Arc<Node>) {
                 node.stats.record_batch(verb, started.elapsed());
             }
         }
-        // After a huge request or reply, give the memory back instead of keeping it for the
-        // connection's lifetime.
-        if wbuf.capacity() > KEEP_CAPACITY {
-            wbuf = BytesMut::with_capacity(READ_CHUNK);
-        }
-        if rbuf.is_empty() && rbuf.capacity() > KEEP_CAPACITY {
-            rbuf = BytesMut::with_capacity(READ_CHUNK);
-        }
-        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
-            rbuf.reserve(READ_CHUNK);
+        // Waiting for the next bytes holds no buffer that holds no bytes: the write buffer is
+        // empty now, the read buffer is dropped once decoded, and a partial request keeps
+        // a buffer of its own size, not of the read's that brought it.
+        wbuf = BytesMut::new();
+        if rbuf.is_empty() {
+            rbuf = BytesMut::new();
+        } else if rbuf.capacity() > 2 * rbuf.len() + 1024 {
+            rbuf = BytesMut::from(&rbuf[..]);
         }
         let n = match idle {
             None => tokio::select! {
-                r = stream.read_buf(&mut rbuf) => match r {
+                r = scratch::read_into(&mut stream, &mut rbuf) => match r {
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 },
                 _ = &mut cancelled => return,
             },
             Some(limit) => tokio::select! {
-                r = stream.read_buf(&mut rbuf) => match r {
+                r = scratch::read_into(&mut stream, &mut rbuf) => match r {
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 },
@@ -180,6 +179,24 @@ pub async fn run(tcp: TcpStream, tls: bool, node: &Arc<Node>) {
         };
         node.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
     }
+}
+
+/// Writes what `wbuf` holds, then streams `lru_crawler metadump`'s listing.
+async fn metadump(
+    stream: &mut ServerStream,
+    wbuf: &mut BytesMut,
+    node: &Arc<Node>,
+    idle: Option<Duration>,
+) -> std::io::Result<()> {
+    write_out(stream, wbuf, node, idle).await?;
+    let mut dump = exec::MetadumpChunks::start(node);
+    while let Some(mut chunk) = dump.next().await {
+        // A router listing a draining node's keys still needs it, however long the listing
+        // streams.
+        node.drain.touch();
+        write_out(stream, &mut chunk, node, idle).await?;
+    }
+    Ok(())
 }
 
 /// Writes and clears `wbuf`. With an idle limit, fails once the socket has taken no byte for

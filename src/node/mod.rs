@@ -114,6 +114,7 @@ impl Node {
 /// Used by `ringcache node`, `ringcache local` and tests.
 pub async fn start(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<NodeHandle, Error> {
     config.validate()?;
+    crate::fd_limit::raise(config.server.max_connections);
     let security = Security::new(&config.security, Gate::NODE)?;
     let bound = crate::server::start(&config.server, &config.listen_addrs()).await?;
     let mut node = Node::new(config, clock);

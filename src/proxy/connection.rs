@@ -4,6 +4,10 @@
 //! the backend work of many pipelined requests overlaps while their replies are still written
 //! in request order. Replies that are ready are gathered and written together.
 //!
+//! An idle connection owns no buffer (issue 24): it reads through its worker thread's scratch
+//! buffer (`server/scratch.rs`), keeps a read buffer only while a request is partial, drops its
+//! write buffer once written, and gives back its line's storage when nothing is in flight.
+//!
 //! What a connection may hold is bounded in bytes, not only in requests. Every request reserves,
 //! when it starts, the most its reply can be (a `get` of n keys: n items of `max_item_size`; a
 //! set: its value); a finished reply counts until the socket has taken it. The connection starts
@@ -15,6 +19,7 @@
 //! proxy instead of being gathered. A client that never reads stalls only itself, and with
 //! `idle_timeout` it is closed once it made no progress that long.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,26 +27,26 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::StreamExt;
 use futures_util::FutureExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
 use ringcache_client::protocol::parse::Limits;
-use ringcache_client::protocol::{
-    Fault, GetCmd, MetaCmd, MetaFlags, MetaRequest, Request, Response, ServerCodec,
-};
+use ringcache_client::protocol::{Fault, GetCmd, Request, Response, ServerCodec};
 
 use super::inflight::{Finished, Inflight, Reply};
 use super::{route, Proxy};
-use crate::server::listener;
 use crate::server::stats::Verb;
 use crate::server::stream::ServerStream;
 use crate::server::Session;
+use crate::server::{listener, scratch};
 
 /// Reserved for a request whose reply is a line or two.
 const SMALL_REPLY: usize = 512;
 /// Reserved for `stats` and the like.
 const LISTING_REPLY: usize = 64 * 1024;
+/// What a connection's write buffer starts with when a reply is ready.
+const REPLY_START: usize = 4 * 1024;
 /// How often a connection held back by the proxy-wide cap looks again.
 const GLOBAL_RETRY: Duration = Duration::from_millis(5);
 
@@ -156,12 +161,14 @@ impl Budget<'_> {
 
 /// Serves one client until it leaves, sends `quit`, breaks the protocol or the proxy stops.
 pub async fn run(tcp: TcpStream, proxy: Arc<Proxy>) {
-    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let mut rbuf = BytesMut::new();
     let shutdown = proxy.shutdown.clone();
     // TLS handshake and authentication first (docs/operations.md); bytes pipelined after the
-    // credentials stay in `rbuf`.
+    // credentials stay in `rbuf`. Boxed: a TLS handshake's state is kilobytes, and inline it
+    // would stay part of the connection's future (so of its memory) for the connection's life.
     let idle = proxy.config().idle_timeout();
-    let Some((stream, session)) = proxy.security.accept(tcp, &mut rbuf, idle, &shutdown).await
+    let Some((stream, session)) =
+        Box::pin(proxy.security.accept(tcp, &mut rbuf, idle, &shutdown)).await
     else {
         return;
     };
@@ -180,223 +187,310 @@ pub async fn run(tcp: TcpStream, proxy: Arc<Proxy>) {
 }
 
 /// The connection's loop, on either kind of stream.
-async fn serve<R, W>(mut rd: R, mut wr: W, mut rbuf: BytesMut, session: Session, proxy: Arc<Proxy>)
+async fn serve<R, W>(rd: R, wr: W, rbuf: BytesMut, session: Session, proxy: Arc<Proxy>)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let shutdown = proxy.shutdown.clone();
     // One wait for shutdown for the connection's life (made anew in each `select!`, it would
     // join and leave the token's waiter list, a lock each way, on every turn).
+    let shutdown = proxy.shutdown.clone();
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
-    let cfg = proxy.config();
-    let mut codec = ServerCodec::new(Limits {
-        max_item_size: cfg.max_item_size,
-    });
-    let max_inflight = cfg.max_inflight_per_connection.max(1);
-    let max_item = cfg.max_item_size.max(1);
-    // Two pieces of a split multi-get fit the connection's cap, so one is fetched while the
-    // one before it is written.
-    let piece_keys = (cfg.max_pending_bytes_per_connection / max_item / 2).max(1);
-    let idle = cfg.idle_timeout();
-    let mut budget = Budget {
-        conn_cap: cfg.max_pending_bytes_per_connection,
-        global_cap: cfg.max_pending_bytes,
-        share: Share {
-            total: &proxy.pending_bytes,
-            mine: 0,
-        },
-        reserved: 0,
-    };
-    drop(cfg);
-    let mut wbuf = BytesMut::with_capacity(16 * 1024);
-    let mut inflight = Inflight::new(proxy.clone());
-    let mut split: Option<SplitGet> = None;
-    // Stop taking requests (quit, protocol desync, shutdown, EOF) but finish those in flight.
-    let mut closing = false;
-    loop {
-        // Held back only by the proxy-wide cap: look again shortly.
-        let mut held_back = false;
-        // Whether every request that has arrived was started. If not (the byte budget or the
-        // in-flight limit stopped us, or a split multi-get has pieces left), the rest is taken
-        // up as soon as replies drain: no read would wake us for bytes already in `rbuf`.
-        let mut drained = false;
-        while inflight.len() < max_inflight {
-            // The rest of a split multi-get comes before any later request.
-            if let Some(sp) = split.as_mut() {
-                let left = sp.keys.len() - sp.next;
-                let n = left.min(piece_keys);
-                let cost = n * max_item;
-                if let Err(global) = budget.admits(cost, &wbuf) {
-                    held_back = global;
-                    break;
-                }
-                let keys = sp.keys[sp.next..sp.next + n].to_vec();
-                sp.next += n;
-                let last = sp.next == sp.keys.len();
-                let req = Request::Get {
-                    cmd: sp.cmd,
-                    exptime: sp.exptime,
-                    keys,
-                };
-                if last {
-                    split = None;
-                }
-                budget.take(cost, &wbuf);
-                inflight.push_request(req, cost, Some(last));
+    let mut conn = Conn::new(rd, wr, rbuf, session, &proxy);
+    conn.run(cancelled).await;
+}
+
+/// What one turn of starting requests left behind.
+#[derive(Default)]
+struct Turn {
+    /// Held back only by the proxy-wide cap: look again shortly.
+    held_back: bool,
+    /// Whether every request that has arrived was started. If not (the byte budget or the
+    /// in-flight limit stopped us, or a split multi-get has pieces left), the rest is taken up
+    /// as soon as replies drain: no read would wake us for bytes already in `rbuf`.
+    drained: bool,
+}
+
+/// What a wait ended with.
+enum Woke {
+    Go,
+    Stop,
+}
+
+/// One client connection's state: its stream halves, buffers, budget and requests in flight.
+struct Conn<'p, R, W> {
+    rd: R,
+    wr: W,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    session: Session,
+    proxy: &'p Arc<Proxy>,
+    codec: ServerCodec,
+    max_inflight: usize,
+    max_item: usize,
+    /// Keys per piece of a split multi-get: two pieces fit the connection's cap, so one is
+    /// fetched while the one before it is written.
+    piece_keys: usize,
+    idle: Option<Duration>,
+    budget: Budget<'p>,
+    inflight: Inflight,
+    split: Option<SplitGet>,
+    /// Stop taking requests (quit, protocol desync, shutdown, EOF) but finish those in flight.
+    closing: bool,
+}
+
+impl<'p, R, W> Conn<'p, R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    fn new(rd: R, wr: W, rbuf: BytesMut, session: Session, proxy: &'p Arc<Proxy>) -> Self {
+        let cfg = proxy.config();
+        let max_item = cfg.max_item_size.max(1);
+        Conn {
+            rd,
+            wr,
+            rbuf,
+            wbuf: BytesMut::new(),
+            session,
+            proxy,
+            codec: ServerCodec::new(Limits {
+                max_item_size: cfg.max_item_size,
+            }),
+            max_inflight: cfg.max_inflight_per_connection.max(1),
+            max_item,
+            piece_keys: (cfg.max_pending_bytes_per_connection / max_item / 2).max(1),
+            idle: cfg.idle_timeout(),
+            budget: Budget {
+                conn_cap: cfg.max_pending_bytes_per_connection,
+                global_cap: cfg.max_pending_bytes,
+                share: Share {
+                    total: &proxy.pending_bytes,
+                    mine: 0,
+                },
+                reserved: 0,
+            },
+            inflight: Inflight::new(proxy.clone()),
+            split: None,
+            closing: false,
+        }
+    }
+
+    /// Serves until the client leaves, sends `quit`, breaks the protocol or the proxy stops.
+    async fn run<C: Future<Output = ()> + Unpin>(&mut self, mut cancelled: C) {
+        loop {
+            let turn = self.start_requests().await;
+            if self.flush().await.is_err() {
+                return;
+            }
+            if self.closing && self.inflight.is_empty() && self.split.is_none() {
+                let _ = self.wr.shutdown().await;
+                return;
+            }
+            // Everything finished and was written while work waited: there is room now (a
+            // connection holding nothing is always admitted), and no event would wake us.
+            if !turn.drained && self.inflight.is_empty() {
                 continue;
             }
-            if closing {
-                drained = true;
-                break;
+            if let Woke::Stop = self.wait(&turn, &mut cancelled).await {
+                return;
             }
-            match codec.decode(&mut rbuf) {
-                Ok(Some(item)) => {
-                    let verb = Verb::of(&item);
-                    proxy.stats.command(verb);
-                    // A command the gate refuses this connection: its reply, in order.
-                    let item = match item
-                        .as_ref()
-                        .ok()
-                        .and_then(|req| proxy.security.refuse(req, &session))
-                    {
-                        Some(no) => Err(no),
-                        None => Ok(item),
-                    };
-                    let item = match item {
-                        Ok(item) => item,
-                        Err(no) => {
-                            budget.take(SMALL_REPLY, &wbuf);
-                            let reply = (!no.noreply)
-                                .then(|| Response::Other(Bytes::from_static(no.line.as_bytes())));
-                            inflight.push_boxed(Box::pin(async move {
-                                Finished {
-                                    reply: Reply::Full(reply),
-                                    reserved: SMALL_REPLY,
-                                }
-                            }));
-                            continue;
-                        }
-                    };
-                    match item {
-                        Ok(Request::Quit) => closing = true,
-                        Ok(Request::Get { cmd, exptime, keys }) if keys.len() > piece_keys => {
-                            split = Some(SplitGet {
-                                cmd,
-                                exptime,
-                                keys,
-                                next: 0,
-                            });
-                        }
-                        Ok(req)
-                            if inflight.is_empty()
-                                && rbuf.is_empty()
-                                && budget.held(&wbuf) == 0 =>
-                        {
-                            // The only request in hand (every request of a client that waits
-                            // for each reply): run it right here, without a boxed future, an
-                            // ordering ticket or the ordered queue.
-                            let cost = reserve_for(&req, max_item);
-                            budget.take(cost, &wbuf);
-                            if let Some(r) = route::execute(&proxy, req).await {
-                                r.encode(&mut wbuf);
-                            }
-                            budget.give_back(cost, &wbuf);
-                        }
-                        Ok(req) => {
-                            let cost = reserve_for(&req, max_item);
-                            budget.take(cost, &wbuf);
-                            inflight.push_request(req, cost, None);
-                        }
-                        Err(fault) => {
-                            proxy.stats.protocol_error(fault.kind());
-                            let p = proxy.clone();
-                            budget.take(SMALL_REPLY, &wbuf);
-                            inflight.push_boxed(Box::pin(async move {
-                                // A failed set must not leave the previous value readable.
-                                // The key is held decoded: meta `md` sends a binary one
-                                // base64 with `b`, never raw where it could end the line.
-                                if let Some(key) = fault.unlink.clone() {
-                                    let md = MetaRequest::new(
-                                        MetaCmd::Delete,
-                                        key,
-                                        MetaFlags::default(),
-                                        None,
-                                    );
-                                    let _ = p.router().meta(Box::new(md)).await;
-                                }
-                                Finished {
-                                    reply: Reply::Full(refusal(fault)),
-                                    reserved: SMALL_REPLY,
-                                }
-                            }));
-                        }
+        }
+    }
+
+    /// Starts every request that has arrived, as far as the in-flight limit and the budget
+    /// allow.
+    async fn start_requests(&mut self) -> Turn {
+        let mut turn = Turn::default();
+        while self.inflight.len() < self.max_inflight {
+            // The rest of a split multi-get comes before any later request.
+            if self.split.is_some() {
+                match self.next_piece() {
+                    Ok(()) => continue,
+                    Err(global) => {
+                        turn.held_back = global;
+                        break;
                     }
                 }
+            }
+            if self.closing {
+                turn.drained = true;
+                break;
+            }
+            match self.codec.decode(&mut self.rbuf) {
+                Ok(Some(item)) => self.start(item).await,
                 Ok(None) => {
-                    drained = true;
+                    turn.drained = true;
                     break;
                 }
                 Err(e) => {
                     tracing::debug!("closing client connection: {e}");
-                    proxy.stats.protocol_error("desync");
-                    closing = true;
+                    self.proxy.stats.protocol_error("desync");
+                    self.closing = true;
                 }
             }
             // A request too big for what is left of the budget waits in `rbuf`.
-            if !budget.has_room(&wbuf) {
+            if !self.budget.has_room(&self.wbuf) {
                 break;
             }
         }
-        // Gather every reply that is ready, in order, then write them together.
-        while let Some(Some(done)) = inflight.next().now_or_never() {
-            finish(done, &mut budget, &mut wbuf);
+        turn
+    }
+
+    /// Starts the next piece of the split multi-get; `Err(global)` when the budget stops it
+    /// (`global`: only the proxy-wide cap).
+    fn next_piece(&mut self) -> Result<(), bool> {
+        let Some(sp) = self.split.as_mut() else {
+            return Ok(());
+        };
+        let n = (sp.keys.len() - sp.next).min(self.piece_keys);
+        let cost = n * self.max_item;
+        self.budget.admits(cost, &self.wbuf)?;
+        let keys = sp.keys[sp.next..sp.next + n].to_vec();
+        sp.next += n;
+        let last = sp.next == sp.keys.len();
+        let req = Request::Get {
+            cmd: sp.cmd,
+            exptime: sp.exptime,
+            keys,
+        };
+        if last {
+            self.split = None;
         }
-        if !wbuf.is_empty() {
-            if write_out(&mut wr, &wbuf, idle).await.is_err() {
-                return;
-            }
-            proxy
-                .stats
-                .bytes_written
-                .fetch_add(wbuf.len() as u64, Ordering::Relaxed);
-            wbuf.clear();
-            budget.sync(&wbuf);
-            if wbuf.capacity() > 1024 * 1024 {
-                wbuf = BytesMut::with_capacity(16 * 1024);
-            }
-        }
-        if closing && inflight.is_empty() && split.is_none() {
-            let _ = wr.shutdown().await;
+        self.budget.take(cost, &self.wbuf);
+        self.inflight.push_request(req, cost, Some(last));
+        Ok(())
+    }
+
+    /// Counts, gates and starts one decoded request (or a recoverable protocol fault).
+    async fn start(&mut self, item: Result<Request, Fault>) {
+        let proxy = self.proxy;
+        proxy.stats.command(Verb::of(&item));
+        if self.gated(&item) {
             return;
         }
-        // Everything finished and was written while work waited: there is room now (a
-        // connection holding nothing is always admitted), and no event would wake us for it.
-        if !drained && inflight.is_empty() {
-            continue;
+        match item {
+            Ok(Request::Quit) => self.closing = true,
+            Ok(Request::Get { cmd, exptime, keys }) if keys.len() > self.piece_keys => {
+                self.split = Some(SplitGet {
+                    cmd,
+                    exptime,
+                    keys,
+                    next: 0,
+                });
+            }
+            Ok(req)
+                if self.inflight.is_empty()
+                    && self.rbuf.is_empty()
+                    && self.budget.held(&self.wbuf) == 0 =>
+            {
+                // The only request in hand (every request of a client that waits for each
+                // reply): run it right here, without a boxed future, an ordering ticket or the
+                // ordered queue.
+                let cost = reserve_for(&req, self.max_item);
+                self.budget.take(cost, &self.wbuf);
+                // Boxed: the routing future's state (a replicated write's is kilobytes) would
+                // otherwise be part of the connection's future, so of every idle connection.
+                if let Some(r) = Box::pin(route::execute(proxy, req)).await {
+                    r.encode(reply_buf(&mut self.wbuf));
+                }
+                self.budget.give_back(cost, &self.wbuf);
+            }
+            Ok(req) => {
+                let cost = reserve_for(&req, self.max_item);
+                self.budget.take(cost, &self.wbuf);
+                self.inflight.push_request(req, cost, None);
+            }
+            Err(fault) => {
+                proxy.stats.protocol_error(fault.kind());
+                let p = proxy.clone();
+                self.budget.take(SMALL_REPLY, &self.wbuf);
+                self.inflight.push_boxed(Box::pin(async move {
+                    Finished {
+                        reply: Reply::Full(route::refused(&p, fault).await),
+                        reserved: SMALL_REPLY,
+                    }
+                }));
+            }
         }
-        if rbuf.is_empty() && rbuf.capacity() > 1024 * 1024 {
-            rbuf = BytesMut::with_capacity(16 * 1024);
+    }
+
+    /// Whether the gate refuses `item` on this connection; if so its refusal takes its place in
+    /// line.
+    fn gated(&mut self, item: &Result<Request, Fault>) -> bool {
+        let Some(no) = item
+            .as_ref()
+            .ok()
+            .and_then(|req| self.proxy.security.refuse(req, &self.session))
+        else {
+            return false;
+        };
+        self.budget.take(SMALL_REPLY, &self.wbuf);
+        let reply = (!no.noreply).then(|| Response::Other(Bytes::from_static(no.line.as_bytes())));
+        self.inflight.push_boxed(Box::pin(async move {
+            Finished {
+                reply: Reply::Full(reply),
+                reserved: SMALL_REPLY,
+            }
+        }));
+        true
+    }
+
+    /// Gathers every reply that is ready, in order, and writes them together.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        while let Some(Some(done)) = self.inflight.next().now_or_never() {
+            finish(done, &mut self.budget, &mut self.wbuf);
         }
-        if rbuf.capacity() - rbuf.len() < 4096 {
-            rbuf.reserve(16 * 1024);
+        if self.wbuf.is_empty() {
+            return Ok(());
         }
-        let can_read =
-            !closing && split.is_none() && inflight.len() < max_inflight && budget.has_room(&wbuf);
+        write_out(&mut self.wr, &self.wbuf, self.idle).await?;
+        self.proxy
+            .stats
+            .bytes_written
+            .fetch_add(self.wbuf.len() as u64, Ordering::Relaxed);
+        // Written: the buffer goes with its bytes (issue 24), the next replies get a new one.
+        self.wbuf = BytesMut::new();
+        self.budget.sync(&self.wbuf);
+        Ok(())
+    }
+
+    /// Waits for bytes from the client, a finished request, shutdown or a timer.
+    async fn wait<C: Future<Output = ()> + Unpin>(
+        &mut self,
+        turn: &Turn,
+        cancelled: &mut C,
+    ) -> Woke {
+        // No buffer waits without bytes in it: reads go through the worker's scratch buffer,
+        // and a partial request keeps a buffer of its own size, not of the read that brought it.
+        if self.rbuf.is_empty() {
+            self.rbuf = BytesMut::new();
+        } else if self.rbuf.capacity() > 2 * self.rbuf.len() + 1024 {
+            self.rbuf = BytesMut::from(&self.rbuf[..]);
+        }
+        if self.inflight.is_empty() {
+            self.inflight.shed();
+        }
+        let can_read = !self.closing
+            && self.split.is_none()
+            && self.inflight.len() < self.max_inflight
+            && self.budget.has_room(&self.wbuf);
         // Idle: nothing in flight and nothing arriving.
-        let idle_wait = idle.filter(|_| can_read && inflight.is_empty());
+        let idle_wait = self.idle.filter(|_| can_read && self.inflight.is_empty());
+        let held_back = turn.held_back;
+        let closing = self.closing;
         tokio::select! {
-            r = rd.read_buf(&mut rbuf), if can_read => match r {
-                Ok(0) | Err(_) => closing = true,
+            r = scratch::read_into(&mut self.rd, &mut self.rbuf), if can_read => match r {
+                Ok(0) | Err(_) => self.closing = true,
                 Ok(n) => {
-                    proxy.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+                    self.proxy.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
                 }
             },
-            Some(done) = inflight.next(), if !inflight.is_empty() => {
-                finish(done, &mut budget, &mut wbuf);
+            Some(done) = self.inflight.next(), if !self.inflight.is_empty() => {
+                finish(done, &mut self.budget, &mut self.wbuf);
             }
-            _ = &mut cancelled, if !closing => closing = true,
+            _ = cancelled, if !closing => self.closing = true,
             // Timers are built only when polled, so a connection without them pays nothing.
             _ = async { tokio::time::sleep(GLOBAL_RETRY).await }, if held_back => {}
             _ = async {
@@ -406,16 +500,26 @@ where
                 }
             }, if idle_wait.is_some() => {
                 tracing::debug!("closing client connection idle for {idle_wait:?}");
-                return;
+                return Woke::Stop;
             }
         }
+        Woke::Go
     }
 }
 
 /// Moves a finished request's reply into `wbuf`, trading its reservation for its real size.
 fn finish(done: Finished, budget: &mut Budget<'_>, wbuf: &mut BytesMut) {
-    done.reply.encode(wbuf);
+    done.reply.encode(reply_buf(wbuf));
     budget.give_back(done.reserved, wbuf);
+}
+
+/// `wbuf`, given the room most replies need when it has none (it is dropped once written), so
+/// a reply is not gathered through a series of small reallocations.
+fn reply_buf(wbuf: &mut BytesMut) -> &mut BytesMut {
+    if wbuf.capacity() == 0 {
+        wbuf.reserve(REPLY_START);
+    }
+    wbuf
 }
 
 /// Writes `buf`; with an idle limit, gives up once the client took no byte for that long.
@@ -425,21 +529,4 @@ async fn write_out<W: AsyncWrite + Unpin>(
     idle: Option<Duration>,
 ) -> std::io::Result<()> {
     listener::write_reply(wr, buf, idle).await
-}
-
-/// memcached's answer to a refused request; the proxy never forwards it.
-fn refusal(fault: Fault) -> Option<Response> {
-    if fault.noreply {
-        return None;
-    }
-    let msg = fault.message;
-    Some(if msg == Fault::ERROR {
-        Response::Error
-    } else if let Some(m) = msg.strip_prefix("CLIENT_ERROR ") {
-        Response::ClientError(bytes::Bytes::from_static(m.as_bytes()))
-    } else if let Some(m) = msg.strip_prefix("SERVER_ERROR ") {
-        Response::ServerError(bytes::Bytes::from_static(m.as_bytes()))
-    } else {
-        Response::Other(bytes::Bytes::from_static(msg.as_bytes()))
-    })
 }

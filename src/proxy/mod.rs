@@ -118,6 +118,9 @@ impl ProxyHandle {
 /// honoured) for membership changes.
 pub async fn start(cfg: ProxyConfig, config_path: Option<PathBuf>) -> Result<ProxyHandle, Error> {
     cfg.validate()?;
+    crate::fd_limit::raise(
+        cfg.server.max_connections + 2 * cfg.nodes.len() * cfg.connections_per_node,
+    );
     let security = Security::new(&cfg.security, Gate::PROXY)?;
     let listen = ListenAddr {
         addr: cfg.server.listen.clone(),

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use ringcache_client::error::Refused;
 use ringcache_client::lock;
 use ringcache_client::protocol::{
-    reply, Fault, GetCmd, MetaCmd, MetaRequest, MetaStatus, Request, Response, StoreCmd, Value,
+    reply, Fault, GetCmd, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response, StoreCmd,
+    Value,
 };
 use ringcache_client::router::{Lookup, Single};
 use ringcache_client::{Ack, Error as ClientError};
@@ -312,4 +313,33 @@ async fn meta(proxy: &Proxy, mut m: Box<MetaRequest>) -> Option<Response> {
         }
     }
     Some(r)
+}
+
+/// The reply to a request the decoder refused. A failed set must not leave the previous value
+/// readable, so its key is unlinked over the cluster first (as memcached unlinks it locally).
+/// The key is held decoded: meta `md` sends a binary one base64 with `b`, never raw where it
+/// could end the line.
+pub(super) async fn refused(proxy: &Proxy, fault: Fault) -> Option<Response> {
+    if let Some(key) = fault.unlink.clone() {
+        let md = MetaRequest::new(MetaCmd::Delete, key, MetaFlags::default(), None);
+        let _ = proxy.router().meta(Box::new(md)).await;
+    }
+    refusal(fault)
+}
+
+/// memcached's answer to a refused request; the proxy never forwards it.
+fn refusal(fault: Fault) -> Option<Response> {
+    if fault.noreply {
+        return None;
+    }
+    let msg = fault.message;
+    Some(if msg == Fault::ERROR {
+        Response::Error
+    } else if let Some(m) = msg.strip_prefix("CLIENT_ERROR ") {
+        Response::ClientError(Bytes::from_static(m.as_bytes()))
+    } else if let Some(m) = msg.strip_prefix("SERVER_ERROR ") {
+        Response::ServerError(Bytes::from_static(m.as_bytes()))
+    } else {
+        Response::Other(Bytes::from_static(msg.as_bytes()))
+    })
 }

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::hit_ratio::HitFigures;
+use super::idle::{self, IdleFigures};
 use super::matrix::{Check, Kind, Row};
 use super::memory::MemFigures;
 use super::rebalance::Series;
@@ -40,6 +41,8 @@ pub struct Results {
     pub tls: Option<TlsSection>,
     /// The zone rows, when they ran.
     pub zones: Option<TlsSection>,
+    /// Memory per idle connection, when it ran.
+    pub idle: Vec<IdleFigures>,
     /// Parts that did not run, with why.
     pub skipped: Vec<String>,
 }
@@ -342,6 +345,60 @@ pub fn splice_between(existing: &str, section: &str, begin: &str, end: &str) -> 
     }
 }
 
+/// Where the idle-connection section starts and ends in RESULTS.md (`scenario --only idle`
+/// replaces it alone).
+pub const IDLE_BEGIN: &str =
+    "<!-- Idle connections: begin (regenerated alone by `ringcache-bench scenario --only idle`) -->";
+pub const IDLE_END: &str = "<!-- Idle connections: end -->";
+
+/// RSS per idle connection, one row per count, one column per server, between its markers.
+pub fn render_idle(m: &Meta, figs: &[IdleFigures]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{IDLE_BEGIN}\n");
+    let _ = writeln!(s, "## Memory per idle connection (issue 24)\n");
+    let _ = writeln!(
+        s,
+        "Measured {} with ringcache commit {}. To reproduce:\n\n```\n{}\n```\n",
+        m.date, m.commit, m.command
+    );
+    let _ = writeln!(
+        s,
+        "RSS growth of a fresh server per client connection that sent `version` once and then \
+         stayed idle (`VmRSS` before the first and 0.5 s after the last; connections from \
+         127.0.0.x, 20 000 per source address). The proxy stands in front of one node, \
+         nutcracker in front of one memcached. Bytes per connection; a count the open-file \
+         limit capped says how many were held.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| connections | {} |\n|---|{}",
+        idle::SERVERS.join(" | "),
+        "---:|".repeat(idle::SERVERS.len())
+    );
+    for asked in idle::COUNTS {
+        let mut row = format!("| {asked} |");
+        for server in idle::SERVERS {
+            let cell = figs
+                .iter()
+                .find(|f| f.asked == asked && f.server == server)
+                .map_or("—".to_string(), |f| {
+                    let per = f
+                        .per_connection()
+                        .map_or("?".into(), |v| format!("{v:.0} B"));
+                    if f.opened < f.asked {
+                        format!("{per} (at {})", f.opened)
+                    } else {
+                        per
+                    }
+                });
+            row.push_str(&format!(" {cell} |"));
+        }
+        let _ = writeln!(s, "{row}");
+    }
+    let _ = writeln!(s, "\n{IDLE_END}\n");
+    s
+}
+
 /// The whole file.
 pub fn render(r: &Results) -> String {
     let m = &r.meta;
@@ -541,6 +598,9 @@ pub fn render(r: &Results) -> String {
     }
     if let Some(t) = &r.zones {
         s.push_str(&render_zones(t));
+    }
+    if !r.idle.is_empty() {
+        s.push_str(&render_idle(m, &r.idle));
     }
 
     if !r.skipped.is_empty() {

@@ -5,6 +5,7 @@
 //! - [`procs`]: the server processes (killed on drop, and with the bench), configs, `/proc`.
 //! - [`matrix`]: the loads, per-target medians and the target ratios.
 //! - [`memory`]: memory per item (RSS growth per item held).
+//! - [`idle`]: memory per idle client connection (RSS growth per connection held).
 //! - [`rebalance`]: hit ratio per second while a 4th server joins.
 //! - [`tls`]: the TLS rows' servers (memcached `-Z`, node and proxy over TLS).
 //! - [`plot`] and [`markdown`]: the SVGs and RESULTS.md.
@@ -13,6 +14,7 @@
 //! with an [`Args`] built from flags), so the scenario's figures are the tool's figures.
 
 pub mod hit_ratio;
+pub mod idle;
 pub mod markdown;
 pub mod matrix;
 pub mod memory;
@@ -58,6 +60,8 @@ pub enum Part {
     Tls,
     /// A proxy over 6 nodes with zones against the same without, at `matrix::zone_loads`.
     Zones,
+    /// RSS per idle client connection at 1 000, 10 000 and 50 000 connections.
+    Idle,
 }
 
 /// Start memcached, nutcracker and ringcache on loopback, run the standard comparison and write
@@ -188,6 +192,11 @@ impl ScenarioArgs {
     /// Only the zone rows run: their section is spliced into the existing RESULTS.md.
     fn zones_alone(&self) -> bool {
         !self.only.is_empty() && self.only.iter().all(|&p| p == Part::Zones)
+    }
+
+    /// Only the idle connections run: their section is spliced into the existing RESULTS.md.
+    fn idle_alone(&self) -> bool {
+        !self.only.is_empty() && self.only.iter().all(|&p| p == Part::Idle)
     }
 }
 
@@ -692,6 +701,55 @@ async fn run_memory(plan: &Plan, bins: &Bins<'_>) -> Result<Vec<memory::MemFigur
     Ok(out)
 }
 
+/// RSS per idle connection: at each of [`idle::COUNTS`], a fresh node, proxy (in front of one
+/// node), memcached and nutcracker (in front of one memcached), each told to take that many.
+async fn run_idle(bins: &Bins<'_>) -> Result<Vec<idle::IdleFigures>> {
+    let Bins { mc, nc, rc, dir } = *bins;
+    let cap = idle::raise_own_limit();
+    let mut out = Vec::new();
+    for asked in idle::COUNTS {
+        let n = asked.min(cap);
+        let c = (n + idle::LIMIT_SPARE).to_string();
+        for server in idle::SERVERS {
+            eprintln!("scenario: idle connections, {server}, {n} of {asked}");
+            let f = match server {
+                "node" => {
+                    let p = procs::ringcache_node_with(rc, "node", 64, &["-c", &c], dir)?;
+                    idle::measure(&p, asked, cap).await?
+                }
+                "proxy" => {
+                    let b = procs::ringcache_node(rc, "proxy-backend", 64, dir)?;
+                    let extra = format!("max_connections = {c}");
+                    let (p, _) =
+                        procs::ringcache_proxy(rc, "proxy", &[b.addr.to_string()], 1, &extra, dir)?;
+                    idle::measure(&p, asked, cap).await?
+                }
+                "memcached" => {
+                    let p = procs::memcached_with(mc, "memcached", 64, &["-c", &c], dir)?;
+                    idle::measure(&p, asked, cap).await?
+                }
+                _ => {
+                    let b = procs::memcached(mc, "nutcracker-backend", 64, dir)?;
+                    let listen = testkit::free_addr().to_string();
+                    let p =
+                        procs::nutcracker(nc, "nutcracker", &listen, &[b.addr.to_string()], dir)?;
+                    idle::measure(&p, asked, cap).await?
+                }
+            };
+            eprintln!(
+                "  {:<10} {:>6} connections: RSS {} -> {} B, {:.0} B per connection",
+                f.server,
+                f.opened,
+                f.rss_before,
+                f.rss_after,
+                f.per_connection().unwrap_or(f64::NAN)
+            );
+            out.push(f);
+        }
+    }
+    Ok(out)
+}
+
 /// The Zipf hit-ratio part: memcached and the node, each fresh, with a quarter of the working
 /// set as their memory limit, the same keys drawn for both.
 async fn run_hit_ratio(plan: &Plan, bins: &Bins<'_>) -> Result<Vec<hit_ratio::HitFigures>> {
@@ -884,6 +942,13 @@ async fn run_all(a: &ScenarioArgs) -> Result<Results> {
     } else {
         results.memory = run_memory(&plan, &bins).await?;
     }
+    if a.skips(Part::Idle) {
+        results
+            .skipped
+            .push("idle connections (--skip idle)".into());
+    } else {
+        results.idle = run_idle(&bins).await?;
+    }
     if a.skips(Part::Rebalance) {
         results.skipped.push("rebalance (--skip rebalance)".into());
     } else {
@@ -916,6 +981,16 @@ async fn run_all(a: &ScenarioArgs) -> Result<Results> {
     }
     let md = out_dir.join("RESULTS.md");
     let (text, json) = match (&results.tls, &results.zones) {
+        _ if a.idle_alone() => {
+            // Likewise the idle-connection section.
+            let old = std::fs::read_to_string(&md).unwrap_or_default();
+            let section = markdown::render_idle(&results.meta, &results.idle);
+            let (b, e) = (markdown::IDLE_BEGIN, markdown::IDLE_END);
+            (
+                markdown::splice_between(&old, &section, b, e),
+                "scenario-idle.json",
+            )
+        }
         (Some(t), _) if a.tls_alone() => {
             // Only the TLS section is new: the rest of the file is kept as it was.
             let old = std::fs::read_to_string(&md).unwrap_or_default();
