@@ -643,6 +643,33 @@ mod tests {
     }
 
     #[test]
+    fn an_outage_is_timed_for_the_conditional_failover() {
+        let h = Health::new(1);
+        assert_eq!(h.down_for(), None, "up");
+        assert_eq!(h.back_from_outage(Duration::ZERO), None, "never down");
+        h.mark_down();
+        std::thread::sleep(Duration::from_millis(30));
+        let d = h.down_for().expect("down");
+        assert!(d >= Duration::from_millis(30), "{d:?}");
+        assert_eq!(h.back_from_outage(Duration::ZERO), None, "still down");
+        h.returned_fenced();
+        assert_eq!(h.down_for(), None);
+        let back = h
+            .back_from_outage(Duration::from_millis(30))
+            .expect("an outage that long");
+        assert!(back < Duration::from_secs(10), "{back:?}");
+        assert_eq!(
+            h.back_from_outage(Duration::from_secs(10)),
+            None,
+            "shorter than that window"
+        );
+        // A later, short outage replaces it.
+        h.mark_down();
+        h.returned_repairing();
+        assert_eq!(h.back_from_outage(Duration::from_millis(30)), None);
+    }
+
+    #[test]
     fn one_hint_taken_for_a_conditional_write() {
         let h = Health::new(1);
         h.mark_down();
