@@ -200,6 +200,13 @@ pub struct Health {
     /// ends, in ms after [`epoch`]. The flag keeps the check off the request path otherwise.
     suspect: AtomicBool,
     suspect_until: AtomicU64,
+    /// When the node was last marked down, in ms after [`epoch`] (read by the conditional
+    /// failover, `router/primary.rs`).
+    down_since: AtomicU64,
+    /// When it last came back, and how long that outage lasted (ms): a primary back from an
+    /// outage its conditional writes failed over for takes them back only after a window.
+    back_at: AtomicU64,
+    last_outage: AtomicU64,
 }
 
 /// How long a node that came back from being down serves no read and runs no conditional
@@ -245,6 +252,9 @@ impl Health {
             identity: Mutex::new(None),
             suspect: AtomicBool::new(false),
             suspect_until: AtomicU64::new(0),
+            down_since: AtomicU64::new(0),
+            back_at: AtomicU64::new(0),
+            last_outage: AtomicU64::new(0),
         }
     }
 
@@ -262,6 +272,43 @@ impl Health {
         }
         self.suspect.store(false, Ordering::Relaxed);
         false
+    }
+
+    /// How long the node has been down for this router; `None` while it is not down.
+    pub fn down_for(&self) -> Option<Duration> {
+        if !self.down.load(Ordering::SeqCst) {
+            return None;
+        }
+        let since = self.down_since.load(Ordering::Relaxed);
+        Some(Duration::from_millis(now_ms().saturating_sub(since)))
+    }
+
+    /// How long ago the node came back from its last outage, if that outage lasted at least
+    /// `outage` (a primary whose conditional writes failed over, `router/primary.rs`);
+    /// `None` while it is down, or if it never was down that long.
+    pub fn back_from_outage(&self, outage: Duration) -> Option<Duration> {
+        if self.down.load(Ordering::SeqCst) || self.back_at.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        if self.last_outage.load(Ordering::Relaxed) < outage.as_millis() as u64 {
+            return None;
+        }
+        let at = self.back_at.load(Ordering::Relaxed);
+        Some(Duration::from_millis(now_ms().saturating_sub(at)))
+    }
+
+    fn went_down(&self) {
+        self.downs.fetch_add(1, Ordering::Relaxed);
+        self.down_since.store(now_ms(), Ordering::Relaxed);
+    }
+
+    fn came_back(&self) {
+        // At least 1: 0 means "never came back".
+        let now = now_ms().max(1);
+        let since = self.down_since.load(Ordering::Relaxed);
+        self.last_outage
+            .store(now.saturating_sub(since), Ordering::Relaxed);
+        self.back_at.store(now, Ordering::Relaxed);
     }
 
     fn became_suspect(&self) {
@@ -341,7 +388,7 @@ impl Health {
         if n >= self.failure_limit.load(Ordering::Relaxed)
             && !self.down.swap(true, Ordering::SeqCst)
         {
-            self.downs.fetch_add(1, Ordering::Relaxed);
+            self.went_down();
             return true;
         }
         false
@@ -354,7 +401,7 @@ impl Health {
             Ordering::Relaxed,
         );
         if !self.down.swap(true, Ordering::SeqCst) {
-            self.downs.fetch_add(1, Ordering::Relaxed);
+            self.went_down();
             return true;
         }
         false
@@ -515,6 +562,7 @@ impl Health {
     /// A probe found the same process answering: usable for writes again, repairing until
     /// its hints are replayed.
     pub fn returned_repairing(&self) {
+        self.came_back();
         self.became_suspect();
         self.repairing.store(true, Ordering::SeqCst);
         self.consecutive_failures.store(0, Ordering::Relaxed);
@@ -529,6 +577,7 @@ impl Health {
             *log = HintLog::default();
             self.pending.store(0, Ordering::SeqCst);
         }
+        self.came_back();
         self.became_suspect();
         self.fenced.store(true, Ordering::SeqCst);
         self.repairing.store(false, Ordering::SeqCst);
@@ -591,6 +640,33 @@ mod tests {
         assert!(h.is_usable());
         h.unfence();
         assert_eq!(h.state(), NodeState::Up);
+    }
+
+    #[test]
+    fn an_outage_is_timed_for_the_conditional_failover() {
+        let h = Health::new(1);
+        assert_eq!(h.down_for(), None, "up");
+        assert_eq!(h.back_from_outage(Duration::ZERO), None, "never down");
+        h.mark_down();
+        std::thread::sleep(Duration::from_millis(30));
+        let d = h.down_for().expect("down");
+        assert!(d >= Duration::from_millis(30), "{d:?}");
+        assert_eq!(h.back_from_outage(Duration::ZERO), None, "still down");
+        h.returned_fenced();
+        assert_eq!(h.down_for(), None);
+        let back = h
+            .back_from_outage(Duration::from_millis(30))
+            .expect("an outage that long");
+        assert!(back < Duration::from_secs(10), "{back:?}");
+        assert_eq!(
+            h.back_from_outage(Duration::from_secs(10)),
+            None,
+            "shorter than that window"
+        );
+        // A later, short outage replaces it.
+        h.mark_down();
+        h.returned_repairing();
+        assert_eq!(h.back_from_outage(Duration::from_millis(30)), None);
     }
 
     #[test]

@@ -34,6 +34,11 @@ pub struct ProxyConfig {
     pub request_timeout_ms: u64,
     /// Consecutive failures that mark a node down.
     pub failure_limit: u32,
+    /// Milliseconds a key's primary must be down before its conditional writes (`incr`,
+    /// `add`, `cas`, …) run on the first in-sync replica instead of being refused; 0 fails
+    /// over at once, `"never"` never does (`None`).
+    #[serde(deserialize_with = "ms_or_never")]
+    pub conditional_failover_after_ms: Option<u64>,
     /// Pipelined connections kept to each node.
     pub connections_per_node: usize,
     /// Replicas that must acknowledge a write: "primary", "quorum" or "all".
@@ -77,6 +82,23 @@ pub struct ProxyConfig {
     pub zone: Option<String>,
 }
 
+/// `conditional_failover_after_ms`: a number of milliseconds, or `"never"` (`None`).
+fn ms_or_never<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum MsOrWord {
+        Ms(u64),
+        Word(String),
+    }
+    match MsOrWord::deserialize(d)? {
+        MsOrWord::Ms(ms) => Ok(Some(ms)),
+        MsOrWord::Word(w) if w == "never" => Ok(None),
+        MsOrWord::Word(w) => Err(serde::de::Error::custom(format!(
+            "expected milliseconds or \"never\", found {w:?}"
+        ))),
+    }
+}
+
 /// `ack`'s names in the file: serde reads them straight into the client's [`Ack`] (a name
 /// that is not one of these is refused with the list of those that are).
 #[derive(Deserialize)]
@@ -95,6 +117,9 @@ impl Default for ProxyConfig {
             connect_timeout_ms: 1000,
             request_timeout_ms: 1000,
             failure_limit: 3,
+            conditional_failover_after_ms: Some(
+                ringcache_client::DEFAULT_CONDITIONAL_FAILOVER_AFTER.as_millis() as u64,
+            ),
             connections_per_node: 2,
             ack: Ack::All,
             max_inflight_per_connection: 1024,
@@ -251,6 +276,9 @@ impl ProxyConfig {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             connections_per_node: self.connections_per_node,
             failure_limit: self.failure_limit,
+            conditional_failover_after: self
+                .conditional_failover_after_ms
+                .map(Duration::from_millis),
             ack: self.ack,
             rebalance: self.rebalance.options()?,
             max_item_size: self.max_item_size,
@@ -323,6 +351,32 @@ mod tests {
         }
         let e = ProxyConfig::from_toml(&format!("ack = \"most\"\n{nodes}")).unwrap_err();
         assert!(e.to_string().contains("primary"), "{e}");
+    }
+
+    #[test]
+    fn conditional_failover_takes_milliseconds_or_never() {
+        let nodes = "[[nodes]]\naddr = \"127.0.0.1:1\"\n";
+        let at = |line: &str| {
+            ProxyConfig::from_toml(&format!("{line}\n{nodes}"))
+                .map(|c| c.client_options().unwrap().conditional_failover_after)
+        };
+        assert_eq!(
+            at("").unwrap(),
+            Some(ringcache_client::DEFAULT_CONDITIONAL_FAILOVER_AFTER)
+        );
+        assert_eq!(
+            at("conditional_failover_after_ms = 0").unwrap(),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            at("conditional_failover_after_ms = 2500").unwrap(),
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(
+            at("conditional_failover_after_ms = \"never\"").unwrap(),
+            None
+        );
+        assert!(at("conditional_failover_after_ms = \"soon\"").is_err());
     }
 
     #[test]

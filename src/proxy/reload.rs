@@ -12,8 +12,8 @@
 //!
 //! What applies live: `[ring]` and `[[nodes]]` (a membership transition; under `[discovery]`
 //! the node list is discovery's and the file's `[[nodes]]` is not read), `request_timeout_ms`,
-//! `connect_timeout_ms` (for connections opened from then on), `failure_limit`, `ack`,
-//! `hint_max_keys`/`hint_max_bytes`, and `max_item_size`/`max_inflight_per_connection` (for
+//! `connect_timeout_ms` (for connections opened from then on), `failure_limit`,
+//! `conditional_failover_after_ms`, `ack`, `hint_max_keys`/`hint_max_bytes`, and `max_item_size`/`max_inflight_per_connection` (for
 //! client connections accepted from then on). `listen`, `metrics_listen`, `max_connections`,
 //! `threads`, `connections_per_node`, `[rebalance]` and `[discovery]` need a restart: a reload that changes
 //! them logs so and keeps the running values.

@@ -209,6 +209,11 @@ fn settings(proxy: &Proxy) -> Response {
         ("vnodes", cfg.ring.vnodes.to_string()),
         ("request_timeout_ms", cfg.request_timeout_ms.to_string()),
         ("failure_limit", cfg.failure_limit.to_string()),
+        (
+            "conditional_failover_after_ms",
+            cfg.conditional_failover_after_ms
+                .map_or("never".to_string(), |ms| ms.to_string()),
+        ),
         // The nodes' crawler, as ringcache nodes report it: `lru_crawler metadump` reaches
         // them through the proxy.
         ("lru_crawler", "yes".to_string()),

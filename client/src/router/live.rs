@@ -16,6 +16,8 @@ pub(crate) struct Live {
     ack: AtomicU8,
     hint_keys: AtomicU64,
     hint_bytes: AtomicU64,
+    /// `conditional_failover_after` in ms; `u64::MAX` is never.
+    failover_after_ms: AtomicU64,
 }
 
 impl Live {
@@ -27,6 +29,7 @@ impl Live {
             ack: AtomicU8::new(0),
             hint_keys: AtomicU64::new(0),
             hint_bytes: AtomicU64::new(0),
+            failover_after_ms: AtomicU64::new(u64::MAX),
         };
         live.store(o);
         live
@@ -50,6 +53,18 @@ impl Live {
             .store(o.hints.max_keys as u64, Ordering::Relaxed);
         self.hint_bytes
             .store(o.hints.max_bytes as u64, Ordering::Relaxed);
+        let after = o
+            .conditional_failover_after
+            .map_or(u64::MAX, |d| d.as_millis().min(u64::MAX as u128 - 1) as u64);
+        self.failover_after_ms.store(after, Ordering::Relaxed);
+    }
+
+    /// `conditional_failover_after`: `None` is never.
+    pub(super) fn failover_after(&self) -> Option<Duration> {
+        match self.failover_after_ms.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {
@@ -82,7 +97,8 @@ impl Live {
 
 impl Router {
     /// Applies the options that can change while the client runs: request and connect
-    /// timeouts, `failure_limit`, `ack` and the hint log bounds (for every node at once).
+    /// timeouts, `failure_limit`, `ack`, the hint log bounds (for every node at once) and
+    /// `conditional_failover_after`.
     /// The connect timeout reaches connections opened from now on (nodes added later, probes,
     /// key listings); the established connections' reconnect loop keeps the old one. The
     /// other options (`connections_per_node`, `queue_depth`, `rebalance`) need a new client;
@@ -109,6 +125,7 @@ impl Router {
             failure_limit: live.failure_limit(),
             ack: live.ack(),
             hints: live.hints(),
+            conditional_failover_after: live.failover_after(),
             ..self.inner.opts.clone()
         }
     }

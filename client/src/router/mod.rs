@@ -34,7 +34,7 @@ mod transition;
 mod version;
 mod write;
 
-pub use options::{Ack, ClientBuilder, ClientOptions};
+pub use options::{Ack, ClientBuilder, ClientOptions, DEFAULT_CONDITIONAL_FAILOVER_AFTER};
 pub use read::{Lookup, Single, SingleGet, SingleRest};
 pub(crate) use requests::{is_miss, replica_store, unexpected};
 pub use spread::{ManyGet, ManyRest};

@@ -53,7 +53,18 @@ pub struct ClientOptions {
     /// The zone this router runs in (the proxy's `zone`, `RINGCACHE_ZONE`): reads ask an
     /// owner in it first (docs/placement.md, "Zones"). Placement does not depend on it.
     pub zone: Option<String>,
+    /// How long a key's primary must have been down (for this router) before its conditional
+    /// writes (`incr`, `add`, `cas`, …) fail over to the first in-sync replica in ring order
+    /// instead of being refused; `Some(ZERO)` fails over at once, `None` never does
+    /// (`router/primary.rs`, docs/cluster.md "Conditional writes when the primary is down").
+    pub conditional_failover_after: Option<Duration>,
 }
+
+/// [`ClientOptions::conditional_failover_after`]'s default: long enough that every router has
+/// seen a dead or paused primary as down before any fails over (docs/cluster.md has the sum:
+/// 3 failures × 1 s request timeout to notice it, plus the 5 s probe backoff cap by which
+/// routers' views of one outage differ, plus the same again as margin, rounded up).
+pub const DEFAULT_CONDITIONAL_FAILOVER_AFTER: Duration = Duration::from_secs(15);
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -73,6 +84,7 @@ impl Default for ClientOptions {
             hints: HintLimits::default(),
             transport: crate::transport::Connector::plain(),
             zone: None,
+            conditional_failover_after: Some(DEFAULT_CONDITIONAL_FAILOVER_AFTER),
         }
     }
 }
@@ -170,6 +182,14 @@ impl ClientBuilder {
     /// The zone this router runs in: reads go first to a key's owner in it.
     pub fn zone(mut self, zone: impl Into<String>) -> Self {
         self.opts.zone = Some(zone.into());
+        self
+    }
+
+    /// How long a key's primary must be down before its conditional writes run on the first
+    /// in-sync replica instead of being refused (default 15 s); `Some(Duration::ZERO)` fails
+    /// over at once, `None` never (they wait for the primary, or a membership change).
+    pub fn conditional_failover_after(mut self, after: Option<Duration>) -> Self {
+        self.opts.conditional_failover_after = after;
         self
     }
 

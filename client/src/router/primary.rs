@@ -15,9 +15,19 @@
 //! by its own probe), and a router that still saw it down and ran writes on the replica
 //! while another ran them on the returned primary split one key's `add`s and lost
 //! increments (`ringcache-bench netns-counters`: 85 of 973 `add` races had two winners right
-//! after a pause). Conditional writes of a key whose primary is down wait for it (or for a
-//! membership change that names another primary); reads and unconditional writes fail over
-//! as before (docs/cluster.md, "What holds, fault by fault").
+//! after a pause). Reads and unconditional writes fail over as before (docs/cluster.md,
+//! "What holds, fault by fault").
+//!
+//! The refusal is bounded: a primary down for this router longer than
+//! `conditional_failover_after` (default 15 s, long enough that every router has seen it
+//! down) hands the key's conditional writes to the first in-sync replica in ring order, the
+//! one every router picks — else a dead node in a static config would refuse a third of the
+//! counters for good. When it comes back it takes none for [`SUSPECT_FOR`] (the other routers
+//! find it back by their own probes, up to the probe backoff later, and run on the replica
+//! until then); for as long again after that, each key is repaired on it from the replica,
+//! versions compared, before it runs there, so what the slower routers ran on the replica
+//! meanwhile is not overwritten (docs/cluster.md, "Conditional writes when the primary is
+//! down").
 
 use std::sync::Arc;
 
@@ -25,16 +35,16 @@ use bytes::Bytes;
 
 use super::version::{decide, versioned_copy, Copy};
 use super::Router;
-use crate::health::NodeState;
+use crate::health::{NodeState, SUSPECT_FOR};
 use crate::protocol::{MetaStatus, Response};
 use crate::topology::NodeEntry;
 
 impl Router {
     /// The owner a conditional write of `key` runs on, among `owners` (the live owners,
     /// primary first): the primary, repaired for `key` first if it missed writes of it.
-    /// `None` when the primary is down for this router (the write is refused: another
-    /// router may reach it and run the key's writes there), or cannot be repaired and no
-    /// other owner is in sync.
+    /// `None` when the primary has been down for this router for less than
+    /// `conditional_failover_after` (the write is refused: another router may reach it and
+    /// run the key's writes there), or cannot be repaired and no other owner is in sync.
     pub(super) async fn executor(
         &self,
         owners: &[Arc<NodeEntry>],
@@ -43,8 +53,36 @@ impl Router {
     ) -> Option<usize> {
         // Where a primary that missed writes is repaired from.
         let first_in_sync = owners.iter().position(|n| n.health.in_sync(key));
+        let failover = self.inner.live.failover_after();
         // The ring's primary, if it is among the live owners (not down for this router).
-        let at = primary.and_then(|p| owners.iter().position(|n| Arc::ptr_eq(n, p)))?;
+        let Some(at) = primary.and_then(|p| owners.iter().position(|n| Arc::ptr_eq(n, p))) else {
+            // Down: refused until it has been down for the window, then the first in-sync
+            // replica in ring order (`owners` keeps ring order) runs the key's writes.
+            let down_for = primary.and_then(|p| p.health.down_for());
+            return match (failover, down_for) {
+                (Some(after), Some(d)) if d >= after => first_in_sync,
+                _ => None,
+            };
+        };
+        let back = failover.and_then(|after| owners[at].health.back_from_outage(after));
+        if let Some(back) = back {
+            if back < SUSPECT_FOR {
+                // Back from an outage the writes failed over for, too recently for every
+                // router to have seen it: they stay on the replica (if one is in sync).
+                if let Some(i) = first_in_sync.filter(|&i| i != at) {
+                    return Some(i);
+                }
+            } else if back < SUSPECT_FOR * 2 {
+                // Taking them back: the replica may hold writes of slower routers that this
+                // one never hinted; bring the key over, versions compared, first.
+                if let Some(src) = first_in_sync.filter(|&i| i != at) {
+                    return self
+                        .repair_from(&owners[src], &owners[at], key)
+                        .await
+                        .then_some(at);
+                }
+            }
+        }
         if owners[at].health.in_sync(key) {
             return Some(at);
         }
@@ -71,6 +109,16 @@ impl Router {
         self.repair_from(&owners[source], primary, key)
             .await
             .then_some(at)
+    }
+
+    /// Whether `node` came back from an outage its conditional writes failed over for so
+    /// recently that they do not run on it without [`Router::executor`]'s care.
+    pub(super) fn taking_back(&self, node: &NodeEntry) -> bool {
+        self.inner
+            .live
+            .failover_after()
+            .and_then(|after| node.health.back_from_outage(after))
+            .is_some_and(|back| back < SUSPECT_FOR * 2)
     }
 
     /// Brings `key` to `node` (fenced: flushed after a restart, still re-warming; or suspect:

@@ -122,7 +122,13 @@ impl Router {
         // The primary whenever it is reachable, repaired for the key first (`primary.rs`).
         let primary = topo.owner_nodes(&key).next();
         let at = match (owners.first(), primary) {
-            (Some(o), Some(p)) if Arc::ptr_eq(o, p) && o.health.in_sync(&key) => Some(0),
+            // The fast path: a primary in sync that is not taking back the conditional
+            // writes that failed over while it was down (`primary.rs`).
+            (Some(o), Some(p))
+                if Arc::ptr_eq(o, p) && o.health.in_sync(&key) && !self.taking_back(o) =>
+            {
+                Some(0)
+            }
             _ => Box::pin(self.executor(&owners, &key, primary)).await,
         };
         let Some(at) = at else {
