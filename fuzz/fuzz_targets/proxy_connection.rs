@@ -25,6 +25,7 @@ use libfuzzer_sys::fuzz_target;
 use ringcache::config::NodeConfig;
 use ringcache::node::clock::SystemClock;
 use ringcache::proxy::ProxyConfig;
+use ringcache::server::ServerSettings;
 use ringcache_client::protocol::meta::decode_key;
 use ringcache_client::protocol::parse::Limits;
 use ringcache_client::protocol::{Request, Response, ServerCodec};
@@ -222,7 +223,7 @@ async fn run(data: &[u8]) {
     let mut nodes = Vec::new();
     for _ in 0..3 {
         let cfg = NodeConfig {
-            listen: "127.0.0.1:0".into(),
+            server: ServerSettings::listening("127.0.0.1:0"),
             memory_limit_mb: 16,
             threads: 1,
             ..NodeConfig::default()
