@@ -22,7 +22,7 @@ use super::{is_miss, version, Lookup, Router};
 use crate::protocol::expiry::{copy_exptime, remaining_ttl};
 use crate::protocol::number::parse_u32;
 use crate::protocol::{GetCmd, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response};
-use crate::topology::{CasSupport, NodeEntry, Topology};
+use crate::topology::{NodeEntry, Topology};
 use crate::Error;
 
 /// One item as a source node holds it: what a copy must reproduce.
@@ -91,7 +91,10 @@ impl Router {
         // lacks the key, a replace of an older item, nothing over a newer one (`version.rs`).
         let results = join_all(to.iter().map(|node| async {
             if !version::comparable(from, node) {
-                return self.send(node, copy_request(node, key, &item)).await;
+                // An add (`ME`), meta even for memcached < 1.6.27: `c` returns the copy's CAS,
+                // which the race check needs to delete exactly this copy.
+                let add = version::versioned_copy(node, key, item.as_item(), version::Copy::Add);
+                return self.send(node, add).await;
             }
             let how = version::decide(item.cas, self.cas_on(node, key).await?);
             if how == version::Copy::Keep {
@@ -262,28 +265,6 @@ impl Router {
         results.extend(past_results);
         Ok(results)
     }
-}
-
-/// The add that copies `item` to `node`: `ms <key> <len> ME c F T`, plus `E<cas>` (the source's
-/// CAS, so `gets`/`cas` keep working across the move) where the node takes it. Meta, not a
-/// classic `add`, even for memcached < 1.6.27: `c` returns the copy's CAS, which the race
-/// check needs to delete exactly this copy.
-fn copy_request(node: &NodeEntry, key: &Bytes, item: &Snapshot) -> Request {
-    let explicit = node.cas_support() != CasSupport::No && item.cas != 0;
-    let f = MetaFlags {
-        client_flags: Some(item.flags),
-        ttl: Some(item.ttl),
-        new_cas: explicit.then_some(item.cas),
-        mode: Some(b'E'),
-        ret_cas: true,
-        ..MetaFlags::default()
-    };
-    Request::Meta(Box::new(MetaRequest::new(
-        MetaCmd::Set,
-        key.clone(),
-        f,
-        Some(item.value.clone()),
-    )))
 }
 
 impl Snapshot {
