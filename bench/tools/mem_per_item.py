@@ -13,6 +13,12 @@ kills only the process it started. Used for the figures in `ITEM_OVERHEAD`'s doc
 --key-len pads the number with zeros ("key:000000000123" at 16, the bench scenario's and issue
 11's key length); the default 11 is the key:%07d of the earlier figures.
 
+The growth is split into anonymous memory and file-backed pages (`RssAnon` / `RssFile`: the
+binary's code first run during the load), and `marginal_bytes_per_item` is the growth over the
+second half of the load divided by the items it added: the cost of one more item, without the
+process's one-off costs (code pages, thread stacks, connection buffers, allocator metadata)
+that `bytes_per_item` spreads over the items (bench/ANALYSIS.md, "item overhead").
+
 With --items beyond what --limit-mib holds, the cache fills and evicts; `rss_over_limit` (RSS
 growth / limit) then shows how honestly the node's byte accounting maps to real memory.
 """
@@ -32,12 +38,16 @@ def free_port():
         return s.getsockname()[1]
 
 
-def rss_kib(pid):
+def status_kib(pid, field):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field}")
+
+
+def rss_kib(pid):
+    return status_kib(pid, "VmRSS")
 
 
 def connect(port, deadline=10.0):
@@ -134,11 +144,17 @@ def main():
         stats(sock)
         time.sleep(0.5)
         before = rss_kib(proc.pid)
+        anon_before, file_before = status_kib(proc.pid, "RssAnon"), status_kib(proc.pid, "RssFile")
+        half = a.items // 2
+        mid, mid_items = None, 0
         value = b"x" * a.value
         tail = b" 0 %d %d\r\n%s\r\n" % (a.ttl, a.value, value)
         want = b"STORED\r\n" * a.batch
         t0 = time.time()
         for start in range(0, a.items, a.batch):
+            if mid is None and start >= half:
+                mid_items = int(stats(sock).get("curr_items", 0))
+                mid = rss_kib(proc.pid)
             n = min(a.batch, a.items - start)
             req = b"".join(b"set " + key_fmt % i + tail for i in range(start, start + n))
             sock.sendall(req)
@@ -153,11 +169,15 @@ def main():
         time.sleep(1.0)
         st = stats(sock)
         after = rss_kib(proc.pid)
+        anon_after, file_after = status_kib(proc.pid, "RssAnon"), status_kib(proc.pid, "RssFile")
         items = int(st.get("curr_items", 0))
+        added = items - mid_items
         print(json.dumps({
             "server": a.server, "items_sent": a.items, "curr_items": items,
             "value": a.value, "key_len": a.key_len, "ttl": a.ttl, "rss_before_kib": before, "rss_after_kib": after,
             "bytes_per_item": round((after - before) * 1024 / max(items, 1), 1),
+            "anon_kib": anon_after - anon_before, "file_kib": file_after - file_before,
+            "marginal_bytes_per_item": round((after - (mid or before)) * 1024 / max(added, 1), 1),
             "rss_over_limit": round((after - before) * 1024 / (a.limit_mib << 20), 3),
             "evictions": int(st.get("evictions", 0)), "bytes_stat": int(st.get("bytes", 0)),
             "load_s": round(load_s, 2),
