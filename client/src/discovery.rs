@@ -582,6 +582,9 @@ impl Discovery {
         on_change: Option<OnChange>,
     ) -> Result<Discovery, Error> {
         let resolver = NodeResolver::new(settings)?;
+        // Routers that re-resolve as often see a change at most an interval apart: a
+        // transition kept twice as long outlasts every router's switch (`past_owners.rs`).
+        client.set_transition_floor(settings.interval() * 2);
         let mut absences = Absences::new(Duration::from_secs(settings.remove_after_secs));
         round(client, &resolver, &mut absences, on_change.as_ref()).await;
         let weak = client.downgrade();

@@ -276,6 +276,13 @@ impl Router {
                 tracing::info!("rebalance: superseded by a newer membership change");
                 return;
             }
+            // Not over before every router can have switched rings (`past_owners.rs`).
+            let floor = client.inner.live.transition_floor();
+            let left = floor.saturating_sub(started.elapsed());
+            if !left.is_zero() && !client.pause_while_current(&topo, left).await {
+                tracing::info!("rebalance: superseded by a newer membership change");
+                return;
+            }
             if client.settle(&topo) {
                 let p = &client.inner.progress;
                 p.completed.add(1);
