@@ -121,10 +121,10 @@ impl Router {
 
     /// Keeps every transition that starts from now on for at least `floor`: its past owners
     /// still get writes and are compared on reads, and nothing is cleaned up, until then.
-    /// Discovery sets it to twice its interval ([`crate::discovery::Discovery::start`]): a
-    /// router that sees a change sees it at most one interval after any other router that
-    /// re-resolves as often, so every router is on the new ring before this one stops keeping
-    /// the old one in step (docs/cluster.md, "Several routers"). 0 (the default) for a
+    /// Discovery sets it to twice its interval plus its slowest round
+    /// ([`crate::discovery::Discovery::start`]): a router that sees a change sees it at most
+    /// an interval and a round after any other router that re-resolves as often, so every
+    /// router is on the new ring before this one stops keeping the old one in step (docs/cluster.md, "Several routers"). 0 (the default) for a
     /// router told its membership directly.
     pub fn set_transition_floor(&self, floor: Duration) {
         let ms = floor.as_millis().min(u64::MAX as u128) as u64;
