@@ -582,15 +582,29 @@ impl Discovery {
         on_change: Option<OnChange>,
     ) -> Result<Discovery, Error> {
         let resolver = NodeResolver::new(settings)?;
-        let mut absences = Absences::new(Duration::from_secs(settings.remove_after_secs));
-        round(client, &resolver, &mut absences, on_change.as_ref()).await;
-        let weak = client.downgrade();
         let interval = settings.interval();
+        // Rounds start an interval after the last one ended, so routers that re-resolve as
+        // often see a change at most an interval and a round apart: a transition kept twice
+        // that long outlasts every router's switch (`past_owners.rs`). The round's length is
+        // the slowest this router has seen (a loaded host, slow `stats` answers).
+        let floor = move |slowest: Duration| (interval + slowest) * 2;
+        client.set_transition_floor(floor(Duration::ZERO));
+        let mut absences = Absences::new(Duration::from_secs(settings.remove_after_secs));
+        let started = Instant::now();
+        round(client, &resolver, &mut absences, on_change.as_ref()).await;
+        let mut slowest = started.elapsed();
+        client.set_transition_floor(floor(slowest));
+        let weak = client.downgrade();
         let task = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
                 let Some(client) = weak.upgrade() else { return };
+                let started = Instant::now();
                 round(&client, &resolver, &mut absences, on_change.as_ref()).await;
+                if started.elapsed() > slowest {
+                    slowest = started.elapsed();
+                    client.set_transition_floor(floor(slowest));
+                }
             }
         });
         Ok(Discovery { task })

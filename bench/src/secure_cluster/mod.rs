@@ -88,9 +88,9 @@ pub struct SecureClusterArgs {
     #[arg(long)]
     pub ip_sans: bool,
     /// Report, without failing on, the stale reads the load sees *while* a membership change
-    /// is under way (steps 1, 2 and 4). Two proxies switch rings at their own discovery
-    /// rounds, and a copy made by one does not yet replace an older one made by the other
-    /// (docs/testing.md, "secure-cluster"); the checks after each step still fail on any
+    /// is under way (steps 1, 2 and 4): for diagnosis only, `.ci/run` fails on them since a
+    /// transition keeps the past owners in step across routers (docs/cluster.md, "Several
+    /// routers during a membership change"). The checks after each step still fail on any
     /// stale value, and the kill steps still fail on stale reads during the step.
     #[arg(long)]
     pub report_membership_stale: bool,

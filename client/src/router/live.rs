@@ -18,6 +18,8 @@ pub(crate) struct Live {
     hint_bytes: AtomicU64,
     /// `conditional_failover_after` in ms; `u64::MAX` is never.
     failover_after_ms: AtomicU64,
+    /// The shortest a transition lasts, in ms ([`Router::set_transition_floor`]).
+    transition_floor_ms: AtomicU64,
 }
 
 impl Live {
@@ -30,6 +32,7 @@ impl Live {
             hint_keys: AtomicU64::new(0),
             hint_bytes: AtomicU64::new(0),
             failover_after_ms: AtomicU64::new(u64::MAX),
+            transition_floor_ms: AtomicU64::new(0),
         };
         live.store(o);
         live
@@ -65,6 +68,11 @@ impl Live {
             u64::MAX => None,
             ms => Some(Duration::from_millis(ms)),
         }
+    }
+
+    /// The shortest a transition lasts ([`Router::set_transition_floor`]).
+    pub(super) fn transition_floor(&self) -> Duration {
+        Duration::from_millis(self.transition_floor_ms.load(Ordering::Relaxed))
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {
@@ -109,6 +117,21 @@ impl Router {
         for n in topo.all_nodes() {
             n.health.configure(opts.failure_limit, opts.hints);
         }
+    }
+
+    /// Keeps every transition that starts from now on for at least `floor`: its past owners
+    /// still get writes and are compared on reads, and nothing is cleaned up, until then.
+    /// Discovery sets it to twice its interval plus its slowest round
+    /// ([`crate::discovery::Discovery::start`]): a router that sees a change sees it at most
+    /// an interval and a round after any other router that re-resolves as often, so every
+    /// router is on the new ring before this one stops keeping the old one in step (docs/cluster.md, "Several routers"). 0 (the default) for a
+    /// router told its membership directly.
+    pub fn set_transition_floor(&self, floor: Duration) {
+        let ms = floor.as_millis().min(u64::MAX as u128) as u64;
+        self.inner
+            .live
+            .transition_floor_ms
+            .store(ms, Ordering::Relaxed);
     }
 
     /// The write acknowledgement policy in force now.

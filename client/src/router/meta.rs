@@ -34,13 +34,17 @@ impl Router {
                 if req.flags.compare_cas.is_none()
                     && matches!(req.flags.mode, None | Some(b'S')) =>
             {
-                let owners = self.required_owners(&req.key)?;
+                let topo = self.topology();
+                let owners = self.required_in(&topo, &req.key)?;
+                // Mid-transition a moved key's past owners too (`past_owners.rs`), not
+                // counted in the acknowledgement.
+                let past = Self::past_targets(&topo, &req.key);
                 // Set on the typed flags only: the encoder appends `E` after the client's own
                 // flags, whose order the node's reply must keep.
                 if req.flags.new_cas.is_none() {
                     req.flags.new_cas = Some(self.next_cas());
                 }
-                let results = join_all(owners.iter().map(|n| {
+                let mut results = join_all(owners.iter().chain(&past).map(|n| {
                     let mut r = req.clone();
                     if n.cas_support() == CasSupport::No {
                         r.flags.new_cas = None;
@@ -48,6 +52,7 @@ impl Router {
                     self.send_write(n, Request::Meta(r))
                 }))
                 .await;
+                results.truncate(owners.len());
                 self.acknowledge(results, |r| is_meta(r, MetaStatus::Hd))
             }
             MetaCmd::Delete => {

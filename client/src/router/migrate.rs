@@ -276,6 +276,13 @@ impl Router {
                 tracing::info!("rebalance: superseded by a newer membership change");
                 return;
             }
+            // Not over before every router can have switched rings (`past_owners.rs`).
+            let floor = client.inner.live.transition_floor();
+            let left = floor.saturating_sub(started.elapsed());
+            if !left.is_zero() && !client.pause_while_current(&topo, left).await {
+                tracing::info!("rebalance: superseded by a newer membership change");
+                return;
+            }
             if client.settle(&topo) {
                 let p = &client.inner.progress;
                 p.completed.add(1);
@@ -608,7 +615,11 @@ impl Router {
     /// reached the node since (a newer membership change) stays.
     async fn clean_up(&self, topo: &Arc<Topology>, members: Vec<Arc<NodeEntry>>) {
         let p = &self.inner.progress;
-        tokio::time::sleep(self.inner.live.request_timeout() * 2).await;
+        // Also a transition floor more: another router that switched rings later may still
+        // read through the past owners (`past_owners.rs`), and a copy whose source this
+        // cleanup empties under it deletes itself again, as after a client's delete.
+        let live = &self.inner.live;
+        tokio::time::sleep(live.request_timeout() * 2 + live.transition_floor()).await;
         // A change during the wait has its own transition and cleanup; judging keys by this
         // (replaced) ring would delete copies the new one owns.
         if !self.is_current_ring(topo) {

@@ -25,6 +25,7 @@ mod membership;
 mod meta;
 pub mod migrate;
 mod options;
+mod past_owners;
 mod primary;
 mod read;
 mod requests;

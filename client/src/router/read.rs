@@ -24,6 +24,10 @@ impl Router {
         make: impl Fn(&Bytes) -> Request,
     ) -> Result<Response, Error> {
         let topo = self.topology();
+        if !topo.past.is_empty() {
+            // Another router's newer write may sit on the key's past owners alone.
+            Box::pin(self.catch_up(&topo, key)).await;
+        }
         // A repairing node may still hold values it missed the overwrite of: not read. The
         // owners in the router's zone first (docs/placement.md, "Zones").
         let owners: Vec<Arc<NodeEntry>> = topo

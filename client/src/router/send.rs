@@ -170,12 +170,7 @@ impl Router {
         out
     }
 
-    /// The live owners of `key` for a write; an error when none is left.
-    pub(super) fn required_owners(&self, key: &[u8]) -> Result<Vec<Arc<NodeEntry>>, Error> {
-        self.required_in(&self.topology(), key)
-    }
-
-    /// [`Router::required_owners`] in a topology the caller already holds.
+    /// The live owners of `key` for a write in `topo`; an error when none is left.
     pub(super) fn required_in(
         &self,
         topo: &Topology,

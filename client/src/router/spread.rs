@@ -271,6 +271,10 @@ impl Router {
         exptime: Option<i64>,
         keys: &[Bytes],
     ) -> Vec<Lookup> {
+        if !topo.past.is_empty() {
+            // Another router's newer write may sit on a moved key's past owners alone.
+            Box::pin(self.catch_up_many(&topo, keys)).await;
+        }
         let mut spread = Spread::new(keys.len());
         let rounds = topo.replicas.max(1);
         self.spread_rounds(&topo, (cmd, exptime), keys, &mut spread, rounds)

@@ -146,7 +146,7 @@ impl Router {
 
     /// The past owners of `key` that may hold it and are not among its current owners, newest
     /// ring first, each once.
-    fn past_sources(topo: &Topology, key: &[u8]) -> Vec<Arc<NodeEntry>> {
+    pub(super) fn past_sources(topo: &Topology, key: &[u8]) -> Vec<Arc<NodeEntry>> {
         let mut out: Vec<Arc<NodeEntry>> = Vec::new();
         for p in &topo.past {
             for n in p.owners(key) {

@@ -47,13 +47,19 @@ impl Router {
         flags: u32,
         exptime: i64,
     ) -> Result<Response, Error> {
-        let owners = self.required_owners(&key)?;
+        let topo = self.topology();
+        let owners = self.required_in(&topo, &key)?;
+        // Mid-transition a moved key's past owners get the write too, at the same time: they
+        // are what a router not yet on this ring reads (`past_owners.rs`). Not acknowledged
+        // by them: they are not its owners.
+        let past = Self::past_targets(&topo, &key);
         let cas = self.next_cas();
-        let results = join_all(owners.iter().map(|node| {
+        let mut results = join_all(owners.iter().chain(&past).map(|node| {
             let req = replica_store(node, &key, &value, flags, exptime, cas, false);
             self.send_write(node, req)
         }))
         .await;
+        results.truncate(owners.len());
         self.acknowledge(results, |r| {
             matches!(r, Response::Stored) || is_meta(r, MetaStatus::Hd)
         })
@@ -149,6 +155,14 @@ impl Router {
                 return Err(Error::Server(Refused::Server(
                     "the write ran but its result could not be copied to the replicas".into(),
                 )));
+            }
+        }
+        if changed(&resp) {
+            // Mid-transition: to the past owners a router not yet on this ring reads, as a
+            // versioned copy (never over a newer item another router wrote there).
+            let past = Self::past_targets(&topo, &key);
+            if !past.is_empty() {
+                let _ = Box::pin(self.move_key(&exec, &past, &key)).await;
             }
         }
         Ok(resp)
