@@ -628,35 +628,50 @@ mod tests {
         assert_eq!(num(f64::NAN), "–");
     }
 
-    #[test]
-    fn tls_section_is_spliced_alone() {
-        use super::super::matrix::{tls_checks, tls_loads};
-        let rows: Vec<Row> = tls_loads()
+    /// A target's figures as these tests make them: `rounds` rounds at `ops` ops/s and `cpu`
+    /// ops per CPU-second, fixed latencies, every get a hit, no errors.
+    fn figures(kind: Kind, rounds: usize, ops: f64, cpu: f64) -> Figures {
+        Figures {
+            kind,
+            target: kind.label().into(),
+            rounds,
+            ops_per_sec: ops,
+            ops_per_cpu_sec: Some(cpu),
+            p50_us: 100.0,
+            p99_us: 300.0,
+            p999_us: 900.0,
+            hit_ratio: Some(1.0),
+            errors: 0,
+            faults: Vec::new(),
+        }
+    }
+
+    /// One row per load, with a column of `figure(kind)` for each of `kinds`.
+    fn rows_of(
+        loads: Vec<super::super::matrix::Load>,
+        kinds: &[Kind],
+        figure: impl Fn(Kind) -> Figures,
+    ) -> Vec<Row> {
+        loads
             .into_iter()
             .map(|load| Row {
                 load,
-                figures: Kind::TLS
-                    .iter()
-                    .map(|&kind| Figures {
-                        kind,
-                        target: kind.label().into(),
-                        rounds: 5,
-                        ops_per_sec: 50_000.0,
-                        ops_per_cpu_sec: Some(if kind == Kind::NodeTls {
-                            130_000.0
-                        } else {
-                            100_000.0
-                        }),
-                        p50_us: 100.0,
-                        p99_us: 300.0,
-                        p999_us: 900.0,
-                        hit_ratio: Some(1.0),
-                        errors: 0,
-                        faults: Vec::new(),
-                    })
-                    .collect(),
+                figures: kinds.iter().map(|&kind| figure(kind)).collect(),
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn tls_section_is_spliced_alone() {
+        use super::super::matrix::{tls_checks, tls_loads};
+        let rows = rows_of(tls_loads(), &Kind::TLS, |kind| {
+            let cpu = if kind == Kind::NodeTls {
+                130_000.0
+            } else {
+                100_000.0
+            };
+            figures(kind, 5, 50_000.0, cpu)
+        });
         let t = TlsSection {
             checks: tls_checks(&rows),
             rows,
@@ -697,32 +712,14 @@ mod tests {
     #[test]
     fn zone_section_checks_and_splices_beside_tls() {
         use super::super::matrix::{zone_checks, zone_loads};
-        let rows: Vec<Row> = zone_loads()
-            .into_iter()
-            .map(|load| Row {
-                load,
-                figures: Kind::ZONES
-                    .iter()
-                    .map(|&kind| Figures {
-                        kind,
-                        target: kind.label().into(),
-                        rounds: 3,
-                        ops_per_sec: if kind == Kind::ProxyZones {
-                            48_000.0
-                        } else {
-                            50_000.0
-                        },
-                        ops_per_cpu_sec: Some(100_000.0),
-                        p50_us: 100.0,
-                        p99_us: 300.0,
-                        p999_us: 900.0,
-                        hit_ratio: Some(1.0),
-                        errors: 0,
-                        faults: Vec::new(),
-                    })
-                    .collect(),
-            })
-            .collect();
+        let rows = rows_of(zone_loads(), &Kind::ZONES, |kind| {
+            let ops = if kind == Kind::ProxyZones {
+                48_000.0
+            } else {
+                50_000.0
+            };
+            figures(kind, 3, ops, 100_000.0)
+        });
         let z = TlsSection {
             checks: zone_checks(&rows),
             rows,
@@ -748,19 +745,7 @@ mod tests {
     #[test]
     fn renders_tables_and_verdicts() {
         let load = standard().remove(0);
-        let f = |kind: Kind, ops: f64| Figures {
-            kind,
-            target: kind.label().into(),
-            rounds: 3,
-            ops_per_sec: ops,
-            ops_per_cpu_sec: Some(ops * 2.0),
-            p50_us: 100.0,
-            p99_us: 300.0,
-            p999_us: 900.0,
-            hit_ratio: Some(1.0),
-            errors: 0,
-            faults: Vec::new(),
-        };
+        let f = |kind: Kind, ops: f64| figures(kind, 3, ops, ops * 2.0);
         let rows = vec![Row {
             load,
             figures: Kind::ALL
