@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use ringcache_client::ring::{HashKind, NodeSpec, Ring};
-use vectors::{data_path, header_nodes, write_header_nodes};
+use vectors::{checked_in, data_path, write_header_nodes};
 
 const REPLICAS: usize = 3;
 const VNODES: u32 = 160;
@@ -94,16 +94,8 @@ fn render() -> String {
 
 #[test]
 fn vectors_match_the_checked_in_file() {
-    let text =
-        std::fs::read_to_string(vectors_path()).expect("placement_vectors.tsv is checked in");
-    let nodes = header_nodes(&text, false);
-    assert_eq!(
-        nodes,
-        vector_nodes(),
-        "the header names the fixed node list"
-    );
-    let xxh3 = Ring::new(&nodes, HashKind::Xxh3, VNODES).unwrap();
-    let ketama = Ring::new(&nodes, HashKind::Ketama, VNODES).unwrap();
+    let (text, _, xxh3, ketama) =
+        checked_in("placement_vectors.tsv", vector_nodes(), false, VNODES);
     let mut checked = [0usize; 2];
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let f: Vec<&str> = line.split('\t').collect();

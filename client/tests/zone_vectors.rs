@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use ringcache_client::ring::{HashKind, NodeSpec, Ring};
-use vectors::{data_path, header_nodes, owners, write_header_nodes};
+use vectors::{checked_in, data_path, owners, write_header_nodes};
 
 const VNODES: u32 = 160;
 const REPLICAS: [usize; 2] = [2, 4];
@@ -78,15 +78,7 @@ fn render() -> String {
 
 #[test]
 fn zone_vectors_match_the_checked_in_file() {
-    let text = std::fs::read_to_string(vectors_path()).expect("zone_vectors.tsv is checked in");
-    let nodes = header_nodes(&text, true);
-    assert_eq!(
-        nodes,
-        vector_nodes(),
-        "the header names the fixed node list"
-    );
-    let xxh3 = Ring::new(&nodes, HashKind::Xxh3, VNODES).unwrap();
-    let ketama = Ring::new(&nodes, HashKind::Ketama, VNODES).unwrap();
+    let (text, nodes, xxh3, ketama) = checked_in("zone_vectors.tsv", vector_nodes(), true, VNODES);
     let zone = |name: &str| {
         nodes
             .iter()

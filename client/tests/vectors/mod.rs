@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use ringcache_client::ring::{NodeSpec, Ring};
+use ringcache_client::ring::{HashKind, NodeSpec, Ring};
 
 /// `client/tests/data/NAME`.
 pub fn data_path(name: &str) -> PathBuf {
@@ -61,4 +61,21 @@ pub fn header_nodes(text: &str, zones: bool) -> Vec<NodeSpec> {
             }
         })
         .collect()
+}
+
+/// The checked-in file `name`, after checking its header names the fixed node list `fixed`,
+/// with the xxh3 and ketama rings of that list (`vnodes` for xxh3).
+pub fn checked_in(
+    name: &str,
+    fixed: Vec<NodeSpec>,
+    zones: bool,
+    vnodes: u32,
+) -> (String, Vec<NodeSpec>, Ring, Ring) {
+    let text = std::fs::read_to_string(data_path(name))
+        .unwrap_or_else(|e| panic!("{name} is checked in: {e}"));
+    let nodes = header_nodes(&text, zones);
+    assert_eq!(nodes, fixed, "the header names the fixed node list");
+    let xxh3 = Ring::new(&nodes, HashKind::Xxh3, vnodes).unwrap();
+    let ketama = Ring::new(&nodes, HashKind::Ketama, vnodes).unwrap();
+    (text, nodes, xxh3, ketama)
 }
