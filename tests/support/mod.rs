@@ -15,6 +15,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod dns;
+pub mod held;
 pub mod pki;
 
 use std::net::SocketAddr;
