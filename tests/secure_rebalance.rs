@@ -21,6 +21,7 @@ use ringcache_client::{Client, ClientOptions, Phase};
 use support::held::{curr_items_sum, held_on};
 use support::pki::Pki;
 use support::{spawn_node, spawn_node_at, Server};
+use testkit::check::assert_none;
 use testkit::run;
 
 const KEYS: usize = 2_000;
@@ -335,13 +336,7 @@ fn restarted_node_is_rewarmed_over_tls_and_auth() {
                 held.get(*k) != Some(&value(i))
             })
             .collect();
-        assert!(
-            missing.is_empty(),
-            "{} of {} keys not re-warmed, e.g. {:?}",
-            missing.len(),
-            owned.len(),
-            &missing[..missing.len().min(5)]
-        );
+        assert_none(&missing, owned.len(), "keys not re-warmed");
     });
 }
 
