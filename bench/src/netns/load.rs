@@ -227,13 +227,10 @@ impl Load {
                         tally.acked.fetch_add(1, Ordering::Relaxed);
                         true
                     }
-                    Ok(_) => {
+                    // An error reply keeps the connection; a failed exchange loses it.
+                    other => {
                         tally.write_errors.fetch_add(1, Ordering::Relaxed);
-                        true
-                    }
-                    Err(_) => {
-                        tally.write_errors.fetch_add(1, Ordering::Relaxed);
-                        false
+                        other.is_ok()
                     }
                 }
             },
@@ -270,13 +267,10 @@ impl Load {
                         }
                         true
                     }
-                    Ok(_) => {
+                    // An error reply keeps the connection; a failed exchange loses it.
+                    other => {
                         tally.read_errors.fetch_add(1, Ordering::Relaxed);
-                        true
-                    }
-                    Err(_) => {
-                        tally.read_errors.fetch_add(1, Ordering::Relaxed);
-                        false
+                        other.is_ok()
                     }
                 }
             },
