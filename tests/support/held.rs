@@ -47,9 +47,13 @@ pub async fn held_on(
     out
 }
 
-/// The sum of `curr_items` over a router's `stats` fan-out (`Client::stats`,
-/// `Router::stats`); panics naming the member whose stats failed or lacked it.
-pub fn curr_items_sum(stats: Vec<(String, Result<Vec<(String, String)>, Error>)>) -> u64 {
+/// A router's `stats` fan-out (`Client::stats`, `Router::stats`): each member's name and its
+/// stats, or why it has none.
+pub type FanOut = Vec<(String, Result<Vec<(String, String)>, Error>)>;
+
+/// The sum of `curr_items` over a router's `stats` fan-out; panics naming the member whose
+/// stats failed or lacked it.
+pub fn curr_items_sum(stats: FanOut) -> u64 {
     stats
         .into_iter()
         .map(|(name, s)| {
