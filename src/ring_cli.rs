@@ -206,6 +206,13 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
+    /// The line of `out` that starts with the node or zone `name`.
+    fn row<'a>(out: &'a str, name: &str) -> &'a str {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("a row for {name} in:\n{out}"))
+    }
+
     /// A config file removed when the test ends.
     struct TempConfig(PathBuf);
 
@@ -285,10 +292,7 @@ mod tests {
             out.contains("old: hash xxh3, vnodes 160, replicas 1, 3 nodes"),
             "{out}"
         );
-        let d_line = out
-            .lines()
-            .find(|l| l.starts_with("d "))
-            .expect("a row for d");
+        let d_line = row(&out, "d");
         let cols: Vec<&str> = d_line.split_whitespace().collect();
         assert_eq!(cols[2], "0.00%", "d held nothing before: {d_line}");
         assert_eq!(cols[3], cols[4], "d's new share is all gained: {d_line}");
@@ -359,10 +363,7 @@ mod tests {
         let old = TempConfig::new("bare-old", &cluster(&bare, 2));
         let new = TempConfig::new("zoned-new", &zoned(&SIX, 2));
         let out = diff(&old.0, &new.0).unwrap();
-        let b = out
-            .lines()
-            .find(|l| l.starts_with("zone-b "))
-            .expect("zone-b");
+        let b = row(&out, "zone-b");
         assert_eq!(
             b.split_whitespace().collect::<Vec<_>>(),
             ["zone-b", "-", "0.00%"]
@@ -373,19 +374,13 @@ mod tests {
         moved[1].2 = "zone-b";
         let old = TempConfig::new("zoned-moved", &zoned(&moved, 2));
         let out = diff(&old.0, &new.0).unwrap();
-        let a2 = out
-            .lines()
-            .find(|l| l.starts_with("a2 "))
-            .expect("a row for a2");
+        let a2 = row(&out, "a2");
         assert!(a2.contains("zone-b->zone-a"), "{out}");
         assert!(
             !out.contains("total: 0.00%"),
             "a zone change moves keys: {out}"
         );
-        let c = out
-            .lines()
-            .find(|l| l.starts_with("zone-c "))
-            .expect("zone-c");
+        let c = row(&out, "zone-c");
         assert_eq!(
             c.split_whitespace().collect::<Vec<_>>(),
             ["zone-c", "0.00%", "0.00%"]

@@ -9,7 +9,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use support::{spawn_memcached, spawn_node, spawn_proxy, Conn, Server, REPLY_TIMEOUT};
+use support::{memcached_or_skip, spawn_node, spawn_proxy, Conn, Server, REPLY_TIMEOUT};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -211,8 +211,7 @@ fn amplified_multiget_streams_within_the_memory_limit() {
 /// skipped, one `END`, across piece boundaries (large values) and across long runs of misses.
 #[test]
 fn multiget_in_pieces_answers_like_memcached() {
-    let Some(mc) = spawn_memcached() else {
-        eprintln!("skipped: memcached is not installed");
+    let Some(mc) = memcached_or_skip() else {
         return;
     };
     let node = spawn_node(&[]);

@@ -36,19 +36,28 @@ struct Cluster {
     proxy: ProxyHandle,
 }
 
+/// A proxy on a loopback port of its choosing over `nodes` (named `n<i>`) with `replicas`
+/// copies; the rest default.
+fn proxy_over(nodes: &[SocketAddr], replicas: usize) -> ProxyConfig {
+    ProxyConfig {
+        server: ringcache::server::ServerSettings::listening("127.0.0.1:0"),
+        ring: RingSettings {
+            replicas,
+            ..RingSettings::default()
+        },
+        nodes: support::specs(nodes),
+        ..ProxyConfig::default()
+    }
+}
+
 impl Cluster {
     /// Three nodes, replicas 2, a proxy with `request_timeout_ms`.
     async fn start(request_timeout_ms: u64) -> Cluster {
         let nodes = support::local_nodes(3).await;
+        let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
         let cfg = ProxyConfig {
-            server: ringcache::server::ServerSettings::listening("127.0.0.1:0"),
             request_timeout_ms,
-            ring: RingSettings {
-                replicas: 2,
-                ..RingSettings::default()
-            },
-            nodes: support::specs(&nodes.iter().map(|n| n.addr).collect::<Vec<_>>()),
-            ..ProxyConfig::default()
+            ..proxy_over(&addrs, 2)
         };
         let proxy = proxy::start(cfg, None).await.unwrap();
         Cluster { nodes, proxy }
@@ -816,15 +825,7 @@ fn connection_in_doubt_is_reset_not_reused() {
 fn a_value_under_another_key_never_reaches_the_client() {
     run(async {
         let fake = fake_backend(Hostile::WrongKey).await;
-        let cfg = ProxyConfig {
-            server: ringcache::server::ServerSettings::listening("127.0.0.1:0"),
-            ring: RingSettings {
-                replicas: 1,
-                ..RingSettings::default()
-            },
-            nodes: support::specs(&[fake.addr]),
-            ..ProxyConfig::default()
-        };
+        let cfg = proxy_over(&[fake.addr], 1);
         let proxy = proxy::start(cfg, None).await.unwrap();
         let addr = proxy.addr;
         // `mn`, answered by the proxy itself, marks the end of the replies. The multi-gets
@@ -853,16 +854,10 @@ async fn silent_primary() -> SilentPrimary {
     let real = real_node().await;
     let fake = fake_backend(Hostile::Silent).await;
     let cfg = ProxyConfig {
-        server: ringcache::server::ServerSettings::listening("127.0.0.1:0"),
-        ring: RingSettings {
-            replicas: 2,
-            ..RingSettings::default()
-        },
-        nodes: support::specs(&[real.addr, fake.addr]),
         request_timeout_ms: 300,
         // Never marked down: every get whose primary is the fake times out there first.
         failure_limit: 1000,
-        ..ProxyConfig::default()
+        ..proxy_over(&[real.addr, fake.addr], 2)
     };
     let proxy = proxy::start(cfg, None).await.unwrap();
     let topo = proxy.proxy.router().topology();

@@ -14,6 +14,7 @@ use ringcache_client::transport::{Connector, TransportSettings};
 use ringcache_client::{Client, ClientOptions, Error, Lease, LockOptions};
 use support::{spawn_node, spawn_node_at, Conn, Server};
 use testkit::aio::Raw;
+use testkit::check::assert_none;
 
 /// Short leases so the tests wait seconds, not minutes; every router of a cluster uses the same.
 const OPTS: LockOptions = LockOptions {
@@ -631,13 +632,7 @@ async fn held_on(nodes: &mut [Raw], key: &str) -> Vec<Option<String>> {
 /// nodes held only the winner's item, on a majority of the key's replicas.
 fn check_races(races: &[Race], replicas: usize) {
     let bad: Vec<&Race> = races.iter().filter(|r| r.winners() != 1).collect();
-    assert!(
-        bad.is_empty(),
-        "{} of {} races without exactly one winner, e.g. {:?}",
-        bad.len(),
-        races.len(),
-        &bad[..bad.len().min(5)]
-    );
+    assert_none(&bad, races.len(), "races without exactly one winner");
     for r in races {
         let won = r.winner_value().expect("a winner");
         let Some(held) = &r.held else { continue };

@@ -76,11 +76,17 @@ fn stats_reset_zeroes_what_memcached_zeroes() {
     }
 }
 
+/// Two nodes and a proxy keeping a copy of every key on both (`--replicas 2`).
+fn mirrored_pair() -> ([Server; 2], Server) {
+    let nodes = [spawn_node(&[]), spawn_node(&[])];
+    let proxy = spawn_proxy(&[nodes[0].addr, nodes[1].addr], &["--replicas", "2"]);
+    (nodes, proxy)
+}
+
 /// Through the proxy: its own counters and the nodes' summed item totals restart.
 #[test]
 fn stats_reset_through_the_proxy_resets_its_counters_and_the_nodes() {
-    let nodes = [spawn_node(&[]), spawn_node(&[])];
-    let proxy = spawn_proxy(&[nodes[0].addr, nodes[1].addr], &["--replicas", "2"]);
+    let (nodes, proxy) = mirrored_pair();
     let mut c = proxy.conn();
     c.roundtrip(b"set a 0 0 1\r\nx\r\n", b"STORED\r\n");
     c.roundtrip(b"get a\r\n", b"VALUE a 0 1\r\nx\r\nEND\r\n");
@@ -167,8 +173,7 @@ fn refresh_certs_on_a_notls_listener_beside_tls() {
 /// ones both give the same meaning have the same value at memcached's defaults.
 #[test]
 fn stats_settings_has_memcacheds_names() {
-    let Some(m) = spawn_memcached() else {
-        eprintln!("SKIP: memcached is not installed");
+    let Some(m) = memcached_or_skip() else {
         return;
     };
     let node = spawn_node(&[]);
@@ -269,8 +274,7 @@ fn key_dumps_fan_out_through_the_proxy_behind_the_gate() {
 /// replicas counts twice; a size is the largest, not a sum).
 #[test]
 fn the_proxy_gives_the_per_class_stats_the_exporter_reads() {
-    let nodes = [spawn_node(&[]), spawn_node(&[])];
-    let proxy = spawn_proxy(&[nodes[0].addr, nodes[1].addr], &["--replicas", "2"]);
+    let (_nodes, proxy) = mirrored_pair();
     let mut c = proxy.conn();
     c.roundtrip(b"set a 0 0 1\r\nx\r\n", b"STORED\r\n");
     let general = stats(&mut c, "");

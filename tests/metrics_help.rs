@@ -39,9 +39,9 @@ fn served() -> ringcache::server::ServerSettings {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_metric_family_has_help() {
-    let node = node::start(
+/// A node in this process on [`served`] addresses.
+async fn start_node() -> node::NodeHandle {
+    node::start(
         NodeConfig {
             server: served(),
             ..NodeConfig::default()
@@ -49,7 +49,12 @@ async fn every_metric_family_has_help() {
         Arc::new(SystemClock),
     )
     .await
-    .expect("node starts");
+    .expect("node starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_family_has_help() {
+    let node = start_node().await;
     let proxy = proxy::start(
         ProxyConfig {
             server: served(),
@@ -117,15 +122,7 @@ fn cpu_seconds(page: &str) -> f64 {
 /// seconds (the metrics crate's counters hold integers; it was `1`, `2`, … before).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_cpu_seconds_have_sub_second_precision() {
-    let node = node::start(
-        NodeConfig {
-            server: served(),
-            ..NodeConfig::default()
-        },
-        Arc::new(SystemClock),
-    )
-    .await
-    .expect("node starts");
+    let node = start_node().await;
     let maddr = node.metrics_addr.expect("metrics bound");
     let before = cpu_seconds(&metrics_page(maddr).await);
     // A bounded busy loop: 300 ms of wall time, at most 10^10 rounds.

@@ -20,7 +20,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{show, spawn_memcached, spawn_node, Conn, Server};
+use support::{memcached_or_skip, show, spawn_node, Conn, Server};
 use testkit::Rng;
 
 #[derive(Debug, Clone)]
@@ -909,8 +909,7 @@ fn assert_table(server: &Server) {
 
 #[test]
 fn table_against_memcached() {
-    let Some(server) = spawn_memcached() else {
-        println!("skip: memcached is not installed (looked in /usr/bin and on PATH)");
+    let Some(server) = memcached_or_skip() else {
         return;
     };
     assert_table(&server);
@@ -1047,8 +1046,7 @@ fn assert_split_streams(server: &Server) {
 
 #[test]
 fn split_streams_against_memcached() {
-    let Some(server) = spawn_memcached() else {
-        println!("skip: memcached is not installed (looked in /usr/bin and on PATH)");
+    let Some(server) = memcached_or_skip() else {
         return;
     };
     assert_split_streams(&server);

@@ -20,6 +20,7 @@ use ringcache::proxy::{self, reload, ProxyConfig, ProxyHandle};
 use ringcache_client::cluster_config::RebalanceSettings;
 use ringcache_client::ring::NodeSpec;
 use ringcache_client::{Phase, Router};
+use support::held::curr_items_sum;
 use support::{fresh_client, proxy_config, spawn_memcached, spawn_node, Server};
 use testkit::aio::{metrics_page, set_request, Raw};
 use testkit::run;
@@ -365,19 +366,7 @@ async fn scenario(
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let held: u64 = cluster
-            .router()
-            .stats()
-            .await
-            .into_iter()
-            .map(|(name, s)| {
-                let s = s.unwrap_or_else(|e| panic!("stats of {name}: {e}"));
-                s.iter()
-                    .find(|(k, _)| k == "curr_items")
-                    .and_then(|(_, v)| v.parse::<u64>().ok())
-                    .expect("curr_items")
-            })
-            .sum();
+        let held = curr_items_sum(cluster.router().stats().await);
         // Progress is on /metrics: what was listed, copied and removed, and the phase.
         let page = scrape(&cluster).await;
         // Members lose keys (and the cleanup removes them) only when a node joins; a pure

@@ -12,18 +12,16 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use ringcache_client::connection::{ConnectOptions, Connection};
 use ringcache_client::health::NodeState;
-use ringcache_client::protocol::{GetCmd, Request, Response};
 use ringcache_client::ring::NodeSpec;
 use ringcache_client::transport::{Connector, TransportSettings};
 use ringcache_client::{Client, ClientOptions, Phase};
+use support::held::{curr_items_sum, held_on};
 use support::pki::Pki;
 use support::{spawn_node, spawn_node_at, Server};
+use testkit::check::assert_none;
 use testkit::run;
 
 const KEYS: usize = 2_000;
@@ -144,6 +142,19 @@ async fn router(nodes: Vec<NodeSpec>, connector: Connector) -> Client {
         .expect("router")
 }
 
+/// `secure`'s transport, and a router over it to the first three of `nodes`, loaded with
+/// every key (the start of each test here).
+async fn loaded_router(secure: &Secure, nodes: &[Server]) -> (Connector, Client) {
+    let connector = secure.connector();
+    let client = router(
+        (0..3).map(|i| spec(i, &nodes[i])).collect(),
+        connector.clone(),
+    )
+    .await;
+    load(&client).await;
+    (connector, client)
+}
+
 async fn load(client: &Client) {
     for i in 0..KEYS {
         client
@@ -153,39 +164,6 @@ async fn load(client: &Client) {
     }
 }
 
-/// What the node at `addr` holds of `keys`, read from it directly (multi-gets of 100) over
-/// `connector`: not through any router.
-async fn held_on(addr: &str, connector: &Connector, keys: &[String]) -> HashMap<String, Vec<u8>> {
-    let opts = ConnectOptions {
-        connect_timeout: LIMIT,
-        transport: connector.clone(),
-        ..ConnectOptions::default()
-    };
-    let conn = Connection::connect(addr, opts)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    let mut out = HashMap::new();
-    for chunk in keys.chunks(100) {
-        let req = Request::Get {
-            cmd: GetCmd::Get,
-            exptime: None,
-            keys: chunk.iter().map(|k| Bytes::from(k.clone())).collect(),
-        };
-        match conn.request(req, LIMIT).await {
-            Ok(Response::Values(vals)) => {
-                for v in vals {
-                    out.insert(
-                        String::from_utf8_lossy(&v.key).into_owned(),
-                        v.data.to_vec(),
-                    );
-                }
-            }
-            other => panic!("get from {addr}: {other:?}"),
-        }
-    }
-    out
-}
-
 /// Keys (of `0..KEYS`) some current owner lacks or holds with another value, each owner read
 /// directly.
 async fn misplaced(client: &Client, connector: &Connector) -> Vec<String> {
@@ -193,7 +171,7 @@ async fn misplaced(client: &Client, connector: &Connector) -> Vec<String> {
     let keys: Vec<String> = (0..KEYS).map(key).collect();
     let mut held = Vec::new();
     for n in &topo.nodes {
-        held.push(held_on(&n.spec.addr, connector, &keys).await);
+        held.push(held_on(&n.spec.addr, connector, &keys, LIMIT).await);
     }
     let mut wrong = Vec::new();
     for (i, k) in keys.iter().enumerate() {
@@ -210,18 +188,7 @@ async fn misplaced(client: &Client, connector: &Connector) -> Vec<String> {
 
 /// `curr_items` of every current member, asked through the router (over its transport).
 async fn items_held(client: &Client) -> u64 {
-    client
-        .stats()
-        .await
-        .into_iter()
-        .map(|(name, s)| {
-            let s = s.unwrap_or_else(|e| panic!("stats of {name}: {e}"));
-            s.iter()
-                .find(|(k, _)| k == "curr_items")
-                .and_then(|(_, v)| v.parse::<u64>().ok())
-                .expect("curr_items")
-        })
-        .sum()
+    curr_items_sum(client.stats().await)
 }
 
 /// Changes the membership to `members` with no read during the transition, and checks what
@@ -280,13 +247,7 @@ async fn change(client: &Client, connector: &Connector, nodes: &[Server], member
 async fn add_then_remove(guard: Guard, tag: &str) {
     let secure = Secure::new(guard, tag);
     let nodes: Vec<Server> = (0..4).map(|_| secure.node()).collect();
-    let connector = secure.connector();
-    let client = router(
-        (0..3).map(|i| spec(i, &nodes[i])).collect(),
-        connector.clone(),
-    )
-    .await;
-    load(&client).await;
+    let (connector, client) = loaded_router(&secure, &nodes).await;
     change(&client, &connector, &nodes, &[0, 1, 2, 3]).await;
     change(&client, &connector, &nodes, &[0, 2, 3]).await;
 }
@@ -332,13 +293,7 @@ fn restarted_node_is_rewarmed_over_tls_and_auth() {
     run(async {
         let secure = Secure::new(Guard::Both, "rewarm");
         let mut nodes: Vec<Server> = (0..3).map(|_| secure.node()).collect();
-        let connector = secure.connector();
-        let client = router(
-            (0..3).map(|i| spec(i, &nodes[i])).collect(),
-            connector.clone(),
-        )
-        .await;
-        load(&client).await;
+        let (connector, client) = loaded_router(&secure, &nodes).await;
         let victim = 1;
         let addr = nodes[victim].addr.to_string();
         let topo = client.topology();
@@ -373,7 +328,7 @@ fn restarted_node_is_rewarmed_over_tls_and_auth() {
             state(&client, &addr),
             client.rebalance_status()
         );
-        let held = held_on(&addr, &connector, &owned).await;
+        let held = held_on(&addr, &connector, &owned, LIMIT).await;
         let missing: Vec<&String> = owned
             .iter()
             .filter(|k| {
@@ -381,13 +336,7 @@ fn restarted_node_is_rewarmed_over_tls_and_auth() {
                 held.get(*k) != Some(&value(i))
             })
             .collect();
-        assert!(
-            missing.is_empty(),
-            "{} of {} keys not re-warmed, e.g. {:?}",
-            missing.len(),
-            owned.len(),
-            &missing[..missing.len().min(5)]
-        );
+        assert_none(&missing, owned.len(), "keys not re-warmed");
     });
 }
 
@@ -407,13 +356,7 @@ fn a_refused_listing_keeps_the_transition_open_until_the_node_lists() {
         let refusing = spawn_node(&args.iter().map(String::as_str).collect::<Vec<_>>());
         let mut nodes = vec![refusing];
         nodes.extend((1..4).map(|_| secure.node()));
-        let connector = secure.connector();
-        let client = router(
-            (0..3).map(|i| spec(i, &nodes[i])).collect(),
-            connector.clone(),
-        )
-        .await;
-        load(&client).await;
+        let (connector, client) = loaded_router(&secure, &nodes).await;
         let before = client.rebalance_status();
         let specs: Vec<NodeSpec> = (0..4).map(|i| spec(i, &nodes[i])).collect();
         client.set_nodes(specs).await.expect("membership change");
@@ -453,7 +396,7 @@ fn a_refused_listing_keeps_the_transition_open_until_the_node_lists() {
             .map(key)
             .filter(|k| topo.owners(k.as_bytes()).as_slice().contains(&added))
             .collect();
-        let held = held_on(&nodes[3].addr.to_string(), &connector, &owned).await;
+        let held = held_on(&nodes[3].addr.to_string(), &connector, &owned, LIMIT).await;
         assert!(!owned.is_empty());
         assert_eq!(held.len(), owned.len(), "keys of the added node copied");
     });

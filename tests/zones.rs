@@ -22,16 +22,15 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use ringcache_client::connection::{ConnectOptions, Connection};
-use ringcache_client::protocol::{GetCmd, Request, Response};
 use ringcache_client::ring::{HashKind, NodeSpec, Ring};
 use ringcache_client::transport::{Connector, TransportSettings};
 use ringcache_client::{Client, RebalanceOptions};
 use support::dns::{Dns, SRV_NAME};
+use support::held::held_on;
 use support::pki::Pki;
 use support::{local_nodes, spawn_node, spawn_node_at, spawn_with_metrics_env, Server};
 use testkit::aio::{metrics_page, Raw};
+use testkit::check::assert_none;
 use testkit::run;
 
 const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
@@ -199,40 +198,6 @@ fn metric(page: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// What the node at `addr` holds of `keys`, read from it directly over `connector`.
-async fn held_on(
-    addr: SocketAddr,
-    connector: &Connector,
-    keys: &[String],
-) -> HashMap<String, Vec<u8>> {
-    let opts = ConnectOptions {
-        connect_timeout: LIMIT,
-        transport: connector.clone(),
-        ..ConnectOptions::default()
-    };
-    let conn = Connection::connect(&addr.to_string(), opts)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    let mut out = HashMap::new();
-    for chunk in keys.chunks(100) {
-        let req = Request::Get {
-            cmd: GetCmd::Get,
-            exptime: None,
-            keys: chunk.iter().map(|k| Bytes::from(k.clone())).collect(),
-        };
-        match conn.request(req, LIMIT).await {
-            Ok(Response::Values(vals)) => {
-                for v in vals {
-                    let k = String::from_utf8_lossy(&v.key).into_owned();
-                    out.insert(k, v.data.to_vec());
-                }
-            }
-            other => panic!("get from {addr}: {other:?}"),
-        }
-    }
-    out
-}
-
 /// Keys (with the value each must have) some owner of `ring` lacks or holds another value of,
 /// and keys a node that does not own them holds, each node read directly; `only` limits the
 /// check to those node indexes.
@@ -247,7 +212,7 @@ async fn misplaced(
     let connector = c.connector();
     let mut wrong = Vec::new();
     for &n in only {
-        let held = held_on(c.nodes[n].addr, &connector, &keys).await;
+        let held = held_on(&c.nodes[n].addr.to_string(), &connector, &keys, LIMIT).await;
         for (k, v) in want {
             let owns = ring.replicas(k.as_bytes(), replicas).contains(&n);
             match (owns, held.get(k)) {
@@ -286,12 +251,7 @@ fn reads_stay_in_the_proxys_zone() {
         }
         let all: Vec<usize> = (0..6).collect();
         let wrong = misplaced(&c, &ring, 3, &want, &all).await;
-        assert!(
-            wrong.is_empty(),
-            "{} misplaced: {:?}",
-            wrong.len(),
-            &wrong[..wrong.len().min(10)]
-        );
+        assert_none(&wrong, want.len(), "keys misplaced");
 
         let (in0, cross0) = (
             c.metric("ringcache_client_zone_reads_total{zone=\"in\"}")
@@ -651,12 +611,7 @@ fn losing_a_whole_zone_loses_nothing() {
             .map(|(k, v)| (k.clone(), v[0].clone()))
             .collect();
         let wrong = misplaced(&c, &ring, 2, &final_want, &all).await;
-        assert!(
-            wrong.is_empty(),
-            "{} misplaced at the end: {:?}",
-            wrong.len(),
-            &wrong[..wrong.len().min(10)]
-        );
+        assert_none(&wrong, final_want.len(), "keys misplaced at the end");
     });
 }
 
@@ -738,7 +693,7 @@ fn changing_a_zone_is_a_transition() {
         let keys: Vec<String> = (0..N).map(key).collect();
         let mut held = Vec::new();
         for n in &nodes {
-            held.push(held_on(n.addr, &connector, &keys).await);
+            held.push(held_on(&n.addr.to_string(), &connector, &keys, LIMIT).await);
         }
         for (i, k) in keys.iter().enumerate() {
             for o in new.replicas(k.as_bytes(), 2) {

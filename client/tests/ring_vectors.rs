@@ -7,16 +7,19 @@
 //! cluster cold):
 //! `cargo test -p ringcache-client --test ring_vectors -- --ignored regenerate_vectors`.
 
+mod vectors;
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use ringcache_client::ring::{HashKind, NodeSpec, Ring};
+use vectors::{checked_in, data_path, write_header_nodes};
 
 const REPLICAS: usize = 3;
 const VNODES: u32 = 160;
 
 fn vectors_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/placement_vectors.tsv")
+    data_path("placement_vectors.tsv")
 }
 
 /// The fixed membership: default and non-default ports (ketama elides 11211), configured names
@@ -64,11 +67,7 @@ fn vector_keys() -> Vec<String> {
 }
 
 fn owners(ring: &Ring, key: &str) -> String {
-    ring.replicas(key.as_bytes(), REPLICAS)
-        .iter()
-        .map(|&i| ring.nodes()[i].ring_name())
-        .collect::<Vec<_>>()
-        .join(",")
+    vectors::owners(ring, key, REPLICAS)
 }
 
 fn render() -> String {
@@ -78,15 +77,7 @@ fn render() -> String {
         "# ringcache placement test vectors (docs/placement.md). Do not edit by hand.\n\
          # Nodes, in configuration order: node<TAB>addr<TAB>name (- = none)<TAB>weight\n",
     );
-    for n in &nodes {
-        let _ = writeln!(
-            out,
-            "# node\t{}\t{}\t{}",
-            n.addr,
-            n.name.as_deref().unwrap_or("-"),
-            n.weight
-        );
-    }
+    write_header_nodes(&mut out, &nodes, false);
     let _ = writeln!(
         out,
         "# replicas = {REPLICAS}; vnodes = {VNODES} (xxh3 only, ketama always uses 160 per server)\n\
@@ -101,35 +92,10 @@ fn render() -> String {
     out
 }
 
-/// The node list as the file's header states it.
-fn header_nodes(text: &str) -> Vec<NodeSpec> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("# node\t"))
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            assert_eq!(f.len(), 3, "bad node line {l:?}");
-            let n = NodeSpec::new(f[0]).weighted(f[2].parse().expect("weight"));
-            if f[1] == "-" {
-                n
-            } else {
-                n.named(f[1])
-            }
-        })
-        .collect()
-}
-
 #[test]
 fn vectors_match_the_checked_in_file() {
-    let text =
-        std::fs::read_to_string(vectors_path()).expect("placement_vectors.tsv is checked in");
-    let nodes = header_nodes(&text);
-    assert_eq!(
-        nodes,
-        vector_nodes(),
-        "the header names the fixed node list"
-    );
-    let xxh3 = Ring::new(&nodes, HashKind::Xxh3, VNODES).unwrap();
-    let ketama = Ring::new(&nodes, HashKind::Ketama, VNODES).unwrap();
+    let (text, _, xxh3, ketama) =
+        checked_in("placement_vectors.tsv", vector_nodes(), false, VNODES);
     let mut checked = [0usize; 2];
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let f: Vec<&str> = line.split('\t').collect();

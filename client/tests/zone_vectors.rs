@@ -7,16 +7,19 @@
 //! Regenerate (only for a deliberate, announced placement change):
 //! `cargo test -p ringcache-client --test zone_vectors -- --ignored regenerate_zone_vectors`.
 
+mod vectors;
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use ringcache_client::ring::{HashKind, NodeSpec, Ring};
+use vectors::{checked_in, data_path, owners, write_header_nodes};
 
 const VNODES: u32 = 160;
 const REPLICAS: [usize; 2] = [2, 4];
 
 fn vectors_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/zone_vectors.tsv")
+    data_path("zone_vectors.tsv")
 }
 
 /// Three zones of unequal size (3, 2 and 1 nodes), not listed zone by zone, with a name and a
@@ -46,30 +49,13 @@ fn vector_keys() -> Vec<String> {
     keys
 }
 
-fn owners(ring: &Ring, key: &str, replicas: usize) -> String {
-    ring.replicas(key.as_bytes(), replicas)
-        .iter()
-        .map(|&i| ring.nodes()[i].ring_name())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 fn render() -> String {
     let nodes = vector_nodes();
     let mut out = String::from(
         "# ringcache zone walk test vectors (docs/placement.md, \"Zones\"). Do not edit by hand.\n\
          # Nodes, in configuration order: node<TAB>addr<TAB>name (- = none)<TAB>weight<TAB>zone\n",
     );
-    for n in &nodes {
-        let _ = writeln!(
-            out,
-            "# node\t{}\t{}\t{}\t{}",
-            n.addr,
-            n.name.as_deref().unwrap_or("-"),
-            n.weight,
-            n.zone.as_deref().unwrap_or("-")
-        );
-    }
+    write_header_nodes(&mut out, &nodes, true);
     let _ = writeln!(
         out,
         "# vnodes = {VNODES} (xxh3 only)\n\
@@ -90,35 +76,9 @@ fn render() -> String {
     out
 }
 
-fn header_nodes(text: &str) -> Vec<NodeSpec> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("# node\t"))
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            assert_eq!(f.len(), 4, "bad node line {l:?}");
-            let n = NodeSpec::new(f[0])
-                .weighted(f[2].parse().expect("weight"))
-                .in_zone(f[3]);
-            if f[1] == "-" {
-                n
-            } else {
-                n.named(f[1])
-            }
-        })
-        .collect()
-}
-
 #[test]
 fn zone_vectors_match_the_checked_in_file() {
-    let text = std::fs::read_to_string(vectors_path()).expect("zone_vectors.tsv is checked in");
-    let nodes = header_nodes(&text);
-    assert_eq!(
-        nodes,
-        vector_nodes(),
-        "the header names the fixed node list"
-    );
-    let xxh3 = Ring::new(&nodes, HashKind::Xxh3, VNODES).unwrap();
-    let ketama = Ring::new(&nodes, HashKind::Ketama, VNODES).unwrap();
+    let (text, nodes, xxh3, ketama) = checked_in("zone_vectors.tsv", vector_nodes(), true, VNODES);
     let zone = |name: &str| {
         nodes
             .iter()

@@ -1,7 +1,7 @@
 //! The proxy's `stats` reply: its own counters under memcached's names, so memcached_exporter and
 //! dashboards built for memcached read a proxy too.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use ringcache_client::protocol::{reply, Request, Response};
@@ -146,29 +146,14 @@ fn local(proxy: &Proxy, group: Option<&[u8]>) -> Response {
         proxy.config().server.max_connections.to_string(),
     );
     let c = &st.conns;
-    put(
-        "curr_connections",
-        c.curr_connections.load(Ordering::Relaxed).to_string(),
-    );
-    put(
-        "total_connections",
-        c.total_connections.load(Ordering::Relaxed).to_string(),
-    );
-    put(
-        "rejected_connections",
-        c.rejected_connections.load(Ordering::Relaxed).to_string(),
-    );
+    put("curr_connections", relaxed(&c.curr_connections));
+    put("total_connections", relaxed(&c.total_connections));
+    put("rejected_connections", relaxed(&c.rejected_connections));
     for (name, v) in st.counters.snapshot() {
         put(name, v.to_string());
     }
-    put(
-        "bytes_read",
-        st.bytes_read.load(Ordering::Relaxed).to_string(),
-    );
-    put(
-        "bytes_written",
-        st.bytes_written.load(Ordering::Relaxed).to_string(),
-    );
+    put("bytes_read", relaxed(&st.bytes_read));
+    put("bytes_written", relaxed(&st.bytes_written));
     let (user, system) = rusage();
     put(
         "rusage_user",
@@ -231,4 +216,9 @@ fn settings(proxy: &Proxy) -> Response {
             .map(|(k, v)| (Bytes::from_static(k.as_bytes()), Bytes::from(v)))
             .collect(),
     )
+}
+
+/// A counter's value for a stats line (a snapshot: `Relaxed`, like memcached's own).
+fn relaxed(counter: &AtomicU64) -> String {
+    counter.load(Ordering::Relaxed).to_string()
 }

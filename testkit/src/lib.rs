@@ -12,12 +12,14 @@
 //!   and `stats` of a server;
 //! - [`aio`]: the same raw text protocol over tokio, each exchange bounded;
 //! - [`pki`]: a CA and a loopback server certificate as PEM files, for TLS servers;
-//! - [`runtime`]: one test body at a time on its own runtime; [`rng`]: repeatable test inputs.
+//! - [`runtime`]: one test body at a time on its own runtime; [`rng`]: repeatable test inputs;
+//! - [`check`]: an assertion over many cases that names how many failed and the first few.
 //!
 //! Nothing here signals a process it did not start, and every wait is bounded.
 
 pub mod aio;
 pub mod bins;
+pub mod check;
 pub mod conn;
 pub mod dns;
 pub mod error;

@@ -41,6 +41,23 @@ pub struct Authority {
     key: KeyPair,
 }
 
+/// A self-signed CA certificate named `common_name` and its key, kept in memory: what
+/// [`Authority::new`] writes out, and what a test that signs odd certificates (expired, for
+/// other names) with rcgen itself starts from.
+pub fn self_signed_ca(common_name: &str) -> Result<(rcgen::Certificate, KeyPair), rcgen::Error> {
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, common_name);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let cert = p.self_signed(&key)?;
+    Ok((cert, key))
+}
+
 fn tls_err(what: &str, e: rcgen::Error) -> Error {
     Error::Io(std::io::Error::other(format!("{what}: {e}")))
 }
@@ -48,16 +65,7 @@ fn tls_err(what: &str, e: rcgen::Error) -> Error {
 impl Authority {
     /// A new CA named `common_name`, written to `dir/ca.pem` (`dir` is created).
     pub fn new(dir: &Path, common_name: &str) -> Result<Authority, Error> {
-        let key = KeyPair::generate().map_err(|e| tls_err("CA key", e))?;
-        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(|e| tls_err("CA", e))?;
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(DnType::CommonName, common_name);
-        p.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = p.self_signed(&key).map_err(|e| tls_err("CA", e))?;
+        let (cert, key) = self_signed_ca(common_name).map_err(|e| tls_err("CA", e))?;
         fs::create_dir_all(dir)?;
         let ca = dir.join("ca.pem");
         fs::write(&ca, cert.pem())?;

@@ -15,6 +15,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod dns;
+pub mod held;
 pub mod pki;
 
 use std::net::SocketAddr;
@@ -65,6 +66,16 @@ impl Server {
 /// accepts. `None` when memcached is not installed; callers print a skip line.
 pub fn spawn_memcached() -> Option<Server> {
     spawn_memcached_with(&[])
+}
+
+/// [`spawn_memcached`], printing the skip line itself when memcached is not installed (the
+/// caller then returns: `let Some(m) = memcached_or_skip() else { return };`).
+pub fn memcached_or_skip() -> Option<Server> {
+    let server = spawn_memcached();
+    if server.is_none() {
+        println!("skip: memcached is not installed (looked in /usr/bin and on PATH)");
+    }
+    server
 }
 
 /// [`spawn_memcached`] with `args` added (`-Y <file>`, `-F`, ...).

@@ -24,14 +24,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ringcache_client::cluster_config::RingSettings;
 use ringcache_client::protocol::Response;
-use ringcache_client::ring::NodeSpec;
 use ringcache_client::Client;
 
-use super::hosts::{self, enter, enter_and, ip, wait_up, CannotRun, Net, NsProc};
+use super::cluster::{
+    self,
+    Fault::{Kill, LinkDown, Stop},
+};
+use super::hosts::{self, enter, enter_and, ip, Net};
 use super::load::{seq_of, Load, LoadSpec, Phase};
-use crate::error::{BenchError, Result};
+use crate::error::Result;
 use crate::harness::{self, fail, Wire};
 use crate::scenario::procs::TempDir;
 
@@ -138,14 +140,6 @@ pub struct Report {
     pub examples: Vec<String>,
 }
 
-pub fn run(
-    a: &CountersArgs,
-) -> std::result::Result<Report, std::result::Result<CannotRun, BenchError>> {
-    hosts::can_run().map_err(Ok)?;
-    let bin = harness::ringcache_bin(a.ringcache.as_deref()).map_err(Err)?;
-    inner(a, &bin).map_err(Err)
-}
-
 fn proxy_addr(i: usize) -> String {
     format!("{}:{}", Net::addr(PROXY_HOST), 11211 + i)
 }
@@ -158,36 +152,15 @@ fn inner(a: &CountersArgs, bin: &Path) -> Result<Report> {
     let node_addrs: Vec<String> = (0..NODES)
         .map(|i| format!("{}:11211", Net::addr(i)))
         .collect();
-    let mut nodes = Vec::new();
-    for (i, addr) in node_addrs.iter().enumerate() {
-        let args: Vec<String> = ["node", "--listen", addr, "--memory-limit", "64"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        nodes.push(NsProc::start(
-            &format!("node{i}"),
-            &net.hosts[i],
-            bin,
-            &args,
-            dir.path(),
-        )?);
-    }
+    let mut nodes = cluster::start_nodes(&net, bin, &node_addrs, dir.path())?;
     let mut proxies = Vec::new();
     for p in 0..PROXIES {
-        let conf = dir.path().join(format!("proxy{p}.toml"));
-        std::fs::write(
-            &conf,
-            crate::scenario::procs::proxy_toml(&proxy_addr(p), "", &node_addrs, 2),
-        )?;
-        proxies.push(NsProc::start(
+        proxies.push(cluster::start_proxy(
             &format!("proxy{p}"),
             &net.hosts[PROXY_HOST],
             bin,
-            &[
-                "proxy".into(),
-                "--config".into(),
-                conf.display().to_string(),
-            ],
+            &proxy_addr(p),
+            &node_addrs,
             dir.path(),
         )?);
     }
@@ -198,11 +171,7 @@ fn inner(a: &CountersArgs, bin: &Path) -> Result<Report> {
             .iter()
             .cloned()
             .chain((0..PROXIES).map(proxy_addr));
-        for addr in all {
-            if !wait_up(&addr, Duration::from_secs(15)) {
-                return Err(fail(format!("{addr} did not come up in its namespace")));
-            }
-        }
+        cluster::wait_all_up(all)?;
         let mut w = Wire::connect(&proxy_addr(0))?;
         for k in 0..a.counters {
             let req = format!("set {} 0 0 1\r\n0\r\n", counter(k));
@@ -250,24 +219,27 @@ fn inner(a: &CountersArgs, bin: &Path) -> Result<Report> {
     let client_ns = net.hosts[CLIENT_HOST].clone();
     let result = (|| -> Result<()> {
         pause(Duration::from_secs(2));
-        phase.set("node0 SIGSTOP");
-        nodes[0].signal(libc::SIGSTOP);
-        pause(a.fault);
-        nodes[0].signal(libc::SIGCONT);
-        phase.set("after node0 SIGCONT");
-        pause(Duration::from_secs(4));
-        phase.set("node1 link down from every router");
-        net.link(1, false)?;
-        pause(a.fault);
-        net.link(1, true)?;
-        phase.set("after node1 link restored");
-        pause(Duration::from_secs(4));
-        phase.set("node2 killed (SIGKILL), restarted empty");
-        nodes[2].kill9();
-        pause(a.fault);
-        nodes[2].spawn()?;
-        phase.set("after node2 restarted");
-        pause(Duration::from_secs(6));
+        cluster::run_faults(
+            &phase,
+            &net,
+            &mut nodes,
+            a.fault,
+            &[
+                (Stop(0), "node0 SIGSTOP", "after node0 SIGCONT", 4),
+                (
+                    LinkDown(1),
+                    "node1 link down from every router",
+                    "after node1 link restored",
+                    4,
+                ),
+                (
+                    Kill(2),
+                    "node2 killed (SIGKILL), restarted empty",
+                    "after node2 restarted",
+                    6,
+                ),
+            ],
+        )?;
         // The partial partition: node 0 unreachable from the embedded client's host alone.
         // The reads and writes of `load` go through the proxies, which still reach it.
         phase.set("node0 cut from the embedded client only");
@@ -293,19 +265,10 @@ fn inner(a: &CountersArgs, bin: &Path) -> Result<Report> {
     phase.set("settling before the final check");
     pause(Duration::from_secs(3));
 
-    let specs: Vec<NodeSpec> = node_addrs.iter().map(NodeSpec::new).collect();
-    let ring = RingSettings {
-        replicas: 2,
-        ..RingSettings::default()
-    }
-    .build(&specs)
-    .map_err(|e| fail(e.to_string()))?;
+    let ring = cluster::owner_ring(&node_addrs)?;
     let mut examples = Vec::new();
     let (lost, lost_cut, cut_bound, lost_writes) = enter_and(&proxy_ns, || {
-        let mut wires = node_addrs
-            .iter()
-            .map(|a| Wire::connect(a).map_err(BenchError::from))
-            .collect::<Result<Vec<_>>>()?;
+        let mut wires = cluster::direct_wires(&node_addrs)?;
         let (mut lost, mut lost_cut, mut cut_bound) = (0u64, 0u64, 0u64);
         for k in 0..a.counters {
             let acked = counts.acked[k].load(Ordering::Relaxed);
@@ -586,7 +549,7 @@ static PROXY_NS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// Runs and prints; exit code 0 (every statement held), 1 (one did not), 2 (cannot run).
 pub fn main(a: &CountersArgs) -> i32 {
     let max_lost = a.max_lost;
-    match run(a) {
+    match hosts::run_harness(a.ringcache.as_deref(), |bin| inner(a, bin)) {
         Ok(r) => {
             println!(
                 "netns-counters: {} increments acknowledged ({} in doubt), {} lost to faults \
@@ -616,13 +579,6 @@ pub fn main(a: &CountersArgs) -> i32 {
                     || r.stale > 0,
             )
         }
-        Err(Ok(CannotRun(why))) => {
-            eprintln!("netns-counters: SKIPPED, cannot run: {why} (needs root and iproute2)");
-            2
-        }
-        Err(Err(e)) => {
-            eprintln!("netns-counters: {e}");
-            1
-        }
+        Err(why) => hosts::no_report_exit("netns-counters", why),
     }
 }

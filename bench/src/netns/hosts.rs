@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::error::Result;
-use crate::harness::{fail, Wire};
+use crate::error::{BenchError, Result};
+use crate::harness::{self, fail, Wire};
 
 /// Why a harness could not run at all (as opposed to finding a failure).
 pub struct CannotRun(pub String);
@@ -107,26 +107,22 @@ impl Net {
 
     /// Gives host `i` one more address (a pod that comes back at a new IP).
     pub fn add_addr(&self, i: usize, addr: &str) -> Result<()> {
-        let cidr = format!("{addr}/24");
-        ip(&[
-            "-n",
-            &self.hosts[i],
-            "addr",
-            "add",
-            &cidr,
-            "dev",
-            &self.host_ifs[i],
-        ])
+        self.change_addr(i, "add", addr)
     }
 
     /// Takes `addr` from host `i` (the old IP of a pod that moved).
     pub fn del_addr(&self, i: usize, addr: &str) -> Result<()> {
+        self.change_addr(i, "del", addr)
+    }
+
+    /// `ip -n HOST addr add|del ADDR/24 dev IF`: one command for both directions.
+    fn change_addr(&self, i: usize, op: &str, addr: &str) -> Result<()> {
         let cidr = format!("{addr}/24");
         ip(&[
             "-n",
             &self.hosts[i],
             "addr",
-            "del",
+            op,
             &cidr,
             "dev",
             &self.host_ifs[i],
@@ -287,4 +283,34 @@ pub fn wait_up(addr: &str, limit: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+/// What a harness's `run` gives back when it has no report: `Ok` when the machine cannot run
+/// it (no root, no iproute2), `Err` when it failed.
+pub type NoReport = std::result::Result<CannotRun, BenchError>;
+
+/// The start every namespace harness shares: checks the machine ([`can_run`]), finds the
+/// `ringcache` binary (`--ringcache` or the workspace's target/), and runs `inner` with it.
+pub fn run_harness<T>(
+    explicit_bin: Option<&Path>,
+    inner: impl FnOnce(&Path) -> Result<T>,
+) -> std::result::Result<T, NoReport> {
+    can_run().map_err(Ok)?;
+    let bin = harness::ringcache_bin(explicit_bin).map_err(Err)?;
+    inner(&bin).map_err(Err)
+}
+
+/// Prints why a harness has no report and returns its exit code: 2 when it cannot run on this
+/// machine, 1 when it failed.
+pub fn no_report_exit(name: &str, why: NoReport) -> i32 {
+    match why {
+        Ok(CannotRun(why)) => {
+            eprintln!("{name}: SKIPPED, cannot run: {why} (needs root and iproute2)");
+            2
+        }
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            1
+        }
+    }
 }

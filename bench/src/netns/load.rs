@@ -201,98 +201,106 @@ impl Load {
         addr: String,
         mut rng: Xoshiro256PlusPlus,
     ) -> JoinHandle<()> {
-        let (acked, acked_epoch, epoch, tally, ctl, prefix) = (
+        let (acked, acked_epoch, epoch, tally, prefix) = (
             self.acked.clone(),
             self.acked_epoch.clone(),
             self.epoch.clone(),
             self.tally.clone(),
-            self.ctl.clone(),
             self.prefix,
         );
-        std::thread::spawn(move || {
-            if enter(&ns).is_err() {
-                return;
-            }
-            let mut conn: Option<Wire> = None;
-            let mut seq = 0u64;
-            let mut parked = false;
-            // Writer w owns keys w, w + writers, …: each key's values only grow.
-            let mine: Vec<usize> = (w..acked.len()).step_by(writers).collect();
-            while !ctl.stop.load(Ordering::Relaxed) {
-                if ctl.hold(&mut parked) || !ensure_connected(&mut conn, &addr, &tally.write_errors)
-                {
-                    continue;
-                }
+        let mut seq = 0u64;
+        // Writer w owns keys w, w + writers, …: each key's values only grow.
+        let mine: Vec<usize> = (w..acked.len()).step_by(writers).collect();
+        self.worker(
+            ns,
+            addr,
+            |t| &t.write_errors,
+            move |conn| {
                 let k = mine[rng.random_range(0..mine.len())];
                 seq += 1;
                 let v = value(seq);
                 let req = format!("set {prefix}{k} 0 0 {}\r\n{v}\r\n", v.len());
-                let ok = conn
-                    .as_mut()
-                    .map(|c| c.request(req.as_bytes(), REQUEST_LIMIT));
-                match ok {
-                    Some(Ok(Response::Stored)) => {
+                match conn.request(req.as_bytes(), REQUEST_LIMIT) {
+                    Ok(Response::Stored) => {
                         acked[k].fetch_max(seq, Ordering::Relaxed);
                         acked_epoch[k].store(epoch.load(Ordering::Acquire), Ordering::Relaxed);
                         tally.acked.fetch_add(1, Ordering::Relaxed);
+                        true
                     }
-                    Some(Ok(_)) => {
+                    // An error reply keeps the connection; a failed exchange loses it.
+                    other => {
                         tally.write_errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {
-                        tally.write_errors.fetch_add(1, Ordering::Relaxed);
-                        conn = None;
+                        other.is_ok()
                     }
                 }
-            }
-        })
+            },
+        )
     }
 
     fn reader(&self, ns: String, addr: String, mut rng: Xoshiro256PlusPlus) -> JoinHandle<()> {
-        let (acked, tally, ctl, phase, prefix) = (
+        let (acked, tally, phase, prefix) = (
             self.acked.clone(),
             self.tally.clone(),
-            self.ctl.clone(),
             self.phase.clone(),
             self.prefix,
         );
-        std::thread::spawn(move || {
-            if enter(&ns).is_err() {
-                return;
-            }
-            let mut conn: Option<Wire> = None;
-            let mut parked = false;
-            while !ctl.stop.load(Ordering::Relaxed) {
-                if ctl.hold(&mut parked) || !ensure_connected(&mut conn, &addr, &tally.read_errors)
-                {
-                    continue;
-                }
+        self.worker(
+            ns,
+            addr.clone(),
+            |t| &t.read_errors,
+            move |conn| {
                 let k = rng.random_range(0..acked.len());
                 let before = acked[k].load(Ordering::Relaxed);
                 let req = format!("get {prefix}{k}\r\n");
-                let got = conn
-                    .as_mut()
-                    .map(|c| c.request(req.as_bytes(), REQUEST_LIMIT));
+                let got = conn.request(req.as_bytes(), REQUEST_LIMIT);
                 tally.reads.fetch_add(1, Ordering::Relaxed);
                 match got {
-                    Some(Ok(Response::Values(v))) => {
+                    Ok(Response::Values(v)) => {
                         let seen = v.first().and_then(|x| seq_of(&x.data));
                         if before > 0 && seen.is_none_or(|s| s < before) {
                             tally.stale.fetch_add(1, Ordering::Relaxed);
                             tally.example(format!(
                                 "stale read: during \"{}\", {prefix}{k} read {seen:?} via {addr}, \
-                                 {before} was acknowledged",
+                             {before} was acknowledged",
                                 phase.get(),
                             ));
                         }
+                        true
                     }
-                    Some(Ok(_)) => {
+                    // An error reply keeps the connection; a failed exchange loses it.
+                    other => {
                         tally.read_errors.fetch_add(1, Ordering::Relaxed);
+                        other.is_ok()
                     }
-                    _ => {
-                        tally.read_errors.fetch_add(1, Ordering::Relaxed);
-                        conn = None;
-                    }
+                }
+            },
+        )
+    }
+
+    /// A load thread in namespace `ns`: until stopped it waits while the load is held,
+    /// (re)connects to `addr` (a failure counted in `errors` of the tally), and runs `step`
+    /// on the connection; a `step` that returns false lost the connection, which is dropped
+    /// and made again.
+    fn worker(
+        &self,
+        ns: String,
+        addr: String,
+        errors: fn(&Tally) -> &AtomicU64,
+        mut step: impl FnMut(&mut Wire) -> bool + Send + 'static,
+    ) -> JoinHandle<()> {
+        let (tally, ctl) = (self.tally.clone(), self.ctl.clone());
+        std::thread::spawn(move || {
+            if enter(&ns).is_err() {
+                return;
+            }
+            let mut conn: Option<Wire> = None;
+            let mut parked = false;
+            while !ctl.stop.load(Ordering::Relaxed) {
+                if ctl.hold(&mut parked) || !ensure_connected(&mut conn, &addr, errors(&tally)) {
+                    continue;
+                }
+                if !conn.as_mut().is_some_and(&mut step) {
+                    conn = None;
                 }
             }
         })

@@ -30,20 +30,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use ringcache_client::cluster_config::RingSettings;
 use ringcache_client::protocol::Response;
-use ringcache_client::ring::NodeSpec;
 
-use crate::error::{BenchError, Result};
-use crate::harness::{self, fail, Wire};
+use crate::error::Result;
+use crate::harness::{self, Wire};
 use crate::scenario::procs::TempDir;
 
+pub mod cluster;
 pub mod counters;
 pub mod hosts;
 pub mod load;
 
+use cluster::Fault::{Kill, LinkDown, Stop};
 pub use hosts::CannotRun;
-use hosts::{enter_and, wait_up, Net, NsProc};
+use hosts::{enter_and, Net};
 use load::{seq_of, value, Load, LoadSpec, Phase};
 
 /// Faults on nodes in their own network namespaces under a writer/reader load (root only).
@@ -91,14 +91,6 @@ pub struct Report {
     pub examples: Vec<String>,
 }
 
-pub fn run(
-    a: &NetnsArgs,
-) -> std::result::Result<Report, std::result::Result<CannotRun, crate::BenchError>> {
-    hosts::can_run().map_err(Ok)?;
-    let bin = harness::ringcache_bin(a.ringcache.as_deref()).map_err(Err)?;
-    inner(a, &bin).map_err(Err)
-}
-
 fn inner(a: &NetnsArgs, bin: &Path) -> Result<Report> {
     let tag = format!("rcf{}", std::process::id() % 100_000);
     let dir = TempDir::new()?;
@@ -107,43 +99,17 @@ fn inner(a: &NetnsArgs, bin: &Path) -> Result<Report> {
     let proxy_ns = net.hosts[3].clone();
     let node_addrs: Vec<String> = (0..3).map(|i| format!("{}:11211", Net::addr(i))).collect();
     let proxy_addr = format!("{}:11211", Net::addr(3));
-    let mut nodes = Vec::new();
-    for (i, addr) in node_addrs.iter().enumerate() {
-        let args: Vec<String> = ["node", "--listen", addr, "--memory-limit", "64"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        nodes.push(NsProc::start(
-            &format!("node{i}"),
-            &net.hosts[i],
-            bin,
-            &args,
-            dir.path(),
-        )?);
-    }
-    let conf = dir.path().join("proxy.toml");
-    std::fs::write(
-        &conf,
-        crate::scenario::procs::proxy_toml(&proxy_addr, "", &node_addrs, 2),
-    )?;
-    let _proxy = NsProc::start(
+    let mut nodes = cluster::start_nodes(&net, bin, &node_addrs, dir.path())?;
+    let _proxy = cluster::start_proxy(
         "proxy",
         &proxy_ns,
         bin,
-        &[
-            "proxy".into(),
-            "--config".into(),
-            conf.display().to_string(),
-        ],
+        &proxy_addr,
+        &node_addrs,
         dir.path(),
     )?;
     enter_and(&proxy_ns, || {
-        for addr in node_addrs.iter().chain(std::iter::once(&proxy_addr)) {
-            if !wait_up(addr, Duration::from_secs(15)) {
-                return Err(fail(format!("{addr} did not come up in its namespace")));
-            }
-        }
-        Ok(())
+        cluster::wait_all_up(node_addrs.iter().chain(std::iter::once(&proxy_addr)))
     })?;
 
     // Cold keys: written once before any fault and never again, so a flush that is not
@@ -176,24 +142,27 @@ fn inner(a: &NetnsArgs, bin: &Path) -> Result<Report> {
     let pause = |d: Duration| std::thread::sleep(d);
     let result = (|| -> Result<()> {
         pause(Duration::from_secs(3));
-        phase.set("node0 link down");
-        net.link(0, false)?;
-        pause(a.fault);
-        net.link(0, true)?;
-        phase.set("after node0 link restored");
-        pause(Duration::from_secs(4));
-        phase.set("node1 SIGSTOP");
-        nodes[1].signal(libc::SIGSTOP);
-        pause(a.fault);
-        nodes[1].signal(libc::SIGCONT);
-        phase.set("after node1 SIGCONT");
-        pause(Duration::from_secs(4));
-        phase.set("node2 killed (SIGKILL)");
-        nodes[2].kill9();
-        pause(a.fault);
-        nodes[2].spawn()?;
-        phase.set("after node2 restarted");
-        pause(Duration::from_secs(5));
+        cluster::run_faults(
+            &phase,
+            &net,
+            &mut nodes,
+            a.fault,
+            &[
+                (
+                    LinkDown(0),
+                    "node0 link down",
+                    "after node0 link restored",
+                    4,
+                ),
+                (Stop(1), "node1 SIGSTOP", "after node1 SIGCONT", 4),
+                (
+                    Kill(2),
+                    "node2 killed (SIGKILL)",
+                    "after node2 restarted",
+                    5,
+                ),
+            ],
+        )?;
         // Overlapping faults: node0's link is cut, and while it is away node1, which shares
         // keys with it, stops; node0 returns first, then node1.
         phase.set("node0 link down, then node1 SIGSTOP (overlap)");
@@ -215,13 +184,7 @@ fn inner(a: &NetnsArgs, bin: &Path) -> Result<Report> {
     pause(Duration::from_secs(3));
 
     // Every acknowledged write, on every owner, read directly.
-    let specs: Vec<NodeSpec> = node_addrs.iter().map(NodeSpec::new).collect();
-    let ring = RingSettings {
-        replicas: 2,
-        ..RingSettings::default()
-    }
-    .build(&specs)
-    .map_err(|e| fail(e.to_string()))?;
+    let ring = cluster::owner_ring(&node_addrs)?;
     let (lost, flushes) = enter_and(&proxy_ns, || {
         let flushes: Vec<String> = node_addrs
             .iter()
@@ -231,10 +194,7 @@ fn inner(a: &NetnsArgs, bin: &Path) -> Result<Report> {
                 Err(e) => format!("node{i} ({e})"),
             })
             .collect();
-        let mut wires = node_addrs
-            .iter()
-            .map(|a| Wire::connect(a).map_err(BenchError::from))
-            .collect::<Result<Vec<_>>>()?;
+        let mut wires = cluster::direct_wires(&node_addrs)?;
         let mut lost = 0u64;
         for (k, acked) in load.acked.iter().enumerate() {
             let want = acked.load(Ordering::Relaxed);
@@ -305,7 +265,7 @@ fn inner(a: &NetnsArgs, bin: &Path) -> Result<Report> {
 
 /// Runs and prints; exit code 0 (goal met), 1 (lost or stale writes), 2 (cannot run).
 pub fn main(a: &NetnsArgs) -> i32 {
-    match run(a) {
+    match hosts::run_harness(a.ringcache.as_deref(), |bin| inner(a, bin)) {
         Ok(r) => {
             println!(
                 "netns-faults: {} writes acknowledged (+ {} cold keys written once), {} write \
@@ -319,13 +279,6 @@ pub fn main(a: &NetnsArgs) -> i32 {
             }
             i32::from(r.stale > 0 || r.lost > 0)
         }
-        Err(Ok(CannotRun(why))) => {
-            eprintln!("netns-faults: SKIPPED, cannot run: {why} (needs root and iproute2)");
-            2
-        }
-        Err(Err(e)) => {
-            eprintln!("netns-faults: {e}");
-            1
-        }
+        Err(why) => hosts::no_report_exit("netns-faults", why),
     }
 }

@@ -229,10 +229,59 @@ pub struct TlsSection {
 
 /// The TLS section, between its markers.
 pub fn render_tls(t: &TlsSection) -> String {
+    render_section(
+        t,
+        (TLS_BEGIN, TLS_END),
+        "## TLS (issue 23, item 8)",
+        "Every target serves TLS only, with one certificate for 127.0.0.1 signed by a CA made for \
+         the run (rcgen); the bench's TLS driver (rustls, `--tls-ca`) trusts that CA and opens \
+         every connection, handshake included, before the warm-up, so the figures are of \
+         steady-state records, not handshakes. Loads and rounds are those of the plain matrix \
+         (1:10 set:get, prefilled, targets alternating):\n",
+        &Kind::TLS,
+        "The proxy's TLS rows have no peer (twemproxy has no TLS): they are figures, not \
+         goals. Why a goal is unmet: [ANALYSIS.md](ANALYSIS.md), \"TLS\".\n",
+    )
+}
+
+/// A section measured on its own (TLS, zones), between its markers `begin` and `end`:
+/// `heading`, the quick-run warning, when and how it was measured, `intro`, the targets of
+/// `kinds`, the checks followed by `after_checks` (a note, or nothing), and the rows.
+fn render_section(
+    t: &TlsSection,
+    (begin, end): (&str, &str),
+    heading: &str,
+    intro: &str,
+    kinds: &[Kind],
+    after_checks: &str,
+) -> String {
     let m = &t.meta;
     let mut s = String::new();
-    let _ = writeln!(s, "{TLS_BEGIN}\n");
-    let _ = writeln!(s, "## TLS (issue 23, item 8)\n");
+    let _ = writeln!(s, "{begin}\n");
+    let _ = writeln!(s, "{heading}\n");
+    quick_warning(&mut s, m);
+    let _ = writeln!(
+        s,
+        "Measured {} with ringcache commit {}; {}. To reproduce:\n\n```\n{}\n```\n",
+        m.date, m.commit, m.settings, m.command
+    );
+    let _ = writeln!(s, "{intro}");
+    targets_table(&mut s, kinds);
+    let _ = writeln!(s);
+    if !t.checks.is_empty() {
+        checks_table(&mut s, &t.checks);
+        let _ = writeln!(s, "{after_checks}");
+    }
+    if !t.rows.is_empty() {
+        rows_table(&mut s, &t.rows);
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(s, "{end}\n");
+    s
+}
+
+/// The warning a quick (smoke) run's figures carry.
+fn quick_warning(s: &mut String, m: &Meta) {
     if m.quick {
         let _ = writeln!(
             s,
@@ -240,35 +289,6 @@ pub fn render_tls(t: &TlsSection) -> String {
              and not the reference.\n"
         );
     }
-    let _ = writeln!(
-        s,
-        "Measured {} with ringcache commit {}; {}. To reproduce:\n\n```\n{}\n```\n",
-        m.date, m.commit, m.settings, m.command
-    );
-    let _ = writeln!(
-        s,
-        "Every target serves TLS only, with one certificate for 127.0.0.1 signed by a CA made for \
-         the run (rcgen); the bench's TLS driver (rustls, `--tls-ca`) trusts that CA and opens \
-         every connection, handshake included, before the warm-up, so the figures are of \
-         steady-state records, not handshakes. Loads and rounds are those of the plain matrix \
-         (1:10 set:get, prefilled, targets alternating):\n"
-    );
-    targets_table(&mut s, &Kind::TLS);
-    let _ = writeln!(s);
-    if !t.checks.is_empty() {
-        checks_table(&mut s, &t.checks);
-        let _ = writeln!(
-            s,
-            "The proxy's TLS rows have no peer (twemproxy has no TLS): they are figures, not \
-             goals. Why a goal is unmet: [ANALYSIS.md](ANALYSIS.md), \"TLS\".\n"
-        );
-    }
-    if !t.rows.is_empty() {
-        rows_table(&mut s, &t.rows);
-        let _ = writeln!(s);
-    }
-    let _ = writeln!(s, "{TLS_END}\n");
-    s
 }
 
 /// Where the zone section starts and ends in RESULTS.md (`scenario --only zones`).
@@ -279,42 +299,18 @@ pub const ZONES_END: &str = "<!-- Zone rows: end -->";
 /// The zone section (issue 25), between its markers: the same 6 nodes behind a proxy without
 /// zones and one with zones; same shape as the TLS section.
 pub fn render_zones(t: &TlsSection) -> String {
-    let m = &t.meta;
-    let mut s = String::new();
-    let _ = writeln!(s, "{ZONES_BEGIN}\n");
-    let _ = writeln!(s, "## Zones (issue 25)\n");
-    if m.quick {
-        let _ = writeln!(
-            s,
-            "> **Quick (smoke) run**: short measurements and one round; the figures are noisy \
-             and not the reference.\n"
-        );
-    }
-    let _ = writeln!(
-        s,
-        "Measured {} with ringcache commit {}; {}. To reproduce:\n\n```\n{}\n```\n",
-        m.date, m.commit, m.settings, m.command
-    );
-    let _ = writeln!(
-        s,
+    render_section(
+        t,
+        (ZONES_BEGIN, ZONES_END),
+        "## Zones (issue 25)",
         "Two proxies over the same 6 nodes, replicas 2, targets alternating; loads and rounds \
          as in the plain matrix (1:10 set:get, prefilled). With zones every key's two copies \
          sit in two of the three zones and the proxy reads the copy in its own zone first, so \
          about a third of its reads still cross zones (no copy in its zone); on loopback a \
-         zone costs nothing, so the ratio measures the zone walk and the read order alone:\n"
-    );
-    targets_table(&mut s, &Kind::ZONES);
-    let _ = writeln!(s);
-    if !t.checks.is_empty() {
-        checks_table(&mut s, &t.checks);
-        let _ = writeln!(s);
-    }
-    if !t.rows.is_empty() {
-        rows_table(&mut s, &t.rows);
-        let _ = writeln!(s);
-    }
-    let _ = writeln!(s, "{ZONES_END}\n");
-    s
+         zone costs nothing, so the ratio measures the zone walk and the read order alone:\n",
+        &Kind::ZONES,
+        "",
+    )
 }
 
 /// `existing` (a RESULTS.md) with its TLS section replaced by `section`; a file without one
@@ -409,13 +405,7 @@ pub fn render(r: &Results) -> String {
         "Generated by `ringcache-bench scenario`; do not edit by hand, regenerate instead. \
          Why each unmet target is unmet, and what was tried: [ANALYSIS.md](ANALYSIS.md).\n"
     );
-    if m.quick {
-        let _ = writeln!(
-            s,
-            "> **Quick (smoke) run**: short measurements and one round; the figures are noisy \
-             and not the reference.\n"
-        );
-    }
+    quick_warning(&mut s, m);
     let _ = writeln!(s, "- **Date**: {}", m.date);
     let _ = writeln!(
         s,
@@ -638,35 +628,50 @@ mod tests {
         assert_eq!(num(f64::NAN), "–");
     }
 
-    #[test]
-    fn tls_section_is_spliced_alone() {
-        use super::super::matrix::{tls_checks, tls_loads};
-        let rows: Vec<Row> = tls_loads()
+    /// A target's figures as these tests make them: `rounds` rounds at `ops` ops/s and `cpu`
+    /// ops per CPU-second, fixed latencies, every get a hit, no errors.
+    fn figures(kind: Kind, rounds: usize, ops: f64, cpu: f64) -> Figures {
+        Figures {
+            kind,
+            target: kind.label().into(),
+            rounds,
+            ops_per_sec: ops,
+            ops_per_cpu_sec: Some(cpu),
+            p50_us: 100.0,
+            p99_us: 300.0,
+            p999_us: 900.0,
+            hit_ratio: Some(1.0),
+            errors: 0,
+            faults: Vec::new(),
+        }
+    }
+
+    /// One row per load, with a column of `figure(kind)` for each of `kinds`.
+    fn rows_of(
+        loads: Vec<super::super::matrix::Load>,
+        kinds: &[Kind],
+        figure: impl Fn(Kind) -> Figures,
+    ) -> Vec<Row> {
+        loads
             .into_iter()
             .map(|load| Row {
                 load,
-                figures: Kind::TLS
-                    .iter()
-                    .map(|&kind| Figures {
-                        kind,
-                        target: kind.label().into(),
-                        rounds: 5,
-                        ops_per_sec: 50_000.0,
-                        ops_per_cpu_sec: Some(if kind == Kind::NodeTls {
-                            130_000.0
-                        } else {
-                            100_000.0
-                        }),
-                        p50_us: 100.0,
-                        p99_us: 300.0,
-                        p999_us: 900.0,
-                        hit_ratio: Some(1.0),
-                        errors: 0,
-                        faults: Vec::new(),
-                    })
-                    .collect(),
+                figures: kinds.iter().map(|&kind| figure(kind)).collect(),
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn tls_section_is_spliced_alone() {
+        use super::super::matrix::{tls_checks, tls_loads};
+        let rows = rows_of(tls_loads(), &Kind::TLS, |kind| {
+            let cpu = if kind == Kind::NodeTls {
+                130_000.0
+            } else {
+                100_000.0
+            };
+            figures(kind, 5, 50_000.0, cpu)
+        });
         let t = TlsSection {
             checks: tls_checks(&rows),
             rows,
@@ -707,32 +712,14 @@ mod tests {
     #[test]
     fn zone_section_checks_and_splices_beside_tls() {
         use super::super::matrix::{zone_checks, zone_loads};
-        let rows: Vec<Row> = zone_loads()
-            .into_iter()
-            .map(|load| Row {
-                load,
-                figures: Kind::ZONES
-                    .iter()
-                    .map(|&kind| Figures {
-                        kind,
-                        target: kind.label().into(),
-                        rounds: 3,
-                        ops_per_sec: if kind == Kind::ProxyZones {
-                            48_000.0
-                        } else {
-                            50_000.0
-                        },
-                        ops_per_cpu_sec: Some(100_000.0),
-                        p50_us: 100.0,
-                        p99_us: 300.0,
-                        p999_us: 900.0,
-                        hit_ratio: Some(1.0),
-                        errors: 0,
-                        faults: Vec::new(),
-                    })
-                    .collect(),
-            })
-            .collect();
+        let rows = rows_of(zone_loads(), &Kind::ZONES, |kind| {
+            let ops = if kind == Kind::ProxyZones {
+                48_000.0
+            } else {
+                50_000.0
+            };
+            figures(kind, 3, ops, 100_000.0)
+        });
         let z = TlsSection {
             checks: zone_checks(&rows),
             rows,
@@ -758,19 +745,7 @@ mod tests {
     #[test]
     fn renders_tables_and_verdicts() {
         let load = standard().remove(0);
-        let f = |kind: Kind, ops: f64| Figures {
-            kind,
-            target: kind.label().into(),
-            rounds: 3,
-            ops_per_sec: ops,
-            ops_per_cpu_sec: Some(ops * 2.0),
-            p50_us: 100.0,
-            p99_us: 300.0,
-            p999_us: 900.0,
-            hit_ratio: Some(1.0),
-            errors: 0,
-            faults: Vec::new(),
-        };
+        let f = |kind: Kind, ops: f64| figures(kind, 3, ops, ops * 2.0);
         let rows = vec![Row {
             load,
             figures: Kind::ALL

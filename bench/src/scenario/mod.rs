@@ -546,70 +546,51 @@ struct Raw<'a> {
     reports: &'a [(String, BenchReport)],
 }
 
-async fn run_matrix(
-    a: &ScenarioArgs,
-    plan: &Plan,
-    bins: &Bins<'_>,
-    reports: &mut Vec<(String, BenchReport)>,
-) -> Result<Vec<Row>> {
-    let cluster = Cluster::start(bins.mc, bins.nc, bins.rc, bins.dir)?;
-    let targets = cluster.targets();
-    let rows = run_loads(a, plan, &plan.loads, &Kind::ALL, &targets, None, reports).await?;
-    drop(cluster);
-    Ok(rows)
+/// Which rows of the matrix a run measures, each on a cluster of its own.
+#[derive(Clone, Copy)]
+enum Rows {
+    /// Every target on plain TCP.
+    Plain,
+    /// memcached `-Z`, the node and the proxy over TLS, the driver trusting the run's CA.
+    Tls,
+    /// A proxy over 6 nodes without zones, and one over the same nodes in 3 zones.
+    Zones,
 }
 
-/// The TLS rows: memcached `-Z`, the node and the proxy over TLS, the driver trusting the
-/// run's CA.
-async fn run_tls(
+/// Starts the cluster of `rows`, runs its loads over it and stops it; the reports are kept
+/// under their target's name, prefixed with the section ("tls ", "zones ").
+async fn run_rows(
     a: &ScenarioArgs,
     plan: &Plan,
     bins: &Bins<'_>,
+    rows: Rows,
     reports: &mut Vec<(String, BenchReport)>,
 ) -> Result<Vec<Row>> {
-    eprintln!("scenario: TLS rows (memcached -Z, node and proxy over TLS)");
-    let cluster = tls::TlsCluster::start(bins.mc, bins.rc, bins.dir)?;
-    let targets = cluster.targets();
     let mut mine = Vec::new();
-    let rows = run_loads(
-        a,
-        plan,
-        &plan.tls_loads,
-        &Kind::TLS,
-        &targets,
-        Some(cluster.ca()),
-        &mut mine,
-    )
-    .await?;
-    reports.extend(mine.into_iter().map(|(n, r)| (format!("tls {n}"), r)));
-    drop(cluster);
-    Ok(rows)
-}
-
-/// The zone rows: a proxy over 6 nodes without zones, and one over the same nodes in 3 zones.
-async fn run_zones(
-    a: &ScenarioArgs,
-    plan: &Plan,
-    bins: &Bins<'_>,
-    reports: &mut Vec<(String, BenchReport)>,
-) -> Result<Vec<Row>> {
-    eprintln!("scenario: zone rows (proxy over 6 nodes, without and with zones)");
-    let cluster = zones::ZoneCluster::start(bins.rc, bins.dir)?;
-    let targets = cluster.targets();
-    let mut mine = Vec::new();
-    let rows = run_loads(
-        a,
-        plan,
-        &plan.zone_loads,
-        &Kind::ZONES,
-        &targets,
-        None,
-        &mut mine,
-    )
-    .await?;
-    reports.extend(mine.into_iter().map(|(n, r)| (format!("zones {n}"), r)));
-    drop(cluster);
-    Ok(rows)
+    let (label, out) = match rows {
+        Rows::Plain => {
+            let cluster = Cluster::start(bins.mc, bins.nc, bins.rc, bins.dir)?;
+            let (loads, targets) = (&plan.loads, cluster.targets());
+            let out = run_loads(a, plan, loads, &Kind::ALL, &targets, None, &mut mine).await;
+            ("", out)
+        }
+        Rows::Tls => {
+            eprintln!("scenario: TLS rows (memcached -Z, node and proxy over TLS)");
+            let cluster = tls::TlsCluster::start(bins.mc, bins.rc, bins.dir)?;
+            let (loads, targets, ca) = (&plan.tls_loads, cluster.targets(), Some(cluster.ca()));
+            let out = run_loads(a, plan, loads, &Kind::TLS, &targets, ca, &mut mine).await;
+            ("tls ", out)
+        }
+        Rows::Zones => {
+            eprintln!("scenario: zone rows (proxy over 6 nodes, without and with zones)");
+            let cluster = zones::ZoneCluster::start(bins.rc, bins.dir)?;
+            let (loads, targets) = (&plan.zone_loads, cluster.targets());
+            let out = run_loads(a, plan, loads, &Kind::ZONES, &targets, None, &mut mine).await;
+            ("zones ", out)
+        }
+    };
+    reports.extend(mine.into_iter().map(|(n, r)| (format!("{label}{n}"), r)));
+    out
 }
 
 /// Runs `loads` in compare mode over `targets` (one per kind of `kinds`, in that order),
@@ -909,14 +890,14 @@ async fn run_all(a: &ScenarioArgs) -> Result<Results> {
             .skipped
             .push("the throughput matrix (--skip matrix, or no load matched --load)".into());
     } else {
-        results.rows = run_matrix(a, &plan, &bins, &mut reports).await?;
+        results.rows = run_rows(a, &plan, &bins, Rows::Plain, &mut reports).await?;
     }
     if a.skips(Part::Tls) || plan.tls_loads.is_empty() {
         results
             .skipped
             .push("the TLS rows (--skip tls, or no load matched --load)".into());
     } else {
-        let rows = run_tls(a, &plan, &bins, &mut reports).await?;
+        let rows = run_rows(a, &plan, &bins, Rows::Tls, &mut reports).await?;
         results.tls = Some(TlsSection {
             meta: results.meta.clone(),
             checks: matrix::tls_checks(&rows),
@@ -928,7 +909,7 @@ async fn run_all(a: &ScenarioArgs) -> Result<Results> {
             .skipped
             .push("the zone rows (--skip zones, or no load matched --load)".into());
     } else {
-        let rows = run_zones(a, &plan, &bins, &mut reports).await?;
+        let rows = run_rows(a, &plan, &bins, Rows::Zones, &mut reports).await?;
         results.zones = Some(TlsSection {
             meta: results.meta.clone(),
             checks: matrix::zone_checks(&rows),
