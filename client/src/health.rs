@@ -297,6 +297,26 @@ impl Health {
         Some(Duration::from_millis(now_ms().saturating_sub(at)))
     }
 
+    /// Dates the node's last return at its own start (`started`, Unix seconds: `time -
+    /// uptime` from its `stats`, [`Identity::started`]) instead of the moment this router's
+    /// probe found it, when it came back as a new process. Every router reads the same start
+    /// time, so every router takes back a restarted primary's conditional writes at one moment,
+    /// start + [`SUSPECT_FOR`] (`router/primary.rs`): before, each did so `SUSPECT_FOR` after
+    /// its own probe, and probes are up to the backoff cap (5 s) apart, so for up to 5 s one
+    /// router ran a key's increments on the primary while another ran them on the replica
+    /// (issue 28). Never later than now; a start time ahead of this host's clock keeps now.
+    pub fn back_since_start(&self, started: u64) {
+        if self.down.load(Ordering::SeqCst) || self.back_at.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let ago = unix_ms.saturating_sub(started.saturating_mul(1000));
+        let at = now_ms().saturating_sub(ago).max(1);
+        self.back_at.fetch_min(at, Ordering::Relaxed);
+    }
+
     fn went_down(&self) {
         self.downs.fetch_add(1, Ordering::Relaxed);
         self.down_since.store(now_ms(), Ordering::Relaxed);
