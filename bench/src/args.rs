@@ -14,7 +14,7 @@ use serde::{Serialize, Serializer};
 
 use crate::driver::DriverOptions;
 use crate::error::{BenchError, Result};
-use crate::workload::{Dist, Protocol, Ratio, ValueSize, WorkloadSpec};
+use crate::workload::{Dist, Protocol, Ratio, ValueSize, WorkloadSpec, Write};
 
 /// Measured window when neither `--duration` nor `--requests` is given.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
@@ -124,6 +124,10 @@ pub struct Args {
     /// Relative weights of sets and gets, SET:GET.
     #[arg(long, default_value = "1:10")]
     pub ratio: Ratio,
+
+    /// What the writes of `--ratio` are: `set`, or `incr` (values and prefill are zeros).
+    #[arg(long, value_enum, default_value_t = Write::Set)]
+    pub write: Write,
 
     /// Keys per get (text: one `get k1 … kN`; meta: N `mg` commands).
     #[arg(long, default_value_t = 1)]
@@ -239,6 +243,7 @@ impl Args {
             multiget: self.multiget,
             protocol: self.protocol,
             seed: self.seed,
+            write: self.write,
         }
     }
 

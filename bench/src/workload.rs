@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use ringcache_client::protocol::{
-    valid_key, GetCmd, MetaCmd, MetaFlags, MetaRequest, Request, StoreCmd, MAX_KEY_LEN,
+    valid_key, ArithCmd, GetCmd, MetaCmd, MetaFlags, MetaRequest, Request, StoreCmd, MAX_KEY_LEN,
 };
 use serde::{Serialize, Serializer};
 
@@ -33,6 +33,19 @@ pub enum Protocol {
     Text,
     /// `mg <key> v f` (one per key) / `ms <key> <len> F0`.
     Meta,
+}
+
+/// `--write`: what the write share of `--ratio` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Write {
+    /// `set` / `ms`.
+    #[default]
+    Set,
+    /// `incr <key> 1` / `ma <key>`: a conditional write, run on the key's primary and copied
+    /// to its replicas (issue 28's increment rows). The values (and the prefill) are zeros,
+    /// so every key counts.
+    Incr,
 }
 
 /// `--ratio SET:GET`: relative weights of sets and gets.
@@ -184,6 +197,7 @@ pub struct WorkloadSpec {
     pub multiget: usize,
     pub protocol: Protocol,
     pub seed: u64,
+    pub write: Write,
 }
 
 impl Default for WorkloadSpec {
@@ -198,15 +212,17 @@ impl Default for WorkloadSpec {
             multiget: 1,
             protocol: Protocol::Text,
             seed: 1,
+            write: Write::Set,
         }
     }
 }
 
-/// One operation: a get of one or more keys, or a set of one key.
+/// One operation: a get of one or more keys, a set of one key, or an increment of one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     Get { keys: Vec<u64> },
     Set { key: u64, size: usize },
+    Incr { key: u64 },
 }
 
 impl Op {
@@ -269,9 +285,13 @@ impl Workload {
                     .map_err(|e| BenchError::InvalidArg(format!("zipf:{s}: {e}")))?,
             ),
         };
+        // Zeros for increments: memcached reads "000…0" as the number 0.
         let value_pool = Bytes::from(
             (0..spec.value_size.max)
-                .map(|i| b'a' + (i % 26) as u8)
+                .map(|i| match spec.write {
+                    Write::Set => b'a' + (i % 26) as u8,
+                    Write::Incr => b'0',
+                })
                 .collect::<Vec<u8>>(),
         );
         let w = Workload {
@@ -384,6 +404,27 @@ impl Workload {
                 .encode(buf);
                 1
             }
+            (Op::Incr { key }, Protocol::Text) => {
+                Request::Arith {
+                    cmd: ArithCmd::Incr,
+                    key: self.key(*key),
+                    delta: 1,
+                    noreply: false,
+                }
+                .encode(buf);
+                1
+            }
+            (Op::Incr { key }, Protocol::Meta) => {
+                MetaRequest {
+                    cmd: MetaCmd::Arith,
+                    key: self.key(*key),
+                    flags: MetaFlags::default(),
+                    raw: Bytes::new(),
+                    value: None,
+                }
+                .encode(buf);
+                1
+            }
         }
     }
 }
@@ -420,7 +461,11 @@ impl OpGen {
     pub fn next_op(&mut self) -> Op {
         let Ratio { set, get } = self.w.spec.ratio;
         let is_set = self.rng.random_range(0..set + get) < set;
-        if is_set {
+        if is_set && self.w.spec.write == Write::Incr {
+            Op::Incr {
+                key: self.next_key(),
+            }
+        } else if is_set {
             Op::Set {
                 key: self.next_key(),
                 size: self.next_size(),

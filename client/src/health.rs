@@ -224,8 +224,12 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
+/// [`now_ms`] starts this far above 0, so an instant before this process started (a node's
+/// own start, [`Health::back_since_start`]) still has a place on the scale.
+const BEFORE_EPOCH_MS: u64 = 24 * 3600 * 1000;
+
 fn now_ms() -> u64 {
-    epoch().elapsed().as_millis() as u64
+    BEFORE_EPOCH_MS + epoch().elapsed().as_millis() as u64
 }
 
 impl Health {
@@ -297,6 +301,26 @@ impl Health {
         Some(Duration::from_millis(now_ms().saturating_sub(at)))
     }
 
+    /// Dates the node's last return at its own start (`started`, Unix seconds: `time -
+    /// uptime` from its `stats`, [`Identity::started`]) instead of the moment this router's
+    /// probe found it, when it came back as a new process. Every router reads the same start
+    /// time, so every router takes back a restarted primary's conditional writes at one moment,
+    /// start + [`SUSPECT_FOR`] (`router/primary.rs`): before, each did so `SUSPECT_FOR` after
+    /// its own probe, and probes are up to the backoff cap (5 s) apart, so for up to 5 s one
+    /// router ran a key's increments on the primary while another ran them on the replica
+    /// (issue 28). Never later than now; a start time ahead of this host's clock keeps now.
+    pub fn back_since_start(&self, started: u64) {
+        if self.down.load(Ordering::SeqCst) || self.back_at.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let ago = unix_ms.saturating_sub(started.saturating_mul(1000));
+        let at = now_ms().saturating_sub(ago).max(1);
+        self.back_at.fetch_min(at, Ordering::Relaxed);
+    }
+
     fn went_down(&self) {
         self.downs.fetch_add(1, Ordering::Relaxed);
         self.down_since.store(now_ms(), Ordering::Relaxed);
@@ -305,9 +329,14 @@ impl Health {
     fn came_back(&self) {
         // At least 1: 0 means "never came back".
         let now = now_ms().max(1);
+        // Never marked down (0): no outage to time.
         let since = self.down_since.load(Ordering::Relaxed);
-        self.last_outage
-            .store(now.saturating_sub(since), Ordering::Relaxed);
+        let outage = if since == 0 {
+            0
+        } else {
+            now.saturating_sub(since)
+        };
+        self.last_outage.store(outage, Ordering::Relaxed);
         self.back_at.store(now, Ordering::Relaxed);
     }
 
@@ -640,6 +669,36 @@ mod tests {
         assert!(h.is_usable());
         h.unfence();
         assert_eq!(h.state(), NodeState::Up);
+    }
+
+    #[test]
+    fn a_restarted_node_is_back_since_its_own_start() {
+        let h = Health::new(1);
+        h.back_since_start(1);
+        assert_eq!(
+            h.back_from_outage(Duration::ZERO),
+            None,
+            "never down: untouched"
+        );
+        h.mark_down();
+        std::thread::sleep(Duration::from_millis(30));
+        h.returned_fenced();
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        // Started 5 s ago by its own clock: back 5 s (±1 s of `time - uptime`'s rounding),
+        // not the moment this router's probe found it. Every router reads that start.
+        h.back_since_start(unix - 5);
+        let back = h.back_from_outage(Duration::from_millis(30)).expect("back");
+        assert!(
+            back >= Duration::from_secs(4) && back <= Duration::from_secs(7),
+            "{back:?}"
+        );
+        // A start ahead of this host's clock never moves it later than it was.
+        h.back_since_start(unix + 60);
+        let again = h.back_from_outage(Duration::from_millis(30)).expect("back");
+        assert!(again >= back, "{again:?} < {back:?}");
     }
 
     #[test]

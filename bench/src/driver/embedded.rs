@@ -199,6 +199,20 @@ async fn exec(client: &Client, w: &Workload, op: Op) -> (Outcome, Option<String>
                 (o, Some(m))
             }
         },
+        Op::Incr { key } => match client.incr(&w.key(key), 1).await {
+            Ok(Some(_)) => (Outcome::default(), None),
+            Ok(None) => (
+                Outcome {
+                    error: true,
+                    ..Outcome::default()
+                },
+                Some("incr of a missing key".into()),
+            ),
+            Err(e) => {
+                let (o, m) = outcome_of_error(Outcome::default(), &e);
+                (o, Some(m))
+            }
+        },
     }
 }
 

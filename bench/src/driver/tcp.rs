@@ -259,7 +259,7 @@ fn judge(protocol: Protocol, is_get: bool, resp: &Response) -> Verdict {
         (Protocol::Text, true, Response::Values(v)) => {
             Verdict::Hits(u32::try_from(v.len()).unwrap_or(u32::MAX))
         }
-        (Protocol::Text, false, Response::Stored) => Verdict::Ok,
+        (Protocol::Text, false, Response::Stored | Response::Number(_)) => Verdict::Ok,
         (Protocol::Meta, true, Response::Meta(m)) => match m.status {
             MetaStatus::Va | MetaStatus::Hd => Verdict::Hits(1),
             MetaStatus::En => Verdict::Hits(0),
@@ -443,7 +443,7 @@ impl Conn {
             let replies = self.shared.workload.encode(&op, &mut self.wbuf);
             let (is_get, keys) = match &op {
                 Op::Get { keys } => (true, u32::try_from(keys.len()).unwrap_or(u32::MAX)),
-                Op::Set { .. } => (false, 0),
+                Op::Set { .. } | Op::Incr { .. } => (false, 0),
             };
             self.inflight.push_back(Pending {
                 // Open loop: from the intended time, or from the actual send if it left early.

@@ -82,10 +82,28 @@ struct Counts {
     add_split_cut: AtomicU64,
     /// Where the splits happened (the first few), for the report.
     split_phases: std::sync::Mutex<Vec<String>>,
+    /// Per counter, what each router was answered in each phase: so a lost increment names
+    /// the fault and the router it was acknowledged through.
+    ledger: Vec<std::sync::Mutex<Ledger>>,
+    phase: Arc<Phase>,
+}
+
+/// One counter's answers, by (phase, router).
+type Ledger = std::collections::BTreeMap<(String, String), Answers>;
+
+/// What one router was answered for one counter during one phase.
+#[derive(Debug, Default, Clone, Copy)]
+struct Answers {
+    acked: u64,
+    refused: u64,
+    doubt: u64,
+    /// The highest value an acknowledged increment returned (the count on the owner that
+    /// ran it, right after it ran).
+    highest: u64,
 }
 
 impl Counts {
-    fn new(n: usize) -> Counts {
+    fn new(n: usize, phase: Arc<Phase>) -> Counts {
         let zeros = || (0..n).map(|_| AtomicU64::new(0)).collect();
         Counts {
             acked: zeros(),
@@ -97,10 +115,28 @@ impl Counts {
             add_split: AtomicU64::new(0),
             add_split_cut: AtomicU64::new(0),
             split_phases: std::sync::Mutex::new(Vec::new()),
+            ledger: (0..n).map(|_| Default::default()).collect(),
+            phase,
         }
     }
 
-    fn answered(&self, k: usize, ok: Option<bool>, embedded: bool) {
+    /// One increment of counter `k` through `router`: acknowledged with the value it returned
+    /// (`Some(Some(v))`), refused (`Some(None)`), or unanswered (`None`: it may have run).
+    fn answered(&self, k: usize, ok: Option<Option<u64>>, router: &str) {
+        let embedded = router == EMBEDDED;
+        if let Some(l) = self.ledger.get(k) {
+            let mut l = l.lock().unwrap_or_else(|e| e.into_inner());
+            let a = l.entry((self.phase.get(), router.to_string())).or_default();
+            match ok {
+                Some(Some(v)) => {
+                    a.acked += 1;
+                    a.highest = a.highest.max(v);
+                }
+                Some(None) => a.refused += 1,
+                None => a.doubt += 1,
+            }
+        }
+        let ok = ok.map(|v| v.is_some());
         match ok {
             Some(true) => {
                 self.acked[k].fetch_add(1, Ordering::Relaxed);
@@ -115,6 +151,186 @@ impl Counts {
             Some(false) => {}
         }
     }
+}
+
+/// The prefix of the load's keys (written through the proxies).
+const LOAD_PREFIX: &str = "nc_";
+
+/// Keys the embedded client writes for the partial partition's set/get check.
+const PARTIAL_KEYS: usize = 48;
+
+/// The partial partition's sets and gets (docs/cluster.md, "What holds, fault by fault"):
+/// keys written through the embedded client — the router that gets cut off from node 0 — and
+/// read through the proxies, and the load's keys (written through the proxies) read through
+/// the embedded client. What holds: no acknowledged write is lost; a proxy may read an older
+/// value of a key written through the cut-off router while the cut lasts and until that
+/// router has replayed its hints (the window below); nothing else is read stale.
+struct Partial {
+    /// Per key, the highest sequence number the embedded client had acknowledged.
+    acked: Vec<AtomicU64>,
+    seq: AtomicU64,
+    /// Set from the cut until the cut-off router has had time to replay (5 s after it).
+    window: AtomicBool,
+    /// Stale reads through a proxy of the embedded client's keys: within the window (the
+    /// statement allows them), and outside it (it does not).
+    stale_window: AtomicU64,
+    stale_outside: AtomicU64,
+    /// Stale reads through the embedded client of the keys written through the proxies.
+    stale_embedded: AtomicU64,
+    examples: std::sync::Mutex<Vec<String>>,
+}
+
+impl Partial {
+    fn new() -> Partial {
+        Partial {
+            acked: (0..PARTIAL_KEYS).map(|_| AtomicU64::new(0)).collect(),
+            seq: AtomicU64::new(0),
+            window: AtomicBool::new(false),
+            stale_window: AtomicU64::new(0),
+            stale_outside: AtomicU64::new(0),
+            stale_embedded: AtomicU64::new(0),
+            examples: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn example(&self, e: String) {
+        let mut x = self.examples.lock().unwrap_or_else(|e| e.into_inner());
+        if x.len() < 8 {
+            x.push(e);
+        }
+    }
+}
+
+fn partial_key(k: usize) -> String {
+    format!("pc_{k}")
+}
+
+/// A proxy connection reading the embedded client's keys in turn (see [`Partial`]).
+fn partial_reader(
+    ns: String,
+    p: usize,
+    partial: Arc<Partial>,
+    counts: Arc<Counts>,
+    phase: Arc<Phase>,
+) -> JoinHandle<()> {
+    let addr = proxy_addr(p);
+    std::thread::spawn(move || {
+        if enter(&ns).is_err() {
+            return;
+        }
+        let mut conn: Option<Wire> = None;
+        let mut k = p;
+        while !counts.stop.load(Ordering::Acquire) {
+            if conn.is_none() {
+                conn = Wire::connect(&addr).ok();
+                if conn.is_none() {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            }
+            k = (k + 1) % PARTIAL_KEYS;
+            let window = partial.window.load(Ordering::Acquire);
+            let before = partial.acked[k].load(Ordering::Acquire);
+            let req = format!("get {}\r\n", partial_key(k));
+            let got = conn
+                .as_mut()
+                .map(|c| c.request(req.as_bytes(), REQUEST_LIMIT));
+            let seen = match got {
+                Some(Ok(Response::Values(v))) => v.first().and_then(|x| seq_of(&x.data)),
+                Some(Ok(_)) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                _ => {
+                    conn = None;
+                    continue;
+                }
+            };
+            if before > 0 && seen.is_none_or(|s| s < before) {
+                let within = window || partial.window.load(Ordering::Acquire);
+                let which = if within {
+                    &partial.stale_window
+                } else {
+                    &partial.stale_outside
+                };
+                which.fetch_add(1, Ordering::Relaxed);
+                if !within {
+                    partial.example(format!(
+                        "stale read outside the partial partition's window: during \"{}\", \
+                         {} read {seen:?} via proxy{p}, s{before} acknowledged through the \
+                         embedded client",
+                        phase.get(),
+                        partial_key(k)
+                    ));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    })
+}
+
+/// The embedded client's side of [`Partial`]: writes its keys in turn, and reads the
+/// load's keys (written through the proxies), whose acknowledged sequence numbers are
+/// `load_acked`.
+async fn partial_embedded(
+    client: Client,
+    partial: Arc<Partial>,
+    counts: Arc<Counts>,
+    load_acked: Arc<Vec<AtomicU64>>,
+    prefix: &'static str,
+    phase: Arc<Phase>,
+) {
+    let mut k = 0usize;
+    while !counts.stop.load(Ordering::Acquire) {
+        k = (k + 1) % PARTIAL_KEYS;
+        let seq = partial.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let key = partial_key(k);
+        let set = client.set(key.as_bytes(), super::load::value(seq), 0, 0);
+        if let Ok(Ok(())) = tokio::time::timeout(REQUEST_LIMIT, set).await {
+            partial.acked[k].fetch_max(seq, Ordering::Release);
+        }
+        let n = load_acked.len().max(1);
+        let j = (k * 7 + seq as usize) % n;
+        let before = load_acked.get(j).map_or(0, |a| a.load(Ordering::Acquire));
+        let key = format!("{prefix}{j}");
+        let got = tokio::time::timeout(REQUEST_LIMIT, client.get(key.as_bytes())).await;
+        if let Ok(Ok(item)) = got {
+            let seen = item.and_then(|i| seq_of(&i.value));
+            if before > 0 && seen.is_none_or(|s| s < before) {
+                partial.stale_embedded.fetch_add(1, Ordering::Relaxed);
+                partial.example(format!(
+                    "stale read through the embedded client: during \"{}\", {key} read \
+                     {seen:?}, s{before} acknowledged through a proxy",
+                    phase.get()
+                ));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The embedded client's name in the ledger (the proxies are `proxy0`, …).
+const EMBEDDED: &str = "embedded";
+
+/// Counter `k`'s ledger, one line per phase and router, for the report of a lost increment.
+fn ledger_lines(counts: &Counts, k: usize) -> Vec<String> {
+    let Some(l) = counts.ledger.get(k) else {
+        return Vec::new();
+    };
+    let l = l.lock().unwrap_or_else(|e| e.into_inner());
+    l.iter()
+        .map(|((phase, router), a)| {
+            format!(
+                "  {}: [{phase}] {router}: {} acknowledged (highest value returned {}), {} \
+                 refused, {} in doubt",
+                counter(k),
+                a.acked,
+                a.highest,
+                a.refused,
+                a.doubt
+            )
+        })
+        .collect()
 }
 
 fn counter(k: usize) -> String {
@@ -136,6 +352,11 @@ pub struct Report {
     pub acked: u64,
     pub stale: u64,
     pub lost_writes: u64,
+    /// The partial partition's reads ([`Partial`]).
+    pub partial_sets: u64,
+    pub stale_window: u64,
+    pub stale_outside: u64,
+    pub stale_embedded: u64,
     pub seconds: f64,
     pub examples: Vec<String>,
 }
@@ -183,14 +404,36 @@ fn inner(a: &CountersArgs, bin: &Path) -> Result<Report> {
         Ok(())
     })?;
 
-    let counts = Arc::new(Counts::new(a.counters));
     let phase = Arc::new(Phase::new("netns-counters"));
+    let counts = Arc::new(Counts::new(a.counters, phase.clone()));
+    let mut load = Load::start(
+        LoadSpec {
+            ns: proxy_ns.clone(),
+            proxies: (0..PROXIES).map(proxy_addr).collect(),
+            keys: 300,
+            prefix: LOAD_PREFIX,
+            writers: 3,
+            readers: 3,
+            seed: 7,
+        },
+        phase.clone(),
+    );
+    let partial = Arc::new(Partial::new());
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    for p in 0..PROXIES {
+        threads.push(partial_reader(
+            proxy_ns.clone(),
+            p,
+            partial.clone(),
+            counts.clone(),
+            phase.clone(),
+        ));
+    }
     for p in 0..PROXIES {
         for c in 0..a.per_router {
             threads.push(proxy_incrementer(
                 proxy_ns.clone(),
-                proxy_addr(p),
+                p,
                 counts.clone(),
                 p * a.per_router + c,
             ));
@@ -202,19 +445,8 @@ fn inner(a: &CountersArgs, bin: &Path) -> Result<Report> {
         counts.clone(),
         a.per_router,
         phase.clone(),
+        (partial.clone(), load.acked.clone()),
     ));
-    let mut load = Load::start(
-        LoadSpec {
-            ns: proxy_ns.clone(),
-            proxies: (0..PROXIES).map(proxy_addr).collect(),
-            keys: 300,
-            prefix: "nc_",
-            writers: 3,
-            readers: 3,
-            seed: 7,
-        },
-        phase.clone(),
-    );
     let pause = |d: Duration| std::thread::sleep(d);
     let client_ns = net.hosts[CLIENT_HOST].clone();
     let result = (|| -> Result<()> {
@@ -245,6 +477,7 @@ fn inner(a: &CountersArgs, bin: &Path) -> Result<Report> {
         phase.set("node0 cut from the embedded client only");
         let route = format!("{}/32", Net::addr(0));
         counts.cut.store(true, Ordering::Release);
+        partial.window.store(true, Ordering::Release);
         ip(&["-n", &client_ns, "route", "add", "blackhole", &route])?;
         pause(a.fault);
         ip(&["-n", &client_ns, "route", "del", "blackhole", &route])?;
@@ -254,6 +487,7 @@ fn inner(a: &CountersArgs, bin: &Path) -> Result<Report> {
         counts.cut.store(false, Ordering::Release);
         phase.set("after the partial partition");
         pause(Duration::from_secs(5));
+        partial.window.store(false, Ordering::Release);
         Ok(())
     })();
     counts.stop.store(true, Ordering::Release);
@@ -302,6 +536,14 @@ fn inner(a: &CountersArgs, bin: &Path) -> Result<Report> {
                 }
                 worst = worst.max(missing);
             }
+            if worst > 0 {
+                examples.push(format!(
+                    "{}: owners {owners:?} (primary first), lost {worst}; what each router was \
+                     answered, by phase:",
+                    counter(k)
+                ));
+                examples.extend(ledger_lines(&counts, k));
+            }
             let within = worst.min(cut_here);
             lost_cut += within;
             lost += worst - within;
@@ -330,8 +572,40 @@ fn inner(a: &CountersArgs, bin: &Path) -> Result<Report> {
                 }
             }
         }
+        // The embedded client's acknowledged sets, on every owner (the partial partition's
+        // keys: written through the router that was cut off).
+        for (k, acked) in partial.acked.iter().enumerate() {
+            let want = acked.load(Ordering::Relaxed);
+            if want == 0 {
+                continue;
+            }
+            for o in ring.replicas(partial_key(k).as_bytes(), 2) {
+                let req = format!("get {}\r\n", partial_key(k));
+                let seen = match wires[o].request(req.as_bytes(), REQUEST_LIMIT) {
+                    Ok(Response::Values(v)) => v.first().and_then(|x| seq_of(&x.data)),
+                    _ => None,
+                };
+                if seen.is_none_or(|s| s < want) {
+                    lost_writes += 1;
+                    partial.example(format!(
+                        "lost: {} acknowledged s{want} through the embedded client, node{o} \
+                         has {seen:?}",
+                        partial_key(k)
+                    ));
+                    break;
+                }
+            }
+        }
         Ok((lost, lost_cut, cut_bound, lost_writes))
     })?;
+    examples.extend(
+        partial
+            .examples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned(),
+    );
     examples.extend(
         counts
             .split_phases
@@ -358,6 +632,10 @@ fn inner(a: &CountersArgs, bin: &Path) -> Result<Report> {
         acked: tally.acked.load(Ordering::Relaxed),
         stale: tally.stale.load(Ordering::Relaxed),
         lost_writes,
+        partial_sets: partial.seq.load(Ordering::Relaxed),
+        stale_window: partial.stale_window.load(Ordering::Relaxed),
+        stale_outside: partial.stale_outside.load(Ordering::Relaxed),
+        stale_embedded: partial.stale_embedded.load(Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
         examples,
     })
@@ -365,7 +643,8 @@ fn inner(a: &CountersArgs, bin: &Path) -> Result<Report> {
 
 /// One proxy connection incrementing the counters in turn; connection 0 of every proxy also
 /// runs the `add` races' proxy side (see [`embedded`]).
-fn proxy_incrementer(ns: String, addr: String, counts: Arc<Counts>, id: usize) -> JoinHandle<()> {
+fn proxy_incrementer(ns: String, p: usize, counts: Arc<Counts>, id: usize) -> JoinHandle<()> {
+    let (addr, router) = (proxy_addr(p), format!("proxy{p}"));
     std::thread::spawn(move || {
         if enter(&ns).is_err() {
             return;
@@ -387,19 +666,19 @@ fn proxy_incrementer(ns: String, addr: String, counts: Arc<Counts>, id: usize) -
                 .as_mut()
                 .map(|c| c.request(req.as_bytes(), REQUEST_LIMIT));
             match got {
-                Some(Ok(Response::Number(_))) => counts.answered(k, Some(true), false),
+                Some(Ok(Response::Number(v))) => counts.answered(k, Some(Some(v)), &router),
                 // A refusal before it ran (the primary down or not in sync): not run. Any
                 // other error (its result not copied, a timeout at the proxy) may have run.
                 Some(Ok(Response::ServerError(m))) if m.starts_with(b"no replica") => {
-                    counts.answered(k, Some(false), false);
+                    counts.answered(k, Some(None), &router);
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Some(Ok(_)) => {
-                    counts.answered(k, None, false);
+                    counts.answered(k, None, &router);
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 _ => {
-                    counts.answered(k, None, false);
+                    counts.answered(k, None, &router);
                     conn = None;
                 }
             }
@@ -416,6 +695,7 @@ fn embedded(
     counts: Arc<Counts>,
     tasks: usize,
     phase: Arc<Phase>,
+    (partial, load_acked): (Arc<Partial>, Arc<Vec<AtomicU64>>),
 ) -> JoinHandle<()> {
     std::thread::spawn(move || {
         if enter(&ns).is_err() {
@@ -456,17 +736,25 @@ fn embedded(
                         )
                         .await;
                         match r {
-                            Ok(Ok(Some(_))) => counts.answered(k, Some(true), true),
-                            Ok(Ok(None)) => counts.answered(k, Some(false), true),
+                            Ok(Ok(Some(v))) => counts.answered(k, Some(Some(v)), EMBEDDED),
+                            Ok(Ok(None)) => counts.answered(k, Some(None), EMBEDDED),
                             // An error may come after the write ran (a timeout): in doubt.
                             Ok(Err(_)) | Err(_) => {
-                                counts.answered(k, None, true);
+                                counts.answered(k, None, EMBEDDED);
                                 tokio::time::sleep(Duration::from_millis(20)).await;
                             }
                         }
                     }
                 }));
             }
+            all.push(tokio::spawn(partial_embedded(
+                client.clone(),
+                partial,
+                counts.clone(),
+                load_acked,
+                LOAD_PREFIX,
+                phase.clone(),
+            )));
             all.push(tokio::spawn(add_races(
                 client.clone(),
                 counts.clone(),
@@ -569,6 +857,13 @@ pub fn main(a: &CountersArgs) -> i32 {
                 r.stale,
                 r.seconds
             );
+            println!(
+                "netns-counters: partial partition, sets and gets: {} sets through the embedded \
+                 client, read through the proxies: {} stale while it was cut off or replaying \
+                 (allowed), {} stale otherwise (goal 0); {} stale reads through the embedded \
+                 client of keys written through the proxies (goal 0)",
+                r.partial_sets, r.stale_window, r.stale_outside, r.stale_embedded
+            );
             for e in &r.examples {
                 println!("  {e}");
             }
@@ -576,7 +871,8 @@ pub fn main(a: &CountersArgs) -> i32 {
                 r.lost + r.lost_cut > max_lost
                     || r.add_split + r.add_split_cut > 0
                     || r.lost_writes > 0
-                    || r.stale > 0,
+                    || r.stale > 0
+                    || r.stale_outside + r.stale_embedded > 0,
             )
         }
         Err(why) => hosts::no_report_exit("netns-counters", why),

@@ -229,8 +229,10 @@ impl Router {
             node.health.set_identity(id);
         }
         node.health.returned_fenced();
-        if matches!((known, id), (Some(_), Some(_))) && !same {
+        if let (Some(_), Some(id), false) = (known, id, same) {
             node.metrics.restarts.increment(1);
+            // One moment for every router: the new process's start (`primary.rs`).
+            node.health.back_since_start(id.started);
         }
         node.metrics.hints.set(0.0);
         node.metrics.up.set(1.0);

@@ -5,7 +5,7 @@
 //! memcached counts with, ringcache counts with too, and every value it refuses is refused.
 
 use super::item::{ItemRef, Meta, KEY_BINARY, MAX_KEY_LEN};
-use super::{hash, ArithOutcome, Store};
+use super::{hash, versioned, ArithOutcome, Store};
 
 /// memcached's `safe_strtoull` applied to a stored value (which memcached keeps followed by
 /// `\r\n`, so the end of the value counts as white space):
@@ -77,7 +77,7 @@ impl Store {
         let mut buf = itoa::Buffer::new();
         let text = buf.format(value).as_bytes();
         let seq = self.inner.next_seq();
-        let cas = new_cas.unwrap_or(seq);
+        let cas = new_cas.map_or(seq, |e| versioned(e, old.cas()));
         let in_place = text.len() <= old.value().len();
         let item = if in_place {
             // memcached rewrites the item in place; here the rewrite is a copy (readers of the

@@ -543,6 +543,44 @@ fn ma_checks_in_memcached_order() {
     assert_eq!(s.meta_arith(b"fresh", &v).unwrap().cas, 77);
 }
 
+/// Issue 28: a conditional write's `E` below the item's CAS (two routers' stamps reaching the
+/// primary out of order) leaves the item's CAS + 1, so the newer item keeps the higher
+/// version; a plain set takes its `E` exactly (a replica's copy carries its source's version).
+#[test]
+fn a_conditional_writes_e_never_lowers_the_items_version() {
+    let (s, _c) = store();
+    let mut set = set_opts(StoreMode::Set);
+    set.new_cas = Some(1_000);
+    assert_eq!(ms(&s, b"n", b"5", set), (StoreOutcome::Stored, 1_000));
+    // `ma … E900` after the item got 1 000: 1 001, not 900.
+    let mut a = arith_opts();
+    a.new_cas = Some(900);
+    let h = s.meta_arith(b"n", &a).unwrap();
+    assert_eq!((h.value, h.cas), (6, 1_001));
+    assert_eq!(item(&s, b"n").cas(), 1_001);
+    // A higher `E` is taken as given.
+    a.new_cas = Some(2_000);
+    assert_eq!(s.meta_arith(b"n", &a).unwrap().cas, 2_000);
+    // Append, replace and compare-and-swap alike.
+    let mut app = set_opts(StoreMode::Append);
+    app.new_cas = Some(1_500);
+    assert_eq!(ms(&s, b"n", b"0", app), (StoreOutcome::Stored, 2_001));
+    let mut rep = set_opts(StoreMode::Replace);
+    rep.new_cas = Some(3);
+    assert_eq!(ms(&s, b"n", b"9", rep), (StoreOutcome::Stored, 2_002));
+    let mut cas = set_opts(StoreMode::Set);
+    cas.compare_cas = Some(2_002);
+    cas.new_cas = Some(2_002);
+    assert_eq!(ms(&s, b"n", b"8", cas), (StoreOutcome::Stored, 2_003));
+    // An add of a missing key and a plain set take `E` exactly, lower or not.
+    let mut add = set_opts(StoreMode::Add);
+    add.new_cas = Some(7);
+    assert_eq!(ms(&s, b"fresh", b"1", add), (StoreOutcome::Stored, 7));
+    set.new_cas = Some(10);
+    assert_eq!(ms(&s, b"n", b"1", set), (StoreOutcome::Stored, 10));
+    assert_eq!(item(&s, b"n").cas(), 10);
+}
+
 #[test]
 fn long_keys_are_refused_not_panicked_on() {
     let (s, _c) = store();

@@ -189,6 +189,24 @@ pub fn expiry(exptime: i64, now: u64) -> u64 {
     }
 }
 
+/// The CAS a conditional write (`incr`/`decr`, `add`, `replace`, `append`, `prepend`, `cas`,
+/// and their meta forms) given an explicit one (`E<cas>`) leaves on an item whose CAS was
+/// `old`: `E`, or `old + 1` when `E` is not above it.
+///
+/// Why (issue 28): routers stamp every conditional write with their clock, and copies between
+/// a key's owners keep the higher version. Two routers' writes of one key stamped `t1 < t2`
+/// can reach the primary in the other order, and then its newer item carried the older
+/// version; a replica holding the state in between at `t2` then outranked it, and repairing
+/// the primary from that replica after a pause lost an acknowledged increment
+/// (`ringcache-bench netns-counters`). The primary runs a key's conditional writes one at a
+/// time, so following the item's own version here makes each result outrank the one it
+/// changed, whatever order the stamps came in. A plain `set` (and a replica's copy) keeps its
+/// `E` exactly, so copies carry the source's version unchanged. memcached (≥ 1.6.27) sets `E`
+/// as given (docs/cluster.md, "Versions").
+pub(crate) fn versioned(given: u64, old: u64) -> u64 {
+    given.max(old.saturating_add(1))
+}
+
 /// The cache.
 pub struct Store {
     inner: Arc<Shared>,
@@ -448,7 +466,12 @@ impl Store {
         now: u64,
     ) -> (StoreOutcome, u64) {
         let seq = self.inner.next_seq();
-        let cas = w.new_cas.unwrap_or(seq);
+        let cas = match (w.new_cas, old) {
+            // A conditional write's result follows the item it changed (`versioned`); a
+            // plain set (a replica's copy among them) takes exactly the CAS it was given.
+            (Some(e), Some(o)) if w.mode != StoreMode::Set => versioned(e, o.cas()),
+            (e, _) => e.unwrap_or(seq),
+        };
         let meta = Meta {
             flags,
             exptime,
