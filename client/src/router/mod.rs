@@ -38,9 +38,8 @@ pub use options::{
     Ack, ClientBuilder, ClientOptions, RouterBuilder, RouterOptions,
     DEFAULT_CONDITIONAL_FAILOVER_AFTER,
 };
-pub use read::{Lookup, Single, SingleGet, SingleRest};
+pub use read::{Found, Get, Lookup, Single};
 pub(crate) use requests::{is_miss, replica_store, unexpected};
-pub use spread::{ManyGet, ManyRest};
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
