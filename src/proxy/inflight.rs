@@ -18,10 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::BytesMut;
 use futures_util::stream::{FuturesOrdered, Stream, StreamExt};
-use ringcache_client::protocol::reply;
-use ringcache_client::protocol::response::encode_value;
 use ringcache_client::protocol::{Request, Response, Value};
 use ringcache_client::router::{Found, Get};
 
@@ -37,28 +34,13 @@ pub(super) struct Finished {
     pub reserved: usize,
 }
 
+/// Encoded by the connection into its write buffer (`protocol/response.rs`), so a reply's
+/// way back does not come through this file again.
 pub(super) enum Reply {
     /// A whole reply (none when the client asked for none).
     Full(Option<Response>),
     /// The hits of one piece of a multi-get; the last piece ends with `END`.
     Piece { values: Vec<Value>, last: bool },
-}
-
-impl Reply {
-    pub fn encode(self, out: &mut BytesMut) {
-        match self {
-            Reply::Full(Some(r)) => r.encode(out),
-            Reply::Full(None) => {}
-            Reply::Piece { values, last } => {
-                for v in &values {
-                    encode_value(out, &v.key, v.flags, v.cas, &v.data);
-                }
-                if last {
-                    reply::end(out);
-                }
-            }
-        }
-    }
 }
 
 /// A place in line.

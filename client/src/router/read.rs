@@ -10,6 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::requests::{is_miss, unexpected};
+use super::send::may_read;
 use super::spread::{ManyGet, ManyRest};
 use super::Router;
 use crate::connection::Awaiting;
@@ -284,7 +285,7 @@ fn single_answer(
 /// writes its first owners, [`Get::poll`] takes their answers and, where a key must go on
 /// (an error, a fenced owner's miss, a transition), runs the rest of its walk, which ends in
 /// one place (`Router::end_walk`: the copies back to fenced owners). Which owners a key is
-/// asked is chosen in one place too (`Spread::plan`, `may_read`).
+/// asked is chosen in one place too (`Spread::plan`, with `send.rs`'s `may_read`).
 ///
 /// It does not hold its request: the caller keeps it (the proxy, in its line; it is what the
 /// first owner was sent) and hands it to every poll, so a get costs no copy of it unless it
@@ -405,16 +406,4 @@ pub enum Lookup {
     Miss,
     /// No replica could be read.
     Failed,
-}
-
-/// Whether `node`, an owner of `key`, may answer a read of it: [`Health::may_serve`], or, when
-/// no owner of the key may, a suspect one that otherwise could
-/// ([`Health::may_serve_if_suspect`]). Costs nothing more while the node may serve.
-///
-/// [`Health::may_serve`]: crate::health::Health::may_serve
-/// [`Health::may_serve_if_suspect`]: crate::health::Health::may_serve_if_suspect
-pub(super) fn may_read(topo: &Topology, key: &[u8], node: &NodeEntry) -> bool {
-    node.health.may_serve(key)
-        || (node.health.may_serve_if_suspect(key)
-            && !topo.owner_nodes(key).any(|n| n.health.may_serve(key)))
 }

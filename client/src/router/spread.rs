@@ -61,7 +61,7 @@ impl Spread {
                 .iter()
                 .enumerate()
                 .skip(from)
-                .find(|(_, &n)| super::read::may_read(topo, key, &topo.nodes[n]));
+                .find(|(_, &n)| super::send::may_read(topo, key, &topo.nodes[n]));
             match next {
                 Some((pos, &n)) => {
                     // Where to go on if this owner fails or misses while fenced.
