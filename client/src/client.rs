@@ -30,7 +30,7 @@ use crate::lock::{Lease, LockOptions};
 use crate::protocol::{valid_key, ArithCmd, GetCmd, Request, Response, StoreCmd};
 use crate::ring::{HashKind, NodeSpec};
 use crate::router::migrate::RebalanceStatus;
-use crate::router::{unexpected, Ack, ClientBuilder, ClientOptions, Lookup, Router};
+use crate::router::{unexpected, Ack, Lookup, Router, RouterBuilder, RouterOptions};
 use crate::topology::Topology;
 
 /// One cached item.
@@ -65,7 +65,7 @@ pub struct Client {
     router: Router,
 }
 
-impl ClientBuilder {
+impl RouterBuilder {
     /// Connects to the nodes (waiting up to the connect timeout for them) and learns what each
     /// supports. Nodes that are not up yet are marked down and probed in the background.
     pub async fn build(self) -> Result<Client, Error> {
@@ -77,8 +77,8 @@ impl ClientBuilder {
 
 impl Client {
     /// Starts building a client.
-    pub fn builder() -> ClientBuilder {
-        ClientBuilder::default()
+    pub fn builder() -> RouterBuilder {
+        RouterBuilder::default()
     }
 
     /// The engine under this client, for what the typed API does not cover (raw requests,
@@ -110,12 +110,12 @@ impl Client {
 
     /// Applies the options that can change while the client runs (see
     /// [`Router::reconfigure`]).
-    pub fn reconfigure(&self, opts: &ClientOptions) {
+    pub fn reconfigure(&self, opts: &RouterOptions) {
         self.router.reconfigure(opts)
     }
 
     /// The options in force now.
-    pub fn options(&self) -> ClientOptions {
+    pub fn options(&self) -> RouterOptions {
         self.router.options()
     }
 

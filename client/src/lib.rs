@@ -31,4 +31,7 @@ pub use client::{CasResult, Client, GetMany, Item};
 pub use error::{Error, Refused};
 pub use lock::{Lease, LockOptions};
 pub use router::migrate::{Phase, RebalanceOptions, RebalanceStatus};
-pub use router::{Ack, ClientBuilder, ClientOptions, Router, DEFAULT_CONDITIONAL_FAILOVER_AFTER};
+pub use router::{
+    Ack, ClientBuilder, ClientOptions, Router, RouterBuilder, RouterOptions,
+    DEFAULT_CONDITIONAL_FAILOVER_AFTER,
+};

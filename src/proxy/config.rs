@@ -9,7 +9,7 @@ use ringcache_client::discovery::DiscoverySettings;
 use ringcache_client::health::HintLimits;
 use ringcache_client::ring::NodeSpec;
 use ringcache_client::transport::{Connector, TransportSettings};
-use ringcache_client::{Ack, ClientOptions, LockOptions};
+use ringcache_client::{Ack, LockOptions, RouterOptions};
 use serde::Deserialize;
 
 use crate::error::Error;
@@ -267,8 +267,8 @@ impl ProxyConfig {
     }
 
     /// The embedded client's options for this config.
-    pub fn client_options(&self) -> Result<ClientOptions, Error> {
-        Ok(ClientOptions {
+    pub fn client_options(&self) -> Result<RouterOptions, Error> {
+        Ok(RouterOptions {
             replicas: self.ring.replicas,
             vnodes: self.ring.vnodes,
             hash: self.ring.hash,
@@ -288,7 +288,7 @@ impl ProxyConfig {
             },
             transport: Connector::new(&self.backend)?,
             zone: self.zone().map(str::to_string),
-            ..ClientOptions::default()
+            ..RouterOptions::default()
         })
     }
 }

@@ -32,6 +32,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
 use ringcache_client::protocol::parse::Limits;
+use ringcache_client::protocol::response::encode_values;
 use ringcache_client::protocol::{Fault, GetCmd, Request, Response, ServerCodec};
 
 use super::inflight::{Finished, Inflight, Reply};
@@ -509,7 +510,11 @@ where
 
 /// Moves a finished request's reply into `wbuf`, trading its reservation for its real size.
 fn finish(done: Finished, budget: &mut Budget<'_>, wbuf: &mut BytesMut) {
-    done.reply.encode(reply_buf(wbuf));
+    match done.reply {
+        Reply::Full(Some(r)) => r.encode(reply_buf(wbuf)),
+        Reply::Full(None) => {}
+        Reply::Piece { values, last } => encode_values(reply_buf(wbuf), &values, last),
+    }
     budget.give_back(done.reserved, wbuf);
 }
 

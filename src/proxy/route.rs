@@ -5,8 +5,6 @@
 //! for its reply (so FIFO matching on backend connections cannot slip) and the proxy drops the
 //! reply the client did not want.
 
-use std::future::poll_fn;
-
 use bytes::Bytes;
 use ringcache_client::error::Refused;
 use ringcache_client::lock;
@@ -14,7 +12,7 @@ use ringcache_client::protocol::{
     reply, Fault, GetCmd, MetaCmd, MetaFlags, MetaRequest, MetaStatus, Request, Response, StoreCmd,
     Value,
 };
-use ringcache_client::router::{Lookup, Single};
+use ringcache_client::router::{Found, Lookup, Single};
 use ringcache_client::{Ack, Error as ClientError};
 
 use super::Proxy;
@@ -57,31 +55,24 @@ fn count_lookup(stats: &ServerStats, touch: bool, hit: bool) {
     };
 }
 
-/// The hits of a multi-get, or of one piece of a multi-get split for size (`connection.rs`),
-/// however few keys the piece holds: an unreadable key is a miss, counted in
-/// `multiget_failures`, so the readable ones still arrive and the reply stays one `VALUE …
-/// END` stream. `get` is the [`Request::Get`] to answer.
-pub(super) async fn get_many(proxy: &Proxy, get: &Request) -> Vec<Value> {
-    let Request::Get { cmd, exptime, keys } = get else {
+/// The hits of a multi-get: an unreadable key is a miss, counted in `multiget_failures`, so
+/// the readable ones still arrive and the reply stays one `VALUE … END` stream. `get` is the
+/// [`Request::Get`] to answer.
+async fn get_many(proxy: &Proxy, get: &Request) -> Vec<Value> {
+    let Request::Get { cmd, exptime, .. } = get else {
         return Vec::new();
     };
-    let (cmd, exptime) = (*cmd, *exptime);
     let router = proxy.router();
-    let slots = match router.start_many(get) {
-        // Written now, its pieces' slots awaited here: no per-node future or join.
-        Some(mut sent) => match poll_fn(|cx| router.poll_many(&mut sent, get, cx)).await {
-            Ok(slots) => slots,
-            // Rare (a failed or fenced owner): boxed, so every multi-get's future stays small.
-            Err(rest) => Box::pin(router.get_many_rest(rest, get)).await,
-        },
-        None => router.get_values(cmd, exptime, keys).await,
+    let slots = match router.get(get, false).run(router, get).await {
+        Found::Many(slots) => slots,
+        Found::One(_) => Vec::new(),
     };
-    many_values(proxy, cmd, exptime, slots)
+    many_values(proxy, *cmd, *exptime, slots)
 }
 
 /// The hits of a multi-get (or a piece of one), from what the router found for each key:
-/// [`get_many`]'s reply, and the one of a multi-get that took the line's own path
-/// (`inflight.rs`), so the two cannot count or strip differently.
+/// [`get_many`]'s reply, and the one of a multi-get or a piece in the line (`inflight.rs`),
+/// so the two cannot count or strip differently.
 pub(super) fn many_values(
     proxy: &Proxy,
     cmd: GetCmd,

@@ -145,6 +145,18 @@ pub enum Response {
 /// Appends one `VALUE` line and its data block (the writer lives in [`super::reply`]).
 pub use super::reply::value as encode_value;
 
+/// `VALUE` lines for `vals`, then `END` when `end` (a whole get's reply; without it, one
+/// piece of a multi-get a proxy answers in pieces, whose last piece ends it).
+pub fn encode_values(buf: &mut BytesMut, vals: &[Value], end: bool) {
+    for v in vals {
+        buf.reserve(v.key.len() + v.data.len() + 48);
+        reply::value(buf, &v.key, v.flags, v.cas, &v.data);
+    }
+    if end {
+        reply::end(buf)
+    }
+}
+
 impl Response {
     /// Appends the reply's wire form to `buf`, with the [`reply`] writers.
     pub fn encode(&self, buf: &mut BytesMut) {
@@ -157,13 +169,7 @@ impl Response {
             Response::Touched => reply::touched(buf),
             Response::Ok => reply::ok(buf),
             Response::Error => reply::error(buf),
-            Response::Values(vals) => {
-                for v in vals {
-                    buf.reserve(v.key.len() + v.data.len() + 48);
-                    reply::value(buf, &v.key, v.flags, v.cas, &v.data);
-                }
-                reply::end(buf)
-            }
+            Response::Values(vals) => encode_values(buf, vals, true),
             Response::Number(n) => reply::number(buf, *n),
             Response::Version(v) => reply::version(buf, v),
             Response::Stats(stats) => {

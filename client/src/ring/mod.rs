@@ -78,7 +78,7 @@ impl FromStr for HashKind {
 pub const DEFAULT_VNODES: u32 = 160;
 
 /// Default copies of each key (docs/cluster.md): one node can fail without losing reads. The
-/// one default for every program and for `ClientOptions`.
+/// one default for every program and for `RouterOptions`.
 pub const DEFAULT_REPLICAS: usize = 2;
 
 /// Most points a ring may have (about 48 MiB of ring): far above any real cluster, low enough

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
-use super::{Ack, ClientOptions, Router};
+use super::{Ack, Router, RouterOptions};
 use crate::health::HintLimits;
 
 /// The options a running client applies at once when they change (a proxy config reload):
@@ -23,7 +23,7 @@ pub(crate) struct Live {
 }
 
 impl Live {
-    pub(super) fn new(o: &ClientOptions) -> Live {
+    pub(super) fn new(o: &RouterOptions) -> Live {
         let live = Live {
             request_timeout_us: AtomicU64::new(0),
             connect_timeout_us: AtomicU64::new(0),
@@ -38,7 +38,7 @@ impl Live {
         live
     }
 
-    pub(super) fn store(&self, o: &ClientOptions) {
+    pub(super) fn store(&self, o: &RouterOptions) {
         let us = |d: Duration| d.as_micros().min(u64::MAX as u128) as u64;
         self.request_timeout_us
             .store(us(o.request_timeout), Ordering::Relaxed);
@@ -111,7 +111,7 @@ impl Router {
     /// key listings); the established connections' reconnect loop keeps the old one. The
     /// other options (`connections_per_node`, `queue_depth`, `rebalance`) need a new client;
     /// the ring's (`replicas`, `vnodes`, `hash`) change through [`Router::set_ring`].
-    pub fn reconfigure(&self, opts: &ClientOptions) {
+    pub fn reconfigure(&self, opts: &RouterOptions) {
         self.inner.live.store(opts);
         let topo = self.topology();
         for n in topo.all_nodes() {
@@ -140,9 +140,9 @@ impl Router {
     }
 
     /// The options in force now (`reconfigure` included).
-    pub fn options(&self) -> ClientOptions {
+    pub fn options(&self) -> RouterOptions {
         let live = &self.inner.live;
-        ClientOptions {
+        RouterOptions {
             request_timeout: live.request_timeout(),
             connect_timeout: live.connect_timeout(),
             failure_limit: live.failure_limit(),

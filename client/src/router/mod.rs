@@ -35,10 +35,12 @@ mod transition;
 mod version;
 mod write;
 
-pub use options::{Ack, ClientBuilder, ClientOptions, DEFAULT_CONDITIONAL_FAILOVER_AFTER};
-pub use read::{Lookup, Single, SingleGet, SingleRest};
+pub use options::{
+    Ack, ClientBuilder, ClientOptions, RouterBuilder, RouterOptions,
+    DEFAULT_CONDITIONAL_FAILOVER_AFTER,
+};
+pub use read::{Found, Get, Lookup, Single};
 pub(crate) use requests::{is_miss, replica_store, unexpected};
-pub use spread::{ManyGet, ManyRest};
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
@@ -71,7 +73,7 @@ impl Router {
 pub(crate) struct Inner {
     /// The options as built; the ones in `live` may have changed since (see
     /// [`Router::reconfigure`]).
-    pub(crate) opts: ClientOptions,
+    pub(crate) opts: RouterOptions,
     pub(crate) live: Live,
     pub(crate) topology: ArcSwap<Topology>,
     /// Last router-chosen CAS value (see [`Router::next_cas`]).
@@ -112,9 +114,9 @@ impl std::fmt::Debug for Router {
 }
 
 impl Router {
-    /// Starts building a client.
-    pub fn builder() -> ClientBuilder {
-        ClientBuilder::default()
+    /// Starts building a router.
+    pub fn builder() -> RouterBuilder {
+        RouterBuilder::default()
     }
 
     /// A handle that does not keep the engine alive.

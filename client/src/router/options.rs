@@ -1,6 +1,8 @@
-//! The engine's options and its builder: [`ClientOptions`] (every setting a [`Router`] is
-//! built with, defaults included) and [`ClientBuilder`], which connects to the nodes and
-//! returns the running engine.
+//! The engine's options and its builder: [`RouterOptions`] (every setting a [`Router`] is
+//! built with, defaults included) and [`RouterBuilder`], which connects to the nodes and
+//! returns the running engine. Both are named for the [`Router`] they build; the names an
+//! application first met them by, through `Client::builder()`, stay as aliases
+//! ([`ClientOptions`], [`ClientBuilder`]).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -30,7 +32,7 @@ pub enum Ack {
 
 /// Settings of a [`Router`].
 #[derive(Debug, Clone)]
-pub struct ClientOptions {
+pub struct RouterOptions {
     pub replicas: usize,
     pub vnodes: u32,
     pub hash: HashKind,
@@ -60,15 +62,21 @@ pub struct ClientOptions {
     pub conditional_failover_after: Option<Duration>,
 }
 
-/// [`ClientOptions::conditional_failover_after`]'s default: long enough that every router has
+/// [`RouterOptions`]' former name, kept so callers written against it build unchanged.
+pub type ClientOptions = RouterOptions;
+
+/// [`RouterBuilder`]'s former name, kept so callers written against it build unchanged.
+pub type ClientBuilder = RouterBuilder;
+
+/// [`RouterOptions::conditional_failover_after`]'s default: long enough that every router has
 /// seen a dead or paused primary as down before any fails over (docs/cluster.md has the sum:
 /// 3 failures × 1 s request timeout to notice it, plus the 5 s probe backoff cap by which
 /// routers' views of one outage differ, plus the same again as margin, rounded up).
 pub const DEFAULT_CONDITIONAL_FAILOVER_AFTER: Duration = Duration::from_secs(15);
 
-impl Default for ClientOptions {
+impl Default for RouterOptions {
     fn default() -> Self {
-        ClientOptions {
+        RouterOptions {
             // One default for every program (docs/cluster.md, "Replicas").
             replicas: crate::ring::DEFAULT_REPLICAS,
             vnodes: crate::ring::DEFAULT_VNODES,
@@ -89,14 +97,14 @@ impl Default for ClientOptions {
     }
 }
 
-/// Builds a [`Router`].
+/// Builds a [`Router`] (`build_router`), or the [`Client`](crate::Client) over one (`build`).
 #[derive(Debug, Clone, Default)]
-pub struct ClientBuilder {
+pub struct RouterBuilder {
     nodes: Vec<NodeSpec>,
-    opts: ClientOptions,
+    opts: RouterOptions,
 }
 
-impl ClientBuilder {
+impl RouterBuilder {
     /// The nodes, as `host:port` addresses (names default to the address, weights to 1).
     pub fn nodes<I, S>(mut self, addrs: I) -> Self
     where
@@ -194,7 +202,7 @@ impl ClientBuilder {
     }
 
     /// All options at once.
-    pub fn options(mut self, opts: ClientOptions) -> Self {
+    pub fn options(mut self, opts: RouterOptions) -> Self {
         self.opts = opts;
         self
     }

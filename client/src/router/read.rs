@@ -1,7 +1,8 @@
 //! Reads: a key's owners walked in order (the next one after an error or a fenced owner's
 //! miss), and the hit copied back to the fenced owners that missed it.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
@@ -9,6 +10,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::requests::{is_miss, unexpected};
+use super::send::may_read;
+use super::spread::{ManyGet, ManyRest};
 use super::Router;
 use crate::connection::Awaiting;
 use crate::error::Error;
@@ -75,50 +78,39 @@ impl Router {
         Err(last_err.unwrap_or(Error::NoReplica))
     }
 
-    /// The multi-get engine shared with the proxy: per key a hit, a miss or a failure.
-    ///
-    /// Each round asks every pending key of its next usable owner, one request per node, all
-    /// nodes concurrently (`spread.rs`). One key is a spread of one: its first owner is asked
-    /// as [`Router::get_single`] asks it.
+    /// The multi-get engine shared with the proxy: per key a hit, a miss or a failure, as a
+    /// [`Get`] of these keys (one key: a spread of one, asked as [`Router::get_single`] asks
+    /// it).
     pub async fn get_values(
         &self,
         cmd: GetCmd,
         exptime: Option<i64>,
         keys: &[Bytes],
     ) -> Vec<Lookup> {
-        if let [key] = keys {
-            let get = Request::Get {
-                cmd,
-                exptime,
-                keys: vec![key.clone()],
-            };
-            let slot = match self.get_single(&get).await {
-                Single::Hit(mut values) => values.pop().map_or(Lookup::Miss, Lookup::Hit),
-                Single::Miss => Lookup::Miss,
-                Single::Failed => Lookup::Failed,
-            };
-            return vec![slot];
+        let get = Request::Get {
+            cmd,
+            exptime,
+            keys: keys.to_vec(),
+        };
+        match self.get(&get, keys.len() == 1).run(self, &get).await {
+            Found::One(Single::Hit(mut values)) => {
+                vec![values.pop().map_or(Lookup::Miss, Lookup::Hit)]
+            }
+            Found::One(Single::Miss) => vec![Lookup::Miss],
+            Found::One(Single::Failed) => vec![Lookup::Failed],
+            Found::Many(slots) => slots,
         }
-        // Boxed: the per-node fan-out's state is several times a single get's, and every
-        // future awaiting this one (a proxy request's) would otherwise be that big too.
-        Box::pin(self.get_spread(self.topology(), cmd, exptime, keys)).await
     }
 
-    /// [`Router::get_values`] for a get of one key that the caller already holds as a request
-    /// (the proxy: as its client sent it). That request is what the first owner is sent, and a
-    /// hit there comes back in the node's reply's own list, so a caller answering with a list
-    /// (the proxy's `VALUE … END`) builds none: the key list, the slot list and the value list
-    /// a multi-get allocates are not paid per request.
-    ///
-    /// It is the proxy's pipelined path run in place: [`Router::start_single`], then
-    /// [`Router::poll_single`], then, after an error or a fenced owner's miss,
-    /// [`Router::get_single_rest`]; where the first owner cannot be written at once (a
-    /// transition, a full queue, no usable owner) the whole get is a spread of one.
+    /// A get of one key that the caller already holds as a request (the proxy: as its client
+    /// sent it), run as a [`Get`] to its answer. That request is what the first owner is sent,
+    /// and a hit there comes back in the node's reply's own list, so a caller answering with a
+    /// list (the proxy's `VALUE … END`) builds none.
     ///
     /// `get` must be a [`Request::Get`] of exactly one key; any other request is not sent and
     /// gets [`Single::Failed`].
     pub async fn get_single(&self, get: &Request) -> Single {
-        let Request::Get { cmd, exptime, keys } = get else {
+        let Request::Get { keys, .. } = get else {
             debug_assert!(false, "get_single of a request that is not a get");
             return Single::Failed;
         };
@@ -126,24 +118,69 @@ impl Router {
             debug_assert!(false, "get_single of {} keys", keys.len());
             return Single::Failed;
         }
-        if let Some(mut sent) = self.start_single(get) {
-            return match poll_fn(|cx| self.poll_single(&mut sent, get, cx)).await {
-                Ok(found) => found,
-                // Rare (a failed or fenced owner): boxed, so the common future stays small.
-                Err(rest) => Box::pin(self.get_single_rest(rest, get)).await,
-            };
+        match self.get(get, true).run(self, get).await {
+            Found::One(found) => found,
+            Found::Many(slots) => single_of(slots),
         }
-        let slots = Box::pin(self.get_spread(self.topology(), *cmd, *exptime, keys)).await;
-        single_of(slots)
     }
 
-    /// [`Router::get_single`] for a caller that keeps the get's state in a queue of its own
-    /// rather than in a future (the proxy's pipelined one-key gets, `src/proxy/inflight.rs`):
-    /// the get is written to the key's first usable owner now, and [`Router::poll_single`]
-    /// waits for that owner's answer. `None` when that is not the whole story (a transition's
-    /// read-through, no usable owner, a full or down connection, a key that cannot be sent):
-    /// the caller then runs [`Router::get_single`], which covers every case; nothing was sent.
-    pub fn start_single(&self, get: &Request) -> Option<SingleGet> {
+    /// Starts `get` (a [`Request::Get`]): written now to the first usable owner of each key
+    /// where that can be done, otherwise its whole walk, which starts when first polled. With
+    /// `one`, it is answered as a one-key get ([`Found::One`]), else as a multi-get's slots.
+    pub fn get(&self, get: &Request, one: bool) -> Get {
+        match self.get_now(get, one) {
+            Some(written) => written,
+            None => Get {
+                next: Next::Walk(self.walk(get, one, None)),
+            },
+        }
+    }
+
+    /// [`Router::get`] when its first owners can be written at once, `None` (nothing sent)
+    /// when not: a transition's read-through, no usable owner, a full or down connection, a
+    /// request that cannot be sent. A caller keeping the get in a queue that is only polled at
+    /// its head (the proxy's line) runs such a get where it makes progress of its own.
+    pub fn get_now(&self, get: &Request, one: bool) -> Option<Get> {
+        let next = if one {
+            Next::One(self.start_single(get)?)
+        } else {
+            Next::Many(Box::new(self.start_many(get)?))
+        };
+        Some(Get { next })
+    }
+
+    /// The walk of a get past what [`Router::get_now`] wrote, or (`from: None`) of all of it:
+    /// a future of its own, boxed, so the common [`Get`] stays a few words. It owns a handle
+    /// on the engine and the request; the path that takes it is rare.
+    fn walk(&self, get: &Request, one: bool, from: Option<Resume>) -> Walk {
+        let router = self.clone();
+        let get = get.clone();
+        Box::pin(async move {
+            let Request::Get { cmd, exptime, keys } = &get else {
+                return Found::Many(Vec::new());
+            };
+            let slots = match from {
+                None => {
+                    router
+                        .get_spread(router.topology(), *cmd, *exptime, keys)
+                        .await
+                }
+                Some(Resume::One(rest)) => router.get_single_rest(rest, &get).await,
+                Some(Resume::Many(rest)) => router.get_many_rest(rest, &get).await,
+            };
+            if one {
+                Found::One(single_of(slots))
+            } else {
+                Found::Many(slots)
+            }
+        })
+    }
+
+    /// A one-key [`Get`]'s first step: the get written to the key's first usable owner now,
+    /// whose answer [`Router::poll_single`] takes. `None` when that is not the whole story (a
+    /// transition's read-through, no usable owner, a full or down connection, a key that
+    /// cannot be sent); nothing was sent.
+    fn start_single(&self, get: &Request) -> Option<SingleGet> {
         let Request::Get { keys, .. } = get else {
             return None;
         };
@@ -178,7 +215,7 @@ impl Router {
     /// The answer to a get [`Router::start_single`] sent, `get` being that request: what the
     /// owner found, or (on an error, or a fenced owner's miss) the rest of the walk over the
     /// key's owners, to run with [`Router::get_single_rest`].
-    pub fn poll_single(
+    fn poll_single(
         &self,
         sent: &mut SingleGet,
         get: &Request,
@@ -204,17 +241,12 @@ impl Router {
 
     /// The rest of a one-key get's walk over its owners after the first one asked
     /// ([`Router::poll_single`]): a spread of one, from the owner after that one.
-    pub async fn get_single_rest(&self, rest: SingleRest, get: &Request) -> Single {
+    async fn get_single_rest(&self, rest: SingleRest, get: &Request) -> Vec<Lookup> {
         let Request::Get { cmd, exptime, keys } = get else {
-            return Single::Failed;
+            return vec![Lookup::Failed];
         };
-        if keys.len() != 1 {
-            return Single::Failed;
-        }
-        let slots = self
-            .spread_from(rest.topo, (*cmd, *exptime), keys, rest.from, rest.missed)
-            .await;
-        single_of(slots)
+        self.spread_from(rest.topo, (*cmd, *exptime), keys, rest.from, rest.missed)
+            .await
     }
 
     /// Copies hits back to fenced nodes that missed them (add semantics: never overwrite).
@@ -251,9 +283,86 @@ fn single_answer(
     Ok(found)
 }
 
+/// A get in flight: the engine's one read request, for the proxy's line (pipelined, its
+/// replies in order), `Client::get_many` and every proxied get, one key (a spread of one) or
+/// many. A hand-written state machine (redis-rs `cluster_async`'s `Next`): [`Router::get`]
+/// writes its first owners, [`Get::poll`] takes their answers and, where a key must go on
+/// (an error, a fenced owner's miss, a transition), runs the rest of its walk, which ends in
+/// one place (`Router::end_walk`: the copies back to fenced owners). Which owners a key is
+/// asked is chosen in one place too (`Spread::plan`, with `send.rs`'s `may_read`).
+///
+/// It does not hold its request: the caller keeps it (the proxy, in its line; it is what the
+/// first owner was sent) and hands it to every poll, so a get costs no copy of it unless it
+/// must walk on.
+pub struct Get {
+    next: Next,
+}
+
+/// Where a [`Get`] stands.
+enum Next {
+    /// A one-key get written to its key's first usable owner.
+    One(SingleGet),
+    /// A multi-get's first round: one piece per owner, written. Boxed: its state is several
+    /// times a one-key get's, and a `Get` is as big as its biggest state.
+    Many(Box<ManyGet>),
+    /// The rest of the walk (or all of it): rare, a future of its own.
+    Walk(Walk),
+    /// Answered; polled again it answers a failure.
+    Done,
+}
+
+type Walk = Pin<Box<dyn Future<Output = Found> + Send>>;
+
+/// Where a walk resumes after the first owners asked.
+enum Resume {
+    One(SingleRest),
+    Many(ManyRest),
+}
+
+/// What a [`Get`] found: a one-key get's answer, or every key's slot.
+#[derive(Debug)]
+pub enum Found {
+    One(Single),
+    Many(Vec<Lookup>),
+}
+
+impl Get {
+    /// The answer, once every owner the get needed has answered; `get` is the request
+    /// [`Router::get`] started it with, and `router` that router.
+    pub fn poll(&mut self, router: &Router, get: &Request, cx: &mut Context<'_>) -> Poll<Found> {
+        loop {
+            let resume = match &mut self.next {
+                Next::One(sent) => match ready!(router.poll_single(sent, get, cx)) {
+                    Ok(found) => Found::One(found),
+                    Err(rest) => {
+                        self.next = Next::Walk(router.walk(get, true, Some(Resume::One(rest))));
+                        continue;
+                    }
+                },
+                Next::Many(sent) => match ready!(router.poll_many(sent, get, cx)) {
+                    Ok(slots) => Found::Many(slots),
+                    Err(rest) => {
+                        self.next = Next::Walk(router.walk(get, false, Some(Resume::Many(rest))));
+                        continue;
+                    }
+                },
+                Next::Walk(f) => ready!(f.as_mut().poll(cx)),
+                Next::Done => Found::One(Single::Failed),
+            };
+            self.next = Next::Done;
+            return Poll::Ready(resume);
+        }
+    }
+
+    /// [`Get::poll`] as a future, for a caller that awaits the get in place.
+    pub async fn run(mut self, router: &Router, get: &Request) -> Found {
+        poll_fn(|cx| self.poll(router, get, cx)).await
+    }
+}
+
 /// A one-key get written to its first usable owner and not yet answered
-/// ([`Router::start_single`]): a few words a caller keeps in its own queue.
-pub struct SingleGet {
+/// ([`Router::start_single`]).
+struct SingleGet {
     topo: Arc<Topology>,
     /// The owner asked: its position among the key's owners, and its index in `topo`.
     pos: usize,
@@ -263,7 +372,7 @@ pub struct SingleGet {
 }
 
 /// Where a one-key get's walk over its owners goes on ([`Router::get_single_rest`]).
-pub struct SingleRest {
+struct SingleRest {
     topo: Arc<Topology>,
     from: usize,
     missed: bool,
@@ -301,16 +410,4 @@ pub enum Lookup {
     Miss,
     /// No replica could be read.
     Failed,
-}
-
-/// Whether `node`, an owner of `key`, may answer a read of it: [`Health::may_serve`], or, when
-/// no owner of the key may, a suspect one that otherwise could
-/// ([`Health::may_serve_if_suspect`]). Costs nothing more while the node may serve.
-///
-/// [`Health::may_serve`]: crate::health::Health::may_serve
-/// [`Health::may_serve_if_suspect`]: crate::health::Health::may_serve_if_suspect
-pub(super) fn may_read(topo: &Topology, key: &[u8], node: &NodeEntry) -> bool {
-    node.health.may_serve(key)
-        || (node.health.may_serve_if_suspect(key)
-            && !topo.owner_nodes(key).any(|n| n.health.may_serve(key)))
 }

@@ -183,3 +183,15 @@ impl Router {
         Ok(owners)
     }
 }
+
+/// Whether `node`, an owner of `key`, may answer a read of it: [`Health::may_serve`], or, when
+/// no owner of the key may, a suspect one that otherwise could
+/// ([`Health::may_serve_if_suspect`]). Costs nothing more while the node may serve.
+///
+/// [`Health::may_serve`]: crate::health::Health::may_serve
+/// [`Health::may_serve_if_suspect`]: crate::health::Health::may_serve_if_suspect
+pub(super) fn may_read(topo: &Topology, key: &[u8], node: &NodeEntry) -> bool {
+    node.health.may_serve(key)
+        || (node.health.may_serve_if_suspect(key)
+            && !topo.owner_nodes(key).any(|n| n.health.may_serve(key)))
+}

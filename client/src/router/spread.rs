@@ -1,12 +1,12 @@
 //! The multi-get engine: every key asked of its first usable owner, one request per node,
 //! and the keys a node failed (or, fenced, missed) asked again of the owner after it.
 //!
-//! Two callers drive it. [`Router::get_values`] runs the rounds as one future. The proxy's
-//! pipelined multi-gets (`src/proxy/inflight.rs`) write the first round when the request is
-//! read ([`Router::start_many`]) and keep its reply slots in their own queue, with no future,
-//! box or task per request; only a key that must go on to another owner takes the future
-//! ([`Router::get_many_rest`]). Both share [`Spread`], so a key's walk over its owners is the
-//! same whichever way it started.
+//! One caller drives it: the engine's read request, [`Get`](super::Get) (`read.rs`). Its
+//! first round is written when the get starts ([`Router::start_many`]), and the caller keeps
+//! the reply slots, with no future, box or task per request; only a key that must go on to
+//! another owner takes a future ([`Router::get_many_rest`]), and a get that cannot be written
+//! at once (a transition) runs every round as one ([`Router::get_spread`]). All share
+//! [`Spread`], so a key's walk over its owners is the same whichever way it started.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -61,7 +61,7 @@ impl Spread {
                 .iter()
                 .enumerate()
                 .skip(from)
-                .find(|(_, &n)| super::read::may_read(topo, key, &topo.nodes[n]));
+                .find(|(_, &n)| super::send::may_read(topo, key, &topo.nodes[n]));
             match next {
                 Some((pos, &n)) => {
                     // Where to go on if this owner fails or misses while fenced.
@@ -164,7 +164,7 @@ fn piece_request(cmd: GetCmd, exptime: Option<i64>, keys: &[Bytes], idx: &[usize
 
 /// A multi-get whose first round was written ([`Router::start_many`]) and not yet answered:
 /// what a caller keeps in its own queue.
-pub struct ManyGet {
+pub(super) struct ManyGet {
     topo: Arc<Topology>,
     spread: Spread,
     /// Each sent piece: its node, its keys, and its reply slot until the reply is taken.
@@ -173,7 +173,7 @@ pub struct ManyGet {
 }
 
 /// Where a multi-get's walk goes on after its first round ([`Router::get_many_rest`]).
-pub struct ManyRest {
+pub(super) struct ManyRest {
     topo: Arc<Topology>,
     spread: Spread,
 }
@@ -263,7 +263,8 @@ impl Router {
         self.end_walk(&topo, keys, spread).await
     }
 
-    /// [`Router::get_values`] for several keys, or any key during a transition.
+    /// Every round of a get that could not be written at once ([`Router::get`]'s walk from
+    /// the start: a transition, a full queue, no usable owner).
     pub(super) async fn get_spread(
         &self,
         topo: Arc<Topology>,
@@ -286,13 +287,11 @@ impl Router {
         slots
     }
 
-    /// [`Router::get_values`] for a caller that keeps the multi-get's state in a queue of its
-    /// own rather than in a future (the proxy's pipelined gets, `src/proxy/inflight.rs`):
-    /// the first round is written to the nodes now, and [`Router::poll_many`] takes the
-    /// answers. `get` is a [`Request::Get`]. `None`, with nothing sent, during a transition
-    /// (its read-through is the future's), for a request that cannot be sent, or when no
-    /// piece could be queued; the caller then runs [`Router::get_values`].
-    pub fn start_many(&self, get: &Request) -> Option<ManyGet> {
+    /// A multi-key [`Get`](super::Get)'s first round, written to the nodes now;
+    /// [`Router::poll_many`] takes the answers. `get` is a [`Request::Get`]. `None`, with
+    /// nothing sent, during a transition (its read-through is the future's), for a request
+    /// that cannot be sent, or when no piece could be queued.
+    pub(super) fn start_many(&self, get: &Request) -> Option<ManyGet> {
         let Request::Get { cmd, exptime, keys } = get else {
             return None;
         };
@@ -341,7 +340,7 @@ impl Router {
     /// The answers to the pieces [`Router::start_many`] sent, `get` being that request: every
     /// key's slot, or (when keys must go on to another owner) the rest of the walk, to run
     /// with [`Router::get_many_rest`].
-    pub fn poll_many(
+    pub(super) fn poll_many(
         &self,
         many: &mut ManyGet,
         get: &Request,
@@ -378,7 +377,7 @@ impl Router {
     }
 
     /// The rest of a multi-get's walk after its first round ([`Router::poll_many`]).
-    pub async fn get_many_rest(&self, rest: ManyRest, get: &Request) -> Vec<Lookup> {
+    pub(super) async fn get_many_rest(&self, rest: ManyRest, get: &Request) -> Vec<Lookup> {
         let ManyRest { topo, mut spread } = rest;
         if let Request::Get { cmd, exptime, keys } = get {
             // The first round is done; a key put back by `Spread::unsend` still needs all of
