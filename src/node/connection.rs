@@ -171,7 +171,9 @@ pub async fn run(tcp: TcpStream, tls: bool, node: &Arc<Node>) {
                     Ok(n) => n,
                 },
                 _ = &mut cancelled => return,
-                _ = tokio::time::sleep(limit) => {
+                // Boxed: a timer is 112 bytes, and inline it would be part of the
+                // connection's future whether `idle_timeout` is set or not (issue 24).
+                _ = Box::pin(tokio::time::sleep(limit)) => {
                     tracing::debug!("closing connection idle for {limit:?}");
                     return;
                 }
@@ -216,4 +218,34 @@ async fn write_out(
         .fetch_add(wbuf.len() as u64, Ordering::Relaxed);
     wbuf.clear();
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::Server;
+    use std::future::Future;
+
+    /// The size of the future `f` returns, without making one.
+    fn future_size<A, B, F: Future>(_: impl Fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// What every idle connection keeps of its future stays small (issue 24): a connection's
+    /// future is as large as its largest state, so a large state added inline (a handshake, a
+    /// waiting write with its timers, a routing future) shows here. Debug builds lay futures
+    /// out less tightly than release ones; the bounds hold for both (bench/ANALYSIS.md has
+    /// the release figures).
+    #[test]
+    fn sizes() {
+        let node = future_size(|n: Arc<Node>, tcp: TcpStream| n.serve(tcp, true));
+        let proxy = future_size(|p: Arc<crate::proxy::Proxy>, tcp: TcpStream| p.serve(tcp, true));
+        let write = future_size(|s: &'static mut ServerStream, w: &'static [u8]| {
+            listener::write_reply(s, w, Some(Duration::from_secs(1)))
+        });
+        eprintln!("connection futures: node {node} B, proxy {proxy} B, write_reply {write} B");
+        assert!(node <= 840, "node connection future: {node} B");
+        assert!(proxy <= 1176, "proxy connection future: {proxy} B");
+        assert!(write <= 128, "write_reply's future: {write} B");
+    }
 }
