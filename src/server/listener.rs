@@ -5,8 +5,8 @@
 //! writes their replies and closes; the loop waits for that (bounded) before returning.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
