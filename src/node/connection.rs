@@ -25,7 +25,9 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 
 use crate::server::stream::ServerStream;
+use crate::server::Session;
 use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
 
 use ringcache_client::protocol::parse::Limits;
 use ringcache_client::protocol::ServerCodec;
@@ -75,68 +77,44 @@ pub async fn run(tcp: TcpStream, tls: bool, node: &Arc<Node>) {
         if !rbuf.is_empty() && wbuf.capacity() == 0 {
             wbuf.reserve(REPLY_START);
         }
+        // Decoding and executing is synchronous; only what it stops for waits, so none of its
+        // locals (the request, the multi-get's cursor) is part of the connection's future.
         loop {
-            match codec.decode(&mut rbuf) {
-                Ok(Some(item)) => {
-                    if first_verb.is_none() {
-                        first_verb = Some(Verb::of(&item));
-                    }
-                    if let Some(no) = item
-                        .as_ref()
-                        .ok()
-                        .and_then(|req| node.security.refuse(req, &session))
-                    {
-                        node.stats.command(Verb::of(&item));
-                        if !no.noreply {
-                            ringcache_client::protocol::reply::message(&mut wbuf, no.line);
-                        }
-                        continue;
-                    }
-                    let mut flow = exec::execute(node, item, &mut wbuf);
-                    // A multi-get too big to answer at once: write each piece, then go on.
-                    while let Flow::More(cursor) = flow {
-                        // A reply that could run for hours does not hold up shutdown.
-                        if write_out(&mut stream, &mut wbuf, node, idle).await.is_err()
-                            || shutdown.is_cancelled()
-                        {
-                            return;
-                        }
-                        // Lookups without hits write nothing: yield so the worker thread's
-                        // other connections run between pieces anyway.
-                        tokio::task::yield_now().await;
-                        flow = exec::resume(node, cursor, &mut wbuf);
-                    }
-                    match flow {
-                        Flow::Continue | Flow::More(_) => {}
-                        Flow::Close => {
-                            let _ = write_out(&mut stream, &mut wbuf, node, idle).await;
-                            return;
-                        }
-                        Flow::Metadump => {
-                            // Boxed: rare, and its state would otherwise be part of every
-                            // connection's future.
-                            if Box::pin(metadump(&mut stream, &mut wbuf, node, idle))
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                    }
-                    if wbuf.len() >= FLUSH_AT
-                        && write_out(&mut stream, &mut wbuf, node, idle).await.is_err()
-                    {
+            match execute_some(
+                node,
+                &mut codec,
+                &session,
+                &mut rbuf,
+                &mut wbuf,
+                &mut first_verb,
+            ) {
+                Pause::Done => break,
+                Pause::Flush => {
+                    if write_out(&mut stream, &mut wbuf, node, idle).await.is_err() {
                         return;
                     }
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    // The stream can't be resynchronised (line too long, HTTP, ...): answer what
-                    // was already executed, then hang up as memcached does.
-                    tracing::debug!("closing connection: {e}");
-                    node.stats.protocol_error("desync");
+                Pause::More(cursor) => {
+                    // Boxed: a multi-get answered in pieces is rare, and its state would
+                    // otherwise be part of every connection's future.
+                    let more = more_pieces(&mut stream, &mut wbuf, node, idle, &shutdown, cursor);
+                    if Box::pin(more).await.is_err() {
+                        return;
+                    }
+                }
+                Pause::Close => {
                     let _ = write_out(&mut stream, &mut wbuf, node, idle).await;
                     return;
+                }
+                Pause::Metadump => {
+                    // Boxed: rare, and its state would otherwise be part of every
+                    // connection's future.
+                    if Box::pin(metadump(&mut stream, &mut wbuf, node, idle))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
             }
         }
@@ -171,7 +149,9 @@ pub async fn run(tcp: TcpStream, tls: bool, node: &Arc<Node>) {
                     Ok(n) => n,
                 },
                 _ = &mut cancelled => return,
-                _ = tokio::time::sleep(limit) => {
+                // Boxed: a timer is 112 bytes, and inline it would be part of the
+                // connection's future whether `idle_timeout` is set or not (issue 24).
+                _ = Box::pin(tokio::time::sleep(limit)) => {
                     tracing::debug!("closing connection idle for {limit:?}");
                     return;
                 }
@@ -179,6 +159,103 @@ pub async fn run(tcp: TcpStream, tls: bool, node: &Arc<Node>) {
         };
         node.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
     }
+}
+
+/// What [`execute_some`] stopped for.
+enum Pause {
+    /// No complete request is left.
+    Done,
+    /// The replies passed [`FLUSH_AT`]: write them, then go on.
+    Flush,
+    /// A multi-get too big to answer at once: write what is gathered, then its other pieces.
+    More(exec::GetCursor),
+    /// Write what is gathered and close (`quit`, `shutdown`, a protocol desync).
+    Close,
+    /// Write what is gathered, then stream `lru_crawler metadump`.
+    Metadump,
+}
+
+/// Decodes and executes the complete requests in `rbuf`, gathering their replies in `wbuf`,
+/// until none is left or one needs the socket.
+fn execute_some(
+    node: &Arc<Node>,
+    codec: &mut ServerCodec,
+    session: &Session,
+    rbuf: &mut BytesMut,
+    wbuf: &mut BytesMut,
+    first_verb: &mut Option<Verb>,
+) -> Pause {
+    loop {
+        let item = match codec.decode(rbuf) {
+            Ok(Some(item)) => item,
+            Ok(None) => return Pause::Done,
+            Err(e) => {
+                // The stream can't be resynchronised (line too long, HTTP, ...): answer what
+                // was already executed, then hang up as memcached does.
+                tracing::debug!("closing connection: {e}");
+                node.stats.protocol_error("desync");
+                return Pause::Close;
+            }
+        };
+        if first_verb.is_none() {
+            *first_verb = Some(Verb::of(&item));
+        }
+        if let Some(no) = item
+            .as_ref()
+            .ok()
+            .and_then(|req| node.security.refuse(req, session))
+        {
+            node.stats.command(Verb::of(&item));
+            if !no.noreply {
+                ringcache_client::protocol::reply::message(wbuf, no.line);
+            }
+            continue;
+        }
+        match exec::execute(node, item, wbuf) {
+            Flow::Continue => {}
+            Flow::More(cursor) => return Pause::More(cursor),
+            Flow::Close => return Pause::Close,
+            Flow::Metadump => return Pause::Metadump,
+        }
+        if wbuf.len() >= FLUSH_AT {
+            return Pause::Flush;
+        }
+    }
+}
+
+/// Writes what `wbuf` holds and the other pieces of the multi-get at `cursor`, each written
+/// before the next is gathered.
+async fn more_pieces(
+    stream: &mut ServerStream,
+    wbuf: &mut BytesMut,
+    node: &Arc<Node>,
+    idle: Option<Duration>,
+    shutdown: &CancellationToken,
+    cursor: exec::GetCursor,
+) -> Result<(), ()> {
+    let mut flow = Flow::More(cursor);
+    while let Flow::More(cursor) = flow {
+        // A reply that could run for hours does not hold up shutdown.
+        if write_out(stream, wbuf, node, idle).await.is_err() || shutdown.is_cancelled() {
+            return Err(());
+        }
+        // Lookups without hits write nothing: yield so the worker thread's other connections
+        // run between pieces anyway.
+        tokio::task::yield_now().await;
+        flow = exec::resume(node, cursor, wbuf);
+    }
+    match flow {
+        Flow::Continue | Flow::More(_) => {}
+        Flow::Close => {
+            let _ = write_out(stream, wbuf, node, idle).await;
+            return Err(());
+        }
+        Flow::Metadump => metadump(stream, wbuf, node, idle).await.map_err(|_| ())?,
+    }
+    if wbuf.len() >= FLUSH_AT {
+        write_out(stream, wbuf, node, idle).await.map_err(|_| ())?;
+    }
+    Ok(())
 }
 
 /// Writes what `wbuf` holds, then streams `lru_crawler metadump`'s listing.
@@ -216,4 +293,34 @@ async fn write_out(
         .fetch_add(wbuf.len() as u64, Ordering::Relaxed);
     wbuf.clear();
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::Server;
+    use std::future::Future;
+
+    /// The size of the future `f` returns, without making one.
+    fn future_size<A, B, F: Future>(_: impl Fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// What every idle connection keeps of its future stays small (issue 24): a connection's
+    /// future is as large as its largest state, so a large state added inline (a handshake, a
+    /// waiting write with its timers, a routing future) shows here. Debug builds lay futures
+    /// out less tightly than release ones; the bounds hold for both (bench/ANALYSIS.md has
+    /// the release figures).
+    #[test]
+    fn sizes() {
+        let node = future_size(|n: Arc<Node>, tcp: TcpStream| n.serve(tcp, true));
+        let proxy = future_size(|p: Arc<crate::proxy::Proxy>, tcp: TcpStream| p.serve(tcp, true));
+        let write = future_size(|s: &'static mut ServerStream, w: &'static [u8]| {
+            listener::write_reply(s, w, Some(Duration::from_secs(1)))
+        });
+        eprintln!("connection futures: node {node} B, proxy {proxy} B, write_reply {write} B");
+        assert!(node <= 600, "node connection future: {node} B");
+        assert!(proxy <= 1176, "proxy connection future: {proxy} B");
+        assert!(write <= 128, "write_reply's future: {write} B");
+    }
 }

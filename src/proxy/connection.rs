@@ -173,11 +173,13 @@ pub async fn run(tcp: TcpStream, proxy: Arc<Proxy>) {
     else {
         return;
     };
-    // A plain socket splits into owned halves without a lock; a TLS stream (one state for both
+    // A plain socket splits into halves without a lock; a TLS stream (one state for both
     // directions) needs tokio's split.
     match stream {
-        ServerStream::Plain(tcp) => {
-            let (rd, wr) = tcp.into_split();
+        // Borrowed halves, not `into_split`'s: its `Arc` would be one more allocation that
+        // every connection, idle or not, keeps (issue 24).
+        ServerStream::Plain(mut tcp) => {
+            let (rd, wr) = tcp.split();
             serve(rd, wr, rbuf, session, proxy).await
         }
         tls => {
@@ -235,7 +237,11 @@ struct Conn<'p, R, W> {
     piece_keys: usize,
     idle: Option<Duration>,
     budget: Budget<'p>,
-    inflight: Inflight,
+    /// The line of requests in flight, made for the first request that joins it and dropped
+    /// when it empties: its ordered queue and key order are allocations of their own, which
+    /// an idle connection, or one whose client waits for each reply (it never uses the line),
+    /// need not keep (issue 24).
+    inflight: Option<Box<Inflight>>,
     split: Option<SplitGet>,
     /// Stop taking requests (quit, protocol desync, shutdown, EOF) but finish those in flight.
     closing: bool,
@@ -272,7 +278,7 @@ where
                 },
                 reserved: 0,
             },
-            inflight: Inflight::new(proxy.clone()),
+            inflight: None,
             split: None,
             closing: false,
         }
@@ -285,13 +291,13 @@ where
             if self.flush().await.is_err() {
                 return;
             }
-            if self.closing && self.inflight.is_empty() && self.split.is_none() {
+            if self.closing && self.line_empty() && self.split.is_none() {
                 let _ = self.wr.shutdown().await;
                 return;
             }
             // Everything finished and was written while work waited: there is room now (a
             // connection holding nothing is always admitted), and no event would wake us.
-            if !turn.drained && self.inflight.is_empty() {
+            if !turn.drained && self.line_empty() {
                 continue;
             }
             if let Woke::Stop = self.wait(&turn, &mut cancelled).await {
@@ -300,11 +306,28 @@ where
         }
     }
 
+    /// Requests in flight.
+    fn in_flight(&self) -> usize {
+        self.inflight.as_ref().map_or(0, |line| line.len())
+    }
+
+    /// Whether nothing is in flight.
+    fn line_empty(&self) -> bool {
+        self.inflight.as_ref().is_none_or(|line| line.is_empty())
+    }
+
+    /// The line of requests in flight, made if there is none.
+    fn line(&mut self) -> &mut Inflight {
+        let proxy = self.proxy;
+        self.inflight
+            .get_or_insert_with(|| Box::new(Inflight::new(proxy.clone())))
+    }
+
     /// Starts every request that has arrived, as far as the in-flight limit and the budget
     /// allow.
     async fn start_requests(&mut self) -> Turn {
         let mut turn = Turn::default();
-        while self.inflight.len() < self.max_inflight {
+        while self.in_flight() < self.max_inflight {
             // The rest of a split multi-get comes before any later request.
             if self.split.is_some() {
                 match self.next_piece() {
@@ -360,7 +383,7 @@ where
             self.split = None;
         }
         self.budget.take(cost, &self.wbuf);
-        self.inflight.push_request(req, cost, Some(last));
+        self.line().push_request(req, cost, Some(last));
         Ok(())
     }
 
@@ -382,7 +405,7 @@ where
                 });
             }
             Ok(req)
-                if self.inflight.is_empty()
+                if self.line_empty()
                     && self.rbuf.is_empty()
                     && self.budget.held(&self.wbuf) == 0 =>
             {
@@ -401,13 +424,13 @@ where
             Ok(req) => {
                 let cost = reserve_for(&req, self.max_item);
                 self.budget.take(cost, &self.wbuf);
-                self.inflight.push_request(req, cost, None);
+                self.line().push_request(req, cost, None);
             }
             Err(fault) => {
                 proxy.stats.protocol_error(fault.kind());
                 let p = proxy.clone();
                 self.budget.take(SMALL_REPLY, &self.wbuf);
-                self.inflight.push_boxed(Box::pin(async move {
+                self.line().push_boxed(Box::pin(async move {
                     Finished {
                         reply: Reply::Full(route::refused(&p, fault).await),
                         reserved: SMALL_REPLY,
@@ -429,7 +452,7 @@ where
         };
         self.budget.take(SMALL_REPLY, &self.wbuf);
         let reply = (!no.noreply).then(|| Response::Other(Bytes::from_static(no.line.as_bytes())));
-        self.inflight.push_boxed(Box::pin(async move {
+        self.line().push_boxed(Box::pin(async move {
             Finished {
                 reply: Reply::Full(reply),
                 reserved: SMALL_REPLY,
@@ -440,7 +463,11 @@ where
 
     /// Gathers every reply that is ready, in order, and writes them together.
     async fn flush(&mut self) -> std::io::Result<()> {
-        while let Some(Some(done)) = self.inflight.next().now_or_never() {
+        while let Some(done) = self
+            .inflight
+            .as_mut()
+            .and_then(|line| line.next().now_or_never().flatten())
+        {
             finish(done, &mut self.budget, &mut self.wbuf);
         }
         if self.wbuf.is_empty() {
@@ -470,15 +497,16 @@ where
         } else if self.rbuf.capacity() > 2 * self.rbuf.len() + 1024 {
             self.rbuf = BytesMut::from(&self.rbuf[..]);
         }
-        if self.inflight.is_empty() {
-            self.inflight.shed();
+        if self.line_empty() {
+            self.inflight = None;
         }
         let can_read = !self.closing
             && self.split.is_none()
-            && self.inflight.len() < self.max_inflight
+            && self.in_flight() < self.max_inflight
             && self.budget.has_room(&self.wbuf);
         // Idle: nothing in flight and nothing arriving.
-        let idle_wait = self.idle.filter(|_| can_read && self.inflight.is_empty());
+        let idle_wait = self.idle.filter(|_| can_read && self.line_empty());
+        let waiting = self.in_flight() > 0;
         let held_back = turn.held_back;
         let closing = self.closing;
         tokio::select! {
@@ -488,15 +516,16 @@ where
                     self.proxy.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
                 }
             },
-            Some(done) = self.inflight.next(), if !self.inflight.is_empty() => {
+            Some(done) = next_done(self.inflight.as_deref_mut()), if waiting => {
                 finish(done, &mut self.budget, &mut self.wbuf);
             }
             _ = cancelled, if !closing => self.closing = true,
-            // Timers are built only when polled, so a connection without them pays nothing.
-            _ = async { tokio::time::sleep(GLOBAL_RETRY).await }, if held_back => {}
+            // Timers are built only when polled, so a connection without them pays nothing,
+            // and boxed, so that they are not part of every connection's future either.
+            _ = async { Box::pin(tokio::time::sleep(GLOBAL_RETRY)).await }, if held_back => {}
             _ = async {
                 match idle_wait {
-                    Some(d) => tokio::time::sleep(d).await,
+                    Some(d) => Box::pin(tokio::time::sleep(d)).await,
                     None => std::future::pending().await,
                 }
             }, if idle_wait.is_some() => {
@@ -505,6 +534,14 @@ where
             }
         }
         Woke::Go
+    }
+}
+
+/// The next reply of `line`, in order (`None` when there is no line or nothing in it).
+async fn next_done(line: Option<&mut Inflight>) -> Option<Finished> {
+    match line {
+        Some(line) => line.next().await,
+        None => None,
     }
 }
 

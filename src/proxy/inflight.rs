@@ -90,18 +90,6 @@ impl Inflight {
         self.line.is_empty()
     }
 
-    /// Gives back the storage a burst grew (the line, the key map) once nothing is in flight,
-    /// so an idle connection keeps none of it (issue 24).
-    pub fn shed(&mut self) {
-        if self.line.capacity() > 0 {
-            self.line = VecDeque::new();
-        }
-        if self.boxed_done.capacity() > 0 {
-            self.boxed_done = VecDeque::new();
-        }
-        self.order.shed();
-    }
-
     /// Queues a request whose reply needs no routing (a refusal) or that orders itself.
     pub fn push_boxed(&mut self, f: Pending) {
         self.line.push_back(Entry::Boxed);

@@ -158,14 +158,6 @@ impl KeyOrder {
         self.prune_at = PRUNE_MIN;
     }
 
-    /// [`KeyOrder::clear`], and the key map's storage given back (a connection going idle).
-    pub fn shed(&mut self) {
-        self.clear();
-        if self.last.capacity() > 0 {
-            self.last = HashMap::default();
-        }
-    }
-
     /// Takes a place in line for `req`.
     pub fn admit(&mut self, req: &Request) -> Ticket {
         let seq = self.next;

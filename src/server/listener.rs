@@ -5,8 +5,10 @@
 //! writes their replies and closes; the loop waits for that (bounded) before returning.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use ringcache_client::protocol::{reply, Fault};
@@ -99,7 +101,56 @@ pub async fn serve<H, F>(
 /// plaintext it could not yet send as records (the socket was full), and they would otherwise
 /// wait for the connection's next write, which never comes after the last reply of a batch (a
 /// long `lru_crawler metadump` stalled its reader until its deadline). Over plain TCP it is free.
+///
+/// The write is tried at once, without waiting ([`write_now`]): a reply almost always fits the
+/// socket's buffer. Only a socket that is full waits, in a boxed future, so the waiting
+/// write's state (its timeouts' timers, the flush) is not part of every connection's future,
+/// which is as large as the largest state it can be in and which an idle connection keeps
+/// whole (issue 24).
 pub async fn write_reply<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    buf: &[u8],
+    idle: Option<Duration>,
+) -> std::io::Result<()> {
+    let rest = match write_now(stream, buf)? {
+        Now::Done => return Ok(()),
+        Now::Wrote(n) => &buf[n..],
+    };
+    Box::pin(write_waiting(stream, rest, idle)).await
+}
+
+/// What [`write_now`] did.
+enum Now {
+    /// Every byte written and flushed.
+    Done,
+    /// The socket took this many bytes and no more (all of them but not flushed: `buf.len()`).
+    Wrote(usize),
+}
+
+/// Writes what the socket takes now, and flushes if it took all, without waiting. Polls with a
+/// waker that does nothing: a `Pending` leaves the socket's readiness cleared and the no-op
+/// waker registered, and the real one replaces it when [`write_waiting`] polls again.
+fn write_now<W: AsyncWrite + Unpin>(stream: &mut W, buf: &[u8]) -> std::io::Result<Now> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut done = 0;
+    while done < buf.len() {
+        match Pin::new(&mut *stream).poll_write(&mut cx, &buf[done..]) {
+            Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => done += n,
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => return Ok(Now::Wrote(done)),
+        }
+    }
+    match Pin::new(&mut *stream).poll_flush(&mut cx) {
+        Poll::Ready(Ok(())) => Ok(Now::Done),
+        Poll::Ready(Err(e)) => Err(e),
+        Poll::Pending => Ok(Now::Wrote(done)),
+    }
+}
+
+/// The rest of [`write_reply`] once the socket is full: waits for it to take `buf`, then
+/// flushes.
+async fn write_waiting<W: AsyncWrite + Unpin>(
     stream: &mut W,
     buf: &[u8],
     idle: Option<Duration>,
