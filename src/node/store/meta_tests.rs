@@ -568,10 +568,11 @@ fn a_conditional_writes_e_never_lowers_the_items_version() {
     let mut rep = set_opts(StoreMode::Replace);
     rep.new_cas = Some(3);
     assert_eq!(ms(&s, b"n", b"9", rep), (StoreOutcome::Stored, 2_002));
+    // A compare-and-swap takes its `E` exactly, lower or not, as memcached does.
     let mut cas = set_opts(StoreMode::Set);
     cas.compare_cas = Some(2_002);
-    cas.new_cas = Some(2_002);
-    assert_eq!(ms(&s, b"n", b"8", cas), (StoreOutcome::Stored, 2_003));
+    cas.new_cas = Some(2_001);
+    assert_eq!(ms(&s, b"n", b"8", cas), (StoreOutcome::Stored, 2_001));
     // An add of a missing key and a plain set take `E` exactly, lower or not.
     let mut add = set_opts(StoreMode::Add);
     add.new_cas = Some(7);

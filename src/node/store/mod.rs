@@ -201,7 +201,9 @@ pub fn expiry(exptime: i64, now: u64) -> u64 {
 /// (`ringcache-bench netns-counters`). The primary runs a key's conditional writes one at a
 /// time, so following the item's own version here makes each result outrank the one it
 /// changed, whatever order the stamps came in. A plain `set` (and a replica's copy) keeps its
-/// `E` exactly, so copies carry the source's version unchanged. memcached (≥ 1.6.27) sets `E`
+/// `E` exactly, so copies carry the source's version unchanged; so does a compare-and-swap,
+/// as in memcached (its compare names the version it replaces, so it cannot cross another
+/// write: a router stamps it after reading that version, above it). memcached (≥ 1.6.27) sets `E`
 /// as given (docs/cluster.md, "Versions").
 pub(crate) fn versioned(given: u64, old: u64) -> u64 {
     given.max(old.saturating_add(1))
@@ -468,8 +470,13 @@ impl Store {
         let seq = self.inner.next_seq();
         let cas = match (w.new_cas, old) {
             // A conditional write's result follows the item it changed (`versioned`); a
-            // plain set (a replica's copy among them) takes exactly the CAS it was given.
-            (Some(e), Some(o)) if w.mode != StoreMode::Set => versioned(e, o.cas()),
+            // plain set (a replica's copy among them) and a compare-and-swap take exactly the
+            // CAS they were given: `ms … C<cas> E<new>` sets `<new>` as memcached does
+            // (tests/protocol_table.rs, "meta E sets the CAS"), and a swap already names the
+            // version it replaces, so it cannot cross another write of the key.
+            (Some(e), Some(o)) if !matches!(w.mode, StoreMode::Set | StoreMode::Cas(_)) => {
+                versioned(e, o.cas())
+            }
             (e, _) => e.unwrap_or(seq),
         };
         let meta = Meta {
