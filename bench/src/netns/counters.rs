@@ -65,6 +65,12 @@ pub struct CountersArgs {
     /// goal is 0; bench/ANALYSIS.md says what stands between the code and it).
     #[arg(long, default_value_t = 0)]
     pub max_lost: u64,
+    /// Print stale reads and count them, without failing on them: reads of a node just back
+    /// from a cut every router saw, before every router's replay to it ended, are a known open
+    /// case of issue 28 (bench/ANALYSIS.md); lost writes, lost increments and `add` splits
+    /// still fail the run.
+    #[arg(long)]
+    pub report_stale: bool,
 }
 
 /// Increments acknowledged and in doubt, per counter; what the partial partition may cost.
@@ -837,6 +843,7 @@ static PROXY_NS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// Runs and prints; exit code 0 (every statement held), 1 (one did not), 2 (cannot run).
 pub fn main(a: &CountersArgs) -> i32 {
     let max_lost = a.max_lost;
+    let stale_fails = !a.report_stale;
     match hosts::run_harness(a.ringcache.as_deref(), |bin| inner(a, bin)) {
         Ok(r) => {
             println!(
@@ -871,8 +878,7 @@ pub fn main(a: &CountersArgs) -> i32 {
                 r.lost + r.lost_cut > max_lost
                     || r.add_split + r.add_split_cut > 0
                     || r.lost_writes > 0
-                    || r.stale > 0
-                    || r.stale_outside + r.stale_embedded > 0,
+                    || stale_fails && (r.stale > 0 || r.stale_outside + r.stale_embedded > 0),
             )
         }
         Err(why) => hosts::no_report_exit("netns-counters", why),
